@@ -1,0 +1,25 @@
+//! kubemail's wire contracts, generated from `proto/kubemail/**.proto`.
+//!
+//! - [`mailstore`] — `kubemail.mailstore.v1.MailStore`: SMTP recipient resolution and
+//!   authentication, delivery, and everything IMAP needs.
+//! - [`admin`] — `kubemail.admin.v1.Admin`: domains, accounts, aliases, quotas, usage.
+//! - [`queue`] — `kubemail.queue.v1.Envelope`: what smtp-ingress hands to delivery-queue.
+//! - [`events`] — `kubemail.events.v1.MailboxEvent`: mailbox changes for IMAP sessions.
+
+pub mod mailstore {
+    tonic::include_proto!("kubemail.mailstore.v1");
+}
+
+pub mod admin {
+    tonic::include_proto!("kubemail.admin.v1");
+}
+
+pub mod queue {
+    tonic::include_proto!("kubemail.queue.v1");
+}
+
+pub mod events {
+    tonic::include_proto!("kubemail.events.v1");
+}
+
+pub use prost::Message;

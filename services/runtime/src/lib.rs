@@ -1,0 +1,33 @@
+//! Plumbing shared by every kubemail service.
+//!
+//! - [`error`] — the crate's error type.
+//! - [`config`] — parsing helpers for flags and environment variables (sizes, durations).
+//! - [`telemetry`] — `tracing` setup, OpenTelemetry export over OTLP when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! - [`propagation`] — W3C trace context in and out of gRPC metadata and NATS / queue headers.
+//! - [`admin_http`] — the admin HTTP endpoint: `/healthz`, `/readyz`, `/metrics`.
+//! - [`shutdown`] — a future that completes on SIGTERM or SIGINT.
+//! - [`spool`], [`queue`], [`events`] — the `Spool`, `Queue` and `EventBus` traits that carry
+//!   mail between services.
+//! - [`nats`] — their NATS JetStream implementations (production).
+//! - [`local`] — their SQLite + in-process implementations (`kubemail dev`).
+
+pub mod admin_http;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod local;
+pub mod nats;
+pub mod propagation;
+pub mod queue;
+pub mod shutdown;
+pub mod spool;
+pub mod telemetry;
+
+pub use error::{Error, Result};
+pub use events::{Event, EventBus, EventStream};
+pub use queue::{Lease, Published, Queue, QueueMessage};
+pub use spool::Spool;
+
+/// Headers that travel with queue messages and events (trace context among them).
+pub type Headers = std::collections::BTreeMap<String, String>;
