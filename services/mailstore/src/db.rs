@@ -1,0 +1,120 @@
+//! The database behind the mailstore: PostgreSQL in production, SQLite for `kubemail dev`.
+//!
+//! Both are reached through sqlx's `Any` driver with one set of SQL statements (`$1`
+//! placeholders work on both). The few places where the dialects differ ask [`Db::backend`].
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+use crate::Result;
+
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Connection pools. PostgreSQL serves reads and writes from one pool and serialises
+/// conflicting writers with row locks. SQLite allows one writer at a time, so writes go through
+/// a single connection (no SQLITE_BUSY under load) while reads use their own pool (WAL lets
+/// them run beside the writer).
+#[derive(Clone, Debug)]
+pub struct Db {
+    backend: Backend,
+    reader: AnyPool,
+    writer: AnyPool,
+}
+
+impl Db {
+    /// Connects to `postgres://…` or `sqlite://…` and brings the schema up to date.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let db = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            Db { backend: Backend::Postgres, reader: pool.clone(), writer: pool }
+        } else if url.starts_with("sqlite:") {
+            let options = AnyConnectOptions::from_str(url)?;
+            let writer = sqlite_pool(1).connect_with(options.clone()).await?;
+            let reader = sqlite_pool(max_connections.max(1)).connect_with(options).await?;
+            Db { backend: Backend::Sqlite, reader, writer }
+        } else {
+            return Err(crate::Error::invalid(format!(
+                "database URL must start with postgres:// or sqlite:// (got {url:?})"
+            )));
+        };
+        let migrator = match db.backend {
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        migrator.run(&db.writer).await?;
+        Ok(db)
+    }
+
+    /// Opens (creating if needed) the SQLite database file at `path`.
+    pub async fn open_sqlite(path: &Path, max_connections: u32) -> Result<Db> {
+        Db::connect(&format!("sqlite://{}?mode=rwc", path.display()), max_connections).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for reads that need no snapshot.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// A read-write transaction.
+    pub async fn write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(self.writer.begin().await?)
+    }
+
+    /// A read-only transaction that sees one consistent snapshot across statements (SELECT
+    /// must not show a UIDNEXT older than the messages it lists).
+    pub async fn snapshot(&self) -> Result<Transaction<'static, Any>> {
+        let mut tx = self.reader.begin().await?;
+        if self.backend == Backend::Postgres {
+            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+        }
+        Ok(tx)
+    }
+}
+
+/// `$sql` as a `&'static str`, with `FOR UPDATE` appended on PostgreSQL so the selected rows
+/// stay locked until commit. SQLite needs no row locks: its single writer connection already
+/// serialises every write transaction.
+macro_rules! locking {
+    ($db:expr, $sql:literal) => {
+        match $db.backend() {
+            $crate::db::Backend::Postgres => concat!($sql, " FOR UPDATE"),
+            $crate::db::Backend::Sqlite => $sql,
+        }
+    };
+}
+pub(crate) use locking;
+
+fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(max_connections).after_connect(|conn, _| {
+        Box::pin(async move {
+            // WAL lets readers run beside the writer; synchronous=FULL makes a commit durable
+            // before Deliver answers, so acknowledged mail survives a power cut.
+            conn.execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+            )
+            .await?;
+            Ok(())
+        })
+    })
+}

@@ -1,0 +1,167 @@
+//! `kubemail.mailstore.v1.MailStore` over [`Store`].
+
+use std::pin::Pin;
+
+use futures::Stream;
+use kubemail_proto::mailstore::mail_store_server::MailStore;
+use kubemail_proto::mailstore::*;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{CHUNK_SIZE, Part, read_header_and_body};
+use crate::store::{IncomingMessage, Store};
+
+/// The MailStore gRPC service.
+#[derive(Clone)]
+pub struct MailStoreService {
+    store: Store,
+}
+
+impl MailStoreService {
+    pub fn new(store: Store) -> Self {
+        MailStoreService { store }
+    }
+}
+
+type BodyStream = Pin<Box<dyn Stream<Item = Result<BodyChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl MailStore for MailStoreService {
+    async fn resolve_recipient(
+        &self,
+        request: Request<ResolveRecipientRequest>,
+    ) -> Result<Response<ResolveRecipientResponse>, Status> {
+        let request = request.into_inner();
+        let resolution = self.store.resolve_recipient(&request.address, request.size_hint).await?;
+        Ok(Response::new(ResolveRecipientResponse {
+            outcome: resolution.outcome as i32,
+            account_id: resolution.account_id,
+            canonical_address: resolution.canonical_address,
+            quota: resolution.quota as i32,
+        }))
+    }
+
+    async fn authenticate(&self, request: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
+        let request = request.into_inner();
+        let (account_id, address, sender_addresses) = self.store.authenticate(&request.username, &request.password).await?;
+        Ok(Response::new(AuthenticateResponse { account_id, address, sender_addresses }))
+    }
+
+    async fn deliver(&self, request: Request<Streaming<DeliverChunk>>) -> Result<Response<DeliverResponse>, Status> {
+        let max = self.store.limits().max_message_size;
+        let (header, body) = read_header_and_body(request.into_inner(), max, |chunk: DeliverChunk| {
+            chunk.part.map(|part| match part {
+                deliver_chunk::Part::Header(header) => Part::Header(header),
+                deliver_chunk::Part::Data(data) => Part::Data(data.into()),
+            })
+        })
+        .await?;
+        let message = IncomingMessage::new(body, max)?;
+        let response = self
+            .store
+            .deliver(&header.queue_message_id, &header.recipient, &header.mailbox, header.internal_date, message)
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn list_mailboxes(&self, request: Request<ListMailboxesRequest>) -> Result<Response<ListMailboxesResponse>, Status> {
+        let mailboxes = self.store.list_mailboxes(request.into_inner().account_id).await?;
+        Ok(Response::new(ListMailboxesResponse { mailboxes }))
+    }
+
+    async fn create_mailbox(&self, request: Request<CreateMailboxRequest>) -> Result<Response<MailboxInfo>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(self.store.create_mailbox(request.account_id, &request.name, &request.special_use).await?))
+    }
+
+    async fn delete_mailbox(&self, request: Request<DeleteMailboxRequest>) -> Result<Response<DeleteMailboxResponse>, Status> {
+        let request = request.into_inner();
+        self.store.delete_mailbox(request.account_id, &request.name).await?;
+        Ok(Response::new(DeleteMailboxResponse {}))
+    }
+
+    async fn rename_mailbox(&self, request: Request<RenameMailboxRequest>) -> Result<Response<MailboxInfo>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(self.store.rename_mailbox(request.account_id, &request.from, &request.to).await?))
+    }
+
+    async fn set_subscribed(&self, request: Request<SetSubscribedRequest>) -> Result<Response<SetSubscribedResponse>, Status> {
+        let request = request.into_inner();
+        self.store.set_subscribed(request.account_id, &request.name, request.subscribed).await?;
+        Ok(Response::new(SetSubscribedResponse {}))
+    }
+
+    async fn select_mailbox(&self, request: Request<SelectMailboxRequest>) -> Result<Response<SelectMailboxResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(self.store.select_mailbox(request.account_id, &request.name).await?))
+    }
+
+    async fn fetch_messages(&self, request: Request<FetchMessagesRequest>) -> Result<Response<FetchMessagesResponse>, Status> {
+        let request = request.into_inner();
+        let messages = self
+            .store
+            .fetch_messages(request.account_id, request.mailbox_id, &request.uids, request.changed_since)
+            .await?;
+        Ok(Response::new(FetchMessagesResponse { messages }))
+    }
+
+    type FetchBodyStream = BodyStream;
+
+    async fn fetch_body(&self, request: Request<FetchBodyRequest>) -> Result<Response<BodyStream>, Status> {
+        let request = request.into_inner();
+        let body = self
+            .store
+            .fetch_body(request.account_id, request.mailbox_id, request.uid, request.offset, request.length)
+            .await?;
+        let chunks: Vec<Result<BodyChunk, Status>> = (0..body.len())
+            .step_by(CHUNK_SIZE)
+            .map(|start| Ok(BodyChunk { data: body.slice(start..(start + CHUNK_SIZE).min(body.len())).to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn store_flags(&self, request: Request<StoreFlagsRequest>) -> Result<Response<StoreFlagsResponse>, Status> {
+        let request = request.into_inner();
+        let operation = store_flags_request::Operation::try_from(request.operation)
+            .map_err(|_| Status::invalid_argument(format!("unknown flag operation {}", request.operation)))?;
+        let flags = request.flags.unwrap_or_default();
+        let response = self
+            .store
+            .store_flags(request.account_id, request.mailbox_id, &request.uids, operation, &flags, request.unchanged_since)
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn expunge(&self, request: Request<ExpungeRequest>) -> Result<Response<ExpungeResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(self.store.expunge(request.account_id, request.mailbox_id, &request.uids).await?))
+    }
+
+    async fn copy_messages(&self, request: Request<CopyMessagesRequest>) -> Result<Response<CopyMessagesResponse>, Status> {
+        let r = request.into_inner();
+        let response = self.store.copy_messages(r.account_id, r.source_mailbox_id, &r.uids, &r.destination, r.r#move).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn append(&self, request: Request<Streaming<AppendChunk>>) -> Result<Response<AppendResponse>, Status> {
+        let max = self.store.limits().max_message_size;
+        let (header, body) = read_header_and_body(request.into_inner(), max, |chunk: AppendChunk| {
+            chunk.part.map(|part| match part {
+                append_chunk::Part::Header(header) => Part::Header(header),
+                append_chunk::Part::Data(data) => Part::Data(data.into()),
+            })
+        })
+        .await?;
+        let message = IncomingMessage::new(body, max)?;
+        let flags = header.flags.unwrap_or_default();
+        let response = self.store.append(header.account_id, &header.mailbox, &flags, header.internal_date, message).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
+        Ok(Response::new(self.store.search(&request.into_inner()).await?))
+    }
+
+    async fn get_quota(&self, request: Request<GetQuotaRequest>) -> Result<Response<Quota>, Status> {
+        Ok(Response::new(self.store.quota(request.into_inner().account_id).await?))
+    }
+}

@@ -1,0 +1,52 @@
+//! The gRPC face of the store: request decoding and validation of the envelope of each call;
+//! the work itself is in [`crate::store`].
+//!
+//! - [`mailstore`] — `kubemail.mailstore.v1.MailStore`.
+//! - [`admin`] — `kubemail.admin.v1.Admin`.
+
+pub mod admin;
+pub mod mailstore;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use tonic::Status;
+
+/// Size of the chunks bodies are streamed in: well under gRPC's default 4 MiB message limit.
+pub const CHUNK_SIZE: usize = 64 * 1024;
+
+/// Reads a client stream whose first message is a header and the rest body chunks, refusing
+/// bodies over `max_size` as soon as they cross it (nothing over the limit is buffered).
+pub(crate) async fn read_header_and_body<S, C, H>(
+    mut stream: S,
+    max_size: u64,
+    split: impl Fn(C) -> Option<Part<H>>,
+) -> Result<(H, Bytes), Status>
+where
+    S: Stream<Item = Result<C, Status>> + Unpin,
+{
+    let header = match stream.next().await.transpose()?.and_then(&split) {
+        Some(Part::Header(header)) => header,
+        _ => return Err(Status::invalid_argument("the first message of the stream must be the header")),
+    };
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await.transpose()? {
+        match split(chunk) {
+            Some(Part::Data(data)) => {
+                if (body.len() + data.len()) as u64 > max_size {
+                    return Err(Status::invalid_argument(format!(
+                        "message exceeds the limit of {max_size} octets"
+                    )));
+                }
+                body.extend_from_slice(&data);
+            }
+            _ => return Err(Status::invalid_argument("only body chunks may follow the header")),
+        }
+    }
+    Ok((header, body.freeze()))
+}
+
+/// One message of a header-then-body stream.
+pub(crate) enum Part<H> {
+    Header(H),
+    Data(Bytes),
+}

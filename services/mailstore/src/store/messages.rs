@@ -1,0 +1,687 @@
+//! Messages: delivery and IMAP APPEND, metadata and body fetches, flags, expunge, copy and
+//! move, search, quota.
+
+use bytes::Bytes;
+use kubemail_proto::events::mailbox_event::Change;
+use kubemail_proto::events::{FlagsChanged, MessagesAdded, MessagesExpunged};
+use kubemail_proto::mailstore::{
+    AppendResponse, CopyMessagesResponse, DeliverResponse, ExpungeResponse, Flags, MessageMeta, Quota,
+    SearchRequest, SearchResponse, StoreFlagsResponse, SystemFlag, UidRange, store_flags_request::Operation,
+};
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::directory::{Lookup, find_target};
+use super::{LockedMailbox, Store, get_u32, get_u64, now, to_i64};
+use crate::validate::{self, INBOX};
+use crate::{Error, Result};
+
+/// Longest queue message id accepted as an idempotency key.
+const MAX_QUEUE_ID: usize = 255;
+/// Rows per multi-row INSERT, well below SQLite's and PostgreSQL's bind-parameter limits.
+const INSERT_BATCH: usize = 200;
+
+/// A message body checked against the size limit, with what is derived from it once.
+#[derive(Clone, Debug)]
+pub struct IncomingMessage {
+    body: Bytes,
+    hash: String,
+    header_size: u64,
+}
+
+impl IncomingMessage {
+    /// Checks `body` (non-empty, at most `max_size` octets) and derives its content hash and
+    /// header length.
+    pub fn new(body: Bytes, max_size: u64) -> Result<Self> {
+        if body.is_empty() {
+            return Err(Error::invalid("message body is empty"));
+        }
+        if body.len() as u64 > max_size {
+            return Err(Error::invalid(format!(
+                "message of {} octets exceeds the limit of {max_size} octets",
+                body.len()
+            )));
+        }
+        let hash = hex::encode(Sha256::digest(&body));
+        let header_size = header_size(&body);
+        Ok(IncomingMessage { body, hash, header_size })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.body.len() as u64
+    }
+}
+
+/// Octets of the header block including the empty line that ends it (RFC 5322 §2.1); the whole
+/// message when it has no body.
+fn header_size(body: &[u8]) -> u64 {
+    let crlf = body.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = body.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let end = match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(body.len()),
+    };
+    end as u64
+}
+
+/// What a new message row carries besides its body.
+#[derive(Clone, Debug, Default)]
+pub struct NewMessage {
+    pub system_flags: u32,
+    pub keywords: String,
+    /// Unix seconds; 0 means now.
+    pub internal_date: i64,
+}
+
+impl Store {
+    // ---------- writing messages ----------
+
+    /// Stores `message` for `recipient` unless this (queue message, recipient) was delivered
+    /// before, in which case the first delivery's result comes back with `duplicate` set.
+    pub async fn deliver(
+        &self,
+        queue_message_id: &str,
+        recipient: &str,
+        mailbox: &str,
+        internal_date: i64,
+        message: IncomingMessage,
+    ) -> Result<DeliverResponse> {
+        if queue_message_id.is_empty() || queue_message_id.len() > MAX_QUEUE_ID {
+            return Err(Error::invalid(format!("queue message id must have 1 to {MAX_QUEUE_ID} octets")));
+        }
+        let (recipient, _, domain) = validate::address(recipient)?;
+        let mailbox = if mailbox.is_empty() { INBOX.to_string() } else { validate::mailbox_name(mailbox)? };
+        if let Some(done) = self.previous_delivery(self.db.reader(), queue_message_id, &recipient).await? {
+            return Ok(done);
+        }
+
+        let mut tx = self.db.write().await?;
+        let target = match find_target(&mut tx, &recipient, &domain).await? {
+            Lookup::Found(target) => target,
+            Lookup::Unknown | Lookup::NotLocal => return Err(Error::not_found(format!("no mailbox for {recipient}"))),
+        };
+        let usage = self.lock_account(&mut tx, target.account_id).await?;
+        // Checked again under the account lock: a concurrent delivery of the same pair has
+        // committed by now if it ran first.
+        if let Some(done) = self.previous_delivery(&mut *tx, queue_message_id, &recipient).await? {
+            return Ok(done);
+        }
+        if usage.suspended {
+            return Err(Error::FailedPrecondition(format!("account {} is suspended", target.address)));
+        }
+        usage.check_fits(message.size(), 1)?;
+        // A delivery into a folder that does not exist (any more) lands in INBOX rather than
+        // being refused: the mail matters more than the filing.
+        let mut folder = match self.lock_mailbox_by_name(&mut tx, target.account_id, &mailbox).await {
+            Err(Error::NotFound(_)) if mailbox != INBOX => {
+                self.lock_mailbox_by_name(&mut tx, target.account_id, INBOX).await?
+            }
+            other => other?,
+        };
+        let uid = self.insert_message(&mut tx, &mut folder, &message, &NewMessage { internal_date, ..Default::default() }).await?;
+        sqlx::query(
+            "INSERT INTO deliveries (queue_message_id, recipient, account_id, mailbox_id, uidvalidity, uid, delivered_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(queue_message_id)
+        .bind(&recipient)
+        .bind(target.account_id)
+        .bind(folder.id)
+        .bind(i64::from(folder.uidvalidity))
+        .bind(i64::from(uid))
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.announce_added(&folder, vec![uid]).await;
+        Ok(DeliverResponse {
+            account_id: target.account_id,
+            mailbox_id: folder.id,
+            uidvalidity: folder.uidvalidity,
+            uid,
+            duplicate: false,
+        })
+    }
+
+    async fn previous_delivery<'e, E>(&self, executor: E, queue_message_id: &str, recipient: &str) -> Result<Option<DeliverResponse>>
+    where
+        E: sqlx::Executor<'e, Database = Any>,
+    {
+        let row = sqlx::query(
+            "SELECT account_id, mailbox_id, uidvalidity, uid FROM deliveries \
+             WHERE queue_message_id = $1 AND recipient = $2",
+        )
+        .bind(queue_message_id)
+        .bind(recipient)
+        .fetch_optional(executor)
+        .await?;
+        row.map(|row| {
+            Ok(DeliverResponse {
+                account_id: row.try_get("account_id")?,
+                mailbox_id: row.try_get("mailbox_id")?,
+                uidvalidity: get_u32(&row, "uidvalidity")?,
+                uid: get_u32(&row, "uid")?,
+                duplicate: true,
+            })
+        })
+        .transpose()
+    }
+
+    /// IMAP APPEND: stores `message` in the mailbox `mailbox` of `account_id`.
+    pub async fn append(
+        &self,
+        account_id: i64,
+        mailbox: &str,
+        flags: &Flags,
+        internal_date: i64,
+        message: IncomingMessage,
+    ) -> Result<AppendResponse> {
+        let mailbox = validate::mailbox_name(mailbox)?;
+        let new = NewMessage {
+            system_flags: validate::system_flags(flags.system)?,
+            keywords: keyword_list(flags.keywords.iter().map(String::as_str))?,
+            internal_date,
+        };
+        let mut tx = self.db.write().await?;
+        let usage = self.lock_account(&mut tx, account_id).await?;
+        let mut folder = self.lock_mailbox_by_name(&mut tx, account_id, &mailbox).await?;
+        usage.check_fits(message.size(), 1)?;
+        let uid = self.insert_message(&mut tx, &mut folder, &message, &new).await?;
+        tx.commit().await?;
+        self.announce_added(&folder, vec![uid]).await;
+        Ok(AppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uid })
+    }
+
+    /// Inserts one message into a locked mailbox of a locked account and counts it in the
+    /// account's usage. Returns its UID.
+    async fn insert_message(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        folder: &mut LockedMailbox,
+        message: &IncomingMessage,
+        new: &NewMessage,
+    ) -> Result<u32> {
+        let uid = self.allocate_uids(tx, folder, 1).await?;
+        // Locking the existing row (DO UPDATE rather than DO NOTHING) keeps a concurrent
+        // garbage collection from deleting the body between here and the message insert.
+        sqlx::query("INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO UPDATE SET hash = excluded.hash")
+            .bind(&message.hash)
+            .bind(message.body.as_ref())
+            .execute(&mut **tx)
+            .await?;
+        let size = to_i64(message.size(), "size")?;
+        sqlx::query(
+            "INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(folder.id)
+        .bind(i64::from(uid))
+        .bind(folder.account_id)
+        .bind(to_i64(folder.highest_modseq, "MODSEQ")?)
+        .bind(i64::from(new.system_flags))
+        .bind(&new.keywords)
+        .bind(if new.internal_date > 0 { new.internal_date } else { now() })
+        .bind(size)
+        .bind(to_i64(message.header_size, "header size")?)
+        .bind(&message.hash)
+        .execute(&mut **tx)
+        .await?;
+        self.add_usage(tx, folder.account_id, size, 1).await?;
+        Ok(uid)
+    }
+
+    async fn announce_added(&self, folder: &LockedMailbox, uids: Vec<u32>) {
+        let change = Change::Added(MessagesAdded { uids, uidnext: folder.uid_next });
+        self.events.publish(folder.state(), change).await;
+    }
+
+    // ---------- reading messages ----------
+
+    /// Metadata of the messages of `mailbox_id` within `ranges` (all when empty) whose MODSEQ
+    /// is above `changed_since`.
+    pub async fn fetch_messages(
+        &self,
+        account_id: i64,
+        mailbox_id: i64,
+        ranges: &[UidRange],
+        changed_since: u64,
+    ) -> Result<Vec<MessageMeta>> {
+        let ranges = UidSet::new(ranges)?;
+        let mut tx = self.db.snapshot().await?;
+        self.check_mailbox(&mut tx, account_id, mailbox_id).await?;
+        let rows = self.message_rows(&mut tx, mailbox_id, &ranges).await?;
+        rows.iter()
+            .map(meta_from_row)
+            .filter(|meta| meta.as_ref().map_or(true, |m| m.modseq > changed_since))
+            .collect()
+    }
+
+    /// Bytes `offset..offset+length` (to the end when `length` is 0) of one message.
+    pub async fn fetch_body(&self, account_id: i64, mailbox_id: i64, uid: u32, offset: u64, length: u64) -> Result<Bytes> {
+        let data: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT b.data FROM messages m JOIN blobs b ON b.hash = m.blob_hash \
+             WHERE m.mailbox_id = $1 AND m.uid = $2 AND m.account_id = $3",
+        )
+        .bind(mailbox_id)
+        .bind(i64::from(uid))
+        .bind(account_id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        let data = data.ok_or_else(|| Error::not_found(format!("no message with UID {uid} in mailbox {mailbox_id}")))?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+        let end = match length {
+            0 => data.len(),
+            n => start.saturating_add(usize::try_from(n).unwrap_or(usize::MAX)).min(data.len()),
+        };
+        Ok(Bytes::from(data).slice(start..end))
+    }
+
+    /// Messages matching every criterion of `request` (a metadata search).
+    pub async fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
+        let ranges = UidSet::new(&request.uids)?;
+        let empty = Flags::default();
+        let with = request.with_flags.as_ref().unwrap_or(&empty);
+        let without = request.without_flags.as_ref().unwrap_or(&empty);
+        let (with_system, without_system) = (validate::system_flags(with.system)?, validate::system_flags(without.system)?);
+        for keyword in with.keywords.iter().chain(&without.keywords) {
+            validate::keyword(keyword)?;
+        }
+        let mut tx = self.db.snapshot().await?;
+        let mailbox = self.check_mailbox(&mut tx, request.account_id, request.mailbox_id).await?;
+        let rows = self.message_rows(&mut tx, request.mailbox_id, &ranges).await?;
+        let mut uids = Vec::new();
+        for row in &rows {
+            let meta = meta_from_row(row)?;
+            let flags = meta.flags.unwrap_or_default();
+            let has_keyword = |k: &String| flags.keywords.iter().any(|have| have.eq_ignore_ascii_case(k));
+            let matches = flags.system & with_system == with_system
+                && flags.system & without_system == 0
+                && with.keywords.iter().all(has_keyword)
+                && !without.keywords.iter().any(has_keyword)
+                && (request.since == 0 || meta.internal_date >= request.since)
+                && (request.before == 0 || meta.internal_date < request.before)
+                && (request.larger == 0 || meta.size > request.larger)
+                && (request.smaller == 0 || meta.size < request.smaller)
+                && meta.modseq >= request.modseq_at_least;
+            if matches {
+                uids.push(meta.uid);
+            }
+        }
+        Ok(SearchResponse { uids, highest_modseq: mailbox.highest_modseq })
+    }
+
+    /// The account's quota and usage (RFC 9208 STORAGE and MESSAGE).
+    pub async fn quota(&self, account_id: i64) -> Result<Quota> {
+        let row = sqlx::query("SELECT quota_storage, quota_messages, used_storage, used_messages FROM accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_optional(self.db.reader())
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no account with id {account_id}")))?;
+        Ok(Quota {
+            storage_used: get_u64(&row, "used_storage")?,
+            storage_limit: get_u64(&row, "quota_storage")?,
+            messages_used: get_u64(&row, "used_messages")?,
+            messages_limit: get_u64(&row, "quota_messages")?,
+        })
+    }
+
+    /// The mailbox `mailbox_id` if it belongs to `account_id` (not locked).
+    async fn check_mailbox(&self, tx: &mut Transaction<'static, Any>, account_id: i64, mailbox_id: i64) -> Result<LockedMailbox> {
+        let row = sqlx::query(
+            "SELECT id, account_id, name, uidvalidity, uid_next, highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2",
+        )
+        .bind(mailbox_id)
+        .bind(account_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        row.as_ref()
+            .map(LockedMailbox::from_row)
+            .transpose()?
+            .ok_or_else(|| Error::not_found(format!("no mailbox with id {mailbox_id}")))
+    }
+
+    /// Metadata rows of one mailbox within a UID set, in UID order. The database narrows to
+    /// the set's span; the set itself is applied here, so a client's long list of ranges costs
+    /// no bind parameters.
+    async fn message_rows(&self, tx: &mut Transaction<'static, Any>, mailbox_id: i64, ranges: &UidSet) -> Result<Vec<AnyRow>> {
+        let (low, high) = ranges.span();
+        let rows = sqlx::query(
+            "SELECT uid, modseq, flags, keywords, internal_date, size, header_size, blob_hash FROM messages \
+             WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid",
+        )
+        .bind(mailbox_id)
+        .bind(low)
+        .bind(high)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows {
+            if ranges.contains(row.try_get("uid")?) {
+                kept.push(row);
+            }
+        }
+        Ok(kept)
+    }
+
+    // ---------- changing messages ----------
+
+    /// Changes flags of the messages in `ranges`. With `unchanged_since` (CONDSTORE), messages
+    /// changed after it are left alone and reported in `modified`.
+    pub async fn store_flags(
+        &self,
+        account_id: i64,
+        mailbox_id: i64,
+        ranges: &[UidRange],
+        operation: Operation,
+        flags: &Flags,
+        unchanged_since: u64,
+    ) -> Result<StoreFlagsResponse> {
+        let ranges = UidSet::new(ranges)?;
+        let system = validate::system_flags(flags.system)?;
+        let keywords: Vec<&str> = flags.keywords.iter().map(|k| validate::keyword(k)).collect::<Result<_>>()?;
+        if operation == Operation::Unspecified {
+            return Err(Error::invalid("flag operation must be REPLACE, ADD or REMOVE"));
+        }
+
+        let mut tx = self.db.write().await?;
+        let mut folder = self.lock_mailbox_by_id(&mut tx, account_id, mailbox_id).await?;
+        let rows = self.message_rows(&mut tx, mailbox_id, &ranges).await?;
+        let mut modified = Vec::new();
+        // Each changed message with its new flags, and the keywords as they will be stored.
+        let mut changes: Vec<(MessageMeta, String)> = Vec::new();
+        for row in &rows {
+            let mut meta = meta_from_row(row)?;
+            if unchanged_since > 0 && meta.modseq > unchanged_since {
+                modified.push(meta.uid);
+                continue;
+            }
+            let old_system = get_u32(row, "flags")?;
+            let old_keywords: String = row.try_get("keywords")?;
+            let (new_system, new_keywords) = apply_flags(operation, old_system, &old_keywords, system, &keywords)?;
+            if new_system != old_system || new_keywords != old_keywords {
+                meta.flags = Some(Flags { system: new_system, keywords: split_keywords(&new_keywords) });
+                changes.push((meta, new_keywords));
+            }
+        }
+        if !changes.is_empty() {
+            // One MODSEQ for the whole command: every changed message gets a new, higher value.
+            let modseq = self.bump_modseq(&mut tx, &mut folder).await?;
+            for (meta, keywords) in &mut changes {
+                meta.modseq = modseq;
+                sqlx::query("UPDATE messages SET flags = $1, keywords = $2, modseq = $3 WHERE mailbox_id = $4 AND uid = $5")
+                    .bind(i64::from(meta.flags.as_ref().map_or(0, |f| f.system)))
+                    .bind(&*keywords)
+                    .bind(to_i64(modseq, "MODSEQ")?)
+                    .bind(mailbox_id)
+                    .bind(i64::from(meta.uid))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        if !changes.is_empty() {
+            let change = Change::Flags(FlagsChanged {
+                uids: changes.iter().map(|(m, _)| m.uid).collect(),
+                system_flags: changes.iter().map(|(m, _)| m.flags.as_ref().map_or(0, |f| f.system)).collect(),
+                keywords: changes.iter().map(|(_, k)| k.clone()).collect(),
+                modseqs: changes.iter().map(|(m, _)| m.modseq).collect(),
+            });
+            self.events.publish(folder.state(), change).await;
+        }
+        let updated = changes.into_iter().map(|(meta, _)| meta).collect();
+        Ok(StoreFlagsResponse { updated, modified, highest_modseq: folder.highest_modseq })
+    }
+
+    /// Removes the \Deleted messages of a mailbox (within `ranges` when given).
+    pub async fn expunge(&self, account_id: i64, mailbox_id: i64, ranges: &[UidRange]) -> Result<ExpungeResponse> {
+        let ranges = if ranges.is_empty() { UidSet::all() } else { UidSet::new(ranges)? };
+        let mut tx = self.db.write().await?;
+        self.lock_account(&mut tx, account_id).await?;
+        let mut folder = self.lock_mailbox_by_id(&mut tx, account_id, mailbox_id).await?;
+        let rows = self.message_rows(&mut tx, mailbox_id, &ranges).await?;
+        let mut doomed = Vec::new();
+        for row in &rows {
+            if get_u32(row, "flags")? & SystemFlag::Deleted as u32 != 0 {
+                doomed.push(meta_from_row(row)?.uid);
+            }
+        }
+        let hashes = self.remove_messages(&mut tx, &mut folder, &doomed).await?;
+        tx.commit().await?;
+        self.collect_blobs(&hashes).await;
+        if !doomed.is_empty() {
+            let change = Change::Expunged(MessagesExpunged { uids: doomed.clone() });
+            self.events.publish(folder.state(), change).await;
+        }
+        Ok(ExpungeResponse { expunged: doomed, highest_modseq: folder.highest_modseq })
+    }
+
+    /// Deletes `uids` from a locked mailbox of a locked account, records them as expunged and
+    /// takes them off the account's usage. Returns the body hashes to collect after commit.
+    async fn remove_messages(&self, tx: &mut Transaction<'static, Any>, folder: &mut LockedMailbox, uids: &[u32]) -> Result<Vec<String>> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let modseq = self.bump_modseq(tx, folder).await?;
+        let (mut storage, mut hashes) = (0i64, Vec::new());
+        for run in contiguous_runs(uids) {
+            let rows = sqlx::query("DELETE FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 RETURNING size, blob_hash")
+                .bind(folder.id)
+                .bind(i64::from(run.0))
+                .bind(i64::from(run.1))
+                .fetch_all(&mut **tx)
+                .await?;
+            for row in rows {
+                storage += row.try_get::<i64, _>("size")?;
+                hashes.push(row.try_get::<String, _>("blob_hash")?);
+            }
+        }
+        for batch in uids.chunks(INSERT_BATCH) {
+            let values: Vec<String> = (0..batch.len()).map(|i| format!("($1, ${}, $2)", i + 3)).collect();
+            let sql = format!(
+                "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES {} \
+                 ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq",
+                values.join(", ")
+            );
+            // Only placeholders are formatted into the statement.
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(folder.id).bind(to_i64(modseq, "MODSEQ")?);
+            for uid in batch {
+                insert = insert.bind(i64::from(*uid));
+            }
+            insert.execute(&mut **tx).await?;
+        }
+        self.add_usage(tx, folder.account_id, -storage, -(uids.len() as i64)).await?;
+        hashes.sort();
+        hashes.dedup();
+        Ok(hashes)
+    }
+
+    /// Copies (or moves) messages into the mailbox `destination` of the same account.
+    pub async fn copy_messages(
+        &self,
+        account_id: i64,
+        source_mailbox_id: i64,
+        ranges: &[UidRange],
+        destination: &str,
+        move_messages: bool,
+    ) -> Result<CopyMessagesResponse> {
+        let ranges = UidSet::new(ranges)?;
+        let destination = validate::mailbox_name(destination)?;
+        let mut tx = self.db.write().await?;
+        // The account lock comes first, so two copies in opposite directions cannot deadlock on
+        // the mailbox locks.
+        let usage = self.lock_account(&mut tx, account_id).await?;
+        let mut source = self.lock_mailbox_by_id(&mut tx, account_id, source_mailbox_id).await?;
+        let mut target = self.lock_mailbox_by_name(&mut tx, account_id, &destination).await?;
+        let rows = self.message_rows(&mut tx, source.id, &ranges).await?;
+        let messages: Vec<MessageMeta> = rows.iter().map(meta_from_row).collect::<Result<_>>()?;
+        if !move_messages {
+            let total: u64 = messages.iter().map(|m| m.size).sum();
+            usage.check_fits(total, messages.len() as u64)?;
+        }
+        let count = u32::try_from(messages.len()).map_err(|_| Error::invalid("too many messages"))?;
+        let mut destination_uids = Vec::with_capacity(messages.len());
+        if count > 0 {
+            let first = self.allocate_uids(&mut tx, &mut target, count).await?;
+            for (offset, meta) in messages.iter().enumerate() {
+                let new_uid = first + offset as u32;
+                sqlx::query(
+                    "INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash) \
+                     SELECT $1, $2, account_id, $3, flags, keywords, internal_date, size, header_size, blob_hash \
+                     FROM messages WHERE mailbox_id = $4 AND uid = $5",
+                )
+                .bind(target.id)
+                .bind(i64::from(new_uid))
+                .bind(to_i64(target.highest_modseq, "MODSEQ")?)
+                .bind(source.id)
+                .bind(i64::from(meta.uid))
+                .execute(&mut *tx)
+                .await?;
+                destination_uids.push(new_uid);
+            }
+            let total: i64 = messages.iter().map(|m| m.size as i64).sum();
+            self.add_usage(&mut tx, account_id, total, i64::from(count)).await?;
+        }
+        let source_uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+        let hashes = if move_messages { self.remove_messages(&mut tx, &mut source, &source_uids).await? } else { Vec::new() };
+        tx.commit().await?;
+        self.collect_blobs(&hashes).await;
+        if count > 0 {
+            self.announce_added(&target, destination_uids.clone()).await;
+            if move_messages {
+                let change = Change::Expunged(MessagesExpunged { uids: source_uids.clone() });
+                self.events.publish(source.state(), change).await;
+            }
+        }
+        Ok(CopyMessagesResponse { destination_uidvalidity: target.uidvalidity, source_uids, destination_uids })
+    }
+
+    /// Deletes the bodies among `hashes` that no message refers to any more. Runs after the
+    /// commit that removed the messages and only logs failures: a body left behind wastes
+    /// space until the next collection, a body deleted too early would lose mail.
+    pub(crate) async fn collect_blobs(&self, hashes: &[String]) {
+        for hash in hashes {
+            let result = sqlx::query(
+                "DELETE FROM blobs WHERE hash = $1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_hash = $1)",
+            )
+            .bind(hash)
+            .execute(self.db.reader())
+            .await;
+            if let Err(error) = result {
+                tracing::warn!(%error, %hash, "message body not collected");
+            }
+        }
+    }
+}
+
+/// A validated UID set.
+pub(crate) struct UidSet {
+    ranges: Vec<(i64, i64)>,
+}
+
+impl UidSet {
+    pub fn new(ranges: &[UidRange]) -> Result<Self> {
+        if ranges.is_empty() {
+            return Ok(UidSet::all());
+        }
+        Ok(UidSet { ranges: validate::uid_ranges(ranges)? })
+    }
+
+    pub fn all() -> Self {
+        UidSet { ranges: vec![(1, i64::from(u32::MAX))] }
+    }
+
+    fn span(&self) -> (i64, i64) {
+        let low = self.ranges.iter().map(|r| r.0).min().unwrap_or(1);
+        let high = self.ranges.iter().map(|r| r.1).max().unwrap_or(0);
+        (low, high)
+    }
+
+    fn contains(&self, uid: i64) -> bool {
+        self.ranges.iter().any(|(first, last)| (*first..=*last).contains(&uid))
+    }
+}
+
+/// Sorted UIDs grouped into inclusive runs of consecutive values.
+fn contiguous_runs(uids: &[u32]) -> Vec<(u32, u32)> {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for uid in sorted {
+        match runs.last_mut() {
+            Some(run) if run.1 + 1 == uid => run.1 = uid,
+            _ => runs.push((uid, uid)),
+        }
+    }
+    runs
+}
+
+fn meta_from_row(row: &AnyRow) -> Result<MessageMeta> {
+    let keywords: String = row.try_get("keywords")?;
+    Ok(MessageMeta {
+        uid: get_u32(row, "uid")?,
+        modseq: get_u64(row, "modseq")?,
+        flags: Some(Flags { system: get_u32(row, "flags")?, keywords: split_keywords(&keywords) }),
+        internal_date: row.try_get("internal_date")?,
+        size: get_u64(row, "size")?,
+        header_size: get_u64(row, "header_size")?,
+    })
+}
+
+fn split_keywords(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_string).collect()
+}
+
+/// Keywords as stored: validated, without case-insensitive duplicates (IMAP keywords are
+/// case-insensitive), space-separated.
+fn keyword_list<'a>(keywords: impl IntoIterator<Item = &'a str>) -> Result<String> {
+    let mut kept: Vec<&str> = Vec::new();
+    for keyword in keywords {
+        let keyword = validate::keyword(keyword)?;
+        if !kept.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
+            kept.push(keyword);
+        }
+    }
+    Ok(kept.join(" "))
+}
+
+/// The flags after applying `operation` with `system` bits and `keywords`.
+fn apply_flags(operation: Operation, old_system: u32, old_keywords: &str, system: u32, keywords: &[&str]) -> Result<(u32, String)> {
+    let old: Vec<&str> = old_keywords.split_whitespace().collect();
+    Ok(match operation {
+        Operation::Replace => (system, keyword_list(keywords.iter().copied())?),
+        Operation::Add => (old_system | system, keyword_list(old.iter().chain(keywords).copied())?),
+        Operation::Remove => {
+            let kept = old.iter().copied().filter(|k| !keywords.iter().any(|r| r.eq_ignore_ascii_case(k)));
+            (old_system & !system, keyword_list(kept)?)
+        }
+        Operation::Unspecified => (old_system, old_keywords.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_size_finds_the_blank_line() {
+        assert_eq!(header_size(b"Subject: x\r\n\r\nbody"), 14);
+        assert_eq!(header_size(b"Subject: x\n\nbody"), 12);
+        assert_eq!(header_size(b"Subject: x\r\n"), 12);
+    }
+
+    #[test]
+    fn runs_group_consecutive_uids() {
+        assert_eq!(contiguous_runs(&[5, 1, 2, 3, 9, 10]), vec![(1, 3), (5, 5), (9, 10)]);
+        assert!(contiguous_runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn flag_operations() {
+        let seen = SystemFlag::Seen as u32;
+        let flagged = SystemFlag::Flagged as u32;
+        assert_eq!(apply_flags(Operation::Add, seen, "$A", flagged, &["$b", "$a"]).unwrap(), (seen | flagged, "$A $b".into()));
+        assert_eq!(apply_flags(Operation::Remove, seen | flagged, "$A $b", seen, &["$a"]).unwrap(), (flagged, "$b".into()));
+        assert_eq!(apply_flags(Operation::Replace, seen, "$A", 0, &[]).unwrap(), (0, String::new()));
+    }
+}
