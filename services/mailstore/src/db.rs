@@ -75,6 +75,11 @@ impl Db {
         &self.reader
     }
 
+    /// The pool for single-statement writes (on SQLite, the one writer connection).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
     /// A read-write transaction.
     pub async fn write(&self) -> Result<Transaction<'static, Any>> {
         Ok(self.writer.begin().await?)

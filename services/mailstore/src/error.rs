@@ -26,6 +26,9 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The service could not start (a port is taken, NATS is unreachable).
+    #[error("{0}")]
+    Startup(String),
     /// A bug: an invariant the code relies on did not hold.
     #[error("internal error: {0}")]
     Internal(String),
@@ -53,7 +56,7 @@ impl From<Error> for Status {
             Error::QuotaExceeded(_) => Code::ResourceExhausted,
             Error::Unauthenticated => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
-            Error::Database(_) | Error::Migrate(_) => Code::Unavailable,
+            Error::Database(_) | Error::Migrate(_) | Error::Startup(_) => Code::Unavailable,
             Error::Internal(_) => Code::Internal,
         };
         if code == Code::Unavailable || code == Code::Internal {

@@ -1,6 +1,7 @@
 //! kubemail mailstore: all mail state, in PostgreSQL (production) or SQLite (`kubemail dev`),
 //! served over gRPC to the other services.
 //!
+//! - [`config`] — the service's flags.
 //! - [`db`] — connection pools, migrations, the few dialect differences.
 //! - [`store`] — the operations: directory (domains, accounts, aliases), mailboxes, messages.
 //! - [`grpc`] — the `MailStore` and `Admin` gRPC services over the store.
@@ -9,6 +10,7 @@
 //! - [`password`] — argon2id hashing.
 //! - [`error`] — the error type and its gRPC status codes.
 
+pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -22,6 +24,9 @@ use std::sync::Arc;
 
 use kubemail_proto::admin::admin_server::AdminServer;
 use kubemail_proto::mailstore::mail_store_server::MailStoreServer;
+use kubemail_runtime::admin_http::{self, Readiness};
+use kubemail_runtime::nats::NatsEventBus;
+use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::EventBus;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -52,4 +57,30 @@ pub async fn serve(store: Store, listener: TcpListener, shutdown: impl Future<Ou
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+}
+
+/// Runs the mailstore service until `shutdown`: PostgreSQL (or SQLite), events on NATS, gRPC and
+/// the admin HTTP endpoint. Ready once the database is migrated and NATS is connected.
+pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<()> {
+    let readiness = Readiness::new();
+    let ready = readiness.component("mailstore");
+    let grpc = TcpListener::bind(config.grpc_listen)
+        .await
+        .map_err(|e| Error::Startup(format!("cannot listen on {} (--grpc-listen): {e}", config.grpc_listen)))?;
+    let http = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| Error::Startup(format!("cannot listen on {} (--http-listen): {e}", config.http_listen)))?;
+    let http_server = tokio::spawn(admin_http::serve(http, readiness, shutdown.wait()));
+    let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+    let bus = NatsEventBus::connect(&config.nats_url)
+        .await
+        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+    let store = store(db, Arc::new(bus), Limits { max_message_size: config.max_message_size });
+    ready.set_ready(true);
+    tracing::info!(grpc = %config.grpc_listen, http = %config.http_listen, "mailstore is ready");
+    serve(store, grpc, shutdown.wait()).await?;
+    match http_server.await {
+        Ok(result) => result.map_err(|e| Error::Startup(format!("admin HTTP: {e}"))),
+        Err(e) => Err(Error::Internal(format!("admin HTTP task: {e}"))),
+    }
 }

@@ -115,7 +115,7 @@ impl Store {
         .bind(&catch_all)
         .bind(to_i64(default_quota_storage, "storage quota")?)
         .bind(to_i64(default_quota_messages, "message quota")?)
-        .execute(self.db.reader())
+        .execute(self.db.writer())
         .await?;
         self.domain(&name).await
     }
@@ -300,7 +300,7 @@ impl Store {
         let updated = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE address = $2")
             .bind(hash)
             .bind(&address)
-            .execute(self.db.reader())
+            .execute(self.db.writer())
             .await?;
         if updated.rows_affected() == 0 {
             return Err(Error::not_found(format!("no account {address}")));
@@ -373,7 +373,7 @@ impl Store {
 
     pub async fn remove_alias(&self, alias: &str) -> Result<()> {
         let (alias, _, _) = validate::address(alias)?;
-        let removed = sqlx::query("DELETE FROM aliases WHERE address = $1").bind(&alias).execute(self.db.reader()).await?;
+        let removed = sqlx::query("DELETE FROM aliases WHERE address = $1").bind(&alias).execute(self.db.writer()).await?;
         if removed.rows_affected() == 0 {
             return Err(Error::not_found(format!("no alias {alias}")));
         }

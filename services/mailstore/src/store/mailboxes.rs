@@ -175,7 +175,7 @@ impl Store {
             .bind(subscribed)
             .bind(account_id)
             .bind(&name)
-            .execute(self.db.reader())
+            .execute(self.db.writer())
             .await?;
         if updated.rows_affected() == 0 {
             return Err(Error::not_found(format!("no mailbox named {name:?}")));

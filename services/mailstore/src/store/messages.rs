@@ -565,7 +565,7 @@ impl Store {
                 "DELETE FROM blobs WHERE hash = $1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_hash = $1)",
             )
             .bind(hash)
-            .execute(self.db.reader())
+            .execute(self.db.writer())
             .await;
             if let Err(error) = result {
                 tracing::warn!(%error, %hash, "message body not collected");

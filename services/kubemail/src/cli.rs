@@ -1,0 +1,174 @@
+//! The command line of `kubemail`. Every flag can also be set through the environment variable
+//! named in its help.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use kubemail_runtime::config::parse_byte_size;
+
+/// The dev gRPC address; `kubemail admin` talks to it unless told otherwise.
+pub const DEFAULT_MAILSTORE: &str = "http://127.0.0.1:7070";
+
+#[derive(Debug, Parser)]
+#[command(name = "kubemail", version, about = "A Kubernetes-native mail platform")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole platform in one process, on SQLite in --data-dir (for a laptop).
+    Dev(DevArgs),
+    /// Manage domains, mailboxes and aliases of a running mailstore.
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Directory for the SQLite databases (mail, queue and spool); created if missing.
+    #[arg(long, env = "KUBEMAIL_DATA_DIR", default_value = "./kubemail-data")]
+    pub data_dir: PathBuf,
+    /// Mailstore and Admin gRPC API.
+    #[arg(long, env = "KUBEMAIL_GRPC_LISTEN", default_value = "127.0.0.1:7070")]
+    pub grpc_listen: SocketAddr,
+    /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
+    #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "127.0.0.1:9090")]
+    pub http_listen: SocketAddr,
+    /// SMTP for incoming mail (MX), served by smtp-ingress.
+    #[arg(long, env = "KUBEMAIL_SMTP_LISTEN", default_value = "127.0.0.1:2525")]
+    pub smtp_listen: SocketAddr,
+    /// SMTP submission with STARTTLS (port 587 in production), served by smtp-ingress.
+    #[arg(long, env = "KUBEMAIL_SUBMISSION_LISTEN", default_value = "127.0.0.1:2587")]
+    pub submission_listen: SocketAddr,
+    /// SMTP submission over implicit TLS (port 465 in production), served by smtp-ingress.
+    #[arg(long, env = "KUBEMAIL_SUBMISSIONS_LISTEN", default_value = "127.0.0.1:2465")]
+    pub submissions_listen: SocketAddr,
+    /// IMAP with STARTTLS (port 143 in production), served by imap-frontend.
+    #[arg(long, env = "KUBEMAIL_IMAP_LISTEN", default_value = "127.0.0.1:2143")]
+    pub imap_listen: SocketAddr,
+    /// IMAP over implicit TLS (port 993 in production), served by imap-frontend.
+    #[arg(long, env = "KUBEMAIL_IMAPS_LISTEN", default_value = "127.0.0.1:2993")]
+    pub imaps_listen: SocketAddr,
+    /// POP3 with STLS (port 110 in production).
+    #[arg(long, env = "KUBEMAIL_POP3_LISTEN", default_value = "127.0.0.1:2110")]
+    pub pop3_listen: SocketAddr,
+    /// POP3 over implicit TLS (port 995 in production).
+    #[arg(long, env = "KUBEMAIL_POP3S_LISTEN", default_value = "127.0.0.1:2995")]
+    pub pop3s_listen: SocketAddr,
+    /// Largest message accepted, e.g. 50MiB.
+    #[arg(long, env = "KUBEMAIL_MAX_MESSAGE_SIZE", default_value = "64MiB", value_parser = parse_byte_size)]
+    pub max_message_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The mailstore's gRPC address.
+    #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = DEFAULT_MAILSTORE, global = true)]
+    pub mailstore: String,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Mail domains served by this platform.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Mailboxes (accounts): one per address that can log in and receive mail.
+    #[command(subcommand)]
+    Mailbox(MailboxCommand),
+    /// Extra addresses that deliver to a mailbox.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Serve a domain (or change its settings).
+    Add {
+        /// The domain, e.g. example.org.
+        name: String,
+        /// Address that receives mail for unknown local parts.
+        #[arg(long, default_value = "")]
+        catch_all: String,
+        /// Storage quota for new mailboxes, e.g. 1GiB (0 = unlimited).
+        #[arg(long, default_value = "0", value_parser = parse_byte_size)]
+        default_quota_storage: u64,
+        /// Message-count quota for new mailboxes (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        default_quota_messages: u64,
+    },
+    /// List served domains.
+    List,
+    /// Stop serving a domain.
+    Remove {
+        name: String,
+        /// Also delete its mailboxes, aliases and all their mail.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailboxCommand {
+    /// Create a mailbox, or change the quota of an existing one.
+    Add {
+        /// The address, e.g. alice@example.org; its domain must be served.
+        address: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Storage quota, e.g. 1GiB (default: the domain's; 0 = unlimited).
+        #[arg(long, value_parser = parse_byte_size)]
+        quota_storage: Option<u64>,
+        /// Message-count quota (default: the domain's; 0 = unlimited).
+        #[arg(long)]
+        quota_messages: Option<u64>,
+    },
+    /// List mailboxes with their usage.
+    List {
+        /// Only this domain's mailboxes.
+        #[arg(long, default_value = "")]
+        domain: String,
+    },
+    /// Set a new password, read from standard input.
+    Passwd {
+        address: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Change a mailbox's quota.
+    Quota {
+        address: String,
+        /// Storage quota, e.g. 1GiB (0 = unlimited).
+        #[arg(long, value_parser = parse_byte_size)]
+        storage: u64,
+        /// Message-count quota (0 = unlimited).
+        #[arg(long)]
+        messages: u64,
+    },
+    /// Remove a mailbox: suspends it and keeps its mail, unless --purge.
+    Remove {
+        address: String,
+        /// Delete the mailbox and all its mail for good.
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Make ALIAS deliver to the mailbox TARGET.
+    Add { alias: String, target: String },
+    /// Remove an alias.
+    Remove { alias: String },
+    /// List aliases.
+    List {
+        /// Only this domain's aliases.
+        #[arg(long, default_value = "")]
+        domain: String,
+    },
+}

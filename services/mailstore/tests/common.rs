@@ -1,0 +1,159 @@
+//! The fixture every mailstore test uses: a real database (a fresh PostgreSQL database from the
+//! throwaway cluster, or a SQLite file), the real gRPC server on a loopback port, and clients.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use kubemail_mailstore::{Db, Limits};
+use kubemail_proto::admin::admin_client::AdminClient;
+use kubemail_proto::admin::{UpsertAccountRequest, UpsertDomainRequest};
+use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
+use kubemail_proto::mailstore::{
+    DeliverChunk, DeliverHeader, DeliverResponse, SelectMailboxRequest, SelectMailboxResponse, deliver_chunk,
+};
+use kubemail_runtime::EventBus;
+use kubemail_runtime::local::LocalEventBus;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Runs each named test function (`async fn name(backend: Backend)`) against both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(super::common::Backend::Postgres).await }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(super::common::Backend::Sqlite).await }
+            )*
+        }
+    };
+}
+
+/// Largest body the test servers accept, small so the limit is cheap to cross.
+pub const TEST_MAX_MESSAGE: u64 = 1024 * 1024;
+
+pub struct Fixture {
+    pub mailstore: MailStoreClient<Channel>,
+    pub admin: AdminClient<Channel>,
+    pub bus: Arc<LocalEventBus>,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Fixture {
+    pub async fn start(backend: Backend) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = match backend {
+            Backend::Postgres => Db::connect(&kubemail_testkit::postgres_database().await, 8).await,
+            Backend::Sqlite => Db::open_sqlite(&dir.path().join("mailstore.db"), 4).await,
+        }
+        .expect("database opens and migrates");
+        let bus = Arc::new(LocalEventBus::new(1024));
+        let store = kubemail_mailstore::store(db, bus.clone() as Arc<dyn EventBus>, Limits { max_message_size: TEST_MAX_MESSAGE });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(kubemail_mailstore::serve(store, listener, async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{address}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("gRPC connects");
+        Fixture {
+            mailstore: MailStoreClient::new(channel.clone()).max_decoding_message_size(kubemail_mailstore::MAX_GRPC_MESSAGE),
+            admin: AdminClient::new(channel),
+            bus,
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+
+    pub async fn domain(&mut self, name: &str) {
+        self.admin
+            .upsert_domain(UpsertDomainRequest { name: name.into(), ..Default::default() })
+            .await
+            .expect("domain is created");
+    }
+
+    /// Creates `address` (and its domain) with password "secret" and the given quotas; returns
+    /// the account id.
+    pub async fn account(&mut self, address: &str, quota_storage: u64, quota_messages: u64) -> i64 {
+        let domain = address.rsplit_once('@').expect("address has a domain").1.to_string();
+        self.domain(&domain).await;
+        self.admin
+            .upsert_account(UpsertAccountRequest {
+                address: address.into(),
+                password: "secret".into(),
+                quota_storage: Some(quota_storage),
+                quota_messages: Some(quota_messages),
+                suspended: None,
+            })
+            .await
+            .expect("account is created")
+            .into_inner()
+            .id
+    }
+
+    pub async fn deliver(&mut self, queue_id: &str, recipient: &str, body: &[u8]) -> Result<DeliverResponse, tonic::Status> {
+        deliver(&mut self.mailstore, queue_id, recipient, body).await
+    }
+
+    pub async fn select(&mut self, account_id: i64, name: &str) -> SelectMailboxResponse {
+        self.mailstore
+            .select_mailbox(SelectMailboxRequest { account_id, name: name.into() })
+            .await
+            .unwrap_or_else(|e| panic!("select {name}: {e}"))
+            .into_inner()
+    }
+}
+
+/// Delivers `body` in 64 KiB chunks after the header.
+pub async fn deliver(
+    client: &mut MailStoreClient<Channel>,
+    queue_id: &str,
+    recipient: &str,
+    body: &[u8],
+) -> Result<DeliverResponse, tonic::Status> {
+    let header = DeliverHeader {
+        queue_message_id: queue_id.into(),
+        recipient: recipient.into(),
+        size: body.len() as u64,
+        ..Default::default()
+    };
+    let mut chunks = vec![DeliverChunk { part: Some(deliver_chunk::Part::Header(header)) }];
+    chunks.extend(body.chunks(64 * 1024).map(|c| DeliverChunk { part: Some(deliver_chunk::Part::Data(c.to_vec())) }));
+    client.deliver(tokio_stream::iter(chunks)).await.map(|r| r.into_inner())
+}
+
+/// A small RFC 5322 message whose body is padded to about `size` octets.
+pub fn message(subject: &str, size: usize) -> Vec<u8> {
+    let mut text = format!("From: sender@example.net\r\nTo: someone@example.org\r\nSubject: {subject}\r\n\r\n").into_bytes();
+    while text.len() < size {
+        text.extend_from_slice(b"All work and no play makes a dull mailbox.\r\n");
+    }
+    text
+}
