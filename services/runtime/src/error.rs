@@ -10,6 +10,10 @@ pub enum Error {
     /// Stored data could not be decoded.
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// The caller passed a value the transports cannot carry (a subject with a space, a header
+    /// value with a line break, an empty message id). Retrying the same call cannot succeed.
+    #[error("invalid {what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -24,5 +28,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn unavailable(what: &'static str, detail: impl std::fmt::Display) -> Self {
         Error::Unavailable { what, detail: detail.to_string() }
+    }
+
+    pub fn invalid(what: &'static str, detail: impl std::fmt::Display) -> Self {
+        Error::Invalid { what, detail: detail.to_string() }
     }
 }

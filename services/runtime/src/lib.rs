@@ -11,9 +11,12 @@
 //!   mail between services.
 //! - [`nats`] — their NATS JetStream implementations (production).
 //! - [`local`] — their SQLite + in-process implementations (`kubemail dev`).
+//! - `contract` (private) — what both implementations accept and promise alike: subject, header
+//!   and id rules, NATS wildcard matching, default lease and deduplication window.
 
 pub mod admin_http;
 pub mod config;
+mod contract;
 pub mod error;
 pub mod events;
 pub mod local;

@@ -1,0 +1,206 @@
+//! [`NatsQueue`]: envelopes in a JetStream work-queue stream, leased through a durable pull
+//! consumer.
+//!
+//! The lease is JetStream's own delivery tracking: a pulled message stays pending on the
+//! consumer until it is acked, NAKed or its `ack_wait` (the lease) runs out, after which the
+//! server delivers it again to whichever replica pulls next.
+
+use std::time::Duration;
+
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::message::Acker;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, AckKind};
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use super::{NatsConfig, nats_headers, unavailable, user_headers};
+use crate::queue::LeaseHandle;
+use crate::{Error, Lease, Published, Queue, QueueMessage, Result, contract};
+
+/// The queue of one stream and its shared consumer. Cloning shares the connection.
+#[derive(Clone)]
+pub struct NatsQueue {
+    jetstream: jetstream::Context,
+    stream: String,
+    /// Envelopes go to one subject under the prefix; the stream captures the whole prefix so
+    /// later kinds of work can get their own subjects.
+    subject: String,
+    consumer: PullConsumer,
+}
+
+impl NatsQueue {
+    pub(super) async fn open(jetstream: jetstream::Context, config: &NatsConfig) -> Result<Self> {
+        let stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: config.stream.clone(),
+                description: Some("kubemail envelopes awaiting delivery".into()),
+                subjects: vec![format!("{}.>", config.subject_prefix)],
+                // Each message is removed once acked: the stream is the queue, not a log.
+                retention: RetentionPolicy::WorkQueue,
+                storage: StorageType::File,
+                num_replicas: config.replicas,
+                duplicate_window: config.dedupe_window,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        // An existing stream keeps its configuration; refuse one that would not behave as a
+        // queue rather than lose or duplicate mail quietly.
+        let existing = &stream.cached_info().config;
+        if existing.retention != RetentionPolicy::WorkQueue {
+            return Err(Error::Config(format!(
+                "NATS stream {} exists with {:?} retention, not work-queue",
+                config.stream, existing.retention
+            )));
+        }
+        let subject = format!("{}.envelope", config.subject_prefix);
+        let captured = existing
+            .subjects
+            .iter()
+            .any(|s| contract::subject_matches(s, &subject));
+        if !captured {
+            return Err(Error::Config(format!(
+                "NATS stream {} exists but does not capture {subject} (its subjects: {:?})",
+                config.stream, existing.subjects
+            )));
+        }
+
+        // `create_consumer` creates or updates, so a deploy that changes the lease takes effect.
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(config.consumer.clone()),
+                description: Some("kubemail delivery workers".into()),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: config.lease,
+                // Retries are scheduled by the application (retry_after) and end in a bounce,
+                // so the server never gives up on a message by itself.
+                max_deliver: -1,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+
+        Ok(NatsQueue {
+            jetstream,
+            stream: config.stream.clone(),
+            subject,
+            consumer,
+        })
+    }
+
+    fn lease_for(message: jetstream::Message) -> Result<Lease> {
+        let info = message.info().map_err(|e| Error::Corrupt {
+            what: "queue delivery",
+            detail: format!("no JetStream delivery info: {e}"),
+        })?;
+        let attempt = u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1);
+        let stream_sequence = info.stream_sequence;
+        let id = match message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(NATS_MESSAGE_ID))
+        {
+            Some(id) => id.as_str().to_owned(),
+            None => {
+                // Published around this API: there is no id to deduplicate on, but the message
+                // is still mail; hand it over under a stable name rather than drop it.
+                tracing::warn!(stream_sequence, "queue message without Nats-Msg-Id");
+                format!("nats-stream-sequence-{stream_sequence}")
+            }
+        };
+        let headers = user_headers(message.headers.as_ref());
+        let (message, acker) = message.split();
+        Ok(Lease::new(
+            id,
+            message.payload,
+            headers,
+            attempt,
+            Box::new(NatsLease { acker }),
+        ))
+    }
+}
+
+#[async_trait]
+impl Queue for NatsQueue {
+    async fn publish(&self, message: QueueMessage) -> Result<Published> {
+        contract::check_message_id(&message.id)?;
+        let headers = nats_headers(&message.headers)?;
+        let publish = PublishMessage::build()
+            .payload(message.payload)
+            .headers(headers)
+            .message_id(&message.id)
+            // Fail instead of landing in some other stream that captures the same subject.
+            .expected_stream(&self.stream);
+        let ack = self
+            .jetstream
+            .send_publish(self.subject.clone(), publish)
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        Ok(Published {
+            duplicate: ack.duplicate,
+        })
+    }
+
+    async fn pull(&self, max: usize, wait: Duration) -> Result<Vec<Lease>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        // A no-wait request with an expiry waits up to `wait` for the first message, then
+        // returns at once with what is available, up to `max`. A plain batch request would
+        // hold on until `max` arrive, and dropping it early would strand messages delivered
+        // to it until their lease ran out.
+        let mut fetch = self.consumer.fetch().max_messages(max);
+        if !wait.is_zero() {
+            fetch = fetch.expires(wait);
+        }
+        let mut batch = fetch.messages().await.map_err(unavailable)?;
+        let mut leases = Vec::new();
+        while let Some(message) = batch.next().await {
+            match message {
+                Ok(message) => leases.push(Self::lease_for(message)?),
+                // What was already delivered is leased to us: hand it out rather than leave it
+                // stuck until the lease expires.
+                Err(error) if !leases.is_empty() => {
+                    tracing::warn!(%error, "pull ended early");
+                    break;
+                }
+                Err(error) => return Err(unavailable(error)),
+            }
+        }
+        Ok(leases)
+    }
+}
+
+/// The reply subject of one delivery. Every acknowledgement waits for the server's
+/// confirmation: an ack that got lost would otherwise look like success and the message would
+/// come back after the lease.
+struct NatsLease {
+    acker: Acker,
+}
+
+impl NatsLease {
+    async fn confirm(&self, kind: AckKind) -> Result<()> {
+        self.acker.double_ack_with(kind).await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl LeaseHandle for NatsLease {
+    async fn ack(&self) -> Result<()> {
+        self.confirm(AckKind::Ack).await
+    }
+
+    async fn retry_after(&self, delay: Duration) -> Result<()> {
+        self.confirm(AckKind::Nak(Some(delay))).await
+    }
+
+    async fn extend(&self) -> Result<()> {
+        self.confirm(AckKind::Progress).await
+    }
+}
