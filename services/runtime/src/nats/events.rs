@@ -19,6 +19,12 @@ impl NatsEventBus {
     pub fn new(client: async_nats::Client) -> Self {
         NatsEventBus { client }
     }
+
+    /// Connects to the server at `url`, for services that need events only (no queue or spool).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let client = async_nats::connect(url).await.map_err(unavailable)?;
+        Ok(NatsEventBus::new(client))
+    }
 }
 
 #[async_trait]
