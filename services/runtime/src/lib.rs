@@ -2,11 +2,13 @@
 //!
 //! - [`error`] — the crate's error type.
 //! - [`config`] — parsing helpers for flags and environment variables (sizes, durations).
-//! - [`telemetry`] — `tracing` setup, OpenTelemetry export over OTLP when
+//! - [`telemetry`] — `tracing` setup (text or JSON logs), OpenTelemetry export over OTLP when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 //! - [`propagation`] — W3C trace context in and out of gRPC metadata and NATS / queue headers.
-//! - [`admin_http`] — the admin HTTP endpoint: `/healthz`, `/readyz`, `/metrics`.
-//! - [`shutdown`] — a future that completes on SIGTERM or SIGINT.
+//! - [`admin_http`] — the admin HTTP endpoint: `/healthz`, `/readyz`, `/metrics`; the
+//!   `Readiness` registry and the Prometheus metrics recorder.
+//! - [`shutdown`] — a future that completes on SIGTERM or SIGINT, and the `Shutdown` handle that
+//!   fans one shutdown out to many tasks.
 //! - [`spool`], [`queue`], [`events`] — the `Spool`, `Queue` and `EventBus` traits that carry
 //!   mail between services.
 //! - [`nats`] — their NATS JetStream implementations (production).
