@@ -33,6 +33,11 @@ on_both_backends!(
     deleting_an_account_suspends_by_default_and_purges_on_request,
 );
 
+/// Drops the answer of a call whose failure is what a test checks.
+fn discard<T>(result: Result<T, tonic::Status>) -> Result<(), tonic::Status> {
+    result.map(|_| ())
+}
+
 fn uid_range(first: u32, last: u32) -> UidRange {
     UidRange { first, last }
 }
@@ -295,7 +300,6 @@ async fn flag_changes_raise_modseq_and_conditional_store_respects_it(backend: Ba
 
     let after = f.select(alice, "INBOX").await;
     assert_eq!(after.flags, vec![SystemFlag::Seen as u32, SystemFlag::Flagged as u32, SystemFlag::Flagged as u32]);
-    assert!(after.modseqs.windows(2).all(|w| w[0] <= w[1]) || after.modseqs.iter().all(|m| *m > highest));
     assert_eq!(after.mailbox.unwrap().highest_modseq, *after.modseqs.iter().max().unwrap());
     let changed_since = f
         .mailstore
@@ -355,60 +359,58 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
         assert_eq!(status.code(), code, "{what}: {status}");
         assert!(!status.message().is_empty(), "{what} says why");
     };
-    let unit = |r: Result<tonic::Response<_>, tonic::Status>| r.map(|_: tonic::Response<_>| ());
-    let unit2 = |r: Result<_, tonic::Status>| r.map(|_| ());
 
     for address in ["", "alice", "a b@example.org", "alice@@example.org", "alice@exa mple.org"] {
         let result = f.mailstore.resolve_recipient(ResolveRecipientRequest { address: address.into(), size_hint: 0 }).await;
-        expect(unit(result), Code::InvalidArgument, &format!("resolve {address:?}"));
-        expect(unit2(f.deliver("q-bad", address, &message("x", 10)).await), Code::InvalidArgument, &format!("deliver to {address:?}"));
+        expect(discard(result), Code::InvalidArgument, &format!("resolve {address:?}"));
+        expect(discard(f.deliver("q-bad", address, &message("x", 10)).await), Code::InvalidArgument, &format!("deliver to {address:?}"));
         let account = f.admin.upsert_account(UpsertAccountRequest { address: address.into(), password: "pw".into(), ..Default::default() }).await;
-        expect(unit(account), Code::InvalidArgument, &format!("account {address:?}"));
+        expect(discard(account), Code::InvalidArgument, &format!("account {address:?}"));
     }
-    expect(unit(f.admin.upsert_domain(UpsertDomainRequest { name: "bad_domain!".into(), ..Default::default() }).await), Code::InvalidArgument, "domain");
+    expect(discard(f.admin.upsert_domain(UpsertDomainRequest { name: "bad_domain!".into(), ..Default::default() }).await), Code::InvalidArgument, "domain");
     let no_password = f.admin.upsert_account(UpsertAccountRequest { address: "new@example.org".into(), ..Default::default() }).await;
-    expect(unit(no_password), Code::InvalidArgument, "new account without password");
+    expect(discard(no_password), Code::InvalidArgument, "new account without password");
     let foreign = f.admin.upsert_account(UpsertAccountRequest { address: "x@unknown.example".into(), password: "pw".into(), ..Default::default() }).await;
-    expect(unit(foreign), Code::NotFound, "account in an unknown domain");
+    expect(discard(foreign), Code::NotFound, "account in an unknown domain");
 
-    expect(unit2(f.deliver("q-empty", "alice@example.org", b"").await), Code::InvalidArgument, "empty body");
+    expect(discard(f.deliver("q-empty", "alice@example.org", b"").await), Code::InvalidArgument, "empty body");
     let huge = vec![b'x'; TEST_MAX_MESSAGE as usize + 1];
-    expect(unit2(f.deliver("q-huge", "alice@example.org", &huge).await), Code::InvalidArgument, "oversized body");
-    expect(unit2(f.deliver("", "alice@example.org", &message("x", 10)).await), Code::InvalidArgument, "no queue id");
-    expect(unit2(f.deliver("q-nobody", "nobody@example.org", &message("x", 10)).await), Code::NotFound, "unknown recipient");
+    expect(discard(f.deliver("q-huge", "alice@example.org", &huge).await), Code::InvalidArgument, "oversized body");
+    expect(discard(f.deliver("", "alice@example.org", &message("x", 10)).await), Code::InvalidArgument, "no queue id");
+    expect(discard(f.deliver("q-nobody", "nobody@example.org", &message("x", 10)).await), Code::NotFound, "unknown recipient");
     let headerless = f.mailstore.deliver(tokio_stream::iter(vec![DeliverChunk { part: Some(deliver_chunk::Part::Data(b"body".to_vec())) }])).await;
-    expect(unit(headerless), Code::InvalidArgument, "stream without header");
+    expect(discard(headerless), Code::InvalidArgument, "stream without header");
 
     for name in ["", "a//b", "trailing/", "star*", "pct%", "ctl\u{7}"] {
         let created = f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: name.into(), special_use: String::new() }).await;
-        expect(unit(created), Code::InvalidArgument, &format!("mailbox {name:?}"));
+        expect(discard(created), Code::InvalidArgument, &format!("mailbox {name:?}"));
     }
     let special = f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "Spam".into(), special_use: "\\Spam".into() }).await;
-    expect(unit(special), Code::InvalidArgument, "unknown special use");
-    expect(unit(f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "INBOX".into() }).await), Code::FailedPrecondition, "delete INBOX");
-    expect(unit(f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Nope".into() }).await), Code::NotFound, "delete missing");
-    expect(unit(f.mailstore.select_mailbox(SelectMailboxRequest { account_id: alice, name: "Nope".into() }).await), Code::NotFound, "select missing");
+    expect(discard(special), Code::InvalidArgument, "unknown special use");
+    expect(discard(f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "INBOX".into() }).await), Code::FailedPrecondition, "delete INBOX");
+    expect(discard(f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Nope".into() }).await), Code::NotFound, "delete missing");
+    expect(discard(f.mailstore.select_mailbox(SelectMailboxRequest { account_id: alice, name: "Nope".into() }).await), Code::NotFound, "select missing");
     let dup = f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "Sent".into(), special_use: String::new() }).await;
-    expect(unit(dup), Code::AlreadyExists, "create existing");
+    expect(discard(dup), Code::AlreadyExists, "create existing");
 
     let reversed = f.mailstore.fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id, uids: vec![uid_range(5, 2)], changed_since: 0 }).await;
-    expect(unit(reversed), Code::InvalidArgument, "reversed UID range");
+    expect(discard(reversed), Code::InvalidArgument, "reversed UID range");
     let zero = f.mailstore.store_flags(StoreFlagsRequest { account_id: alice, mailbox_id, uids: vec![uid_range(0, 3)], operation: Operation::Add as i32, flags: flags(SystemFlag::Seen as u32, &[]), unchanged_since: 0 }).await;
-    expect(unit(zero), Code::InvalidArgument, "UID 0");
+    expect(discard(zero), Code::InvalidArgument, "UID 0");
     let bad_bits = f.mailstore.store_flags(StoreFlagsRequest { account_id: alice, mailbox_id, uids: vec![], operation: Operation::Add as i32, flags: flags(1 << 9, &[]), unchanged_since: 0 }).await;
-    expect(unit(bad_bits), Code::InvalidArgument, "unknown flag bits");
+    expect(discard(bad_bits), Code::InvalidArgument, "unknown flag bits");
     let bad_keyword = f.mailstore.store_flags(StoreFlagsRequest { account_id: alice, mailbox_id, uids: vec![], operation: Operation::Add as i32, flags: flags(0, &["two words"]), unchanged_since: 0 }).await;
-    expect(unit(bad_keyword), Code::InvalidArgument, "bad keyword");
+    expect(discard(bad_keyword), Code::InvalidArgument, "bad keyword");
     let bad_op = f.mailstore.store_flags(StoreFlagsRequest { account_id: alice, mailbox_id, uids: vec![], operation: 42, flags: None, unchanged_since: 0 }).await;
-    expect(unit(bad_op), Code::InvalidArgument, "unknown operation");
+    expect(discard(bad_op), Code::InvalidArgument, "unknown operation");
     let unknown_mailbox = f.mailstore.fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id: 987_654, uids: vec![], changed_since: 0 }).await;
-    expect(unit(unknown_mailbox), Code::NotFound, "unknown mailbox id");
+    expect(discard(unknown_mailbox), Code::NotFound, "unknown mailbox id");
     let unknown_uid = f.mailstore.fetch_body(FetchBodyRequest { account_id: alice, mailbox_id, uid: 99, offset: 0, length: 0 }).await;
-    expect(unit(unknown_uid), Code::NotFound, "unknown UID");
+    expect(discard(unknown_uid), Code::NotFound, "unknown UID");
     let unknown_account = f.mailstore.get_quota(GetQuotaRequest { account_id: 987_654 }).await;
-    expect(unit(unknown_account), Code::NotFound, "unknown account");
+    expect(discard(unknown_account), Code::NotFound, "unknown account");
     let copy_nowhere = f.mailstore.copy_messages(CopyMessagesRequest { account_id: alice, source_mailbox_id: mailbox_id, uids: vec![uid_range(1, 0)], destination: "Nope".into(), r#move: false }).await;
-    expect(unit(copy_nowhere), Code::NotFound, "copy to a missing mailbox");
+    expect(discard(copy_nowhere), Code::NotFound, "copy to a missing mailbox");
     let append_nowhere = f
         .mailstore
         .append(tokio_stream::iter(vec![
@@ -416,7 +418,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
             AppendChunk { part: Some(append_chunk::Part::Data(message("x", 10))) },
         ]))
         .await;
-    expect(unit(append_nowhere), Code::NotFound, "append to a missing mailbox");
+    expect(discard(append_nowhere), Code::NotFound, "append to a missing mailbox");
 
     let after = f.select(alice, "INBOX").await;
     assert_eq!(after, before, "refused requests changed nothing");
@@ -529,7 +531,7 @@ impl ConcatData for Vec<BodyChunk> {
 async fn search_filters_on_flags_dates_sizes_and_uids(backend: Backend) {
     let mut f = Fixture::start(backend).await;
     let alice = f.account("alice@example.org", 0, 0).await;
-    let mut append = async |f: &mut Fixture, size: usize, system: u32, keywords: &[&str], date: i64| {
+    let append = async |f: &mut Fixture, size: usize, system: u32, keywords: &[&str], date: i64| {
         f.mailstore
             .append(tokio_stream::iter(vec![
                 AppendChunk { part: Some(append_chunk::Part::Header(AppendHeader { account_id: alice, mailbox: "INBOX".into(), flags: flags(system, keywords), internal_date: date, size: size as u64 })) },

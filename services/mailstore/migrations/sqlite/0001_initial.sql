@@ -14,7 +14,8 @@ CREATE TABLE accounts (
     domain_id        BIGINT NOT NULL REFERENCES domains (id),
     address          TEXT NOT NULL UNIQUE,
     password_hash    TEXT NOT NULL,
-    suspended        BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Booleans are 0/1 integers: one representation for both databases.
+    suspended        BIGINT NOT NULL DEFAULT 0 CHECK (suspended IN (0, 1)),
     quota_storage    BIGINT NOT NULL DEFAULT 0,
     quota_messages   BIGINT NOT NULL DEFAULT 0,
     used_storage     BIGINT NOT NULL DEFAULT 0,
@@ -39,7 +40,7 @@ CREATE TABLE mailboxes (
     uid_next       BIGINT NOT NULL DEFAULT 1,
     highest_modseq BIGINT NOT NULL DEFAULT 1,
     special_use    TEXT NOT NULL DEFAULT '',
-    subscribed     BOOLEAN NOT NULL DEFAULT TRUE,
+    subscribed     BIGINT NOT NULL DEFAULT 1 CHECK (subscribed IN (0, 1)),
     UNIQUE (account_id, name)
 );
 

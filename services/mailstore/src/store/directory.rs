@@ -6,7 +6,7 @@ use kubemail_proto::mailstore::resolve_recipient_response::{Outcome, QuotaState}
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Store, get_u64, to_i64};
+use super::{Store, get_bool, get_u64, to_i64};
 use crate::validate::{self, INBOX};
 use crate::{Error, Result, password};
 
@@ -87,7 +87,7 @@ async fn direct_target(conn: &mut AnyConnection, address: &str) -> Result<Option
     .fetch_optional(&mut *conn)
     .await?;
     row.map(|row| {
-        Ok(Target { account_id: row.try_get("id")?, address: row.try_get("address")?, suspended: row.try_get("suspended")? })
+        Ok(Target { account_id: row.try_get("id")?, address: row.try_get("address")?, suspended: get_bool(&row, "suspended")? })
     })
     .transpose()
 }
@@ -207,7 +207,7 @@ impl Store {
                 .bind(password_hash)
                 .bind(quota_storage)
                 .bind(quota_messages)
-                .bind(update.suspended)
+                .bind(update.suspended.map(i64::from))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -229,7 +229,7 @@ impl Store {
                 .bind(domain_id)
                 .bind(&address)
                 .bind(password_hash)
-                .bind(update.suspended.unwrap_or(false))
+                .bind(i64::from(update.suspended.unwrap_or(false)))
                 .bind(quota_storage.unwrap_or(domain_row.try_get("default_quota_storage")?))
                 .bind(quota_messages.unwrap_or(domain_row.try_get("default_quota_messages")?))
                 .fetch_one(&mut *tx)
@@ -446,7 +446,7 @@ impl Store {
         if !password::verify(password, &stored).await {
             return Err(Error::Unauthenticated);
         }
-        if row.try_get::<bool, _>("suspended")? {
+        if get_bool(&row, "suspended")? {
             return Err(Error::PermissionDenied(format!("account {address} is suspended")));
         }
         let account_id: i64 = row.try_get("id")?;
@@ -480,7 +480,7 @@ fn account_from_row(row: &AnyRow) -> Result<Account> {
     Ok(Account {
         id: row.try_get("id")?,
         address: row.try_get("address")?,
-        suspended: row.try_get("suspended")?,
+        suspended: get_bool(row, "suspended")?,
         quota_storage: get_u64(row, "quota_storage")?,
         quota_messages: get_u64(row, "quota_messages")?,
         used_storage: get_u64(row, "used_storage")?,

@@ -6,7 +6,7 @@ use kubemail_proto::mailstore::{MailboxInfo, SelectMailboxResponse};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{LockedMailbox, Store, get_u32, get_u64};
+use super::{LockedMailbox, Store, get_bool, get_u32, get_u64};
 use crate::validate::{self, INBOX, SEPARATOR};
 use crate::{Error, Result};
 
@@ -172,7 +172,7 @@ impl Store {
     pub async fn set_subscribed(&self, account_id: i64, name: &str, subscribed: bool) -> Result<()> {
         let name = validate::mailbox_name(name)?;
         let updated = sqlx::query("UPDATE mailboxes SET subscribed = $1 WHERE account_id = $2 AND name = $3")
-            .bind(subscribed)
+            .bind(i64::from(subscribed))
             .bind(account_id)
             .bind(&name)
             .execute(self.db.writer())
@@ -241,7 +241,7 @@ fn mailbox_from_row(row: &AnyRow) -> Result<MailboxInfo> {
         uidnext: get_u32(row, "uid_next")?,
         highest_modseq: get_u64(row, "highest_modseq")?,
         special_use: row.try_get("special_use")?,
-        subscribed: row.try_get("subscribed")?,
+        subscribed: get_bool(row, "subscribed")?,
         messages: count("messages")?,
         unseen: count("unseen")?,
         deleted: count("deleted")?,

@@ -68,6 +68,11 @@ pub(crate) fn get_u64(row: &AnyRow, column: &str) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::Internal(format!("{column} {value} is negative")))
 }
 
+/// Reads a 0/1 integer column as a boolean (both databases store booleans as integers).
+pub(crate) fn get_bool(row: &AnyRow, column: &str) -> Result<bool> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
 /// Converts a client-supplied unsigned value for storage in a BIGINT column.
 pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64> {
     i64::try_from(value).map_err(|_| Error::invalid(format!("{what} {value} is too large")))
@@ -255,7 +260,7 @@ impl Store {
             .await?
             .ok_or_else(|| Error::not_found(format!("no account with id {account_id}")))?;
         Ok(AccountUsage {
-            suspended: row.try_get("suspended")?,
+            suspended: get_bool(&row, "suspended")?,
             quota_storage: get_u64(&row, "quota_storage")?,
             quota_messages: get_u64(&row, "quota_messages")?,
             used_storage: get_u64(&row, "used_storage")?,
