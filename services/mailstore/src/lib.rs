@@ -25,6 +25,8 @@ use std::sync::Arc;
 use kubemail_proto::admin::admin_server::AdminServer;
 use kubemail_proto::mailstore::mail_store_server::MailStoreServer;
 use kubemail_runtime::admin_http::{self, Readiness};
+use kubemail_runtime::grpc_metrics::GrpcMetricsLayer;
+use kubemail_runtime::propagation;
 use kubemail_runtime::nats::NatsEventBus;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::EventBus;
@@ -52,6 +54,8 @@ pub async fn serve(store: Store, listener: TcpListener, shutdown: impl Future<Ou
         .max_encoding_message_size(MAX_GRPC_MESSAGE);
     let admin = AdminServer::new(grpc::admin::AdminService::new(store));
     tonic::transport::Server::builder()
+        .trace_fn(propagation::grpc_server_span)
+        .layer(GrpcMetricsLayer)
         .add_service(mailstore)
         .add_service(admin)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -7,6 +7,7 @@
 //! - [`propagation`] — W3C trace context in and out of gRPC metadata and NATS / queue headers.
 //! - [`admin_http`] — the admin HTTP endpoint: `/healthz`, `/readyz`, `/metrics`; the
 //!   `Readiness` registry and the Prometheus metrics recorder.
+//! - [`grpc_metrics`] — request counts and durations of gRPC servers, as a tower layer.
 //! - [`shutdown`] — a future that completes on SIGTERM or SIGINT, and the `Shutdown` handle that
 //!   fans one shutdown out to many tasks.
 //! - [`spool`], [`queue`], [`events`] — the `Spool`, `Queue` and `EventBus` traits that carry
@@ -21,6 +22,7 @@ pub mod config;
 mod contract;
 pub mod error;
 pub mod events;
+pub mod grpc_metrics;
 pub mod local;
 pub mod nats;
 pub mod propagation;
