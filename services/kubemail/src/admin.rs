@@ -26,12 +26,12 @@ pub async fn run(args: AdminArgs) -> Result<()> {
 }
 
 async fn connect(url: &str) -> Result<AdminClient<Channel>> {
-    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| anyhow!("invalid mailstore address {url:?}: {e}"))?;
-    let channel = endpoint
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the mailstore at {url} (is `kubemail dev` running? see --mailstore)"))?;
+    let endpoint =
+        Endpoint::from_shared(url.to_string()).map_err(|e| anyhow!("invalid mailstore address {url:?}: {e}"))?;
+    let channel =
+        endpoint.connect_timeout(std::time::Duration::from_secs(5)).connect().await.with_context(|| {
+            format!("cannot reach the mailstore at {url} (is `kubemail dev` running? see --mailstore)")
+        })?;
     Ok(AdminClient::new(channel))
 }
 
@@ -91,14 +91,21 @@ async fn mailbox(
     match command {
         MailboxCommand::Add { address, quota_storage, quota_messages, .. } => {
             let account = admin
-                .upsert_account(UpsertAccountRequest { address, password, quota_storage, quota_messages, suspended: None })
+                .upsert_account(UpsertAccountRequest {
+                    address,
+                    password,
+                    quota_storage,
+                    quota_messages,
+                    suspended: None,
+                })
                 .await
                 .map_err(status)?
                 .into_inner();
             writeln!(out, "mailbox {} is ready", account.address)?;
         }
         MailboxCommand::List { domain } => {
-            let accounts = admin.list_accounts(ListAccountsRequest { domain }).await.map_err(status)?.into_inner().accounts;
+            let accounts =
+                admin.list_accounts(ListAccountsRequest { domain }).await.map_err(status)?.into_inner().accounts;
             let rows = accounts.iter().map(|a| {
                 vec![
                     a.address.clone(),
@@ -122,7 +129,13 @@ async fn mailbox(
                 .await
                 .map_err(status)?
                 .into_inner();
-            writeln!(out, "quota of {}: {} and {} messages", account.address, quota(storage, format_size), quota(messages, |n| n.to_string()))?;
+            writeln!(
+                out,
+                "quota of {}: {} and {} messages",
+                account.address,
+                quota(storage, format_size),
+                quota(messages, |n| n.to_string())
+            )?;
         }
         MailboxCommand::Remove { address, purge } => {
             admin.delete_account(DeleteAccountRequest { address: address.clone(), purge }).await.map_err(status)?;

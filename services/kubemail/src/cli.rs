@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole platform in one process, on SQLite in --data-dir (for a laptop).
-    Dev(DevArgs),
+    Dev(Box<DevArgs>),
     /// Manage domains, mailboxes and aliases of a running mailstore.
     Admin(AdminArgs),
 }

@@ -8,7 +8,7 @@ use kubemail::cli::{Cli, Command};
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Dev(args) => kubemail::dev::run(args).await,
+        Command::Dev(args) => kubemail::dev::run(*args).await,
         Command::Admin(args) => kubemail::admin::run(args).await,
     };
     match result {

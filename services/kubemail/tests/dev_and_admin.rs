@@ -102,7 +102,22 @@ fn admin_cli_manages_a_running_dev_platform() {
     assert!(metrics.contains("kubemail_build_info"), "metrics are served: {metrics}");
 
     assert!(ok(dev.admin(&["domain", "add", "Example.org"], None)).contains("example.org"));
-    assert!(ok(dev.admin(&["mailbox", "add", "alice@example.org", "--password-stdin", "--quota-storage", "1GiB", "--quota-messages", "500"], Some("s3cret\n"))).contains("alice@example.org"));
+    assert!(
+        ok(dev.admin(
+            &[
+                "mailbox",
+                "add",
+                "alice@example.org",
+                "--password-stdin",
+                "--quota-storage",
+                "1GiB",
+                "--quota-messages",
+                "500"
+            ],
+            Some("s3cret\n")
+        ))
+        .contains("alice@example.org")
+    );
     ok(dev.admin(&["mailbox", "add", "bob@example.org", "--password-stdin"], Some("hunter2")));
     ok(dev.admin(&["alias", "add", "postmaster@example.org", "alice@example.org"], None));
 
@@ -111,7 +126,10 @@ fn admin_cli_manages_a_running_dev_platform() {
     assert!(lines[0].starts_with("ADDRESS"), "{list}");
     let alice: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(alice[0], "alice@example.org");
-    assert!(lines[1].contains("1.0 GiB") && lines[1].contains("500") && lines[1].contains("postmaster@example.org"), "{list}");
+    assert!(
+        lines[1].contains("1.0 GiB") && lines[1].contains("500") && lines[1].contains("postmaster@example.org"),
+        "{list}"
+    );
     assert!(lines[2].starts_with("bob@example.org") && lines[2].contains("unlimited"), "{list}");
     assert!(ok(dev.admin(&["domain", "list"], None)).contains("example.org   2"));
     assert!(ok(dev.admin(&["alias", "list"], None)).contains("postmaster@example.org   alice@example.org"));
@@ -120,7 +138,11 @@ fn admin_cli_manages_a_running_dev_platform() {
     ok(dev.admin(&["mailbox", "quota", "bob@example.org", "--storage", "10MiB", "--messages", "0"], None));
     assert!(ok(dev.admin(&["mailbox", "list", "--domain", "example.org"], None)).contains("10.0 MiB"));
     assert!(ok(dev.admin(&["mailbox", "remove", "bob@example.org"], None)).contains("suspended"));
-    assert!(ok(dev.admin(&["mailbox", "list"], None)).lines().any(|l| l.starts_with("bob@example.org") && l.contains("suspended")));
+    assert!(
+        ok(dev.admin(&["mailbox", "list"], None))
+            .lines()
+            .any(|l| l.starts_with("bob@example.org") && l.contains("suspended"))
+    );
     ok(dev.admin(&["alias", "remove", "postmaster@example.org"], None));
 
     // Server-side refusals: one line, non-zero exit.
@@ -148,13 +170,17 @@ fn admin_cli_manages_a_running_dev_platform() {
 #[test]
 fn bad_arguments_get_a_one_line_error_and_a_nonzero_exit() {
     let unreachable = format!("http://127.0.0.1:{}", free_port());
-    let output = Command::new(KUBEMAIL).args(["admin", "--mailstore", &unreachable, "domain", "list"]).output().unwrap();
+    let output =
+        Command::new(KUBEMAIL).args(["admin", "--mailstore", &unreachable, "domain", "list"]).output().unwrap();
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
     assert!(stderr.contains("cannot reach the mailstore"), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 
-    let output = Command::new(KUBEMAIL).args(["admin", "mailbox", "add", "a@b.org", "--password-stdin", "--quota-storage", "lots"]).output().unwrap();
+    let output = Command::new(KUBEMAIL)
+        .args(["admin", "mailbox", "add", "a@b.org", "--password-stdin", "--quota-storage", "lots"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("--quota-storage"), "{}", text(&output.stderr));
 
@@ -163,7 +189,18 @@ fn bad_arguments_get_a_one_line_error_and_a_nonzero_exit() {
     assert!(text(&output.stderr).contains("--grpc-listen"));
 
     let help = text(&Command::new(KUBEMAIL).args(["dev", "--help"]).output().unwrap().stdout);
-    for flag in ["--data-dir", "--grpc-listen", "--http-listen", "--smtp-listen", "--submission-listen", "--submissions-listen", "--imap-listen", "--imaps-listen", "--pop3-listen", "--pop3s-listen"] {
+    for flag in [
+        "--data-dir",
+        "--grpc-listen",
+        "--http-listen",
+        "--smtp-listen",
+        "--submission-listen",
+        "--submissions-listen",
+        "--imap-listen",
+        "--imaps-listen",
+        "--pop3-listen",
+        "--pop3s-listen",
+    ] {
         assert!(help.contains(flag), "dev --help documents {flag}");
     }
 }

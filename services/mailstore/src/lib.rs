@@ -24,12 +24,12 @@ use std::sync::Arc;
 
 use kubemail_proto::admin::admin_server::AdminServer;
 use kubemail_proto::mailstore::mail_store_server::MailStoreServer;
+use kubemail_runtime::EventBus;
 use kubemail_runtime::admin_http::{self, Readiness};
 use kubemail_runtime::grpc_metrics::GrpcMetricsLayer;
-use kubemail_runtime::propagation;
 use kubemail_runtime::nats::NatsEventBus;
+use kubemail_runtime::propagation;
 use kubemail_runtime::shutdown::Shutdown;
-use kubemail_runtime::EventBus;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 

@@ -49,10 +49,7 @@ pub fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| {
         let random: [u8; 16] = rand::random();
-        Argon2::default()
-            .hash_password(&random)
-            .map(|hash| hash.to_string())
-            .unwrap_or_default()
+        Argon2::default().hash_password(&random).map(|hash| hash.to_string()).unwrap_or_default()
     })
 }
 

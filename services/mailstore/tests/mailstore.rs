@@ -63,7 +63,10 @@ async fn directory_resolves_aliases_catch_all_and_subaddresses(backend: Backend)
             .into_inner()
     };
     let direct = resolve("ALICE@example.ORG").await;
-    assert_eq!((direct.outcome(), direct.account_id, direct.canonical_address.as_str()), (Outcome::Local, alice, "alice@example.org"));
+    assert_eq!(
+        (direct.outcome(), direct.account_id, direct.canonical_address.as_str()),
+        (Outcome::Local, alice, "alice@example.org")
+    );
     assert_eq!(resolve("bob@example.org").await.account_id, bob, "addresses are case-insensitive");
     assert_eq!(resolve("postmaster@example.org").await.account_id, alice, "aliases reach their target");
     assert_eq!(resolve("alice+lists@example.org").await.account_id, alice, "subaddresses reach the base address");
@@ -71,7 +74,11 @@ async fn directory_resolves_aliases_catch_all_and_subaddresses(backend: Backend)
     assert_eq!(resolve("alice@elsewhere.net").await.outcome(), Outcome::NotLocal);
 
     f.admin
-        .upsert_domain(UpsertDomainRequest { name: "example.org".into(), catch_all: "bob@example.org".into(), ..Default::default() })
+        .upsert_domain(UpsertDomainRequest {
+            name: "example.org".into(),
+            catch_all: "bob@example.org".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let caught = resolve("anything@example.org").await;
@@ -80,18 +87,30 @@ async fn directory_resolves_aliases_catch_all_and_subaddresses(backend: Backend)
     let domains = f.admin.list_domains(ListDomainsRequest {}).await.unwrap().into_inner().domains;
     assert_eq!(domains.len(), 1);
     assert_eq!((domains[0].name.as_str(), domains[0].accounts), ("example.org", 2));
-    let aliases = f.admin.list_aliases(ListAliasesRequest { domain: "example.org".into() }).await.unwrap().into_inner().aliases;
+    let aliases =
+        f.admin.list_aliases(ListAliasesRequest { domain: "example.org".into() }).await.unwrap().into_inner().aliases;
     assert_eq!(aliases, vec![Alias { address: "postmaster@example.org".into(), target: "alice@example.org".into() }]);
-    let accounts = f.admin.list_accounts(ListAccountsRequest { domain: String::new() }).await.unwrap().into_inner().accounts;
+    let accounts =
+        f.admin.list_accounts(ListAccountsRequest { domain: String::new() }).await.unwrap().into_inner().accounts;
     let listed: Vec<(&str, Vec<String>)> = accounts.iter().map(|a| (a.address.as_str(), a.aliases.clone())).collect();
-    assert_eq!(listed, vec![("alice@example.org", vec!["postmaster@example.org".to_string()]), ("bob@example.org", vec![])]);
+    assert_eq!(
+        listed,
+        vec![("alice@example.org", vec!["postmaster@example.org".to_string()]), ("bob@example.org", vec![])]
+    );
 
     // An alias cannot shadow an account, nor an account an alias.
-    let clash = f.admin.add_alias(AddAliasRequest { address: "bob@example.org".into(), target: "alice@example.org".into() }).await;
+    let clash = f
+        .admin
+        .add_alias(AddAliasRequest { address: "bob@example.org".into(), target: "alice@example.org".into() })
+        .await;
     assert_eq!(clash.unwrap_err().code(), Code::AlreadyExists);
     let clash = f
         .admin
-        .upsert_account(UpsertAccountRequest { address: "postmaster@example.org".into(), password: "x".into(), ..Default::default() })
+        .upsert_account(UpsertAccountRequest {
+            address: "postmaster@example.org".into(),
+            password: "x".into(),
+            ..Default::default()
+        })
         .await;
     assert_eq!(clash.unwrap_err().code(), Code::AlreadyExists);
 
@@ -107,7 +126,10 @@ async fn directory_resolves_aliases_catch_all_and_subaddresses(backend: Backend)
 async fn authentication_checks_password_and_suspension(backend: Backend) {
     let mut f = Fixture::start(backend).await;
     let alice = f.account("alice@example.org", 0, 0).await;
-    f.admin.add_alias(AddAliasRequest { address: "a@example.org".into(), target: "alice@example.org".into() }).await.unwrap();
+    f.admin
+        .add_alias(AddAliasRequest { address: "a@example.org".into(), target: "alice@example.org".into() })
+        .await
+        .unwrap();
     let mut login = async |user: &str, password: &str| {
         f.mailstore.authenticate(AuthenticateRequest { username: user.into(), password: password.into() }).await
     };
@@ -118,7 +140,10 @@ async fn authentication_checks_password_and_suspension(backend: Backend) {
     assert_eq!(login("nobody@example.org", "secret").await.unwrap_err().code(), Code::Unauthenticated);
     assert_eq!(login("not an address", "secret").await.unwrap_err().code(), Code::Unauthenticated);
 
-    f.admin.set_password(SetPasswordRequest { address: "alice@example.org".into(), password: "new secret".into() }).await.unwrap();
+    f.admin
+        .set_password(SetPasswordRequest { address: "alice@example.org".into(), password: "new secret".into() })
+        .await
+        .unwrap();
     let mut login = async |user: &str, password: &str| {
         f.mailstore.authenticate(AuthenticateRequest { username: user.into(), password: password.into() }).await
     };
@@ -126,7 +151,11 @@ async fn authentication_checks_password_and_suspension(backend: Backend) {
     assert!(login("alice@example.org", "new secret").await.is_ok());
 
     f.admin
-        .upsert_account(UpsertAccountRequest { address: "alice@example.org".into(), suspended: Some(true), ..Default::default() })
+        .upsert_account(UpsertAccountRequest {
+            address: "alice@example.org".into(),
+            suspended: Some(true),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let denied = f
@@ -217,7 +246,8 @@ async fn redelivery_stores_one_copy_and_returns_the_same_uid(backend: Backend) {
         let body = body.clone();
         tokio::spawn(async move { deliver(&mut client, "q-2", "alice@example.org", &body).await })
     });
-    let uids: BTreeSet<u32> = futures::future::join_all(racing).await.into_iter().map(|r| r.unwrap().unwrap().uid).collect();
+    let uids: BTreeSet<u32> =
+        futures::future::join_all(racing).await.into_iter().map(|r| r.unwrap().unwrap().uid).collect();
     assert_eq!(uids.len(), 1, "every racer got the same UID: {uids:?}");
     // The same queue message to another recipient is another delivery.
     assert!(!f.deliver("q-1", "bob@example.org", &body).await.unwrap().duplicate);
@@ -247,7 +277,8 @@ async fn uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate(backend: B
         })
         .await
         .unwrap();
-    let expunged = f.mailstore.expunge(ExpungeRequest { account_id: alice, mailbox_id, uids: vec![] }).await.unwrap().into_inner();
+    let expunged =
+        f.mailstore.expunge(ExpungeRequest { account_id: alice, mailbox_id, uids: vec![] }).await.unwrap().into_inner();
     assert_eq!(expunged.expunged, vec![3]);
     let next = f.deliver("q-3", "alice@example.org", &message("u", 100)).await.unwrap();
     assert_eq!(next.uid, 4, "the expunged UID 3 is never handed out again");
@@ -255,9 +286,19 @@ async fn uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate(backend: B
     assert_eq!(inbox.uids, vec![1, 2, 4]);
     assert_eq!(inbox.mailbox.unwrap().uidnext, 5);
 
-    let created = f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "Projects".into(), special_use: String::new() }).await.unwrap().into_inner();
+    let created = f
+        .mailstore
+        .create_mailbox(CreateMailboxRequest { account_id: alice, name: "Projects".into(), special_use: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
     f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Projects".into() }).await.unwrap();
-    let recreated = f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "Projects".into(), special_use: String::new() }).await.unwrap().into_inner();
+    let recreated = f
+        .mailstore
+        .create_mailbox(CreateMailboxRequest { account_id: alice, name: "Projects".into(), special_use: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(created.uidvalidity, recreated.uidvalidity, "a recreated mailbox gets a new UIDVALIDITY");
     assert!(recreated.uidvalidity > created.uidvalidity);
     assert_eq!(recreated.uidnext, 1);
@@ -274,7 +315,14 @@ async fn flag_changes_raise_modseq_and_conditional_store_respects_it(backend: Ba
     let highest = before.mailbox.as_ref().unwrap().highest_modseq;
     let mut store = async |uids: Vec<UidRange>, operation: Operation, flags: Option<Flags>, unchanged_since: u64| {
         f.mailstore
-            .store_flags(StoreFlagsRequest { account_id: alice, mailbox_id, uids, operation: operation as i32, flags, unchanged_since })
+            .store_flags(StoreFlagsRequest {
+                account_id: alice,
+                mailbox_id,
+                uids,
+                operation: operation as i32,
+                flags,
+                unchanged_since,
+            })
             .await
             .unwrap()
             .into_inner()
@@ -289,11 +337,16 @@ async fn flag_changes_raise_modseq_and_conditional_store_respects_it(backend: Ba
     assert!(again.updated.is_empty(), "setting flags a message already has changes nothing");
 
     let removed = store(vec![uid_range(1, 1)], Operation::Remove, flags(0, &["$label1"]), 0).await;
-    assert_eq!(removed.updated[0].flags.as_ref().unwrap().keywords, Vec::<String>::new(), "keywords match case-insensitively");
+    assert_eq!(
+        removed.updated[0].flags.as_ref().unwrap().keywords,
+        Vec::<String>::new(),
+        "keywords match case-insensitively"
+    );
     assert!(removed.updated[0].modseq > m1);
 
     // CONDSTORE: UID 1 changed after m1, UID 3 did not.
-    let conditional = store(vec![uid_range(1, 0)], Operation::Replace, flags(SystemFlag::Flagged as u32, &[]), m1).await;
+    let conditional =
+        store(vec![uid_range(1, 0)], Operation::Replace, flags(SystemFlag::Flagged as u32, &[]), m1).await;
     assert_eq!(conditional.modified, vec![1]);
     let changed: Vec<u32> = conditional.updated.iter().map(|m| m.uid).collect();
     assert_eq!(changed, vec![2, 3]);
@@ -326,17 +379,70 @@ async fn one_account_can_never_reach_another_accounts_mail(backend: Backend) {
         let status = result.err().unwrap_or_else(|| panic!("{what} must fail"));
         assert_eq!(status.code(), Code::NotFound, "{what}: {status}");
     };
-    not_found(m.fetch_messages(FetchMessagesRequest { account_id: mallory, mailbox_id: alice_inbox, uids: all.clone(), changed_since: 0 }).await.map(|_| tonic::Response::new(())), "fetch");
-    let body = m.fetch_body(FetchBodyRequest { account_id: mallory, mailbox_id: alice_inbox, uid: 1, offset: 0, length: 0 }).await;
+    not_found(
+        m.fetch_messages(FetchMessagesRequest {
+            account_id: mallory,
+            mailbox_id: alice_inbox,
+            uids: all.clone(),
+            changed_since: 0,
+        })
+        .await
+        .map(|_| tonic::Response::new(())),
+        "fetch",
+    );
+    let body = m
+        .fetch_body(FetchBodyRequest { account_id: mallory, mailbox_id: alice_inbox, uid: 1, offset: 0, length: 0 })
+        .await;
     not_found(body.map(|_| tonic::Response::new(())), "fetch body");
-    not_found(m.store_flags(StoreFlagsRequest { account_id: mallory, mailbox_id: alice_inbox, uids: all.clone(), operation: Operation::Add as i32, flags: flags(SystemFlag::Deleted as u32, &[]), unchanged_since: 0 }).await.map(|_| tonic::Response::new(())), "store");
-    not_found(m.expunge(ExpungeRequest { account_id: mallory, mailbox_id: alice_inbox, uids: vec![] }).await.map(|_| tonic::Response::new(())), "expunge");
-    not_found(m.copy_messages(CopyMessagesRequest { account_id: mallory, source_mailbox_id: alice_inbox, uids: all.clone(), destination: "INBOX".into(), r#move: true }).await.map(|_| tonic::Response::new(())), "move out");
-    not_found(m.search(SearchRequest { account_id: mallory, mailbox_id: alice_inbox, ..Default::default() }).await.map(|_| tonic::Response::new(())), "search");
+    not_found(
+        m.store_flags(StoreFlagsRequest {
+            account_id: mallory,
+            mailbox_id: alice_inbox,
+            uids: all.clone(),
+            operation: Operation::Add as i32,
+            flags: flags(SystemFlag::Deleted as u32, &[]),
+            unchanged_since: 0,
+        })
+        .await
+        .map(|_| tonic::Response::new(())),
+        "store",
+    );
+    not_found(
+        m.expunge(ExpungeRequest { account_id: mallory, mailbox_id: alice_inbox, uids: vec![] })
+            .await
+            .map(|_| tonic::Response::new(())),
+        "expunge",
+    );
+    not_found(
+        m.copy_messages(CopyMessagesRequest {
+            account_id: mallory,
+            source_mailbox_id: alice_inbox,
+            uids: all.clone(),
+            destination: "INBOX".into(),
+            r#move: true,
+        })
+        .await
+        .map(|_| tonic::Response::new(())),
+        "move out",
+    );
+    not_found(
+        m.search(SearchRequest { account_id: mallory, mailbox_id: alice_inbox, ..Default::default() })
+            .await
+            .map(|_| tonic::Response::new(())),
+        "search",
+    );
     // Mallory's own mailbox as the source, Alice's INBOX as a name: names are per account.
     let mallory_inbox = f.select(mallory, "INBOX").await.mailbox.unwrap().id;
     let m = &mut f.mailstore;
-    let copied = m.copy_messages(CopyMessagesRequest { account_id: alice, source_mailbox_id: mallory_inbox, uids: all.clone(), destination: "INBOX".into(), r#move: false }).await;
+    let copied = m
+        .copy_messages(CopyMessagesRequest {
+            account_id: alice,
+            source_mailbox_id: mallory_inbox,
+            uids: all.clone(),
+            destination: "INBOX".into(),
+            r#move: false,
+        })
+        .await;
     not_found(copied.map(|_| tonic::Response::new(())), "copy from another account's mailbox");
     let listed = m.list_mailboxes(ListMailboxesRequest { account_id: mallory }).await.unwrap().into_inner().mailboxes;
     assert!(listed.iter().all(|mb| mb.id != alice_inbox), "listing shows only one's own mailboxes");
@@ -361,60 +467,179 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
     };
 
     for address in ["", "alice", "a b@example.org", "alice@@example.org", "alice@exa mple.org"] {
-        let result = f.mailstore.resolve_recipient(ResolveRecipientRequest { address: address.into(), size_hint: 0 }).await;
+        let result =
+            f.mailstore.resolve_recipient(ResolveRecipientRequest { address: address.into(), size_hint: 0 }).await;
         expect(discard(result), Code::InvalidArgument, &format!("resolve {address:?}"));
-        expect(discard(f.deliver("q-bad", address, &message("x", 10)).await), Code::InvalidArgument, &format!("deliver to {address:?}"));
-        let account = f.admin.upsert_account(UpsertAccountRequest { address: address.into(), password: "pw".into(), ..Default::default() }).await;
+        expect(
+            discard(f.deliver("q-bad", address, &message("x", 10)).await),
+            Code::InvalidArgument,
+            &format!("deliver to {address:?}"),
+        );
+        let account = f
+            .admin
+            .upsert_account(UpsertAccountRequest {
+                address: address.into(),
+                password: "pw".into(),
+                ..Default::default()
+            })
+            .await;
         expect(discard(account), Code::InvalidArgument, &format!("account {address:?}"));
     }
-    expect(discard(f.admin.upsert_domain(UpsertDomainRequest { name: "bad_domain!".into(), ..Default::default() }).await), Code::InvalidArgument, "domain");
-    let no_password = f.admin.upsert_account(UpsertAccountRequest { address: "new@example.org".into(), ..Default::default() }).await;
+    expect(
+        discard(f.admin.upsert_domain(UpsertDomainRequest { name: "bad_domain!".into(), ..Default::default() }).await),
+        Code::InvalidArgument,
+        "domain",
+    );
+    let no_password =
+        f.admin.upsert_account(UpsertAccountRequest { address: "new@example.org".into(), ..Default::default() }).await;
     expect(discard(no_password), Code::InvalidArgument, "new account without password");
-    let foreign = f.admin.upsert_account(UpsertAccountRequest { address: "x@unknown.example".into(), password: "pw".into(), ..Default::default() }).await;
+    let foreign = f
+        .admin
+        .upsert_account(UpsertAccountRequest {
+            address: "x@unknown.example".into(),
+            password: "pw".into(),
+            ..Default::default()
+        })
+        .await;
     expect(discard(foreign), Code::NotFound, "account in an unknown domain");
 
     expect(discard(f.deliver("q-empty", "alice@example.org", b"").await), Code::InvalidArgument, "empty body");
     let huge = vec![b'x'; TEST_MAX_MESSAGE as usize + 1];
     expect(discard(f.deliver("q-huge", "alice@example.org", &huge).await), Code::InvalidArgument, "oversized body");
     expect(discard(f.deliver("", "alice@example.org", &message("x", 10)).await), Code::InvalidArgument, "no queue id");
-    expect(discard(f.deliver("q-nobody", "nobody@example.org", &message("x", 10)).await), Code::NotFound, "unknown recipient");
-    let headerless = f.mailstore.deliver(tokio_stream::iter(vec![DeliverChunk { part: Some(deliver_chunk::Part::Data(b"body".to_vec())) }])).await;
+    expect(
+        discard(f.deliver("q-nobody", "nobody@example.org", &message("x", 10)).await),
+        Code::NotFound,
+        "unknown recipient",
+    );
+    let headerless = f
+        .mailstore
+        .deliver(tokio_stream::iter(vec![DeliverChunk { part: Some(deliver_chunk::Part::Data(b"body".to_vec())) }]))
+        .await;
     expect(discard(headerless), Code::InvalidArgument, "stream without header");
 
     for name in ["", "a//b", "trailing/", "star*", "pct%", "ctl\u{7}"] {
-        let created = f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: name.into(), special_use: String::new() }).await;
+        let created = f
+            .mailstore
+            .create_mailbox(CreateMailboxRequest { account_id: alice, name: name.into(), special_use: String::new() })
+            .await;
         expect(discard(created), Code::InvalidArgument, &format!("mailbox {name:?}"));
     }
-    let special = f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "Spam".into(), special_use: "\\Spam".into() }).await;
+    let special = f
+        .mailstore
+        .create_mailbox(CreateMailboxRequest { account_id: alice, name: "Spam".into(), special_use: "\\Spam".into() })
+        .await;
     expect(discard(special), Code::InvalidArgument, "unknown special use");
-    expect(discard(f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "INBOX".into() }).await), Code::FailedPrecondition, "delete INBOX");
-    expect(discard(f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Nope".into() }).await), Code::NotFound, "delete missing");
-    expect(discard(f.mailstore.select_mailbox(SelectMailboxRequest { account_id: alice, name: "Nope".into() }).await), Code::NotFound, "select missing");
-    let dup = f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "Sent".into(), special_use: String::new() }).await;
+    expect(
+        discard(f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "INBOX".into() }).await),
+        Code::FailedPrecondition,
+        "delete INBOX",
+    );
+    expect(
+        discard(f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Nope".into() }).await),
+        Code::NotFound,
+        "delete missing",
+    );
+    expect(
+        discard(f.mailstore.select_mailbox(SelectMailboxRequest { account_id: alice, name: "Nope".into() }).await),
+        Code::NotFound,
+        "select missing",
+    );
+    let dup = f
+        .mailstore
+        .create_mailbox(CreateMailboxRequest { account_id: alice, name: "Sent".into(), special_use: String::new() })
+        .await;
     expect(discard(dup), Code::AlreadyExists, "create existing");
 
-    let reversed = f.mailstore.fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id, uids: vec![uid_range(5, 2)], changed_since: 0 }).await;
+    let reversed = f
+        .mailstore
+        .fetch_messages(FetchMessagesRequest {
+            account_id: alice,
+            mailbox_id,
+            uids: vec![uid_range(5, 2)],
+            changed_since: 0,
+        })
+        .await;
     expect(discard(reversed), Code::InvalidArgument, "reversed UID range");
-    let zero = f.mailstore.store_flags(StoreFlagsRequest { account_id: alice, mailbox_id, uids: vec![uid_range(0, 3)], operation: Operation::Add as i32, flags: flags(SystemFlag::Seen as u32, &[]), unchanged_since: 0 }).await;
+    let zero = f
+        .mailstore
+        .store_flags(StoreFlagsRequest {
+            account_id: alice,
+            mailbox_id,
+            uids: vec![uid_range(0, 3)],
+            operation: Operation::Add as i32,
+            flags: flags(SystemFlag::Seen as u32, &[]),
+            unchanged_since: 0,
+        })
+        .await;
     expect(discard(zero), Code::InvalidArgument, "UID 0");
-    let bad_bits = f.mailstore.store_flags(StoreFlagsRequest { account_id: alice, mailbox_id, uids: vec![], operation: Operation::Add as i32, flags: flags(1 << 9, &[]), unchanged_since: 0 }).await;
+    let bad_bits = f
+        .mailstore
+        .store_flags(StoreFlagsRequest {
+            account_id: alice,
+            mailbox_id,
+            uids: vec![],
+            operation: Operation::Add as i32,
+            flags: flags(1 << 9, &[]),
+            unchanged_since: 0,
+        })
+        .await;
     expect(discard(bad_bits), Code::InvalidArgument, "unknown flag bits");
-    let bad_keyword = f.mailstore.store_flags(StoreFlagsRequest { account_id: alice, mailbox_id, uids: vec![], operation: Operation::Add as i32, flags: flags(0, &["two words"]), unchanged_since: 0 }).await;
+    let bad_keyword = f
+        .mailstore
+        .store_flags(StoreFlagsRequest {
+            account_id: alice,
+            mailbox_id,
+            uids: vec![],
+            operation: Operation::Add as i32,
+            flags: flags(0, &["two words"]),
+            unchanged_since: 0,
+        })
+        .await;
     expect(discard(bad_keyword), Code::InvalidArgument, "bad keyword");
-    let bad_op = f.mailstore.store_flags(StoreFlagsRequest { account_id: alice, mailbox_id, uids: vec![], operation: 42, flags: None, unchanged_since: 0 }).await;
+    let bad_op = f
+        .mailstore
+        .store_flags(StoreFlagsRequest {
+            account_id: alice,
+            mailbox_id,
+            uids: vec![],
+            operation: 42,
+            flags: None,
+            unchanged_since: 0,
+        })
+        .await;
     expect(discard(bad_op), Code::InvalidArgument, "unknown operation");
-    let unknown_mailbox = f.mailstore.fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id: 987_654, uids: vec![], changed_since: 0 }).await;
+    let unknown_mailbox = f
+        .mailstore
+        .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id: 987_654, uids: vec![], changed_since: 0 })
+        .await;
     expect(discard(unknown_mailbox), Code::NotFound, "unknown mailbox id");
-    let unknown_uid = f.mailstore.fetch_body(FetchBodyRequest { account_id: alice, mailbox_id, uid: 99, offset: 0, length: 0 }).await;
+    let unknown_uid =
+        f.mailstore.fetch_body(FetchBodyRequest { account_id: alice, mailbox_id, uid: 99, offset: 0, length: 0 }).await;
     expect(discard(unknown_uid), Code::NotFound, "unknown UID");
     let unknown_account = f.mailstore.get_quota(GetQuotaRequest { account_id: 987_654 }).await;
     expect(discard(unknown_account), Code::NotFound, "unknown account");
-    let copy_nowhere = f.mailstore.copy_messages(CopyMessagesRequest { account_id: alice, source_mailbox_id: mailbox_id, uids: vec![uid_range(1, 0)], destination: "Nope".into(), r#move: false }).await;
+    let copy_nowhere = f
+        .mailstore
+        .copy_messages(CopyMessagesRequest {
+            account_id: alice,
+            source_mailbox_id: mailbox_id,
+            uids: vec![uid_range(1, 0)],
+            destination: "Nope".into(),
+            r#move: false,
+        })
+        .await;
     expect(discard(copy_nowhere), Code::NotFound, "copy to a missing mailbox");
     let append_nowhere = f
         .mailstore
         .append(tokio_stream::iter(vec![
-            AppendChunk { part: Some(append_chunk::Part::Header(AppendHeader { account_id: alice, mailbox: "Nope".into(), ..Default::default() })) },
+            AppendChunk {
+                part: Some(append_chunk::Part::Header(AppendHeader {
+                    account_id: alice,
+                    mailbox: "Nope".into(),
+                    ..Default::default()
+                })),
+            },
             AppendChunk { part: Some(append_chunk::Part::Data(message("x", 10))) },
         ]))
         .await;
@@ -424,7 +649,16 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
     assert_eq!(after, before, "refused requests changed nothing");
     let quota = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
     assert_eq!(quota.messages_used, 1);
-    let names: Vec<String> = f.mailstore.list_mailboxes(ListMailboxesRequest { account_id: alice }).await.unwrap().into_inner().mailboxes.into_iter().map(|m| m.name).collect();
+    let names: Vec<String> = f
+        .mailstore
+        .list_mailboxes(ListMailboxesRequest { account_id: alice })
+        .await
+        .unwrap()
+        .into_inner()
+        .mailboxes
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
     assert_eq!(names, vec!["Drafts", "INBOX", "Junk", "Sent", "Trash"]);
 }
 
@@ -432,18 +666,66 @@ async fn mailboxes_create_rename_delete_subscribe(backend: Backend) {
     let mut f = Fixture::start(backend).await;
     let alice = f.account("alice@example.org", 0, 0).await;
     let names = async |f: &mut Fixture| -> Vec<String> {
-        f.mailstore.list_mailboxes(ListMailboxesRequest { account_id: alice }).await.unwrap().into_inner().mailboxes.into_iter().map(|m| m.name).collect()
+        f.mailstore
+            .list_mailboxes(ListMailboxesRequest { account_id: alice })
+            .await
+            .unwrap()
+            .into_inner()
+            .mailboxes
+            .into_iter()
+            .map(|m| m.name)
+            .collect()
     };
-    let created = f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "Work/2026/Q4".into(), special_use: String::new() }).await.unwrap().into_inner();
+    let created = f
+        .mailstore
+        .create_mailbox(CreateMailboxRequest {
+            account_id: alice,
+            name: "Work/2026/Q4".into(),
+            special_use: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(created.name, "Work/2026/Q4");
-    assert_eq!(names(&mut f).await, vec!["Drafts", "INBOX", "Junk", "Sent", "Trash", "Work", "Work/2026", "Work/2026/Q4"], "parents are created");
+    assert_eq!(
+        names(&mut f).await,
+        vec!["Drafts", "INBOX", "Junk", "Sent", "Trash", "Work", "Work/2026", "Work/2026/Q4"],
+        "parents are created"
+    );
 
-    let renamed = f.mailstore.rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Work".into(), to: "Archive/Work".into() }).await.unwrap().into_inner();
-    assert_eq!((renamed.name.as_str(), renamed.id), ("Archive/Work", f.select(alice, "Archive/Work").await.mailbox.unwrap().id));
-    assert_eq!(names(&mut f).await, vec!["Archive", "Archive/Work", "Archive/Work/2026", "Archive/Work/2026/Q4", "Drafts", "INBOX", "Junk", "Sent", "Trash"]);
-    let into_child = f.mailstore.rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Archive".into(), to: "Archive/Work/x".into() }).await;
+    let renamed = f
+        .mailstore
+        .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Work".into(), to: "Archive/Work".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.id),
+        ("Archive/Work", f.select(alice, "Archive/Work").await.mailbox.unwrap().id)
+    );
+    assert_eq!(
+        names(&mut f).await,
+        vec![
+            "Archive",
+            "Archive/Work",
+            "Archive/Work/2026",
+            "Archive/Work/2026/Q4",
+            "Drafts",
+            "INBOX",
+            "Junk",
+            "Sent",
+            "Trash"
+        ]
+    );
+    let into_child = f
+        .mailstore
+        .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Archive".into(), to: "Archive/Work/x".into() })
+        .await;
     assert_eq!(into_child.unwrap_err().code(), Code::InvalidArgument);
-    let onto_existing = f.mailstore.rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Archive".into(), to: "Sent".into() }).await;
+    let onto_existing = f
+        .mailstore
+        .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Archive".into(), to: "Sent".into() })
+        .await;
     assert_eq!(onto_existing.unwrap_err().code(), Code::AlreadyExists);
 
     // Renaming INBOX moves its messages and leaves it empty.
@@ -451,7 +733,10 @@ async fn mailboxes_create_rename_delete_subscribe(backend: Backend) {
         f.deliver(&format!("q-{i}"), "alice@example.org", &message("inbox", 100)).await.unwrap();
     }
     let old_inbox = f.select(alice, "INBOX").await.mailbox.unwrap();
-    f.mailstore.rename_mailbox(RenameMailboxRequest { account_id: alice, from: "inbox".into(), to: "Old".into() }).await.unwrap();
+    f.mailstore
+        .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "inbox".into(), to: "Old".into() })
+        .await
+        .unwrap();
     let inbox = f.select(alice, "INBOX").await;
     assert_eq!((inbox.uids.len(), inbox.mailbox.as_ref().unwrap().id), (0, old_inbox.id));
     assert!(inbox.mailbox.unwrap().uidnext >= 3, "INBOX keeps counting UIDs");
@@ -459,8 +744,12 @@ async fn mailboxes_create_rename_delete_subscribe(backend: Backend) {
     let quota = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
     assert_eq!(quota.messages_used, 2, "moving messages by rename does not change usage");
 
-    f.mailstore.set_subscribed(SetSubscribedRequest { account_id: alice, name: "Old".into(), subscribed: false }).await.unwrap();
-    let listed = f.mailstore.list_mailboxes(ListMailboxesRequest { account_id: alice }).await.unwrap().into_inner().mailboxes;
+    f.mailstore
+        .set_subscribed(SetSubscribedRequest { account_id: alice, name: "Old".into(), subscribed: false })
+        .await
+        .unwrap();
+    let listed =
+        f.mailstore.list_mailboxes(ListMailboxesRequest { account_id: alice }).await.unwrap().into_inner().mailboxes;
     let old = listed.iter().find(|m| m.name == "Old").unwrap();
     assert!(!old.subscribed);
     assert_eq!((old.messages, old.unseen), (2, 2));
@@ -481,15 +770,40 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
         f.deliver(&format!("q-{i}"), "alice@example.org", &body).await.unwrap();
     }
     let inbox = f.select(alice, "INBOX").await.mailbox.unwrap().id;
-    f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "Keep".into(), special_use: String::new() }).await.unwrap();
+    f.mailstore
+        .create_mailbox(CreateMailboxRequest { account_id: alice, name: "Keep".into(), special_use: String::new() })
+        .await
+        .unwrap();
 
-    let copied = f.mailstore.copy_messages(CopyMessagesRequest { account_id: alice, source_mailbox_id: inbox, uids: vec![uid_range(1, 2)], destination: "Keep".into(), r#move: false }).await.unwrap().into_inner();
+    let copied = f
+        .mailstore
+        .copy_messages(CopyMessagesRequest {
+            account_id: alice,
+            source_mailbox_id: inbox,
+            uids: vec![uid_range(1, 2)],
+            destination: "Keep".into(),
+            r#move: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((copied.source_uids, copied.destination_uids), (vec![1, 2], vec![1, 2]));
     assert_eq!(copied.destination_uidvalidity, f.select(alice, "Keep").await.mailbox.unwrap().uidvalidity);
     let quota = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
     assert_eq!((quota.messages_used, quota.storage_used), (5, 5 * size), "copies count against the quota");
 
-    let moved = f.mailstore.copy_messages(CopyMessagesRequest { account_id: alice, source_mailbox_id: inbox, uids: vec![uid_range(3, 3)], destination: "Keep".into(), r#move: true }).await.unwrap().into_inner();
+    let moved = f
+        .mailstore
+        .copy_messages(CopyMessagesRequest {
+            account_id: alice,
+            source_mailbox_id: inbox,
+            uids: vec![uid_range(3, 3)],
+            destination: "Keep".into(),
+            r#move: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(moved.destination_uids, vec![3]);
     assert_eq!(f.select(alice, "INBOX").await.uids, vec![1, 2]);
     assert_eq!(f.select(alice, "Keep").await.uids, vec![1, 2, 3]);
@@ -497,23 +811,60 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
     assert_eq!(quota.messages_used, 5, "a move does not change usage");
 
     // Copy refused by quota leaves everything as it was.
-    f.admin.set_quota(SetQuotaRequest { address: "alice@example.org".into(), quota_storage: 0, quota_messages: 6 }).await.unwrap();
-    let refused = f.mailstore.copy_messages(CopyMessagesRequest { account_id: alice, source_mailbox_id: inbox, uids: vec![uid_range(1, 2)], destination: "Keep".into(), r#move: false }).await;
+    f.admin
+        .set_quota(SetQuotaRequest { address: "alice@example.org".into(), quota_storage: 0, quota_messages: 6 })
+        .await
+        .unwrap();
+    let refused = f
+        .mailstore
+        .copy_messages(CopyMessagesRequest {
+            account_id: alice,
+            source_mailbox_id: inbox,
+            uids: vec![uid_range(1, 2)],
+            destination: "Keep".into(),
+            r#move: false,
+        })
+        .await;
     assert_eq!(refused.unwrap_err().code(), Code::ResourceExhausted);
     assert_eq!(f.select(alice, "Keep").await.uids, vec![1, 2, 3]);
 
     // Expunge only removes \Deleted messages, within the given UIDs.
     let keep = f.select(alice, "Keep").await.mailbox.unwrap().id;
-    f.mailstore.store_flags(StoreFlagsRequest { account_id: alice, mailbox_id: keep, uids: vec![], operation: Operation::Add as i32, flags: flags(SystemFlag::Deleted as u32, &[]), unchanged_since: 0 }).await.unwrap();
-    let partial = f.mailstore.expunge(ExpungeRequest { account_id: alice, mailbox_id: keep, uids: vec![uid_range(2, 2)] }).await.unwrap().into_inner();
+    f.mailstore
+        .store_flags(StoreFlagsRequest {
+            account_id: alice,
+            mailbox_id: keep,
+            uids: vec![],
+            operation: Operation::Add as i32,
+            flags: flags(SystemFlag::Deleted as u32, &[]),
+            unchanged_since: 0,
+        })
+        .await
+        .unwrap();
+    let partial = f
+        .mailstore
+        .expunge(ExpungeRequest { account_id: alice, mailbox_id: keep, uids: vec![uid_range(2, 2)] })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(partial.expunged, vec![2]);
-    let rest = f.mailstore.expunge(ExpungeRequest { account_id: alice, mailbox_id: keep, uids: vec![] }).await.unwrap().into_inner();
+    let rest = f
+        .mailstore
+        .expunge(ExpungeRequest { account_id: alice, mailbox_id: keep, uids: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(rest.expunged, vec![1, 3]);
     let quota = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
     assert_eq!((quota.messages_used, quota.storage_used), (2, 2 * size));
 
     // The two INBOX messages share one stored body with the expunged ones: it must survive.
-    let text = f.mailstore.fetch_body(FetchBodyRequest { account_id: alice, mailbox_id: inbox, uid: 1, offset: 0, length: 0 }).await.unwrap().into_inner();
+    let text = f
+        .mailstore
+        .fetch_body(FetchBodyRequest { account_id: alice, mailbox_id: inbox, uid: 1, offset: 0, length: 0 })
+        .await
+        .unwrap()
+        .into_inner();
     let chunks: Vec<BodyChunk> = text.map(|c| c.unwrap()).collect().await;
     assert_eq!(chunks.concat_data(), body);
 }
@@ -534,7 +885,15 @@ async fn search_filters_on_flags_dates_sizes_and_uids(backend: Backend) {
     let append = async |f: &mut Fixture, size: usize, system: u32, keywords: &[&str], date: i64| {
         f.mailstore
             .append(tokio_stream::iter(vec![
-                AppendChunk { part: Some(append_chunk::Part::Header(AppendHeader { account_id: alice, mailbox: "INBOX".into(), flags: flags(system, keywords), internal_date: date, size: size as u64 })) },
+                AppendChunk {
+                    part: Some(append_chunk::Part::Header(AppendHeader {
+                        account_id: alice,
+                        mailbox: "INBOX".into(),
+                        flags: flags(system, keywords),
+                        internal_date: date,
+                        size: size as u64,
+                    })),
+                },
                 AppendChunk { part: Some(append_chunk::Part::Data(message("s", size))) },
             ]))
             .await
@@ -551,14 +910,28 @@ async fn search_filters_on_flags_dates_sizes_and_uids(backend: Backend) {
     let mut search = async |request: SearchRequest| {
         f.mailstore.search(SearchRequest { account_id: alice, mailbox_id, ..request }).await.unwrap().into_inner().uids
     };
-    assert_eq!(search(SearchRequest { with_flags: flags(SystemFlag::Seen as u32, &[]), ..Default::default() }).await, vec![1, 3]);
-    assert_eq!(search(SearchRequest { without_flags: flags(SystemFlag::Seen as u32, &[]), ..Default::default() }).await, vec![2]);
+    assert_eq!(
+        search(SearchRequest { with_flags: flags(SystemFlag::Seen as u32, &[]), ..Default::default() }).await,
+        vec![1, 3]
+    );
+    assert_eq!(
+        search(SearchRequest { without_flags: flags(SystemFlag::Seen as u32, &[]), ..Default::default() }).await,
+        vec![2]
+    );
     assert_eq!(search(SearchRequest { with_flags: flags(0, &["$work"]), ..Default::default() }).await, vec![1]);
     assert_eq!(search(SearchRequest { larger: 1_000, ..Default::default() }).await, vec![2]);
     assert_eq!(search(SearchRequest { smaller: 1_000, ..Default::default() }).await, vec![1, 3]);
     assert_eq!(search(SearchRequest { since: base + day, ..Default::default() }).await, vec![2, 3]);
     assert_eq!(search(SearchRequest { before: base + day, ..Default::default() }).await, vec![1]);
-    assert_eq!(search(SearchRequest { uids: vec![uid_range(2, 0)], with_flags: flags(SystemFlag::Seen as u32, &[]), ..Default::default() }).await, vec![3]);
+    assert_eq!(
+        search(SearchRequest {
+            uids: vec![uid_range(2, 0)],
+            with_flags: flags(SystemFlag::Seen as u32, &[]),
+            ..Default::default()
+        })
+        .await,
+        vec![3]
+    );
     assert_eq!(search(SearchRequest::default()).await, vec![1, 2, 3]);
 }
 
@@ -569,7 +942,12 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
     let delivered = f.deliver("q-big", "alice@example.org", &big).await.unwrap();
     let meta = f
         .mailstore
-        .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id: delivered.mailbox_id, uids: vec![uid_range(1, 1)], changed_since: 0 })
+        .fetch_messages(FetchMessagesRequest {
+            account_id: alice,
+            mailbox_id: delivered.mailbox_id,
+            uids: vec![uid_range(1, 1)],
+            changed_since: 0,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -578,7 +956,18 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
     assert_eq!((meta[0].size, meta[0].header_size), (big.len() as u64, header_end as u64));
 
     let mut fetch = async |offset: u64, length: u64| -> Vec<u8> {
-        let stream = f.mailstore.fetch_body(FetchBodyRequest { account_id: alice, mailbox_id: delivered.mailbox_id, uid: 1, offset, length }).await.unwrap().into_inner();
+        let stream = f
+            .mailstore
+            .fetch_body(FetchBodyRequest {
+                account_id: alice,
+                mailbox_id: delivered.mailbox_id,
+                uid: 1,
+                offset,
+                length,
+            })
+            .await
+            .unwrap()
+            .into_inner();
         stream.map(|c| c.unwrap()).collect::<Vec<_>>().await.concat_data()
     };
     assert_eq!(fetch(0, 0).await, big, "the whole body comes back in chunks");
@@ -593,28 +982,56 @@ async fn every_change_publishes_a_mailbox_event(backend: Backend) {
     let alice = f.account("alice@example.org", 0, 0).await;
     let mut events = f.bus.subscribe(&format!("events.{alice}.*")).await.unwrap();
     let mut next = async || -> MailboxEvent {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(5), events.next()).await.expect("event in time").expect("stream open");
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+            .await
+            .expect("event in time")
+            .expect("stream open");
         MailboxEvent::decode(event.payload).expect("event decodes")
     };
     let delivered = f.deliver("q-1", "alice@example.org", &message("e", 100)).await.unwrap();
     let added = next().await;
-    assert_eq!((added.account_id, added.mailbox_id, added.uidvalidity), (alice, delivered.mailbox_id, delivered.uidvalidity));
+    assert_eq!(
+        (added.account_id, added.mailbox_id, added.uidvalidity),
+        (alice, delivered.mailbox_id, delivered.uidvalidity)
+    );
     assert!(matches!(added.change, Some(Change::Added(ref a)) if a.uids == vec![1] && a.uidnext == 2));
 
-    f.mailstore.store_flags(StoreFlagsRequest { account_id: alice, mailbox_id: delivered.mailbox_id, uids: vec![], operation: Operation::Add as i32, flags: flags(SystemFlag::Deleted as u32, &["$x"]), unchanged_since: 0 }).await.unwrap();
+    f.mailstore
+        .store_flags(StoreFlagsRequest {
+            account_id: alice,
+            mailbox_id: delivered.mailbox_id,
+            uids: vec![],
+            operation: Operation::Add as i32,
+            flags: flags(SystemFlag::Deleted as u32, &["$x"]),
+            unchanged_since: 0,
+        })
+        .await
+        .unwrap();
     let flagged = next().await;
     match flagged.change {
         Some(Change::Flags(ref changed)) => {
-            assert_eq!((changed.uids.clone(), changed.system_flags.clone(), changed.keywords.clone()), (vec![1], vec![SystemFlag::Deleted as u32], vec!["$x".to_string()]));
+            assert_eq!(
+                (changed.uids.clone(), changed.system_flags.clone(), changed.keywords.clone()),
+                (vec![1], vec![SystemFlag::Deleted as u32], vec!["$x".to_string()])
+            );
             assert_eq!(changed.modseqs, vec![flagged.highest_modseq]);
         }
         other => panic!("expected a flags event, got {other:?}"),
     }
-    f.mailstore.expunge(ExpungeRequest { account_id: alice, mailbox_id: delivered.mailbox_id, uids: vec![] }).await.unwrap();
+    f.mailstore
+        .expunge(ExpungeRequest { account_id: alice, mailbox_id: delivered.mailbox_id, uids: vec![] })
+        .await
+        .unwrap();
     assert!(matches!(next().await.change, Some(Change::Expunged(ref e)) if e.uids == vec![1]));
-    f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "New".into(), special_use: String::new() }).await.unwrap();
+    f.mailstore
+        .create_mailbox(CreateMailboxRequest { account_id: alice, name: "New".into(), special_use: String::new() })
+        .await
+        .unwrap();
     assert!(matches!(next().await.change, Some(Change::Created(ref c)) if c.name == "New"));
-    f.mailstore.rename_mailbox(RenameMailboxRequest { account_id: alice, from: "New".into(), to: "Newer".into() }).await.unwrap();
+    f.mailstore
+        .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "New".into(), to: "Newer".into() })
+        .await
+        .unwrap();
     assert!(matches!(next().await.change, Some(Change::Renamed(ref r)) if r.from == "New" && r.to == "Newer"));
     f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Newer".into() }).await.unwrap();
     assert!(matches!(next().await.change, Some(Change::Deleted(ref d)) if d.name == "Newer"));
@@ -624,17 +1041,27 @@ async fn deleting_an_account_suspends_by_default_and_purges_on_request(backend: 
     let mut f = Fixture::start(backend).await;
     let alice = f.account("alice@example.org", 0, 0).await;
     f.deliver("q-1", "alice@example.org", &message("keep me", 100)).await.unwrap();
-    let kept = f.admin.delete_account(DeleteAccountRequest { address: "alice@example.org".into(), purge: false }).await.unwrap().into_inner();
+    let kept = f
+        .admin
+        .delete_account(DeleteAccountRequest { address: "alice@example.org".into(), purge: false })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!kept.purged);
-    let account = f.admin.get_account(GetAccountRequest { address: "alice@example.org".into() }).await.unwrap().into_inner();
+    let account =
+        f.admin.get_account(GetAccountRequest { address: "alice@example.org".into() }).await.unwrap().into_inner();
     assert!(account.suspended);
     assert_eq!(f.select(alice, "INBOX").await.uids, vec![1], "mail is kept");
 
     f.admin.delete_account(DeleteAccountRequest { address: "alice@example.org".into(), purge: true }).await.unwrap();
     let gone = f.admin.get_account(GetAccountRequest { address: "alice@example.org".into() }).await;
     assert_eq!(gone.unwrap_err().code(), Code::NotFound);
-    let missing = f.admin.delete_account(DeleteAccountRequest { address: "alice@example.org".into(), purge: false }).await;
+    let missing =
+        f.admin.delete_account(DeleteAccountRequest { address: "alice@example.org".into(), purge: false }).await;
     assert_eq!(missing.unwrap_err().code(), Code::NotFound);
-    let quota = f.admin.set_quota(SetQuotaRequest { address: "ghost@example.org".into(), quota_storage: 1, quota_messages: 1 }).await;
+    let quota = f
+        .admin
+        .set_quota(SetQuotaRequest { address: "ghost@example.org".into(), quota_storage: 1, quota_messages: 1 })
+        .await;
     assert_eq!(quota.unwrap_err().code(), Code::NotFound);
 }

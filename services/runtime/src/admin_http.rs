@@ -95,8 +95,7 @@ pub fn install_metrics_recorder() -> Result<PrometheusHandle> {
     static RECORDER: OnceLock<std::result::Result<PrometheusHandle, String>> = OnceLock::new();
     RECORDER
         .get_or_init(|| {
-            let handle =
-                PrometheusBuilder::new().install_recorder().map_err(|error| error.to_string())?;
+            let handle = PrometheusBuilder::new().install_recorder().map_err(|error| error.to_string())?;
             start_metrics_upkeep(handle.clone());
             record_process_metrics();
             Ok(handle)
@@ -164,10 +163,7 @@ pub async fn bind_and_serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let listener = TcpListener::bind(address).await.map_err(|error| {
-        Error::Io(std::io::Error::new(
-            error.kind(),
-            format!("admin HTTP endpoint cannot listen on {address}: {error}"),
-        ))
+        Error::Io(std::io::Error::new(error.kind(), format!("admin HTTP endpoint cannot listen on {address}: {error}")))
     })?;
     serve(listener, readiness, shutdown).await
 }
@@ -181,9 +177,7 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
     }
 }
 
-async fn metrics(
-    State(state): State<AdminState>,
-) -> ([(header::HeaderName, &'static str); 1], String) {
+async fn metrics(State(state): State<AdminState>) -> ([(header::HeaderName, &'static str); 1], String) {
     ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], state.metrics.render())
 }
 
@@ -206,14 +200,10 @@ mod tests {
     /// One HTTP/1.1 GET over a fresh connection, read until the server closes it.
     async fn get(address: SocketAddr, path: &str) -> Reply {
         let mut stream = TcpStream::connect(address).await.unwrap();
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut reply = String::new();
-        tokio::time::timeout(PATIENCE, stream.read_to_string(&mut reply))
-            .await
-            .expect("no reply in time")
-            .unwrap();
+        tokio::time::timeout(PATIENCE, stream.read_to_string(&mut reply)).await.expect("no reply in time").unwrap();
         let (head, body) = reply.split_once("\r\n\r\n").expect("no end of headers");
         let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
         let status = status_line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap();
@@ -279,11 +269,7 @@ mod tests {
         let scraped = get(address, "/metrics").await;
         assert_eq!(scraped.status, 200);
         assert!(scraped.headers.contains("content-type: text/plain; version=0.0.4"));
-        assert!(
-            scraped.body.contains("kubemail_test_admin_requests_total{kind=\"probe\"} 2"),
-            "{}",
-            scraped.body
-        );
+        assert!(scraped.body.contains("kubemail_test_admin_requests_total{kind=\"probe\"} 2"), "{}", scraped.body);
         let version = env!("CARGO_PKG_VERSION");
         assert!(scraped.body.contains(&format!("kubemail_build_info{{version=\"{version}\"}} 1")));
         assert!(scraped.body.contains("# TYPE process_start_time_seconds gauge"));
@@ -291,11 +277,7 @@ mod tests {
         assert_eq!(get(address, "/nope").await.status, 404);
 
         stop.send(()).unwrap();
-        tokio::time::timeout(PATIENCE, server)
-            .await
-            .expect("server ignored shutdown")
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(PATIENCE, server).await.expect("server ignored shutdown").unwrap().unwrap();
         assert!(TcpStream::connect(address).await.is_err(), "still listening after shutdown");
     }
 
@@ -303,8 +285,7 @@ mod tests {
     async fn a_taken_port_is_an_error_naming_it() {
         let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = taken.local_addr().unwrap();
-        let error =
-            bind_and_serve(address, Readiness::new(), std::future::pending()).await.unwrap_err();
+        let error = bind_and_serve(address, Readiness::new(), std::future::pending()).await.unwrap_err();
         assert!(error.to_string().contains(&address.to_string()), "{error}");
     }
 }

@@ -64,13 +64,9 @@ const DURATION_UNITS_HELP: &str = "ms, s, m, h or d";
 pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(
-            "empty size; expected a number with an optional unit, e.g. 500MB or 1GiB".into()
-        );
+        return Err("empty size; expected a number with an optional unit, e.g. 500MB or 1GiB".into());
     }
-    let not_a_number = || {
-        format!("expected a number with an optional unit ({SIZE_UNITS_HELP}), e.g. 500MB or 1GiB")
-    };
+    let not_a_number = || format!("expected a number with an optional unit ({SIZE_UNITS_HELP}), e.g. 500MB or 1GiB");
     let too_large = || format!("larger than the maximum of {} bytes", u64::MAX);
     let (number, unit) = split_number(text);
     if number.is_empty() {
@@ -107,8 +103,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let (number, after_number) = split_number(rest);
         let after_number = after_number.trim_start();
-        let unit_len =
-            after_number.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after_number.len());
+        let unit_len = after_number.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after_number.len());
         let (unit, after_unit) = after_number.split_at(unit_len);
         if number.is_empty() {
             return Err(format!(
@@ -116,17 +111,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
         if unit.is_empty() {
-            return Err(format!(
-                "missing unit after \"{number}\" (expected {DURATION_UNITS_HELP}), e.g. {number}s"
-            ));
+            return Err(format!("missing unit after \"{number}\" (expected {DURATION_UNITS_HELP}), e.g. {number}s"));
         }
         let unit_nanos = DURATION_UNITS
             .iter()
             .find(|(name, _)| *name == unit)
             .map(|&(_, nanos)| nanos)
-            .ok_or_else(|| {
-                format!("unknown duration unit \"{unit}\" (expected {DURATION_UNITS_HELP})")
-            })?;
+            .ok_or_else(|| format!("unknown duration unit \"{unit}\" (expected {DURATION_UNITS_HELP})"))?;
         let part = scale(number, unit_nanos).map_err(|error| match error {
             ScaleError::NotANumber => format!("\"{number}\" is not a number"),
             ScaleError::Fractional => "finer than one nanosecond".into(),
@@ -169,10 +160,8 @@ fn scale(number: &str, multiplier: u64) -> Result<u128, ScaleError> {
     }
     let product = mantissa.checked_mul(u128::from(multiplier)).ok_or(ScaleError::TooLarge)?;
     // A fraction too long for the denominator cannot divide out for any of our multipliers.
-    let denominator = u32::try_from(fraction.len())
-        .ok()
-        .and_then(|len| 10u128.checked_pow(len))
-        .ok_or(ScaleError::Fractional)?;
+    let denominator =
+        u32::try_from(fraction.len()).ok().and_then(|len| 10u128.checked_pow(len)).ok_or(ScaleError::Fractional)?;
     if product % denominator != 0 {
         return Err(ScaleError::Fractional);
     }

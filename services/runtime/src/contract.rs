@@ -24,9 +24,7 @@ const RESERVED_HEADER_PREFIX: &str = "nats-";
 /// Checks the queue settings both configurations share.
 pub(crate) fn check_queue_settings(lease: Duration, dedupe_window: Duration) -> Result<()> {
     if lease.is_zero() {
-        return Err(Error::Config(
-            "the queue lease must be longer than zero".into(),
-        ));
+        return Err(Error::Config("the queue lease must be longer than zero".into()));
     }
     if dedupe_window < MIN_DEDUPE_WINDOW {
         return Err(Error::Config(format!(
@@ -43,10 +41,7 @@ pub(crate) fn check_subject(subject: &str) -> Result<()> {
     for token in subject.split('.') {
         check_token(token, "subject", subject)?;
         if token.contains(['*', '>']) {
-            return Err(Error::invalid(
-                "subject",
-                format!("{subject:?} contains a wildcard"),
-            ));
+            return Err(Error::invalid("subject", format!("{subject:?} contains a wildcard")));
         }
     }
     Ok(())
@@ -72,17 +67,11 @@ pub(crate) fn check_pattern(pattern: &str) -> Result<()> {
 
 fn check_token(token: &str, what: &'static str, whole: &str) -> Result<()> {
     if token.is_empty() {
-        return Err(Error::invalid(
-            what,
-            format!("{whole:?} has an empty token"),
-        ));
+        return Err(Error::invalid(what, format!("{whole:?} has an empty token")));
     }
     // Whitespace ends a subject in the NATS protocol line; control characters corrupt it.
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::invalid(
-            what,
-            format!("{whole:?} contains whitespace or a control character"),
-        ));
+        return Err(Error::invalid(what, format!("{whole:?} contains whitespace or a control character")));
     }
     Ok(())
 }
@@ -110,10 +99,7 @@ pub(crate) fn check_message_id(id: &str) -> Result<()> {
         return Err(Error::invalid("message id", "empty"));
     }
     if id.trim() != id || id.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "message id",
-            format!("{id:?} has surrounding whitespace or a control character"),
-        ));
+        return Err(Error::invalid("message id", format!("{id:?} has surrounding whitespace or a control character")));
     }
     Ok(())
 }
@@ -133,22 +119,13 @@ pub(crate) fn carried_headers(headers: &Headers) -> Result<Vec<(&str, &str)>> {
         .iter()
         .map(|(name, value)| {
             if name.is_empty() || name.chars().any(|c| !c.is_ascii_graphic() || c == ':') {
-                return Err(Error::invalid(
-                    "header name",
-                    format!("{name:?} must be printable ASCII without ':'"),
-                ));
+                return Err(Error::invalid("header name", format!("{name:?} must be printable ASCII without ':'")));
             }
             if is_reserved_header(name) {
-                return Err(Error::invalid(
-                    "header name",
-                    format!("{name:?} is reserved by NATS"),
-                ));
+                return Err(Error::invalid("header name", format!("{name:?} is reserved by NATS")));
             }
             if value.contains(['\r', '\n']) {
-                return Err(Error::invalid(
-                    "header value",
-                    format!("{name}: contains a line break"),
-                ));
+                return Err(Error::invalid("header value", format!("{name}: contains a line break")));
             }
             Ok((name.as_str(), value.trim()))
         })
@@ -157,8 +134,7 @@ pub(crate) fn carried_headers(headers: &Headers) -> Result<Vec<(&str, &str)>> {
 
 /// Whether a header belongs to NATS rather than to the caller.
 pub(crate) fn is_reserved_header(name: &str) -> bool {
-    name.get(..RESERVED_HEADER_PREFIX.len())
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(RESERVED_HEADER_PREFIX))
+    name.get(..RESERVED_HEADER_PREFIX.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(RESERVED_HEADER_PREFIX))
 }
 
 #[cfg(test)]
@@ -182,39 +158,21 @@ mod tests {
     #[test]
     fn subjects_and_patterns_are_checked() {
         assert!(check_subject("events.alice.INBOX").is_ok());
-        for bad in [
-            "",
-            "events..x",
-            "events.",
-            ".events",
-            "events.a b",
-            "events.*",
-            "events.>",
-            "a.b*",
-        ] {
-            assert!(
-                matches!(check_subject(bad), Err(Error::Invalid { .. })),
-                "{bad:?}"
-            );
+        for bad in ["", "events..x", "events.", ".events", "events.a b", "events.*", "events.>", "a.b*"] {
+            assert!(matches!(check_subject(bad), Err(Error::Invalid { .. })), "{bad:?}");
         }
         for good in ["events.>", "events.*.INBOX", "*", ">", "events.alice"] {
             assert!(check_pattern(good).is_ok(), "{good:?}");
         }
         for bad in ["", "events.>.x", "events.a*", "events..*", "events.\t"] {
-            assert!(
-                matches!(check_pattern(bad), Err(Error::Invalid { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(check_pattern(bad), Err(Error::Invalid { .. })), "{bad:?}");
         }
     }
 
     #[test]
     fn headers_are_checked_and_trimmed() {
         let headers: Headers = [("traceparent".to_string(), " 00-abc-01 ".to_string())].into();
-        assert_eq!(
-            carried_headers(&headers).ok(),
-            Some(vec![("traceparent", "00-abc-01")])
-        );
+        assert_eq!(carried_headers(&headers).ok(), Some(vec![("traceparent", "00-abc-01")]));
         for (name, value) in [
             ("Nats-Msg-Id", "x"),
             ("nats-expected-stream", "x"),
@@ -224,10 +182,7 @@ mod tests {
             ("x", "a\r\nb"),
         ] {
             let headers: Headers = [(name.to_string(), value.to_string())].into();
-            assert!(
-                matches!(carried_headers(&headers), Err(Error::Invalid { .. })),
-                "{name:?}: {value:?}"
-            );
+            assert!(matches!(carried_headers(&headers), Err(Error::Invalid { .. })), "{name:?}: {value:?}");
         }
         assert!(!is_reserved_header("Nat"));
         assert!(!is_reserved_header("Natś-x"));
@@ -237,10 +192,7 @@ mod tests {
     fn message_ids_are_checked() {
         assert!(check_message_id("0190a3c2-7b.example@host").is_ok());
         for bad in ["", " id", "id ", "a\nb"] {
-            assert!(
-                matches!(check_message_id(bad), Err(Error::Invalid { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(check_message_id(bad), Err(Error::Invalid { .. })), "{bad:?}");
         }
     }
 }

@@ -37,8 +37,7 @@ use crate::Headers;
 
 /// Writes the current span's trace context into message headers (queue messages, events).
 pub fn inject_headers(headers: &mut Headers) {
-    TraceContextPropagator::new()
-        .inject_context(&Span::current().context(), &mut HeadersInjector(headers));
+    TraceContextPropagator::new().inject_context(&Span::current().context(), &mut HeadersInjector(headers));
 }
 
 /// Writes the current span's trace context into outgoing gRPC metadata.
@@ -49,9 +48,7 @@ pub fn inject_metadata(metadata: &mut MetadataMap) {
 /// A tonic client interceptor that adds the current span's trace context to every call:
 /// `ServiceClient::with_interceptor(channel, grpc_client_interceptor)`. It runs when the call
 /// is made, so the caller's span at that moment becomes the server span's parent.
-pub fn grpc_client_interceptor(
-    mut request: tonic::Request<()>,
-) -> Result<tonic::Request<()>, tonic::Status> {
+pub fn grpc_client_interceptor(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     inject_metadata(request.metadata_mut());
     Ok(request)
 }
@@ -99,8 +96,7 @@ pub fn grpc_server_span(request: &http::Request<()>) -> Span {
 }
 
 fn inject_header_map(headers: &mut HeaderMap) {
-    TraceContextPropagator::new()
-        .inject_context(&Span::current().context(), &mut HeaderMapInjector(headers));
+    TraceContextPropagator::new().inject_context(&Span::current().context(), &mut HeaderMapInjector(headers));
 }
 
 fn extract_header_map(headers: &HeaderMap) -> Context {
@@ -134,9 +130,7 @@ impl Extractor for HeadersExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0
             .get(key)
-            .or_else(|| {
-                self.0.iter().find(|(name, _)| name.eq_ignore_ascii_case(key)).map(|(_, v)| v)
-            })
+            .or_else(|| self.0.iter().find(|(name, _)| name.eq_ignore_ascii_case(key)).map(|(_, v)| v))
             .map(String::as_str)
     }
 
@@ -151,9 +145,7 @@ impl Injector for HeaderMapInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         // The propagator only writes valid header names and values; anything else is skipped
         // rather than sent malformed.
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value))
-        {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
             self.0.insert(name, value);
         }
     }
@@ -178,12 +170,8 @@ mod tests {
 
     use opentelemetry::trace::{SpanId, TraceContextExt, TraceId, TracerProvider as _};
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-        TraceService, TraceServiceServer,
-    };
-    use opentelemetry_proto::tonic::collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-    };
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
     use tokio::sync::mpsc;
     use tracing::Instrument;
@@ -201,8 +189,7 @@ mod tests {
     impl Tracing {
         fn install() -> Self {
             let exporter = InMemorySpanExporter::default();
-            let provider =
-                SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+            let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
             let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
             let subscriber = tracing_subscriber::registry().with(layer);
             let _default = tracing::subscriber::set_default(subscriber);
@@ -250,8 +237,7 @@ mod tests {
         let tracing = Tracing::install();
         let mut headers = Headers::new();
         tracing::info_span!("publish").in_scope(|| inject_headers(&mut headers));
-        let shouted: Headers =
-            headers.into_iter().map(|(name, value)| (name.to_uppercase(), value)).collect();
+        let shouted: Headers = headers.into_iter().map(|(name, value)| (name.to_uppercase(), value)).collect();
 
         let consume = tracing::info_span!("consume");
         set_parent_from_headers(&consume, &shouted);
@@ -304,16 +290,13 @@ mod tests {
     #[test]
     fn server_span_is_named_after_the_method() {
         let tracing = Tracing::install();
-        let request = http::Request::builder()
-            .uri("http://mailstore/kubemail.mailstore.v1.MailStore/Deliver")
-            .body(())
-            .unwrap();
+        let request =
+            http::Request::builder().uri("http://mailstore/kubemail.mailstore.v1.MailStore/Deliver").body(()).unwrap();
         drop(grpc_server_span(&request));
 
         let span = tracing.finished("kubemail.mailstore.v1.MailStore/Deliver");
-        let attribute = |key: &str| {
-            span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
-        };
+        let attribute =
+            |key: &str| span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string());
         assert_eq!(attribute("rpc.service").as_deref(), Some("kubemail.mailstore.v1.MailStore"));
         assert_eq!(attribute("rpc.method").as_deref(), Some("Deliver"));
         assert_eq!(span.span_kind, opentelemetry::trace::SpanKind::Server);
@@ -348,32 +331,22 @@ mod tests {
             tonic::transport::Server::builder()
                 .trace_fn(grpc_server_span)
                 .add_service(TraceServiceServer::new(TraceReporter(reported)))
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener),
-                    async {
-                        let _ = stopped.await;
-                    },
-                ),
+                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async {
+                    let _ = stopped.await;
+                }),
         );
 
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
         let mut client = TraceServiceClient::with_interceptor(channel, grpc_client_interceptor);
         let call = tracing::info_span!("client call");
         let client_trace = call.context().span().span_context().trace_id();
         client.export(ExportTraceServiceRequest::default()).instrument(call).await.unwrap();
 
-        let handler_trace =
-            tokio::time::timeout(Duration::from_secs(5), reports.recv()).await.unwrap().unwrap();
+        let handler_trace = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await.unwrap().unwrap();
         assert_eq!(handler_trace, client_trace);
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
-        tracing.assert_child_of(
-            "opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            "client call",
-        );
+        tracing.assert_child_of("opentelemetry.proto.collector.trace.v1.TraceService/Export", "client call");
     }
 }

@@ -48,13 +48,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn new(
-        id: String,
-        payload: Bytes,
-        headers: Headers,
-        attempt: u32,
-        handle: Box<dyn LeaseHandle>,
-    ) -> Self {
+    pub fn new(id: String, payload: Bytes, headers: Headers, attempt: u32, handle: Box<dyn LeaseHandle>) -> Self {
         Lease { id, payload, headers, attempt, handle }
     }
 

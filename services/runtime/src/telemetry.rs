@@ -18,9 +18,7 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{
-    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, WithExportConfig,
-};
+use opentelemetry_otlp::{OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -81,9 +79,7 @@ impl TelemetryConfig {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(Error::Config(format!(
-                    "{LOG_FORMAT_ENV} must be \"json\" or \"text\", not \"{other}\""
-                )));
+                return Err(Error::Config(format!("{LOG_FORMAT_ENV} must be \"json\" or \"text\", not \"{other}\"")));
             }
         };
         Ok(TelemetryConfig {
@@ -139,9 +135,7 @@ pub fn init_with(config: TelemetryConfig) -> Result<TelemetryGuard> {
         .with(log_layer)
         .with(trace_layer)
         .try_init()
-        .map_err(|error| {
-            Error::Config(format!("a global tracing subscriber is already set: {error}"))
-        })?;
+        .map_err(|error| Error::Config(format!("a global tracing subscriber is already set: {error}")))?;
 
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     if let Some(provider) = &guard.provider {
@@ -173,9 +167,7 @@ fn env_filter(spec: Option<&str>) -> Result<EnvFilter> {
 fn tracer_provider(service_name: &str, endpoint: &str) -> Result<SdkTracerProvider> {
     // The gRPC channel runs its connection on the current Tokio runtime.
     if Handle::try_current().is_err() {
-        return Err(Error::Config(
-            "OTLP trace export needs a Tokio runtime: initialise telemetry inside it".into(),
-        ));
+        return Err(Error::Config("OTLP trace export needs a Tokio runtime: initialise telemetry inside it".into()));
     }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
@@ -242,20 +234,15 @@ fn shut_down(provider: &SdkTracerProvider) {
 mod tests {
     use std::collections::HashMap;
 
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-        TraceService, TraceServiceServer,
-    };
-    use opentelemetry_proto::tonic::collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-    };
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use tokio::sync::mpsc;
 
     use super::*;
 
     fn config_from(vars: &[(&str, &str)]) -> Result<TelemetryConfig> {
-        let vars: HashMap<String, String> =
-            vars.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let vars: HashMap<String, String> = vars.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
         TelemetryConfig::from_lookup("mailstore", |name| vars.get(name).cloned())
     }
 
@@ -305,9 +292,7 @@ mod tests {
 
     #[test]
     fn the_exporters_own_crates_are_not_traced() {
-        for target in
-            ["tonic::transport::channel", "h2::proto", "hyper_util", "opentelemetry-otlp", "tower"]
-        {
+        for target in ["tonic::transport::channel", "h2::proto", "hyper_util", "opentelemetry-otlp", "tower"] {
             assert!(is_export_path(target), "{target}");
         }
         for target in ["kubemail_runtime::propagation", "sqlx::query", "async_nats"] {
@@ -335,8 +320,7 @@ mod tests {
         async fn export(
             &self,
             request: tonic::Request<ExportTraceServiceRequest>,
-        ) -> std::result::Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status>
-        {
+        ) -> std::result::Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
             let _ = self.0.send(request.into_inner());
             Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
         }
@@ -362,9 +346,7 @@ mod tests {
         span_name: &str,
     ) {
         let mut names = Vec::new();
-        while let Ok(Some(export)) =
-            tokio::time::timeout(Duration::from_secs(10), exports.recv()).await
-        {
+        while let Ok(Some(export)) = tokio::time::timeout(Duration::from_secs(10), exports.recv()).await {
             for resource_spans in export.resource_spans {
                 let exported_service = resource_spans
                     .resource

@@ -63,9 +63,7 @@ async fn nats_fixture() -> Fixture {
     let connect = move || {
         let config = config.clone();
         async move {
-            let transport = NatsTransport::connect(&config)
-                .await
-                .expect("connect to NATS");
+            let transport = NatsTransport::connect(&config).await.expect("connect to NATS");
             Services {
                 spool: Arc::new(transport.spool),
                 queue: Arc::new(transport.queue),
@@ -84,10 +82,7 @@ async fn nats_fixture() -> Fixture {
 
 async fn local_fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = LocalConfig {
-        lease: LEASE,
-        ..LocalConfig::new(dir.path().join("kubemail.db"))
-    };
+    let config = LocalConfig { lease: LEASE, ..LocalConfig::new(dir.path().join("kubemail.db")) };
     let transport = LocalTransport::open(&config).await.expect("open SQLite");
     let services = Services {
         spool: Arc::new(transport.spool),
@@ -107,20 +102,14 @@ async fn local_fixture() -> Fixture {
 }
 
 fn headers(pairs: &[(&str, &str)]) -> Headers {
-    pairs
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.to_string()))
-        .collect()
+    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
 }
 
 fn message(id: &str, payload: &str) -> QueueMessage {
     QueueMessage {
         id: id.into(),
         payload: Bytes::from(payload.to_owned()),
-        headers: headers(&[(
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )]),
+        headers: headers(&[("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]),
     }
 }
 
@@ -148,59 +137,28 @@ async fn spool_stores_replaces_and_deletes_bodies(fixture: Fixture) {
     let spool = &fixture.services.spool;
     let key = "0190a3c2-7b1e@mx.example.org";
     // Bytes a text-only store would mangle, and large enough to span several NATS chunks.
-    let body: Bytes = (0..300_000u32)
-        .map(|i| (i % 251) as u8)
-        .chain(*b"\r\n.\r\n\0")
-        .collect();
+    let body: Bytes = (0..300_000u32).map(|i| (i % 251) as u8).chain(*b"\r\n.\r\n\0").collect();
 
-    assert_eq!(
-        spool.get(key).await.expect("get missing"),
-        None,
-        "nothing stored yet"
-    );
+    assert_eq!(spool.get(key).await.expect("get missing"), None, "nothing stored yet");
     spool.put(key, body.clone()).await.expect("put");
     assert_eq!(spool.get(key).await.expect("get").as_ref(), Some(&body));
 
     let replacement = Bytes::from_static(b"Subject: retried\r\n\r\nshorter body\r\n");
-    spool
-        .put(key, replacement.clone())
-        .await
-        .expect("put again");
-    assert_eq!(
-        spool.get(key).await.expect("get replaced"),
-        Some(replacement),
-        "put replaces"
-    );
+    spool.put(key, replacement.clone()).await.expect("put again");
+    assert_eq!(spool.get(key).await.expect("get replaced"), Some(replacement), "put replaces");
 
     spool.put("empty", Bytes::new()).await.expect("put empty");
-    assert_eq!(
-        spool.get("empty").await.expect("get empty"),
-        Some(Bytes::new()),
-        "empty is not missing"
-    );
+    assert_eq!(spool.get("empty").await.expect("get empty"), Some(Bytes::new()), "empty is not missing");
 
     spool.delete(key).await.expect("delete");
     assert_eq!(spool.get(key).await.expect("get deleted"), None);
-    spool
-        .delete(key)
-        .await
-        .expect("deleting a deleted key succeeds");
-    spool
-        .delete("never-stored")
-        .await
-        .expect("deleting a missing key succeeds");
-    assert_eq!(
-        spool.get("empty").await.expect("get other"),
-        Some(Bytes::new()),
-        "delete is per key"
-    );
+    spool.delete(key).await.expect("deleting a deleted key succeeds");
+    spool.delete("never-stored").await.expect("deleting a missing key succeeds");
+    assert_eq!(spool.get("empty").await.expect("get other"), Some(Bytes::new()), "delete is per key");
 
     // Another replica sees the same bodies.
     let replica = fixture.replica().await;
-    assert_eq!(
-        replica.spool.get("empty").await.expect("replica get"),
-        Some(Bytes::new())
-    );
+    assert_eq!(replica.spool.get("empty").await.expect("replica get"), Some(Bytes::new()));
 }
 
 // ---- queue ----
@@ -208,28 +166,16 @@ async fn spool_stores_replaces_and_deletes_bodies(fixture: Fixture) {
 async fn publish_is_idempotent_on_the_message_id(fixture: Fixture) {
     let queue = &*fixture.services.queue;
     publish_new(queue, message("m-1", "first")).await;
-    let again = queue
-        .publish(message("m-1", "second copy"))
-        .await
-        .expect("publish again");
+    let again = queue.publish(message("m-1", "second copy")).await.expect("publish again");
     assert!(again.duplicate, "same id again reports a duplicate");
 
     let lease = pull_one(queue).await;
-    assert_eq!(
-        (lease.id.as_str(), lease.payload.as_ref()),
-        ("m-1", b"first".as_slice())
-    );
+    assert_eq!((lease.id.as_str(), lease.payload.as_ref()), ("m-1", b"first".as_slice()));
     lease.ack().await.expect("ack");
 
     // A publisher retrying after a lost acknowledgement, after delivery already finished.
-    let late = queue
-        .publish(message("m-1", "late retry"))
-        .await
-        .expect("publish after ack");
-    assert!(
-        late.duplicate,
-        "an acked id is still remembered within the window"
-    );
+    let late = queue.publish(message("m-1", "late retry")).await.expect("publish after ack");
+    assert!(late.duplicate, "an acked id is still remembered within the window");
     assert_nothing_pulled(queue, Duration::from_millis(500), "one id is one message").await;
 }
 
@@ -240,15 +186,9 @@ async fn pull_returns_payload_headers_and_first_attempt(fixture: Fixture) {
             id: format!("envelope-{i}"),
             payload: Bytes::from(vec![i as u8, 0, 255, b'\n']),
             headers: headers(&[
-                (
-                    "traceparent",
-                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-                ),
+                ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
                 ("tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
-                (
-                    "X-Kubemail-Note",
-                    &format!("retry {i} of the same, kept verbatim"),
-                ),
+                ("X-Kubemail-Note", &format!("retry {i} of the same, kept verbatim")),
             ]),
         })
         .collect();
@@ -259,21 +199,14 @@ async fn pull_returns_payload_headers_and_first_attempt(fixture: Fixture) {
     let mut received = Vec::new();
     while received.len() < sent.len() {
         let leases = queue.pull(10, PATIENCE).await.expect("pull");
-        assert!(
-            !leases.is_empty(),
-            "all published messages arrive within {PATIENCE:?}"
-        );
+        assert!(!leases.is_empty(), "all published messages arrive within {PATIENCE:?}");
         received.extend(leases);
     }
     received.sort_by(|a, b| a.id.cmp(&b.id));
     for (lease, message) in received.iter().zip(&sent) {
         assert_eq!(lease.id, message.id);
         assert_eq!(lease.payload, message.payload, "payload of {}", lease.id);
-        assert_eq!(
-            lease.headers, message.headers,
-            "headers of {} (and no broker ones)",
-            lease.id
-        );
+        assert_eq!(lease.headers, message.headers, "headers of {} (and no broker ones)", lease.id);
         assert_eq!(lease.attempt, 1, "first delivery of {}", lease.id);
     }
     for lease in received {
@@ -285,12 +218,7 @@ async fn acked_messages_never_come_back(fixture: Fixture) {
     let queue = &*fixture.services.queue;
     publish_new(queue, message("done", "delivered")).await;
     pull_one(queue).await.ack().await.expect("ack");
-    assert_nothing_pulled(
-        queue,
-        LEASE * 3 / 2,
-        "an acked message is gone, also after its lease",
-    )
-    .await;
+    assert_nothing_pulled(queue, LEASE * 3 / 2, "an acked message is gone, also after its lease").await;
 }
 
 async fn expired_lease_redelivers_to_another_consumer(fixture: Fixture) {
@@ -310,14 +238,8 @@ async fn expired_lease_redelivers_to_another_consumer(fixture: Fixture) {
     let after = leased_at.elapsed();
     assert_eq!(redelivered.id, "orphan");
     assert_eq!(redelivered.payload, Bytes::from_static(b"body"));
-    assert_eq!(
-        redelivered.attempt, 2,
-        "the expired lease counts as an attempt"
-    );
-    assert!(
-        after + CLOCK_SLACK >= LEASE,
-        "redelivered after {after:?}, before the {LEASE:?} lease ended"
-    );
+    assert_eq!(redelivered.attempt, 2, "the expired lease counts as an attempt");
+    assert!(after + CLOCK_SLACK >= LEASE, "redelivered after {after:?}, before the {LEASE:?} lease ended");
     redelivered.ack().await.expect("ack by the other consumer");
     assert_nothing_pulled(&*other, Duration::from_millis(300), "acked").await;
 }
@@ -352,10 +274,7 @@ async fn retry_after_delays_redelivery(fixture: Fixture) {
     let after = released_at.elapsed();
     assert_eq!(retried.id, "deferred");
     assert_eq!(retried.attempt, 2, "a retry counts as an attempt");
-    assert!(
-        after + CLOCK_SLACK >= delay,
-        "retried after {after:?}, before the {delay:?} delay"
-    );
+    assert!(after + CLOCK_SLACK >= delay, "retried after {after:?}, before the {delay:?} delay");
     retried.ack().await.expect("ack");
 }
 
@@ -372,10 +291,7 @@ async fn extend_keeps_the_lease_past_its_duration(fixture: Fixture) {
     }
     let other = fixture.replica().await.queue;
     assert_nothing_pulled(&*other, LEASE / 4, "the extended lease still holds").await;
-    assert!(
-        leased_at.elapsed() > LEASE,
-        "the check ran past the original lease end"
-    );
+    assert!(leased_at.elapsed() > LEASE, "the check ran past the original lease end");
 
     lease.ack().await.expect("ack after extending");
     assert_nothing_pulled(&*other, Duration::from_millis(300), "acked").await;
@@ -388,27 +304,12 @@ async fn empty_pull_waits_then_returns_nothing(fixture: Fixture) {
     let leases = queue.pull(5, wait).await.expect("pull");
     let took = started.elapsed();
     assert!(leases.is_empty(), "nothing was published");
-    assert!(
-        took + CLOCK_SLACK >= wait * 9 / 10,
-        "returned after {took:?}, not waiting {wait:?}"
-    );
-    assert!(
-        took < wait + PATIENCE,
-        "returned after {took:?}, far beyond {wait:?}"
-    );
+    assert!(took + CLOCK_SLACK >= wait * 9 / 10, "returned after {took:?}, not waiting {wait:?}");
+    assert!(took < wait + PATIENCE, "returned after {took:?}, far beyond {wait:?}");
 
     let started = Instant::now();
-    assert!(
-        queue
-            .pull(5, Duration::ZERO)
-            .await
-            .expect("pull without waiting")
-            .is_empty()
-    );
-    assert!(
-        started.elapsed() < PATIENCE / 2,
-        "a zero wait does not wait"
-    );
+    assert!(queue.pull(5, Duration::ZERO).await.expect("pull without waiting").is_empty());
+    assert!(started.elapsed() < PATIENCE / 2, "a zero wait does not wait");
 }
 
 async fn waiting_pull_wakes_up_for_a_new_message(fixture: Fixture) {
@@ -426,14 +327,8 @@ async fn waiting_pull_wakes_up_for_a_new_message(fixture: Fixture) {
     publish_new(&*publisher, message("wake-up", "body")).await;
 
     let (leases, took) = waiting.await.expect("pull task");
-    assert_eq!(
-        leases.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
-        ["wake-up"]
-    );
-    assert!(
-        took < PATIENCE,
-        "the waiting pull returned after {took:?}, not at the publish"
-    );
+    assert_eq!(leases.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["wake-up"]);
+    assert!(took < PATIENCE, "the waiting pull returned after {took:?}, not at the publish");
     for lease in leases {
         lease.ack().await.expect("ack");
     }
@@ -455,11 +350,7 @@ async fn concurrent_consumers_share_the_work_without_overlap(fixture: Fixture) {
         let received = received.clone();
         consumers.push(tokio::spawn(async move {
             while Instant::now() < deadline && received.lock().unwrap().len() < MESSAGES {
-                for lease in queue
-                    .pull(3, Duration::from_millis(500))
-                    .await
-                    .expect("pull")
-                {
+                for lease in queue.pull(3, Duration::from_millis(500)).await.expect("pull") {
                     received.lock().unwrap().push(lease.id.clone());
                     lease.ack().await.expect("ack");
                 }
@@ -473,77 +364,28 @@ async fn concurrent_consumers_share_the_work_without_overlap(fixture: Fixture) {
     let mut received = received.lock().unwrap().clone();
     received.sort();
     let expected: Vec<String> = (0..MESSAGES).map(|i| format!("parcel-{i:02}")).collect();
-    assert_eq!(
-        received, expected,
-        "every message exactly once across {CONSUMERS} consumers"
-    );
+    assert_eq!(received, expected, "every message exactly once across {CONSUMERS} consumers");
     assert_nothing_pulled(publisher, Duration::from_millis(300), "all acked").await;
 }
 
 async fn bad_input_is_refused_not_carried(fixture: Fixture) {
-    let Services {
-        spool,
-        queue,
-        events,
-    } = &fixture.services;
+    let Services { spool, queue, events } = &fixture.services;
     let refused = |result: Result<(), Error>, what: &str| {
-        assert!(
-            matches!(result, Err(Error::Invalid { .. })),
-            "{what}: {result:?}"
-        );
+        assert!(matches!(result, Err(Error::Invalid { .. })), "{what}: {result:?}");
     };
-    let with_header = |name: &str, value: &str| QueueMessage {
-        headers: headers(&[(name, value)]),
-        ..message("bad-header", "body")
-    };
-    refused(
-        queue.publish(message("", "body")).await.map(drop),
-        "empty id",
-    );
-    refused(
-        queue.publish(message("id\r\nx", "body")).await.map(drop),
-        "id with a line break",
-    );
-    refused(
-        queue
-            .publish(with_header("Nats-Expected-Stream", "x"))
-            .await
-            .map(drop),
-        "NATS header",
-    );
-    refused(
-        queue.publish(with_header("bad:name", "x")).await.map(drop),
-        "header name with ':'",
-    );
-    refused(
-        queue
-            .publish(with_header("x", "two\nlines"))
-            .await
-            .map(drop),
-        "header value with a line break",
-    );
+    let with_header =
+        |name: &str, value: &str| QueueMessage { headers: headers(&[(name, value)]), ..message("bad-header", "body") };
+    refused(queue.publish(message("", "body")).await.map(drop), "empty id");
+    refused(queue.publish(message("id\r\nx", "body")).await.map(drop), "id with a line break");
+    refused(queue.publish(with_header("Nats-Expected-Stream", "x")).await.map(drop), "NATS header");
+    refused(queue.publish(with_header("bad:name", "x")).await.map(drop), "header name with ':'");
+    refused(queue.publish(with_header("x", "two\nlines")).await.map(drop), "header value with a line break");
     refused(spool.put("", Bytes::new()).await, "empty spool key");
     let root = &fixture.subject_root;
-    refused(
-        events
-            .publish(&format!("{root}.has space"), Bytes::new(), Headers::new())
-            .await,
-        "subject with a space",
-    );
-    refused(
-        events
-            .publish(&format!("{root}.*"), Bytes::new(), Headers::new())
-            .await,
-        "wildcard subject",
-    );
-    refused(
-        events.subscribe(&format!("{root}.>.x")).await.map(drop),
-        "`>` not last",
-    );
-    refused(
-        events.subscribe(&format!("{root}..x")).await.map(drop),
-        "empty token",
-    );
+    refused(events.publish(&format!("{root}.has space"), Bytes::new(), Headers::new()).await, "subject with a space");
+    refused(events.publish(&format!("{root}.*"), Bytes::new(), Headers::new()).await, "wildcard subject");
+    refused(events.subscribe(&format!("{root}.>.x")).await.map(drop), "`>` not last");
+    refused(events.subscribe(&format!("{root}..x")).await.map(drop), "empty token");
     assert_nothing_pulled(&**queue, Duration::ZERO, "refused messages are not queued").await;
 }
 
@@ -563,9 +405,7 @@ async fn receive(stream: &mut EventStream, count: usize, pattern: &str) -> Vec<S
 }
 
 /// After a moment for stragglers, checks that none of `streams` holds another event.
-async fn assert_no_more_events<'a>(
-    streams: impl IntoIterator<Item = (&'a str, &'a mut EventStream)>,
-) {
+async fn assert_no_more_events<'a>(streams: impl IntoIterator<Item = (&'a str, &'a mut EventStream)>) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (pattern, stream) in streams {
         if let Some(Some(extra)) = stream.next().now_or_never() {
@@ -580,15 +420,7 @@ async fn events_fan_out_to_every_matching_subscriber(fixture: Fixture) {
     let listener = fixture.replica().await.events;
     let cases: [(String, &[&str]); 5] = [
         (format!("{root}.alice.*"), &["alice.INBOX", "alice.Drafts"]),
-        (
-            format!("{root}.>"),
-            &[
-                "alice.INBOX",
-                "bob.Sent",
-                "alice.Drafts",
-                "alice.INBOX.Archive",
-            ],
-        ),
+        (format!("{root}.>"), &["alice.INBOX", "bob.Sent", "alice.Drafts", "alice.INBOX.Archive"]),
         (format!("{root}.alice.INBOX"), &["alice.INBOX"]),
         (format!("{root}.*.Sent"), &["bob.Sent"]),
         (format!("{root}.carol.>"), &[]),
@@ -598,36 +430,17 @@ async fn events_fan_out_to_every_matching_subscriber(fixture: Fixture) {
         streams.push(listener.subscribe(pattern).await.expect("subscribe"));
     }
 
-    let trace = headers(&[(
-        "traceparent",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    )]);
-    for mailbox in [
-        "alice.INBOX",
-        "bob.Sent",
-        "alice.Drafts",
-        "alice.INBOX.Archive",
-    ] {
+    let trace = headers(&[("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]);
+    for mailbox in ["alice.INBOX", "bob.Sent", "alice.Drafts", "alice.INBOX.Archive"] {
         let payload = Bytes::from(format!("changed {mailbox}"));
-        fixture
-            .services
-            .events
-            .publish(&format!("{root}.{mailbox}"), payload, trace.clone())
-            .await
-            .expect("publish");
+        fixture.services.events.publish(&format!("{root}.{mailbox}"), payload, trace.clone()).await.expect("publish");
     }
 
     // The first subscriber also checks what an event carries.
-    let first = tokio::time::timeout(PATIENCE, streams[0].next())
-        .await
-        .expect("event in time")
-        .expect("open stream");
+    let first = tokio::time::timeout(PATIENCE, streams[0].next()).await.expect("event in time").expect("open stream");
     assert_eq!(first.subject, format!("{root}.alice.INBOX"));
     assert_eq!(first.payload, Bytes::from_static(b"changed alice.INBOX"));
-    assert_eq!(
-        first.headers, trace,
-        "headers travel with the event, no broker ones"
-    );
+    assert_eq!(first.headers, trace, "headers travel with the event, no broker ones");
 
     for (index, ((pattern, expected), stream)) in cases.iter().zip(&mut streams).enumerate() {
         let already = usize::from(index == 0);
@@ -635,22 +448,10 @@ async fn events_fan_out_to_every_matching_subscriber(fixture: Fixture) {
         if already == 1 {
             got.insert(0, first.subject.clone());
         }
-        let expected: Vec<String> = expected
-            .iter()
-            .map(|mailbox| format!("{root}.{mailbox}"))
-            .collect();
-        assert_eq!(
-            got, expected,
-            "{pattern} receives the matching events in publish order"
-        );
+        let expected: Vec<String> = expected.iter().map(|mailbox| format!("{root}.{mailbox}")).collect();
+        assert_eq!(got, expected, "{pattern} receives the matching events in publish order");
     }
-    assert_no_more_events(
-        cases
-            .iter()
-            .map(|(pattern, _)| pattern.as_str())
-            .zip(&mut streams),
-    )
-    .await;
+    assert_no_more_events(cases.iter().map(|(pattern, _)| pattern.as_str()).zip(&mut streams)).await;
 }
 
 async fn dropped_subscription_stops_and_others_continue(fixture: Fixture) {
@@ -660,10 +461,7 @@ async fn dropped_subscription_stops_and_others_continue(fixture: Fixture) {
     let dropped = events.subscribe(&pattern).await.expect("subscribe");
     let mut kept = events.subscribe(&pattern).await.expect("subscribe");
     drop(dropped);
-    events
-        .publish(&format!("{root}.dave.INBOX"), Bytes::new(), Headers::new())
-        .await
-        .expect("publish after a drop");
+    events.publish(&format!("{root}.dave.INBOX"), Bytes::new(), Headers::new()).await.expect("publish after a drop");
     let got = receive(&mut kept, 1, &pattern).await;
     assert_eq!(got, [format!("{root}.dave.INBOX")]);
     assert_no_more_events([(pattern.as_str(), &mut kept)]).await;

@@ -34,20 +34,15 @@ pub fn nats_url() -> String {
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!(
-        "{prefix}_{}_{nanos}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Creates an empty database in the throwaway cluster and returns its URL.
 pub async fn postgres_database() -> String {
     let admin_url = required_env(POSTGRES_ENV);
     let name = unique_name("kubemail_test");
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
+    let mut admin =
+        sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
     // `name` is made by `unique_name` from a fixed prefix, digits and underscores.
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)

@@ -22,14 +22,15 @@ impl AdminService {
 impl Admin for AdminService {
     async fn upsert_domain(&self, request: Request<UpsertDomainRequest>) -> Result<Response<Domain>, Status> {
         let r = request.into_inner();
-        let domain = self
-            .store
-            .upsert_domain(&r.name, &r.catch_all, r.default_quota_storage, r.default_quota_messages)
-            .await?;
+        let domain =
+            self.store.upsert_domain(&r.name, &r.catch_all, r.default_quota_storage, r.default_quota_messages).await?;
         Ok(Response::new(domain))
     }
 
-    async fn delete_domain(&self, request: Request<DeleteDomainRequest>) -> Result<Response<DeleteDomainResponse>, Status> {
+    async fn delete_domain(
+        &self,
+        request: Request<DeleteDomainRequest>,
+    ) -> Result<Response<DeleteDomainResponse>, Status> {
         let r = request.into_inner();
         self.store.delete_domain(&r.name, r.force).await?;
         Ok(Response::new(DeleteDomainResponse {}))
@@ -50,13 +51,19 @@ impl Admin for AdminService {
         Ok(Response::new(self.store.upsert_account(&r.address, update).await?))
     }
 
-    async fn delete_account(&self, request: Request<DeleteAccountRequest>) -> Result<Response<DeleteAccountResponse>, Status> {
+    async fn delete_account(
+        &self,
+        request: Request<DeleteAccountRequest>,
+    ) -> Result<Response<DeleteAccountResponse>, Status> {
         let r = request.into_inner();
         self.store.delete_account(&r.address, r.purge).await?;
         Ok(Response::new(DeleteAccountResponse { purged: r.purge }))
     }
 
-    async fn list_accounts(&self, request: Request<ListAccountsRequest>) -> Result<Response<ListAccountsResponse>, Status> {
+    async fn list_accounts(
+        &self,
+        request: Request<ListAccountsRequest>,
+    ) -> Result<Response<ListAccountsResponse>, Status> {
         let accounts = self.store.list_accounts(&request.into_inner().domain).await?;
         Ok(Response::new(ListAccountsResponse { accounts }))
     }
@@ -65,7 +72,10 @@ impl Admin for AdminService {
         Ok(Response::new(self.store.account(&request.into_inner().address).await?))
     }
 
-    async fn set_password(&self, request: Request<SetPasswordRequest>) -> Result<Response<SetPasswordResponse>, Status> {
+    async fn set_password(
+        &self,
+        request: Request<SetPasswordRequest>,
+    ) -> Result<Response<SetPasswordResponse>, Status> {
         let r = request.into_inner();
         self.store.set_password(&r.address, &r.password).await?;
         Ok(Response::new(SetPasswordResponse {}))
@@ -86,12 +96,18 @@ impl Admin for AdminService {
         Ok(Response::new(self.store.add_alias(&r.address, &r.target).await?))
     }
 
-    async fn remove_alias(&self, request: Request<RemoveAliasRequest>) -> Result<Response<RemoveAliasResponse>, Status> {
+    async fn remove_alias(
+        &self,
+        request: Request<RemoveAliasRequest>,
+    ) -> Result<Response<RemoveAliasResponse>, Status> {
         self.store.remove_alias(&request.into_inner().address).await?;
         Ok(Response::new(RemoveAliasResponse {}))
     }
 
-    async fn list_aliases(&self, request: Request<ListAliasesRequest>) -> Result<Response<ListAliasesResponse>, Status> {
+    async fn list_aliases(
+        &self,
+        request: Request<ListAliasesRequest>,
+    ) -> Result<Response<ListAliasesResponse>, Status> {
         let aliases = self.store.list_aliases(&request.into_inner().domain).await?;
         Ok(Response::new(ListAliasesResponse { aliases }))
     }

@@ -40,9 +40,13 @@ impl MailStore for MailStoreService {
         }))
     }
 
-    async fn authenticate(&self, request: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
+    async fn authenticate(
+        &self,
+        request: Request<AuthenticateRequest>,
+    ) -> Result<Response<AuthenticateResponse>, Status> {
         let request = request.into_inner();
-        let (account_id, address, sender_addresses) = self.store.authenticate(&request.username, &request.password).await?;
+        let (account_id, address, sender_addresses) =
+            self.store.authenticate(&request.username, &request.password).await?;
         Ok(Response::new(AuthenticateResponse { account_id, address, sender_addresses }))
     }
 
@@ -63,7 +67,10 @@ impl MailStore for MailStoreService {
         Ok(Response::new(response))
     }
 
-    async fn list_mailboxes(&self, request: Request<ListMailboxesRequest>) -> Result<Response<ListMailboxesResponse>, Status> {
+    async fn list_mailboxes(
+        &self,
+        request: Request<ListMailboxesRequest>,
+    ) -> Result<Response<ListMailboxesResponse>, Status> {
         let mailboxes = self.store.list_mailboxes(request.into_inner().account_id).await?;
         Ok(Response::new(ListMailboxesResponse { mailboxes }))
     }
@@ -73,7 +80,10 @@ impl MailStore for MailStoreService {
         Ok(Response::new(self.store.create_mailbox(request.account_id, &request.name, &request.special_use).await?))
     }
 
-    async fn delete_mailbox(&self, request: Request<DeleteMailboxRequest>) -> Result<Response<DeleteMailboxResponse>, Status> {
+    async fn delete_mailbox(
+        &self,
+        request: Request<DeleteMailboxRequest>,
+    ) -> Result<Response<DeleteMailboxResponse>, Status> {
         let request = request.into_inner();
         self.store.delete_mailbox(request.account_id, &request.name).await?;
         Ok(Response::new(DeleteMailboxResponse {}))
@@ -84,18 +94,27 @@ impl MailStore for MailStoreService {
         Ok(Response::new(self.store.rename_mailbox(request.account_id, &request.from, &request.to).await?))
     }
 
-    async fn set_subscribed(&self, request: Request<SetSubscribedRequest>) -> Result<Response<SetSubscribedResponse>, Status> {
+    async fn set_subscribed(
+        &self,
+        request: Request<SetSubscribedRequest>,
+    ) -> Result<Response<SetSubscribedResponse>, Status> {
         let request = request.into_inner();
         self.store.set_subscribed(request.account_id, &request.name, request.subscribed).await?;
         Ok(Response::new(SetSubscribedResponse {}))
     }
 
-    async fn select_mailbox(&self, request: Request<SelectMailboxRequest>) -> Result<Response<SelectMailboxResponse>, Status> {
+    async fn select_mailbox(
+        &self,
+        request: Request<SelectMailboxRequest>,
+    ) -> Result<Response<SelectMailboxResponse>, Status> {
         let request = request.into_inner();
         Ok(Response::new(self.store.select_mailbox(request.account_id, &request.name).await?))
     }
 
-    async fn fetch_messages(&self, request: Request<FetchMessagesRequest>) -> Result<Response<FetchMessagesResponse>, Status> {
+    async fn fetch_messages(
+        &self,
+        request: Request<FetchMessagesRequest>,
+    ) -> Result<Response<FetchMessagesResponse>, Status> {
         let request = request.into_inner();
         let messages = self
             .store
@@ -126,7 +145,14 @@ impl MailStore for MailStoreService {
         let flags = request.flags.unwrap_or_default();
         let response = self
             .store
-            .store_flags(request.account_id, request.mailbox_id, &request.uids, operation, &flags, request.unchanged_since)
+            .store_flags(
+                request.account_id,
+                request.mailbox_id,
+                &request.uids,
+                operation,
+                &flags,
+                request.unchanged_since,
+            )
             .await?;
         Ok(Response::new(response))
     }
@@ -136,9 +162,13 @@ impl MailStore for MailStoreService {
         Ok(Response::new(self.store.expunge(request.account_id, request.mailbox_id, &request.uids).await?))
     }
 
-    async fn copy_messages(&self, request: Request<CopyMessagesRequest>) -> Result<Response<CopyMessagesResponse>, Status> {
+    async fn copy_messages(
+        &self,
+        request: Request<CopyMessagesRequest>,
+    ) -> Result<Response<CopyMessagesResponse>, Status> {
         let r = request.into_inner();
-        let response = self.store.copy_messages(r.account_id, r.source_mailbox_id, &r.uids, &r.destination, r.r#move).await?;
+        let response =
+            self.store.copy_messages(r.account_id, r.source_mailbox_id, &r.uids, &r.destination, r.r#move).await?;
         Ok(Response::new(response))
     }
 
@@ -153,7 +183,8 @@ impl MailStore for MailStoreService {
         .await?;
         let message = IncomingMessage::new(body, max)?;
         let flags = header.flags.unwrap_or_default();
-        let response = self.store.append(header.account_id, &header.mailbox, &flags, header.internal_date, message).await?;
+        let response =
+            self.store.append(header.account_id, &header.mailbox, &flags, header.internal_date, message).await?;
         Ok(Response::new(response))
     }
 

@@ -33,9 +33,7 @@ where
         match split(chunk) {
             Some(Part::Data(data)) => {
                 if (body.len() + data.len()) as u64 > max_size {
-                    return Err(Status::invalid_argument(format!(
-                        "message exceeds the limit of {max_size} octets"
-                    )));
+                    return Err(Status::invalid_argument(format!("message exceeds the limit of {max_size} octets")));
                 }
                 body.extend_from_slice(&data);
             }

@@ -87,7 +87,11 @@ async fn direct_target(conn: &mut AnyConnection, address: &str) -> Result<Option
     .fetch_optional(&mut *conn)
     .await?;
     row.map(|row| {
-        Ok(Target { account_id: row.try_get("id")?, address: row.try_get("address")?, suspended: get_bool(&row, "suspended")? })
+        Ok(Target {
+            account_id: row.try_get("id")?,
+            address: row.try_get("address")?,
+            suspended: get_bool(&row, "suspended")?,
+        })
     })
     .transpose()
 }
@@ -163,10 +167,12 @@ impl Store {
             )));
         }
         let hashes = account_blob_hashes(&mut tx, "a.domain_id = $1", domain_id).await?;
-        sqlx::query("DELETE FROM aliases WHERE domain_id = $1 OR account_id IN (SELECT id FROM accounts WHERE domain_id = $1)")
-            .bind(domain_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM aliases WHERE domain_id = $1 OR account_id IN (SELECT id FROM accounts WHERE domain_id = $1)",
+        )
+        .bind(domain_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM accounts WHERE domain_id = $1").bind(domain_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM domains WHERE id = $1").bind(domain_id).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -187,11 +193,12 @@ impl Store {
         let quota_messages = update.quota_messages.map(|q| to_i64(q, "message quota")).transpose()?;
 
         let mut tx = self.db.write().await?;
-        let domain_row = sqlx::query("SELECT id, default_quota_storage, default_quota_messages FROM domains WHERE name = $1")
-            .bind(&domain)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("domain {domain} is not served here; add it first")))?;
+        let domain_row =
+            sqlx::query("SELECT id, default_quota_storage, default_quota_messages FROM domains WHERE name = $1")
+                .bind(&domain)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("domain {domain} is not served here; add it first")))?;
         let domain_id: i64 = domain_row.try_get("id")?;
         let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE address = $1")
             .bind(&address)
@@ -252,11 +259,12 @@ impl Store {
     /// The account `address` with usage and aliases.
     pub async fn account(&self, address: &str) -> Result<Account> {
         let (address, _, _) = validate::address(address)?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = $1")))
-            .bind(&address)
-            .fetch_optional(self.db.reader())
-            .await?
-            .ok_or_else(|| Error::not_found(format!("no account {address}")))?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = $1")))
+                .bind(&address)
+                .fetch_optional(self.db.reader())
+                .await?
+                .ok_or_else(|| Error::not_found(format!("no account {address}")))?;
         let mut account = account_from_row(&row)?;
         account.aliases = sqlx::query_scalar("SELECT address FROM aliases WHERE account_id = $1 ORDER BY address")
             .bind(account.id)
@@ -282,9 +290,8 @@ impl Store {
             .await?
         };
         let mut accounts: Vec<Account> = rows.iter().map(account_from_row).collect::<Result<_>>()?;
-        let aliases = sqlx::query("SELECT address, account_id FROM aliases ORDER BY address")
-            .fetch_all(self.db.reader())
-            .await?;
+        let aliases =
+            sqlx::query("SELECT address, account_id FROM aliases ORDER BY address").fetch_all(self.db.reader()).await?;
         for row in aliases {
             let account_id: i64 = row.try_get("account_id")?;
             if let Some(account) = accounts.iter_mut().find(|a| a.id == account_id) {
@@ -373,7 +380,8 @@ impl Store {
 
     pub async fn remove_alias(&self, alias: &str) -> Result<()> {
         let (alias, _, _) = validate::address(alias)?;
-        let removed = sqlx::query("DELETE FROM aliases WHERE address = $1").bind(&alias).execute(self.db.writer()).await?;
+        let removed =
+            sqlx::query("DELETE FROM aliases WHERE address = $1").bind(&alias).execute(self.db.writer()).await?;
         if removed.rows_affected() == 0 {
             return Err(Error::not_found(format!("no alias {alias}")));
         }
@@ -389,9 +397,7 @@ impl Store {
         .bind(domain)
         .fetch_all(self.db.reader())
         .await?;
-        rows.iter()
-            .map(|row| Ok(Alias { address: row.try_get("address")?, target: row.try_get("target")? }))
-            .collect()
+        rows.iter().map(|row| Ok(Alias { address: row.try_get("address")?, target: row.try_get("target")? })).collect()
     }
 
     // ---------- SMTP ----------
@@ -425,7 +431,12 @@ impl Store {
         } else {
             QuotaState::Fits
         };
-        Ok(Resolution { outcome: Outcome::Local, account_id: target.account_id, canonical_address: target.address, quota })
+        Ok(Resolution {
+            outcome: Outcome::Local,
+            account_id: target.account_id,
+            canonical_address: target.address,
+            quota,
+        })
     }
 
     /// Checks a password; answers the account with the addresses it may send as.
@@ -496,8 +507,7 @@ async fn account_blob_hashes(
     condition: &'static str,
     id: i64,
 ) -> Result<Vec<String>> {
-    let sql = format!(
-        "SELECT DISTINCT m.blob_hash FROM messages m JOIN accounts a ON a.id = m.account_id WHERE {condition}"
-    );
+    let sql =
+        format!("SELECT DISTINCT m.blob_hash FROM messages m JOIN accounts a ON a.id = m.account_id WHERE {condition}");
     Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(&mut **tx).await?)
 }

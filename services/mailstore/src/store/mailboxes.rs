@@ -60,7 +60,12 @@ impl Store {
     }
 
     /// Creates the missing ancestors of `name` (`a` and `a/b` for `a/b/c`).
-    async fn create_parents(&self, tx: &mut Transaction<'static, Any>, account_id: i64, name: &str) -> Result<Vec<LockedMailbox>> {
+    async fn create_parents(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        account_id: i64,
+        name: &str,
+    ) -> Result<Vec<LockedMailbox>> {
         let mut created = Vec::new();
         for (index, _) in name.match_indices(SEPARATOR) {
             let parent = &name[..index];
@@ -129,14 +134,16 @@ impl Store {
                 let first = self.allocate_uids(&mut tx, &mut target, count).await?;
                 // Moving rows keeps their bodies and usage; only mailbox, UID and MODSEQ change.
                 for (offset, uid) in uids.iter().enumerate() {
-                    sqlx::query("UPDATE messages SET mailbox_id = $1, uid = $2, modseq = $3 WHERE mailbox_id = $4 AND uid = $5")
-                        .bind(target.id)
-                        .bind(i64::from(first) + offset as i64)
-                        .bind(target.highest_modseq as i64)
-                        .bind(source.id)
-                        .bind(uid)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE messages SET mailbox_id = $1, uid = $2, modseq = $3 WHERE mailbox_id = $4 AND uid = $5",
+                    )
+                    .bind(target.id)
+                    .bind(i64::from(first) + offset as i64)
+                    .bind(target.highest_modseq as i64)
+                    .bind(source.id)
+                    .bind(uid)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 let mut inbox = source.clone();
                 self.bump_modseq(&mut tx, &mut inbox).await?;
@@ -144,12 +151,17 @@ impl Store {
             created.push(target.clone());
             target.id
         } else {
-            let children = sqlx::query("SELECT id, name FROM mailboxes WHERE account_id = $1 AND name LIKE $2 ESCAPE '\\'")
-                .bind(account_id)
-                .bind(format!("{}{SEPARATOR}%", escape_like(&from)))
-                .fetch_all(&mut *tx)
+            let children =
+                sqlx::query("SELECT id, name FROM mailboxes WHERE account_id = $1 AND name LIKE $2 ESCAPE '\\'")
+                    .bind(account_id)
+                    .bind(format!("{}{SEPARATOR}%", escape_like(&from)))
+                    .fetch_all(&mut *tx)
+                    .await?;
+            sqlx::query("UPDATE mailboxes SET name = $1 WHERE id = $2")
+                .bind(&to)
+                .bind(source.id)
+                .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE mailboxes SET name = $1 WHERE id = $2").bind(&to).bind(source.id).execute(&mut *tx).await?;
             for child in children {
                 let child_name: String = child.try_get("name")?;
                 let new_name = format!("{to}{}", &child_name[from.len()..]);

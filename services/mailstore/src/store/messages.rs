@@ -5,8 +5,8 @@ use bytes::Bytes;
 use kubemail_proto::events::mailbox_event::Change;
 use kubemail_proto::events::{FlagsChanged, MessagesAdded, MessagesExpunged};
 use kubemail_proto::mailstore::{
-    AppendResponse, CopyMessagesResponse, DeliverResponse, ExpungeResponse, Flags, MessageMeta, Quota,
-    SearchRequest, SearchResponse, StoreFlagsResponse, SystemFlag, UidRange, store_flags_request::Operation,
+    AppendResponse, CopyMessagesResponse, DeliverResponse, ExpungeResponse, Flags, MessageMeta, Quota, SearchRequest,
+    SearchResponse, StoreFlagsResponse, SystemFlag, UidRange, store_flags_request::Operation,
 };
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
@@ -119,7 +119,9 @@ impl Store {
             }
             other => other?,
         };
-        let uid = self.insert_message(&mut tx, &mut folder, &message, &NewMessage { internal_date, ..Default::default() }).await?;
+        let uid = self
+            .insert_message(&mut tx, &mut folder, &message, &NewMessage { internal_date, ..Default::default() })
+            .await?;
         sqlx::query(
             "INSERT INTO deliveries (queue_message_id, recipient, account_id, mailbox_id, uidvalidity, uid, delivered_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -144,7 +146,12 @@ impl Store {
         })
     }
 
-    async fn previous_delivery<'e, E>(&self, executor: E, queue_message_id: &str, recipient: &str) -> Result<Option<DeliverResponse>>
+    async fn previous_delivery<'e, E>(
+        &self,
+        executor: E,
+        queue_message_id: &str,
+        recipient: &str,
+    ) -> Result<Option<DeliverResponse>>
     where
         E: sqlx::Executor<'e, Database = Any>,
     {
@@ -205,11 +212,13 @@ impl Store {
         let uid = self.allocate_uids(tx, folder, 1).await?;
         // Locking the existing row (DO UPDATE rather than DO NOTHING) keeps a concurrent
         // garbage collection from deleting the body between here and the message insert.
-        sqlx::query("INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO UPDATE SET hash = excluded.hash")
-            .bind(&message.hash)
-            .bind(message.body.as_ref())
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO UPDATE SET hash = excluded.hash",
+        )
+        .bind(&message.hash)
+        .bind(message.body.as_ref())
+        .execute(&mut **tx)
+        .await?;
         let size = to_i64(message.size(), "size")?;
         sqlx::query(
             "INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash) \
@@ -251,14 +260,18 @@ impl Store {
         let mut tx = self.db.snapshot().await?;
         self.check_mailbox(&mut tx, account_id, mailbox_id).await?;
         let rows = self.message_rows(&mut tx, mailbox_id, &ranges).await?;
-        rows.iter()
-            .map(meta_from_row)
-            .filter(|meta| meta.as_ref().map_or(true, |m| m.modseq > changed_since))
-            .collect()
+        rows.iter().map(meta_from_row).filter(|meta| meta.as_ref().map_or(true, |m| m.modseq > changed_since)).collect()
     }
 
     /// Bytes `offset..offset+length` (to the end when `length` is 0) of one message.
-    pub async fn fetch_body(&self, account_id: i64, mailbox_id: i64, uid: u32, offset: u64, length: u64) -> Result<Bytes> {
+    pub async fn fetch_body(
+        &self,
+        account_id: i64,
+        mailbox_id: i64,
+        uid: u32,
+        offset: u64,
+        length: u64,
+    ) -> Result<Bytes> {
         let data: Option<Vec<u8>> = sqlx::query_scalar(
             "SELECT b.data FROM messages m JOIN blobs b ON b.hash = m.blob_hash \
              WHERE m.mailbox_id = $1 AND m.uid = $2 AND m.account_id = $3",
@@ -268,7 +281,8 @@ impl Store {
         .bind(account_id)
         .fetch_optional(self.db.reader())
         .await?;
-        let data = data.ok_or_else(|| Error::not_found(format!("no message with UID {uid} in mailbox {mailbox_id}")))?;
+        let data =
+            data.ok_or_else(|| Error::not_found(format!("no message with UID {uid} in mailbox {mailbox_id}")))?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
         let end = match length {
             0 => data.len(),
@@ -283,7 +297,8 @@ impl Store {
         let empty = Flags::default();
         let with = request.with_flags.as_ref().unwrap_or(&empty);
         let without = request.without_flags.as_ref().unwrap_or(&empty);
-        let (with_system, without_system) = (validate::system_flags(with.system)?, validate::system_flags(without.system)?);
+        let (with_system, without_system) =
+            (validate::system_flags(with.system)?, validate::system_flags(without.system)?);
         for keyword in with.keywords.iter().chain(&without.keywords) {
             validate::keyword(keyword)?;
         }
@@ -313,11 +328,13 @@ impl Store {
 
     /// The account's quota and usage (RFC 9208 STORAGE and MESSAGE).
     pub async fn quota(&self, account_id: i64) -> Result<Quota> {
-        let row = sqlx::query("SELECT quota_storage, quota_messages, used_storage, used_messages FROM accounts WHERE id = $1")
-            .bind(account_id)
-            .fetch_optional(self.db.reader())
-            .await?
-            .ok_or_else(|| Error::not_found(format!("no account with id {account_id}")))?;
+        let row = sqlx::query(
+            "SELECT quota_storage, quota_messages, used_storage, used_messages FROM accounts WHERE id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(self.db.reader())
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no account with id {account_id}")))?;
         Ok(Quota {
             storage_used: get_u64(&row, "used_storage")?,
             storage_limit: get_u64(&row, "quota_storage")?,
@@ -327,7 +344,12 @@ impl Store {
     }
 
     /// The mailbox `mailbox_id` if it belongs to `account_id` (not locked).
-    async fn check_mailbox(&self, tx: &mut Transaction<'static, Any>, account_id: i64, mailbox_id: i64) -> Result<LockedMailbox> {
+    async fn check_mailbox(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        account_id: i64,
+        mailbox_id: i64,
+    ) -> Result<LockedMailbox> {
         let row = sqlx::query(
             "SELECT id, account_id, name, uidvalidity, uid_next, highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2",
         )
@@ -344,7 +366,12 @@ impl Store {
     /// Metadata rows of one mailbox within a UID set, in UID order. The database narrows to
     /// the set's span; the set itself is applied here, so a client's long list of ranges costs
     /// no bind parameters.
-    async fn message_rows(&self, tx: &mut Transaction<'static, Any>, mailbox_id: i64, ranges: &UidSet) -> Result<Vec<AnyRow>> {
+    async fn message_rows(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        mailbox_id: i64,
+        ranges: &UidSet,
+    ) -> Result<Vec<AnyRow>> {
         let (low, high) = ranges.span();
         let rows = sqlx::query(
             "SELECT uid, modseq, flags, keywords, internal_date, size, header_size, blob_hash FROM messages \
@@ -409,14 +436,16 @@ impl Store {
             let modseq = self.bump_modseq(&mut tx, &mut folder).await?;
             for (meta, keywords) in &mut changes {
                 meta.modseq = modseq;
-                sqlx::query("UPDATE messages SET flags = $1, keywords = $2, modseq = $3 WHERE mailbox_id = $4 AND uid = $5")
-                    .bind(i64::from(meta.flags.as_ref().map_or(0, |f| f.system)))
-                    .bind(&*keywords)
-                    .bind(to_i64(modseq, "MODSEQ")?)
-                    .bind(mailbox_id)
-                    .bind(i64::from(meta.uid))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE messages SET flags = $1, keywords = $2, modseq = $3 WHERE mailbox_id = $4 AND uid = $5",
+                )
+                .bind(i64::from(meta.flags.as_ref().map_or(0, |f| f.system)))
+                .bind(&*keywords)
+                .bind(to_i64(modseq, "MODSEQ")?)
+                .bind(mailbox_id)
+                .bind(i64::from(meta.uid))
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -458,19 +487,26 @@ impl Store {
 
     /// Deletes `uids` from a locked mailbox of a locked account, records them as expunged and
     /// takes them off the account's usage. Returns the body hashes to collect after commit.
-    async fn remove_messages(&self, tx: &mut Transaction<'static, Any>, folder: &mut LockedMailbox, uids: &[u32]) -> Result<Vec<String>> {
+    async fn remove_messages(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        folder: &mut LockedMailbox,
+        uids: &[u32],
+    ) -> Result<Vec<String>> {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
         let modseq = self.bump_modseq(tx, folder).await?;
         let (mut storage, mut hashes) = (0i64, Vec::new());
         for run in contiguous_runs(uids) {
-            let rows = sqlx::query("DELETE FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 RETURNING size, blob_hash")
-                .bind(folder.id)
-                .bind(i64::from(run.0))
-                .bind(i64::from(run.1))
-                .fetch_all(&mut **tx)
-                .await?;
+            let rows = sqlx::query(
+                "DELETE FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 RETURNING size, blob_hash",
+            )
+            .bind(folder.id)
+            .bind(i64::from(run.0))
+            .bind(i64::from(run.1))
+            .fetch_all(&mut **tx)
+            .await?;
             for row in rows {
                 storage += row.try_get::<i64, _>("size")?;
                 hashes.push(row.try_get::<String, _>("blob_hash")?);
@@ -543,7 +579,8 @@ impl Store {
             self.add_usage(&mut tx, account_id, total, i64::from(count)).await?;
         }
         let source_uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
-        let hashes = if move_messages { self.remove_messages(&mut tx, &mut source, &source_uids).await? } else { Vec::new() };
+        let hashes =
+            if move_messages { self.remove_messages(&mut tx, &mut source, &source_uids).await? } else { Vec::new() };
         tx.commit().await?;
         self.collect_blobs(&hashes).await;
         if count > 0 {
@@ -646,7 +683,13 @@ fn keyword_list<'a>(keywords: impl IntoIterator<Item = &'a str>) -> Result<Strin
 }
 
 /// The flags after applying `operation` with `system` bits and `keywords`.
-fn apply_flags(operation: Operation, old_system: u32, old_keywords: &str, system: u32, keywords: &[&str]) -> Result<(u32, String)> {
+fn apply_flags(
+    operation: Operation,
+    old_system: u32,
+    old_keywords: &str,
+    system: u32,
+    keywords: &[&str],
+) -> Result<(u32, String)> {
     let old: Vec<&str> = old_keywords.split_whitespace().collect();
     Ok(match operation {
         Operation::Replace => (system, keyword_list(keywords.iter().copied())?),
@@ -680,8 +723,14 @@ mod tests {
     fn flag_operations() {
         let seen = SystemFlag::Seen as u32;
         let flagged = SystemFlag::Flagged as u32;
-        assert_eq!(apply_flags(Operation::Add, seen, "$A", flagged, &["$b", "$a"]).unwrap(), (seen | flagged, "$A $b".into()));
-        assert_eq!(apply_flags(Operation::Remove, seen | flagged, "$A $b", seen, &["$a"]).unwrap(), (flagged, "$b".into()));
+        assert_eq!(
+            apply_flags(Operation::Add, seen, "$A", flagged, &["$b", "$a"]).unwrap(),
+            (seen | flagged, "$A $b".into())
+        );
+        assert_eq!(
+            apply_flags(Operation::Remove, seen | flagged, "$A $b", seen, &["$a"]).unwrap(),
+            (flagged, "$b".into())
+        );
         assert_eq!(apply_flags(Operation::Replace, seen, "$A", 0, &[]).unwrap(), (0, String::new()));
     }
 }

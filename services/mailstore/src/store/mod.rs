@@ -194,11 +194,7 @@ impl Store {
     /// A new UIDVALIDITY for a mailbox of a locked account: the current time in seconds, or one
     /// more than the last one handed out, whichever is larger, so a mailbox deleted and
     /// recreated within a second still gets a new value (RFC 9051 §2.3.1.1).
-    pub(crate) async fn next_uidvalidity(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        account_id: i64,
-    ) -> Result<u32> {
+    pub(crate) async fn next_uidvalidity(&self, tx: &mut Transaction<'static, Any>, account_id: i64) -> Result<u32> {
         let last: i64 = sqlx::query_scalar("SELECT last_uidvalidity FROM accounts WHERE id = $1")
             .bind(account_id)
             .fetch_one(&mut **tx)
@@ -232,14 +228,7 @@ impl Store {
         .bind(special_use)
         .fetch_one(&mut **tx)
         .await?;
-        Ok(LockedMailbox {
-            id,
-            account_id,
-            name: name.to_string(),
-            uidvalidity,
-            uid_next: 1,
-            highest_modseq: 1,
-        })
+        Ok(LockedMailbox { id, account_id, name: name.to_string(), uidvalidity, uid_next: 1, highest_modseq: 1 })
     }
 
     /// Locks an account row so quota checks and usage updates of concurrent transactions on

@@ -31,20 +31,12 @@ struct Subscriber {
 impl LocalEventBus {
     /// A bus buffering up to `buffer` events per subscriber (at least one).
     pub fn new(buffer: usize) -> Self {
-        LocalEventBus {
-            shared: Arc::new(Subscribers {
-                buffer: buffer.max(1),
-                list: Mutex::new(Vec::new()),
-            }),
-        }
+        LocalEventBus { shared: Arc::new(Subscribers { buffer: buffer.max(1), list: Mutex::new(Vec::new()) }) }
     }
 
     fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
         // Nothing panics while holding the lock, and the list stays valid if something did.
-        self.shared
-            .list
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.list.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -56,11 +48,7 @@ impl EventBus for LocalEventBus {
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect();
-        let event = Event {
-            subject: subject.to_owned(),
-            payload,
-            headers,
-        };
+        let event = Event { subject: subject.to_owned(), payload, headers };
         // Dropped streams unsubscribe here, lazily.
         self.subscribers().retain(|subscriber| {
             if !contract::subject_matches(&subscriber.pattern, subject) {
@@ -81,10 +69,7 @@ impl EventBus for LocalEventBus {
     async fn subscribe(&self, pattern: &str) -> Result<EventStream> {
         contract::check_pattern(pattern)?;
         let (sender, receiver) = mpsc::channel(self.shared.buffer);
-        self.subscribers().push(Subscriber {
-            pattern: pattern.to_owned(),
-            sender,
-        });
+        self.subscribers().push(Subscriber { pattern: pattern.to_owned(), sender });
         Ok(ReceiverStream::new(receiver).boxed())
     }
 }
@@ -103,9 +88,7 @@ mod tests {
         let publish_all = async {
             for i in 0..10 {
                 let subject = format!("events.alice.box{i}");
-                bus.publish(&subject, Bytes::new(), Headers::new())
-                    .await
-                    .expect("publish");
+                bus.publish(&subject, Bytes::new(), Headers::new()).await.expect("publish");
             }
         };
         tokio::time::timeout(std::time::Duration::from_secs(5), publish_all)
@@ -117,21 +100,11 @@ mod tests {
             while let Some(Some(event)) = stream.next().now_or_never() {
                 kept.push(event.subject);
             }
-            assert_eq!(
-                kept,
-                ["events.alice.box0", "events.alice.box1"],
-                "the buffer keeps the oldest"
-            );
+            assert_eq!(kept, ["events.alice.box0", "events.alice.box1"], "the buffer keeps the oldest");
         }
         // Once drained, a subscriber receives again.
-        bus.publish("events.alice.late", Bytes::new(), Headers::new())
-            .await
-            .expect("publish");
-        let late = slow
-            .next()
-            .now_or_never()
-            .flatten()
-            .map(|event| event.subject);
+        bus.publish("events.alice.late", Bytes::new(), Headers::new()).await.expect("publish");
+        let late = slow.next().now_or_never().flatten().map(|event| event.subject);
         assert_eq!(late.as_deref(), Some("events.alice.late"));
     }
 }

@@ -80,9 +80,7 @@ impl LocalConfig {
     fn validate(&self) -> Result<()> {
         contract::check_queue_settings(self.lease, self.dedupe_window)?;
         if self.event_buffer == 0 {
-            return Err(Error::Config(
-                "the event buffer must hold at least one event".into(),
-            ));
+            return Err(Error::Config("the event buffer must hold at least one event".into()));
         }
         Ok(())
     }
@@ -127,9 +125,7 @@ impl LocalTransport {
 /// Wall-clock Unix time in milliseconds: leases and retry times outlive the process, so they
 /// cannot use a monotonic clock.
 fn unix_millis() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     millis(since_epoch)
 }
 
@@ -147,26 +143,15 @@ mod tests {
     #[tokio::test]
     async fn spool_and_queue_survive_a_process_restart() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = LocalConfig {
-            lease: Duration::from_secs(1),
-            ..LocalConfig::new(dir.path().join("db"))
-        };
+        let config = LocalConfig { lease: Duration::from_secs(1), ..LocalConfig::new(dir.path().join("db")) };
         let before = LocalTransport::open(&config).await.expect("open");
-        before
-            .spool
-            .put("m-1", Bytes::from_static(b"body"))
-            .await
-            .expect("put");
+        before.spool.put("m-1", Bytes::from_static(b"body")).await.expect("put");
         let message = QueueMessage {
             id: "m-1".into(),
             payload: Bytes::from_static(b"envelope"),
             headers: [("traceparent".to_string(), "00-ab-cd-01".to_string())].into(),
         };
-        before
-            .queue
-            .publish(message.clone())
-            .await
-            .expect("publish");
+        before.queue.publish(message.clone()).await.expect("publish");
         let leased = before.queue.pull(1, Duration::ZERO).await.expect("pull");
         assert_eq!(leased.len(), 1);
         // The process dies with the message leased.
@@ -174,29 +159,13 @@ mod tests {
         drop(before);
 
         let after = LocalTransport::open(&config).await.expect("reopen");
-        assert_eq!(
-            after.spool.get("m-1").await.expect("get"),
-            Some(Bytes::from_static(b"body"))
-        );
-        let again = after
-            .queue
-            .publish(message.clone())
-            .await
-            .expect("publish again");
+        assert_eq!(after.spool.get("m-1").await.expect("get"), Some(Bytes::from_static(b"body")));
+        let again = after.queue.publish(message.clone()).await.expect("publish again");
         assert!(again.duplicate, "published ids survive the restart");
-        let mut redelivered = after
-            .queue
-            .pull(1, Duration::from_secs(10))
-            .await
-            .expect("pull");
-        let lease = redelivered
-            .pop()
-            .expect("the leased message comes back after its lease");
+        let mut redelivered = after.queue.pull(1, Duration::from_secs(10)).await.expect("pull");
+        let lease = redelivered.pop().expect("the leased message comes back after its lease");
         assert_eq!((lease.id.as_str(), lease.attempt), ("m-1", 2));
-        assert_eq!(
-            (&lease.payload, &lease.headers),
-            (&message.payload, &message.headers)
-        );
+        assert_eq!((&lease.payload, &lease.headers), (&message.payload, &message.headers));
     }
 
     #[tokio::test]
@@ -204,18 +173,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let base = LocalConfig::new(dir.path().join("db"));
         for config in [
-            LocalConfig {
-                lease: Duration::ZERO,
-                ..base.clone()
-            },
-            LocalConfig {
-                dedupe_window: Duration::from_secs(10),
-                ..base.clone()
-            },
-            LocalConfig {
-                event_buffer: 0,
-                ..base.clone()
-            },
+            LocalConfig { lease: Duration::ZERO, ..base.clone() },
+            LocalConfig { dedupe_window: Duration::from_secs(10), ..base.clone() },
+            LocalConfig { event_buffer: 0, ..base.clone() },
         ] {
             let opened = LocalTransport::open(&config).await;
             assert!(matches!(opened, Err(Error::Config(_))), "{config:?}");

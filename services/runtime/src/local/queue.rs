@@ -71,24 +71,14 @@ impl LocalQueue {
             let seq: i64 = row.try_get("seq")?;
             let id: String = row.try_get("id")?;
             let headers: String = row.try_get("headers")?;
-            let headers: Headers = serde_json::from_str(&headers).map_err(|e| Error::Corrupt {
-                what: "queued headers",
-                detail: format!("{id}: {e}"),
-            })?;
+            let headers: Headers = serde_json::from_str(&headers)
+                .map_err(|e| Error::Corrupt { what: "queued headers", detail: format!("{id}: {e}") })?;
             let attempts: i64 = row.try_get("attempts")?;
             let payload: Vec<u8> = row.try_get("payload")?;
             let token: String = row.try_get("lease_token")?;
-            let handle = LocalLease {
-                shared: self.shared.clone(),
-                seq,
-                id: id.clone(),
-                token,
-            };
+            let handle = LocalLease { shared: self.shared.clone(), seq, id: id.clone(), token };
             let attempt = u32::try_from(attempts).unwrap_or(u32::MAX);
-            claimed.push((
-                seq,
-                Lease::new(id, payload.into(), headers, attempt, Box::new(handle)),
-            ));
+            claimed.push((seq, Lease::new(id, payload.into(), headers, attempt, Box::new(handle))));
         }
         // RETURNING gives no order guarantee.
         claimed.sort_by_key(|(seq, _)| *seq);
@@ -97,9 +87,8 @@ impl LocalQueue {
 
     /// How long until the next message becomes visible (a retry comes due or a lease ends).
     async fn until_next_visible(&self) -> Result<Option<Duration>> {
-        let next: Option<i64> = sqlx::query_scalar("SELECT MIN(visible_at) FROM queue_messages")
-            .fetch_one(&self.shared.pool)
-            .await?;
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(visible_at) FROM queue_messages").fetch_one(&self.shared.pool).await?;
         let millis_left = |at: i64| u64::try_from(at.saturating_sub(unix_millis())).unwrap_or(0);
         Ok(next.map(|at| Duration::from_millis(millis_left(at))))
     }
@@ -109,11 +98,9 @@ impl LocalQueue {
 impl Queue for LocalQueue {
     async fn publish(&self, message: QueueMessage) -> Result<Published> {
         contract::check_message_id(&message.id)?;
-        let headers: BTreeMap<&str, &str> = contract::carried_headers(&message.headers)?
-            .into_iter()
-            .collect();
-        let headers = serde_json::to_string(&headers)
-            .map_err(|e| Error::invalid("headers", format!("cannot encode: {e}")))?;
+        let headers: BTreeMap<&str, &str> = contract::carried_headers(&message.headers)?.into_iter().collect();
+        let headers =
+            serde_json::to_string(&headers).map_err(|e| Error::invalid("headers", format!("cannot encode: {e}")))?;
         let now = unix_millis();
 
         let mut transaction = self.shared.pool.begin().await?;
@@ -162,9 +149,7 @@ impl Queue for LocalQueue {
         }
         let now = Instant::now();
         // A wait too long to represent is a wait for ever; a year is the same in practice.
-        let deadline = now
-            .checked_add(wait)
-            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
+        let deadline = now.checked_add(wait).unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
         loop {
             // Registered before looking, so a publish between the claim and the sleep still
             // wakes us.
@@ -220,10 +205,7 @@ impl LocalLease {
 impl LeaseHandle for LocalLease {
     async fn ack(&self) -> Result<()> {
         // Already gone is fine: another holder acked it after our lease ran out.
-        sqlx::query("DELETE FROM queue_messages WHERE seq = ?")
-            .bind(self.seq)
-            .execute(&self.shared.pool)
-            .await?;
+        sqlx::query("DELETE FROM queue_messages WHERE seq = ?").bind(self.seq).execute(&self.shared.pool).await?;
         Ok(())
     }
 
@@ -251,8 +233,5 @@ impl LeaseHandle for LocalLease {
 }
 
 fn lease_lost(id: &str) -> Error {
-    Error::unavailable(
-        "queue lease",
-        format!("{id}: the lease expired and the message was delivered again or acked"),
-    )
+    Error::unavailable("queue lease", format!("{id}: the lease expired and the message was delivered again or acked"))
 }

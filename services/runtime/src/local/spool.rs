@@ -35,20 +35,16 @@ impl Spool for LocalSpool {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         contract::check_spool_key(key)?;
-        let body: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT body FROM spool_bodies WHERE key = ?")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
+        let body: Option<Vec<u8>> = sqlx::query_scalar("SELECT body FROM spool_bodies WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(body.map(Bytes::from))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         contract::check_spool_key(key)?;
-        sqlx::query("DELETE FROM spool_bodies WHERE key = ?")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM spool_bodies WHERE key = ?").bind(key).execute(&self.pool).await?;
         Ok(())
     }
 }

@@ -32,19 +32,12 @@ impl EventBus for NatsEventBus {
     async fn publish(&self, subject: &str, payload: Bytes, headers: Headers) -> Result<()> {
         contract::check_subject(subject)?;
         let headers = nats_headers(&headers)?;
-        self.client
-            .publish_with_headers(subject.to_owned(), headers, payload)
-            .await
-            .map_err(unavailable)
+        self.client.publish_with_headers(subject.to_owned(), headers, payload).await.map_err(unavailable)
     }
 
     async fn subscribe(&self, pattern: &str) -> Result<EventStream> {
         contract::check_pattern(pattern)?;
-        let subscriber = self
-            .client
-            .subscribe(pattern.to_owned())
-            .await
-            .map_err(unavailable)?;
+        let subscriber = self.client.subscribe(pattern.to_owned()).await.map_err(unavailable)?;
         // The trait promises every event published after we return, also from other
         // connections: wait until the server has processed the subscription.
         self.client.flush().await.map_err(unavailable)?;

@@ -63,16 +63,9 @@ impl Default for NatsConfig {
 
 impl NatsConfig {
     fn validate(&self) -> Result<()> {
-        for (what, name) in [
-            ("stream", &self.stream),
-            ("consumer", &self.consumer),
-            ("bucket", &self.bucket),
-        ] {
+        for (what, name) in [("stream", &self.stream), ("consumer", &self.consumer), ("bucket", &self.bucket)] {
             // JetStream names become subject tokens (`$JS.API.STREAM.INFO.<name>`).
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             if !valid {
                 return Err(Error::Config(format!(
                     "NATS {what} name {name:?} must be non-empty ASCII letters, digits, '_' or '-'"
@@ -105,9 +98,7 @@ impl NatsTransport {
     /// Connects to `config.url` and sets up the stream, consumer and bucket.
     pub async fn connect(config: &NatsConfig) -> Result<Self> {
         config.validate()?;
-        let client = async_nats::connect(&config.url)
-            .await
-            .map_err(unavailable)?;
+        let client = async_nats::connect(&config.url).await.map_err(unavailable)?;
         Self::from_client(client, config).await
     }
 
@@ -119,12 +110,7 @@ impl NatsTransport {
         let queue = NatsQueue::open(jetstream.clone(), config).await?;
         let spool = NatsSpool::open(&jetstream, config).await?;
         let events = NatsEventBus::new(client.clone());
-        Ok(NatsTransport {
-            client,
-            spool,
-            queue,
-            events,
-        })
+        Ok(NatsTransport { client, spool, queue, events })
     }
 }
 
@@ -139,9 +125,7 @@ fn nats_headers(headers: &Headers) -> Result<HeaderMap> {
     let mut map = HeaderMap::new();
     for (name, value) in contract::carried_headers(headers)? {
         let name: HeaderName = name.parse().map_err(|e| Error::invalid("header name", e))?;
-        let value: HeaderValue = value
-            .parse()
-            .map_err(|e| Error::invalid("header value", e))?;
+        let value: HeaderValue = value.parse().map_err(|e| Error::invalid("header value", e))?;
         map.insert(name, value);
     }
     Ok(map)
@@ -157,9 +141,7 @@ fn user_headers(headers: Option<&HeaderMap>) -> Headers {
         .filter(|(name, _)| !contract::is_reserved_header(name.as_ref()))
         .filter_map(|(name, values)| {
             // We publish one value per name; take the first if a foreign publisher sent more.
-            values
-                .first()
-                .map(|value| (name.to_string(), value.as_str().to_owned()))
+            values.first().map(|value| (name.to_string(), value.as_str().to_owned()))
         })
         .collect()
 }
@@ -171,39 +153,15 @@ mod tests {
     #[tokio::test]
     async fn invalid_settings_are_refused_before_connecting() {
         // Nothing listens here: a refusal must come from the checks, not the network.
-        let base = NatsConfig {
-            url: "nats://127.0.0.1:1".into(),
-            ..NatsConfig::default()
-        };
+        let base = NatsConfig { url: "nats://127.0.0.1:1".into(), ..NatsConfig::default() };
         for config in [
-            NatsConfig {
-                stream: "QUEUE.main".into(),
-                ..base.clone()
-            },
-            NatsConfig {
-                consumer: String::new(),
-                ..base.clone()
-            },
-            NatsConfig {
-                bucket: "spool bodies".into(),
-                ..base.clone()
-            },
-            NatsConfig {
-                subject_prefix: "queue.>".into(),
-                ..base.clone()
-            },
-            NatsConfig {
-                lease: Duration::ZERO,
-                ..base.clone()
-            },
-            NatsConfig {
-                dedupe_window: Duration::from_secs(30),
-                ..base.clone()
-            },
-            NatsConfig {
-                replicas: 0,
-                ..base.clone()
-            },
+            NatsConfig { stream: "QUEUE.main".into(), ..base.clone() },
+            NatsConfig { consumer: String::new(), ..base.clone() },
+            NatsConfig { bucket: "spool bodies".into(), ..base.clone() },
+            NatsConfig { subject_prefix: "queue.>".into(), ..base.clone() },
+            NatsConfig { lease: Duration::ZERO, ..base.clone() },
+            NatsConfig { dedupe_window: Duration::from_secs(30), ..base.clone() },
+            NatsConfig { replicas: 0, ..base.clone() },
         ] {
             let connected = NatsTransport::connect(&config).await;
             assert!(matches!(connected, Err(Error::Config(_))), "{config:?}");

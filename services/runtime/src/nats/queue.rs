@@ -57,10 +57,7 @@ impl NatsQueue {
             )));
         }
         let subject = format!("{}.envelope", config.subject_prefix);
-        let captured = existing
-            .subjects
-            .iter()
-            .any(|s| contract::subject_matches(s, &subject));
+        let captured = existing.subjects.iter().any(|s| contract::subject_matches(s, &subject));
         if !captured {
             return Err(Error::Config(format!(
                 "NATS stream {} exists but does not capture {subject} (its subjects: {:?})",
@@ -84,12 +81,7 @@ impl NatsQueue {
             .await
             .map_err(unavailable)?;
 
-        Ok(NatsQueue {
-            jetstream,
-            stream: config.stream.clone(),
-            subject,
-            consumer,
-        })
+        Ok(NatsQueue { jetstream, stream: config.stream.clone(), subject, consumer })
     }
 
     fn lease_for(message: jetstream::Message) -> Result<Lease> {
@@ -99,11 +91,7 @@ impl NatsQueue {
         })?;
         let attempt = u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1);
         let stream_sequence = info.stream_sequence;
-        let id = match message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(NATS_MESSAGE_ID))
-        {
+        let id = match message.headers.as_ref().and_then(|h| h.get(NATS_MESSAGE_ID)) {
             Some(id) => id.as_str().to_owned(),
             None => {
                 // Published around this API: there is no id to deduplicate on, but the message
@@ -114,13 +102,7 @@ impl NatsQueue {
         };
         let headers = user_headers(message.headers.as_ref());
         let (message, acker) = message.split();
-        Ok(Lease::new(
-            id,
-            message.payload,
-            headers,
-            attempt,
-            Box::new(NatsLease { acker }),
-        ))
+        Ok(Lease::new(id, message.payload, headers, attempt, Box::new(NatsLease { acker })))
     }
 }
 
@@ -142,9 +124,7 @@ impl Queue for NatsQueue {
             .map_err(unavailable)?
             .await
             .map_err(unavailable)?;
-        Ok(Published {
-            duplicate: ack.duplicate,
-        })
+        Ok(Published { duplicate: ack.duplicate })
     }
 
     async fn pull(&self, max: usize, wait: Duration) -> Result<Vec<Lease>> {

@@ -46,10 +46,7 @@ impl NatsSpool {
 impl Spool for NatsSpool {
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
         contract::check_spool_key(key)?;
-        self.bucket
-            .put(key, &mut body.as_ref())
-            .await
-            .map_err(unavailable)?;
+        self.bucket.put(key, &mut body.as_ref()).await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -62,16 +59,12 @@ impl Spool for NatsSpool {
         };
         let mut body = Vec::with_capacity(object.info().size);
         // The reader checks the SHA-256 digest stored at `put` and fails on a mismatch.
-        object
-            .read_to_end(&mut body)
-            .await
-            .map_err(|error| match error.kind() {
-                std::io::ErrorKind::InvalidData => Error::Corrupt {
-                    what: "spooled body",
-                    detail: format!("{key}: {error}"),
-                },
-                _ => unavailable(error),
-            })?;
+        object.read_to_end(&mut body).await.map_err(|error| match error.kind() {
+            std::io::ErrorKind::InvalidData => {
+                Error::Corrupt { what: "spooled body", detail: format!("{key}: {error}") }
+            }
+            _ => unavailable(error),
+        })?;
         Ok(Some(body.into()))
     }
 

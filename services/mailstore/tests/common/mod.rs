@@ -71,20 +71,22 @@ impl Fixture {
         }
         .expect("database opens and migrates");
         let bus = Arc::new(LocalEventBus::new(1024));
-        let store = kubemail_mailstore::store(db, bus.clone() as Arc<dyn EventBus>, Limits { max_message_size: TEST_MAX_MESSAGE });
+        let store = kubemail_mailstore::store(
+            db,
+            bus.clone() as Arc<dyn EventBus>,
+            Limits { max_message_size: TEST_MAX_MESSAGE },
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(kubemail_mailstore::serve(store, listener, async {
             let _ = stopped.await;
         }));
-        let channel = Channel::from_shared(format!("http://{address}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("gRPC connects");
+        let channel =
+            Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("gRPC connects");
         Fixture {
-            mailstore: MailStoreClient::new(channel.clone()).max_decoding_message_size(kubemail_mailstore::MAX_GRPC_MESSAGE),
+            mailstore: MailStoreClient::new(channel.clone())
+                .max_decoding_message_size(kubemail_mailstore::MAX_GRPC_MESSAGE),
             admin: AdminClient::new(channel),
             bus,
             stop: Some(stop),
@@ -118,7 +120,12 @@ impl Fixture {
             .id
     }
 
-    pub async fn deliver(&mut self, queue_id: &str, recipient: &str, body: &[u8]) -> Result<DeliverResponse, tonic::Status> {
+    pub async fn deliver(
+        &mut self,
+        queue_id: &str,
+        recipient: &str,
+        body: &[u8],
+    ) -> Result<DeliverResponse, tonic::Status> {
         deliver(&mut self.mailstore, queue_id, recipient, body).await
     }
 
@@ -151,7 +158,8 @@ pub async fn deliver(
 
 /// A small RFC 5322 message whose body is padded to about `size` octets.
 pub fn message(subject: &str, size: usize) -> Vec<u8> {
-    let mut text = format!("From: sender@example.net\r\nTo: someone@example.org\r\nSubject: {subject}\r\n\r\n").into_bytes();
+    let mut text =
+        format!("From: sender@example.net\r\nTo: someone@example.org\r\nSubject: {subject}\r\n\r\n").into_bytes();
     while text.len() < size {
         text.extend_from_slice(b"All work and no play makes a dull mailbox.\r\n");
     }
