@@ -92,36 +92,30 @@ impl Store {
         }
         let (recipient, _, domain) = validate::address(recipient)?;
         let mailbox = if mailbox.is_empty() { INBOX.to_string() } else { validate::mailbox_name(mailbox)? };
-        if let Some(done) = self.previous_delivery(self.db.reader(), queue_message_id, &recipient).await? {
-            return Ok(done);
-        }
 
         let mut tx = self.db.write().await?;
         let target = match find_target(&mut tx, &recipient, &domain).await? {
             Lookup::Found(target) => target,
             Lookup::Unknown | Lookup::NotLocal => return Err(Error::not_found(format!("no mailbox for {recipient}"))),
         };
-        let usage = self.lock_account(&mut tx, target.account_id).await?;
-        // Checked again under the account lock: a concurrent delivery of the same pair has
-        // committed by now if it ran first.
+        if target.suspended {
+            return Err(Error::FailedPrecondition(format!("account {} is suspended", target.address)));
+        }
+        // Reserving usage locks the account row: a concurrent delivery of the same pair waits
+        // here, and then finds the first one's record below and rolls back.
+        self.reserve_usage(&mut tx, target.account_id, message.size(), 1).await?;
         if let Some(done) = self.previous_delivery(&mut *tx, queue_message_id, &recipient).await? {
             return Ok(done);
         }
-        if usage.suspended {
-            return Err(Error::FailedPrecondition(format!("account {} is suspended", target.address)));
-        }
-        usage.check_fits(message.size(), 1)?;
+        let new = NewMessage { internal_date, ..Default::default() };
         // A delivery into a folder that does not exist (any more) lands in INBOX rather than
         // being refused: the mail matters more than the filing.
-        let mut folder = match self.lock_mailbox_by_name(&mut tx, target.account_id, &mailbox).await {
+        let (folder, uid) = match self.insert_into(&mut tx, target.account_id, &mailbox, &message, &new).await {
             Err(Error::NotFound(_)) if mailbox != INBOX => {
-                self.lock_mailbox_by_name(&mut tx, target.account_id, INBOX).await?
+                self.insert_into(&mut tx, target.account_id, INBOX, &message, &new).await?
             }
             other => other?,
         };
-        let uid = self
-            .insert_message(&mut tx, &mut folder, &message, &NewMessage { internal_date, ..Default::default() })
-            .await?;
         sqlx::query(
             "INSERT INTO deliveries (queue_message_id, recipient, account_id, mailbox_id, uidvalidity, uid, delivered_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -191,25 +185,24 @@ impl Store {
             internal_date,
         };
         let mut tx = self.db.write().await?;
-        let usage = self.lock_account(&mut tx, account_id).await?;
-        let mut folder = self.lock_mailbox_by_name(&mut tx, account_id, &mailbox).await?;
-        usage.check_fits(message.size(), 1)?;
-        let uid = self.insert_message(&mut tx, &mut folder, &message, &new).await?;
+        self.reserve_usage(&mut tx, account_id, message.size(), 1).await?;
+        let (folder, uid) = self.insert_into(&mut tx, account_id, &mailbox, &message, &new).await?;
         tx.commit().await?;
         self.announce_added(&folder, vec![uid]).await;
         Ok(AppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uid })
     }
 
-    /// Inserts one message into a locked mailbox of a locked account and counts it in the
-    /// account's usage. Returns its UID.
-    async fn insert_message(
+    /// Inserts one message into the mailbox `name` of an account whose usage already counts
+    /// it. Returns the mailbox after the change and the message's UID.
+    async fn insert_into(
         &self,
         tx: &mut Transaction<'static, Any>,
-        folder: &mut LockedMailbox,
+        account_id: i64,
+        name: &str,
         message: &IncomingMessage,
         new: &NewMessage,
-    ) -> Result<u32> {
-        let uid = self.allocate_uids(tx, folder, 1).await?;
+    ) -> Result<(LockedMailbox, u32)> {
+        let (folder, uid) = self.allocate_uids_by_name(tx, account_id, name, 1).await?;
         // Locking the existing row (DO UPDATE rather than DO NOTHING) keeps a concurrent
         // garbage collection from deleting the body between here and the message insert.
         sqlx::query(
@@ -219,25 +212,23 @@ impl Store {
         .bind(message.body.as_ref())
         .execute(&mut **tx)
         .await?;
-        let size = to_i64(message.size(), "size")?;
         sqlx::query(
             "INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(folder.id)
         .bind(i64::from(uid))
-        .bind(folder.account_id)
+        .bind(account_id)
         .bind(to_i64(folder.highest_modseq, "MODSEQ")?)
         .bind(i64::from(new.system_flags))
         .bind(&new.keywords)
         .bind(if new.internal_date > 0 { new.internal_date } else { now() })
-        .bind(size)
+        .bind(to_i64(message.size(), "size")?)
         .bind(to_i64(message.header_size, "header size")?)
         .bind(&message.hash)
         .execute(&mut **tx)
         .await?;
-        self.add_usage(tx, folder.account_id, size, 1).await?;
-        Ok(uid)
+        Ok((folder, uid))
     }
 
     async fn announce_added(&self, folder: &LockedMailbox, uids: Vec<u32>) {
@@ -475,7 +466,8 @@ impl Store {
                 doomed.push(meta_from_row(row)?.uid);
             }
         }
-        let hashes = self.remove_messages(&mut tx, &mut folder, &doomed).await?;
+        let (storage, hashes) = self.remove_messages(&mut tx, &mut folder, &doomed).await?;
+        self.add_usage(&mut tx, account_id, -storage, -(doomed.len() as i64)).await?;
         tx.commit().await?;
         self.collect_blobs(&hashes).await;
         if !doomed.is_empty() {
@@ -485,16 +477,17 @@ impl Store {
         Ok(ExpungeResponse { expunged: doomed, highest_modseq: folder.highest_modseq })
     }
 
-    /// Deletes `uids` from a locked mailbox of a locked account, records them as expunged and
-    /// takes them off the account's usage. Returns the body hashes to collect after commit.
+    /// Deletes `uids` from a locked mailbox and records them as expunged. Returns the octets
+    /// they took (the caller decides whether that usage is freed: a move keeps it) and the body
+    /// hashes to collect after commit.
     async fn remove_messages(
         &self,
         tx: &mut Transaction<'static, Any>,
         folder: &mut LockedMailbox,
         uids: &[u32],
-    ) -> Result<Vec<String>> {
+    ) -> Result<(i64, Vec<String>)> {
         if uids.is_empty() {
-            return Ok(Vec::new());
+            return Ok((0, Vec::new()));
         }
         let modseq = self.bump_modseq(tx, folder).await?;
         let (mut storage, mut hashes) = (0i64, Vec::new());
@@ -526,10 +519,9 @@ impl Store {
             }
             insert.execute(&mut **tx).await?;
         }
-        self.add_usage(tx, folder.account_id, -storage, -(uids.len() as i64)).await?;
         hashes.sort();
         hashes.dedup();
-        Ok(hashes)
+        Ok((storage, hashes))
     }
 
     /// Copies (or moves) messages into the mailbox `destination` of the same account.
@@ -546,14 +538,14 @@ impl Store {
         let mut tx = self.db.write().await?;
         // The account lock comes first, so two copies in opposite directions cannot deadlock on
         // the mailbox locks.
-        let usage = self.lock_account(&mut tx, account_id).await?;
+        self.lock_account(&mut tx, account_id).await?;
         let mut source = self.lock_mailbox_by_id(&mut tx, account_id, source_mailbox_id).await?;
         let mut target = self.lock_mailbox_by_name(&mut tx, account_id, &destination).await?;
         let rows = self.message_rows(&mut tx, source.id, &ranges).await?;
         let messages: Vec<MessageMeta> = rows.iter().map(meta_from_row).collect::<Result<_>>()?;
         if !move_messages {
             let total: u64 = messages.iter().map(|m| m.size).sum();
-            usage.check_fits(total, messages.len() as u64)?;
+            self.reserve_usage(&mut tx, account_id, total, messages.len() as u64).await?;
         }
         let count = u32::try_from(messages.len()).map_err(|_| Error::invalid("too many messages"))?;
         let mut destination_uids = Vec::with_capacity(messages.len());
@@ -575,12 +567,13 @@ impl Store {
                 .await?;
                 destination_uids.push(new_uid);
             }
-            let total: i64 = messages.iter().map(|m| m.size as i64).sum();
-            self.add_usage(&mut tx, account_id, total, i64::from(count)).await?;
         }
         let source_uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
-        let hashes =
-            if move_messages { self.remove_messages(&mut tx, &mut source, &source_uids).await? } else { Vec::new() };
+        let (_, hashes) = if move_messages {
+            self.remove_messages(&mut tx, &mut source, &source_uids).await?
+        } else {
+            (0, Vec::new())
+        };
         tx.commit().await?;
         self.collect_blobs(&hashes).await;
         if count > 0 {

@@ -151,27 +151,48 @@ impl Store {
             .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))
     }
 
-    /// Takes `count` UIDs and one new MODSEQ from a locked mailbox; returns the first UID.
-    /// UIDs are never handed out twice: UIDNEXT only grows (RFC 9051 §2.3.1.1).
+    /// Takes `count` UIDs and one new MODSEQ from the mailbox `name` of `account_id`, locking
+    /// it until commit; returns the mailbox after the change and the first UID. One statement,
+    /// because it sits on the delivery path. UIDs are never handed out twice: UIDNEXT only grows
+    /// (RFC 9051 §2.3.1.1).
+    pub(crate) async fn allocate_uids_by_name(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        account_id: i64,
+        name: &str,
+        count: u32,
+    ) -> Result<(LockedMailbox, u32)> {
+        let row = sqlx::query(
+            "UPDATE mailboxes SET uid_next = uid_next + $1, highest_modseq = highest_modseq + 1 \
+             WHERE account_id = $2 AND name = $3 \
+             RETURNING id, account_id, name, uidvalidity, uid_next, highest_modseq",
+        )
+        .bind(i64::from(count))
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
+        allocated(&row, count)
+    }
+
+    /// [`Store::allocate_uids_by_name`] for a mailbox already locked by this transaction.
     pub(crate) async fn allocate_uids(
         &self,
         tx: &mut Transaction<'static, Any>,
         mailbox: &mut LockedMailbox,
         count: u32,
     ) -> Result<u32> {
-        let first = mailbox.uid_next;
-        let next = first
-            .checked_add(count)
-            .filter(|next| *next < u32::MAX)
-            .ok_or_else(|| Error::FailedPrecondition(format!("mailbox {:?} ran out of UIDs", mailbox.name)))?;
-        let modseq = self.bump_modseq(tx, mailbox).await?;
-        sqlx::query("UPDATE mailboxes SET uid_next = $1 WHERE id = $2")
-            .bind(i64::from(next))
-            .bind(mailbox.id)
-            .execute(&mut **tx)
-            .await?;
-        mailbox.uid_next = next;
-        mailbox.highest_modseq = modseq;
+        let row = sqlx::query(
+            "UPDATE mailboxes SET uid_next = uid_next + $1, highest_modseq = highest_modseq + 1 WHERE id = $2 \
+             RETURNING id, account_id, name, uidvalidity, uid_next, highest_modseq",
+        )
+        .bind(i64::from(count))
+        .bind(mailbox.id)
+        .fetch_one(&mut **tx)
+        .await?;
+        let (updated, first) = allocated(&row, count)?;
+        *mailbox = updated;
         Ok(first)
     }
 
@@ -257,6 +278,39 @@ impl Store {
         })
     }
 
+    /// Counts `messages` more messages of `storage` octets against the account, if they fit its
+    /// quota and it is not suspended, and locks the account row until commit. One conditional
+    /// statement on the delivery path; the reason for a refusal is looked up only then.
+    pub(crate) async fn reserve_usage(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        account_id: i64,
+        storage: u64,
+        messages: u64,
+    ) -> Result<()> {
+        let (storage, messages) = (to_i64(storage, "size")?, to_i64(messages, "message count")?);
+        let reserved = sqlx::query(
+            "UPDATE accounts SET used_storage = used_storage + $1, used_messages = used_messages + $2 \
+             WHERE id = $3 AND suspended = 0 \
+             AND (quota_storage = 0 OR used_storage + $1 <= quota_storage) \
+             AND (quota_messages = 0 OR used_messages + $2 <= quota_messages)",
+        )
+        .bind(storage)
+        .bind(messages)
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+        if reserved.rows_affected() == 1 {
+            return Ok(());
+        }
+        let usage = self.lock_account(tx, account_id).await?;
+        if usage.suspended {
+            return Err(Error::FailedPrecondition(format!("account {account_id} is suspended")));
+        }
+        usage.check_fits(storage as u64, messages as u64)?;
+        Err(Error::Internal(format!("usage of account {account_id} not reserved")))
+    }
+
     /// Adds (or with negative values removes) usage of a locked account.
     pub(crate) async fn add_usage(
         &self,
@@ -276,6 +330,25 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// The mailbox row returned by a UID allocation and the first UID it handed out.
+fn allocated(row: &AnyRow, count: u32) -> Result<(LockedMailbox, u32)> {
+    let uid_next: i64 = row.try_get("uid_next")?;
+    let mailbox = LockedMailbox {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        name: row.try_get("name")?,
+        uidvalidity: get_u32(row, "uidvalidity")?,
+        // UIDs are 32-bit (RFC 9051 §2.3.1.1); the transaction is rolled back when they run out.
+        uid_next: u32::try_from(uid_next)
+            .ok()
+            .filter(|next| *next < u32::MAX)
+            .ok_or_else(|| Error::FailedPrecondition("the mailbox ran out of UIDs".into()))?,
+        highest_modseq: get_u64(row, "highest_modseq")?,
+    };
+    let first = mailbox.uid_next - count;
+    Ok((mailbox, first))
 }
 
 /// An account's quota and usage, read under the account lock.
