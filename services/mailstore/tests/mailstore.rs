@@ -391,7 +391,13 @@ async fn one_account_can_never_reach_another_accounts_mail(backend: Backend) {
         "fetch",
     );
     let body = m
-        .fetch_body(FetchBodyRequest { account_id: mallory, mailbox_id: alice_inbox, uid: 1, offset: 0, length: 0 })
+        .fetch_body(FetchBodyRequest {
+            account_id: mallory,
+            mailbox_id: alice_inbox,
+            uids: vec![uid_range(1, 1)],
+            offset: 0,
+            length: 0,
+        })
         .await;
     not_found(body.map(|_| tonic::Response::new(())), "fetch body");
     not_found(
@@ -614,9 +620,13 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
         .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id: 987_654, uids: vec![], changed_since: 0 })
         .await;
     expect(discard(unknown_mailbox), Code::NotFound, "unknown mailbox id");
-    let unknown_uid =
-        f.mailstore.fetch_body(FetchBodyRequest { account_id: alice, mailbox_id, uid: 99, offset: 0, length: 0 }).await;
-    expect(discard(unknown_uid), Code::NotFound, "unknown UID");
+    let unknown_uid = f
+        .mailstore
+        .fetch_body(FetchBodyRequest { account_id: alice, mailbox_id, uids: vec![uid_range(99, 99)], offset: 0, length: 0 })
+        .await
+        .expect("fetching a missing UID is not an error")
+        .into_inner();
+    assert!(unknown_uid.collect::<Vec<_>>().await.is_empty(), "a missing UID is skipped, as IMAP UID FETCH skips it");
     let unknown_account = f.mailstore.get_quota(GetQuotaRequest { account_id: 987_654 }).await;
     expect(discard(unknown_account), Code::NotFound, "unknown account");
     let copy_nowhere = f
@@ -861,7 +871,7 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
     // The two INBOX messages share one stored body with the expunged ones: it must survive.
     let text = f
         .mailstore
-        .fetch_body(FetchBodyRequest { account_id: alice, mailbox_id: inbox, uid: 1, offset: 0, length: 0 })
+        .fetch_body(FetchBodyRequest { account_id: alice, mailbox_id: inbox, uids: vec![uid_range(1, 1)], offset: 0, length: 0 })
         .await
         .unwrap()
         .into_inner();
@@ -961,7 +971,7 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
             .fetch_body(FetchBodyRequest {
                 account_id: alice,
                 mailbox_id: delivered.mailbox_id,
-                uid: 1,
+                uids: vec![uid_range(1, 1)],
                 offset,
                 length,
             })
@@ -975,6 +985,41 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
     assert_eq!(fetch(100, 10).await, big[100..110].to_vec());
     assert_eq!(fetch(big.len() as u64 - 5, 100).await, big[big.len() - 5..].to_vec(), "a range past the end is cut");
     assert!(fetch(big.len() as u64 + 10, 0).await.is_empty());
+
+    // Several messages in one call: consecutive chunks per message, the first with its length.
+    let small = message("small", 100);
+    f.deliver("q-small", "alice@example.org", &small).await.unwrap();
+    let chunks: Vec<BodyChunk> = f
+        .mailstore
+        .fetch_body(FetchBodyRequest { account_id: alice, mailbox_id: delivered.mailbox_id, uids: vec![], offset: 0, length: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|c| c.unwrap())
+        .collect()
+        .await;
+    let first_of = |uid: u32| chunks.iter().position(|c| c.uid == uid).unwrap();
+    assert!(chunks.windows(2).all(|w| w[0].uid <= w[1].uid), "messages come one after the other in UID order");
+    assert_eq!(chunks[first_of(1)].length, big.len() as u64);
+    assert_eq!(chunks[first_of(2)].length, small.len() as u64);
+    let second: Vec<u8> = chunks.iter().filter(|c| c.uid == 2).flat_map(|c| c.data.clone()).collect();
+    assert_eq!(second, small);
+    let past_end: Vec<BodyChunk> = f
+        .mailstore
+        .fetch_body(FetchBodyRequest {
+            account_id: alice,
+            mailbox_id: delivered.mailbox_id,
+            uids: vec![uid_range(2, 2)],
+            offset: 10_000,
+            length: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|c| c.unwrap())
+        .collect()
+        .await;
+    assert_eq!(past_end, vec![BodyChunk { uid: 2, data: vec![], length: 0 }], "an empty range still names its message");
 }
 
 async fn every_change_publishes_a_mailbox_event(backend: Backend) {

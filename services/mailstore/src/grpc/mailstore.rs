@@ -24,6 +24,22 @@ impl MailStoreService {
 
 type BodyStream = Pin<Box<dyn Stream<Item = Result<BodyChunk, Status>> + Send>>;
 
+/// One message's bytes as stream chunks; the first carries the total length.
+fn body_chunks(uid: u32, body: bytes::Bytes) -> Vec<BodyChunk> {
+    let length = body.len() as u64;
+    if body.is_empty() {
+        return vec![BodyChunk { uid, data: Vec::new(), length }];
+    }
+    (0..body.len())
+        .step_by(CHUNK_SIZE)
+        .map(|start| BodyChunk {
+            uid,
+            data: body.slice(start..(start + CHUNK_SIZE).min(body.len())).to_vec(),
+            length: if start == 0 { length } else { 0 },
+        })
+        .collect()
+}
+
 #[tonic::async_trait]
 impl MailStore for MailStoreService {
     async fn resolve_recipient(
@@ -127,15 +143,33 @@ impl MailStore for MailStoreService {
 
     async fn fetch_body(&self, request: Request<FetchBodyRequest>) -> Result<Response<BodyStream>, Status> {
         let request = request.into_inner();
-        let body = self
-            .store
-            .fetch_body(request.account_id, request.mailbox_id, request.uid, request.offset, request.length)
-            .await?;
-        let chunks: Vec<Result<BodyChunk, Status>> = (0..body.len())
-            .step_by(CHUNK_SIZE)
-            .map(|start| Ok(BodyChunk { data: body.slice(start..(start + CHUNK_SIZE).min(body.len())).to_vec() }))
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        let uids = self.store.message_uids(request.account_id, request.mailbox_id, &request.uids).await?;
+        // One message at a time through a short channel: memory stays at about one body
+        // however many messages the client asked for.
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            for uid in uids {
+                let body = match store
+                    .fetch_body(request.account_id, request.mailbox_id, uid, request.offset, request.length)
+                    .await
+                {
+                    Ok(body) => body,
+                    // Expunged since the UIDs were listed: skipped, like any missing UID.
+                    Err(crate::Error::NotFound(_)) => continue,
+                    Err(error) => {
+                        let _ = sender.send(Err(Status::from(error))).await;
+                        return;
+                    }
+                };
+                for chunk in body_chunks(uid, body) {
+                    if sender.send(Ok(chunk)).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
     }
 
     async fn store_flags(&self, request: Request<StoreFlagsRequest>) -> Result<Response<StoreFlagsResponse>, Status> {

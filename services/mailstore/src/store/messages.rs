@@ -254,6 +254,15 @@ impl Store {
         rows.iter().map(meta_from_row).filter(|meta| meta.as_ref().map_or(true, |m| m.modseq > changed_since)).collect()
     }
 
+    /// The UIDs of the messages of `mailbox_id` within `ranges` (all when empty), ascending.
+    pub async fn message_uids(&self, account_id: i64, mailbox_id: i64, ranges: &[UidRange]) -> Result<Vec<u32>> {
+        let ranges = UidSet::new(ranges)?;
+        let mut tx = self.db.snapshot().await?;
+        self.check_mailbox(&mut tx, account_id, mailbox_id).await?;
+        let rows = self.message_rows(&mut tx, mailbox_id, &ranges).await?;
+        rows.iter().map(|row| get_u32(row, "uid")).collect()
+    }
+
     /// Bytes `offset..offset+length` (to the end when `length` is 0) of one message.
     pub async fn fetch_body(
         &self,
