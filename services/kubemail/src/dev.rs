@@ -3,6 +3,7 @@
 //! second SQLite file. The services use the same code paths as in production.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use kubemail_mailstore::{Db, Limits};
@@ -14,6 +15,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::cli::DevArgs;
+
+/// How long deliveries are remembered for idempotent redelivery: longer than the queue keeps
+/// retrying a message.
+const DELIVERY_RECORD_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// SQLite connections for mailstore reads; writes always use one connection.
 const MAILSTORE_READERS: u32 = 4;
@@ -43,6 +48,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let db = open_mailstore(data_dir).await?;
     let events: Arc<dyn EventBus> = Arc::new(transport.events.clone());
     let store = kubemail_mailstore::store(db, events, Limits { max_message_size: args.max_message_size });
+    tokio::spawn(kubemail_mailstore::maintain(store.clone(), DELIVERY_RECORD_RETENTION, shutdown.wait()));
     mailstore_ready.set_ready(true);
     tracing::info!(
         grpc = %args.grpc_listen,

@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-use kubemail_runtime::config::parse_byte_size;
+use std::time::Duration;
+
+use kubemail_runtime::config::{parse_byte_size, parse_duration};
 
 /// Flags of the standalone `mailstore` binary.
 #[derive(Clone, Debug, clap::Parser)]
@@ -26,4 +28,8 @@ pub struct Config {
     /// Largest message accepted by Deliver and Append, e.g. 50MiB.
     #[arg(long, env = "KUBEMAIL_MAX_MESSAGE_SIZE", default_value = "64MiB", value_parser = parse_byte_size)]
     pub max_message_size: u64,
+    /// How long a delivery is remembered to make redelivery idempotent; must exceed the
+    /// delivery queue's maximum message age (5 days by default).
+    #[arg(long, env = "KUBEMAIL_DELIVERY_RECORD_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub delivery_record_retention: Duration,
 }

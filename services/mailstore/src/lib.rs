@@ -21,6 +21,7 @@ pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kubemail_proto::admin::admin_server::AdminServer;
 use kubemail_proto::mailstore::mail_store_server::MailStoreServer;
@@ -63,6 +64,27 @@ pub async fn serve(store: Store, listener: TcpListener, shutdown: impl Future<Ou
         .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
 }
 
+/// How often housekeeping runs.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Housekeeping until `shutdown`: forgets delivery records older than `retention`, hourly.
+pub async fn maintain(store: Store, retention: Duration, shutdown: impl Future<Output = ()>) {
+    let mut ticks = tokio::time::interval(MAINTENANCE_INTERVAL);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = ticks.tick() => {
+                let cutoff = store::now() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+                match store.prune_delivery_records(cutoff).await {
+                    Ok(pruned) => tracing::debug!(pruned, "old delivery records forgotten"),
+                    Err(error) => tracing::warn!(%error, "delivery records not pruned"),
+                }
+            }
+        }
+    }
+}
+
 /// Runs the mailstore service until `shutdown`: PostgreSQL (or SQLite), events on NATS, gRPC and
 /// the admin HTTP endpoint. Ready once the database is migrated and NATS is connected.
 pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<()> {
@@ -82,6 +104,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<()> {
     let store = store(db, Arc::new(bus), Limits { max_message_size: config.max_message_size });
     ready.set_ready(true);
     tracing::info!(grpc = %config.grpc_listen, http = %config.http_listen, "mailstore is ready");
+    tokio::spawn(maintain(store.clone(), config.delivery_record_retention, shutdown.wait()));
     serve(store, grpc, shutdown.wait()).await?;
     match http_server.await {
         Ok(result) => result.map_err(|e| Error::Startup(format!("admin HTTP: {e}"))),

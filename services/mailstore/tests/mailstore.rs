@@ -249,11 +249,15 @@ async fn redelivery_stores_one_copy_and_returns_the_same_uid(backend: Backend) {
     let uids: BTreeSet<u32> =
         futures::future::join_all(racing).await.into_iter().map(|r| r.unwrap().unwrap().uid).collect();
     assert_eq!(uids.len(), 1, "every racer got the same UID: {uids:?}");
+    // Once its record is pruned (past the queue's maximum age) a pair is new again.
+    let pruned = f.store.prune_delivery_records(kubemail_mailstore::store::now() + 1).await.unwrap();
+    assert_eq!(pruned, 2);
+    assert!(!f.deliver("q-1", "alice@example.org", &body).await.unwrap().duplicate);
     // The same queue message to another recipient is another delivery.
     assert!(!f.deliver("q-1", "bob@example.org", &body).await.unwrap().duplicate);
-    assert_eq!(f.select(alice, "INBOX").await.uids.len(), 2);
+    assert_eq!(f.select(alice, "INBOX").await.uids.len(), 3);
     let usage = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
-    assert_eq!(usage.messages_used, 2);
+    assert_eq!(usage.messages_used, 3);
 }
 
 async fn uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate(backend: Backend) {
@@ -622,7 +626,13 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
     expect(discard(unknown_mailbox), Code::NotFound, "unknown mailbox id");
     let unknown_uid = f
         .mailstore
-        .fetch_body(FetchBodyRequest { account_id: alice, mailbox_id, uids: vec![uid_range(99, 99)], offset: 0, length: 0 })
+        .fetch_body(FetchBodyRequest {
+            account_id: alice,
+            mailbox_id,
+            uids: vec![uid_range(99, 99)],
+            offset: 0,
+            length: 0,
+        })
         .await
         .expect("fetching a missing UID is not an error")
         .into_inner();
@@ -871,7 +881,13 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
     // The two INBOX messages share one stored body with the expunged ones: it must survive.
     let text = f
         .mailstore
-        .fetch_body(FetchBodyRequest { account_id: alice, mailbox_id: inbox, uids: vec![uid_range(1, 1)], offset: 0, length: 0 })
+        .fetch_body(FetchBodyRequest {
+            account_id: alice,
+            mailbox_id: inbox,
+            uids: vec![uid_range(1, 1)],
+            offset: 0,
+            length: 0,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -991,7 +1007,13 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
     f.deliver("q-small", "alice@example.org", &small).await.unwrap();
     let chunks: Vec<BodyChunk> = f
         .mailstore
-        .fetch_body(FetchBodyRequest { account_id: alice, mailbox_id: delivered.mailbox_id, uids: vec![], offset: 0, length: 0 })
+        .fetch_body(FetchBodyRequest {
+            account_id: alice,
+            mailbox_id: delivered.mailbox_id,
+            uids: vec![],
+            offset: 0,
+            length: 0,
+        })
         .await
         .unwrap()
         .into_inner()

@@ -595,6 +595,16 @@ impl Store {
         Ok(CopyMessagesResponse { destination_uidvalidity: target.uidvalidity, source_uids, destination_uids })
     }
 
+    /// Forgets delivery records made before `cutoff` (Unix seconds). A record only needs to
+    /// outlive every redelivery of its envelope, i.e. the queue's maximum message age.
+    pub async fn prune_delivery_records(&self, cutoff: i64) -> Result<u64> {
+        let pruned = sqlx::query("DELETE FROM deliveries WHERE delivered_at < $1")
+            .bind(cutoff)
+            .execute(self.db.writer())
+            .await?;
+        Ok(pruned.rows_affected())
+    }
+
     /// Deletes the bodies among `hashes` that no message refers to any more. Runs after the
     /// commit that removed the messages and only logs failures: a body left behind wastes
     /// space until the next collection, a body deleted too early would lose mail.

@@ -52,7 +52,7 @@ impl Store {
 }
 
 /// The current time in Unix seconds.
-pub(crate) fn now() -> i64 {
+pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 

@@ -50,6 +50,8 @@ pub struct Fixture {
     pub mailstore: MailStoreClient<Channel>,
     pub admin: AdminClient<Channel>,
     pub bus: Arc<LocalEventBus>,
+    /// The store behind the server, for what has no RPC (housekeeping).
+    pub store: kubemail_mailstore::Store,
     stop: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -79,7 +81,7 @@ impl Fixture {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(kubemail_mailstore::serve(store, listener, async {
+        tokio::spawn(kubemail_mailstore::serve(store.clone(), listener, async {
             let _ = stopped.await;
         }));
         let channel =
@@ -89,6 +91,7 @@ impl Fixture {
                 .max_decoding_message_size(kubemail_mailstore::MAX_GRPC_MESSAGE),
             admin: AdminClient::new(channel),
             bus,
+            store,
             stop: Some(stop),
             _dir: dir,
         }
