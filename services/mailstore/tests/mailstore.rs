@@ -256,7 +256,7 @@ async fn redelivery_stores_one_copy_and_returns_the_same_uid(backend: Backend) {
     // The same queue message to another recipient is another delivery.
     assert!(!f.deliver("q-1", "bob@example.org", &body).await.unwrap().duplicate);
     assert_eq!(f.select(alice, "INBOX").await.uids.len(), 3);
-    let usage = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
+    let usage = f.quota(alice).await;
     assert_eq!(usage.messages_used, 3);
 }
 
@@ -639,16 +639,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
     assert!(unknown_uid.collect::<Vec<_>>().await.is_empty(), "a missing UID is skipped, as IMAP UID FETCH skips it");
     let unknown_account = f.mailstore.get_quota(GetQuotaRequest { account_id: 987_654 }).await;
     expect(discard(unknown_account), Code::NotFound, "unknown account");
-    let copy_nowhere = f
-        .mailstore
-        .copy_messages(CopyMessagesRequest {
-            account_id: alice,
-            source_mailbox_id: mailbox_id,
-            uids: vec![uid_range(1, 0)],
-            destination: "Nope".into(),
-            r#move: false,
-        })
-        .await;
+    let copy_nowhere = f.copy(alice, mailbox_id, vec![uid_range(1, 0)], "Nope", false).await;
     expect(discard(copy_nowhere), Code::NotFound, "copy to a missing mailbox");
     let append_nowhere = f
         .mailstore
@@ -667,7 +658,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
 
     let after = f.select(alice, "INBOX").await;
     assert_eq!(after, before, "refused requests changed nothing");
-    let quota = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
+    let quota = f.quota(alice).await;
     assert_eq!(quota.messages_used, 1);
     let names: Vec<String> = f
         .mailstore
@@ -761,7 +752,7 @@ async fn mailboxes_create_rename_delete_subscribe(backend: Backend) {
     assert_eq!((inbox.uids.len(), inbox.mailbox.as_ref().unwrap().id), (0, old_inbox.id));
     assert!(inbox.mailbox.unwrap().uidnext >= 3, "INBOX keeps counting UIDs");
     assert_eq!(f.select(alice, "Old").await.uids, vec![1, 2]);
-    let quota = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
+    let quota = f.quota(alice).await;
     assert_eq!(quota.messages_used, 2, "moving messages by rename does not change usage");
 
     f.mailstore
@@ -776,7 +767,7 @@ async fn mailboxes_create_rename_delete_subscribe(backend: Backend) {
     assert_eq!(listed.iter().find(|m| m.name == "Sent").unwrap().special_use, "Sent");
 
     f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Old".into() }).await.unwrap();
-    let quota = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
+    let quota = f.quota(alice).await;
     assert_eq!((quota.messages_used, quota.storage_used), (0, 0), "deleting a mailbox frees its usage");
     assert!(!names(&mut f).await.contains(&"Old".to_string()));
 }
@@ -795,39 +786,17 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
         .await
         .unwrap();
 
-    let copied = f
-        .mailstore
-        .copy_messages(CopyMessagesRequest {
-            account_id: alice,
-            source_mailbox_id: inbox,
-            uids: vec![uid_range(1, 2)],
-            destination: "Keep".into(),
-            r#move: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let copied = f.copy(alice, inbox, vec![uid_range(1, 2)], "Keep", false).await.unwrap();
     assert_eq!((copied.source_uids, copied.destination_uids), (vec![1, 2], vec![1, 2]));
     assert_eq!(copied.destination_uidvalidity, f.select(alice, "Keep").await.mailbox.unwrap().uidvalidity);
-    let quota = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
+    let quota = f.quota(alice).await;
     assert_eq!((quota.messages_used, quota.storage_used), (5, 5 * size), "copies count against the quota");
 
-    let moved = f
-        .mailstore
-        .copy_messages(CopyMessagesRequest {
-            account_id: alice,
-            source_mailbox_id: inbox,
-            uids: vec![uid_range(3, 3)],
-            destination: "Keep".into(),
-            r#move: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let moved = f.copy(alice, inbox, vec![uid_range(3, 3)], "Keep", true).await.unwrap();
     assert_eq!(moved.destination_uids, vec![3]);
     assert_eq!(f.select(alice, "INBOX").await.uids, vec![1, 2]);
     assert_eq!(f.select(alice, "Keep").await.uids, vec![1, 2, 3]);
-    let quota = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
+    let quota = f.quota(alice).await;
     assert_eq!(quota.messages_used, 5, "a move does not change usage");
 
     // Copy refused by quota leaves everything as it was.
@@ -835,16 +804,7 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
         .set_quota(SetQuotaRequest { address: "alice@example.org".into(), quota_storage: 0, quota_messages: 6 })
         .await
         .unwrap();
-    let refused = f
-        .mailstore
-        .copy_messages(CopyMessagesRequest {
-            account_id: alice,
-            source_mailbox_id: inbox,
-            uids: vec![uid_range(1, 2)],
-            destination: "Keep".into(),
-            r#move: false,
-        })
-        .await;
+    let refused = f.copy(alice, inbox, vec![uid_range(1, 2)], "Keep", false).await;
     assert_eq!(refused.unwrap_err().code(), Code::ResourceExhausted);
     assert_eq!(f.select(alice, "Keep").await.uids, vec![1, 2, 3]);
 
@@ -875,7 +835,7 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(rest.expunged, vec![1, 3]);
-    let quota = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
+    let quota = f.quota(alice).await;
     assert_eq!((quota.messages_used, quota.storage_used), (2, 2 * size));
 
     // The two INBOX messages share one stored body with the expunged ones: it must survive.

@@ -10,7 +10,8 @@ use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::admin::{UpsertAccountRequest, UpsertDomainRequest};
 use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_proto::mailstore::{
-    DeliverChunk, DeliverHeader, DeliverResponse, SelectMailboxRequest, SelectMailboxResponse, deliver_chunk,
+    CopyMessagesRequest, CopyMessagesResponse, DeliverChunk, DeliverHeader, DeliverResponse, GetQuotaRequest, Quota,
+    SelectMailboxRequest, SelectMailboxResponse, UidRange, deliver_chunk,
 };
 use kubemail_runtime::EventBus;
 use kubemail_runtime::local::LocalEventBus;
@@ -130,6 +131,29 @@ impl Fixture {
         body: &[u8],
     ) -> Result<DeliverResponse, tonic::Status> {
         deliver(&mut self.mailstore, queue_id, recipient, body).await
+    }
+
+    pub async fn quota(&mut self, account_id: i64) -> Quota {
+        self.mailstore.get_quota(GetQuotaRequest { account_id }).await.expect("quota").into_inner()
+    }
+
+    /// Copies (or moves) `uids` of `source` into the mailbox `destination`.
+    pub async fn copy(
+        &mut self,
+        account_id: i64,
+        source: i64,
+        uids: Vec<UidRange>,
+        destination: &str,
+        move_messages: bool,
+    ) -> Result<CopyMessagesResponse, tonic::Status> {
+        let request = CopyMessagesRequest {
+            account_id,
+            source_mailbox_id: source,
+            uids,
+            destination: destination.into(),
+            r#move: move_messages,
+        };
+        self.mailstore.copy_messages(request).await.map(|r| r.into_inner())
     }
 
     pub async fn select(&mut self, account_id: i64, name: &str) -> SelectMailboxResponse {
