@@ -21,9 +21,12 @@ pub enum Error {
     Unauthenticated,
     #[error("{0}")]
     PermissionDenied(String),
-    /// The database could not be reached or failed; the operation may be retried.
+    /// A concurrent change got in the way; retrying the operation is safe.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database could not be reached; the operation may be retried.
     #[error("database unavailable: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The service could not start (a port is taken, NATS is unreachable).
@@ -46,6 +49,38 @@ impl Error {
     }
 }
 
+impl From<sqlx::Error> for Error {
+    /// Sorts database errors by what the client should do: a unique-key clash will not go away
+    /// by retrying, a deadlock or serialization failure will, a lost connection may, and a
+    /// decoding error is a bug.
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Error::AlreadyExists(format!("already exists: {}", db.message()))
+            }
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // PostgreSQL serialization failure and deadlock; SQLite busy and locked.
+                Some("40001" | "40P01" | "5" | "6") => {
+                    Error::Conflict(format!("concurrent change, retry: {}", db.message()))
+                }
+                // PostgreSQL connection exceptions (08), insufficient resources (53), operator
+                // intervention such as a shutdown (57).
+                Some(code) if code.starts_with("08") || code.starts_with("53") || code.starts_with("57") => {
+                    Error::Database(error)
+                }
+                _ => Error::Internal(format!("database: {}", db.message())),
+            },
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Error::Database(error),
+            _ => Error::Internal(format!("database: {error}")),
+        }
+    }
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
         let code = match &error {
@@ -54,6 +89,7 @@ impl From<Error> for Status {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::QuotaExceeded(_) => Code::ResourceExhausted,
+            Error::Conflict(_) => Code::Aborted,
             Error::Unauthenticated => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Database(_) | Error::Migrate(_) | Error::Startup(_) => Code::Unavailable,

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use kubemail_proto::Message;
 use kubemail_proto::events::{MailboxEvent, mailbox_event::Change};
-use kubemail_runtime::{EventBus, Headers};
+use kubemail_runtime::{EventBus, Headers, propagation};
+
+/// How long publishing one event may take before it is given up.
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The subject carrying one mailbox's events.
 pub fn subject(account_id: i64, mailbox_id: i64) -> String {
@@ -48,8 +51,13 @@ impl Publisher {
         };
         let subject = subject(state.account_id, state.mailbox_id);
         let payload = event.encode_to_vec().into();
-        if let Err(error) = self.bus.publish(&subject, payload, Headers::new()).await {
-            tracing::warn!(%error, %subject, "mailbox event not published");
+        let mut headers = Headers::new();
+        propagation::inject_headers(&mut headers);
+        // The change is committed: a slow broker must not hold the client's answer for long.
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.bus.publish(&subject, payload, headers)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, %subject, "mailbox event not published"),
+            Err(_) => tracing::warn!(%subject, "mailbox event not published in time"),
         }
     }
 }

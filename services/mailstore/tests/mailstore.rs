@@ -26,6 +26,7 @@ on_both_backends!(
     one_account_can_never_reach_another_accounts_mail,
     bad_input_is_refused_and_leaves_nothing_behind,
     mailboxes_create_rename_delete_subscribe,
+    renames_match_names_exactly_and_refuse_clashes,
     copy_move_expunge_keep_usage_and_bodies_right,
     search_filters_on_flags_dates_sizes_and_uids,
     bodies_stream_back_whole_and_in_ranges,
@@ -249,15 +250,55 @@ async fn redelivery_stores_one_copy_and_returns_the_same_uid(backend: Backend) {
     let uids: BTreeSet<u32> =
         futures::future::join_all(racing).await.into_iter().map(|r| r.unwrap().unwrap().uid).collect();
     assert_eq!(uids.len(), 1, "every racer got the same UID: {uids:?}");
+    // A redelivery is a duplicate whatever happened to the account since: quota full,
+    // suspended, or the address it was sent to gone.
+    f.admin
+        .add_alias(AddAliasRequest { address: "al@example.org".into(), target: "alice@example.org".into() })
+        .await
+        .unwrap();
+    let via_alias = f.deliver("q-3", "al@example.org", &body).await.unwrap();
+    f.admin.remove_alias(RemoveAliasRequest { address: "al@example.org".into() }).await.unwrap();
+    f.admin
+        .set_quota(SetQuotaRequest { address: "alice@example.org".into(), quota_storage: 1, quota_messages: 1 })
+        .await
+        .unwrap();
+    f.admin
+        .upsert_account(UpsertAccountRequest {
+            address: "alice@example.org".into(),
+            suspended: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for (queue_id, recipient, uid) in
+        [("q-1", "alice@example.org", first.uid), ("q-3", "al@example.org", via_alias.uid)]
+    {
+        let again = f.deliver(queue_id, recipient, &body).await.expect("a redelivery is answered as a duplicate");
+        assert!(again.duplicate);
+        assert_eq!(again.uid, uid);
+    }
+    f.admin
+        .upsert_account(UpsertAccountRequest {
+            address: "alice@example.org".into(),
+            suspended: Some(false),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    f.admin
+        .set_quota(SetQuotaRequest { address: "alice@example.org".into(), quota_storage: 0, quota_messages: 0 })
+        .await
+        .unwrap();
+
     // Once its record is pruned (past the queue's maximum age) a pair is new again.
     let pruned = f.store.prune_delivery_records(kubemail_mailstore::store::now() + 1).await.unwrap();
-    assert_eq!(pruned, 2);
+    assert_eq!(pruned, 3);
     assert!(!f.deliver("q-1", "alice@example.org", &body).await.unwrap().duplicate);
     // The same queue message to another recipient is another delivery.
     assert!(!f.deliver("q-1", "bob@example.org", &body).await.unwrap().duplicate);
-    assert_eq!(f.select(alice, "INBOX").await.uids.len(), 3);
+    assert_eq!(f.select(alice, "INBOX").await.uids.len(), 4);
     let usage = f.quota(alice).await;
-    assert_eq!(usage.messages_used, 3);
+    assert_eq!(usage.messages_used, 4);
 }
 
 async fn uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate(backend: Backend) {
@@ -588,19 +629,38 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
         .store_flags(StoreFlagsRequest {
             account_id: alice,
             mailbox_id,
-            uids: vec![],
+            uids: vec![uid_range(1, 0)],
             operation: Operation::Add as i32,
             flags: flags(1 << 9, &[]),
             unchanged_since: 0,
         })
         .await;
     expect(discard(bad_bits), Code::InvalidArgument, "unknown flag bits");
-    let bad_keyword = f
+    let no_uids = f
         .mailstore
         .store_flags(StoreFlagsRequest {
             account_id: alice,
             mailbox_id,
             uids: vec![],
+            operation: Operation::Add as i32,
+            flags: flags(SystemFlag::Deleted as u32, &[]),
+            unchanged_since: 0,
+        })
+        .await;
+    expect(discard(no_uids), Code::InvalidArgument, "a STORE without UIDs does not mean every message");
+    expect(
+        discard(f.copy(alice, mailbox_id, vec![], "Trash", true).await),
+        Code::InvalidArgument,
+        "a MOVE without UIDs",
+    );
+    let unknown_account = f.mailstore.list_mailboxes(ListMailboxesRequest { account_id: 987_654 }).await;
+    expect(discard(unknown_account), Code::NotFound, "mailboxes of an unknown account");
+    let bad_keyword = f
+        .mailstore
+        .store_flags(StoreFlagsRequest {
+            account_id: alice,
+            mailbox_id,
+            uids: vec![uid_range(1, 0)],
             operation: Operation::Add as i32,
             flags: flags(0, &["two words"]),
             unchanged_since: 0,
@@ -612,7 +672,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
         .store_flags(StoreFlagsRequest {
             account_id: alice,
             mailbox_id,
-            uids: vec![],
+            uids: vec![uid_range(1, 0)],
             operation: 42,
             flags: None,
             unchanged_since: 0,
@@ -814,7 +874,7 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
         .store_flags(StoreFlagsRequest {
             account_id: alice,
             mailbox_id: keep,
-            uids: vec![],
+            uids: vec![uid_range(1, 0)],
             operation: Operation::Add as i32,
             flags: flags(SystemFlag::Deleted as u32, &[]),
             unchanged_since: 0,
@@ -970,7 +1030,7 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
         .fetch_body(FetchBodyRequest {
             account_id: alice,
             mailbox_id: delivered.mailbox_id,
-            uids: vec![],
+            uids: vec![uid_range(1, 0)],
             offset: 0,
             length: 0,
         })
@@ -1027,7 +1087,7 @@ async fn every_change_publishes_a_mailbox_event(backend: Backend) {
         .store_flags(StoreFlagsRequest {
             account_id: alice,
             mailbox_id: delivered.mailbox_id,
-            uids: vec![],
+            uids: vec![uid_range(1, 0)],
             operation: Operation::Add as i32,
             flags: flags(SystemFlag::Deleted as u32, &["$x"]),
             unchanged_since: 0,
@@ -1091,4 +1151,49 @@ async fn deleting_an_account_suspends_by_default_and_purges_on_request(backend: 
         .set_quota(SetQuotaRequest { address: "ghost@example.org".into(), quota_storage: 1, quota_messages: 1 })
         .await;
     assert_eq!(quota.unwrap_err().code(), Code::NotFound);
+}
+
+async fn renames_match_names_exactly_and_refuse_clashes(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    for name in ["Work/a", "work/b", "A/x", "B/x"] {
+        f.mailstore
+            .create_mailbox(CreateMailboxRequest { account_id: alice, name: name.into(), special_use: String::new() })
+            .await
+            .unwrap();
+    }
+    let names = async |f: &mut Fixture| -> Vec<String> {
+        let listed = f.mailstore.list_mailboxes(ListMailboxesRequest { account_id: alice }).await.unwrap();
+        listed.into_inner().mailboxes.into_iter().map(|m| m.name).collect()
+    };
+    f.mailstore
+        .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Work".into(), to: "Done".into() })
+        .await
+        .unwrap();
+    let after = names(&mut f).await;
+    assert!(
+        after.contains(&"Done/a".to_string()) && after.contains(&"work/b".to_string()),
+        "only Work's children move: {after:?}"
+    );
+
+    // B's child outlived B: renaming A to B would put A/x onto B/x.
+    f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "B".into() }).await.unwrap();
+    let before = names(&mut f).await;
+    let clash =
+        f.mailstore.rename_mailbox(RenameMailboxRequest { account_id: alice, from: "A".into(), to: "B".into() }).await;
+    assert_eq!(clash.unwrap_err().code(), Code::AlreadyExists);
+    assert_eq!(names(&mut f).await, before, "a refused rename changes nothing");
+
+    // Renaming INBOX moves its mail: a session on INBOX sees it expunged.
+    let delivered = f.deliver("q-1", "alice@example.org", &message("moving", 100)).await.unwrap();
+    let mut events = f.bus.subscribe(&format!("events.{alice}.{}", delivered.mailbox_id)).await.unwrap();
+    f.mailstore
+        .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "INBOX".into(), to: "Old".into() })
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), events.next()).await.unwrap().unwrap();
+    let event = MailboxEvent::decode(event.payload).unwrap();
+    assert!(matches!(event.change, Some(Change::Expunged(ref e)) if e.uids == vec![delivered.uid]), "{event:?}");
+    assert!(f.select(alice, "INBOX").await.uids.is_empty());
+    assert_eq!(f.select(alice, "Old").await.uids.len(), 1);
 }

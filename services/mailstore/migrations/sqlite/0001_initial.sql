@@ -76,13 +76,15 @@ CREATE TABLE expunged (
 );
 
 -- What each (queue message, recipient) became, so a redelivered envelope stores nothing new.
+-- A delivery claims its row first (a concurrent duplicate waits on the key) and fills in the
+-- result before commit. Rows outlive their account on purpose and are pruned by age.
 CREATE TABLE deliveries (
     queue_message_id TEXT NOT NULL,
     recipient        TEXT NOT NULL,
-    account_id       BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    mailbox_id       BIGINT NOT NULL,
-    uidvalidity      BIGINT NOT NULL,
-    uid              BIGINT NOT NULL,
+    account_id       BIGINT NOT NULL DEFAULT 0,
+    mailbox_id       BIGINT NOT NULL DEFAULT 0,
+    uidvalidity      BIGINT NOT NULL DEFAULT 0,
+    uid              BIGINT NOT NULL DEFAULT 0,
     delivered_at     BIGINT NOT NULL,
     PRIMARY KEY (queue_message_id, recipient)
 );

@@ -8,7 +8,7 @@ use kubemail_proto::mailstore::*;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{CHUNK_SIZE, Part, read_header_and_body};
-use crate::store::{IncomingMessage, Store};
+use crate::store::Store;
 
 /// The MailStore gRPC service.
 #[derive(Clone)]
@@ -75,7 +75,7 @@ impl MailStore for MailStoreService {
             })
         })
         .await?;
-        let message = IncomingMessage::new(body, max)?;
+        let message = super::incoming(body, max).await?;
         let response = self
             .store
             .deliver(&header.queue_message_id, &header.recipient, &header.mailbox, header.internal_date, message)
@@ -215,7 +215,7 @@ impl MailStore for MailStoreService {
             })
         })
         .await?;
-        let message = IncomingMessage::new(body, max)?;
+        let message = super::incoming(body, max).await?;
         let flags = header.flags.unwrap_or_default();
         let response =
             self.store.append(header.account_id, &header.mailbox, &flags, header.internal_date, message).await?;

@@ -48,3 +48,18 @@ pub(crate) enum Part<H> {
     Header(H),
     Data(Bytes),
 }
+
+/// Bodies above this are hashed on a blocking thread, so a large message does not stall the
+/// other requests of an async worker.
+const HASH_INLINE_LIMIT: usize = 1024 * 1024;
+
+/// The checked body with its content hash.
+pub(crate) async fn incoming(body: Bytes, max_size: u64) -> Result<crate::store::IncomingMessage, Status> {
+    if body.len() <= HASH_INLINE_LIMIT {
+        return Ok(crate::store::IncomingMessage::new(body, max_size)?);
+    }
+    tokio::task::spawn_blocking(move || crate::store::IncomingMessage::new(body, max_size))
+        .await
+        .map_err(|e| Status::internal(format!("hashing task: {e}")))?
+        .map_err(Status::from)
+}

@@ -2,11 +2,12 @@
 
 use kubemail_proto::events::mailbox_event::Change;
 use kubemail_proto::events::{MailboxCreated, MailboxDeleted, MailboxRenamed};
-use kubemail_proto::mailstore::{MailboxInfo, SelectMailboxResponse};
+use kubemail_proto::mailstore::{MailboxInfo, SelectMailboxResponse, SystemFlag, UidRange};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{LockedMailbox, Store, get_bool, get_u32, get_u64};
+use crate::events::MailboxState;
 use crate::validate::{self, INBOX, SEPARATOR};
 use crate::{Error, Result};
 
@@ -21,9 +22,17 @@ const MAILBOX_WITH_COUNTERS: &str = "SELECT b.id, b.name, b.uidvalidity, b.uid_n
 impl Store {
     /// Every mailbox of the account, by name, with counters.
     pub async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<MailboxInfo>> {
-        let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1 GROUP BY b.id ORDER BY b.name");
+        let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1 GROUP BY b.id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).fetch_all(self.db.reader()).await?;
-        rows.iter().map(mailbox_from_row).collect()
+        if rows.is_empty() {
+            // Every account has an INBOX: no rows means no such account.
+            return Err(Error::not_found(format!("no account with id {account_id}")));
+        }
+        let mut mailboxes: Vec<MailboxInfo> =
+            rows.iter().map(|row| mailbox_from_row(row, true)).collect::<Result<_>>()?;
+        // Byte order, the same on both databases whatever their collation.
+        mailboxes.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Ok(mailboxes)
     }
 
     async fn mailbox_info<'e, E>(&self, executor: E, account_id: i64, mailbox_id: i64) -> Result<MailboxInfo>
@@ -37,7 +46,7 @@ impl Store {
             .fetch_optional(executor)
             .await?
             .ok_or_else(|| Error::not_found(format!("no mailbox with id {mailbox_id}")))?;
-        mailbox_from_row(&row)
+        mailbox_from_row(&row, true)
     }
 
     /// Creates a mailbox and any missing parents (RFC 3501 §6.3.3).
@@ -116,69 +125,62 @@ impl Store {
         if to == INBOX || to.starts_with(&format!("{from}{SEPARATOR}")) {
             return Err(Error::invalid(format!("cannot rename {from:?} to {to:?}")));
         }
+        if from == INBOX {
+            return self.rename_inbox(account_id, &to).await;
+        }
         let mut tx = self.db.write().await?;
         self.lock_account(&mut tx, account_id).await?;
         let source = self.lock_mailbox_by_name(&mut tx, account_id, &from).await?;
-        if self.mailbox_id(&mut tx, account_id, &to).await?.is_some() {
-            return Err(Error::AlreadyExists(format!("mailbox {to:?} already exists")));
+        // The children, by exact prefix: LIKE would ignore case on SQLite.
+        let prefix = format!("{from}{SEPARATOR}");
+        let children = sqlx::query(
+            "SELECT id, name FROM mailboxes WHERE account_id = $1 AND substr(name, 1, CAST($2 AS INTEGER)) = $3",
+        )
+        .bind(account_id)
+        .bind(prefix.chars().count() as i64)
+        .bind(&prefix)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut renames = vec![(source.id, from.clone(), to.clone())];
+        for child in &children {
+            let name: String = child.try_get("name")?;
+            let new_name = format!("{to}{}", &name[from.len()..]);
+            renames.push((child.try_get("id")?, name, new_name));
         }
-        let mut created = self.create_parents(&mut tx, account_id, &to).await?;
-        let renamed_id = if from == INBOX {
-            let mut target = self.insert_mailbox(&mut tx, account_id, &to, "").await?;
-            let uids: Vec<i64> = sqlx::query_scalar("SELECT uid FROM messages WHERE mailbox_id = $1 ORDER BY uid")
-                .bind(source.id)
-                .fetch_all(&mut *tx)
-                .await?;
-            if !uids.is_empty() {
-                let count = u32::try_from(uids.len()).map_err(|_| Error::invalid("too many messages"))?;
-                let first = self.allocate_uids(&mut tx, &mut target, count).await?;
-                // Moving rows keeps their bodies and usage; only mailbox, UID and MODSEQ change.
-                for (offset, uid) in uids.iter().enumerate() {
-                    sqlx::query(
-                        "UPDATE messages SET mailbox_id = $1, uid = $2, modseq = $3 WHERE mailbox_id = $4 AND uid = $5",
-                    )
-                    .bind(target.id)
-                    .bind(i64::from(first) + offset as i64)
-                    .bind(target.highest_modseq as i64)
-                    .bind(source.id)
-                    .bind(uid)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                let mut inbox = source.clone();
-                self.bump_modseq(&mut tx, &mut inbox).await?;
+        for (_, _, new_name) in &renames {
+            if self.mailbox_id(&mut tx, account_id, new_name).await?.is_some() {
+                return Err(Error::AlreadyExists(format!("mailbox {new_name:?} already exists")));
             }
-            created.push(target.clone());
-            target.id
-        } else {
-            let children =
-                sqlx::query("SELECT id, name FROM mailboxes WHERE account_id = $1 AND name LIKE $2 ESCAPE '\\'")
-                    .bind(account_id)
-                    .bind(format!("{}{SEPARATOR}%", escape_like(&from)))
-                    .fetch_all(&mut *tx)
-                    .await?;
+        }
+        let created = self.create_parents(&mut tx, account_id, &to).await?;
+        for (id, _, new_name) in &renames {
             sqlx::query("UPDATE mailboxes SET name = $1 WHERE id = $2")
-                .bind(&to)
-                .bind(source.id)
+                .bind(new_name)
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            for child in children {
-                let child_name: String = child.try_get("name")?;
-                let new_name = format!("{to}{}", &child_name[from.len()..]);
-                sqlx::query("UPDATE mailboxes SET name = $1 WHERE id = $2")
-                    .bind(new_name)
-                    .bind(child.try_get::<i64, _>("id")?)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            source.id
-        };
+        }
         tx.commit().await?;
         for mailbox in &created {
             self.events.publish(mailbox.state(), Change::Created(MailboxCreated { name: mailbox.name.clone() })).await;
         }
-        self.events.publish(source.state(), Change::Renamed(MailboxRenamed { from, to })).await;
-        self.mailbox_info(self.db.reader(), account_id, renamed_id).await
+        for (id, old_name, new_name) in renames {
+            let state = MailboxState { mailbox_id: id, ..source.state() };
+            self.events.publish(state, Change::Renamed(MailboxRenamed { from: old_name, to: new_name })).await;
+        }
+        self.mailbox_info(self.db.reader(), account_id, source.id).await
+    }
+
+    /// RENAME INBOX: a new mailbox `to` receives every INBOX message (a move, so sessions on
+    /// INBOX see them expunged); INBOX itself stays, empty.
+    async fn rename_inbox(&self, account_id: i64, to: &str) -> Result<MailboxInfo> {
+        let target = self.create_mailbox(account_id, to, "").await?;
+        let inbox = self.select_mailbox(account_id, INBOX).await?;
+        let inbox_id = inbox.mailbox.map(|m| m.id).unwrap_or_default();
+        if !inbox.uids.is_empty() {
+            self.copy_messages(account_id, inbox_id, &[UidRange { first: 1, last: 0 }], to, true).await?;
+        }
+        self.mailbox_info(self.db.reader(), account_id, target.id).await
     }
 
     pub async fn set_subscribed(&self, account_id: i64, name: &str, subscribed: bool) -> Result<()> {
@@ -200,20 +202,24 @@ impl Store {
     pub async fn select_mailbox(&self, account_id: i64, name: &str) -> Result<SelectMailboxResponse> {
         let name = validate::mailbox_name(name)?;
         let mut tx = self.db.snapshot().await?;
-        let id: i64 = sqlx::query_scalar("SELECT id FROM mailboxes WHERE account_id = $1 AND name = $2")
-            .bind(account_id)
-            .bind(&name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
-        let mailbox = self.mailbox_info(&mut *tx, account_id, id).await?;
-        let rows = sqlx::query("SELECT uid, flags, modseq, keywords FROM messages WHERE mailbox_id = $1 ORDER BY uid")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, name, uidvalidity, uid_next, highest_modseq, special_use, subscribed \
+             FROM mailboxes WHERE account_id = $1 AND name = $2",
+        )
+        .bind(account_id)
+        .bind(&name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
+        let mut mailbox = mailbox_from_row(&row, false)?;
+        // One pass over the messages gives both the snapshot and the counters.
+        let rows =
+            sqlx::query("SELECT uid, flags, modseq, keywords, size FROM messages WHERE mailbox_id = $1 ORDER BY uid")
+                .bind(mailbox.id)
+                .fetch_all(&mut *tx)
+                .await?;
         tx.commit().await?;
         let mut snapshot = SelectMailboxResponse {
-            mailbox: Some(mailbox),
             uids: Vec::with_capacity(rows.len()),
             flags: Vec::with_capacity(rows.len()),
             modseqs: Vec::with_capacity(rows.len()),
@@ -221,9 +227,13 @@ impl Store {
         };
         for row in &rows {
             let uid = get_u32(row, "uid")?;
+            let flags = get_u32(row, "flags")?;
             snapshot.uids.push(uid);
-            snapshot.flags.push(get_u32(row, "flags")?);
+            snapshot.flags.push(flags);
             snapshot.modseqs.push(get_u64(row, "modseq")?);
+            mailbox.size += get_u64(row, "size")?;
+            mailbox.unseen += u32::from(flags & SystemFlag::Seen as u32 == 0);
+            mailbox.deleted += u32::from(flags & SystemFlag::Deleted as u32 != 0);
             let keywords: String = row.try_get("keywords")?;
             if !keywords.is_empty() {
                 for keyword in keywords.split_whitespace() {
@@ -235,18 +245,17 @@ impl Store {
                 snapshot.keywords.push(keywords);
             }
         }
+        mailbox.messages = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+        snapshot.mailbox = Some(mailbox);
         Ok(snapshot)
     }
 }
 
-/// Escapes LIKE wildcards so a mailbox name matches only itself.
-fn escape_like(name: &str) -> String {
-    name.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-}
-
-fn mailbox_from_row(row: &AnyRow) -> Result<MailboxInfo> {
+/// A mailbox row; the counters come from the aggregate columns of [`MAILBOX_WITH_COUNTERS`]
+/// with `with_counters`, and start at zero otherwise.
+fn mailbox_from_row(row: &AnyRow, with_counters: bool) -> Result<MailboxInfo> {
     let count = |column: &str| get_u64(row, column).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
-    Ok(MailboxInfo {
+    let mut mailbox = MailboxInfo {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         uidvalidity: get_u32(row, "uidvalidity")?,
@@ -254,9 +263,13 @@ fn mailbox_from_row(row: &AnyRow) -> Result<MailboxInfo> {
         highest_modseq: get_u64(row, "highest_modseq")?,
         special_use: row.try_get("special_use")?,
         subscribed: get_bool(row, "subscribed")?,
-        messages: count("messages")?,
-        unseen: count("unseen")?,
-        deleted: count("deleted")?,
-        size: get_u64(row, "size")?,
-    })
+        ..Default::default()
+    };
+    if with_counters {
+        mailbox.messages = count("messages")?;
+        mailbox.unseen = count("unseen")?;
+        mailbox.deleted = count("deleted")?;
+        mailbox.size = get_u64(row, "size")?;
+    }
+    Ok(mailbox)
 }

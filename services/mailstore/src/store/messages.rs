@@ -94,6 +94,21 @@ impl Store {
         let mailbox = if mailbox.is_empty() { INBOX.to_string() } else { validate::mailbox_name(mailbox)? };
 
         let mut tx = self.db.write().await?;
+        // The idempotency key is claimed before anything else: a pair delivered before is a
+        // duplicate whatever happened since (quota filled, account suspended, alias removed),
+        // and a concurrent delivery of the same pair waits here for the first to finish.
+        let claimed = sqlx::query(
+            "INSERT INTO deliveries (queue_message_id, recipient, delivered_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (queue_message_id, recipient) DO NOTHING",
+        )
+        .bind(queue_message_id)
+        .bind(&recipient)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return self.previous_delivery(&mut *tx, queue_message_id, &recipient).await;
+        }
         let target = match find_target(&mut tx, &recipient, &domain).await? {
             Lookup::Found(target) => target,
             Lookup::Unknown | Lookup::NotLocal => return Err(Error::not_found(format!("no mailbox for {recipient}"))),
@@ -101,12 +116,7 @@ impl Store {
         if target.suspended {
             return Err(Error::FailedPrecondition(format!("account {} is suspended", target.address)));
         }
-        // Reserving usage locks the account row: a concurrent delivery of the same pair waits
-        // here, and then finds the first one's record below and rolls back.
         self.reserve_usage(&mut tx, target.account_id, message.size(), 1).await?;
-        if let Some(done) = self.previous_delivery(&mut *tx, queue_message_id, &recipient).await? {
-            return Ok(done);
-        }
         let new = NewMessage { internal_date, ..Default::default() };
         // A delivery into a folder that does not exist (any more) lands in INBOX rather than
         // being refused: the mail matters more than the filing.
@@ -117,16 +127,15 @@ impl Store {
             other => other?,
         };
         sqlx::query(
-            "INSERT INTO deliveries (queue_message_id, recipient, account_id, mailbox_id, uidvalidity, uid, delivered_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "UPDATE deliveries SET account_id = $1, mailbox_id = $2, uidvalidity = $3, uid = $4 \
+             WHERE queue_message_id = $5 AND recipient = $6",
         )
-        .bind(queue_message_id)
-        .bind(&recipient)
         .bind(target.account_id)
         .bind(folder.id)
         .bind(i64::from(folder.uidvalidity))
         .bind(i64::from(uid))
-        .bind(now())
+        .bind(queue_message_id)
+        .bind(&recipient)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -140,12 +149,13 @@ impl Store {
         })
     }
 
+    /// The recorded result of a delivery whose key is already claimed.
     async fn previous_delivery<'e, E>(
         &self,
         executor: E,
         queue_message_id: &str,
         recipient: &str,
-    ) -> Result<Option<DeliverResponse>>
+    ) -> Result<DeliverResponse>
     where
         E: sqlx::Executor<'e, Database = Any>,
     {
@@ -155,18 +165,15 @@ impl Store {
         )
         .bind(queue_message_id)
         .bind(recipient)
-        .fetch_optional(executor)
+        .fetch_one(executor)
         .await?;
-        row.map(|row| {
-            Ok(DeliverResponse {
-                account_id: row.try_get("account_id")?,
-                mailbox_id: row.try_get("mailbox_id")?,
-                uidvalidity: get_u32(&row, "uidvalidity")?,
-                uid: get_u32(&row, "uid")?,
-                duplicate: true,
-            })
+        Ok(DeliverResponse {
+            account_id: row.try_get("account_id")?,
+            mailbox_id: row.try_get("mailbox_id")?,
+            uidvalidity: get_u32(&row, "uidvalidity")?,
+            uid: get_u32(&row, "uid")?,
+            duplicate: true,
         })
-        .transpose()
     }
 
     /// IMAP APPEND: stores `message` in the mailbox `mailbox` of `account_id`.
@@ -203,8 +210,9 @@ impl Store {
         new: &NewMessage,
     ) -> Result<(LockedMailbox, u32)> {
         let (folder, uid) = self.allocate_uids_by_name(tx, account_id, name, 1).await?;
-        // Locking the existing row (DO UPDATE rather than DO NOTHING) keeps a concurrent
-        // garbage collection from deleting the body between here and the message insert.
+        // DO UPDATE locks an existing row, so a concurrent collection waits for this
+        // transaction; should it delete the body anyway, the messages → blobs foreign key fails
+        // the collection rather than this delivery losing its body.
         sqlx::query(
             "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO UPDATE SET hash = excluded.hash",
         )
@@ -404,7 +412,7 @@ impl Store {
         flags: &Flags,
         unchanged_since: u64,
     ) -> Result<StoreFlagsResponse> {
-        let ranges = UidSet::new(ranges)?;
+        let ranges = UidSet::required(ranges)?;
         let system = validate::system_flags(flags.system)?;
         let keywords: Vec<&str> = flags.keywords.iter().map(|k| validate::keyword(k)).collect::<Result<_>>()?;
         if operation == Operation::Unspecified {
@@ -542,7 +550,7 @@ impl Store {
         destination: &str,
         move_messages: bool,
     ) -> Result<CopyMessagesResponse> {
-        let ranges = UidSet::new(ranges)?;
+        let ranges = UidSet::required(ranges)?;
         let destination = validate::mailbox_name(destination)?;
         let mut tx = self.db.write().await?;
         // The account lock comes first, so two copies in opposite directions cannot deadlock on
@@ -605,21 +613,42 @@ impl Store {
         Ok(pruned.rows_affected())
     }
 
-    /// Deletes the bodies among `hashes` that no message refers to any more. Runs after the
-    /// commit that removed the messages and only logs failures: a body left behind wastes
-    /// space until the next collection, a body deleted too early would lose mail.
+    /// Deletes the bodies among `hashes` that no message refers to any more, in one
+    /// transaction. Runs after the commit that removed the messages and only logs failures: a
+    /// body left behind wastes space until the hourly sweep, a body deleted too early would
+    /// lose mail — the foreign key from messages to blobs makes that impossible, failing the
+    /// collection instead.
     pub(crate) async fn collect_blobs(&self, hashes: &[String]) {
-        for hash in hashes {
-            let result = sqlx::query(
-                "DELETE FROM blobs WHERE hash = $1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_hash = $1)",
-            )
-            .bind(hash)
-            .execute(self.db.writer())
-            .await;
-            if let Err(error) = result {
-                tracing::warn!(%error, %hash, "message body not collected");
-            }
+        if hashes.is_empty() {
+            return;
         }
+        let result: Result<()> = async {
+            let mut tx = self.db.write().await?;
+            for hash in hashes {
+                sqlx::query(
+                    "DELETE FROM blobs WHERE hash = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_hash = blobs.hash)",
+                )
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(tx.commit().await?)
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, bodies = hashes.len(), "message bodies not collected; the sweep will");
+        }
+    }
+
+    /// Deletes every body no message refers to (left behind by a crash or a failed
+    /// collection). Returns how many went.
+    pub async fn sweep_blobs(&self) -> Result<u64> {
+        let swept =
+            sqlx::query("DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_hash = blobs.hash)")
+                .execute(self.db.writer())
+                .await?;
+        Ok(swept.rows_affected())
     }
 }
 
@@ -634,6 +663,15 @@ impl UidSet {
             return Ok(UidSet::all());
         }
         Ok(UidSet { ranges: validate::uid_ranges(ranges)? })
+    }
+
+    /// A set that must name its messages: for changes, an empty list is more likely a
+    /// frontend's empty sequence set than a wish to touch every message.
+    pub fn required(ranges: &[UidRange]) -> Result<Self> {
+        if ranges.is_empty() {
+            return Err(Error::invalid("no UIDs given (send 1:* for every message)"));
+        }
+        UidSet::new(ranges)
     }
 
     pub fn all() -> Self {

@@ -308,7 +308,8 @@ impl Store {
             return Err(Error::FailedPrecondition(format!("account {account_id} is suspended")));
         }
         usage.check_fits(storage as u64, messages as u64)?;
-        Err(Error::Internal(format!("usage of account {account_id} not reserved")))
+        // The usage changed between the two statements (an expunge, a quota raise).
+        Err(Error::Conflict(format!("usage of account {account_id} changed concurrently; retry")))
     }
 
     /// Adds (or with negative values removes) usage of a locked account.
