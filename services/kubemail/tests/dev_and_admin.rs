@@ -183,10 +183,17 @@ fn bad_arguments_get_a_one_line_error_and_a_nonzero_exit() {
         .unwrap();
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("--quota-storage"), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr).trim_end().lines().count(), 1, "{}", text(&output.stderr));
 
     let output = Command::new(KUBEMAIL).args(["dev", "--grpc-listen", "nowhere"]).output().unwrap();
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("--grpc-listen"));
+    for args in [&["admin", "mailbox", "add", "a@b.org"][..], &["admin", "frobnicate"], &["dev", "--no-such-flag"]] {
+        let output = Command::new(KUBEMAIL).args(args).output().unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?} gets a one-line error: {stderr}");
+    }
 
     let help = text(&Command::new(KUBEMAIL).args(["dev", "--help"]).output().unwrap().stdout);
     for flag in [
