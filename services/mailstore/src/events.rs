@@ -15,11 +15,6 @@ pub fn subject(account_id: i64, mailbox_id: i64) -> String {
     format!("events.{account_id}.{mailbox_id}")
 }
 
-/// The pattern matching every mailbox of one account.
-pub fn account_pattern(account_id: i64) -> String {
-    format!("events.{account_id}.*")
-}
-
 /// Publishes events; a failure is logged and otherwise ignored because the change is already
 /// committed and events are only hints (a session re-reads the store on its next command).
 #[derive(Clone)]
