@@ -56,12 +56,17 @@ impl IncomingMessage {
 /// Octets of the header block including the empty line that ends it (RFC 5322 §2.1); the whole
 /// message when it has no body.
 fn header_size(body: &[u8]) -> u64 {
-    let crlf = body.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = body.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let end = match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b).unwrap_or(body.len()),
-    };
+    // One pass to the first line break followed by an empty line, CRLF or bare LF.
+    let end = body
+        .iter()
+        .enumerate()
+        .filter(|(_, byte)| **byte == b'\n')
+        .find_map(|(i, _)| match body.get(i + 1..) {
+            Some([b'\n', ..]) => Some(i + 2),
+            Some([b'\r', b'\n', ..]) => Some(i + 3),
+            _ => None,
+        })
+        .unwrap_or(body.len());
     end as u64
 }
 
