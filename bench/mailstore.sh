@@ -134,8 +134,7 @@ log "building release binaries"
 (cd "$root" && cargo build --release --locked -p kubemail-mailstore -p kubemail-bench) >"$OUT/build.log" 2>&1 \
   || { tail -n 20 "$OUT/build.log" >&2; exit 1; }
 # The crate has no [[bin]] name, so cargo names the binary after the package.
-mailstore_bin=$root/target/release/kubemail-mailstore
-[ -x "$mailstore_bin" ] || mailstore_bin=$root/target/release/mailstore
+mailstore_bin=$root/target/release/mailstore
 bench_bin=$root/target/release/mailstore-bench
 
 # ---------------------------------------------------------------- PostgreSQL, NATS, mailstore
