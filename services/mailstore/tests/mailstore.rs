@@ -1001,20 +1001,9 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
     let header_end = big.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!((meta[0].size, meta[0].header_size), (big.len() as u64, header_end as u64));
 
+    let mailbox_id = delivered.mailbox_id;
     let mut fetch = async |offset: u64, length: u64| -> Vec<u8> {
-        let stream = f
-            .mailstore
-            .fetch_body(FetchBodyRequest {
-                account_id: alice,
-                mailbox_id: delivered.mailbox_id,
-                uids: vec![uid_range(1, 1)],
-                offset,
-                length,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        stream.map(|c| c.unwrap()).collect::<Vec<_>>().await.concat_data()
+        f.bodies(alice, mailbox_id, vec![uid_range(1, 1)], offset, length).await.concat_data()
     };
     assert_eq!(fetch(0, 0).await, big, "the whole body comes back in chunks");
     assert_eq!(fetch(0, header_end as u64).await, big[..header_end].to_vec());
@@ -1025,42 +1014,14 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
     // Several messages in one call: consecutive chunks per message, the first with its length.
     let small = message("small", 100);
     f.deliver("q-small", "alice@example.org", &small).await.unwrap();
-    let chunks: Vec<BodyChunk> = f
-        .mailstore
-        .fetch_body(FetchBodyRequest {
-            account_id: alice,
-            mailbox_id: delivered.mailbox_id,
-            uids: vec![uid_range(1, 0)],
-            offset: 0,
-            length: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .map(|c| c.unwrap())
-        .collect()
-        .await;
+    let chunks = f.bodies(alice, mailbox_id, vec![uid_range(1, 0)], 0, 0).await;
     let first_of = |uid: u32| chunks.iter().position(|c| c.uid == uid).unwrap();
     assert!(chunks.windows(2).all(|w| w[0].uid <= w[1].uid), "messages come one after the other in UID order");
     assert_eq!(chunks[first_of(1)].length, big.len() as u64);
     assert_eq!(chunks[first_of(2)].length, small.len() as u64);
     let second: Vec<u8> = chunks.iter().filter(|c| c.uid == 2).flat_map(|c| c.data.clone()).collect();
     assert_eq!(second, small);
-    let past_end: Vec<BodyChunk> = f
-        .mailstore
-        .fetch_body(FetchBodyRequest {
-            account_id: alice,
-            mailbox_id: delivered.mailbox_id,
-            uids: vec![uid_range(2, 2)],
-            offset: 10_000,
-            length: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .map(|c| c.unwrap())
-        .collect()
-        .await;
+    let past_end = f.bodies(alice, mailbox_id, vec![uid_range(2, 2)], 10_000, 0).await;
     assert_eq!(past_end, vec![BodyChunk { uid: 2, data: vec![], length: 0 }], "an empty range still names its message");
 }
 

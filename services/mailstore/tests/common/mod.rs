@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use kubemail_mailstore::{Db, Limits};
 use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::admin::{UpsertAccountRequest, UpsertDomainRequest};
 use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_proto::mailstore::{
-    CopyMessagesRequest, CopyMessagesResponse, DeliverChunk, DeliverHeader, DeliverResponse, GetQuotaRequest, Quota,
-    SelectMailboxRequest, SelectMailboxResponse, UidRange, deliver_chunk,
+    BodyChunk, CopyMessagesRequest, CopyMessagesResponse, DeliverChunk, DeliverHeader, DeliverResponse,
+    FetchBodyRequest, GetQuotaRequest, Quota, SelectMailboxRequest, SelectMailboxResponse, UidRange, deliver_chunk,
 };
 use kubemail_runtime::EventBus;
 use kubemail_runtime::local::LocalEventBus;
@@ -154,6 +155,20 @@ impl Fixture {
             r#move: move_messages,
         };
         self.mailstore.copy_messages(request).await.map(|r| r.into_inner())
+    }
+
+    /// Every chunk FetchBody streams for `uids` of `mailbox_id`, byte range `offset`/`length`.
+    pub async fn bodies(
+        &mut self,
+        account_id: i64,
+        mailbox_id: i64,
+        uids: Vec<UidRange>,
+        offset: u64,
+        length: u64,
+    ) -> Vec<BodyChunk> {
+        let request = FetchBodyRequest { account_id, mailbox_id, uids, offset, length };
+        let stream = self.mailstore.fetch_body(request).await.expect("fetch body").into_inner();
+        stream.map(|chunk| chunk.expect("chunk")).collect().await
     }
 
     pub async fn select(&mut self, account_id: i64, name: &str) -> SelectMailboxResponse {
