@@ -356,26 +356,6 @@ impl Store {
         })
     }
 
-    /// The mailbox `mailbox_id` if it belongs to `account_id` (not locked).
-    async fn check_mailbox(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        account_id: i64,
-        mailbox_id: i64,
-    ) -> Result<LockedMailbox> {
-        let row = sqlx::query(
-            "SELECT id, account_id, name, uidvalidity, uid_next, highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2",
-        )
-        .bind(mailbox_id)
-        .bind(account_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-        row.as_ref()
-            .map(LockedMailbox::from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found(format!("no mailbox with id {mailbox_id}")))
-    }
-
     /// Metadata rows of one mailbox within a UID set, in UID order. The database narrows to
     /// the set's span; the set itself is applied here, so a client's long list of ranges costs
     /// no bind parameters.

@@ -125,11 +125,30 @@ impl Store {
             "SELECT id, account_id, name, uidvalidity, uid_next, highest_modseq \
              FROM mailboxes WHERE id = $1 AND account_id = $2"
         );
+        self.mailbox_by_id(tx, sql, account_id, mailbox_id).await
+    }
+
+    /// The mailbox `mailbox_id` if it belongs to `account_id`, without locking it.
+    pub(crate) async fn check_mailbox(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        account_id: i64,
+        mailbox_id: i64,
+    ) -> Result<LockedMailbox> {
+        let sql = "SELECT id, account_id, name, uidvalidity, uid_next, highest_modseq \
+                   FROM mailboxes WHERE id = $1 AND account_id = $2";
+        self.mailbox_by_id(tx, sql, account_id, mailbox_id).await
+    }
+
+    async fn mailbox_by_id(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        sql: &'static str,
+        account_id: i64,
+        mailbox_id: i64,
+    ) -> Result<LockedMailbox> {
         let row = sqlx::query(sql).bind(mailbox_id).bind(account_id).fetch_optional(&mut **tx).await?;
-        row.as_ref()
-            .map(LockedMailbox::from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found(format!("no mailbox with id {mailbox_id}")))
+        found_mailbox(row, || format!("no mailbox with id {mailbox_id}"))
     }
 
     /// Locks the mailbox named `name` (already validated) of `account_id`.
@@ -145,10 +164,7 @@ impl Store {
              FROM mailboxes WHERE account_id = $1 AND name = $2"
         );
         let row = sqlx::query(sql).bind(account_id).bind(name).fetch_optional(&mut **tx).await?;
-        row.as_ref()
-            .map(LockedMailbox::from_row)
-            .transpose()?
-            .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))
+        found_mailbox(row, || format!("no mailbox named {name:?}"))
     }
 
     /// Takes `count` UIDs and one new MODSEQ from the mailbox `name` of `account_id`, locking
@@ -331,6 +347,11 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// A mailbox row, or NOT_FOUND saying `missing`.
+fn found_mailbox(row: Option<AnyRow>, missing: impl FnOnce() -> String) -> Result<LockedMailbox> {
+    row.as_ref().map(LockedMailbox::from_row).transpose()?.ok_or_else(|| Error::not_found(missing()))
 }
 
 /// The mailbox row returned by a UID allocation and the first UID it handed out.
