@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Backend, Fixture, TEST_MAX_MESSAGE, deliver, message};
+use common::{Backend, Fixture, TEST_MAX_MESSAGE, deliver, deliver_to, message};
 use futures::StreamExt;
 use kubemail_proto::Message as _;
 use kubemail_proto::admin::*;
@@ -21,6 +21,7 @@ on_both_backends!(
     authentication_checks_password_and_suspension,
     concurrent_deliveries_never_exceed_the_quota,
     redelivery_stores_one_copy_and_returns_the_same_uid,
+    deliveries_racing_folder_changes_keep_usage_exact,
     uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate,
     flag_changes_raise_modseq_and_conditional_store_respects_it,
     one_account_can_never_reach_another_accounts_mail,
@@ -301,6 +302,86 @@ async fn redelivery_stores_one_copy_and_returns_the_same_uid(backend: Backend) {
     assert_eq!(usage.messages_used, 4);
 }
 
+/// Deliveries into a folder that is deleted, recreated and renamed under them: each lands in
+/// the folder or, when it is gone, in INBOX; none is lost or counted twice, and the account's
+/// usage stays exactly what its mailboxes hold.
+async fn deliveries_racing_folder_changes_keep_usage_exact(backend: Backend) {
+    const WORKERS: usize = 6;
+    const PER_WORKER: usize = 15;
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    let create = move |name: &str| CreateMailboxRequest { account_id: alice, name: name.into(), special_use: String::new() };
+    f.mailstore.create_mailbox(create("Lists")).await.unwrap();
+
+    let deliveries = (0..WORKERS).map(|worker| {
+        let mut client = f.mailstore.clone();
+        tokio::spawn(async move {
+            let mut delivered = Vec::new();
+            for i in 0..PER_WORKER {
+                let queue_id = format!("q-{worker}-{i}");
+                let body = message(&queue_id, 300 + 37 * (worker * PER_WORKER + i));
+                let result = deliver_to(&mut client, &queue_id, "alice@example.org", "Lists", &body).await;
+                delivered.push((queue_id, body, result.unwrap_or_else(|e| panic!("delivery refused: {e}"))));
+            }
+            delivered
+        })
+    });
+    let mut changer = f.mailstore.clone();
+    let folder_changes = tokio::spawn(async move {
+        for _ in 0..PER_WORKER {
+            let outcomes = [
+                changer.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Lists".into() }).await.map(drop),
+                changer.create_mailbox(create("Lists")).await.map(drop),
+                changer
+                    .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Lists".into(), to: "Old".into() })
+                    .await
+                    .map(drop),
+                changer.create_mailbox(create("Lists")).await.map(drop),
+                changer.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Old".into() }).await.map(drop),
+            ];
+            for outcome in outcomes {
+                if let Err(status) = outcome {
+                    assert!(
+                        matches!(status.code(), Code::NotFound | Code::AlreadyExists | Code::Aborted),
+                        "a racing folder change fails cleanly: {status}"
+                    );
+                }
+            }
+        }
+    });
+    let mut delivered = Vec::new();
+    for worker in futures::future::join_all(deliveries).await {
+        delivered.extend(worker.expect("delivery task"));
+    }
+    folder_changes.await.expect("folder task");
+    assert_eq!(delivered.len(), WORKERS * PER_WORKER);
+
+    // Usage equals what the mailboxes hold, message for message.
+    let mailboxes =
+        f.mailstore.list_mailboxes(ListMailboxesRequest { account_id: alice }).await.unwrap().into_inner().mailboxes;
+    let (mut held_octets, mut held_messages) = (0, 0);
+    for mailbox in &mailboxes {
+        let snapshot = f.select(alice, &mailbox.name).await;
+        let info = snapshot.mailbox.as_ref().unwrap();
+        assert_eq!(info.messages as usize, snapshot.uids.len());
+        held_octets += info.size;
+        held_messages += u64::from(info.messages);
+    }
+    let usage = f.quota(alice).await;
+    assert_eq!((usage.storage_used, usage.messages_used), (held_octets, held_messages));
+    // Each delivery is recorded once: a redelivery answers the first one's placement.
+    for (queue_id, body, first) in &delivered {
+        let again = f.deliver(queue_id, "alice@example.org", body).await.unwrap();
+        assert!(again.duplicate, "{queue_id} is a duplicate");
+        assert_eq!((again.mailbox_id, again.uid), (first.mailbox_id, first.uid), "{queue_id}");
+    }
+    // What INBOX holds arrived there only as a fallback, each message once.
+    let inbox = f.select(alice, "INBOX").await;
+    let inbox_id = inbox.mailbox.as_ref().unwrap().id;
+    let fell_back = delivered.iter().filter(|(_, _, d)| d.mailbox_id == inbox_id).count();
+    assert_eq!(inbox.uids.len(), fell_back);
+}
+
 async fn uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate(backend: Backend) {
     let mut f = Fixture::start(backend).await;
     let alice = f.account("alice@example.org", 0, 0).await;
@@ -396,8 +477,14 @@ async fn flag_changes_raise_modseq_and_conditional_store_respects_it(backend: Ba
     let changed: Vec<u32> = conditional.updated.iter().map(|m| m.uid).collect();
     assert_eq!(changed, vec![2, 3]);
 
+    // Keywords set on UID 3 before UID 1: the snapshot still lists everything in UID order.
+    store(vec![uid_range(3, 3)], Operation::Add, flags(0, &["$Later"]), 0).await;
+    store(vec![uid_range(1, 1)], Operation::Add, flags(0, &["$Later"]), 0).await;
     let after = f.select(alice, "INBOX").await;
+    assert_eq!(after.uids, vec![1, 2, 3]);
     assert_eq!(after.flags, vec![SystemFlag::Seen as u32, SystemFlag::Flagged as u32, SystemFlag::Flagged as u32]);
+    assert_eq!((after.keyword_uids.clone(), after.keywords.clone()), (vec![1, 3], vec!["$Later".to_string(); 2]));
+    assert_eq!(after.mailbox_keywords, vec!["$Later".to_string()]);
     assert_eq!(after.mailbox.unwrap().highest_modseq, *after.modseqs.iter().max().unwrap());
     let changed_since = f
         .mailstore

@@ -201,6 +201,9 @@ impl Store {
     /// one consistent read.
     pub async fn select_mailbox(&self, account_id: i64, name: &str) -> Result<SelectMailboxResponse> {
         let name = validate::mailbox_name(name)?;
+        if let Some(pool) = self.db.postgres() {
+            return super::postgres::select(pool, account_id, &name).await;
+        }
         let mut tx = self.db.snapshot().await?;
         let row = sqlx::query(
             "SELECT id, name, uidvalidity, uid_next, highest_modseq, special_use, subscribed \
@@ -211,7 +214,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
-        let mut mailbox = mailbox_from_row(&row, false)?;
+        let mailbox = mailbox_from_row(&row, false)?;
         // One pass over the messages gives both the snapshot and the counters.
         let rows =
             sqlx::query("SELECT uid, flags, modseq, keywords, size FROM messages WHERE mailbox_id = $1 ORDER BY uid")
@@ -219,35 +222,81 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
         tx.commit().await?;
-        let mut snapshot = SelectMailboxResponse {
-            uids: Vec::with_capacity(rows.len()),
-            flags: Vec::with_capacity(rows.len()),
-            modseqs: Vec::with_capacity(rows.len()),
-            ..Default::default()
-        };
+        let mut snapshot = Snapshot::new(mailbox, rows.len());
+        let mut size = 0;
         for row in &rows {
             let uid = get_u32(row, "uid")?;
-            let flags = get_u32(row, "flags")?;
-            snapshot.uids.push(uid);
-            snapshot.flags.push(flags);
-            snapshot.modseqs.push(get_u64(row, "modseq")?);
-            mailbox.size += get_u64(row, "size")?;
-            mailbox.unseen += u32::from(flags & SystemFlag::Seen as u32 == 0);
-            mailbox.deleted += u32::from(flags & SystemFlag::Deleted as u32 != 0);
+            snapshot.push(uid, get_u32(row, "flags")?, get_u64(row, "modseq")?);
+            size += get_u64(row, "size")?;
             let keywords: String = row.try_get("keywords")?;
             if !keywords.is_empty() {
-                for keyword in keywords.split_whitespace() {
-                    if !snapshot.mailbox_keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
-                        snapshot.mailbox_keywords.push(keyword.to_string());
-                    }
-                }
-                snapshot.keyword_uids.push(uid);
-                snapshot.keywords.push(keywords);
+                snapshot.push_keywords(uid, keywords);
             }
         }
-        mailbox.messages = u32::try_from(rows.len()).unwrap_or(u32::MAX);
-        snapshot.mailbox = Some(mailbox);
-        Ok(snapshot)
+        Ok(snapshot.finish(size))
+    }
+}
+
+/// A SELECT snapshot being put together from the messages of one mailbox, in UID order.
+pub(super) struct Snapshot {
+    response: SelectMailboxResponse,
+    mailbox: MailboxInfo,
+}
+
+impl Snapshot {
+    pub fn new(mailbox: MailboxInfo, messages: usize) -> Self {
+        let response = SelectMailboxResponse {
+            uids: Vec::with_capacity(messages),
+            flags: Vec::with_capacity(messages),
+            modseqs: Vec::with_capacity(messages),
+            ..Default::default()
+        };
+        Snapshot { response, mailbox }
+    }
+
+    pub fn push(&mut self, uid: u32, flags: u32, modseq: u64) {
+        self.response.uids.push(uid);
+        self.response.flags.push(flags);
+        self.response.modseqs.push(modseq);
+        self.mailbox.unseen += u32::from(flags & SystemFlag::Seen as u32 == 0);
+        self.mailbox.deleted += u32::from(flags & SystemFlag::Deleted as u32 != 0);
+    }
+
+    /// The keywords (space-separated, non-empty) of the message `uid`.
+    pub fn push_keywords(&mut self, uid: u32, keywords: String) {
+        let known = &mut self.response.mailbox_keywords;
+        for keyword in keywords.split_whitespace() {
+            if !known.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
+                known.push(keyword.to_string());
+            }
+        }
+        self.response.keyword_uids.push(uid);
+        self.response.keywords.push(keywords);
+    }
+
+    /// The response, with the mailbox's counters; `size` is the sum of the message sizes.
+    pub fn finish(mut self, size: u64) -> SelectMailboxResponse {
+        let response = &mut self.response;
+        // The contract promises ascending UIDs; PostgreSQL's snapshot arrives in scan order
+        // (store/postgres.rs), which a flag change or a copy can leave out of UID order.
+        if !response.uids.is_sorted() {
+            let mut order: Vec<usize> = (0..response.uids.len()).collect();
+            order.sort_unstable_by_key(|&i| response.uids[i]);
+            let uids = order.iter().map(|&i| response.uids[i]).collect();
+            let flags = order.iter().map(|&i| response.flags[i]).collect();
+            let modseqs = order.iter().map(|&i| response.modseqs[i]).collect();
+            (response.uids, response.flags, response.modseqs) = (uids, flags, modseqs);
+        }
+        if !response.keyword_uids.is_sorted() {
+            let mut keywords: Vec<_> =
+                response.keyword_uids.drain(..).zip(response.keywords.drain(..)).collect();
+            keywords.sort_unstable_by_key(|(uid, _)| *uid);
+            (response.keyword_uids, response.keywords) = keywords.into_iter().unzip();
+        }
+        self.mailbox.messages = u32::try_from(response.uids.len()).unwrap_or(u32::MAX);
+        self.mailbox.size = size;
+        response.mailbox = Some(self.mailbox);
+        self.response
     }
 }
 

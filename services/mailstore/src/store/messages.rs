@@ -13,6 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::directory::{Lookup, find_target};
+use super::postgres;
 use super::{LockedMailbox, Store, get_u32, get_u64, now, to_i64};
 use crate::validate::{self, INBOX};
 use crate::{Error, Result};
@@ -50,6 +51,19 @@ impl IncomingMessage {
 
     pub fn size(&self) -> u64 {
         self.body.len() as u64
+    }
+
+    pub(super) fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// SHA-256 of the body, hex: the key the body is stored under once.
+    pub(super) fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    pub(super) fn header_size(&self) -> u64 {
+        self.header_size
     }
 }
 
@@ -97,7 +111,17 @@ impl Store {
         }
         let (recipient, _, domain) = validate::address(recipient)?;
         let mailbox = if mailbox.is_empty() { INBOX.to_string() } else { validate::mailbox_name(mailbox)? };
+        let internal_date = if internal_date > 0 { internal_date } else { now() };
 
+        // On PostgreSQL the common case is one statement. What it leaves (a duplicate, a
+        // subaddress or catch-all, a full quota, a missing folder) takes the transaction below,
+        // which also tells why.
+        if let Some(pool) = self.db.postgres()
+            && let Some((folder, uid)) =
+                postgres::deliver(pool, queue_message_id, &recipient, &mailbox, internal_date, now(), &message).await?
+        {
+            return Ok(self.delivered(&folder, uid).await);
+        }
         let mut tx = self.db.write().await?;
         // The idempotency key is claimed before anything else: a pair delivered before is a
         // duplicate whatever happened since (quota filled, account suspended, alias removed),
@@ -144,14 +168,19 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.announce_added(&folder, vec![uid]).await;
-        Ok(DeliverResponse {
-            account_id: target.account_id,
+        Ok(self.delivered(&folder, uid).await)
+    }
+
+    /// Announces a committed delivery and answers it.
+    async fn delivered(&self, folder: &LockedMailbox, uid: u32) -> DeliverResponse {
+        self.announce_added(folder, vec![uid]).await;
+        DeliverResponse {
+            account_id: folder.account_id,
             mailbox_id: folder.id,
             uidvalidity: folder.uidvalidity,
             uid,
             duplicate: false,
-        })
+        }
     }
 
     /// The recorded result of a delivery whose key is already claimed.

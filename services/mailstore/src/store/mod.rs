@@ -3,10 +3,12 @@
 //! - [`directory`] — domains, accounts, aliases; recipient resolution and authentication.
 //! - [`mailboxes`] — folders: list, create, delete, rename, subscribe, select.
 //! - [`messages`] — deliver, append, fetch, flags, expunge, copy/move, search, quota.
+//! - [`postgres`] — Deliver and SELECT in one statement each on PostgreSQL.
 
 mod directory;
 mod mailboxes;
 mod messages;
+mod postgres;
 
 pub use directory::{AccountUpdate, Resolution};
 pub use messages::{IncomingMessage, NewMessage};

@@ -180,16 +180,28 @@ impl Fixture {
     }
 }
 
-/// Delivers `body` in 64 KiB chunks after the header.
+/// Delivers `body` into the INBOX of `recipient`, in 64 KiB chunks after the header.
 pub async fn deliver(
     client: &mut MailStoreClient<Channel>,
     queue_id: &str,
     recipient: &str,
     body: &[u8],
 ) -> Result<DeliverResponse, tonic::Status> {
+    deliver_to(client, queue_id, recipient, "", body).await
+}
+
+/// Delivers `body` into the folder `mailbox` of `recipient` (INBOX when empty).
+pub async fn deliver_to(
+    client: &mut MailStoreClient<Channel>,
+    queue_id: &str,
+    recipient: &str,
+    mailbox: &str,
+    body: &[u8],
+) -> Result<DeliverResponse, tonic::Status> {
     let header = DeliverHeader {
         queue_message_id: queue_id.into(),
         recipient: recipient.into(),
+        mailbox: mailbox.into(),
         size: body.len() as u64,
         ..Default::default()
     };
