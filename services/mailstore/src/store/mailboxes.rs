@@ -239,64 +239,64 @@ impl Store {
 
 /// A SELECT snapshot being put together from the messages of one mailbox, in UID order.
 pub(super) struct Snapshot {
-    response: SelectMailboxResponse,
     mailbox: MailboxInfo,
+    /// (UID, flags, MODSEQ) of each message.
+    messages: Vec<(u32, u32, u64)>,
+    /// (UID, keywords) of each message that has keywords.
+    keywords: Vec<(u32, String)>,
 }
 
 impl Snapshot {
     pub fn new(mailbox: MailboxInfo, messages: usize) -> Self {
-        let response = SelectMailboxResponse {
-            uids: Vec::with_capacity(messages),
-            flags: Vec::with_capacity(messages),
-            modseqs: Vec::with_capacity(messages),
-            ..Default::default()
-        };
-        Snapshot { response, mailbox }
+        Snapshot { mailbox, messages: Vec::with_capacity(messages), keywords: Vec::new() }
     }
 
     pub fn push(&mut self, uid: u32, flags: u32, modseq: u64) {
-        self.response.uids.push(uid);
-        self.response.flags.push(flags);
-        self.response.modseqs.push(modseq);
-        self.mailbox.unseen += u32::from(flags & SystemFlag::Seen as u32 == 0);
-        self.mailbox.deleted += u32::from(flags & SystemFlag::Deleted as u32 != 0);
+        self.messages.push((uid, flags, modseq));
     }
 
     /// The keywords (space-separated, non-empty) of the message `uid`.
     pub fn push_keywords(&mut self, uid: u32, keywords: String) {
-        let known = &mut self.response.mailbox_keywords;
-        for keyword in keywords.split_whitespace() {
-            if !known.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
-                known.push(keyword.to_string());
-            }
-        }
-        self.response.keyword_uids.push(uid);
-        self.response.keywords.push(keywords);
+        self.keywords.push((uid, keywords));
     }
 
     /// The response, with the mailbox's counters; `size` is the sum of the message sizes.
     pub fn finish(mut self, size: u64) -> SelectMailboxResponse {
-        let response = &mut self.response;
         // The contract promises ascending UIDs; PostgreSQL's snapshot arrives in scan order
-        // (store/postgres.rs), which a flag change or a copy can leave out of UID order.
-        if !response.uids.is_sorted() {
-            let mut order: Vec<usize> = (0..response.uids.len()).collect();
-            order.sort_unstable_by_key(|&i| response.uids[i]);
-            let uids = order.iter().map(|&i| response.uids[i]).collect();
-            let flags = order.iter().map(|&i| response.flags[i]).collect();
-            let modseqs = order.iter().map(|&i| response.modseqs[i]).collect();
-            (response.uids, response.flags, response.modseqs) = (uids, flags, modseqs);
+        // (store/postgres.rs). UIDs are unique, so an unstable sort gives the one right order.
+        if !self.messages.is_sorted_by_key(|(uid, _, _)| *uid) {
+            self.messages.sort_unstable_by_key(|(uid, _, _)| *uid);
         }
-        if !response.keyword_uids.is_sorted() {
-            let mut keywords: Vec<_> =
-                response.keyword_uids.drain(..).zip(response.keywords.drain(..)).collect();
-            keywords.sort_unstable_by_key(|(uid, _)| *uid);
-            (response.keyword_uids, response.keywords) = keywords.into_iter().unzip();
+        if !self.keywords.is_sorted_by_key(|(uid, _)| *uid) {
+            self.keywords.sort_unstable_by_key(|(uid, _)| *uid);
         }
-        self.mailbox.messages = u32::try_from(response.uids.len()).unwrap_or(u32::MAX);
+        let count = self.messages.len();
+        let mut response = SelectMailboxResponse {
+            uids: Vec::with_capacity(count),
+            flags: Vec::with_capacity(count),
+            modseqs: Vec::with_capacity(count),
+            ..Default::default()
+        };
+        for (uid, flags, modseq) in self.messages {
+            response.uids.push(uid);
+            response.flags.push(flags);
+            response.modseqs.push(modseq);
+            self.mailbox.unseen += u32::from(flags & SystemFlag::Seen as u32 == 0);
+            self.mailbox.deleted += u32::from(flags & SystemFlag::Deleted as u32 != 0);
+        }
+        for (uid, keywords) in self.keywords {
+            for keyword in keywords.split_whitespace() {
+                if !response.mailbox_keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
+                    response.mailbox_keywords.push(keyword.to_string());
+                }
+            }
+            response.keyword_uids.push(uid);
+            response.keywords.push(keywords);
+        }
+        self.mailbox.messages = u32::try_from(count).unwrap_or(u32::MAX);
         self.mailbox.size = size;
         response.mailbox = Some(self.mailbox);
-        self.response
+        response
     }
 }
 

@@ -127,25 +127,30 @@ pub(super) async fn deliver(
     Ok(Some((folder, uid)))
 }
 
-/// The mailbox row and, aggregated into arrays, the columns of its messages that SELECT needs.
+/// The mailbox row and, aggregated over its messages, what SELECT needs: UID, flags and
+/// MODSEQ packed into one `bytea` of [`PACKED_MESSAGE`]-octet records (big-endian, as
+/// `int8send`/`int4send` write them), so 10,000 messages decode in one pass without per-value
+/// work; keywords, which few messages have, as arrays.
+///
 /// The rows come in the order the scan finds them (nearly UID order, as UIDs are handed out in
 /// the order rows are written): [`Snapshot`] puts them in UID order on the mailstore, which
 /// scales out, rather than in the database, which does not. Sorting 10,000 rows in PostgreSQL
 /// took a third of this statement's time.
 const SELECT: &str = "\
 SELECT b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, b.subscribed,
-       m.uids, m.flags, m.modseqs, m.size, m.keyword_uids, m.keywords
+       m.messages, m.size, m.keyword_uids, m.keywords
 FROM mailboxes b
 CROSS JOIN LATERAL (
-    SELECT coalesce(array_agg(uid), '{}') AS uids,
-           coalesce(array_agg(flags), '{}') AS flags,
-           coalesce(array_agg(modseq), '{}') AS modseqs,
+    SELECT coalesce(string_agg(int8send(uid) || int4send(flags::int4) || int8send(modseq), ''), '') AS messages,
            coalesce(sum(size), 0)::bigint AS size,
            coalesce(array_agg(uid) FILTER (WHERE keywords <> ''), '{}') AS keyword_uids,
            coalesce(array_agg(keywords) FILTER (WHERE keywords <> ''), '{}') AS keywords
     FROM messages WHERE mailbox_id = b.id
 ) m
 WHERE b.account_id = $1 AND b.name = $2";
+
+/// Octets per message in the packed SELECT column: UID (int8), flags (int4), MODSEQ (int8).
+const PACKED_MESSAGE: usize = 20;
 
 /// The SELECT snapshot of the mailbox `name` (validated) of `account_id`, from one statement
 /// (so one consistent snapshot without an explicit transaction).
@@ -166,17 +171,20 @@ pub(super) async fn select(pool: &PgPool, account_id: i64, name: &str) -> Result
         subscribed: row.try_get::<i64, _>("subscribed")? != 0,
         ..Default::default()
     };
-    let uids: Vec<i64> = row.try_get("uids")?;
-    let flags: Vec<i64> = row.try_get("flags")?;
-    let modseqs: Vec<i64> = row.try_get("modseqs")?;
+    let packed: Vec<u8> = row.try_get("messages")?;
     let keyword_uids: Vec<i64> = row.try_get("keyword_uids")?;
     let keywords: Vec<String> = row.try_get("keywords")?;
-    if flags.len() != uids.len() || modseqs.len() != uids.len() || keywords.len() != keyword_uids.len() {
-        return Err(Error::Internal("SELECT arrays of different lengths".into()));
+    if packed.len() % PACKED_MESSAGE != 0 || keywords.len() != keyword_uids.len() {
+        return Err(Error::Internal("malformed SELECT snapshot from the database".into()));
     }
-    let mut snapshot = Snapshot::new(mailbox, uids.len());
-    for ((uid, flags), modseq) in uids.into_iter().zip(flags).zip(modseqs) {
-        snapshot.push(to_u32("uid", uid)?, to_u32("flags", flags)?, to_u64("modseq", modseq)?);
+    let mut snapshot = Snapshot::new(mailbox, packed.len() / PACKED_MESSAGE);
+    for record in packed.chunks_exact(PACKED_MESSAGE) {
+        let (uid, rest) = record.split_at(8);
+        let (flags, modseq) = rest.split_at(4);
+        let uid = i64::from_be_bytes(uid.try_into().expect("8 octets"));
+        let flags = i32::from_be_bytes(flags.try_into().expect("4 octets"));
+        let modseq = i64::from_be_bytes(modseq.try_into().expect("8 octets"));
+        snapshot.push(to_u32("uid", uid)?, to_u32("flags", flags.into())?, to_u64("modseq", modseq)?);
     }
     for (uid, keywords) in keyword_uids.into_iter().zip(keywords) {
         snapshot.push_keywords(to_u32("uid", uid)?, keywords);
