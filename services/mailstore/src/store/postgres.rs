@@ -174,7 +174,7 @@ pub(super) async fn select(pool: &PgPool, account_id: i64, name: &str) -> Result
     let packed: Vec<u8> = row.try_get("messages")?;
     let keyword_uids: Vec<i64> = row.try_get("keyword_uids")?;
     let keywords: Vec<String> = row.try_get("keywords")?;
-    if packed.len() % PACKED_MESSAGE != 0 || keywords.len() != keyword_uids.len() {
+    if !packed.len().is_multiple_of(PACKED_MESSAGE) || keywords.len() != keyword_uids.len() {
         return Err(Error::Internal("malformed SELECT snapshot from the database".into()));
     }
     let mut snapshot = Snapshot::new(mailbox, packed.len() / PACKED_MESSAGE);
