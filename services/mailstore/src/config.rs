@@ -13,7 +13,8 @@ pub struct Config {
     /// PostgreSQL (`postgres://user:pass@host/db`) or SQLite (`sqlite:///path/mail.db?mode=rwc`).
     #[arg(long, env = "KUBEMAIL_DATABASE_URL")]
     pub database_url: String,
-    /// Database connections in the pool.
+    /// Database connections in all. On PostgreSQL half of them serve Deliver and SelectMailbox,
+    /// the other half every other call.
     #[arg(long, env = "KUBEMAIL_DATABASE_MAX_CONNECTIONS", default_value_t = 32)]
     pub database_max_connections: u32,
     /// NATS server for mailbox change events.
