@@ -1,0 +1,75 @@
+//! The durable hand-off: the body into the spool, then the envelope into the queue. A message
+//! is accepted (`250`) only when both have acknowledged; otherwise the client is told to try
+//! again (`451`) and the spooled body is removed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kubemail_proto::Message as _;
+use kubemail_proto::queue::Envelope;
+use kubemail_runtime::{Headers, Queue, QueueMessage, Spool, propagation};
+
+/// How long the spool or the queue may take to acknowledge before the client gets `451`; well
+/// inside the 10 minutes a client waits for the reply to the end of data (RFC 5321 §4.5.3.2.6).
+const ACKNOWLEDGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandoffError {
+    #[error("spool: {0}")]
+    Spool(kubemail_runtime::Error),
+    #[error("queue: {0}")]
+    Queue(kubemail_runtime::Error),
+    #[error("{0} did not acknowledge within {ACKNOWLEDGE_TIMEOUT:?}")]
+    Timeout(&'static str),
+}
+
+/// Where accepted mail goes.
+#[derive(Clone)]
+pub struct Handoff {
+    spool: Arc<dyn Spool>,
+    queue: Arc<dyn Queue>,
+}
+
+impl Handoff {
+    pub fn new(spool: Arc<dyn Spool>, queue: Arc<dyn Queue>) -> Self {
+        Handoff { spool, queue }
+    }
+
+    /// Stores `body` under the envelope's id, then queues the envelope with the current trace
+    /// context. Returns the id once both are durable.
+    pub async fn store(&self, mut envelope: Envelope, body: Bytes) -> Result<String, HandoffError> {
+        let id = envelope.id.clone();
+        match tokio::time::timeout(ACKNOWLEDGE_TIMEOUT, self.spool.put(&id, body)).await {
+            Err(_) => return Err(HandoffError::Timeout("the spool")),
+            Ok(Err(error)) => return Err(HandoffError::Spool(error)),
+            Ok(Ok(())) => {}
+        }
+        let mut headers = Headers::new();
+        propagation::inject_headers(&mut headers);
+        envelope.trace_context = headers.clone().into_iter().collect();
+        let message = QueueMessage { id: id.clone(), payload: envelope.encode_to_vec().into(), headers };
+        let published = match tokio::time::timeout(ACKNOWLEDGE_TIMEOUT, self.queue.publish(message)).await {
+            Err(_) => Err(HandoffError::Timeout("the queue")),
+            Ok(Err(error)) => Err(HandoffError::Queue(error)),
+            Ok(Ok(_)) => Ok(id.clone()),
+        };
+        if published.is_err() {
+            // The client retries with a new id. Should the envelope have been queued after all
+            // (an acknowledgement lost), its body is gone and it delivers nothing: the retry is
+            // then the only copy, not a second one. A body left behind if this delete fails
+            // belongs to no envelope.
+            if let Err(error) = self.spool.delete(&id).await {
+                tracing::warn!(%id, %error, "spooled body of a refused message not removed");
+            }
+        }
+        published
+    }
+}
+
+/// A new queue id: milliseconds since the epoch and 64 random bits, in hex, so ids sort by
+/// acceptance time and never collide between replicas.
+pub fn new_queue_id() -> String {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    format!("{millis:011x}{:016x}", rand::random::<u64>())
+}

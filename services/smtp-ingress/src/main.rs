@@ -1,0 +1,3 @@
+//! The standalone smtp-ingress service (one Deployment in a MailCluster).
+
+fn main() {}

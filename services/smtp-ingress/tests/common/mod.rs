@@ -1,0 +1,270 @@
+//! Test fixture: a real mailstore (SQLite, served over gRPC on loopback), the local spool and
+//! queue, and SMTP sessions driven through in-memory streams by a small scripted client.
+
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kubemail_proto::Message as _;
+use kubemail_proto::admin::admin_client::AdminClient;
+use kubemail_proto::admin::{UpsertAccountRequest, UpsertDomainRequest};
+use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
+use kubemail_proto::queue::Envelope;
+use kubemail_runtime::local::{LocalConfig, LocalTransport};
+use kubemail_runtime::shutdown::Shutdown;
+use kubemail_runtime::{EventBus, Queue, Spool};
+use kubemail_smtp_ingress::handoff::Handoff;
+use kubemail_smtp_ingress::session::io::Connection;
+use kubemail_smtp_ingress::session::{self, Listener, Services, Settings};
+use kubemail_smtp_ingress::tls::{self, PemPair};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::net::TcpListener;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tonic::transport::Channel;
+
+pub const HOSTNAME: &str = "mx.example.org";
+pub const CLIENT_IP: &str = "192.0.2.10";
+
+pub struct Fixture {
+    pub services: Arc<Services>,
+    pub admin: AdminClient<Channel>,
+    pub transport: LocalTransport,
+    pub certificate: PemPair,
+    mailstore_stop: Shutdown,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.mailstore_stop.trigger();
+    }
+}
+
+/// Settings with short timeouts and no AUTH failure delay, so tests run fast.
+pub fn test_settings() -> Settings {
+    Settings {
+        hostname: HOSTNAME.into(),
+        max_message_size: 64 * 1024,
+        max_recipients: 5,
+        command_timeout: Duration::from_secs(10),
+        data_timeout: Duration::from_secs(10),
+        auth_failure_delay: Duration::ZERO,
+        ..Settings::default()
+    }
+}
+
+impl Fixture {
+    pub async fn start() -> Fixture {
+        Fixture::with_settings(test_settings()).await
+    }
+
+    /// A mailstore with the domain example.org: alice (password "secret", alias
+    /// al@example.org), bob with a quota of 2,000 octets, and carol, suspended.
+    pub async fn with_settings(settings: Settings) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let transport =
+            LocalTransport::open(&LocalConfig::new(dir.path().join("queue.db"))).await.expect("local transport");
+        let db = kubemail_mailstore::Db::open_sqlite(&dir.path().join("mailstore.db"), 4).await.expect("mailstore db");
+        let store = kubemail_mailstore::store(
+            db,
+            Arc::new(transport.events.clone()) as Arc<dyn EventBus>,
+            kubemail_mailstore::Limits::default(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let mailstore_stop = Shutdown::new();
+        tokio::spawn(kubemail_mailstore::serve(store, listener, mailstore_stop.wait()));
+        let channel =
+            Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("gRPC connects");
+        let mut admin = AdminClient::new(channel.clone());
+        admin
+            .upsert_domain(UpsertDomainRequest { name: "example.org".into(), ..Default::default() })
+            .await
+            .expect("domain");
+        for (address, quota_storage, suspended) in
+            [("alice@example.org", 0, false), ("bob@example.org", 2000, false), ("carol@example.org", 0, true)]
+        {
+            admin
+                .upsert_account(UpsertAccountRequest {
+                    address: address.into(),
+                    password: "secret".into(),
+                    quota_storage: Some(quota_storage),
+                    quota_messages: None,
+                    suspended: Some(suspended),
+                })
+                .await
+                .expect("account");
+        }
+        admin
+            .add_alias(kubemail_proto::admin::AddAliasRequest {
+                address: "al@example.org".into(),
+                target: "alice@example.org".into(),
+            })
+            .await
+            .expect("alias");
+        let certificate = tls::self_signed(&[HOSTNAME.to_string()]).expect("certificate");
+        let acceptor = TlsAcceptor::from(tls::server_config(&certificate).expect("TLS config"));
+        let services = Arc::new(Services {
+            mailstore: MailStoreClient::new(channel),
+            handoff: Handoff::new(Arc::new(transport.spool.clone()), Arc::new(transport.queue.clone())),
+            tls: Some(acceptor),
+            settings,
+            shutdown: Shutdown::new(),
+        });
+        Fixture { services, admin, transport, certificate, mailstore_stop, _dir: dir }
+    }
+
+    /// A new session on `listener`, read up to and including its greeting.
+    pub async fn connect(&self, listener: Listener) -> Client<DuplexStream> {
+        let (client, server) = tokio::io::duplex(256 * 1024);
+        let ip: IpAddr = CLIENT_IP.parse().unwrap();
+        tokio::spawn(session::serve(Connection::Plain(server), ip, listener, self.services.clone()));
+        let mut client = Client::new(client);
+        client.expect(220).await;
+        client
+    }
+
+    /// The envelopes queued so far, with their spooled bodies.
+    pub async fn queued(&self) -> Vec<(Envelope, String)> {
+        let leases = self.transport.queue.pull(100, Duration::from_millis(50)).await.expect("pull");
+        let mut queued = Vec::new();
+        for lease in leases {
+            let envelope = Envelope::decode(lease.payload.clone()).expect("envelope decodes");
+            let body = self.transport.spool.get(&envelope.id).await.expect("spool").expect("body is spooled");
+            queued.push((envelope, String::from_utf8_lossy(&body).into_owned()));
+            lease.ack().await.expect("ack");
+        }
+        queued
+    }
+
+    /// A TLS connector that trusts the fixture's self-signed certificate.
+    pub fn tls_connector(&self) -> TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in rustls::pki_types::pem::PemObject::pem_slice_iter(self.certificate.certificate.as_bytes()) {
+            roots.add(certificate.expect("certificate")).expect("root");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        TlsConnector::from(Arc::new(config))
+    }
+}
+
+/// A scripted SMTP client: sends lines, reads whole replies.
+pub struct Client<S> {
+    pub stream: S,
+    input: Vec<u8>,
+}
+
+/// One reply: its code and its lines' text (after the code and separator).
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    pub fn new(stream: S) -> Self {
+        Client { stream, input: Vec::new() }
+    }
+
+    pub async fn send(&mut self, data: &str) {
+        self.send_bytes(data.as_bytes()).await;
+    }
+
+    pub async fn send_bytes(&mut self, data: &[u8]) {
+        self.stream.write_all(data).await.expect("write");
+        self.stream.flush().await.expect("flush");
+    }
+
+    /// The next reply, or `None` once the server closed the connection.
+    pub async fn reply(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line().await?;
+            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad reply {line:?}"));
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line.get(4..).unwrap_or_default().to_string());
+            if last {
+                return Some(Reply { code, lines });
+            }
+        }
+    }
+
+    async fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(end) = self.input.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.input[..end]).into_owned();
+                self.input.drain(..end + 2);
+                return Some(line);
+            }
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(20), self.stream.read(&mut chunk))
+                .await
+                .expect("the server answers in time")
+                .ok()?;
+            if read == 0 {
+                return None;
+            }
+            self.input.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// Reads a reply and checks its code; returns its text.
+    pub async fn expect(&mut self, code: u16) -> String {
+        let reply = self.reply().await.unwrap_or_else(|| panic!("connection closed, expected {code}"));
+        assert_eq!(reply.code, code, "unexpected reply: {reply:?}");
+        reply.text()
+    }
+
+    /// Sends one command line (CRLF added) and checks the reply code.
+    pub async fn command(&mut self, line: &str, code: u16) -> String {
+        self.send(&format!("{line}\r\n")).await;
+        self.expect(code).await
+    }
+
+    /// Whether the server closed the connection (after any replies still unread).
+    pub async fn closed(&mut self) -> bool {
+        self.reply().await.is_none()
+    }
+
+    /// The stream, for a TLS upgrade; nothing may be buffered unread.
+    pub fn into_stream(self) -> S {
+        assert!(self.input.is_empty(), "unread input before the TLS upgrade");
+        self.stream
+    }
+}
+
+impl Client<DuplexStream> {
+    /// STARTTLS and the handshake; the client then has to EHLO again.
+    pub async fn starttls(mut self, connector: &TlsConnector) -> Client<tokio_rustls::client::TlsStream<DuplexStream>> {
+        self.command("STARTTLS", 220).await;
+        let stream = self.into_stream();
+        let tls =
+            connector.connect(ServerName::try_from(HOSTNAME).expect("name"), stream).await.expect("TLS handshake");
+        Client::new(tls)
+    }
+}
+
+/// `AUTH PLAIN` initial response for `user` / `password`.
+pub fn plain(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+}
+
+pub fn b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}

@@ -1,0 +1,346 @@
+//! SMTP sessions driven through in-memory streams, one test per verb family, against a real
+//! mailstore (SQLite over gRPC) and the real local spool and queue.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Fixture, b64, plain, test_settings};
+use kubemail_proto::queue::{DsnNotify, DsnReturn};
+use kubemail_smtp_ingress::session::Listener;
+use kubemail_smtp_ingress::session::Settings;
+
+const MESSAGE: &str = "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: hi\r\n\r\nHello Bob.\r\n";
+
+#[tokio::test]
+async fn ehlo_advertises_the_extensions_and_helo_is_plain() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    let ehlo = mx.command("EHLO client.example", 250).await;
+    for extension in
+        ["PIPELINING", "SIZE 65536", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN", "STARTTLS"]
+    {
+        assert!(ehlo.lines().any(|line| line == extension), "{extension} missing from {ehlo:?}");
+    }
+    assert!(!ehlo.contains("AUTH"), "no AUTH before TLS: {ehlo}");
+    let helo = mx.command("HELO client.example", 250).await;
+    assert_eq!(helo, "mx.example.org Hello client.example");
+    mx.command("NOOP", 250).await;
+    assert!(mx.command("VRFY bob", 252).await.starts_with("2.5.0"));
+    assert!(mx.command("HELP", 214).await.starts_with("2.0.0"));
+    assert!(mx.command("EXPN staff", 502).await.starts_with("5.5.1"));
+    assert!(mx.command("XYZZY", 500).await.starts_with("5.5.1"));
+    mx.command("QUIT", 221).await;
+    assert!(mx.closed().await);
+}
+
+#[tokio::test]
+async fn a_message_to_a_local_recipient_is_spooled_and_queued_before_250() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    mx.command("MAIL FROM:<sender@remote.example> RET=HDRS ENVID=env-1", 250).await;
+    mx.command("RCPT TO:<Bob@Example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.org", 250).await;
+    mx.command("RCPT TO:<al@example.org>", 250).await;
+    mx.command("DATA", 354).await;
+    mx.send(&format!("{MESSAGE}..leading dot\r\n.\r\n")).await;
+    let accepted = mx.expect(250).await;
+    let id = accepted.strip_prefix("2.0.0 OK: queued as ").expect("the reply names the queue id").to_string();
+
+    let queued = f.queued().await;
+    assert_eq!(queued.len(), 1);
+    let (envelope, body) = &queued[0];
+    assert_eq!(envelope.id, id);
+    assert_eq!(envelope.mail_from, "sender@remote.example");
+    assert_eq!(envelope.dsn_return, DsnReturn::Headers as i32);
+    assert_eq!(envelope.dsn_envid, "env-1");
+    assert_eq!(envelope.client_ip, common::CLIENT_IP);
+    assert_eq!(envelope.helo, "client.example");
+    let recipients: Vec<_> = envelope.recipients.iter().map(|r| (r.address.as_str(), r.local)).collect();
+    assert_eq!(recipients, [("Bob@example.org", true), ("al@example.org", true)]);
+    assert_eq!(envelope.recipients[0].notify, DsnNotify::Success as u32 | DsnNotify::Failure as u32);
+    assert_eq!(envelope.recipients[0].original_recipient, "rfc822;bob@example.org");
+    assert!(body.starts_with("Received: from client.example ([192.0.2.10])\r\n\tby mx.example.org (kubemail)"));
+    assert!(body.contains(&format!("with ESMTP id {id}")));
+    assert!(body.ends_with(&format!("{MESSAGE}.leading dot\r\n")), "dot-unstuffed body: {body:?}");
+    assert_eq!(envelope.size, body.len() as u64);
+}
+
+#[tokio::test]
+async fn a_bare_line_feed_dot_cannot_end_the_message_or_smuggle_another() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    mx.command("MAIL FROM:<sender@remote.example>", 250).await;
+    mx.command("RCPT TO:<bob@example.org>", 250).await;
+    mx.command("DATA", 354).await;
+    // The classic smuggling payloads: `<LF>.<LF>`, `<LF>.<CR><LF>` and `<CR>.<CR>`, each
+    // followed by a second transaction that must stay part of the first message.
+    mx.send("Subject: one\r\n\r\nfirst\n.\nMAIL FROM:<ceo@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+        .await;
+    mx.send("second\n.\r\nthird\r.\rfourth\r\n.\r\n").await;
+    mx.expect(250).await;
+    mx.command("QUIT", 221).await;
+    let queued = f.queued().await;
+    assert_eq!(queued.len(), 1, "exactly one message");
+    let body = &queued[0].1;
+    assert!(body.contains("first\r\n.\r\nMAIL FROM:<ceo@example.org>\r\n"), "{body:?}");
+    assert!(body.ends_with("second\r\n.\r\nthird\r\n.\r\nfourth\r\n"), "line endings made CRLF: {body:?}");
+}
+
+#[tokio::test]
+async fn commands_out_of_order_get_503() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    assert!(mx.command("MAIL FROM:<a@remote.example>", 503).await.starts_with("5.5.1"));
+    mx.command("EHLO client.example", 250).await;
+    mx.command("RCPT TO:<bob@example.org>", 503).await;
+    mx.command("DATA", 503).await;
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    mx.command("MAIL FROM:<a@remote.example>", 503).await;
+    assert!(mx.command("DATA", 554).await.contains("No valid recipients"));
+    mx.command("RSET", 250).await;
+    mx.command("RCPT TO:<bob@example.org>", 503).await;
+}
+
+#[tokio::test]
+async fn recipients_are_resolved_by_the_mailstore() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    mx.command("MAIL FROM:<a@remote.example> SIZE=3000", 250).await;
+    assert!(mx.command("RCPT TO:<nobody@example.org>", 550).await.starts_with("5.1.1"));
+    assert!(mx.command("RCPT TO:<carol@example.org>", 550).await.starts_with("5.2.1"), "suspended");
+    // bob's quota is 2,000 octets: a declared 3,000 can never fit.
+    assert!(mx.command("RCPT TO:<bob@example.org>", 552).await.starts_with("5.2.2"));
+    assert!(mx.command("RCPT TO:<alice+lists@example.org>", 250).await.starts_with("2.1.5"), "subaddress");
+    mx.command("RSET", 250).await;
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    for i in 0..5 {
+        mx.command(&format!("RCPT TO:<alice+{i}@example.org>"), 250).await;
+    }
+    assert!(mx.command("RCPT TO:<alice+6@example.org>", 452).await.starts_with("4.5.3"), "100 by default, 5 here");
+}
+
+#[tokio::test]
+async fn an_unauthenticated_client_cannot_relay_by_any_trick() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    for (recipient, code) in [
+        ("<victim@remote.example>", 554),
+        ("<@example.org:victim@remote.example>", 554),
+        ("<@mx.example.org,@example.org:victim@remote.example>", 554),
+        ("<victim%remote.example@example.org>", 550),
+        ("<\"victim@remote.example\"@example.org>", 550),
+        ("<victim@[192.0.2.99]>", 501),
+        ("<victim@remote.example.>", 501),
+        ("<victim!remote.example@example.org>", 550),
+    ] {
+        let reply = mx.command(&format!("RCPT TO:{recipient}"), code).await;
+        assert!(reply.starts_with('5'), "{recipient}: {reply}");
+    }
+    assert!(mx.command("DATA", 554).await.contains("No valid recipients"));
+    // Too many refusals end the session (10 by default).
+    mx.command("RCPT TO:<victim@remote.example>", 554).await;
+    assert!(mx.expect(421).await.starts_with("4.7.0"));
+    assert!(mx.closed().await);
+    assert!(f.queued().await.is_empty());
+}
+
+#[tokio::test]
+async fn size_limits_are_enforced_while_reading() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    assert!(mx.command("MAIL FROM:<a@remote.example> SIZE=1000000", 552).await.starts_with("5.3.4"));
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    mx.command("RCPT TO:<alice@example.org>", 250).await;
+    mx.command("DATA", 354).await;
+    let line = format!("{}\r\n", "x".repeat(998));
+    for _ in 0..70 {
+        mx.send(&line).await;
+    }
+    mx.send(".\r\n").await;
+    assert!(mx.expect(552).await.starts_with("5.3.4"));
+    // The session goes on: the next transaction works.
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    mx.command("RCPT TO:<alice@example.org>", 250).await;
+    mx.command("DATA", 354).await;
+    mx.send(&format!("{MESSAGE}.\r\n")).await;
+    mx.expect(250).await;
+    assert_eq!(f.queued().await.len(), 1);
+}
+
+#[tokio::test]
+async fn long_lines_and_garbage_get_errors_and_the_session_survives() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    let long = format!("NOOP {}", "a".repeat(2000));
+    assert!(mx.command(&long, 500).await.starts_with("5.5.2"));
+    mx.send_bytes(b"\x00\xff\xfe garbage \x01\r\n").await;
+    assert_eq!(mx.reply().await.expect("a reply").code, 500);
+    mx.command("MAIL FROM:<a@remote.example> FOO=bar", 555).await;
+    mx.command("MAIL FROM:<a@remote.example> BODY=BINARYMIME", 555).await;
+    mx.command("NOOP", 250).await;
+}
+
+#[tokio::test]
+async fn pipelined_commands_are_answered_in_order() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    mx.send(
+        "MAIL FROM:<a@remote.example>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<nobody@example.org>\r\n\
+         RCPT TO:<bob@example.org>\r\nDATA\r\n",
+    )
+    .await;
+    for code in [250, 250, 550, 250, 354] {
+        mx.expect(code).await;
+    }
+    mx.send(&format!("{MESSAGE}.\r\nQUIT\r\n")).await;
+    mx.expect(250).await;
+    mx.expect(221).await;
+    let queued = f.queued().await;
+    assert_eq!(queued[0].0.recipients.len(), 2);
+}
+
+#[tokio::test]
+async fn bdat_chunks_make_one_message() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    // A chunk sent without a transaction is still read, so the session stays in step.
+    mx.send("BDAT 5\r\nhello").await;
+    mx.expect(503).await;
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    mx.command("RCPT TO:<alice@example.org>", 250).await;
+    let (first, second) = MESSAGE.split_at(20);
+    mx.send(&format!("BDAT {}\r\n{first}", first.len())).await;
+    assert!(mx.expect(250).await.contains("octets received"));
+    mx.send(&format!("BDAT {} LAST\r\n{second}", second.len())).await;
+    assert!(mx.expect(250).await.contains("queued as"));
+    mx.command("DATA", 503).await;
+    let queued = f.queued().await;
+    assert!(queued[0].1.ends_with(MESSAGE));
+    // A size that cannot be read ends the session rather than misreading the chunk.
+    mx.command("BDAT 99999999999999999999999", 501).await;
+    assert!(mx.closed().await);
+}
+
+#[tokio::test]
+async fn submission_needs_tls_then_auth_then_an_owned_sender() {
+    let f = Fixture::start().await;
+    let mut plain_text = f.connect(Listener::Submission).await;
+    plain_text.command("EHLO laptop", 250).await;
+    assert!(plain_text.command("MAIL FROM:<alice@example.org>", 530).await.contains("STARTTLS"));
+    assert!(
+        plain_text
+            .command(&format!("AUTH PLAIN {}", plain("alice@example.org", "secret")), 538)
+            .await
+            .starts_with("5.7.11")
+    );
+
+    let mut tls = plain_text.starttls(&f.tls_connector()).await;
+    let ehlo = tls.command("EHLO laptop", 250).await;
+    assert!(ehlo.lines().any(|line| line == "AUTH PLAIN LOGIN"), "{ehlo}");
+    assert!(!ehlo.contains("STARTTLS"));
+    assert!(tls.command("MAIL FROM:<alice@example.org>", 530).await.starts_with("5.7.0"));
+    assert!(
+        tls.command(&format!("AUTH PLAIN {}", plain("alice@example.org", "wrong")), 535).await.starts_with("5.7.8")
+    );
+    tls.command(&format!("AUTH PLAIN {}", plain("alice@example.org", "secret")), 235).await;
+    tls.command("AUTH PLAIN", 503).await;
+    assert!(tls.command("MAIL FROM:<bob@example.org>", 553).await.starts_with("5.7.1"), "not alice's address");
+    tls.command("MAIL FROM:<>", 553).await;
+    tls.command("MAIL FROM:<al@example.org>", 250).await;
+    tls.command("RCPT TO:<friend@remote.example>", 250).await;
+    tls.command("RCPT TO:<bob@example.org>", 250).await;
+    tls.command("DATA", 354).await;
+    tls.send(&format!("{MESSAGE}.\r\n")).await;
+    tls.expect(250).await;
+    let queued = f.queued().await;
+    let (envelope, body) = &queued[0];
+    assert_eq!(envelope.auth_identity, "alice@example.org");
+    let recipients: Vec<_> = envelope.recipients.iter().map(|r| (r.address.as_str(), r.local)).collect();
+    assert_eq!(recipients, [("friend@remote.example", false), ("bob@example.org", true)]);
+    assert!(body.contains("with ESMTPSA id"), "{body}");
+    assert!(body.contains("(using TLSv1.3 with cipher"), "{body}");
+}
+
+#[tokio::test]
+async fn auth_login_and_cancellation() {
+    let f = Fixture::start().await;
+    let mut tls = f.connect(Listener::Submission).await;
+    tls.command("EHLO laptop", 250).await;
+    let mut tls = tls.starttls(&f.tls_connector()).await;
+    tls.command("EHLO laptop", 250).await;
+    assert_eq!(tls.command("AUTH LOGIN", 334).await, "VXNlcm5hbWU6");
+    assert!(tls.command("*", 501).await.starts_with("5.0.0"));
+    tls.command("AUTH PLAIN", 334).await;
+    assert!(tls.command("not base64!", 501).await.starts_with("5.5.2"));
+    assert!(tls.command("AUTH CRAM-MD5", 504).await.starts_with("5.5.4"));
+    tls.command("AUTH LOGIN", 334).await;
+    assert_eq!(tls.command(&b64("alice@example.org"), 334).await, "UGFzc3dvcmQ6");
+    tls.command(&b64("secret"), 235).await;
+}
+
+#[tokio::test]
+async fn repeated_auth_failures_close_the_session() {
+    let f = Fixture::start().await;
+    let mut tls = f.connect(Listener::Submission).await;
+    tls.command("EHLO laptop", 250).await;
+    let mut tls = tls.starttls(&f.tls_connector()).await;
+    tls.command("EHLO laptop", 250).await;
+    for _ in 0..3 {
+        tls.command(&format!("AUTH PLAIN {}", plain("alice@example.org", "guess")), 535).await;
+    }
+    assert!(tls.expect(421).await.starts_with("4.7.0"));
+    assert!(tls.closed().await);
+}
+
+#[tokio::test]
+async fn commands_pipelined_after_starttls_are_discarded() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    // RFC 3207 §4.2 / CVE-2011-0411: a plaintext command injected behind STARTTLS must not be
+    // executed inside the TLS session.
+    mx.send("STARTTLS\r\nMAIL FROM:<injected@remote.example>\r\n").await;
+    mx.expect(220).await;
+    let stream = mx.into_stream();
+    let tls = f
+        .tls_connector()
+        .connect(rustls::pki_types::ServerName::try_from(common::HOSTNAME).unwrap(), stream)
+        .await
+        .expect("handshake");
+    let mut tls = common::Client::new(tls);
+    tls.command("EHLO client.example", 250).await;
+    tls.command("MAIL FROM:<a@remote.example>", 250).await;
+}
+
+#[tokio::test]
+async fn an_idle_client_is_timed_out() {
+    let f = Fixture::with_settings(Settings { command_timeout: Duration::from_millis(300), ..test_settings() }).await;
+    let mut mx = f.connect(Listener::Mx).await;
+    assert!(mx.expect(421).await.starts_with("4.4.2"));
+    assert!(mx.closed().await);
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_transaction_finish_and_then_says_421() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    f.services.shutdown.trigger();
+    mx.command("RCPT TO:<alice@example.org>", 250).await;
+    mx.command("DATA", 354).await;
+    mx.send(&format!("{MESSAGE}.\r\n")).await;
+    mx.expect(250).await;
+    assert!(mx.expect(421).await.starts_with("4.3.2"));
+    assert!(mx.closed().await);
+    assert_eq!(f.queued().await.len(), 1);
+}
