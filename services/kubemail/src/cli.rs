@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use kubemail_runtime::config::parse_byte_size;
+use kubemail_smtp_ingress::config::LimitFlags;
 
 /// The dev gRPC address; `kubemail admin` talks to it unless told otherwise.
 pub const DEFAULT_MAILSTORE: &str = "http://127.0.0.1:7070";
@@ -57,9 +58,15 @@ pub struct DevArgs {
     /// POP3 over implicit TLS (port 995 in production).
     #[arg(long, env = "KUBEMAIL_POP3S_LISTEN", default_value = "127.0.0.1:2995")]
     pub pop3s_listen: SocketAddr,
-    /// Largest message accepted, e.g. 50MiB.
-    #[arg(long, env = "KUBEMAIL_MAX_MESSAGE_SIZE", default_value = "64MiB", value_parser = parse_byte_size)]
-    pub max_message_size: u64,
+    /// The name the SMTP server greets with and writes into Received headers.
+    #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
+    pub hostname: String,
+    /// Certificates: one subdirectory per domain with tls.crt and tls.key. Default: a
+    /// self-signed certificate for the host name, made once in <data-dir>/tls.
+    #[arg(long, env = "KUBEMAIL_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitFlags,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,10 @@
 //! `kubemail dev`: the platform in one process, for a laptop. The mailstore runs on SQLite in
 //! the data directory; the queue, spool and event bus are the local implementations on a
-//! second SQLite file. The services use the same code paths as in production.
+//! second SQLite file; smtp-ingress hands mail to them. The services use the same code paths as
+//! in production.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -11,8 +13,13 @@ use kubemail_runtime::admin_http::{self, Readiness};
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{EventBus, telemetry};
-use std::sync::Arc;
+use kubemail_smtp_ingress::handoff::Handoff;
+use kubemail_smtp_ingress::limits::ConnectionTracker;
+use kubemail_smtp_ingress::server::Listeners;
+use kubemail_smtp_ingress::session::Services;
+use kubemail_smtp_ingress::tls;
 use tokio::net::TcpListener;
+use tonic::transport::Endpoint;
 
 use crate::cli::DevArgs;
 
@@ -22,6 +29,13 @@ const DELIVERY_RECORD_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// SQLite connections for mailstore reads; writes always use one connection.
 const MAILSTORE_READERS: u32 = 4;
+
+/// Room above the SMTP size limit for the headers added on the way (Received and the like), so
+/// every message SMTP accepts also fits the mailstore.
+const HEADER_HEADROOM: u64 = 64 * 1024;
+
+/// How often certificate files are checked for changes.
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: DevArgs) -> Result<()> {
@@ -35,11 +49,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
 pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let readiness = Readiness::new();
     let mailstore_ready = readiness.component("mailstore");
+    let smtp_ready = readiness.component("smtp-ingress");
     let data_dir = &args.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
 
     let grpc = bind(args.grpc_listen, "--grpc-listen").await?;
     let http = bind(args.http_listen, "--http-listen").await?;
+    let smtp = Listeners::bind(args.smtp_listen, args.submission_listen, Some(args.submissions_listen)).await?;
     let http_server = tokio::spawn(admin_http::serve(http, readiness.clone(), shutdown.wait()));
 
     let transport = LocalTransport::open(&LocalConfig::new(data_dir.join("queue.db")))
@@ -47,18 +63,57 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         .context("opening the local queue and spool")?;
     let db = open_mailstore(data_dir).await?;
     let events: Arc<dyn EventBus> = Arc::new(transport.events.clone());
-    let store = kubemail_mailstore::store(db, events, Limits { max_message_size: args.max_message_size });
+    let max_stored = args.limits.max_message_size + HEADER_HEADROOM;
+    let store = kubemail_mailstore::store(db, events, Limits { max_message_size: max_stored });
     tokio::spawn(kubemail_mailstore::maintain(store.clone(), DELIVERY_RECORD_RETENTION, shutdown.wait()));
+    let grpc_address = grpc.local_addr().context("the gRPC listener's address")?;
+    let mailstore_server = tokio::spawn(kubemail_mailstore::serve(store, grpc, shutdown.wait()));
     mailstore_ready.set_ready(true);
+
+    let tls_dir = match &args.tls_dir {
+        Some(dir) => dir.clone(),
+        None => self_signed_dir(data_dir, &args.hostname)?,
+    };
+    let channel =
+        Endpoint::from_shared(format!("http://{grpc_address}")).context("the mailstore address")?.connect_lazy();
+    let services = Arc::new(Services {
+        mailstore: kubemail_smtp_ingress::mailstore_client(channel),
+        handoff: Handoff::new(Arc::new(transport.spool.clone()), Arc::new(transport.queue.clone())),
+        tls: Some(kubemail_smtp_ingress::tls_from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?),
+        settings: args.limits.settings(&args.hostname),
+        shutdown: shutdown.clone(),
+    });
+    let smtp_server = tokio::spawn(kubemail_smtp_ingress::server::serve(
+        smtp,
+        services,
+        ConnectionTracker::new(args.limits.connections()),
+    ));
+    smtp_ready.set_ready(true);
     tracing::info!(
         grpc = %args.grpc_listen,
         http = %args.http_listen,
+        smtp = %args.smtp_listen,
+        submission = %args.submission_listen,
+        submissions = %args.submissions_listen,
         data_dir = %data_dir.display(),
         "kubemail dev is ready"
     );
-    kubemail_mailstore::serve(store, grpc, shutdown.wait()).await.context("mailstore gRPC server")?;
+    smtp_server.await.context("smtp-ingress task")?;
+    mailstore_server.await.context("mailstore task")?.context("mailstore gRPC server")?;
     http_server.await.context("admin HTTP task")?.context("admin HTTP server")?;
     Ok(())
+}
+
+/// `<data-dir>/tls`, with a self-signed certificate for `hostname` made on first use.
+fn self_signed_dir(data_dir: &Path, hostname: &str) -> Result<PathBuf> {
+    let dir = data_dir.join("tls");
+    if !dir.join(hostname).join(tls::CERTIFICATE_FILE).exists() {
+        let pair = tls::self_signed(&[hostname.to_string()]).context("making a self-signed certificate")?;
+        tls::write_pair(&dir, hostname, &pair)
+            .with_context(|| format!("writing the self-signed certificate into {}", dir.display()))?;
+        tracing::info!(dir = %dir.display(), hostname, "made a self-signed certificate");
+    }
+    Ok(dir)
 }
 
 async fn open_mailstore(data_dir: &Path) -> Result<Db> {

@@ -1,97 +1,12 @@
 //! Black-box: the `kubemail` binary as a user runs it. `kubemail dev` in a temp data dir on
 //! free ports, driven by `kubemail admin` and `curl`.
 
-use std::io::Write;
+mod common;
+
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const KUBEMAIL: &str = env!("CARGO_BIN_EXE_kubemail");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Dev {
-    child: Child,
-    grpc: String,
-    http: String,
-}
-
-impl Dev {
-    fn start(data_dir: &Path) -> Dev {
-        let (grpc, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let mut command = Command::new(KUBEMAIL);
-        command.args(["dev", "--data-dir"]).arg(data_dir).args(["--grpc-listen", &grpc, "--http-listen", &http]);
-        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kubemail dev starts");
-        let dev = Dev { child, grpc: format!("http://{grpc}"), http };
-        dev.wait_ready();
-        dev
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let out = curl(&format!("http://{}/readyz", self.http));
-            if out.status.success() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "kubemail dev not ready after 60 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn admin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(KUBEMAIL)
-            .args(["admin", "--mailstore", &self.grpc])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubemail admin runs");
-        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// Stops with SIGTERM and returns whether the exit was clean.
-    fn terminate(mut self) -> bool {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `curl -fsS` (fails on HTTP errors), the way an operator would probe the endpoint.
-fn curl(url: &str) -> Output {
-    Command::new("curl").args(["-fsS", "--max-time", "5", url]).output().expect("curl runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(output: Output) -> String {
-    assert!(output.status.success(), "command failed: {}", text(&output.stderr));
-    text(&output.stdout)
-}
+use common::{Dev, KUBEMAIL, curl, free_port, ok, text};
 
 #[test]
 fn admin_cli_manages_a_running_dev_platform() {

@@ -50,11 +50,8 @@ impl Db {
         sqlx::any::install_default_drivers();
         let db = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let half = max_connections.div_ceil(2).max(1);
-            let general = AnyPoolOptions::new()
-                .max_connections(half)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect(url)
-                .await?;
+            let general =
+                AnyPoolOptions::new().max_connections(half).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
             let hot = PgPoolOptions::new().max_connections(half).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
             Db { backend: Backend::Postgres, reader: general.clone(), writer: general, postgres: Some(hot) }
         } else if url.starts_with("sqlite:") {

@@ -310,7 +310,8 @@ async fn deliveries_racing_folder_changes_keep_usage_exact(backend: Backend) {
     const PER_WORKER: usize = 15;
     let mut f = Fixture::start(backend).await;
     let alice = f.account("alice@example.org", 0, 0).await;
-    let create = move |name: &str| CreateMailboxRequest { account_id: alice, name: name.into(), special_use: String::new() };
+    let create =
+        move |name: &str| CreateMailboxRequest { account_id: alice, name: name.into(), special_use: String::new() };
     f.mailstore.create_mailbox(create("Lists")).await.unwrap();
 
     let deliveries = (0..WORKERS).map(|worker| {
@@ -330,7 +331,10 @@ async fn deliveries_racing_folder_changes_keep_usage_exact(backend: Backend) {
     let folder_changes = tokio::spawn(async move {
         for _ in 0..PER_WORKER {
             let outcomes = [
-                changer.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Lists".into() }).await.map(drop),
+                changer
+                    .delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Lists".into() })
+                    .await
+                    .map(drop),
                 changer.create_mailbox(create("Lists")).await.map(drop),
                 changer
                     .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Lists".into(), to: "Old".into() })

@@ -1,16 +1,114 @@
 //! kubemail smtp-ingress: the ESMTP server for MX (25), submission (587) and submissions (465).
 //! It accepts mail only after the body is in the spool and the envelope in the queue.
 //!
+//! - [`config`] — the service's flags.
+//! - [`server`] — listeners, implicit TLS, per-address limits, graceful shutdown.
 //! - [`session`] — one SMTP connection: the state machine, one file per verb family.
 //! - [`reply`] — replies with enhanced status codes.
 //! - [`address`] — checks on envelope addresses.
 //! - [`handoff`] — spool and queue: the durable hand-off behind every `250`.
 //! - [`received`] — the Received trace header and RFC 5322 dates.
-//! - [`tls`] — TLS server configurations, self-signed certificates.
+//! - [`tls`] — certificates per domain chosen by SNI and reloaded on change; self-signed ones.
+//! - [`limits`] — connections per client address, at once and per minute.
 
 pub mod address;
+pub mod config;
 pub mod handoff;
+pub mod limits;
 pub mod received;
 pub mod reply;
+pub mod server;
 pub mod session;
 pub mod tls;
+
+use std::sync::Arc;
+
+use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
+use kubemail_runtime::admin_http::{self, Readiness};
+use kubemail_runtime::nats::{NatsConfig, NatsTransport};
+use kubemail_runtime::propagation;
+use kubemail_runtime::shutdown::Shutdown;
+use tokio_rustls::TlsAcceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use handoff::Handoff;
+use limits::ConnectionTracker;
+use server::Listeners;
+use session::Services;
+use tls::CertificateStore;
+
+/// The mailstore client, passing the trace context on with every call.
+pub type MailstoreClient = MailStoreClient<InterceptedService<Channel, TraceInterceptor>>;
+type TraceInterceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+
+/// A mailstore client on `channel`.
+pub fn mailstore_client(channel: Channel) -> MailstoreClient {
+    MailStoreClient::with_interceptor(channel, propagation::grpc_client_interceptor as TraceInterceptor)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The service could not start: a port is taken, NATS or the certificates are unusable.
+    #[error("{0}")]
+    Startup(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// The certificates of `dir`, watched for changes until `shutdown`, and the acceptor using them.
+pub fn tls_from_dir(
+    dir: &std::path::Path,
+    reload_interval: std::time::Duration,
+    shutdown: &Shutdown,
+) -> Result<TlsAcceptor, Error> {
+    let store = Arc::new(CertificateStore::open(dir)?);
+    tokio::spawn(store.clone().watch(reload_interval, shutdown.wait()));
+    Ok(TlsAcceptor::from(tls::store_config(store)?))
+}
+
+/// Runs the service until `shutdown`: the SMTP listeners, the mailstore client, the NATS spool
+/// and queue, and the admin HTTP endpoint (ready once NATS is connected and the listeners are
+/// bound).
+pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error> {
+    let readiness = Readiness::new();
+    let ready = readiness.component("smtp-ingress");
+    let http = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| Error::Startup(format!("cannot listen on {} (--http-listen): {e}", config.http_listen)))?;
+    let http_server = tokio::spawn(admin_http::serve(http, readiness, shutdown.wait()));
+    let tls = match &config.tls_dir {
+        Some(dir) => Some(tls_from_dir(dir, config.tls_reload_interval, &shutdown)?),
+        None => {
+            tracing::warn!("no --tls-dir: STARTTLS is not offered and port 465 is not served");
+            None
+        }
+    };
+    let listeners = Listeners::bind(
+        config.smtp_listen,
+        config.submission_listen,
+        tls.is_some().then_some(config.submissions_listen),
+    )
+    .await?;
+    let channel = Endpoint::from_shared(config.mailstore.clone())
+        .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
+        .connect_lazy();
+    let transport = NatsTransport::connect(&NatsConfig { url: config.nats_url.clone(), ..Default::default() })
+        .await
+        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+    let services = Arc::new(Services {
+        mailstore: mailstore_client(channel),
+        handoff: Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue)),
+        tls,
+        settings: config.limits.settings(&config.hostname),
+        shutdown: shutdown.clone(),
+    });
+    let tracker = ConnectionTracker::new(config.limits.connections());
+    ready.set_ready(true);
+    tracing::info!(smtp = %config.smtp_listen, submission = %config.submission_listen, "smtp-ingress is ready");
+    server::serve(listeners, services, tracker).await;
+    match http_server.await {
+        Ok(result) => result.map_err(|e| Error::Startup(format!("admin HTTP: {e}"))),
+        Err(e) => Err(Error::Startup(format!("admin HTTP task: {e}"))),
+    }
+}

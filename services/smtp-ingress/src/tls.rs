@@ -1,18 +1,35 @@
-//! TLS for the SMTP listeners: server configurations from PEM files, and self-signed
-//! certificates for `kubemail dev` and tests.
+//! TLS for the SMTP listeners: one certificate per domain, chosen by SNI and reloaded when its
+//! files change; self-signed certificates for `kubemail dev` and tests.
+//!
+//! The certificate directory holds one subdirectory per domain with `tls.crt` (the chain, PEM)
+//! and `tls.key`: the layout of a Kubernetes TLS Secret mounted as a volume, so cert-manager
+//! renewals reach the server without a restart. A client asking for `mx.example.org` gets the
+//! certificate of `mx.example.org/`, else of its closest parent domain (`example.org/`), else
+//! the default one (`default/`, or the first domain in name order).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+pub const CERTIFICATE_FILE: &str = "tls.crt";
+pub const KEY_FILE: &str = "tls.key";
+/// The subdirectory served when SNI names no known domain.
+pub const DEFAULT_DOMAIN: &str = "default";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("certificate: {0}")]
-    Certificate(String),
-    #[error("private key: {0}")]
-    Key(String),
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("no certificate directories (*/tls.crt and */tls.key) in {0}")]
+    Empty(PathBuf),
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
     #[error("self-signed certificate: {0}")]
@@ -32,19 +49,253 @@ pub fn self_signed(names: &[String]) -> Result<PemPair, TlsError> {
     Ok(PemPair { certificate: generated.cert.pem(), key: generated.signing_key.serialize_pem() })
 }
 
-/// A server configuration presenting `pair`, TLS 1.2 and 1.3, ring's algorithms.
-pub fn server_config(pair: &PemPair) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = CertificateDer::pem_slice_iter(pair.certificate.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Certificate(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(TlsError::Certificate("no certificate in the PEM data".into()));
+/// Writes `pair` as `dir/domain/tls.crt` and `tls.key` (the key readable by the owner only).
+pub fn write_pair(dir: &Path, domain: &str, pair: &PemPair) -> std::io::Result<()> {
+    let domain_dir = dir.join(domain);
+    std::fs::create_dir_all(&domain_dir)?;
+    std::fs::write(domain_dir.join(CERTIFICATE_FILE), &pair.certificate)?;
+    let key = domain_dir.join(KEY_FILE);
+    std::fs::write(&key, &pair.key)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
     }
-    let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).map_err(|e| TlsError::Key(e.to_string()))?;
+    Ok(())
+}
+
+/// A server configuration presenting `pair` whatever name the client asks for.
+pub fn server_config(pair: &PemPair) -> Result<Arc<ServerConfig>, TlsError> {
+    let key = certified_key(pair, Path::new("<memory>"))?;
+    let store = CertificateStore { dir: PathBuf::new(), loaded: RwLock::new(Loaded::single(key)) };
+    store_config(Arc::new(store))
+}
+
+/// A server configuration that asks `store` for the certificate of each handshake.
+pub fn store_config(store: Arc<CertificateStore>) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(store);
     Ok(Arc::new(config))
+}
+
+/// The certificates of a directory, by domain, kept current by [`CertificateStore::reload`].
+pub struct CertificateStore {
+    dir: PathBuf,
+    loaded: RwLock<Loaded>,
+}
+
+#[derive(Default)]
+struct Loaded {
+    by_domain: BTreeMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+    /// What the files looked like when read, to notice a change.
+    stamps: BTreeMap<PathBuf, (SystemTime, u64)>,
+}
+
+impl Loaded {
+    fn single(key: Arc<CertifiedKey>) -> Self {
+        Loaded { default: Some(key), ..Default::default() }
+    }
+}
+
+impl fmt::Debug for CertificateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let domains: Vec<String> =
+            self.loaded.read().map(|l| l.by_domain.keys().cloned().collect()).unwrap_or_default();
+        f.debug_struct("CertificateStore").field("dir", &self.dir).field("domains", &domains).finish()
+    }
+}
+
+impl CertificateStore {
+    /// Loads every `dir/<domain>/tls.{crt,key}`; at least one must be valid.
+    pub fn open(dir: &Path) -> Result<CertificateStore, TlsError> {
+        let store = CertificateStore { dir: dir.to_path_buf(), loaded: RwLock::new(Loaded::default()) };
+        store.load()?;
+        Ok(store)
+    }
+
+    /// The domains with a certificate.
+    pub fn domains(&self) -> Vec<String> {
+        self.loaded.read().map(|l| l.by_domain.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Reads the directory again if any file changed (or appeared, or went). A certificate that
+    /// fails to load keeps its previous version in service.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let stamps = stamps(&self.dir);
+        if self.loaded.read().is_ok_and(|loaded| loaded.stamps == stamps) {
+            return Ok(false);
+        }
+        self.load()?;
+        Ok(true)
+    }
+
+    fn load(&self) -> Result<(), TlsError> {
+        let stamps = stamps(&self.dir);
+        let previous: BTreeMap<String, Arc<CertifiedKey>> =
+            self.loaded.read().map(|l| l.by_domain.clone()).unwrap_or_default();
+        let mut by_domain = BTreeMap::new();
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| TlsError::File { path: self.dir.clone(), message: e.to_string() })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(domain) = path.file_name().and_then(|n| n.to_str()).map(str::to_lowercase) else { continue };
+            // Kubernetes volume internals (`..data`, `..2026_…`) are not domains.
+            if domain.starts_with('.') || !path.join(CERTIFICATE_FILE).exists() {
+                continue;
+            }
+            match read_pair(&path).and_then(|pair| certified_key(&pair, &path)) {
+                Ok(key) => {
+                    by_domain.insert(domain, key);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "certificate not loaded");
+                    if let Some(key) = previous.get(&domain) {
+                        by_domain.insert(domain, key.clone());
+                    }
+                }
+            }
+        }
+        if by_domain.is_empty() {
+            return Err(TlsError::Empty(self.dir.clone()));
+        }
+        let default = by_domain.get(DEFAULT_DOMAIN).or_else(|| by_domain.values().next()).cloned();
+        let mut loaded = self.loaded.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *loaded = Loaded { by_domain, default, stamps };
+        tracing::info!(domains = ?loaded.by_domain.keys().collect::<Vec<_>>(), "TLS certificates loaded");
+        Ok(())
+    }
+
+    /// The certificate for a client asking for `server_name`.
+    fn resolve_name(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let loaded = self.loaded.read().ok()?;
+        let mut name = server_name.map(|n| n.trim_end_matches('.').to_lowercase());
+        while let Some(candidate) = name {
+            if let Some(key) = loaded.by_domain.get(&candidate) {
+                return Some(key.clone());
+            }
+            name = candidate.split_once('.').map(|(_, parent)| parent.to_string()).filter(|p| p.contains('.'));
+        }
+        loaded.default.clone()
+    }
+
+    /// Checks the directory every `interval` until `shutdown`, reloading what changed.
+    pub async fn watch(self: Arc<Self>, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticks.tick() => {
+                    if let Err(error) = self.reload() {
+                        tracing::warn!(%error, "TLS certificates not reloaded; the loaded ones stay in service");
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for CertificateStore {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.resolve_name(client_hello.server_name())
+    }
+}
+
+/// Modification time and length of every file under `dir` (one level of subdirectories),
+/// following symlinks as a mounted Secret's files are.
+fn stamps(dir: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
+    let mut stamps = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return stamps };
+    for entry in entries.flatten() {
+        for file in [CERTIFICATE_FILE, KEY_FILE] {
+            let path = entry.path().join(file);
+            if let Ok(metadata) = std::fs::metadata(&path) {
+                stamps.insert(path, (metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH), metadata.len()));
+            }
+        }
+    }
+    stamps
+}
+
+fn read_pair(dir: &Path) -> Result<PemPair, TlsError> {
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read_to_string(&path).map_err(|e| TlsError::File { path, message: e.to_string() })
+    };
+    Ok(PemPair { certificate: read(CERTIFICATE_FILE)?, key: read(KEY_FILE)? })
+}
+
+fn certified_key(pair: &PemPair, origin: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let bad = |message: String| TlsError::File { path: origin.to_path_buf(), message };
+    let chain = CertificateDer::pem_slice_iter(pair.certificate.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad("no certificate in the PEM data".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).map_err(|e| bad(format!("private key: {e}")))?;
+    let signing_key =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| bad(format!("private key: {e}")))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing_key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(key: &CertifiedKey) -> Vec<u8> {
+        key.cert[0].to_vec()
+    }
+
+    #[test]
+    fn sni_picks_the_domain_then_its_parent_then_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairs: Vec<_> = ["example.org", "mx.example.net", "default"]
+            .iter()
+            .map(|domain| {
+                let pair = self_signed(&[domain.to_string()]).unwrap();
+                write_pair(dir.path(), domain, &pair).unwrap();
+                (domain.to_string(), pair)
+            })
+            .collect();
+        let store = CertificateStore::open(dir.path()).unwrap();
+        let der = |domain: &str| {
+            let pair = &pairs.iter().find(|(d, _)| d == domain).unwrap().1;
+            CertificateDer::pem_slice_iter(pair.certificate.as_bytes()).next().unwrap().unwrap().to_vec()
+        };
+        let served = |name: Option<&str>| fingerprint(&store.resolve_name(name).unwrap());
+        assert_eq!(served(Some("example.org")), der("example.org"));
+        assert_eq!(served(Some("MX.Example.ORG.")), der("example.org"), "parent domain, any case");
+        assert_eq!(served(Some("mx.example.net")), der("mx.example.net"));
+        assert_eq!(served(Some("example.net")), der("default"), "a child's certificate is not the parent's");
+        assert_eq!(served(None), der("default"));
+    }
+
+    #[test]
+    fn changed_files_are_reloaded_and_broken_ones_keep_the_old_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        write_pair(dir.path(), "example.org", &self_signed(&["example.org".into()]).unwrap()).unwrap();
+        let store = CertificateStore::open(dir.path()).unwrap();
+        let before = fingerprint(&store.resolve_name(Some("example.org")).unwrap());
+        assert!(!store.reload().unwrap(), "nothing changed");
+
+        let renewed = self_signed(&["example.org".into()]).unwrap();
+        // Another length as well as another time, in case both writes fall in one mtime tick.
+        let mut certificate = renewed.certificate.clone();
+        certificate.push('\n');
+        write_pair(dir.path(), "example.org", &PemPair { certificate, key: renewed.key.clone() }).unwrap();
+        assert!(store.reload().unwrap());
+        let after = fingerprint(&store.resolve_name(Some("example.org")).unwrap());
+        assert_ne!(before, after, "the renewed certificate is served");
+
+        std::fs::write(dir.path().join("example.org").join(KEY_FILE), "not a key").unwrap();
+        assert!(store.reload().unwrap());
+        assert_eq!(fingerprint(&store.resolve_name(Some("example.org")).unwrap()), after, "the last good one stays");
+        assert!(matches!(CertificateStore::open(tempfile::tempdir().unwrap().path()), Err(TlsError::Empty(_))));
+    }
 }

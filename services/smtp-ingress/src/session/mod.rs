@@ -21,14 +21,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_proto::queue::Recipient;
 use kubemail_runtime::shutdown::Shutdown;
 use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
-use tonic::transport::Channel;
 
+use crate::MailstoreClient;
 use crate::address::Address;
 use crate::handoff::Handoff;
 use crate::reply::{Reply, replies};
@@ -57,7 +56,8 @@ impl Listener {
     }
 }
 
-/// Limits and names shared by every session of a service.
+/// Limits and names shared by every session of a service; the defaults are those of the
+/// flags in [`crate::config::LimitFlags`].
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The name this server greets with and writes in Received headers.
@@ -78,25 +78,9 @@ pub struct Settings {
     pub allow_plaintext_auth: bool,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            hostname: "localhost".into(),
-            max_message_size: 50 * 1024 * 1024,
-            max_recipients: 100,
-            max_errors: 10,
-            command_timeout: Duration::from_secs(300),
-            data_timeout: Duration::from_secs(180),
-            max_auth_failures: 3,
-            auth_failure_delay: Duration::from_secs(1),
-            allow_plaintext_auth: false,
-        }
-    }
-}
-
 /// What sessions share: the mailstore, the hand-off, TLS and the settings.
 pub struct Services {
-    pub mailstore: MailStoreClient<Channel>,
+    pub mailstore: MailstoreClient,
     pub handoff: Handoff,
     /// `None` when no certificate is configured: STARTTLS is then not offered.
     pub tls: Option<TlsAcceptor>,
@@ -137,8 +121,8 @@ enum Flow {
     Close,
 }
 
-/// Serves one connection until it ends. `tls` says whether `stream` is already TLS-wrapped by
-/// the caller (implicit TLS on port 465) — then pass it as [`Connection::Tls`].
+/// Serves one connection until it ends. For implicit TLS (port 465) the caller completes the
+/// handshake and passes [`Connection::Tls`].
 pub async fn serve<S>(connection: Connection<S>, client_ip: IpAddr, listener: Listener, services: Arc<Services>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,

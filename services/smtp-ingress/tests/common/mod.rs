@@ -10,7 +10,6 @@ use std::time::Duration;
 use kubemail_proto::Message as _;
 use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::admin::{UpsertAccountRequest, UpsertDomainRequest};
-use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_proto::queue::Envelope;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::shutdown::Shutdown;
@@ -49,10 +48,12 @@ pub fn test_settings() -> Settings {
         hostname: HOSTNAME.into(),
         max_message_size: 64 * 1024,
         max_recipients: 5,
+        max_errors: 10,
         command_timeout: Duration::from_secs(10),
         data_timeout: Duration::from_secs(10),
+        max_auth_failures: 3,
         auth_failure_delay: Duration::ZERO,
-        ..Settings::default()
+        allow_plaintext_auth: false,
     }
 }
 
@@ -108,7 +109,7 @@ impl Fixture {
         let certificate = tls::self_signed(&[HOSTNAME.to_string()]).expect("certificate");
         let acceptor = TlsAcceptor::from(tls::server_config(&certificate).expect("TLS config"));
         let services = Arc::new(Services {
-            mailstore: MailStoreClient::new(channel),
+            mailstore: kubemail_smtp_ingress::mailstore_client(channel),
             handoff: Handoff::new(Arc::new(transport.spool.clone()), Arc::new(transport.queue.clone())),
             tls: Some(acceptor),
             settings,

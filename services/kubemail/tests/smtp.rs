@@ -1,0 +1,165 @@
+//! Black-box: `kubemail dev`'s SMTP listeners with real clients — swaks (STARTTLS + AUTH on
+//! submission, implicit TLS on submissions, pipelining on MX) and Python's smtplib — and what
+//! they queued, read back from the dev queue and spool after a clean stop.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{Dev, ok, text};
+use kubemail_proto::Message as _;
+use kubemail_proto::queue::Envelope;
+use kubemail_runtime::local::{LocalConfig, LocalTransport};
+use kubemail_runtime::{Queue, Spool};
+
+fn swaks(server: &str, args: &[&str]) -> Output {
+    Command::new("swaks")
+        .args(["--server", server, "--helo", "client.test", "--timeout", "20"])
+        .args(args)
+        // swaks asks for anything missing on its terminal; a test has none to offer.
+        .stdin(Stdio::null())
+        .output()
+        .expect("swaks runs")
+}
+
+/// The queue id from swaks' transcript of a `250 2.0.0 OK: queued as <id>`.
+fn queued_id(output: &Output) -> String {
+    let transcript = text(&output.stdout);
+    assert!(output.status.success(), "swaks failed:\n{transcript}{}", text(&output.stderr));
+    let line = transcript.lines().find(|l| l.contains("queued as")).unwrap_or_else(|| panic!("{transcript}"));
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn real_clients_submit_and_deliver_over_every_listener() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = Dev::start(data.path());
+    ok(dev.admin(&["domain", "add", "example.org"], None));
+    ok(dev.admin(&["mailbox", "add", "alice@example.org", "--password-stdin"], Some("s3cret\n")));
+    ok(dev.admin(&["mailbox", "add", "bob@example.org", "--password-stdin"], Some("hunter2\n")));
+
+    // MX: anyone may send to a local mailbox, with pipelining.
+    let mx = queued_id(&swaks(
+        &dev.smtp,
+        &["--pipeline", "--from", "someone@remote.test", "--to", "bob@example.org", "--header", "Subject: mx"],
+    ));
+    // MX refuses relaying, and submission refuses mail without TLS and AUTH.
+    let relay = swaks(&dev.smtp, &["--from", "someone@remote.test", "--to", "victim@remote.test"]);
+    assert!(!relay.status.success());
+    assert!(text(&relay.stdout).contains("554 5.7.1"), "{}", text(&relay.stdout));
+    let anonymous = swaks(&dev.submission, &["--from", "alice@example.org", "--to", "friend@remote.test"]);
+    assert!(text(&anonymous.stdout).contains("530 5.7.0"), "{}", text(&anonymous.stdout));
+
+    // Submission: STARTTLS, then AUTH PLAIN; the message may go out to a remote address.
+    let submitted = queued_id(&swaks(
+        &dev.submission,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@example.org",
+            "--auth-password",
+            "s3cret",
+            "--from",
+            "alice@example.org",
+            "--to",
+            "friend@remote.test,bob@example.org",
+            "--header",
+            "Subject: submission",
+        ],
+    ));
+    // Submissions: implicit TLS (RFC 8314), AUTH LOGIN.
+    let implicit = queued_id(&swaks(
+        &dev.submissions,
+        &[
+            "--tls-on-connect",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "bob@example.org",
+            "--auth-password",
+            "hunter2",
+            "--from",
+            "bob@example.org",
+            "--to",
+            "alice@example.org",
+            "--header",
+            "Subject: submissions",
+        ],
+    ));
+    // A wrong password is refused with 535 5.7.8.
+    let wrong = swaks(
+        &dev.submissions,
+        &[
+            "--tls-on-connect",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "bob@example.org",
+            "--auth-password",
+            "nope",
+            "--from",
+            "bob@example.org",
+            "--to",
+            "alice@example.org",
+            "--quit-after",
+            "AUTH",
+        ],
+    );
+    assert!(text(&wrong.stdout).contains("535 5.7.8"), "{}", text(&wrong.stdout));
+
+    // Python's smtplib over STARTTLS, as an application would send.
+    let script = r#"
+import smtplib, ssl, sys
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+host, port = sys.argv[1].rsplit(":", 1)
+with smtplib.SMTP(host, int(port), timeout=20) as smtp:
+    smtp.starttls(context=context)
+    smtp.login("alice@example.org", "s3cret")
+    refused = smtp.sendmail("alice@example.org", ["bob@example.org"],
+        "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: smtplib\r\n\r\nHi Bob\r\n")
+    assert not refused, refused
+    code, _ = smtp.noop()
+    print(code)
+"#;
+    let python = Command::new("python3").args(["-c", script, &dev.submission]).output().expect("python3 runs");
+    assert!(python.status.success(), "smtplib: {}", text(&python.stderr));
+    assert_eq!(text(&python.stdout).trim(), "250");
+
+    assert!(dev.terminate(), "kubemail dev exits 0 on SIGTERM");
+
+    // Everything acknowledged is in the queue, with its body in the spool.
+    let queued = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let transport = LocalTransport::open(&LocalConfig::new(data.path().join("queue.db"))).await.unwrap();
+        let mut queued = Vec::new();
+        for lease in transport.queue.pull(100, Duration::from_millis(100)).await.unwrap() {
+            let envelope = Envelope::decode(lease.payload.clone()).unwrap();
+            let body = transport.spool.get(&envelope.id).await.unwrap().expect("the body is spooled");
+            queued.push((envelope, text(&body)));
+        }
+        queued
+    });
+    assert_eq!(queued.len(), 4, "four messages accepted, four queued");
+    let ids: BTreeSet<&str> = queued.iter().map(|(e, _)| e.id.as_str()).collect();
+    assert!(ids.contains(mx.as_str()) && ids.contains(submitted.as_str()) && ids.contains(implicit.as_str()));
+    let by_subject = |subject: &str| {
+        queued
+            .iter()
+            .find(|(_, body)| body.contains(&format!("Subject: {subject}")))
+            .unwrap_or_else(|| panic!("{subject}"))
+    };
+    let (envelope, body) = by_subject("submission");
+    assert_eq!(envelope.auth_identity, "alice@example.org");
+    let recipients: Vec<_> = envelope.recipients.iter().map(|r| (r.address.as_str(), r.local)).collect();
+    assert_eq!(recipients, [("friend@remote.test", false), ("bob@example.org", true)]);
+    assert!(body.starts_with("Received: from client.test"), "{body}");
+    assert!(body.contains("with ESMTPSA"), "{body}");
+    assert!(by_subject("submissions").1.contains("with ESMTPSA"));
+    assert!(by_subject("mx").1.contains("with ESMTP id"));
+    assert!(by_subject("smtplib").0.mail_from == "alice@example.org");
+}

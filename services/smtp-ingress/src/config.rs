@@ -1,0 +1,100 @@
+//! The smtp-ingress service's configuration: every flag, its environment variable and default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kubemail_runtime::config::{parse_byte_size, parse_duration};
+
+use crate::limits::ConnectionLimits;
+use crate::session::Settings;
+
+/// Flags of the standalone `smtp-ingress` binary.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "smtp-ingress", version, about = "kubemail smtp-ingress: the ESMTP server for MX and submission")]
+pub struct Config {
+    /// MX: mail for local domains from anyone.
+    #[arg(long, env = "KUBEMAIL_SMTP_LISTEN", default_value = "0.0.0.0:25")]
+    pub smtp_listen: SocketAddr,
+    /// Submission with STARTTLS and AUTH.
+    #[arg(long, env = "KUBEMAIL_SUBMISSION_LISTEN", default_value = "0.0.0.0:587")]
+    pub submission_listen: SocketAddr,
+    /// Submission over implicit TLS (needs --tls-dir).
+    #[arg(long, env = "KUBEMAIL_SUBMISSIONS_LISTEN", default_value = "0.0.0.0:465")]
+    pub submissions_listen: SocketAddr,
+    /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
+    #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
+    pub http_listen: SocketAddr,
+    /// The name this server greets with and writes into Received headers (the MX host name).
+    #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
+    pub hostname: String,
+    /// The mailstore's gRPC address.
+    #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = "http://127.0.0.1:7070")]
+    pub mailstore: String,
+    /// NATS server holding the spool and the queue.
+    #[arg(long, env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Certificates: one subdirectory per domain with tls.crt and tls.key (a mounted TLS
+    /// Secret each). Without it, STARTTLS is not offered and port 465 is not served.
+    #[arg(long, env = "KUBEMAIL_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "KUBEMAIL_TLS_RELOAD_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+    #[command(flatten)]
+    pub limits: LimitFlags,
+}
+
+/// The delay added to a failed AUTH reply, times the session's failures so far: slows password
+/// guessing without hurting a user who mistyped.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+/// The protocol limits, shared by the service and `kubemail dev`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LimitFlags {
+    /// Largest message accepted, e.g. 50MiB (advertised as SIZE).
+    #[arg(long, env = "KUBEMAIL_MAX_MESSAGE_SIZE", default_value = "50MiB", value_parser = parse_byte_size)]
+    pub max_message_size: u64,
+    /// Recipients per message.
+    #[arg(long, env = "KUBEMAIL_MAX_RECIPIENTS", default_value_t = 100)]
+    pub max_recipients: usize,
+    /// Refused commands after which a session is closed.
+    #[arg(long, env = "KUBEMAIL_MAX_ERRORS", default_value_t = 10)]
+    pub max_errors: u32,
+    /// Failed AUTH attempts after which a session is closed.
+    #[arg(long, env = "KUBEMAIL_MAX_AUTH_FAILURES", default_value_t = 3)]
+    pub max_auth_failures: u32,
+    /// Connections open at once from one client address (0 = no limit).
+    #[arg(long, env = "KUBEMAIL_MAX_CONNECTIONS_PER_IP", default_value_t = 20)]
+    pub max_connections_per_ip: u32,
+    /// New connections per minute from one client address (0 = no limit).
+    #[arg(long, env = "KUBEMAIL_CONNECTION_RATE_PER_IP", default_value_t = 120)]
+    pub connection_rate_per_ip: u32,
+    /// How long a session waits for the next command (RFC 5321 §4.5.3.2.7: at least 5m).
+    #[arg(long, env = "KUBEMAIL_SMTP_COMMAND_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub command_timeout: Duration,
+    /// How long a session waits for more of a message body.
+    #[arg(long, env = "KUBEMAIL_SMTP_DATA_TIMEOUT", default_value = "3m", value_parser = parse_duration)]
+    pub data_timeout: Duration,
+}
+
+impl LimitFlags {
+    /// The session settings these limits make, for a server named `hostname`.
+    pub fn settings(&self, hostname: &str) -> Settings {
+        Settings {
+            hostname: hostname.to_string(),
+            max_message_size: self.max_message_size,
+            max_recipients: self.max_recipients,
+            max_errors: self.max_errors,
+            command_timeout: self.command_timeout,
+            data_timeout: self.data_timeout,
+            max_auth_failures: self.max_auth_failures,
+            auth_failure_delay: AUTH_FAILURE_DELAY,
+            allow_plaintext_auth: false,
+        }
+    }
+
+    pub fn connections(&self) -> ConnectionLimits {
+        ConnectionLimits { per_ip: self.max_connections_per_ip, per_ip_per_minute: self.connection_rate_per_ip }
+    }
+}
