@@ -78,7 +78,11 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         Endpoint::from_shared(format!("http://{grpc_address}")).context("the mailstore address")?.connect_lazy();
     let services = Arc::new(Services {
         mailstore: kubemail_smtp_ingress::mailstore_client(channel),
-        handoff: Handoff::new(Arc::new(transport.spool.clone()), Arc::new(transport.queue.clone())),
+        handoff: Handoff::new(
+            Arc::new(transport.spool.clone()),
+            Arc::new(transport.queue.clone()),
+            args.limits.handoff_timeout,
+        ),
         tls: Some(kubemail_smtp_ingress::tls_from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?),
         settings: args.limits.settings(&args.hostname),
         shutdown: shutdown.clone(),

@@ -76,6 +76,11 @@ pub struct LimitFlags {
     /// How long a session waits for more of a message body.
     #[arg(long, env = "KUBEMAIL_SMTP_DATA_TIMEOUT", default_value = "3m", value_parser = parse_duration)]
     pub data_timeout: Duration,
+    /// How long the spool, then the queue, may take to acknowledge a message before the client
+    /// is told to try again (451); well inside the 10 minutes a client waits for the reply to
+    /// its data (RFC 5321 §4.5.3.2.6).
+    #[arg(long, env = "KUBEMAIL_HANDOFF_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub handoff_timeout: Duration,
 }
 
 impl LimitFlags {

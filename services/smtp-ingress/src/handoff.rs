@@ -10,17 +10,13 @@ use kubemail_proto::Message as _;
 use kubemail_proto::queue::Envelope;
 use kubemail_runtime::{Headers, Queue, QueueMessage, Spool, propagation};
 
-/// How long the spool or the queue may take to acknowledge before the client gets `451`; well
-/// inside the 10 minutes a client waits for the reply to the end of data (RFC 5321 §4.5.3.2.6).
-const ACKNOWLEDGE_TIMEOUT: Duration = Duration::from_secs(30);
-
 #[derive(Debug, thiserror::Error)]
 pub enum HandoffError {
     #[error("spool: {0}")]
     Spool(kubemail_runtime::Error),
     #[error("queue: {0}")]
     Queue(kubemail_runtime::Error),
-    #[error("{0} did not acknowledge within {ACKNOWLEDGE_TIMEOUT:?}")]
+    #[error("{0} did not acknowledge in time")]
     Timeout(&'static str),
 }
 
@@ -29,18 +25,20 @@ pub enum HandoffError {
 pub struct Handoff {
     spool: Arc<dyn Spool>,
     queue: Arc<dyn Queue>,
+    /// How long the spool, then the queue, may take to acknowledge.
+    timeout: Duration,
 }
 
 impl Handoff {
-    pub fn new(spool: Arc<dyn Spool>, queue: Arc<dyn Queue>) -> Self {
-        Handoff { spool, queue }
+    pub fn new(spool: Arc<dyn Spool>, queue: Arc<dyn Queue>, timeout: Duration) -> Self {
+        Handoff { spool, queue, timeout }
     }
 
     /// Stores `body` under the envelope's id, then queues the envelope with the current trace
     /// context. Returns the id once both are durable.
     pub async fn store(&self, mut envelope: Envelope, body: Bytes) -> Result<String, HandoffError> {
         let id = envelope.id.clone();
-        match tokio::time::timeout(ACKNOWLEDGE_TIMEOUT, self.spool.put(&id, body)).await {
+        match tokio::time::timeout(self.timeout, self.spool.put(&id, body)).await {
             Err(_) => return Err(HandoffError::Timeout("the spool")),
             Ok(Err(error)) => return Err(HandoffError::Spool(error)),
             Ok(Ok(())) => {}
@@ -49,7 +47,7 @@ impl Handoff {
         propagation::inject_headers(&mut headers);
         envelope.trace_context = headers.clone().into_iter().collect();
         let message = QueueMessage { id: id.clone(), payload: envelope.encode_to_vec().into(), headers };
-        let published = match tokio::time::timeout(ACKNOWLEDGE_TIMEOUT, self.queue.publish(message)).await {
+        let published = match tokio::time::timeout(self.timeout, self.queue.publish(message)).await {
             Err(_) => Err(HandoffError::Timeout("the queue")),
             Ok(Err(error)) => Err(HandoffError::Queue(error)),
             Ok(Ok(_)) => Ok(id.clone()),

@@ -98,7 +98,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
     let services = Arc::new(Services {
         mailstore: mailstore_client(channel),
-        handoff: Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue)),
+        handoff: Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue), config.limits.handoff_timeout),
         tls,
         settings: config.limits.settings(&config.hostname),
         shutdown: shutdown.clone(),

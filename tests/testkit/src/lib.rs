@@ -7,6 +7,7 @@
 //! - [`postgres_database`] — a fresh, empty PostgreSQL database for one test.
 //! - [`nats_url`] — the NATS server's URL.
 //! - [`unique_name`] — a name no other test in this run uses (streams, buckets, subjects).
+//! - [`NatsServer`] — a NATS server of a test's own, to kill and restart.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +18,8 @@ use sqlx::Connection;
 pub const POSTGRES_ENV: &str = "KUBEMAIL_TEST_POSTGRES_URL";
 /// Environment variable with the NATS server's URL.
 pub const NATS_ENV: &str = "KUBEMAIL_TEST_NATS_URL";
+/// Environment variable with the path of the `nats-server` binary.
+pub const NATS_SERVER_ENV: &str = "KUBEMAIL_TEST_NATS_SERVER";
 
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -50,4 +53,58 @@ pub async fn postgres_database() -> String {
         .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
     let (base, _) = admin_url.rsplit_once('/').expect("postgres URL ends in /DATABASE");
     format!("{base}/{name}")
+}
+
+/// A JetStream-enabled NATS server for one test, which may kill it (as a crash would) and start
+/// it again on the same port with the same store.
+pub struct NatsServer {
+    port: u16,
+    store: tempfile::TempDir,
+    process: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let mut server = NatsServer { port, store: tempfile::tempdir().expect("temp dir"), process: None };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no clean shutdown, as when the pod is lost.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        let binary = required_env(NATS_SERVER_ENV);
+        let process = std::process::Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        self.process = Some(process);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nats-server did not start on port {}", self.port);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -32,52 +32,34 @@ pub struct Fixture {
     pub admin: AdminClient<Channel>,
     pub transport: LocalTransport,
     pub certificate: PemPair,
-    mailstore_stop: Shutdown,
+    _mailstore: Mailstore,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Fixture {
+/// A mailstore on SQLite in a directory, served over gRPC on a loopback port until dropped.
+pub struct Mailstore {
+    pub address: std::net::SocketAddr,
+    pub channel: Channel,
+    pub admin: AdminClient<Channel>,
+    stop: Shutdown,
+}
+
+impl Drop for Mailstore {
     fn drop(&mut self) {
-        self.mailstore_stop.trigger();
+        self.stop.trigger();
     }
 }
 
-/// Settings with short timeouts and no AUTH failure delay, so tests run fast.
-pub fn test_settings() -> Settings {
-    Settings {
-        hostname: HOSTNAME.into(),
-        max_message_size: 64 * 1024,
-        max_recipients: 5,
-        max_errors: 10,
-        command_timeout: Duration::from_secs(10),
-        data_timeout: Duration::from_secs(10),
-        max_auth_failures: 3,
-        auth_failure_delay: Duration::ZERO,
-        allow_plaintext_auth: false,
-    }
-}
-
-impl Fixture {
-    pub async fn start() -> Fixture {
-        Fixture::with_settings(test_settings()).await
-    }
-
-    /// A mailstore with the domain example.org: alice (password "secret", alias
-    /// al@example.org), bob with a quota of 2,000 octets, and carol, suspended.
-    pub async fn with_settings(settings: Settings) -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let transport =
-            LocalTransport::open(&LocalConfig::new(dir.path().join("queue.db"))).await.expect("local transport");
-        let db = kubemail_mailstore::Db::open_sqlite(&dir.path().join("mailstore.db"), 4).await.expect("mailstore db");
-        let store = kubemail_mailstore::store(
-            db,
-            Arc::new(transport.events.clone()) as Arc<dyn EventBus>,
-            kubemail_mailstore::Limits::default(),
-        );
+impl Mailstore {
+    /// Serves the domain example.org: alice (password "secret", alias al@example.org), bob
+    /// with a quota of 2,000 octets, and carol, suspended.
+    pub async fn start(dir: &std::path::Path, events: Arc<dyn EventBus>) -> Mailstore {
+        let db = kubemail_mailstore::Db::open_sqlite(&dir.join("mailstore.db"), 4).await.expect("mailstore db");
+        let store = kubemail_mailstore::store(db, events, kubemail_mailstore::Limits::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let mailstore_stop = Shutdown::new();
-        tokio::spawn(kubemail_mailstore::serve(store, listener, mailstore_stop.wait()));
+        let stop = Shutdown::new();
+        tokio::spawn(kubemail_mailstore::serve(store, listener, stop.wait()));
         let channel =
             Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("gRPC connects");
         let mut admin = AdminClient::new(channel.clone());
@@ -106,16 +88,53 @@ impl Fixture {
             })
             .await
             .expect("alias");
+        Mailstore { address, channel, admin, stop }
+    }
+}
+
+/// Settings with short timeouts and no AUTH failure delay, so tests run fast.
+pub fn test_settings() -> Settings {
+    Settings {
+        hostname: HOSTNAME.into(),
+        max_message_size: 64 * 1024,
+        max_recipients: 5,
+        max_errors: 10,
+        command_timeout: Duration::from_secs(10),
+        data_timeout: Duration::from_secs(10),
+        max_auth_failures: 3,
+        auth_failure_delay: Duration::ZERO,
+        allow_plaintext_auth: false,
+    }
+}
+
+impl Fixture {
+    pub async fn start() -> Fixture {
+        Fixture::with_settings(test_settings()).await
+    }
+
+    /// Sessions over the local spool and queue, and a mailstore with [`Mailstore::start`]'s
+    /// accounts.
+    pub async fn with_settings(settings: Settings) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let transport =
+            LocalTransport::open(&LocalConfig::new(dir.path().join("queue.db"))).await.expect("local transport");
+        let mailstore = Mailstore::start(dir.path(), Arc::new(transport.events.clone())).await;
+        let channel = mailstore.channel.clone();
+        let admin = mailstore.admin.clone();
         let certificate = tls::self_signed(&[HOSTNAME.to_string()]).expect("certificate");
         let acceptor = TlsAcceptor::from(tls::server_config(&certificate).expect("TLS config"));
         let services = Arc::new(Services {
             mailstore: kubemail_smtp_ingress::mailstore_client(channel),
-            handoff: Handoff::new(Arc::new(transport.spool.clone()), Arc::new(transport.queue.clone())),
+            handoff: Handoff::new(
+                Arc::new(transport.spool.clone()),
+                Arc::new(transport.queue.clone()),
+                Duration::from_secs(5),
+            ),
             tls: Some(acceptor),
             settings,
             shutdown: Shutdown::new(),
         });
-        Fixture { services, admin, transport, certificate, mailstore_stop, _dir: dir }
+        Fixture { services, admin, transport, certificate, _mailstore: mailstore, _dir: dir }
     }
 
     /// A new session on `listener`, read up to and including its greeting.
