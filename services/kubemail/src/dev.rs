@@ -15,7 +15,7 @@ use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{EventBus, telemetry};
 use kubemail_smtp_ingress::handoff::Handoff;
 use kubemail_smtp_ingress::limits::ConnectionTracker;
-use kubemail_smtp_ingress::server::Listeners;
+use kubemail_smtp_ingress::server::{Admission, Listeners};
 use kubemail_smtp_ingress::session::Services;
 use kubemail_smtp_ingress::tls;
 use tokio::net::TcpListener;
@@ -87,11 +87,9 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         settings: args.limits.settings(&args.hostname),
         shutdown: shutdown.clone(),
     });
-    let smtp_server = tokio::spawn(kubemail_smtp_ingress::server::serve(
-        smtp,
-        services,
-        ConnectionTracker::new(args.limits.connections()),
-    ));
+    let admission =
+        Arc::new(Admission { tracker: ConnectionTracker::new(args.limits.connections()), trusted_proxies: Vec::new() });
+    let smtp_server = tokio::spawn(kubemail_smtp_ingress::server::serve(smtp, services, admission));
     smtp_ready.set_ready(true);
     tracing::info!(
         grpc = %args.grpc_listen,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use kubemail_runtime::config::{parse_byte_size, parse_duration};
 
 use crate::limits::ConnectionLimits;
+use crate::proxy::Cidr;
 use crate::session::Settings;
 
 /// Flags of the standalone `smtp-ingress` binary.
@@ -41,6 +42,10 @@ pub struct Config {
     /// How often the certificate files are checked for changes.
     #[arg(long, env = "KUBEMAIL_TLS_RELOAD_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub tls_reload_interval: Duration,
+    /// Load balancers whose PROXY protocol header (v1 or v2) names the real client, as CIDR
+    /// networks, comma-separated (e.g. 10.0.0.0/8). Others cannot send one.
+    #[arg(long, env = "KUBEMAIL_PROXY_TRUSTED_CIDRS", value_delimiter = ',')]
+    pub proxy_trusted_cidrs: Vec<Cidr>,
     #[command(flatten)]
     pub limits: LimitFlags,
 }

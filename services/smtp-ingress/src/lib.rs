@@ -10,11 +10,13 @@
 //! - [`received`] — the Received trace header and RFC 5322 dates.
 //! - [`tls`] — certificates per domain chosen by SNI and reloaded on change; self-signed ones.
 //! - [`limits`] — connections per client address, at once and per minute.
+//! - [`proxy`] — the PROXY protocol from trusted load balancers; CIDR networks.
 
 pub mod address;
 pub mod config;
 pub mod handoff;
 pub mod limits;
+pub mod proxy;
 pub mod received;
 pub mod reply;
 pub mod server;
@@ -103,10 +105,13 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         settings: config.limits.settings(&config.hostname),
         shutdown: shutdown.clone(),
     });
-    let tracker = ConnectionTracker::new(config.limits.connections());
+    let admission = Arc::new(server::Admission {
+        tracker: ConnectionTracker::new(config.limits.connections()),
+        trusted_proxies: config.proxy_trusted_cidrs.clone(),
+    });
     ready.set_ready(true);
     tracing::info!(smtp = %config.smtp_listen, submission = %config.submission_listen, "smtp-ingress is ready");
-    server::serve(listeners, services, tracker).await;
+    server::serve(listeners, services, admission).await;
     match http_server.await {
         Ok(result) => result.map_err(|e| Error::Startup(format!("admin HTTP: {e}"))),
         Err(e) => Err(Error::Startup(format!("admin HTTP task: {e}"))),

@@ -12,10 +12,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::limits::{ConnectionTracker, Refusal};
+use crate::proxy::{self, Cidr};
 use crate::reply::Reply;
 use crate::session::io::Connection;
 use crate::session::{self, Listener, Services};
 
+/// How long a trusted proxy may take to send its PROXY header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the TLS handshake of an implicit-TLS connection may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long sessions may take to finish after shutdown began; a client mid-DATA gets that long
@@ -53,17 +56,26 @@ impl Listeners {
     }
 }
 
+/// Who may connect, and where a client's address comes from.
+#[derive(Debug)]
+pub struct Admission {
+    pub tracker: Arc<ConnectionTracker>,
+    /// Peers (load balancers) whose PROXY header names the real client; every policy, limit
+    /// and log then uses that address.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
 /// Serves every listener until `services.shutdown`, then waits for the sessions to end.
-pub async fn serve(listeners: Listeners, services: Arc<Services>, tracker: Arc<ConnectionTracker>) {
+pub async fn serve(listeners: Listeners, services: Arc<Services>, admission: Arc<Admission>) {
     // Each session task holds a sender; when all are gone, every session has ended.
     let (sessions, mut ended) = mpsc::channel::<()>(1);
     let mut accept_loops = vec![
-        tokio::spawn(accept(listeners.smtp, Listener::Mx, services.clone(), tracker.clone(), sessions.clone())),
+        tokio::spawn(accept(listeners.smtp, Listener::Mx, services.clone(), admission.clone(), sessions.clone())),
         tokio::spawn(accept(
             listeners.submission,
             Listener::Submission,
             services.clone(),
-            tracker.clone(),
+            admission.clone(),
             sessions.clone(),
         )),
     ];
@@ -72,7 +84,7 @@ pub async fn serve(listeners: Listeners, services: Arc<Services>, tracker: Arc<C
             listener,
             Listener::Submissions,
             services.clone(),
-            tracker,
+            admission,
             sessions.clone(),
         )));
     }
@@ -89,7 +101,7 @@ async fn accept(
     listener: TcpListener,
     kind: Listener,
     services: Arc<Services>,
-    tracker: Arc<ConnectionTracker>,
+    admission: Arc<Admission>,
     sessions: mpsc::Sender<()>,
 ) {
     let shutdown = services.shutdown.wait();
@@ -109,11 +121,11 @@ async fn accept(
         };
         let _ = stream.set_nodelay(true);
         let services = services.clone();
-        let tracker = tracker.clone();
+        let admission = admission.clone();
         let session = sessions.clone();
         tokio::spawn(async move {
             let _session = session;
-            connection(stream, peer, kind, services, tracker).await;
+            connection(stream, peer, kind, services, admission).await;
         });
     }
 }
@@ -123,11 +135,22 @@ async fn connection(
     peer: SocketAddr,
     kind: Listener,
     services: Arc<Services>,
-    tracker: Arc<ConnectionTracker>,
+    admission: Arc<Admission>,
 ) {
-    let client_ip = peer.ip();
+    let mut client_ip = peer.ip();
+    if admission.trusted_proxies.iter().any(|network| network.contains(peer.ip())) {
+        match tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxy::read_header(&mut stream)).await {
+            Ok(Ok(Some(client))) => client_ip = client.ip(),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(proxy = %peer, %error, "connection from a trusted proxy dropped");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
     let listener_name = listener_name(kind);
-    let _permit = match tracker.admit(client_ip) {
+    let _permit = match admission.tracker.admit(client_ip) {
         Ok(permit) => permit,
         Err(refusal) => {
             metrics::counter!("kubemail_smtp_connections_refused_total", "listener" => listener_name).increment(1);
