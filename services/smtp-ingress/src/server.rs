@@ -149,7 +149,7 @@ async fn connection(
             Err(_) => return,
         }
     }
-    let listener_name = listener_name(kind);
+    let listener_name = kind.name();
     let _permit = match admission.tracker.admit(client_ip) {
         Ok(permit) => permit,
         Err(refusal) => {
@@ -179,13 +179,4 @@ async fn connection(
         Connection::Plain(stream)
     };
     session::serve(connection, client_ip, kind, services).await;
-}
-
-/// The `listener` label of the metrics.
-pub fn listener_name(kind: Listener) -> &'static str {
-    match kind {
-        Listener::Mx => "smtp",
-        Listener::Submission => "submission",
-        Listener::Submissions => "submissions",
-    }
 }

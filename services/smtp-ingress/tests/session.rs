@@ -344,3 +344,35 @@ async fn shutdown_lets_a_transaction_finish_and_then_says_421() {
     assert!(mx.closed().await);
     assert_eq!(f.queued().await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_slow_drip_client_is_timed_out_per_line() {
+    let f = Fixture::with_settings(Settings { command_timeout: Duration::from_millis(500), ..test_settings() }).await;
+    let mut mx = f.connect(Listener::Mx).await;
+    // One octet every 100 ms keeps each read inside the timeout, but not the line.
+    for byte in b"EHLO slow.example" {
+        mx.send_until_closed(&[*byte]).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(mx.expect(421).await.starts_with("4.4.2"));
+    assert!(mx.closed().await);
+}
+
+#[tokio::test]
+async fn ten_thousand_recipients_end_in_a_bounded_refusal() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    let flood: String = (0..10_000).map(|i| format!("RCPT TO:<alice+{i}@example.org>\r\n")).collect();
+    mx.send_until_closed(flood.as_bytes()).await;
+    let mut codes = Vec::new();
+    while let Some(reply) = mx.reply().await {
+        codes.push(reply.code);
+    }
+    // 5 recipients accepted, then 452 until the error limit closes the session.
+    assert_eq!(codes[..5], [250; 5]);
+    assert_eq!(codes[5..15], [452; 10]);
+    assert_eq!(codes[15..], [421]);
+    assert!(f.queued().await.is_empty());
+}

@@ -106,9 +106,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         message.extend_from_slice(header.as_bytes());
         message.extend_from_slice(&body);
         let envelope = self.envelope(transaction, id, message.len() as u64, received_at);
+        let size = message.len();
+        let listener = self.listener.name();
         match self.services.handoff.store(envelope, message.into()).await {
-            Ok(id) => Reply::new(250, "2.0.0", format!("OK: queued as {id}")),
+            Ok(id) => {
+                metrics::counter!("kubemail_smtp_messages_total", "listener" => listener, "outcome" => "accepted")
+                    .increment(1);
+                metrics::histogram!("kubemail_smtp_message_size_bytes", "listener" => listener).record(size as f64);
+                tracing::info!(%id, client = %self.client_ip, size, "message accepted");
+                Reply::new(250, "2.0.0", format!("OK: queued as {id}"))
+            }
             Err(error) => {
+                metrics::counter!("kubemail_smtp_messages_total", "listener" => listener, "outcome" => "deferred")
+                    .increment(1);
                 tracing::warn!(%error, "message not accepted: the hand-off failed");
                 replies::temporary_failure()
             }

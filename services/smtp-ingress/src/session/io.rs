@@ -112,8 +112,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
         self.position = 0;
     }
 
-    /// The next line, up to and including its line feed, at most `limit` octets.
+    /// The next line, up to and including its line feed, at most `limit` octets. The whole
+    /// line must arrive within `timeout`: a client dripping one octet at a time cannot hold a
+    /// session open for longer.
     pub async fn read_line(&mut self, limit: usize, timeout: Duration) -> Result<Line, End> {
+        match tokio::time::timeout(timeout, self.read_line_unbounded(limit, timeout)).await {
+            Ok(line) => line,
+            Err(_) => Err(End::Timeout),
+        }
+    }
+
+    async fn read_line_unbounded(&mut self, limit: usize, timeout: Duration) -> Result<Line, End> {
         loop {
             let unread = &self.input[self.position..];
             if let Some(end) = memchr::memchr(b'\n', unread) {

@@ -54,6 +54,15 @@ impl Listener {
     fn requires_auth(self) -> bool {
         self != Listener::Mx
     }
+
+    /// The `listener` label of the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Mx => "smtp",
+            Listener::Submission => "submission",
+            Listener::Submissions => "submissions",
+        }
+    }
 }
 
 /// Limits and names shared by every session of a service; the defaults are those of the

@@ -204,6 +204,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.send_bytes(data.as_bytes()).await;
     }
 
+    /// Sends what the server may stop reading half-way (it closes on a timeout or too many
+    /// errors); a failed write is then expected and ignored.
+    pub async fn send_until_closed(&mut self, data: &[u8]) {
+        let _ = self.stream.write_all(data).await;
+        let _ = self.stream.flush().await;
+    }
+
     pub async fn send_bytes(&mut self, data: &[u8]) {
         self.stream.write_all(data).await.expect("write");
         self.stream.flush().await.expect("flush");
