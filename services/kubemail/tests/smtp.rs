@@ -1,6 +1,7 @@
 //! Black-box: `kubemail dev`'s SMTP listeners with real clients — swaks (STARTTLS + AUTH on
-//! submission, implicit TLS on submissions, pipelining on MX) and Python's smtplib — and what
-//! they queued, read back from the dev queue and spool after a clean stop.
+//! submission, implicit TLS on submissions, pipelining on MX), Python's smtplib and Postfix's
+//! smtp-source — and what they queued, read back from the dev queue and spool after a clean
+//! stop.
 
 mod common;
 
@@ -30,6 +31,49 @@ fn queued_id(output: &Output) -> String {
     assert!(output.status.success(), "swaks failed:\n{transcript}{}", text(&output.stderr));
     let line = transcript.lines().find(|l| l.contains("queued as")).unwrap_or_else(|| panic!("{transcript}"));
     line.rsplit(' ').next().unwrap().to_string()
+}
+
+/// Every envelope in a stopped dev instance's queue, with its spooled body.
+fn queued(data_dir: &std::path::Path) -> Vec<(Envelope, String)> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let transport = LocalTransport::open(&LocalConfig::new(data_dir.join("queue.db"))).await.unwrap();
+        let mut queued = Vec::new();
+        loop {
+            let leases = transport.queue.pull(500, Duration::from_millis(100)).await.unwrap();
+            if leases.is_empty() {
+                return queued;
+            }
+            for lease in leases {
+                let envelope = Envelope::decode(lease.payload.clone()).unwrap();
+                let body = transport.spool.get(&envelope.id).await.unwrap().expect("the body is spooled");
+                queued.push((envelope, text(&body)));
+            }
+        }
+    })
+}
+
+#[test]
+fn smtp_source_sends_a_thousand_messages_over_ten_sessions_and_none_is_lost() {
+    let data = tempfile::tempdir().unwrap();
+    // smtp-source opens a connection per message: 1,000 in seconds from one address, far over
+    // the default rate limit for a single client.
+    let dev = Dev::start_with(data.path(), &["--connection-rate-per-ip", "0"]);
+    ok(dev.admin(&["domain", "add", "example.org"], None));
+    ok(dev.admin(&["mailbox", "add", "bob@example.org", "--password-stdin"], Some("hunter2\n")));
+    let smtp_source =
+        if std::path::Path::new("/usr/sbin/smtp-source").exists() { "/usr/sbin/smtp-source" } else { "smtp-source" };
+    let output = Command::new(smtp_source)
+        .args(["-s", "10", "-m", "1000", "-l", "4096", "-f", "sender@remote.test", "-t", "bob@example.org"])
+        .arg(&dev.smtp)
+        .stdin(Stdio::null())
+        .output()
+        .expect("smtp-source runs");
+    assert!(output.status.success(), "smtp-source: {}{}", text(&output.stdout), text(&output.stderr));
+    assert!(dev.terminate());
+    let queued = queued(data.path());
+    let ids: BTreeSet<&str> = queued.iter().map(|(e, _)| e.id.as_str()).collect();
+    assert_eq!((queued.len(), ids.len()), (1000, 1000), "every message queued once");
+    assert!(queued.iter().all(|(e, _)| e.recipients.len() == 1 && e.recipients[0].address == "bob@example.org"));
 }
 
 #[test]
@@ -134,16 +178,7 @@ with smtplib.SMTP(host, int(port), timeout=20) as smtp:
     assert!(dev.terminate(), "kubemail dev exits 0 on SIGTERM");
 
     // Everything acknowledged is in the queue, with its body in the spool.
-    let queued = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let transport = LocalTransport::open(&LocalConfig::new(data.path().join("queue.db"))).await.unwrap();
-        let mut queued = Vec::new();
-        for lease in transport.queue.pull(100, Duration::from_millis(100)).await.unwrap() {
-            let envelope = Envelope::decode(lease.payload.clone()).unwrap();
-            let body = transport.spool.get(&envelope.id).await.unwrap().expect("the body is spooled");
-            queued.push((envelope, text(&body)));
-        }
-        queued
-    });
+    let queued = queued(data.path());
     assert_eq!(queued.len(), 4, "four messages accepted, four queued");
     let ids: BTreeSet<&str> = queued.iter().map(|(e, _)| e.id.as_str()).collect();
     assert!(ids.contains(mx.as_str()) && ids.contains(submitted.as_str()) && ids.contains(implicit.as_str()));

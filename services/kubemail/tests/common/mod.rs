@@ -27,6 +27,11 @@ pub struct Dev {
 
 impl Dev {
     pub fn start(data_dir: &Path) -> Dev {
+        Dev::start_with(data_dir, &[])
+    }
+
+    /// Starts with `extra` flags after the listener flags.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Dev {
         let port = || format!("127.0.0.1:{}", free_port());
         let (grpc, http, smtp, submission, submissions) = (port(), port(), port(), port(), port());
         let mut command = Command::new(KUBEMAIL);
@@ -42,6 +47,7 @@ impl Dev {
             "--submissions-listen",
             &submissions,
         ]);
+        command.args(extra);
         let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kubemail dev starts");
         let dev = Dev { child, grpc: format!("http://{grpc}"), http, smtp, submission, submissions };
         dev.wait_ready();
