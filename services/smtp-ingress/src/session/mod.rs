@@ -117,6 +117,8 @@ struct Transaction {
     dsn_return: i32,
     dsn_envid: String,
     recipients: Vec<Recipient>,
+    /// RCPT commands refused because the transaction already had the most recipients allowed.
+    excess_recipients: usize,
     /// The message so far when it arrives in BDAT chunks; `None` before the first chunk.
     chunks: Option<Vec<u8>>,
     /// A BDAT chunk took the message over the size limit; the rest is discarded.
@@ -253,7 +255,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Request::Ehlo { host } => self.ehlo(&host, true),
             Request::Helo { host } => self.ehlo(&host, false),
             Request::Mail { from } => self.mail(from).await,
-            Request::Rcpt { to } => self.rcpt(to, line).await,
+            Request::Rcpt { to } => match self.rcpt(to, line).await {
+                Some(reply) => reply,
+                None => return Ok(Flow::Continue),
+            },
             Request::Data => return self.data().await,
             Request::Auth { mechanism, initial_response } => return self.auth(mechanism, &initial_response).await,
             Request::StartTls => return self.starttls().await,

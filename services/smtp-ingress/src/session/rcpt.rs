@@ -11,38 +11,56 @@ use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::Code;
 
-use super::Session;
+use super::{Session, Transaction};
 use crate::address::Address;
 use crate::reply::{Reply, replies};
 
+/// Recipients past the limit that a transaction may name before each further one counts as an
+/// error (Postfix's `smtpd_recipient_overshoot_limit` has the same default).
+const RECIPIENT_OVERSHOOT: usize = 1000;
+
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    pub(super) async fn rcpt(&mut self, to: RcptTo<Cow<'_, str>>, line: &[u8]) -> Reply {
-        let Some(transaction) = &self.transaction else {
-            return replies::bad_sequence("Need MAIL before RCPT");
+    /// The reply to count towards the error limit, or `None` when one was queued that does not
+    /// count.
+    pub(super) async fn rcpt(&mut self, to: RcptTo<Cow<'_, str>>, line: &[u8]) -> Option<Reply> {
+        let max_recipients = self.settings().max_recipients;
+        let Some(transaction) = &mut self.transaction else {
+            return Some(replies::bad_sequence("Need MAIL before RCPT"));
         };
-        if transaction.recipients.len() >= self.settings().max_recipients {
-            return Reply::new(452, "4.5.3", "Too many recipients");
+        if transaction.recipients.len() >= max_recipients {
+            // RFC 5321 §4.5.3.1.10: the client sends to the recipients accepted so far and the
+            // rest in a later transaction, so these refusals are not errors; only a client that
+            // goes on far beyond the limit has them counted.
+            transaction.excess_recipients += 1;
+            let reply = Reply::new(452, "4.5.3", "Too many recipients");
+            if transaction.excess_recipients <= RECIPIENT_OVERSHOOT {
+                self.io.reply(&reply);
+                return None;
+            }
+            return Some(reply);
         }
+        let (smtputf8, size_hint) = (transaction.smtputf8, transaction.declared_size);
         let address = if to.address.is_empty() {
             // smtp-proto reads both `<>` and `<Postmaster>` as an empty address; only the
             // second is a recipient (RFC 5321 §4.5.1), delivered to this host's postmaster.
             if !names_postmaster(line) {
-                return Reply::new(501, "5.1.3", "Empty recipient address");
+                return Some(Reply::new(501, "5.1.3", "Empty recipient address"));
             }
             format!("postmaster@{}", self.settings().hostname.to_lowercase())
         } else {
-            match Address::parse(&to.address, transaction.smtputf8, "recipient") {
+            match Address::parse(&to.address, smtputf8, "recipient") {
                 Ok(address) => address.to_string(),
-                Err(reply) => return reply,
+                Err(reply) => return Some(reply),
             }
         };
-        if transaction.recipients.iter().any(|r| r.address.eq_ignore_ascii_case(&address)) {
-            return Reply::new(250, "2.1.5", "Recipient OK");
+        let named_before =
+            |transaction: &Transaction| transaction.recipients.iter().any(|r| r.address.eq_ignore_ascii_case(&address));
+        if self.transaction.as_ref().is_some_and(named_before) {
+            return Some(Reply::new(250, "2.1.5", "Recipient OK"));
         }
-        let size_hint = transaction.declared_size;
         let local = match self.resolve(&address, size_hint).await {
             Ok(local) => local,
-            Err(reply) => return reply,
+            Err(reply) => return Some(reply),
         };
         let recipient = Recipient {
             address,
@@ -53,7 +71,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Some(transaction) = &mut self.transaction {
             transaction.recipients.push(recipient);
         }
-        Reply::new(250, "2.1.5", "Recipient OK")
+        Some(Reply::new(250, "2.1.5", "Recipient OK"))
     }
 
     /// Whether mail for `address` is accepted here: `Ok(true)` for a local mailbox, `Ok(false)`
