@@ -85,6 +85,8 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         ),
         tls: Some(kubemail_smtp_ingress::tls_from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?),
         settings: args.limits.settings(&args.hostname),
+        // The laptop platform checks no DNS: mail to it comes from its developer.
+        verifier: None,
         shutdown: shutdown.clone(),
     });
     let admission =

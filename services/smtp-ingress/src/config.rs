@@ -42,6 +42,14 @@ pub struct Config {
     /// How often the certificate files are checked for changes.
     #[arg(long, env = "KUBEMAIL_TLS_RELOAD_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub tls_reload_interval: Duration,
+    /// Check SPF, DKIM and DMARC of mail from unauthenticated clients and record the results in
+    /// an Authentication-Results header (uses the system's DNS resolvers).
+    #[arg(long, env = "KUBEMAIL_VERIFY_INBOUND", default_value_t = true, action = clap::ArgAction::Set)]
+    pub verify_inbound: bool,
+    /// Refuse (550 5.7.1) mail that fails DMARC when the sender's domain publishes p=reject;
+    /// otherwise the failure is only recorded.
+    #[arg(long, env = "KUBEMAIL_ENFORCE_DMARC_REJECT")]
+    pub enforce_dmarc_reject: bool,
     /// Load balancers whose PROXY protocol header (v1 or v2) names the real client, as CIDR
     /// networks, comma-separated (e.g. 10.0.0.0/8). Others cannot send one.
     #[arg(long, env = "KUBEMAIL_PROXY_TRUSTED_CIDRS", value_delimiter = ',')]

@@ -11,6 +11,7 @@
 //! - [`tls`] — certificates per domain chosen by SNI and reloaded on change; self-signed ones.
 //! - [`limits`] — connections per client address, at once and per minute.
 //! - [`proxy`] — the PROXY protocol from trusted load balancers; CIDR networks.
+//! - [`verify`] — SPF, DKIM and DMARC of inbound mail, the Authentication-Results header.
 
 pub mod address;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod reply;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -98,11 +100,19 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let transport = NatsTransport::connect(&NatsConfig { url: config.nats_url.clone(), ..Default::default() })
         .await
         .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+    let verifier = match config.verify_inbound {
+        true => Some(
+            verify::Verifier::system(&config.hostname, config.enforce_dmarc_reject)
+                .map_err(|e| Error::Startup(format!("DNS resolver for --verify-inbound: {e}")))?,
+        ),
+        false => None,
+    };
     let services = Arc::new(Services {
         mailstore: mailstore_client(channel),
         handoff: Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue), config.limits.handoff_timeout),
         tls,
         settings: config.limits.settings(&config.hostname),
+        verifier,
         shutdown: shutdown.clone(),
     });
     let admission = Arc::new(server::Admission {

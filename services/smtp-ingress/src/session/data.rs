@@ -8,6 +8,7 @@ use super::io::{Body, End, normalize_line_endings};
 use super::{Flow, Session, Transaction};
 use crate::received::{self, Received};
 use crate::reply::{Reply, replies};
+use crate::verify::{self, Verdict};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn data(&mut self) -> Result<Flow, End> {
@@ -102,8 +103,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             at: received_at,
         }
         .to_string();
-        let mut message = Vec::with_capacity(header.len() + body.len());
+        let (results, body) = match self.inbound_results(body, &transaction).await {
+            Ok(checked) => checked,
+            Err(refusal) => return refusal,
+        };
+        let mut message = Vec::with_capacity(header.len() + results.len() + body.len());
         message.extend_from_slice(header.as_bytes());
+        message.extend_from_slice(results.as_bytes());
         message.extend_from_slice(&body);
         let envelope = self.envelope(transaction, id, message.len() as u64, received_at);
         let size = message.len();
@@ -122,6 +128,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 tracing::warn!(%error, "message not accepted: the hand-off failed");
                 replies::temporary_failure()
             }
+        }
+    }
+
+    /// For mail from an unauthenticated client: the message without Authentication-Results
+    /// fields forged in this server's name, and the header with the SPF, DKIM and DMARC results
+    /// (empty when the checks are off) — or the refusal DMARC asks for.
+    async fn inbound_results(&self, body: Vec<u8>, transaction: &Transaction) -> Result<(String, Vec<u8>), Reply> {
+        if self.identity.is_some() {
+            return Ok((String::new(), body));
+        }
+        let body = verify::strip_forged_results(body, &self.settings().hostname);
+        let Some(verifier) = &self.services.verifier else {
+            return Ok((String::new(), body));
+        };
+        let mail_from = transaction.sender.as_ref().map(|sender| sender.to_string()).unwrap_or_default();
+        let helo = self.helo.as_deref().unwrap_or_default();
+        match verifier.verify(&body, self.client_ip, helo, &mail_from).await {
+            Verdict::Accept(header) => Ok((header, body)),
+            Verdict::Reject(reply) => Err(reply),
         }
     }
 

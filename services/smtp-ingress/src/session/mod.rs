@@ -31,6 +31,7 @@ use crate::MailstoreClient;
 use crate::address::Address;
 use crate::handoff::Handoff;
 use crate::reply::{Reply, replies};
+use crate::verify::Verifier;
 use io::{Connection, End, Io, Line};
 
 /// Longest command line, CRLF included (RFC 5321 §4.5.3.1.4 allows 512; extensions add
@@ -94,6 +95,8 @@ pub struct Services {
     /// `None` when no certificate is configured: STARTTLS is then not offered.
     pub tls: Option<TlsAcceptor>,
     pub settings: Settings,
+    /// SPF, DKIM and DMARC of mail from unauthenticated clients; `None` skips the checks.
+    pub verifier: Option<Verifier>,
     pub shutdown: Shutdown,
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use kubemail_smtp_ingress::handoff::Handoff;
 use kubemail_smtp_ingress::session::io::Connection;
 use kubemail_smtp_ingress::session::{self, Listener, Services, Settings};
 use kubemail_smtp_ingress::tls::{self, PemPair};
+use kubemail_smtp_ingress::verify::Verifier;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpListener;
@@ -112,9 +115,13 @@ impl Fixture {
         Fixture::with_settings(test_settings()).await
     }
 
-    /// Sessions over the local spool and queue, and a mailstore with [`Mailstore::start`]'s
-    /// accounts.
     pub async fn with_settings(settings: Settings) -> Fixture {
+        Fixture::build(settings, None).await
+    }
+
+    /// Sessions over the local spool and queue, and a mailstore with [`Mailstore::start`]'s
+    /// accounts; `verifier` checks inbound mail.
+    pub async fn build(settings: Settings, verifier: Option<Verifier>) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let transport =
             LocalTransport::open(&LocalConfig::new(dir.path().join("queue.db"))).await.expect("local transport");
@@ -132,6 +139,7 @@ impl Fixture {
             ),
             tls: Some(acceptor),
             settings,
+            verifier,
             shutdown: Shutdown::new(),
         });
         Fixture { services, admin, transport, certificate, _mailstore: mailstore, _dir: dir }
