@@ -100,13 +100,11 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let transport = NatsTransport::connect(&NatsConfig { url: config.nats_url.clone(), ..Default::default() })
         .await
         .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
-    let verifier = match config.verify_inbound {
-        true => Some(
-            verify::Verifier::system(&config.hostname, config.enforce_dmarc_reject)
-                .map_err(|e| Error::Startup(format!("DNS resolver for --verify-inbound: {e}")))?,
-        ),
-        false => None,
-    };
+    let verifier = config
+        .verify_inbound
+        .then(|| verify::Verifier::system(&config.hostname, config.enforce_dmarc_reject))
+        .transpose()
+        .map_err(|e| Error::Startup(format!("DNS resolver for --verify-inbound: {e}")))?;
     let services = Arc::new(Services {
         mailstore: mailstore_client(channel),
         handoff: Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue), config.limits.handoff_timeout),

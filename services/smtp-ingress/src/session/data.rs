@@ -13,14 +13,10 @@ use crate::verify::{self, Verdict};
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn data(&mut self) -> Result<Flow, End> {
         let refusal = match &self.transaction {
-            None => Some(replies::bad_sequence("Need MAIL command")),
             Some(transaction) if transaction.chunks.is_some() => {
                 Some(replies::bad_sequence("DATA cannot follow BDAT in one transaction"))
             }
-            Some(transaction) if transaction.recipients.is_empty() => {
-                Some(Reply::new(554, "5.5.1", "No valid recipients"))
-            }
-            Some(_) => None,
+            _ => self.no_message_expected(),
         };
         if let Some(reply) = refusal {
             self.respond(reply);
@@ -47,19 +43,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Ok(Flow::Close);
         };
         let (limit, timeout) = (self.settings().max_message_size, self.settings().data_timeout);
-        let refusal = match &self.transaction {
-            None => Some(replies::bad_sequence("Need MAIL command")),
-            Some(transaction) if transaction.recipients.is_empty() => {
-                Some(Reply::new(554, "5.5.1", "No valid recipients"))
-            }
-            Some(_) => None,
-        };
-        if let Some(reply) = refusal {
+        if let Some(reply) = self.no_message_expected() {
             self.io.read_chunk(size, &mut Vec::new(), true, timeout).await?;
             self.respond(reply);
             return Ok(Flow::Continue);
         }
-        let transaction = self.transaction.as_mut().expect("checked above");
+        let Some(transaction) = self.transaction.as_mut() else { return Ok(Flow::Continue) };
         let chunks = transaction.chunks.get_or_insert_with(Vec::new);
         let too_big = transaction.chunks_too_big || chunks.len() as u64 + size > limit;
         if too_big && !transaction.chunks_too_big {
@@ -78,6 +67,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         self.respond(reply);
         Ok(Flow::Continue)
+    }
+
+    /// Why no message body can be taken now: no transaction, or no recipient accepted.
+    fn no_message_expected(&self) -> Option<Reply> {
+        match &self.transaction {
+            None => Some(replies::bad_sequence("Need MAIL command")),
+            Some(transaction) if transaction.recipients.is_empty() => {
+                Some(Reply::new(554, "5.5.1", "No valid recipients"))
+            }
+            Some(_) => None,
+        }
     }
 
     /// Ends the transaction with `body`: makes its line endings CRLF, adds the Received header
