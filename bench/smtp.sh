@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# The SMTP acceptance benchmark, with Postfix measured in the same run as the peer.
+#
+#   bench/smtp.sh
+#
+# 1. Builds the release `smtp-ingress`, `mailstore` and `kubemail` binaries.
+# 2. Provisions NATS with JetStream (scripts/lib/provision.sh), a mailstore on SQLite for the
+#    recipient lookups, the domain bench.test with the mailbox bench2@bench.test, and starts
+#    smtp-ingress on a free loopback port (MX listener, no TLS, no inbound SPF/DKIM/DMARC, no
+#    per-address limits: one client address sends everything).
+# 3. Starts Postfix (accept-only port: each message written and fsync'd into the hold queue)
+#    and smtp-sink (the SMTP exchange alone) from the shared peer scripts, on free ports.
+# 4. For each target, `smtp-bench.py` (Postfix's smtp-source) sends MSGS messages of SIZE
+#    octets at each session count in SESSIONS, RUNS times; ours and the peers alternate per run
+#    set so a slow phase of the shared machine hits all.
+# 5. Memory per idle connection after EHLO (`idle-mem.py --proto smtp`, CONNS connections),
+#    ours on a fresh process each run, Postfix restarted each run.
+# 6. Writes raw outputs and summary.md to bench/results/smtp-<UTC date-time>/.
+#
+# Everything listens on 127.0.0.1 only; every loop is bounded; everything started is stopped
+# on exit, also on failure or Ctrl-C.
+#
+# Environment (defaults): RUNS=3 MSGS=5000 SIZE=4096 SESSIONS=1,10,50 CONNS=500 MEM_RUNS=3
+#   PEERS_DIR=/work/shared/bench/peers OUT=bench/results/smtp-<date-time>
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/scripts/lib/provision.sh"
+
+RUNS=${RUNS:-3}
+MSGS=${MSGS:-5000}
+SIZE=${SIZE:-4096}
+SESSIONS=${SESSIONS:-1,10,50}
+CONNS=${CONNS:-500}
+MEM_RUNS=${MEM_RUNS:-3}
+PEERS_DIR=${PEERS_DIR:-/work/shared/bench/peers}
+OUT=${OUT:-$root/bench/results/smtp-$(date -u +%Y-%m-%dT%H%M%SZ)}
+
+mkdir -p "$OUT"
+work=$(mktemp -d /var/tmp/kubemail-smtp-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+peer_root=$work/peers
+
+cleanup() {
+  set +e
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  [ -d "$peer_root" ] && BENCH_ROOT=$peer_root "$PEERS_DIR/bin/peers.sh" stop >/dev/null 2>&1
+  provision_cleanup "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+# take_port NAME...: sets each NAME to a free loopback port, all of them different (free_port
+# alone only knows a port is free now, not that it was not handed out a moment ago).
+take_port() {
+  local name candidate taken=" "
+  for name in "$@"; do
+    for _ in $(seq 1 100); do
+      candidate=$(free_port)
+      case "$taken" in *" $candidate "*) continue ;; esac
+      break
+    done
+    taken="$taken$candidate "
+    printf -v "$name" '%s' "$candidate"
+  done
+}
+wait_ready() { # URL PID LOG
+  for _ in $(seq 1 300); do
+    curl -fsS "$1" >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; return 1; }
+    sleep 0.1
+  done
+  log "not ready after 30 s: $1"
+  return 1
+}
+
+take_port grpc_port mailstore_http_port ours_port ingress_http_port submission_port \
+  hold_port sink_port postfix_full_port imap_port lmtp_port
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "kernel: $(uname -r)"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+} >"$OUT/machine.txt"
+cat "$OUT/machine.txt" >&2
+
+log "building release binaries"
+(cd "$root" && cargo build --release --locked -p kubemail-smtp-ingress -p kubemail-mailstore -p kubemail) \
+  >"$OUT/build.log" 2>&1 || { tail -n 20 "$OUT/build.log" >&2; exit 1; }
+bin=$root/target/release
+
+# ---------------------------------------------------------------- NATS, mailstore, smtp-ingress
+ensure_nats
+ensure_mail_clients
+start_nats "$work"
+# JetStream's defaults, as the services use them: file storage, an acknowledged write is in the
+# server's page cache and synced to disk every 2 minutes (sync_interval). Postfix fsyncs every
+# queue file before its 250.
+echo "NATS JetStream file storage, default sync_interval (2 min): acknowledged = written, not yet fsync'd" \
+  >"$OUT/durability.txt"
+
+grpc=127.0.0.1:$grpc_port
+mailstore_http=127.0.0.1:$mailstore_http_port
+"$bin/mailstore" --database-url "sqlite://$work/mailstore.db?mode=rwc" --nats-url "$NATS_URL" \
+  --grpc-listen "$grpc" --http-listen "$mailstore_http" >"$OUT/mailstore.log" 2>&1 &
+pids+=($!)
+wait_ready "http://$mailstore_http/readyz" "${pids[-1]}" "$OUT/mailstore.log"
+"$bin/kubemail" admin --mailstore "http://$grpc" domain add bench.test >/dev/null
+echo benchpass | "$bin/kubemail" admin --mailstore "http://$grpc" mailbox add bench2@bench.test --password-stdin >/dev/null
+
+ours=127.0.0.1:$ours_port
+ingress_http=127.0.0.1:$ingress_http_port
+start_ingress() {
+  "$bin/smtp-ingress" --smtp-listen "$ours" --submission-listen "127.0.0.1:$submission_port" \
+    --http-listen "$ingress_http" --hostname bench.local --mailstore "http://$grpc" --nats-url "$NATS_URL" \
+    --verify-inbound false --max-connections-per-ip 0 --connection-rate-per-ip 0 >>"$OUT/smtp-ingress.log" 2>&1 &
+  ingress_pid=$!
+  pids+=("$ingress_pid")
+  wait_ready "http://$ingress_http/readyz" "$ingress_pid" "$OUT/smtp-ingress.log"
+}
+start_ingress
+log "smtp-ingress ready on $ours (NATS $NATS_URL)"
+
+# ---------------------------------------------------------------- Postfix and smtp-sink
+hold=127.0.0.1:$hold_port
+sink=127.0.0.1:$sink_port
+# The peer scripts read their ports from the environment, at setup (Postfix's master.cf) and
+# at start (smtp-sink's command line).
+export BENCH_ROOT=$peer_root SMTP_PORT=$postfix_full_port SMTP_HOLD_PORT=$hold_port SINK_PORT=$sink_port \
+  IMAP_PORT=$imap_port LMTP_PORT=$lmtp_port BENCH_USERS=10
+"$PEERS_DIR/bin/peers.sh" setup >"$OUT/peers-setup.log" 2>&1
+"$PEERS_DIR/bin/peers.sh" start postfix >>"$OUT/peers-setup.log" 2>&1
+"$PEERS_DIR/bin/peers.sh" start sink >>"$OUT/peers-setup.log" 2>&1
+wait_for_port "$hold_port"
+wait_for_port "$sink_port"
+log "postfix accept-only on $hold, smtp-sink on $sink"
+
+# ---------------------------------------------------------------- acceptance throughput
+smtp_bench() { # LABEL TARGET [extra smtp-bench.py arguments]
+  local label=$1 target=$2
+  shift 2
+  python3 "$PEERS_DIR/bin/smtp-bench.py" --target "$target" --label "$label" --sessions "$SESSIONS" \
+    --msgs "$MSGS" --size "$SIZE" --runs 1 --rcpt bench2@bench.test --run-timeout 600 "$@" \
+    >>"$OUT/smtp-$label.jsonl" 2>>"$OUT/smtp-$label.log"
+}
+for run in $(seq 1 "$RUNS"); do
+  log "acceptance run $run of $RUNS: $MSGS × $SIZE B at $SESSIONS sessions"
+  smtp_bench kubemail "$ours"
+  smtp_bench postfix-hold "$hold" --after "$PEERS_DIR/bin/peers.sh postfix-hold-clear"
+  smtp_bench smtp-sink "$sink"
+done
+
+# ---------------------------------------------------------------- memory per idle connection
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+for run in $(seq 1 "$MEM_RUNS"); do
+  # A fresh process each run: freed memory reused from an earlier run would hide the cost.
+  kill "$ingress_pid"; wait "$ingress_pid" 2>/dev/null || true
+  start_ingress
+  python3 "$PEERS_DIR/bin/idle-mem.py" --proto smtp --target "$ours" --conns "$CONNS" --runs 1 \
+    --server-pid "$ingress_pid" >>"$OUT/mem-kubemail.jsonl" 2>>"$OUT/mem-kubemail.log"
+done
+peers=$PEERS_DIR/bin/peers.sh
+python3 "$PEERS_DIR/bin/idle-mem.py" --proto smtp --target "$hold" --conns "$CONNS" --runs "$MEM_RUNS" \
+  --server-pid-cmd "$peers pids postfix" --before-run "$peers stop postfix && $peers start postfix" \
+  >>"$OUT/mem-postfix.jsonl" 2>>"$OUT/mem-postfix.log"
+
+python3 "$root/bench/summarize-smtp.py" "$OUT" | tee "$OUT/summary.md"
+log "raw results in $OUT"
