@@ -29,6 +29,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/lib/provision.sh"
+source "$root/bench/lib.sh"
 
 RUNS=${RUNS:-3}
 ACCOUNTS=${ACCOUNTS:-50}
@@ -62,8 +63,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 # CPU seconds used so far by the process trees rooted at the given PIDs, one number per PID
 # (descendants included; exited children count once their parent has reaped them).
@@ -119,20 +118,8 @@ EOF
 }
 
 # ---------------------------------------------------------------- machine and build
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "nproc: $(nproc)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-  echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-  echo "kernel: $(uname -r)"
-  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-} >"$OUT/machine.txt"
-cat "$OUT/machine.txt" >&2
-
-log "building release binaries"
-(cd "$root" && cargo build --release --locked -p kubemail-mailstore -p kubemail-bench) >"$OUT/build.log" 2>&1 \
-  || { tail -n 20 "$OUT/build.log" >&2; exit 1; }
+record_machine
+build_release kubemail-mailstore kubemail-bench
 # The crate has no [[bin]] name, so cargo names the binary after the package.
 mailstore_bin=$root/target/release/mailstore
 bench_bin=$root/target/release/mailstore-bench
@@ -152,17 +139,11 @@ psql "$POSTGRES_URL" -Atc "SELECT name || ' = ' || setting FROM pg_settings WHER
    'max_connections', 'max_wal_size', 'server_version')" >"$OUT/postgres-settings.txt"
 nats_pid=$(echo "$NATS_PIDS" | awk '{print $NF}')
 
-grpc_port=$(free_port)
-http_port=$(free_port)
+take_port grpc_port http_port
 "$mailstore_bin" --database-url "$POSTGRES_URL" --nats-url "$NATS_URL" \
   --grpc-listen "127.0.0.1:$grpc_port" --http-listen "127.0.0.1:$http_port" >"$OUT/mailstore.log" 2>&1 &
 mailstore_pid=$!
-for _ in $(seq 1 300); do
-  curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break
-  kill -0 "$mailstore_pid" 2>/dev/null || { tail -n 20 "$OUT/mailstore.log" >&2; exit 1; }
-  sleep 0.1
-done
-curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null || { log "mailstore not ready after 30 s"; exit 1; }
+wait_ready "http://127.0.0.1:$http_port/readyz" "$mailstore_pid" "$OUT/mailstore.log"
 mailstore_url="http://127.0.0.1:$grpc_port"
 log "mailstore ready on $mailstore_url (PostgreSQL $POSTGRES_URL, NATS $NATS_URL)"
 cpu_watch=("postgres=$pg_pid" "mailstore=$mailstore_pid" "nats=$nats_pid")
@@ -179,12 +160,11 @@ if [ -n "$PEER_FORMATS" ]; then
   fi
   for format in $PEER_FORMATS; do
     peer_root=$work/dovecot-$format
-    imap_port=$(free_port)
-    lmtp_port=$(free_port)
+    take_port imap_port lmtp_port postfix_port hold_port sink_port
     # peers.sh renders Postfix ports too; Postfix is never started here, the ports only have to
     # differ from the ones in use.
     if env BENCH_ROOT="$peer_root" MAIL_FORMAT="$format" IMAP_PORT="$imap_port" LMTP_PORT="$lmtp_port" \
-      SMTP_PORT="$(free_port)" SMTP_HOLD_PORT="$(free_port)" SINK_PORT="$(free_port)" BENCH_USERS=200 \
+      SMTP_PORT="$postfix_port" SMTP_HOLD_PORT="$hold_port" SINK_PORT="$sink_port" BENCH_USERS=200 \
       "$PEERS_DIR/bin/peers.sh" setup >"$OUT/peer-$format-setup.log" 2>&1 \
       && BENCH_ROOT=$peer_root "$PEERS_DIR/bin/peers.sh" start dovecot >>"$OUT/peer-$format-setup.log" 2>&1 \
       && wait_for_port "$lmtp_port" && wait_for_port "$imap_port"; then

@@ -26,6 +26,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/lib/provision.sh"
+source "$root/bench/lib.sh"
 
 RUNS=${RUNS:-3}
 MSGS=${MSGS:-5000}
@@ -51,48 +52,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-
-# take_port NAME...: sets each NAME to a free loopback port, all of them different (free_port
-# alone only knows a port is free now, not that it was not handed out a moment ago).
-take_port() {
-  local name candidate taken=" "
-  for name in "$@"; do
-    for _ in $(seq 1 100); do
-      candidate=$(free_port)
-      case "$taken" in *" $candidate "*) continue ;; esac
-      break
-    done
-    taken="$taken$candidate "
-    printf -v "$name" '%s' "$candidate"
-  done
-}
-wait_ready() { # URL PID LOG
-  for _ in $(seq 1 300); do
-    curl -fsS "$1" >/dev/null 2>&1 && return 0
-    kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; return 1; }
-    sleep 0.1
-  done
-  log "not ready after 30 s: $1"
-  return 1
-}
-
 take_port grpc_port mailstore_http_port ours_port ingress_http_port submission_port \
   hold_port sink_port postfix_full_port imap_port lmtp_port
 
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "nproc: $(nproc)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-  echo "kernel: $(uname -r)"
-  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-} >"$OUT/machine.txt"
-cat "$OUT/machine.txt" >&2
-
-log "building release binaries"
-(cd "$root" && cargo build --release --locked -p kubemail-smtp-ingress -p kubemail-mailstore -p kubemail) \
-  >"$OUT/build.log" 2>&1 || { tail -n 20 "$OUT/build.log" >&2; exit 1; }
+record_machine
+build_release kubemail-smtp-ingress kubemail-mailstore kubemail
 bin=$root/target/release
 
 # ---------------------------------------------------------------- NATS, mailstore, smtp-ingress
