@@ -7,7 +7,8 @@
 # 2. Provisions NATS with JetStream (scripts/lib/provision.sh), a mailstore on SQLite for the
 #    recipient lookups, the domain bench.test with the mailbox bench2@bench.test, and starts
 #    smtp-ingress on a free loopback port (MX listener, no TLS, no inbound SPF/DKIM/DMARC, no
-#    per-address limits: one client address sends everything).
+#    per-address limits: one client address sends everything), and a second smtp-ingress that
+#    discards what it accepts (the SMTP exchange alone, compared with smtp-sink).
 # 3. Starts Postfix (accept-only port: each message written and fsync'd into the hold queue)
 #    and smtp-sink (the SMTP exchange alone) from the shared peer scripts, on free ports.
 # 4. For each target, `smtp-bench.py` (Postfix's smtp-source) sends MSGS messages of SIZE
@@ -53,6 +54,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 take_port grpc_port mailstore_http_port ours_port ingress_http_port submission_port \
+  discard_port discard_http_port discard_submission_port \
   hold_port sink_port postfix_full_port imap_port lmtp_port
 
 record_machine
@@ -79,17 +81,27 @@ wait_ready "http://$mailstore_http/readyz" "${pids[-1]}" "$OUT/mailstore.log"
 echo benchpass | "$bin/kubemail" admin --mailstore "http://$grpc" mailbox add bench2@bench.test --password-stdin >/dev/null
 
 ours=127.0.0.1:$ours_port
-ingress_http=127.0.0.1:$ingress_http_port
+discard=127.0.0.1:$discard_port
+# start_ingress SMTP_PORT SUBMISSION_PORT HTTP_PORT LOG [flags]: sets ingress_pid.
 start_ingress() {
-  "$bin/smtp-ingress" --smtp-listen "$ours" --submission-listen "127.0.0.1:$submission_port" \
-    --http-listen "$ingress_http" --hostname bench.local --mailstore "http://$grpc" --nats-url "$NATS_URL" \
-    --verify-inbound false --max-connections-per-ip 0 --connection-rate-per-ip 0 >>"$OUT/smtp-ingress.log" 2>&1 &
+  local smtp=$1 submission=$2 http=$3 logfile=$4
+  shift 4
+  "$bin/smtp-ingress" --smtp-listen "127.0.0.1:$smtp" --submission-listen "127.0.0.1:$submission" \
+    --http-listen "127.0.0.1:$http" --hostname bench.local --mailstore "http://$grpc" --nats-url "$NATS_URL" \
+    --verify-inbound false --max-connections-per-ip 0 --connection-rate-per-ip 0 "$@" >>"$logfile" 2>&1 &
   ingress_pid=$!
   pids+=("$ingress_pid")
-  wait_ready "http://$ingress_http/readyz" "$ingress_pid" "$OUT/smtp-ingress.log"
+  wait_ready "http://127.0.0.1:$http/readyz" "$ingress_pid" "$logfile"
 }
-start_ingress
+start_durable_ingress() { # sets durable_pid
+  start_ingress "$ours_port" "$submission_port" "$ingress_http_port" "$OUT/smtp-ingress.log"
+  durable_pid=$ingress_pid
+}
+start_durable_ingress
 log "smtp-ingress ready on $ours (NATS $NATS_URL)"
+start_ingress "$discard_port" "$discard_submission_port" "$discard_http_port" "$OUT/smtp-ingress-discard.log" \
+  --discard-accepted-mail
+log "smtp-ingress discarding accepted mail on $discard"
 
 # ---------------------------------------------------------------- Postfix and smtp-sink
 hold=127.0.0.1:$hold_port
@@ -117,6 +129,7 @@ for run in $(seq 1 "$RUNS"); do
   log "acceptance run $run of $RUNS: $MSGS × $SIZE B at $SESSIONS sessions"
   smtp_bench kubemail "$ours"
   smtp_bench postfix-hold "$hold" --after "$PEERS_DIR/bin/peers.sh postfix-hold-clear"
+  smtp_bench kubemail-discard "$discard"
   smtp_bench smtp-sink "$sink"
 done
 
@@ -124,10 +137,10 @@ done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 for run in $(seq 1 "$MEM_RUNS"); do
   # A fresh process each run: freed memory reused from an earlier run would hide the cost.
-  kill "$ingress_pid"; wait "$ingress_pid" 2>/dev/null || true
-  start_ingress
+  kill "$durable_pid"; wait "$durable_pid" 2>/dev/null || true
+  start_durable_ingress
   python3 "$PEERS_DIR/bin/idle-mem.py" --proto smtp --target "$ours" --conns "$CONNS" --runs 1 \
-    --server-pid "$ingress_pid" >>"$OUT/mem-kubemail.jsonl" 2>>"$OUT/mem-kubemail.log"
+    --server-pid "$durable_pid" >>"$OUT/mem-kubemail.jsonl" 2>>"$OUT/mem-kubemail.log"
 done
 peers=$PEERS_DIR/bin/peers.sh
 python3 "$PEERS_DIR/bin/idle-mem.py" --proto smtp --target "$hold" --conns "$CONNS" --runs "$MEM_RUNS" \

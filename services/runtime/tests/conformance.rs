@@ -56,7 +56,7 @@ async fn nats_fixture() -> Fixture {
         stream: kubemail_testkit::unique_name("QUEUE"),
         subject_prefix: kubemail_testkit::unique_name("queue"),
         consumer: kubemail_testkit::unique_name("delivery"),
-        bucket: kubemail_testkit::unique_name("spool"),
+        spool_stream: kubemail_testkit::unique_name("SPOOL"),
         lease: LEASE,
         ..NatsConfig::default()
     };
@@ -136,8 +136,9 @@ async fn assert_nothing_pulled(queue: &dyn Queue, wait: Duration, why: &str) {
 async fn spool_stores_replaces_and_deletes_bodies(fixture: Fixture) {
     let spool = &fixture.services.spool;
     let key = "0190a3c2-7b1e@mx.example.org";
-    // Bytes a text-only store would mangle, and large enough to span several NATS chunks.
-    let body: Bytes = (0..300_000u32).map(|i| (i % 251) as u8).chain(*b"\r\n.\r\n\0").collect();
+    // Bytes a text-only store would mangle, and large enough to span several NATS messages
+    // (1 MiB each by default).
+    let body: Bytes = (0..2_500_000u32).map(|i| (i % 251) as u8).chain(*b"\r\n.\r\n\0").collect();
 
     assert_eq!(spool.get(key).await.expect("get missing"), None, "nothing stored yet");
     spool.put(key, body.clone()).await.expect("put");

@@ -54,6 +54,10 @@ pub struct Config {
     /// networks, comma-separated (e.g. 10.0.0.0/8). Others cannot send one.
     #[arg(long, env = "KUBEMAIL_PROXY_TRUSTED_CIDRS", value_delimiter = ',')]
     pub proxy_trusted_cidrs: Vec<Cidr>,
+    /// Benchmarks only: accept every message and throw it away, without NATS, to measure the
+    /// SMTP exchange alone. Mail sent to such a server is lost.
+    #[arg(long, hide = true)]
+    pub discard_accepted_mail: bool,
     #[command(flatten)]
     pub limits: LimitFlags,
 }

@@ -97,9 +97,15 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let channel = Endpoint::from_shared(config.mailstore.clone())
         .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
         .connect_lazy();
-    let transport = NatsTransport::connect(&NatsConfig { url: config.nats_url.clone(), ..Default::default() })
-        .await
-        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+    let handoff = if config.discard_accepted_mail {
+        tracing::warn!("--discard-accepted-mail: every accepted message is thrown away");
+        Handoff::discarding()
+    } else {
+        let transport = NatsTransport::connect(&NatsConfig { url: config.nats_url.clone(), ..Default::default() })
+            .await
+            .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+        Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue), config.limits.handoff_timeout)
+    };
     let verifier = config
         .verify_inbound
         .then(|| verify::Verifier::system(&config.hostname, config.enforce_dmarc_reject))
@@ -107,7 +113,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         .map_err(|e| Error::Startup(format!("DNS resolver for --verify-inbound: {e}")))?;
     let services = Arc::new(Services {
         mailstore: mailstore_client(channel),
-        handoff: Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue), config.limits.handoff_timeout),
+        handoff,
         tls,
         settings: config.limits.settings(&config.hostname),
         verifier,

@@ -1,9 +1,9 @@
 //! The NATS JetStream transports used in production.
 //!
-//! - [`NatsConfig`] — names and timings: stream, subjects, consumer, bucket, lease.
+//! - [`NatsConfig`] — names and timings: streams, subjects, consumer, lease.
 //! - [`NatsTransport`] — connects once and builds all three implementations on one client,
-//!   creating the stream, consumer and bucket when they are missing.
-//! - [`NatsSpool`] (`spool.rs`) — bodies in an object store bucket.
+//!   creating the streams and the consumer when they are missing.
+//! - [`NatsSpool`] (`spool.rs`) — bodies in a stream with one subject per body.
 //! - [`NatsQueue`] (`queue.rs`) — envelopes in a work-queue stream, consumed through one durable
 //!   pull consumer that every replica shares.
 //! - [`NatsEventBus`] (`events.rs`) — core NATS publish/subscribe.
@@ -35,13 +35,13 @@ pub struct NatsConfig {
     pub subject_prefix: String,
     /// Durable pull consumer shared by every delivery worker.
     pub consumer: String,
-    /// Object store bucket for message bodies.
-    pub bucket: String,
+    /// JetStream stream holding message bodies, on subjects `<spool_stream>.<key>.<chunk>`.
+    pub spool_stream: String,
     /// How long a pulled message stays leased (the consumer's `ack_wait`).
     pub lease: Duration,
     /// How long the stream remembers message ids for idempotent publishing.
     pub dedupe_window: Duration,
-    /// Copies of the stream and the bucket kept in a JetStream cluster (1 for a single server;
+    /// Copies of both streams kept in a JetStream cluster (1 for a single server;
     /// 3 survives the loss of one node).
     pub replicas: usize,
 }
@@ -53,7 +53,7 @@ impl Default for NatsConfig {
             stream: "QUEUE".into(),
             subject_prefix: "queue".into(),
             consumer: "delivery".into(),
-            bucket: "spool".into(),
+            spool_stream: "SPOOL".into(),
             lease: contract::DEFAULT_LEASE,
             dedupe_window: contract::MIN_DEDUPE_WINDOW,
             replicas: 1,
@@ -63,7 +63,9 @@ impl Default for NatsConfig {
 
 impl NatsConfig {
     fn validate(&self) -> Result<()> {
-        for (what, name) in [("stream", &self.stream), ("consumer", &self.consumer), ("bucket", &self.bucket)] {
+        for (what, name) in
+            [("stream", &self.stream), ("consumer", &self.consumer), ("spool stream", &self.spool_stream)]
+        {
             // JetStream names become subject tokens (`$JS.API.STREAM.INFO.<name>`).
             let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             if !valid {
@@ -74,6 +76,12 @@ impl NatsConfig {
         }
         contract::check_subject(&self.subject_prefix)
             .map_err(|e| Error::Config(format!("NATS subject prefix: {e}")))?;
+        if self.spool_stream == self.subject_prefix {
+            return Err(Error::Config(format!(
+                "the NATS spool stream {} would capture the queue's subjects",
+                self.spool_stream
+            )));
+        }
         contract::check_queue_settings(self.lease, self.dedupe_window)?;
         if self.replicas == 0 || self.replicas > 5 {
             return Err(Error::Config(format!(
@@ -95,20 +103,20 @@ pub struct NatsTransport {
 }
 
 impl NatsTransport {
-    /// Connects to `config.url` and sets up the stream, consumer and bucket.
+    /// Connects to `config.url` and sets up the streams and the consumer.
     pub async fn connect(config: &NatsConfig) -> Result<Self> {
         config.validate()?;
         let client = async_nats::connect(&config.url).await.map_err(unavailable)?;
         Self::from_client(client, config).await
     }
 
-    /// Builds the transports on an existing connection, creating the stream, consumer and
-    /// bucket when missing. Every replica runs this at start; it is idempotent.
+    /// Builds the transports on an existing connection, creating the streams and the consumer
+    /// when missing. Every replica runs this at start; it is idempotent.
     pub async fn from_client(client: async_nats::Client, config: &NatsConfig) -> Result<Self> {
         config.validate()?;
         let jetstream = async_nats::jetstream::new(client.clone());
-        let queue = NatsQueue::open(jetstream.clone(), config).await?;
-        let spool = NatsSpool::open(&jetstream, config).await?;
+        let queue = NatsQueue::open(jetstream, config).await?;
+        let spool = NatsSpool::open(&client, config).await?;
         let events = NatsEventBus::new(client.clone());
         Ok(NatsTransport { client, spool, queue, events })
     }
@@ -157,7 +165,8 @@ mod tests {
         for config in [
             NatsConfig { stream: "QUEUE.main".into(), ..base.clone() },
             NatsConfig { consumer: String::new(), ..base.clone() },
-            NatsConfig { bucket: "spool bodies".into(), ..base.clone() },
+            NatsConfig { spool_stream: "spool bodies".into(), ..base.clone() },
+            NatsConfig { spool_stream: "queue".into(), ..base.clone() },
             NatsConfig { subject_prefix: "queue.>".into(), ..base.clone() },
             NatsConfig { lease: Duration::ZERO, ..base.clone() },
             NatsConfig { dedupe_window: Duration::from_secs(30), ..base.clone() },
