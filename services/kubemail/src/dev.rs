@@ -13,6 +13,7 @@ use kubemail_runtime::admin_http::{self, Readiness};
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{EventBus, telemetry};
+use kubemail_smtp_ingress::directory::Directory;
 use kubemail_smtp_ingress::handoff::Handoff;
 use kubemail_smtp_ingress::limits::ConnectionTracker;
 use kubemail_smtp_ingress::server::{Admission, Listeners};
@@ -77,7 +78,9 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let channel =
         Endpoint::from_shared(format!("http://{grpc_address}")).context("the mailstore address")?.connect_lazy();
     let services = Arc::new(Services {
-        mailstore: kubemail_smtp_ingress::mailstore_client(channel),
+        mailstore: kubemail_smtp_ingress::mailstore_client(channel.clone()),
+        // One process on a laptop: a lookup is cheap and a new mailbox should work at once.
+        directory: Directory::new(kubemail_smtp_ingress::mailstore_client(channel), Duration::ZERO),
         handoff: Handoff::new(
             Arc::new(transport.spool.clone()),
             Arc::new(transport.queue.clone()),

@@ -54,6 +54,10 @@ pub struct Config {
     /// networks, comma-separated (e.g. 10.0.0.0/8). Others cannot send one.
     #[arg(long, env = "KUBEMAIL_PROXY_TRUSTED_CIDRS", value_delimiter = ',')]
     pub proxy_trusted_cidrs: Vec<Cidr>,
+    /// How long the mailstore's answer about a recipient address is reused (0 = ask every
+    /// time); a new or removed mailbox takes this long to reach the MX.
+    #[arg(long, env = "KUBEMAIL_RECIPIENT_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub recipient_cache_ttl: Duration,
     /// Benchmarks only: accept every message and throw it away, without NATS, to measure the
     /// SMTP exchange alone. Mail sent to such a server is lost.
     #[arg(long, hide = true)]

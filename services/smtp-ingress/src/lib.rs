@@ -6,6 +6,7 @@
 //! - [`session`] — one SMTP connection: the state machine, one file per verb family.
 //! - [`reply`] — replies with enhanced status codes.
 //! - [`address`] — checks on envelope addresses.
+//! - [`directory`] — recipient lookups through the mailstore, cached for a few seconds.
 //! - [`handoff`] — spool and queue: the durable hand-off behind every `250`.
 //! - [`received`] — the Received trace header and RFC 5322 dates.
 //! - [`tls`] — certificates per domain chosen by SNI and reloaded on change; self-signed ones.
@@ -15,6 +16,7 @@
 
 pub mod address;
 pub mod config;
+pub mod directory;
 pub mod handoff;
 pub mod limits;
 pub mod proxy;
@@ -112,7 +114,8 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         .transpose()
         .map_err(|e| Error::Startup(format!("DNS resolver for --verify-inbound: {e}")))?;
     let services = Arc::new(Services {
-        mailstore: mailstore_client(channel),
+        mailstore: mailstore_client(channel.clone()),
+        directory: directory::Directory::new(mailstore_client(channel), config.recipient_cache_ttl),
         handoff,
         tls,
         settings: config.limits.settings(&config.hostname),

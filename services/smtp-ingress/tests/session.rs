@@ -113,6 +113,11 @@ async fn recipients_are_resolved_by_the_mailstore() {
     assert!(mx.command("RCPT TO:<carol@example.org>", 550).await.starts_with("5.2.1"), "suspended");
     // bob's quota is 2,000 octets: a declared 3,000 can never fit.
     assert!(mx.command("RCPT TO:<bob@example.org>", 552).await.starts_with("5.2.2"));
+    // With 1,500 of them used, 1,000 more do not fit now, but may once he cleans up.
+    f.mailstore.deliver("bob@example.org", &common::message_of(1_500)).await;
+    mx.command("RSET", 250).await;
+    mx.command("MAIL FROM:<a@remote.example> SIZE=1000", 250).await;
+    assert!(mx.command("RCPT TO:<bob@example.org>", 452).await.starts_with("4.2.2"), "mailbox full");
     assert!(mx.command("RCPT TO:<alice+lists@example.org>", 250).await.starts_with("2.1.5"), "subaddress");
     mx.command("RSET", 250).await;
     mx.command("MAIL FROM:<a@remote.example>", 250).await;

@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::MailstoreClient;
 use crate::address::Address;
+use crate::directory::Directory;
 use crate::handoff::Handoff;
 use crate::reply::{Reply, replies};
 use crate::verify::Verifier;
@@ -90,7 +91,10 @@ pub struct Settings {
 
 /// What sessions share: the mailstore, the hand-off, TLS and the settings.
 pub struct Services {
+    /// Authentication.
     pub mailstore: MailstoreClient,
+    /// Recipient lookups.
+    pub directory: Directory,
     pub handoff: Handoff,
     /// `None` when no certificate is configured: STARTTLS is then not offered.
     pub tls: Option<TlsAcceptor>,

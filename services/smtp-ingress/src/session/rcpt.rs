@@ -4,15 +4,13 @@
 
 use std::borrow::Cow;
 
-use kubemail_proto::mailstore::ResolveRecipientRequest;
-use kubemail_proto::mailstore::resolve_recipient_response::{Outcome, QuotaState};
 use kubemail_proto::queue::{DsnNotify, Recipient};
 use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tonic::Code;
 
 use super::{Session, Transaction};
 use crate::address::Address;
+use crate::directory::Resolution;
 use crate::reply::{Reply, replies};
 
 /// Recipients past the limit that a transaction may name before each further one counts as an
@@ -77,27 +75,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Whether mail for `address` is accepted here: `Ok(true)` for a local mailbox, `Ok(false)`
     /// for a remote one an authenticated user may send to, else the refusal.
     async fn resolve(&self, address: &str, size_hint: u64) -> Result<bool, Reply> {
-        let request = ResolveRecipientRequest { address: address.to_string(), size_hint };
-        let response = match self.services.mailstore.clone().resolve_recipient(request).await {
-            Ok(response) => response.into_inner(),
-            Err(status) if status.code() == Code::InvalidArgument => {
-                return Err(Reply::new(550, "5.1.1", format!("No such user here: {address}")));
-            }
+        let resolution = match self.services.directory.resolve(address, size_hint).await {
+            Ok(resolution) => resolution,
             Err(status) => {
                 tracing::warn!(%status, "recipient lookup failed");
                 return Err(Reply::new(451, "4.4.3", "Directory server failure, try again later"));
             }
         };
-        match response.outcome() {
-            Outcome::Local => match response.quota() {
-                QuotaState::Full => Err(Reply::new(452, "4.2.2", "Mailbox full, try again later")),
-                QuotaState::NeverFits => Err(Reply::new(552, "5.2.2", "Message exceeds the recipient's storage quota")),
-                QuotaState::Fits | QuotaState::Unspecified => Ok(true),
-            },
-            Outcome::UnknownRecipient => Err(Reply::new(550, "5.1.1", format!("No such user here: {address}"))),
-            Outcome::Disabled => Err(Reply::new(550, "5.2.1", "Mailbox disabled")),
-            Outcome::NotLocal if self.identity.is_some() => Ok(false),
-            Outcome::NotLocal | Outcome::Unspecified => Err(Reply::new(554, "5.7.1", "Relay access denied")),
+        match resolution {
+            Resolution::Local => Ok(true),
+            Resolution::Full => Err(Reply::new(452, "4.2.2", "Mailbox full, try again later")),
+            Resolution::NeverFits => Err(Reply::new(552, "5.2.2", "Message exceeds the recipient's storage quota")),
+            Resolution::Unknown => Err(Reply::new(550, "5.1.1", format!("No such user here: {address}"))),
+            Resolution::Disabled => Err(Reply::new(550, "5.2.1", "Mailbox disabled")),
+            Resolution::NotLocal if self.identity.is_some() => Ok(false),
+            Resolution::NotLocal => Err(Reply::new(554, "5.7.1", "Relay access denied")),
         }
     }
 }

@@ -12,10 +12,14 @@ use std::time::Duration;
 use kubemail_proto::Message as _;
 use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::admin::{UpsertAccountRequest, UpsertDomainRequest};
+use kubemail_proto::mailstore::deliver_chunk::Part;
+use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
+use kubemail_proto::mailstore::{DeliverChunk, DeliverHeader};
 use kubemail_proto::queue::Envelope;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{EventBus, Queue, Spool};
+use kubemail_smtp_ingress::directory::Directory;
 use kubemail_smtp_ingress::handoff::Handoff;
 use kubemail_smtp_ingress::session::io::Connection;
 use kubemail_smtp_ingress::session::{self, Listener, Services, Settings};
@@ -29,13 +33,15 @@ use tonic::transport::Channel;
 
 pub const HOSTNAME: &str = "mx.example.org";
 pub const CLIENT_IP: &str = "192.0.2.10";
+/// Sessions reuse recipient lookups as long as the service does by default.
+pub const RECIPIENT_CACHE_TTL: Duration = Duration::from_secs(5);
 
 pub struct Fixture {
     pub services: Arc<Services>,
     pub admin: AdminClient<Channel>,
     pub transport: LocalTransport,
     pub certificate: PemPair,
-    _mailstore: Mailstore,
+    pub mailstore: Mailstore,
     _dir: tempfile::TempDir,
 }
 
@@ -93,6 +99,23 @@ impl Mailstore {
             .expect("alias");
         Mailstore { address, channel, admin, stop }
     }
+
+    /// Stores `body` in `recipient`'s INBOX, as the delivery queue would.
+    pub async fn deliver(&self, recipient: &str, body: &[u8]) {
+        let header = DeliverHeader {
+            queue_message_id: format!("test-{}", next_id()),
+            recipient: recipient.into(),
+            ..Default::default()
+        };
+        let chunks = [Part::Header(header), Part::Data(body.to_vec())].map(|part| DeliverChunk { part: Some(part) });
+        MailStoreClient::new(self.channel.clone()).deliver(futures::stream::iter(chunks)).await.expect("deliver");
+    }
+}
+
+/// A value no other call in this process returns.
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Settings with short timeouts and no AUTH failure delay, so tests run fast.
@@ -131,7 +154,8 @@ impl Fixture {
         let certificate = tls::self_signed(&[HOSTNAME.to_string()]).expect("certificate");
         let acceptor = TlsAcceptor::from(tls::server_config(&certificate).expect("TLS config"));
         let services = Arc::new(Services {
-            mailstore: kubemail_smtp_ingress::mailstore_client(channel),
+            mailstore: kubemail_smtp_ingress::mailstore_client(channel.clone()),
+            directory: Directory::new(kubemail_smtp_ingress::mailstore_client(channel), RECIPIENT_CACHE_TTL),
             handoff: Handoff::new(
                 Arc::new(transport.spool.clone()),
                 Arc::new(transport.queue.clone()),
@@ -142,7 +166,7 @@ impl Fixture {
             verifier,
             shutdown: Shutdown::new(),
         });
-        Fixture { services, admin, transport, certificate, _mailstore: mailstore, _dir: dir }
+        Fixture { services, admin, transport, certificate, mailstore, _dir: dir }
     }
 
     /// A new session on `listener`, read up to and including its greeting.
@@ -294,6 +318,17 @@ impl Client<DuplexStream> {
 }
 
 /// `AUTH PLAIN` initial response for `user` / `password`.
+/// A message of exactly `size` octets from alice to bob.
+pub fn message_of(size: usize) -> Vec<u8> {
+    let mut message = b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: filler\r\n\r\n".to_vec();
+    while message.len() + 2 < size {
+        message.push(b'x');
+    }
+    message.extend_from_slice(b"\r\n");
+    message.truncate(size);
+    message
+}
+
 pub fn plain(user: &str, password: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
