@@ -8,7 +8,8 @@
 #    recipient lookups, the domain bench.test with the mailbox bench2@bench.test, and starts
 #    smtp-ingress on a free loopback port (MX listener, no TLS, no inbound SPF/DKIM/DMARC, no
 #    per-address limits: one client address sends everything), and a second smtp-ingress that
-#    discards what it accepts (the SMTP exchange alone, compared with smtp-sink).
+#    discards what it accepts (the SMTP exchange alone, compared with smtp-sink), and a third
+#    on a second NATS server that fsyncs every write (sync_interval: always), as Postfix does.
 # 3. Starts Postfix (accept-only port: each message written and fsync'd into the hold queue)
 #    and smtp-sink (the SMTP exchange alone) from the shared peer scripts, on free ports.
 # 4. For each target, `smtp-bench.py` (Postfix's smtp-source) sends MSGS messages of SIZE
@@ -55,6 +56,7 @@ trap 'exit 130' INT TERM
 
 take_port grpc_port mailstore_http_port ours_port ingress_http_port submission_port \
   discard_port discard_http_port discard_submission_port \
+  fsync_port fsync_http_port fsync_submission_port fsync_nats_port \
   hold_port sink_port postfix_full_port imap_port lmtp_port
 
 record_machine
@@ -70,6 +72,17 @@ start_nats "$work"
 # queue file before its 250.
 echo "NATS JetStream file storage, default sync_interval (2 min): acknowledged = written, not yet fsync'd" \
   >"$OUT/durability.txt"
+# The same with every write fsync'd before JetStream acknowledges it.
+mkdir -p "$work/nats-fsync"
+cat >"$work/nats-fsync.conf" <<CONF
+listen: 127.0.0.1:$fsync_nats_port
+jetstream { store_dir: "$work/nats-fsync", sync_interval: always }
+CONF
+"$NATS_SERVER" -c "$work/nats-fsync.conf" >"$OUT/nats-fsync.log" 2>&1 &
+pids+=($!)
+wait_for_port "$fsync_nats_port"
+echo "kubemail-fsync: a second NATS server with sync_interval: always (fsync before every acknowledgement)" \
+  >>"$OUT/durability.txt"
 
 grpc=127.0.0.1:$grpc_port
 mailstore_http=127.0.0.1:$mailstore_http_port
@@ -82,26 +95,30 @@ echo benchpass | "$bin/kubemail" admin --mailstore "http://$grpc" mailbox add be
 
 ours=127.0.0.1:$ours_port
 discard=127.0.0.1:$discard_port
-# start_ingress SMTP_PORT SUBMISSION_PORT HTTP_PORT LOG [flags]: sets ingress_pid.
+# start_ingress SMTP_PORT SUBMISSION_PORT HTTP_PORT LOG NATS_URL [flags]: sets ingress_pid.
 start_ingress() {
-  local smtp=$1 submission=$2 http=$3 logfile=$4
-  shift 4
+  local smtp=$1 submission=$2 http=$3 logfile=$4 nats=$5
+  shift 5
   "$bin/smtp-ingress" --smtp-listen "127.0.0.1:$smtp" --submission-listen "127.0.0.1:$submission" \
-    --http-listen "127.0.0.1:$http" --hostname bench.local --mailstore "http://$grpc" --nats-url "$NATS_URL" \
+    --http-listen "127.0.0.1:$http" --hostname bench.local --mailstore "http://$grpc" --nats-url "$nats" \
     --verify-inbound false --max-connections-per-ip 0 --connection-rate-per-ip 0 "$@" >>"$logfile" 2>&1 &
   ingress_pid=$!
   pids+=("$ingress_pid")
   wait_ready "http://127.0.0.1:$http/readyz" "$ingress_pid" "$logfile"
 }
 start_durable_ingress() { # sets durable_pid
-  start_ingress "$ours_port" "$submission_port" "$ingress_http_port" "$OUT/smtp-ingress.log"
+  start_ingress "$ours_port" "$submission_port" "$ingress_http_port" "$OUT/smtp-ingress.log" "$NATS_URL"
   durable_pid=$ingress_pid
 }
 start_durable_ingress
 log "smtp-ingress ready on $ours (NATS $NATS_URL)"
 start_ingress "$discard_port" "$discard_submission_port" "$discard_http_port" "$OUT/smtp-ingress-discard.log" \
-  --discard-accepted-mail
+  "$NATS_URL" --discard-accepted-mail
 log "smtp-ingress discarding accepted mail on $discard"
+fsync=127.0.0.1:$fsync_port
+start_ingress "$fsync_port" "$fsync_submission_port" "$fsync_http_port" "$OUT/smtp-ingress-fsync.log" \
+  "nats://127.0.0.1:$fsync_nats_port"
+log "smtp-ingress on NATS with fsync on $fsync"
 
 # ---------------------------------------------------------------- Postfix and smtp-sink
 hold=127.0.0.1:$hold_port
@@ -128,6 +145,7 @@ smtp_bench() { # LABEL TARGET [extra smtp-bench.py arguments]
 for run in $(seq 1 "$RUNS"); do
   log "acceptance run $run of $RUNS: $MSGS × $SIZE B at $SESSIONS sessions"
   smtp_bench kubemail "$ours"
+  smtp_bench kubemail-fsync "$fsync"
   smtp_bench postfix-hold "$hold" --after "$PEERS_DIR/bin/peers.sh postfix-hold-clear"
   smtp_bench kubemail-discard "$discard"
   smtp_bench smtp-sink "$sink"
@@ -146,6 +164,15 @@ peers=$PEERS_DIR/bin/peers.sh
 python3 "$PEERS_DIR/bin/idle-mem.py" --proto smtp --target "$hold" --conns "$CONNS" --runs "$MEM_RUNS" \
   --server-pid-cmd "$peers pids postfix" --before-run "$peers stop postfix && $peers start postfix" \
   >>"$OUT/mem-postfix.jsonl" 2>>"$OUT/mem-postfix.log"
+
+# smtp-ingress logs a line per accepted message (as an MTA should): tens of thousands here.
+# Keep the rest, and the count.
+for logfile in "$OUT"/smtp-ingress*.log; do
+  accepted=$(grep -c ' message accepted ' "$logfile" || true)
+  grep -v ' message accepted ' "$logfile" >"$logfile.kept" || true
+  echo "($accepted 'message accepted' lines removed)" >>"$logfile.kept"
+  mv "$logfile.kept" "$logfile"
+done
 
 python3 "$root/bench/summarize-smtp.py" "$OUT" | tee "$OUT/summary.md"
 log "raw results in $OUT"
