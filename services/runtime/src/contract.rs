@@ -104,7 +104,7 @@ pub(crate) fn check_message_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A spool key (NATS object names cannot be empty).
+/// A spool key (an empty one would make an empty NATS subject token).
 pub(crate) fn check_spool_key(key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(Error::invalid("spool key", "empty"));
