@@ -5,6 +5,8 @@
 //! Timing assertions use lower bounds (nothing comes back before its lease or delay) and
 //! generous upper bounds, so a busy machine slows the suite down without failing it.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,15 +53,7 @@ impl Fixture {
 }
 
 async fn nats_fixture() -> Fixture {
-    let config = NatsConfig {
-        url: kubemail_testkit::nats_url(),
-        stream: kubemail_testkit::unique_name("QUEUE"),
-        subject_prefix: kubemail_testkit::unique_name("queue"),
-        consumer: kubemail_testkit::unique_name("delivery"),
-        spool_stream: kubemail_testkit::unique_name("SPOOL"),
-        lease: LEASE,
-        ..NatsConfig::default()
-    };
+    let config = NatsConfig { lease: LEASE, ..common::unique_nats_config() };
     let connect = move || {
         let config = config.clone();
         async move {

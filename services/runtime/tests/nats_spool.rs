@@ -1,6 +1,8 @@
 //! What only the NATS spool can go through: a body spread over several messages of which one is
 //! lost, or whose head never arrived. A reader must never get a silently shortened body.
 
+mod common;
+
 use async_nats::jetstream;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -9,14 +11,7 @@ use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::{Error, Spool};
 
 async fn spool() -> (NatsTransport, NatsConfig) {
-    let config = NatsConfig {
-        url: kubemail_testkit::nats_url(),
-        stream: kubemail_testkit::unique_name("QUEUE"),
-        subject_prefix: kubemail_testkit::unique_name("queue"),
-        consumer: kubemail_testkit::unique_name("delivery"),
-        spool_stream: kubemail_testkit::unique_name("SPOOL"),
-        ..NatsConfig::default()
-    };
+    let config = common::unique_nats_config();
     (NatsTransport::connect(&config).await.expect("connect to NATS"), config)
 }
 
