@@ -1,6 +1,7 @@
 //! Plumbing shared by every kubemail service.
 //!
 //! - [`error`] — the crate's error type.
+//! - [`clock`] — Unix seconds and RFC 5322 dates.
 //! - [`config`] — parsing helpers for flags and environment variables (sizes, durations).
 //! - [`telemetry`] — `tracing` setup (text or JSON logs), OpenTelemetry export over OTLP when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
@@ -18,6 +19,7 @@
 //!   and id rules, NATS wildcard matching, default lease and deduplication window.
 
 pub mod admin_http;
+pub mod clock;
 pub mod config;
 mod contract;
 pub mod error;
@@ -33,7 +35,7 @@ pub mod telemetry;
 
 pub use error::{Error, Result};
 pub use events::{Event, EventBus, EventStream};
-pub use queue::{Lease, Published, Queue, QueueMessage};
+pub use queue::{DeadLetter, Lease, Published, Queue, QueueMessage};
 pub use spool::Spool;
 
 /// Headers that travel with queue messages and events (trace context among them).

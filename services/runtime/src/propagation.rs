@@ -45,6 +45,17 @@ pub fn inject_metadata(metadata: &mut MetadataMap) {
     inject_header_map(metadata.as_mut());
 }
 
+/// The interceptor of [`traced`] channels.
+pub type TraceInterceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+
+/// A gRPC channel that passes the caller's trace context on with every call.
+pub type TracedChannel = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, TraceInterceptor>;
+
+/// `channel` with [`grpc_client_interceptor`]: `MailStoreClient::new(traced(channel))`.
+pub fn traced(channel: tonic::transport::Channel) -> TracedChannel {
+    tonic::service::interceptor::InterceptedService::new(channel, grpc_client_interceptor as TraceInterceptor)
+}
+
 /// A tonic client interceptor that adds the current span's trace context to every call:
 /// `ServiceClient::with_interceptor(channel, grpc_client_interceptor)`. It runs when the call
 /// is made, so the caller's span at that moment becomes the server span's parent.

@@ -4,6 +4,10 @@
 //! consumer gets the message. The holder ends it with [`Lease::ack`] (done, gone for good) or
 //! [`Lease::retry_after`] (deliver again after a delay). A holder that dies simply stops
 //! extending: when the lease expires the message is delivered again, to any consumer.
+//!
+//! A message that can never be processed (it cannot be parsed, or names no body) is moved aside
+//! with [`Lease::dead_letter`], with the reason: it is kept for an operator to inspect
+//! ([`Queue::dead_letters`]) and never delivered again.
 
 use std::time::Duration;
 
@@ -29,12 +33,22 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+/// A message moved aside, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub message: QueueMessage,
+    /// One line of text.
+    pub reason: String,
+}
+
 /// Implementation side of a lease: what [`Lease`] delegates to.
 #[async_trait]
 pub trait LeaseHandle: Send + Sync {
     async fn ack(&self) -> Result<()>;
     async fn retry_after(&self, delay: Duration) -> Result<()>;
     async fn extend(&self) -> Result<()>;
+    /// Keeps `letter` aside, then removes the message from the queue as `ack` does.
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<()>;
 }
 
 /// A pulled message, held exclusively until acked, retried, or the lease expires.
@@ -66,6 +80,13 @@ impl Lease {
     pub async fn extend(&self) -> Result<()> {
         self.handle.extend().await
     }
+
+    /// Moves the message aside for good, with `reason` (control characters become spaces).
+    pub async fn dead_letter(self, reason: &str) -> Result<()> {
+        let reason = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let message = QueueMessage { id: self.id, payload: self.payload, headers: self.headers };
+        self.handle.dead_letter(DeadLetter { message, reason }).await
+    }
 }
 
 impl std::fmt::Debug for Lease {
@@ -82,4 +103,6 @@ pub trait Queue: Send + Sync + 'static {
     /// Waits up to `wait` for messages and returns at most `max` of them, each leased to the
     /// caller. Returns an empty vector when nothing became available in time.
     async fn pull(&self, max: usize, wait: Duration) -> Result<Vec<Lease>>;
+    /// The oldest `max` messages moved aside, oldest first.
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>>;
 }

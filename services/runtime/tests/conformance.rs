@@ -363,6 +363,29 @@ async fn concurrent_consumers_share_the_work_without_overlap(fixture: Fixture) {
     assert_nothing_pulled(publisher, Duration::from_millis(300), "all acked").await;
 }
 
+async fn dead_letters_are_kept_aside_with_their_reason_and_never_return(fixture: Fixture) {
+    let queue = &*fixture.services.queue;
+    assert_eq!(queue.dead_letters(10).await.expect("no dead letters yet"), Vec::new());
+    publish_new(queue, message("bad-1", "\u{0}not an envelope")).await;
+    publish_new(queue, message("good-1", "fine")).await;
+    let lease = pull_one(queue).await;
+    assert_eq!(lease.id, "bad-1");
+    lease.dead_letter("cannot decode the envelope:\r\ninvalid wire type").await.expect("dead letter");
+
+    let next = pull_one(queue).await;
+    assert_eq!(next.id, "good-1", "the queue goes on");
+    next.ack().await.expect("ack");
+    assert_nothing_pulled(queue, LEASE + CLOCK_SLACK, "a dead letter is not delivered again").await;
+
+    let letters = queue.dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].message, message("bad-1", "\u{0}not an envelope"), "kept as it was queued");
+    assert_eq!(letters[0].reason, "cannot decode the envelope:  invalid wire type", "one line");
+    // Another replica sees them too.
+    let replica = fixture.replica().await;
+    assert_eq!(replica.queue.dead_letters(10).await.expect("replica dead letters"), letters);
+}
+
 async fn bad_input_is_refused_not_carried(fixture: Fixture) {
     let Services { spool, queue, events } = &fixture.services;
     let refused = |result: Result<(), Error>, what: &str| {
@@ -496,6 +519,7 @@ conformance_suite!(
     empty_pull_waits_then_returns_nothing,
     waiting_pull_wakes_up_for_a_new_message,
     concurrent_consumers_share_the_work_without_overlap,
+    dead_letters_are_kept_aside_with_their_reason_and_never_return,
     bad_input_is_refused_not_carried,
     events_fan_out_to_every_matching_subscriber,
     dropped_subscription_stops_and_others_continue,

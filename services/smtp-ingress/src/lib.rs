@@ -32,10 +32,9 @@ use std::sync::Arc;
 use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_runtime::admin_http::{self, Readiness};
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
-use kubemail_runtime::propagation;
+use kubemail_runtime::propagation::{self, TracedChannel};
 use kubemail_runtime::shutdown::Shutdown;
 use tokio_rustls::TlsAcceptor;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use handoff::Handoff;
@@ -45,12 +44,11 @@ use session::Services;
 use tls::CertificateStore;
 
 /// The mailstore client, passing the trace context on with every call.
-pub type MailstoreClient = MailStoreClient<InterceptedService<Channel, TraceInterceptor>>;
-type TraceInterceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+pub type MailstoreClient = MailStoreClient<TracedChannel>;
 
 /// A mailstore client on `channel`.
 pub fn mailstore_client(channel: Channel) -> MailstoreClient {
-    MailStoreClient::with_interceptor(channel, propagation::grpc_client_interceptor as TraceInterceptor)
+    MailStoreClient::new(propagation::traced(channel))
 }
 
 #[derive(Debug, thiserror::Error)]

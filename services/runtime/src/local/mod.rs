@@ -51,6 +51,15 @@ CREATE TABLE IF NOT EXISTS queue_published_ids (
     published_at INTEGER NOT NULL      -- Unix ms
 );
 CREATE INDEX IF NOT EXISTS queue_published_ids_age ON queue_published_ids (published_at);
+-- Messages moved aside: kept until an operator removes them.
+CREATE TABLE IF NOT EXISTS queue_dead_letters (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id       TEXT NOT NULL UNIQUE,
+    payload  BLOB NOT NULL,
+    headers  TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    moved_at INTEGER NOT NULL          -- Unix ms
+);
 ";
 
 /// Where `kubemail dev` keeps its transport state, and the queue's timings.

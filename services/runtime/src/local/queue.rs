@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::{millis, unix_millis};
 use crate::queue::LeaseHandle;
-use crate::{Error, Headers, Lease, Published, Queue, QueueMessage, Result, contract};
+use crate::{DeadLetter, Error, Headers, Lease, Published, Queue, QueueMessage, Result, contract};
 
 /// The queue in the shared SQLite file. Clones share the pool and the wake-ups, as replicas of
 /// delivery-queue inside one `kubemail dev` process do.
@@ -70,9 +70,7 @@ impl LocalQueue {
         for row in rows {
             let seq: i64 = row.try_get("seq")?;
             let id: String = row.try_get("id")?;
-            let headers: String = row.try_get("headers")?;
-            let headers: Headers = serde_json::from_str(&headers)
-                .map_err(|e| Error::Corrupt { what: "queued headers", detail: format!("{id}: {e}") })?;
+            let headers = decode_headers(&id, &row.try_get::<String, _>("headers")?)?;
             let attempts: i64 = row.try_get("attempts")?;
             let payload: Vec<u8> = row.try_get("payload")?;
             let token: String = row.try_get("lease_token")?;
@@ -98,9 +96,7 @@ impl LocalQueue {
 impl Queue for LocalQueue {
     async fn publish(&self, message: QueueMessage) -> Result<Published> {
         contract::check_message_id(&message.id)?;
-        let headers: BTreeMap<&str, &str> = contract::carried_headers(&message.headers)?.into_iter().collect();
-        let headers =
-            serde_json::to_string(&headers).map_err(|e| Error::invalid("headers", format!("cannot encode: {e}")))?;
+        let headers = encode_headers(&message.headers)?;
         let now = unix_millis();
 
         let mut transaction = self.shared.pool.begin().await?;
@@ -172,6 +168,31 @@ impl Queue for LocalQueue {
             }
         }
     }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>> {
+        let rows = sqlx::query("SELECT id, payload, headers, reason FROM queue_dead_letters ORDER BY seq LIMIT ?")
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .fetch_all(&self.shared.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let headers = decode_headers(&id, &row.try_get::<String, _>("headers")?)?;
+                let payload: Vec<u8> = row.try_get("payload")?;
+                let message = QueueMessage { id, payload: payload.into(), headers };
+                Ok(DeadLetter { message, reason: row.try_get("reason")? })
+            })
+            .collect()
+    }
+}
+
+fn encode_headers(headers: &Headers) -> Result<String> {
+    let headers: BTreeMap<&str, &str> = contract::carried_headers(headers)?.into_iter().collect();
+    serde_json::to_string(&headers).map_err(|e| Error::invalid("headers", format!("cannot encode: {e}")))
+}
+
+fn decode_headers(id: &str, json: &str) -> Result<Headers> {
+    serde_json::from_str(json).map_err(|e| Error::Corrupt { what: "queued headers", detail: format!("{id}: {e}") })
 }
 
 /// One claimed row and the token set when it was claimed.
@@ -229,6 +250,26 @@ impl LeaseHandle for LocalLease {
             lease_end,
         )
         .await
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<()> {
+        let headers = encode_headers(&letter.message.headers)?;
+        let mut transaction = self.shared.pool.begin().await?;
+        // A second holder moving the same message aside keeps the first record.
+        sqlx::query(
+            "INSERT INTO queue_dead_letters (id, payload, headers, reason, moved_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&letter.message.id)
+        .bind(letter.message.payload.as_ref())
+        .bind(&headers)
+        .bind(&letter.reason)
+        .bind(unix_millis())
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query("DELETE FROM queue_messages WHERE seq = ?").bind(self.seq).execute(&mut *transaction).await?;
+        transaction.commit().await?;
+        Ok(())
     }
 }
 

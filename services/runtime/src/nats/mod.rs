@@ -5,7 +5,7 @@
 //!   creating the streams and the consumer when they are missing.
 //! - [`NatsSpool`] (`spool.rs`) — bodies in a stream with one subject per body.
 //! - [`NatsQueue`] (`queue.rs`) — envelopes in a work-queue stream, consumed through one durable
-//!   pull consumer that every replica shares.
+//!   pull consumer that every replica shares; dead letters in a stream of their own.
 //! - [`NatsEventBus`] (`events.rs`) — core NATS publish/subscribe.
 
 mod events;
@@ -37,6 +37,8 @@ pub struct NatsConfig {
     pub consumer: String,
     /// JetStream stream holding message bodies, on subjects `<spool_stream>.<key>.<chunk>`.
     pub spool_stream: String,
+    /// JetStream stream holding queue messages moved aside, on `<dead_letter_stream>.message`.
+    pub dead_letter_stream: String,
     /// How long a pulled message stays leased (the consumer's `ack_wait`).
     pub lease: Duration,
     /// How long the stream remembers message ids for idempotent publishing.
@@ -54,6 +56,7 @@ impl Default for NatsConfig {
             subject_prefix: "queue".into(),
             consumer: "delivery".into(),
             spool_stream: "SPOOL".into(),
+            dead_letter_stream: "DEADLETTER".into(),
             lease: contract::DEFAULT_LEASE,
             dedupe_window: contract::MIN_DEDUPE_WINDOW,
             replicas: 1,
@@ -63,9 +66,12 @@ impl Default for NatsConfig {
 
 impl NatsConfig {
     fn validate(&self) -> Result<()> {
-        for (what, name) in
-            [("stream", &self.stream), ("consumer", &self.consumer), ("spool stream", &self.spool_stream)]
-        {
+        for (what, name) in [
+            ("stream", &self.stream),
+            ("consumer", &self.consumer),
+            ("spool stream", &self.spool_stream),
+            ("dead letter stream", &self.dead_letter_stream),
+        ] {
             // JetStream names become subject tokens (`$JS.API.STREAM.INFO.<name>`).
             let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             if !valid {
@@ -76,9 +82,14 @@ impl NatsConfig {
         }
         contract::check_subject(&self.subject_prefix)
             .map_err(|e| Error::Config(format!("NATS subject prefix: {e}")))?;
-        if self.spool_stream == self.subject_prefix {
+        for name in [&self.spool_stream, &self.dead_letter_stream] {
+            if *name == self.subject_prefix {
+                return Err(Error::Config(format!("the NATS stream {name} would capture the queue's subjects")));
+            }
+        }
+        if self.spool_stream == self.dead_letter_stream {
             return Err(Error::Config(format!(
-                "the NATS spool stream {} would capture the queue's subjects",
+                "the spool and dead letters need two streams, not {}",
                 self.spool_stream
             )));
         }

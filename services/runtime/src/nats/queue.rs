@@ -7,18 +7,22 @@
 
 use std::time::Duration;
 
+use async_nats::header::HeaderValue;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream::{self, DirectGetErrorKind, RetentionPolicy, StorageType, Stream};
 use async_nats::jetstream::{self, AckKind};
 use async_trait::async_trait;
 use futures::StreamExt;
 
 use super::{NatsConfig, nats_headers, unavailable, user_headers};
 use crate::queue::LeaseHandle;
-use crate::{Error, Lease, Published, Queue, QueueMessage, Result, contract};
+use crate::{DeadLetter, Error, Lease, Published, Queue, QueueMessage, Result, contract};
+
+/// Header of a dead letter that says why it was moved aside.
+const REASON_HEADER: &str = "Kubemail-Dead-Letter-Reason";
 
 /// The queue of one stream and its shared consumer. Cloning shares the connection.
 #[derive(Clone)]
@@ -29,6 +33,14 @@ pub struct NatsQueue {
     /// later kinds of work can get their own subjects.
     subject: String,
     consumer: PullConsumer,
+    dead_letters: DeadLetters,
+}
+
+/// The stream messages are moved aside to (limits retention: kept until removed).
+#[derive(Clone)]
+struct DeadLetters {
+    stream: Stream,
+    subject: String,
 }
 
 impl NatsQueue {
@@ -81,10 +93,26 @@ impl NatsQueue {
             .await
             .map_err(unavailable)?;
 
-        Ok(NatsQueue { jetstream, stream: config.stream.clone(), subject, consumer })
+        let name = &config.dead_letter_stream;
+        let dead_letter_stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: name.clone(),
+                description: Some("kubemail queue messages that can never be processed".into()),
+                subjects: vec![format!("{name}.>")],
+                retention: RetentionPolicy::Limits,
+                storage: StorageType::File,
+                num_replicas: config.replicas,
+                duplicate_window: config.dedupe_window,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let dead_letters = DeadLetters { stream: dead_letter_stream, subject: format!("{name}.message") };
+        Ok(NatsQueue { jetstream, stream: config.stream.clone(), subject, consumer, dead_letters })
     }
 
-    fn lease_for(message: jetstream::Message) -> Result<Lease> {
+    fn lease_for(&self, message: jetstream::Message) -> Result<Lease> {
         let info = message.info().map_err(|e| Error::Corrupt {
             what: "queue delivery",
             detail: format!("no JetStream delivery info: {e}"),
@@ -102,7 +130,8 @@ impl NatsQueue {
         };
         let headers = user_headers(message.headers.as_ref());
         let (message, acker) = message.split();
-        Ok(Lease::new(id, message.payload, headers, attempt, Box::new(NatsLease { acker })))
+        let handle = NatsLease { acker, jetstream: self.jetstream.clone(), dead_letters: self.dead_letters.clone() };
+        Ok(Lease::new(id, message.payload, headers, attempt, Box::new(handle)))
     }
 }
 
@@ -143,7 +172,7 @@ impl Queue for NatsQueue {
         let mut leases = Vec::new();
         while let Some(message) = batch.next().await {
             match message {
-                Ok(message) => leases.push(Self::lease_for(message)?),
+                Ok(message) => leases.push(self.lease_for(message)?),
                 // What was already delivered is leased to us: hand it out rather than leave it
                 // stuck until the lease expires.
                 Err(error) if !leases.is_empty() => {
@@ -155,6 +184,30 @@ impl Queue for NatsQueue {
         }
         Ok(leases)
     }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>> {
+        let mut stream = self.dead_letters.stream.clone();
+        let state = stream.info().await.map_err(unavailable)?.state.clone();
+        let mut letters = Vec::new();
+        for sequence in state.first_sequence..=state.last_sequence {
+            if letters.len() >= max || state.messages == 0 {
+                break;
+            }
+            let stored = match stream.direct_get(sequence).await {
+                Ok(stored) => stored,
+                // Removed by an operator: a gap in the sequence.
+                Err(error) if error.kind() == DirectGetErrorKind::NotFound => continue,
+                Err(error) => return Err(unavailable(error)),
+            };
+            let header = |name: &str| stored.headers.get(name).map(|value| value.as_str().to_owned());
+            let id = header(NATS_MESSAGE_ID.as_ref()).unwrap_or_else(|| format!("dead-letter-sequence-{sequence}"));
+            let reason = header(REASON_HEADER).unwrap_or_default();
+            let mut headers = user_headers(Some(&stored.headers));
+            headers.remove(REASON_HEADER);
+            letters.push(DeadLetter { message: QueueMessage { id, payload: stored.payload, headers }, reason });
+        }
+        Ok(letters)
+    }
 }
 
 /// The reply subject of one delivery. Every acknowledgement waits for the server's
@@ -162,6 +215,8 @@ impl Queue for NatsQueue {
 /// come back after the lease.
 struct NatsLease {
     acker: Acker,
+    jetstream: jetstream::Context,
+    dead_letters: DeadLetters,
 }
 
 impl NatsLease {
@@ -182,5 +237,25 @@ impl LeaseHandle for NatsLease {
 
     async fn extend(&self) -> Result<()> {
         self.confirm(AckKind::Progress).await
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<()> {
+        let mut headers = nats_headers(&letter.message.headers)?;
+        let reason: HeaderValue =
+            letter.reason.parse().map_err(|e| Error::invalid("dead letter reason", format!("{e}")))?;
+        headers.insert(REASON_HEADER, reason);
+        let publish = PublishMessage::build()
+            .payload(letter.message.payload)
+            .headers(headers)
+            // A second holder moving the same message aside adds nothing.
+            .message_id(&letter.message.id)
+            .expected_stream(self.dead_letters.stream.cached_info().config.name.as_str());
+        self.jetstream
+            .send_publish(self.dead_letters.subject.clone(), publish)
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        self.confirm(AckKind::Ack).await
     }
 }

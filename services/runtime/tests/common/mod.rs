@@ -11,6 +11,7 @@ pub fn unique_nats_config() -> NatsConfig {
         subject_prefix: kubemail_testkit::unique_name("queue"),
         consumer: kubemail_testkit::unique_name("delivery"),
         spool_stream: kubemail_testkit::unique_name("SPOOL"),
+        dead_letter_stream: kubemail_testkit::unique_name("DEADLETTER"),
         ..NatsConfig::default()
     }
 }

@@ -88,7 +88,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return replies::bad_sequence("Need MAIL command");
         };
         let id = crate::handoff::new_queue_id();
-        let received_at = received::unix_now();
+        let received_at = kubemail_runtime::clock::unix_now();
         let header = Received {
             helo: self.helo.as_deref().unwrap_or("unknown"),
             client_ip: self.client_ip,
@@ -164,7 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             client_ip: self.client_ip.to_string(),
             helo: self.helo.clone().unwrap_or_default(),
             auth_identity: self.identity.as_ref().map(|identity| identity.address.clone()).unwrap_or_default(),
-            trace_context: Default::default(),
+            ..Default::default()
         }
     }
 }

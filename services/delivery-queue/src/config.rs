@@ -1,0 +1,57 @@
+//! The delivery-queue service's configuration: every flag, its environment variable and default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kubemail_runtime::config::parse_duration;
+
+use crate::schedule::RetrySchedule;
+
+/// Flags of the standalone `delivery-queue` binary.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "delivery-queue",
+    version,
+    about = "kubemail delivery-queue: local delivery, outbound SMTP, retries and bounces"
+)]
+pub struct Config {
+    /// The mailstore's gRPC address.
+    #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = "http://127.0.0.1:7070")]
+    pub mailstore: String,
+    /// NATS server holding the spool and the queue.
+    #[arg(long, env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
+    #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
+    pub http_listen: SocketAddr,
+    /// How long a pulled envelope stays leased to this replica without being extended; a
+    /// replica that dies loses its envelopes to the others after this long.
+    #[arg(long, env = "KUBEMAIL_QUEUE_LEASE", default_value = "60s", value_parser = parse_duration)]
+    pub lease: Duration,
+    #[command(flatten)]
+    pub delivery: DeliveryFlags,
+}
+
+/// What delivery does, shared by the service and `kubemail dev`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DeliveryFlags {
+    /// This host's name: the Reporting-MTA of delivery reports and the sender domain of them.
+    #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
+    pub hostname: String,
+    /// Envelopes delivered at once by this replica.
+    #[arg(long, env = "KUBEMAIL_DELIVERY_CONCURRENCY", default_value_t = 32)]
+    pub concurrency: usize,
+    /// Gaps between delivery attempts after a temporary failure, counted from acceptance; the
+    /// last one repeats.
+    #[arg(long, env = "KUBEMAIL_RETRY_SCHEDULE", default_value = "1m,5m,15m,1h,4h", value_delimiter = ',', value_parser = parse_duration)]
+    pub retry_schedule: Vec<Duration>,
+    /// Age after which a message that still could not be delivered is returned to its sender.
+    #[arg(long, env = "KUBEMAIL_MAX_AGE", default_value = "5d", value_parser = parse_duration)]
+    pub max_age: Duration,
+}
+
+impl DeliveryFlags {
+    pub fn schedule(&self) -> RetrySchedule {
+        RetrySchedule { steps: self.retry_schedule.clone(), max_age: self.max_age }
+    }
+}

@@ -1,0 +1,109 @@
+//! kubemail delivery-queue: takes envelopes off the queue and delivers them — local recipients
+//! into the mailstore, remote ones over SMTP — retrying temporary failures on a schedule and
+//! reporting final failures to the sender (RFC 3464). Any number of replicas share the queue.
+//!
+//! - [`config`] — the service's flags.
+//! - [`worker`] — pull, deliver, settle: ack, retry, continue, dead-letter.
+//! - [`local`] — local recipients through the mailstore's `Deliver`.
+//! - [`outbound`] — the route for remote recipients.
+//! - [`schedule`] — when to try again, and when to give up.
+//! - [`outcome`] — what became of one recipient.
+//! - [`report`] — queueing delivery reports to the sender.
+//! - [`dsn`] — the report message itself.
+
+pub mod config;
+pub mod dsn;
+pub mod local;
+pub mod outbound;
+pub mod outcome;
+pub mod report;
+pub mod schedule;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
+use kubemail_runtime::admin_http::{self, Readiness};
+use kubemail_runtime::nats::{NatsConfig, NatsTransport};
+use kubemail_runtime::propagation;
+use kubemail_runtime::shutdown::Shutdown;
+use kubemail_runtime::{Queue, Spool};
+use tonic::transport::{Channel, Endpoint};
+
+use config::DeliveryFlags;
+use local::MailstoreClient;
+use outbound::Outbound;
+use report::Reporter;
+use worker::Worker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The service could not start: a port is taken, NATS or the mailstore address is unusable.
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// A mailstore client on `channel`, passing the trace context on with every call.
+pub fn mailstore_client(channel: Channel) -> MailstoreClient {
+    MailStoreClient::new(propagation::traced(channel))
+}
+
+/// A worker on these transports; `lease` is the queue's, extended every third of it.
+pub fn worker(
+    queue: Arc<dyn Queue>,
+    spool: Arc<dyn Spool>,
+    mailstore: MailstoreClient,
+    outbound: Option<Arc<dyn Outbound>>,
+    flags: &DeliveryFlags,
+    lease: Duration,
+) -> Worker {
+    let reporter = Reporter {
+        mailstore: mailstore.clone(),
+        spool: spool.clone(),
+        queue: queue.clone(),
+        hostname: flags.hostname.clone(),
+    };
+    Worker {
+        queue,
+        spool,
+        mailstore,
+        outbound,
+        reporter,
+        schedule: flags.schedule(),
+        concurrency: flags.concurrency,
+        lease_renewal: lease / 3,
+    }
+}
+
+/// Runs the service until `shutdown`: the worker on the NATS queue and spool, and the admin
+/// HTTP endpoint (ready once NATS is connected).
+pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error> {
+    let readiness = Readiness::new();
+    let ready = readiness.component("delivery-queue");
+    let http = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| Error::Startup(format!("cannot listen on {} (--http-listen): {e}", config.http_listen)))?;
+    let http_server = tokio::spawn(admin_http::serve(http, readiness, shutdown.wait()));
+    let channel = Endpoint::from_shared(config.mailstore.clone())
+        .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
+        .connect_lazy();
+    let nats = NatsConfig { url: config.nats_url.clone(), lease: config.lease, ..Default::default() };
+    let transport =
+        NatsTransport::connect(&nats).await.map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+    let worker = worker(
+        Arc::new(transport.queue),
+        Arc::new(transport.spool),
+        mailstore_client(channel),
+        None,
+        &config.delivery,
+        config.lease,
+    );
+    ready.set_ready(true);
+    tracing::info!(nats = %config.nats_url, mailstore = %config.mailstore, "delivery-queue is ready");
+    Arc::new(worker).run(shutdown).await;
+    match http_server.await {
+        Ok(result) => result.map_err(|e| Error::Startup(format!("admin HTTP: {e}"))),
+        Err(e) => Err(Error::Startup(format!("admin HTTP task: {e}"))),
+    }
+}
