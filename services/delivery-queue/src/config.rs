@@ -24,6 +24,9 @@ pub struct Config {
     /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
     #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
     pub http_listen: SocketAddr,
+    /// This host's name: the Reporting-MTA of delivery reports and the domain they come from.
+    #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
+    pub hostname: String,
     /// How long a pulled envelope stays leased to this replica without being extended; a
     /// replica that dies loses its envelopes to the others after this long.
     #[arg(long, env = "KUBEMAIL_QUEUE_LEASE", default_value = "60s", value_parser = parse_duration)]
@@ -35,9 +38,6 @@ pub struct Config {
 /// What delivery does, shared by the service and `kubemail dev`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DeliveryFlags {
-    /// This host's name: the Reporting-MTA of delivery reports and the sender domain of them.
-    #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
-    pub hostname: String,
     /// Envelopes delivered at once by this replica.
     #[arg(long, env = "KUBEMAIL_DELIVERY_CONCURRENCY", default_value_t = 32)]
     pub concurrency: usize,

@@ -49,20 +49,24 @@ pub fn mailstore_client(channel: Channel) -> MailstoreClient {
     MailStoreClient::new(propagation::traced(channel))
 }
 
-/// A worker on these transports; `lease` is the queue's, extended every third of it.
-pub fn worker(
-    queue: Arc<dyn Queue>,
-    spool: Arc<dyn Spool>,
-    mailstore: MailstoreClient,
-    outbound: Option<Arc<dyn Outbound>>,
-    flags: &DeliveryFlags,
-    lease: Duration,
-) -> Worker {
+/// The transports and services a worker uses.
+pub struct Connections {
+    pub queue: Arc<dyn Queue>,
+    pub spool: Arc<dyn Spool>,
+    pub mailstore: MailstoreClient,
+    /// Remote recipients; `None` when this deployment sends no mail out.
+    pub outbound: Option<Arc<dyn Outbound>>,
+}
+
+/// A worker on `connections` for the host `hostname`; `lease` is the queue's, extended every
+/// third of it.
+pub fn worker(connections: Connections, flags: &DeliveryFlags, hostname: &str, lease: Duration) -> Worker {
+    let Connections { queue, spool, mailstore, outbound } = connections;
     let reporter = Reporter {
         mailstore: mailstore.clone(),
         spool: spool.clone(),
         queue: queue.clone(),
-        hostname: flags.hostname.clone(),
+        hostname: hostname.into(),
     };
     Worker {
         queue,
@@ -91,14 +95,13 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let nats = NatsConfig { url: config.nats_url.clone(), lease: config.lease, ..Default::default() };
     let transport =
         NatsTransport::connect(&nats).await.map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
-    let worker = worker(
-        Arc::new(transport.queue),
-        Arc::new(transport.spool),
-        mailstore_client(channel),
-        None,
-        &config.delivery,
-        config.lease,
-    );
+    let connections = Connections {
+        queue: Arc::new(transport.queue),
+        spool: Arc::new(transport.spool),
+        mailstore: mailstore_client(channel),
+        outbound: None,
+    };
+    let worker = worker(connections, &config.delivery, &config.hostname, config.lease);
     ready.set_ready(true);
     tracing::info!(nats = %config.nats_url, mailstore = %config.mailstore, "delivery-queue is ready");
     Arc::new(worker).run(shutdown).await;

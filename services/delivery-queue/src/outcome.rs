@@ -50,9 +50,5 @@ impl fmt::Display for Failure {
 
 /// `text` on one line: what a header field or a log line can carry.
 pub fn one_line(text: &str) -> String {
-    text.split(['\r', '\n'])
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    text.split(['\r', '\n']).map(str::trim).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(" ")
 }

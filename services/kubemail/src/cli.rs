@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use kubemail_delivery_queue::config::DeliveryFlags;
 use kubemail_runtime::config::parse_byte_size;
 use kubemail_smtp_ingress::config::LimitFlags;
 
@@ -67,6 +68,8 @@ pub struct DevArgs {
     pub tls_dir: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitFlags,
+    #[command(flatten)]
+    pub delivery: DeliveryFlags,
 }
 
 #[derive(Debug, Args)]

@@ -1,13 +1,14 @@
 //! `kubemail dev`: the platform in one process, for a laptop. The mailstore runs on SQLite in
 //! the data directory; the queue, spool and event bus are the local implementations on a
-//! second SQLite file; smtp-ingress hands mail to them. The services use the same code paths as
-//! in production.
+//! second SQLite file; smtp-ingress hands mail to them and delivery-queue takes it from there.
+//! The services use the same code paths as in production.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use kubemail_delivery_queue::Connections;
 use kubemail_mailstore::{Db, Limits};
 use kubemail_runtime::admin_http::{self, Readiness};
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
@@ -51,6 +52,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let readiness = Readiness::new();
     let mailstore_ready = readiness.component("mailstore");
     let smtp_ready = readiness.component("smtp-ingress");
+    let delivery_ready = readiness.component("delivery-queue");
     let data_dir = &args.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
 
@@ -59,9 +61,8 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let smtp = Listeners::bind(args.smtp_listen, args.submission_listen, Some(args.submissions_listen)).await?;
     let http_server = tokio::spawn(admin_http::serve(http, readiness.clone(), shutdown.wait()));
 
-    let transport = LocalTransport::open(&LocalConfig::new(data_dir.join("queue.db")))
-        .await
-        .context("opening the local queue and spool")?;
+    let queue_config = LocalConfig::new(data_dir.join("queue.db"));
+    let transport = LocalTransport::open(&queue_config).await.context("opening the local queue and spool")?;
     let db = open_mailstore(data_dir).await?;
     let events: Arc<dyn EventBus> = Arc::new(transport.events.clone());
     let max_stored = args.limits.max_message_size + HEADER_HEADROOM;
@@ -80,7 +81,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let services = Arc::new(Services {
         mailstore: kubemail_smtp_ingress::mailstore_client(channel.clone()),
         // One process on a laptop: a lookup is cheap and a new mailbox should work at once.
-        directory: Directory::new(kubemail_smtp_ingress::mailstore_client(channel), Duration::ZERO),
+        directory: Directory::new(kubemail_smtp_ingress::mailstore_client(channel.clone()), Duration::ZERO),
         handoff: Handoff::new(
             Arc::new(transport.spool.clone()),
             Arc::new(transport.queue.clone()),
@@ -96,6 +97,16 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         Arc::new(Admission { tracker: ConnectionTracker::new(args.limits.connections()), trusted_proxies: Vec::new() });
     let smtp_server = tokio::spawn(kubemail_smtp_ingress::server::serve(smtp, services, admission));
     smtp_ready.set_ready(true);
+
+    let connections = Connections {
+        queue: Arc::new(transport.queue.clone()),
+        spool: Arc::new(transport.spool.clone()),
+        mailstore: kubemail_delivery_queue::mailstore_client(channel),
+        outbound: None,
+    };
+    let worker = kubemail_delivery_queue::worker(connections, &args.delivery, &args.hostname, queue_config.lease);
+    let delivery = tokio::spawn(Arc::new(worker).run(shutdown.clone()));
+    delivery_ready.set_ready(true);
     tracing::info!(
         grpc = %args.grpc_listen,
         http = %args.http_listen,
@@ -106,6 +117,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         "kubemail dev is ready"
     );
     smtp_server.await.context("smtp-ingress task")?;
+    delivery.await.context("delivery-queue task")?;
     mailstore_server.await.context("mailstore task")?.context("mailstore gRPC server")?;
     http_server.await.context("admin HTTP task")?.context("admin HTTP server")?;
     Ok(())

@@ -8,6 +8,9 @@
 //! - [`nats_url`] — the NATS server's URL.
 //! - [`unique_name`] — a name no other test in this run uses (streams, buckets, subjects).
 //! - [`NatsServer`] — a NATS server of a test's own, to kill and restart.
+//! - [`mailstore`] — a mailstore on SQLite with accounts to deliver to, and a mailbox reader.
+
+pub mod mailstore;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -11,23 +11,19 @@ use std::time::Duration;
 
 use kubemail_proto::Message as _;
 use kubemail_proto::admin::admin_client::AdminClient;
-use kubemail_proto::admin::{UpsertAccountRequest, UpsertDomainRequest};
-use kubemail_proto::mailstore::deliver_chunk::Part;
-use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
-use kubemail_proto::mailstore::{DeliverChunk, DeliverHeader};
 use kubemail_proto::queue::Envelope;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::shutdown::Shutdown;
-use kubemail_runtime::{EventBus, Queue, Spool};
+use kubemail_runtime::{Queue, Spool};
 use kubemail_smtp_ingress::directory::Directory;
 use kubemail_smtp_ingress::handoff::Handoff;
 use kubemail_smtp_ingress::session::io::Connection;
 use kubemail_smtp_ingress::session::{self, Listener, Services, Settings};
 use kubemail_smtp_ingress::tls::{self, PemPair};
 use kubemail_smtp_ingress::verify::Verifier;
+pub use kubemail_testkit::mailstore::Mailstore;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio::net::TcpListener;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tonic::transport::Channel;
 
@@ -43,79 +39,6 @@ pub struct Fixture {
     pub certificate: PemPair,
     pub mailstore: Mailstore,
     _dir: tempfile::TempDir,
-}
-
-/// A mailstore on SQLite in a directory, served over gRPC on a loopback port until dropped.
-pub struct Mailstore {
-    pub address: std::net::SocketAddr,
-    pub channel: Channel,
-    pub admin: AdminClient<Channel>,
-    stop: Shutdown,
-}
-
-impl Drop for Mailstore {
-    fn drop(&mut self) {
-        self.stop.trigger();
-    }
-}
-
-impl Mailstore {
-    /// Serves the domain example.org: alice (password "secret", alias al@example.org), bob
-    /// with a quota of 2,000 octets, and carol, suspended.
-    pub async fn start(dir: &std::path::Path, events: Arc<dyn EventBus>) -> Mailstore {
-        let db = kubemail_mailstore::Db::open_sqlite(&dir.join("mailstore.db"), 4).await.expect("mailstore db");
-        let store = kubemail_mailstore::store(db, events, kubemail_mailstore::Limits::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let stop = Shutdown::new();
-        tokio::spawn(kubemail_mailstore::serve(store, listener, stop.wait()));
-        let channel =
-            Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("gRPC connects");
-        let mut admin = AdminClient::new(channel.clone());
-        admin
-            .upsert_domain(UpsertDomainRequest { name: "example.org".into(), ..Default::default() })
-            .await
-            .expect("domain");
-        for (address, quota_storage, suspended) in
-            [("alice@example.org", 0, false), ("bob@example.org", 2000, false), ("carol@example.org", 0, true)]
-        {
-            admin
-                .upsert_account(UpsertAccountRequest {
-                    address: address.into(),
-                    password: "secret".into(),
-                    quota_storage: Some(quota_storage),
-                    quota_messages: None,
-                    suspended: Some(suspended),
-                })
-                .await
-                .expect("account");
-        }
-        admin
-            .add_alias(kubemail_proto::admin::AddAliasRequest {
-                address: "al@example.org".into(),
-                target: "alice@example.org".into(),
-            })
-            .await
-            .expect("alias");
-        Mailstore { address, channel, admin, stop }
-    }
-
-    /// Stores `body` in `recipient`'s INBOX, as the delivery queue would.
-    pub async fn deliver(&self, recipient: &str, body: &[u8]) {
-        let header = DeliverHeader {
-            queue_message_id: format!("test-{}", next_id()),
-            recipient: recipient.into(),
-            ..Default::default()
-        };
-        let chunks = [Part::Header(header), Part::Data(body.to_vec())].map(|part| DeliverChunk { part: Some(part) });
-        MailStoreClient::new(self.channel.clone()).deliver(futures::stream::iter(chunks)).await.expect("deliver");
-    }
-}
-
-/// A value no other call in this process returns.
-fn next_id() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Settings with short timeouts and no AUTH failure delay, so tests run fast.

@@ -1,0 +1,247 @@
+//! The delivery worker against a real mailstore (SQLite over gRPC) and the real local queue and
+//! spool: local delivery, idempotence, reports, retries, continuations and dead letters.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kubemail_delivery_queue::config::DeliveryFlags;
+use kubemail_delivery_queue::worker::Worker;
+use kubemail_delivery_queue::{Connections, local, mailstore_client};
+use kubemail_proto::Message as _;
+use kubemail_proto::admin::UpsertAccountRequest;
+use kubemail_proto::queue::{Envelope, Recipient};
+use kubemail_runtime::clock::unix_now;
+use kubemail_runtime::local::{LocalConfig, LocalTransport};
+use kubemail_runtime::shutdown::Shutdown;
+use kubemail_runtime::{Headers, Lease, Queue, QueueMessage, Spool};
+use kubemail_testkit::mailstore::Mailstore;
+
+const HOSTNAME: &str = "mx.example.org";
+/// Longer than any step of the tests' schedules.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+struct Fixture {
+    transport: LocalTransport,
+    mailstore: Mailstore,
+    worker: Arc<Worker>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Retries every `step`, giving up after `max_age`.
+    async fn start(step: Duration, max_age: Duration) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LocalConfig { lease: Duration::from_secs(5), ..LocalConfig::new(dir.path().join("queue.db")) };
+        let transport = LocalTransport::open(&config).await.unwrap();
+        let mailstore = Mailstore::start(dir.path(), Arc::new(transport.events.clone())).await;
+        let connections = Connections {
+            queue: Arc::new(transport.queue.clone()),
+            spool: Arc::new(transport.spool.clone()),
+            mailstore: mailstore_client(mailstore.channel.clone()),
+            outbound: None,
+        };
+        let flags = DeliveryFlags { concurrency: 4, retry_schedule: vec![step], max_age };
+        let worker = Arc::new(kubemail_delivery_queue::worker(connections, &flags, HOSTNAME, config.lease));
+        Fixture { transport, mailstore, worker, _dir: dir }
+    }
+
+    async fn with_defaults() -> Fixture {
+        Fixture::start(Duration::from_secs(60), Duration::from_secs(5 * 86_400)).await
+    }
+
+    /// Spools `body` and queues `envelope`, as smtp-ingress does.
+    async fn queue(&self, envelope: &Envelope, body: &str) {
+        self.transport.spool.put(&envelope.id, Bytes::from(body.to_owned())).await.unwrap();
+        self.publish(envelope.id.clone(), envelope.encode_to_vec()).await;
+    }
+
+    async fn publish(&self, id: String, payload: Vec<u8>) {
+        let published =
+            self.transport.queue.publish(QueueMessage { id, payload: payload.into(), headers: Headers::new() });
+        assert!(!published.await.unwrap().duplicate);
+    }
+
+    /// The next queue message, waiting up to `wait`.
+    async fn next(&self, wait: Duration) -> Option<Lease> {
+        self.transport.queue.pull(1, wait).await.unwrap().pop()
+    }
+
+    /// Processes queue messages until none comes within `quiet`; returns the ids processed.
+    async fn work(&self, quiet: Duration) -> Vec<String> {
+        let mut ids = Vec::new();
+        while let Some(lease) = self.next(quiet).await {
+            ids.push(lease.id.clone());
+            self.worker.process(lease).await;
+        }
+        ids
+    }
+
+    async fn inbox(&self, address: &str) -> Vec<String> {
+        self.mailstore.inbox(address).await.into_iter().map(|m| String::from_utf8_lossy(&m).into_owned()).collect()
+    }
+}
+
+fn envelope(id: &str, from: &str, to: &[&str]) -> Envelope {
+    Envelope {
+        id: id.into(),
+        mail_from: from.into(),
+        recipients: to
+            .iter()
+            .map(|a| Recipient { address: a.to_string(), local: true, ..Default::default() })
+            .collect(),
+        received_at: unix_now(),
+        ..Default::default()
+    }
+}
+
+fn message(subject: &str) -> String {
+    format!("From: alice@example.org\r\nTo: bob@example.org\r\nSubject: {subject}\r\n\r\nHello.\r\n")
+}
+
+#[tokio::test]
+async fn local_recipients_get_the_message_once_and_the_body_is_removed() {
+    let f = Fixture::with_defaults().await;
+    let body = message("once");
+    // A worker that delivered to alice, then died before acknowledging.
+    let client = mailstore_client(f.mailstore.channel.clone());
+    local::deliver(&client, "m-1", "alice@example.org", &Bytes::from(body.clone())).await;
+
+    f.queue(&envelope("m-1", "someone@remote.example", &["alice@example.org", "bob@example.org"]), &body).await;
+    assert_eq!(f.work(Duration::from_millis(200)).await, ["m-1"]);
+
+    assert_eq!(f.inbox("alice@example.org").await, [body.clone()], "delivered again, stored once");
+    assert_eq!(f.inbox("bob@example.org").await, [body]);
+    assert_eq!(f.transport.spool.get("m-1").await.unwrap(), None, "the body is gone once every recipient is done");
+    assert!(f.next(Duration::from_millis(200)).await.is_none(), "acknowledged");
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_reported_to_a_local_sender() {
+    let f = Fixture::with_defaults().await;
+    let body = message("to a suspended mailbox");
+    f.queue(&envelope("m-2", "alice@example.org", &["carol@example.org", "bob@example.org"]), &body).await;
+    assert_eq!(f.work(Duration::from_millis(200)).await, ["m-2", "m-2-report"], "the report is queued mail too");
+
+    assert_eq!(f.inbox("bob@example.org").await, [body]);
+    let reports = f.inbox("alice@example.org").await;
+    assert_eq!(reports.len(), 1, "one report");
+    let report = &reports[0];
+    for expected in [
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\n",
+        "Subject: Undelivered Mail Returned to Sender\r\n",
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        "Final-Recipient: rfc822; carol@example.org\r\nAction: failed\r\nStatus: 5.2.1\r\n",
+        "Subject: to a suspended mailbox\r\n",
+    ] {
+        assert!(report.contains(expected), "{expected:?} missing from\n{report}");
+    }
+    assert!(!report.contains("bob@example.org\r\nAction"), "only the failure is reported by default");
+}
+
+#[tokio::test]
+async fn the_null_sender_gets_no_report() {
+    let f = Fixture::with_defaults().await;
+    f.queue(&envelope("m-3", "", &["carol@example.org"]), &message("a bounce")).await;
+    assert_eq!(f.work(Duration::from_millis(200)).await, ["m-3"], "no report queued");
+    assert_eq!(f.transport.spool.get("m-3").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn temporary_failures_come_back_on_schedule_and_are_returned_when_too_old() {
+    let f = Fixture::start(Duration::from_secs(1), Duration::from_secs(3)).await;
+    // bob's quota is 2,000 octets: with 1,500 used, this message waits for room.
+    f.mailstore.deliver("bob@example.org", &[b'x'; 1500]).await;
+    let started = Instant::now();
+    f.queue(&envelope("m-4", "alice@example.org", &["bob@example.org"]), &message(&"x".repeat(600))).await;
+
+    let first = f.next(Duration::ZERO).await.expect("queued");
+    f.worker.process(first).await;
+    assert!(f.next(Duration::from_millis(300)).await.is_none(), "not retried at once");
+    let mut attempts = 1;
+    while f.inbox("alice@example.org").await.is_empty() {
+        let lease = f.next(PATIENCE).await.expect("retried on schedule");
+        if lease.id == "m-4" {
+            attempts += 1;
+        }
+        f.worker.process(lease).await;
+        assert!(started.elapsed() < PATIENCE, "given up within the maximum age");
+    }
+    assert!(attempts >= 3, "retried each second until the age of 3 s: {attempts} attempts");
+    assert!(started.elapsed() >= Duration::from_secs(2), "retries are delays");
+    let report = &f.inbox("alice@example.org").await[0];
+    assert!(
+        report.contains("Final-Recipient: rfc822; bob@example.org\r\nAction: failed\r\nStatus: 4.4.7\r\n"),
+        "{report}"
+    );
+    assert!(report.contains("mailbox full"), "{report}");
+    assert_eq!(f.inbox("bob@example.org").await.len(), 1, "only the filler");
+    assert_eq!(f.transport.spool.get("m-4").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_partly_delivered_message_continues_with_the_pending_recipients_only() {
+    let f = Fixture::start(Duration::from_secs(1), Duration::from_secs(60)).await;
+    f.mailstore.deliver("bob@example.org", &[b'x'; 1500]).await;
+    let body = message(&"y".repeat(600));
+    f.queue(&envelope("m-5", "someone@remote.example", &["alice@example.org", "bob@example.org"]), &body).await;
+
+    let first = f.next(Duration::ZERO).await.unwrap();
+    f.worker.process(first).await;
+    assert_eq!(f.inbox("alice@example.org").await, [body.clone()]);
+    let continuation = f.next(Duration::ZERO).await.expect("the continuation is queued at once");
+    let pending = Envelope::decode(continuation.payload.clone()).unwrap();
+    assert_eq!((pending.id.as_str(), pending.spool_key.as_str(), pending.generation), ("m-5-1", "m-5", 1));
+    assert_eq!(pending.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(), ["bob@example.org"]);
+    assert!(pending.not_before > pending.received_at);
+
+    // Room for bob; the continuation is tried when it is due.
+    let raised =
+        UpsertAccountRequest { address: "bob@example.org".into(), quota_storage: Some(0), ..Default::default() };
+    f.mailstore.admin.clone().upsert_account(raised).await.unwrap();
+    f.worker.process(continuation).await;
+    f.work(Duration::from_secs(3)).await;
+    assert_eq!(f.inbox("bob@example.org").await.len(), 2, "the filler and the message");
+    assert_eq!(f.inbox("alice@example.org").await, [body], "alice was not sent it again");
+    assert_eq!(f.transport.spool.get("m-5").await.unwrap(), None, "the shared body is removed at the end");
+}
+
+#[tokio::test]
+async fn envelopes_that_can_never_be_delivered_are_dead_letters() {
+    let f = Fixture::with_defaults().await;
+    f.publish("garbage".into(), b"\xff\xfe not protobuf".to_vec()).await;
+    // Queued without its body: the hand-off removed it, its acknowledgement was lost.
+    let orphan = envelope("orphan", "someone@remote.example", &["alice@example.org"]);
+    f.publish(orphan.id.clone(), orphan.encode_to_vec()).await;
+    let nobody = Envelope { recipients: Vec::new(), ..envelope("nobody", "someone@remote.example", &[]) };
+    f.queue(&nobody, &message("to nobody")).await;
+    f.queue(&envelope("fine", "someone@remote.example", &["alice@example.org"]), &message("fine")).await;
+
+    assert_eq!(f.work(Duration::from_millis(200)).await, ["garbage", "orphan", "nobody", "fine"]);
+    assert_eq!(f.inbox("alice@example.org").await, [message("fine")], "the worker goes on");
+    let letters = f.transport.queue.dead_letters(10).await.unwrap();
+    let reasons: Vec<(&str, &str)> = letters.iter().map(|l| (l.message.id.as_str(), l.reason.as_str())).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].1.starts_with("the envelope cannot be decoded"), "{reasons:?}");
+    assert_eq!(reasons[1], ("orphan", "no body in the spool under orphan"));
+    assert_eq!(reasons[2], ("nobody", "the envelope has no recipients"));
+}
+
+#[tokio::test]
+async fn the_worker_loop_delivers_what_is_queued_and_stops_on_shutdown() {
+    let f = Fixture::with_defaults().await;
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(f.worker.clone().run(shutdown.clone()));
+    for i in 0..20 {
+        f.queue(&envelope(&format!("loop-{i}"), "someone@remote.example", &["alice@example.org"]), &message("loop"))
+            .await;
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while f.inbox("alice@example.org").await.len() < 20 {
+        assert!(Instant::now() < deadline, "delivered within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.trigger();
+    tokio::time::timeout(PATIENCE, running).await.expect("the loop stops").unwrap();
+    assert_eq!(f.inbox("alice@example.org").await.len(), 20);
+}
