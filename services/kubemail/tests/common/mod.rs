@@ -79,6 +79,28 @@ impl Dev {
         child.wait_with_output().unwrap()
     }
 
+    /// The messages in `address`'s INBOX, read through the mailstore API.
+    pub fn inbox(&self, address: &str, password: &str) -> Vec<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let channel = tonic::transport::Channel::from_shared(self.grpc.clone()).unwrap().connect().await.unwrap();
+            let messages = kubemail_testkit::mailstore::inbox(&channel, address, password).await;
+            messages.iter().map(|message| text(message)).collect()
+        })
+    }
+
+    /// Waits (up to a minute) until `address`'s INBOX holds `count` messages, and returns them.
+    pub fn wait_for_inbox(&self, address: &str, password: &str, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let messages = self.inbox(address, password);
+            if messages.len() >= count || Instant::now() > deadline {
+                return messages;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Stops with SIGTERM and returns whether the exit was clean.
     pub fn terminate(mut self) -> bool {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
