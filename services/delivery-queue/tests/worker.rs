@@ -110,7 +110,7 @@ async fn local_recipients_get_the_message_once_and_the_body_is_removed() {
     f.queue(&envelope("m-1", "someone@remote.example", &["alice@example.org", "bob@example.org"]), &body).await;
     assert_eq!(f.work(Duration::from_millis(200)).await, ["m-1"]);
 
-    assert_eq!(f.inbox("alice@example.org").await, [body.clone()], "delivered again, stored once");
+    assert_eq!(f.inbox("alice@example.org").await, std::slice::from_ref(&body), "delivered again, stored once");
     assert_eq!(f.inbox("bob@example.org").await, [body]);
     assert_eq!(f.transport.spool.get("m-1").await.unwrap(), None, "the body is gone once every recipient is done");
     assert!(f.next(Duration::from_millis(200)).await.is_none(), "acknowledged");
@@ -188,7 +188,7 @@ async fn a_partly_delivered_message_continues_with_the_pending_recipients_only()
 
     let first = f.next(Duration::ZERO).await.unwrap();
     f.worker.process(first).await;
-    assert_eq!(f.inbox("alice@example.org").await, [body.clone()]);
+    assert_eq!(f.inbox("alice@example.org").await, std::slice::from_ref(&body));
     let continuation = f.next(Duration::ZERO).await.expect("the continuation is queued at once");
     let pending = Envelope::decode(continuation.payload.clone()).unwrap();
     assert_eq!((pending.id.as_str(), pending.spool_key.as_str(), pending.generation), ("m-5-1", "m-5", 1));
