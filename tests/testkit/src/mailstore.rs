@@ -38,10 +38,15 @@ impl Drop for Mailstore {
 }
 
 impl Mailstore {
-    /// Serves the domain example.org: alice (alias al@example.org), bob with a quota of 2,000
-    /// octets, and carol, suspended; every password is [`PASSWORD`].
+    /// On SQLite in `dir`, serving [`Mailstore::start_on`]'s accounts.
     pub async fn start(dir: &Path, events: Arc<dyn EventBus>) -> Mailstore {
         let db = kubemail_mailstore::Db::open_sqlite(&dir.join("mailstore.db"), 4).await.expect("mailstore db");
+        Mailstore::start_on(db, events).await
+    }
+
+    /// On `db`, serving the domain example.org: alice (alias al@example.org), bob with a quota
+    /// of 2,000 octets, and carol, suspended; every password is [`PASSWORD`].
+    pub async fn start_on(db: kubemail_mailstore::Db, events: Arc<dyn EventBus>) -> Mailstore {
         let store = kubemail_mailstore::store(db, events, kubemail_mailstore::Limits::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");

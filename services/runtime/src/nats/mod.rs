@@ -2,7 +2,7 @@
 //!
 //! - [`NatsConfig`] — names and timings: streams, subjects, consumer, lease.
 //! - [`NatsTransport`] — connects once and builds all three implementations on one client,
-//!   creating the streams and the consumer when they are missing.
+//!   creating the streams when they are missing (the consumer on the first pull).
 //! - [`NatsSpool`] (`spool.rs`) — bodies in a stream with one subject per body.
 //! - [`NatsQueue`] (`queue.rs`) — envelopes in a work-queue stream, consumed through one durable
 //!   pull consumer that every replica shares; dead letters in a stream of their own.
@@ -39,7 +39,8 @@ pub struct NatsConfig {
     pub spool_stream: String,
     /// JetStream stream holding queue messages moved aside, on `<dead_letter_stream>.message`.
     pub dead_letter_stream: String,
-    /// How long a pulled message stays leased (the consumer's `ack_wait`).
+    /// How long a pulled message stays leased (the consumer's `ack_wait`, set by whoever pulls:
+    /// the delivery workers).
     pub lease: Duration,
     /// How long the stream remembers message ids for idempotent publishing.
     pub dedupe_window: Duration,
@@ -114,15 +115,15 @@ pub struct NatsTransport {
 }
 
 impl NatsTransport {
-    /// Connects to `config.url` and sets up the streams and the consumer.
+    /// Connects to `config.url` and sets up the streams.
     pub async fn connect(config: &NatsConfig) -> Result<Self> {
         config.validate()?;
         let client = async_nats::connect(&config.url).await.map_err(unavailable)?;
         Self::from_client(client, config).await
     }
 
-    /// Builds the transports on an existing connection, creating the streams and the consumer
-    /// when missing. Every replica runs this at start; it is idempotent.
+    /// Builds the transports on an existing connection, creating the streams when missing.
+    /// Every replica runs this at start; it is idempotent.
     pub async fn from_client(client: async_nats::Client, config: &NatsConfig) -> Result<Self> {
         config.validate()?;
         let jetstream = async_nats::jetstream::new(client.clone());

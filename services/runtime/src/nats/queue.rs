@@ -5,6 +5,7 @@
 //! consumer until it is acked, NAKed or its `ack_wait` (the lease) runs out, after which the
 //! server delivers it again to whichever replica pulls next.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::header::HeaderValue;
@@ -16,6 +17,7 @@ use async_nats::jetstream::stream::{self, DirectGetErrorKind, RetentionPolicy, S
 use async_nats::jetstream::{self, AckKind};
 use async_trait::async_trait;
 use futures::StreamExt;
+use tokio::sync::OnceCell;
 
 use super::{NatsConfig, nats_headers, unavailable, user_headers};
 use crate::queue::LeaseHandle;
@@ -32,8 +34,29 @@ pub struct NatsQueue {
     /// Envelopes go to one subject under the prefix; the stream captures the whole prefix so
     /// later kinds of work can get their own subjects.
     subject: String,
-    consumer: PullConsumer,
+    consumer: Consumer,
     dead_letters: DeadLetters,
+}
+
+/// The shared pull consumer, created (or updated) on the first pull: a service that only
+/// publishes never touches it, so it cannot reset the lease the delivery workers configured.
+#[derive(Clone)]
+struct Consumer {
+    stream: Stream,
+    config: pull::Config,
+    pulling: Arc<OnceCell<PullConsumer>>,
+}
+
+impl Consumer {
+    async fn get(&self) -> Result<&PullConsumer> {
+        self.pulling
+            .get_or_try_init(|| async {
+                // `create_consumer` creates or updates, so a deploy that changes the lease
+                // takes effect.
+                self.stream.create_consumer(self.config.clone()).await.map_err(unavailable)
+            })
+            .await
+    }
 }
 
 /// The stream messages are moved aside to (limits retention: kept until removed).
@@ -77,21 +100,17 @@ impl NatsQueue {
             )));
         }
 
-        // `create_consumer` creates or updates, so a deploy that changes the lease takes effect.
-        let consumer = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(config.consumer.clone()),
-                description: Some("kubemail delivery workers".into()),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: config.lease,
-                // Retries are scheduled by the application (retry_after) and end in a bounce,
-                // so the server never gives up on a message by itself.
-                max_deliver: -1,
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
+        let consumer_config = pull::Config {
+            durable_name: Some(config.consumer.clone()),
+            description: Some("kubemail delivery workers".into()),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: config.lease,
+            // Retries are scheduled by the application (retry_after) and end in a bounce,
+            // so the server never gives up on a message by itself.
+            max_deliver: -1,
+            ..Default::default()
+        };
 
         let name = &config.dead_letter_stream;
         let dead_letter_stream = jetstream
@@ -109,6 +128,7 @@ impl NatsQueue {
             .await
             .map_err(unavailable)?;
         let dead_letters = DeadLetters { stream: dead_letter_stream, subject: format!("{name}.message") };
+        let consumer = Consumer { stream, config: consumer_config, pulling: Arc::new(OnceCell::new()) };
         Ok(NatsQueue { jetstream, stream: config.stream.clone(), subject, consumer, dead_letters })
     }
 
@@ -164,7 +184,7 @@ impl Queue for NatsQueue {
         // returns at once with what is available, up to `max`. A plain batch request would
         // hold on until `max` arrive, and dropping it early would strand messages delivered
         // to it until their lease ran out.
-        let mut fetch = self.consumer.fetch().max_messages(max);
+        let mut fetch = self.consumer.get().await?.fetch().max_messages(max);
         if !wait.is_zero() {
             fetch = fetch.expires(wait);
         }

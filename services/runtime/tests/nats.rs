@@ -1,14 +1,17 @@
-//! What only the NATS spool can go through: a body spread over several messages of which one is
-//! lost, or whose head never arrived. A reader must never get a silently shortened body.
+//! What only the NATS transports go through: a spooled body spread over several messages of
+//! which one is lost, or whose head never arrived (a reader must never get a silently shortened
+//! body); and a publisher connecting with other settings than the delivery workers'.
 
 mod common;
+
+use std::time::Duration;
 
 use async_nats::jetstream;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
-use kubemail_runtime::{Error, Spool};
+use kubemail_runtime::{Error, Headers, Queue, QueueMessage, Spool};
 
 async fn spool() -> (NatsTransport, NatsConfig) {
     let config = common::unique_nats_config();
@@ -61,4 +64,25 @@ async fn a_small_body_replaces_a_chunked_one() {
     let large = large_body();
     transport.spool.put("q-3", large.clone()).await.expect("put large again");
     assert_eq!(transport.spool.get("q-3").await.expect("get"), Some(large));
+}
+
+#[tokio::test]
+async fn a_publisher_does_not_reset_the_workers_lease() {
+    let lease = Duration::from_secs(2);
+    let config = NatsConfig { lease, ..common::unique_nats_config() };
+    let worker = NatsTransport::connect(&config).await.expect("worker connects");
+    assert!(worker.queue.pull(1, Duration::ZERO).await.expect("first pull").is_empty());
+    // smtp-ingress connects with the default lease and only publishes.
+    let publisher = NatsTransport::connect(&NatsConfig { lease: Duration::from_secs(60), ..config })
+        .await
+        .expect("publisher connects");
+    let message = QueueMessage { id: "m-1".into(), payload: "envelope".into(), headers: Headers::new() };
+    publisher.queue.publish(message).await.expect("publish");
+
+    let held = worker.queue.pull(1, Duration::from_secs(5)).await.expect("pull");
+    assert_eq!(held.len(), 1);
+    // Not acked: it must come back after the workers' lease, not the publisher's.
+    let again = worker.queue.pull(1, lease * 3).await.expect("pull again");
+    assert_eq!(again.iter().map(|l| (l.id.as_str(), l.attempt)).collect::<Vec<_>>(), [("m-1", 2)]);
+    drop(held);
 }
