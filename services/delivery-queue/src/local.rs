@@ -1,10 +1,11 @@
 //! Local recipients: the mailstore's `Deliver`, idempotent on (queue message id, recipient), so
-//! an envelope delivered again after a lost lease never makes a second copy.
+//! an envelope delivered again after a lost lease never makes a second copy. Recipients that
+//! are one mailbox under several addresses (an alias and its target) get one copy.
 
 use bytes::Bytes;
 use kubemail_proto::mailstore::deliver_chunk::Part;
 use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
-use kubemail_proto::mailstore::{DeliverChunk, DeliverHeader};
+use kubemail_proto::mailstore::{DeliverChunk, DeliverHeader, ResolveRecipientRequest};
 use kubemail_runtime::propagation::TracedChannel;
 use tonic::Code;
 
@@ -15,6 +16,45 @@ const CHUNK: usize = 256 * 1024;
 
 /// The mailstore client, passing the trace context on with every call.
 pub type MailstoreClient = MailStoreClient<TracedChannel>;
+
+/// Delivers `body` to each of `recipients` (local addresses); one outcome per recipient, in
+/// order. Addresses that name the same mailbox share one delivery and its outcome.
+pub async fn deliver_all(
+    mailstore: &MailstoreClient,
+    queue_message_id: &str,
+    recipients: &[&str],
+    body: &Bytes,
+) -> Vec<Outcome> {
+    let mailboxes = if recipients.len() > 1 {
+        futures::future::join_all(recipients.iter().map(|address| mailbox_of(mailstore, address))).await
+    } else {
+        recipients.iter().map(|address| address.to_string()).collect()
+    };
+    let mut delivered: Vec<(&str, Outcome)> = Vec::new();
+    let mut outcomes = Vec::with_capacity(recipients.len());
+    for (address, mailbox) in recipients.iter().zip(&mailboxes) {
+        let outcome = match delivered.iter().find(|(done, _)| *done == mailbox.as_str()) {
+            Some((_, outcome)) => outcome.clone(),
+            None => {
+                let outcome = deliver(mailstore, queue_message_id, address, body).await;
+                delivered.push((mailbox, outcome.clone()));
+                outcome
+            }
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// The account address mail to `address` lands in, or `address` itself when it names none (or
+/// the lookup fails: then each address is delivered on its own, still once).
+async fn mailbox_of(mailstore: &MailstoreClient, address: &str) -> String {
+    let request = ResolveRecipientRequest { address: address.into(), size_hint: 0 };
+    match mailstore.clone().resolve_recipient(request).await {
+        Ok(response) if !response.get_ref().canonical_address.is_empty() => response.into_inner().canonical_address,
+        _ => address.to_string(),
+    }
+}
 
 /// Stores `body` in `recipient`'s mailbox, once per `queue_message_id`.
 pub async fn deliver(mailstore: &MailstoreClient, queue_message_id: &str, recipient: &str, body: &Bytes) -> Outcome {

@@ -147,9 +147,10 @@ impl Worker {
     async fn attempt(&self, envelope: &Envelope, body: &Bytes) -> Vec<(Recipient, Outcome)> {
         let mut outcomes = Vec::with_capacity(envelope.recipients.len());
         let (local, remote): (Vec<&Recipient>, Vec<&Recipient>) = envelope.recipients.iter().partition(|r| r.local);
-        for recipient in local {
-            // The root id, not a continuation's: the mailstore deduplicates on it.
-            let outcome = local::deliver(&self.mailstore, spool_key(envelope), &recipient.address, body).await;
+        let addresses: Vec<&str> = local.iter().map(|recipient| recipient.address.as_str()).collect();
+        // The root id, not a continuation's: the mailstore deduplicates on it.
+        let results = local::deliver_all(&self.mailstore, spool_key(envelope), &addresses, body).await;
+        for (recipient, outcome) in local.into_iter().zip(results) {
             count("local", &outcome);
             outcomes.push((recipient.clone(), outcome));
         }
