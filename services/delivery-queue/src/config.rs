@@ -1,10 +1,12 @@
 //! The delivery-queue service's configuration: every flag, its environment variable and default.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kubemail_runtime::config::parse_duration;
 
+use crate::outbound::route::{Override, Target};
 use crate::schedule::RetrySchedule;
 
 /// Flags of the standalone `delivery-queue` binary.
@@ -48,6 +50,26 @@ pub struct DeliveryFlags {
     /// Age after which a message that still could not be delivered is returned to its sender.
     #[arg(long, env = "KUBEMAIL_MAX_AGE", default_value = "5d", value_parser = parse_duration)]
     pub max_age: Duration,
+    /// Send mail for DOMAIN to HOST:PORT instead of its MX hosts (repeatable; for tests and
+    /// private networks). Goes before --relay-host.
+    #[arg(long = "mx-override", env = "KUBEMAIL_MX_OVERRIDES", value_name = "DOMAIN=HOST:PORT", value_delimiter = ',')]
+    pub mx_overrides: Vec<Override>,
+    /// Send all remote mail through this smart host (HOST:PORT; port 465 is TLS from the
+    /// start, any other needs STARTTLS), with a verified certificate.
+    #[arg(long, env = "KUBEMAIL_RELAY_HOST", value_name = "HOST:PORT")]
+    pub relay_host: Option<Target>,
+    /// User name for AUTH at the relay host.
+    #[arg(long, env = "KUBEMAIL_RELAY_USERNAME", requires = "relay_host")]
+    pub relay_username: Option<String>,
+    /// File holding the password for AUTH at the relay host (a mounted Secret).
+    #[arg(long, env = "KUBEMAIL_RELAY_PASSWORD_FILE", requires = "relay_username")]
+    pub relay_password_file: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for the relay host besides the public roots.
+    #[arg(long, env = "KUBEMAIL_RELAY_CA_FILE", requires = "relay_host")]
+    pub relay_ca_file: Option<PathBuf>,
+    /// DKIM keys: one subdirectory per sending domain holding `dkim.key` (PEM) and `selector`.
+    #[arg(long, env = "KUBEMAIL_DKIM_DIR")]
+    pub dkim_dir: Option<PathBuf>,
 }
 
 impl DeliveryFlags {

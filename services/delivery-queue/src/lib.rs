@@ -5,7 +5,7 @@
 //! - [`config`] — the service's flags.
 //! - [`worker`] — pull, deliver, settle: ack, retry, continue, dead-letter.
 //! - [`local`] — local recipients through the mailstore's `Deliver`.
-//! - [`outbound`] — the route for remote recipients.
+//! - [`outbound`] — remote recipients: MX routing or a relay host, DKIM, the SMTP client.
 //! - [`schedule`] — when to try again, and when to give up.
 //! - [`outcome`] — what became of one recipient.
 //! - [`report`] — queueing delivery reports to the sender.
@@ -33,7 +33,10 @@ use tonic::transport::{Channel, Endpoint};
 
 use config::DeliveryFlags;
 use local::MailstoreClient;
-use outbound::Outbound;
+use outbound::client::{Credentials, Security};
+use outbound::dkim::Keys;
+use outbound::route::Router;
+use outbound::{Outbound, Relay, SmtpOutbound};
 use report::Reporter;
 use worker::Worker;
 
@@ -47,6 +50,34 @@ pub enum Error {
 /// A mailstore client on `channel`, passing the trace context on with every call.
 pub fn mailstore_client(channel: Channel) -> MailstoreClient {
     MailStoreClient::new(propagation::traced(channel))
+}
+
+/// Outbound SMTP as `flags` configure it, saying EHLO as `hostname`.
+pub fn outbound(flags: &DeliveryFlags, hostname: &str) -> Result<SmtpOutbound, Error> {
+    let resolver = hickory_resolver::TokioResolver::builder_tokio()
+        .and_then(|builder| builder.build())
+        .map_err(|e| Error::Startup(format!("DNS resolver from the system configuration: {e}")))?;
+    let router = Router::new(resolver, &flags.mx_overrides);
+    let relay = match &flags.relay_host {
+        None => None,
+        Some(target) => {
+            let config = outbound::tls::verified(flags.relay_ca_file.as_deref())
+                .map_err(|e| Error::Startup(format!("--relay-ca-file: {e}")))?;
+            let credentials = match (&flags.relay_username, &flags.relay_password_file) {
+                (Some(username), Some(path)) => {
+                    let password = std::fs::read_to_string(path)
+                        .map_err(|e| Error::Startup(format!("--relay-password-file {}: {e}", path.display())))?;
+                    Some(Credentials { username: username.clone(), password: password.trim_end().to_string() })
+                }
+                (Some(_), None) => return Err(Error::Startup("--relay-username needs --relay-password-file".into())),
+                _ => None,
+            };
+            let security = Security::Required { config, implicit: target.port == 465 };
+            Some(Relay { target: target.clone(), credentials, security })
+        }
+    };
+    let keys = flags.dkim_dir.as_ref().map(Keys::new);
+    Ok(SmtpOutbound::new(router, relay, keys, hostname.to_string()))
 }
 
 /// The transports and services a worker uses.
@@ -99,7 +130,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         queue: Arc::new(transport.queue),
         spool: Arc::new(transport.spool),
         mailstore: mailstore_client(channel),
-        outbound: None,
+        outbound: Some(Arc::new(outbound(&config.delivery, &config.hostname)?)),
     };
     let worker = worker(connections, &config.delivery, &config.hostname, config.lease);
     ready.set_ready(true);

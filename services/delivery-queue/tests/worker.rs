@@ -1,103 +1,18 @@
 //! The delivery worker against a real mailstore (SQLite over gRPC) and the real local queue and
 //! spool: local delivery, idempotence, reports, retries, continuations and dead letters.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kubemail_delivery_queue::config::DeliveryFlags;
-use kubemail_delivery_queue::worker::Worker;
-use kubemail_delivery_queue::{Connections, local, mailstore_client};
+use common::{Fixture, PATIENCE, envelope, message};
+use kubemail_delivery_queue::{local, mailstore_client};
 use kubemail_proto::Message as _;
 use kubemail_proto::admin::UpsertAccountRequest;
-use kubemail_proto::queue::{Envelope, Recipient};
-use kubemail_runtime::clock::unix_now;
-use kubemail_runtime::local::{LocalConfig, LocalTransport};
+use kubemail_proto::queue::Envelope;
 use kubemail_runtime::shutdown::Shutdown;
-use kubemail_runtime::{Headers, Lease, Queue, QueueMessage, Spool};
-use kubemail_testkit::mailstore::Mailstore;
-
-const HOSTNAME: &str = "mx.example.org";
-/// Longer than any step of the tests' schedules.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-struct Fixture {
-    transport: LocalTransport,
-    mailstore: Mailstore,
-    worker: Arc<Worker>,
-    _dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    /// Retries every `step`, giving up after `max_age`.
-    async fn start(step: Duration, max_age: Duration) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let config = LocalConfig { lease: Duration::from_secs(5), ..LocalConfig::new(dir.path().join("queue.db")) };
-        let transport = LocalTransport::open(&config).await.unwrap();
-        let mailstore = Mailstore::start(dir.path(), Arc::new(transport.events.clone())).await;
-        let connections = Connections {
-            queue: Arc::new(transport.queue.clone()),
-            spool: Arc::new(transport.spool.clone()),
-            mailstore: mailstore_client(mailstore.channel.clone()),
-            outbound: None,
-        };
-        let flags = DeliveryFlags { concurrency: 4, retry_schedule: vec![step], max_age };
-        let worker = Arc::new(kubemail_delivery_queue::worker(connections, &flags, HOSTNAME, config.lease));
-        Fixture { transport, mailstore, worker, _dir: dir }
-    }
-
-    async fn with_defaults() -> Fixture {
-        Fixture::start(Duration::from_secs(60), Duration::from_secs(5 * 86_400)).await
-    }
-
-    /// Spools `body` and queues `envelope`, as smtp-ingress does.
-    async fn queue(&self, envelope: &Envelope, body: &str) {
-        self.transport.spool.put(&envelope.id, Bytes::from(body.to_owned())).await.unwrap();
-        self.publish(envelope.id.clone(), envelope.encode_to_vec()).await;
-    }
-
-    async fn publish(&self, id: String, payload: Vec<u8>) {
-        let published =
-            self.transport.queue.publish(QueueMessage { id, payload: payload.into(), headers: Headers::new() });
-        assert!(!published.await.unwrap().duplicate);
-    }
-
-    /// The next queue message, waiting up to `wait`.
-    async fn next(&self, wait: Duration) -> Option<Lease> {
-        self.transport.queue.pull(1, wait).await.unwrap().pop()
-    }
-
-    /// Processes queue messages until none comes within `quiet`; returns the ids processed.
-    async fn work(&self, quiet: Duration) -> Vec<String> {
-        let mut ids = Vec::new();
-        while let Some(lease) = self.next(quiet).await {
-            ids.push(lease.id.clone());
-            self.worker.process(lease).await;
-        }
-        ids
-    }
-
-    async fn inbox(&self, address: &str) -> Vec<String> {
-        self.mailstore.inbox(address).await.into_iter().map(|m| String::from_utf8_lossy(&m).into_owned()).collect()
-    }
-}
-
-fn envelope(id: &str, from: &str, to: &[&str]) -> Envelope {
-    Envelope {
-        id: id.into(),
-        mail_from: from.into(),
-        recipients: to
-            .iter()
-            .map(|a| Recipient { address: a.to_string(), local: true, ..Default::default() })
-            .collect(),
-        received_at: unix_now(),
-        ..Default::default()
-    }
-}
-
-fn message(subject: &str) -> String {
-    format!("From: alice@example.org\r\nTo: bob@example.org\r\nSubject: {subject}\r\n\r\nHello.\r\n")
-}
+use kubemail_runtime::{Queue, Spool};
 
 #[tokio::test]
 async fn local_recipients_get_the_message_once_and_the_body_is_removed() {

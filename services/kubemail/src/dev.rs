@@ -102,7 +102,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         queue: Arc::new(transport.queue.clone()),
         spool: Arc::new(transport.spool.clone()),
         mailstore: kubemail_delivery_queue::mailstore_client(channel),
-        outbound: None,
+        outbound: Some(Arc::new(kubemail_delivery_queue::outbound(&args.delivery, &args.hostname)?)),
     };
     let worker = kubemail_delivery_queue::worker(connections, &args.delivery, &args.hostname, queue_config.lease);
     let delivery = tokio::spawn(Arc::new(worker).run(shutdown.clone()));

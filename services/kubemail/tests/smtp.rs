@@ -1,8 +1,8 @@
 //! Black-box: `kubemail dev`'s SMTP listeners with real clients — swaks (STARTTLS + AUTH on
 //! submission, implicit TLS on submissions, pipelining on MX), Python's smtplib and Postfix's
 //! smtp-source — and where their mail ends up: in the mailboxes, read through the mailstore
-//! API, and (for a remote recipient, which this instance has no route to) still in the dev
-//! queue and spool after a clean stop.
+//! API, and at a remote MTA on loopback (`--mx-override`) for a remote recipient; nothing is
+//! left in the dev queue after a clean stop.
 
 mod common;
 
@@ -14,6 +14,7 @@ use kubemail_proto::Message as _;
 use kubemail_proto::queue::Envelope;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::{Queue, Spool};
+use kubemail_testkit::mta::{Mta, Options};
 
 fn swaks(server: &str, args: &[&str]) -> Output {
     Command::new("swaks")
@@ -33,14 +34,13 @@ fn queued_id(output: &Output) -> String {
     line.rsplit(' ').next().unwrap().to_string()
 }
 
-/// Every envelope in a stopped dev instance's queue, with its spooled body; an envelope waiting
-/// for a retry counts once it is due, within a few seconds.
+/// Every envelope in a stopped dev instance's queue, with its spooled body.
 fn queued(data_dir: &std::path::Path) -> Vec<(Envelope, String)> {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let transport = LocalTransport::open(&LocalConfig::new(data_dir.join("queue.db"))).await.unwrap();
         let mut queued = Vec::new();
         loop {
-            let leases = transport.queue.pull(500, Duration::from_secs(3)).await.unwrap();
+            let leases = transport.queue.pull(500, Duration::from_millis(100)).await.unwrap();
             if leases.is_empty() {
                 return queued;
             }
@@ -81,8 +81,9 @@ fn smtp_source_sends_a_thousand_messages_over_ten_sessions_and_none_is_lost() {
 #[test]
 fn real_clients_submit_and_deliver_over_every_listener() {
     let data = tempfile::tempdir().unwrap();
-    // Retries each second, so a deferred recipient is back in the queue soon after the stop.
-    let dev = Dev::start_with(data.path(), &["--retry-schedule", "1s"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let remote = runtime.block_on(Mta::start(Options::default()));
+    let dev = Dev::start_with(data.path(), &["--mx-override", &format!("remote.test={}", remote.address)]);
     ok(dev.admin(&["domain", "add", "example.org"], None));
     ok(dev.admin(&["mailbox", "add", "alice@example.org", "--password-stdin"], Some("s3cret\n")));
     ok(dev.admin(&["mailbox", "add", "bob@example.org", "--password-stdin"], Some("hunter2\n")));
@@ -195,17 +196,23 @@ with smtplib.SMTP(host, int(port), timeout=20) as smtp:
     assert!(find(&bobs, "mx").contains("with ESMTP id"));
     assert!(find(&bobs, "smtplib").contains("Hi Bob"));
     assert!(find(&alices, "submissions").contains("with ESMTPSA"));
-    assert!(dev.terminate(), "kubemail dev exits 0 on SIGTERM");
-
-    // The remote recipient waits in the queue: this instance has no outbound route.
-    let queued = queued(data.path());
-    assert_eq!(queued.len(), 1, "{:?}", queued.iter().map(|(e, _)| &e.id).collect::<Vec<_>>());
-    let (envelope, body) = &queued[0];
+    // The remote recipient's copy went to its MTA, from alice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while remote.received().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = remote.received();
+    assert_eq!(sent.len(), 1, "one message for the remote recipient");
     assert_eq!(
-        (envelope.spool_key.as_str(), envelope.auth_identity.as_str()),
-        (submitted.as_str(), "alice@example.org")
+        (sent[0].mail_from.as_str(), sent[0].recipients.as_slice()),
+        ("alice@example.org", &["friend@remote.test".to_string()][..])
     );
-    let recipients: Vec<_> = envelope.recipients.iter().map(|r| (r.address.as_str(), r.local)).collect();
-    assert_eq!(recipients, [("friend@remote.test", false)], "bob is done, so only the remote recipient is pending");
-    assert!(body.contains("Subject: submission"));
+    assert!(text(&sent[0].data).contains("Subject: submission"));
+    assert!(
+        text(&sent[0].data).contains(&format!("with ESMTPSA id {submitted}")),
+        "the message submitted as {submitted}"
+    );
+
+    assert!(dev.terminate(), "kubemail dev exits 0 on SIGTERM");
+    assert_eq!(queued(data.path()).len(), 0, "nothing left in the queue");
 }

@@ -5,9 +5,10 @@
 mod common;
 
 use base64::Engine as _;
-use common::dns::Dns;
 use common::{Client, Fixture, HOSTNAME, test_settings};
 use kubemail_smtp_ingress::session::Listener;
+use kubemail_smtp_ingress::verify::Verifier;
+use kubemail_testkit::dns::Dns;
 use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
@@ -15,6 +16,12 @@ use tokio::io::DuplexStream;
 
 /// remote.example signs with DKIM (selector `sel`, Ed25519), sends from the fixture's client
 /// address and publishes DMARC p=reject; bank.example sends from elsewhere, also p=reject.
+/// A verifier asking `dns` only.
+fn verifier(dns: &Dns, enforce_dmarc_reject: bool) -> Verifier {
+    let (config, options) = dns.resolver_config();
+    Verifier::with_resolver(config, options, HOSTNAME, enforce_dmarc_reject).expect("resolver")
+}
+
 async fn dns() -> (Dns, Ed25519Key) {
     let dns = Dns::start().await;
     let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
@@ -40,7 +47,7 @@ async fn send(client: &mut Client<DuplexStream>, mail_from: &str, message: &str)
 #[tokio::test]
 async fn signed_mail_from_an_authorised_address_passes_everything() {
     let (dns, key) = dns().await;
-    let f = Fixture::build(test_settings(), Some(dns.verifier(HOSTNAME, true))).await;
+    let f = Fixture::build(test_settings(), Some(verifier(&dns, true))).await;
     let message = "From: news@remote.example\r\nTo: alice@example.org\r\nSubject: news\r\n\r\nHello.\r\n";
     let signature = DkimSigner::from_key(key)
         .domain("remote.example")
@@ -69,14 +76,14 @@ async fn signed_mail_from_an_authorised_address_passes_everything() {
 async fn a_forged_sender_is_refused_under_dmarc_reject_when_enforced_and_marked_otherwise() {
     let message = "From: ceo@bank.example\r\nTo: alice@example.org\r\nSubject: urgent transfer\r\n\r\nPay.\r\n";
     let (dns, _) = dns().await;
-    let enforcing = Fixture::build(test_settings(), Some(dns.verifier(HOSTNAME, true))).await;
+    let enforcing = Fixture::build(test_settings(), Some(verifier(&dns, true))).await;
     let mut mx = enforcing.connect(Listener::Mx).await;
     let refused = send(&mut mx, "ceo@bank.example", message).await;
     assert_eq!(refused.code, 550, "{refused:?}");
     assert!(refused.text().starts_with("5.7.1") && refused.text().contains("bank.example"), "{refused:?}");
     assert!(enforcing.queued().await.is_empty());
 
-    let recording = Fixture::build(test_settings(), Some(dns.verifier(HOSTNAME, false))).await;
+    let recording = Fixture::build(test_settings(), Some(verifier(&dns, false))).await;
     let mut mx = recording.connect(Listener::Mx).await;
     assert_eq!(send(&mut mx, "ceo@bank.example", message).await.code, 250);
     let body = recording.queued().await.remove(0).1;

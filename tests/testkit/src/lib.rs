@@ -9,8 +9,12 @@
 //! - [`unique_name`] — a name no other test in this run uses (streams, buckets, subjects).
 //! - [`NatsServer`] — a NATS server of a test's own, to kill and restart.
 //! - [`mailstore`] — a mailstore on SQLite with accounts to deliver to, and a mailbox reader.
+//! - [`mta`] — a remote MTA on loopback that records what it receives and answers as told.
+//! - [`dns`] — a DNS server on loopback answering from the records a test sets.
 
+pub mod dns;
 pub mod mailstore;
+pub mod mta;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod dns;
-
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
