@@ -89,7 +89,10 @@ pub async fn load(args: LoadArgs) -> Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     eprintln!("queued {} messages of {} octets in {seconds:.2} s", args.messages, args.size);
-    println!("{}", serde_json::json!({"mode": "queue-load", "messages": args.messages, "size": args.size, "seconds": seconds}));
+    println!(
+        "{}",
+        serde_json::json!({"mode": "queue-load", "messages": args.messages, "size": args.size, "seconds": seconds})
+    );
     Ok(())
 }
 

@@ -50,6 +50,11 @@ pub struct DeliveryFlags {
     /// Age after which a message that still could not be delivered is returned to its sender.
     #[arg(long, env = "KUBEMAIL_MAX_AGE", default_value = "5d", value_parser = parse_duration)]
     pub max_age: Duration,
+    /// Age after which the sender of a message still being retried is told so, once (a
+    /// `delayed` delivery status notification, for recipients that asked with NOTIFY=DELAY);
+    /// 0 never tells.
+    #[arg(long, env = "KUBEMAIL_DELAY_WARNING", default_value = "4h", value_parser = parse_duration)]
+    pub delay_warning: Duration,
     /// Send mail for DOMAIN to HOST:PORT instead of its MX hosts (repeatable; for tests and
     /// private networks). Goes before --relay-host.
     #[arg(long = "mx-override", env = "KUBEMAIL_MX_OVERRIDES", value_name = "DOMAIN=HOST:PORT", value_delimiter = ',')]

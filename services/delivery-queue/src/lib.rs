@@ -106,6 +106,7 @@ pub fn worker(connections: Connections, flags: &DeliveryFlags, hostname: &str, l
         outbound,
         reporter,
         schedule: flags.schedule(),
+        delay_warning: flags.delay_warning,
         concurrency: flags.concurrency,
         lease_renewal: lease / 3,
     }

@@ -7,7 +7,9 @@
 //!   at the next point of the retry schedule (a delayed NAK: nothing polls);
 //! - some final, some pending: report the final ones, queue a continuation envelope with only
 //!   the pending recipients (same body, `not_before` the next attempt), then ack. A remote
-//!   recipient that accepted the message is thereby never sent it again.
+//!   recipient that accepted the message is thereby never sent it again. A message older than
+//!   the delay warning whose pending recipients asked for delay notices (NOTIFY=DELAY) is
+//!   reported as delayed once, and continues the same way, remembering that it was.
 //!
 //! An envelope that cannot be decoded, or whose body is gone, is moved aside as a dead letter
 //! with the reason: retrying could never help.
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kubemail_proto::Message as _;
-use kubemail_proto::queue::{Envelope, Recipient};
+use kubemail_proto::queue::{DsnNotify, Envelope, Recipient};
 use kubemail_runtime::clock::unix_now;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{Error, Lease, Queue, QueueMessage, Spool, propagation};
@@ -50,6 +52,8 @@ pub struct Worker {
     pub outbound: Option<Arc<dyn Outbound>>,
     pub reporter: Reporter,
     pub schedule: RetrySchedule,
+    /// Age after which pending recipients are reported as delayed, once; zero never.
+    pub delay_warning: Duration,
     /// Envelopes in progress at once.
     pub concurrency: usize,
     /// How often a lease is extended while its envelope is being delivered (well inside the
@@ -207,6 +211,15 @@ impl Worker {
             return self.finish(lease, &envelope, body, entries, now).await;
         }
         let retry_in = Duration::from_secs(u64::try_from(next_attempt - now).unwrap_or(0));
+        let delay_reported = envelope.delay_reported || self.delay_due(&envelope, &pending, now);
+        if delay_reported && !envelope.delay_reported {
+            let failure = last_failure.clone().unwrap_or_else(|| Failure::local("4.4.7", "still trying"));
+            entries.extend(pending.iter().map(|recipient| Entry {
+                recipient: recipient.address.clone(),
+                original_recipient: recipient.original_recipient.clone(),
+                action: Action::Delayed(failure.clone()),
+            }));
+        }
         if entries.is_empty() {
             tracing::debug!(?last_failure, retry_in_seconds = retry_in.as_secs(), "every recipient deferred");
             return release(lease, retry_in).await;
@@ -222,6 +235,7 @@ impl Worker {
             recipients: pending,
             not_before: next_attempt,
             generation: envelope.generation + 1,
+            delay_reported,
             ..envelope
         };
         let message = QueueMessage {
@@ -234,6 +248,14 @@ impl Worker {
             return release(lease, INFRASTRUCTURE_RETRY).await;
         }
         acknowledge(lease).await;
+    }
+
+    /// Whether `pending` recipients of `envelope` are now owed a delay notice.
+    fn delay_due(&self, envelope: &Envelope, pending: &[Recipient], now: i64) -> bool {
+        let age = Duration::from_secs(u64::try_from(now - envelope.received_at).unwrap_or(0));
+        !self.delay_warning.is_zero()
+            && age >= self.delay_warning
+            && pending.iter().any(|recipient| recipient.notify & DsnNotify::Delay as u32 != 0)
     }
 
     /// Every recipient is final: report, remove the body, ack.

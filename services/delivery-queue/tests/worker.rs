@@ -10,7 +10,7 @@ use common::{Fixture, PATIENCE, envelope, message};
 use kubemail_delivery_queue::{local, mailstore_client};
 use kubemail_proto::Message as _;
 use kubemail_proto::admin::UpsertAccountRequest;
-use kubemail_proto::queue::Envelope;
+use kubemail_proto::queue::{DsnNotify, Envelope};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{Queue, Spool};
 
@@ -159,4 +159,36 @@ async fn the_worker_loop_delivers_what_is_queued_and_stops_on_shutdown() {
     shutdown.trigger();
     tokio::time::timeout(PATIENCE, running).await.expect("the loop stops").unwrap();
     assert_eq!(f.inbox("alice@example.org").await.len(), 20);
+}
+
+#[tokio::test]
+async fn a_sender_who_asked_is_told_once_that_the_message_is_delayed() {
+    let f = Fixture::build_with(|flags| {
+        flags.retry_schedule = vec![Duration::from_secs(1)];
+        flags.delay_warning = Duration::from_secs(1);
+    })
+    .await;
+    f.mailstore.deliver("bob@example.org", &[b'x'; 1500]).await;
+    let mut waiting = envelope("slow", "alice@example.org", &["bob@example.org"]);
+    waiting.recipients[0].notify = DsnNotify::Delay as u32 | DsnNotify::Failure as u32;
+    f.queue(&waiting, &message(&"z".repeat(600))).await;
+
+    // Attempts for three seconds: past the warning, but not past the maximum age.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        if let Some(lease) = f.next(Duration::from_millis(300)).await {
+            f.worker.process(lease).await;
+        }
+    }
+    let reports = f.inbox("alice@example.org").await;
+    assert_eq!(reports.len(), 1, "told once, not at every attempt");
+    assert!(reports[0].contains("Final-Recipient: rfc822; bob@example.org\r\nAction: delayed\r\nStatus: 4.2.2\r\n"));
+    assert!(reports[0].contains("Subject: Delayed Mail (still being retried)"));
+
+    let raised =
+        UpsertAccountRequest { address: "bob@example.org".into(), quota_storage: Some(0), ..Default::default() };
+    f.mailstore.admin.clone().upsert_account(raised).await.unwrap();
+    f.work(Duration::from_secs(2)).await;
+    assert_eq!(f.inbox("bob@example.org").await.len(), 2, "delivered in the end");
+    assert_eq!(f.inbox("alice@example.org").await.len(), 1, "no report on success without NOTIFY=SUCCESS");
 }

@@ -37,6 +37,18 @@ impl Fixture {
 
     /// Retries every `step`, giving up after `max_age`, remote mail through `outbound`.
     pub async fn build(step: Duration, max_age: Duration, outbound: Option<Arc<dyn Outbound>>) -> Fixture {
+        Fixture::with_flags(DeliveryFlags { concurrency: 4, retry_schedule: vec![step], max_age, ..flags() }, outbound)
+            .await
+    }
+
+    /// The default flags as `change` leaves them; no outbound route.
+    pub async fn build_with(change: impl FnOnce(&mut DeliveryFlags)) -> Fixture {
+        let mut flags = DeliveryFlags { concurrency: 4, ..flags() };
+        change(&mut flags);
+        Fixture::with_flags(flags, None).await
+    }
+
+    async fn with_flags(flags: DeliveryFlags, outbound: Option<Arc<dyn Outbound>>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let config = LocalConfig { lease: Duration::from_secs(5), ..LocalConfig::new(dir.path().join("queue.db")) };
         let transport = LocalTransport::open(&config).await.unwrap();
@@ -47,7 +59,6 @@ impl Fixture {
             mailstore: mailstore_client(mailstore.channel.clone()),
             outbound,
         };
-        let flags = DeliveryFlags { concurrency: 4, retry_schedule: vec![step], max_age, ..flags() };
         let worker = Arc::new(kubemail_delivery_queue::worker(connections, &flags, HOSTNAME, config.lease));
         Fixture { transport, mailstore, worker, _dir: dir }
     }
