@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
-use kubemail_runtime::admin_http::{self, Readiness};
+use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::propagation;
 use kubemail_runtime::shutdown::Shutdown;
@@ -117,10 +117,8 @@ pub fn worker(connections: Connections, flags: &DeliveryFlags, hostname: &str, l
 pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error> {
     let readiness = Readiness::new();
     let ready = readiness.component("delivery-queue");
-    let http = tokio::net::TcpListener::bind(config.http_listen)
-        .await
-        .map_err(|e| Error::Startup(format!("cannot listen on {} (--http-listen): {e}", config.http_listen)))?;
-    let http_server = tokio::spawn(admin_http::serve(http, readiness, shutdown.wait()));
+    let endpoint =
+        AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
     let channel = Endpoint::from_shared(config.mailstore.clone())
         .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
         .connect_lazy();
@@ -137,8 +135,5 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     ready.set_ready(true);
     tracing::info!(nats = %config.nats_url, mailstore = %config.mailstore, "delivery-queue is ready");
     Arc::new(worker).run(shutdown).await;
-    match http_server.await {
-        Ok(result) => result.map_err(|e| Error::Startup(format!("admin HTTP: {e}"))),
-        Err(e) => Err(Error::Startup(format!("admin HTTP task: {e}"))),
-    }
+    endpoint.finish().await.map_err(Error::Startup)
 }

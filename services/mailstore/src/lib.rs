@@ -26,7 +26,7 @@ use std::time::Duration;
 use kubemail_proto::admin::admin_server::AdminServer;
 use kubemail_proto::mailstore::mail_store_server::MailStoreServer;
 use kubemail_runtime::EventBus;
-use kubemail_runtime::admin_http::{self, Readiness};
+use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::grpc_metrics::GrpcMetricsLayer;
 use kubemail_runtime::nats::NatsEventBus;
 use kubemail_runtime::propagation;
@@ -100,10 +100,8 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<()> {
     let grpc = TcpListener::bind(config.grpc_listen)
         .await
         .map_err(|e| Error::Startup(format!("cannot listen on {} (--grpc-listen): {e}", config.grpc_listen)))?;
-    let http = TcpListener::bind(config.http_listen)
-        .await
-        .map_err(|e| Error::Startup(format!("cannot listen on {} (--http-listen): {e}", config.http_listen)))?;
-    let http_server = tokio::spawn(admin_http::serve(http, readiness, shutdown.wait()));
+    let endpoint =
+        AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
     let bus = NatsEventBus::connect(&config.nats_url)
         .await
@@ -113,8 +111,5 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<()> {
     tracing::info!(grpc = %config.grpc_listen, http = %config.http_listen, "mailstore is ready");
     tokio::spawn(maintain(store.clone(), config.delivery_record_retention, shutdown.wait()));
     serve(store, grpc, shutdown.wait()).await?;
-    match http_server.await {
-        Ok(result) => result.map_err(|e| Error::Startup(format!("admin HTTP: {e}"))),
-        Err(e) => Err(Error::Internal(format!("admin HTTP task: {e}"))),
-    }
+    endpoint.finish().await.map_err(Error::Startup)
 }

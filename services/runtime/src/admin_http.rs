@@ -136,6 +136,31 @@ struct AdminState {
     metrics: PrometheusHandle,
 }
 
+/// The admin endpoint running in a task of its own.
+pub struct AdminEndpoint(tokio::task::JoinHandle<Result<()>>);
+
+impl AdminEndpoint {
+    /// Binds `address` (a service's `--http-listen`) and serves the endpoint there until
+    /// `shutdown`; a taken port is an error naming the flag.
+    pub async fn start(
+        address: std::net::SocketAddr,
+        readiness: Readiness,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::result::Result<AdminEndpoint, String> {
+        let listener =
+            TcpListener::bind(address).await.map_err(|e| format!("cannot listen on {address} (--http-listen): {e}"))?;
+        Ok(AdminEndpoint(tokio::spawn(serve(listener, readiness, shutdown))))
+    }
+
+    /// Waits for the endpoint to stop (after the shutdown), and says why if it failed.
+    pub async fn finish(self) -> std::result::Result<(), String> {
+        match self.0.await {
+            Ok(result) => result.map_err(|e| format!("admin HTTP: {e}")),
+            Err(e) => Err(format!("admin HTTP task: {e}")),
+        }
+    }
+}
+
 /// Serves the admin endpoint on `listener` until `shutdown` completes, then finishes the
 /// requests in flight and returns.
 pub async fn serve(

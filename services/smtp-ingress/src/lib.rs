@@ -30,7 +30,7 @@ pub mod verify;
 use std::sync::Arc;
 
 use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
-use kubemail_runtime::admin_http::{self, Readiness};
+use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::propagation::{self, TracedChannel};
 use kubemail_runtime::shutdown::Shutdown;
@@ -77,10 +77,8 @@ pub fn tls_from_dir(
 pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error> {
     let readiness = Readiness::new();
     let ready = readiness.component("smtp-ingress");
-    let http = tokio::net::TcpListener::bind(config.http_listen)
-        .await
-        .map_err(|e| Error::Startup(format!("cannot listen on {} (--http-listen): {e}", config.http_listen)))?;
-    let http_server = tokio::spawn(admin_http::serve(http, readiness, shutdown.wait()));
+    let endpoint =
+        AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
     let tls = match &config.tls_dir {
         Some(dir) => Some(tls_from_dir(dir, config.tls_reload_interval, &shutdown)?),
         None => {
@@ -127,8 +125,5 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     ready.set_ready(true);
     tracing::info!(smtp = %config.smtp_listen, submission = %config.submission_listen, "smtp-ingress is ready");
     server::serve(listeners, services, admission).await;
-    match http_server.await {
-        Ok(result) => result.map_err(|e| Error::Startup(format!("admin HTTP: {e}"))),
-        Err(e) => Err(Error::Startup(format!("admin HTTP task: {e}"))),
-    }
+    endpoint.finish().await.map_err(Error::Startup)
 }
