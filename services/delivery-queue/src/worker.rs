@@ -204,12 +204,10 @@ impl Worker {
                 }
             }
         }
-        let Next::At(next_attempt) = next else {
+        // Nothing pending, also when the message was too old: its deferrals became failures.
+        let (Next::At(next_attempt), false) = (next, pending.is_empty()) else {
             return self.finish(lease, &envelope, body, entries, now).await;
         };
-        if pending.is_empty() {
-            return self.finish(lease, &envelope, body, entries, now).await;
-        }
         let retry_in = Duration::from_secs(u64::try_from(next_attempt - now).unwrap_or(0));
         let delay_reported = envelope.delay_reported || self.delay_due(&envelope, &pending, now);
         if delay_reported && !envelope.delay_reported {
