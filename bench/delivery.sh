@@ -153,11 +153,7 @@ for run in $(seq 1 "$RUNS"); do
     "$imapbench clear --target 127.0.0.1:$imap_port --user bench2"
 done
 
-# smtp-ingress logs a line per accepted message, delivery-queue none; keep the rest.
-accepted=$(grep -c ' message accepted ' "$OUT/smtp-ingress.log" || true)
-grep -v ' message accepted ' "$OUT/smtp-ingress.log" >"$OUT/smtp-ingress.log.kept" || true
-echo "($accepted 'message accepted' lines removed)" >>"$OUT/smtp-ingress.log.kept"
-mv "$OUT/smtp-ingress.log.kept" "$OUT/smtp-ingress.log"
+drop_accepted_lines "$OUT/smtp-ingress.log"
 
 python3 "$root/bench/summarize-delivery.py" "$OUT" | tee "$OUT/summary.md"
 log "raw results in $OUT"

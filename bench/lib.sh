@@ -54,3 +54,15 @@ wait_ready() {
   log "not ready after 30 s: $1"
   return 1
 }
+
+# drop_accepted_lines LOG...: smtp-ingress logs a line per accepted message (as an MTA should),
+# tens of thousands in a benchmark; keeps the other lines and the count of those removed.
+drop_accepted_lines() {
+  local logfile accepted
+  for logfile in "$@"; do
+    accepted=$(grep -c ' message accepted ' "$logfile" || true)
+    grep -v ' message accepted ' "$logfile" >"$logfile.kept" || true
+    echo "($accepted 'message accepted' lines removed)" >>"$logfile.kept"
+    mv "$logfile.kept" "$logfile"
+  done
+}

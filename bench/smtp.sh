@@ -165,14 +165,7 @@ python3 "$PEERS_DIR/bin/idle-mem.py" --proto smtp --target "$hold" --conns "$CON
   --server-pid-cmd "$peers pids postfix" --before-run "$peers stop postfix && $peers start postfix" \
   >>"$OUT/mem-postfix.jsonl" 2>>"$OUT/mem-postfix.log"
 
-# smtp-ingress logs a line per accepted message (as an MTA should): tens of thousands here.
-# Keep the rest, and the count.
-for logfile in "$OUT"/smtp-ingress*.log; do
-  accepted=$(grep -c ' message accepted ' "$logfile" || true)
-  grep -v ' message accepted ' "$logfile" >"$logfile.kept" || true
-  echo "($accepted 'message accepted' lines removed)" >>"$logfile.kept"
-  mv "$logfile.kept" "$logfile"
-done
+drop_accepted_lines "$OUT"/smtp-ingress*.log
 
 python3 "$root/bench/summarize-smtp.py" "$OUT" | tee "$OUT/summary.md"
 log "raw results in $OUT"
