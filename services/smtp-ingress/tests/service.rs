@@ -1,7 +1,8 @@
 //! Black-box: the `smtp-ingress` binary on NATS JetStream, with a mailstore on loopback. The
 //! NATS server is killed while a client sends its data: the client must get `451`, never `250`,
 //! and after a restart the next message is accepted; what the queue holds at the end is exactly
-//! what got `250`.
+//! what got `250`. And a client flooding a line without end neither grows the process's memory
+//! nor stalls another client.
 
 mod common;
 
@@ -40,6 +41,13 @@ impl Drop for Service {
 }
 
 impl Service {
+    /// The process's peak resident memory so far, in KiB (Linux).
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id())).expect("its status");
+        let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("VmHWM");
+        line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("a number of KiB")
+    }
+
     fn start(mailstore: &Mailstore, nats_url: &str, tls_dir: &std::path::Path) -> Service {
         let (smtp, http) = (free_address(), free_address());
         let process = Command::new(SMTP_INGRESS)
@@ -130,4 +138,37 @@ async fn a_nats_outage_during_data_is_451_never_250_and_nothing_is_lost() {
         subjects.insert(body.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap().to_string());
     }
     assert_eq!(subjects, BTreeSet::from(["before".to_string(), "after".to_string()]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_without_line_ends_is_refused_in_bounded_memory_while_others_are_served() {
+    const FLOOD: usize = 256 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start();
+    let mailstore = Mailstore::start(dir.path(), Arc::new(LocalEventBus::new(64))).await;
+    let tls_dir = dir.path().join("tls");
+    tls::write_pair(&tls_dir, HOSTNAME, &tls::self_signed(&[HOSTNAME.to_string()]).unwrap()).unwrap();
+    let service = Service::start(&mailstore, &nats.url(), &tls_dir);
+    assert_eq!(send(&service.smtp, "warm-up", || {}).await.code, 250);
+    let peak_before = service.peak_rss_kib();
+
+    let mut flooder = Client::new(TcpStream::connect(&service.smtp).await.expect("connect"));
+    flooder.expect(220).await;
+    flooder.command("EHLO flood.example", 250).await;
+    let flood = tokio::spawn(async move {
+        let block = vec![b'A'; 64 * 1024];
+        for _ in 0..FLOOD / block.len() {
+            flooder.send_bytes(&block).await;
+        }
+        flooder.send("\r\n").await;
+        flooder
+    });
+    // Meanwhile another client's mail goes through.
+    assert_eq!(send(&service.smtp, "alongside", || {}).await.code, 250);
+
+    let mut flooder = flood.await.expect("the flood was read to its end");
+    assert!(flooder.expect(500).await.starts_with("5.5.2"), "line too long");
+    flooder.command("NOOP", 250).await;
+    let growth_kib = service.peak_rss_kib().saturating_sub(peak_before);
+    assert!(growth_kib < 16 * 1024, "a {FLOOD}-octet line grew the peak memory by {growth_kib} KiB");
 }
