@@ -14,12 +14,14 @@ use kubemail_proto::mailstore::resolve_recipient_response::{Outcome, QuotaState}
 use kubemail_proto::mailstore::store_flags_request::Operation;
 use kubemail_proto::mailstore::*;
 use kubemail_runtime::EventBus;
+use sqlx::Connection as _;
 use tonic::Code;
 
 on_both_backends!(
     directory_resolves_aliases_catch_all_and_subaddresses,
     authentication_checks_password_and_suspension,
     concurrent_deliveries_never_exceed_the_quota,
+    a_burst_into_one_mailbox_is_stored_once_each_with_every_answer_right,
     redelivery_stores_one_copy_and_returns_the_same_uid,
     deliveries_racing_folder_changes_keep_usage_exact,
     uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate,
@@ -230,6 +232,101 @@ async fn concurrent_deliveries_never_exceed_the_quota(backend: Backend) {
     let third = f.deliver("c-2", "counted@example.org", &body).await.unwrap_err();
     assert_eq!(third.code(), Code::ResourceExhausted);
     assert_eq!(f.select(counted, "INBOX").await.uids.len(), 2);
+}
+
+/// Many deliveries into one mailbox at once, as a queue with many workers makes them: new
+/// messages, redeliveries of stored ones, and more than the quota holds. Each caller gets its
+/// own right answer, each message is stored once under its own UID, the usage is exact, and
+/// the IMAP sessions hear of every new UID. On PostgreSQL the burst shares commits (group
+/// commit), which is what lets one mailbox take mail faster than one fsync per message.
+async fn a_burst_into_one_mailbox_is_stored_once_each_with_every_answer_right(backend: Backend) {
+    const STORED_FIRST: usize = 10;
+    const QUOTA: usize = 40;
+    const NEW: usize = 60;
+    let mut f = Fixture::start(backend).await;
+    let body = message("burst", 600);
+    let account = f.account("busy@example.org", 0, QUOTA as u64).await;
+    let mut events = f.bus.subscribe(&format!("events.{account}.*")).await.unwrap();
+    let mut first_uids = Vec::new();
+    for i in 0..STORED_FIRST {
+        first_uids.push(f.deliver(&format!("q-{i}"), "busy@example.org", &body).await.unwrap().uid);
+    }
+
+    // The redeliveries race the new ones: q-0 … q-9 again, then q-10 … q-69.
+    let calls = (0..STORED_FIRST + NEW).map(|i| {
+        let mut client = f.mailstore.clone();
+        let body = body.clone();
+        tokio::spawn(async move { deliver(&mut client, &format!("q-{i}"), "busy@example.org", &body).await })
+    });
+    let calls: Vec<_> = calls.collect();
+    let again = (0..STORED_FIRST).map(|i| {
+        let mut client = f.mailstore.clone();
+        let body = body.clone();
+        tokio::spawn(async move { deliver(&mut client, &format!("q-{i}"), "busy@example.org", &body).await })
+    });
+    let again: Vec<_> = again.collect();
+
+    let mut new_uids = BTreeSet::new();
+    let mut refused = 0;
+    for (i, call) in calls.into_iter().enumerate() {
+        match call.await.expect("task") {
+            Ok(answer) if i < STORED_FIRST => {
+                assert!(answer.duplicate, "q-{i} was stored before: {answer:?}");
+                assert_eq!(answer.uid, first_uids[i], "a redelivery answers the first delivery's UID");
+            }
+            Ok(answer) => {
+                assert!(!answer.duplicate, "q-{i} is new");
+                assert!(new_uids.insert(answer.uid), "UID {} handed out twice", answer.uid);
+            }
+            Err(status) => {
+                assert!(i >= STORED_FIRST, "a redelivery is never refused: {status}");
+                assert_eq!(status.code(), Code::ResourceExhausted, "only the quota refuses: {status}");
+                refused += 1;
+            }
+        }
+    }
+    for (i, call) in again.into_iter().enumerate() {
+        let answer = call.await.expect("task").expect("a redelivery is answered");
+        assert!(answer.duplicate && answer.uid == first_uids[i], "q-{i} again: {answer:?}");
+    }
+    assert_eq!((new_uids.len(), refused), (QUOTA - STORED_FIRST, NEW - (QUOTA - STORED_FIRST)));
+
+    let inbox = f.select(account, "INBOX").await;
+    let stored: BTreeSet<u32> = inbox.uids.iter().copied().collect();
+    let expected: BTreeSet<u32> = first_uids.iter().copied().chain(new_uids.iter().copied()).collect();
+    assert_eq!(stored, expected, "the mailbox holds exactly the messages that were answered as stored");
+    assert_eq!(f.quota(account).await.messages_used, QUOTA as u64);
+    assert_eq!(inbox.mailbox.as_ref().unwrap().size, (QUOTA * body.len()) as u64);
+
+    let mut announced = BTreeSet::new();
+    while announced.len() < QUOTA {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("every new UID is announced; heard of {announced:?}"))
+            .expect("stream open");
+        if let Some(Change::Added(added)) = MailboxEvent::decode(event.payload).expect("event decodes").change {
+            assert!(added.uids.iter().all(|uid| added.uidnext > *uid), "UIDNEXT follows the UIDs it announces");
+            announced.extend(added.uids);
+        }
+    }
+    assert_eq!(announced, expected);
+
+    if let Some(url) = &f.database_url {
+        // Rows written by one transaction share its id (xmin).
+        let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+        let transactions: i64 =
+            sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM messages WHERE account_id = $1 AND uid > $2")
+                .bind(account)
+                .bind(STORED_FIRST as i64)
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
+        assert!(
+            transactions <= (new_uids.len() / 2) as i64,
+            "{} messages delivered at once took {transactions} commits",
+            new_uids.len()
+        );
+    }
 }
 
 async fn redelivery_stores_one_copy_and_returns_the_same_uid(backend: Backend) {

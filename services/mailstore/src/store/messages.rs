@@ -84,6 +84,31 @@ fn header_size(body: &[u8]) -> u64 {
     end as u64
 }
 
+/// One delivery, checked: a message for one recipient under its idempotency key.
+#[derive(Debug)]
+pub(super) struct Delivery {
+    pub queue_message_id: String,
+    /// Normalised, with its domain.
+    pub recipient: String,
+    pub domain: String,
+    /// Validated; INBOX when the caller named none.
+    pub mailbox: String,
+    /// Unix seconds.
+    pub internal_date: i64,
+    pub message: IncomingMessage,
+}
+
+/// The answer to a delivery stored as `uid` in `folder`.
+fn delivery_response(folder: &LockedMailbox, uid: u32) -> DeliverResponse {
+    DeliverResponse {
+        account_id: folder.account_id,
+        mailbox_id: folder.id,
+        uidvalidity: folder.uidvalidity,
+        uid,
+        duplicate: false,
+    }
+}
+
 /// What a new message row carries besides its body.
 #[derive(Clone, Debug, Default)]
 pub struct NewMessage {
@@ -110,18 +135,69 @@ impl Store {
             return Err(Error::invalid(format!("queue message id must have 1 to {MAX_QUEUE_ID} octets")));
         }
         let (recipient, _, domain) = validate::address(recipient)?;
-        let mailbox = if mailbox.is_empty() { INBOX.to_string() } else { validate::mailbox_name(mailbox)? };
-        let internal_date = if internal_date > 0 { internal_date } else { now() };
+        let delivery = Delivery {
+            queue_message_id: queue_message_id.to_string(),
+            recipient,
+            domain,
+            mailbox: if mailbox.is_empty() { INBOX.to_string() } else { validate::mailbox_name(mailbox)? },
+            internal_date: if internal_date > 0 { internal_date } else { now() },
+            message,
+        };
+        // SQLite has one writer connection, so there is no lock queue for a group to replace.
+        match self.db.postgres() {
+            Some(_) => self.deliver_grouped(delivery).await,
+            None => self.deliver_one(&delivery).await,
+        }
+    }
 
+    /// Writes `deliveries` (into one mailbox, on PostgreSQL) with one commit where the common
+    /// case allows, and answers each in order.
+    pub(super) async fn deliver_all(&self, deliveries: Vec<Delivery>) -> Vec<Result<DeliverResponse>> {
+        let mut results = Vec::with_capacity(deliveries.len());
+        let written = match self.db.postgres() {
+            Some(pool) if deliveries.len() > 1 => postgres::deliver_all(pool, &deliveries, now()).await.ok(),
+            _ => None,
+        };
+        match written {
+            Some(written) => {
+                self.announce_written(written.iter().flatten()).await;
+                for (delivery, written) in deliveries.iter().zip(written) {
+                    results.push(match written {
+                        Some((folder, uid)) => Ok(delivery_response(&folder, uid)),
+                        None => self.deliver_general(delivery).await,
+                    });
+                }
+            }
+            // A single delivery, or a group whose transaction rolled back (a concurrent change
+            // it could not tell apart from the cases the general path explains, or a database
+            // error): each delivery goes on its own and says for itself what went wrong.
+            None => {
+                for delivery in &deliveries {
+                    results.push(self.deliver_one(delivery).await);
+                }
+            }
+        }
+        results
+    }
+
+    /// One delivery in a transaction of its own.
+    async fn deliver_one(&self, delivery: &Delivery) -> Result<DeliverResponse> {
         // On PostgreSQL the common case is one statement. What it leaves (a duplicate, a
-        // subaddress or catch-all, a full quota, a missing folder) takes the transaction below,
+        // subaddress or catch-all, a full quota, a missing folder) takes the general path,
         // which also tells why.
         if let Some(pool) = self.db.postgres()
-            && let Some((folder, uid)) =
-                postgres::deliver(pool, queue_message_id, &recipient, &mailbox, internal_date, now(), &message).await?
+            && let Some((folder, uid)) = postgres::deliver(pool, delivery, now()).await?
         {
-            return Ok(self.delivered(&folder, uid).await);
+            self.announce_added(&folder, vec![uid]).await;
+            return Ok(delivery_response(&folder, uid));
         }
+        self.deliver_general(delivery).await
+    }
+
+    /// Any delivery, in a transaction of its own that tells why when it cannot store the
+    /// message.
+    async fn deliver_general(&self, delivery: &Delivery) -> Result<DeliverResponse> {
+        let Delivery { queue_message_id, recipient, domain, mailbox, internal_date, message } = delivery;
         let mut tx = self.db.write().await?;
         // The idempotency key is claimed before anything else: a pair delivered before is a
         // duplicate whatever happened since (quota filled, account suspended, alias removed),
@@ -131,14 +207,14 @@ impl Store {
              ON CONFLICT (queue_message_id, recipient) DO NOTHING",
         )
         .bind(queue_message_id)
-        .bind(&recipient)
+        .bind(recipient)
         .bind(now())
         .execute(&mut *tx)
         .await?;
         if claimed.rows_affected() == 0 {
-            return self.previous_delivery(&mut *tx, queue_message_id, &recipient).await;
+            return self.previous_delivery(&mut *tx, queue_message_id, recipient).await;
         }
-        let target = match find_target(&mut tx, &recipient, &domain).await? {
+        let target = match find_target(&mut tx, recipient, domain).await? {
             Lookup::Found(target) => target,
             Lookup::Unknown | Lookup::NotLocal => return Err(Error::not_found(format!("no mailbox for {recipient}"))),
         };
@@ -146,12 +222,12 @@ impl Store {
             return Err(Error::FailedPrecondition(format!("account {} is suspended", target.address)));
         }
         self.reserve_usage(&mut tx, target.account_id, message.size(), 1).await?;
-        let new = NewMessage { internal_date, ..Default::default() };
+        let new = NewMessage { internal_date: *internal_date, ..Default::default() };
         // A delivery into a folder that does not exist (any more) lands in INBOX rather than
         // being refused: the mail matters more than the filing.
-        let (folder, uid) = match self.insert_into(&mut tx, target.account_id, &mailbox, &message, &new).await {
+        let (folder, uid) = match self.insert_into(&mut tx, target.account_id, mailbox, message, &new).await {
             Err(Error::NotFound(_)) if mailbox != INBOX => {
-                self.insert_into(&mut tx, target.account_id, INBOX, &message, &new).await?
+                self.insert_into(&mut tx, target.account_id, INBOX, message, &new).await?
             }
             other => other?,
         };
@@ -164,22 +240,29 @@ impl Store {
         .bind(i64::from(folder.uidvalidity))
         .bind(i64::from(uid))
         .bind(queue_message_id)
-        .bind(&recipient)
+        .bind(recipient)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(self.delivered(&folder, uid).await)
+        self.announce_added(&folder, vec![uid]).await;
+        Ok(delivery_response(&folder, uid))
     }
 
-    /// Announces a committed delivery and answers it.
-    async fn delivered(&self, folder: &LockedMailbox, uid: u32) -> DeliverResponse {
-        self.announce_added(folder, vec![uid]).await;
-        DeliverResponse {
-            account_id: folder.account_id,
-            mailbox_id: folder.id,
-            uidvalidity: folder.uidvalidity,
-            uid,
-            duplicate: false,
+    /// Announces committed deliveries, one event per run of messages into the same mailbox.
+    async fn announce_written(&self, written: impl Iterator<Item = &(LockedMailbox, u32)>) {
+        let mut runs: Vec<(&LockedMailbox, Vec<u32>)> = Vec::new();
+        for (folder, uid) in written {
+            match runs.last_mut() {
+                // Later in the group means later in the mailbox: its state is the newer one.
+                Some((last, uids)) if last.id == folder.id => {
+                    *last = folder;
+                    uids.push(*uid);
+                }
+                _ => runs.push((folder, vec![*uid])),
+            }
+        }
+        for (folder, uids) in runs {
+            self.announce_added(folder, uids).await;
         }
     }
 

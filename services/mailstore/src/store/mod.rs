@@ -3,9 +3,11 @@
 //! - [`directory`] — domains, accounts, aliases; recipient resolution and authentication.
 //! - [`mailboxes`] — folders: list, create, delete, rename, subscribe, select.
 //! - [`messages`] — deliver, append, fetch, flags, expunge, copy/move, search, quota.
+//! - [`group`] — group commit: deliveries into one mailbox that queue up share a transaction.
 //! - [`postgres`] — Deliver and SELECT in one statement each on PostgreSQL.
 
 mod directory;
+mod group;
 mod mailboxes;
 mod messages;
 mod postgres;
@@ -41,11 +43,12 @@ pub struct Store {
     db: Db,
     events: Publisher,
     limits: Limits,
+    groups: group::DeliveryGroups,
 }
 
 impl Store {
     pub fn new(db: Db, events: Publisher, limits: Limits) -> Self {
-        Store { db, events, limits }
+        Store { db, events, limits, groups: Default::default() }
     }
 
     pub fn limits(&self) -> &Limits {

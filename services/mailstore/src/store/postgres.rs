@@ -3,17 +3,19 @@
 //! - [`deliver`] — the common delivery (an existing address or alias, a mailbox that exists,
 //!   room in the quota, a new idempotency key) in one data-modifying statement. Anything else
 //!   changes nothing and is left to the general transaction in `messages.rs`, which tells why.
+//!   [`deliver_all`] runs it for a group of deliveries in one transaction (see `group.rs`).
 //! - [`select`] — the SELECT snapshot as one row of arrays.
 //!
 //! The general code in `messages.rs` and `mailboxes.rs` stays the reference: the mailstore
 //! test suite runs against both databases, so these forms must answer exactly what it answers.
 
 use kubemail_proto::mailstore::SelectMailboxResponse;
-use sqlx::postgres::{PgPool, PgRow};
-use sqlx::{Row, postgres::PgDatabaseError};
+use sqlx::Row;
+use sqlx::postgres::{PgArguments, PgDatabaseError, PgPool, PgRow, Postgres};
+use sqlx::query::Query;
 
 use super::mailboxes::Snapshot;
-use super::messages::IncomingMessage;
+use super::messages::Delivery;
 use super::{LockedMailbox, to_i64};
 use crate::{Error, Result};
 
@@ -80,51 +82,69 @@ FROM mailbox, record";
 
 /// One delivery of the common case; the mailbox after it and the message's UID, or `None`
 /// when nothing was written and the general path must decide.
-pub(super) async fn deliver(
+pub(super) async fn deliver(pool: &PgPool, delivery: &Delivery, now: i64) -> Result<Option<(LockedMailbox, u32)>> {
+    match deliver_query(delivery, now)?.fetch_optional(pool).await {
+        Ok(row) => row.as_ref().map(written).transpose(),
+        Err(error) if left_to_general_path(&error) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The common case of each of `deliveries` in one transaction, so one commit for all: for each
+/// the mailbox after it and the message's UID, or `None` when nothing was written for it and
+/// the general path must decide. A statement that fails rolls the whole group back: the
+/// caller then delivers each on its own.
+pub(super) async fn deliver_all(
     pool: &PgPool,
-    queue_message_id: &str,
-    recipient: &str,
-    mailbox: &str,
-    internal_date: i64,
+    deliveries: &[Delivery],
     now: i64,
-    message: &IncomingMessage,
-) -> Result<Option<(LockedMailbox, u32)>> {
-    let row = sqlx::query(DELIVER)
-        .bind(queue_message_id)
-        .bind(recipient)
-        .bind(mailbox)
+) -> Result<Vec<Option<(LockedMailbox, u32)>>> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let row = deliver_query(delivery, now)?.fetch_optional(&mut *tx).await?;
+        results.push(row.as_ref().map(written).transpose()?);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+fn deliver_query(delivery: &Delivery, now: i64) -> Result<Query<'_, Postgres, PgArguments>> {
+    let message = &delivery.message;
+    Ok(sqlx::query(DELIVER)
+        .bind(&delivery.queue_message_id)
+        .bind(&delivery.recipient)
+        .bind(&delivery.mailbox)
         .bind(to_i64(message.size(), "size")?)
         .bind(message.hash())
         .bind(message.body())
-        .bind(internal_date)
+        .bind(delivery.internal_date)
         .bind(to_i64(message.header_size(), "header size")?)
-        .bind(now)
-        .fetch_optional(pool)
-        .await;
-    let row = match row {
-        Ok(Some(row)) => row,
-        Ok(None) => return Ok(None),
-        Err(sqlx::Error::Database(error))
-            if matches!(
-                error.try_downcast_ref::<PgDatabaseError>().map(PgDatabaseError::code),
-                Some(UNIQUE_VIOLATION | NOT_NULL_VIOLATION)
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(error) => return Err(error.into()),
-    };
+        .bind(now))
+}
+
+/// Whether `error` is one of the concurrent changes [`DELIVER`] stops at without writing.
+fn left_to_general_path(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(error) = error else { return false };
+    matches!(
+        error.try_downcast_ref::<PgDatabaseError>().map(PgDatabaseError::code),
+        Some(UNIQUE_VIOLATION | NOT_NULL_VIOLATION)
+    )
+}
+
+/// The mailbox and UID a [`DELIVER`] row reports.
+fn written(row: &PgRow) -> Result<(LockedMailbox, u32)> {
     let uid_next: i64 = row.try_get("uid_next")?;
     let folder = LockedMailbox {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
         name: row.try_get("name")?,
-        uidvalidity: u32_column(&row, "uidvalidity")?,
+        uidvalidity: u32_column(row, "uidvalidity")?,
         uid_next: u32::try_from(uid_next).map_err(|_| out_of_range("uid_next", uid_next))?,
-        highest_modseq: u64_column(&row, "highest_modseq")?,
+        highest_modseq: u64_column(row, "highest_modseq")?,
     };
     let uid = folder.uid_next - 1;
-    Ok(Some((folder, uid)))
+    Ok((folder, uid))
 }
 
 /// The mailbox row and, aggregated over its messages, what SELECT needs: UID, flags and

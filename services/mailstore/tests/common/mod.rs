@@ -54,6 +54,8 @@ pub struct Fixture {
     pub bus: Arc<LocalEventBus>,
     /// The store behind the server, for what has no RPC (housekeeping).
     pub store: kubemail_mailstore::Store,
+    /// The PostgreSQL database, for what only the database can tell.
+    pub database_url: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -69,9 +71,13 @@ impl Drop for Fixture {
 impl Fixture {
     pub async fn start(backend: Backend) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = match backend {
-            Backend::Postgres => Db::connect(&kubemail_testkit::postgres_database().await, 8).await,
-            Backend::Sqlite => Db::open_sqlite(&dir.path().join("mailstore.db"), 4).await,
+        let database_url = match backend {
+            Backend::Postgres => Some(kubemail_testkit::postgres_database().await),
+            Backend::Sqlite => None,
+        };
+        let db = match &database_url {
+            Some(url) => Db::connect(url, 8).await,
+            None => Db::open_sqlite(&dir.path().join("mailstore.db"), 4).await,
         }
         .expect("database opens and migrates");
         let bus = Arc::new(LocalEventBus::new(1024));
@@ -94,6 +100,7 @@ impl Fixture {
             admin: AdminClient::new(channel),
             bus,
             store,
+            database_url,
             stop: Some(stop),
             _dir: dir,
         }
