@@ -1,5 +1,5 @@
 //! Outbound SMTP against a test MTA on loopback: DKIM-signed mail over STARTTLS (the signature
-//! verified with mail-auth), a deferring server, a refusing one, an unreachable one past the
+//! verified with mail-auth), a server whose STARTTLS is broken, a deferring server, a refusing one, an unreachable one past the
 //! maximum age, connection reuse, and a relay host with required TLS and AUTH.
 
 mod common;
@@ -121,7 +121,7 @@ async fn dkim(message: &[u8], name: &str, record: &str) -> DkimResult {
 
 #[tokio::test]
 async fn remote_mail_is_dkim_signed_sent_over_starttls_and_verifies() {
-    let mta = Mta::start(Options { tls: Some(self_signed()), login: None }).await;
+    let mta = Mta::start(Options { tls: Some(self_signed()), ..Options::default() }).await;
     let keys = tempfile::tempdir().unwrap();
     let rsa = rsa_key(keys.path(), "example.org", "rsa1");
     let ed25519 = ed25519_key(keys.path(), "other.example", "ed1");
@@ -152,6 +152,20 @@ async fn remote_mail_is_dkim_signed_sent_over_starttls_and_verifies() {
     let tampered = String::from_utf8_lossy(&first.data).replace("Subject: signed", "Subject: changed");
     assert!(matches!(dkim(tampered.as_bytes(), "rsa1._domainkey.example.org.", &rsa).await, DkimResult::Fail(_)));
     assert_eq!(mta.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection for both messages");
+}
+
+#[tokio::test]
+async fn a_server_whose_starttls_is_broken_gets_the_mail_in_plain_text_at_once() {
+    let mta = Mta::start(Options { broken_starttls: true, ..Options::default() }).await;
+    let f = Fixture::build(DAY, DAY, Some(outbound(&["--mx-override", &to_mta(&mta)]))).await;
+    f.queue(&remote("broken-tls", "alice@example.org", &["friend@remote.example"]), &message("plain")).await;
+    f.work(Duration::from_millis(300)).await;
+
+    let received = mta.received();
+    assert_eq!(received.len(), 1, "delivered on the first attempt, not deferred");
+    assert!(!received[0].tls);
+    assert_eq!(mta.connections.load(std::sync::atomic::Ordering::SeqCst), 2, "STARTTLS, then plain text");
+    assert!(f.inbox("alice@example.org").await.is_empty(), "no report");
 }
 
 #[tokio::test]
@@ -221,7 +235,8 @@ async fn an_unreachable_server_past_the_maximum_age_produces_a_report() {
 async fn a_relay_host_gets_all_remote_mail_over_verified_tls_with_auth() {
     let (certificate, key) = self_signed();
     let login = ("relayuser".to_string(), "relay secret".to_string());
-    let mta = Mta::start(Options { tls: Some((certificate.clone(), key)), login: Some(login) }).await;
+    let mta =
+        Mta::start(Options { tls: Some((certificate.clone(), key)), login: Some(login), ..Options::default() }).await;
     let files = tempfile::tempdir().unwrap();
     let ca = files.path().join("ca.pem");
     std::fs::write(&ca, &certificate).unwrap();

@@ -51,6 +51,9 @@ pub struct Options {
     pub tls: Option<(String, String)>,
     /// A user name and password that must log in (AUTH PLAIN) before MAIL.
     pub login: Option<(String, String)>,
+    /// Offers STARTTLS and accepts the command, then answers the handshake with text, as a
+    /// misconfigured MTA does.
+    pub broken_starttls: bool,
 }
 
 /// The running server; it stops when the test's runtime ends.
@@ -89,6 +92,7 @@ impl Mta {
             received: mta.received.clone(),
             acceptor,
             login: options.login.clone(),
+            broken_starttls: options.broken_starttls,
         };
         let connections = mta.connections.clone();
         tokio::spawn(async move {
@@ -116,6 +120,7 @@ struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     acceptor: Option<TlsAcceptor>,
     login: Option<(String, String)>,
+    broken_starttls: bool,
 }
 
 /// The state of one session.
@@ -140,11 +145,19 @@ impl Shared {
         let mut plain = BufReader::new(stream);
         let _ = plain.get_mut().write_all(b"220 mta.test ESMTP\r\n").await;
         if let Some(Next::StartTls) = self.converse(&mut plain, &mut session).await {
+            if self.broken_starttls {
+                let _ = plain.get_mut().write_all(b"this is not a TLS handshake\r\n").await;
+                return;
+            }
             let Some(acceptor) = &self.acceptor else { return };
             let Ok(tls) = acceptor.accept(plain.into_inner()).await else { return };
             let mut session = Session { tls: true, ..Session::default() };
             self.converse(&mut BufReader::new(tls), &mut session).await;
         }
+    }
+
+    fn offers_starttls(&self) -> bool {
+        self.acceptor.is_some() || self.broken_starttls
     }
 
     /// Commands until QUIT, STARTTLS or the end of the connection.
@@ -178,7 +191,7 @@ impl Shared {
         let reply = match verb.as_str() {
             "EHLO" => {
                 let mut lines = vec!["mta.test", "PIPELINING", "8BITMIME", "SIZE 10000000", "ENHANCEDSTATUSCODES"];
-                if self.acceptor.is_some() && !session.tls {
+                if self.offers_starttls() && !session.tls {
                     lines.push("STARTTLS");
                 }
                 if self.login.is_some() {
@@ -193,7 +206,7 @@ impl Shared {
                     .join("\r\n")
             }
             "HELO" | "NOOP" => "250 2.0.0 OK".into(),
-            "STARTTLS" if self.acceptor.is_some() && !session.tls => {
+            "STARTTLS" if self.offers_starttls() && !session.tls => {
                 return Some(("220 2.0.0 go ahead".into(), Next::StartTls));
             }
             "AUTH" => match (&self.login, line.split(' ').nth(2)) {

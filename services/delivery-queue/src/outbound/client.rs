@@ -127,6 +127,27 @@ pub enum OpenError {
     Refused(Reply),
 }
 
+/// How one attempt at opening a session ended without one.
+enum Opening {
+    /// Opportunistic STARTTLS was refused or its handshake failed: worth a try without it.
+    StartTlsFailed(OpenError),
+    Failed(OpenError),
+}
+
+impl From<OpenError> for Opening {
+    fn from(error: OpenError) -> Self {
+        Opening::Failed(error)
+    }
+}
+
+impl From<Opening> for OpenError {
+    fn from(opening: Opening) -> Self {
+        match opening {
+            Opening::StartTlsFailed(error) | Opening::Failed(error) => error,
+        }
+    }
+}
+
 enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
@@ -162,11 +183,31 @@ impl Connection {
         security: &Security,
         credentials: Option<&Credentials>,
     ) -> Result<Connection, OpenError> {
+        match Connection::open_once(host, address, helo, security, credentials, true).await {
+            // Opportunistic TLS guards against passive listeners, not against a server that
+            // cannot do TLS: a server whose STARTTLS is broken gets its mail in plain text on a
+            // new connection, as other MTAs deliver it, rather than none until it expires.
+            Err(Opening::StartTlsFailed(error)) => {
+                tracing::warn!(host, %address, ?error, "opportunistic STARTTLS failed; delivering without TLS");
+                Connection::open_once(host, address, helo, security, credentials, false).await.map_err(OpenError::from)
+            }
+            other => other.map_err(OpenError::from),
+        }
+    }
+
+    async fn open_once(
+        host: &str,
+        address: SocketAddr,
+        helo: &str,
+        security: &Security,
+        credentials: Option<&Credentials>,
+        try_starttls: bool,
+    ) -> Result<Connection, Opening> {
         let broken = |status: &str, what: String| OpenError::Broken(Broken::new(host, status, what));
         let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(error)) => return Err(broken("4.4.1", format!("cannot connect to {address}: {error}"))),
-            Err(_) => return Err(broken("4.4.1", format!("no answer from {address}"))),
+            Ok(Err(error)) => return Err(broken("4.4.1", format!("cannot connect to {address}: {error}")).into()),
+            Err(_) => return Err(broken("4.4.1", format!("no answer from {address}")).into()),
         };
         let _ = tcp.set_nodelay(true);
         let mut connection = Connection {
@@ -182,30 +223,35 @@ impl Connection {
         }
         let greeting = connection.reply(GREETING_TIMEOUT).await.map_err(OpenError::Broken)?;
         if greeting.code != 220 {
-            return Err(OpenError::Refused(greeting));
+            return Err(OpenError::Refused(greeting).into());
         }
         connection.ehlo(helo).await?;
-        let wanted = match security {
-            Security::Opportunistic(config) => connection.capabilities.starttls.then(|| config.clone()),
-            Security::Required { config, .. } if !connection.tls => Some(config.clone()),
-            Security::Required { .. } => None,
-        };
-        if let Some(config) = wanted {
-            if !connection.capabilities.starttls {
-                return Err(broken("4.7.4", "TLS is required but the server does not offer STARTTLS".into()));
+        match security {
+            Security::Opportunistic(config) if try_starttls && connection.capabilities.starttls => {
+                connection.starttls(helo, config.clone()).await.map_err(Opening::StartTlsFailed)?;
             }
-            let reply = connection.command("STARTTLS\r\n", COMMAND_TIMEOUT).await.map_err(OpenError::Broken)?;
-            if reply.code != 220 {
-                return Err(OpenError::Refused(reply));
+            Security::Opportunistic(_) => {}
+            Security::Required { .. } if connection.tls => {}
+            Security::Required { .. } if !connection.capabilities.starttls => {
+                return Err(broken("4.7.4", "TLS is required but the server does not offer STARTTLS".into()).into());
             }
-            connection.start_tls(config).await.map_err(OpenError::Broken)?;
-            // RFC 3207 §4.2: everything known before the handshake is forgotten.
-            connection.ehlo(helo).await?;
+            Security::Required { config, .. } => connection.starttls(helo, config.clone()).await?,
         }
         if let Some(credentials) = credentials {
             connection.login(credentials).await?;
         }
         Ok(connection)
+    }
+
+    /// STARTTLS and the handshake, then EHLO again.
+    async fn starttls(&mut self, helo: &str, config: Arc<ClientConfig>) -> Result<(), OpenError> {
+        let reply = self.command("STARTTLS\r\n", COMMAND_TIMEOUT).await.map_err(OpenError::Broken)?;
+        if reply.code != 220 {
+            return Err(OpenError::Refused(reply));
+        }
+        self.start_tls(config).await.map_err(OpenError::Broken)?;
+        // RFC 3207 §4.2: everything known before the handshake is forgotten.
+        self.ehlo(helo).await
     }
 
     async fn ehlo(&mut self, helo: &str) -> Result<(), OpenError> {
