@@ -100,6 +100,9 @@ impl Worker {
         if tokio::time::timeout(DRAIN, slots.acquire_many(all)).await.is_err() {
             tracing::warn!("deliveries still in progress at shutdown; their messages come back after the lease");
         }
+        if let Some(outbound) = &self.outbound {
+            outbound.close().await;
+        }
     }
 
     /// Delivers one envelope and settles it. Never fails: what goes wrong is logged, and the

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -126,7 +127,8 @@ async fn remote_mail_is_dkim_signed_sent_over_starttls_and_verifies() {
     let rsa = rsa_key(keys.path(), "example.org", "rsa1");
     let ed25519 = ed25519_key(keys.path(), "other.example", "ed1");
     let dkim_dir = keys.path().to_str().unwrap();
-    let f = Fixture::build(DAY, DAY, Some(outbound(&["--mx-override", &to_mta(&mta), "--dkim-dir", dkim_dir]))).await;
+    let sender = outbound(&["--mx-override", &to_mta(&mta), "--dkim-dir", dkim_dir]);
+    let f = Fixture::build(DAY, DAY, Some(sender.clone())).await;
 
     let body = message("signed");
     f.queue(&remote("out-1", "alice@example.org", &["friend@remote.example", "bob@example.org"]), &body).await;
@@ -151,7 +153,10 @@ async fn remote_mail_is_dkim_signed_sent_over_starttls_and_verifies() {
     // A changed header breaks it: the check can fail.
     let tampered = String::from_utf8_lossy(&first.data).replace("Subject: signed", "Subject: changed");
     assert!(matches!(dkim(tampered.as_bytes(), "rsa1._domainkey.example.org.", &rsa).await, DkimResult::Fail(_)));
-    assert_eq!(mta.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection for both messages");
+    assert_eq!(mta.connections.load(Ordering::SeqCst), 1, "one connection for both messages");
+    assert_eq!(mta.quits.load(Ordering::SeqCst), 0, "kept open for the next message");
+    sender.close().await;
+    assert_eq!(mta.quits.load(Ordering::SeqCst), 1, "closed politely at shutdown");
 }
 
 #[tokio::test]
@@ -164,7 +169,7 @@ async fn a_server_whose_starttls_is_broken_gets_the_mail_in_plain_text_at_once()
     let received = mta.received();
     assert_eq!(received.len(), 1, "delivered on the first attempt, not deferred");
     assert!(!received[0].tls);
-    assert_eq!(mta.connections.load(std::sync::atomic::Ordering::SeqCst), 2, "STARTTLS, then plain text");
+    assert_eq!(mta.connections.load(Ordering::SeqCst), 2, "STARTTLS, then plain text");
     assert!(f.inbox("alice@example.org").await.is_empty(), "no report");
 }
 

@@ -63,6 +63,8 @@ pub struct Mta {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// Connections accepted so far.
     pub connections: Arc<AtomicUsize>,
+    /// QUIT commands received so far.
+    pub quits: Arc<AtomicUsize>,
 }
 
 impl Mta {
@@ -74,6 +76,7 @@ impl Mta {
             answers: Arc::new(Mutex::new(Answers::default())),
             received: Arc::new(Mutex::new(Vec::new())),
             connections: Arc::new(AtomicUsize::new(0)),
+            quits: Arc::new(AtomicUsize::new(0)),
         };
         let acceptor = options.tls.as_ref().map(|(certificate, key)| {
             let chain = CertificateDer::pem_slice_iter(certificate.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
@@ -93,6 +96,7 @@ impl Mta {
             acceptor,
             login: options.login.clone(),
             broken_starttls: options.broken_starttls,
+            quits: mta.quits.clone(),
         };
         let connections = mta.connections.clone();
         tokio::spawn(async move {
@@ -121,6 +125,7 @@ struct Shared {
     acceptor: Option<TlsAcceptor>,
     login: Option<(String, String)>,
     broken_starttls: bool,
+    quits: Arc<AtomicUsize>,
 }
 
 /// The state of one session.
@@ -262,7 +267,10 @@ impl Shared {
                 session.recipients.clear();
                 "250 2.0.0 OK".into()
             }
-            "QUIT" => return Some(("221 2.0.0 Bye".into(), Next::Quit)),
+            "QUIT" => {
+                self.quits.fetch_add(1, Ordering::SeqCst);
+                return Some(("221 2.0.0 Bye".into(), Next::Quit));
+            }
             _ => "502 5.5.2 Not implemented".into(),
         };
         Some((reply, Next::Continue))

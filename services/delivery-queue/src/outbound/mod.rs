@@ -32,6 +32,9 @@ use route::{Route, Router, Target};
 pub trait Outbound: Send + Sync + 'static {
     /// One outcome per recipient, in the order given.
     async fn deliver(&self, envelope: &Envelope, recipients: &[&Recipient], body: &Bytes) -> Vec<Outcome>;
+
+    /// Ends the sessions kept open for later messages, at shutdown.
+    async fn close(&self) {}
 }
 
 /// How long an idle connection is kept for the next message to the same server.
@@ -222,6 +225,15 @@ impl SmtpOutbound {
         }
     }
 
+    /// Says QUIT on every idle connection, all at once (each bounded by its own timeout).
+    async fn quit_idle(&self) {
+        let idle: Vec<Connection> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            idle.drain().flat_map(|(_, kept)| kept).map(|(connection, _)| connection).collect()
+        };
+        futures::future::join_all(idle.into_iter().map(Connection::quit)).await;
+    }
+
     fn take_idle(&self, target: &Target) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let kept = idle.get_mut(target)?;
@@ -281,6 +293,10 @@ fn outcome_of(rcpt: &Reply, data: Option<&Reply>, host: &str) -> Outcome {
 
 #[async_trait]
 impl Outbound for SmtpOutbound {
+    async fn close(&self) {
+        self.quit_idle().await;
+    }
+
     async fn deliver(&self, envelope: &Envelope, recipients: &[&Recipient], body: &Bytes) -> Vec<Outcome> {
         let message = self.signed(envelope, body);
         let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
