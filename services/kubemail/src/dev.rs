@@ -11,15 +11,15 @@ use anyhow::{Context, Result};
 use kubemail_delivery_queue::Connections;
 use kubemail_mailstore::{Db, Limits};
 use kubemail_runtime::admin_http::{self, Readiness};
+use kubemail_runtime::limits::ConnectionTracker;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::shutdown::Shutdown;
+use kubemail_runtime::tls;
 use kubemail_runtime::{EventBus, telemetry};
 use kubemail_smtp_ingress::directory::Directory;
 use kubemail_smtp_ingress::handoff::Handoff;
-use kubemail_smtp_ingress::limits::ConnectionTracker;
 use kubemail_smtp_ingress::server::{Admission, Listeners};
 use kubemail_smtp_ingress::session::Services;
-use kubemail_smtp_ingress::tls;
 use tokio::net::TcpListener;
 use tonic::transport::Endpoint;
 
@@ -87,7 +87,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
             Arc::new(transport.queue.clone()),
             args.limits.handoff_timeout,
         ),
-        tls: Some(kubemail_smtp_ingress::tls_from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?),
+        tls: Some(tls::acceptor_from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?),
         settings: args.limits.settings(&args.hostname),
         // The laptop platform checks no DNS: mail to it comes from its developer.
         verifier: None,

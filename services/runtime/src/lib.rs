@@ -14,6 +14,9 @@
 //! - [`spool`], [`queue`], [`events`] — the `Spool`, `Queue` and `EventBus` traits that carry
 //!   mail between services.
 //! - [`nats`] — their NATS JetStream implementations (production).
+//! - [`tls`], [`proxy`], [`limits`] — what the mail listeners (SMTP, IMAP) share: certificates
+//!   per domain chosen by SNI and reloaded on change; the PROXY protocol from trusted load
+//!   balancers; connections per client address, at once and per minute.
 //! - [`local`] — their SQLite + in-process implementations (`kubemail dev`).
 //! - `contract` (private) — what both implementations accept and promise alike: subject, header
 //!   and id rules, NATS wildcard matching, default lease and deduplication window.
@@ -25,13 +28,16 @@ mod contract;
 pub mod error;
 pub mod events;
 pub mod grpc_metrics;
+pub mod limits;
 pub mod local;
 pub mod nats;
 pub mod propagation;
+pub mod proxy;
 pub mod queue;
 pub mod shutdown;
 pub mod spool;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{Error, Result};
 pub use events::{Event, EventBus, EventStream};

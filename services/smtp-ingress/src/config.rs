@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use kubemail_runtime::config::{parse_byte_size, parse_duration};
 
-use crate::limits::ConnectionLimits;
-use crate::proxy::Cidr;
 use crate::session::Settings;
+use kubemail_runtime::limits::ConnectionLimits;
+use kubemail_runtime::proxy::Cidr;
 
 /// Flags of the standalone `smtp-ingress` binary.
 #[derive(Clone, Debug, clap::Parser)]

@@ -9,22 +9,16 @@
 //! - [`directory`] — recipient lookups through the mailstore, cached for a few seconds.
 //! - [`handoff`] — spool and queue: the durable hand-off behind every `250`.
 //! - [`received`] — the Received trace header and RFC 5322 dates.
-//! - [`tls`] — certificates per domain chosen by SNI and reloaded on change; self-signed ones.
-//! - [`limits`] — connections per client address, at once and per minute.
-//! - [`proxy`] — the PROXY protocol from trusted load balancers; CIDR networks.
 //! - [`verify`] — SPF, DKIM and DMARC of inbound mail, the Authentication-Results header.
 
 pub mod address;
 pub mod config;
 pub mod directory;
 pub mod handoff;
-pub mod limits;
-pub mod proxy;
 pub mod received;
 pub mod reply;
 pub mod server;
 pub mod session;
-pub mod tls;
 pub mod verify;
 
 use std::sync::Arc;
@@ -34,14 +28,13 @@ use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::propagation::{self, TracedChannel};
 use kubemail_runtime::shutdown::Shutdown;
-use tokio_rustls::TlsAcceptor;
 use tonic::transport::{Channel, Endpoint};
 
 use handoff::Handoff;
-use limits::ConnectionTracker;
+use kubemail_runtime::limits::ConnectionTracker;
+use kubemail_runtime::tls;
 use server::Listeners;
 use session::Services;
-use tls::CertificateStore;
 
 /// The mailstore client, passing the trace context on with every call.
 pub type MailstoreClient = MailStoreClient<TracedChannel>;
@@ -60,17 +53,6 @@ pub enum Error {
     Tls(#[from] tls::TlsError),
 }
 
-/// The certificates of `dir`, watched for changes until `shutdown`, and the acceptor using them.
-pub fn tls_from_dir(
-    dir: &std::path::Path,
-    reload_interval: std::time::Duration,
-    shutdown: &Shutdown,
-) -> Result<TlsAcceptor, Error> {
-    let store = Arc::new(CertificateStore::open(dir)?);
-    tokio::spawn(store.clone().watch(reload_interval, shutdown.wait()));
-    Ok(TlsAcceptor::from(tls::store_config(store)?))
-}
-
 /// Runs the service until `shutdown`: the SMTP listeners, the mailstore client, the NATS spool
 /// and queue, and the admin HTTP endpoint (ready once NATS is connected and the listeners are
 /// bound).
@@ -80,7 +62,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let endpoint =
         AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
     let tls = match &config.tls_dir {
-        Some(dir) => Some(tls_from_dir(dir, config.tls_reload_interval, &shutdown)?),
+        Some(dir) => Some(tls::acceptor_from_dir(dir, config.tls_reload_interval, &shutdown)?),
         None => {
             tracing::warn!("no --tls-dir: STARTTLS is not offered and port 465 is not served");
             None

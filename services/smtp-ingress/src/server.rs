@@ -11,11 +11,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::limits::{ConnectionTracker, Refusal};
-use crate::proxy::{self, Cidr};
 use crate::reply::Reply;
 use crate::session::io::Connection;
 use crate::session::{self, Listener, Services};
+use kubemail_runtime::limits::{ConnectionTracker, Refusal};
+use kubemail_runtime::proxy::{self, Cidr};
 
 /// How long a trusted proxy may take to send its PROXY header.
 const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);

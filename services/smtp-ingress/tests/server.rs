@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::{Client, Fixture};
-use kubemail_smtp_ingress::limits::{ConnectionLimits, ConnectionTracker};
-use kubemail_smtp_ingress::proxy::Cidr;
+use kubemail_runtime::limits::{ConnectionLimits, ConnectionTracker};
+use kubemail_runtime::proxy::Cidr;
 use kubemail_smtp_ingress::server::{self, Admission, Listeners};
 use tokio::net::TcpStream;
 

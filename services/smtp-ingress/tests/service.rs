@@ -17,8 +17,8 @@ use kubemail_proto::Message as _;
 use kubemail_proto::queue::Envelope;
 use kubemail_runtime::local::LocalEventBus;
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
+use kubemail_runtime::tls;
 use kubemail_runtime::{Queue, Spool};
-use kubemail_smtp_ingress::tls;
 use kubemail_testkit::NatsServer;
 use tokio::net::TcpStream;
 

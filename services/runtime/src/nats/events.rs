@@ -39,8 +39,14 @@ impl EventBus for NatsEventBus {
         contract::check_pattern(pattern)?;
         let subscriber = self.client.subscribe(pattern.to_owned()).await.map_err(unavailable)?;
         // The trait promises every event published after we return, also from other
-        // connections: wait until the server has processed the subscription.
-        self.client.flush().await.map_err(unavailable)?;
+        // connections: wait until the server has processed the subscription. Flushing only
+        // sends it; the server answers a request nobody serves ("no responders") after it has
+        // read everything this connection sent before.
+        match self.client.request(self.client.new_inbox(), Bytes::new()).await {
+            Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => {}
+            Ok(_) => {}
+            Err(error) => return Err(unavailable(error)),
+        }
         let events = subscriber.map(|message| Event {
             subject: message.subject.to_string(),
             headers: user_headers(message.headers.as_ref()),

@@ -1,5 +1,6 @@
 //! Per-client-IP limits on connections: how many at once and how many new ones per minute
-//! (a token bucket). A client over either limit gets `421 4.7.0` before the greeting.
+//! (a token bucket). A client over either limit is refused before the greeting (SMTP answers
+//! `421 4.7.0`, IMAP `* BYE`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,4 +1,4 @@
-//! TLS for the SMTP listeners: one certificate per domain, chosen by SNI and reloaded when its
+//! TLS for the mail listeners (SMTP, IMAP): one certificate per domain, chosen by SNI and reloaded when its
 //! files change; self-signed certificates for `kubemail dev` and tests.
 //!
 //! The certificate directory holds one subdirectory per domain with `tls.crt` (the chain, PEM)
@@ -18,6 +18,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use tokio_rustls::TlsAcceptor;
+
+use crate::shutdown::Shutdown;
 
 pub const CERTIFICATE_FILE: &str = "tls.crt";
 pub const KEY_FILE: &str = "tls.key";
@@ -69,6 +72,14 @@ pub fn server_config(pair: &PemPair) -> Result<Arc<ServerConfig>, TlsError> {
     let key = certified_key(pair, Path::new("<memory>"))?;
     let store = CertificateStore { dir: PathBuf::new(), loaded: RwLock::new(Loaded::single(key)) };
     store_config(Arc::new(store))
+}
+
+/// A TLS acceptor for the certificates in `dir`, which are re-read every `reload_interval` until
+/// `shutdown`.
+pub fn acceptor_from_dir(dir: &Path, reload_interval: Duration, shutdown: &Shutdown) -> Result<TlsAcceptor, TlsError> {
+    let store = Arc::new(CertificateStore::open(dir)?);
+    tokio::spawn(store.clone().watch(reload_interval, shutdown.wait()));
+    Ok(TlsAcceptor::from(store_config(store)?))
 }
 
 /// A server configuration that asks `store` for the certificate of each handshake.
