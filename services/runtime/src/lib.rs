@@ -16,7 +16,8 @@
 //! - [`nats`] — their NATS JetStream implementations (production).
 //! - [`tls`], [`proxy`], [`limits`] — what the mail listeners (SMTP, IMAP) share: certificates
 //!   per domain chosen by SNI and reloaded on change; the PROXY protocol from trusted load
-//!   balancers; connections per client address, at once and per minute.
+//!   balancers; connections per client address, at once and per minute. `tls::Connection` is
+//!   a session's stream, plain or TLS, with the STARTTLS upgrade.
 //! - [`local`] — their SQLite + in-process implementations (`kubemail dev`).
 //! - `contract` (private) — what both implementations accept and promise alike: subject, header
 //!   and id rules, NATS wildcard matching, default lease and deduplication window.

@@ -18,7 +18,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use crate::shutdown::Shutdown;
 
@@ -253,6 +258,81 @@ fn certified_key(pair: &PemPair, origin: &Path) -> Result<Arc<CertifiedKey>, Tls
     let signing_key =
         rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| bad(format!("private key: {e}")))?;
     Ok(Arc::new(CertifiedKey::new(chain, signing_key)))
+}
+
+/// The byte stream of a mail session: plain TCP (or an in-memory stream in tests), or TLS over
+/// it after an implicit-TLS handshake or STARTTLS.
+pub enum Connection<S> {
+    Plain(S),
+    Tls(Box<TlsStream<S>>),
+    /// Only while a STARTTLS handshake owns the stream.
+    Upgrading,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Replaces the plain stream with TLS (STARTTLS, after the server's go-ahead went out).
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> std::io::Result<()> {
+        let Connection::Plain(stream) = std::mem::replace(self, Connection::Upgrading) else {
+            return Err(std::io::Error::other("STARTTLS on a connection that is not plain"));
+        };
+        *self = Connection::Tls(Box::new(acceptor.accept(stream).await?));
+        Ok(())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Connection::Tls(_))
+    }
+
+    /// The negotiated TLS version and cipher suite, e.g. for a Received header.
+    pub fn tls_description(&self) -> Option<String> {
+        let Connection::Tls(stream) = self else { return None };
+        let (_, session) = stream.get_ref();
+        let version = session.protocol_version()?.as_str()?.replace("TLSv1_", "TLSv1.");
+        let suite = session.negotiated_cipher_suite()?.suite().as_str()?.to_string();
+        Some(format!("{version} with cipher {suite}"))
+    }
+
+    /// The server name the client asked for in its TLS handshake.
+    pub fn tls_server_name(&self) -> Option<&str> {
+        let Connection::Tls(stream) = self else { return None };
+        stream.get_ref().1.server_name()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Connection<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Connection::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+            Connection::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Connection<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Connection::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+            Connection::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Connection::Tls(stream) => Pin::new(stream).poll_flush(cx),
+            Connection::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Connection::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+            Connection::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,14 +3,12 @@
 //! hold replies while more pipelined commands are buffered); the STARTTLS upgrade.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+pub use kubemail_runtime::tls::Connection;
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use crate::reply::Reply;
 
@@ -45,14 +43,6 @@ pub enum Body {
     TooBig,
 }
 
-/// The byte stream: plain TCP (or an in-memory stream in tests), or TLS over it.
-pub enum Connection<S> {
-    Plain(S),
-    Tls(Box<TlsStream<S>>),
-    /// Only while a STARTTLS handshake owns the stream.
-    Upgrading,
-}
-
 /// Buffered reading and writing over a [`Connection`].
 pub struct Io<S> {
     connection: Connection<S>,
@@ -68,22 +58,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self.connection, Connection::Tls(_))
+        self.connection.is_tls()
     }
 
     /// The negotiated TLS version and cipher suite, for the Received header.
     pub fn tls_description(&self) -> Option<String> {
-        let Connection::Tls(stream) = &self.connection else { return None };
-        let (_, session) = stream.get_ref();
-        let version = session.protocol_version()?.as_str()?.replace("TLSv1_", "TLSv1.");
-        let suite = session.negotiated_cipher_suite()?.suite().as_str()?.to_string();
-        Some(format!("{version} with cipher {suite}"))
+        self.connection.tls_description()
     }
 
     /// The server name the client asked for in its TLS handshake.
     pub fn tls_server_name(&self) -> Option<&str> {
-        let Connection::Tls(stream) = &self.connection else { return None };
-        stream.get_ref().1.server_name()
+        self.connection.tls_server_name()
     }
 
     /// Queues a reply; it is written before the next read that would wait, or by [`Io::flush`].
@@ -250,16 +235,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
     pub async fn start_tls(&mut self, acceptor: &TlsAcceptor, timeout: Duration) -> Result<(), End> {
         self.flush().await?;
         self.discard_buffered_input();
-        let Connection::Plain(stream) = std::mem::replace(&mut self.connection, Connection::Upgrading) else {
-            return Err(End::Io(io::Error::other("STARTTLS on a connection that is not plain")));
-        };
-        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        match tokio::time::timeout(timeout, self.connection.start_tls(acceptor)).await {
             Err(_) => Err(End::Timeout),
             Ok(Err(error)) => Err(End::Io(error)),
-            Ok(Ok(tls)) => {
-                self.connection = Connection::Tls(Box::new(tls));
-                Ok(())
-            }
+            Ok(Ok(())) => Ok(()),
         }
     }
 
@@ -297,42 +276,6 @@ pub fn normalize_line_endings(body: Vec<u8>) -> Vec<u8> {
         }
     }
     normalized
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Connection<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Connection::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
-            Connection::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Connection<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            Connection::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
-            Connection::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Connection::Tls(stream) => Pin::new(stream).poll_flush(cx),
-            Connection::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Connection::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
-            Connection::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
 }
 
 #[cfg(test)]
