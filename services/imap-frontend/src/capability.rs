@@ -1,0 +1,27 @@
+//! What the server advertises (RFC 9051 §7.2.2): before login, how to log in; after it, the
+//! extensions a session supports. One list, so the greeting, CAPABILITY and the code in the
+//! login reply always agree.
+
+/// Offered in every state.
+const ALWAYS: &[&str] = &["IMAP4rev1", "IMAP4rev2", "ID", "ENABLE", "LITERAL+"];
+
+/// Before login: STARTTLS while the connection is plain and TLS is configured; the SASL
+/// mechanisms once passwords may be sent, LOGINDISABLED until then.
+pub fn before_login(tls_active: bool, tls_available: bool, allow_plaintext_auth: bool) -> String {
+    let mut capabilities = ALWAYS.to_vec();
+    capabilities.push("SASL-IR");
+    if tls_available && !tls_active {
+        capabilities.push("STARTTLS");
+    }
+    if tls_active || allow_plaintext_auth {
+        capabilities.extend(["AUTH=PLAIN", "AUTH=LOGIN"]);
+    } else {
+        capabilities.push("LOGINDISABLED");
+    }
+    capabilities.join(" ")
+}
+
+/// After login.
+pub fn after_login() -> String {
+    ALWAYS.join(" ")
+}

@@ -1,0 +1,74 @@
+//! Status responses (RFC 9051 §7.1) written as text: `tag OK [CODE] text`, and the untagged
+//! `*` forms. Response codes are those of RFC 9051 §7.1 and RFC 5530.
+
+use imap_codec::imap_types::core::Tag;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    No,
+    Bad,
+    Bye,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::No => "NO",
+            Status::Bad => "BAD",
+            Status::Bye => "BYE",
+        }
+    }
+}
+
+/// One status response line; untagged when `tag` is `None`. `code` goes in brackets as given
+/// (e.g. `AUTHENTICATIONFAILED` or `CAPABILITY IMAP4rev2 …`); `text` must be one line.
+pub fn status(tag: Option<&Tag<'_>>, status: Status, code: Option<&str>, text: &str) -> String {
+    let tag = tag.map_or("*", Tag::inner);
+    let status = status.as_str();
+    match code {
+        Some(code) => format!("{tag} {status} [{code}] {text}\r\n"),
+        None => format!("{tag} {status} {text}\r\n"),
+    }
+}
+
+/// An IMAP quoted string, or a literal when the text cannot be quoted (a line break or a NUL,
+/// or non-ASCII octets for a client that has not enabled UTF-8).
+pub fn string(text: &str, utf8: bool) -> String {
+    let quotable = text.bytes().all(|byte| byte != b'\r' && byte != b'\n' && byte != 0 && (utf8 || byte.is_ascii()));
+    if quotable {
+        let mut quoted = String::with_capacity(text.len() + 2);
+        quoted.push('"');
+        for character in text.chars() {
+            if character == '"' || character == '\\' {
+                quoted.push('\\');
+            }
+            quoted.push(character);
+        }
+        quoted.push('"');
+        quoted
+    } else {
+        format!("{{{}}}\r\n{text}", text.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_are_tagged_or_untagged_with_optional_codes() {
+        let tag = Tag::try_from("a1").unwrap();
+        assert_eq!(status(Some(&tag), Status::Ok, None, "Done"), "a1 OK Done\r\n");
+        assert_eq!(status(None, Status::No, Some("ALERT"), "Careful"), "* NO [ALERT] Careful\r\n");
+    }
+
+    #[test]
+    fn strings_are_quoted_with_escapes_or_sent_as_literals() {
+        assert_eq!(string(r#"say "hi" \o/"#, false), r#""say \"hi\" \\o/""#);
+        assert_eq!(string("two\r\nlines", false), "{10}\r\ntwo\r\nlines");
+        assert_eq!(string("Grüße", false), "{7}\r\nGrüße");
+        assert_eq!(string("Grüße", true), "\"Grüße\"");
+    }
+}

@@ -1,0 +1,192 @@
+//! The not-authenticated state (RFC 9051 §6.2): STARTTLS, LOGIN and AUTHENTICATE with PLAIN
+//! (RFC 4616) and LOGIN, both with SASL-IR (RFC 4959).
+//!
+//! Passwords travel only inside TLS: before STARTTLS, port 143 advertises LOGINDISABLED and
+//! refuses both commands with PRIVACYREQUIRED (unless `kubemail dev` allows plain text on
+//! loopback). Failed attempts are answered after a delay and end the connection after a few.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_codec::imap_types::core::Tag;
+use kubemail_proto::mailstore::AuthenticateRequest;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::Code;
+
+use super::io::Input;
+use super::{Account, Flow, HANDSHAKE_TIMEOUT, Session, State};
+use crate::response::Status;
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(super) async fn starttls(&mut self, tag: &Tag<'_>) -> Flow {
+        let acceptor = match (&self.services.tls, self.io.is_tls()) {
+            (_, true) => {
+                self.respond(Some(tag), Status::Bad, None, "TLS is already active");
+                return Flow::Continue;
+            }
+            (None, false) => {
+                self.respond(Some(tag), Status::No, None, "TLS is not configured on this server");
+                return Flow::Continue;
+            }
+            (Some(acceptor), false) => acceptor.clone(),
+        };
+        self.ok(tag, "Begin TLS negotiation now");
+        match self.io.start_tls(&acceptor, HANDSHAKE_TIMEOUT).await {
+            Ok(()) => Flow::Continue,
+            Err(error) => {
+                tracing::debug!(client = %self.client_ip, ?error, "STARTTLS handshake failed");
+                Flow::Close
+            }
+        }
+    }
+
+    pub(super) async fn login(&mut self, tag: &Tag<'_>, username: &[u8], password: &[u8]) -> Flow {
+        if !self.may_authenticate(tag) {
+            return Flow::Continue;
+        }
+        match (std::str::from_utf8(username), std::str::from_utf8(password)) {
+            (Ok(username), Ok(password)) => self.verify(tag, username.to_string(), password.to_string()).await,
+            _ => self.failed(tag).await,
+        }
+    }
+
+    pub(super) async fn authenticate(
+        &mut self,
+        tag: &Tag<'_>,
+        mechanism: AuthMechanism<'_>,
+        initial_response: Option<Vec<u8>>,
+    ) -> Flow {
+        if !self.may_authenticate(tag) {
+            return Flow::Continue;
+        }
+        let credentials = match mechanism {
+            AuthMechanism::Plain => {
+                let Some(response) = self.sasl_step(tag, initial_response, "").await else { return Flow::Continue };
+                plain_credentials(&response)
+            }
+            AuthMechanism::Login => {
+                let Some(username) = self.sasl_step(tag, initial_response, "Username:").await else {
+                    return Flow::Continue;
+                };
+                let Some(password) = self.sasl_step(tag, None, "Password:").await else { return Flow::Continue };
+                match (String::from_utf8(username), String::from_utf8(password)) {
+                    (Ok(username), Ok(password)) => Some((username, password)),
+                    _ => None,
+                }
+            }
+            other => {
+                let text = format!("{other} is not supported; use PLAIN or LOGIN");
+                self.respond(Some(tag), Status::No, Some("CANNOT"), &text);
+                return Flow::Continue;
+            }
+        };
+        match credentials {
+            Some((username, password)) => self.verify(tag, username, password).await,
+            None => self.failed(tag).await,
+        }
+    }
+
+    /// Whether a password may be sent now; if not, the command is refused.
+    fn may_authenticate(&mut self, tag: &Tag<'_>) -> bool {
+        if self.io.is_tls() || self.services.settings.allow_plaintext_auth {
+            return true;
+        }
+        let text = "Passwords are only accepted over TLS: use STARTTLS or port 993";
+        self.respond(Some(tag), Status::No, Some("PRIVACYREQUIRED"), text);
+        false
+    }
+
+    /// One SASL step: the client's response (the initial response when it sent one, else the
+    /// answer to the challenge `prompt`), or `None` when the exchange ended here (cancelled or
+    /// malformed, answered already).
+    async fn sasl_step(&mut self, tag: &Tag<'_>, initial: Option<Vec<u8>>, prompt: &str) -> Option<Vec<u8>> {
+        if let Some(response) = initial {
+            return Some(response);
+        }
+        self.io.write(format!("+ {}\r\n", BASE64.encode(prompt)).as_bytes());
+        match self.io.read_authenticate_data(self.services.settings.login_timeout).await {
+            Ok(Input::Message(AuthenticateData::Continue(data))) => Some(data.declassify().to_vec()),
+            Ok(Input::Message(AuthenticateData::Cancel)) => {
+                self.respond(Some(tag), Status::Bad, None, "Authentication cancelled");
+                None
+            }
+            Ok(_) => {
+                self.respond(Some(tag), Status::Bad, None, "Malformed authentication data (expected base64)");
+                None
+            }
+            // The session ends on the next read, which fails the same way.
+            Err(_) => None,
+        }
+    }
+
+    /// Checks the credentials with the mailstore and logs in.
+    async fn verify(&mut self, tag: &Tag<'_>, username: String, password: String) -> Flow {
+        let request = AuthenticateRequest { username, password };
+        match self.services.mailstore.clone().authenticate(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                tracing::debug!(client = %self.client_ip, account = %response.address, "logged in");
+                self.state = State::Authenticated(Account { id: response.account_id, address: response.address });
+                let capabilities = format!("CAPABILITY {}", self.capabilities());
+                self.respond(Some(tag), Status::Ok, Some(&capabilities), "Logged in");
+                Flow::Continue
+            }
+            Err(status) if status.code() == Code::PermissionDenied => {
+                self.respond(Some(tag), Status::No, Some("CONTACTADMIN"), "The account is suspended");
+                Flow::Continue
+            }
+            Err(status) if matches!(status.code(), Code::Unauthenticated | Code::InvalidArgument) => {
+                self.failed(tag).await
+            }
+            Err(status) => {
+                tracing::warn!(client = %self.client_ip, %status, "authentication failed at the mailstore");
+                let text = "Authentication is unavailable, try again later";
+                self.respond(Some(tag), Status::No, Some("UNAVAILABLE"), text);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// A failed login: answered after a delay; too many end the connection.
+    async fn failed(&mut self, tag: &Tag<'_>) -> Flow {
+        self.auth_failures += 1;
+        metrics::counter!("kubemail_imap_auth_failures_total").increment(1);
+        tokio::time::sleep(self.services.settings.auth_failure_delay).await;
+        self.respond(Some(tag), Status::No, Some("AUTHENTICATIONFAILED"), "Authentication failed");
+        if self.auth_failures >= self.services.settings.max_auth_failures {
+            self.bye(None, "Too many failed logins");
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+}
+
+/// The authentication identity and password of a PLAIN response
+/// (`authzid NUL authcid NUL passwd`); an authorization identity other than the
+/// authentication identity (acting as another user) is not allowed.
+fn plain_credentials(response: &[u8]) -> Option<(String, String)> {
+    let mut parts = response.split(|byte| *byte == 0);
+    let (authorize_as, username, password) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || (!authorize_as.is_empty() && authorize_as != username) {
+        return None;
+    }
+    Some((String::from_utf8(username.to_vec()).ok()?, String::from_utf8(password.to_vec()).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_credentials;
+
+    #[test]
+    fn plain_responses_name_one_user_and_a_password() {
+        let pair = |username: &str, password: &str| Some((username.to_string(), password.to_string()));
+        assert_eq!(plain_credentials(b"\0alice@example.org\0secret"), pair("alice@example.org", "secret"));
+        assert_eq!(
+            plain_credentials(b"alice@example.org\0alice@example.org\0secret"),
+            pair("alice@example.org", "secret")
+        );
+        assert_eq!(plain_credentials(b"bob@example.org\0alice@example.org\0secret"), None, "no acting as another");
+        assert_eq!(plain_credentials(b"alice@example.org\0secret"), None);
+        assert_eq!(plain_credentials(b"\0alice\0secret\0more"), None);
+    }
+}

@@ -1,0 +1,220 @@
+//! One IMAP connection: the state machine of RFC 9051 §3 (not authenticated, authenticated,
+//! selected, logout), one file per command family.
+//!
+//! - [`io`] — reading commands and literals, writing responses, the STARTTLS upgrade.
+//! - `auth` — the not-authenticated state: STARTTLS, LOGIN, AUTHENTICATE.
+//!
+//! A session holds only what belongs to its connection: who logged in and what they enabled.
+//! All mail state is asked of the mailstore, so any frontend can serve any client.
+
+mod auth;
+pub mod io;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::Tag;
+use kubemail_runtime::shutdown::Shutdown;
+use kubemail_runtime::tls::Connection;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
+
+use crate::MailstoreClient;
+use crate::capability;
+use crate::response::{self, Status};
+use io::{End, Input, Io};
+
+/// What every session is configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The server's name in the greeting.
+    pub hostname: String,
+    /// The largest literal accepted, which bounds the largest message APPEND takes.
+    pub max_literal: u32,
+    /// How long an authenticated client may stay silent (RFC 9051 §5.4: at least 30 minutes).
+    pub idle_timeout: Duration,
+    /// How long a client may take to log in, and stay silent before it does.
+    pub login_timeout: Duration,
+    /// Failed logins after which the connection is closed.
+    pub max_auth_failures: u32,
+    /// Wait before answering a failed login, which slows down password guessing.
+    pub auth_failure_delay: Duration,
+    /// LOGIN and AUTHENTICATE without TLS, for `kubemail dev` on loopback only.
+    pub allow_plaintext_auth: bool,
+}
+
+/// What sessions share: the mailstore, TLS, settings, and the shutdown signal.
+pub struct Services {
+    pub mailstore: MailstoreClient,
+    /// Offered with STARTTLS when set (port 993 completes its handshake before the session).
+    pub tls: Option<TlsAcceptor>,
+    pub settings: Settings,
+    pub shutdown: Shutdown,
+}
+
+/// Whom a session is logged in as.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: i64,
+    pub address: String,
+}
+
+/// RFC 9051 §3.
+enum State {
+    NotAuthenticated,
+    Authenticated(Account),
+}
+
+/// Whether the session goes on after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs one IMAP session on `connection` until the client logs out or leaves, or the server
+/// shuts down.
+pub async fn serve<S>(connection: Connection<S>, client_ip: IpAddr, services: Arc<Services>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let max_literal = services.settings.max_literal;
+    let mut session = Session {
+        io: Io::new(connection, max_literal),
+        services,
+        client_ip,
+        state: State::NotAuthenticated,
+        auth_failures: 0,
+    };
+    session.run().await;
+}
+
+struct Session<S> {
+    io: Io<S>,
+    services: Arc<Services>,
+    client_ip: IpAddr,
+    state: State,
+    auth_failures: u32,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    async fn run(&mut self) {
+        let greeting = format!("{} IMAP4rev2 server ready", self.services.settings.hostname);
+        let capabilities = format!("CAPABILITY {}", self.capabilities());
+        self.io.write(response::status(None, Status::Ok, Some(&capabilities), &greeting).as_bytes());
+        let shutdown = self.services.shutdown.clone();
+        loop {
+            let timeout = match self.state {
+                State::NotAuthenticated => self.services.settings.login_timeout,
+                State::Authenticated(_) => self.services.settings.idle_timeout,
+            };
+            let input = tokio::select! {
+                input = self.io.read_command(timeout) => input,
+                () = shutdown.wait() => {
+                    self.bye(None, "Server shutting down, please reconnect");
+                    break;
+                }
+            };
+            let flow = match input {
+                Ok(Input::Message(command)) => self.command(command).await,
+                Ok(Input::Malformed { tag, reason }) => {
+                    self.respond(tag.as_ref(), Status::Bad, None, reason);
+                    Flow::Continue
+                }
+                Ok(Input::LiteralRefused { tag, length }) => {
+                    let text = format!("A literal of {length} octets is over the limit");
+                    self.respond(tag.as_ref(), Status::No, Some("TOOBIG"), &text);
+                    Flow::Continue
+                }
+                Err(End::LiteralTooBig(tag)) => {
+                    self.respond(tag.as_ref(), Status::Bad, Some("TOOBIG"), "Literal over the limit");
+                    self.bye(None, "Closing the connection: the literal cannot be skipped");
+                    Flow::Close
+                }
+                Err(End::Timeout) => {
+                    self.bye(None, "Autologout: idle for too long");
+                    Flow::Close
+                }
+                Err(End::Closed | End::Io(_)) => Flow::Close,
+            };
+            if flow == Flow::Close {
+                break;
+            }
+        }
+        if let State::Authenticated(account) = &self.state {
+            tracing::debug!(client = %self.client_ip, account = %account.address, "session ended");
+        }
+        self.io.close().await;
+    }
+
+    async fn command(&mut self, command: Command<'static>) -> Flow {
+        let Command { tag, body } = command;
+        let name = body.name();
+        match (&self.state, body) {
+            (_, CommandBody::Capability) => {
+                let line = format!("* CAPABILITY {}\r\n", self.capabilities());
+                self.io.write(line.as_bytes());
+                self.ok(&tag, "CAPABILITY completed");
+            }
+            (_, CommandBody::Noop) => self.ok(&tag, "NOOP completed"),
+            (_, CommandBody::Logout) => {
+                self.bye(None, "Logging out");
+                self.ok(&tag, "LOGOUT completed");
+                return Flow::Close;
+            }
+            (_, CommandBody::Id { .. }) => {
+                let line = format!("* ID (\"name\" \"kubemail\" \"version\" \"{}\")\r\n", env!("CARGO_PKG_VERSION"));
+                self.io.write(line.as_bytes());
+                self.ok(&tag, "ID completed");
+            }
+            (State::NotAuthenticated, CommandBody::StartTLS) => return self.starttls(&tag).await,
+            (State::NotAuthenticated, CommandBody::Login { username, password }) => {
+                return self.login(&tag, username.as_ref(), password.declassify().as_ref()).await;
+            }
+            (State::NotAuthenticated, CommandBody::Authenticate { mechanism, initial_response }) => {
+                let initial = initial_response.map(|response| response.declassify().to_vec());
+                return self.authenticate(&tag, mechanism, initial).await;
+            }
+            (State::Authenticated(_), CommandBody::StartTLS | CommandBody::Login { .. })
+            | (State::Authenticated(_), CommandBody::Authenticate { .. }) => {
+                self.respond(Some(&tag), Status::Bad, None, "Already logged in");
+            }
+            (State::NotAuthenticated, _) => {
+                self.respond(Some(&tag), Status::Bad, None, &format!("Log in before {name}"));
+            }
+            (State::Authenticated(_), _) => {
+                self.respond(Some(&tag), Status::Bad, None, &format!("{name} is not supported"));
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The capabilities of the session as it is now.
+    fn capabilities(&self) -> String {
+        match self.state {
+            State::NotAuthenticated => capability::before_login(
+                self.io.is_tls(),
+                self.services.tls.is_some(),
+                self.services.settings.allow_plaintext_auth,
+            ),
+            State::Authenticated(_) => capability::after_login(),
+        }
+    }
+
+    fn ok(&mut self, tag: &Tag<'_>, text: &str) {
+        self.respond(Some(tag), Status::Ok, None, text);
+    }
+
+    fn bye(&mut self, code: Option<&str>, text: &str) {
+        self.respond(None, Status::Bye, code, text);
+    }
+
+    fn respond(&mut self, tag: Option<&Tag<'_>>, status: Status, code: Option<&str>, text: &str) {
+        self.io.write(response::status(tag, status, code, text).as_bytes());
+    }
+}

@@ -1,0 +1,152 @@
+//! Sessions before and at login: the greeting and capabilities, STARTTLS, LOGIN, AUTHENTICATE
+//! PLAIN and LOGIN (with and without SASL-IR), and what is refused before TLS or login.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use common::{Fixture, PASSWORD, test_settings};
+
+/// The capabilities of a `* CAPABILITY …` line or a `[CAPABILITY …]` response code.
+fn capabilities(line: &str) -> Vec<&str> {
+    let listed = line.split_once("CAPABILITY ").map_or("", |(_, rest)| rest);
+    listed.split(']').next().unwrap_or_default().split(' ').collect()
+}
+
+#[tokio::test]
+async fn before_tls_passwords_are_refused_and_starttls_is_offered() {
+    let f = Fixture::start().await;
+    let (mut client, greeting) = f.connect().await;
+    assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2 "), "{greeting}");
+    let offered = capabilities(&greeting);
+    for expected in ["STARTTLS", "LOGINDISABLED", "SASL-IR", "LITERAL+", "ID", "ENABLE"] {
+        assert!(offered.contains(&expected), "{expected} missing from {greeting}");
+    }
+    assert!(!offered.iter().any(|c| c.starts_with("AUTH=")), "no mechanism before TLS: {greeting}");
+    let listed = client.command("a CAPABILITY").await.expect_ok();
+    assert_eq!(capabilities(&listed[0]), offered, "CAPABILITY says what the greeting said");
+
+    let refused = client.command(&format!("b LOGIN alice@example.org {PASSWORD}")).await;
+    assert!(refused.status().starts_with("NO [PRIVACYREQUIRED]"), "{refused:?}");
+    let refused = client.command("c AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA==").await;
+    assert!(refused.status().starts_with("NO [PRIVACYREQUIRED]"), "{refused:?}");
+    let refused = client.command("d SELECT INBOX").await;
+    assert!(refused.status().starts_with("BAD"), "no mailbox before login: {refused:?}");
+    client.command("e NOOP").await.expect_ok();
+}
+
+#[tokio::test]
+async fn starttls_then_login_with_the_mailstore_password() {
+    let f = Fixture::start().await;
+    let (mut client, _) = f.connect().await;
+    client.command("a STARTTLS").await.expect_ok();
+    let mut client = f.upgrade(client).await;
+    let listed = client.command("b CAPABILITY").await.expect_ok();
+    let offered = capabilities(&listed[0]);
+    assert!(offered.contains(&"AUTH=PLAIN") && offered.contains(&"AUTH=LOGIN"), "{offered:?}");
+    assert!(!offered.contains(&"STARTTLS") && !offered.contains(&"LOGINDISABLED"), "{offered:?}");
+    let again = client.command("c STARTTLS").await;
+    assert!(again.status().starts_with("BAD"), "{again:?}");
+
+    let wrong = client.command("d LOGIN alice@example.org wrong").await;
+    assert!(wrong.status().starts_with("NO [AUTHENTICATIONFAILED]"), "{wrong:?}");
+    let unknown = client.command(&format!("e LOGIN nobody@example.org {PASSWORD}")).await;
+    assert_eq!(unknown.status(), wrong.status(), "an unknown user looks like a wrong password");
+    let suspended = client.command(&format!("f LOGIN carol@example.org {PASSWORD}")).await;
+    assert!(suspended.status().starts_with("NO [CONTACTADMIN]"), "{suspended:?}");
+
+    let logged_in = client.command(&format!("g LOGIN \"alice@example.org\" {{6}}\r\n{PASSWORD}")).await;
+    // The synchronizing literal was answered with a continuation request first.
+    assert_eq!(logged_in.untagged, ["+ Ready for literal data"]);
+    assert!(logged_in.status().starts_with("OK [CAPABILITY IMAP4rev1 IMAP4rev2"), "{logged_in:?}");
+    let after = capabilities(&logged_in.tagged);
+    assert!(!after.iter().any(|c| c.starts_with("AUTH=") || *c == "SASL-IR"), "{after:?}");
+    let again = client.command(&format!("h LOGIN alice@example.org {PASSWORD}")).await;
+    assert!(again.status().starts_with("BAD"), "already logged in: {again:?}");
+
+    let bye = client.command("i LOGOUT").await;
+    assert_eq!(bye.untagged, ["* BYE Logging out"]);
+    assert!(bye.status().starts_with("OK"));
+    assert!(client.rest_until_closed().await.is_empty(), "closed after LOGOUT");
+}
+
+#[tokio::test]
+async fn authenticate_plain_and_login_with_and_without_an_initial_response() {
+    let f = Fixture::start().await;
+    let plain = BASE64.encode(format!("\0alice@example.org\0{PASSWORD}"));
+
+    let tls_client = async || {
+        let (mut client, _) = f.connect().await;
+        client.command("s STARTTLS").await.expect_ok();
+        f.upgrade(client).await
+    };
+
+    let mut client = tls_client().await;
+    client.command(&format!("a AUTHENTICATE PLAIN {plain}")).await.expect_ok();
+
+    let mut client = tls_client().await;
+    client.send(b"a AUTHENTICATE PLAIN\r\n").await;
+    assert_eq!(client.line().await.unwrap(), "+ ", "PLAIN starts with an empty challenge");
+    client.send(format!("{plain}\r\n").as_bytes()).await;
+    assert!(client.responses("a").await.status().starts_with("OK [CAPABILITY"));
+
+    let mut client = tls_client().await;
+    client.send(b"a AUTHENTICATE LOGIN\r\n").await;
+    assert_eq!(client.line().await.unwrap(), format!("+ {}", BASE64.encode("Username:")));
+    client.send(format!("{}\r\n", BASE64.encode("bob@example.org")).as_bytes()).await;
+    assert_eq!(client.line().await.unwrap(), format!("+ {}", BASE64.encode("Password:")));
+    client.send(format!("{}\r\n", BASE64.encode(PASSWORD)).as_bytes()).await;
+    client.responses("a").await.expect_ok();
+
+    // Cancelled, malformed, acting as someone else, an unknown mechanism.
+    let mut client = tls_client().await;
+    client.send(b"a AUTHENTICATE PLAIN\r\n").await;
+    client.line().await.unwrap();
+    client.send(b"*\r\n").await;
+    assert!(client.responses("a").await.status().starts_with("BAD"));
+    client.send(b"b AUTHENTICATE PLAIN\r\n").await;
+    client.line().await.unwrap();
+    client.send(b"not base64!\r\n").await;
+    assert!(client.responses("b").await.status().starts_with("BAD"));
+    let other = BASE64.encode(format!("bob@example.org\0alice@example.org\0{PASSWORD}"));
+    let refused = client.command(&format!("c AUTHENTICATE PLAIN {other}")).await;
+    assert!(refused.status().starts_with("NO [AUTHENTICATIONFAILED]"), "{refused:?}");
+    let refused = client.command("d AUTHENTICATE CRAM-MD5").await;
+    assert!(refused.status().starts_with("NO [CANNOT]"), "{refused:?}");
+    client.command(&format!("e AUTHENTICATE PLAIN {plain}")).await.expect_ok();
+}
+
+#[tokio::test]
+async fn too_many_failed_logins_end_the_connection() {
+    let f = Fixture::start().await;
+    let mut client = {
+        let (mut client, _) = f.connect().await;
+        client.command("s STARTTLS").await.expect_ok();
+        f.upgrade(client).await
+    };
+    for tag in ["a", "b"] {
+        let failed = client.command(&format!("{tag} LOGIN alice@example.org wrong")).await;
+        assert!(failed.status().starts_with("NO [AUTHENTICATIONFAILED]"));
+    }
+    let last = client.command("c LOGIN alice@example.org wrong").await;
+    assert!(last.status().starts_with("NO [AUTHENTICATIONFAILED]"));
+    assert_eq!(client.rest_until_closed().await, ["* BYE Too many failed logins"]);
+}
+
+#[tokio::test]
+async fn a_dev_server_may_allow_passwords_without_tls() {
+    let f = Fixture::with_settings(common::Settings { allow_plaintext_auth: true, ..test_settings() }).await;
+    let (mut client, greeting) = f.connect().await;
+    let offered = capabilities(&greeting);
+    assert!(offered.contains(&"AUTH=PLAIN") && !offered.contains(&"LOGINDISABLED"), "{greeting}");
+    client.command(&format!("a LOGIN alice@example.org {PASSWORD}")).await.expect_ok();
+}
+
+#[tokio::test]
+async fn id_answers_with_the_server_name() {
+    let f = Fixture::start().await;
+    let (mut client, _) = f.connect().await;
+    let id = client.command("a ID (\"name\" \"test\")").await.expect_ok();
+    assert!(id[0].starts_with("* ID (\"name\" \"kubemail\" \"version\" "), "{id:?}");
+    client.command("b ID NIL").await.expect_ok();
+}
