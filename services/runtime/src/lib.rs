@@ -18,6 +18,8 @@
 //!   per domain chosen by SNI and reloaded on change; the PROXY protocol from trusted load
 //!   balancers; connections per client address, at once and per minute. `tls::Connection` is
 //!   a session's stream, plain or TLS, with the STARTTLS upgrade.
+//! - [`listener`] — accept loops for those listeners: PROXY header, limits, implicit TLS, one
+//!   task per session, and waiting for the sessions at shutdown.
 //! - [`local`] — their SQLite + in-process implementations (`kubemail dev`).
 //! - `contract` (private) — what both implementations accept and promise alike: subject, header
 //!   and id rules, NATS wildcard matching, default lease and deduplication window.
@@ -30,6 +32,7 @@ pub mod error;
 pub mod events;
 pub mod grpc_metrics;
 pub mod limits;
+pub mod listener;
 pub mod local;
 pub mod nats;
 pub mod propagation;

@@ -1,0 +1,167 @@
+//! Accepting mail connections, the same for SMTP and IMAP: the PROXY header from trusted load
+//! balancers, the per-address limits, the implicit-TLS handshake (ports 465 and 993), then one
+//! session task per connection. On shutdown the listeners stop accepting and the sessions get
+//! a grace period to end (each protocol says goodbye its own way).
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use crate::limits::{ConnectionTracker, Refusal};
+use crate::proxy::{self, Cidr};
+use crate::shutdown::Shutdown;
+use crate::tls::Connection;
+
+/// How long a trusted proxy may take to send its PROXY header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the TLS handshake of an implicit-TLS connection may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Who may connect, and where a client's address comes from.
+#[derive(Debug)]
+pub struct Admission {
+    pub tracker: Arc<ConnectionTracker>,
+    /// Peers (load balancers) whose PROXY header names the real client; every policy, limit
+    /// and log then uses that address.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// Binds `address`, naming `flag` in the error so a taken port is easy to place.
+pub async fn bind(address: SocketAddr, flag: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(address).await.map_err(|e| format!("cannot listen on {address} ({flag}): {e}"))
+}
+
+/// The sessions started by accept loops, to wait for at shutdown.
+pub struct Sessions {
+    open: SessionCount,
+    ended: mpsc::Receiver<()>,
+}
+
+/// Given to accept loops: each session task holds a clone; when all are gone (and the
+/// [`Sessions`] has dropped its own), every session has ended.
+#[derive(Clone)]
+pub struct SessionCount(
+    #[expect(dead_code, reason = "held for its drop, which tells a session ended")] mpsc::Sender<()>,
+);
+
+impl Default for Sessions {
+    fn default() -> Self {
+        let (open, ended) = mpsc::channel(1);
+        Sessions { open: SessionCount(open), ended }
+    }
+}
+
+impl Sessions {
+    pub fn count(&self) -> SessionCount {
+        self.open.clone()
+    }
+
+    /// Waits until every session has ended, or `grace` has passed (then they are left to be
+    /// dropped with the runtime). Call once the accept loops have returned.
+    pub async fn wait(self, grace: Duration) {
+        let Sessions { open, mut ended } = self;
+        drop(open);
+        if tokio::time::timeout(grace, ended.recv()).await.is_err() {
+            tracing::warn!("sessions still open after the shutdown grace period; closing them");
+        }
+    }
+}
+
+/// What a listener serves.
+pub struct Service<F> {
+    /// The protocol and the listener, in metric names and labels:
+    /// `kubemail_<protocol>_connections_total{listener}` and `…_connections_refused_total`.
+    pub protocol: &'static str,
+    pub listener: &'static str,
+    /// Completes the TLS handshake before the session starts (ports 465 and 993).
+    pub implicit_tls: Option<TlsAcceptor>,
+    /// What a client over the limits is told before the connection closes.
+    pub refusal: fn(Refusal) -> &'static [u8],
+    /// Runs one session on an admitted connection, with the client's real address.
+    pub serve: F,
+}
+
+/// Accepts connections on `listener` until `shutdown`, each served by `service` in a task of
+/// its own that `sessions` counts.
+pub async fn accept<F, S>(
+    listener: TcpListener,
+    service: Service<F>,
+    admission: Arc<Admission>,
+    sessions: SessionCount,
+    shutdown: Shutdown,
+) where
+    F: Fn(Connection<TcpStream>, IpAddr) -> S + Send + Sync + 'static,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let service = Arc::new(service);
+    let stopped = shutdown.wait();
+    tokio::pin!(stopped);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (service, admission, session) = (service.clone(), admission.clone(), sessions.clone());
+        tokio::spawn(async move {
+            let _session = session;
+            connection(stream, peer, &service, &admission).await;
+        });
+    }
+}
+
+async fn connection<F, S>(mut stream: TcpStream, peer: SocketAddr, service: &Service<F>, admission: &Admission)
+where
+    F: Fn(Connection<TcpStream>, IpAddr) -> S,
+    S: Future<Output = ()>,
+{
+    let mut client_ip = peer.ip();
+    if admission.trusted_proxies.iter().any(|network| network.contains(peer.ip())) {
+        match tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxy::read_header(&mut stream)).await {
+            Ok(Ok(Some(client))) => client_ip = client.ip(),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(proxy = %peer, %error, "connection from a trusted proxy dropped");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+    let _permit = match admission.tracker.admit(client_ip) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            let name = format!("kubemail_{}_connections_refused_total", service.protocol);
+            metrics::counter!(name, "listener" => service.listener).increment(1);
+            let _ = stream.write_all((service.refusal)(refusal)).await;
+            return;
+        }
+    };
+    let name = format!("kubemail_{}_connections_total", service.protocol);
+    metrics::counter!(name, "listener" => service.listener).increment(1);
+    let connection = match &service.implicit_tls {
+        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Connection::Tls(Box::new(tls)),
+            Ok(Err(error)) => {
+                tracing::debug!(client = %client_ip, %error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        },
+        None => Connection::Plain(stream),
+    };
+    (service.serve)(connection, client_ip).await;
+}
