@@ -2,17 +2,28 @@
 //! Any replica serves any client: a session keeps only its connection's state, and mailbox
 //! changes from anywhere reach it as events.
 //!
+//! - [`config`] — the service's flags.
+//! - [`server`] — the listeners (143, 993), per-address limits, graceful shutdown.
 //! - [`session`] — one IMAP connection: the state machine, one file per command family.
 //! - [`capability`] — what is advertised before and after login.
 //! - [`response`] — status responses and IMAP strings.
 
 pub mod capability;
+pub mod config;
 pub mod response;
+pub mod server;
 pub mod session;
 
+use std::sync::Arc;
+
 use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
+use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
+use kubemail_runtime::limits::ConnectionTracker;
+use kubemail_runtime::listener;
 use kubemail_runtime::propagation::{self, TracedChannel};
-use tonic::transport::Channel;
+use kubemail_runtime::shutdown::Shutdown;
+use kubemail_runtime::tls;
+use tonic::transport::{Channel, Endpoint};
 
 /// The mailstore client, passing the trace context on with every call.
 pub type MailstoreClient = MailStoreClient<TracedChannel>;
@@ -20,4 +31,53 @@ pub type MailstoreClient = MailStoreClient<TracedChannel>;
 /// A mailstore client on `channel`.
 pub fn mailstore_client(channel: Channel) -> MailstoreClient {
     MailStoreClient::new(propagation::traced(channel))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The service could not start: a port is taken or the certificates are unusable.
+    #[error("{0}")]
+    Startup(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Runs the service until `shutdown`: the IMAP listeners, the mailstore client and the admin
+/// HTTP endpoint (ready once the listeners are bound).
+pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error> {
+    let readiness = Readiness::new();
+    let ready = readiness.component("imap-frontend");
+    let endpoint =
+        AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
+    let tls = match &config.tls_dir {
+        Some(dir) => Some(tls::acceptor_from_dir(dir, config.tls_reload_interval, &shutdown)?),
+        None => {
+            tracing::warn!("no --tls-dir: STARTTLS is not offered, port 993 is not served, nobody can log in");
+            None
+        }
+    };
+    let listeners = server::Listeners {
+        imap: listener::bind(config.imap_listen, "--imap-listen").await.map_err(Error::Startup)?,
+        imaps: match tls {
+            Some(_) => Some(listener::bind(config.imaps_listen, "--imaps-listen").await.map_err(Error::Startup)?),
+            None => None,
+        },
+    };
+    let channel = Endpoint::from_shared(config.mailstore.clone())
+        .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
+        .connect_lazy();
+    let services = Arc::new(session::Services {
+        mailstore: mailstore_client(channel),
+        tls,
+        settings: config.session.settings(&config.hostname, config.max_message_size, config.max_auth_failures),
+        shutdown: shutdown.clone(),
+    });
+    let admission = Arc::new(server::Admission {
+        tracker: ConnectionTracker::new(config.connections.limits()),
+        trusted_proxies: config.proxy_trusted_cidrs.clone(),
+    });
+    ready.set_ready(true);
+    tracing::info!(imap = %config.imap_listen, imaps = %config.imaps_listen, "imap-frontend is ready");
+    server::serve(listeners, services, admission).await;
+    endpoint.finish().await.map_err(Error::Startup)
 }

@@ -134,12 +134,17 @@ async fn too_many_failed_logins_end_the_connection() {
 }
 
 #[tokio::test]
-async fn a_dev_server_may_allow_passwords_without_tls() {
+async fn a_dev_server_may_allow_passwords_without_tls_from_loopback_only() {
     let f = Fixture::with_settings(common::Settings { allow_plaintext_auth: true, ..test_settings() }).await;
-    let (mut client, greeting) = f.connect().await;
+    let (mut client, greeting) = f.connect_from("127.0.0.1".parse().unwrap()).await;
     let offered = capabilities(&greeting);
     assert!(offered.contains(&"AUTH=PLAIN") && !offered.contains(&"LOGINDISABLED"), "{greeting}");
     client.command(&format!("a LOGIN alice@example.org {PASSWORD}")).await.expect_ok();
+
+    let (mut client, greeting) = f.connect().await;
+    assert!(capabilities(&greeting).contains(&"LOGINDISABLED"), "{greeting}");
+    let refused = client.command(&format!("a LOGIN alice@example.org {PASSWORD}")).await;
+    assert!(refused.status().starts_with("NO [PRIVACYREQUIRED]"), "{refused:?}");
 }
 
 #[tokio::test]

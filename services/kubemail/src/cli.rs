@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use kubemail_delivery_queue::config::DeliveryFlags;
+use kubemail_imap_frontend::config::SessionFlags;
 use kubemail_runtime::config::parse_byte_size;
 use kubemail_smtp_ingress::config::LimitFlags;
 
@@ -66,8 +67,14 @@ pub struct DevArgs {
     /// self-signed certificate for the host name, made once in <data-dir>/tls.
     #[arg(long, env = "KUBEMAIL_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
+    /// Accept IMAP passwords without TLS from clients on this machine (loopback addresses
+    /// only), for mail clients set up without TLS against the dev platform.
+    #[arg(long, env = "KUBEMAIL_IMAP_ALLOW_PLAINTEXT_LOGIN")]
+    pub imap_allow_plaintext_login: bool,
     #[command(flatten)]
     pub limits: LimitFlags,
+    #[command(flatten)]
+    pub imap: SessionFlags,
     #[command(flatten)]
     pub delivery: DeliveryFlags,
 }

@@ -1,6 +1,7 @@
 //! `kubemail dev`: the platform in one process, for a laptop. The mailstore runs on SQLite in
 //! the data directory; the queue, spool and event bus are the local implementations on a
-//! second SQLite file; smtp-ingress hands mail to them and delivery-queue takes it from there.
+//! second SQLite file; smtp-ingress hands mail to them, delivery-queue takes it from there, and
+//! imap-frontend serves the mailboxes.
 //! The services use the same code paths as in production.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use kubemail_delivery_queue::Connections;
 use kubemail_mailstore::{Db, Limits};
 use kubemail_runtime::admin_http::{self, Readiness};
 use kubemail_runtime::limits::ConnectionTracker;
+use kubemail_runtime::listener;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls;
@@ -53,12 +55,17 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let mailstore_ready = readiness.component("mailstore");
     let smtp_ready = readiness.component("smtp-ingress");
     let delivery_ready = readiness.component("delivery-queue");
+    let imap_ready = readiness.component("imap-frontend");
     let data_dir = &args.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
 
     let grpc = bind(args.grpc_listen, "--grpc-listen").await?;
     let http = bind(args.http_listen, "--http-listen").await?;
     let smtp = Listeners::bind(args.smtp_listen, args.submission_listen, Some(args.submissions_listen)).await?;
+    let imap = kubemail_imap_frontend::server::Listeners {
+        imap: listener::bind(args.imap_listen, "--imap-listen").await.map_err(anyhow::Error::msg)?,
+        imaps: Some(listener::bind(args.imaps_listen, "--imaps-listen").await.map_err(anyhow::Error::msg)?),
+    };
     let http_server = tokio::spawn(admin_http::serve(http, readiness.clone(), shutdown.wait()));
 
     let queue_config = LocalConfig::new(data_dir.join("queue.db"));
@@ -76,6 +83,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         Some(dir) => dir.clone(),
         None => self_signed_dir(data_dir, &args.hostname)?,
     };
+    let tls_acceptor = tls::acceptor_from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?;
     let channel =
         Endpoint::from_shared(format!("http://{grpc_address}")).context("the mailstore address")?.connect_lazy();
     let services = Arc::new(Services {
@@ -87,7 +95,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
             Arc::new(transport.queue.clone()),
             args.limits.handoff_timeout,
         ),
-        tls: Some(tls::acceptor_from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?),
+        tls: Some(tls_acceptor.clone()),
         settings: args.limits.settings(&args.hostname),
         // The laptop platform checks no DNS: mail to it comes from its developer.
         verifier: None,
@@ -97,6 +105,20 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         Arc::new(Admission { tracker: ConnectionTracker::new(args.limits.connections()), trusted_proxies: Vec::new() });
     let smtp_server = tokio::spawn(kubemail_smtp_ingress::server::serve(smtp, services, admission));
     smtp_ready.set_ready(true);
+
+    let mut imap_settings =
+        args.imap.settings(&args.hostname, args.limits.max_message_size, args.limits.max_auth_failures);
+    imap_settings.allow_plaintext_auth = args.imap_allow_plaintext_login;
+    let imap_services = Arc::new(kubemail_imap_frontend::session::Services {
+        mailstore: kubemail_imap_frontend::mailstore_client(channel.clone()),
+        tls: Some(tls_acceptor),
+        settings: imap_settings,
+        shutdown: shutdown.clone(),
+    });
+    let imap_admission =
+        Arc::new(Admission { tracker: ConnectionTracker::new(args.limits.connections()), trusted_proxies: Vec::new() });
+    let imap_server = tokio::spawn(kubemail_imap_frontend::server::serve(imap, imap_services, imap_admission));
+    imap_ready.set_ready(true);
 
     let connections = Connections {
         queue: Arc::new(transport.queue.clone()),
@@ -113,10 +135,13 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         smtp = %args.smtp_listen,
         submission = %args.submission_listen,
         submissions = %args.submissions_listen,
+        imap = %args.imap_listen,
+        imaps = %args.imaps_listen,
         data_dir = %data_dir.display(),
         "kubemail dev is ready"
     );
     smtp_server.await.context("smtp-ingress task")?;
+    imap_server.await.context("imap-frontend task")?;
     delivery.await.context("delivery-queue task")?;
     mailstore_server.await.context("mailstore task")?.context("mailstore gRPC server")?;
     http_server.await.context("admin HTTP task")?.context("admin HTTP server")?;

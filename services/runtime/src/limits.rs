@@ -16,6 +16,23 @@ pub struct ConnectionLimits {
     pub per_ip_per_minute: u32,
 }
 
+/// The per-address limits as flags, shared by the mail services and `kubemail dev`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ConnectionFlags {
+    /// Connections open at once from one client address (0 = no limit).
+    #[arg(long, env = "KUBEMAIL_MAX_CONNECTIONS_PER_IP", default_value_t = 20)]
+    pub max_connections_per_ip: u32,
+    /// New connections per minute from one client address (0 = no limit).
+    #[arg(long, env = "KUBEMAIL_CONNECTION_RATE_PER_IP", default_value_t = 120)]
+    pub connection_rate_per_ip: u32,
+}
+
+impl ConnectionFlags {
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits { per_ip: self.max_connections_per_ip, per_ip_per_minute: self.connection_rate_per_ip }
+    }
+}
+
 /// Tracks open connections and recent connection rates by client address.
 #[derive(Debug)]
 pub struct ConnectionTracker {

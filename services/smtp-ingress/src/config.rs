@@ -7,7 +7,7 @@ use std::time::Duration;
 use kubemail_runtime::config::{parse_byte_size, parse_duration};
 
 use crate::session::Settings;
-use kubemail_runtime::limits::ConnectionLimits;
+use kubemail_runtime::limits::{ConnectionFlags, ConnectionLimits};
 use kubemail_runtime::proxy::Cidr;
 
 /// Flags of the standalone `smtp-ingress` binary.
@@ -85,12 +85,8 @@ pub struct LimitFlags {
     /// Failed AUTH attempts after which a session is closed.
     #[arg(long, env = "KUBEMAIL_MAX_AUTH_FAILURES", default_value_t = 3)]
     pub max_auth_failures: u32,
-    /// Connections open at once from one client address (0 = no limit).
-    #[arg(long, env = "KUBEMAIL_MAX_CONNECTIONS_PER_IP", default_value_t = 20)]
-    pub max_connections_per_ip: u32,
-    /// New connections per minute from one client address (0 = no limit).
-    #[arg(long, env = "KUBEMAIL_CONNECTION_RATE_PER_IP", default_value_t = 120)]
-    pub connection_rate_per_ip: u32,
+    #[command(flatten)]
+    pub connections: ConnectionFlags,
     /// How long a session waits for the next command (RFC 5321 §4.5.3.2.7: at least 5m).
     #[arg(long, env = "KUBEMAIL_SMTP_COMMAND_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub command_timeout: Duration,
@@ -121,6 +117,6 @@ impl LimitFlags {
     }
 
     pub fn connections(&self) -> ConnectionLimits {
-        ConnectionLimits { per_ip: self.max_connections_per_ip, per_ip_per_minute: self.connection_rate_per_ip }
+        self.connections.limits()
     }
 }

@@ -88,7 +88,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Whether a password may be sent now; if not, the command is refused.
     fn may_authenticate(&mut self, tag: &Tag<'_>) -> bool {
-        if self.io.is_tls() || self.services.settings.allow_plaintext_auth {
+        if self.io.is_tls() || self.plaintext_auth_allowed() {
             return true;
         }
         let text = "Passwords are only accepted over TLS: use STARTTLS or port 993";
@@ -147,11 +147,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// A failed login: answered after a delay; too many end the connection.
+    /// A failed login: answered after a delay that grows with each failure; too many end the
+    /// connection.
     async fn failed(&mut self, tag: &Tag<'_>) -> Flow {
         self.auth_failures += 1;
         metrics::counter!("kubemail_imap_auth_failures_total").increment(1);
-        tokio::time::sleep(self.services.settings.auth_failure_delay).await;
+        tokio::time::sleep(self.services.settings.auth_failure_delay * self.auth_failures).await;
         self.respond(Some(tag), Status::No, Some("AUTHENTICATIONFAILED"), "Authentication failed");
         if self.auth_failures >= self.services.settings.max_auth_failures {
             self.bye(None, "Too many failed logins");

@@ -39,9 +39,11 @@ pub struct Settings {
     pub login_timeout: Duration,
     /// Failed logins after which the connection is closed.
     pub max_auth_failures: u32,
-    /// Wait before answering a failed login, which slows down password guessing.
+    /// Wait before answering a failed login, times the session's failures so far: slows down
+    /// password guessing.
     pub auth_failure_delay: Duration,
-    /// LOGIN and AUTHENTICATE without TLS, for `kubemail dev` on loopback only.
+    /// LOGIN and AUTHENTICATE without TLS from loopback clients (`kubemail dev`); other
+    /// clients need TLS whatever this says.
     pub allow_plaintext_auth: bool,
 }
 
@@ -197,13 +199,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// The capabilities of the session as it is now.
     fn capabilities(&self) -> String {
         match self.state {
-            State::NotAuthenticated => capability::before_login(
-                self.io.is_tls(),
-                self.services.tls.is_some(),
-                self.services.settings.allow_plaintext_auth,
-            ),
+            State::NotAuthenticated => {
+                capability::before_login(self.io.is_tls(), self.services.tls.is_some(), self.plaintext_auth_allowed())
+            }
             State::Authenticated(_) => capability::after_login(),
         }
+    }
+
+    /// Whether passwords may be sent without TLS on this connection.
+    fn plaintext_auth_allowed(&self) -> bool {
+        self.services.settings.allow_plaintext_auth && self.client_ip.is_loopback()
     }
 
     fn ok(&mut self, tag: &Tag<'_>, text: &str) {

@@ -65,8 +65,12 @@ impl Fixture {
 
     /// A new plain session, read up to and including its greeting (returned).
     pub async fn connect(&self) -> (Client<DuplexStream>, String) {
+        self.connect_from(CLIENT_IP.parse().unwrap()).await
+    }
+
+    /// A new plain session from the client address `ip`.
+    pub async fn connect_from(&self, ip: IpAddr) -> (Client<DuplexStream>, String) {
         let (client, server) = tokio::io::duplex(256 * 1024);
-        let ip: IpAddr = CLIENT_IP.parse().unwrap();
         tokio::spawn(session::serve(Connection::Plain(server), ip, self.services.clone()));
         let mut client = Client::new(client);
         let greeting = client.line().await.expect("greeting");

@@ -23,6 +23,8 @@ pub struct Dev {
     pub smtp: String,
     pub submission: String,
     pub submissions: String,
+    pub imap: String,
+    pub imaps: String,
 }
 
 impl Dev {
@@ -34,6 +36,7 @@ impl Dev {
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Dev {
         let port = || format!("127.0.0.1:{}", free_port());
         let (grpc, http, smtp, submission, submissions) = (port(), port(), port(), port(), port());
+        let (imap, imaps) = (port(), port());
         let mut command = Command::new(KUBEMAIL);
         command.args(["dev", "--data-dir"]).arg(data_dir).args([
             "--grpc-listen",
@@ -46,10 +49,14 @@ impl Dev {
             &submission,
             "--submissions-listen",
             &submissions,
+            "--imap-listen",
+            &imap,
+            "--imaps-listen",
+            &imaps,
         ]);
         command.args(extra);
         let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kubemail dev starts");
-        let dev = Dev { child, grpc: format!("http://{grpc}"), http, smtp, submission, submissions };
+        let dev = Dev { child, grpc: format!("http://{grpc}"), http, smtp, submission, submissions, imap, imaps };
         dev.wait_ready();
         dev
     }

@@ -1,0 +1,96 @@
+//! The imap-frontend service's configuration: every flag, its environment variable and default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kubemail_runtime::config::{parse_byte_size, parse_duration};
+use kubemail_runtime::limits::ConnectionFlags;
+use kubemail_runtime::proxy::Cidr;
+
+use crate::session::Settings;
+
+/// Flags of the standalone `imap-frontend` binary.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "imap-frontend", version, about = "kubemail imap-frontend: a stateless IMAP4rev2 server")]
+pub struct Config {
+    /// IMAP with STARTTLS.
+    #[arg(long, env = "KUBEMAIL_IMAP_LISTEN", default_value = "0.0.0.0:143")]
+    pub imap_listen: SocketAddr,
+    /// IMAP over implicit TLS (needs --tls-dir).
+    #[arg(long, env = "KUBEMAIL_IMAPS_LISTEN", default_value = "0.0.0.0:993")]
+    pub imaps_listen: SocketAddr,
+    /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
+    #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
+    pub http_listen: SocketAddr,
+    /// The name this server greets with.
+    #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
+    pub hostname: String,
+    /// The mailstore's gRPC address.
+    #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = "http://127.0.0.1:7070")]
+    pub mailstore: String,
+    /// Certificates: one subdirectory per domain with tls.crt and tls.key (a mounted TLS
+    /// Secret each). Without it, STARTTLS is not offered, port 993 is not served and nobody can
+    /// log in.
+    #[arg(long, env = "KUBEMAIL_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "KUBEMAIL_TLS_RELOAD_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+    /// Load balancers whose PROXY protocol header (v1 or v2) names the real client, as CIDR
+    /// networks, comma-separated (e.g. 10.0.0.0/8). Others cannot send one.
+    #[arg(long, env = "KUBEMAIL_PROXY_TRUSTED_CIDRS", value_delimiter = ',')]
+    pub proxy_trusted_cidrs: Vec<Cidr>,
+    /// Largest message APPEND accepts, e.g. 50MiB; a larger literal is refused before the
+    /// client sends it.
+    #[arg(long, env = "KUBEMAIL_MAX_MESSAGE_SIZE", default_value = "50MiB", value_parser = parse_byte_size)]
+    pub max_message_size: u64,
+    /// Failed logins after which a session is closed.
+    #[arg(long, env = "KUBEMAIL_MAX_AUTH_FAILURES", default_value_t = 3)]
+    pub max_auth_failures: u32,
+    #[command(flatten)]
+    pub connections: ConnectionFlags,
+    #[command(flatten)]
+    pub session: SessionFlags,
+}
+
+/// The delay added to a failed login's answer, times the session's failures so far: slows
+/// password guessing without hurting a user who mistyped.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+/// The session flags of the service and `kubemail dev`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SessionFlags {
+    /// How long a logged-in client may stay silent before it is logged out (RFC 9051 §5.4: at
+    /// least 30m).
+    #[arg(long = "imap-idle-timeout", env = "KUBEMAIL_IMAP_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_idle_timeout)]
+    pub idle_timeout: Duration,
+    /// How long a client may take to log in.
+    #[arg(long = "imap-login-timeout", env = "KUBEMAIL_IMAP_LOGIN_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
+    pub login_timeout: Duration,
+}
+
+impl SessionFlags {
+    /// The session settings for a server named `hostname` that takes messages up to
+    /// `max_message_size` octets.
+    pub fn settings(&self, hostname: &str, max_message_size: u64, max_auth_failures: u32) -> Settings {
+        Settings {
+            hostname: hostname.to_string(),
+            max_literal: u32::try_from(max_message_size).unwrap_or(u32::MAX),
+            idle_timeout: self.idle_timeout,
+            login_timeout: self.login_timeout,
+            max_auth_failures,
+            auth_failure_delay: AUTH_FAILURE_DELAY,
+            allow_plaintext_auth: false,
+        }
+    }
+}
+
+/// The autologout timer may not be shorter than RFC 9051 allows.
+fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout < Duration::from_secs(30 * 60) {
+        return Err("must be at least 30m (RFC 9051 §5.4)".into());
+    }
+    Ok(timeout)
+}
