@@ -6,10 +6,12 @@
 //! - [`server`] — the listeners (143, 993), per-address limits, graceful shutdown.
 //! - [`session`] — one IMAP connection: the state machine, one file per command family.
 //! - [`capability`] — what is advertised before and after login.
+//! - [`mailbox_name`] — mailbox names on the wire: modified UTF-7 or UTF-8.
 //! - [`response`] — status responses and IMAP strings.
 
 pub mod capability;
 pub mod config;
+pub mod mailbox_name;
 pub mod response;
 pub mod server;
 pub mod session;

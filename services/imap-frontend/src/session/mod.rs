@@ -3,12 +3,15 @@
 //!
 //! - [`io`] — reading commands and literals, writing responses, the STARTTLS upgrade.
 //! - `auth` — the not-authenticated state: STARTTLS, LOGIN, AUTHENTICATE.
+//! - `mailboxes` — mailbox commands: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB,
+//!   NAMESPACE, STATUS; and ENABLE.
 //!
 //! A session holds only what belongs to its connection: who logged in and what they enabled.
 //! All mail state is asked of the mailstore, so any frontend can serve any client.
 
 mod auth;
 pub mod io;
+mod mailboxes;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -92,6 +95,8 @@ where
         client_ip,
         state: State::NotAuthenticated,
         auth_failures: 0,
+        utf8: false,
+        rev2: false,
     };
     session.run().await;
 }
@@ -102,6 +107,10 @@ struct Session<S> {
     client_ip: IpAddr,
     state: State,
     auth_failures: u32,
+    /// Mailbox names in UTF-8 rather than modified UTF-7 (ENABLE UTF8=ACCEPT or IMAP4rev2).
+    utf8: bool,
+    /// ENABLE IMAP4rev2: responses follow RFC 9051 rather than RFC 3501.
+    rev2: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -189,6 +198,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (State::NotAuthenticated, _) => {
                 self.respond(Some(&tag), Status::Bad, None, &format!("Log in before {name}"));
             }
+            (State::Authenticated(_), CommandBody::Enable { capabilities }) => self.enable(&tag, capabilities.as_ref()),
+            (State::Authenticated(_), CommandBody::Create { mailbox }) => self.create(&tag, &mailbox).await,
+            (State::Authenticated(_), CommandBody::Delete { mailbox }) => self.delete(&tag, &mailbox).await,
+            (State::Authenticated(_), CommandBody::Rename { from, to }) => self.rename(&tag, &from, &to).await,
+            (State::Authenticated(_), CommandBody::Subscribe { mailbox }) => {
+                self.subscribe(&tag, &mailbox, true).await;
+            }
+            (State::Authenticated(_), CommandBody::Unsubscribe { mailbox }) => {
+                self.subscribe(&tag, &mailbox, false).await;
+            }
+            (State::Authenticated(_), CommandBody::List { reference, mailbox_wildcard }) => {
+                self.list(&tag, &reference, &mailbox_wildcard, false).await;
+            }
+            (State::Authenticated(_), CommandBody::Lsub { reference, mailbox_wildcard }) => {
+                self.list(&tag, &reference, &mailbox_wildcard, true).await;
+            }
+            (State::Authenticated(_), CommandBody::Namespace) => self.namespace(&tag),
+            (State::Authenticated(_), CommandBody::Status { mailbox, item_names }) => {
+                self.status(&tag, &mailbox, &item_names).await;
+            }
             (State::Authenticated(_), _) => {
                 self.respond(Some(&tag), Status::Bad, None, &format!("{name} is not supported"));
             }
@@ -203,6 +232,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 capability::before_login(self.io.is_tls(), self.services.tls.is_some(), self.plaintext_auth_allowed())
             }
             State::Authenticated(_) => capability::after_login(),
+        }
+    }
+
+    /// The logged-in account; only called in the authenticated states.
+    fn account_id(&self) -> i64 {
+        match &self.state {
+            State::Authenticated(account) => account.id,
+            State::NotAuthenticated => unreachable!("mailbox commands are dispatched after login only"),
         }
     }
 

@@ -1,0 +1,144 @@
+//! Mailbox commands after login: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB,
+//! NAMESPACE, STATUS and ENABLE, with names in modified UTF-7 or, once enabled, UTF-8.
+
+mod common;
+
+use common::Fixture;
+
+#[tokio::test]
+async fn folders_are_created_listed_renamed_and_deleted() {
+    let f = Fixture::start().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    for name in ["Notes", "Lists/rust", "Lists/rust/old"] {
+        client.command(&format!("c CREATE \"{name}\"")).await.expect_ok();
+    }
+    let created = client.command("c CREATE Archive/").await;
+    created.expect_ok();
+    for (line, code) in [("d CREATE Notes", "NO [ALREADYEXISTS]"), ("e CREATE inbox", "NO [ALREADYEXISTS]")] {
+        let refused = client.command(line).await;
+        assert!(refused.status().starts_with(code), "{line}: {refused:?}");
+    }
+
+    let all = client.command("l LIST \"\" *").await.expect_ok();
+    assert_eq!(
+        all,
+        [
+            "* LIST (\\HasNoChildren) \"/\" \"Archive\"",
+            "* LIST (\\Drafts \\HasNoChildren) \"/\" \"Drafts\"",
+            "* LIST (\\HasNoChildren) \"/\" \"INBOX\"",
+            "* LIST (\\Junk \\HasNoChildren) \"/\" \"Junk\"",
+            "* LIST (\\HasChildren) \"/\" \"Lists\"",
+            "* LIST (\\HasChildren) \"/\" \"Lists/rust\"",
+            "* LIST (\\HasNoChildren) \"/\" \"Lists/rust/old\"",
+            "* LIST (\\HasNoChildren) \"/\" \"Notes\"",
+            "* LIST (\\Sent \\HasNoChildren) \"/\" \"Sent\"",
+            "* LIST (\\Trash \\HasNoChildren) \"/\" \"Trash\"",
+        ],
+        "every folder with its special use; parents are made along"
+    );
+    let top = client.command("l LIST \"\" %").await.expect_ok();
+    assert_eq!(top.len(), 8, "one level only: {top:?}");
+    let under = client.command("l LIST Lists/ %").await.expect_ok();
+    assert_eq!(under, ["* LIST (\\HasChildren) \"/\" \"Lists/rust\""]);
+    let separator = client.command("l LIST \"\" \"\"").await.expect_ok();
+    assert_eq!(separator, ["* LIST (\\Noselect) \"/\" \"\""]);
+    let inbox = client.command("l LIST \"\" inbox").await.expect_ok();
+    assert_eq!(inbox, ["* LIST (\\HasNoChildren) \"/\" \"INBOX\""]);
+
+    client.command("r RENAME Lists/rust Rust").await.expect_ok();
+    let renamed = client.command("l LIST \"\" Rust*").await.expect_ok();
+    assert_eq!(renamed.len(), 2, "children move along: {renamed:?}");
+    let refused = client.command("r RENAME Nothing Else").await;
+    assert!(refused.status().starts_with("NO [NONEXISTENT]"), "{refused:?}");
+    let refused = client.command("r RENAME Rust Drafts").await;
+    assert!(refused.status().starts_with("NO [ALREADYEXISTS]"), "{refused:?}");
+
+    // A deleted parent stays in the hierarchy as a name that cannot be selected.
+    client.command("x DELETE Rust").await.expect_ok();
+    let parent = client.command("l LIST \"\" Rust*").await.expect_ok();
+    assert_eq!(parent[0], "* LIST (\\Noselect \\HasChildren) \"/\" \"Rust\"", "{parent:?}");
+    client.command("x DELETE Notes").await.expect_ok();
+    for (line, code) in [("x DELETE Notes", "NO [NONEXISTENT]"), ("x DELETE INBOX", "NO [CANNOT]")] {
+        let refused = client.command(line).await;
+        assert!(refused.status().starts_with(code), "{line}: {refused:?}");
+    }
+    let left = client.command("l LIST \"\" %").await.expect_ok();
+    assert!(!left.iter().any(|line| line.ends_with("\"Notes\"")), "{left:?}");
+}
+
+#[tokio::test]
+async fn names_are_modified_utf7_until_utf8_is_enabled() {
+    let f = Fixture::start().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("c CREATE Entw&APw-rfe").await.expect_ok();
+    client.command("c CREATE \"Tom &- Jerry\"").await.expect_ok();
+    let listed = client.command("l LIST \"\" *").await.expect_ok();
+    assert!(listed.contains(&"* LIST (\\HasNoChildren) \"/\" \"Entw&APw-rfe\"".to_string()), "{listed:?}");
+    assert!(listed.contains(&"* LIST (\\HasNoChildren) \"/\" \"Tom &- Jerry\"".to_string()), "{listed:?}");
+    let refused = client.command("c CREATE &Jjo").await;
+    assert!(refused.status().starts_with("BAD"), "broken modified UTF-7: {refused:?}");
+
+    let enabled = client.command("e ENABLE UTF8=ACCEPT").await.expect_ok();
+    assert_eq!(enabled, ["* ENABLED UTF8=ACCEPT"]);
+    let again = client.command("e ENABLE UTF8=ACCEPT CONDSTORE").await.expect_ok();
+    assert_eq!(again, ["* ENABLED"], "nothing new: already on, or not offered");
+    let listed = client.command("l LIST \"\" Entw*").await.expect_ok();
+    assert_eq!(listed, ["* LIST (\\HasNoChildren) \"/\" \"Entwürfe\""]);
+    client.command("c CREATE \"Größe\"").await.expect_ok();
+    let listed = client.command("l LIST \"\" Gr*").await.expect_ok();
+    assert_eq!(listed, ["* LIST (\\HasNoChildren) \"/\" \"Größe\""]);
+
+    let mut rev1 = f.logged_in("alice@example.org").await;
+    let listed = rev1.command("l LIST \"\" Gr*").await.expect_ok();
+    assert_eq!(listed, ["* LIST (\\HasNoChildren) \"/\" \"Gr&APYA3w-e\""], "other sessions keep modified UTF-7");
+}
+
+#[tokio::test]
+async fn subscriptions_show_in_lsub() {
+    let f = Fixture::start().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("c CREATE News").await.expect_ok();
+    let news = "* LSUB (\\HasNoChildren) \"/\" \"News\"".to_string();
+    client.command("s UNSUBSCRIBE News").await.expect_ok();
+    let subscribed = client.command("l LSUB \"\" *").await.expect_ok();
+    assert!(!subscribed.contains(&news) && !subscribed.is_empty(), "{subscribed:?}");
+    client.command("s SUBSCRIBE News").await.expect_ok();
+    let subscribed = client.command("l LSUB \"\" N*").await.expect_ok();
+    assert_eq!(subscribed, [news]);
+    let refused = client.command("s SUBSCRIBE Missing").await;
+    assert!(refused.status().starts_with("NO [NONEXISTENT]"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn status_counts_what_the_mailstore_holds() {
+    let f = Fixture::start().await;
+    let message = b"From: bob@example.org\r\nSubject: hi\r\n\r\nHello.\r\n";
+    f.mailstore.deliver("alice@example.org", message).await;
+    f.mailstore.deliver("alice@example.org", message).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    let status = client.command("s STATUS INBOX (MESSAGES UIDNEXT UNSEEN DELETED SIZE)").await.expect_ok();
+    assert_eq!(
+        status,
+        [format!("* STATUS \"INBOX\" (MESSAGES 2 UIDNEXT 3 UNSEEN 2 DELETED 0 SIZE {})", 2 * message.len())]
+    );
+    let validity = client.command("s STATUS inbox (UIDVALIDITY)").await.expect_ok();
+    assert!(validity[0].starts_with("* STATUS \"INBOX\" (UIDVALIDITY "), "{validity:?}");
+    let refused = client.command("s STATUS Missing (MESSAGES)").await;
+    assert!(refused.status().starts_with("NO [NONEXISTENT]"), "{refused:?}");
+    let namespace = client.command("n NAMESPACE").await.expect_ok();
+    assert_eq!(namespace, ["* NAMESPACE ((\"\" \"/\")) NIL NIL"]);
+}
+
+#[tokio::test]
+async fn one_account_never_sees_anothers_folders() {
+    let f = Fixture::start().await;
+    let mut alice = f.logged_in("alice@example.org").await;
+    alice.command("c CREATE Private").await.expect_ok();
+    let mut bob = f.logged_in("bob@example.org").await;
+    let listed = bob.command("l LIST \"\" *").await.expect_ok();
+    assert!(!listed.iter().any(|line| line.contains("Private")), "{listed:?}");
+    let refused = bob.command("s STATUS Private (MESSAGES)").await;
+    assert!(refused.status().starts_with("NO [NONEXISTENT]"), "{refused:?}");
+    let refused = bob.command("d DELETE Private").await;
+    assert!(refused.status().starts_with("NO [NONEXISTENT]"), "{refused:?}");
+}
