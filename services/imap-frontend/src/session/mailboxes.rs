@@ -191,7 +191,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// The UTF-8 name of `mailbox`, or `None` after answering that it is not one.
-    fn name(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>) -> Option<String> {
+    pub(super) fn name(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>) -> Option<String> {
         match mailbox {
             Mailbox::Inbox => Some(INBOX.to_string()),
             Mailbox::Other(other) => self.decode_name(tag, other.inner().as_ref()),
@@ -217,12 +217,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// `name` as the client reads mailbox names, quoted (or a literal).
-    fn quoted_name(&self, name: &str) -> String {
+    pub(super) fn quoted_name(&self, name: &str) -> String {
         response::string(&mailbox_name::to_wire(name, self.utf8), self.utf8)
     }
 
     /// Answers a refused mailstore call with the RFC 5530 code that says why.
-    fn mailstore_refused(&mut self, tag: &Tag<'_>, status: &tonic::Status) {
+    pub(super) fn mailstore_refused(&mut self, tag: &Tag<'_>, status: &tonic::Status) {
         let code = match status.code() {
             Code::AlreadyExists => "ALREADYEXISTS",
             Code::NotFound => "NONEXISTENT",

@@ -5,6 +5,7 @@
 //! - `auth` — the not-authenticated state: STARTTLS, LOGIN, AUTHENTICATE.
 //! - `mailboxes` — mailbox commands: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB,
 //!   NAMESPACE, STATUS; and ENABLE.
+//! - `selected` — SELECT, EXAMINE, CLOSE, UNSELECT: the snapshot of the selected mailbox.
 //!
 //! A session holds only what belongs to its connection: who logged in and what they enabled.
 //! All mail state is asked of the mailstore, so any frontend can serve any client.
@@ -12,6 +13,7 @@
 mod auth;
 pub mod io;
 mod mailboxes;
+mod selected;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -79,6 +81,22 @@ enum Flow {
     Close,
 }
 
+/// Whether `body` is a command of the selected state (RFC 9051 §6.4).
+fn needs_selection(body: &CommandBody<'_>) -> bool {
+    matches!(
+        body,
+        CommandBody::Check
+            | CommandBody::Expunge
+            | CommandBody::ExpungeUid { .. }
+            | CommandBody::Search { .. }
+            | CommandBody::Fetch { .. }
+            | CommandBody::Store { .. }
+            | CommandBody::Copy { .. }
+            | CommandBody::Move { .. }
+            | CommandBody::Idle
+    )
+}
+
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -97,6 +115,7 @@ where
         auth_failures: 0,
         utf8: false,
         rev2: false,
+        selected: None,
     };
     session.run().await;
 }
@@ -111,6 +130,8 @@ struct Session<S> {
     utf8: bool,
     /// ENABLE IMAP4rev2: responses follow RFC 9051 rather than RFC 3501.
     rev2: bool,
+    /// The selected mailbox (the selected state of RFC 9051 §3.3), after login only.
+    selected: Option<selected::Selection>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -217,6 +238,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (State::Authenticated(_), CommandBody::Namespace) => self.namespace(&tag),
             (State::Authenticated(_), CommandBody::Status { mailbox, item_names }) => {
                 self.status(&tag, &mailbox, &item_names).await;
+            }
+            (State::Authenticated(_), CommandBody::Select { mailbox, .. }) => self.select(&tag, &mailbox, false).await,
+            (State::Authenticated(_), CommandBody::Examine { mailbox, .. }) => self.select(&tag, &mailbox, true).await,
+            (State::Authenticated(_), CommandBody::Close) => self.close(&tag).await,
+            (State::Authenticated(_), CommandBody::Unselect) => self.unselect(&tag),
+            (State::Authenticated(_), CommandBody::Check) if self.selected.is_some() => {
+                self.ok(&tag, "CHECK completed")
+            }
+            (State::Authenticated(_), body) if self.selected.is_none() && needs_selection(&body) => {
+                self.respond(Some(&tag), Status::Bad, None, &format!("Select a mailbox before {name}"));
             }
             (State::Authenticated(_), _) => {
                 self.respond(Some(&tag), Status::Bad, None, &format!("{name} is not supported"));

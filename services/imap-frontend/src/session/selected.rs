@@ -1,0 +1,127 @@
+//! Selecting a mailbox (RFC 9051 §6.3.2–3) and leaving it (CLOSE, UNSELECT): the session's
+//! one piece of mailbox state, a snapshot of the selected mailbox taken from the mailstore.
+//!
+//! The snapshot maps message sequence numbers to UIDs and holds the flags the client was
+//! last told about; every other fact about the messages is asked of the mailstore.
+
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::mailbox::Mailbox;
+use kubemail_proto::mailstore::{ExpungeRequest, SelectMailboxRequest, SelectMailboxResponse, SystemFlag};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use crate::response::Status;
+
+/// The system flags every mailbox stores (RFC 9051 §2.3.2), with their bits.
+const SYSTEM_FLAGS: [(SystemFlag, &str); 5] = [
+    (SystemFlag::Answered, "\\Answered"),
+    (SystemFlag::Flagged, "\\Flagged"),
+    (SystemFlag::Deleted, "\\Deleted"),
+    (SystemFlag::Seen, "\\Seen"),
+    (SystemFlag::Draft, "\\Draft"),
+];
+
+/// The selected mailbox as this session knows it.
+pub(super) struct Selection {
+    pub mailbox_id: i64,
+    pub read_only: bool,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highest_modseq: u64,
+    /// UIDs in sequence order: message number n has `uids[n - 1]`.
+    pub uids: Vec<u32>,
+    /// System flag bits, parallel to `uids`.
+    pub flags: Vec<u32>,
+}
+
+impl Selection {
+    fn new(snapshot: SelectMailboxResponse, read_only: bool) -> Selection {
+        let mailbox = snapshot.mailbox.unwrap_or_default();
+        Selection {
+            mailbox_id: mailbox.id,
+            read_only,
+            uidvalidity: mailbox.uidvalidity,
+            uidnext: mailbox.uidnext,
+            highest_modseq: mailbox.highest_modseq,
+            uids: snapshot.uids,
+            flags: snapshot.flags,
+        }
+    }
+
+    /// The sequence number of the first message without \Seen.
+    fn first_unseen(&self) -> Option<usize> {
+        self.flags.iter().position(|flags| flags & SystemFlag::Seen as u32 == 0).map(|index| index + 1)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// SELECT, or EXAMINE when `read_only`.
+    pub(super) async fn select(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>, read_only: bool) {
+        // Whatever happens next, the mailbox selected before is left (RFC 9051 §6.3.2).
+        if self.selected.take().is_some() {
+            self.respond(None, Status::Ok, Some("CLOSED"), "Previous mailbox closed");
+        }
+        let Some(name) = self.name(tag, mailbox) else { return };
+        let request = SelectMailboxRequest { account_id: self.account_id(), name: name.clone() };
+        let snapshot = match self.services.mailstore.clone().select_mailbox(request).await {
+            Ok(snapshot) => snapshot.into_inner(),
+            Err(status) => {
+                self.mailstore_refused(tag, &status);
+                return;
+            }
+        };
+        let mailbox_keywords = snapshot.mailbox_keywords.join(" ");
+        let selection = Selection::new(snapshot, read_only);
+        let flags = SYSTEM_FLAGS.iter().map(|(_, name)| *name).collect::<Vec<_>>().join(" ");
+        let keywords = if mailbox_keywords.is_empty() { String::new() } else { format!(" {mailbox_keywords}") };
+        let mut lines = format!("* {} EXISTS\r\n", selection.uids.len());
+        lines.push_str(&format!("* FLAGS ({flags}{keywords})\r\n"));
+        // Read-write sessions may set any flag and make up keywords; read-only ones none.
+        let permanent = if read_only { String::new() } else { format!("{flags}{keywords} \\*") };
+        lines.push_str(&format!("* OK [PERMANENTFLAGS ({permanent})] Flags that stay\r\n"));
+        lines.push_str(&format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", selection.uidvalidity));
+        lines.push_str(&format!("* OK [UIDNEXT {}] Predicted next UID\r\n", selection.uidnext));
+        lines.push_str(&format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", selection.highest_modseq));
+        if self.rev2 {
+            lines.push_str(&format!("* LIST () \"/\" {}\r\n", self.quoted_name(&name)));
+        } else {
+            // IMAP4rev1 responses that RFC 9051 dropped: no session here sees \Recent.
+            lines.push_str("* 0 RECENT\r\n");
+            if let Some(unseen) = selection.first_unseen() {
+                lines.push_str(&format!("* OK [UNSEEN {unseen}] First unseen\r\n"));
+            }
+        }
+        self.io.write(lines.as_bytes());
+        let (code, command) = if read_only { ("READ-ONLY", "EXAMINE") } else { ("READ-WRITE", "SELECT") };
+        self.selected = Some(selection);
+        self.respond(Some(tag), Status::Ok, Some(code), &format!("{command} completed"));
+    }
+
+    /// CLOSE: leaves the mailbox, first removing its \Deleted messages when it was selected
+    /// read-write (silently: no EXPUNGE responses, RFC 9051 §6.4.1).
+    pub(super) async fn close(&mut self, tag: &Tag<'_>) {
+        let Some(selection) = self.selected.take() else {
+            self.respond(Some(tag), Status::Bad, None, "No mailbox selected");
+            return;
+        };
+        if !selection.read_only {
+            let request =
+                ExpungeRequest { account_id: self.account_id(), mailbox_id: selection.mailbox_id, uids: Vec::new() };
+            if let Err(status) = self.services.mailstore.clone().expunge(request).await {
+                // Still selected, as nothing was removed: the client may try again.
+                self.selected = Some(selection);
+                self.mailstore_refused(tag, &status);
+                return;
+            }
+        }
+        self.ok(tag, "CLOSE completed");
+    }
+
+    /// UNSELECT (RFC 3691): leaves the mailbox without removing anything.
+    pub(super) fn unselect(&mut self, tag: &Tag<'_>) {
+        match self.selected.take() {
+            Some(_) => self.ok(tag, "UNSELECT completed"),
+            None => self.respond(Some(tag), Status::Bad, None, "No mailbox selected"),
+        }
+    }
+}
