@@ -1,4 +1,5 @@
-//! Wall-clock time as mail needs it: Unix seconds, and RFC 5322 dates for headers.
+//! Wall-clock time as mail needs it: Unix seconds, RFC 5322 dates for headers and IMAP's
+//! date-time for INTERNALDATE.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,15 +8,29 @@ pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
 /// `Thu, 26 Nov 2026 10:32:27 +0000` (RFC 5322 §3.3), in UTC.
 pub fn rfc5322_date(unix: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let (days, seconds) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
     format!(
         "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
         DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+/// `26-Nov-2026 10:32:27 +0000` (IMAP's date-time, RFC 9051 §9), in UTC.
+pub fn imap_date_time(unix: i64) -> String {
+    let (days, seconds) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{day:02}-{}-{year} {:02}:{:02}:{:02} +0000",
         MONTHS[(month - 1) as usize],
         seconds / 3600,
         seconds / 60 % 60,
@@ -47,5 +62,11 @@ mod tests {
         assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
         assert_eq!(rfc5322_date(1_795_689_147), "Thu, 26 Nov 2026 10:32:27 +0000");
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+
+    #[test]
+    fn dates_are_imap_date_times() {
+        assert_eq!(imap_date_time(1_795_689_147), "26-Nov-2026 10:32:27 +0000");
+        assert_eq!(imap_date_time(951_782_400), "29-Feb-2000 00:00:00 +0000");
     }
 }

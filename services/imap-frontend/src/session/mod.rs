@@ -6,11 +6,13 @@
 //! - `mailboxes` — mailbox commands: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB,
 //!   NAMESPACE, STATUS; and ENABLE.
 //! - `selected` — SELECT, EXAMINE, CLOSE, UNSELECT: the snapshot of the selected mailbox.
+//! - `fetch` — FETCH and UID FETCH.
 //!
 //! A session holds only what belongs to its connection: who logged in and what they enabled.
 //! All mail state is asked of the mailstore, so any frontend can serve any client.
 
 mod auth;
+mod fetch;
 pub mod io;
 mod mailboxes;
 mod selected;
@@ -245,6 +247,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (State::Authenticated(_), CommandBody::Unselect) => self.unselect(&tag),
             (State::Authenticated(_), CommandBody::Check) if self.selected.is_some() => {
                 self.ok(&tag, "CHECK completed")
+            }
+            (State::Authenticated(_), CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. })
+                if self.selected.is_some() =>
+            {
+                self.fetch(&tag, &sequence_set, &macro_or_item_names, uid).await;
             }
             (State::Authenticated(_), body) if self.selected.is_none() && needs_selection(&body) => {
                 self.respond(Some(&tag), Status::Bad, None, &format!("Select a mailbox before {name}"));

@@ -6,6 +6,7 @@
 
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use kubemail_proto::mailstore::{ExpungeRequest, SelectMailboxRequest, SelectMailboxResponse, SystemFlag};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -20,6 +21,12 @@ const SYSTEM_FLAGS: [(SystemFlag, &str); 5] = [
     (SystemFlag::Seen, "\\Seen"),
     (SystemFlag::Draft, "\\Draft"),
 ];
+
+/// The flags of a message as IMAP lists them, e.g. `\Seen \Flagged $Forwarded`.
+pub(super) fn flag_list(system: u32, keywords: &[String]) -> String {
+    let system = SYSTEM_FLAGS.iter().filter(|(bit, _)| system & *bit as u32 != 0).map(|(_, name)| *name);
+    system.chain(keywords.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
+}
 
 /// The selected mailbox as this session knows it.
 pub(super) struct Selection {
@@ -48,6 +55,41 @@ impl Selection {
         }
     }
 
+    /// The (sequence number, UID) pairs that `set` names, ascending. With `uid` the set holds
+    /// UIDs: those of no message are skipped, and `*` is the highest UID. Otherwise it holds
+    /// sequence numbers, and one past the last message is an error.
+    pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, u32)>, &'static str> {
+        let count = self.uids.len() as u32;
+        let highest = if uid { self.uids.last().copied().unwrap_or(0) } else { count };
+        let value = |bound: &SeqOrUid| match bound {
+            SeqOrUid::Value(value) => value.get(),
+            SeqOrUid::Asterisk => highest,
+        };
+        let mut numbers = std::collections::BTreeSet::new();
+        for sequence in set.0.as_ref() {
+            let (first, last) = match sequence {
+                Sequence::Single(single) => (value(single), value(single)),
+                Sequence::Range(from, to) => (value(from).min(value(to)), value(from).max(value(to))),
+            };
+            if uid {
+                let start = self.uids.partition_point(|&existing| existing < first);
+                let end = self.uids.partition_point(|&existing| existing <= last);
+                numbers.extend((start..end).map(|index| index as u32 + 1));
+            } else if last > count || first == 0 {
+                // A set of only `*` in an empty mailbox names nothing rather than an error.
+                if count == 0
+                    && matches!(sequence, Sequence::Single(SeqOrUid::Asterisk) | Sequence::Range(_, SeqOrUid::Asterisk))
+                {
+                    continue;
+                }
+                return Err("No such message sequence number");
+            } else {
+                numbers.extend(first..=last);
+            }
+        }
+        Ok(numbers.into_iter().map(|number| (number, self.uids[number as usize - 1])).collect())
+    }
+
     /// The sequence number of the first message without \Seen.
     fn first_unseen(&self) -> Option<usize> {
         self.flags.iter().position(|flags| flags & SystemFlag::Seen as u32 == 0).map(|index| index + 1)
@@ -72,7 +114,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let mailbox_keywords = snapshot.mailbox_keywords.join(" ");
         let selection = Selection::new(snapshot, read_only);
-        let flags = SYSTEM_FLAGS.iter().map(|(_, name)| *name).collect::<Vec<_>>().join(" ");
+        let every_system_flag = SYSTEM_FLAGS.iter().fold(0, |bits, (bit, _)| bits | *bit as u32);
+        let flags = flag_list(every_system_flag, &[]);
         let keywords = if mailbox_keywords.is_empty() { String::new() } else { format!(" {mailbox_keywords}") };
         let mut lines = format!("* {} EXISTS\r\n", selection.uids.len());
         lines.push_str(&format!("* FLAGS ({flags}{keywords})\r\n"));

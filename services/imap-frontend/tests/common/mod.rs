@@ -159,16 +159,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.responses(&tag).await
     }
 
-    /// Lines up to the one tagged `tag`.
+    /// Responses up to the one tagged `tag`; a response with literals is one string, each
+    /// literal in it as `{n}\r\n` and its octets.
     pub async fn responses(&mut self, tag: &str) -> Responses {
         let mut untagged = Vec::new();
         loop {
-            let line = self.line().await.unwrap_or_else(|| panic!("closed before {tag} completed: {untagged:?}"));
+            let line = self.response().await.unwrap_or_else(|| panic!("closed before {tag} completed: {untagged:?}"));
             if line.starts_with(&format!("{tag} ")) {
                 return Responses { untagged, tagged: line };
             }
             untagged.push(line);
         }
+    }
+
+    /// The next response: a line, with the literals it announces and the lines after them.
+    pub async fn response(&mut self) -> Option<String> {
+        let mut response = self.line().await?;
+        while let Some(length) = announced_literal(&response) {
+            let data = self.octets(length).await?;
+            response.push_str("\r\n");
+            response.push_str(&String::from_utf8_lossy(&data));
+            response.push_str(&self.line().await?);
+        }
+        Some(response)
+    }
+
+    /// Exactly `count` octets.
+    async fn octets(&mut self, count: usize) -> Option<Vec<u8>> {
+        while self.input.len() < count {
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(20), self.stream.read(&mut chunk))
+                .await
+                .expect("the server answers in time")
+                .ok()?;
+            if read == 0 {
+                return None;
+            }
+            self.input.extend_from_slice(&chunk[..read]);
+        }
+        Some(self.input.drain(..count).collect())
     }
 
     /// The next line without its CRLF, or `None` once the server closed the connection.
@@ -205,4 +234,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         assert!(self.input.is_empty(), "unread input before the TLS upgrade: {:?}", self.input);
         self.stream
     }
+}
+
+/// The length of the literal a line ends by announcing (`{12}`), if it does.
+fn announced_literal(line: &str) -> Option<usize> {
+    let open = line.strip_suffix('}')?.rfind('{')?;
+    line[open + 1..line.len() - 1].trim_end_matches('+').parse().ok()
 }

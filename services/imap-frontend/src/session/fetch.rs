@@ -1,0 +1,344 @@
+//! FETCH and UID FETCH (RFC 9051 §6.4.5): UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ, the
+//! whole message or its header or text (BODY[], BODY.PEEK[], RFC822, RFC822.HEADER,
+//! RFC822.TEXT, BODY[HEADER.FIELDS (…)], BODY[HEADER.FIELDS.NOT (…)]), each with a partial
+//! range. Reading a body without PEEK sets \Seen in a read-write selection.
+//!
+//! Bodies stream from the mailstore one message after the other and each message's response
+//! is written before the next is read, so a FETCH of a whole mailbox holds one message at a
+//! time.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use imap_codec::imap_types::core::{AString, Tag, Vec1};
+use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Section};
+use imap_codec::imap_types::sequence::SequenceSet;
+use kubemail_proto::mailstore::store_flags_request::Operation;
+use kubemail_proto::mailstore::{
+    FetchBodyRequest, FetchMessagesRequest, Flags, MessageMeta, StoreFlagsRequest, SystemFlag, UidRange,
+};
+use kubemail_runtime::clock::imap_date_time;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use super::selected::flag_list;
+use crate::response::Status;
+
+/// What a FETCH asks for, checked before anything is sent.
+struct Request<'a> {
+    items: Vec<MessageDataItemName<'a>>,
+    needs_body: bool,
+    /// Reads a body without PEEK: \Seen is set.
+    marks_seen: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(super) async fn fetch(
+        &mut self,
+        tag: &Tag<'_>,
+        set: &SequenceSet,
+        items: &MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+    ) {
+        let Some(selection) = &self.selected else { return };
+        let messages = match selection.resolve(set, uid) {
+            Ok(messages) => messages,
+            Err(reason) => {
+                self.respond(Some(tag), Status::Bad, None, reason);
+                return;
+            }
+        };
+        let request = match Request::new(items, uid, selection.read_only) {
+            Ok(request) => request,
+            Err(unsupported) => {
+                let text = format!("FETCH {unsupported} is not supported yet");
+                self.respond(Some(tag), Status::No, Some("CANNOT"), &text);
+                return;
+            }
+        };
+        let (account_id, mailbox_id) = (self.account_id(), selection.mailbox_id);
+        let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
+        if request.marks_seen {
+            self.mark_seen(account_id, mailbox_id, &messages).await;
+        }
+        let meta = match self.fetch_meta(account_id, mailbox_id, &uids).await {
+            Ok(meta) => meta,
+            Err(status) => {
+                self.mailstore_refused(tag, &status);
+                return;
+            }
+        };
+        let mut missing = messages.iter().filter(|(_, uid)| !meta.contains_key(uid)).count();
+        if !request.needs_body {
+            for (number, uid) in &messages {
+                if let Some(meta) = meta.get(uid) {
+                    let line = response_line(*number, &request.items, meta, None);
+                    self.io.write(&line);
+                }
+            }
+        } else {
+            let numbers: HashMap<u32, u32> = messages.iter().map(|(number, uid)| (*uid, *number)).collect();
+            let body_request =
+                FetchBodyRequest { account_id, mailbox_id, uids: uid_ranges(&uids), offset: 0, length: 0 };
+            let mut bodies = match self.services.mailstore.clone().fetch_body(body_request).await {
+                Ok(stream) => stream.into_inner(),
+                Err(status) => {
+                    self.mailstore_refused(tag, &status);
+                    return;
+                }
+            };
+            let mut current: Option<(u32, Vec<u8>, usize)> = None;
+            let mut written = 0;
+            while let Some(chunk) = bodies.next().await {
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(status) => {
+                        self.mailstore_refused(tag, &status);
+                        return;
+                    }
+                };
+                let (uid, body, length) = current.get_or_insert_with(|| {
+                    (chunk.uid, Vec::with_capacity(chunk.length as usize), chunk.length as usize)
+                });
+                body.extend_from_slice(&chunk.data);
+                if body.len() >= *length {
+                    let (uid, body) = (*uid, std::mem::take(body));
+                    current = None;
+                    if let (Some(number), Some(meta)) = (numbers.get(&uid), meta.get(&uid)) {
+                        self.io.write(&response_line(*number, &request.items, meta, Some(&body)));
+                        written += 1;
+                        // One message at a time in memory, however many were asked for.
+                        if self.io.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            missing = messages.len() - written;
+        }
+        if missing > 0 {
+            let text = "Some messages were expunged in the meantime";
+            self.respond(Some(tag), Status::No, Some("EXPUNGEISSUED"), text);
+        } else {
+            self.ok(tag, if uid { "UID FETCH completed" } else { "FETCH completed" });
+        }
+    }
+
+    /// Metadata of `uids` by UID.
+    async fn fetch_meta(
+        &mut self,
+        account_id: i64,
+        mailbox_id: i64,
+        uids: &[u32],
+    ) -> Result<HashMap<u32, MessageMeta>, tonic::Status> {
+        if uids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let request = FetchMessagesRequest { account_id, mailbox_id, uids: uid_ranges(uids), changed_since: 0 };
+        let messages = self.services.mailstore.clone().fetch_messages(request).await?.into_inner().messages;
+        Ok(messages.into_iter().map(|meta| (meta.uid, meta)).collect())
+    }
+
+    /// Sets \Seen on the messages that lack it; the metadata read next carries the new flags.
+    async fn mark_seen(&mut self, account_id: i64, mailbox_id: i64, messages: &[(u32, u32)]) {
+        let Some(selection) = &mut self.selected else { return };
+        let seen = SystemFlag::Seen as u32;
+        let unseen: Vec<u32> = messages
+            .iter()
+            .filter(|(number, _)| selection.flags[*number as usize - 1] & seen == 0)
+            .map(|(_, uid)| *uid)
+            .collect();
+        if unseen.is_empty() {
+            return;
+        }
+        let request = StoreFlagsRequest {
+            account_id,
+            mailbox_id,
+            uids: uid_ranges(&unseen),
+            operation: Operation::Add as i32,
+            flags: Some(Flags { system: seen, keywords: Vec::new() }),
+            unchanged_since: 0,
+        };
+        match self.services.mailstore.clone().store_flags(request).await {
+            Ok(_) => {
+                for (number, _) in messages {
+                    selection.flags[*number as usize - 1] |= seen;
+                }
+            }
+            // The content is still served; the flag is set on the next read.
+            Err(status) => tracing::warn!(%status, "setting \\Seen failed"),
+        }
+    }
+}
+
+impl<'a> Request<'a> {
+    /// The items of `requested` (UID first for UID FETCH), or the name of one this server
+    /// cannot answer yet.
+    fn new(requested: &'a MacroOrMessageDataItemNames<'a>, uid: bool, read_only: bool) -> Result<Self, &'static str> {
+        let mut items = match requested {
+            MacroOrMessageDataItemNames::Macro(name) => name.expand(),
+            MacroOrMessageDataItemNames::MessageDataItemNames(items) => items.clone(),
+        };
+        if uid && !items.contains(&MessageDataItemName::Uid) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
+        let mut needs_body = false;
+        let mut marks_seen = false;
+        for item in &items {
+            match item {
+                MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => {
+                    needs_body = true;
+                    marks_seen = true;
+                }
+                MessageDataItemName::Rfc822Header => needs_body = true,
+                MessageDataItemName::BodyExt { section, peek, .. } => {
+                    match section {
+                        None
+                        | Some(Section::Header(None))
+                        | Some(Section::Text(None))
+                        | Some(Section::HeaderFields(None, _))
+                        | Some(Section::HeaderFieldsNot(None, _)) => {}
+                        Some(_) => return Err("BODY[<part>]"),
+                    }
+                    needs_body = true;
+                    marks_seen |= !peek;
+                }
+                MessageDataItemName::Body => return Err("BODY"),
+                MessageDataItemName::BodyStructure => return Err("BODYSTRUCTURE"),
+                MessageDataItemName::Envelope => return Err("ENVELOPE"),
+                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => return Err("BINARY"),
+                _ => {}
+            }
+        }
+        if marks_seen && !read_only && !items.contains(&MessageDataItemName::Flags) {
+            // RFC 9051 §6.4.5: the changed flags are reported with the data.
+            items.push(MessageDataItemName::Flags);
+        }
+        Ok(Request { items, needs_body, marks_seen: marks_seen && !read_only })
+    }
+}
+
+/// `* n FETCH (…)` for one message; `body` is the whole message when a body item was asked for.
+fn response_line(number: u32, items: &[MessageDataItemName<'_>], meta: &MessageMeta, body: Option<&[u8]>) -> Vec<u8> {
+    let body = body.unwrap_or_default();
+    let header_end = (meta.header_size as usize).min(body.len());
+    let mut line = format!("* {number} FETCH (").into_bytes();
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            line.push(b' ');
+        }
+        match item {
+            MessageDataItemName::Uid => line.extend(format!("UID {}", meta.uid).bytes()),
+            MessageDataItemName::Flags => {
+                let flags = meta.flags.clone().unwrap_or_default();
+                line.extend(format!("FLAGS ({})", flag_list(flags.system, &flags.keywords)).bytes());
+            }
+            MessageDataItemName::InternalDate => {
+                line.extend(format!("INTERNALDATE \"{}\"", imap_date_time(meta.internal_date)).bytes());
+            }
+            MessageDataItemName::Rfc822Size => line.extend(format!("RFC822.SIZE {}", meta.size).bytes()),
+            MessageDataItemName::ModSeq => line.extend(format!("MODSEQ ({})", meta.modseq).bytes()),
+            MessageDataItemName::Rfc822 => literal(&mut line, "RFC822", body),
+            MessageDataItemName::Rfc822Header => literal(&mut line, "RFC822.HEADER", &body[..header_end]),
+            MessageDataItemName::Rfc822Text => literal(&mut line, "RFC822.TEXT", &body[header_end..]),
+            MessageDataItemName::BodyExt { section, partial, .. } => {
+                let (name, data) = match section {
+                    None => (String::new(), body.to_vec()),
+                    Some(Section::Header(None)) => ("HEADER".to_string(), body[..header_end].to_vec()),
+                    Some(Section::Text(None)) => ("TEXT".to_string(), body[header_end..].to_vec()),
+                    Some(Section::HeaderFields(None, fields)) => (
+                        format!("HEADER.FIELDS ({})", field_names(fields)),
+                        header_fields(&body[..header_end], fields, true),
+                    ),
+                    Some(Section::HeaderFieldsNot(None, fields)) => (
+                        format!("HEADER.FIELDS.NOT ({})", field_names(fields)),
+                        header_fields(&body[..header_end], fields, false),
+                    ),
+                    Some(_) => unreachable!("checked by Request::new"),
+                };
+                match partial {
+                    Some((offset, length)) => {
+                        let start = (*offset as usize).min(data.len());
+                        let end = start.saturating_add(length.get() as usize).min(data.len());
+                        literal(&mut line, &format!("BODY[{name}]<{offset}>"), &data[start..end]);
+                    }
+                    None => literal(&mut line, &format!("BODY[{name}]"), &data),
+                }
+            }
+            // Refused by Request::new.
+            _ => {}
+        }
+    }
+    line.extend_from_slice(b")\r\n");
+    line
+}
+
+fn literal(line: &mut Vec<u8>, name: &str, data: &[u8]) {
+    line.extend(format!("{name} {{{}}}\r\n", data.len()).bytes());
+    line.extend_from_slice(data);
+}
+
+/// The field names of a HEADER.FIELDS section as the response repeats them.
+fn field_names(fields: &Vec1<AString<'_>>) -> String {
+    let names: Vec<String> = fields
+        .as_ref()
+        .iter()
+        .map(|field| crate::response::string(&String::from_utf8_lossy(field.as_ref()), false))
+        .collect();
+    names.join(" ")
+}
+
+/// The header fields of `header` named in `fields` (or, with `wanted` false, all others), with
+/// their continuation lines, and the blank line that ends a header.
+fn header_fields(header: &[u8], fields: &Vec1<AString<'_>>, wanted: bool) -> Vec<u8> {
+    let names: Vec<&[u8]> = fields.as_ref().iter().map(|field| field.as_ref()).collect();
+    let mut selected = Vec::new();
+    let mut keep = false;
+    for line in header.split_inclusive(|&byte| byte == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            let name = line.split(|&byte| byte == b':').next().unwrap_or_default();
+            let named = names.iter().any(|wanted| wanted.eq_ignore_ascii_case(name.trim_ascii()));
+            keep = named == wanted;
+        }
+        if keep {
+            selected.extend_from_slice(line);
+        }
+    }
+    selected.extend_from_slice(b"\r\n");
+    selected
+}
+
+/// `uids` (ascending) as the fewest ranges.
+fn uid_ranges(uids: &[u32]) -> Vec<UidRange> {
+    let mut ranges: Vec<UidRange> = Vec::new();
+    for &uid in uids {
+        match ranges.last_mut() {
+            Some(range) if range.last + 1 == uid => range.last = uid,
+            _ => ranges.push(UidRange { first: uid, last: uid }),
+        }
+    }
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_become_the_fewest_ranges() {
+        let ranges = uid_ranges(&[1, 2, 3, 7, 9, 10]);
+        let pairs: Vec<(u32, u32)> = ranges.iter().map(|r| (r.first, r.last)).collect();
+        assert_eq!(pairs, [(1, 3), (7, 7), (9, 10)]);
+    }
+
+    #[test]
+    fn header_fields_keep_continuations_and_end_with_a_blank_line() {
+        let header = b"From: a@example.org\r\nSubject: long\r\n folded\r\nTo: b@example.org\r\n\r\n";
+        let subject = Vec1::from(AString::try_from("subject").unwrap());
+        assert_eq!(header_fields(header, &subject, true), b"Subject: long\r\n folded\r\n\r\n");
+        assert_eq!(header_fields(header, &subject, false), b"From: a@example.org\r\nTo: b@example.org\r\n\r\n");
+    }
+}

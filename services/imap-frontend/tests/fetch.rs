@@ -1,0 +1,96 @@
+//! FETCH and UID FETCH of metadata, whole messages, headers, texts, header fields and partial
+//! ranges; \Seen set by reading without PEEK (but never in EXAMINE); sequence sets checked.
+
+mod common;
+
+use common::Fixture;
+
+fn message(number: u32) -> String {
+    format!("From: bob@example.org\r\nSubject: note {number}\r\nTo: alice@example.org\r\n\r\nHello {number}.\r\n")
+}
+
+async fn with_three_messages() -> Fixture {
+    let f = Fixture::start().await;
+    for number in 1..=3 {
+        f.mailstore.deliver("alice@example.org", message(number).as_bytes()).await;
+    }
+    f
+}
+
+#[tokio::test]
+async fn metadata_of_every_message_in_sequence_order() {
+    let f = with_three_messages().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    let lines = client.command("f FETCH 1:* (UID FLAGS RFC822.SIZE)").await.expect_ok();
+    let expected: Vec<String> =
+        (1..=3).map(|n| format!("* {n} FETCH (UID {n} FLAGS () RFC822.SIZE {})", message(n).len())).collect();
+    assert_eq!(lines, expected);
+    let dated = client.command("f FETCH 2 INTERNALDATE").await.expect_ok();
+    assert!(dated[0].starts_with("* 2 FETCH (INTERNALDATE \"") && dated[0].ends_with(" +0000\")"), "{dated:?}");
+    let fast = client.command("f FETCH 3 FAST").await.expect_ok();
+    assert!(fast[0].starts_with("* 3 FETCH (FLAGS () INTERNALDATE \""), "{fast:?}");
+
+    // UID FETCH always reports UIDs; `n:*` past the end still names the last message.
+    let by_uid = client.command("u UID FETCH 2 FLAGS").await.expect_ok();
+    assert_eq!(by_uid, ["* 2 FETCH (UID 2 FLAGS ())"]);
+    let past_end = client.command("u UID FETCH 9:* FLAGS").await.expect_ok();
+    assert_eq!(past_end, ["* 3 FETCH (UID 3 FLAGS ())"]);
+    let none = client.command("u UID FETCH 7 FLAGS").await.expect_ok();
+    assert!(none.is_empty(), "no such UID, nothing to say: {none:?}");
+    let refused = client.command("f FETCH 4 FLAGS").await;
+    assert!(refused.status().starts_with("BAD"), "no message 4: {refused:?}");
+}
+
+#[tokio::test]
+async fn bodies_headers_texts_and_partial_ranges() {
+    let f = with_three_messages().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    let whole = client.command("f FETCH 1 BODY.PEEK[]").await.expect_ok();
+    assert_eq!(whole, [format!("* 1 FETCH (BODY[] {{{}}}\r\n{})", message(1).len(), message(1))]);
+    let header_end = message(2).find("\r\n\r\n").unwrap() + 4;
+    let header = client.command("f FETCH 2 BODY.PEEK[HEADER]").await.expect_ok();
+    assert_eq!(header, [format!("* 2 FETCH (BODY[HEADER] {{{header_end}}}\r\n{})", &message(2)[..header_end])]);
+    let text = client.command("f FETCH 2 BODY.PEEK[TEXT]").await.expect_ok();
+    assert_eq!(text, ["* 2 FETCH (BODY[TEXT] {10}\r\nHello 2.\r\n)"]);
+    let fields = client.command("f FETCH 3 BODY.PEEK[HEADER.FIELDS (subject)]").await.expect_ok();
+    assert_eq!(fields, ["* 3 FETCH (BODY[HEADER.FIELDS (\"subject\")] {19}\r\nSubject: note 3\r\n\r\n)"]);
+    let others = client.command("f FETCH 3 BODY.PEEK[HEADER.FIELDS.NOT (Subject To)]").await.expect_ok();
+    assert!(others[0].contains("{25}\r\nFrom: bob@example.org\r\n\r\n)"), "{others:?}");
+    let partial = client.command("f FETCH 1 BODY.PEEK[TEXT]<0.5>").await.expect_ok();
+    assert_eq!(partial, ["* 1 FETCH (BODY[TEXT]<0> {5}\r\nHello)"]);
+    let beyond = client.command("f FETCH 1 BODY.PEEK[]<5000.10>").await.expect_ok();
+    assert_eq!(beyond, ["* 1 FETCH (BODY[]<5000> {0}\r\n)"]);
+    let rfc822 = client.command("f FETCH 2 (RFC822.HEADER RFC822.SIZE)").await.expect_ok();
+    assert!(rfc822[0].starts_with("* 2 FETCH (RFC822.HEADER {"), "{rfc822:?}");
+    let flags = client.command("f FETCH 1:3 FLAGS").await.expect_ok();
+    assert!(flags.iter().all(|line| line.ends_with("FLAGS ())")), "PEEK leaves \\Seen alone: {flags:?}");
+}
+
+#[tokio::test]
+async fn reading_without_peek_sets_seen_except_in_examine() {
+    let f = with_three_messages().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("e EXAMINE INBOX").await.expect_ok();
+    let read = client.command("f FETCH 1 BODY[TEXT]").await.expect_ok();
+    assert_eq!(read, ["* 1 FETCH (BODY[TEXT] {10}\r\nHello 1.\r\n)"], "no FLAGS: nothing changed");
+    client.command("s SELECT INBOX").await.expect_ok();
+    let read = client.command("f FETCH 1 BODY[TEXT]").await.expect_ok();
+    assert_eq!(read, ["* 1 FETCH (BODY[TEXT] {10}\r\nHello 1.\r\n FLAGS (\\Seen))"]);
+    let read = client.command("f FETCH 2 RFC822").await.expect_ok();
+    assert!(read[0].ends_with(" FLAGS (\\Seen))"), "{read:?}");
+    let status = client.command("t STATUS INBOX (UNSEEN)").await.expect_ok();
+    assert_eq!(status, ["* STATUS \"INBOX\" (UNSEEN 1)"]);
+}
+
+#[tokio::test]
+async fn what_is_not_built_yet_is_refused_before_anything_is_sent() {
+    let f = with_three_messages().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    for line in ["f FETCH 1 BODYSTRUCTURE", "f FETCH 1 ENVELOPE", "f FETCH 1 ALL", "f FETCH 1 BODY[1]"] {
+        let refused = client.command(line).await;
+        assert!(refused.untagged.is_empty() && refused.status().starts_with("NO [CANNOT]"), "{line}: {refused:?}");
+    }
+}
