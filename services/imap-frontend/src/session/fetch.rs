@@ -125,7 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Metadata of `uids` by UID.
-    async fn fetch_meta(
+    pub(super) async fn fetch_meta(
         &mut self,
         account_id: i64,
         mailbox_id: i64,
@@ -312,7 +312,7 @@ fn header_fields(header: &[u8], fields: &Vec1<AString<'_>>, wanted: bool) -> Vec
 }
 
 /// `uids` (ascending) as the fewest ranges.
-fn uid_ranges(uids: &[u32]) -> Vec<UidRange> {
+pub(super) fn uid_ranges(uids: &[u32]) -> Vec<UidRange> {
     let mut ranges: Vec<UidRange> = Vec::new();
     for &uid in uids {
         match ranges.last_mut() {

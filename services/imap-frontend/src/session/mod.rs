@@ -7,6 +7,7 @@
 //!   NAMESPACE, STATUS; and ENABLE.
 //! - `selected` — SELECT, EXAMINE, CLOSE, UNSELECT: the snapshot of the selected mailbox.
 //! - `fetch` — FETCH and UID FETCH.
+//! - `store` — STORE, EXPUNGE and their UID forms.
 //!
 //! A session holds only what belongs to its connection: who logged in and what they enabled.
 //! All mail state is asked of the mailstore, so any frontend can serve any client.
@@ -16,6 +17,7 @@ mod fetch;
 pub mod io;
 mod mailboxes;
 mod selected;
+mod store;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -252,6 +254,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if self.selected.is_some() =>
             {
                 self.fetch(&tag, &sequence_set, &macro_or_item_names, uid).await;
+            }
+            (State::Authenticated(_), CommandBody::Store { sequence_set, kind, response, flags, uid, .. })
+                if self.selected.is_some() =>
+            {
+                self.store(&tag, &sequence_set, &kind, &response, &flags, uid).await;
+            }
+            (State::Authenticated(_), CommandBody::Expunge) if self.selected.is_some() => {
+                self.expunge(&tag, None).await;
+            }
+            (State::Authenticated(_), CommandBody::ExpungeUid { sequence_set }) if self.selected.is_some() => {
+                self.expunge(&tag, Some(&sequence_set)).await;
             }
             (State::Authenticated(_), body) if self.selected.is_none() && needs_selection(&body) => {
                 self.respond(Some(&tag), Status::Bad, None, &format!("Select a mailbox before {name}"));
