@@ -8,11 +8,13 @@
 //! - `selected` — SELECT, EXAMINE, CLOSE, UNSELECT: the snapshot of the selected mailbox.
 //! - `fetch` — FETCH and UID FETCH.
 //! - `store` — STORE, EXPUNGE and their UID forms.
+//! - `copy` — COPY, MOVE and APPEND: messages into a mailbox.
 //!
 //! A session holds only what belongs to its connection: who logged in and what they enabled.
 //! All mail state is asked of the mailstore, so any frontend can serve any client.
 
 mod auth;
+mod copy;
 mod fetch;
 pub mod io;
 mod mailboxes;
@@ -259,6 +261,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if self.selected.is_some() =>
             {
                 self.store(&tag, &sequence_set, &kind, &response, &flags, uid).await;
+            }
+            (State::Authenticated(_), CommandBody::Copy { sequence_set, mailbox, uid }) if self.selected.is_some() => {
+                self.copy(&tag, &sequence_set, &mailbox, uid, false).await;
+            }
+            (State::Authenticated(_), CommandBody::Move { sequence_set, mailbox, uid }) if self.selected.is_some() => {
+                self.copy(&tag, &sequence_set, &mailbox, uid, true).await;
+            }
+            (State::Authenticated(_), CommandBody::Append { mailbox, flags, date, message }) => {
+                self.append(&tag, &mailbox, &flags, date.as_ref(), &message).await;
             }
             (State::Authenticated(_), CommandBody::Expunge) if self.selected.is_some() => {
                 self.expunge(&tag, None).await;

@@ -148,7 +148,7 @@ fn flags_response(number: usize, meta: &MessageMeta, uid: bool) -> String {
 
 /// The flags of a STORE as the mailstore takes them; \Recent and unknown system flags cannot
 /// be stored.
-fn stored_flags(flags: &[Flag<'_>]) -> Result<Flags, String> {
+pub(super) fn stored_flags(flags: &[Flag<'_>]) -> Result<Flags, String> {
     let mut stored = Flags::default();
     for flag in flags {
         match flag {

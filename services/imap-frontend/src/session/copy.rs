@@ -1,0 +1,184 @@
+//! Messages into a mailbox: COPY and MOVE with their UID forms (RFC 9051 §6.4.7, RFC 6851),
+//! and APPEND (§6.3.12). Each answers with the new UIDs (COPYUID, APPENDUID: RFC 4315), so a
+//! client knows where its messages went without searching for them.
+
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::sequence::SequenceSet;
+use kubemail_proto::mailstore::{AppendChunk, AppendHeader, CopyMessagesRequest, append_chunk};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::Code;
+
+use super::Session;
+use super::fetch::uid_ranges;
+use super::store::stored_flags;
+use crate::response::Status;
+
+/// The octets of an APPENDed message per gRPC message.
+const APPEND_CHUNK: usize = 64 * 1024;
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// COPY, or MOVE when `move_messages`.
+    pub(super) async fn copy(
+        &mut self,
+        tag: &Tag<'_>,
+        set: &SequenceSet,
+        destination: &Mailbox<'_>,
+        uid: bool,
+        move_messages: bool,
+    ) {
+        let command = match (uid, move_messages) {
+            (false, false) => "COPY",
+            (true, false) => "UID COPY",
+            (false, true) => "MOVE",
+            (true, true) => "UID MOVE",
+        };
+        let Some(selection) = &self.selected else { return };
+        if move_messages && selection.read_only {
+            self.respond(Some(tag), Status::No, Some("READ-ONLY"), "The mailbox was selected with EXAMINE");
+            return;
+        }
+        let messages = match selection.resolve(set, uid) {
+            Ok(messages) => messages,
+            Err(reason) => {
+                self.respond(Some(tag), Status::Bad, None, reason);
+                return;
+            }
+        };
+        let source_mailbox_id = selection.mailbox_id;
+        let Some(destination) = self.name(tag, destination) else { return };
+        if messages.is_empty() {
+            self.ok(tag, &format!("{command} completed: nothing to copy"));
+            return;
+        }
+        let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
+        let request = CopyMessagesRequest {
+            account_id: self.account_id(),
+            source_mailbox_id,
+            uids: uid_ranges(&uids),
+            destination,
+            r#move: move_messages,
+        };
+        let copied = match self.services.mailstore.clone().copy_messages(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                self.into_mailbox_refused(tag, &status);
+                return;
+            }
+        };
+        let code = format!(
+            "COPYUID {} {} {}",
+            copied.destination_uidvalidity,
+            uid_set(&copied.source_uids),
+            uid_set(&copied.destination_uids)
+        );
+        if !move_messages {
+            self.respond(Some(tag), Status::Ok, Some(&code), &format!("{command} completed"));
+            return;
+        }
+        // MOVE reports the new UIDs untagged, then the messages leaving (RFC 6851 §4.3).
+        self.respond(None, Status::Ok, Some(&code), "Moved");
+        let Some(selection) = &mut self.selected else { return };
+        let mut moved = copied.source_uids;
+        moved.sort_unstable();
+        let mut lines = String::new();
+        for uid in moved {
+            if let Ok(index) = selection.uids.binary_search(&uid) {
+                selection.uids.remove(index);
+                selection.flags.remove(index);
+                lines.push_str(&format!("* {} EXPUNGE\r\n", index + 1));
+            }
+        }
+        self.io.write(lines.as_bytes());
+        self.ok(tag, &format!("{command} completed"));
+    }
+
+    pub(super) async fn append(
+        &mut self,
+        tag: &Tag<'_>,
+        mailbox: &Mailbox<'_>,
+        flags: &[Flag<'_>],
+        date: Option<&DateTime>,
+        message: &LiteralOrLiteral8<'_>,
+    ) {
+        let Some(name) = self.name(tag, mailbox) else { return };
+        let flags = match stored_flags(flags) {
+            Ok(flags) => flags,
+            Err(reason) => {
+                self.respond(Some(tag), Status::Bad, None, &reason);
+                return;
+            }
+        };
+        let body: &[u8] = match message {
+            LiteralOrLiteral8::Literal(literal) => literal.data(),
+            LiteralOrLiteral8::Literal8(literal) => &literal.data,
+        };
+        let header = AppendHeader {
+            account_id: self.account_id(),
+            mailbox: name,
+            flags: Some(flags),
+            internal_date: date.map_or(0, |date| date.as_ref().timestamp()),
+            size: body.len() as u64,
+        };
+        let mut chunks = vec![AppendChunk { part: Some(append_chunk::Part::Header(header)) }];
+        chunks.extend(
+            body.chunks(APPEND_CHUNK).map(|data| AppendChunk { part: Some(append_chunk::Part::Data(data.to_vec())) }),
+        );
+        match self.services.mailstore.clone().append(tokio_stream::iter(chunks)).await {
+            Ok(response) => {
+                let appended = response.into_inner();
+                let code = format!("APPENDUID {} {}", appended.uidvalidity, appended.uid);
+                self.respond(Some(tag), Status::Ok, Some(&code), "APPEND completed");
+            }
+            Err(status) => self.into_mailbox_refused(tag, &status),
+        }
+    }
+
+    /// A refused COPY, MOVE or APPEND: a missing destination is one the client may create
+    /// (TRYCREATE, RFC 9051 §7.1), a full account is over quota.
+    fn into_mailbox_refused(&mut self, tag: &Tag<'_>, status: &tonic::Status) {
+        match status.code() {
+            Code::NotFound => self.respond(Some(tag), Status::No, Some("TRYCREATE"), "No such mailbox"),
+            Code::ResourceExhausted => {
+                self.respond(Some(tag), Status::No, Some("OVERQUOTA"), "The mailbox is over its quota")
+            }
+            _ => self.mailstore_refused(tag, status),
+        }
+    }
+}
+
+/// UIDs as an IMAP sequence set in the order given (COPYUID pairs them by position).
+fn uid_set(uids: &[u32]) -> String {
+    let mut set = String::new();
+    let mut index = 0;
+    while index < uids.len() {
+        let start = index;
+        while index + 1 < uids.len() && uids[index + 1] == uids[index] + 1 {
+            index += 1;
+        }
+        if !set.is_empty() {
+            set.push(',');
+        }
+        match index > start {
+            true => set.push_str(&format!("{}:{}", uids[start], uids[index])),
+            false => set.push_str(&uids[start].to_string()),
+        }
+        index += 1;
+    }
+    set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uid_set;
+
+    #[test]
+    fn uid_sets_keep_order_and_join_runs() {
+        assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(uid_set(&[5]), "5");
+        assert_eq!(uid_set(&[]), "");
+    }
+}

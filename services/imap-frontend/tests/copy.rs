@@ -1,0 +1,89 @@
+//! COPY, MOVE and APPEND with their answers: the new UIDs (COPYUID, APPENDUID), the moved
+//! messages leaving the selected mailbox, TRYCREATE for a missing mailbox and OVERQUOTA for a
+//! full account.
+
+mod common;
+
+use common::Fixture;
+
+const MESSAGE: &[u8] = b"From: bob@example.org\r\nSubject: hi\r\n\r\nHello.\r\n";
+
+#[tokio::test]
+async fn copy_and_move_report_where_the_messages_went() {
+    let f = Fixture::start().await;
+    for _ in 0..4 {
+        f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    }
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("c CREATE Archive").await.expect_ok();
+    let validity = client.command("v STATUS Archive (UIDVALIDITY)").await.expect_ok();
+    let validity = validity[0].trim_end_matches(')').rsplit(' ').next().unwrap().to_string();
+    client.command("s SELECT INBOX").await.expect_ok();
+
+    let copied = client.command("a COPY 1:2 Archive").await;
+    assert_eq!(copied.tagged, format!("a OK [COPYUID {validity} 1:2 1:2] COPY completed"));
+    let moved = client.command("b UID MOVE 3:4 Archive").await;
+    assert_eq!(
+        moved.untagged,
+        [format!("* OK [COPYUID {validity} 3:4 3:4] Moved"), "* 3 EXPUNGE".into(), "* 3 EXPUNGE".into()]
+    );
+    moved.expect_ok();
+    let left = client.command("c FETCH 1:* UID").await.expect_ok();
+    assert_eq!(left, ["* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)"]);
+    let archived = client.command("d STATUS Archive (MESSAGES)").await.expect_ok();
+    assert_eq!(archived, ["* STATUS \"Archive\" (MESSAGES 4)"]);
+
+    let missing = client.command("e COPY 1 Nowhere").await;
+    assert!(missing.status().starts_with("NO [TRYCREATE]"), "{missing:?}");
+    let nothing = client.command("f UID COPY 99 Archive").await;
+    assert!(nothing.status().starts_with("OK"), "no such UID, nothing copied: {nothing:?}");
+    client.command("g EXAMINE INBOX").await.expect_ok();
+    let refused = client.command("h MOVE 1 Archive").await;
+    assert!(refused.status().starts_with("NO [READ-ONLY]"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn append_stores_the_message_with_its_flags_and_date() {
+    let f = Fixture::start().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    let validity = client.command("v STATUS Drafts (UIDVALIDITY)").await.expect_ok();
+    let validity = validity[0].trim_end_matches(')').rsplit(' ').next().unwrap().to_string();
+    let length = MESSAGE.len();
+    client
+        .send(format!("a APPEND Drafts (\\Draft $Todo) \"05-Mar-2024 10:20:30 +0100\" {{{length}}}\r\n").as_bytes())
+        .await;
+    assert_eq!(client.line().await.unwrap(), "+ Ready for literal data");
+    client.send(MESSAGE).await;
+    client.send(b"\r\n").await;
+    let appended = client.responses("a").await;
+    assert_eq!(appended.tagged, format!("a OK [APPENDUID {validity} 1] APPEND completed"));
+
+    // LITERAL+ needs no go-ahead.
+    let second =
+        client.command(&format!("b APPEND Drafts {{{length}+}}\r\n{}", String::from_utf8_lossy(MESSAGE))).await;
+    assert_eq!(second.tagged, format!("b OK [APPENDUID {validity} 2] APPEND completed"));
+
+    client.command("s SELECT Drafts").await.expect_ok();
+    let stored = client.command("f FETCH 1 (FLAGS INTERNALDATE BODY.PEEK[])").await.expect_ok();
+    let expected_body = String::from_utf8_lossy(MESSAGE);
+    assert_eq!(
+        stored,
+        [format!(
+            "* 1 FETCH (FLAGS (\\Draft $Todo) INTERNALDATE \"05-Mar-2024 09:20:30 +0000\" BODY[] {{{length}}}\r\n{expected_body})"
+        )]
+    );
+    let missing = client.command(&format!("c APPEND Nowhere {{{length}+}}\r\n{expected_body}")).await;
+    assert!(missing.status().starts_with("NO [TRYCREATE]"), "{missing:?}");
+}
+
+#[tokio::test]
+async fn append_over_quota_is_refused_with_overquota() {
+    let f = Fixture::start().await;
+    // bob's quota is 2,000 octets.
+    let mut client = f.logged_in("bob@example.org").await;
+    let big = "x".repeat(2500);
+    let refused = client.command(&format!("a APPEND INBOX {{{}+}}\r\n{big}", big.len())).await;
+    assert!(refused.status().starts_with("NO [OVERQUOTA]"), "{refused:?}");
+    let fits = client.command(&format!("b APPEND INBOX {{{}+}}\r\n{}", 100, "y".repeat(100))).await;
+    assert!(fits.status().starts_with("OK [APPENDUID"), "{fits:?}");
+}
