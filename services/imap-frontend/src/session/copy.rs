@@ -65,7 +65,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let copied = match self.services.mailstore.clone().copy_messages(request).await {
             Ok(response) => response.into_inner(),
             Err(status) => {
-                self.into_mailbox_refused(tag, &status);
+                self.destination_refused(tag, &status);
                 return;
             }
         };
@@ -133,13 +133,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let code = format!("APPENDUID {} {}", appended.uidvalidity, appended.uid);
                 self.respond(Some(tag), Status::Ok, Some(&code), "APPEND completed");
             }
-            Err(status) => self.into_mailbox_refused(tag, &status),
+            Err(status) => self.destination_refused(tag, &status),
         }
     }
 
     /// A refused COPY, MOVE or APPEND: a missing destination is one the client may create
     /// (TRYCREATE, RFC 9051 §7.1), a full account is over quota.
-    fn into_mailbox_refused(&mut self, tag: &Tag<'_>, status: &tonic::Status) {
+    fn destination_refused(&mut self, tag: &Tag<'_>, status: &tonic::Status) {
         match status.code() {
             Code::NotFound => self.respond(Some(tag), Status::No, Some("TRYCREATE"), "No such mailbox"),
             Code::ResourceExhausted => {
