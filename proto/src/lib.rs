@@ -20,6 +20,16 @@ pub mod queue {
 
 pub mod events {
     tonic::include_proto!("kubemail.events.v1");
+
+    /// The subject carrying one mailbox's events, on the event bus.
+    pub fn subject(account_id: i64, mailbox_id: i64) -> String {
+        format!("events.{account_id}.{mailbox_id}")
+    }
+
+    /// The subscription pattern for every mailbox of one account.
+    pub fn account_pattern(account_id: i64) -> String {
+        format!("events.{account_id}.*")
+    }
 }
 
 pub use prost::Message;

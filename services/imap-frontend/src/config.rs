@@ -29,6 +29,9 @@ pub struct Config {
     /// The mailstore's gRPC address.
     #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = "http://127.0.0.1:7070")]
     pub mailstore: String,
+    /// NATS server carrying the mailstore's mailbox change events.
+    #[arg(long, env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
     /// Certificates: one subdirectory per domain with tls.crt and tls.key (a mounted TLS
     /// Secret each). Without it, STARTTLS is not offered, port 993 is not served and nobody can
     /// log in.
@@ -65,6 +68,10 @@ pub struct SessionFlags {
     /// least 30m).
     #[arg(long = "imap-idle-timeout", env = "KUBEMAIL_IMAP_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_idle_timeout)]
     pub idle_timeout: Duration,
+    /// How often a client in IDLE hears `* OK Still here`, so that NAT boxes on mobile
+    /// networks keep the connection open.
+    #[arg(long = "imap-idle-keepalive", env = "KUBEMAIL_IMAP_IDLE_KEEPALIVE", default_value = "2m", value_parser = parse_duration)]
+    pub idle_keepalive: Duration,
     /// How long a client may take to log in.
     #[arg(long = "imap-login-timeout", env = "KUBEMAIL_IMAP_LOGIN_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
     pub login_timeout: Duration,
@@ -78,6 +85,7 @@ impl SessionFlags {
             hostname: hostname.to_string(),
             max_literal: u32::try_from(max_message_size).unwrap_or(u32::MAX),
             idle_timeout: self.idle_timeout,
+            idle_keepalive: self.idle_keepalive,
             login_timeout: self.login_timeout,
             max_auth_failures,
             auth_failure_delay: AUTH_FAILURE_DELAY,

@@ -22,6 +22,7 @@ use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::limits::ConnectionTracker;
 use kubemail_runtime::listener;
+use kubemail_runtime::nats::NatsEventBus;
 use kubemail_runtime::propagation::{self, TracedChannel};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls;
@@ -44,8 +45,9 @@ pub enum Error {
     Tls(#[from] tls::TlsError),
 }
 
-/// Runs the service until `shutdown`: the IMAP listeners, the mailstore client and the admin
-/// HTTP endpoint (ready once the listeners are bound).
+/// Runs the service until `shutdown`: the IMAP listeners, the mailstore client, the NATS event
+/// subscriptions and the admin HTTP endpoint (ready once NATS is connected and the listeners
+/// are bound).
 pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error> {
     let readiness = Readiness::new();
     let ready = readiness.component("imap-frontend");
@@ -68,8 +70,12 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let channel = Endpoint::from_shared(config.mailstore.clone())
         .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
         .connect_lazy();
+    let events = NatsEventBus::connect(&config.nats_url)
+        .await
+        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
     let services = Arc::new(session::Services {
         mailstore: mailstore_client(channel),
+        events: Arc::new(events),
         tls,
         settings: config.session.settings(&config.hostname, config.max_message_size, config.max_auth_failures),
         shutdown: shutdown.clone(),

@@ -73,7 +73,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let db = open_mailstore(data_dir).await?;
     let events: Arc<dyn EventBus> = Arc::new(transport.events.clone());
     let max_stored = args.limits.max_message_size + HEADER_HEADROOM;
-    let store = kubemail_mailstore::store(db, events, Limits { max_message_size: max_stored });
+    let store = kubemail_mailstore::store(db, events.clone(), Limits { max_message_size: max_stored });
     tokio::spawn(kubemail_mailstore::maintain(store.clone(), DELIVERY_RECORD_RETENTION, shutdown.wait()));
     let grpc_address = grpc.local_addr().context("the gRPC listener's address")?;
     let mailstore_server = tokio::spawn(kubemail_mailstore::serve(store, grpc, shutdown.wait()));
@@ -111,6 +111,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     imap_settings.allow_plaintext_auth = args.imap_allow_plaintext_login;
     let imap_services = Arc::new(kubemail_imap_frontend::session::Services {
         mailstore: kubemail_imap_frontend::mailstore_client(channel.clone()),
+        events: events.clone(),
         tls: Some(tls_acceptor),
         settings: imap_settings,
         shutdown: shutdown.clone(),

@@ -1,19 +1,14 @@
 //! Mailbox change events, published after each committed change so every IMAP frontend can
-//! tell its sessions (DESIGN.md §5: subject `events.<account_id>.<mailbox_id>`).
+//! tell its sessions, on the subject `kubemail_proto::events::subject` names.
 
 use std::sync::Arc;
 
 use kubemail_proto::Message;
-use kubemail_proto::events::{MailboxEvent, mailbox_event::Change};
+use kubemail_proto::events::{MailboxEvent, mailbox_event::Change, subject};
 use kubemail_runtime::{EventBus, Headers, propagation};
 
 /// How long publishing one event may take before it is given up.
 const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The subject carrying one mailbox's events.
-pub fn subject(account_id: i64, mailbox_id: i64) -> String {
-    format!("events.{account_id}.{mailbox_id}")
-}
 
 /// Publishes events; a failure is logged and otherwise ignored because the change is already
 /// committed and events are only hints (a session re-reads the store on its next command).

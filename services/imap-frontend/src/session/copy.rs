@@ -84,14 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(selection) = &mut self.selected else { return };
         let mut moved = copied.source_uids;
         moved.sort_unstable();
-        let mut lines = String::new();
-        for uid in moved {
-            if let Ok(index) = selection.uids.binary_search(&uid) {
-                selection.uids.remove(index);
-                selection.flags.remove(index);
-                lines.push_str(&format!("* {} EXPUNGE\r\n", index + 1));
-            }
-        }
+        let lines = selection.forget(&moved);
         self.io.write(lines.as_bytes());
         self.ok(tag, &format!("{command} completed"));
     }

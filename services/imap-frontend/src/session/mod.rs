@@ -9,6 +9,7 @@
 //! - `fetch` — FETCH and UID FETCH.
 //! - `store` — STORE, EXPUNGE and their UID forms.
 //! - `copy` — COPY, MOVE and APPEND: messages into a mailbox.
+//! - `updates` — changes from elsewhere told to the client: EXISTS, EXPUNGE, FETCH (FLAGS).
 //!
 //! A session holds only what belongs to its connection: who logged in and what they enabled.
 //! All mail state is asked of the mailstore, so any frontend can serve any client.
@@ -20,6 +21,7 @@ pub mod io;
 mod mailboxes;
 mod selected;
 mod store;
+mod updates;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Tag;
+use kubemail_runtime::EventBus;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::Connection;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -46,6 +49,8 @@ pub struct Settings {
     pub max_literal: u32,
     /// How long an authenticated client may stay silent (RFC 9051 §5.4: at least 30 minutes).
     pub idle_timeout: Duration,
+    /// How often an IDLE session hears `* OK Still here`, so NAT boxes keep the connection.
+    pub idle_keepalive: Duration,
     /// How long a client may take to log in, and stay silent before it does.
     pub login_timeout: Duration,
     /// Failed logins after which the connection is closed.
@@ -61,6 +66,8 @@ pub struct Settings {
 /// What sessions share: the mailstore, TLS, settings, and the shutdown signal.
 pub struct Services {
     pub mailstore: MailstoreClient,
+    /// Mailbox change events from the mailstore.
+    pub events: Arc<dyn EventBus>,
     /// Offered with STARTTLS when set (port 993 completes its handshake before the session).
     pub tls: Option<TlsAcceptor>,
     pub settings: Settings,
@@ -122,6 +129,7 @@ where
         utf8: false,
         rev2: false,
         selected: None,
+        expunges_allowed: false,
     };
     session.run().await;
 }
@@ -138,6 +146,8 @@ struct Session<S> {
     rev2: bool,
     /// The selected mailbox (the selected state of RFC 9051 §3.3), after login only.
     selected: Option<selected::Selection>,
+    /// Whether the command being answered may carry EXPUNGE responses (RFC 9051 §7.5.1).
+    expunges_allowed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -193,6 +203,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn command(&mut self, command: Command<'static>) -> Flow {
         let Command { tag, body } = command;
         let name = body.name();
+        self.expunges_allowed = !matches!(
+            body,
+            CommandBody::Fetch { uid: false, .. }
+                | CommandBody::Store { uid: false, .. }
+                | CommandBody::Search { uid: false, .. }
+        );
         match (&self.state, body) {
             (_, CommandBody::Capability) => {
                 let line = format!("* CAPABILITY {}\r\n", self.capabilities());
@@ -271,6 +287,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (State::Authenticated(_), CommandBody::Append { mailbox, flags, date, message }) => {
                 self.append(&tag, &mailbox, &flags, date.as_ref(), &message).await;
             }
+            (State::Authenticated(_), CommandBody::Idle) if self.selected.is_some() => return self.idle(&tag).await,
             (State::Authenticated(_), CommandBody::Expunge) if self.selected.is_some() => {
                 self.expunge(&tag, None).await;
             }
@@ -318,7 +335,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.respond(None, Status::Bye, code, text);
     }
 
+    /// Writes a status response; a command's tagged response comes after what changed in the
+    /// selected mailbox meanwhile.
     fn respond(&mut self, tag: Option<&Tag<'_>>, status: Status, code: Option<&str>, text: &str) {
+        if tag.is_some() {
+            self.report_changes();
+        }
         self.io.write(response::status(tag, status, code, text).as_bytes());
     }
 }

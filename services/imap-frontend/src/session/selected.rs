@@ -4,13 +4,17 @@
 //! The snapshot maps message sequence numbers to UIDs and holds the flags the client was
 //! last told about; every other fact about the messages is asked of the mailstore.
 
+use std::collections::HashMap;
+
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use kubemail_proto::events::account_pattern;
 use kubemail_proto::mailstore::{ExpungeRequest, SelectMailboxRequest, SelectMailboxResponse, SystemFlag};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
+use super::updates::Updates;
 use crate::response::Status;
 
 /// The system flags every mailbox stores (RFC 9051 §2.3.2), with their bits.
@@ -39,10 +43,14 @@ pub(super) struct Selection {
     pub uids: Vec<u32>,
     /// System flag bits, parallel to `uids`.
     pub flags: Vec<u32>,
+    /// Keywords (space-separated) of the messages that have any, by UID.
+    keywords: HashMap<u32, String>,
+    /// Changes from elsewhere, subscribed to before the snapshot was taken.
+    pub updates: Updates,
 }
 
 impl Selection {
-    fn new(snapshot: SelectMailboxResponse, read_only: bool) -> Selection {
+    fn new(snapshot: SelectMailboxResponse, read_only: bool, updates: Updates) -> Selection {
         let mailbox = snapshot.mailbox.unwrap_or_default();
         Selection {
             mailbox_id: mailbox.id,
@@ -52,6 +60,8 @@ impl Selection {
             highest_modseq: mailbox.highest_modseq,
             uids: snapshot.uids,
             flags: snapshot.flags,
+            keywords: snapshot.keyword_uids.into_iter().zip(snapshot.keywords).collect(),
+            updates,
         }
     }
 
@@ -90,6 +100,37 @@ impl Selection {
         Ok(numbers.into_iter().map(|number| (number, self.uids[number as usize - 1])).collect())
     }
 
+    /// Records the flags of the message at `index` as the client was told them; whether they
+    /// differ from what it knew.
+    pub fn set_flags(&mut self, index: usize, system: u32, keywords: &[String]) -> bool {
+        let uid = self.uids[index];
+        let keywords = keywords.join(" ");
+        let known = self.keywords.get(&uid).map_or("", String::as_str);
+        let changed = self.flags[index] != system || known != keywords;
+        self.flags[index] = system;
+        if keywords.is_empty() {
+            self.keywords.remove(&uid);
+        } else {
+            self.keywords.insert(uid, keywords);
+        }
+        changed
+    }
+
+    /// Forgets the messages `uids` (ascending); their EXPUNGE responses, each numbered as of
+    /// its moment (every EXPUNGE renumbers the messages after it).
+    pub fn forget(&mut self, uids: &[u32]) -> String {
+        let mut lines = String::new();
+        for uid in uids {
+            if let Ok(index) = self.uids.binary_search(uid) {
+                self.uids.remove(index);
+                self.flags.remove(index);
+                self.keywords.remove(uid);
+                lines.push_str(&format!("* {} EXPUNGE\r\n", index + 1));
+            }
+        }
+        lines
+    }
+
     /// The sequence number of the first message without \Seen.
     fn first_unseen(&self) -> Option<usize> {
         self.flags.iter().position(|flags| flags & SystemFlag::Seen as u32 == 0).map(|index| index + 1)
@@ -104,6 +145,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.respond(None, Status::Ok, Some("CLOSED"), "Previous mailbox closed");
         }
         let Some(name) = self.name(tag, mailbox) else { return };
+        // Subscribed first: a change made while the snapshot is read is either in it or in an
+        // event after it, never lost between the two.
+        let events = match self.services.events.subscribe(&account_pattern(self.account_id())).await {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(client = %self.client_ip, %error, "subscribing to mailbox events failed");
+                self.respond(Some(tag), Status::No, Some("UNAVAILABLE"), "Try again later");
+                return;
+            }
+        };
         let request = SelectMailboxRequest { account_id: self.account_id(), name: name.clone() };
         let snapshot = match self.services.mailstore.clone().select_mailbox(request).await {
             Ok(snapshot) => snapshot.into_inner(),
@@ -113,7 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         let mailbox_keywords = snapshot.mailbox_keywords.join(" ");
-        let selection = Selection::new(snapshot, read_only);
+        let selection = Selection::new(snapshot, read_only, Updates::new(events));
         let every_system_flag = SYSTEM_FLAGS.iter().fold(0, |bits, (bit, _)| bits | *bit as u32);
         let flags = flag_list(every_system_flag, &[]);
         let keywords = if mailbox_keywords.is_empty() { String::new() } else { format!(" {mailbox_keywords}") };

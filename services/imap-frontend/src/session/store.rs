@@ -84,7 +84,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut lines = String::new();
         for meta in &reported {
             let Some(index) = selection.uids.binary_search(&meta.uid).ok() else { continue };
-            selection.flags[index] = meta.flags.as_ref().map_or(0, |flags| flags.system);
+            let flags = meta.flags.clone().unwrap_or_default();
+            selection.set_flags(index, flags.system, &flags.keywords);
             if *response == StoreResponse::Answer {
                 lines.push_str(&flags_response(index + 1, meta, uid));
             }
@@ -122,15 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         expunged.sort_unstable();
         let Some(selection) = &mut self.selected else { return };
-        let mut lines = String::new();
-        // Each EXPUNGE renumbers the messages after it, so the numbers are those of the moment.
-        for uid in expunged {
-            if let Ok(index) = selection.uids.binary_search(&uid) {
-                selection.uids.remove(index);
-                selection.flags.remove(index);
-                lines.push_str(&format!("* {} EXPUNGE\r\n", index + 1));
-            }
-        }
+        let lines = selection.forget(&expunged);
         self.io.write(lines.as_bytes());
         self.ok(tag, if set.is_some() { "UID EXPUNGE completed" } else { "EXPUNGE completed" });
     }

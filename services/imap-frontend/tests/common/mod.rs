@@ -35,6 +35,7 @@ pub fn test_settings() -> Settings {
         hostname: HOSTNAME.into(),
         max_literal: MAX_LITERAL,
         idle_timeout: Duration::from_secs(30 * 60),
+        idle_keepalive: Duration::from_secs(120),
         login_timeout: Duration::from_secs(10),
         max_auth_failures: 3,
         auth_failure_delay: Duration::ZERO,
@@ -56,6 +57,7 @@ impl Fixture {
         let acceptor = TlsAcceptor::from(tls::server_config(&certificate).expect("TLS config"));
         let services = Arc::new(Services {
             mailstore: kubemail_imap_frontend::mailstore_client(mailstore.channel.clone()),
+            events: Arc::new(transport.events.clone()),
             tls: Some(acceptor),
             settings,
             shutdown: Shutdown::new(),

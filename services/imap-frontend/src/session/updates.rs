@@ -1,0 +1,186 @@
+//! Changes made elsewhere — a delivery, another session, another frontend — reach a session as
+//! mailbox events from the event bus. They are applied to the selection's snapshot and told to
+//! the client as untagged EXISTS, EXPUNGE and FETCH (FLAGS) responses: before the tagged
+//! response of any command, and at once during IDLE, which lives here too.
+//!
+//! EXPUNGE renumbers messages, so it is held back while a FETCH, STORE or SEARCH (not their UID
+//! forms) is answered, and while no command is in progress (RFC 9051 §7.5.1); EXISTS and FLAGS
+//! may go at any time.
+
+use futures::FutureExt;
+use futures::StreamExt;
+use imap_codec::imap_types::core::Tag;
+use kubemail_proto::Message;
+use kubemail_proto::events::{MailboxEvent, mailbox_event::Change};
+use kubemail_runtime::EventStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::io::{End, Input};
+use super::selected::{Selection, flag_list};
+use super::{Flow, Session};
+use crate::response::Status;
+
+/// The events of one account, and what they still have to tell.
+pub(super) struct Updates {
+    events: EventStream,
+    /// Expunged UIDs not told yet, ascending.
+    pending_expunges: Vec<u32>,
+}
+
+impl Updates {
+    pub fn new(events: EventStream) -> Updates {
+        Updates { events, pending_expunges: Vec::new() }
+    }
+
+    /// The next event, waiting for it (IDLE).
+    pub async fn next(&mut self) -> Option<MailboxEvent> {
+        loop {
+            let event = self.events.next().await?;
+            if let Ok(event) = MailboxEvent::decode(event.payload) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// An event that has already arrived, without waiting.
+    fn ready(&mut self) -> Option<MailboxEvent> {
+        loop {
+            let event = self.events.next().now_or_never()??;
+            if let Ok(event) = MailboxEvent::decode(event.payload) {
+                return Some(event);
+            }
+        }
+    }
+}
+
+impl Selection {
+    /// Applies `event` to the snapshot; returns the untagged responses it makes. Expunges are
+    /// only queued: [`Selection::take_expunges`] tells them when IMAP allows.
+    pub(super) fn apply(&mut self, event: MailboxEvent) -> String {
+        let mut lines = String::new();
+        if event.mailbox_id != self.mailbox_id || event.uidvalidity != self.uidvalidity {
+            return lines;
+        }
+        self.highest_modseq = self.highest_modseq.max(event.highest_modseq);
+        match event.change {
+            Some(Change::Added(added)) => {
+                let before = self.uids.len();
+                for uid in added.uids {
+                    // Already known from the snapshot taken after subscribing, or out of order.
+                    if self.uids.last().is_none_or(|last| uid > *last) {
+                        self.uids.push(uid);
+                        self.flags.push(0);
+                    }
+                }
+                self.uidnext = self.uidnext.max(added.uidnext);
+                if self.uids.len() != before {
+                    lines.push_str(&format!("* {} EXISTS\r\n", self.uids.len()));
+                }
+            }
+            Some(Change::Flags(changed)) => {
+                let keywords = changed.keywords.iter().map(String::as_str).chain(std::iter::repeat(""));
+                for ((uid, system), keywords) in changed.uids.iter().zip(&changed.system_flags).zip(keywords) {
+                    let Ok(index) = self.uids.binary_search(uid) else { continue };
+                    let keywords: Vec<String> = keywords.split_whitespace().map(str::to_string).collect();
+                    // This session's own STORE was told already, with the same flags.
+                    if self.set_flags(index, *system, &keywords) {
+                        let flags = flag_list(*system, &keywords);
+                        lines.push_str(&format!("* {} FETCH (FLAGS ({flags}))\r\n", index + 1));
+                    }
+                }
+            }
+            Some(Change::Expunged(expunged)) => {
+                let pending = &mut self.updates.pending_expunges;
+                pending.extend(expunged.uids);
+                pending.sort_unstable();
+                pending.dedup();
+            }
+            _ => {}
+        }
+        lines
+    }
+
+    /// The queued expunges as EXPUNGE responses.
+    pub(super) fn take_expunges(&mut self) -> String {
+        let pending = std::mem::take(&mut self.updates.pending_expunges);
+        self.forget(&pending)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Tells the client what changed in the selected mailbox since it was last told.
+    pub(super) fn report_changes(&mut self) {
+        let expunges_allowed = self.expunges_allowed;
+        let Some(selection) = &mut self.selected else { return };
+        let mut lines = String::new();
+        while let Some(event) = selection.updates.ready() {
+            lines.push_str(&selection.apply(event));
+        }
+        // Held-back expunges go out with the first command that may carry them.
+        if expunges_allowed {
+            lines.push_str(&selection.take_expunges());
+        }
+        self.io.write(lines.as_bytes());
+    }
+}
+
+/// What ends an IDLE.
+enum IdleEnd {
+    Done,
+    Close,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// IDLE (RFC 2177, RFC 9051 §6.3.13): changes are told as they happen until the client
+    /// sends DONE. A keep-alive every `idle_keepalive` keeps NAT boxes from dropping the
+    /// connection; the autologout timer still applies.
+    pub(super) async fn idle(&mut self, tag: &Tag<'_>) -> Flow {
+        self.report_changes();
+        self.io.write(b"+ idling\r\n");
+        let settings = self.services.settings.clone();
+        let shutdown = self.services.shutdown.clone();
+        let deadline = tokio::time::Instant::now() + settings.idle_timeout;
+        let mut keepalive =
+            tokio::time::interval_at(tokio::time::Instant::now() + settings.idle_keepalive, settings.idle_keepalive);
+        let end = loop {
+            if self.io.flush().await.is_err() {
+                break IdleEnd::Close;
+            }
+            let Some(selection) = &mut self.selected else { break IdleEnd::Close };
+            tokio::select! {
+                done = self.io.read_idle_done(deadline.saturating_duration_since(tokio::time::Instant::now())) => {
+                    break match done {
+                        Ok(Input::Message(())) => IdleEnd::Done,
+                        Ok(_) => {
+                            self.respond(Some(tag), Status::Bad, None, "Expected DONE");
+                            return Flow::Continue;
+                        }
+                        Err(End::Timeout) => {
+                            self.bye(None, "Autologout: idle for too long");
+                            IdleEnd::Close
+                        }
+                        Err(_) => IdleEnd::Close,
+                    };
+                }
+                event = selection.updates.next() => {
+                    let Some(event) = event else { break IdleEnd::Close };
+                    let mut lines = selection.apply(event);
+                    lines.push_str(&selection.take_expunges());
+                    self.io.write(lines.as_bytes());
+                }
+                _ = keepalive.tick() => self.io.write(b"* OK Still here\r\n"),
+                () = shutdown.wait() => {
+                    self.bye(None, "Server shutting down, please reconnect");
+                    break IdleEnd::Close;
+                }
+            }
+        };
+        match end {
+            IdleEnd::Done => {
+                self.ok(tag, "IDLE terminated");
+                Flow::Continue
+            }
+            IdleEnd::Close => Flow::Close,
+        }
+    }
+}

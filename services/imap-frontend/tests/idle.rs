@@ -1,0 +1,91 @@
+//! Changes made elsewhere reach a session: a delivery, another session's STORE and EXPUNGE, told
+//! at once during IDLE and with the next command otherwise — but EXPUNGE never while a FETCH,
+//! STORE or SEARCH is answered. IDLE keeps NAT boxes awake and ends on DONE or at shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Fixture, test_settings};
+
+const MESSAGE: &[u8] = b"From: bob@example.org\r\nSubject: hi\r\n\r\nHello.\r\n";
+
+#[tokio::test]
+async fn idle_hears_deliveries_flag_changes_and_expunges_from_elsewhere() {
+    let f = Fixture::start().await;
+    let mut watcher = f.logged_in("alice@example.org").await;
+    watcher.command("s SELECT INBOX").await.expect_ok();
+    watcher.send(b"i IDLE\r\n").await;
+    assert_eq!(watcher.line().await.unwrap(), "+ idling");
+
+    f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    assert_eq!(watcher.line().await.unwrap(), "* 1 EXISTS");
+
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    other.command("a STORE 1 +FLAGS (\\Flagged)").await.expect_ok();
+    assert_eq!(watcher.line().await.unwrap(), "* 1 FETCH (FLAGS (\\Flagged))");
+    other.command("b STORE 1 +FLAGS.SILENT (\\Deleted)").await.expect_ok();
+    assert_eq!(watcher.line().await.unwrap(), "* 1 FETCH (FLAGS (\\Flagged \\Deleted))");
+    other.command("c EXPUNGE").await.expect_ok();
+    assert_eq!(watcher.line().await.unwrap(), "* 1 EXPUNGE");
+
+    watcher.send(b"DONE\r\n").await;
+    let done = watcher.responses("i").await;
+    assert!(done.untagged.is_empty() && done.tagged == "i OK IDLE terminated", "{done:?}");
+    let count = watcher.command("n NOOP").await.expect_ok();
+    assert!(count.is_empty(), "nothing left to tell: {count:?}");
+}
+
+#[tokio::test]
+async fn changes_come_with_the_next_command_but_expunge_waits_for_one_that_allows_it() {
+    let f = Fixture::start().await;
+    for _ in 0..3 {
+        f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    }
+    let mut watcher = f.logged_in("alice@example.org").await;
+    watcher.command("s SELECT INBOX").await.expect_ok();
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    other.command("a STORE 2 +FLAGS.SILENT (\\Deleted)").await.expect_ok();
+    other.command("b EXPUNGE").await.expect_ok();
+    f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    // Give the events a moment to arrive; they are read without waiting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A FETCH by sequence number may not renumber the messages under the client: message 2
+    // keeps its number, and as its data is gone the FETCH says so (RFC 9051 §7.1).
+    let fetched = watcher.command("f FETCH 1:3 UID").await;
+    assert_eq!(fetched.status(), "NO [EXPUNGEISSUED] Some messages were expunged in the meantime");
+    let lines = fetched.untagged;
+    assert!(lines.contains(&"* 4 EXISTS".to_string()), "{lines:?}");
+    assert!(!lines.iter().any(|line| line.ends_with("EXPUNGE")), "{lines:?}");
+    assert!(lines.contains(&"* 3 FETCH (UID 3)".to_string()), "{lines:?}");
+    let noop = watcher.command("n NOOP").await.expect_ok();
+    assert_eq!(noop, ["* 2 EXPUNGE"]);
+    let left = watcher.command("u UID FETCH 1:* UID").await.expect_ok();
+    assert_eq!(left, ["* 1 FETCH (UID 1)", "* 2 FETCH (UID 3)", "* 3 FETCH (UID 4)"]);
+}
+
+#[tokio::test]
+async fn idle_keeps_nat_boxes_awake_and_ends_at_shutdown() {
+    let settings = common::Settings { idle_keepalive: Duration::from_millis(100), ..test_settings() };
+    let f = Fixture::with_settings(settings).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    client.send(b"i IDLE\r\n").await;
+    assert_eq!(client.line().await.unwrap(), "+ idling");
+    assert_eq!(client.line().await.unwrap(), "* OK Still here");
+    assert_eq!(client.line().await.unwrap(), "* OK Still here");
+    f.services.shutdown.trigger();
+    let rest = client.rest_until_closed().await;
+    assert_eq!(rest.last().map(String::as_str), Some("* BYE Server shutting down, please reconnect"), "{rest:?}");
+}
+
+#[tokio::test]
+async fn idle_needs_a_selected_mailbox() {
+    let f = Fixture::start().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    let refused = client.command("i IDLE").await;
+    assert!(refused.status().starts_with("BAD"), "{refused:?}");
+}
