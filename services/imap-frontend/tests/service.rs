@@ -1,0 +1,149 @@
+//! Two `imap-frontend` processes on different ports over one mailstore on PostgreSQL, with the
+//! mailbox events on NATS: a session IDLEing on one hears, promptly, what Python's imaplib does
+//! through the other (APPEND, STORE); SIGTERM says `* BYE` to every session.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Client, HOSTNAME, PASSWORD};
+use kubemail_runtime::nats::{NatsConfig, NatsTransport};
+use kubemail_runtime::tls::{self, PemPair};
+use kubemail_testkit::NatsServer;
+use kubemail_testkit::mailstore::Mailstore;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const IMAP_FRONTEND: &str = env!("CARGO_BIN_EXE_imap-frontend");
+
+fn free_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
+/// One `imap-frontend` process; killed when dropped.
+struct Frontend {
+    process: Child,
+    imaps: String,
+}
+
+impl Frontend {
+    fn start(mailstore: &Mailstore, nats_url: &str, tls_dir: &std::path::Path) -> Frontend {
+        let imaps = free_address();
+        let process = Command::new(IMAP_FRONTEND)
+            .args(["--imap-listen", &free_address(), "--imaps-listen", &imaps, "--http-listen", &free_address()])
+            .args(["--hostname", HOSTNAME, "--mailstore", &format!("http://{}", mailstore.address)])
+            .args(["--nats-url", nats_url])
+            .arg("--tls-dir")
+            .arg(tls_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("imap-frontend starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&imaps).is_err() {
+            assert!(Instant::now() < deadline, "imap-frontend does not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Frontend { process, imaps }
+    }
+
+    /// SIGTERM, then whether it exited cleanly in time.
+    fn terminate(&mut self) -> bool {
+        Command::new("kill").args(["-TERM", &self.process.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Frontend {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A scripted client on a frontend's IMAPS port, logged in as alice with INBOX selected.
+async fn alice_on(frontend: &Frontend, certificate: &PemPair) -> Client<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls::pki_types::pem::PemObject::pem_slice_iter(certificate.certificate.as_bytes()) {
+        roots.add(der.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(&frontend.imaps).await.unwrap();
+    let name = ServerName::try_from(HOSTNAME.to_string()).unwrap();
+    let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake");
+    let mut client = Client::new(tls);
+    assert!(client.line().await.unwrap().starts_with("* OK [CAPABILITY"));
+    client.command(&format!("l LOGIN alice@example.org {PASSWORD}")).await.expect_ok();
+    client.command("s SELECT INBOX").await.expect_ok();
+    client
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_on_one_frontend_hears_what_another_frontend_does() {
+    let nats = NatsServer::start();
+    let transport = NatsTransport::connect(&NatsConfig { url: nats.url(), ..Default::default() }).await.unwrap();
+    let db = kubemail_mailstore::Db::connect(&kubemail_testkit::postgres_database().await, 8).await.unwrap();
+    let mailstore = Mailstore::start_on(db, Arc::new(transport.events.clone())).await;
+    let tls_dir = tempfile::tempdir().unwrap();
+    let certificate = tls::self_signed(&[HOSTNAME.to_string()]).unwrap();
+    tls::write_pair(tls_dir.path(), HOSTNAME, &certificate).unwrap();
+    let mut a = Frontend::start(&mailstore, &nats.url(), tls_dir.path());
+    let b = Frontend::start(&mailstore, &nats.url(), tls_dir.path());
+
+    let mut watcher = alice_on(&a, &certificate).await;
+    watcher.send(b"i IDLE\r\n").await;
+    assert_eq!(watcher.line().await.unwrap(), "+ idling");
+
+    let script = r#"
+import imaplib, ssl, sys
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+host, port = sys.argv[1].rsplit(":", 1)
+m = imaplib.IMAP4_SSL(host, int(port), ssl_context=context)
+m.login("alice@example.org", sys.argv[2])
+typ, data = m.append("INBOX", None, None, b"From: b@example.org\r\nSubject: via B\r\n\r\nHi.\r\n")
+print(typ, data[0].decode())
+m.select("INBOX")
+print(m.store("1", "+FLAGS", "(\\Flagged)")[0])
+m.logout()
+"#;
+    let started = Instant::now();
+    let imaplib = tokio::task::spawn_blocking({
+        let address = b.imaps.clone();
+        move || Command::new("python3").args(["-c", script, &address, PASSWORD]).output().expect("python3 runs")
+    });
+    assert_eq!(watcher.line().await.unwrap(), "* 1 EXISTS", "the APPEND on the other frontend");
+    assert_eq!(watcher.line().await.unwrap(), "* 1 FETCH (FLAGS (\\Flagged))", "the STORE there");
+    let output = imaplib.await.unwrap();
+    assert!(output.status.success(), "imaplib: {}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.starts_with("OK [APPENDUID ") && printed.ends_with("OK\n"), "{printed}");
+    assert!(started.elapsed() < Duration::from_secs(10), "promptly");
+    watcher.send(b"DONE\r\n").await;
+    watcher.responses("i").await.expect_ok();
+
+    // SIGTERM: every session hears BYE; the client reconnects elsewhere.
+    let mut waiting = alice_on(&a, &certificate).await;
+    assert!(a.terminate(), "imap-frontend stops cleanly");
+    assert_eq!(watcher.rest_until_closed().await, ["* BYE Server shutting down, please reconnect"]);
+    assert_eq!(waiting.rest_until_closed().await, ["* BYE Server shutting down, please reconnect"]);
+    drop(b);
+}
