@@ -53,6 +53,7 @@ ensure_mail_clients() {
   local missing=()
   command -v swaks >/dev/null || missing+=(swaks)
   command -v curl >/dev/null || missing+=(curl)
+  command -v mbsync >/dev/null || missing+=(isync)
   if ! command -v smtp-source >/dev/null && [ ! -x /usr/sbin/smtp-source ]; then
     # Postfix's load generator; installing the package must not configure a mail system.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
