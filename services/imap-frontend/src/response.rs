@@ -53,9 +53,38 @@ pub fn string(text: &str, utf8: bool) -> String {
     }
 }
 
+/// Numbers as an IMAP sequence set in the order given, ascending runs joined (`1:3,7,9:10`);
+/// COPYUID pairs its two sets by position, so the order is kept.
+pub fn sequence_set(numbers: &[u32]) -> String {
+    let mut set = String::new();
+    let mut index = 0;
+    while index < numbers.len() {
+        let start = index;
+        while index + 1 < numbers.len() && numbers[index + 1] == numbers[index] + 1 {
+            index += 1;
+        }
+        if !set.is_empty() {
+            set.push(',');
+        }
+        match index > start {
+            true => set.push_str(&format!("{}:{}", numbers[start], numbers[index])),
+            false => set.push_str(&numbers[start].to_string()),
+        }
+        index += 1;
+    }
+    set
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_sets_keep_order_and_join_runs() {
+        assert_eq!(sequence_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(sequence_set(&[5, 4]), "5,4");
+        assert_eq!(sequence_set(&[]), "");
+    }
 
     #[test]
     fn status_lines_are_tagged_or_untagged_with_optional_codes() {

@@ -15,7 +15,7 @@ use tonic::Code;
 use super::Session;
 use super::fetch::uid_ranges;
 use super::store::stored_flags;
-use crate::response::Status;
+use crate::response::{self, Status};
 
 /// The octets of an APPENDed message per gRPC message.
 const APPEND_CHUNK: usize = 64 * 1024;
@@ -72,8 +72,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let code = format!(
             "COPYUID {} {} {}",
             copied.destination_uidvalidity,
-            uid_set(&copied.source_uids),
-            uid_set(&copied.destination_uids)
+            response::sequence_set(&copied.source_uids),
+            response::sequence_set(&copied.destination_uids)
         );
         if !move_messages {
             self.respond(Some(tag), Status::Ok, Some(&code), &format!("{command} completed"));
@@ -140,38 +140,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             _ => self.mailstore_refused(tag, status),
         }
-    }
-}
-
-/// UIDs as an IMAP sequence set in the order given (COPYUID pairs them by position).
-fn uid_set(uids: &[u32]) -> String {
-    let mut set = String::new();
-    let mut index = 0;
-    while index < uids.len() {
-        let start = index;
-        while index + 1 < uids.len() && uids[index + 1] == uids[index] + 1 {
-            index += 1;
-        }
-        if !set.is_empty() {
-            set.push(',');
-        }
-        match index > start {
-            true => set.push_str(&format!("{}:{}", uids[start], uids[index])),
-            false => set.push_str(&uids[start].to_string()),
-        }
-        index += 1;
-    }
-    set
-}
-
-#[cfg(test)]
-mod tests {
-    use super::uid_set;
-
-    #[test]
-    fn uid_sets_keep_order_and_join_runs() {
-        assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
-        assert_eq!(uid_set(&[5]), "5");
-        assert_eq!(uid_set(&[]), "");
     }
 }

@@ -9,6 +9,7 @@
 //! - `fetch` — FETCH and UID FETCH.
 //! - `store` — STORE, EXPUNGE and their UID forms.
 //! - `copy` — COPY, MOVE and APPEND: messages into a mailbox.
+//! - `search` — SEARCH and UID SEARCH.
 //! - `updates` — changes from elsewhere told to the client: EXISTS, EXPUNGE, FETCH (FLAGS).
 //!
 //! A session holds only what belongs to its connection: who logged in and what they enabled.
@@ -19,6 +20,7 @@ mod copy;
 mod fetch;
 pub mod io;
 mod mailboxes;
+mod search;
 mod selected;
 mod store;
 mod updates;
@@ -288,6 +290,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.append(&tag, &mailbox, &flags, date.as_ref(), &message).await;
             }
             (State::Authenticated(_), CommandBody::Idle) if self.selected.is_some() => return self.idle(&tag).await,
+            (State::Authenticated(_), CommandBody::Search { charset, criteria, uid }) if self.selected.is_some() => {
+                self.search(&tag, charset.as_ref(), criteria.as_ref(), uid).await;
+            }
             (State::Authenticated(_), CommandBody::Expunge) if self.selected.is_some() => {
                 self.expunge(&tag, None).await;
             }

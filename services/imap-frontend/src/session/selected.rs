@@ -116,6 +116,11 @@ impl Selection {
         changed
     }
 
+    /// The keywords of the message `uid`, space-separated.
+    pub fn keywords_of(&self, uid: u32) -> &str {
+        self.keywords.get(&uid).map_or("", String::as_str)
+    }
+
     /// Forgets the messages `uids` (ascending); their EXPUNGE responses, each numbered as of
     /// its moment (every EXPUNGE renumbers the messages after it).
     pub fn forget(&mut self, uids: &[u32]) -> String {

@@ -1,0 +1,89 @@
+//! SEARCH and UID SEARCH over flags, keywords, sizes, dates, sets and content — addresses,
+//! decoded subjects, any header, bodies and text — combined with NOT, OR and lists; ESEARCH
+//! for IMAP4rev2 clients; a charset we cannot read and a message number that does not exist
+//! refused.
+
+mod common;
+
+use common::Fixture;
+
+const MESSAGES: [&str; 3] = [
+    "From: Bob Example <bob@example.org>\r\nTo: alice@example.org\r\nSubject: Quarterly report\r\nDate: Mon, 02 Mar 2026 10:00:00 +0100\r\n\r\nThe numbers are inside.\r\n",
+    "From: carol@example.org\r\nTo: alice@example.org\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\nDate: Thu, 26 Nov 2026 09:00:00 +0000\r\n\r\nHello from Carol.\r\n",
+    "From: bob@example.org\r\nTo: alice@example.org\r\nCc: dave@example.org\r\nSubject: lunch\r\nX-Priority: 1\r\nDate: Thu, 26 Nov 2026 11:00:00 +0000\r\n\r\nPizza?\r\n",
+];
+
+async fn searching() -> (Fixture, common::Client<tokio_rustls::client::TlsStream<tokio::io::DuplexStream>>) {
+    let f = Fixture::start().await;
+    for message in MESSAGES {
+        f.mailstore.deliver("alice@example.org", message.as_bytes()).await;
+    }
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    client.command("a STORE 1 +FLAGS.SILENT (\\Seen)").await.expect_ok();
+    client.command("b STORE 3 +FLAGS.SILENT (\\Flagged $Todo)").await.expect_ok();
+    (f, client)
+}
+
+#[tokio::test]
+async fn every_kind_of_key_finds_its_messages() {
+    let (_f, mut client) = searching().await;
+    for (criteria, found) in [
+        ("ALL", "1 2 3"),
+        ("UNSEEN", "2 3"),
+        ("NOT SEEN", "2 3"),
+        ("FLAGGED KEYWORD $Todo", "3"),
+        ("UNKEYWORD $Todo", "1 2"),
+        ("FROM bob", "1 3"),
+        ("FROM \"Bob Example\"", "1"),
+        ("CC dave", "3"),
+        ("TO alice", "1 2 3"),
+        ("SUBJECT report", "1"),
+        ("BODY numbers", "1"),
+        ("BODY NUMBERS", "1"),
+        ("TEXT priority", "3"),
+        ("HEADER X-Priority \"\"", "3"),
+        ("OR FROM carol SUBJECT lunch", "2 3"),
+        ("(FROM bob) (UNSEEN)", "3"),
+        ("LARGER 10 SMALLER 100000", "1 2 3"),
+        ("SENTBEFORE 1-Apr-2026", "1"),
+        ("SENTON 26-Nov-2026", "2 3"),
+        ("SINCE 1-Jan-2020", "1 2 3"),
+        ("BEFORE 1-Jan-2020", ""),
+        ("2,3 FROM bob", "3"),
+        ("UID 2:*", "2 3"),
+        ("NEW", ""),
+        ("OLD", "1 2 3"),
+    ] {
+        let result = client.command(&format!("t SEARCH {criteria}")).await.expect_ok();
+        let expected = if found.is_empty() { "* SEARCH".to_string() } else { format!("* SEARCH {found}") };
+        assert_eq!(result, [expected], "SEARCH {criteria}");
+    }
+    // A decoded subject, searched in UTF-8.
+    let result = client.command("u SEARCH CHARSET UTF-8 SUBJECT {7+}\r\nGrüße").await.expect_ok();
+    assert_eq!(result, ["* SEARCH 2"]);
+    let result = client.command("u UID SEARCH FROM bob").await.expect_ok();
+    assert_eq!(result, ["* SEARCH 1 3"]);
+}
+
+#[tokio::test]
+async fn bad_searches_are_refused() {
+    let (_f, mut client) = searching().await;
+    let refused = client.command("a SEARCH CHARSET KOI8-R ALL").await;
+    assert!(refused.status().starts_with("NO [BADCHARSET (UTF-8 US-ASCII)]"), "{refused:?}");
+    let refused = client.command("b SEARCH 9").await;
+    assert!(refused.status().starts_with("BAD"), "{refused:?}");
+    let refused = client.command("c SEARCH FROBNICATE").await;
+    assert!(refused.status().starts_with("BAD"), "{refused:?}");
+    let nothing = client.command("d UID SEARCH UID 99").await.expect_ok();
+    assert_eq!(nothing, ["* SEARCH"], "a UID that does not exist is not an error");
+}
+
+#[tokio::test]
+async fn an_imap4rev2_client_gets_esearch() {
+    let (_f, mut client) = searching().await;
+    client.command("e ENABLE IMAP4rev2").await.expect_ok();
+    assert_eq!(client.command("x SEARCH FROM bob").await.expect_ok(), ["* ESEARCH (TAG \"x\") ALL 1,3"]);
+    assert_eq!(client.command("y UID SEARCH ALL").await.expect_ok(), ["* ESEARCH (TAG \"y\") UID ALL 1:3"]);
+    assert_eq!(client.command("z SEARCH BEFORE 1-Jan-2000").await.expect_ok(), ["* ESEARCH (TAG \"z\")"]);
+}
