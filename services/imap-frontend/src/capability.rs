@@ -24,6 +24,18 @@ pub fn before_login(tls_active: bool, tls_available: bool, allow_plaintext_auth:
 /// After login.
 pub fn after_login() -> String {
     let mut capabilities = ALWAYS.to_vec();
-    capabilities.extend(["NAMESPACE", "CHILDREN", "UTF8=ACCEPT", "STATUS=SIZE", "UNSELECT", "UIDPLUS", "MOVE", "IDLE"]);
+    capabilities.extend([
+        "NAMESPACE",
+        "CHILDREN",
+        "UTF8=ACCEPT",
+        "STATUS=SIZE",
+        "UNSELECT",
+        "UIDPLUS",
+        "MOVE",
+        "IDLE",
+        "QUOTA",
+        "QUOTA=RES-STORAGE",
+        "QUOTA=RES-MESSAGE",
+    ]);
     capabilities.join(" ")
 }

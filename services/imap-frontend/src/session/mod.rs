@@ -10,6 +10,7 @@
 //! - `store` — STORE, EXPUNGE and their UID forms.
 //! - `copy` — COPY, MOVE and APPEND: messages into a mailbox.
 //! - `search` — SEARCH and UID SEARCH.
+//! - `quota` — GETQUOTA and GETQUOTAROOT.
 //! - `updates` — changes from elsewhere told to the client: EXISTS, EXPUNGE, FETCH (FLAGS).
 //!
 //! A session holds only what belongs to its connection: who logged in and what they enabled.
@@ -20,6 +21,7 @@ mod copy;
 mod fetch;
 pub mod io;
 mod mailboxes;
+mod quota;
 mod search;
 mod selected;
 mod store;
@@ -260,6 +262,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.list(&tag, &reference, &mailbox_wildcard, true).await;
             }
             (State::Authenticated(_), CommandBody::Namespace) => self.namespace(&tag),
+            (State::Authenticated(_), CommandBody::GetQuota { root }) => self.get_quota(&tag, &root).await,
+            (State::Authenticated(_), CommandBody::GetQuotaRoot { mailbox }) => {
+                self.get_quota_root(&tag, &mailbox).await;
+            }
+            (State::Authenticated(_), CommandBody::SetQuota { .. }) => {
+                self.respond(Some(&tag), Status::No, Some("NOPERM"), "Quotas are set by the administrator");
+            }
             (State::Authenticated(_), CommandBody::Status { mailbox, item_names }) => {
                 self.status(&tag, &mailbox, &item_names).await;
             }
