@@ -7,11 +7,13 @@
 //! - [`session`] — one IMAP connection: the state machine, one file per command family.
 //! - [`capability`] — what is advertised before and after login.
 //! - [`mailbox_name`] — mailbox names on the wire: modified UTF-7 or UTF-8.
+//! - [`mime`] — ENVELOPE, BODYSTRUCTURE and body sections from a message's MIME structure.
 //! - [`response`] — status responses and IMAP strings.
 
 pub mod capability;
 pub mod config;
 pub mod mailbox_name;
+pub mod mime;
 pub mod response;
 pub mod server;
 pub mod session;

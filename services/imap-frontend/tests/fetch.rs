@@ -84,12 +84,60 @@ async fn reading_without_peek_sets_seen_except_in_examine() {
     assert_eq!(status, ["* STATUS \"INBOX\" (UNSEEN 1)"]);
 }
 
+const MULTIPART: &str = "From: Carol <carol@example.org>\r\nTo: alice@example.org\r\nSubject: Files\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <7@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee attached.\r\n--b1\r\nContent-Type: message/rfc822\r\n\r\nFrom: dave@example.org\r\nSubject: Inner\r\n\r\nInner text.\r\n--b1--\r\n";
+
+#[tokio::test]
+async fn envelope_body_structure_and_mime_parts() {
+    let f = Fixture::start().await;
+    f.mailstore.deliver("alice@example.org", MULTIPART.as_bytes()).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    let envelope = client.command("f FETCH 1 ENVELOPE").await.expect_ok();
+    let carol = "((\"Carol\" NIL \"carol\" \"example.org\"))";
+    assert_eq!(
+        envelope,
+        [format!(
+            "* 1 FETCH (ENVELOPE (\"Thu, 26 Nov 2026 10:00:00 +0000\" \"Files\" {carol} {carol} {carol} ((NIL NIL \"alice\" \"example.org\")) NIL NIL NIL \"<7@example.org>\"))"
+        )]
+    );
+    let structure = client.command("f FETCH 1 BODYSTRUCTURE").await.expect_ok();
+    assert!(
+        structure[0].starts_with("* 1 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7BIT\" 13 1 NIL NIL NIL NIL)(\"message\" \"rfc822\" NIL NIL NIL \"7BIT\" "),
+        "{structure:?}"
+    );
+    assert!(
+        structure[0].contains("(NIL \"Inner\" ((NIL NIL \"dave\""),
+        "the encapsulated message's envelope: {structure:?}"
+    );
+    assert!(structure[0].contains("\"7BIT\" 11 1 NIL NIL NIL NIL) 4 "), "its body, and its lines: {structure:?}");
+    assert!(structure[0].ends_with(" \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL))"), "{structure:?}");
+    let body = client.command("f FETCH 1 BODY").await.expect_ok();
+    assert!(
+        body[0].starts_with("* 1 FETCH (BODY ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7BIT\" 13 1)"),
+        "{body:?}"
+    );
+
+    let first = client.command("f FETCH 1 BODY.PEEK[1]").await.expect_ok();
+    assert_eq!(first, ["* 1 FETCH (BODY[1] {13}\r\nSee attached.)"]);
+    let mime = client.command("f FETCH 1 BODY.PEEK[2.MIME]").await.expect_ok();
+    assert_eq!(mime, ["* 1 FETCH (BODY[2.MIME] {32}\r\nContent-Type: message/rfc822\r\n\r\n)"]);
+    let inner_header = client.command("f FETCH 1 BODY.PEEK[2.HEADER.FIELDS (SUBJECT)]").await.expect_ok();
+    assert_eq!(inner_header, ["* 1 FETCH (BODY[2.HEADER.FIELDS (\"SUBJECT\")] {18}\r\nSubject: Inner\r\n\r\n)"]);
+    let inner_text = client.command("f FETCH 1 BODY.PEEK[2.TEXT]").await.expect_ok();
+    assert_eq!(inner_text, ["* 1 FETCH (BODY[2.TEXT] {11}\r\nInner text.)"]);
+    let missing = client.command("f FETCH 1 BODY.PEEK[3]").await.expect_ok();
+    assert_eq!(missing, ["* 1 FETCH (BODY[3] NIL)"]);
+    let all = client.command("f FETCH 1 ALL").await.expect_ok();
+    assert!(all[0].starts_with("* 1 FETCH (FLAGS () INTERNALDATE \""), "{all:?}");
+    assert!(all[0].contains(" ENVELOPE (\"Thu, 26 Nov 2026"), "{all:?}");
+}
+
 #[tokio::test]
 async fn what_is_not_built_yet_is_refused_before_anything_is_sent() {
     let f = with_three_messages().await;
     let mut client = f.logged_in("alice@example.org").await;
     client.command("s SELECT INBOX").await.expect_ok();
-    for line in ["f FETCH 1 BODYSTRUCTURE", "f FETCH 1 ENVELOPE", "f FETCH 1 ALL", "f FETCH 1 BODY[1]"] {
+    for line in ["f FETCH 1 BINARY[]", "f FETCH 1 BINARY.SIZE[1]"] {
         let refused = client.command(line).await;
         assert!(refused.untagged.is_empty() && refused.status().starts_with("NO [CANNOT]"), "{line}: {refused:?}");
     }

@@ -1,7 +1,8 @@
-//! FETCH and UID FETCH (RFC 9051 §6.4.5): UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ, the
-//! whole message or its header or text (BODY[], BODY.PEEK[], RFC822, RFC822.HEADER,
-//! RFC822.TEXT, BODY[HEADER.FIELDS (…)], BODY[HEADER.FIELDS.NOT (…)]), each with a partial
-//! range. Reading a body without PEEK sets \Seen in a read-write selection.
+//! FETCH and UID FETCH (RFC 9051 §6.4.5): UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ,
+//! ENVELOPE, BODY and BODYSTRUCTURE, and body sections — the whole message, its header or text,
+//! chosen header fields, a MIME part and its header (`BODY[1.2]`, `BODY[2.MIME]`,
+//! `BODY[3.HEADER]`) — each with a partial range; also RFC822, RFC822.HEADER and RFC822.TEXT.
+//! Reading a body without PEEK sets \Seen in a read-write selection.
 //!
 //! Bodies stream from the mailstore one message after the other and each message's response
 //! is written before the next is read, so a FETCH of a whole mailbox holds one message at a
@@ -11,17 +12,19 @@ use std::collections::HashMap;
 
 use futures::StreamExt;
 use imap_codec::imap_types::core::{AString, Tag, Vec1};
-use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Section};
+use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use imap_codec::imap_types::sequence::SequenceSet;
 use kubemail_proto::mailstore::store_flags_request::Operation;
 use kubemail_proto::mailstore::{
     FetchBodyRequest, FetchMessagesRequest, Flags, MessageMeta, StoreFlagsRequest, SystemFlag, UidRange,
 };
 use kubemail_runtime::clock::imap_date_time;
+use mail_parser::MessageParser;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::selected::flag_list;
+use crate::mime::{self, Piece};
 use crate::response::Status;
 
 /// What a FETCH asks for, checked before anything is sent.
@@ -72,7 +75,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !request.needs_body {
             for (number, uid) in &messages {
                 if let Some(meta) = meta.get(uid) {
-                    let line = response_line(*number, &request.items, meta, None);
+                    let line = response_line(*number, &request.items, meta, None, self.utf8);
                     self.io.write(&line);
                 }
             }
@@ -105,7 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     let (uid, body) = (*uid, std::mem::take(body));
                     current = None;
                     if let (Some(number), Some(meta)) = (numbers.get(&uid), meta.get(&uid)) {
-                        self.io.write(&response_line(*number, &request.items, meta, Some(&body)));
+                        self.io.write(&response_line(*number, &request.items, meta, Some(&body), self.utf8));
                         written += 1;
                         // One message at a time in memory, however many were asked for.
                         if self.io.flush().await.is_err() {
@@ -191,21 +194,13 @@ impl<'a> Request<'a> {
                     marks_seen = true;
                 }
                 MessageDataItemName::Rfc822Header => needs_body = true,
-                MessageDataItemName::BodyExt { section, peek, .. } => {
-                    match section {
-                        None
-                        | Some(Section::Header(None))
-                        | Some(Section::Text(None))
-                        | Some(Section::HeaderFields(None, _))
-                        | Some(Section::HeaderFieldsNot(None, _)) => {}
-                        Some(_) => return Err("BODY[<part>]"),
-                    }
+                MessageDataItemName::BodyExt { peek, .. } => {
                     needs_body = true;
                     marks_seen |= !peek;
                 }
-                MessageDataItemName::Body => return Err("BODY"),
-                MessageDataItemName::BodyStructure => return Err("BODYSTRUCTURE"),
-                MessageDataItemName::Envelope => return Err("ENVELOPE"),
+                MessageDataItemName::Body | MessageDataItemName::BodyStructure | MessageDataItemName::Envelope => {
+                    needs_body = true;
+                }
                 MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => return Err("BINARY"),
                 _ => {}
             }
@@ -219,9 +214,17 @@ impl<'a> Request<'a> {
 }
 
 /// `* n FETCH (…)` for one message; `body` is the whole message when a body item was asked for.
-fn response_line(number: u32, items: &[MessageDataItemName<'_>], meta: &MessageMeta, body: Option<&[u8]>) -> Vec<u8> {
+fn response_line(
+    number: u32,
+    items: &[MessageDataItemName<'_>],
+    meta: &MessageMeta,
+    body: Option<&[u8]>,
+    utf8: bool,
+) -> Vec<u8> {
     let body = body.unwrap_or_default();
     let header_end = (meta.header_size as usize).min(body.len());
+    // Parsed once, and only when an item needs the MIME structure.
+    let parsed = items.iter().any(needs_mime).then(|| MessageParser::default().parse(body)).flatten();
     let mut line = format!("* {number} FETCH (").into_bytes();
     for (index, item) in items.iter().enumerate() {
         if index > 0 {
@@ -241,20 +244,23 @@ fn response_line(number: u32, items: &[MessageDataItemName<'_>], meta: &MessageM
             MessageDataItemName::Rfc822 => literal(&mut line, "RFC822", body),
             MessageDataItemName::Rfc822Header => literal(&mut line, "RFC822.HEADER", &body[..header_end]),
             MessageDataItemName::Rfc822Text => literal(&mut line, "RFC822.TEXT", &body[header_end..]),
+            MessageDataItemName::Envelope => {
+                let envelope = parsed.as_ref().map_or_else(|| "NIL".to_string(), |m| mime::envelope(m, utf8));
+                line.extend(format!("ENVELOPE {envelope}").bytes());
+            }
+            MessageDataItemName::Body | MessageDataItemName::BodyStructure => {
+                let extensible = *item == MessageDataItemName::BodyStructure;
+                let name = if extensible { "BODYSTRUCTURE" } else { "BODY" };
+                let structure =
+                    parsed.as_ref().map_or_else(|| "NIL".to_string(), |m| mime::body_structure(m, extensible, utf8));
+                line.extend(format!("{name} {structure}").bytes());
+            }
             MessageDataItemName::BodyExt { section, partial, .. } => {
-                let (name, data) = match section {
-                    None => (String::new(), body.to_vec()),
-                    Some(Section::Header(None)) => ("HEADER".to_string(), body[..header_end].to_vec()),
-                    Some(Section::Text(None)) => ("TEXT".to_string(), body[header_end..].to_vec()),
-                    Some(Section::HeaderFields(None, fields)) => (
-                        format!("HEADER.FIELDS ({})", field_names(fields)),
-                        header_fields(&body[..header_end], fields, true),
-                    ),
-                    Some(Section::HeaderFieldsNot(None, fields)) => (
-                        format!("HEADER.FIELDS.NOT ({})", field_names(fields)),
-                        header_fields(&body[..header_end], fields, false),
-                    ),
-                    Some(_) => unreachable!("checked by Request::new"),
+                let (name, data) = section_data(section.as_ref(), body, header_end, parsed.as_ref());
+                let Some(data) = data else {
+                    // A part the message does not have.
+                    line.extend(format!("BODY[{name}] NIL").bytes());
+                    continue;
                 };
                 match partial {
                     Some((offset, length)) => {
@@ -271,6 +277,70 @@ fn response_line(number: u32, items: &[MessageDataItemName<'_>], meta: &MessageM
     }
     line.extend_from_slice(b")\r\n");
     line
+}
+
+fn needs_mime(item: &MessageDataItemName<'_>) -> bool {
+    match item {
+        MessageDataItemName::Body | MessageDataItemName::BodyStructure | MessageDataItemName::Envelope => true,
+        MessageDataItemName::BodyExt { section: Some(section), .. } => section_part(section).is_some(),
+        _ => false,
+    }
+}
+
+/// The part a section is inside, if it is not the whole message.
+fn section_part<'s>(section: &'s Section<'_>) -> Option<&'s Part> {
+    match section {
+        Section::Part(part) | Section::Mime(part) => Some(part),
+        Section::Header(part)
+        | Section::Text(part)
+        | Section::HeaderFields(part, _)
+        | Section::HeaderFieldsNot(part, _) => part.as_ref(),
+    }
+}
+
+/// The name of a section as the response repeats it, and its octets (`None` when the message
+/// has no such part).
+fn section_data(
+    section: Option<&Section<'_>>,
+    body: &[u8],
+    header_end: usize,
+    parsed: Option<&mail_parser::Message<'_>>,
+) -> (String, Option<Vec<u8>>) {
+    let Some(section) = section else { return (String::new(), Some(body.to_vec())) };
+    let path: Vec<u32> =
+        section_part(section).map_or_else(Vec::new, |part| part.0.as_ref().iter().map(|n| n.get()).collect());
+    let prefix =
+        if path.is_empty() { String::new() } else { path.iter().map(u32::to_string).collect::<Vec<_>>().join(".") };
+    let dot = if prefix.is_empty() { "" } else { "." };
+    // The header of the message, or of an encapsulated one.
+    let header = || match (path.is_empty(), parsed) {
+        (true, _) => Some(&body[..header_end]),
+        (false, Some(message)) => mime::section(message, &path, Piece::Header),
+        (false, None) => None,
+    };
+    match section {
+        Section::Part(_) => (prefix, parsed.and_then(|m| mime::section(m, &path, Piece::Body)).map(<[u8]>::to_vec)),
+        Section::Mime(_) => {
+            (format!("{prefix}.MIME"), parsed.and_then(|m| mime::section(m, &path, Piece::Mime)).map(<[u8]>::to_vec))
+        }
+        Section::Header(_) => (format!("{prefix}{dot}HEADER"), header().map(<[u8]>::to_vec)),
+        Section::Text(_) => {
+            let text = match (path.is_empty(), parsed) {
+                (true, _) => Some(&body[header_end..]),
+                (false, Some(message)) => mime::section(message, &path, Piece::Text),
+                (false, None) => None,
+            };
+            (format!("{prefix}{dot}TEXT"), text.map(<[u8]>::to_vec))
+        }
+        Section::HeaderFields(_, fields) => (
+            format!("{prefix}{dot}HEADER.FIELDS ({})", field_names(fields)),
+            header().map(|header| header_fields(header, fields, true)),
+        ),
+        Section::HeaderFieldsNot(_, fields) => (
+            format!("{prefix}{dot}HEADER.FIELDS.NOT ({})", field_names(fields)),
+            header().map(|header| header_fields(header, fields, false)),
+        ),
+    }
 }
 
 fn literal(line: &mut Vec<u8>, name: &str, data: &[u8]) {

@@ -1,0 +1,286 @@
+//! A message's MIME structure as IMAP shows it (RFC 9051 §7.5.2): ENVELOPE, BODY and
+//! BODYSTRUCTURE, and the octets of a body section such as `1.2`, `2.HEADER`, `1.MIME`
+//! (§6.4.5). The message is read with mail-parser; sizes and sections are its raw octets, as
+//! stored.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use mail_parser::{Address, ContentType, HeaderValue, Message, MessagePart, MimeHeaders, PartType};
+
+use crate::response;
+
+/// Which octets of a part a section names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// The part's body (`1.2`); for an encapsulated message, the whole message.
+    Body,
+    /// The part's own MIME header (`1.MIME`).
+    Mime,
+    /// The header of an encapsulated message (`2.HEADER`, `2.HEADER.FIELDS …`).
+    Header,
+    /// The body of an encapsulated message (`2.TEXT`).
+    Text,
+}
+
+/// The octets of the section `path` (part numbers from 1) as `piece`; `None` when the message
+/// has no such part.
+pub fn section<'a>(message: &'a Message<'a>, path: &[u32], piece: Piece) -> Option<&'a [u8]> {
+    let (mut message, mut id) = (message, 0usize);
+    for (depth, number) in path.iter().enumerate() {
+        // Below an encapsulated message, numbering continues inside it.
+        if depth > 0
+            && let PartType::Message(inner) = &message.parts[id].body
+        {
+            (message, id) = (inner, 0);
+        }
+        match &message.parts.get(id)?.body {
+            PartType::Multipart(children) => id = *children.get((*number as usize).checked_sub(1)?)? as usize,
+            // A part that is not multipart has one part, itself.
+            _ if *number == 1 => {}
+            _ => return None,
+        }
+    }
+    let part = message.parts.get(id)?;
+    match piece {
+        Piece::Body => raw_octets(message, part.offset_body, part.offset_end),
+        Piece::Mime => raw_octets(message, part.offset_header, part.offset_body),
+        Piece::Header | Piece::Text => {
+            let PartType::Message(inner) = &part.body else { return None };
+            let root = inner.root_part();
+            match piece {
+                Piece::Header => raw_octets(inner, root.offset_header, root.offset_body),
+                _ => raw_octets(inner, root.offset_body, root.offset_end),
+            }
+        }
+    }
+}
+
+/// The octets between two part offsets of `message`. mail-parser counts the offsets of an
+/// encapsulated message's parts from the start of the outermost message, while its raw octets
+/// start at its own header.
+fn raw_octets<'a>(message: &'a Message<'a>, from: u32, to: u32) -> Option<&'a [u8]> {
+    let base = message.root_part().offset_header;
+    message.raw_message().get(from.checked_sub(base)? as usize..to.checked_sub(base)? as usize)
+}
+
+/// ENVELOPE: date, subject, the address lists, In-Reply-To and Message-ID.
+pub fn envelope(message: &Message<'_>, utf8: bool) -> String {
+    let raw = |name: &str| nstring(message.header_raw(name).map(str::trim), utf8);
+    let from = addresses(message.from(), utf8);
+    let or_from = |list: String| if list == "NIL" { from.clone() } else { list };
+    format!(
+        "({} {} {from} {} {} {} {} {} {} {})",
+        raw("Date"),
+        raw("Subject"),
+        // Sender and Reply-To default to From (RFC 9051 §7.5.2).
+        or_from(addresses(message.sender(), utf8)),
+        or_from(addresses(message.reply_to(), utf8)),
+        addresses(message.to(), utf8),
+        addresses(message.cc(), utf8),
+        addresses(message.bcc(), utf8),
+        raw("In-Reply-To"),
+        raw("Message-ID"),
+    )
+}
+
+/// BODYSTRUCTURE, or BODY without the extension data when `extensible` is false.
+pub fn body_structure(message: &Message<'_>, extensible: bool, utf8: bool) -> String {
+    let mut out = String::new();
+    write_part(message, 0, extensible, utf8, &mut out);
+    out
+}
+
+fn write_part(message: &Message<'_>, id: usize, extensible: bool, utf8: bool, out: &mut String) {
+    let Some(part) = message.parts.get(id) else { return };
+    let content_type = part.content_type();
+    if let PartType::Multipart(children) = &part.body {
+        out.push('(');
+        for child in children {
+            write_part(message, *child as usize, extensible, utf8, out);
+        }
+        let subtype = content_type.and_then(ContentType::subtype).unwrap_or("mixed");
+        out.push_str(&format!(" {}", quoted(subtype, utf8)));
+        if extensible {
+            out.push_str(&format!(" {} {}", parameters(content_type, utf8), extension_fields(part, utf8)));
+        }
+        out.push(')');
+        return;
+    }
+    let (kind, subtype) = match (&part.body, content_type) {
+        (_, Some(content_type)) => (content_type.ctype(), content_type.subtype().unwrap_or("")),
+        (PartType::Message(_), None) => ("message", "rfc822"),
+        // RFC 2045 §5.2: no Content-Type means text/plain.
+        (_, None) => ("text", "plain"),
+    };
+    let body = raw_octets(message, part.offset_body, part.offset_end).unwrap_or_default();
+    let parameters = match (kind.eq_ignore_ascii_case("text"), content_type.and_then(ContentType::attributes)) {
+        (true, None) => "(\"charset\" \"us-ascii\")".to_string(),
+        _ => parameters(content_type, utf8),
+    };
+    let encoding = part.content_transfer_encoding().unwrap_or("7bit").to_ascii_uppercase();
+    out.push_str(&format!(
+        "({} {} {parameters} {} {} {} {}",
+        quoted(kind, utf8),
+        quoted(subtype, utf8),
+        nstring(part.content_id(), utf8),
+        nstring(part.content_description(), utf8),
+        quoted(&encoding, utf8),
+        body.len()
+    ));
+    // Text lines: line feeds, and a last line that has none (before a MIME boundary, the line
+    // break belongs to the boundary, RFC 2046 §5.1.1).
+    let lines =
+        body.iter().filter(|&&byte| byte == b'\n').count() + usize::from(!body.is_empty() && !body.ends_with(b"\n"));
+    match &part.body {
+        PartType::Message(inner) => {
+            let inner_structure = body_structure(inner, extensible, utf8);
+            out.push_str(&format!(" {} {inner_structure} {lines}", envelope(inner, utf8)));
+        }
+        _ if kind.eq_ignore_ascii_case("text") => out.push_str(&format!(" {lines}")),
+        _ => {}
+    }
+    if extensible {
+        // No MD5 (RFC 1864) is kept.
+        out.push_str(&format!(" NIL {}", extension_fields(part, utf8)));
+    }
+    out.push(')');
+}
+
+/// Disposition, language and location of a part.
+fn extension_fields(part: &MessagePart<'_>, utf8: bool) -> String {
+    let disposition = match part.content_disposition() {
+        Some(disposition) => {
+            format!("({} {})", quoted(disposition.ctype(), utf8), parameters(Some(disposition), utf8))
+        }
+        None => "NIL".to_string(),
+    };
+    let language = match part.content_language() {
+        HeaderValue::Text(language) => quoted(language, utf8),
+        HeaderValue::TextList(languages) => {
+            format!("({})", languages.iter().map(|l| quoted(l, utf8)).collect::<Vec<_>>().join(" "))
+        }
+        _ => "NIL".to_string(),
+    };
+    format!("{disposition} {language} {}", nstring(part.content_location(), utf8))
+}
+
+/// `("name" "value" …)` of a Content-Type or Content-Disposition, or NIL.
+fn parameters(content_type: Option<&ContentType<'_>>, utf8: bool) -> String {
+    match content_type.and_then(ContentType::attributes) {
+        Some(attributes) if !attributes.is_empty() => {
+            let pairs: Vec<String> = attributes
+                .iter()
+                .map(|attribute| format!("{} {}", quoted(&attribute.name, utf8), quoted(&attribute.value, utf8)))
+                .collect();
+            format!("({})", pairs.join(" "))
+        }
+        _ => "NIL".to_string(),
+    }
+}
+
+/// An address list: `((name adl mailbox host) …)`, groups as their start and end markers.
+fn addresses(list: Option<&Address<'_>>, utf8: bool) -> String {
+    let Some(list) = list else { return "NIL".to_string() };
+    let address = |name: Option<&str>, email: Option<&str>| {
+        let (mailbox, host) = match email.and_then(|email| email.rsplit_once('@')) {
+            Some((mailbox, host)) => (Some(mailbox), Some(host)),
+            None => (email, None),
+        };
+        format!("({} NIL {} {})", phrase(name, utf8), nstring(mailbox, utf8), nstring(host, utf8))
+    };
+    let mut out = String::new();
+    match list {
+        Address::List(entries) => {
+            for entry in entries {
+                out.push_str(&address(entry.name(), entry.address()));
+            }
+        }
+        Address::Group(groups) => {
+            for group in groups {
+                if let Some(name) = &group.name {
+                    out.push_str(&format!("(NIL NIL {} NIL)", quoted(name, utf8)));
+                }
+                for entry in &group.addresses {
+                    out.push_str(&address(entry.name(), entry.address()));
+                }
+                if group.name.is_some() {
+                    out.push_str("(NIL NIL NIL NIL)");
+                }
+            }
+        }
+    }
+    if out.is_empty() { "NIL".to_string() } else { format!("({out})") }
+}
+
+/// A display name; for a client without UTF-8, non-ASCII names go back into an RFC 2047
+/// encoded word, as they came.
+fn phrase(name: Option<&str>, utf8: bool) -> String {
+    match name {
+        Some(name) if !utf8 && !name.is_ascii() => quoted(&format!("=?UTF-8?B?{}?=", BASE64.encode(name)), utf8),
+        other => nstring(other, utf8),
+    }
+}
+
+fn nstring(text: Option<&str>, utf8: bool) -> String {
+    text.map_or_else(|| "NIL".to_string(), |text| quoted(text, utf8))
+}
+
+fn quoted(text: &str, utf8: bool) -> String {
+    response::string(text, utf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use mail_parser::MessageParser;
+
+    use super::*;
+
+    const MIXED: &str = "From: =?UTF-8?Q?J=C3=BCrgen?= <j@example.org>\r\nTo: a@example.org, B <b@example.org>\r\nSubject: Files\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello\r\nthere\r\n--b1\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"a.pdf\"\r\n\r\nJVBERi0=\r\n--b1--\r\n";
+
+    #[test]
+    fn envelopes_list_the_addresses_and_default_sender_to_from() {
+        let message = MessageParser::default().parse(MIXED).unwrap();
+        let from = "((\"=?UTF-8?B?SsO8cmdlbg==?=\" NIL \"j\" \"example.org\"))";
+        assert_eq!(
+            envelope(&message, false),
+            format!(
+                "(\"Thu, 26 Nov 2026 10:00:00 +0000\" \"Files\" {from} {from} {from} ((NIL NIL \"a\" \"example.org\")(\"B\" NIL \"b\" \"example.org\")) NIL NIL NIL \"<1@example.org>\")"
+            )
+        );
+        assert!(
+            envelope(&message, true).starts_with("(\"Thu, 26 Nov 2026 10:00:00 +0000\" \"Files\" ((\"Jürgen\" NIL")
+        );
+    }
+
+    #[test]
+    fn body_structures_describe_every_part() {
+        let message = MessageParser::default().parse(MIXED).unwrap();
+        assert_eq!(
+            body_structure(&message, false, false),
+            "((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7BIT\" 12 2)(\"application\" \"pdf\" (\"name\" \"a.pdf\") NIL NIL \"BASE64\" 8) \"mixed\")"
+        );
+        let extended = body_structure(&message, true, false);
+        assert!(extended.contains("\"BASE64\" 8 NIL (\"attachment\" (\"filename\" \"a.pdf\")) NIL NIL)"), "{extended}");
+        assert!(extended.ends_with(" \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL)"), "{extended}");
+        let plain = MessageParser::default().parse("Subject: x\r\n\r\nHi\r\n").unwrap();
+        assert_eq!(
+            body_structure(&plain, false, false),
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 4 1)"
+        );
+    }
+
+    #[test]
+    fn sections_name_parts_by_number() {
+        let message = MessageParser::default().parse(MIXED).unwrap();
+        // The line break before a boundary belongs to the boundary.
+        assert_eq!(section(&message, &[1], Piece::Body), Some(&b"Hello\r\nthere"[..]));
+        assert_eq!(section(&message, &[2], Piece::Body), Some(&b"JVBERi0="[..]));
+        let mime = section(&message, &[2], Piece::Mime).unwrap();
+        assert!(mime.starts_with(b"Content-Type: application/pdf") && mime.ends_with(b"\r\n\r\n"));
+        assert_eq!(section(&message, &[3], Piece::Body), None);
+        assert_eq!(section(&message, &[1, 1], Piece::Body), Some(&b"Hello\r\nthere"[..]));
+        assert_eq!(section(&message, &[1], Piece::Header), None, "not an encapsulated message");
+        let plain = MessageParser::default().parse("Subject: x\r\n\r\nHi\r\n").unwrap();
+        assert_eq!(section(&plain, &[1], Piece::Body), Some(&b"Hi\r\n"[..]));
+    }
+}
