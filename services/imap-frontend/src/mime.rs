@@ -83,20 +83,29 @@ pub fn envelope(message: &Message<'_>, utf8: bool) -> String {
     )
 }
 
+/// Multipart levels described; a deeper multipart is shown as one opaque part, so a message
+/// nested thousands deep costs neither the stack nor a response of its depth.
+const MAX_DEPTH: usize = 64;
+
 /// BODYSTRUCTURE, or BODY without the extension data when `extensible` is false.
 pub fn body_structure(message: &Message<'_>, extensible: bool, utf8: bool) -> String {
     let mut out = String::new();
-    write_part(message, 0, extensible, utf8, &mut out);
+    write_part(message, 0, extensible, utf8, 0, &mut out);
     out
 }
 
-fn write_part(message: &Message<'_>, id: usize, extensible: bool, utf8: bool, out: &mut String) {
+fn write_part(message: &Message<'_>, id: usize, extensible: bool, utf8: bool, depth: usize, out: &mut String) {
     let Some(part) = message.parts.get(id) else { return };
     let content_type = part.content_type();
     if let PartType::Multipart(children) = &part.body {
+        if depth >= MAX_DEPTH {
+            let size = raw_octets(message, part.offset_body, part.offset_end).map_or(0, <[u8]>::len);
+            out.push_str(&format!("(\"application\" \"octet-stream\" NIL NIL NIL \"7BIT\" {size})"));
+            return;
+        }
         out.push('(');
         for child in children {
-            write_part(message, *child as usize, extensible, utf8, out);
+            write_part(message, *child as usize, extensible, utf8, depth + 1, out);
         }
         let subtype = content_type.and_then(ContentType::subtype).unwrap_or("mixed");
         out.push_str(&format!(" {}", quoted(subtype, utf8)));
@@ -282,5 +291,29 @@ mod tests {
         assert_eq!(section(&message, &[1], Piece::Header), None, "not an encapsulated message");
         let plain = MessageParser::default().parse("Subject: x\r\n\r\nHi\r\n").unwrap();
         assert_eq!(section(&plain, &[1], Piece::Body), Some(&b"Hi\r\n"[..]));
+    }
+
+    #[test]
+    fn thousands_of_nested_multiparts_are_described_to_a_bounded_depth() {
+        let mut raw = String::from("Subject: deep\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n");
+        for level in 1..5000 {
+            raw.push_str(&format!("--b{}\r\nContent-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n", level - 1));
+        }
+        raw.push_str("--b4999\r\n\r\nbottom\r\n");
+        let message = MessageParser::default().parse(&raw).unwrap();
+        let structure = body_structure(&message, true, false);
+        let deepest = structure
+            .chars()
+            .scan(0i32, |open, c| {
+                *open += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                Some(*open)
+            })
+            .max()
+            .unwrap();
+        assert!(deepest < 3 * MAX_DEPTH as i32, "{deepest} levels in {} octets", structure.len());
     }
 }
