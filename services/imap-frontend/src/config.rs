@@ -51,6 +51,9 @@ pub struct Config {
     /// Failed logins after which a session is closed.
     #[arg(long, env = "KUBEMAIL_MAX_AUTH_FAILURES", default_value_t = 3)]
     pub max_auth_failures: u32,
+    /// Unreadable commands after which a session is closed.
+    #[arg(long, env = "KUBEMAIL_MAX_ERRORS", default_value_t = 10)]
+    pub max_errors: u32,
     #[command(flatten)]
     pub connections: ConnectionFlags,
     #[command(flatten)]
@@ -79,8 +82,8 @@ pub struct SessionFlags {
 
 impl SessionFlags {
     /// The session settings for a server named `hostname` that takes messages up to
-    /// `max_message_size` octets.
-    pub fn settings(&self, hostname: &str, max_message_size: u64, max_auth_failures: u32) -> Settings {
+    /// `max_message_size` octets, with the given failure limits.
+    pub fn settings(&self, hostname: &str, max_message_size: u64, max_auth_failures: u32, max_errors: u32) -> Settings {
         Settings {
             hostname: hostname.to_string(),
             max_literal: u32::try_from(max_message_size).unwrap_or(u32::MAX),
@@ -88,6 +91,7 @@ impl SessionFlags {
             idle_keepalive: self.idle_keepalive,
             login_timeout: self.login_timeout,
             max_auth_failures,
+            max_errors,
             auth_failure_delay: AUTH_FAILURE_DELAY,
             allow_plaintext_auth: false,
         }

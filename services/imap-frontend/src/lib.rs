@@ -79,7 +79,12 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         mailstore: mailstore_client(channel),
         events: Arc::new(events),
         tls,
-        settings: config.session.settings(&config.hostname, config.max_message_size, config.max_auth_failures),
+        settings: config.session.settings(
+            &config.hostname,
+            config.max_message_size,
+            config.max_auth_failures,
+            config.max_errors,
+        ),
         shutdown: shutdown.clone(),
     });
     let admission = Arc::new(server::Admission {

@@ -55,6 +55,19 @@ async fn malformed_commands_get_bad_and_the_session_goes_on() {
 }
 
 #[tokio::test]
+async fn a_client_sending_garbage_is_disconnected() {
+    let f = Fixture::start().await;
+    let (mut client, _) = f.connect().await;
+    for _ in 0..9 {
+        client.send(b"garbage\r\n").await;
+        assert!(client.line().await.unwrap().starts_with("* BAD"));
+    }
+    client.send_until_closed(b"garbage\r\n").await;
+    let rest = client.rest_until_closed().await;
+    assert_eq!(rest.last().map(String::as_str), Some("* BYE Too many invalid commands"), "{rest:?}");
+}
+
+#[tokio::test]
 async fn a_line_longer_than_any_command_is_refused_in_bounded_memory() {
     let f = Fixture::start().await;
     let (mut client, _) = f.connect().await;

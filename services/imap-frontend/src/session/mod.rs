@@ -59,6 +59,8 @@ pub struct Settings {
     pub login_timeout: Duration,
     /// Failed logins after which the connection is closed.
     pub max_auth_failures: u32,
+    /// Unreadable commands after which the connection is closed.
+    pub max_errors: u32,
     /// Wait before answering a failed login, times the session's failures so far: slows down
     /// password guessing.
     pub auth_failure_delay: Duration,
@@ -130,6 +132,7 @@ where
         client_ip,
         state: State::NotAuthenticated,
         auth_failures: 0,
+        errors: 0,
         utf8: false,
         rev2: false,
         selected: None,
@@ -144,6 +147,8 @@ struct Session<S> {
     client_ip: IpAddr,
     state: State,
     auth_failures: u32,
+    /// Unreadable commands so far.
+    errors: u32,
     /// Mailbox names in UTF-8 rather than modified UTF-7 (ENABLE UTF8=ACCEPT or IMAP4rev2).
     utf8: bool,
     /// ENABLE IMAP4rev2: responses follow RFC 9051 rather than RFC 3501.
@@ -176,12 +181,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Ok(Input::Message(command)) => self.command(command).await,
                 Ok(Input::Malformed { tag, reason }) => {
                     self.respond(tag.as_ref(), Status::Bad, None, reason);
-                    Flow::Continue
+                    self.count_error()
                 }
                 Ok(Input::LiteralRefused { tag, length }) => {
                     let text = format!("A literal of {length} octets is over the limit");
                     self.respond(tag.as_ref(), Status::No, Some("TOOBIG"), &text);
-                    Flow::Continue
+                    self.count_error()
                 }
                 Err(End::LiteralTooBig(tag)) => {
                     self.respond(tag.as_ref(), Status::Bad, Some("TOOBIG"), "Literal over the limit");
@@ -314,6 +319,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (State::Authenticated(_), _) => {
                 self.respond(Some(&tag), Status::Bad, None, &format!("{name} is not supported"));
             }
+        }
+        Flow::Continue
+    }
+
+    /// One more unreadable command; too many end the connection, so a client sending garbage
+    /// does not hold it forever.
+    fn count_error(&mut self) -> Flow {
+        self.errors += 1;
+        if self.errors >= self.services.settings.max_errors {
+            self.bye(None, "Too many invalid commands");
+            return Flow::Close;
         }
         Flow::Continue
     }

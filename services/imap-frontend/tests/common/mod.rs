@@ -38,6 +38,7 @@ pub fn test_settings() -> Settings {
         idle_keepalive: Duration::from_secs(120),
         login_timeout: Duration::from_secs(10),
         max_auth_failures: 3,
+        max_errors: 10,
         auth_failure_delay: Duration::ZERO,
         allow_plaintext_auth: false,
     }
