@@ -36,19 +36,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (false, true) => "MOVE",
             (true, true) => "UID MOVE",
         };
-        let Some(selection) = &self.selected else { return };
-        if move_messages && selection.read_only {
-            self.respond(Some(tag), Status::No, Some("READ-ONLY"), "The mailbox was selected with EXAMINE");
-            return;
-        }
-        let messages = match selection.resolve(set, uid) {
-            Ok(messages) => messages,
-            Err(reason) => {
-                self.respond(Some(tag), Status::Bad, None, reason);
-                return;
-            }
-        };
-        let source_mailbox_id = selection.mailbox_id;
+        let Some(messages) = self.selected_messages(tag, set, uid, move_messages) else { return };
+        let Some(source_mailbox_id) = self.selected.as_ref().map(|selection| selection.mailbox_id) else { return };
         let Some(destination) = self.name(tag, destination) else { return };
         if messages.is_empty() {
             self.ok(tag, &format!("{command} completed: nothing to copy"));

@@ -16,7 +16,7 @@ use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem
 use imap_codec::imap_types::sequence::SequenceSet;
 use kubemail_proto::mailstore::store_flags_request::Operation;
 use kubemail_proto::mailstore::{
-    FetchBodyRequest, FetchMessagesRequest, Flags, MessageMeta, StoreFlagsRequest, SystemFlag, UidRange,
+    BodyChunk, FetchBodyRequest, FetchMessagesRequest, Flags, MessageMeta, StoreFlagsRequest, SystemFlag, UidRange,
 };
 use kubemail_runtime::clock::imap_date_time;
 use mail_parser::MessageParser;
@@ -43,14 +43,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         items: &MacroOrMessageDataItemNames<'_>,
         uid: bool,
     ) {
+        let Some(messages) = self.selected_messages(tag, set, uid, false) else { return };
         let Some(selection) = &self.selected else { return };
-        let messages = match selection.resolve(set, uid) {
-            Ok(messages) => messages,
-            Err(reason) => {
-                self.respond(Some(tag), Status::Bad, None, reason);
-                return;
-            }
-        };
         let request = match Request::new(items, uid, selection.read_only) {
             Ok(request) => request,
             Err(unsupported) => {
@@ -81,39 +75,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         } else {
             let numbers: HashMap<u32, u32> = messages.iter().map(|(number, uid)| (*uid, *number)).collect();
-            let body_request =
-                FetchBodyRequest { account_id, mailbox_id, uids: uid_ranges(&uids), offset: 0, length: 0 };
-            let mut bodies = match self.services.mailstore.clone().fetch_body(body_request).await {
-                Ok(stream) => stream.into_inner(),
-                Err(status) => {
-                    self.mailstore_refused(tag, &status);
-                    return;
-                }
-            };
-            let mut current: Option<(u32, Vec<u8>, usize)> = None;
+            let Some(mut bodies) = self.bodies(tag, account_id, mailbox_id, &uids).await else { return };
             let mut written = 0;
-            while let Some(chunk) = bodies.next().await {
-                let chunk = match chunk {
-                    Ok(chunk) => chunk,
+            while let Some(next) = bodies.next().await {
+                let (uid, body) = match next {
+                    Ok(message) => message,
                     Err(status) => {
                         self.mailstore_refused(tag, &status);
                         return;
                     }
                 };
-                let (uid, body, length) = current.get_or_insert_with(|| {
-                    (chunk.uid, Vec::with_capacity(chunk.length as usize), chunk.length as usize)
-                });
-                body.extend_from_slice(&chunk.data);
-                if body.len() >= *length {
-                    let (uid, body) = (*uid, std::mem::take(body));
-                    current = None;
-                    if let (Some(number), Some(meta)) = (numbers.get(&uid), meta.get(&uid)) {
-                        self.io.write(&response_line(*number, &request.items, meta, Some(&body), self.utf8));
-                        written += 1;
-                        // One message at a time in memory, however many were asked for.
-                        if self.io.flush().await.is_err() {
-                            return;
-                        }
+                if let (Some(number), Some(meta)) = (numbers.get(&uid), meta.get(&uid)) {
+                    self.io.write(&response_line(*number, &request.items, meta, Some(&body), self.utf8));
+                    written += 1;
+                    // One message at a time in memory, however many were asked for.
+                    if self.io.flush().await.is_err() {
+                        return;
                     }
                 }
             }
@@ -124,6 +101,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.respond(Some(tag), Status::No, Some("EXPUNGEISSUED"), text);
         } else {
             self.ok(tag, if uid { "UID FETCH completed" } else { "FETCH completed" });
+        }
+    }
+
+    /// The messages `uids` from the mailstore, one at a time, or `None` after answering why
+    /// they cannot be read.
+    pub(super) async fn bodies(
+        &mut self,
+        tag: &Tag<'_>,
+        account_id: i64,
+        mailbox_id: i64,
+        uids: &[u32],
+    ) -> Option<Bodies> {
+        let request = FetchBodyRequest { account_id, mailbox_id, uids: uid_ranges(uids), offset: 0, length: 0 };
+        match self.services.mailstore.clone().fetch_body(request).await {
+            Ok(stream) => Some(Bodies { chunks: stream.into_inner() }),
+            Err(status) => {
+                self.mailstore_refused(tag, &status);
+                None
+            }
         }
     }
 
@@ -171,6 +167,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // The content is still served; the flag is set on the next read.
             Err(status) => tracing::warn!(%status, "setting \\Seen failed"),
         }
+    }
+}
+
+/// Whole messages from a FetchBody stream, which sends each message's chunks one after the
+/// other, the first announcing the length.
+pub(super) struct Bodies {
+    chunks: tonic::Streaming<BodyChunk>,
+}
+
+impl Bodies {
+    /// The next message's UID and octets.
+    pub async fn next(&mut self) -> Option<Result<(u32, Vec<u8>), tonic::Status>> {
+        let first = match self.chunks.next().await? {
+            Ok(chunk) => chunk,
+            Err(status) => return Some(Err(status)),
+        };
+        let length = first.length as usize;
+        let mut body = first.data;
+        body.reserve(length.saturating_sub(body.len()));
+        while body.len() < length {
+            match self.chunks.next().await {
+                Some(Ok(chunk)) => body.extend_from_slice(&chunk.data),
+                Some(Err(status)) => return Some(Err(status)),
+                None => return Some(Err(tonic::Status::data_loss("a message ended early"))),
+            }
+        }
+        Some(Ok((first.uid, body)))
     }
 }
 

@@ -8,17 +8,15 @@
 
 use std::collections::HashMap;
 
-use futures::StreamExt;
 use imap_codec::imap_types::core::{AString, Charset, Tag};
 use imap_codec::imap_types::datetime::NaiveDate;
 use imap_codec::imap_types::search::SearchKey;
-use kubemail_proto::mailstore::{FetchBodyRequest, MessageMeta, SystemFlag};
+use kubemail_proto::mailstore::{MessageMeta, SystemFlag};
 use kubemail_runtime::clock::days_from_civil;
 use mail_parser::{Message, MessageParser};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
-use super::fetch::uid_ranges;
 use super::selected::Selection;
 use crate::response::{self, Status};
 
@@ -80,33 +78,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let mut found = Vec::new();
         if needs(&key, &is_content_key) {
-            let request =
-                FetchBodyRequest { account_id, mailbox_id, uids: uid_ranges(&all_uids), offset: 0, length: 0 };
-            let mut bodies = match self.services.mailstore.clone().fetch_body(request).await {
-                Ok(stream) => stream.into_inner(),
-                Err(status) => {
-                    self.mailstore_refused(tag, &status);
-                    return;
-                }
-            };
-            let mut current: Option<(u32, Vec<u8>, usize)> = None;
-            while let Some(chunk) = bodies.next().await {
-                let Ok(chunk) = chunk else { break };
-                let (uid, body, length) = current.get_or_insert_with(|| {
-                    (chunk.uid, Vec::with_capacity(chunk.length as usize), chunk.length as usize)
-                });
-                body.extend_from_slice(&chunk.data);
-                if body.len() >= *length {
-                    let (uid, body) = (*uid, std::mem::take(body));
-                    current = None;
-                    let parsed = MessageParser::default().parse(&body);
-                    // Borrowed anew after each wait: the selection is not held across one.
-                    let Some(selection) = &self.selected else { return };
-                    if let Some(candidate) = candidate(selection, uid, &meta, parsed.as_ref())
-                        && matches(&key, &candidate, selection)
-                    {
-                        found.push(if search_by_uid { candidate.uid } else { candidate.number });
+            let Some(mut bodies) = self.bodies(tag, account_id, mailbox_id, &all_uids).await else { return };
+            while let Some(next) = bodies.next().await {
+                let (uid, body) = match next {
+                    Ok(message) => message,
+                    Err(status) => {
+                        self.mailstore_refused(tag, &status);
+                        return;
                     }
+                };
+                let parsed = MessageParser::default().parse(&body);
+                // Borrowed anew after each wait: the selection is not held across one.
+                let Some(selection) = &self.selected else { return };
+                if let Some(candidate) = candidate(selection, uid, &meta, parsed.as_ref())
+                    && matches(&key, &candidate, selection)
+                {
+                    found.push(if search_by_uid { candidate.uid } else { candidate.number });
                 }
             }
         } else {

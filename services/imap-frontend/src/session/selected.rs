@@ -196,6 +196,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.respond(Some(tag), Status::Ok, Some(code), &format!("{command} completed"));
     }
 
+    /// The messages of the selected mailbox that `set` names (UIDs with `uid`), or `None` after
+    /// answering why not: nothing selected, a set naming no message, or a command that
+    /// `changes` the mailbox in a read-only selection.
+    pub(super) fn selected_messages(
+        &mut self,
+        tag: &Tag<'_>,
+        set: &SequenceSet,
+        uid: bool,
+        changes: bool,
+    ) -> Option<Vec<(u32, u32)>> {
+        let selection = self.selected.as_ref()?;
+        if changes && selection.read_only {
+            self.refuse_read_only(tag);
+            return None;
+        }
+        match selection.resolve(set, uid) {
+            Ok(messages) => Some(messages),
+            Err(reason) => {
+                self.respond(Some(tag), Status::Bad, None, reason);
+                None
+            }
+        }
+    }
+
+    /// Refuses a change to a mailbox selected with EXAMINE.
+    pub(super) fn refuse_read_only(&mut self, tag: &Tag<'_>) {
+        self.respond(Some(tag), Status::No, Some("READ-ONLY"), "The mailbox was selected with EXAMINE");
+    }
+
     /// CLOSE: leaves the mailbox, first removing its \Deleted messages when it was selected
     /// read-write (silently: no EXPUNGE responses, RFC 9051 §6.4.1).
     pub(super) async fn close(&mut self, tag: &Tag<'_>) {

@@ -23,18 +23,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         flags: &[Flag<'_>],
         uid: bool,
     ) {
-        let Some(selection) = &self.selected else { return };
-        if selection.read_only {
-            self.respond(Some(tag), Status::No, Some("READ-ONLY"), "The mailbox was selected with EXAMINE");
-            return;
-        }
-        let messages = match selection.resolve(set, uid) {
-            Ok(messages) => messages,
-            Err(reason) => {
-                self.respond(Some(tag), Status::Bad, None, reason);
-                return;
-            }
-        };
+        let Some(messages) = self.selected_messages(tag, set, uid, true) else { return };
         let flags = match stored_flags(flags) {
             Ok(flags) => flags,
             Err(reason) => {
@@ -42,7 +31,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             }
         };
-        let mailbox_id = selection.mailbox_id;
+        let Some(mailbox_id) = self.selected.as_ref().map(|selection| selection.mailbox_id) else { return };
         let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
         if uids.is_empty() {
             self.ok(tag, "STORE completed");
@@ -97,23 +86,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// EXPUNGE, or UID EXPUNGE of the messages in `set`.
     pub(super) async fn expunge(&mut self, tag: &Tag<'_>, set: Option<&SequenceSet>) {
         let Some(selection) = &self.selected else { return };
-        if selection.read_only {
-            self.respond(Some(tag), Status::No, Some("READ-ONLY"), "The mailbox was selected with EXAMINE");
-            return;
-        }
-        let uids = match set.map(|set| selection.resolve(set, true)) {
+        let mailbox_id = selection.mailbox_id;
+        let uids = match set {
+            // Every \Deleted message.
+            None if selection.read_only => return self.refuse_read_only(tag),
             None => Vec::new(),
-            Some(Ok(messages)) if messages.is_empty() => {
-                self.ok(tag, "UID EXPUNGE completed");
-                return;
-            }
-            Some(Ok(messages)) => uid_ranges(&messages.iter().map(|(_, uid)| *uid).collect::<Vec<_>>()),
-            Some(Err(reason)) => {
-                self.respond(Some(tag), Status::Bad, None, reason);
-                return;
+            Some(set) => {
+                let Some(messages) = self.selected_messages(tag, set, true, true) else { return };
+                if messages.is_empty() {
+                    self.ok(tag, "UID EXPUNGE completed");
+                    return;
+                }
+                uid_ranges(&messages.iter().map(|(_, uid)| *uid).collect::<Vec<_>>())
             }
         };
-        let request = ExpungeRequest { account_id: self.account_id(), mailbox_id: selection.mailbox_id, uids };
+        let request = ExpungeRequest { account_id: self.account_id(), mailbox_id, uids };
         let mut expunged = match self.services.mailstore.clone().expunge(request).await {
             Ok(response) => response.into_inner().expunged,
             Err(status) => {
