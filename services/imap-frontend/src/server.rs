@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kubemail_runtime::limits::Refusal;
 pub use kubemail_runtime::listener::Admission;
-use kubemail_runtime::listener::{self, Service, Sessions};
+use kubemail_runtime::listener::{self, Service};
 use tokio::net::TcpListener;
 
 use crate::session::{self, Services};
@@ -25,10 +25,9 @@ pub struct Listeners {
 
 /// Serves both listeners until `services.shutdown`, then waits for the sessions to end.
 pub async fn serve(listeners: Listeners, services: Arc<Services>, admission: Arc<Admission>) {
-    let sessions = Sessions::default();
     let mut served = vec![(listeners.imap, "imap", None)];
     served.extend(listeners.imaps.map(|socket| (socket, "imaps", services.tls.clone())));
-    let accept_loops: Vec<_> = served
+    let served = served
         .into_iter()
         .map(|(socket, name, implicit_tls)| {
             let for_sessions = services.clone();
@@ -39,14 +38,10 @@ pub async fn serve(listeners: Listeners, services: Arc<Services>, admission: Arc
                 refusal,
                 serve: move |connection, client_ip| session::serve(connection, client_ip, for_sessions.clone()),
             };
-            let shutdown = services.shutdown.clone();
-            tokio::spawn(listener::accept(socket, service, admission.clone(), sessions.count(), shutdown))
+            (socket, service)
         })
         .collect();
-    for accept_loop in accept_loops {
-        let _ = accept_loop.await;
-    }
-    sessions.wait(SHUTDOWN_GRACE).await;
+    listener::serve(served, admission, services.shutdown.clone(), SHUTDOWN_GRACE).await;
 }
 
 /// The answer before closing a connection over the per-address limits.

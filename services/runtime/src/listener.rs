@@ -38,7 +38,7 @@ pub async fn bind(address: SocketAddr, flag: &str) -> Result<TcpListener, String
 }
 
 /// The sessions started by accept loops, to wait for at shutdown.
-pub struct Sessions {
+struct Sessions {
     open: SessionCount,
     ended: mpsc::Receiver<()>,
 }
@@ -46,9 +46,7 @@ pub struct Sessions {
 /// Given to accept loops: each session task holds a clone; when all are gone (and the
 /// [`Sessions`] has dropped its own), every session has ended.
 #[derive(Clone)]
-pub struct SessionCount(
-    #[expect(dead_code, reason = "held for its drop, which tells a session ended")] mpsc::Sender<()>,
-);
+struct SessionCount(#[expect(dead_code, reason = "held for its drop, which tells a session ended")] mpsc::Sender<()>);
 
 impl Default for Sessions {
     fn default() -> Self {
@@ -58,13 +56,13 @@ impl Default for Sessions {
 }
 
 impl Sessions {
-    pub fn count(&self) -> SessionCount {
+    fn count(&self) -> SessionCount {
         self.open.clone()
     }
 
     /// Waits until every session has ended, or `grace` has passed (then they are left to be
     /// dropped with the runtime). Call once the accept loops have returned.
-    pub async fn wait(self, grace: Duration) {
+    async fn wait(self, grace: Duration) {
         let Sessions { open, mut ended } = self;
         drop(open);
         if tokio::time::timeout(grace, ended.recv()).await.is_err() {
@@ -87,9 +85,32 @@ pub struct Service<F> {
     pub serve: F,
 }
 
+/// Serves every listener until `shutdown`, then waits up to `grace` for the sessions to end.
+pub async fn serve<F, S>(
+    listeners: Vec<(TcpListener, Service<F>)>,
+    admission: Arc<Admission>,
+    shutdown: Shutdown,
+    grace: Duration,
+) where
+    F: Fn(Connection<TcpStream>, IpAddr) -> S + Send + Sync + 'static,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let sessions = Sessions::default();
+    let accept_loops: Vec<_> = listeners
+        .into_iter()
+        .map(|(socket, service)| {
+            tokio::spawn(accept(socket, service, admission.clone(), sessions.count(), shutdown.clone()))
+        })
+        .collect();
+    for accept_loop in accept_loops {
+        let _ = accept_loop.await;
+    }
+    sessions.wait(grace).await;
+}
+
 /// Accepts connections on `listener` until `shutdown`, each served by `service` in a task of
 /// its own that `sessions` counts.
-pub async fn accept<F, S>(
+async fn accept<F, S>(
     listener: TcpListener,
     service: Service<F>,
     admission: Arc<Admission>,
