@@ -190,15 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Exactly `count` octets.
     async fn octets(&mut self, count: usize) -> Option<Vec<u8>> {
         while self.input.len() < count {
-            let mut chunk = [0u8; 4096];
-            let read = tokio::time::timeout(Duration::from_secs(20), self.stream.read(&mut chunk))
-                .await
-                .expect("the server answers in time")
-                .ok()?;
-            if read == 0 {
-                return None;
-            }
-            self.input.extend_from_slice(&chunk[..read]);
+            self.fill().await?;
         }
         Some(self.input.drain(..count).collect())
     }
@@ -211,16 +203,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 self.input.drain(..end + 2);
                 return Some(line);
             }
-            let mut chunk = [0u8; 4096];
-            let read = tokio::time::timeout(Duration::from_secs(20), self.stream.read(&mut chunk))
-                .await
-                .expect("the server answers in time")
-                .ok()?;
-            if read == 0 {
-                return None;
-            }
-            self.input.extend_from_slice(&chunk[..read]);
+            self.fill().await?;
         }
+    }
+
+    /// Reads what the server sent next; `None` once it closed the connection.
+    async fn fill(&mut self) -> Option<()> {
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(20), self.stream.read(&mut chunk))
+            .await
+            .expect("the server answers in time")
+            .ok()?;
+        if read == 0 {
+            return None;
+        }
+        self.input.extend_from_slice(&chunk[..read]);
+        Some(())
     }
 
     /// Whether the server closed the connection (after any lines still unread, returned).
