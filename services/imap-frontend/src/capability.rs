@@ -27,6 +27,8 @@ pub fn after_login() -> String {
     capabilities.extend([
         "NAMESPACE",
         "CHILDREN",
+        // LIST marks the Drafts, Sent, Junk and Trash folders (RFC 6154).
+        "SPECIAL-USE",
         "UTF8=ACCEPT",
         "STATUS=SIZE",
         "UNSELECT",

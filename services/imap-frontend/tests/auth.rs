@@ -61,6 +61,9 @@ async fn starttls_then_login_with_the_mailstore_password() {
     assert!(logged_in.status().starts_with("OK [CAPABILITY IMAP4rev1 IMAP4rev2"), "{logged_in:?}");
     let after = capabilities(&logged_in.tagged);
     assert!(!after.iter().any(|c| c.starts_with("AUTH=") || *c == "SASL-IR"), "{after:?}");
+    for offered in ["IDLE", "MOVE", "UIDPLUS", "QUOTA", "SPECIAL-USE", "NAMESPACE", "UTF8=ACCEPT"] {
+        assert!(after.contains(&offered), "{offered} after login: {after:?}");
+    }
     let again = client.command(&format!("h LOGIN alice@example.org {PASSWORD}")).await;
     assert!(again.status().starts_with("BAD"), "already logged in: {again:?}");
 
