@@ -23,16 +23,14 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
-use kubemail_runtime::propagation;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{Queue, Spool};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use config::DeliveryFlags;
-use local::MailstoreClient;
+use kubemail_runtime::propagation::MailstoreClient;
 use outbound::client::{Credentials, Security};
 use outbound::dkim::Keys;
 use outbound::route::Router;
@@ -47,10 +45,7 @@ pub enum Error {
     Startup(String),
 }
 
-/// A mailstore client on `channel`, passing the trace context on with every call.
-pub fn mailstore_client(channel: Channel) -> MailstoreClient {
-    MailStoreClient::new(propagation::traced(channel))
-}
+pub use kubemail_runtime::propagation::mailstore_client;
 
 /// Outbound SMTP as `flags` configure it, saying EHLO as `hostname`.
 pub fn outbound(flags: &DeliveryFlags, hostname: &str) -> Result<SmtpOutbound, Error> {

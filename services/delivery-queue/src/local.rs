@@ -4,9 +4,7 @@
 
 use bytes::Bytes;
 use kubemail_proto::mailstore::deliver_chunk::Part;
-use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_proto::mailstore::{DeliverChunk, DeliverHeader, ResolveRecipientRequest};
-use kubemail_runtime::propagation::TracedChannel;
 use tonic::Code;
 
 use crate::outcome::{Failure, Outcome};
@@ -14,8 +12,7 @@ use crate::outcome::{Failure, Outcome};
 /// Body octets per gRPC message of the Deliver stream.
 const CHUNK: usize = 256 * 1024;
 
-/// The mailstore client, passing the trace context on with every call.
-pub type MailstoreClient = MailStoreClient<TracedChannel>;
+pub use kubemail_runtime::propagation::MailstoreClient;
 
 /// Delivers `body` to each of `recipients` (local addresses); one outcome per recipient, in
 /// order. Addresses that name the same mailbox share one delivery and its outcome.

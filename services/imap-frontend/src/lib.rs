@@ -20,23 +20,15 @@ pub mod session;
 
 use std::sync::Arc;
 
-use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::limits::ConnectionTracker;
 use kubemail_runtime::listener;
 use kubemail_runtime::nats::NatsEventBus;
-use kubemail_runtime::propagation::{self, TracedChannel};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
-/// The mailstore client, passing the trace context on with every call.
-pub type MailstoreClient = MailStoreClient<TracedChannel>;
-
-/// A mailstore client on `channel`.
-pub fn mailstore_client(channel: Channel) -> MailstoreClient {
-    MailStoreClient::new(propagation::traced(channel))
-}
+pub use kubemail_runtime::propagation::{MailstoreClient, mailstore_client};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -56,6 +56,14 @@ pub fn traced(channel: tonic::transport::Channel) -> TracedChannel {
     tonic::service::interceptor::InterceptedService::new(channel, grpc_client_interceptor as TraceInterceptor)
 }
 
+/// The mailstore client of every service: each call carries the caller's trace context.
+pub type MailstoreClient = kubemail_proto::mailstore::mail_store_client::MailStoreClient<TracedChannel>;
+
+/// A mailstore client on `channel`.
+pub fn mailstore_client(channel: tonic::transport::Channel) -> MailstoreClient {
+    MailstoreClient::new(traced(channel))
+}
+
 /// A tonic client interceptor that adds the current span's trace context to every call:
 /// `ServiceClient::with_interceptor(channel, grpc_client_interceptor)`. It runs when the call
 /// is made, so the caller's span at that moment becomes the server span's parent.
