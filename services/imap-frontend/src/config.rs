@@ -78,6 +78,10 @@ pub struct SessionFlags {
     /// How long a client may take to log in.
     #[arg(long = "imap-login-timeout", env = "KUBEMAIL_IMAP_LOGIN_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
     pub login_timeout: Duration,
+    /// Accept passwords without TLS from clients on this machine (loopback addresses only):
+    /// for mail clients and load tools set up without TLS on a developer's machine.
+    #[arg(long = "imap-allow-plaintext-login", env = "KUBEMAIL_IMAP_ALLOW_PLAINTEXT_LOGIN")]
+    pub allow_plaintext_login: bool,
 }
 
 impl SessionFlags {
@@ -93,7 +97,7 @@ impl SessionFlags {
             max_auth_failures,
             max_errors,
             auth_failure_delay: AUTH_FAILURE_DELAY,
-            allow_plaintext_auth: false,
+            allow_plaintext_auth: self.allow_plaintext_login,
         }
     }
 }

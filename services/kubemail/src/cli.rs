@@ -67,10 +67,6 @@ pub struct DevArgs {
     /// self-signed certificate for the host name, made once in <data-dir>/tls.
     #[arg(long, env = "KUBEMAIL_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
-    /// Accept IMAP passwords without TLS from clients on this machine (loopback addresses
-    /// only), for mail clients set up without TLS against the dev platform.
-    #[arg(long, env = "KUBEMAIL_IMAP_ALLOW_PLAINTEXT_LOGIN")]
-    pub imap_allow_plaintext_login: bool,
     #[command(flatten)]
     pub limits: LimitFlags,
     #[command(flatten)]

@@ -106,13 +106,12 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let smtp_server = tokio::spawn(kubemail_smtp_ingress::server::serve(smtp, services, admission));
     smtp_ready.set_ready(true);
 
-    let mut imap_settings = args.imap.settings(
+    let imap_settings = args.imap.settings(
         &args.hostname,
         args.limits.max_message_size,
         args.limits.max_auth_failures,
         args.limits.max_errors,
     );
-    imap_settings.allow_plaintext_auth = args.imap_allow_plaintext_login;
     let imap_services = Arc::new(kubemail_imap_frontend::session::Services {
         mailstore: kubemail_imap_frontend::mailstore_client(channel.clone()),
         events: events.clone(),
