@@ -38,6 +38,7 @@ pub fn after_login() -> String {
         "QUOTA",
         "QUOTA=RES-STORAGE",
         "QUOTA=RES-MESSAGE",
+        "CONDSTORE",
     ]);
     capabilities.join(" ")
 }

@@ -2,7 +2,8 @@
 //! ENVELOPE, BODY and BODYSTRUCTURE, and body sections — the whole message, its header or text,
 //! chosen header fields, a MIME part and its header (`BODY[1.2]`, `BODY[2.MIME]`,
 //! `BODY[3.HEADER]`) — each with a partial range; also RFC822, RFC822.HEADER and RFC822.TEXT.
-//! Reading a body without PEEK sets \Seen in a read-write selection.
+//! Reading a body without PEEK sets \Seen in a read-write selection. The CHANGEDSINCE modifier
+//! (RFC 7162 §3.1.4) limits the answer to messages whose MODSEQ is above a value.
 //!
 //! Bodies stream from the mailstore one message after the other and each message's response
 //! is written before the next is read, so a FETCH of a whole mailbox holds one message at a
@@ -11,6 +12,7 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
+use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::core::{AString, Tag, Vec1};
 use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use imap_codec::imap_types::sequence::SequenceSet;
@@ -42,10 +44,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         set: &SequenceSet,
         items: &MacroOrMessageDataItemNames<'_>,
         uid: bool,
+        modifiers: &[FetchModifier],
     ) {
-        let Some(messages) = self.selected_messages(tag, set, uid, false) else { return };
+        let Some(mut messages) = self.selected_messages(tag, set, uid, false) else { return };
+        let mut changed_since = 0;
+        for modifier in modifiers {
+            match modifier {
+                FetchModifier::ChangedSince(modseq) => changed_since = modseq.get(),
+                FetchModifier::Vanished => {
+                    self.respond(Some(tag), Status::Bad, None, "VANISHED needs QRESYNC, which is not supported");
+                    return;
+                }
+            }
+        }
         let Some(selection) = &self.selected else { return };
-        let request = match Request::new(items, uid, selection.read_only) {
+        let mut request = match Request::new(items, uid, selection.read_only) {
             Ok(request) => request,
             Err(unsupported) => {
                 let text = format!("FETCH {unsupported} is not supported yet");
@@ -53,18 +66,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             }
         };
+        if changed_since > 0 && !request.items.contains(&MessageDataItemName::ModSeq) {
+            // RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ.
+            request.items.push(MessageDataItemName::ModSeq);
+        }
+        self.condstore |= request.items.contains(&MessageDataItemName::ModSeq);
+        if self.condstore && request.marks_seen && !request.items.contains(&MessageDataItemName::ModSeq) {
+            // The \Seen set here changes the MODSEQ, reported with the flags.
+            request.items.push(MessageDataItemName::ModSeq);
+        }
         let (account_id, mailbox_id) = (self.account_id(), selection.mailbox_id);
-        let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
         if request.marks_seen {
             self.mark_seen(account_id, mailbox_id, &messages).await;
         }
-        let meta = match self.fetch_meta(account_id, mailbox_id, &uids).await {
+        let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
+        let meta = match self.fetch_meta(account_id, mailbox_id, &uids, changed_since).await {
             Ok(meta) => meta,
             Err(status) => {
                 self.mailstore_refused(tag, &status);
                 return;
             }
         };
+        if changed_since > 0 {
+            messages.retain(|(_, uid)| meta.contains_key(uid));
+        }
+        let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
         let mut missing = messages.iter().filter(|(_, uid)| !meta.contains_key(uid)).count();
         if !request.needs_body {
             for (number, uid) in &messages {
@@ -123,17 +149,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Metadata of `uids` by UID.
+    /// Metadata of `uids` by UID; only of those with a MODSEQ above `changed_since` unless it
+    /// is 0.
     pub(super) async fn fetch_meta(
         &mut self,
         account_id: i64,
         mailbox_id: i64,
         uids: &[u32],
+        changed_since: u64,
     ) -> Result<HashMap<u32, MessageMeta>, tonic::Status> {
         if uids.is_empty() {
             return Ok(HashMap::new());
         }
-        let request = FetchMessagesRequest { account_id, mailbox_id, uids: uid_ranges(uids), changed_since: 0 };
+        let request = FetchMessagesRequest { account_id, mailbox_id, uids: uid_ranges(uids), changed_since };
         let messages = self.services.mailstore.clone().fetch_messages(request).await?.into_inner().messages;
         Ok(messages.into_iter().map(|meta| (meta.uid, meta)).collect())
     }

@@ -133,6 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.respond(Some(tag), Status::No, Some("NONEXISTENT"), "No such mailbox");
             return;
         };
+        let mut condstore = false;
         let values: Vec<String> = items
             .iter()
             .map(|item| match item {
@@ -142,13 +143,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 StatusDataItemName::Unseen => format!("UNSEEN {}", info.unseen),
                 StatusDataItemName::Deleted => format!("DELETED {}", info.deleted),
                 StatusDataItemName::Size => format!("SIZE {}", info.size),
-                StatusDataItemName::HighestModSeq => format!("HIGHESTMODSEQ {}", info.highest_modseq),
+                StatusDataItemName::HighestModSeq => {
+                    condstore = true;
+                    format!("HIGHESTMODSEQ {}", info.highest_modseq)
+                }
                 // No session of ours ever sees a message as \Recent (RFC 9051 drops it).
                 StatusDataItemName::Recent => "RECENT 0".to_string(),
                 // Deleted messages' octets (RFC 9208 §4.2.1).
                 StatusDataItemName::DeletedStorage => "DELETED-STORAGE 0".to_string(),
             })
             .collect();
+        // RFC 7162 §3.1: STATUS HIGHESTMODSEQ is one of the commands that turn CONDSTORE on.
+        self.condstore |= condstore;
         let line = format!("* STATUS {} ({})\r\n", self.quoted_name(&info.name), values.join(" "));
         self.io.write(line.as_bytes());
         self.ok(tag, "STATUS completed");
@@ -169,6 +175,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.rev2 = true;
                     self.utf8 = true;
                     enabled.push("IMAP4rev2");
+                }
+                CapabilityEnable::CondStore if !self.condstore => {
+                    self.condstore = true;
+                    enabled.push("CONDSTORE");
                 }
                 _ => {}
             }

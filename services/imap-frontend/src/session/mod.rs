@@ -135,6 +135,7 @@ where
         errors: 0,
         utf8: false,
         rev2: false,
+        condstore: false,
         selected: None,
         expunges_allowed: false,
     };
@@ -153,6 +154,9 @@ struct Session<S> {
     utf8: bool,
     /// ENABLE IMAP4rev2: responses follow RFC 9051 rather than RFC 3501.
     rev2: bool,
+    /// CONDSTORE is in use (RFC 7162 §3.1): every FETCH response about flags carries the
+    /// message's MODSEQ. Turned on by ENABLE CONDSTORE or the first command that uses it.
+    condstore: bool,
     /// The selected mailbox (the selected state of RFC 9051 §3.3), after login only.
     selected: Option<selected::Selection>,
     /// Whether the command being answered may carry EXPUNGE responses (RFC 9051 §7.5.1).
@@ -277,22 +281,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (State::Authenticated(_), CommandBody::Status { mailbox, item_names }) => {
                 self.status(&tag, &mailbox, &item_names).await;
             }
-            (State::Authenticated(_), CommandBody::Select { mailbox, .. }) => self.select(&tag, &mailbox, false).await,
-            (State::Authenticated(_), CommandBody::Examine { mailbox, .. }) => self.select(&tag, &mailbox, true).await,
+            (State::Authenticated(_), CommandBody::Select { mailbox, parameters }) => {
+                self.select(&tag, &mailbox, &parameters, false).await;
+            }
+            (State::Authenticated(_), CommandBody::Examine { mailbox, parameters }) => {
+                self.select(&tag, &mailbox, &parameters, true).await;
+            }
             (State::Authenticated(_), CommandBody::Close) => self.close(&tag).await,
             (State::Authenticated(_), CommandBody::Unselect) => self.unselect(&tag),
             (State::Authenticated(_), CommandBody::Check) if self.selected.is_some() => {
                 self.ok(&tag, "CHECK completed")
             }
-            (State::Authenticated(_), CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. })
+            (State::Authenticated(_), CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers })
                 if self.selected.is_some() =>
             {
-                self.fetch(&tag, &sequence_set, &macro_or_item_names, uid).await;
+                self.fetch(&tag, &sequence_set, &macro_or_item_names, uid, &modifiers).await;
             }
-            (State::Authenticated(_), CommandBody::Store { sequence_set, kind, response, flags, uid, .. })
+            (State::Authenticated(_), CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers })
                 if self.selected.is_some() =>
             {
-                self.store(&tag, &sequence_set, &kind, &response, &flags, uid).await;
+                let change = store::Change { kind, response, flags: &flags, modifiers: &modifiers };
+                self.store(&tag, &sequence_set, change, uid).await;
             }
             (State::Authenticated(_), CommandBody::Copy { sequence_set, mailbox, uid }) if self.selected.is_some() => {
                 self.copy(&tag, &sequence_set, &mailbox, uid, false).await;

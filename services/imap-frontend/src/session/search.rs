@@ -54,7 +54,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         }
         let (account_id, mailbox_id) = (self.account_id(), selection.mailbox_id);
-        let search_by_uid = uid;
         let all_uids = selection.uids.clone();
         let meta = if needs(&key, &|key| {
             matches!(
@@ -64,9 +63,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     | SearchKey::Since(_)
                     | SearchKey::Larger(_)
                     | SearchKey::Smaller(_)
+                    | SearchKey::ModSequence { .. }
             )
         }) {
-            match self.fetch_meta(account_id, mailbox_id, &all_uids).await {
+            match self.fetch_meta(account_id, mailbox_id, &all_uids, 0).await {
                 Ok(meta) => meta,
                 Err(status) => {
                     self.mailstore_refused(tag, &status);
@@ -93,7 +93,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Some(candidate) = candidate(selection, uid, &meta, parsed.as_ref())
                     && matches(&key, &candidate, selection)
                 {
-                    found.push(if search_by_uid { candidate.uid } else { candidate.number });
+                    found.push((candidate.number, candidate.uid));
                 }
             }
         } else {
@@ -102,17 +102,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Some(candidate) = candidate(selection, uid_of_message, &meta, None)
                     && matches(&key, &candidate, selection)
                 {
-                    found.push(if uid { candidate.uid } else { candidate.number });
+                    found.push((candidate.number, candidate.uid));
                 }
             }
         }
+        // A search on MODSEQ turns CONDSTORE on and tells the highest MODSEQ of the messages
+        // found (RFC 7162 §3.1.5).
+        let by_modseq = needs(&key, &|key| matches!(key, SearchKey::ModSequence { .. }));
+        self.condstore |= by_modseq;
+        let highest_modseq = found.iter().filter_map(|(_, uid)| meta.get(uid)).map(|meta| meta.modseq).max();
+        let highest_modseq = highest_modseq.filter(|_| by_modseq);
+        let found: Vec<u32> =
+            found.into_iter().map(|(number, message_uid)| if uid { message_uid } else { number }).collect();
         let line = if self.rev2 {
             let kind = if uid { " UID" } else { "" };
             let all = if found.is_empty() { String::new() } else { format!(" ALL {}", response::sequence_set(&found)) };
-            format!("* ESEARCH (TAG \"{}\"){kind}{all}\r\n", tag.inner())
+            let modseq = highest_modseq.map_or_else(String::new, |modseq| format!(" MODSEQ {modseq}"));
+            format!("* ESEARCH (TAG \"{}\"){kind}{all}{modseq}\r\n", tag.inner())
         } else {
             let numbers: String = found.iter().map(|number| format!(" {number}")).collect();
-            format!("* SEARCH{numbers}\r\n")
+            let modseq = highest_modseq.map_or_else(String::new, |modseq| format!(" (MODSEQ {modseq})"));
+            format!("* SEARCH{numbers}{modseq}\r\n")
         };
         self.io.write(line.as_bytes());
         self.ok(tag, if uid { "UID SEARCH completed" } else { "SEARCH completed" });
@@ -228,8 +238,8 @@ fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection) 
             let header = String::from_utf8_lossy(content.raw_message().get(..header_end).unwrap_or_default());
             contains(&header, text) || body_contains(content, text)
         }),
-        // CONDSTORE is not offered yet.
-        _ => false,
+        // One MODSEQ per message: the metadata item named, if any, changed no later than it.
+        SearchKey::ModSequence { modseq, .. } => message.meta.is_some_and(|meta| meta.modseq >= *modseq),
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
@@ -143,11 +144,28 @@ impl Selection {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    /// SELECT, or EXAMINE when `read_only`.
-    pub(super) async fn select(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>, read_only: bool) {
+    /// SELECT, or EXAMINE when `read_only`; the CONDSTORE parameter turns CONDSTORE on.
+    pub(super) async fn select(
+        &mut self,
+        tag: &Tag<'_>,
+        mailbox: &Mailbox<'_>,
+        parameters: &[SelectParameter],
+        read_only: bool,
+    ) {
         // Whatever happens next, the mailbox selected before is left (RFC 9051 §6.3.2).
         if self.selected.take().is_some() {
             self.respond(None, Status::Ok, Some("CLOSED"), "Previous mailbox closed");
+        }
+        for parameter in parameters {
+            match parameter {
+                SelectParameter::CondStore => self.condstore = true,
+                // Not advertised: QRESYNC needs a record of expunged UIDs the mailstore does
+                // not keep.
+                SelectParameter::QResync { .. } => {
+                    self.respond(Some(tag), Status::Bad, None, "QRESYNC is not supported");
+                    return;
+                }
+            }
         }
         let Some(name) = self.name(tag, mailbox) else { return };
         // Subscribed first: a change made while the snapshot is read is either in it or in an

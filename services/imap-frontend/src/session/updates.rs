@@ -54,9 +54,10 @@ impl Updates {
 }
 
 impl Selection {
-    /// Applies `event` to the snapshot; returns the untagged responses it makes. Expunges are
-    /// only queued: [`Selection::take_expunges`] tells them when IMAP allows.
-    pub(super) fn apply(&mut self, event: MailboxEvent) -> String {
+    /// Applies `event` to the snapshot; returns the untagged responses it makes, flag changes
+    /// with their MODSEQ when `condstore`. Expunges are only queued:
+    /// [`Selection::take_expunges`] tells them when IMAP allows.
+    pub(super) fn apply(&mut self, event: MailboxEvent, condstore: bool) -> String {
         let mut lines = String::new();
         if event.mailbox_id != self.mailbox_id || event.uidvalidity != self.uidvalidity {
             return lines;
@@ -79,13 +80,17 @@ impl Selection {
             }
             Some(Change::Flags(changed)) => {
                 let keywords = changed.keywords.iter().map(String::as_str).chain(std::iter::repeat(""));
-                for ((uid, system), keywords) in changed.uids.iter().zip(&changed.system_flags).zip(keywords) {
+                let modseqs = changed.modseqs.iter().copied().chain(std::iter::repeat(event.highest_modseq));
+                for (((uid, system), keywords), modseq) in
+                    changed.uids.iter().zip(&changed.system_flags).zip(keywords).zip(modseqs)
+                {
                     let Ok(index) = self.uids.binary_search(uid) else { continue };
                     let keywords: Vec<String> = keywords.split_whitespace().map(str::to_string).collect();
                     // This session's own STORE was told already, with the same flags.
                     if self.set_flags(index, *system, &keywords) {
                         let flags = flag_list(*system, &keywords);
-                        lines.push_str(&format!("* {} FETCH (FLAGS ({flags}))\r\n", index + 1));
+                        let modseq = if condstore { format!(" MODSEQ ({modseq})") } else { String::new() };
+                        lines.push_str(&format!("* {} FETCH (FLAGS ({flags}){modseq})\r\n", index + 1));
                     }
                 }
             }
@@ -110,11 +115,11 @@ impl Selection {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Tells the client what changed in the selected mailbox since it was last told.
     pub(super) fn report_changes(&mut self) {
-        let expunges_allowed = self.expunges_allowed;
+        let (expunges_allowed, condstore) = (self.expunges_allowed, self.condstore);
         let Some(selection) = &mut self.selected else { return };
         let mut lines = String::new();
         while let Some(event) = selection.updates.ready() {
-            lines.push_str(&selection.apply(event));
+            lines.push_str(&selection.apply(event, condstore));
         }
         // Held-back expunges go out with the first command that may carry them.
         if expunges_allowed {
@@ -146,6 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if self.io.flush().await.is_err() {
                 break IdleEnd::Close;
             }
+            let condstore = self.condstore;
             let Some(selection) = &mut self.selected else { break IdleEnd::Close };
             tokio::select! {
                 done = self.io.read_idle_done(deadline.saturating_duration_since(tokio::time::Instant::now())) => {
@@ -164,7 +170,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 event = selection.updates.next() => {
                     let Some(event) = event else { break IdleEnd::Close };
-                    let mut lines = selection.apply(event);
+                    let mut lines = selection.apply(event, condstore);
                     lines.push_str(&selection.take_expunges());
                     self.io.write(lines.as_bytes());
                 }

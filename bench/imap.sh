@@ -1,0 +1,388 @@
+#!/usr/bin/env bash
+# The IMAP benchmark, with Dovecot (mdbox) measured in the same run as the peer.
+#
+#   bench/imap.sh
+#
+# 1. Builds the release `kubemail`, `mailstore`, `smtp-ingress`, `delivery-queue`,
+#    `imap-frontend` and `mailstore-bench` binaries.
+# 2. Distributed kubemail, each service its own process: PostgreSQL (durable defaults, as in
+#    mailstore.sh) and NATS with JetStream (scripts/lib/provision.sh), the mailstore on
+#    PostgreSQL, imap-frontend (plaintext LOGIN allowed on loopback, no per-address connection
+#    limits), smtp-ingress and one delivery-queue (for the end-to-end latency). The domain
+#    bench.test and the mailboxes bench1..bench<MEM_USERS>@bench.test, password benchpass,
+#    hashed with the mailstore's default (argon2id).
+# 3. Dovecot with MAIL_FORMAT=mdbox and Postfix (full pipeline, LMTP into Dovecot) from the
+#    shared peer scripts, under the work directory and on free ports; its users are
+#    bench1..bench<MEM_USERS> (Dovecot logs in by local part, ours by address).
+# 4. The same corpus on both sides (`gen-corpus.py --count 1000 --seed 1`): bench1's INBOX is
+#    filled to MAILBOX_MSGS messages by APPEND (`imapbench.py fill`, FILL_CONNS connections).
+# 5. login-fetch on that INBOX: after one untimed session, RUNS batches of LOGIN_FETCH_ITERATIONS
+#    sequential sessions of connect, LOGIN, SELECT INBOX, FETCH 1:* (FLAGS), LOGOUT; p50 per
+#    phase and in total. Its connect and LOGIN phases are the connect + LOGIN latency.
+# 6. Mixed workload (`imapbench.py mixed`, imaptest's default state machine) on the same INBOX,
+#    kept around MAILBOX_MSGS messages, MIXED_SECS seconds at each client count in
+#    MIXED_CLIENTS, RUNS times: commands per second and failed commands.
+# 7. APPEND throughput (`imapbench.py append`): APPEND_MSGS corpus messages into a new mailbox
+#    of bench4 at each connection count in APPEND_CONNS, RUNS times.
+# 8. Delivery → IDLE notification (`e2e.py --method idle`, E2E_MSGS messages to bench3, one at
+#    a time): distributed (smtp-ingress → NATS → delivery-queue → mailstore → NATS event →
+#    imap-frontend), `kubemail dev` (one process, SQLite; started for this step only) and
+#    Postfix → LMTP → Dovecot; RUNS times.
+# 9. Memory per idle selected connection (`idle-mem.py --proto imap --state selected`,
+#    MEM_CONNS connections over MEM_USERS users): the imap-frontend process alone, a fresh one
+#    for each of MEM_RUNS runs; Dovecot's whole process tree, restarted for each run.
+# 10. Writes raw outputs, cpu.jsonl (wall time and CPU seconds of the client and of every server
+#    process tree during each step) and summary.md to bench/results/imap-<UTC date-time>/.
+#
+# Ours and the peer alternate within every measurement, so a slow phase of the shared machine
+# hits both. A step that fails (non-zero exit, timeout) is recorded in failures.txt with the
+# end of its output, and the run goes on. Everything listens on 127.0.0.1 only; every loop is
+# bounded (each step also by STEP_TIMEOUT seconds); everything started is stopped on exit, also
+# on failure or Ctrl-C.
+#
+# Environment (defaults): RUNS=3 MAILBOX_MSGS=10000 FILL_CONNS=4 LOGIN_FETCH_ITERATIONS=50
+#   MIXED_CLIENTS=10,50 MIXED_SECS=30 APPEND_MSGS=2000 APPEND_CONNS=1,4 E2E_MSGS=50
+#   MEM_CONNS=500 MEM_USERS=50 MEM_RUNS=3 STEP_TIMEOUT=900
+#   PEERS_DIR=/work/shared/bench/peers OUT=bench/results/imap-<date-time>
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/scripts/lib/provision.sh"
+source "$root/bench/lib.sh"
+
+RUNS=${RUNS:-3}
+MAILBOX_MSGS=${MAILBOX_MSGS:-10000}
+FILL_CONNS=${FILL_CONNS:-4}
+LOGIN_FETCH_ITERATIONS=${LOGIN_FETCH_ITERATIONS:-50}
+MIXED_CLIENTS=${MIXED_CLIENTS:-10,50}
+MIXED_SECS=${MIXED_SECS:-30}
+APPEND_MSGS=${APPEND_MSGS:-2000}
+APPEND_CONNS=${APPEND_CONNS:-1,4}
+E2E_MSGS=${E2E_MSGS:-50}
+MEM_CONNS=${MEM_CONNS:-500}
+MEM_USERS=${MEM_USERS:-50}
+MEM_RUNS=${MEM_RUNS:-3}
+STEP_TIMEOUT=${STEP_TIMEOUT:-900}
+PEERS_DIR=${PEERS_DIR:-/work/shared/bench/peers}
+OUT=${OUT:-$root/bench/results/imap-$(date -u +%Y-%m-%dT%H%M%SZ)}
+
+# Accounts: bench1 holds the big INBOX, bench3 receives the end-to-end probes, bench4 appends.
+[ "$MEM_USERS" -ge 4 ] || { echo "MEM_USERS must be at least 4" >&2; exit 2; }
+DOMAIN=bench.test
+PASSWORD=benchpass
+
+mkdir -p "$OUT"
+# Under /var: the peer configs log to files there (Postfix only accepts maillog paths in /var).
+work=$(mktemp -d /var/tmp/kubemail-imap-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+dev_pid=""
+frontend_pid=""
+peer_root=$work/peers
+
+cleanup() {
+  set +e
+  for pid in $dev_pid $frontend_pid "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  [ -d "$peer_root" ] && BENCH_ROOT=$peer_root "$PEERS_DIR/bin/peers.sh" stop >/dev/null 2>&1
+  provision_cleanup "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# 500 idle connections, each a socket in the server and in the client.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+take_port grpc_port mailstore_http_port imap_port imaps_port frontend_http_port \
+  smtp_port submission_port ingress_http_port worker_http_port \
+  dev_grpc_port dev_http_port dev_smtp_port dev_submission_port dev_submissions_port \
+  dev_imap_port dev_imaps_port dev_pop3_port dev_pop3s_port \
+  peer_imap_port peer_lmtp_port postfix_full_port hold_port sink_port
+
+record_machine
+build_release kubemail kubemail-mailstore kubemail-smtp-ingress kubemail-delivery-queue \
+  kubemail-imap-frontend kubemail-bench
+bin=$root/target/release
+
+# ---------------------------------------------------------------- CPU accounting
+# cpu_watch holds NAME=PID entries: each step records the CPU seconds of those process trees.
+cpu_watch=()
+
+# cpu_seconds NAME=PID...: "NAME=SECONDS ..." for each process tree (the process and every
+# descendant; children that exited count through their parent's cutime/cstime once reaped).
+cpu_seconds() {
+  python3 - "$@" <<'EOF'
+import os, sys
+tick = os.sysconf("SC_CLK_TCK")
+children, own = {}, {}
+for entry in os.listdir("/proc"):
+    if not entry.isdigit():
+        continue
+    try:
+        with open(f"/proc/{entry}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    pid = int(entry)
+    children.setdefault(int(fields[1]), []).append(pid)
+    own[pid] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+out = []
+for spec in sys.argv[1:]:
+    name, root = spec.split("=")
+    total, stack, seen = 0, [int(root)], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += own.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    out.append(f"{name}={total / tick:.2f}")
+print(" ".join(out))
+EOF
+}
+
+# measure LABEL COMMAND...: runs COMMAND (bounded by STEP_TIMEOUT) with stdout appended to
+# $OUT/LABEL.jsonl and stderr to $OUT/LABEL.log; appends the wall time and the CPU seconds of
+# the client and of every watched server to cpu.jsonl. A failure is written to failures.txt
+# and does not stop the run.
+measure() {
+  local label=$1
+  shift
+  local before after timing rc=0
+  before=$(cpu_seconds "${cpu_watch[@]}")
+  local TIMEFORMAT='%R %U %S'
+  { time timeout "$STEP_TIMEOUT" "$@" >>"$OUT/$label.jsonl" 2>>"$OUT/$label.log" || rc=$?; } 2>"$work/time"
+  after=$(cpu_seconds "${cpu_watch[@]}")
+  timing=$(tail -n 1 "$work/time")
+  python3 - "$label" "$rc" "$timing" "$before" "$after" >>"$OUT/cpu.jsonl" <<'EOF'
+import json, sys
+label, rc, timing, before, after = sys.argv[1:]
+wall, user, system = map(float, timing.split())
+row = {"label": label, "exit": int(rc), "wall_s": wall, "client_cpu_s": round(user + system, 2)}
+start = dict(item.split("=") for item in before.split())
+for item in after.split():
+    name, seconds = item.split("=")
+    row[f"{name}_cpu_s"] = round(float(seconds) - float(start.get(name, 0)), 2)
+print(json.dumps(row))
+EOF
+  if [ "$rc" != 0 ]; then
+    {
+      echo "## $label: exit $rc$([ "$rc" = 124 ] && echo " (timed out after ${STEP_TIMEOUT} s)")"
+      echo "command: $*"
+      echo '```'
+      tail -n 15 "$OUT/$label.log"
+      echo '```'
+    } >>"$OUT/failures.txt"
+    log "$label FAILED (exit $rc): see failures.txt"
+  fi
+  grep -v '^RESULT ' "$OUT/$label.log" | tail -n 3 >&2 || true
+}
+
+# ---------------------------------------------------------------- PostgreSQL, NATS, kubemail
+ensure_postgres
+ensure_nats
+start_postgres "$work" bench fsync=on synchronous_commit=on full_page_writes=on \
+  shared_buffers=1GB max_wal_size=4GB
+start_nats "$work"
+pg_dir=$(echo "$PG_DIRS" | awk '{print $NF}')
+nats_pid=$(echo "$NATS_PIDS" | awk '{print $NF}')
+{
+  echo "PostgreSQL: fsync=on synchronous_commit=on full_page_writes=on (every commit on disk)"
+  echo "NATS JetStream file storage, default sync_interval (2 min): acknowledged = written, not yet fsync'd"
+  echo "kubemail dev: SQLite in its data directory (the embedded default)"
+  echo "Postfix: queue files fsync'd; Dovecot mdbox: mail_fsync = optimized (the peer scripts' defaults)"
+  echo "Passwords: ours argon2id (the mailstore's default hash); Dovecot {PLAIN} (the peer scripts' users file)"
+} >"$OUT/durability.txt"
+
+grpc=127.0.0.1:$grpc_port
+"$bin/mailstore" --database-url "$POSTGRES_URL" --nats-url "$NATS_URL" \
+  --grpc-listen "$grpc" --http-listen "127.0.0.1:$mailstore_http_port" >"$OUT/mailstore.log" 2>&1 &
+pids+=($!)
+mailstore_pid=${pids[-1]}
+wait_ready "http://127.0.0.1:$mailstore_http_port/readyz" "$mailstore_pid" "$OUT/mailstore.log"
+
+# start_frontend: a fresh imap-frontend process; sets frontend_pid.
+start_frontend() {
+  "$bin/imap-frontend" --imap-listen "127.0.0.1:$imap_port" --imaps-listen "127.0.0.1:$imaps_port" \
+    --http-listen "127.0.0.1:$frontend_http_port" --hostname bench.local --mailstore "http://$grpc" \
+    --nats-url "$NATS_URL" --imap-allow-plaintext-login --max-connections-per-ip 0 --connection-rate-per-ip 0 \
+    >>"$OUT/imap-frontend.log" 2>&1 &
+  frontend_pid=$!
+  wait_ready "http://127.0.0.1:$frontend_http_port/readyz" "$frontend_pid" "$OUT/imap-frontend.log"
+}
+start_frontend
+"$bin/smtp-ingress" --smtp-listen "127.0.0.1:$smtp_port" --submission-listen "127.0.0.1:$submission_port" \
+  --http-listen "127.0.0.1:$ingress_http_port" --hostname bench.local --mailstore "http://$grpc" \
+  --nats-url "$NATS_URL" --verify-inbound false --max-connections-per-ip 0 --connection-rate-per-ip 0 \
+  >"$OUT/smtp-ingress.log" 2>&1 &
+pids+=($!)
+ingress_pid=${pids[-1]}
+wait_ready "http://127.0.0.1:$ingress_http_port/readyz" "$ingress_pid" "$OUT/smtp-ingress.log"
+"$bin/delivery-queue" --mailstore "http://$grpc" --nats-url "$NATS_URL" --http-listen "127.0.0.1:$worker_http_port" \
+  --hostname bench.local >"$OUT/delivery-queue.log" 2>&1 &
+pids+=($!)
+worker_pid=${pids[-1]}
+wait_ready "http://127.0.0.1:$worker_http_port/readyz" "$worker_pid" "$OUT/delivery-queue.log"
+
+# add_accounts GRPC: the domain and bench1..bench<MEM_USERS> with the default (argon2id) hash.
+add_accounts() {
+  "$bin/kubemail" admin --mailstore "http://$1" domain add "$DOMAIN" >/dev/null
+  for i in $(seq 1 "$MEM_USERS"); do
+    echo "$PASSWORD" | "$bin/kubemail" admin --mailstore "http://$1" mailbox add "bench$i@$DOMAIN" --password-stdin >/dev/null
+  done
+}
+add_accounts "$grpc"
+ours_imap=127.0.0.1:$imap_port
+ours_smtp=127.0.0.1:$smtp_port
+log "kubemail: imap-frontend on $ours_imap, smtp-ingress on $ours_smtp, mailstore on PostgreSQL at $grpc"
+
+# ---------------------------------------------------------------- Dovecot mdbox and Postfix
+if ! command -v dovecot >/dev/null || ! command -v postfix >/dev/null; then
+  log "installing Postfix and Dovecot (peers.sh install)"
+  "$PEERS_DIR/bin/peers.sh" install >"$OUT/peers-install.log" 2>&1
+fi
+# The peer scripts read their ports at setup (the rendered configs) and at start.
+export BENCH_ROOT=$peer_root MAIL_FORMAT=mdbox SMTP_PORT=$postfix_full_port SMTP_HOLD_PORT=$hold_port \
+  SINK_PORT=$sink_port IMAP_PORT=$peer_imap_port LMTP_PORT=$peer_lmtp_port BENCH_USERS=$MEM_USERS
+peers=$PEERS_DIR/bin/peers.sh
+"$peers" setup >"$OUT/peers-setup.log" 2>&1
+"$peers" start dovecot >>"$OUT/peers-setup.log" 2>&1
+"$peers" start postfix >>"$OUT/peers-setup.log" 2>&1
+wait_for_port "$peer_imap_port"
+wait_for_port "$postfix_full_port"
+peer_imap=127.0.0.1:$peer_imap_port
+peer_smtp=127.0.0.1:$postfix_full_port
+log "peer: Dovecot mdbox IMAP on $peer_imap, Postfix on $peer_smtp → LMTP → Dovecot"
+{
+  echo "dovecot: $(dovecot --version)"
+  echo "postfix: $(postconf -h mail_version 2>/dev/null)"
+  echo "python: $(python3 --version)"
+} >>"$OUT/machine.txt"
+
+# watch_servers: the server process trees running now, for the CPU accounting.
+watch_servers() {
+  cpu_watch=("postgres=$(head -n 1 "$pg_dir/postmaster.pid")" "nats=$nats_pid" "mailstore=$mailstore_pid"
+    "imap_frontend=$frontend_pid" "smtp_ingress=$ingress_pid" "delivery_queue=$worker_pid"
+    "dovecot=$("$peers" pids dovecot)" "postfix=$("$peers" pids postfix)")
+  if [ -n "$dev_pid" ]; then cpu_watch+=("kubemail_dev=$dev_pid"); fi
+}
+watch_servers
+
+# ---------------------------------------------------------------- the INBOX of 10,000 messages
+corpus=$work/corpus.mbox
+python3 "$PEERS_DIR/bin/gen-corpus.py" --out "$corpus" --count 1000 --seed 1 >/dev/null
+imapbench=(python3 "$PEERS_DIR/bin/imapbench.py")
+ours_user=bench1@$DOMAIN
+peer_user=bench1
+
+log "filling bench1's INBOX to $MAILBOX_MSGS messages on both ($FILL_CONNS connections)"
+measure fill-kubemail "${imapbench[@]}" fill --target "$ours_imap" --user "$ours_user" \
+  --count "$MAILBOX_MSGS" --conns "$FILL_CONNS" --corpus "$corpus"
+measure fill-dovecot "${imapbench[@]}" fill --target "$peer_imap" --user "$peer_user" \
+  --count "$MAILBOX_MSGS" --conns "$FILL_CONNS" --corpus "$corpus"
+
+# ---------------------------------------------------------------- login-fetch
+log "login-fetch: $RUNS batches × $LOGIN_FETCH_ITERATIONS sessions"
+# One untimed session each first (caches, connection pools).
+"${imapbench[@]}" login-fetch --target "$ours_imap" --user "$ours_user" --iterations 1 \
+  >"$OUT/login-fetch-warmup.log" 2>&1 || true
+"${imapbench[@]}" login-fetch --target "$peer_imap" --user "$peer_user" --iterations 1 \
+  >>"$OUT/login-fetch-warmup.log" 2>&1 || true
+for run in $(seq 1 "$RUNS"); do
+  measure login-fetch-kubemail "${imapbench[@]}" login-fetch --target "$ours_imap" --user "$ours_user" \
+    --iterations "$LOGIN_FETCH_ITERATIONS"
+  measure login-fetch-dovecot "${imapbench[@]}" login-fetch --target "$peer_imap" --user "$peer_user" \
+    --iterations "$LOGIN_FETCH_ITERATIONS"
+done
+
+# ---------------------------------------------------------------- mixed workload
+for run in $(seq 1 "$RUNS"); do
+  for clients in ${MIXED_CLIENTS//,/ }; do
+    log "mixed, run $run of $RUNS: $clients clients, $MIXED_SECS s"
+    measure "mixed-c$clients-kubemail" "${imapbench[@]}" mixed --target "$ours_imap" --user "$ours_user" \
+      --clients "$clients" --duration "$MIXED_SECS" --msgs "$MAILBOX_MSGS" --seed "$run" --corpus "$corpus"
+    measure "mixed-c$clients-dovecot" "${imapbench[@]}" mixed --target "$peer_imap" --user "$peer_user" \
+      --clients "$clients" --duration "$MIXED_SECS" --msgs "$MAILBOX_MSGS" --seed "$run" --corpus "$corpus"
+  done
+done
+
+# ---------------------------------------------------------------- APPEND
+for run in $(seq 1 "$RUNS"); do
+  for conns in ${APPEND_CONNS//,/ }; do
+    log "append, run $run of $RUNS: $APPEND_MSGS messages over $conns connection(s)"
+    measure "append-c$conns-kubemail" "${imapbench[@]}" append --target "$ours_imap" --user "bench4@$DOMAIN" \
+      --count "$APPEND_MSGS" --conns "$conns" --runs 1 --corpus "$corpus"
+    measure "append-c$conns-dovecot" "${imapbench[@]}" append --target "$peer_imap" --user bench4 \
+      --count "$APPEND_MSGS" --conns "$conns" --runs 1 --corpus "$corpus"
+  done
+done
+
+# ---------------------------------------------------------------- delivery → IDLE
+dev_data=$work/dev
+dev_args=(--data-dir "$dev_data" --hostname bench.local --grpc-listen "127.0.0.1:$dev_grpc_port"
+  --http-listen "127.0.0.1:$dev_http_port" --smtp-listen "127.0.0.1:$dev_smtp_port"
+  --submission-listen "127.0.0.1:$dev_submission_port" --submissions-listen "127.0.0.1:$dev_submissions_port"
+  --imap-listen "127.0.0.1:$dev_imap_port" --imaps-listen "127.0.0.1:$dev_imaps_port"
+  --imap-allow-plaintext-login --max-connections-per-ip 0 --connection-rate-per-ip 0)
+# POP3 listeners only where this build has them, so none lands on its default port.
+dev_help=$("$bin/kubemail" dev --help)
+if [[ $dev_help == *--pop3-listen* ]]; then
+  dev_args+=(--pop3-listen "127.0.0.1:$dev_pop3_port" --pop3s-listen "127.0.0.1:$dev_pop3s_port")
+fi
+"$bin/kubemail" dev "${dev_args[@]}" >"$OUT/kubemail-dev.log" 2>&1 &
+dev_pid=$!
+wait_ready "http://127.0.0.1:$dev_http_port/readyz" "$dev_pid" "$OUT/kubemail-dev.log"
+"$bin/kubemail" admin --mailstore "http://127.0.0.1:$dev_grpc_port" domain add "$DOMAIN" >/dev/null
+echo "$PASSWORD" | "$bin/kubemail" admin --mailstore "http://127.0.0.1:$dev_grpc_port" \
+  mailbox add "bench3@$DOMAIN" --password-stdin >/dev/null
+watch_servers
+log "kubemail dev on SQLite: smtp 127.0.0.1:$dev_smtp_port, imap 127.0.0.1:$dev_imap_port"
+
+e2e=(python3 "$PEERS_DIR/bin/e2e.py" --method idle --count "$E2E_MSGS" --rcpt "bench3@$DOMAIN")
+for run in $(seq 1 "$RUNS"); do
+  log "delivery → IDLE, run $run of $RUNS: $E2E_MSGS messages each"
+  measure e2e-kubemail "${e2e[@]}" --smtp "$ours_smtp" --imap "$ours_imap" --user "bench3@$DOMAIN"
+  measure e2e-kubemail-dev "${e2e[@]}" --smtp "127.0.0.1:$dev_smtp_port" --imap "127.0.0.1:$dev_imap_port" \
+    --user "bench3@$DOMAIN"
+  measure e2e-dovecot "${e2e[@]}" --smtp "$peer_smtp" --imap "$peer_imap" --user bench3
+done
+kill "$dev_pid"
+wait "$dev_pid" 2>/dev/null || true
+dev_pid=""
+watch_servers
+
+# ---------------------------------------------------------------- memory per idle connection
+# idle-mem.py logs in as <prefix><n>; ours needs the address, so this wrapper appends the
+# domain to the user names it logs in with (the tool has no option for it).
+cat >"$work/idle-mem-address.py" <<'EOF'
+import importlib.util, sys
+path, domain, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+spec = importlib.util.spec_from_file_location("idle_mem", path)
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+plain_login = tool.ib.Imap.login
+async def login(self, user, password):
+    return await plain_login(self, user if "@" in user else f"{user}@{domain}", password)
+tool.ib.Imap.login = login
+sys.argv = [path] + args
+tool.main()
+EOF
+for run in $(seq 1 "$MEM_RUNS"); do
+  log "memory, run $run of $MEM_RUNS: $MEM_CONNS selected connections over $MEM_USERS users"
+  # A fresh imap-frontend each run: memory freed by an earlier run and reused would hide the cost.
+  kill "$frontend_pid"
+  wait "$frontend_pid" 2>/dev/null || true
+  start_frontend
+  watch_servers
+  measure mem-kubemail python3 "$work/idle-mem-address.py" "$PEERS_DIR/bin/idle-mem.py" "$DOMAIN" \
+    --proto imap --state selected --target "$ours_imap" --server-pid "$frontend_pid" \
+    --conns "$MEM_CONNS" --users "$MEM_USERS" --runs 1
+done
+measure mem-dovecot python3 "$PEERS_DIR/bin/idle-mem.py" --proto imap --state selected --target "$peer_imap" \
+  --server-pid-cmd "$peers pids dovecot" --before-run "$peers stop dovecot && $peers start dovecot" \
+  --conns "$MEM_CONNS" --users "$MEM_USERS" --runs "$MEM_RUNS"
+
+# ---------------------------------------------------------------- summary
+drop_accepted_lines "$OUT/smtp-ingress.log" "$OUT/kubemail-dev.log"
+python3 "$root/bench/summarize-imap.py" "$OUT" | tee "$OUT/summary.md"
+log "raw results in $OUT"

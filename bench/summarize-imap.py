@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""Tables from one bench/imap.sh results directory: kubemail against Dovecot mdbox for the mixed
+workload, login-fetch on the big INBOX, APPEND, delivery → IDLE, connect + LOGIN and memory per
+idle selected connection; medians over the runs, with each run's figure; then the CPU split of
+every step, the failed steps and the warnings our servers logged."""
+import json
+import pathlib
+import re
+import statistics
+import sys
+
+OURS, DEV, PEER = "kubemail", "kubemail-dev", "dovecot"
+
+
+def results(path):
+    """The RESULT objects of a file of imapbench.py, e2e.py or idle-mem.py outputs."""
+    if not path.exists():
+        return []
+    return [json.loads(line.split(" ", 1)[1]) for line in path.read_text().splitlines() if line.startswith("RESULT {")]
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def cell(values, digits=0):
+    """The median and each run's figure, e.g. `855 (855 / 840 / 901)`."""
+    if not values:
+        return "–"
+    each = " / ".join(f"{v:,.{digits}f}" for v in values)
+    return f"{median(values):,.{digits}f} ({each})" if len(values) > 1 else f"{values[0]:,.{digits}f}"
+
+
+def ratio(ours, peer):
+    return f"{median(ours) / median(peer):.2f}" if ours and peer and median(peer) else "–"
+
+
+def verdict(ok):
+    return "–" if ok is None else ("met" if ok else "**not met**")
+
+
+def labels_by_count(out, prefix, side):
+    """{count: path} for files named <prefix>-c<count>-<side>.jsonl."""
+    found = {}
+    for path in out.glob(f"{prefix}-c*-{side}.jsonl"):
+        match = re.fullmatch(rf"{prefix}-c(\d+)-{re.escape(side)}\.jsonl", path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return found
+
+
+def mixed(out, side):
+    """{clients: [RESULT of each run]}."""
+    return {clients: results(path) for clients, path in labels_by_count(out, "mixed", side).items()}
+
+
+def failed_commands(run):
+    return sum(n for name, n in run["errors"].items() if name != "SESSION")
+
+
+def login_fetch(out, side):
+    """{phase: {p50/p90/p99: [per batch]}}."""
+    phases = {}
+    for run in results(out / f"login-fetch-{side}.jsonl"):
+        for phase, summary in run["phases"].items():
+            for key in ("p50_ms", "p90_ms", "p99_ms"):
+                if key in summary:
+                    phases.setdefault(phase, {}).setdefault(key, []).append(summary[key])
+    return phases
+
+
+def connect_login(phases):
+    """connect p50 + login p50 of each batch."""
+    connect, login = phases.get("connect", {}).get("p50_ms", []), phases.get("login", {}).get("p50_ms", [])
+    return [c + l for c, l in zip(connect, login)]
+
+
+def section_mixed(out, rows):
+    ours, peer = mixed(out, OURS), mixed(out, PEER)
+    if not ours and not peer:
+        return
+    print("## 1. Mixed workload (`imapbench.py mixed`, imaptest's default state machine, one INBOX)\n")
+    print("| clients | kubemail cmd/s | failed commands | aborted sessions | Dovecot mdbox cmd/s "
+          "| failed commands | ours ÷ Dovecot |")
+    print("|---|---|---|---|---|---|---|")
+    for clients in sorted(set(ours) | set(peer)):
+        o, p = ours.get(clients, []), peer.get(clients, [])
+        oc, pc = [r["cmds_per_s"] for r in o], [r["cmds_per_s"] for r in p]
+        of = [failed_commands(r) for r in o]
+        osess = [r["errors"].get("SESSION", 0) for r in o]
+        pf = [failed_commands(r) + r["errors"].get("SESSION", 0) for r in p]
+        print(f"| {clients} | {cell(oc)} | {' / '.join(map(str, of)) or '–'} | {' / '.join(map(str, osess)) or '–'} "
+              f"| {cell(pc)} | {' / '.join(map(str, pf)) or '–'} | {ratio(oc, pc)} |")
+        ok = None
+        if oc and pc:
+            ok = median(oc) >= 1.5 * median(pc) and sum(of) == 0 and sum(osess) == 0
+        rows.append((f"mixed, {clients} clients (cmd/s)", median(oc), median(pc), ratio(oc, pc),
+                     "≥ 1.5× Dovecot, 0 failures", verdict(ok)))
+    print("\nPer-command latency p50 / p99 (ms), median over runs; failed commands by command (all runs):\n")
+    commands = ["CONNECT", "LOGIN", "LIST", "STATUS", "SELECT", "FETCH", "FETCH2", "STORE", "DELETE", "EXPUNGE",
+                "APPEND", "LOGOUT"]
+    print("| server | clients | " + " | ".join(commands) + " | failures |")
+    print("|---|---|" + "---|" * len(commands) + "---|")
+    for side, by_clients in ((OURS, ours), (PEER, peer)):
+        for clients, runs in sorted(by_clients.items()):
+            cells = []
+            for command in commands:
+                p50 = [r["latency"][command]["p50_ms"] for r in runs if r["latency"].get(command, {}).get("n")]
+                p99 = [r["latency"][command]["p99_ms"] for r in runs if r["latency"].get(command, {}).get("n")]
+                cells.append(f"{median(p50):.1f} / {median(p99):.0f}" if p50 else "–")
+            errors = {}
+            for r in runs:
+                for name, n in r["errors"].items():
+                    errors[name] = errors.get(name, 0) + n
+            failures = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
+            print(f"| {side} | {clients} | " + " | ".join(cells) + f" | {failures} |")
+    sizes = [f"{r['mailbox_before']}→{r['mailbox_after']}" for by in (ours, peer) for runs in by.values() for r in runs]
+    client_cpu = {side: [r["client_cpu_s"] for runs in by.values() for r in runs] for side, by in ((OURS, ours),
+                                                                                                   (PEER, peer))}
+    print(f"\nMailbox sizes before→after each run: {', '.join(sizes)}. Load client CPU seconds per run: "
+          f"ours {', '.join(map(str, client_cpu[OURS]))}; Dovecot {', '.join(map(str, client_cpu[PEER]))}.\n")
+
+
+def section_login_fetch(out, rows):
+    ours, peer = login_fetch(out, OURS), login_fetch(out, PEER)
+    if not ours and not peer:
+        return
+    messages = [r["messages"] for side in (OURS, PEER) for r in results(out / f"login-fetch-{side}.jsonl")]
+    print("## 2. login-fetch: connect, LOGIN, SELECT INBOX, `FETCH 1:* (FLAGS)`, LOGOUT\n")
+    print(f"Messages in the INBOX (FETCH responses, per batch): {', '.join(map(str, messages))}. "
+          "Milliseconds, median of the batches' percentiles (each batch's p50 in brackets).\n")
+    print("| phase | kubemail p50 | p90 | p99 | Dovecot mdbox p50 | p90 | p99 |")
+    print("|---|---|---|---|---|---|---|")
+    for phase in ("connect", "login", "select", "fetch", "logout", "total"):
+        o, p = ours.get(phase, {}), peer.get(phase, {})
+        fmt = lambda d, k: f"{median(d[k]):.2f}" if d.get(k) else "–"
+        print(f"| {phase} | {cell(o.get('p50_ms', []), 2)} | {fmt(o, 'p90_ms')} | {fmt(o, 'p99_ms')} "
+              f"| {cell(p.get('p50_ms', []), 2)} | {fmt(p, 'p90_ms')} | {fmt(p, 'p99_ms')} |")
+    total = ours.get("total", {}).get("p50_ms", [])
+    rows.append(("login-fetch total p50 (ms)", median(total), median(peer.get("total", {}).get("p50_ms", [])),
+                 ratio(total, peer.get("total", {}).get("p50_ms", [])), "≤ 8 ms",
+                 verdict(median(total) <= 8 if total else None)))
+    print()
+
+
+def section_append(out, rows):
+    by_side = {side: labels_by_count(out, "append", side) for side in (OURS, PEER)}
+    if not any(by_side.values()):
+        return
+    print("## 3. APPEND into a new mailbox (`imapbench.py append`)\n")
+    print("| connections | kubemail msg/s | p50 / p99 ms | errors | Dovecot mdbox msg/s | p50 / p99 ms | errors "
+          "| ours ÷ Dovecot |")
+    print("|---|---|---|---|---|---|---|---|")
+    for conns in sorted(set(by_side[OURS]) | set(by_side[PEER])):
+        figures = {}
+        for side in (OURS, PEER):
+            runs = [run for r in results(by_side[side].get(conns, pathlib.Path("/nonexistent"))) for run in r["runs"]]
+            rate = [run["msgs_per_s"] for run in runs]
+            p50 = median([run["latency"]["p50_ms"] for run in runs if run["latency"].get("n")])
+            p99 = median([run["latency"]["p99_ms"] for run in runs if run["latency"].get("n")])
+            lat = f"{p50:.2f} / {p99:.1f}" if p50 is not None else "–"
+            figures[side] = (rate, lat, " / ".join(str(run["errors"]) for run in runs) or "–")
+        (orate, olat, oerr), (prate, plat, perr) = figures[OURS], figures[PEER]
+        print(f"| {conns} | {cell(orate)} | {olat} | {oerr} | {cell(prate)} | {plat} | {perr} | {ratio(orate, prate)} |")
+        ok = median(orate) >= median(prate) if orate and prate else None
+        rows.append((f"APPEND, {conns} connection(s) (msg/s)", median(orate), median(prate), ratio(orate, prate),
+                     "≥ Dovecot", verdict(ok)))
+    print()
+
+
+def section_e2e(out, rows):
+    sides = [(OURS, "kubemail distributed (smtp-ingress → NATS → delivery-queue → mailstore on PostgreSQL → imap-frontend)"),
+             (DEV, "kubemail dev (one process, SQLite)"), (PEER, "Postfix → LMTP → Dovecot mdbox")]
+    data = {side: results(out / f"e2e-{side}.jsonl") for side, _ in sides}
+    if not any(data.values()):
+        return
+    print("## 4. Delivery → IDLE: SMTP 250 after DATA → `* N EXISTS` in an IDLE session (`e2e.py --method idle`)\n")
+    print("| server | median ms | p90 ms | min / max ms | messages | errors |")
+    print("|---|---|---|---|---|---|")
+    for side, name in sides:
+        runs = data[side]
+        med = [r["median_ms"] for r in runs if "median_ms" in r]
+        p90 = median([r["p90_ms"] for r in runs if "p90_ms" in r])
+        lo = min((r["min_ms"] for r in runs if "min_ms" in r), default=None)
+        hi = max((r["max_ms"] for r in runs if "max_ms" in r), default=None)
+        extremes = f"{lo:.1f} / {hi:.1f}" if lo is not None else "–"
+        print(f"| {name} | {cell(med, 1)} | {f'{p90:.1f}' if p90 is not None else '–'} | {extremes} "
+              f"| {' / '.join(str(r['count']) for r in runs) or '–'} | {' / '.join(str(r['errors']) for r in runs) or '–'} |")
+    peer = [r["median_ms"] for r in data[PEER] if "median_ms" in r]
+    for side, label in ((OURS, "distributed"), (DEV, "dev")):
+        med = [r["median_ms"] for r in data[side] if "median_ms" in r]
+        rows.append((f"delivery → IDLE p50, {label} (ms)", median(med), median(peer), ratio(med, peer), "–", "–"))
+    print()
+
+
+def section_connect_login(out, rows):
+    ours, peer = connect_login(login_fetch(out, OURS)), connect_login(login_fetch(out, PEER))
+    if not ours and not peer:
+        return
+    print("## 5. Connect (greeting) + LOGIN, p50 (login-fetch's first two phases, one client, sequential)\n")
+    print("| server | connect + LOGIN p50 ms (each batch) |")
+    print("|---|---|")
+    print(f"| kubemail imap-frontend (argon2id, mailstore's default) | {cell(ours, 2)} |")
+    print(f"| Dovecot mdbox ({{PLAIN}} passwords) | {cell(peer, 2)} |")
+    rows.append(("connect + LOGIN p50 (ms)", median(ours), median(peer), ratio(ours, peer), "–", "–"))
+    print()
+
+
+def section_memory(out, rows):
+    data = {side: [run for r in results(out / f"mem-{side}.jsonl") for run in r["runs"]] for side in (OURS, PEER)}
+    if not any(data.values()):
+        return
+    print("## 6. Memory per idle selected connection (`idle-mem.py --proto imap --state selected`)\n")
+    print("KiB per connection, (loaded − base) ÷ connections, 3 s after the last one opened. Ours: the "
+          "imap-frontend process only (the mailstore, PostgreSQL and NATS are not counted), a fresh process each "
+          "run. Dovecot: its whole process tree (one imap process per connection), restarted each run.\n")
+    print("| server | connections (failed) | RSS | PSS | USS | processes per connection | base RSS KiB |")
+    print("|---|---|---|---|---|---|---|")
+    for side, name in ((OURS, "kubemail imap-frontend"), (PEER, "Dovecot mdbox")):
+        runs = data[side]
+        if not runs:
+            print(f"| {name} | – | – | – | – | – | – |")
+            continue
+        get = lambda k: [run[k] for run in runs if run.get(k) is not None]
+        conns = " / ".join(f"{run['conns']} ({run['failed']})" for run in runs)
+        print(f"| {name} | {conns} | {cell(get('rss_kib_per_conn'), 1)} | {cell(get('pss_kib_per_conn'), 1)} "
+              f"| {cell(get('uss_kib_per_conn'), 1)} | {median(get('procs_per_conn'))} "
+              f"| {median([run['base']['rss_kib'] for run in runs]):,.0f} |")
+    o = [run["pss_kib_per_conn"] for run in data[OURS] if run.get("pss_kib_per_conn") is not None]
+    p = [run["pss_kib_per_conn"] for run in data[PEER] if run.get("pss_kib_per_conn") is not None]
+    rows.append(("idle selected connection, PSS (KiB)", median(o), median(p), ratio(o, p), "–", "–"))
+    print()
+
+
+def section_fill(out):
+    lines = []
+    for side in (OURS, PEER):
+        for r in results(out / f"fill-{side}.jsonl"):
+            rate = r["appended"] / r["elapsed_s"] if r["elapsed_s"] else 0
+            lines.append(f"{side}: {r['appended']:,} appended in {r['elapsed_s']:.1f} s ({rate:,.0f} msg/s), "
+                         f"INBOX now {r['messages']:,}, errors {r['errors']}")
+    if lines:
+        print("INBOX fill (`imapbench.py fill`, same corpus on both): " + "; ".join(lines) + ".\n")
+
+
+def section_cpu(out):
+    path = out / "cpu.jsonl"
+    if not path.exists():
+        return
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    names = []
+    for row in rows:
+        for key in row:
+            if key.endswith("_cpu_s") and key not in names:
+                names.append(key)
+    print("## CPU seconds per step (process trees from /proc; the client is the load tool)\n")
+    print("| step | exit | wall s | " + " | ".join(n.removesuffix("_cpu_s").replace("_", "-") for n in names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for row in rows:
+        print(f"| {row['label']} | {row['exit']} | {row['wall_s']:.1f} | "
+              + " | ".join(f"{row.get(n, 0):.1f}" for n in names) + " |")
+    print()
+
+
+def section_problems(out):
+    failures = out / "failures.txt"
+    if failures.exists() and failures.read_text().strip():
+        print("## Failed steps\n")
+        print(failures.read_text().strip() + "\n")
+    logs = ["mailstore.log", "imap-frontend.log", "smtp-ingress.log", "delivery-queue.log", "kubemail-dev.log"]
+    found = []
+    for name in logs:
+        path = out / name
+        if not path.exists():
+            continue
+        bad = [line for line in path.read_text(errors="replace").splitlines() if re.search(r"\b(WARN|ERROR)\b", line)]
+        if bad:
+            # The same message repeats with other timestamps and clients: show each kind once.
+            kinds = {}
+            for line in bad:
+                key = re.sub(r"\d", "#", re.sub(r"^\S+\s+", "", line))[:160]
+                kinds.setdefault(key, [0, line])[0] += 1
+            found.append((name, len(bad), list(kinds.values())))
+    if found:
+        print("## Warnings and errors in our servers' logs\n")
+        for name, count, kinds in found:
+            print(f"`{name}`: {count} lines, {len(kinds)} kinds; first of each (up to 8 kinds):\n```")
+            for n, line in kinds[:8]:
+                print(f"[{n}×] {line[:400]}")
+            print("```\n")
+
+
+def main():
+    out = pathlib.Path(sys.argv[1])
+    print(f"# IMAP benchmark — {out.name}\n")
+    for name in ("machine.txt", "durability.txt"):
+        if (out / name).exists():
+            print(f"`{name}`:\n```\n{(out / name).read_text().strip()}\n```\n")
+    rows = []
+    section_fill(out)
+    section_mixed(out, rows)
+    section_login_fetch(out, rows)
+    section_append(out, rows)
+    section_e2e(out, rows)
+    section_connect_login(out, rows)
+    section_memory(out, rows)
+    print("## Against the targets (medians)\n")
+    print("| measurement | kubemail | Dovecot mdbox | ours ÷ Dovecot | target | |")
+    print("|---|---|---|---|---|---|")
+    for name, ours, peer, r, target, ok in rows:
+        fmt = lambda v: "–" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:,.2f}")
+        print(f"| {name} | {fmt(ours)} | {fmt(peer)} | {r} | {target} | {ok} |")
+    print()
+    section_cpu(out)
+    section_problems(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+//! CONDSTORE (RFC 7162 §3.1): every change to a message's flags raises its MODSEQ; a client
+//! asks for what changed since a MODSEQ it knows (FETCH CHANGEDSINCE, SEARCH MODSEQ), stores
+//! only if nobody changed the message meanwhile (STORE UNCHANGEDSINCE), and once CONDSTORE is
+//! on hears the MODSEQ with every flag change, its own and others'.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Fixture;
+
+const MESSAGE: &[u8] = b"From: bob@example.org\r\nSubject: hi\r\n\r\nHello.\r\n";
+
+async fn with_messages(count: usize) -> Fixture {
+    let f = Fixture::start().await;
+    for _ in 0..count {
+        f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    }
+    f
+}
+
+/// The number after `name ` or inside `name (…)` in `line`, e.g. `MODSEQ (12)` → 12.
+fn number_after(line: &str, name: &str) -> u64 {
+    let start = line.find(name).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len();
+    let digits: String =
+        line[start..].trim_start_matches([' ', '(']).chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| panic!("no number after {name} in {line}"))
+}
+
+#[tokio::test]
+async fn condstore_is_advertised_and_enabled() {
+    let f = with_messages(1).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    let capabilities = client.command("c CAPABILITY").await.expect_ok();
+    assert!(capabilities[0].split(' ').any(|word| word == "CONDSTORE"), "{capabilities:?}");
+    assert_eq!(client.command("e ENABLE CONDSTORE").await.expect_ok(), ["* ENABLED CONDSTORE"]);
+    let status = client.command("s STATUS INBOX (MESSAGES HIGHESTMODSEQ)").await.expect_ok();
+    let highest = number_after(&status[0], "HIGHESTMODSEQ");
+    assert!(highest > 0, "{status:?}");
+    let selected = client.command("t SELECT INBOX (CONDSTORE)").await.expect_ok();
+    let announced = selected.iter().find(|line| line.contains("[HIGHESTMODSEQ")).expect("HIGHESTMODSEQ");
+    assert_eq!(number_after(announced, "HIGHESTMODSEQ"), highest, "{selected:?}");
+    // QRESYNC is not offered, so its SELECT parameter is an error.
+    let refused = client.command("q SELECT INBOX (QRESYNC (1 1))").await;
+    assert!(refused.status().starts_with("BAD"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn fetch_changedsince_returns_only_what_changed() {
+    let f = with_messages(3).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    let before = client.command("f FETCH 1:* (MODSEQ)").await.expect_ok();
+    assert_eq!(before.len(), 3, "{before:?}");
+    let known = before.iter().map(|line| number_after(line, "MODSEQ")).max().unwrap();
+
+    // FETCH MODSEQ turned CONDSTORE on: STORE answers carry the new MODSEQ.
+    let stored = client.command("a STORE 2 +FLAGS (\\Flagged)").await.expect_ok();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].starts_with("* 2 FETCH (FLAGS (\\Flagged) MODSEQ ("), "{stored:?}");
+    let raised = number_after(&stored[0], "MODSEQ");
+    assert!(raised > known, "a change raises the MODSEQ: {known} → {raised}");
+
+    let changed = client.command(&format!("b FETCH 1:* (FLAGS) (CHANGEDSINCE {known})")).await.expect_ok();
+    assert_eq!(changed, [format!("* 2 FETCH (FLAGS (\\Flagged) MODSEQ ({raised}))")]);
+    let by_uid = client.command(&format!("c UID FETCH 1:* (FLAGS) (CHANGEDSINCE {raised})")).await.expect_ok();
+    assert!(by_uid.is_empty(), "nothing changed since the last change: {by_uid:?}");
+    let everything = client.command("d FETCH 1:* (FLAGS) (CHANGEDSINCE 1)").await.expect_ok();
+    assert_eq!(everything.len(), 3, "{everything:?}");
+}
+
+#[tokio::test]
+async fn store_unchangedsince_skips_messages_changed_meanwhile() {
+    let f = with_messages(3).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX (CONDSTORE)").await.expect_ok();
+    let modseqs: Vec<u64> = client
+        .command("f FETCH 1:* (MODSEQ)")
+        .await
+        .expect_ok()
+        .iter()
+        .map(|line| number_after(line, "MODSEQ"))
+        .collect();
+    let known = *modseqs.iter().max().unwrap();
+
+    // Another session changes message 1 after this client read the MODSEQs.
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    other.command("a STORE 1 +FLAGS (\\Seen)").await.expect_ok();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let answer = client.command(&format!("a STORE 1:3 (UNCHANGEDSINCE {known}) +FLAGS (\\Deleted)")).await;
+    assert_eq!(answer.status(), "OK [MODIFIED 1] Conditional STORE failed for some messages", "{answer:?}");
+    let stored: Vec<&String> = answer.untagged.iter().filter(|line| line.contains("\\Deleted")).collect();
+    assert_eq!(stored.len(), 2, "messages 2 and 3 were stored: {answer:?}");
+    assert!(stored.iter().all(|line| line.contains("MODSEQ (")), "{answer:?}");
+    let flags = client.command("b FETCH 1:3 (FLAGS)").await.expect_ok();
+    assert_eq!(flags.len(), 3, "{flags:?}");
+    assert_eq!(flags[0], "* 1 FETCH (FLAGS (\\Seen))", "message 1 untouched: {flags:?}");
+    assert!(flags[1].contains("\\Deleted") && flags[2].contains("\\Deleted"), "{flags:?}");
+
+    // A silent conditional STORE still tells the new MODSEQ (RFC 7162 §3.1.3), by UID here.
+    let silent =
+        client.command(&format!("c UID STORE 2 (UNCHANGEDSINCE {}) -FLAGS.SILENT (\\Deleted)", u64::MAX / 2)).await;
+    let silent = silent.expect_ok();
+    assert_eq!(silent.len(), 1, "{silent:?}");
+    assert!(silent[0].starts_with("* 2 FETCH (UID 2 MODSEQ ("), "{silent:?}");
+
+    // UNCHANGEDSINCE 0 fails for every message and changes nothing.
+    let none = client.command("d UID STORE 1:3 (UNCHANGEDSINCE 0) +FLAGS (\\Answered)").await;
+    assert_eq!(none.status(), "OK [MODIFIED 1:3] Conditional STORE failed", "{none:?}");
+    let flags = client.command("e FETCH 1:3 (FLAGS)").await.expect_ok();
+    assert!(flags.iter().all(|line| !line.contains("\\Answered")), "{flags:?}");
+}
+
+#[tokio::test]
+async fn search_modseq_finds_changes_and_tells_the_highest() {
+    let f = with_messages(4).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    let known = client
+        .command("f FETCH 1:* (MODSEQ)")
+        .await
+        .expect_ok()
+        .iter()
+        .map(|line| number_after(line, "MODSEQ"))
+        .max()
+        .unwrap();
+    client.command("a STORE 2,4 +FLAGS.SILENT (\\Flagged)").await.expect_ok();
+    let newest = client.command("b FETCH 4 (MODSEQ)").await.expect_ok();
+    let highest = number_after(&newest[0], "MODSEQ");
+    let found = client.command(&format!("c SEARCH MODSEQ {}", known + 1)).await.expect_ok();
+    assert_eq!(found, [format!("* SEARCH 2 4 (MODSEQ {highest})")]);
+    let with_entry = client.command(&format!("d UID SEARCH MODSEQ \"/flags/\\\\flagged\" all {}", known + 1)).await;
+    assert_eq!(with_entry.expect_ok(), [format!("* SEARCH 2 4 (MODSEQ {highest})")]);
+    let nothing = client.command(&format!("e SEARCH MODSEQ {}", highest + 1)).await.expect_ok();
+    assert_eq!(nothing, ["* SEARCH"]);
+}
+
+#[tokio::test]
+async fn flag_changes_from_elsewhere_carry_their_modseq() {
+    let f = with_messages(1).await;
+    let mut watcher = f.logged_in("alice@example.org").await;
+    watcher.command("e ENABLE CONDSTORE").await.expect_ok();
+    watcher.command("s SELECT INBOX").await.expect_ok();
+    watcher.send(b"i IDLE\r\n").await;
+    assert_eq!(watcher.line().await.unwrap(), "+ idling");
+
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    let stored = other.command("a STORE 1 +FLAGS (\\Flagged)").await.expect_ok();
+    // The other session did not turn CONDSTORE on, so it hears no MODSEQ.
+    assert_eq!(stored, ["* 1 FETCH (FLAGS (\\Flagged))"]);
+    let heard = watcher.line().await.unwrap();
+    assert!(heard.starts_with("* 1 FETCH (FLAGS (\\Flagged) MODSEQ ("), "{heard}");
+    let modseq = number_after(&heard, "MODSEQ");
+    watcher.send(b"DONE\r\n").await;
+    watcher.responses("i").await;
+    let fetched = watcher.command("f FETCH 1 (MODSEQ)").await.expect_ok();
+    assert_eq!(fetched, [format!("* 1 FETCH (MODSEQ ({modseq}))")]);
+}
