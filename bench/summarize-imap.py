@@ -3,6 +3,8 @@
 workload, login-fetch on the big INBOX, APPEND, delivery → IDLE, connect + LOGIN and memory per
 idle selected connection; medians over the runs, with each run's figure; then the CPU split of
 every step, the failed steps and the warnings our servers logged."""
+import contextlib
+import io
 import json
 import pathlib
 import re
@@ -297,13 +299,15 @@ def main():
         if (out / name).exists():
             print(f"`{name}`:\n```\n{(out / name).read_text().strip()}\n```\n")
     rows = []
-    section_fill(out)
-    section_mixed(out, rows)
-    section_login_fetch(out, rows)
-    section_append(out, rows)
-    section_e2e(out, rows)
-    section_connect_login(out, rows)
-    section_memory(out, rows)
+    details = io.StringIO()  # the sections fill `rows`, which go first
+    with contextlib.redirect_stdout(details):
+        section_fill(out)
+        section_mixed(out, rows)
+        section_login_fetch(out, rows)
+        section_append(out, rows)
+        section_e2e(out, rows)
+        section_connect_login(out, rows)
+        section_memory(out, rows)
     print("## Against the targets (medians)\n")
     print("| measurement | kubemail | Dovecot mdbox | ours ÷ Dovecot | target | |")
     print("|---|---|---|---|---|---|")
@@ -311,6 +315,7 @@ def main():
         fmt = lambda v: "–" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:,.2f}")
         print(f"| {name} | {fmt(ours)} | {fmt(peer)} | {r} | {target} | {ok} |")
     print()
+    print(details.getvalue(), end="")
     section_cpu(out)
     section_problems(out)
 

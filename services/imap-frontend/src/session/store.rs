@@ -34,7 +34,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             }
         };
-        let unchanged_since = change.modifiers.iter().map(|StoreModifier::UnchangedSince(modseq)| *modseq).last();
+        let unchanged_since = change.modifiers.iter().map(|StoreModifier::UnchangedSince(modseq)| *modseq).next_back();
         self.condstore |= unchanged_since.is_some();
         let Some(mailbox_id) = self.selected.as_ref().map(|selection| selection.mailbox_id) else { return };
         let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
