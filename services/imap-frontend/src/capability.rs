@@ -27,6 +27,9 @@ pub fn after_login() -> String {
     capabilities.extend([
         "NAMESPACE",
         "CHILDREN",
+        "LIST-EXTENDED",
+        "LIST-STATUS",
+        "ESEARCH",
         // LIST marks the Drafts, Sent, Junk and Trash folders (RFC 6154).
         "SPECIAL-USE",
         "UTF8=ACCEPT",

@@ -5,6 +5,7 @@
 //! - [`config`] — the service's flags.
 //! - [`server`] — the listeners (143, 993), per-address limits, graceful shutdown.
 //! - [`session`] — one IMAP connection: the state machine, one file per command family.
+//! - [`extended_syntax`] — LIST-EXTENDED and SEARCH RETURN, which imap-codec does not parse.
 //! - [`capability`] — what is advertised before and after login.
 //! - [`mailbox_name`] — mailbox names on the wire: modified UTF-7 or UTF-8.
 //! - [`mime`] — ENVELOPE, BODYSTRUCTURE and body sections from a message's MIME structure.
@@ -12,6 +13,7 @@
 
 pub mod capability;
 pub mod config;
+pub mod extended_syntax;
 pub mod mailbox_name;
 pub mod mime;
 pub mod response;

@@ -142,3 +142,61 @@ async fn one_account_never_sees_anothers_folders() {
     let refused = bob.command("d DELETE Private").await;
     assert!(refused.status().starts_with("NO [NONEXISTENT]"), "{refused:?}");
 }
+
+#[tokio::test]
+async fn list_extended_selects_and_returns_more() {
+    let f = Fixture::start().await;
+    f.mailstore.deliver("alice@example.org", b"From: bob@example.org\r\nSubject: hi\r\n\r\nHello.\r\n").await;
+    let mut client = f.logged_in("alice@example.org").await;
+    for name in ["Lists", "Lists/rust", "Notes"] {
+        client.command(&format!("c CREATE {name}")).await.expect_ok();
+    }
+    // New folders are subscribed; only Lists/rust stays so here, with the special ones.
+    for name in ["Lists", "Notes", "Trash"] {
+        client.command(&format!("u UNSUBSCRIBE {name}")).await.expect_ok();
+    }
+
+    let special = client.command("a LIST (SPECIAL-USE) \"\" *").await.expect_ok();
+    assert_eq!(
+        special,
+        [
+            "* LIST (\\Drafts \\HasNoChildren) \"/\" \"Drafts\"",
+            "* LIST (\\Junk \\HasNoChildren) \"/\" \"Junk\"",
+            "* LIST (\\Sent \\HasNoChildren) \"/\" \"Sent\"",
+            "* LIST (\\Trash \\HasNoChildren) \"/\" \"Trash\"",
+        ]
+    );
+    let subscribed = client.command("b LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %").await.expect_ok();
+    assert_eq!(
+        subscribed,
+        [
+            "* LIST (\\Drafts \\HasNoChildren \\Subscribed) \"/\" \"Drafts\"",
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"INBOX\"",
+            "* LIST (\\Junk \\HasNoChildren \\Subscribed) \"/\" \"Junk\"",
+            "* LIST (\\HasChildren) \"/\" \"Lists\" (\"CHILDINFO\" (\"SUBSCRIBED\"))",
+            "* LIST (\\Sent \\HasNoChildren \\Subscribed) \"/\" \"Sent\"",
+        ],
+        "subscribed ones, and the parent of a subscribed child"
+    );
+    let patterns = client
+        .command("c LIST \"\" (\"INBOX\" {5+}\r\nNo*es) RETURN (SUBSCRIBED CHILDREN STATUS (MESSAGES UNSEEN))")
+        .await;
+    assert_eq!(
+        patterns.expect_ok(),
+        [
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"INBOX\"",
+            "* STATUS \"INBOX\" (MESSAGES 1 UNSEEN 1)",
+            "* LIST (\\HasNoChildren) \"/\" \"Notes\"",
+            "* STATUS \"Notes\" (MESSAGES 0 UNSEEN 0)",
+        ],
+        "two patterns; STATUS after each mailbox (RFC 5819)"
+    );
+    let capabilities = client.command("d CAPABILITY").await.expect_ok();
+    for capability in ["LIST-EXTENDED", "LIST-STATUS", "ESEARCH"] {
+        assert!(capabilities[0].split(' ').any(|word| word == capability), "{capability}: {capabilities:?}");
+    }
+    for line in ["e LIST (RECURSIVEMATCH) \"\" *", "f LIST (NOSUCH) \"\" *", "g LIST \"\" * RETURN (STATUS (BOGUS))"] {
+        let refused = client.command(line).await;
+        assert!(refused.status().starts_with("BAD"), "{line}: {refused:?}");
+    }
+}

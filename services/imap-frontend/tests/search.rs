@@ -87,3 +87,23 @@ async fn an_imap4rev2_client_gets_esearch() {
     assert_eq!(client.command("y UID SEARCH ALL").await.expect_ok(), ["* ESEARCH (TAG \"y\") UID ALL 1:3"]);
     assert_eq!(client.command("z SEARCH BEFORE 1-Jan-2000").await.expect_ok(), ["* ESEARCH (TAG \"z\")"]);
 }
+
+#[tokio::test]
+async fn search_return_asks_for_min_max_count_or_all() {
+    let (_f, mut client) = searching().await;
+    // RETURN gets ESEARCH from an IMAP4rev1 client too (RFC 4731).
+    let answer = client.command("a SEARCH RETURN (MIN MAX COUNT) FROM bob").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"a\") MIN 1 MAX 3 COUNT 2"]);
+    let answer = client.command("b UID SEARCH RETURN () UNSEEN").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"b\") UID ALL 2:3"], "RETURN () is ALL");
+    let answer = client.command("c SEARCH RETURN (COUNT MIN) BEFORE 1-Jan-2000").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"c\") COUNT 0"], "no MIN of nothing");
+    let answer = client.command("d SEARCH RETURN (ALL) CHARSET UTF-8 SUBJECT \"grüße\"").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"d\") ALL 2"]);
+    for line in ["e SEARCH RETURN (SAVE) ALL", "f SEARCH RETURN (BIGGEST) ALL", "g SEARCH RETURN (MIN)"] {
+        let refused = client.command(line).await;
+        assert!(refused.status().starts_with("BAD"), "{line}: {refused:?}");
+    }
+    let plain = client.command("h SEARCH FLAGGED").await.expect_ok();
+    assert_eq!(plain, ["* SEARCH 3"], "without RETURN an IMAP4rev1 client gets SEARCH");
+}

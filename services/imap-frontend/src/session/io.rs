@@ -18,6 +18,8 @@ use imap_codec::imap_types::command::Command;
 use imap_codec::imap_types::core::{LiteralMode, Tag};
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
 use kubemail_runtime::tls::Connection;
+
+use crate::extended_syntax::{self, Extension};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
@@ -55,6 +57,13 @@ pub enum Input<T> {
     },
 }
 
+/// A command and the options imap-codec left to [`extended_syntax`].
+#[derive(Debug)]
+pub struct Request {
+    pub command: Command<'static>,
+    pub extension: Option<Extension>,
+}
+
 /// Buffered reading and writing over a [`Connection`].
 pub struct Io<S> {
     connection: Connection<S>,
@@ -88,9 +97,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
         self.connection.flush().await.map_err(End::Io)
     }
 
-    /// The next command, with its literals.
-    pub async fn read_command(&mut self, timeout: Duration) -> Result<Input<Command<'static>>, End> {
-        self.read(&CommandCodec::default(), timeout).await
+    /// The next command, with its literals, and the options imap-codec does not parse
+    /// ([`extended_syntax`]).
+    pub async fn read_command(&mut self, timeout: Duration) -> Result<Input<Request>, End> {
+        let input = self.read(&CommandCodec::default(), timeout).await?;
+        Ok(match input {
+            Input::Message(command) => Input::Message(Request { command, extension: None }),
+            Input::Malformed { tag, reason } if self.fragmentizer.is_max_message_size_exceeded() => {
+                Input::Malformed { tag, reason }
+            }
+            Input::Malformed { tag, reason } => match extended_syntax::rewrite(self.fragmentizer.message_bytes()) {
+                Ok(None) => Input::Malformed { tag, reason },
+                Err(reason) => Input::Malformed { tag, reason },
+                Ok(Some((rewritten, extension))) => match CommandCodec::default().decode(&rewritten) {
+                    Ok((rest, command)) if rest.is_empty() => {
+                        Input::Message(Request { command: command.into_static(), extension: Some(extension) })
+                    }
+                    _ => Input::Malformed { tag, reason },
+                },
+            },
+            Input::LiteralRefused { tag, length } => Input::LiteralRefused { tag, length },
+        })
     }
 
     /// The client's answer to an AUTHENTICATE challenge: data, or `*` to cancel.

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::Code;
 
 use super::Session;
+use crate::extended_syntax::ListOptions;
 use crate::mailbox_name::{self, SEPARATOR};
 use crate::response::{self, Status};
 
@@ -67,17 +68,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// LIST, or LSUB when `subscribed_only`.
+    /// LIST, with the LIST-EXTENDED `options`, or LSUB when `lsub`.
     pub(super) async fn list(
         &mut self,
         tag: &Tag<'_>,
         reference: &Mailbox<'_>,
         pattern: &ListMailbox<'_>,
-        subscribed_only: bool,
+        lsub: bool,
+        options: &ListOptions,
     ) {
-        let command = if subscribed_only { "LSUB" } else { "LIST" };
-        let (Some(reference), Some(pattern)) = (self.name(tag, reference), self.pattern(tag, pattern)) else { return };
-        if pattern.is_empty() && !subscribed_only {
+        let command = if lsub { "LSUB" } else { "LIST" };
+        let (Some(reference), Some(first)) = (self.name(tag, reference), self.pattern(tag, pattern)) else { return };
+        let mut patterns = vec![first];
+        for wire in &options.more_patterns {
+            let Some(pattern) = self.decode_name(tag, wire) else { return };
+            patterns.push(pattern);
+        }
+        if patterns == [""] && !lsub {
             // The hierarchy separator and the root of the reference (RFC 9051 §6.3.9).
             let root = reference.split(SEPARATOR).next().unwrap_or_default();
             let line = format!("* LIST (\\Noselect) \"{SEPARATOR}\" {}\r\n", self.quoted_name(root));
@@ -86,24 +93,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         }
         let Some(mailboxes) = self.mailboxes(tag).await else { return };
-        let pattern = Pattern::new(&format!("{reference}{pattern}"));
+        let patterns: Vec<Pattern> =
+            patterns.iter().map(|pattern| Pattern::new(&format!("{reference}{pattern}"))).collect();
         let existing: BTreeMap<&str, &MailboxInfo> = mailboxes.iter().map(|m| (m.name.as_str(), m)).collect();
         // Parents that are not mailboxes themselves still show up, as \Noselect.
         let mut names: BTreeSet<&str> = existing.keys().copied().collect();
         for name in existing.keys() {
             names.extend(name.match_indices(SEPARATOR).map(|(at, _)| &name[..at]));
         }
+        let subscribed_only = lsub || options.subscribed_only;
+        let selected = |name: &str| match existing.get(name) {
+            Some(mailbox) => {
+                (!subscribed_only || mailbox.subscribed)
+                    && (!options.special_use_only || special_use(&mailbox.special_use).is_some())
+            }
+            // A parent that is no mailbox: listed as \Noselect, unless a selection option asks
+            // for a property it cannot have.
+            None => !subscribed_only && !options.special_use_only,
+        };
         let mut lines = String::new();
-        for name in names.into_iter().filter(|name| pattern.matches(name)) {
-            let mailbox = existing.get(name);
-            if subscribed_only && !mailbox.is_some_and(|m| m.subscribed) {
+        for name in names.into_iter().filter(|name| patterns.iter().any(|pattern| pattern.matches(name))) {
+            // RECURSIVEMATCH: a parent that is not selected itself is listed when one of its
+            // children is, and says so (RFC 5258 §3.5).
+            let child_selected =
+                options.recursive_match && existing.keys().any(|other| is_child(other, name) && selected(other));
+            if !selected(name) && !child_selected {
                 continue;
             }
+            let mailbox = existing.get(name);
             let has_children = existing.keys().any(|other| is_child(other, name));
             let mut attributes = Vec::new();
             match mailbox {
                 None => attributes.push("\\Noselect"),
-                Some(mailbox) if !subscribed_only => {
+                Some(mailbox) if !lsub => {
                     if let Some(special) = special_use(&mailbox.special_use) {
                         attributes.push(special);
                     }
@@ -111,11 +133,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(_) => {}
             }
             attributes.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+            if options.return_subscribed && mailbox.is_some_and(|m| m.subscribed) {
+                attributes.push("\\Subscribed");
+            }
+            let child_info = match child_selected {
+                true if options.subscribed_only => " (\"CHILDINFO\" (\"SUBSCRIBED\"))",
+                true => " (\"CHILDINFO\" (\"SPECIAL-USE\"))",
+                false => "",
+            };
             lines.push_str(&format!(
-                "* {command} ({}) \"{SEPARATOR}\" {}\r\n",
+                "* {command} ({}) \"{SEPARATOR}\" {}{child_info}\r\n",
                 attributes.join(" "),
                 self.quoted_name(name)
             ));
+            // LIST-STATUS (RFC 5819): the STATUS of each selectable mailbox listed.
+            if let Some(mailbox) = mailbox.filter(|_| !options.status.is_empty()) {
+                let items = self.status_items(mailbox, &options.status);
+                lines.push_str(&format!("* STATUS {} ({items})\r\n", self.quoted_name(name)));
+            }
         }
         self.io.write(lines.as_bytes());
         self.ok(tag, &format!("{command} completed"));
@@ -133,6 +168,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.respond(Some(tag), Status::No, Some("NONEXISTENT"), "No such mailbox");
             return;
         };
+        let line = format!("* STATUS {} ({})\r\n", self.quoted_name(&info.name), self.status_items(info, items));
+        self.io.write(line.as_bytes());
+        self.ok(tag, "STATUS completed");
+    }
+
+    /// The values of the STATUS `items` of `info`, e.g. `MESSAGES 3 UNSEEN 1`.
+    fn status_items(&mut self, info: &MailboxInfo, items: &[StatusDataItemName]) -> String {
         let mut condstore = false;
         let values: Vec<String> = items
             .iter()
@@ -155,9 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .collect();
         // RFC 7162 §3.1: STATUS HIGHESTMODSEQ is one of the commands that turn CONDSTORE on.
         self.condstore |= condstore;
-        let line = format!("* STATUS {} ({})\r\n", self.quoted_name(&info.name), values.join(" "));
-        self.io.write(line.as_bytes());
-        self.ok(tag, "STATUS completed");
+        values.join(" ")
     }
 
     pub(super) fn enable(&mut self, tag: &Tag<'_>, capabilities: &[CapabilityEnable<'_>]) {

@@ -41,8 +41,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::MailstoreClient;
 use crate::capability;
+use crate::extended_syntax::{Extension, ListOptions};
 use crate::response::{self, Status};
-use io::{End, Input, Io};
+use io::{End, Input, Io, Request};
 
 /// What every session is configured with.
 #[derive(Clone, Debug)]
@@ -182,7 +183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
             };
             let flow = match input {
-                Ok(Input::Message(command)) => self.command(command).await,
+                Ok(Input::Message(request)) => self.command(request).await,
                 Ok(Input::Malformed { tag, reason }) => {
                     self.respond(tag.as_ref(), Status::Bad, None, reason);
                     self.count_error()
@@ -213,8 +214,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.io.close().await;
     }
 
-    async fn command(&mut self, command: Command<'static>) -> Flow {
-        let Command { tag, body } = command;
+    async fn command(&mut self, request: Request) -> Flow {
+        let Request { command: Command { tag, body }, extension } = request;
         let name = body.name();
         self.expunges_allowed = !matches!(
             body,
@@ -265,10 +266,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.subscribe(&tag, &mailbox, false).await;
             }
             (State::Authenticated(_), CommandBody::List { reference, mailbox_wildcard }) => {
-                self.list(&tag, &reference, &mailbox_wildcard, false).await;
+                let options = match extension {
+                    Some(Extension::List(options)) => options,
+                    _ => ListOptions::default(),
+                };
+                self.list(&tag, &reference, &mailbox_wildcard, false, &options).await;
             }
             (State::Authenticated(_), CommandBody::Lsub { reference, mailbox_wildcard }) => {
-                self.list(&tag, &reference, &mailbox_wildcard, true).await;
+                self.list(&tag, &reference, &mailbox_wildcard, true, &ListOptions::default()).await;
             }
             (State::Authenticated(_), CommandBody::Namespace) => self.namespace(&tag),
             (State::Authenticated(_), CommandBody::GetQuota { root }) => self.get_quota(&tag, &root).await,
@@ -314,7 +319,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             (State::Authenticated(_), CommandBody::Idle) if self.selected.is_some() => return self.idle(&tag).await,
             (State::Authenticated(_), CommandBody::Search { charset, criteria, uid }) if self.selected.is_some() => {
-                self.search(&tag, charset.as_ref(), criteria.as_ref(), uid).await;
+                let returns = match &extension {
+                    Some(Extension::SearchReturn(returns)) => Some(returns),
+                    _ => None,
+                };
+                self.search(&tag, charset.as_ref(), criteria.as_ref(), uid, returns).await;
             }
             (State::Authenticated(_), CommandBody::Expunge) if self.selected.is_some() => {
                 self.expunge(&tag, None).await;

@@ -1,7 +1,8 @@
 //! SEARCH and UID SEARCH (RFC 9051 §6.4.4) with every search key of RFC 3501: flags, sizes,
 //! dates, sequence and UID sets, NOT, OR and lists, and the keys on content — addresses,
 //! subject, any header, body and text — matched case-insensitively against the decoded
-//! message. Answered with `* SEARCH`, or `* ESEARCH` for an IMAP4rev2 client.
+//! message. Answered with `* SEARCH`, or `* ESEARCH` for an IMAP4rev2 client and whenever the
+//! client asks for MIN, MAX, ALL or COUNT (RETURN, RFC 4731).
 //!
 //! Keys on flags come from the session's snapshot, dates and sizes from the mailstore's
 //! metadata; the messages themselves are read only when a key needs content, one at a time.
@@ -18,9 +19,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::selected::Selection;
+use crate::extended_syntax::SearchReturn;
 use crate::response::{self, Status};
 
 const DAY: i64 = 86_400;
+
+/// What an IMAP4rev2 SEARCH without RETURN answers.
+const ALL: SearchReturn = SearchReturn { min: false, max: false, all: true, count: false };
 
 /// What a search key is evaluated against: one message.
 struct Candidate<'a> {
@@ -40,6 +45,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         charset: Option<&Charset<'_>>,
         criteria: &[SearchKey<'_>],
         uid: bool,
+        returns: Option<&SearchReturn>,
     ) {
         if let Some(charset) = charset
             && !["UTF-8", "US-ASCII"].iter().any(|known| charset.as_ref().eq_ignore_ascii_case(known))
@@ -114,11 +120,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let highest_modseq = highest_modseq.filter(|_| by_modseq);
         let found: Vec<u32> =
             found.into_iter().map(|(number, message_uid)| if uid { message_uid } else { number }).collect();
-        let line = if self.rev2 {
-            let kind = if uid { " UID" } else { "" };
-            let all = if found.is_empty() { String::new() } else { format!(" ALL {}", response::sequence_set(&found)) };
-            let modseq = highest_modseq.map_or_else(String::new, |modseq| format!(" MODSEQ {modseq}"));
-            format!("* ESEARCH (TAG \"{}\"){kind}{all}{modseq}\r\n", tag.inner())
+        let line = if let Some(returns) = returns.or(self.rev2.then_some(&ALL)) {
+            esearch(tag, uid, &found, returns, highest_modseq)
         } else {
             let numbers: String = found.iter().map(|number| format!(" {number}")).collect();
             let modseq = highest_modseq.map_or_else(String::new, |modseq| format!(" (MODSEQ {modseq})"));
@@ -127,6 +130,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.io.write(line.as_bytes());
         self.ok(tag, if uid { "UID SEARCH completed" } else { "SEARCH completed" });
     }
+}
+
+/// `* ESEARCH (TAG "t") [UID] …` with the results `returns` asks for (RFC 4731 §3.1); `found`
+/// is ascending. MIN, MAX and ALL are left out when nothing was found.
+fn esearch(tag: &Tag<'_>, uid: bool, found: &[u32], returns: &SearchReturn, modseq: Option<u64>) -> String {
+    let mut line = format!("* ESEARCH (TAG \"{}\")", tag.inner());
+    if uid {
+        line.push_str(" UID");
+    }
+    if let (true, Some(min)) = (returns.min, found.first()) {
+        line.push_str(&format!(" MIN {min}"));
+    }
+    if let (true, Some(max)) = (returns.max, found.last()) {
+        line.push_str(&format!(" MAX {max}"));
+    }
+    if returns.all && !found.is_empty() {
+        line.push_str(&format!(" ALL {}", response::sequence_set(found)));
+    }
+    if returns.count {
+        line.push_str(&format!(" COUNT {}", found.len()));
+    }
+    if let Some(modseq) = modseq {
+        line.push_str(&format!(" MODSEQ {modseq}"));
+    }
+    line.push_str("\r\n");
+    line
 }
 
 fn candidate<'a>(

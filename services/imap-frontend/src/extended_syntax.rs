@@ -1,0 +1,358 @@
+//! Command syntax imap-codec does not parse yet: LIST-EXTENDED (RFC 5258, with the SPECIAL-USE
+//! options of RFC 6154 and the STATUS return option of RFC 5819) and SEARCH RETURN (RFC 4731,
+//! RFC 9051 §6.4.4).
+//!
+//! A command imap-codec refused is looked at once more here. If it is one of these, its
+//! options are taken out and it is rewritten into the base command imap-codec parses (`LIST
+//! reference pattern`, `SEARCH criteria`); the options travel beside it as an [`Extension`].
+//! Strings keep their wire form (quoted, literal or atom), so the rewritten command reads them
+//! exactly as the original would have been read.
+
+use std::ops::Range;
+
+use imap_codec::imap_types::status::StatusDataItemName;
+
+/// Options of a command beyond what imap-codec parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Extension {
+    List(ListOptions),
+    SearchReturn(SearchReturn),
+}
+
+/// LIST-EXTENDED selection and return options (RFC 5258 §3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Selection SUBSCRIBED: subscribed mailboxes only (implies returning \Subscribed).
+    pub subscribed_only: bool,
+    /// Selection SPECIAL-USE: mailboxes with a special use only (RFC 6154 §5.1).
+    pub special_use_only: bool,
+    /// Selection RECURSIVEMATCH: a parent whose children match the selection is listed with
+    /// CHILDINFO.
+    pub recursive_match: bool,
+    /// Return SUBSCRIBED: \Subscribed on the subscribed mailboxes.
+    pub return_subscribed: bool,
+    /// Return STATUS (RFC 5819): a STATUS response after each selectable mailbox.
+    pub status: Vec<StatusDataItemName>,
+    /// Patterns after the first, in wire form (LIST reference (pattern pattern …)).
+    pub more_patterns: Vec<Vec<u8>>,
+}
+
+/// ESEARCH result options (RFC 4731 §3.1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchReturn {
+    pub min: bool,
+    pub max: bool,
+    pub all: bool,
+    pub count: bool,
+}
+
+/// `message` (a whole command with its literals) rewritten for imap-codec, with its options;
+/// `Ok(None)` when it is none of the commands handled here, `Err` with the reason when it is
+/// one but its options are wrong.
+pub fn rewrite(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
+    let mut cursor = Cursor { bytes: message, at: 0 };
+    let Some(tag) = cursor.atom() else { return Ok(None) };
+    let tag = tag.to_vec();
+    if cursor.space().is_none() {
+        return Ok(None);
+    }
+    let Some(mut name) = cursor.atom() else { return Ok(None) };
+    let uid = name.eq_ignore_ascii_case(b"UID");
+    if uid {
+        if cursor.space().is_none() {
+            return Ok(None);
+        }
+        let Some(next) = cursor.atom() else { return Ok(None) };
+        name = next;
+    }
+    if name.eq_ignore_ascii_case(b"SEARCH") {
+        search(&mut cursor, &tag, uid)
+    } else if name.eq_ignore_ascii_case(b"LIST") && !uid {
+        list(&mut cursor, &tag)
+    } else {
+        Ok(None)
+    }
+}
+
+/// `SEARCH RETURN (options) criteria`.
+fn search(cursor: &mut Cursor<'_>, tag: &[u8], uid: bool) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
+    cursor.space().ok_or("Expected search criteria")?;
+    let start = cursor.at;
+    if !cursor.atom().is_some_and(|word| word.eq_ignore_ascii_case(b"RETURN")) {
+        cursor.at = start;
+        return Ok(None);
+    }
+    cursor.space().ok_or("Expected RETURN options")?;
+    let mut options = SearchReturn::default();
+    for option in cursor.list(Cursor::atom).ok_or("Expected RETURN options in parentheses")? {
+        match option.to_ascii_uppercase().as_slice() {
+            b"MIN" => options.min = true,
+            b"MAX" => options.max = true,
+            b"ALL" => options.all = true,
+            b"COUNT" => options.count = true,
+            b"SAVE" => return Err("SEARCH RETURN (SAVE) is not supported"),
+            _ => return Err("Unknown SEARCH RETURN option"),
+        }
+    }
+    // RETURN () means ALL (RFC 4731 §3.1).
+    if !(options.min || options.max || options.count) {
+        options.all = true;
+    }
+    cursor.space().ok_or("Expected search criteria")?;
+    let mut rewritten = tag.to_vec();
+    rewritten.extend_from_slice(if uid { b" UID SEARCH " } else { b" SEARCH " });
+    rewritten.extend_from_slice(cursor.rest());
+    Ok(Some((rewritten, Extension::SearchReturn(options))))
+}
+
+/// `LIST [(selection)] reference pattern-or-patterns [RETURN (options)]`.
+fn list(cursor: &mut Cursor<'_>, tag: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
+    cursor.space().ok_or("Expected a reference name")?;
+    let mut options = ListOptions::default();
+    if cursor.peek() == Some(b'(') {
+        for option in cursor.list(Cursor::atom).ok_or("Malformed LIST selection options")? {
+            match option.to_ascii_uppercase().as_slice() {
+                b"SUBSCRIBED" => {
+                    options.subscribed_only = true;
+                    options.return_subscribed = true;
+                }
+                b"SPECIAL-USE" => options.special_use_only = true,
+                b"RECURSIVEMATCH" => options.recursive_match = true,
+                // Only local mailboxes exist here (RFC 5258 §3.1).
+                b"REMOTE" => {}
+                _ => return Err("Unknown LIST selection option"),
+            }
+        }
+        cursor.space().ok_or("Expected a reference name")?;
+    }
+    if options.recursive_match && !options.subscribed_only && !options.special_use_only {
+        // RFC 5258 §3.1: RECURSIVEMATCH alone is an error.
+        return Err("RECURSIVEMATCH needs another selection option");
+    }
+    let reference = cursor.astring().ok_or("Expected a reference name")?;
+    cursor.space().ok_or("Expected a mailbox pattern")?;
+    let patterns = if cursor.peek() == Some(b'(') {
+        cursor.list(Cursor::astring).ok_or("Malformed LIST patterns")?
+    } else {
+        vec![cursor.astring().ok_or("Expected a mailbox pattern")?]
+    };
+    let first = patterns.first().ok_or("Expected at least one mailbox pattern")?.clone();
+    if cursor.space().is_some() {
+        if !cursor.atom().is_some_and(|word| word.eq_ignore_ascii_case(b"RETURN")) {
+            return Err("Expected RETURN");
+        }
+        cursor.space().ok_or("Expected RETURN options")?;
+        cursor.open().ok_or("Expected RETURN options in parentheses")?;
+        while cursor.peek() != Some(b')') {
+            let option = cursor.atom().ok_or("Malformed RETURN options")?;
+            match option.to_ascii_uppercase().as_slice() {
+                b"SUBSCRIBED" => options.return_subscribed = true,
+                // Always returned: \HasChildren and the special-use attributes.
+                b"CHILDREN" | b"SPECIAL-USE" => {}
+                b"STATUS" => {
+                    cursor.space().ok_or("Expected STATUS items")?;
+                    for item in cursor.list(Cursor::atom).ok_or("Expected STATUS items in parentheses")? {
+                        options.status.push(status_item(item).ok_or("Unknown STATUS item")?);
+                    }
+                }
+                _ => return Err("Unknown LIST RETURN option"),
+            }
+            if cursor.peek() != Some(b')') {
+                cursor.space().ok_or("Malformed RETURN options")?;
+            }
+        }
+        cursor.at += 1;
+    }
+    if !cursor.at_end() {
+        return Err("Unexpected text after the LIST command");
+    }
+    options.more_patterns = patterns[1..].iter().map(|range| cursor.value(range.clone())).collect();
+    let mut rewritten = tag.to_vec();
+    rewritten.extend_from_slice(b" LIST ");
+    rewritten.extend_from_slice(&cursor.bytes[reference]);
+    rewritten.push(b' ');
+    rewritten.extend_from_slice(&cursor.bytes[first]);
+    rewritten.extend_from_slice(b"\r\n");
+    Ok(Some((rewritten, Extension::List(options))))
+}
+
+fn status_item(name: &[u8]) -> Option<StatusDataItemName> {
+    Some(match name.to_ascii_uppercase().as_slice() {
+        b"MESSAGES" => StatusDataItemName::Messages,
+        b"UIDNEXT" => StatusDataItemName::UidNext,
+        b"UIDVALIDITY" => StatusDataItemName::UidValidity,
+        b"UNSEEN" => StatusDataItemName::Unseen,
+        b"DELETED" => StatusDataItemName::Deleted,
+        b"SIZE" => StatusDataItemName::Size,
+        b"RECENT" => StatusDataItemName::Recent,
+        b"HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        _ => return None,
+    })
+}
+
+/// A reading position in a command.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn space(&mut self) -> Option<()> {
+        (self.peek() == Some(b' ')).then(|| self.at += 1)
+    }
+
+    fn open(&mut self) -> Option<()> {
+        (self.peek() == Some(b'(')).then(|| self.at += 1)
+    }
+
+    /// Whether only the final CRLF is left.
+    fn at_end(&self) -> bool {
+        &self.bytes[self.at..] == b"\r\n"
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        &self.bytes[self.at..]
+    }
+
+    /// A run of characters that are not spaces, parentheses, quotes, braces or line ends:
+    /// atoms and the LIST wildcards.
+    fn atom(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
+        while let Some(byte) = self.peek() {
+            if matches!(byte, b' ' | b'(' | b')' | b'"' | b'{' | b'\r' | b'\n') || byte < 0x20 || byte == 0x7f {
+                break;
+            }
+            self.at += 1;
+        }
+        (self.at > start).then(|| &self.bytes[start..self.at])
+    }
+
+    /// An atom, quoted string or literal; its range in the command, wire form included.
+    fn astring(&mut self) -> Option<Range<usize>> {
+        let start = self.at;
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                loop {
+                    match self.peek()? {
+                        b'\\' => self.at += 2,
+                        b'"' => break,
+                        b'\r' | b'\n' => return None,
+                        _ => self.at += 1,
+                    }
+                }
+                self.at += 1;
+            }
+            b'{' => {
+                let close = self.bytes[self.at..].iter().position(|&byte| byte == b'}')? + self.at;
+                let digits = std::str::from_utf8(&self.bytes[self.at + 1..close]).ok()?;
+                let length: usize = digits.trim_end_matches('+').parse().ok()?;
+                if self.bytes.get(close + 1..close + 3)? != b"\r\n" {
+                    return None;
+                }
+                self.at = close + 3 + length;
+                if self.at > self.bytes.len() {
+                    return None;
+                }
+            }
+            _ => {
+                self.atom()?;
+            }
+        }
+        Some(start..self.at)
+    }
+
+    /// The value of an astring whose wire form is `range`: unquoted, or a literal's octets.
+    fn value(&self, range: Range<usize>) -> Vec<u8> {
+        let wire = &self.bytes[range];
+        match wire.first() {
+            Some(b'"') => {
+                let mut value = Vec::with_capacity(wire.len());
+                let mut escaped = false;
+                for &byte in &wire[1..wire.len() - 1] {
+                    if byte == b'\\' && !escaped {
+                        escaped = true;
+                        continue;
+                    }
+                    escaped = false;
+                    value.push(byte);
+                }
+                value
+            }
+            Some(b'{') => {
+                let data = wire.iter().position(|&byte| byte == b'\n').map_or(wire.len(), |at| at + 1);
+                wire[data..].to_vec()
+            }
+            _ => wire.to_vec(),
+        }
+    }
+
+    /// `(item item …)`, possibly empty.
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        self.open()?;
+        let mut items = Vec::new();
+        while self.peek() != Some(b')') {
+            if !items.is_empty() {
+                self.space()?;
+            }
+            items.push(item(self)?);
+        }
+        self.at += 1;
+        Some(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(command: &str) -> (String, Extension) {
+        let (bytes, extension) = rewrite(command.as_bytes()).unwrap().unwrap();
+        (String::from_utf8(bytes).unwrap(), extension)
+    }
+
+    #[test]
+    fn search_return_options_are_taken_out() {
+        let (command, extension) = rewritten("a UID SEARCH RETURN (MIN count) UNSEEN\r\n");
+        assert_eq!(command, "a UID SEARCH UNSEEN\r\n");
+        assert_eq!(extension, Extension::SearchReturn(SearchReturn { min: true, count: true, ..Default::default() }));
+        let (_, extension) = rewritten("b SEARCH RETURN () ALL\r\n");
+        assert_eq!(extension, Extension::SearchReturn(SearchReturn { all: true, ..Default::default() }));
+        assert_eq!(rewrite(b"c SEARCH RETURN (SAVE) ALL\r\n"), Err("SEARCH RETURN (SAVE) is not supported"));
+        assert_eq!(rewrite(b"c SEARCH RETURN (BOGUS) ALL\r\n"), Err("Unknown SEARCH RETURN option"));
+        assert_eq!(rewrite(b"d SEARCH ALL\r\n"), Ok(None));
+        assert_eq!(rewrite(b"e FETCH 1 (FLAGS)\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn list_selection_patterns_and_return_options_are_taken_out() {
+        let (command, extension) = rewritten(
+            "a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"INBOX\" {4+}\r\nSe*t %) RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n",
+        );
+        assert_eq!(command, "a LIST \"\" \"INBOX\"\r\n");
+        let Extension::List(options) = extension else { panic!("{extension:?}") };
+        assert!(options.subscribed_only && options.return_subscribed && options.recursive_match);
+        assert_eq!(options.status, [StatusDataItemName::Messages, StatusDataItemName::Unseen]);
+        assert_eq!(options.more_patterns, [b"Se*t".to_vec(), b"%".to_vec()]);
+
+        let (command, extension) = rewritten("b LIST \"\" {1}\r\n* RETURN (SPECIAL-USE SUBSCRIBED)\r\n");
+        assert_eq!(command, "b LIST \"\" {1}\r\n*\r\n");
+        assert_eq!(extension, Extension::List(ListOptions { return_subscribed: true, ..Default::default() }));
+        let (command, extension) = rewritten("c LIST (SPECIAL-USE) \"\" \"a\\\"b\"\r\n");
+        assert_eq!(command, "c LIST \"\" \"a\\\"b\"\r\n");
+        assert_eq!(extension, Extension::List(ListOptions { special_use_only: true, ..Default::default() }));
+
+        assert_eq!(
+            rewrite(b"d LIST (RECURSIVEMATCH) \"\" *\r\n"),
+            Err("RECURSIVEMATCH needs another selection option")
+        );
+        assert_eq!(rewrite(b"d LIST (BOGUS) \"\" *\r\n"), Err("Unknown LIST selection option"));
+        assert_eq!(rewrite(b"d LIST \"\" * RETURN (STATUS (BOGUS))\r\n"), Err("Unknown STATUS item"));
+        assert_eq!(rewrite(b"d LIST \"\" * RETURN (CHILDREN\r\n"), Err("Malformed RETURN options"));
+        assert_eq!(rewrite(b"d LIST \"\" () \r\n"), Err("Expected at least one mailbox pattern"));
+    }
+}
