@@ -110,7 +110,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
                 Ok(None) => Input::Malformed { tag, reason },
                 Err(reason) => Input::Malformed { tag, reason },
                 Ok(Some((rewritten, extension))) => match CommandCodec::default().decode(&rewritten) {
-                    Ok((rest, command)) if rest.is_empty() => {
+                    Ok((b"", command)) => {
                         Input::Message(Request { command: command.into_static(), extension: Some(extension) })
                     }
                     _ => Input::Malformed { tag, reason },
