@@ -108,7 +108,8 @@ bin=$root/target/release
 cpu_watch=()
 
 # cpu_seconds NAME=PID...: "NAME=SECONDS ..." for each process tree (the process and every
-# descendant; children that exited count through their parent's cutime/cstime once reaped).
+# descendant; children that exited count through their parent's cutime/cstime once reaped);
+# NAME=NA when PID is gone.
 cpu_seconds() {
   python3 - "$@" <<'EOF'
 import os, sys
@@ -128,6 +129,9 @@ for entry in os.listdir("/proc"):
 out = []
 for spec in sys.argv[1:]:
     name, root = spec.split("=")
+    if int(root) not in own:  # gone (restarted): no figure
+        out.append(f"{name}=NA")
+        continue
     total, stack, seen = 0, [int(root)], set()
     while stack:
         pid = stack.pop()
@@ -162,7 +166,9 @@ row = {"label": label, "exit": int(rc), "wall_s": wall, "client_cpu_s": round(us
 start = dict(item.split("=") for item in before.split())
 for item in after.split():
     name, seconds = item.split("=")
-    row[f"{name}_cpu_s"] = round(float(seconds) - float(start.get(name, 0)), 2)
+    # A server restarted during the step (Dovecot in the memory runs) has no figure.
+    if seconds != "NA" and start.get(name, "NA") != "NA":
+        row[f"{name}_cpu_s"] = round(float(seconds) - float(start[name]), 2)
 print(json.dumps(row))
 EOF
   if [ "$rc" != 0 ]; then
@@ -271,7 +277,29 @@ watch_servers
 # ---------------------------------------------------------------- the INBOX of 10,000 messages
 corpus=$work/corpus.mbox
 python3 "$PEERS_DIR/bin/gen-corpus.py" --out "$corpus" --count 1000 --seed 1 >/dev/null
-imapbench=(python3 "$PEERS_DIR/bin/imapbench.py")
+# imapbench.py only counts the commands that were not answered OK; this wrapper runs it
+# unchanged and also writes each such command with the server's tagged reply to stderr
+# (`NOT OK: <command> -> <reply>`), the evidence for failures.
+cat >"$work/imapbench-logged.py" <<'EOF'
+import importlib.util, sys
+path, args = sys.argv[1], sys.argv[2:]
+spec = importlib.util.spec_from_file_location("imapbench", path)
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+plain_command = tool.Imap.command
+async def command(self, text, literal=None, keep=True, timeout=60):
+    status, untagged = await plain_command(self, text, literal=literal, keep=keep, timeout=timeout)
+    if status != "OK":
+        # The tagged reply is the last line consumed, still in the read buffer.
+        reply = self.buf[:self.pos].rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+        shown = text if not text.upper().startswith("LOGIN ") else text.split(" ")[0] + " " + text.split(" ")[1] + " ***"
+        print(f"NOT OK: {shown[:200]} -> {reply.decode(errors='replace')[:300]}", file=sys.stderr, flush=True)
+    return status, untagged
+tool.Imap.command = command
+sys.argv = [path] + args
+tool.main()
+EOF
+imapbench=(python3 "$work/imapbench-logged.py" "$PEERS_DIR/bin/imapbench.py")
 ours_user=bench1@$DOMAIN
 peer_user=bench1
 

@@ -260,7 +260,7 @@ def section_cpu(out):
     print("|---|---|---|" + "---|" * len(names))
     for row in rows:
         print(f"| {row['label']} | {row['exit']} | {row['wall_s']:.1f} | "
-              + " | ".join(f"{row.get(n, 0):.1f}" for n in names) + " |")
+              + " | ".join(f"{row[n]:.1f}" if n in row else "–" for n in names) + " |")
     print()
 
 

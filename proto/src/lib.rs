@@ -30,6 +30,14 @@ pub mod events {
     pub fn account_pattern(account_id: i64) -> String {
         format!("events.{account_id}.*")
     }
+
+    /// The subject carrying [`AccountChanged`] for one account.
+    pub fn account_changed_subject(account_id: i64) -> String {
+        format!("accounts.{account_id}")
+    }
+
+    /// The subscription pattern for every [`AccountChanged`].
+    pub const ACCOUNT_CHANGES: &str = "accounts.*";
 }
 
 pub use prost::Message;

@@ -82,6 +82,11 @@ pub struct SessionFlags {
     /// for mail clients and load tools set up without TLS on a developer's machine.
     #[arg(long = "imap-allow-plaintext-login", env = "KUBEMAIL_IMAP_ALLOW_PLAINTEXT_LOGIN")]
     pub allow_plaintext_login: bool,
+    /// How long a successful login is remembered, so that a client logging in again is not
+    /// verified again (0 turns this off). Forgotten at once when the password changes or the
+    /// account is suspended.
+    #[arg(long = "login-cache-ttl", env = "KUBEMAIL_LOGIN_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub login_cache_ttl: Duration,
 }
 
 impl SessionFlags {

@@ -22,9 +22,11 @@ pub mod session;
 
 use std::sync::Arc;
 
+use kubemail_runtime::EventBus;
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::limits::ConnectionTracker;
 use kubemail_runtime::listener;
+use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::nats::NatsEventBus;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls;
@@ -69,9 +71,11 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let events = NatsEventBus::connect(&config.nats_url)
         .await
         .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+    let events: Arc<dyn EventBus> = Arc::new(events);
     let services = Arc::new(session::Services {
         mailstore: mailstore_client(channel),
-        events: Arc::new(events),
+        logins: LoginCache::start(config.session.login_cache_ttl, events.clone(), shutdown.clone()),
+        events,
         tls,
         settings: config.session.settings(
             &config.hostname,

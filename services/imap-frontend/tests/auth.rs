@@ -158,3 +158,53 @@ async fn id_answers_with_the_server_name() {
     assert!(id[0].starts_with("* ID (\"name\" \"kubemail\" \"version\" "), "{id:?}");
     client.command("b ID NIL").await.expect_ok();
 }
+
+/// A fresh TLS session's answer to LOGIN as `user` with `password`.
+async fn login(f: &Fixture, user: &str, password: &str) -> String {
+    let (mut client, _) = f.connect().await;
+    client.command("t STARTTLS").await.expect_ok();
+    let mut client = f.upgrade(client).await;
+    client.command(&format!("a LOGIN {user} \"{password}\"")).await.tagged
+}
+
+/// Waits until the fixture's login cache follows account changes.
+async fn cache_is_live(f: &Fixture) {
+    for _ in 0..100 {
+        if f.services.logins.is_live() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the login cache never subscribed to account changes");
+}
+
+#[tokio::test]
+async fn a_login_is_remembered_without_the_password_and_forgotten_when_it_changes() {
+    use kubemail_proto::admin::{SetPasswordRequest, UpsertAccountRequest};
+
+    let f = Fixture::start().await;
+    cache_is_live(&f).await;
+    assert!(login(&f, "alice@example.org", PASSWORD).await.starts_with("a OK"));
+    assert!(login(&f, "bob@example.org", PASSWORD).await.starts_with("a OK"));
+
+    // A new password works at once; the old one is refused at once, though it was remembered.
+    let mut admin = f.mailstore.admin.clone();
+    let request = SetPasswordRequest { address: "alice@example.org".into(), password: "n3w-Secret".into() };
+    admin.set_password(request).await.expect("password changed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(login(&f, "alice@example.org", PASSWORD).await.starts_with("a NO [AUTHENTICATIONFAILED]"));
+    assert!(login(&f, "alice@example.org", "n3w-Secret").await.starts_with("a OK"));
+
+    // Suspending bob ends his remembered login too.
+    let suspend =
+        UpsertAccountRequest { address: "bob@example.org".into(), suspended: Some(true), ..Default::default() };
+    admin.upsert_account(suspend).await.expect("suspended");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(login(&f, "bob@example.org", PASSWORD).await.starts_with("a NO [CONTACTADMIN]"));
+
+    // What is remembered is answered without the mailstore; a wrong password is not.
+    f.mailstore.stop();
+    assert!(login(&f, "alice@example.org", "n3w-Secret").await.starts_with("a OK"), "remembered");
+    let unknown = login(&f, "alice@example.org", "guess").await;
+    assert!(unknown.starts_with("a NO [UNAVAILABLE]"), "only the mailstore can say: {unknown}");
+}

@@ -15,6 +15,7 @@ use kubemail_runtime::admin_http::{self, Readiness};
 use kubemail_runtime::limits::ConnectionTracker;
 use kubemail_runtime::listener;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
+use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls;
 use kubemail_runtime::{EventBus, telemetry};
@@ -114,6 +115,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     );
     let imap_services = Arc::new(kubemail_imap_frontend::session::Services {
         mailstore: kubemail_imap_frontend::mailstore_client(channel.clone()),
+        logins: LoginCache::start(args.imap.login_cache_ttl, events.clone(), shutdown.clone()),
         events: events.clone(),
         tls: Some(tls_acceptor),
         settings: imap_settings,

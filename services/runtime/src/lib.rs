@@ -20,6 +20,8 @@
 //!   a session's stream, plain or TLS, with the STARTTLS upgrade.
 //! - [`listener`] — accept loops for those listeners: PROXY header, limits, implicit TLS, one
 //!   task per session, and waiting for the sessions at shutdown.
+//! - [`login_cache`] — successful logins remembered briefly under an HMAC of the credentials,
+//!   forgotten when the mailstore says the account changed.
 //! - [`local`] — their SQLite + in-process implementations (`kubemail dev`).
 //! - `contract` (private) — what both implementations accept and promise alike: subject, header
 //!   and id rules, NATS wildcard matching, default lease and deduplication window.
@@ -34,6 +36,7 @@ pub mod grpc_metrics;
 pub mod limits;
 pub mod listener;
 pub mod local;
+pub mod login_cache;
 pub mod nats;
 pub mod propagation;
 pub mod proxy;

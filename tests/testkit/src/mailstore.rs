@@ -80,6 +80,11 @@ impl Mailstore {
         Mailstore { address, channel, admin, stop }
     }
 
+    /// Stops serving: calls made from now on fail as if the mailstore were down.
+    pub fn stop(&self) {
+        self.stop.trigger();
+    }
+
     /// Stores `body` in `recipient`'s INBOX, as the delivery queue would.
     pub async fn deliver(&self, recipient: &str, body: &[u8]) {
         static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -4,12 +4,15 @@
 //! Passwords travel only inside TLS: before STARTTLS, port 143 advertises LOGINDISABLED and
 //! refuses both commands with PRIVACYREQUIRED (unless `kubemail dev` allows plain text on
 //! loopback). Failed attempts are answered after a delay and end the connection after a few.
+//! Successful logins are remembered for a while (`kubemail_runtime::login_cache`), so a client
+//! logging in again skips the argon2id verification.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_codec::imap_types::core::Tag;
 use kubemail_proto::mailstore::AuthenticateRequest;
+use kubemail_runtime::login_cache::Login;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::Code;
 
@@ -119,17 +122,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Checks the credentials with the mailstore and logs in.
+    /// Checks the credentials — remembered from a recent login, or with the mailstore — and
+    /// logs in.
     async fn verify(&mut self, tag: &Tag<'_>, username: String, password: String) -> Flow {
+        let pending = match self.services.logins.lookup(&username, &password) {
+            Ok(login) => return self.logged_in(tag, Account { id: login.account_id, address: login.address }),
+            Err(pending) => pending,
+        };
         let request = AuthenticateRequest { username, password };
         match self.services.mailstore.clone().authenticate(request).await {
             Ok(response) => {
                 let response = response.into_inner();
-                tracing::debug!(client = %self.client_ip, account = %response.address, "logged in");
-                self.state = State::Authenticated(Account { id: response.account_id, address: response.address });
-                let capabilities = format!("CAPABILITY {}", self.capabilities());
-                self.respond(Some(tag), Status::Ok, Some(&capabilities), "Logged in");
-                Flow::Continue
+                let login = Login { account_id: response.account_id, address: response.address };
+                self.services.logins.remember(pending, login.clone());
+                self.logged_in(tag, Account { id: login.account_id, address: login.address })
             }
             Err(status) if status.code() == Code::PermissionDenied => {
                 self.respond(Some(tag), Status::No, Some("CONTACTADMIN"), "The account is suspended");
@@ -145,6 +151,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Flow::Continue
             }
         }
+    }
+
+    fn logged_in(&mut self, tag: &Tag<'_>, account: Account) -> Flow {
+        tracing::debug!(client = %self.client_ip, account = %account.address, "logged in");
+        self.state = State::Authenticated(account);
+        let capabilities = format!("CAPABILITY {}", self.capabilities());
+        self.respond(Some(tag), Status::Ok, Some(&capabilities), "Logged in");
+        Flow::Continue
     }
 
     /// A failed login: answered after a delay that grows with each failure; too many end the

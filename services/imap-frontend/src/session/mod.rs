@@ -34,6 +34,7 @@ use std::time::Duration;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Tag;
 use kubemail_runtime::EventBus;
+use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::Connection;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -78,6 +79,8 @@ pub struct Services {
     /// Offered with STARTTLS when set (port 993 completes its handshake before the session).
     pub tls: Option<TlsAcceptor>,
     pub settings: Settings,
+    /// Logins verified lately.
+    pub logins: Arc<LoginCache>,
     pub shutdown: Shutdown,
 }
 

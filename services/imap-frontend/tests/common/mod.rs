@@ -9,7 +9,9 @@ use std::time::Duration;
 
 pub use kubemail_imap_frontend::session::Settings;
 use kubemail_imap_frontend::session::{self, Services};
+use kubemail_runtime::EventBus;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
+use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::{self, Connection, PemPair};
 pub use kubemail_testkit::mailstore::{Mailstore, PASSWORD};
@@ -56,12 +58,15 @@ impl Fixture {
         let mailstore = Mailstore::start(dir.path(), Arc::new(transport.events.clone())).await;
         let certificate = tls::self_signed(&[HOSTNAME.to_string()]).expect("certificate");
         let acceptor = TlsAcceptor::from(tls::server_config(&certificate).expect("TLS config"));
+        let events: Arc<dyn EventBus> = Arc::new(transport.events.clone());
+        let shutdown = Shutdown::new();
         let services = Arc::new(Services {
             mailstore: kubemail_imap_frontend::mailstore_client(mailstore.channel.clone()),
-            events: Arc::new(transport.events.clone()),
+            logins: LoginCache::start(Duration::from_secs(300), events.clone(), shutdown.clone()),
+            events,
             tls: Some(acceptor),
             settings,
-            shutdown: Shutdown::new(),
+            shutdown,
         });
         Fixture { services, certificate, mailstore, _dir: dir }
     }

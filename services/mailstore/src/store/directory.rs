@@ -204,6 +204,7 @@ impl Store {
             .bind(&address)
             .fetch_optional(&mut *tx)
             .await?;
+        let changed = existing.filter(|_| password_hash.is_some() || update.suspended.is_some());
         match existing {
             Some(id) => {
                 sqlx::query(
@@ -247,6 +248,9 @@ impl Store {
             }
         }
         tx.commit().await?;
+        if let Some(account_id) = changed {
+            self.events.account_changed(account_id).await;
+        }
         self.account(&address).await
     }
 
@@ -304,14 +308,14 @@ impl Store {
     pub async fn set_password(&self, address: &str, password: &str) -> Result<()> {
         let (address, _, _) = validate::address(address)?;
         let hash = password::hash(password).await?;
-        let updated = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE address = $2")
-            .bind(hash)
-            .bind(&address)
-            .execute(self.db.writer())
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(Error::not_found(format!("no account {address}")));
-        }
+        let account_id: i64 =
+            sqlx::query_scalar("UPDATE accounts SET password_hash = $1 WHERE address = $2 RETURNING id")
+                .bind(hash)
+                .bind(&address)
+                .fetch_optional(self.db.writer())
+                .await?
+                .ok_or_else(|| Error::not_found(format!("no account {address}")))?;
+        self.events.account_changed(account_id).await;
         Ok(())
     }
 
@@ -331,6 +335,7 @@ impl Store {
         let hashes = account_blob_hashes(&mut tx, "a.id = $1", account_id).await?;
         sqlx::query("DELETE FROM accounts WHERE id = $1").bind(account_id).execute(&mut *tx).await?;
         tx.commit().await?;
+        self.events.account_changed(account_id).await;
         self.collect_blobs(&hashes).await;
         Ok(())
     }
