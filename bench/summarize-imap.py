@@ -269,6 +269,22 @@ def section_problems(out):
     if failures.exists() and failures.read_text().strip():
         print("## Failed steps\n")
         print(failures.read_text().strip() + "\n")
+    refused = {}
+    for path in sorted(out.glob("*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("NOT OK: "):
+                command, _, reply = line.removeprefix("NOT OK: ").partition(" -> ")
+                # One kind per command verb and reply text, whatever the tag, numbers or ranges.
+                verb = command.split(" ")[0]
+                key = (path.stem, verb, re.sub(r"^\S+ ", "", re.sub(r"\d+", "#", reply)))
+                refused.setdefault(key, [0, command, reply])[0] += 1
+    if refused:
+        print("## Commands not answered OK (command → the server's tagged reply; one example per kind)\n")
+        print("| step | count | command | reply |")
+        print("|---|---|---|---|")
+        for (step, _, _), (count, command, reply) in sorted(refused.items()):
+            print(f"| {step} | {count} | `{command[:120]}` | `{reply[:200]}` |")
+        print()
     logs = ["mailstore.log", "imap-frontend.log", "smtp-ingress.log", "delivery-queue.log", "kubemail-dev.log"]
     found = []
     for name in logs:

@@ -1,6 +1,7 @@
 //! How commands are read: pipelining, synchronizing and non-synchronizing literals, and input
 //! that is malformed, too long or too big. Every case gets its answer and the session (or, where
-//! it cannot go on safely, the connection) ends cleanly.
+//! it cannot go on safely, the connection) ends cleanly: names that are not UTF-8 and commands
+//! in the wrong state included.
 
 mod common;
 
@@ -124,4 +125,61 @@ async fn a_silent_client_is_logged_out_and_shutdown_says_bye() {
     let mut client = f.logged_in("alice@example.org").await;
     f.services.shutdown.trigger();
     assert_eq!(client.rest_until_closed().await, ["* BYE Server shutting down, please reconnect"]);
+}
+
+#[tokio::test]
+async fn names_that_are_not_utf8_are_refused_and_nothing_is_made() {
+    let f = Fixture::start().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    // Raw 8-bit octets are not modified UTF-7, nor UTF-8 once that is enabled; a literal can
+    // carry them past imap-codec's string rules.
+    for mode in ["modified UTF-7", "UTF-8"] {
+        for name in [&b"\xff\xfe"[..], b"caf\xe9", b"ok/\xc3"] {
+            let mut command = format!("c CREATE {{{}+}}\r\n", name.len()).into_bytes();
+            command.extend_from_slice(name);
+            command.extend_from_slice(b"\r\n");
+            client.send(&command).await;
+            let refused = client.responses("c").await;
+            assert!(refused.tagged.starts_with("c BAD"), "{mode} {name:?}: {refused:?}");
+        }
+        let mut select = b"s SELECT {2+}\r\n\xff\xfe\r\n".to_vec();
+        select.extend_from_slice(b"t STATUS {2+}\r\n\xc3\x28 (MESSAGES)\r\n");
+        client.send(&select).await;
+        assert!(client.responses("s").await.tagged.starts_with("s BAD"));
+        assert!(client.responses("t").await.tagged.starts_with("t BAD"));
+        client.command("e ENABLE UTF8=ACCEPT").await.expect_ok();
+    }
+    let listed = client.command("l LIST \"\" *").await.expect_ok();
+    assert_eq!(listed.len(), 5, "only the five folders every account has: {listed:?}");
+}
+
+#[tokio::test]
+async fn commands_in_the_wrong_state_are_refused_and_the_session_goes_on() {
+    let f = Fixture::start().await;
+    let (mut client, _) = f.connect().await;
+    for line in ["a SELECT INBOX", "b APPEND INBOX {1+}\r\nx", "c FETCH 1 FLAGS", "d LOGOUTX", "e IDLE"] {
+        let refused = client.command(line).await;
+        assert!(refused.tagged.split(' ').nth(1) == Some("BAD"), "before login: {line}: {refused:?}");
+    }
+    client.command("t STARTTLS").await.expect_ok();
+    let mut client = f.upgrade(client).await;
+    client.command(&format!("l LOGIN alice@example.org {}", common::PASSWORD)).await.expect_ok();
+    for line in [
+        "a FETCH 1 FLAGS",
+        "b STORE 1 +FLAGS (\\Seen)",
+        "c EXPUNGE",
+        "d IDLE",
+        "e UID SEARCH ALL",
+        "f CLOSE",
+        "g LOGIN alice@example.org x",
+        "h STARTTLS",
+    ] {
+        let refused = client.command(line).await;
+        assert!(refused.tagged.split(' ').nth(1) == Some("BAD"), "not selected: {line}: {refused:?}");
+    }
+    // DONE outside IDLE is no command at all: no tag to answer with.
+    client.send(b"DONE\r\n").await;
+    let done = client.line().await.unwrap();
+    assert!(done.starts_with("* BAD"), "{done}");
+    client.command("z NOOP").await.expect_ok();
 }
