@@ -18,7 +18,9 @@
 #    filled to MAILBOX_MSGS messages by APPEND (`imapbench.py fill`, FILL_CONNS connections).
 # 5. login-fetch on that INBOX: after one untimed session, RUNS batches of LOGIN_FETCH_ITERATIONS
 #    sequential sessions of connect, LOGIN, SELECT INBOX, FETCH 1:* (FLAGS), LOGOUT; p50 per
-#    phase and in total. Its connect and LOGIN phases are the connect + LOGIN latency.
+#    phase and in total. Its connect and LOGIN phases are the connect + LOGIN latency. Ours also
+#    against a second imap-frontend with its login cache off (--login-cache-ttl 0): every LOGIN
+#    verified with argon2id at the mailstore.
 # 6. Mixed workload (`imapbench.py mixed`, imaptest's default state machine) on the same INBOX,
 #    kept around MAILBOX_MSGS messages, MIXED_SECS seconds at each client count in
 #    MIXED_CLIENTS, RUNS times: commands per second and failed commands.
@@ -78,11 +80,12 @@ chmod 755 "$work"
 pids=()
 dev_pid=""
 frontend_pid=""
+nocache_pid=""
 peer_root=$work/peers
 
 cleanup() {
   set +e
-  for pid in $dev_pid $frontend_pid "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  for pid in $dev_pid $nocache_pid $frontend_pid "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
   [ -d "$peer_root" ] && BENCH_ROOT=$peer_root "$PEERS_DIR/bin/peers.sh" stop >/dev/null 2>&1
   provision_cleanup "$work"
 }
@@ -93,6 +96,7 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 take_port grpc_port mailstore_http_port imap_port imaps_port frontend_http_port \
+  nocache_imap_port nocache_imaps_port nocache_http_port \
   smtp_port submission_port ingress_http_port worker_http_port \
   dev_grpc_port dev_http_port dev_smtp_port dev_submission_port dev_submissions_port \
   dev_imap_port dev_imaps_port dev_pop3_port dev_pop3s_port \
@@ -207,14 +211,22 @@ pids+=($!)
 mailstore_pid=${pids[-1]}
 wait_ready "http://127.0.0.1:$mailstore_http_port/readyz" "$mailstore_pid" "$OUT/mailstore.log"
 
-# start_frontend: a fresh imap-frontend process; sets frontend_pid.
+# run_frontend IMAP_PORT IMAPS_PORT HTTP_PORT LOG [flags]: an imap-frontend process with
+# plaintext LOGIN on loopback (the load tools) and no per-address limits (all load comes from
+# 127.0.0.1); sets started_pid.
+run_frontend() {
+  local imap=$1 imaps=$2 http=$3 logfile=$4
+  shift 4
+  "$bin/imap-frontend" --imap-listen "127.0.0.1:$imap" --imaps-listen "127.0.0.1:$imaps" \
+    --http-listen "127.0.0.1:$http" --hostname bench.local --mailstore "http://$grpc" --nats-url "$NATS_URL" \
+    --imap-allow-plaintext-login --max-connections-per-ip 0 --connection-rate-per-ip 0 "$@" >>"$logfile" 2>&1 &
+  started_pid=$!
+  wait_ready "http://127.0.0.1:$http/readyz" "$started_pid" "$logfile"
+}
+# start_frontend: a fresh imap-frontend with its defaults; sets frontend_pid.
 start_frontend() {
-  "$bin/imap-frontend" --imap-listen "127.0.0.1:$imap_port" --imaps-listen "127.0.0.1:$imaps_port" \
-    --http-listen "127.0.0.1:$frontend_http_port" --hostname bench.local --mailstore "http://$grpc" \
-    --nats-url "$NATS_URL" --imap-allow-plaintext-login --max-connections-per-ip 0 --connection-rate-per-ip 0 \
-    >>"$OUT/imap-frontend.log" 2>&1 &
-  frontend_pid=$!
-  wait_ready "http://127.0.0.1:$frontend_http_port/readyz" "$frontend_pid" "$OUT/imap-frontend.log"
+  run_frontend "$imap_port" "$imaps_port" "$frontend_http_port" "$OUT/imap-frontend.log"
+  frontend_pid=$started_pid
 }
 start_frontend
 "$bin/smtp-ingress" --smtp-listen "127.0.0.1:$smtp_port" --submission-listen "127.0.0.1:$submission_port" \
@@ -270,6 +282,7 @@ watch_servers() {
   cpu_watch=("postgres=$(head -n 1 "$pg_dir/postmaster.pid")" "nats=$nats_pid" "mailstore=$mailstore_pid"
     "imap_frontend=$frontend_pid" "smtp_ingress=$ingress_pid" "delivery_queue=$worker_pid"
     "dovecot=$("$peers" pids dovecot)" "postfix=$("$peers" pids postfix)")
+  if [ -n "$nocache_pid" ]; then cpu_watch+=("imap_frontend_nocache=$nocache_pid"); fi
   if [ -n "$dev_pid" ]; then cpu_watch+=("kubemail_dev=$dev_pid"); fi
 }
 watch_servers
@@ -316,12 +329,34 @@ log "login-fetch: $RUNS batches × $LOGIN_FETCH_ITERATIONS sessions"
   >"$OUT/login-fetch-warmup.log" 2>&1 || true
 "${imapbench[@]}" login-fetch --target "$peer_imap" --user "$peer_user" --iterations 1 \
   >>"$OUT/login-fetch-warmup.log" 2>&1 || true
+# imap-frontend remembers a successful login for a while (--login-cache-ttl, default 5m), so
+# after the first session LOGIN skips the argon2id verification. A second imap-frontend with the
+# cache off shows the cost of a LOGIN that is verified (a client's first, or after the TTL).
+frontend_help=$("$bin/imap-frontend" --help)
+if [[ $frontend_help == *--login-cache-ttl* ]]; then
+  run_frontend "$nocache_imap_port" "$nocache_imaps_port" "$nocache_http_port" "$OUT/imap-frontend-nocache.log" \
+    --login-cache-ttl 0
+  nocache_pid=$started_pid
+  watch_servers
+  "${imapbench[@]}" login-fetch --target "127.0.0.1:$nocache_imap_port" --user "$ours_user" --iterations 1 \
+    >>"$OUT/login-fetch-warmup.log" 2>&1 || true
+fi
 for run in $(seq 1 "$RUNS"); do
   measure login-fetch-kubemail "${imapbench[@]}" login-fetch --target "$ours_imap" --user "$ours_user" \
     --iterations "$LOGIN_FETCH_ITERATIONS"
+  if [ -n "$nocache_pid" ]; then
+    measure login-fetch-kubemail-nocache "${imapbench[@]}" login-fetch --target "127.0.0.1:$nocache_imap_port" \
+      --user "$ours_user" --iterations "$LOGIN_FETCH_ITERATIONS"
+  fi
   measure login-fetch-dovecot "${imapbench[@]}" login-fetch --target "$peer_imap" --user "$peer_user" \
     --iterations "$LOGIN_FETCH_ITERATIONS"
 done
+if [ -n "$nocache_pid" ]; then
+  kill "$nocache_pid"
+  wait "$nocache_pid" 2>/dev/null || true
+  nocache_pid=""
+  watch_servers
+fi
 
 # ---------------------------------------------------------------- mixed workload
 for run in $(seq 1 "$RUNS"); do
@@ -400,6 +435,7 @@ for run in $(seq 1 "$MEM_RUNS"); do
   # A fresh imap-frontend each run: memory freed by an earlier run and reused would hide the cost.
   kill "$frontend_pid"
   wait "$frontend_pid" 2>/dev/null || true
+  frontend_pid=""
   start_frontend
   watch_servers
   measure mem-kubemail python3 "$work/idle-mem-address.py" "$PEERS_DIR/bin/idle-mem.py" "$DOMAIN" \

@@ -46,6 +46,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         uid: bool,
         modifiers: &[FetchModifier],
     ) {
+        // Changes that arrived are applied first: the snapshot answers UID and FLAGS, and
+        // knows what was expunged meanwhile.
+        self.report_changes();
         let Some(mut messages) = self.selected_messages(tag, set, uid, false) else { return };
         let mut changed_since = 0;
         for modifier in modifiers {
@@ -74,6 +77,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.condstore && request.marks_seen && !request.items.contains(&MessageDataItemName::ModSeq) {
             // The \Seen set here changes the MODSEQ, reported with the flags.
             request.items.push(MessageDataItemName::ModSeq);
+        }
+        if changed_since == 0
+            && request.items.iter().all(|item| matches!(item, MessageDataItemName::Uid | MessageDataItemName::Flags))
+        {
+            // What a client asks most, on every sync: answered from the snapshot, which the
+            // mailbox's events keep current.
+            let mut lines = String::new();
+            let mut missing = 0;
+            for (number, message_uid) in &messages {
+                if selection.expunged_meanwhile(*message_uid) {
+                    missing += 1;
+                    continue;
+                }
+                lines.push_str(&format!("* {number} FETCH ("));
+                for (index, item) in request.items.iter().enumerate() {
+                    if index > 0 {
+                        lines.push(' ');
+                    }
+                    match item {
+                        MessageDataItemName::Uid => lines.push_str(&format!("UID {message_uid}")),
+                        _ => lines.push_str(&format!("FLAGS ({})", selection.flag_list_of(*number as usize - 1))),
+                    }
+                }
+                lines.push_str(")\r\n");
+            }
+            self.io.write(lines.as_bytes());
+            self.fetch_done(tag, uid, missing);
+            return;
         }
         let (account_id, mailbox_id) = (self.account_id(), selection.mailbox_id);
         if request.marks_seen {
@@ -122,6 +153,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             missing = messages.len() - written;
         }
+        self.fetch_done(tag, uid, missing);
+    }
+
+    /// The tagged answer to a FETCH that found no data for `missing` of its messages.
+    fn fetch_done(&mut self, tag: &Tag<'_>, uid: bool, missing: usize) {
         if missing > 0 {
             let text = "Some messages were expunged in the meantime";
             self.respond(Some(tag), Status::No, Some("EXPUNGEISSUED"), text);

@@ -117,6 +117,17 @@ impl Selection {
         changed
     }
 
+    /// The flags of the message at `index`, as IMAP lists them.
+    pub fn flag_list_of(&self, index: usize) -> String {
+        let mut list = flag_list(self.flags[index], &[]);
+        let keywords = self.keywords_of(self.uids[index]);
+        if !list.is_empty() && !keywords.is_empty() {
+            list.push(' ');
+        }
+        list.push_str(keywords);
+        list
+    }
+
     /// The keywords of the message `uid`, space-separated.
     pub fn keywords_of(&self, uid: u32) -> &str {
         self.keywords.get(&uid).map_or("", String::as_str)

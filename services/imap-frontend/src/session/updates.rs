@@ -105,6 +105,11 @@ impl Selection {
         lines
     }
 
+    /// Whether `uid` was expunged elsewhere and the client not told yet.
+    pub(super) fn expunged_meanwhile(&self, uid: u32) -> bool {
+        self.updates.pending_expunges.binary_search(&uid).is_ok()
+    }
+
     /// The queued expunges as EXPUNGE responses.
     pub(super) fn take_expunges(&mut self) -> String {
         let pending = std::mem::take(&mut self.updates.pending_expunges);
