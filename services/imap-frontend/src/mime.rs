@@ -1,7 +1,7 @@
 //! A message's MIME structure as IMAP shows it (RFC 9051 §7.5.2): ENVELOPE, BODY and
 //! BODYSTRUCTURE, and the octets of a body section such as `1.2`, `2.HEADER`, `1.MIME`
 //! (§6.4.5). The message is read with mail-parser; sizes and sections are its raw octets, as
-//! stored.
+//! stored, except for BINARY (RFC 3516), which undoes a part's content transfer encoding.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -25,6 +25,89 @@ pub enum Piece {
 /// The octets of the section `path` (part numbers from 1) as `piece`; `None` when the message
 /// has no such part.
 pub fn section<'a>(message: &'a Message<'a>, path: &[u32], piece: Piece) -> Option<&'a [u8]> {
+    let (message, part) = locate(message, path)?;
+    match piece {
+        Piece::Body => raw_octets(message, part.offset_body, part.offset_end),
+        Piece::Mime => raw_octets(message, part.offset_header, part.offset_body),
+        Piece::Header | Piece::Text => {
+            let PartType::Message(inner) = &part.body else { return None };
+            let root = inner.root_part();
+            match piece {
+                Piece::Header => raw_octets(inner, root.offset_header, root.offset_body),
+                _ => raw_octets(inner, root.offset_body, root.offset_end),
+            }
+        }
+    }
+}
+
+/// A content transfer encoding BINARY cannot undo (RFC 3516 §4.3: `UNKNOWN-CTE`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UnknownEncoding;
+
+/// The body of the part `path` with its content transfer encoding undone, for BINARY
+/// (RFC 3516); `Ok(None)` when the message has no such part. The path must not be empty: the
+/// whole message is sent as stored.
+pub fn decoded(message: &Message<'_>, path: &[u32]) -> Result<Option<Vec<u8>>, UnknownEncoding> {
+    let Some((message, part)) = locate(message, path) else { return Ok(None) };
+    let Some(body) = raw_octets(message, part.offset_body, part.offset_end) else { return Ok(None) };
+    let encoding = part.content_transfer_encoding().unwrap_or("7bit").trim().to_ascii_lowercase();
+    match encoding.as_str() {
+        "7bit" | "8bit" | "binary" => Ok(Some(body.to_vec())),
+        "base64" => Ok(Some(decode_base64(body))),
+        "quoted-printable" => Ok(Some(decode_quoted_printable(body))),
+        _ => Err(UnknownEncoding),
+    }
+}
+
+/// Base64 as mail carries it: line breaks and stray characters skipped, padding optional.
+fn decode_base64(encoded: &[u8]) -> Vec<u8> {
+    let mut alphabet: Vec<u8> =
+        encoded.iter().copied().filter(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/')).collect();
+    // A lone character left over encodes no whole octet.
+    if alphabet.len() % 4 == 1 {
+        alphabet.pop();
+    }
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    engine.decode(&alphabet).unwrap_or_default()
+}
+
+/// Quoted-printable (RFC 2045 §6.7): `=XX` octets and soft line breaks; anything malformed is
+/// kept as it is.
+fn decode_quoted_printable(encoded: &[u8]) -> Vec<u8> {
+    let mut decoded = Vec::with_capacity(encoded.len());
+    let mut index = 0;
+    while index < encoded.len() {
+        let byte = encoded[index];
+        if byte != b'=' {
+            decoded.push(byte);
+            index += 1;
+            continue;
+        }
+        let rest = &encoded[index + 1..];
+        if rest.starts_with(b"\r\n") {
+            index += 3;
+        } else if rest.starts_with(b"\n") {
+            index += 2;
+        } else if let Some(value) =
+            rest.get(..2).and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok())
+        {
+            decoded.push(value);
+            index += 3;
+        } else {
+            decoded.push(byte);
+            index += 1;
+        }
+    }
+    decoded
+}
+
+/// The part `path` names and the message it belongs to (the innermost encapsulated one).
+fn locate<'m, 'a>(message: &'m Message<'a>, path: &[u32]) -> Option<(&'m Message<'a>, &'m MessagePart<'a>)> {
     let (mut message, mut id) = (message, 0usize);
     for (depth, number) in path.iter().enumerate() {
         // Below an encapsulated message, numbering continues inside it.
@@ -40,19 +123,7 @@ pub fn section<'a>(message: &'a Message<'a>, path: &[u32], piece: Piece) -> Opti
             _ => return None,
         }
     }
-    let part = message.parts.get(id)?;
-    match piece {
-        Piece::Body => raw_octets(message, part.offset_body, part.offset_end),
-        Piece::Mime => raw_octets(message, part.offset_header, part.offset_body),
-        Piece::Header | Piece::Text => {
-            let PartType::Message(inner) = &part.body else { return None };
-            let root = inner.root_part();
-            match piece {
-                Piece::Header => raw_octets(inner, root.offset_header, root.offset_body),
-                _ => raw_octets(inner, root.offset_body, root.offset_end),
-            }
-        }
-    }
+    Some((message, message.parts.get(id)?))
 }
 
 /// The octets between two part offsets of `message`. mail-parser counts the offsets of an

@@ -132,13 +132,42 @@ async fn envelope_body_structure_and_mime_parts() {
     assert!(all[0].contains(" ENVELOPE (\"Thu, 26 Nov 2026"), "{all:?}");
 }
 
+/// A text part in quoted-printable, an attachment in base64 holding NUL octets, and a part in
+/// an encoding nobody can undo.
+const ENCODED: &str = "From: carol@example.org\r\nTo: alice@example.org\r\nSubject: Encoded\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b2\"\r\n\r\n--b2\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCaf=E9 =3D soft=\r\n break\r\n--b2\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\nAwT/\r\n--b2\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n--b2--\r\n";
+
 #[tokio::test]
-async fn what_is_not_built_yet_is_refused_before_anything_is_sent() {
-    let f = with_three_messages().await;
+async fn binary_undoes_the_content_transfer_encoding() {
+    let f = Fixture::start().await;
+    f.mailstore.deliver("alice@example.org", ENCODED.as_bytes()).await;
     let mut client = f.logged_in("alice@example.org").await;
-    client.command("s SELECT INBOX").await.expect_ok();
-    for line in ["f FETCH 1 BINARY[]", "f FETCH 1 BINARY.SIZE[1]"] {
-        let refused = client.command(line).await;
-        assert!(refused.untagged.is_empty() && refused.status().starts_with("NO [CANNOT]"), "{line}: {refused:?}");
+    let capabilities = client.command("c CAPABILITY").await.expect_ok();
+    assert!(capabilities[0].split(' ').any(|word| word == "BINARY"), "{capabilities:?}");
+    client.command("s EXAMINE INBOX").await.expect_ok();
+
+    // The text in its own charset (é is one octet, 0xE9), soft line break gone.
+    let text = client.command("a FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])").await.expect_ok();
+    assert_eq!(text, ["* 1 FETCH (BINARY[1] {17}\r\nCaf\u{fffd} = soft break BINARY.SIZE[1] 17)"]);
+    // Octets with a NUL come as a literal8; without one, as a plain literal.
+    client.send(b"b FETCH 1 (BINARY.PEEK[2] BINARY.PEEK[2]<1.2>)\r\n").await;
+    let mut raw = Vec::new();
+    while !raw.ends_with(b"b OK FETCH completed\r\n") {
+        let mut chunk = [0u8; 256];
+        let read = tokio::io::AsyncReadExt::read(&mut client.stream, &mut chunk).await.expect("read");
+        assert!(read > 0, "closed: {raw:?}");
+        raw.extend_from_slice(&chunk[..read]);
     }
+    let expected: &[u8] = b"* 1 FETCH (BINARY[2] ~{6}\r\n\x00\x01\x02\x03\x04\xff BINARY[2]<1> {2}\r\n\x01\x02)\r\n";
+    assert_eq!(&raw[..expected.len()], expected, "{:?}", String::from_utf8_lossy(&raw));
+
+    let whole = client.command("c FETCH 1 (BINARY.SIZE[] BINARY[9])").await.expect_ok();
+    assert_eq!(whole, [format!("* 1 FETCH (BINARY.SIZE[] {} BINARY[9] NIL)", ENCODED.len())]);
+    let unknown = client.command("d FETCH 1 BINARY.PEEK[3]").await;
+    assert!(unknown.status().starts_with("NO [UNKNOWN-CTE]"), "{unknown:?}");
+
+    // APPEND takes a literal8 too (RFC 3516 §4.4), NUL octets and all.
+    client.send(b"e APPEND INBOX ~{8+}\r\nX: \0\r\n\r\n\r\n").await;
+    client.responses("e").await.expect_ok();
+    let appended = client.command("f FETCH 2 (RFC822.SIZE BINARY.SIZE[])").await.expect_ok();
+    assert_eq!(appended, ["* 2 FETCH (RFC822.SIZE 8 BINARY.SIZE[] 8)"]);
 }

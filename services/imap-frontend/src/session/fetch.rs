@@ -2,6 +2,7 @@
 //! ENVELOPE, BODY and BODYSTRUCTURE, and body sections — the whole message, its header or text,
 //! chosen header fields, a MIME part and its header (`BODY[1.2]`, `BODY[2.MIME]`,
 //! `BODY[3.HEADER]`) — each with a partial range; also RFC822, RFC822.HEADER and RFC822.TEXT.
+//! BINARY and BINARY.SIZE (RFC 3516) send a part with its content transfer encoding undone.
 //! Reading a body without PEEK sets \Seen in a read-write selection. The CHANGEDSINCE modifier
 //! (RFC 7162 §3.1.4) limits the answer to messages whose MODSEQ is above a value.
 //!
@@ -26,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::selected::flag_list;
-use crate::mime::{self, Piece};
+use crate::mime::{self, Piece, UnknownEncoding};
 use crate::response::Status;
 
 /// What a FETCH asks for, checked before anything is sent.
@@ -61,14 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         let Some(selection) = &self.selected else { return };
-        let mut request = match Request::new(items, uid, selection.read_only) {
-            Ok(request) => request,
-            Err(unsupported) => {
-                let text = format!("FETCH {unsupported} is not supported yet");
-                self.respond(Some(tag), Status::No, Some("CANNOT"), &text);
-                return;
-            }
-        };
+        let mut request = Request::new(items, uid, selection.read_only);
         if changed_since > 0 && !request.items.contains(&MessageDataItemName::ModSeq) {
             // RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ.
             request.items.push(MessageDataItemName::ModSeq);
@@ -126,7 +120,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !request.needs_body {
             for (number, uid) in &messages {
                 if let Some(meta) = meta.get(uid) {
-                    let line = response_line(*number, &request.items, meta, None, self.utf8);
+                    // Without a body there is nothing to decode.
+                    let line = response_line(*number, &request.items, meta, None, self.utf8).unwrap_or_default();
                     self.io.write(&line);
                 }
             }
@@ -143,7 +138,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                 };
                 if let (Some(number), Some(meta)) = (numbers.get(&uid), meta.get(&uid)) {
-                    self.io.write(&response_line(*number, &request.items, meta, Some(&body), self.utf8));
+                    match response_line(*number, &request.items, meta, Some(&body), self.utf8) {
+                        Ok(line) => self.io.write(&line),
+                        Err(UnknownEncoding) => {
+                            let text = format!("Message {number} has a content transfer encoding BINARY cannot undo");
+                            self.respond(Some(tag), Status::No, Some("UNKNOWN-CTE"), &text);
+                            return;
+                        }
+                    }
                     written += 1;
                     // One message at a time in memory, however many were asked for.
                     if self.io.flush().await.is_err() {
@@ -262,9 +264,8 @@ impl Bodies {
 }
 
 impl<'a> Request<'a> {
-    /// The items of `requested` (UID first for UID FETCH), or the name of one this server
-    /// cannot answer yet.
-    fn new(requested: &'a MacroOrMessageDataItemNames<'a>, uid: bool, read_only: bool) -> Result<Self, &'static str> {
+    /// The items of `requested` (UID first for UID FETCH).
+    fn new(requested: &'a MacroOrMessageDataItemNames<'a>, uid: bool, read_only: bool) -> Self {
         let mut items = match requested {
             MacroOrMessageDataItemNames::Macro(name) => name.expand(),
             MacroOrMessageDataItemNames::MessageDataItemNames(items) => items.clone(),
@@ -288,7 +289,11 @@ impl<'a> Request<'a> {
                 MessageDataItemName::Body | MessageDataItemName::BodyStructure | MessageDataItemName::Envelope => {
                     needs_body = true;
                 }
-                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => return Err("BINARY"),
+                MessageDataItemName::Binary { peek, .. } => {
+                    needs_body = true;
+                    marks_seen |= !peek;
+                }
+                MessageDataItemName::BinarySize { .. } => needs_body = true,
                 _ => {}
             }
         }
@@ -296,7 +301,7 @@ impl<'a> Request<'a> {
             // RFC 9051 §6.4.5: the changed flags are reported with the data.
             items.push(MessageDataItemName::Flags);
         }
-        Ok(Request { items, needs_body, marks_seen: marks_seen && !read_only })
+        Request { items, needs_body, marks_seen: marks_seen && !read_only }
     }
 }
 
@@ -307,7 +312,7 @@ fn response_line(
     meta: &MessageMeta,
     body: Option<&[u8]>,
     utf8: bool,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, UnknownEncoding> {
     let body = body.unwrap_or_default();
     let header_end = (meta.header_size as usize).min(body.len());
     // Parsed once, and only when an item needs the MIME structure.
@@ -358,18 +363,56 @@ fn response_line(
                     None => literal(&mut line, &format!("BODY[{name}]"), &data),
                 }
             }
-            // Refused by Request::new.
-            _ => {}
+            MessageDataItemName::Binary { section, partial, .. } => {
+                let path: Vec<u32> = section.iter().map(|number| number.get()).collect();
+                let name = format!("BINARY[{}]", path.iter().map(u32::to_string).collect::<Vec<_>>().join("."));
+                let Some(data) = binary_data(&path, body, parsed.as_ref())? else {
+                    line.extend(format!("{name} NIL").bytes());
+                    continue;
+                };
+                match partial {
+                    Some((offset, length)) => {
+                        let start = (*offset as usize).min(data.len());
+                        let end = start.saturating_add(length.get() as usize).min(data.len());
+                        literal8(&mut line, &format!("{name}<{offset}>"), &data[start..end]);
+                    }
+                    None => literal8(&mut line, &name, &data),
+                }
+            }
+            MessageDataItemName::BinarySize { section } => {
+                let path: Vec<u32> = section.iter().map(|number| number.get()).collect();
+                let name = format!("BINARY.SIZE[{}]", path.iter().map(u32::to_string).collect::<Vec<_>>().join("."));
+                match binary_data(&path, body, parsed.as_ref())? {
+                    Some(data) => line.extend(format!("{name} {}", data.len()).bytes()),
+                    None => line.extend(format!("{name} NIL").bytes()),
+                }
+            }
         }
     }
     line.extend_from_slice(b")\r\n");
-    line
+    Ok(line)
+}
+
+/// The octets BINARY[path] names: the part decoded, or the whole message as stored.
+fn binary_data(
+    path: &[u32],
+    body: &[u8],
+    parsed: Option<&mail_parser::Message<'_>>,
+) -> Result<Option<Vec<u8>>, UnknownEncoding> {
+    match (path.is_empty(), parsed) {
+        (true, _) => Ok(Some(body.to_vec())),
+        (false, Some(message)) => mime::decoded(message, path),
+        (false, None) => Ok(None),
+    }
 }
 
 fn needs_mime(item: &MessageDataItemName<'_>) -> bool {
     match item {
         MessageDataItemName::Body | MessageDataItemName::BodyStructure | MessageDataItemName::Envelope => true,
         MessageDataItemName::BodyExt { section: Some(section), .. } => section_part(section).is_some(),
+        MessageDataItemName::Binary { section, .. } | MessageDataItemName::BinarySize { section } => {
+            !section.is_empty()
+        }
         _ => false,
     }
 }
@@ -427,6 +470,17 @@ fn section_data(
             format!("{prefix}{dot}HEADER.FIELDS.NOT ({})", field_names(fields)),
             header().map(|header| header_fields(header, fields, false)),
         ),
+    }
+}
+
+/// `name` and `data` as a literal8 (RFC 3516 §4.2) when it holds a NUL, which a plain
+/// literal may not.
+fn literal8(line: &mut Vec<u8>, name: &str, data: &[u8]) {
+    if data.contains(&0) {
+        line.extend(format!("{name} ~{{{}}}\r\n", data.len()).bytes());
+        line.extend_from_slice(data);
+    } else {
+        literal(line, name, data);
     }
 }
 
