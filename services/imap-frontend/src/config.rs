@@ -87,6 +87,10 @@ pub struct SessionFlags {
     /// account is suspended.
     #[arg(long = "login-cache-ttl", env = "KUBEMAIL_LOGIN_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
     pub login_cache_ttl: Duration,
+    /// The domain of a login name given without one: `alice` logs in as `alice@<domain>`.
+    /// Without it, users log in with their whole address.
+    #[arg(long = "login-default-domain", env = "KUBEMAIL_LOGIN_DEFAULT_DOMAIN")]
+    pub login_default_domain: Option<String>,
 }
 
 impl SessionFlags {
@@ -103,6 +107,7 @@ impl SessionFlags {
             max_errors,
             auth_failure_delay: AUTH_FAILURE_DELAY,
             allow_plaintext_auth: self.allow_plaintext_login,
+            default_domain: self.login_default_domain.clone(),
         }
     }
 }

@@ -208,3 +208,15 @@ async fn a_login_is_remembered_without_the_password_and_forgotten_when_it_change
     let unknown = login(&f, "alice@example.org", "guess").await;
     assert!(unknown.starts_with("a NO [UNAVAILABLE]"), "only the mailstore can say: {unknown}");
 }
+
+#[tokio::test]
+async fn a_login_name_without_a_domain_takes_the_default_one() {
+    let settings = common::Settings { default_domain: Some("example.org".into()), ..test_settings() };
+    let f = Fixture::with_settings(settings).await;
+    assert!(login(&f, "alice", PASSWORD).await.starts_with("a OK"));
+    assert!(login(&f, "alice@example.org", PASSWORD).await.starts_with("a OK"), "whole addresses still work");
+    assert!(login(&f, "alice", "wrong").await.starts_with("a NO [AUTHENTICATIONFAILED]"));
+
+    let without = Fixture::start().await;
+    assert!(login(&without, "alice", PASSWORD).await.starts_with("a NO [AUTHENTICATIONFAILED]"));
+}

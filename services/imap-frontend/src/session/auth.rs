@@ -125,6 +125,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Checks the credentials — remembered from a recent login, or with the mailstore — and
     /// logs in.
     async fn verify(&mut self, tag: &Tag<'_>, username: String, password: String) -> Flow {
+        let username = match &self.services.settings.default_domain {
+            Some(domain) if !username.contains('@') => format!("{username}@{domain}"),
+            _ => username,
+        };
         let pending = match self.services.logins.lookup(&username, &password) {
             Ok(login) => return self.logged_in(tag, Account { id: login.account_id, address: login.address }),
             Err(pending) => pending,

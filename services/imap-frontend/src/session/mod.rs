@@ -69,6 +69,8 @@ pub struct Settings {
     /// LOGIN and AUTHENTICATE without TLS from loopback clients (`kubemail dev`); other
     /// clients need TLS whatever this says.
     pub allow_plaintext_auth: bool,
+    /// The domain added to a login name without one.
+    pub default_domain: Option<String>,
 }
 
 /// What sessions share: the mailstore, TLS, settings, and the shutdown signal.

@@ -43,6 +43,7 @@ pub fn test_settings() -> Settings {
         max_errors: 10,
         auth_failure_delay: Duration::ZERO,
         allow_plaintext_auth: false,
+        default_domain: None,
     }
 }
 
