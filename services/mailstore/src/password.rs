@@ -1,5 +1,8 @@
 //! Password hashing: argon2id (PHC string format), run off the async threads because a hash
-//! takes tens of milliseconds of CPU by design.
+//! takes tens of milliseconds of CPU by design. At most one hash per CPU runs at a time: more
+//! would not finish sooner, and each holds argon2's 19 MiB of working memory, which the
+//! allocator keeps once a thread has used it (a burst of logins would otherwise leave hundreds
+//! of MiB behind).
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -10,6 +13,14 @@ use crate::{Error, Result};
 /// an unbounded input is a cheap way to burn CPU).
 const MAX_PASSWORD: usize = 1024;
 
+/// One permit per CPU.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+    })
+}
+
 /// Hashes `password` with argon2id and a fresh random salt.
 pub async fn hash(password: &str) -> Result<String> {
     if password.is_empty() {
@@ -19,6 +30,7 @@ pub async fn hash(password: &str) -> Result<String> {
         return Err(Error::invalid(format!("password longer than {MAX_PASSWORD} octets")));
     }
     let password = password.to_owned();
+    let _slot = hashing_slots().acquire().await.map_err(|e| Error::Internal(format!("hashing slots: {e}")))?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -35,6 +47,7 @@ pub async fn verify(password: &str, stored: &str) -> bool {
         return false;
     }
     let (password, stored) = (password.to_owned(), stored.to_owned());
+    let Ok(_slot) = hashing_slots().acquire().await else { return false };
     tokio::task::spawn_blocking(move || {
         // A stored value that is not a PHC string fails verification like a wrong password.
         Argon2::default().verify_password(password.as_bytes(), stored.as_str()).is_ok()
