@@ -158,13 +158,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.fetch_done(tag, uid, missing);
     }
 
-    /// The tagged answer to a FETCH that found no data for `missing` of its messages.
+    /// The tagged answer to a FETCH that found no data for `missing` of its messages: they
+    /// were expunged elsewhere, and the client hears so with its next command that allows it.
+    /// The FETCH still succeeds with what exists (RFC 2180 §4.1.3), so a client reading a
+    /// mailbox others clean up is not told it failed.
     fn fetch_done(&mut self, tag: &Tag<'_>, uid: bool, missing: usize) {
+        let done = if uid { "UID FETCH completed" } else { "FETCH completed" };
         if missing > 0 {
-            let text = "Some messages were expunged in the meantime";
-            self.respond(Some(tag), Status::No, Some("EXPUNGEISSUED"), text);
+            let text = format!("{done}; some messages were expunged in the meantime");
+            self.respond(Some(tag), Status::Ok, Some("EXPUNGEISSUED"), &text);
         } else {
-            self.ok(tag, if uid { "UID FETCH completed" } else { "FETCH completed" });
+            self.ok(tag, done);
         }
     }
 

@@ -23,8 +23,10 @@ use crate::extended_syntax::{self, Extension};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
-/// Octets read from the socket at a time.
-const READ_SIZE: usize = 16 * 1024;
+/// Octets read from the socket at a time: few while the client sends commands, so an idle
+/// session (most are, waiting in IDLE) holds little; more while it sends a large literal.
+const READ_SIZE_MIN: usize = 1024;
+const READ_SIZE_MAX: usize = 64 * 1024;
 /// Room for the command lines around the largest literal.
 const LINE_ALLOWANCE: u32 = 64 * 1024;
 
@@ -70,12 +72,20 @@ pub struct Io<S> {
     fragmentizer: Fragmentizer,
     max_literal: u32,
     output: Vec<u8>,
+    /// Grows while reads fill it, back to the minimum after one that does not.
+    read_size: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
     /// `max_literal`: the largest literal accepted (the largest message APPEND takes).
     pub fn new(connection: Connection<S>, max_literal: u32) -> Self {
-        Io { connection, fragmentizer: fragmentizer(max_literal), max_literal, output: Vec::with_capacity(512) }
+        Io {
+            connection,
+            fragmentizer: fragmentizer(max_literal),
+            max_literal,
+            output: Vec::new(),
+            read_size: READ_SIZE_MIN,
+        }
     }
 
     pub fn is_tls(&self) -> bool {
@@ -91,8 +101,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
     pub async fn flush(&mut self) -> Result<(), End> {
         if !self.output.is_empty() {
             self.connection.write_all(&self.output).await.map_err(End::Io)?;
-            self.output.clear();
-            self.output.shrink_to(4096);
+            // Nothing kept between answers: an idle session holds no output buffer.
+            self.output = Vec::new();
         }
         self.connection.flush().await.map_err(End::Io)
     }
@@ -181,7 +191,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
     /// Writes what is queued, then waits for more input.
     async fn fill(&mut self, timeout: Duration) -> Result<(), End> {
         self.flush().await?;
-        let mut buffer = [0u8; READ_SIZE];
+        let mut buffer = vec![0u8; self.read_size];
         let read = match tokio::time::timeout(timeout, self.connection.read(&mut buffer)).await {
             Err(_) => return Err(End::Timeout),
             Ok(Err(error)) => return Err(End::Io(error)),
@@ -189,6 +199,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
             Ok(Ok(read)) => read,
         };
         self.fragmentizer.enqueue_bytes(&buffer[..read]);
+        self.read_size = match read == buffer.len() {
+            true => (self.read_size * 2).min(READ_SIZE_MAX),
+            false => READ_SIZE_MIN,
+        };
         Ok(())
     }
 
