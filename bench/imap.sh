@@ -85,7 +85,10 @@ peer_root=$work/peers
 
 cleanup() {
   set +e
-  for pid in $dev_pid $nocache_pid $frontend_pid "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  for pid in $dev_pid $nocache_pid $frontend_pid "${pids[@]}"; do
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
   [ -d "$peer_root" ] && BENCH_ROOT=$peer_root "$PEERS_DIR/bin/peers.sh" stop >/dev/null 2>&1
   provision_cleanup "$work"
 }
@@ -246,7 +249,8 @@ wait_ready "http://127.0.0.1:$worker_http_port/readyz" "$worker_pid" "$OUT/deliv
 add_accounts() {
   "$bin/kubemail" admin --mailstore "http://$1" domain add "$DOMAIN" >/dev/null
   for i in $(seq 1 "$MEM_USERS"); do
-    echo "$PASSWORD" | "$bin/kubemail" admin --mailstore "http://$1" mailbox add "bench$i@$DOMAIN" --password-stdin >/dev/null
+    echo "$PASSWORD" | "$bin/kubemail" admin --mailstore "http://$1" mailbox add "bench$i@$DOMAIN" \
+      --password-stdin >/dev/null
   done
 }
 add_accounts "$grpc"
@@ -305,7 +309,8 @@ async def command(self, text, literal=None, keep=True, timeout=60):
     if status != "OK":
         # The tagged reply is the last line consumed, still in the read buffer.
         reply = self.buf[:self.pos].rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-        shown = text if not text.upper().startswith("LOGIN ") else text.split(" ")[0] + " " + text.split(" ")[1] + " ***"
+        words = text.split(" ")
+        shown = text if words[0].upper() != "LOGIN" else " ".join(words[:2] + ["***"])  # no password
         print(f"NOT OK: {shown[:200]} -> {reply.decode(errors='replace')[:300]}", file=sys.stderr, flush=True)
     return status, untagged
 tool.Imap.command = command

@@ -92,8 +92,8 @@ def section_mixed(out, rows):
         of = [failed_commands(r) for r in o]
         osess = [r["errors"].get("SESSION", 0) for r in o]
         pf = [failed_commands(r) + r["errors"].get("SESSION", 0) for r in p]
-        print(f"| {clients} | {cell(oc)} | {' / '.join(map(str, of)) or '–'} | {' / '.join(map(str, osess)) or '–'} "
-              f"| {cell(pc)} | {' / '.join(map(str, pf)) or '–'} | {ratio(oc, pc)} |")
+        each = lambda counts: " / ".join(map(str, counts)) or "–"
+        print(f"| {clients} | {cell(oc)} | {each(of)} | {each(osess)} | {cell(pc)} | {each(pf)} | {ratio(oc, pc)} |")
         ok = None
         if oc and pc:
             ok = median(oc) >= 1.5 * median(pc) and sum(of) == 0 and sum(osess) == 0
@@ -117,7 +117,7 @@ def section_mixed(out, rows):
                     errors[name] = errors.get(name, 0) + n
             failures = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
             print(f"| {side} | {clients} | " + " | ".join(cells) + f" | {failures} |")
-    sizes = [f"{r['mailbox_before']}→{r['mailbox_after']}" for by in (ours, peer) for runs in by.values() for r in runs]
+    sizes = [f"{r['mailbox_before']}→{r['mailbox_after']}" for by in (ours, peer) for rs in by.values() for r in rs]
     client_cpu = {side: [r["client_cpu_s"] for runs in by.values() for r in runs] for side, by in ((OURS, ours),
                                                                                                    (PEER, peer))}
     print(f"\nMailbox sizes before→after each run: {', '.join(sizes)}. Load client CPU seconds per run: "
@@ -170,7 +170,8 @@ def section_append(out, rows):
             lat = f"{p50:.2f} / {p99:.1f}" if p50 is not None else "–"
             figures[side] = (rate, lat, " / ".join(str(run["errors"]) for run in runs) or "–")
         (orate, olat, oerr), (prate, plat, perr) = figures[OURS], figures[PEER]
-        print(f"| {conns} | {cell(orate)} | {olat} | {oerr} | {cell(prate)} | {plat} | {perr} | {ratio(orate, prate)} |")
+        print(f"| {conns} | {cell(orate)} | {olat} | {oerr} | {cell(prate)} | {plat} | {perr} "
+              f"| {ratio(orate, prate)} |")
         ok = median(orate) >= median(prate) if orate and prate else None
         rows.append((f"APPEND, {conns} connection(s) (msg/s)", median(orate), median(prate), ratio(orate, prate),
                      "≥ Dovecot", verdict(ok)))
@@ -178,8 +179,11 @@ def section_append(out, rows):
 
 
 def section_e2e(out, rows):
-    sides = [(OURS, "kubemail distributed (smtp-ingress → NATS → delivery-queue → mailstore on PostgreSQL → imap-frontend)"),
-             (DEV, "kubemail dev (one process, SQLite)"), (PEER, "Postfix → LMTP → Dovecot mdbox")]
+    sides = [
+        (OURS, "kubemail distributed (smtp-ingress → NATS → delivery-queue → mailstore on PostgreSQL → imap-frontend)"),
+        (DEV, "kubemail dev (one process, SQLite)"),
+        (PEER, "Postfix → LMTP → Dovecot mdbox"),
+    ]
     data = {side: results(out / f"e2e-{side}.jsonl") for side, _ in sides}
     if not any(data.values()):
         return
@@ -194,7 +198,8 @@ def section_e2e(out, rows):
         hi = max((r["max_ms"] for r in runs if "max_ms" in r), default=None)
         extremes = f"{lo:.1f} / {hi:.1f}" if lo is not None else "–"
         print(f"| {name} | {cell(med, 1)} | {f'{p90:.1f}' if p90 is not None else '–'} | {extremes} "
-              f"| {' / '.join(str(r['count']) for r in runs) or '–'} | {' / '.join(str(r['errors']) for r in runs) or '–'} |")
+              f"| {' / '.join(str(r['count']) for r in runs) or '–'} "
+              f"| {' / '.join(str(r['errors']) for r in runs) or '–'} |")
     peer = [r["median_ms"] for r in data[PEER] if "median_ms" in r]
     for side, label in ((OURS, "distributed"), (DEV, "dev")):
         med = [r["median_ms"] for r in data[side] if "median_ms" in r]
