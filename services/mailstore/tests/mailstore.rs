@@ -35,6 +35,7 @@ on_both_backends!(
     bodies_stream_back_whole_and_in_ranges,
     every_change_publishes_a_mailbox_event,
     deleting_an_account_suspends_by_default_and_purges_on_request,
+    mailbox_counters_follow_every_change,
 );
 
 /// Drops the answer of a call whose failure is what a test checks.
@@ -1345,4 +1346,88 @@ async fn renames_match_names_exactly_and_refuse_clashes(backend: Backend) {
     assert!(matches!(event.change, Some(Change::Expunged(ref e)) if e.uids == vec![delivered.uid]), "{event:?}");
     assert!(f.select(alice, "INBOX").await.uids.is_empty());
     assert_eq!(f.select(alice, "Old").await.uids.len(), 1);
+}
+
+/// Checks that the counters ListMailboxes reports for each mailbox of `account_id` are what
+/// its messages add up to.
+async fn assert_counters_match(f: &mut Fixture, account_id: i64, step: &str) {
+    let listed = f.mailstore.list_mailboxes(ListMailboxesRequest { account_id }).await.unwrap().into_inner().mailboxes;
+    for info in listed {
+        let selected = f.select(account_id, &info.name).await;
+        let meta = f
+            .mailstore
+            .fetch_messages(FetchMessagesRequest {
+                account_id,
+                mailbox_id: info.id,
+                uids: vec![uid_range(1, 0)],
+                changed_since: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .messages;
+        let unseen = selected.flags.iter().filter(|f| *f & SystemFlag::Seen as u32 == 0).count() as u32;
+        let deleted = selected.flags.iter().filter(|f| *f & SystemFlag::Deleted as u32 != 0).count() as u32;
+        let size: u64 = meta.iter().map(|m| m.size).sum();
+        assert_eq!(
+            (info.messages, info.unseen, info.deleted, info.size),
+            (selected.uids.len() as u32, unseen, deleted, size),
+            "{step}: counters of {} (messages, unseen, deleted, size)",
+            info.name
+        );
+    }
+}
+
+async fn mailbox_counters_follow_every_change(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    for i in 0..4 {
+        f.deliver(&format!("q-{i}"), "alice@example.org", &message(&format!("m{i}"), 200 + i * 50)).await.unwrap();
+    }
+    assert_counters_match(&mut f, alice, "after delivery").await;
+    let inbox = f.select(alice, "INBOX").await.mailbox.unwrap().id;
+    let store = |uids: Vec<UidRange>, operation: Operation, system: u32| StoreFlagsRequest {
+        account_id: alice,
+        mailbox_id: inbox,
+        uids,
+        operation: operation as i32,
+        flags: flags(system, &["$Label"]),
+        unchanged_since: 0,
+    };
+    let seen = SystemFlag::Seen as u32;
+    let deleted = SystemFlag::Deleted as u32;
+    f.mailstore.store_flags(store(vec![uid_range(1, 2)], Operation::Add, seen)).await.unwrap();
+    f.mailstore.store_flags(store(vec![uid_range(2, 3)], Operation::Add, deleted)).await.unwrap();
+    f.mailstore.store_flags(store(vec![uid_range(1, 1)], Operation::Remove, seen)).await.unwrap();
+    f.mailstore.store_flags(store(vec![uid_range(4, 4)], Operation::Replace, seen | deleted)).await.unwrap();
+    assert_counters_match(&mut f, alice, "after STORE").await;
+
+    f.mailstore
+        .create_mailbox(CreateMailboxRequest { account_id: alice, name: "Keep".into(), special_use: String::new() })
+        .await
+        .unwrap();
+    f.copy(alice, inbox, vec![uid_range(1, 2)], "Keep", false).await.unwrap();
+    f.copy(alice, inbox, vec![uid_range(3, 3)], "Keep", true).await.unwrap();
+    assert_counters_match(&mut f, alice, "after COPY and MOVE").await;
+    let body = message("appended", 321);
+    let header = AppendHeader {
+        account_id: alice,
+        mailbox: "Keep".into(),
+        flags: flags(deleted, &[]),
+        internal_date: 0,
+        size: body.len() as u64,
+    };
+    let appended = [
+        AppendChunk { part: Some(append_chunk::Part::Header(header)) },
+        AppendChunk { part: Some(append_chunk::Part::Data(body)) },
+    ];
+    f.mailstore.append(futures::stream::iter(appended)).await.unwrap();
+    assert_counters_match(&mut f, alice, "after APPEND").await;
+
+    f.mailstore.expunge(ExpungeRequest { account_id: alice, mailbox_id: inbox, uids: vec![] }).await.unwrap();
+    let nothing = f.mailstore.expunge(ExpungeRequest { account_id: alice, mailbox_id: inbox, uids: vec![] }).await;
+    assert!(nothing.unwrap().into_inner().expunged.is_empty(), "nothing left to expunge");
+    assert_counters_match(&mut f, alice, "after EXPUNGE").await;
+    f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Keep".into() }).await.unwrap();
+    assert_counters_match(&mut f, alice, "after DELETE").await;
 }

@@ -11,18 +11,15 @@ use crate::events::MailboxState;
 use crate::validate::{self, INBOX, SEPARATOR};
 use crate::{Error, Result};
 
-/// Mailbox columns with the counters STATUS and LIST-STATUS need, aggregated over messages.
+/// Mailbox columns with the counters STATUS and LIST-STATUS need, kept by triggers (migration
+/// 0002).
 const MAILBOX_WITH_COUNTERS: &str = "SELECT b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, b.subscribed, \
-     COUNT(m.uid) AS messages, \
-     CAST(COALESCE(SUM(CASE WHEN (m.flags & 1) = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS unseen, \
-     CAST(COALESCE(SUM(CASE WHEN (m.flags & 8) <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS deleted, \
-     CAST(COALESCE(SUM(m.size), 0) AS BIGINT) AS size \
-     FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id";
+     b.messages, b.unseen, b.deleted, b.size FROM mailboxes b";
 
 impl Store {
     /// Every mailbox of the account, by name, with counters.
     pub async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<MailboxInfo>> {
-        let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1 GROUP BY b.id");
+        let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).fetch_all(self.db.reader()).await?;
         if rows.is_empty() {
             // Every account has an INBOX: no rows means no such account.
@@ -39,7 +36,7 @@ impl Store {
     where
         E: sqlx::Executor<'e, Database = Any>,
     {
-        let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1 AND b.id = $2 GROUP BY b.id");
+        let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1 AND b.id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account_id)
             .bind(mailbox_id)
@@ -300,7 +297,7 @@ impl Snapshot {
     }
 }
 
-/// A mailbox row; the counters come from the aggregate columns of [`MAILBOX_WITH_COUNTERS`]
+/// A mailbox row; the counters come from the counter columns of [`MAILBOX_WITH_COUNTERS`]
 /// with `with_counters`, and start at zero otherwise.
 fn mailbox_from_row(row: &AnyRow, with_counters: bool) -> Result<MailboxInfo> {
     let count = |column: &str| get_u64(row, column).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
