@@ -36,6 +36,7 @@ on_both_backends!(
     every_change_publishes_a_mailbox_event,
     deleting_an_account_suspends_by_default_and_purges_on_request,
     mailbox_counters_follow_every_change,
+    writers_racing_on_one_mailbox_never_deadlock,
 );
 
 /// Drops the answer of a call whose failure is what a test checks.
@@ -631,6 +632,7 @@ async fn one_account_can_never_reach_another_accounts_mail(backend: Backend) {
             uids: vec![uid_range(1, 1)],
             offset: 0,
             length: 0,
+            headers_only: false,
         })
         .await;
     not_found(body.map(|_| tonic::Response::new(())), "fetch body");
@@ -881,6 +883,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
             uids: vec![uid_range(99, 99)],
             offset: 0,
             length: 0,
+            headers_only: false,
         })
         .await
         .expect("fetching a missing UID is not an error")
@@ -1096,6 +1099,7 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
             uids: vec![uid_range(1, 1)],
             offset: 0,
             length: 0,
+            headers_only: false,
         })
         .await
         .unwrap()
@@ -1212,6 +1216,40 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
     assert_eq!(second, small);
     let past_end = f.bodies(alice, mailbox_id, vec![uid_range(2, 2)], 10_000, 0).await;
     assert_eq!(past_end, vec![BodyChunk { uid: 2, data: vec![], length: 0 }], "an empty range still names its message");
+
+    // Many messages, read a batch at a time: each whole, in order, once; or only their headers.
+    let mut sent = vec![big.clone(), small.clone()];
+    for i in 0..70 {
+        let body = message(&format!("many {i}"), 200 + i);
+        f.deliver(&format!("q-many-{i}"), "alice@example.org", &body).await.unwrap();
+        sent.push(body);
+    }
+    let whole = |chunks: &[BodyChunk]| -> Vec<Vec<u8>> {
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        for chunk in chunks {
+            if chunk.length > 0 || chunk.data.is_empty() {
+                bodies.push(Vec::new());
+            }
+            bodies.last_mut().unwrap().extend_from_slice(&chunk.data);
+        }
+        bodies
+    };
+    let all = f.bodies(alice, mailbox_id, vec![uid_range(1, 0)], 0, 0).await;
+    assert_eq!(whole(&all), sent);
+    let request = FetchBodyRequest {
+        account_id: alice,
+        mailbox_id,
+        uids: vec![uid_range(2, 0)],
+        headers_only: true,
+        ..Default::default()
+    };
+    let headers: Vec<BodyChunk> =
+        f.mailstore.fetch_body(request).await.unwrap().into_inner().map(|c| c.unwrap()).collect().await;
+    let expected: Vec<Vec<u8>> = sent[1..]
+        .iter()
+        .map(|body| body[..body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4].to_vec())
+        .collect();
+    assert_eq!(whole(&headers), expected, "each message's header block, blank line included");
 }
 
 async fn every_change_publishes_a_mailbox_event(backend: Backend) {
@@ -1430,4 +1468,55 @@ async fn mailbox_counters_follow_every_change(backend: Backend) {
     assert_counters_match(&mut f, alice, "after EXPUNGE").await;
     f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Keep".into() }).await.unwrap();
     assert_counters_match(&mut f, alice, "after DELETE").await;
+}
+
+/// What IMAP clients sharing a mailbox do at once — STORE, STORE \Deleted then EXPUNGE, APPEND —
+/// on one account: every call succeeds (no deadlock between their locks) and the counters add up.
+async fn writers_racing_on_one_mailbox_never_deadlock(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    for i in 0..40 {
+        f.deliver(&format!("q-{i}"), "alice@example.org", &message(&format!("m{i}"), 300)).await.unwrap();
+    }
+    let inbox = f.select(alice, "INBOX").await.mailbox.unwrap().id;
+    let writers = (0..8u32).map(|writer| {
+        let mut client = f.mailstore.clone();
+        tokio::spawn(async move {
+            for round in 0..6u32 {
+                let uid = 1 + (writer * 7 + round * 3) % 40;
+                let store = |system: u32| StoreFlagsRequest {
+                    account_id: alice,
+                    mailbox_id: inbox,
+                    uids: vec![uid_range(uid, uid + 4)],
+                    operation: Operation::Add as i32,
+                    flags: flags(system, &[]),
+                    unchanged_since: 0,
+                };
+                client.store_flags(store(SystemFlag::Flagged as u32)).await.map_err(|e| format!("STORE: {e}"))?;
+                client.store_flags(store(SystemFlag::Deleted as u32)).await.map_err(|e| format!("STORE: {e}"))?;
+                client
+                    .expunge(ExpungeRequest { account_id: alice, mailbox_id: inbox, uids: vec![] })
+                    .await
+                    .map_err(|e| format!("EXPUNGE: {e}"))?;
+                let body = message(&format!("w{writer} r{round}"), 300);
+                let header = AppendHeader {
+                    account_id: alice,
+                    mailbox: "INBOX".into(),
+                    flags: None,
+                    internal_date: 0,
+                    size: body.len() as u64,
+                };
+                let chunks = [
+                    AppendChunk { part: Some(append_chunk::Part::Header(header)) },
+                    AppendChunk { part: Some(append_chunk::Part::Data(body)) },
+                ];
+                client.append(futures::stream::iter(chunks)).await.map_err(|e| format!("APPEND: {e}"))?;
+            }
+            Ok::<(), String>(())
+        })
+    });
+    for result in futures::future::join_all(writers).await {
+        result.expect("task").expect("every call succeeds");
+    }
+    assert_counters_match(&mut f, alice, "after the race").await;
 }

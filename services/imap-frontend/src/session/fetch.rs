@@ -34,6 +34,8 @@ use crate::response::Status;
 struct Request<'a> {
     items: Vec<MessageDataItemName<'a>>,
     needs_body: bool,
+    /// Every item that reads the message needs its header only.
+    headers_only: bool,
     /// Reads a body without PEEK: \Seen is set.
     marks_seen: bool,
 }
@@ -127,7 +129,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         } else {
             let numbers: HashMap<u32, u32> = messages.iter().map(|(number, uid)| (*uid, *number)).collect();
-            let Some(mut bodies) = self.bodies(tag, account_id, mailbox_id, &uids).await else { return };
+            let Some(mut bodies) = self.bodies(tag, account_id, mailbox_id, &uids, request.headers_only).await else {
+                return;
+            };
             let mut written = 0;
             while let Some(next) = bodies.next().await {
                 let (uid, body) = match next {
@@ -172,16 +176,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// The messages `uids` from the mailstore, one at a time, or `None` after answering why
-    /// they cannot be read.
+    /// The messages `uids` (only their headers with `headers_only`) from the mailstore, one
+    /// at a time, or `None` after answering why they cannot be read.
     pub(super) async fn bodies(
         &mut self,
         tag: &Tag<'_>,
         account_id: i64,
         mailbox_id: i64,
         uids: &[u32],
+        headers_only: bool,
     ) -> Option<Bodies> {
-        let request = FetchBodyRequest { account_id, mailbox_id, uids: uid_ranges(uids), offset: 0, length: 0 };
+        let request =
+            FetchBodyRequest { account_id, mailbox_id, uids: uid_ranges(uids), offset: 0, length: 0, headers_only };
         match self.services.mailstore.clone().fetch_body(request).await {
             Ok(stream) => Some(Bodies { chunks: stream.into_inner() }),
             Err(status) => {
@@ -305,7 +311,8 @@ impl<'a> Request<'a> {
             // RFC 9051 §6.4.5: the changed flags are reported with the data.
             items.push(MessageDataItemName::Flags);
         }
-        Request { items, needs_body, marks_seen: marks_seen && !read_only }
+        let headers_only = needs_body && items.iter().all(|item| !reads_message(item) || reads_header_only(item));
+        Request { items, needs_body, headers_only, marks_seen: marks_seen && !read_only }
     }
 }
 
@@ -407,6 +414,35 @@ fn binary_data(
         (true, _) => Ok(Some(body.to_vec())),
         (false, Some(message)) => mime::decoded(message, path),
         (false, None) => Ok(None),
+    }
+}
+
+/// Whether the item is answered from the message's octets rather than its metadata.
+fn reads_message(item: &MessageDataItemName<'_>) -> bool {
+    matches!(
+        item,
+        MessageDataItemName::Rfc822
+            | MessageDataItemName::Rfc822Header
+            | MessageDataItemName::Rfc822Text
+            | MessageDataItemName::Body
+            | MessageDataItemName::BodyStructure
+            | MessageDataItemName::Envelope
+            | MessageDataItemName::BodyExt { .. }
+            | MessageDataItemName::Binary { .. }
+            | MessageDataItemName::BinarySize { .. }
+    )
+}
+
+/// Whether the item reads nothing past the message's header: the envelope, the header, chosen
+/// header fields — of the message itself, not of a part.
+fn reads_header_only(item: &MessageDataItemName<'_>) -> bool {
+    match item {
+        MessageDataItemName::Rfc822Header | MessageDataItemName::Envelope => true,
+        MessageDataItemName::BodyExt { section: Some(section), .. } => matches!(
+            section,
+            Section::Header(None) | Section::HeaderFields(None, _) | Section::HeaderFieldsNot(None, _)
+        ),
+        _ => false,
     }
 }
 

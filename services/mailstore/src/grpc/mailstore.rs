@@ -8,7 +8,7 @@ use kubemail_proto::mailstore::*;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{CHUNK_SIZE, Part, read_header_and_body};
-use crate::store::Store;
+use crate::store::{BodySlice, Store};
 
 /// The MailStore gRPC service.
 #[derive(Clone)]
@@ -25,6 +25,29 @@ impl MailStoreService {
 type BodyStream = Pin<Box<dyn Stream<Item = Result<BodyChunk, Status>> + Send>>;
 
 /// One message's bytes as stream chunks; the first carries the total length.
+/// Messages read per query, and octets: a batch holds up to both (at least one message).
+const BODY_BATCH_MESSAGES: usize = 32;
+const BODY_BATCH_OCTETS: u64 = 1024 * 1024;
+
+/// The UIDs of `messages` (UID, size) in batches for [`Store::fetch_bodies`].
+fn body_batches(messages: &[(u32, u64)]) -> Vec<Vec<u32>> {
+    let mut batches: Vec<Vec<u32>> = Vec::new();
+    let mut octets = 0;
+    for &(uid, size) in messages {
+        match batches.last_mut() {
+            Some(batch) if batch.len() < BODY_BATCH_MESSAGES && octets + size <= BODY_BATCH_OCTETS => {
+                batch.push(uid);
+                octets += size;
+            }
+            _ => {
+                batches.push(vec![uid]);
+                octets = size;
+            }
+        }
+    }
+    batches
+}
+
 fn body_chunks(uid: u32, body: bytes::Bytes) -> Vec<BodyChunk> {
     let length = body.len() as u64;
     if body.is_empty() {
@@ -143,28 +166,28 @@ impl MailStore for MailStoreService {
 
     async fn fetch_body(&self, request: Request<FetchBodyRequest>) -> Result<Response<BodyStream>, Status> {
         let request = request.into_inner();
-        let uids = self.store.message_uids(request.account_id, request.mailbox_id, &request.uids).await?;
-        // One message at a time through a short channel: memory stays at about one body
-        // however many messages the client asked for.
+        let messages = self.store.message_sizes(request.account_id, request.mailbox_id, &request.uids).await?;
+        let slice = BodySlice { headers_only: request.headers_only, offset: request.offset, length: request.length };
+        // A few messages per query, one batch at a time through a short channel: memory stays
+        // at about one batch however many messages the client asked for.
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let store = self.store.clone();
         tokio::spawn(async move {
-            for uid in uids {
-                let body = match store
-                    .fetch_body(request.account_id, request.mailbox_id, uid, request.offset, request.length)
-                    .await
-                {
-                    Ok(body) => body,
-                    // Expunged since the UIDs were listed: skipped, like any missing UID.
-                    Err(crate::Error::NotFound(_)) => continue,
+            for batch in body_batches(&messages) {
+                let bodies = match store.fetch_bodies(request.account_id, request.mailbox_id, &batch, slice).await {
+                    Ok(bodies) => bodies,
                     Err(error) => {
                         let _ = sender.send(Err(Status::from(error))).await;
                         return;
                     }
                 };
-                for chunk in body_chunks(uid, body) {
-                    if sender.send(Ok(chunk)).await.is_err() {
-                        return; // the client went away
+                // A message expunged since the UIDs were listed is not there: skipped, like
+                // any missing UID.
+                for (uid, body) in bodies {
+                    for chunk in body_chunks(uid, body) {
+                        if sender.send(Ok(chunk)).await.is_err() {
+                            return; // the client went away
+                        }
                     }
                 }
             }

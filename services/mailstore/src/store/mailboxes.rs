@@ -11,10 +11,10 @@ use crate::events::MailboxState;
 use crate::validate::{self, INBOX, SEPARATOR};
 use crate::{Error, Result};
 
-/// Mailbox columns with the counters STATUS and LIST-STATUS need, kept by triggers (migration
-/// 0002).
+/// Mailbox columns with the counters STATUS and LIST-STATUS need, kept by triggers in
+/// `mailbox_counters` (migration 0002).
 const MAILBOX_WITH_COUNTERS: &str = "SELECT b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, b.subscribed, \
-     b.messages, b.unseen, b.deleted, b.size FROM mailboxes b";
+     c.messages, c.unseen, c.deleted, c.size FROM mailboxes b JOIN mailbox_counters c ON c.mailbox_id = b.id";
 
 impl Store {
     /// Every mailbox of the account, by name, with counters.

@@ -379,41 +379,49 @@ impl Store {
         rows.iter().map(meta_from_row).filter(|meta| meta.as_ref().map_or(true, |m| m.modseq > changed_since)).collect()
     }
 
-    /// The UIDs of the messages of `mailbox_id` within `ranges` (all when empty), ascending.
-    pub async fn message_uids(&self, account_id: i64, mailbox_id: i64, ranges: &[UidRange]) -> Result<Vec<u32>> {
+    /// The messages of `ranges` with their sizes, ascending: what a FetchBody streams.
+    pub async fn message_sizes(
+        &self,
+        account_id: i64,
+        mailbox_id: i64,
+        ranges: &[UidRange],
+    ) -> Result<Vec<(u32, u64)>> {
         let ranges = UidSet::new(ranges)?;
         let mut tx = self.db.snapshot().await?;
         self.check_mailbox(&mut tx, account_id, mailbox_id).await?;
         let rows = self.message_rows(&mut tx, mailbox_id, &ranges).await?;
-        rows.iter().map(|row| get_u32(row, "uid")).collect()
+        rows.iter().map(|row| Ok((get_u32(row, "uid")?, get_u64(row, "size")?))).collect()
     }
 
-    /// Bytes `offset..offset+length` (to the end when `length` is 0) of one message.
-    pub async fn fetch_body(
+    /// The bodies of `uids` cut as `slice` says, in UID order; a message expunged meanwhile is
+    /// left out. One query per [`INSERT_BATCH`] messages.
+    pub async fn fetch_bodies(
         &self,
         account_id: i64,
         mailbox_id: i64,
-        uid: u32,
-        offset: u64,
-        length: u64,
-    ) -> Result<Bytes> {
-        let data: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT b.data FROM messages m JOIN blobs b ON b.hash = m.blob_hash \
-             WHERE m.mailbox_id = $1 AND m.uid = $2 AND m.account_id = $3",
-        )
-        .bind(mailbox_id)
-        .bind(i64::from(uid))
-        .bind(account_id)
-        .fetch_optional(self.db.reader())
-        .await?;
-        let data =
-            data.ok_or_else(|| Error::not_found(format!("no message with UID {uid} in mailbox {mailbox_id}")))?;
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
-        let end = match length {
-            0 => data.len(),
-            n => start.saturating_add(usize::try_from(n).unwrap_or(usize::MAX)).min(data.len()),
-        };
-        Ok(Bytes::from(data).slice(start..end))
+        uids: &[u32],
+        slice: BodySlice,
+    ) -> Result<Vec<(u32, Bytes)>> {
+        let mut bodies = Vec::with_capacity(uids.len());
+        for batch in uids.chunks(INSERT_BATCH) {
+            let placeholders: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT m.uid, m.header_size, b.data FROM messages m JOIN blobs b ON b.hash = m.blob_hash \
+                 WHERE m.mailbox_id = $1 AND m.account_id = $2 AND m.uid IN ({}) ORDER BY m.uid",
+                placeholders.join(", ")
+            );
+            // Only placeholders are formatted into the statement.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(mailbox_id).bind(account_id);
+            for uid in batch {
+                query = query.bind(i64::from(*uid));
+            }
+            for row in query.fetch_all(self.db.reader()).await? {
+                let data: Vec<u8> = row.try_get("data")?;
+                let header_size = usize::try_from(get_u64(&row, "header_size")?).unwrap_or(usize::MAX);
+                bodies.push((get_u32(&row, "uid")?, slice.cut(Bytes::from(data), header_size)));
+            }
+        }
+        Ok(bodies)
     }
 
     /// Messages matching every criterion of `request` (a metadata search).
@@ -871,6 +879,28 @@ fn apply_flags(
         }
         Operation::Unspecified => (old_system, old_keywords.to_string()),
     })
+}
+
+/// Which octets of each message a FetchBody wants.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BodySlice {
+    /// Only the header block (ENVELOPE, header fields), not the body after it.
+    pub headers_only: bool,
+    pub offset: u64,
+    /// 0: to the end.
+    pub length: u64,
+}
+
+impl BodySlice {
+    fn cut(self, data: Bytes, header_size: usize) -> Bytes {
+        let data = if self.headers_only { data.slice(..header_size.min(data.len())) } else { data };
+        let start = usize::try_from(self.offset).unwrap_or(usize::MAX).min(data.len());
+        let end = match self.length {
+            0 => data.len(),
+            n => start.saturating_add(usize::try_from(n).unwrap_or(usize::MAX)).min(data.len()),
+        };
+        data.slice(start..end)
+    }
 }
 
 #[cfg(test)]

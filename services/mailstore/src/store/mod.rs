@@ -13,7 +13,7 @@ mod messages;
 mod postgres;
 
 pub use directory::{AccountUpdate, Resolution};
-pub use messages::{IncomingMessage, NewMessage};
+pub use messages::{BodySlice, IncomingMessage, NewMessage};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -173,7 +173,7 @@ impl Fixture {
         offset: u64,
         length: u64,
     ) -> Vec<BodyChunk> {
-        let request = FetchBodyRequest { account_id, mailbox_id, uids, offset, length };
+        let request = FetchBodyRequest { account_id, mailbox_id, uids, offset, length, headers_only: false };
         let stream = self.mailstore.fetch_body(request).await.expect("fetch body").into_inner();
         stream.map(|chunk| chunk.expect("chunk")).collect().await
     }
