@@ -38,7 +38,7 @@ pub async fn wait_count(args: MailboxArgs) -> Result<()> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout);
     loop {
-        let request = SelectMailboxRequest { account_id, name: "INBOX".into() };
+        let request = SelectMailboxRequest { account_id, name: "INBOX".into(), ..Default::default() };
         let held = client.select_mailbox(request).await.context("SelectMailbox")?.into_inner().uids.len();
         if held >= args.count {
             eprintln!("wait-count: {held}/{} after {:.3} s", args.count, started.elapsed().as_secs_f64());
@@ -54,7 +54,7 @@ pub async fn wait_count(args: MailboxArgs) -> Result<()> {
 /// Removes every message from the INBOX.
 pub async fn clear(args: MailboxArgs) -> Result<()> {
     let (mut client, account_id) = login(&args).await?;
-    let request = SelectMailboxRequest { account_id, name: "INBOX".into() };
+    let request = SelectMailboxRequest { account_id, name: "INBOX".into(), ..Default::default() };
     let mailbox_id = client.select_mailbox(request).await?.into_inner().mailbox.context("no INBOX")?.id;
     let all = vec![UidRange { first: 1, last: u32::MAX }];
     let deleted = Flags { system: SystemFlag::Deleted as u32, keywords: Vec::new() };

@@ -114,7 +114,7 @@ pub async fn run(args: SelectArgs) -> Result<()> {
 }
 
 async fn select(client: &mut MailStoreClient<Channel>, account_id: i64) -> Result<SelectMailboxResponse> {
-    let request = SelectMailboxRequest { account_id, name: "INBOX".to_string() };
+    let request = SelectMailboxRequest { account_id, name: "INBOX".to_string(), ..Default::default() };
     let response = client.select_mailbox(request).await.context("SelectMailbox INBOX")?;
     Ok(response.into_inner())
 }

@@ -91,6 +91,11 @@ pub struct SessionFlags {
     /// Without it, users log in with their whole address.
     #[arg(long = "login-default-domain", env = "KUBEMAIL_LOGIN_DEFAULT_DOMAIN")]
     pub login_default_domain: Option<String>,
+    /// SELECT snapshots of large mailboxes kept between sessions, in messages over all of them
+    /// (about 20 octets each; 0 keeps none). A kept one is used only while the mailstore says
+    /// nothing changed since.
+    #[arg(long = "select-cache-messages", env = "KUBEMAIL_SELECT_CACHE_MESSAGES", default_value_t = 1_000_000)]
+    pub select_cache_messages: usize,
 }
 
 impl SessionFlags {

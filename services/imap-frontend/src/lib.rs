@@ -8,6 +8,7 @@
 //! - [`extended_syntax`] — LIST-EXTENDED and SEARCH RETURN, which imap-codec does not parse.
 //! - [`capability`] — what is advertised before and after login.
 //! - [`mailbox_name`] — mailbox names on the wire: modified UTF-7 or UTF-8.
+//! - [`snapshots`] — SELECT snapshots of large mailboxes kept between sessions.
 //! - [`mime`] — ENVELOPE, BODYSTRUCTURE and body sections from a message's MIME structure.
 //! - [`response`] — status responses and IMAP strings.
 
@@ -19,6 +20,7 @@ pub mod mime;
 pub mod response;
 pub mod server;
 pub mod session;
+pub mod snapshots;
 
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::nats::NatsEventBus;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls;
+use snapshots::SnapshotCache;
 use tonic::transport::Endpoint;
 
 pub use kubemail_runtime::propagation::{MailstoreClient, mailstore_client};
@@ -81,6 +84,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let services = Arc::new(session::Services {
         mailstore: mailstore_client(channel),
         logins: LoginCache::start(config.session.login_cache_ttl, events.clone(), shutdown.clone()),
+        snapshots: SnapshotCache::new(config.session.select_cache_messages, snapshots::MIN_MESSAGES),
         events,
         tls,
         settings: config.session.settings(

@@ -18,7 +18,10 @@ async fn mark_deleted(f: &Fixture, uid: u32) {
     let mut client = MailStoreClient::new(f.mailstore.channel.clone());
     let login = AuthenticateRequest { username: "alice@example.org".into(), password: PASSWORD.into() };
     let account_id = client.authenticate(login).await.unwrap().into_inner().account_id;
-    let inbox = client.select_mailbox(SelectMailboxRequest { account_id, name: "INBOX".into() }).await.unwrap();
+    let inbox = client
+        .select_mailbox(SelectMailboxRequest { account_id, name: "INBOX".into(), ..Default::default() })
+        .await
+        .unwrap();
     let flags = Flags { system: SystemFlag::Deleted as u32 | SystemFlag::Seen as u32, keywords: Vec::new() };
     let request = StoreFlagsRequest {
         account_id,
@@ -106,4 +109,40 @@ async fn an_imap4rev2_client_gets_the_rev2_select_responses() {
     let selected = client.command("s SELECT Drafts").await.expect_ok();
     assert!(selected.contains(&"* LIST () \"/\" \"Drafts\"".to_string()), "{selected:?}");
     assert!(!selected.iter().any(|line| line.contains("RECENT") || line.contains("UNSEEN")), "{selected:?}");
+}
+
+#[tokio::test]
+async fn a_kept_snapshot_is_used_only_while_nothing_changed() {
+    let f = Fixture::start().await;
+    for _ in 0..3 {
+        f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    }
+    let mut client = f.logged_in("alice@example.org").await;
+    let selected = |lines: &[String]| -> Vec<String> {
+        lines.iter().filter(|line| line.contains("EXISTS") || line.contains("UIDNEXT")).cloned().collect()
+    };
+    let first = client.command("a SELECT INBOX").await.expect_ok();
+    let flags = client.command("b FETCH 1:* (UID FLAGS)").await.expect_ok();
+    client.command("c UNSELECT").await.expect_ok();
+    let again = client.command("d SELECT INBOX").await.expect_ok();
+    assert_eq!(selected(&again), selected(&first), "nothing changed: the same mailbox");
+    assert_eq!(client.command("e FETCH 1:* (UID FLAGS)").await.expect_ok(), flags);
+    client.command("f UNSELECT").await.expect_ok();
+
+    // Changes from elsewhere while this client has nothing selected: a delivery, a flag, an
+    // expunge. The next SELECT shows all of them, not the snapshot kept before.
+    f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    mark_deleted(&f, 2).await;
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    other.command("x EXPUNGE").await.expect_ok();
+    other.command("y STORE 1 +FLAGS (\\Flagged)").await.expect_ok();
+    let changed = client.command("g SELECT INBOX").await.expect_ok();
+    assert!(changed.contains(&"* 3 EXISTS".to_string()), "{changed:?}");
+    assert!(changed.contains(&"* OK [UIDNEXT 5] Predicted next UID".to_string()), "{changed:?}");
+    let flags = client.command("h FETCH 1:* (UID FLAGS)").await.expect_ok();
+    assert_eq!(
+        flags,
+        ["* 1 FETCH (UID 1 FLAGS (\\Flagged))", "* 2 FETCH (UID 3 FLAGS ())", "* 3 FETCH (UID 4 FLAGS ())"]
+    );
 }

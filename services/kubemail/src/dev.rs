@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use kubemail_delivery_queue::Connections;
+use kubemail_imap_frontend::snapshots::{self, SnapshotCache};
 use kubemail_mailstore::{Db, Limits};
 use kubemail_runtime::admin_http::{self, Readiness};
 use kubemail_runtime::limits::ConnectionTracker;
@@ -116,6 +117,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let imap_services = Arc::new(kubemail_imap_frontend::session::Services {
         mailstore: kubemail_imap_frontend::mailstore_client(channel.clone()),
         logins: LoginCache::start(args.imap.login_cache_ttl, events.clone(), shutdown.clone()),
+        snapshots: SnapshotCache::new(args.imap.select_cache_messages, snapshots::MIN_MESSAGES),
         events: events.clone(),
         tls: Some(tls_acceptor),
         settings: imap_settings,

@@ -37,6 +37,7 @@ on_both_backends!(
     deleting_an_account_suspends_by_default_and_purges_on_request,
     mailbox_counters_follow_every_change,
     writers_racing_on_one_mailbox_never_deadlock,
+    a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes,
 );
 
 /// Drops the answer of a call whose failure is what a test checks.
@@ -783,7 +784,11 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
         "delete missing",
     );
     expect(
-        discard(f.mailstore.select_mailbox(SelectMailboxRequest { account_id: alice, name: "Nope".into() }).await),
+        discard(
+            f.mailstore
+                .select_mailbox(SelectMailboxRequest { account_id: alice, name: "Nope".into(), ..Default::default() })
+                .await,
+        ),
         Code::NotFound,
         "select missing",
     );
@@ -1519,4 +1524,53 @@ async fn writers_racing_on_one_mailbox_never_deadlock(backend: Backend) {
         result.expect("task").expect("every call succeeds");
     }
     assert_counters_match(&mut f, alice, "after the race").await;
+}
+
+async fn a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    f.deliver("q-1", "alice@example.org", &message("one", 200)).await.unwrap();
+    let select = |known: &SelectMailboxResponse| {
+        let mailbox = known.mailbox.clone().unwrap();
+        SelectMailboxRequest {
+            account_id: alice,
+            name: "INBOX".into(),
+            known_mailbox_id: mailbox.id,
+            known_modseq: mailbox.highest_modseq,
+        }
+    };
+    let full = f.select(alice, "INBOX").await;
+    let same = f.mailstore.select_mailbox(select(&full)).await.unwrap().into_inner();
+    assert!(same.unchanged && same.uids.is_empty(), "only the mailbox comes back: {same:?}");
+    assert_eq!(same.mailbox.as_ref().map(|m| m.messages), Some(1), "with its counters");
+
+    let inbox = full.mailbox.as_ref().unwrap().id;
+    let mut known = full;
+    for what in ["a delivery", "a flag", "an expunge"] {
+        match what {
+            "a delivery" => drop(f.deliver("q-2", "alice@example.org", &message("two", 200)).await.unwrap()),
+            "a flag" => {
+                let request = StoreFlagsRequest {
+                    account_id: alice,
+                    mailbox_id: inbox,
+                    uids: vec![uid_range(1, 1)],
+                    operation: Operation::Add as i32,
+                    flags: flags(SystemFlag::Deleted as u32, &[]),
+                    unchanged_since: 0,
+                };
+                f.mailstore.store_flags(request).await.unwrap();
+            }
+            _ => {
+                let request = ExpungeRequest { account_id: alice, mailbox_id: inbox, uids: vec![] };
+                f.mailstore.expunge(request).await.unwrap();
+            }
+        }
+        let reply = f.mailstore.select_mailbox(select(&known)).await.unwrap().into_inner();
+        assert!(!reply.unchanged, "after {what} the snapshot is read again");
+        assert_eq!(reply.uids, f.select(alice, "INBOX").await.uids, "after {what}");
+        known = reply;
+    }
+    let mut other = select(&known);
+    other.known_mailbox_id += 1000;
+    assert!(!f.mailstore.select_mailbox(other).await.unwrap().into_inner().unchanged, "another mailbox's snapshot");
 }

@@ -109,7 +109,7 @@ pub async fn inbox(channel: &Channel, address: &str, password: &str) -> Vec<Vec<
     let request = AuthenticateRequest { username: address.into(), password: password.into() };
     let account_id = client.authenticate(request).await.expect("authenticate").into_inner().account_id;
     let selected = client
-        .select_mailbox(SelectMailboxRequest { account_id, name: "INBOX".into() })
+        .select_mailbox(SelectMailboxRequest { account_id, name: "INBOX".into(), ..Default::default() })
         .await
         .expect("select INBOX")
         .into_inner();

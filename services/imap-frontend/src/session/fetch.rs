@@ -79,21 +79,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         {
             // What a client asks most, on every sync: answered from the snapshot, which the
             // mailbox's events keep current.
-            let mut lines = String::new();
+            use std::fmt::Write as _;
+            let mut lines = String::with_capacity(messages.len() * 40);
             let mut missing = 0;
             for (number, message_uid) in &messages {
                 if selection.expunged_meanwhile(*message_uid) {
                     missing += 1;
                     continue;
                 }
-                lines.push_str(&format!("* {number} FETCH ("));
+                let _ = write!(lines, "* {number} FETCH (");
                 for (index, item) in request.items.iter().enumerate() {
                     if index > 0 {
                         lines.push(' ');
                     }
                     match item {
-                        MessageDataItemName::Uid => lines.push_str(&format!("UID {message_uid}")),
-                        _ => lines.push_str(&format!("FLAGS ({})", selection.flag_list_of(*number as usize - 1))),
+                        MessageDataItemName::Uid => {
+                            let _ = write!(lines, "UID {message_uid}");
+                        }
+                        _ => {
+                            lines.push_str("FLAGS (");
+                            selection.write_flag_list(*number as usize - 1, &mut lines);
+                            lines.push(')');
+                        }
                     }
                 }
                 lines.push_str(")\r\n");

@@ -44,6 +44,7 @@ use crate::MailstoreClient;
 use crate::capability;
 use crate::extended_syntax::{Extension, ListOptions};
 use crate::response::{self, Status};
+use crate::snapshots::SnapshotCache;
 use io::{End, Input, Io, Request};
 
 /// What every session is configured with.
@@ -83,6 +84,8 @@ pub struct Services {
     pub settings: Settings,
     /// Logins verified lately.
     pub logins: Arc<LoginCache>,
+    /// SELECT snapshots of large mailboxes.
+    pub snapshots: SnapshotCache,
     pub shutdown: Shutdown,
 }
 

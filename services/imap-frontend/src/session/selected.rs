@@ -76,7 +76,7 @@ impl Selection {
             SeqOrUid::Value(value) => value.get(),
             SeqOrUid::Asterisk => highest,
         };
-        let mut numbers = std::collections::BTreeSet::new();
+        let mut numbers = Vec::new();
         for sequence in set.0.as_ref() {
             let (first, last) = match sequence {
                 Sequence::Single(single) => (value(single), value(single)),
@@ -98,6 +98,11 @@ impl Selection {
                 numbers.extend(first..=last);
             }
         }
+        // Ascending and once each, however the set was written (`5,1:3,2`).
+        if set.0.as_ref().len() > 1 {
+            numbers.sort_unstable();
+            numbers.dedup();
+        }
         Ok(numbers.into_iter().map(|number| (number, self.uids[number as usize - 1])).collect())
     }
 
@@ -117,15 +122,25 @@ impl Selection {
         changed
     }
 
-    /// The flags of the message at `index`, as IMAP lists them.
-    pub fn flag_list_of(&self, index: usize) -> String {
-        let mut list = flag_list(self.flags[index], &[]);
-        let keywords = self.keywords_of(self.uids[index]);
-        if !list.is_empty() && !keywords.is_empty() {
-            list.push(' ');
+    /// Appends the flags of the message at `index` to `out`, as IMAP lists them.
+    pub fn write_flag_list(&self, index: usize, out: &mut String) {
+        let mut first = true;
+        let mut push = |name: &str| {
+            if !first {
+                out.push(' ');
+            }
+            out.push_str(name);
+            first = false;
+        };
+        for (bit, name) in SYSTEM_FLAGS {
+            if self.flags[index] & bit as u32 != 0 {
+                push(name);
+            }
         }
-        list.push_str(keywords);
-        list
+        let keywords = self.keywords_of(self.uids[index]);
+        if !keywords.is_empty() {
+            push(keywords);
+        }
     }
 
     /// The keywords of the message `uid`, space-separated.
@@ -189,10 +204,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             }
         };
-        let request = SelectMailboxRequest { account_id: self.account_id(), name: name.clone() };
-        let snapshot = match self.services.mailstore.clone().select_mailbox(request).await {
-            Ok(snapshot) => snapshot.into_inner(),
-            Err(status) => {
+        let account_id = self.account_id();
+        let kept = self.services.snapshots.get(account_id, &name);
+        let request = SelectMailboxRequest {
+            account_id,
+            name: name.clone(),
+            known_mailbox_id: kept.as_ref().and_then(|kept| kept.mailbox.as_ref()).map_or(0, |mailbox| mailbox.id),
+            known_modseq: kept
+                .as_ref()
+                .and_then(|kept| kept.mailbox.as_ref())
+                .map_or(0, |mailbox| mailbox.highest_modseq),
+        };
+        let snapshot = match (self.services.mailstore.clone().select_mailbox(request).await, kept) {
+            // Nothing changed since the kept snapshot: it is used with the fresh counters.
+            (Ok(reply), Some(kept)) if reply.get_ref().unchanged => {
+                SelectMailboxResponse { mailbox: reply.into_inner().mailbox, ..(*kept).clone() }
+            }
+            (Ok(reply), _) => {
+                let snapshot = reply.into_inner();
+                self.services.snapshots.put(account_id, &name, &snapshot);
+                snapshot
+            }
+            (Err(status), _) => {
                 self.mailstore_refused(tag, &status);
                 return;
             }

@@ -147,7 +147,8 @@ impl MailStore for MailStoreService {
         request: Request<SelectMailboxRequest>,
     ) -> Result<Response<SelectMailboxResponse>, Status> {
         let request = request.into_inner();
-        Ok(Response::new(self.store.select_mailbox(request.account_id, &request.name).await?))
+        let known = (request.known_modseq > 0).then_some((request.known_mailbox_id, request.known_modseq));
+        Ok(Response::new(self.store.select_mailbox(request.account_id, &request.name, known).await?))
     }
 
     async fn fetch_messages(

@@ -172,7 +172,7 @@ impl Store {
     /// INBOX see them expunged); INBOX itself stays, empty.
     async fn rename_inbox(&self, account_id: i64, to: &str) -> Result<MailboxInfo> {
         let target = self.create_mailbox(account_id, to, "").await?;
-        let inbox = self.select_mailbox(account_id, INBOX).await?;
+        let inbox = self.select_mailbox(account_id, INBOX, None).await?;
         let inbox_id = inbox.mailbox.map(|m| m.id).unwrap_or_default();
         if !inbox.uids.is_empty() {
             self.copy_messages(account_id, inbox_id, &[UidRange { first: 1, last: 0 }], to, true).await?;
@@ -195,9 +195,28 @@ impl Store {
     }
 
     /// The SELECT snapshot: counters, and UID, flags and MODSEQ of every message, all from
-    /// one consistent read.
-    pub async fn select_mailbox(&self, account_id: i64, name: &str) -> Result<SelectMailboxResponse> {
+    /// one consistent read. With `known` (mailbox id, HIGHESTMODSEQ) of a snapshot the caller
+    /// holds and still current, only the mailbox, marked `unchanged`.
+    pub async fn select_mailbox(
+        &self,
+        account_id: i64,
+        name: &str,
+        known: Option<(i64, u64)>,
+    ) -> Result<SelectMailboxResponse> {
         let name = validate::mailbox_name(name)?;
+        if let Some((known_id, known_modseq)) = known {
+            let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1 AND b.name = $2");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(account_id)
+                .bind(&name)
+                .fetch_optional(self.db.reader())
+                .await?
+                .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
+            let mailbox = mailbox_from_row(&row, true)?;
+            if mailbox.id == known_id && mailbox.highest_modseq == known_modseq {
+                return Ok(SelectMailboxResponse { mailbox: Some(mailbox), unchanged: true, ..Default::default() });
+            }
+        }
         if let Some(pool) = self.db.postgres() {
             return super::postgres::select(pool, account_id, &name).await;
         }

@@ -180,7 +180,7 @@ impl Fixture {
 
     pub async fn select(&mut self, account_id: i64, name: &str) -> SelectMailboxResponse {
         self.mailstore
-            .select_mailbox(SelectMailboxRequest { account_id, name: name.into() })
+            .select_mailbox(SelectMailboxRequest { account_id, name: name.into(), ..Default::default() })
             .await
             .unwrap_or_else(|e| panic!("select {name}: {e}"))
             .into_inner()
