@@ -185,8 +185,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         for parameter in parameters {
             match parameter {
                 SelectParameter::CondStore => self.condstore = true,
-                // Not advertised: QRESYNC needs a record of expunged UIDs the mailstore does
-                // not keep.
+                // Not advertised yet: QRESYNC's VANISHED responses are still to be built on
+                // the mailstore's record of expunged UIDs.
                 SelectParameter::QResync { .. } => {
                     self.respond(Some(tag), Status::Bad, None, "QRESYNC is not supported");
                     return;
