@@ -79,34 +79,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         {
             // What a client asks most, on every sync: answered from the snapshot, which the
             // mailbox's events keep current.
-            use std::fmt::Write as _;
-            let mut lines = String::with_capacity(messages.len() * 40);
-            let mut missing = 0;
-            for (number, message_uid) in &messages {
-                if selection.expunged_meanwhile(*message_uid) {
-                    missing += 1;
-                    continue;
-                }
-                let _ = write!(lines, "* {number} FETCH (");
-                for (index, item) in request.items.iter().enumerate() {
-                    if index > 0 {
-                        lines.push(' ');
-                    }
-                    match item {
-                        MessageDataItemName::Uid => {
-                            let _ = write!(lines, "UID {message_uid}");
-                        }
-                        _ => {
-                            lines.push_str("FLAGS (");
-                            selection.write_flag_list(*number as usize - 1, &mut lines);
-                            lines.push(')');
-                        }
-                    }
-                }
-                lines.push_str(")\r\n");
-            }
-            self.io.write(lines.as_bytes());
-            self.fetch_done(tag, uid, missing);
+            self.fetch_from_snapshot(tag, &messages, &request.items, uid);
             return;
         }
         let (account_id, mailbox_id) = (self.account_id(), selection.mailbox_id);
@@ -166,6 +139,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             missing = messages.len() - written;
         }
+        self.fetch_done(tag, uid, missing);
+    }
+
+    /// Answers a FETCH of UID and FLAGS only from the selection's snapshot.
+    fn fetch_from_snapshot(
+        &mut self,
+        tag: &Tag<'_>,
+        messages: &[(u32, u32)],
+        items: &[MessageDataItemName<'_>],
+        uid: bool,
+    ) {
+        use std::fmt::Write as _;
+        let Some(selection) = &self.selected else { return };
+        let mut lines = String::with_capacity(messages.len() * 40);
+        let mut missing = 0;
+        for (number, message_uid) in messages {
+            if selection.expunged_meanwhile(*message_uid) {
+                missing += 1;
+                continue;
+            }
+            let _ = write!(lines, "* {number} FETCH (");
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    lines.push(' ');
+                }
+                match item {
+                    MessageDataItemName::Uid => {
+                        let _ = write!(lines, "UID {message_uid}");
+                    }
+                    _ => {
+                        lines.push_str("FLAGS (");
+                        selection.write_flag_list(*number as usize - 1, &mut lines);
+                        lines.push(')');
+                    }
+                }
+            }
+            lines.push_str(")\r\n");
+        }
+        self.io.write(lines.as_bytes());
         self.fetch_done(tag, uid, missing);
     }
 
