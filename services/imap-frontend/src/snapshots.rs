@@ -3,10 +3,11 @@
 //! gets it without the mailstore reading every message again.
 //!
 //! A kept snapshot is never served stale: SELECT names it to the mailstore (mailbox id and
-//! HIGHESTMODSEQ, which every change raises) and uses it only when the mailstore says it is
-//! current. Memory is bounded by the number of messages kept over all snapshots.
+//! HIGHESTMODSEQ, which every change raises), which answers that it is current, or with what
+//! changed since ([`apply_delta`]) when that is little, or with the whole mailbox. Memory is
+//! bounded by the number of messages kept over all snapshots.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use kubemail_proto::mailstore::SelectMailboxResponse;
@@ -64,12 +65,97 @@ impl SnapshotCache {
     }
 }
 
+/// The snapshot `kept` brought up to date with `delta` (a SELECT answer with `delta` set):
+/// expunged messages gone, changed ones replaced, new ones added, all in UID order.
+pub fn apply_delta(kept: &SelectMailboxResponse, delta: SelectMailboxResponse) -> SelectMailboxResponse {
+    let expunged = |uid: u32| delta.expunged.binary_search(&uid).is_ok();
+    let count = kept.uids.len() + delta.uids.len();
+    let mut current = SelectMailboxResponse {
+        mailbox: delta.mailbox.clone(),
+        uids: Vec::with_capacity(count),
+        flags: Vec::with_capacity(count),
+        modseqs: Vec::with_capacity(count),
+        ..Default::default()
+    };
+    let (mut old, mut new) = (0, 0);
+    while old < kept.uids.len() || new < delta.uids.len() {
+        let take_new = match (kept.uids.get(old), delta.uids.get(new)) {
+            (Some(kept_uid), Some(new_uid)) => new_uid <= kept_uid,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        let (uid, flags, modseq) = if take_new {
+            if kept.uids.get(old) == delta.uids.get(new) {
+                old += 1; // replaced by its new state
+            }
+            new += 1;
+            (delta.uids[new - 1], delta.flags[new - 1], delta.modseqs[new - 1])
+        } else {
+            old += 1;
+            (kept.uids[old - 1], kept.flags[old - 1], kept.modseqs[old - 1])
+        };
+        if !expunged(uid) {
+            current.uids.push(uid);
+            current.flags.push(flags);
+            current.modseqs.push(modseq);
+        }
+    }
+    let mut keywords: BTreeMap<u32, &str> =
+        kept.keyword_uids.iter().copied().zip(kept.keywords.iter().map(String::as_str)).collect();
+    for uid in delta.uids.iter().chain(&delta.expunged) {
+        keywords.remove(uid);
+    }
+    for (uid, list) in delta.keyword_uids.iter().zip(&delta.keywords) {
+        if !expunged(*uid) {
+            keywords.insert(*uid, list);
+        }
+    }
+    for (uid, list) in keywords {
+        for keyword in list.split_whitespace() {
+            if !current.mailbox_keywords.iter().any(|known| known.eq_ignore_ascii_case(keyword)) {
+                current.mailbox_keywords.push(keyword.to_string());
+            }
+        }
+        current.keyword_uids.push(uid);
+        current.keywords.push(list.to_string());
+    }
+    current
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn snapshot(messages: u32) -> SelectMailboxResponse {
         SelectMailboxResponse { uids: (1..=messages).collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_delta_removes_replaces_and_adds_messages() {
+        let kept = SelectMailboxResponse {
+            uids: vec![1, 2, 3, 5],
+            flags: vec![0, 1, 0, 8],
+            modseqs: vec![10, 11, 12, 13],
+            keyword_uids: vec![2, 5],
+            keywords: vec!["$Work".into(), "$Old".into()],
+            ..Default::default()
+        };
+        let delta = SelectMailboxResponse {
+            delta: true,
+            uids: vec![3, 6, 7],
+            flags: vec![1, 0, 0],
+            modseqs: vec![20, 21, 22],
+            keyword_uids: vec![3, 7],
+            keywords: vec!["$Todo".into(), "$Gone".into()],
+            expunged: vec![5, 7],
+            ..Default::default()
+        };
+        let current = apply_delta(&kept, delta);
+        assert_eq!(current.uids, [1, 2, 3, 6]);
+        assert_eq!(current.flags, [0, 1, 1, 0]);
+        assert_eq!(current.modseqs, [10, 11, 20, 21]);
+        assert_eq!((current.keyword_uids, current.keywords), (vec![2, 3], vec!["$Work".into(), "$Todo".into()]));
+        assert_eq!(current.mailbox_keywords, ["$Work", "$Todo"], "keywords of expunged messages are gone");
     }
 
     #[test]

@@ -1526,6 +1526,8 @@ async fn writers_racing_on_one_mailbox_never_deadlock(backend: Backend) {
     assert_counters_match(&mut f, alice, "after the race").await;
 }
 
+/// SELECT of a snapshot the caller holds: unchanged while nothing changed, then only what
+/// changed since; another mailbox's snapshot gets the whole mailbox.
 async fn a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes(backend: Backend) {
     let mut f = Fixture::start(backend).await;
     let alice = f.account("alice@example.org", 0, 0).await;
@@ -1566,10 +1568,20 @@ async fn a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes(backen
             }
         }
         let reply = f.mailstore.select_mailbox(select(&known)).await.unwrap().into_inner();
-        assert!(!reply.unchanged, "after {what} the snapshot is read again");
-        assert_eq!(reply.uids, f.select(alice, "INBOX").await.uids, "after {what}");
+        assert!(!reply.unchanged && reply.delta, "after {what}, what changed since: {reply:?}");
+        let (changed, expunged) = match what {
+            "a delivery" => (vec![2], vec![]),
+            "a flag" => (vec![1], vec![]),
+            _ => (vec![], vec![1]),
+        };
+        assert_eq!((reply.uids.clone(), reply.expunged.clone()), (changed, expunged), "after {what}");
+        if what == "a flag" {
+            assert_eq!(reply.flags, [SystemFlag::Deleted as u32]);
+        }
         known = reply;
     }
+    let current = f.select(alice, "INBOX").await;
+    assert_eq!(current.uids, [2]);
     let mut other = select(&known);
     other.known_mailbox_id += 1000;
     assert!(!f.mailstore.select_mailbox(other).await.unwrap().into_inner().unchanged, "another mailbox's snapshot");

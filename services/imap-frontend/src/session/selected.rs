@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::updates::Updates;
 use crate::response::Status;
+use crate::snapshots;
 
 /// The system flags every mailbox stores (RFC 9051 §2.3.2), with their bits.
 const SYSTEM_FLAGS: [(SystemFlag, &str); 5] = [
@@ -219,6 +220,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // Nothing changed since the kept snapshot: it is used with the fresh counters.
             (Ok(reply), Some(kept)) if reply.get_ref().unchanged => {
                 SelectMailboxResponse { mailbox: reply.into_inner().mailbox, ..(*kept).clone() }
+            }
+            // A few changes since: applied to the kept snapshot, which is kept in its place.
+            (Ok(reply), Some(kept)) if reply.get_ref().delta => {
+                let snapshot = snapshots::apply_delta(&kept, reply.into_inner());
+                self.services.snapshots.put(account_id, &name, &snapshot);
+                snapshot
             }
             (Ok(reply), _) => {
                 let snapshot = reply.into_inner();

@@ -92,3 +92,6 @@ CREATE TRIGGER messages_counted_update AFTER UPDATE ON messages
 
 -- EXPUNGE finds the \Deleted messages of a mailbox without reading the others.
 CREATE INDEX messages_deleted ON messages (mailbox_id, uid) WHERE (flags & 8) <> 0;
+
+-- SELECT of a mailbox a frontend holds a snapshot of reads only what was expunged since.
+CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq);

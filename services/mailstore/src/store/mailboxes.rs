@@ -204,18 +204,10 @@ impl Store {
         known: Option<(i64, u64)>,
     ) -> Result<SelectMailboxResponse> {
         let name = validate::mailbox_name(name)?;
-        if let Some((known_id, known_modseq)) = known {
-            let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1 AND b.name = $2");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(account_id)
-                .bind(&name)
-                .fetch_optional(self.db.reader())
-                .await?
-                .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
-            let mailbox = mailbox_from_row(&row, true)?;
-            if mailbox.id == known_id && mailbox.highest_modseq == known_modseq {
-                return Ok(SelectMailboxResponse { mailbox: Some(mailbox), unchanged: true, ..Default::default() });
-            }
+        if let Some((known_id, known_modseq)) = known
+            && let Some(answer) = self.select_since(account_id, &name, known_id, known_modseq).await?
+        {
+            return Ok(answer);
         }
         if let Some(pool) = self.db.postgres() {
             return super::postgres::select(pool, account_id, &name).await;
@@ -252,6 +244,76 @@ impl Store {
         Ok(snapshot.finish(size))
     }
 }
+
+impl Store {
+    /// SELECT of a mailbox the caller holds the snapshot `known_modseq` of: `unchanged`, or
+    /// the changes since as a `delta` when they are few; `None` when the whole snapshot must be
+    /// read (another mailbox by now, or too much changed).
+    async fn select_since(
+        &self,
+        account_id: i64,
+        name: &str,
+        known_id: i64,
+        known_modseq: u64,
+    ) -> Result<Option<SelectMailboxResponse>> {
+        let mut tx = self.db.snapshot().await?;
+        let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1 AND b.name = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
+        let mailbox = mailbox_from_row(&row, true)?;
+        if mailbox.id != known_id || mailbox.highest_modseq < known_modseq {
+            return Ok(None);
+        }
+        if mailbox.highest_modseq == known_modseq {
+            return Ok(Some(SelectMailboxResponse { mailbox: Some(mailbox), unchanged: true, ..Default::default() }));
+        }
+        // Beyond a quarter of the mailbox, reading it whole is as cheap.
+        let most = i64::from(mailbox.messages / 4).max(DELTA_MIN_ROWS);
+        let since = i64::try_from(known_modseq).unwrap_or(i64::MAX);
+        let changed = sqlx::query(
+            "SELECT uid, flags, modseq, keywords FROM messages WHERE mailbox_id = $1 AND modseq > $2 \
+             ORDER BY uid LIMIT $3",
+        )
+        .bind(mailbox.id)
+        .bind(since)
+        .bind(most + 1)
+        .fetch_all(&mut *tx)
+        .await?;
+        let expunged: Vec<i64> =
+            sqlx::query_scalar("SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 LIMIT $3")
+                .bind(mailbox.id)
+                .bind(since)
+                .bind(most + 1)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        if changed.len() as i64 > most || expunged.len() as i64 > most {
+            return Ok(None);
+        }
+        let mut answer = SelectMailboxResponse { mailbox: Some(mailbox), delta: true, ..Default::default() };
+        for row in &changed {
+            let uid = get_u32(row, "uid")?;
+            answer.uids.push(uid);
+            answer.flags.push(get_u32(row, "flags")?);
+            answer.modseqs.push(get_u64(row, "modseq")?);
+            let keywords: String = row.try_get("keywords")?;
+            if !keywords.is_empty() {
+                answer.keyword_uids.push(uid);
+                answer.keywords.push(keywords);
+            }
+        }
+        answer.expunged = expunged.into_iter().map(|uid| uid as u32).collect();
+        answer.expunged.sort_unstable();
+        Ok(Some(answer))
+    }
+}
+
+/// A delta SELECT may always carry this many rows, however small the mailbox.
+const DELTA_MIN_ROWS: i64 = 256;
 
 /// A SELECT snapshot being put together from the messages of one mailbox, in UID order.
 pub(super) struct Snapshot {
