@@ -30,8 +30,20 @@ const SYSTEM_FLAGS: [(SystemFlag, &str); 5] = [
 
 /// The flags of a message as IMAP lists them, e.g. `\Seen \Flagged $Forwarded`.
 pub(super) fn flag_list(system: u32, keywords: &[String]) -> String {
+    let mut list = String::new();
+    write_flags(system, keywords.iter().map(String::as_str), &mut list);
+    list
+}
+
+/// Appends the flags of a message to `out`, as [`flag_list`] lists them.
+fn write_flags<'k>(system: u32, keywords: impl Iterator<Item = &'k str>, out: &mut String) {
     let system = SYSTEM_FLAGS.iter().filter(|(bit, _)| system & *bit as u32 != 0).map(|(_, name)| *name);
-    system.chain(keywords.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
+    for (index, name) in system.chain(keywords).enumerate() {
+        if index > 0 {
+            out.push(' ');
+        }
+        out.push_str(name);
+    }
 }
 
 /// The selected mailbox as this session knows it.
@@ -125,23 +137,7 @@ impl Selection {
 
     /// Appends the flags of the message at `index` to `out`, as IMAP lists them.
     pub fn write_flag_list(&self, index: usize, out: &mut String) {
-        let mut first = true;
-        let mut push = |name: &str| {
-            if !first {
-                out.push(' ');
-            }
-            out.push_str(name);
-            first = false;
-        };
-        for (bit, name) in SYSTEM_FLAGS {
-            if self.flags[index] & bit as u32 != 0 {
-                push(name);
-            }
-        }
-        let keywords = self.keywords_of(self.uids[index]);
-        if !keywords.is_empty() {
-            push(keywords);
-        }
+        write_flags(self.flags[index], self.keywords_of(self.uids[index]).split_whitespace(), out);
     }
 
     /// The keywords of the message `uid`, space-separated.
