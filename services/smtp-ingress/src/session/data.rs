@@ -88,6 +88,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return replies::bad_sequence("Need MAIL command");
         };
         let id = crate::handoff::new_queue_id();
+        transaction.span.record("queue_id", &id);
         let received_at = kubemail_runtime::clock::unix_now();
         let header = Received {
             helo: self.helo.as_deref().unwrap_or("unknown"),

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use kubemail_proto::queue::DsnReturn;
 use smtp_proto::MailFrom;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Span;
 
 use super::{Session, Transaction};
 use crate::address::Address;
@@ -75,14 +76,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         } else {
             DsnReturn::Unspecified
         };
+        let span = tracing::info_span!(parent: None, "smtp.message", queue_id = tracing::field::Empty);
+        span.follows_from(Span::current());
         self.transaction = Some(Transaction {
+            span,
             sender,
             declared_size: from.size as u64,
             body_8bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8,
             dsn_return: dsn_return as i32,
             dsn_envid: from.env_id.map(Cow::into_owned).unwrap_or_default(),
-            ..Default::default()
+            recipients: Vec::new(),
+            excess_recipients: 0,
+            chunks: None,
+            chunks_too_big: false,
         });
         Reply::new(250, "2.1.0", "Sender OK")
     }

@@ -26,6 +26,7 @@ use kubemail_runtime::shutdown::Shutdown;
 use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
+use tracing::{Instrument, Span};
 
 use crate::MailstoreClient;
 use crate::address::Address;
@@ -113,8 +114,12 @@ pub struct Identity {
 }
 
 /// The mail transaction between MAIL and the end of its message.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Transaction {
+    /// The root span of this message's trace: the recipient lookups and the hand-off run in
+    /// it, and the queue carries its context on to delivery (DESIGN §5). A trace per message,
+    /// not per session, as one session may carry many unrelated messages.
+    span: Span,
     /// `None` for the null reverse-path `<>`.
     sender: Option<Address>,
     /// SIZE= (0 when not given).
@@ -157,7 +162,8 @@ where
         errors: 0,
         auth_failures: 0,
     };
-    session.run().await;
+    let span = tracing::info_span!("smtp.session", listener = listener.name(), client = %client_ip);
+    session.run().instrument(span).await;
 }
 
 struct Session<S> {
@@ -202,7 +208,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 Err(End::Closed | End::Io(_)) => return,
             };
-            match self.command(&line).await {
+            // A command of a transaction runs in the message's span, the others in the session's.
+            let span = self.transaction.as_ref().map_or_else(Span::current, |transaction| transaction.span.clone());
+            match self.command(&line).instrument(span).await {
                 Ok(Flow::Continue) if !self.too_many_errors() => {}
                 Ok(_) => break,
                 Err(End::Timeout) => {
