@@ -60,8 +60,8 @@ pub struct Config {
     pub session: SessionFlags,
 }
 
-/// The delay added to a failed login's answer, times the session's failures so far: slows
-/// password guessing without hurting a user who mistyped.
+/// The delay added to the answer of a client address's first failed login, doubled for each
+/// further failure: slows password guessing without hurting a user who mistyped.
 const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// The session flags of the service and `kubemail dev`.

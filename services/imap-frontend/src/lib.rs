@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use kubemail_runtime::EventBus;
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
-use kubemail_runtime::limits::ConnectionTracker;
+use kubemail_runtime::limits::{AuthFailures, ConnectionTracker};
 use kubemail_runtime::listener;
 use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::nats::NatsEventBus;
@@ -84,6 +84,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let services = Arc::new(session::Services {
         mailstore: mailstore_client(channel),
         logins: LoginCache::start(config.session.login_cache_ttl, events.clone(), shutdown.clone()),
+        auth_failures: AuthFailures::new(),
         snapshots: SnapshotCache::new(config.session.select_cache_messages, snapshots::MIN_MESSAGES),
         events,
         tls,

@@ -5,6 +5,8 @@ mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use std::time::{Duration, Instant};
+
 use common::{Fixture, PASSWORD, test_settings};
 
 /// The capabilities of a `* CAPABILITY …` line or a `[CAPABILITY …]` response code.
@@ -134,6 +136,31 @@ async fn too_many_failed_logins_end_the_connection() {
     let last = client.command("c LOGIN alice@example.org wrong").await;
     assert!(last.status().starts_with("NO [AUTHENTICATIONFAILED]"));
     assert_eq!(client.rest_until_closed().await, ["* BYE Too many failed logins"]);
+}
+
+#[tokio::test]
+async fn failed_logins_from_one_address_are_answered_ever_later_across_sessions() {
+    let base = Duration::from_millis(50);
+    let f = Fixture::with_settings(common::Settings { auth_failure_delay: base, ..test_settings() }).await;
+    let failed_login = |ip: &'static str| {
+        let f = &f;
+        async move {
+            let (mut client, _) = f.connect_from(ip.parse().unwrap()).await;
+            client.command("s STARTTLS").await.expect_ok();
+            let mut client = f.upgrade(client).await;
+            let started = Instant::now();
+            let failed = client.command("a LOGIN alice@example.org wrong").await;
+            assert!(failed.status().starts_with("NO [AUTHENTICATIONFAILED]"), "{}", failed.status());
+            started.elapsed()
+        }
+    };
+    // Reconnecting does not start the count over: the fourth failure from one address waits
+    // 2^3 times the first one's delay.
+    for _ in 0..3 {
+        failed_login("192.0.2.77").await;
+    }
+    let fourth = failed_login("192.0.2.77").await;
+    assert!(fourth >= base * 8, "the fourth failure from one address was answered after {fourth:?}");
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use kubemail_delivery_queue::Connections;
 use kubemail_imap_frontend::snapshots::{self, SnapshotCache};
 use kubemail_mailstore::{Db, Limits};
 use kubemail_runtime::admin_http::{self, Readiness};
-use kubemail_runtime::limits::ConnectionTracker;
+use kubemail_runtime::limits::{AuthFailures, ConnectionTracker};
 use kubemail_runtime::listener;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::login_cache::LoginCache;
@@ -88,6 +88,8 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let tls_acceptor = tls::acceptor_from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?;
     let channel =
         Endpoint::from_shared(format!("http://{grpc_address}")).context("the mailstore address")?.connect_lazy();
+    // One count of failed logins per client address for SMTP AUTH and IMAP alike.
+    let auth_failures = AuthFailures::new();
     let services = Arc::new(Services {
         mailstore: kubemail_smtp_ingress::mailstore_client(channel.clone()),
         // One process on a laptop: a lookup is cheap and a new mailbox should work at once.
@@ -117,6 +119,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let imap_services = Arc::new(kubemail_imap_frontend::session::Services {
         mailstore: kubemail_imap_frontend::mailstore_client(channel.clone()),
         logins: LoginCache::start(args.imap.login_cache_ttl, events.clone(), shutdown.clone()),
+        auth_failures: auth_failures.clone(),
         snapshots: SnapshotCache::new(args.imap.select_cache_messages, snapshots::MIN_MESSAGES),
         events: events.clone(),
         tls: Some(tls_acceptor),

@@ -1,11 +1,14 @@
-//! Per-client-IP limits on connections: how many at once and how many new ones per minute
-//! (a token bucket). A client over either limit is refused before the greeting (SMTP answers
-//! `421 4.7.0`, IMAP `* BYE`).
+//! Per-client-IP limits:
+//! - on connections: how many at once and how many new ones per minute (a token bucket). A
+//!   client over either limit is refused before the greeting (SMTP answers `421 4.7.0`, IMAP
+//!   `* BYE`).
+//! - on failed logins ([`AuthFailures`]), across sessions and listeners: each failure from an
+//!   address doubles the wait before its next failure is answered.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The limits of one service.
 #[derive(Clone, Copy, Debug)]
@@ -120,9 +123,116 @@ impl Drop for Permit {
     }
 }
 
+/// The longest a failed login is answered late.
+pub const MAX_AUTH_FAILURE_DELAY: Duration = Duration::from_secs(15);
+/// A client address's failed logins are forgotten this long after its last one.
+pub const AUTH_FAILURES_FORGOTTEN_AFTER: Duration = Duration::from_secs(60 * 60);
+/// Addresses tracked at most; past it, the one whose last failure is oldest is forgotten.
+const MAX_TRACKED_AUTH_FAILURES: usize = 65_536;
+
+/// Failed logins by client address, shared by every session of a service: the answer to the
+/// n-th failure from one address comes `base_delay × 2^(n-1)` late (at most
+/// [`MAX_AUTH_FAILURE_DELAY`]), whichever session or listener it arrives on. A guesser cannot
+/// start over by reconnecting, and with the per-address connection cap it gets a few guesses a
+/// second at best; users behind the same NAT who type their password right are not slowed, as
+/// only failures wait. IPv6 clients are counted by /64, the block one subscriber usually holds.
+#[derive(Debug)]
+pub struct AuthFailures {
+    clients: Mutex<HashMap<IpAddr, RecentFailures>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RecentFailures {
+    count: u32,
+    last: Instant,
+}
+
+impl AuthFailures {
+    pub fn new() -> Arc<Self> {
+        Arc::new(AuthFailures { clients: Mutex::new(HashMap::new()) })
+    }
+
+    /// Records a failed login from `ip` and returns how long to wait before answering it, for a
+    /// first failure's `base_delay`.
+    pub fn failed(&self, ip: IpAddr, base_delay: Duration) -> Duration {
+        self.failed_at(ip, base_delay, Instant::now())
+    }
+
+    fn failed_at(&self, ip: IpAddr, base_delay: Duration, now: Instant) -> Duration {
+        let key = subscriber(ip);
+        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !clients.contains_key(&key) && clients.len() >= MAX_TRACKED_AUTH_FAILURES {
+            clients.retain(|_, recent| now.duration_since(recent.last) < AUTH_FAILURES_FORGOTTEN_AFTER);
+            if clients.len() >= MAX_TRACKED_AUTH_FAILURES
+                && let Some(oldest) = clients.iter().min_by_key(|(_, recent)| recent.last).map(|(ip, _)| *ip)
+            {
+                clients.remove(&oldest);
+            }
+        }
+        let recent = clients.entry(key).or_insert(RecentFailures { count: 0, last: now });
+        if now.duration_since(recent.last) >= AUTH_FAILURES_FORGOTTEN_AFTER {
+            recent.count = 0;
+        }
+        recent.count = recent.count.saturating_add(1);
+        recent.last = now;
+        // 2^(n-1), without overflowing for a client that has failed very often.
+        let factor = 1u32 << (recent.count - 1).min(16);
+        base_delay.saturating_mul(factor).min(MAX_AUTH_FAILURE_DELAY)
+    }
+
+    /// Addresses with failures remembered.
+    pub fn tracked(&self) -> usize {
+        self.clients.lock().map(|clients| clients.len()).unwrap_or_default()
+    }
+}
+
+/// The address failures are counted under: IPv4 as it is, IPv6 by its /64 prefix.
+fn subscriber(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_failure_from_an_address_doubles_its_delay_up_to_the_cap() {
+        let (failures, base) = (AuthFailures::new(), Duration::from_millis(100));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let delays: Vec<u128> = (0..10).map(|_| failures.failed(ip, base).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 6400, 12800, 15000, 15000]);
+        assert_eq!(failures.failed("192.0.2.2".parse().unwrap(), base), base, "others start afresh");
+    }
+
+    #[test]
+    fn failures_are_forgotten_an_hour_after_the_last_and_ipv6_counts_by_64() {
+        let (failures, base) = (AuthFailures::new(), Duration::from_millis(100));
+        let start = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::a".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::b".parse().unwrap();
+        assert_eq!(failures.failed_at(a, base, start), Duration::from_millis(100));
+        assert_eq!(failures.failed_at(b, base, start), Duration::from_millis(200), "same /64, same count");
+        let other_64: IpAddr = "2001:db8:1:3::a".parse().unwrap();
+        assert_eq!(failures.failed_at(other_64, base, start), Duration::from_millis(100));
+        let later = start + AUTH_FAILURES_FORGOTTEN_AFTER;
+        assert_eq!(failures.failed_at(a, base, later), Duration::from_millis(100), "forgotten after an hour");
+    }
+
+    #[test]
+    fn the_addresses_remembered_are_bounded() {
+        let failures = AuthFailures::new();
+        let now = Instant::now();
+        for n in 0..(MAX_TRACKED_AUTH_FAILURES as u32 + 10) {
+            failures.failed_at(IpAddr::V4(n.into()), Duration::ZERO, now + Duration::from_millis(u64::from(n)));
+        }
+        assert_eq!(failures.tracked(), MAX_TRACKED_AUTH_FAILURES);
+    }
 
     #[test]
     fn open_connections_are_capped_per_address() {

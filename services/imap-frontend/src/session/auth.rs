@@ -165,12 +165,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Flow::Continue
     }
 
-    /// A failed login: answered after a delay that grows with each failure; too many end the
-    /// connection.
+    /// A failed login: answered after a delay that doubles with each failure from the client's
+    /// address, in any session; too many in this session end the connection.
     async fn failed(&mut self, tag: &Tag<'_>) -> Flow {
         self.auth_failures += 1;
         metrics::counter!("kubemail_imap_auth_failures_total").increment(1);
-        tokio::time::sleep(self.services.settings.auth_failure_delay * self.auth_failures).await;
+        let delay = self.services.auth_failures.failed(self.client_ip, self.services.settings.auth_failure_delay);
+        tokio::time::sleep(delay).await;
         self.respond(Some(tag), Status::No, Some("AUTHENTICATIONFAILED"), "Authentication failed");
         if self.auth_failures >= self.services.settings.max_auth_failures {
             self.bye(None, "Too many failed logins");

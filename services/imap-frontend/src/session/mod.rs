@@ -34,6 +34,7 @@ use std::time::Duration;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Tag;
 use kubemail_runtime::EventBus;
+use kubemail_runtime::limits::AuthFailures;
 use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::Connection;
@@ -64,8 +65,8 @@ pub struct Settings {
     pub max_auth_failures: u32,
     /// Unreadable commands after which the connection is closed.
     pub max_errors: u32,
-    /// Wait before answering a failed login, times the session's failures so far: slows down
-    /// password guessing.
+    /// Wait before answering a client address's first failed login; each further failure from
+    /// it doubles the wait (`AuthFailures`): slows down password guessing.
     pub auth_failure_delay: Duration,
     /// LOGIN and AUTHENTICATE without TLS from loopback clients (`kubemail dev`); other
     /// clients need TLS whatever this says.
@@ -84,6 +85,8 @@ pub struct Services {
     pub settings: Settings,
     /// Logins verified lately.
     pub logins: Arc<LoginCache>,
+    /// Failed logins by client address, which set how late the next failure is answered.
+    pub auth_failures: Arc<AuthFailures>,
     /// SELECT snapshots of large mailboxes.
     pub snapshots: SnapshotCache,
     pub shutdown: Shutdown,

@@ -11,6 +11,7 @@ pub use kubemail_imap_frontend::session::Settings;
 use kubemail_imap_frontend::session::{self, Services};
 use kubemail_imap_frontend::snapshots::SnapshotCache;
 use kubemail_runtime::EventBus;
+use kubemail_runtime::limits::AuthFailures;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::shutdown::Shutdown;
@@ -65,6 +66,7 @@ impl Fixture {
         let services = Arc::new(Services {
             mailstore: kubemail_imap_frontend::mailstore_client(mailstore.channel.clone()),
             logins: LoginCache::start(Duration::from_secs(300), events.clone(), shutdown.clone()),
+            auth_failures: AuthFailures::new(),
             // Every snapshot kept, so the sessions of every test select through the cache.
             snapshots: SnapshotCache::new(100_000, 1),
             events,
