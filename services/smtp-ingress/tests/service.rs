@@ -1,7 +1,8 @@
 //! Black-box: the `smtp-ingress` binary on NATS JetStream, with a mailstore on loopback. The
 //! NATS server is killed while a client sends its data: the client must get `451`, never `250`,
 //! and after a restart the next message is accepted; what the queue holds at the end is exactly
-//! what got `250`. And a client flooding a line without end neither grows the process's memory
+//! what got `250`. A queue that refuses after the spool took the body also means `451`, and the
+//! body is removed. And a client flooding a line without end neither grows the process's memory
 //! nor stalls another client.
 
 mod common;
@@ -138,6 +139,34 @@ async fn a_nats_outage_during_data_is_451_never_250_and_nothing_is_lost() {
         subjects.insert(body.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap().to_string());
     }
     assert_eq!(subjects, BTreeSet::from(["before".to_string(), "after".to_string()]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_that_fails_after_the_spool_took_the_body_gets_451_and_the_body_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start();
+    let mailstore = Mailstore::start(dir.path(), Arc::new(LocalEventBus::new(64))).await;
+    let tls_dir = dir.path().join("tls");
+    tls::write_pair(&tls_dir, HOSTNAME, &tls::self_signed(&[HOSTNAME.to_string()]).unwrap()).unwrap();
+    let service = Service::start(&mailstore, &nats.url(), &tls_dir);
+    let kept = send(&service.smtp, "kept", || {}).await;
+    assert_eq!(kept.code, 250, "{kept:?}");
+
+    // The queue's stream goes away (an operator's mistake, a broken cluster) while the spool's
+    // stays: the body is stored, then the envelope cannot be.
+    let streams = NatsConfig::default();
+    let jetstream = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let spooled = || async {
+        let mut spool = jetstream.get_stream(&streams.spool_stream).await.unwrap();
+        spool.info().await.unwrap().state.messages
+    };
+    assert_eq!(spooled().await, 1);
+    jetstream.delete_stream(&streams.stream).await.unwrap();
+
+    let refused = send(&service.smtp, "refused", || {}).await;
+    assert_eq!(refused.code, 451, "a message the queue did not take is refused: {refused:?}");
+    assert!(refused.text().starts_with("4.3.0"), "{refused:?}");
+    assert_eq!(spooled().await, 1, "the refused message's body is removed from the spool; the accepted one stays");
 }
 
 #[tokio::test(flavor = "multi_thread")]
