@@ -125,15 +125,17 @@ async fn a_partly_delivered_message_continues_with_the_pending_recipients_only()
 async fn envelopes_that_can_never_be_delivered_are_dead_letters() {
     let f = Fixture::with_defaults().await;
     f.publish("garbage".into(), b"\xff\xfe not protobuf".to_vec()).await;
-    // Queued without its body: the hand-off removed it, its acknowledgement was lost.
-    let orphan = envelope("orphan", "someone@remote.example", &["alice@example.org"]);
+    // Queued without its body: the hand-off removed it, its acknowledgement was lost, and its
+    // client was told to try again. Its sender is alice, whose inbox shows that no report goes
+    // out for it.
+    let orphan = envelope("orphan", "alice@example.org", &["alice@example.org"]);
     f.publish(orphan.id.clone(), orphan.encode_to_vec()).await;
     let nobody = Envelope { recipients: Vec::new(), ..envelope("nobody", "someone@remote.example", &[]) };
     f.queue(&nobody, &message("to nobody")).await;
     f.queue(&envelope("fine", "someone@remote.example", &["alice@example.org"]), &message("fine")).await;
 
     assert_eq!(f.work(Duration::from_millis(200)).await, ["garbage", "orphan", "nobody", "fine"]);
-    assert_eq!(f.inbox("alice@example.org").await, [message("fine")], "the worker goes on");
+    assert_eq!(f.inbox("alice@example.org").await, [message("fine")], "the worker goes on, and reports nothing");
     let letters = f.transport.queue.dead_letters(10).await.unwrap();
     let reasons: Vec<(&str, &str)> = letters.iter().map(|l| (l.message.id.as_str(), l.reason.as_str())).collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
