@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Fixture, b64, plain, test_settings};
 use kubemail_proto::queue::{DsnNotify, DsnReturn};
@@ -385,4 +385,124 @@ async fn ten_thousand_recipients_end_in_a_bounded_refusal() {
     assert_eq!(codes[5..1015], [452; 1010]);
     assert_eq!(codes[1015..], [421]);
     assert!(f.queued().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_domain_catch_all_takes_unknown_local_parts() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    // example.com sends unknown local parts to alice; example.org has no catch-all.
+    assert!(mx.command("RCPT TO:<anyone@example.com>", 250).await.starts_with("2.1.5"));
+    assert!(mx.command("RCPT TO:<anyone@example.org>", 550).await.starts_with("5.1.1"));
+    mx.command("DATA", 354).await;
+    mx.send(&format!("{MESSAGE}.\r\n")).await;
+    mx.expect(250).await;
+    let queued = f.queued().await;
+    assert_eq!(queued.len(), 1);
+    let recipients: Vec<_> = queued[0].0.recipients.iter().map(|r| (r.address.as_str(), r.local)).collect();
+    assert_eq!(recipients, [("anyone@example.com", true)]);
+}
+
+#[tokio::test]
+async fn a_bdat_chunk_over_the_size_limit_gets_552_and_the_rest_is_discarded() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    mx.command("EHLO client.example", 250).await;
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    mx.command("RCPT TO:<alice@example.org>", 250).await;
+    // One chunk of 70,000 octets, over the 65,536 allowed.
+    mx.send(&format!("BDAT 70000 LAST\r\n{}", "x".repeat(70_000))).await;
+    assert!(mx.expect(552).await.starts_with("5.3.4"));
+
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    mx.command("RCPT TO:<alice@example.org>", 250).await;
+    let filler = "x".repeat(40_000);
+    mx.send(&format!("BDAT 40000\r\n{filler}")).await;
+    mx.expect(250).await;
+    // The second chunk takes the message to 80,000 octets; the client streams its last chunk
+    // behind it, and that chunk's commands must not run (RFC 3030 §2: after a failed chunk the
+    // server accepts and discards the ones already sent).
+    let smuggled = "MAIL FROM:<smuggled@remote.example>\r\nRCPT TO:<alice@example.org>\r\n";
+    mx.send(&format!("BDAT 40000\r\n{filler}BDAT {} LAST\r\n{smuggled}", smuggled.len())).await;
+    assert!(mx.expect(552).await.starts_with("5.3.4"), "the chunk that goes over the limit fails");
+    let discarded = mx.reply().await.expect("a reply to the chunk after the failed one");
+    assert!(discarded.code >= 500, "a chunk after a failed one is discarded: {discarded:?}");
+    mx.command("NOOP", 250).await;
+
+    // The session is still in step: the next message is taken.
+    mx.command("MAIL FROM:<a@remote.example>", 250).await;
+    mx.command("RCPT TO:<alice@example.org>", 250).await;
+    mx.send(&format!("BDAT {} LAST\r\n{MESSAGE}", MESSAGE.len())).await;
+    mx.expect(250).await;
+    let queued = f.queued().await;
+    assert_eq!(queued.len(), 1, "only the message within the limit is queued");
+    assert!(queued[0].1.ends_with(MESSAGE));
+}
+
+#[tokio::test]
+async fn an_auth_response_over_the_limit_is_refused_and_the_session_goes_on() {
+    let f = Fixture::start().await;
+    let mut tls = f.connect(Listener::Submission).await;
+    tls.command("EHLO laptop", 250).await;
+    let mut tls = tls.starttls(&f.tls_connector()).await;
+    tls.command("EHLO laptop", 250).await;
+    // RFC 4954 §4: responses up to 12,288 octets are read; this one of 11,868 is checked (and
+    // its password is wrong).
+    let long_password = "p".repeat(8_880);
+    let response = plain("alice@example.org", &long_password);
+    assert_eq!(response.len(), 11_868);
+    tls.command("AUTH PLAIN", 334).await;
+    assert!(tls.command(&response, 535).await.starts_with("5.7.8"));
+    // Longer ones are refused, however long: what goes beyond the limit is dropped as it arrives.
+    tls.command("AUTH PLAIN", 334).await;
+    assert!(tls.command(&"A".repeat(12_288), 500).await.starts_with("5.5.2"));
+    tls.command("AUTH LOGIN", 334).await;
+    assert!(tls.command(&"A".repeat(200_000), 500).await.starts_with("5.5.2"));
+    tls.command("NOOP", 250).await;
+    tls.command(&format!("AUTH PLAIN {}", plain("alice@example.org", "secret")), 235).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_sending_a_message_is_timed_out() {
+    let data_timeout = Duration::from_millis(300);
+    let f = Fixture::with_settings(Settings { data_timeout, ..test_settings() }).await;
+    // DATA and BDAT both wait at most the data timeout for more of the body (the command
+    // timeout, 10 s here, is not what ends them).
+    for (command, partial) in [("DATA", "Subject: half\r\n\r\nThe rest never"), ("BDAT 1000 LAST", "Subject: half")] {
+        let mut mx = f.connect(Listener::Mx).await;
+        mx.command("EHLO client.example", 250).await;
+        mx.command("MAIL FROM:<a@remote.example>", 250).await;
+        mx.command("RCPT TO:<alice@example.org>", 250).await;
+        if command == "DATA" {
+            mx.command(command, 354).await;
+            mx.send(partial).await;
+        } else {
+            mx.send(&format!("{command}\r\n{partial}")).await;
+        }
+        let stopped = Instant::now();
+        assert!(mx.expect(421).await.starts_with("4.4.2"), "{command}");
+        assert!(mx.closed().await, "{command}");
+        assert!(stopped.elapsed() < Duration::from_secs(5), "{command}: cut off after {:?}", stopped.elapsed());
+    }
+    assert!(f.queued().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_client_silent_after_starttls_is_disconnected() {
+    let command_timeout = Duration::from_millis(300);
+    let f = Fixture::with_settings(Settings { command_timeout, ..test_settings() }).await;
+    // No ClientHello at all, and the first five octets of one (a TLS record header).
+    for sent in [&b""[..], b"\x16\x03\x01\x02\x00"] {
+        let mut mx = f.connect(Listener::Mx).await;
+        mx.command("EHLO client.example", 250).await;
+        mx.command("STARTTLS", 220).await;
+        let started = Instant::now();
+        mx.send_bytes(sent).await;
+        assert!(mx.closed().await, "the handshake is abandoned after {sent:?}");
+        let waited = started.elapsed();
+        assert!(waited >= command_timeout / 2, "the client had time to start: {waited:?}");
+        assert!(waited < Duration::from_secs(5), "disconnected after {waited:?}");
+    }
 }

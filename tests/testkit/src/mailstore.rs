@@ -45,7 +45,8 @@ impl Mailstore {
     }
 
     /// On `db`, serving the domain example.org: alice (alias al@example.org), bob with a quota
-    /// of 2,000 octets, and carol, suspended; every password is [`PASSWORD`].
+    /// of 2,000 octets, and carol, suspended; every password is [`PASSWORD`]. Also example.com,
+    /// with no accounts and alice as its catch-all.
     pub async fn start_on(db: kubemail_mailstore::Db, events: Arc<dyn EventBus>) -> Mailstore {
         let store = kubemail_mailstore::store(db, events, kubemail_mailstore::Limits::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -77,6 +78,12 @@ impl Mailstore {
             .add_alias(AddAliasRequest { address: "al@example.org".into(), target: "alice@example.org".into() })
             .await
             .expect("alias");
+        let catch_all = UpsertDomainRequest {
+            name: "example.com".into(),
+            catch_all: "alice@example.org".into(),
+            ..Default::default()
+        };
+        admin.upsert_domain(catch_all).await.expect("catch-all domain");
         Mailstore { address, channel, admin, stop }
     }
 
