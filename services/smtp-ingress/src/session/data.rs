@@ -50,17 +50,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let Some(transaction) = self.transaction.as_mut() else { return Ok(Flow::Continue) };
         let chunks = transaction.chunks.get_or_insert_with(Vec::new);
-        let too_big = transaction.chunks_too_big || chunks.len() as u64 + size > limit;
-        if too_big && !transaction.chunks_too_big {
-            transaction.chunks_too_big = true;
-            *chunks = Vec::new();
-        }
+        let too_big = chunks.len() as u64 + size > limit;
         self.io.read_chunk(size, chunks, too_big, timeout).await?;
-        let reply = if !last {
-            Reply::new(250, "2.0.0", format!("{size} octets received"))
-        } else if too_big {
+        let reply = if too_big {
+            // The transaction fails at this chunk (RFC 3030 §2); chunks the client pipelined
+            // behind it find no transaction and are read and refused.
             self.transaction = None;
             replies::message_too_big(limit)
+        } else if !last {
+            Reply::new(250, "2.0.0", format!("{size} octets received"))
         } else {
             let body = self.transaction.as_mut().and_then(|t| t.chunks.take()).unwrap_or_default();
             self.accept(body).await

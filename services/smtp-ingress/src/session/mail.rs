@@ -89,7 +89,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             recipients: Vec::new(),
             excess_recipients: 0,
             chunks: None,
-            chunks_too_big: false,
         });
         Reply::new(250, "2.1.0", "Sender OK")
     }

@@ -133,8 +133,6 @@ struct Transaction {
     excess_recipients: usize,
     /// The message so far when it arrives in BDAT chunks; `None` before the first chunk.
     chunks: Option<Vec<u8>>,
-    /// A BDAT chunk took the message over the size limit; the rest is discarded.
-    chunks_too_big: bool,
 }
 
 /// What the loop does after a command.
