@@ -101,6 +101,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         ),
         tls: Some(tls_acceptor.clone()),
         settings: args.limits.settings(&args.hostname),
+        auth_failures: auth_failures.clone(),
         // The laptop platform checks no DNS: mail to it comes from its developer.
         verifier: None,
         shutdown: shutdown.clone(),

@@ -66,8 +66,8 @@ pub struct Config {
     pub limits: LimitFlags,
 }
 
-/// The delay added to a failed AUTH reply, times the session's failures so far: slows password
-/// guessing without hurting a user who mistyped.
+/// The delay added to the reply to a client address's first failed AUTH, doubled for each
+/// further failure: slows password guessing without hurting a user who mistyped.
 const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// The protocol limits, shared by the service and `kubemail dev`.

@@ -29,7 +29,7 @@ use kubemail_runtime::shutdown::Shutdown;
 use tonic::transport::Endpoint;
 
 use handoff::Handoff;
-use kubemail_runtime::limits::ConnectionTracker;
+use kubemail_runtime::limits::{AuthFailures, ConnectionTracker};
 use kubemail_runtime::tls;
 use server::Listeners;
 use session::Services;
@@ -89,6 +89,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         handoff,
         tls,
         settings: config.limits.settings(&config.hostname),
+        auth_failures: AuthFailures::new(),
         verifier,
         shutdown: shutdown.clone(),
     });

@@ -311,6 +311,25 @@ async fn repeated_auth_failures_close_the_session() {
 }
 
 #[tokio::test]
+async fn failed_auth_from_one_address_is_answered_ever_later_across_sessions() {
+    let base = Duration::from_millis(50);
+    let f = Fixture::with_settings(Settings { auth_failure_delay: base, ..test_settings() }).await;
+    let mut last = Duration::ZERO;
+    // Reconnecting does not start the count over: the fourth failure from one address, in a
+    // session of its own, waits 2^3 times the first one's delay.
+    for _ in 0..4 {
+        let mut tls = f.connect(Listener::Submission).await;
+        tls.command("EHLO laptop", 250).await;
+        let mut tls = tls.starttls(&f.tls_connector()).await;
+        tls.command("EHLO laptop", 250).await;
+        let started = std::time::Instant::now();
+        tls.command(&format!("AUTH PLAIN {}", plain("alice@example.org", "guess")), 535).await;
+        last = started.elapsed();
+    }
+    assert!(last >= base * 8, "the fourth failure from one address was answered after {last:?}");
+}
+
+#[tokio::test]
 async fn commands_pipelined_after_starttls_are_discarded() {
     let f = Fixture::start().await;
     let mut mx = f.connect(Listener::Mx).await;

@@ -73,11 +73,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// A wrong user name or password: answered late, and the session ends after too many.
+    /// A wrong user name or password: answered the later the more failures came from the
+    /// client's address (in any session), and the session ends after too many of its own.
     async fn auth_failed(&mut self) -> Result<Flow, End> {
         self.auth_failures += 1;
         tracing::info!(client = %self.client_ip, failures = self.auth_failures, "authentication failed");
-        let delay = self.settings().auth_failure_delay * self.auth_failures;
+        let delay = self.services.auth_failures.failed(self.client_ip, self.settings().auth_failure_delay);
         self.io.flush().await?;
         tokio::time::sleep(delay).await;
         self.respond(Reply::new(535, "5.7.8", "Authentication credentials invalid"));

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kubemail_proto::queue::Recipient;
+use kubemail_runtime::limits::AuthFailures;
 use kubemail_runtime::shutdown::Shutdown;
 use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -82,9 +83,10 @@ pub struct Settings {
     pub command_timeout: Duration,
     /// Waiting for more of a message body.
     pub data_timeout: Duration,
-    /// Failed AUTH attempts after which the connection is closed; each failure also delays
-    /// the reply by `auth_failure_delay` times the number of failures so far.
+    /// Failed AUTH attempts after which the connection is closed.
     pub max_auth_failures: u32,
+    /// The delay of the reply to a client address's first failed AUTH; each further failure
+    /// from it doubles it (`AuthFailures`).
     pub auth_failure_delay: Duration,
     /// Allows AUTH without TLS (for `kubemail dev` on loopback only).
     pub allow_plaintext_auth: bool,
@@ -100,6 +102,8 @@ pub struct Services {
     /// `None` when no certificate is configured: STARTTLS is then not offered.
     pub tls: Option<TlsAcceptor>,
     pub settings: Settings,
+    /// Failed AUTH by client address, which sets how late the next failure is answered.
+    pub auth_failures: Arc<AuthFailures>,
     /// SPF, DKIM and DMARC of mail from unauthenticated clients; `None` skips the checks.
     pub verifier: Option<Verifier>,
     pub shutdown: Shutdown,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use kubemail_proto::Message as _;
 use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::queue::Envelope;
+use kubemail_runtime::limits::AuthFailures;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::{self, PemPair};
@@ -84,6 +85,7 @@ impl Fixture {
             ),
             tls: Some(acceptor),
             settings,
+            auth_failures: AuthFailures::new(),
             verifier,
             shutdown: Shutdown::new(),
         });
