@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Backend, Fixture, TEST_MAX_MESSAGE, deliver, deliver_to, message};
+use common::{Backend, Fixture, TEST_MAX_MESSAGE, append_to, deliver, deliver_to, message};
 use futures::StreamExt;
 use kubemail_proto::Message as _;
 use kubemail_proto::admin::*;
@@ -24,6 +24,7 @@ on_both_backends!(
     a_burst_into_one_mailbox_is_stored_once_each_with_every_answer_right,
     redelivery_stores_one_copy_and_returns_the_same_uid,
     deliveries_racing_folder_changes_keep_usage_exact,
+    appends_racing_folder_changes_keep_usage_exact,
     uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate,
     flag_changes_raise_modseq_and_conditional_store_respects_it,
     one_account_can_never_reach_another_accounts_mail,
@@ -427,32 +428,7 @@ async fn deliveries_racing_folder_changes_keep_usage_exact(backend: Backend) {
             delivered
         })
     });
-    let mut changer = f.mailstore.clone();
-    let folder_changes = tokio::spawn(async move {
-        for _ in 0..PER_WORKER {
-            let outcomes = [
-                changer
-                    .delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Lists".into() })
-                    .await
-                    .map(drop),
-                changer.create_mailbox(create("Lists")).await.map(drop),
-                changer
-                    .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Lists".into(), to: "Old".into() })
-                    .await
-                    .map(drop),
-                changer.create_mailbox(create("Lists")).await.map(drop),
-                changer.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Old".into() }).await.map(drop),
-            ];
-            for outcome in outcomes {
-                if let Err(status) = outcome {
-                    assert!(
-                        matches!(status.code(), Code::NotFound | Code::AlreadyExists | Code::Aborted),
-                        "a racing folder change fails cleanly: {status}"
-                    );
-                }
-            }
-        }
-    });
+    let folder_changes = churn_folder(f.mailstore.clone(), alice, PER_WORKER);
     let mut delivered = Vec::new();
     for worker in futures::future::join_all(deliveries).await {
         delivered.extend(worker.expect("delivery task"));
@@ -484,6 +460,87 @@ async fn deliveries_racing_folder_changes_keep_usage_exact(backend: Backend) {
     let inbox_id = inbox.mailbox.as_ref().unwrap().id;
     let fell_back = delivered.iter().filter(|(_, _, d)| d.mailbox_id == inbox_id).count();
     assert_eq!(inbox.uids.len(), fell_back);
+}
+
+/// `rounds` times: deletes "Lists", creates it, renames it to "Old", creates it again and
+/// deletes "Old", each change allowed to fail cleanly as it races others.
+fn churn_folder(
+    mut changer: kubemail_proto::mailstore::mail_store_client::MailStoreClient<tonic::transport::Channel>,
+    alice: i64,
+    rounds: usize,
+) -> tokio::task::JoinHandle<()> {
+    let create =
+        move |name: &str| CreateMailboxRequest { account_id: alice, name: name.into(), special_use: String::new() };
+    tokio::spawn(async move {
+        for _ in 0..rounds {
+            let outcomes = [
+                changer
+                    .delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Lists".into() })
+                    .await
+                    .map(drop),
+                changer.create_mailbox(create("Lists")).await.map(drop),
+                changer
+                    .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Lists".into(), to: "Old".into() })
+                    .await
+                    .map(drop),
+                changer.create_mailbox(create("Lists")).await.map(drop),
+                changer.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Old".into() }).await.map(drop),
+            ];
+            for outcome in outcomes {
+                if let Err(status) = outcome {
+                    assert!(
+                        matches!(status.code(), Code::NotFound | Code::AlreadyExists | Code::Aborted),
+                        "a racing folder change fails cleanly: {status}"
+                    );
+                }
+            }
+        }
+    })
+}
+
+/// IMAP APPENDs into a folder that is deleted, recreated and renamed under them: each is stored
+/// or refused as NotFound, and the account's usage stays exactly what its mailboxes hold (an
+/// APPEND that counted its message must not lose the mailbox it was for).
+async fn appends_racing_folder_changes_keep_usage_exact(backend: Backend) {
+    const WORKERS: usize = 6;
+    const PER_WORKER: usize = 15;
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    let create = CreateMailboxRequest { account_id: alice, name: "Lists".into(), special_use: String::new() };
+    f.mailstore.create_mailbox(create).await.unwrap();
+
+    let appends = (0..WORKERS).map(|worker| {
+        let mut client = f.mailstore.clone();
+        tokio::spawn(async move {
+            let mut stored = 0;
+            for i in 0..PER_WORKER {
+                let body = message(&format!("a-{worker}-{i}"), 300 + 37 * (worker * PER_WORKER + i));
+                match append_to(&mut client, alice, "Lists", &body).await {
+                    Ok(_) => stored += 1,
+                    Err(status) => assert_eq!(status.code(), Code::NotFound, "a refused APPEND: {status}"),
+                }
+            }
+            stored
+        })
+    });
+    let folder_changes = churn_folder(f.mailstore.clone(), alice, PER_WORKER);
+    let mut stored = 0;
+    for worker in futures::future::join_all(appends).await {
+        stored += worker.expect("append task");
+    }
+    folder_changes.await.expect("folder task");
+    assert!(stored > 0, "some APPENDs found the folder");
+
+    let mailboxes =
+        f.mailstore.list_mailboxes(ListMailboxesRequest { account_id: alice }).await.unwrap().into_inner().mailboxes;
+    let (mut held_octets, mut held_messages) = (0, 0);
+    for mailbox in &mailboxes {
+        let info = f.select(alice, &mailbox.name).await.mailbox.unwrap();
+        held_octets += info.size;
+        held_messages += u64::from(info.messages);
+    }
+    let usage = f.quota(alice).await;
+    assert_eq!((usage.storage_used, usage.messages_used), (held_octets, held_messages));
 }
 
 async fn uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate(backend: Backend) {

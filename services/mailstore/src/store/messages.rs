@@ -306,8 +306,14 @@ impl Store {
         let new = NewMessage {
             system_flags: validate::system_flags(flags.system)?,
             keywords: keyword_list(flags.keywords.iter().map(String::as_str))?,
-            internal_date,
+            internal_date: if internal_date > 0 { internal_date } else { now() },
         };
+        if let Some(pool) = self.db.postgres()
+            && let Some((folder, uid)) = postgres::append(pool, account_id, &mailbox, &message, &new).await?
+        {
+            self.announce_added(&folder, vec![uid]).await;
+            return Ok(AppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uid });
+        }
         let mut tx = self.db.write().await?;
         self.reserve_usage(&mut tx, account_id, message.size(), 1).await?;
         let (folder, uid) = self.insert_into(&mut tx, account_id, &mailbox, &message, &new).await?;

@@ -1,9 +1,11 @@
-//! PostgreSQL forms of the two hottest calls, each one statement on the typed pool.
+//! PostgreSQL forms of the hottest calls, each one statement on the typed pool.
 //!
 //! - [`deliver`] — the common delivery (an existing address or alias, a mailbox that exists,
 //!   room in the quota, a new idempotency key) in one data-modifying statement. Anything else
 //!   changes nothing and is left to the general transaction in `messages.rs`, which tells why.
 //!   [`deliver_all`] runs it for a group of deliveries in one transaction (see `group.rs`).
+//! - [`append`] — IMAP APPEND the same way: one statement when the mailbox exists and the
+//!   message fits, the general transaction otherwise.
 //! - [`select`] — the SELECT snapshot as one row of arrays.
 //!
 //! The general code in `messages.rs` and `mailboxes.rs` stays the reference: the mailstore
@@ -15,7 +17,7 @@ use sqlx::postgres::{PgArguments, PgDatabaseError, PgPool, PgRow, Postgres};
 use sqlx::query::Query;
 
 use super::mailboxes::Snapshot;
-use super::messages::Delivery;
+use super::messages::{Delivery, IncomingMessage, NewMessage};
 use super::{LockedMailbox, to_i64};
 use crate::{Error, Result};
 
@@ -79,6 +81,66 @@ record AS (
 )
 SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbox.uid_next, mailbox.highest_modseq
 FROM mailbox, record";
+
+/// IMAP APPEND of the common case, as [`DELIVER`] without the recipient lookup and the delivery
+/// record: `usage` counts the message (locking the account row first, like every writer), then
+/// `mailbox` takes the UID and MODSEQ, `blob` and `message` store it. Should the mailbox have gone
+/// between the snapshot and its lock, `message` inserts NULLs and its NOT NULL constraints abort
+/// the statement after `usage` counted it, as `record` does in [`DELIVER`].
+const APPEND: &str = "\
+WITH usage AS (
+    UPDATE accounts SET used_storage = used_storage + $3, used_messages = used_messages + 1
+    WHERE id = $1 AND suspended = 0
+      AND (quota_storage = 0 OR used_storage + $3 <= quota_storage)
+      AND (quota_messages = 0 OR used_messages + 1 <= quota_messages)
+      AND EXISTS (SELECT 1 FROM mailboxes WHERE account_id = $1 AND name = $2)
+    RETURNING id
+),
+mailbox AS (
+    UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1
+    WHERE account_id = (SELECT id FROM usage) AND name = $2 AND uid_next + 1 < 4294967295
+    RETURNING id, account_id, name, uidvalidity, uid_next, highest_modseq
+),
+blob AS (
+    INSERT INTO blobs (hash, data) SELECT $4, $5 FROM mailbox
+    ON CONFLICT (hash) DO UPDATE SET hash = excluded.hash
+    RETURNING hash
+),
+message AS (
+    INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash)
+    SELECT mailbox.id, mailbox.uid_next - 1, usage.id, mailbox.highest_modseq, $6, $7, $8, $3, $9, blob.hash
+    FROM usage LEFT JOIN mailbox ON true LEFT JOIN blob ON true
+    RETURNING uid
+)
+SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbox.uid_next, mailbox.highest_modseq
+FROM mailbox, message";
+
+/// One APPEND of the common case into the mailbox `name` (validated) of `account_id`; the
+/// mailbox after it and the message's UID, or `None` when nothing was written and the general
+/// path must decide (no such mailbox, over quota, suspended, out of UIDs).
+pub(super) async fn append(
+    pool: &PgPool,
+    account_id: i64,
+    name: &str,
+    message: &IncomingMessage,
+    new: &NewMessage,
+) -> Result<Option<(LockedMailbox, u32)>> {
+    let query = sqlx::query(APPEND)
+        .bind(account_id)
+        .bind(name)
+        .bind(to_i64(message.size(), "size")?)
+        .bind(message.hash())
+        .bind(message.body())
+        .bind(i64::from(new.system_flags))
+        .bind(&new.keywords)
+        .bind(new.internal_date)
+        .bind(to_i64(message.header_size(), "header size")?);
+    match query.fetch_optional(pool).await {
+        Ok(row) => row.as_ref().map(written).transpose(),
+        Err(error) if left_to_general_path(&error) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
 
 /// One delivery of the common case; the mailbox after it and the message's UID, or `None`
 /// when nothing was written and the general path must decide.

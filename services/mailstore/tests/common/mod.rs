@@ -11,8 +11,9 @@ use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::admin::{UpsertAccountRequest, UpsertDomainRequest};
 use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_proto::mailstore::{
-    BodyChunk, CopyMessagesRequest, CopyMessagesResponse, DeliverChunk, DeliverHeader, DeliverResponse,
-    FetchBodyRequest, GetQuotaRequest, Quota, SelectMailboxRequest, SelectMailboxResponse, UidRange, deliver_chunk,
+    AppendChunk, AppendHeader, AppendResponse, BodyChunk, CopyMessagesRequest, CopyMessagesResponse, DeliverChunk,
+    DeliverHeader, DeliverResponse, FetchBodyRequest, GetQuotaRequest, Quota, SelectMailboxRequest,
+    SelectMailboxResponse, UidRange, append_chunk, deliver_chunk,
 };
 use kubemail_runtime::EventBus;
 use kubemail_runtime::local::LocalEventBus;
@@ -215,6 +216,19 @@ pub async fn deliver_to(
     let mut chunks = vec![DeliverChunk { part: Some(deliver_chunk::Part::Header(header)) }];
     chunks.extend(body.chunks(64 * 1024).map(|c| DeliverChunk { part: Some(deliver_chunk::Part::Data(c.to_vec())) }));
     client.deliver(tokio_stream::iter(chunks)).await.map(|r| r.into_inner())
+}
+
+/// IMAP APPEND of `body` into the mailbox `mailbox` of `account_id`, with no flags.
+pub async fn append_to(
+    client: &mut MailStoreClient<Channel>,
+    account_id: i64,
+    mailbox: &str,
+    body: &[u8],
+) -> Result<AppendResponse, tonic::Status> {
+    let header = AppendHeader { account_id, mailbox: mailbox.into(), size: body.len() as u64, ..Default::default() };
+    let mut chunks = vec![AppendChunk { part: Some(append_chunk::Part::Header(header)) }];
+    chunks.extend(body.chunks(64 * 1024).map(|c| AppendChunk { part: Some(append_chunk::Part::Data(c.to_vec())) }));
+    client.append(tokio_stream::iter(chunks)).await.map(|r| r.into_inner())
 }
 
 /// A small RFC 5322 message whose body is padded to about `size` octets.
