@@ -1637,8 +1637,24 @@ async fn a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes(backen
         }
         known = reply;
     }
+    // Changed in another order than their UIDs: the delta still comes in UID order.
+    f.deliver("q-3", "alice@example.org", &message("three", 200)).await.unwrap();
+    f.deliver("q-4", "alice@example.org", &message("four", 200)).await.unwrap();
+    let seen = StoreFlagsRequest {
+        account_id: alice,
+        mailbox_id: inbox,
+        uids: vec![uid_range(2, 2)],
+        operation: Operation::Add as i32,
+        flags: flags(SystemFlag::Seen as u32, &[]),
+        unchanged_since: 0,
+    };
+    f.mailstore.store_flags(seen).await.unwrap();
+    let reply = f.mailstore.select_mailbox(select(&known)).await.unwrap().into_inner();
+    assert!(reply.delta, "{reply:?}");
+    assert_eq!(reply.uids, [2, 3, 4]);
+    assert!(reply.modseqs[0] > reply.modseqs[2], "UID 2 changed last: {reply:?}");
     let current = f.select(alice, "INBOX").await;
-    assert_eq!(current.uids, [2]);
+    assert_eq!(current.uids, [2, 3, 4]);
     let mut other = select(&known);
     other.known_mailbox_id += 1000;
     assert!(!f.mailstore.select_mailbox(other).await.unwrap().into_inner().unchanged, "another mailbox's snapshot");

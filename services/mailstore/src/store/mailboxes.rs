@@ -274,33 +274,44 @@ impl Store {
         // Beyond a quarter of the mailbox, reading it whole is as cheap.
         let most = i64::from(mailbox.messages / 4).max(DELTA_MIN_ROWS);
         let since = i64::try_from(known_modseq).unwrap_or(i64::MAX);
+        // Both reads are ordered by MODSEQ, the order of their (mailbox_id, modseq) indexes, and
+        // put in UID order here. Ordered by UID, or not at all, PostgreSQL's generic plan for
+        // the prepared statement (used once it has run a few times) reads the whole mailbox and
+        // filters by MODSEQ: milliseconds instead of microseconds for a mailbox of 10,000.
         let changed = sqlx::query(
             "SELECT uid, flags, modseq, keywords FROM messages WHERE mailbox_id = $1 AND modseq > $2 \
-             ORDER BY uid LIMIT $3",
+             ORDER BY modseq LIMIT $3",
         )
         .bind(mailbox.id)
         .bind(since)
         .bind(most + 1)
         .fetch_all(&mut *tx)
         .await?;
-        let expunged: Vec<i64> =
-            sqlx::query_scalar("SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 LIMIT $3")
-                .bind(mailbox.id)
-                .bind(since)
-                .bind(most + 1)
-                .fetch_all(&mut *tx)
-                .await?;
+        let expunged: Vec<i64> = sqlx::query_scalar(
+            "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY modseq LIMIT $3",
+        )
+        .bind(mailbox.id)
+        .bind(since)
+        .bind(most + 1)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         if changed.len() as i64 > most || expunged.len() as i64 > most {
             return Ok(None);
         }
+        let mut changed = changed
+            .iter()
+            .map(|row| {
+                let keywords: String = row.try_get("keywords")?;
+                Ok((get_u32(row, "uid")?, get_u32(row, "flags")?, get_u64(row, "modseq")?, keywords))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        changed.sort_unstable_by_key(|&(uid, ..)| uid);
         let mut answer = SelectMailboxResponse { mailbox: Some(mailbox), delta: true, ..Default::default() };
-        for row in &changed {
-            let uid = get_u32(row, "uid")?;
+        for (uid, flags, modseq, keywords) in changed {
             answer.uids.push(uid);
-            answer.flags.push(get_u32(row, "flags")?);
-            answer.modseqs.push(get_u64(row, "modseq")?);
-            let keywords: String = row.try_get("keywords")?;
+            answer.flags.push(flags);
+            answer.modseqs.push(modseq);
             if !keywords.is_empty() {
                 answer.keyword_uids.push(uid);
                 answer.keywords.push(keywords);
