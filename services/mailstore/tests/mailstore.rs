@@ -655,6 +655,23 @@ async fn flag_changes_raise_modseq_and_conditional_store_respects_it(backend: Ba
         .into_inner()
         .messages;
     assert_eq!(changed_since.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 2, 3]);
+
+    // Keywords may hold what other formats treat as separators or quotes; stored for several
+    // messages at once, each keeps them exactly.
+    let odd = ["a,b}c", "it's", "x=y;z"];
+    let replace = StoreFlagsRequest {
+        account_id: alice,
+        mailbox_id,
+        uids: vec![uid_range(1, 3)],
+        operation: Operation::Replace as i32,
+        flags: flags(SystemFlag::Answered as u32, &odd),
+        unchanged_since: 0,
+    };
+    f.mailstore.store_flags(replace).await.unwrap();
+    let after = f.select(alice, "INBOX").await;
+    assert_eq!(after.flags, vec![SystemFlag::Answered as u32; 3]);
+    assert_eq!(after.keyword_uids, vec![1, 2, 3]);
+    assert!(after.keywords.iter().all(|stored| stored.split(' ').eq(odd)), "{:?}", after.keywords);
 }
 
 async fn one_account_can_never_reach_another_accounts_mail(backend: Backend) {

@@ -553,19 +553,10 @@ impl Store {
         if !changes.is_empty() {
             // One MODSEQ for the whole command: every changed message gets a new, higher value.
             let modseq = self.bump_modseq(&mut tx, &mut folder).await?;
-            for (meta, keywords) in &mut changes {
+            for (meta, _) in &mut changes {
                 meta.modseq = modseq;
-                sqlx::query(
-                    "UPDATE messages SET flags = $1, keywords = $2, modseq = $3 WHERE mailbox_id = $4 AND uid = $5",
-                )
-                .bind(i64::from(meta.flags.as_ref().map_or(0, |f| f.system)))
-                .bind(&*keywords)
-                .bind(to_i64(modseq, "MODSEQ")?)
-                .bind(mailbox_id)
-                .bind(i64::from(meta.uid))
-                .execute(&mut *tx)
-                .await?;
             }
+            self.write_flags(&mut tx, mailbox_id, modseq, &changes).await?;
         }
         tx.commit().await?;
         if !changes.is_empty() {
@@ -582,6 +573,48 @@ impl Store {
     }
 
     /// Removes the \Deleted messages of a mailbox (within `ranges` when given).
+    /// Writes the new flags of `changes` (messages of a locked mailbox) with their new MODSEQ.
+    async fn write_flags(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        mailbox_id: i64,
+        modseq: u64,
+        changes: &[(MessageMeta, String)],
+    ) -> Result<()> {
+        let system = |meta: &MessageMeta| meta.flags.as_ref().map_or(0, |f| f.system);
+        if self.db.postgres().is_some() {
+            // One statement, however many messages: each UPDATE statement also runs the
+            // counters' trigger once, and the mailbox stays locked until the last one is done.
+            // The arrays travel as text, which the Any driver can bind.
+            sqlx::query(
+                "UPDATE messages m SET flags = c.flags, keywords = c.keywords, modseq = $2 \
+                 FROM unnest($3::text::bigint[], $4::text::bigint[], $5::text::text[]) AS c (uid, flags, keywords) \
+                 WHERE m.mailbox_id = $1 AND m.uid = c.uid",
+            )
+            .bind(mailbox_id)
+            .bind(to_i64(modseq, "MODSEQ")?)
+            .bind(postgres::array_literal(changes.iter().map(|(meta, _)| meta.uid.to_string())))
+            .bind(postgres::array_literal(changes.iter().map(|(meta, _)| system(meta).to_string())))
+            .bind(postgres::array_literal(changes.iter().map(|(_, keywords)| keywords.clone())))
+            .execute(&mut **tx)
+            .await?;
+            return Ok(());
+        }
+        for (meta, keywords) in changes {
+            sqlx::query(
+                "UPDATE messages SET flags = $1, keywords = $2, modseq = $3 WHERE mailbox_id = $4 AND uid = $5",
+            )
+            .bind(i64::from(system(meta)))
+            .bind(keywords)
+            .bind(to_i64(modseq, "MODSEQ")?)
+            .bind(mailbox_id)
+            .bind(i64::from(meta.uid))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
     pub async fn expunge(&self, account_id: i64, mailbox_id: i64, ranges: &[UidRange]) -> Result<ExpungeResponse> {
         let ranges = if ranges.is_empty() { UidSet::all() } else { UidSet::new(ranges)? };
         // Most EXPUNGEs (every CLOSE) find nothing to remove: looked for without a lock first,

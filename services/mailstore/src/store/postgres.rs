@@ -274,6 +274,27 @@ pub(super) async fn select(pool: &PgPool, account_id: i64, name: &str) -> Result
     Ok(snapshot.finish(to_u64("size", row.try_get("size")?)?))
 }
 
+/// A PostgreSQL array literal of `items` (`{"a","b"}`), every element quoted so that spaces,
+/// commas and braces stay inside it.
+pub(super) fn array_literal(items: impl IntoIterator<Item = String>) -> String {
+    let mut literal = String::from("{");
+    for (n, item) in items.into_iter().enumerate() {
+        if n > 0 {
+            literal.push(',');
+        }
+        literal.push('"');
+        for c in item.chars() {
+            if matches!(c, '"' | '\\') {
+                literal.push('\\');
+            }
+            literal.push(c);
+        }
+        literal.push('"');
+    }
+    literal.push('}');
+    literal
+}
+
 fn u32_column(row: &PgRow, column: &str) -> Result<u32> {
     to_u32(column, row.try_get(column)?)
 }
