@@ -104,11 +104,11 @@ impl Db {
     /// A read-only transaction that sees one consistent snapshot across statements (SELECT
     /// must not show a UIDNEXT older than the messages it lists).
     pub async fn snapshot(&self) -> Result<Transaction<'static, Any>> {
-        let mut tx = self.reader.begin().await?;
-        if self.backend == Backend::Postgres {
-            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
-        }
-        Ok(tx)
+        // On PostgreSQL the isolation level comes with BEGIN: one statement, not two.
+        Ok(match self.backend {
+            Backend::Postgres => self.reader.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?,
+            Backend::Sqlite => self.reader.begin().await?,
+        })
     }
 }
 
