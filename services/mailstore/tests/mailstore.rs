@@ -25,6 +25,7 @@ on_both_backends!(
     redelivery_stores_one_copy_and_returns_the_same_uid,
     deliveries_racing_folder_changes_keep_usage_exact,
     appends_racing_folder_changes_keep_usage_exact,
+    a_burst_of_appends_into_one_mailbox_is_stored_once_each_within_the_quota,
     uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate,
     flag_changes_raise_modseq_and_conditional_store_respects_it,
     one_account_can_never_reach_another_accounts_mail,
@@ -460,6 +461,44 @@ async fn deliveries_racing_folder_changes_keep_usage_exact(backend: Backend) {
     let inbox_id = inbox.mailbox.as_ref().unwrap().id;
     let fell_back = delivered.iter().filter(|(_, _, d)| d.mailbox_id == inbox_id).count();
     assert_eq!(inbox.uids.len(), fell_back);
+}
+
+/// APPENDs from many connections at once into one mailbox of an account that has room for
+/// some of them: each is stored with a UID of its own or refused as over quota, the usage is
+/// exactly what is stored, and on PostgreSQL they share commits.
+async fn a_burst_of_appends_into_one_mailbox_is_stored_once_each_within_the_quota(backend: Backend) {
+    const ATTEMPTS: usize = 40;
+    const ROOM: u64 = 25;
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, ROOM).await;
+    let appends = (0..ATTEMPTS).map(|i| {
+        let mut client = f.mailstore.clone();
+        tokio::spawn(async move { append_to(&mut client, alice, "INBOX", &message(&format!("burst-{i}"), 500)).await })
+    });
+    let mut uids = Vec::new();
+    for answer in futures::future::join_all(appends).await {
+        match answer.expect("append task") {
+            Ok(stored) => uids.push(stored.uid),
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted, "{status}"),
+        }
+    }
+    uids.sort_unstable();
+    assert_eq!(uids, (1..=ROOM as u32).collect::<Vec<_>>(), "the quota's worth stored, each with its own UID");
+    let inbox = f.select(alice, "INBOX").await;
+    assert_eq!(inbox.uids, uids);
+    let usage = f.quota(alice).await;
+    assert_eq!((usage.messages_used, usage.storage_used), (ROOM, inbox.mailbox.unwrap().size));
+
+    if let Some(url) = &f.database_url {
+        let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+        let transactions: i64 =
+            sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM messages WHERE account_id = $1")
+                .bind(alice)
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
+        assert!(transactions < ROOM as i64, "{ROOM} messages appended at once took {transactions} commits");
+    }
 }
 
 /// `rounds` times: deletes "Lists", creates it, renames it to "Old", creates it again and

@@ -13,6 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::directory::{Lookup, find_target};
+use super::group::GroupedWrite;
 use super::postgres;
 use super::{LockedMailbox, Store, get_u32, get_u64, now, to_i64};
 use crate::validate::{self, INBOX};
@@ -109,6 +110,55 @@ fn delivery_response(folder: &LockedMailbox, uid: u32) -> DeliverResponse {
     }
 }
 
+/// The answer to an APPEND stored as `uid` in `folder`.
+fn append_response(folder: &LockedMailbox, uid: u32) -> AppendResponse {
+    AppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uid }
+}
+
+/// An IMAP APPEND, validated.
+pub(super) struct Append {
+    pub account_id: i64,
+    /// Validated.
+    pub mailbox: String,
+    pub message: IncomingMessage,
+    pub new: NewMessage,
+}
+
+impl GroupedWrite for Append {
+    type Key = (i64, String);
+    type Answer = AppendResponse;
+
+    fn key(&self) -> Self::Key {
+        (self.account_id, self.mailbox.clone())
+    }
+
+    fn octets(&self) -> u64 {
+        self.message.size()
+    }
+
+    async fn write_all(store: &Store, group: Vec<Self>) -> Vec<Result<AppendResponse>> {
+        store.append_all(group).await
+    }
+}
+
+impl GroupedWrite for Delivery {
+    /// The recipient (normalised) and the mailbox name (validated).
+    type Key = (String, String);
+    type Answer = DeliverResponse;
+
+    fn key(&self) -> Self::Key {
+        (self.recipient.clone(), self.mailbox.clone())
+    }
+
+    fn octets(&self) -> u64 {
+        self.message.size()
+    }
+
+    async fn write_all(store: &Store, group: Vec<Self>) -> Vec<Result<DeliverResponse>> {
+        store.deliver_all(group).await
+    }
+}
+
 /// What a new message row carries besides its body.
 #[derive(Clone, Debug, Default)]
 pub struct NewMessage {
@@ -145,7 +195,7 @@ impl Store {
         };
         // SQLite has one writer connection, so there is no lock queue for a group to replace.
         match self.db.postgres() {
-            Some(_) => self.deliver_grouped(delivery).await,
+            Some(_) => self.write_grouped(&self.deliveries, delivery).await,
             None => self.deliver_one(&delivery).await,
         }
     }
@@ -302,24 +352,71 @@ impl Store {
         internal_date: i64,
         message: IncomingMessage,
     ) -> Result<AppendResponse> {
-        let mailbox = validate::mailbox_name(mailbox)?;
-        let new = NewMessage {
-            system_flags: validate::system_flags(flags.system)?,
-            keywords: keyword_list(flags.keywords.iter().map(String::as_str))?,
-            internal_date: if internal_date > 0 { internal_date } else { now() },
+        let append = Append {
+            account_id,
+            mailbox: validate::mailbox_name(mailbox)?,
+            new: NewMessage {
+                system_flags: validate::system_flags(flags.system)?,
+                keywords: keyword_list(flags.keywords.iter().map(String::as_str))?,
+                internal_date: if internal_date > 0 { internal_date } else { now() },
+            },
+            message,
         };
+        match self.db.postgres() {
+            Some(_) => self.write_grouped(&self.appends, append).await,
+            None => self.append_one(&append).await,
+        }
+    }
+
+    /// Writes `appends` (into one mailbox, on PostgreSQL) with one commit where the common case
+    /// allows, and answers each in order.
+    async fn append_all(&self, appends: Vec<Append>) -> Vec<Result<AppendResponse>> {
+        let written = match self.db.postgres() {
+            Some(pool) if appends.len() > 1 => postgres::append_all(pool, &appends).await.ok(),
+            _ => None,
+        };
+        let mut results = Vec::with_capacity(appends.len());
+        match written {
+            Some(written) => {
+                self.announce_written(written.iter().flatten()).await;
+                for (append, written) in appends.iter().zip(written) {
+                    results.push(match written {
+                        Some((folder, uid)) => Ok(append_response(&folder, uid)),
+                        None => self.append_general(append).await,
+                    });
+                }
+            }
+            // One APPEND, or a group whose transaction rolled back: each on its own.
+            None => {
+                for append in &appends {
+                    results.push(self.append_one(append).await);
+                }
+            }
+        }
+        results
+    }
+
+    /// One APPEND in a transaction of its own: one statement on PostgreSQL in the common case.
+    async fn append_one(&self, append: &Append) -> Result<AppendResponse> {
         if let Some(pool) = self.db.postgres()
-            && let Some((folder, uid)) = postgres::append(pool, account_id, &mailbox, &message, &new).await?
+            && let Some((folder, uid)) = postgres::append(pool, append).await?
         {
             self.announce_added(&folder, vec![uid]).await;
-            return Ok(AppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uid });
+            return Ok(append_response(&folder, uid));
         }
+        self.append_general(append).await
+    }
+
+    /// Any APPEND, in a transaction of its own that tells why when it cannot store the message
+    /// (no such mailbox, over quota).
+    async fn append_general(&self, append: &Append) -> Result<AppendResponse> {
+        let Append { account_id, mailbox, message, new } = append;
         let mut tx = self.db.write().await?;
-        self.reserve_usage(&mut tx, account_id, message.size(), 1).await?;
-        let (folder, uid) = self.insert_into(&mut tx, account_id, &mailbox, &message, &new).await?;
+        self.reserve_usage(&mut tx, *account_id, message.size(), 1).await?;
+        let (folder, uid) = self.insert_into(&mut tx, *account_id, mailbox, message, new).await?;
         tx.commit().await?;
         self.announce_added(&folder, vec![uid]).await;
-        Ok(AppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uid })
+        Ok(append_response(&folder, uid))
     }
 
     /// Inserts one message into the mailbox `name` of an account whose usage already counts

@@ -43,12 +43,14 @@ pub struct Store {
     db: Db,
     events: Publisher,
     limits: Limits,
-    groups: group::DeliveryGroups,
+    /// Deliveries and APPENDs waiting for a mailbox's next group commit (PostgreSQL).
+    deliveries: group::Groups<messages::Delivery>,
+    appends: group::Groups<messages::Append>,
 }
 
 impl Store {
     pub fn new(db: Db, events: Publisher, limits: Limits) -> Self {
-        Store { db, events, limits, groups: Default::default() }
+        Store { db, events, limits, deliveries: Default::default(), appends: Default::default() }
     }
 
     pub fn limits(&self) -> &Limits {

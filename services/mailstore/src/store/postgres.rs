@@ -5,7 +5,7 @@
 //!   changes nothing and is left to the general transaction in `messages.rs`, which tells why.
 //!   [`deliver_all`] runs it for a group of deliveries in one transaction (see `group.rs`).
 //! - [`append`] — IMAP APPEND the same way: one statement when the mailbox exists and the
-//!   message fits, the general transaction otherwise.
+//!   message fits, the general transaction otherwise; [`append_all`] for a group.
 //! - [`select`] — the SELECT snapshot as one row of arrays.
 //!
 //! The general code in `messages.rs` and `mailboxes.rs` stays the reference: the mailstore
@@ -17,7 +17,7 @@ use sqlx::postgres::{PgArguments, PgDatabaseError, PgPool, PgRow, Postgres};
 use sqlx::query::Query;
 
 use super::mailboxes::Snapshot;
-use super::messages::{Delivery, IncomingMessage, NewMessage};
+use super::messages::{Append, Delivery};
 use super::{LockedMailbox, to_i64};
 use crate::{Error, Result};
 
@@ -115,31 +115,42 @@ message AS (
 SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbox.uid_next, mailbox.highest_modseq
 FROM mailbox, message";
 
-/// One APPEND of the common case into the mailbox `name` (validated) of `account_id`; the
-/// mailbox after it and the message's UID, or `None` when nothing was written and the general
-/// path must decide (no such mailbox, over quota, suspended, out of UIDs).
-pub(super) async fn append(
-    pool: &PgPool,
-    account_id: i64,
-    name: &str,
-    message: &IncomingMessage,
-    new: &NewMessage,
-) -> Result<Option<(LockedMailbox, u32)>> {
-    let query = sqlx::query(APPEND)
+/// One IMAP APPEND of the common case; the mailbox after it and the message's UID, or `None`
+/// when nothing was written and the general path must decide (no such mailbox, over quota,
+/// suspended, out of UIDs).
+pub(super) async fn append(pool: &PgPool, append: &Append) -> Result<Option<(LockedMailbox, u32)>> {
+    match append_query(append)?.fetch_optional(pool).await {
+        Ok(row) => row.as_ref().map(written).transpose(),
+        Err(error) if left_to_general_path(&error) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The common case of each of `appends` in one transaction, as [`deliver_all`] does for
+/// deliveries.
+pub(super) async fn append_all(pool: &PgPool, appends: &[Append]) -> Result<Vec<Option<(LockedMailbox, u32)>>> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(appends.len());
+    for append in appends {
+        let row = append_query(append)?.fetch_optional(&mut *tx).await?;
+        results.push(row.as_ref().map(written).transpose()?);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+fn append_query(append: &Append) -> Result<Query<'_, Postgres, PgArguments>> {
+    let Append { account_id, mailbox, message, new } = append;
+    Ok(sqlx::query(APPEND)
         .bind(account_id)
-        .bind(name)
+        .bind(mailbox)
         .bind(to_i64(message.size(), "size")?)
         .bind(message.hash())
         .bind(message.body())
         .bind(i64::from(new.system_flags))
         .bind(&new.keywords)
         .bind(new.internal_date)
-        .bind(to_i64(message.header_size(), "header size")?);
-    match query.fetch_optional(pool).await {
-        Ok(row) => row.as_ref().map(written).transpose(),
-        Err(error) if left_to_general_path(&error) => Ok(None),
-        Err(error) => Err(error.into()),
-    }
+        .bind(to_i64(message.header_size(), "header size")?))
 }
 
 /// One delivery of the common case; the mailbox after it and the message's UID, or `None`
