@@ -127,7 +127,8 @@ impl Drop for Permit {
 pub const MAX_AUTH_FAILURE_DELAY: Duration = Duration::from_secs(15);
 /// A client address's failed logins are forgotten this long after its last one.
 pub const AUTH_FAILURES_FORGOTTEN_AFTER: Duration = Duration::from_secs(60 * 60);
-/// Addresses tracked at most; past it, the one whose last failure is oldest is forgotten.
+/// Addresses tracked at most; past it, the eighth whose last failures are oldest is forgotten
+/// at once, so a flood of new addresses costs one pass over the map per few thousand of them.
 const MAX_TRACKED_AUTH_FAILURES: usize = 65_536;
 
 /// Failed logins by client address, shared by every session of a service: the answer to the
@@ -163,10 +164,11 @@ impl AuthFailures {
         let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if !clients.contains_key(&key) && clients.len() >= MAX_TRACKED_AUTH_FAILURES {
             clients.retain(|_, recent| now.duration_since(recent.last) < AUTH_FAILURES_FORGOTTEN_AFTER);
-            if clients.len() >= MAX_TRACKED_AUTH_FAILURES
-                && let Some(oldest) = clients.iter().min_by_key(|(_, recent)| recent.last).map(|(ip, _)| *ip)
-            {
-                clients.remove(&oldest);
+            if clients.len() >= MAX_TRACKED_AUTH_FAILURES {
+                let mut lasts: Vec<Instant> = clients.values().map(|recent| recent.last).collect();
+                let eighth = lasts.len() / 8;
+                let cutoff = *lasts.select_nth_unstable(eighth).1;
+                clients.retain(|_, recent| recent.last > cutoff);
             }
         }
         let recent = clients.entry(key).or_insert(RecentFailures { count: 0, last: now });
@@ -225,13 +227,19 @@ mod tests {
     }
 
     #[test]
-    fn the_addresses_remembered_are_bounded() {
-        let failures = AuthFailures::new();
-        let now = Instant::now();
-        for n in 0..(MAX_TRACKED_AUTH_FAILURES as u32 + 10) {
-            failures.failed_at(IpAddr::V4(n.into()), Duration::ZERO, now + Duration::from_millis(u64::from(n)));
+    fn the_addresses_remembered_are_bounded_and_the_oldest_go_first() {
+        let (failures, base) = (AuthFailures::new(), Duration::from_millis(100));
+        let start = Instant::now();
+        let at = |n: u32| start + Duration::from_millis(u64::from(n));
+        let addresses = MAX_TRACKED_AUTH_FAILURES as u32 + 10;
+        for n in 0..addresses {
+            failures.failed_at(IpAddr::V4(n.into()), base, at(n));
         }
-        assert_eq!(failures.tracked(), MAX_TRACKED_AUTH_FAILURES);
+        let tracked = failures.tracked();
+        assert!(tracked <= MAX_TRACKED_AUTH_FAILURES && tracked > MAX_TRACKED_AUTH_FAILURES * 3 / 4, "{tracked}");
+        let (first, last) = (IpAddr::V4(0.into()), IpAddr::V4((addresses - 1).into()));
+        assert_eq!(failures.failed_at(last, base, at(addresses)), base * 2, "the newest is remembered");
+        assert_eq!(failures.failed_at(first, base, at(addresses)), base, "the oldest was forgotten");
     }
 
     #[test]

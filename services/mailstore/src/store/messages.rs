@@ -669,7 +669,6 @@ impl Store {
         Ok(StoreFlagsResponse { updated, modified, highest_modseq: folder.highest_modseq })
     }
 
-    /// Removes the \Deleted messages of a mailbox (within `ranges` when given).
     /// Writes the new flags of `changes` (messages of a locked mailbox) with their new MODSEQ.
     async fn write_flags(
         &self,
@@ -712,6 +711,7 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the \Deleted messages of a mailbox (within `ranges` when given).
     pub async fn expunge(&self, account_id: i64, mailbox_id: i64, ranges: &[UidRange]) -> Result<ExpungeResponse> {
         let ranges = if ranges.is_empty() { UidSet::all() } else { UidSet::new(ranges)? };
         // Most EXPUNGEs (every CLOSE) find nothing to remove: looked for without a lock first,
