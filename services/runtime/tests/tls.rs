@@ -11,11 +11,8 @@ use kubemail_runtime::limits::{ConnectionLimits, ConnectionTracker};
 use kubemail_runtime::listener::{self, Admission, Service};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::{self, Connection, PemPair};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -61,67 +58,13 @@ async fn serve(dir: &Path) -> Server {
     Server { address, shutdown }
 }
 
-/// Accepts whatever chain the server presents, so a test can see which certificate it was
-/// served whatever name it asked for; the handshake signature is still checked against that
-/// certificate, so the server must hold its key.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            certificate,
-            signature,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            certificate,
-            signature,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// The certificate (DER) a new TLS connection to `address` asking for `name` is served. An IP
 /// address as `name` sends no SNI, as a client connecting by address does.
 async fn served(address: SocketAddr, name: &str) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
+    // Whatever chain the server presents is accepted, so the test sees which certificate it
+    // was served whatever name it asked for; the handshake signature is still checked against
+    // that certificate, so the server must hold its key.
+    let mut config = (*tls::opportunistic_client()).clone();
     // A resumed session presents no certificate and the client reports the one it remembers,
     // which would hide a renewal.
     config.resumption = rustls::client::Resumption::disabled();

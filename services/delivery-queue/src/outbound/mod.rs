@@ -68,7 +68,7 @@ impl SmtpOutbound {
             relay,
             keys,
             hostname,
-            opportunistic: Security::Opportunistic(tls::opportunistic()),
+            opportunistic: Security::Opportunistic(kubemail_runtime::tls::opportunistic_client()),
             idle: Mutex::new(HashMap::new()),
         }
     }
