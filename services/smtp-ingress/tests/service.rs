@@ -70,6 +70,18 @@ impl Service {
         Service { process, smtp }
     }
 
+    /// A NATS server of its own, a mailstore, and the service on both with a self-signed
+    /// certificate; what else the service needs comes third, to be kept until the end.
+    async fn start_on_nats() -> (NatsServer, Service, (Mailstore, tempfile::TempDir)) {
+        let dir = tempfile::tempdir().unwrap();
+        let nats = NatsServer::start();
+        let mailstore = Mailstore::start(dir.path(), Arc::new(LocalEventBus::new(64))).await;
+        let tls_dir = dir.path().join("tls");
+        tls::write_pair(&tls_dir, HOSTNAME, &tls::self_signed(&[HOSTNAME.to_string()]).unwrap()).unwrap();
+        let service = Service::start(&mailstore, &nats.url(), &tls_dir);
+        (nats, service, (mailstore, dir))
+    }
+
     /// SIGTERM, then whether it exited cleanly within the shutdown grace period.
     fn terminate(mut self) -> bool {
         Command::new("kill").args(["-TERM", &self.process.id().to_string()]).status().unwrap();
@@ -100,12 +112,7 @@ async fn send(smtp: &str, subject: &str, before_data_ends: impl FnOnce()) -> com
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nats_outage_during_data_is_451_never_250_and_nothing_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut nats = NatsServer::start();
-    let mailstore = Mailstore::start(dir.path(), Arc::new(LocalEventBus::new(64))).await;
-    let tls_dir = dir.path().join("tls");
-    tls::write_pair(&tls_dir, HOSTNAME, &tls::self_signed(&[HOSTNAME.to_string()]).unwrap()).unwrap();
-    let service = Service::start(&mailstore, &nats.url(), &tls_dir);
+    let (mut nats, service, _rest) = Service::start_on_nats().await;
 
     let first = send(&service.smtp, "before", || {}).await;
     assert_eq!(first.code, 250, "{first:?}");
@@ -143,12 +150,7 @@ async fn a_nats_outage_during_data_is_451_never_250_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_queue_that_fails_after_the_spool_took_the_body_gets_451_and_the_body_is_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start();
-    let mailstore = Mailstore::start(dir.path(), Arc::new(LocalEventBus::new(64))).await;
-    let tls_dir = dir.path().join("tls");
-    tls::write_pair(&tls_dir, HOSTNAME, &tls::self_signed(&[HOSTNAME.to_string()]).unwrap()).unwrap();
-    let service = Service::start(&mailstore, &nats.url(), &tls_dir);
+    let (nats, service, _rest) = Service::start_on_nats().await;
     let kept = send(&service.smtp, "kept", || {}).await;
     assert_eq!(kept.code, 250, "{kept:?}");
 
@@ -172,12 +174,7 @@ async fn a_queue_that_fails_after_the_spool_took_the_body_gets_451_and_the_body_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_without_line_ends_is_refused_in_bounded_memory_while_others_are_served() {
     const FLOOD: usize = 256 * 1024 * 1024;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start();
-    let mailstore = Mailstore::start(dir.path(), Arc::new(LocalEventBus::new(64))).await;
-    let tls_dir = dir.path().join("tls");
-    tls::write_pair(&tls_dir, HOSTNAME, &tls::self_signed(&[HOSTNAME.to_string()]).unwrap()).unwrap();
-    let service = Service::start(&mailstore, &nats.url(), &tls_dir);
+    let (_nats, service, _rest) = Service::start_on_nats().await;
     assert_eq!(send(&service.smtp, "warm-up", || {}).await.code, 250);
     let peak_before = service.peak_rss_kib();
 
