@@ -19,6 +19,10 @@ use super::{LockedMailbox, Store, get_u32, get_u64, now, to_i64};
 use crate::validate::{self, INBOX};
 use crate::{Error, Result};
 
+/// FetchBody's statement up to its condition on the UIDs.
+const FETCH_BODIES: &str = "SELECT m.uid, m.header_size, b.data FROM messages m JOIN blobs b ON b.hash = m.blob_hash \
+                            WHERE m.mailbox_id = $1 AND m.account_id = $2 AND";
+
 /// Longest queue message id accepted as an idempotency key.
 const MAX_QUEUE_ID: usize = 255;
 /// Rows per multi-row INSERT, well below SQLite's and PostgreSQL's bind-parameter limits.
@@ -507,17 +511,25 @@ impl Store {
     ) -> Result<Vec<(u32, Bytes)>> {
         let mut bodies = Vec::with_capacity(uids.len());
         for batch in uids.chunks(INSERT_BATCH) {
-            let placeholders: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 3)).collect();
-            let sql = format!(
-                "SELECT m.uid, m.header_size, b.data FROM messages m JOIN blobs b ON b.hash = m.blob_hash \
-                 WHERE m.mailbox_id = $1 AND m.account_id = $2 AND m.uid IN ({}) ORDER BY m.uid",
-                placeholders.join(", ")
-            );
-            // Only placeholders are formatted into the statement.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(mailbox_id).bind(account_id);
-            for uid in batch {
-                query = query.bind(i64::from(*uid));
-            }
+            let query = if self.db.postgres().is_some() {
+                // One statement whatever the batch's length (the UIDs as one array, bound as
+                // text), so PostgreSQL prepares and plans it once rather than once per length.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{FETCH_BODIES} m.uid = ANY($3::text::bigint[]) ORDER BY m.uid"
+                )))
+                .bind(mailbox_id)
+                .bind(account_id)
+                .bind(postgres::array_literal(batch.iter().map(u32::to_string)))
+            } else {
+                let placeholders: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 3)).collect();
+                // Only placeholders are formatted into the statement.
+                let sql = format!("{FETCH_BODIES} m.uid IN ({}) ORDER BY m.uid", placeholders.join(", "));
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(mailbox_id).bind(account_id);
+                for uid in batch {
+                    query = query.bind(i64::from(*uid));
+                }
+                query
+            };
             for row in query.fetch_all(self.db.reader()).await? {
                 let data: Vec<u8> = row.try_get("data")?;
                 let header_size = usize::try_from(get_u64(&row, "header_size")?).unwrap_or(usize::MAX);
