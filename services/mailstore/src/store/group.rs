@@ -9,14 +9,21 @@
 //!
 //! Each group is drained by a task of its own rather than by the caller that opened it: a
 //! caller that goes away (a cancelled RPC) must not strand the writes queued behind it.
+//!
+//! A write is tried as its common case first, one PostgreSQL statement that writes nothing
+//! where it does not apply; what it leaves goes down the write's general path, which also tells
+//! why it cannot store the message. SQLite takes the general path only: its one writer
+//! connection leaves no lock queue for a group to replace.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use sqlx::postgres::{PgArguments, Postgres};
+use sqlx::query::Query;
 use tokio::sync::oneshot;
 
-use super::Store;
+use super::{LockedMailbox, Store, now, postgres};
 use crate::{Error, Result};
 
 /// Most writes in one transaction; the rest wait for the next one.
@@ -25,7 +32,7 @@ const MAX_GROUP_MESSAGES: usize = 64;
 const MAX_GROUP_OCTETS: u64 = 16 * 1024 * 1024;
 
 /// A write that can share a transaction with others of its kind into the same mailbox.
-pub(super) trait GroupedWrite: Send + Sized + 'static {
+pub(super) trait GroupedWrite: Send + Sync + Sized + 'static {
     /// The mailbox the write goes to, as its callers name it.
     type Key: Clone + Eq + Hash + Send + 'static;
     type Answer: Send + 'static;
@@ -33,8 +40,12 @@ pub(super) trait GroupedWrite: Send + Sized + 'static {
     fn key(&self) -> Self::Key;
     /// The size of the message it stores.
     fn octets(&self) -> u64;
-    /// Writes `group` (all under one key) and answers each, in order.
-    fn write_all(store: &Store, group: Vec<Self>) -> impl Future<Output = Vec<Result<Self::Answer>>> + Send;
+    /// The common case as one PostgreSQL statement.
+    fn common_case(&self, now: i64) -> Result<Query<'_, Postgres, PgArguments>>;
+    /// The answer to the write stored as `uid` in `folder`.
+    fn answer(folder: &LockedMailbox, uid: u32) -> Self::Answer;
+    /// Any case, in a transaction of its own that tells why when it cannot store the message.
+    fn general(&self, store: &Store) -> impl Future<Output = Result<Self::Answer>> + Send;
 }
 
 type Waiting<W> = Vec<(W, oneshot::Sender<Result<<W as GroupedWrite>::Answer>>)>;
@@ -106,7 +117,7 @@ impl<W: GroupedWrite> OpenGroup<W> {
                 return;
             }
             let (writes, replies): (Vec<W>, Vec<_>) = next.into_iter().unzip();
-            for (reply, result) in replies.into_iter().zip(W::write_all(&store, writes).await) {
+            for (reply, result) in replies.into_iter().zip(store.write_all(writes).await) {
                 // The caller may have gone; the write stands either way.
                 let _ = reply.send(result);
             }
@@ -123,9 +134,57 @@ impl<W: GroupedWrite> Drop for OpenGroup<W> {
 }
 
 impl Store {
+    /// One write in a transaction of its own.
+    pub(super) async fn write_one<W: GroupedWrite>(&self, write: &W) -> Result<W::Answer> {
+        if let Some(pool) = self.db.postgres()
+            && let Some((folder, uid)) = postgres::write_one(pool, write.common_case(now())?).await?
+        {
+            self.announce_added(&folder, vec![uid]).await;
+            return Ok(W::answer(&folder, uid));
+        }
+        write.general(self).await
+    }
+
+    /// Writes `writes` (into one mailbox, on PostgreSQL) with one commit where the common case
+    /// allows, and answers each in order.
+    async fn write_all<W: GroupedWrite>(&self, writes: Vec<W>) -> Vec<Result<W::Answer>> {
+        let written = match self.db.postgres() {
+            Some(pool) if writes.len() > 1 => {
+                let now = now();
+                let statements: Vec<_> = writes.iter().map(|write| write.common_case(now)).collect();
+                postgres::write_all(pool, statements).await.ok()
+            }
+            _ => None,
+        };
+        let mut results = Vec::with_capacity(writes.len());
+        match written {
+            Some(written) => {
+                self.announce_written(written.iter().flatten()).await;
+                for (write, written) in writes.iter().zip(written) {
+                    results.push(match written {
+                        Some((folder, uid)) => Ok(W::answer(&folder, uid)),
+                        None => write.general(self).await,
+                    });
+                }
+            }
+            // A single write, or a group whose transaction rolled back (a concurrent change it
+            // could not tell apart from the cases the general path explains, or a database
+            // error): each write goes on its own and says for itself what went wrong.
+            None => {
+                for write in &writes {
+                    results.push(self.write_one(write).await);
+                }
+            }
+        }
+        results
+    }
+
     /// Queues `write` behind the writes into the same mailbox being written, opening the group
-    /// if there are none, and waits for its result.
+    /// if there are none, and waits for its result. On SQLite it is written at once.
     pub(super) async fn write_grouped<W: GroupedWrite>(&self, groups: &Groups<W>, write: W) -> Result<W::Answer> {
+        if self.db.postgres().is_none() {
+            return self.write_one(&write).await;
+        }
         let key = write.key();
         let (reply, answer) = oneshot::channel();
         let open = {

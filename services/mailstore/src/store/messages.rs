@@ -10,6 +10,8 @@ use kubemail_proto::mailstore::{
 };
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
+use sqlx::postgres::{PgArguments, Postgres};
+use sqlx::query::Query;
 use sqlx::{Any, Row, Transaction};
 
 use super::directory::{Lookup, find_target};
@@ -103,22 +105,6 @@ pub(super) struct Delivery {
     pub message: IncomingMessage,
 }
 
-/// The answer to a delivery stored as `uid` in `folder`.
-fn delivery_response(folder: &LockedMailbox, uid: u32) -> DeliverResponse {
-    DeliverResponse {
-        account_id: folder.account_id,
-        mailbox_id: folder.id,
-        uidvalidity: folder.uidvalidity,
-        uid,
-        duplicate: false,
-    }
-}
-
-/// The answer to an APPEND stored as `uid` in `folder`.
-fn append_response(folder: &LockedMailbox, uid: u32) -> AppendResponse {
-    AppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uid }
-}
-
 /// An IMAP APPEND, validated.
 pub(super) struct Append {
     pub account_id: i64,
@@ -140,8 +126,16 @@ impl GroupedWrite for Append {
         self.message.size()
     }
 
-    async fn write_all(store: &Store, group: Vec<Self>) -> Vec<Result<AppendResponse>> {
-        store.append_all(group).await
+    fn common_case(&self, _now: i64) -> Result<Query<'_, Postgres, PgArguments>> {
+        postgres::append_query(self)
+    }
+
+    fn answer(folder: &LockedMailbox, uid: u32) -> AppendResponse {
+        AppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uid }
+    }
+
+    async fn general(&self, store: &Store) -> Result<AppendResponse> {
+        store.append_general(self).await
     }
 }
 
@@ -158,8 +152,22 @@ impl GroupedWrite for Delivery {
         self.message.size()
     }
 
-    async fn write_all(store: &Store, group: Vec<Self>) -> Vec<Result<DeliverResponse>> {
-        store.deliver_all(group).await
+    fn common_case(&self, now: i64) -> Result<Query<'_, Postgres, PgArguments>> {
+        postgres::deliver_query(self, now)
+    }
+
+    fn answer(folder: &LockedMailbox, uid: u32) -> DeliverResponse {
+        DeliverResponse {
+            account_id: folder.account_id,
+            mailbox_id: folder.id,
+            uidvalidity: folder.uidvalidity,
+            uid,
+            duplicate: false,
+        }
+    }
+
+    async fn general(&self, store: &Store) -> Result<DeliverResponse> {
+        store.deliver_general(self).await
     }
 }
 
@@ -197,60 +205,12 @@ impl Store {
             internal_date: if internal_date > 0 { internal_date } else { now() },
             message,
         };
-        // SQLite has one writer connection, so there is no lock queue for a group to replace.
-        match self.db.postgres() {
-            Some(_) => self.write_grouped(&self.deliveries, delivery).await,
-            None => self.deliver_one(&delivery).await,
-        }
-    }
-
-    /// Writes `deliveries` (into one mailbox, on PostgreSQL) with one commit where the common
-    /// case allows, and answers each in order.
-    pub(super) async fn deliver_all(&self, deliveries: Vec<Delivery>) -> Vec<Result<DeliverResponse>> {
-        let mut results = Vec::with_capacity(deliveries.len());
-        let written = match self.db.postgres() {
-            Some(pool) if deliveries.len() > 1 => postgres::deliver_all(pool, &deliveries, now()).await.ok(),
-            _ => None,
-        };
-        match written {
-            Some(written) => {
-                self.announce_written(written.iter().flatten()).await;
-                for (delivery, written) in deliveries.iter().zip(written) {
-                    results.push(match written {
-                        Some((folder, uid)) => Ok(delivery_response(&folder, uid)),
-                        None => self.deliver_general(delivery).await,
-                    });
-                }
-            }
-            // A single delivery, or a group whose transaction rolled back (a concurrent change
-            // it could not tell apart from the cases the general path explains, or a database
-            // error): each delivery goes on its own and says for itself what went wrong.
-            None => {
-                for delivery in &deliveries {
-                    results.push(self.deliver_one(delivery).await);
-                }
-            }
-        }
-        results
-    }
-
-    /// One delivery in a transaction of its own.
-    async fn deliver_one(&self, delivery: &Delivery) -> Result<DeliverResponse> {
-        // On PostgreSQL the common case is one statement. What it leaves (a duplicate, a
-        // subaddress or catch-all, a full quota, a missing folder) takes the general path,
-        // which also tells why.
-        if let Some(pool) = self.db.postgres()
-            && let Some((folder, uid)) = postgres::deliver(pool, delivery, now()).await?
-        {
-            self.announce_added(&folder, vec![uid]).await;
-            return Ok(delivery_response(&folder, uid));
-        }
-        self.deliver_general(delivery).await
+        self.write_grouped(&self.deliveries, delivery).await
     }
 
     /// Any delivery, in a transaction of its own that tells why when it cannot store the
     /// message.
-    async fn deliver_general(&self, delivery: &Delivery) -> Result<DeliverResponse> {
+    pub(super) async fn deliver_general(&self, delivery: &Delivery) -> Result<DeliverResponse> {
         let Delivery { queue_message_id, recipient, domain, mailbox, internal_date, message } = delivery;
         let mut tx = self.db.write().await?;
         // The idempotency key is claimed before anything else: a pair delivered before is a
@@ -299,11 +259,11 @@ impl Store {
         .await?;
         tx.commit().await?;
         self.announce_added(&folder, vec![uid]).await;
-        Ok(delivery_response(&folder, uid))
+        Ok(Delivery::answer(&folder, uid))
     }
 
     /// Announces committed deliveries, one event per run of messages into the same mailbox.
-    async fn announce_written(&self, written: impl Iterator<Item = &(LockedMailbox, u32)>) {
+    pub(super) async fn announce_written(&self, written: impl Iterator<Item = &(LockedMailbox, u32)>) {
         let mut runs: Vec<(&LockedMailbox, Vec<u32>)> = Vec::new();
         for (folder, uid) in written {
             match runs.last_mut() {
@@ -366,61 +326,19 @@ impl Store {
             },
             message,
         };
-        match self.db.postgres() {
-            Some(_) => self.write_grouped(&self.appends, append).await,
-            None => self.append_one(&append).await,
-        }
-    }
-
-    /// Writes `appends` (into one mailbox, on PostgreSQL) with one commit where the common case
-    /// allows, and answers each in order.
-    async fn append_all(&self, appends: Vec<Append>) -> Vec<Result<AppendResponse>> {
-        let written = match self.db.postgres() {
-            Some(pool) if appends.len() > 1 => postgres::append_all(pool, &appends).await.ok(),
-            _ => None,
-        };
-        let mut results = Vec::with_capacity(appends.len());
-        match written {
-            Some(written) => {
-                self.announce_written(written.iter().flatten()).await;
-                for (append, written) in appends.iter().zip(written) {
-                    results.push(match written {
-                        Some((folder, uid)) => Ok(append_response(&folder, uid)),
-                        None => self.append_general(append).await,
-                    });
-                }
-            }
-            // One APPEND, or a group whose transaction rolled back: each on its own.
-            None => {
-                for append in &appends {
-                    results.push(self.append_one(append).await);
-                }
-            }
-        }
-        results
-    }
-
-    /// One APPEND in a transaction of its own: one statement on PostgreSQL in the common case.
-    async fn append_one(&self, append: &Append) -> Result<AppendResponse> {
-        if let Some(pool) = self.db.postgres()
-            && let Some((folder, uid)) = postgres::append(pool, append).await?
-        {
-            self.announce_added(&folder, vec![uid]).await;
-            return Ok(append_response(&folder, uid));
-        }
-        self.append_general(append).await
+        self.write_grouped(&self.appends, append).await
     }
 
     /// Any APPEND, in a transaction of its own that tells why when it cannot store the message
     /// (no such mailbox, over quota).
-    async fn append_general(&self, append: &Append) -> Result<AppendResponse> {
+    pub(super) async fn append_general(&self, append: &Append) -> Result<AppendResponse> {
         let Append { account_id, mailbox, message, new } = append;
         let mut tx = self.db.write().await?;
         self.reserve_usage(&mut tx, *account_id, message.size(), 1).await?;
         let (folder, uid) = self.insert_into(&mut tx, *account_id, mailbox, message, new).await?;
         tx.commit().await?;
         self.announce_added(&folder, vec![uid]).await;
-        Ok(append_response(&folder, uid))
+        Ok(Append::answer(&folder, uid))
     }
 
     /// Inserts one message into the mailbox `name` of an account whose usage already counts
@@ -463,7 +381,7 @@ impl Store {
         Ok((folder, uid))
     }
 
-    async fn announce_added(&self, folder: &LockedMailbox, uids: Vec<u32>) {
+    pub(super) async fn announce_added(&self, folder: &LockedMailbox, uids: Vec<u32>) {
         let change = Change::Added(MessagesAdded { uids, uidnext: folder.uid_next });
         self.events.publish(folder.state(), change).await;
     }

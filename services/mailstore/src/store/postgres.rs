@@ -1,11 +1,12 @@
 //! PostgreSQL forms of the hottest calls, each one statement on the typed pool.
 //!
-//! - [`deliver`] — the common delivery (an existing address or alias, a mailbox that exists,
+//! - [`DELIVER`] — the common delivery (an existing address or alias, a mailbox that exists,
 //!   room in the quota, a new idempotency key) in one data-modifying statement. Anything else
 //!   changes nothing and is left to the general transaction in `messages.rs`, which tells why.
-//!   [`deliver_all`] runs it for a group of deliveries in one transaction (see `group.rs`).
-//! - [`append`] — IMAP APPEND the same way: one statement when the mailbox exists and the
-//!   message fits, the general transaction otherwise; [`append_all`] for a group.
+//! - [`APPEND`] — IMAP APPEND the same way: one statement when the mailbox exists and the
+//!   message fits, the general transaction otherwise.
+//! - [`write_one`], [`write_all`] — run those for one write, or for a group of writes into one
+//!   mailbox in one transaction (see `group.rs`).
 //! - [`select`] — the SELECT snapshot as one row of arrays.
 //!
 //! The general code in `messages.rs` and `mailboxes.rs` stays the reference: the mailstore
@@ -115,31 +116,8 @@ message AS (
 SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbox.uid_next, mailbox.highest_modseq
 FROM mailbox, message";
 
-/// One IMAP APPEND of the common case; the mailbox after it and the message's UID, or `None`
-/// when nothing was written and the general path must decide (no such mailbox, over quota,
-/// suspended, out of UIDs).
-pub(super) async fn append(pool: &PgPool, append: &Append) -> Result<Option<(LockedMailbox, u32)>> {
-    match append_query(append)?.fetch_optional(pool).await {
-        Ok(row) => row.as_ref().map(written).transpose(),
-        Err(error) if left_to_general_path(&error) => Ok(None),
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// The common case of each of `appends` in one transaction, as [`deliver_all`] does for
-/// deliveries.
-pub(super) async fn append_all(pool: &PgPool, appends: &[Append]) -> Result<Vec<Option<(LockedMailbox, u32)>>> {
-    let mut tx = pool.begin().await?;
-    let mut results = Vec::with_capacity(appends.len());
-    for append in appends {
-        let row = append_query(append)?.fetch_optional(&mut *tx).await?;
-        results.push(row.as_ref().map(written).transpose()?);
-    }
-    tx.commit().await?;
-    Ok(results)
-}
-
-fn append_query(append: &Append) -> Result<Query<'_, Postgres, PgArguments>> {
+/// The [`APPEND`] statement for `append`.
+pub(super) fn append_query(append: &Append) -> Result<Query<'_, Postgres, PgArguments>> {
     let Append { account_id, mailbox, message, new } = append;
     Ok(sqlx::query(APPEND)
         .bind(account_id)
@@ -153,36 +131,40 @@ fn append_query(append: &Append) -> Result<Query<'_, Postgres, PgArguments>> {
         .bind(to_i64(message.header_size(), "header size")?))
 }
 
-/// One delivery of the common case; the mailbox after it and the message's UID, or `None`
-/// when nothing was written and the general path must decide.
-pub(super) async fn deliver(pool: &PgPool, delivery: &Delivery, now: i64) -> Result<Option<(LockedMailbox, u32)>> {
-    match deliver_query(delivery, now)?.fetch_optional(pool).await {
+/// One write's common-case statement ([`DELIVER`], [`APPEND`]) on its own; the mailbox after
+/// it and the message's UID, or `None` when nothing was written and the general path must
+/// decide.
+pub(super) async fn write_one(
+    pool: &PgPool,
+    statement: Query<'_, Postgres, PgArguments>,
+) -> Result<Option<(LockedMailbox, u32)>> {
+    match statement.fetch_optional(pool).await {
         Ok(row) => row.as_ref().map(written).transpose(),
         Err(error) if left_to_general_path(&error) => Ok(None),
         Err(error) => Err(error.into()),
     }
 }
 
-/// The common case of each of `deliveries` in one transaction, so one commit for all: for each
-/// the mailbox after it and the message's UID, or `None` when nothing was written for it and
-/// the general path must decide. A statement that fails rolls the whole group back: the
-/// caller then delivers each on its own.
-pub(super) async fn deliver_all(
+/// The common-case statements of a group of writes in one transaction, so one commit for all:
+/// for each the mailbox after it and the message's UID, or `None` when nothing was written for
+/// it and the general path must decide. A statement that fails rolls the whole group back: the
+/// caller then writes each on its own.
+pub(super) async fn write_all<'q>(
     pool: &PgPool,
-    deliveries: &[Delivery],
-    now: i64,
+    statements: Vec<Result<Query<'q, Postgres, PgArguments>>>,
 ) -> Result<Vec<Option<(LockedMailbox, u32)>>> {
     let mut tx = pool.begin().await?;
-    let mut results = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        let row = deliver_query(delivery, now)?.fetch_optional(&mut *tx).await?;
+    let mut results = Vec::with_capacity(statements.len());
+    for statement in statements {
+        let row = statement?.fetch_optional(&mut *tx).await?;
         results.push(row.as_ref().map(written).transpose()?);
     }
     tx.commit().await?;
     Ok(results)
 }
 
-fn deliver_query(delivery: &Delivery, now: i64) -> Result<Query<'_, Postgres, PgArguments>> {
+/// The [`DELIVER`] statement for `delivery`.
+pub(super) fn deliver_query(delivery: &Delivery, now: i64) -> Result<Query<'_, Postgres, PgArguments>> {
     let message = &delivery.message;
     Ok(sqlx::query(DELIVER)
         .bind(&delivery.queue_message_id)
@@ -196,7 +178,8 @@ fn deliver_query(delivery: &Delivery, now: i64) -> Result<Query<'_, Postgres, Pg
         .bind(now))
 }
 
-/// Whether `error` is one of the concurrent changes [`DELIVER`] stops at without writing.
+/// Whether `error` is one of the concurrent changes [`DELIVER`] and [`APPEND`] stop at without
+/// writing.
 fn left_to_general_path(error: &sqlx::Error) -> bool {
     let sqlx::Error::Database(error) = error else { return false };
     matches!(
