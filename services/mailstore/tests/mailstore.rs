@@ -39,6 +39,7 @@ on_both_backends!(
     deleting_an_account_suspends_by_default_and_purges_on_request,
     mailbox_counters_follow_every_change,
     writers_racing_on_one_mailbox_never_deadlock,
+    racing_flag_changes_to_the_same_messages_all_take_effect,
     a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes,
 );
 
@@ -1637,6 +1638,109 @@ async fn writers_racing_on_one_mailbox_never_deadlock(backend: Backend) {
         result.expect("task").expect("every call succeeds");
     }
     assert_counters_match(&mut f, alice, "after the race").await;
+}
+
+/// Sessions changing flags of the same messages at once: every change takes effect (none is
+/// lost to another's write of the flags it read), each message ends with the MODSEQ of its last
+/// change, and undeleting races expunging without a message lost or counted twice.
+async fn racing_flag_changes_to_the_same_messages_all_take_effect(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    for i in 0..30 {
+        f.deliver(&format!("q-{i}"), "alice@example.org", &message(&format!("m{i}"), 300)).await.unwrap();
+    }
+    let inbox = f.select(alice, "INBOX").await.mailbox.unwrap().id;
+    let system = [SystemFlag::Seen, SystemFlag::Flagged, SystemFlag::Answered, SystemFlag::Draft];
+    let writers = (0..8usize).map(|writer| {
+        let mut client = f.mailstore.clone();
+        let flag = system[writer % system.len()] as u32;
+        tokio::spawn(async move {
+            // Overlapping ranges that together cover every message, so each message is changed
+            // by every writer, often at the same moment.
+            for round in 0..3u32 {
+                let first = 1 + (writer as u32 * 3 + round * 11) % 30;
+                for uids in [uid_range(first, 30), uid_range(1, first)] {
+                    let request = StoreFlagsRequest {
+                        account_id: alice,
+                        mailbox_id: inbox,
+                        uids: vec![uids],
+                        operation: Operation::Add as i32,
+                        flags: flags(flag, &[&format!("$w{writer}")]),
+                        unchanged_since: 0,
+                    };
+                    client.store_flags(request).await.map_err(|e| format!("STORE: {e}"))?;
+                }
+            }
+            Ok::<(), String>(())
+        })
+    });
+    for result in futures::future::join_all(writers).await {
+        result.expect("task").expect("every STORE succeeds");
+    }
+    let snapshot = f.select(alice, "INBOX").await;
+    let all_system = system.iter().fold(0, |all, flag| all | *flag as u32);
+    let messages = f
+        .mailstore
+        .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id: inbox, uids: vec![], changed_since: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(messages.len(), 30);
+    for meta in &messages {
+        let flags = meta.flags.clone().unwrap();
+        assert_eq!(flags.system, all_system, "message {}: a system flag was lost", meta.uid);
+        let keywords: BTreeSet<String> = flags.keywords.into_iter().collect();
+        let expected: BTreeSet<String> = (0..8).map(|w| format!("$w{w}")).collect();
+        assert_eq!(keywords, expected, "message {}: a keyword was lost", meta.uid);
+    }
+    assert_eq!(
+        snapshot.mailbox.unwrap().highest_modseq,
+        messages.iter().map(|m| m.modseq).max().unwrap(),
+        "HIGHESTMODSEQ is the last change's"
+    );
+
+    // Half the sessions flag messages \Deleted and expunge, the other half take the flag off
+    // again: whatever the order, a message is either gone (and no longer counted) or still
+    // there, and usage matches what is left.
+    let racers = (0..6u32).map(|racer| {
+        let mut client = f.mailstore.clone();
+        tokio::spawn(async move {
+            for round in 0..4u32 {
+                let first = 1 + (racer * 5 + round * 7) % 30;
+                let operation = if racer % 2 == 0 { Operation::Add } else { Operation::Remove };
+                let request = StoreFlagsRequest {
+                    account_id: alice,
+                    mailbox_id: inbox,
+                    uids: vec![uid_range(first, (first + 6).min(30))],
+                    operation: operation as i32,
+                    flags: flags(SystemFlag::Deleted as u32, &[]),
+                    unchanged_since: 0,
+                };
+                client.store_flags(request).await.map_err(|e| format!("STORE: {e}"))?;
+                let expunge = ExpungeRequest { account_id: alice, mailbox_id: inbox, uids: vec![] };
+                client.expunge(expunge).await.map_err(|e| format!("EXPUNGE: {e}"))?;
+            }
+            Ok::<(), String>(())
+        })
+    });
+    for result in futures::future::join_all(racers).await {
+        result.expect("task").expect("every call succeeds");
+    }
+    assert_counters_match(&mut f, alice, "after undeleting raced expunging").await;
+    let left = f
+        .mailstore
+        .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id: inbox, uids: vec![], changed_since: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    let usage = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
+    assert_eq!(
+        (usage.messages_used, usage.storage_used),
+        (left.len() as u64, left.iter().map(|m| m.size).sum::<u64>()),
+        "the account's usage is what is left"
+    );
 }
 
 /// SELECT of a snapshot the caller holds: unchanged while nothing changed, then only what

@@ -398,9 +398,7 @@ impl Store {
         changed_since: u64,
     ) -> Result<Vec<MessageMeta>> {
         let ranges = UidSet::new(ranges)?;
-        let mut tx = self.db.snapshot().await?;
-        self.check_mailbox(&mut tx, account_id, mailbox_id).await?;
-        let rows = self.message_rows(&mut tx, mailbox_id, &ranges).await?;
+        let (_, rows) = self.mailbox_rows(account_id, mailbox_id, &ranges).await?;
         rows.iter().map(meta_from_row).filter(|meta| meta.as_ref().map_or(true, |m| m.modseq > changed_since)).collect()
     }
 
@@ -412,9 +410,7 @@ impl Store {
         ranges: &[UidRange],
     ) -> Result<Vec<(u32, u64)>> {
         let ranges = UidSet::new(ranges)?;
-        let mut tx = self.db.snapshot().await?;
-        self.check_mailbox(&mut tx, account_id, mailbox_id).await?;
-        let rows = self.message_rows(&mut tx, mailbox_id, &ranges).await?;
+        let (_, rows) = self.mailbox_rows(account_id, mailbox_id, &ranges).await?;
         rows.iter().map(|row| Ok((get_u32(row, "uid")?, get_u64(row, "size")?))).collect()
     }
 
@@ -468,9 +464,7 @@ impl Store {
         for keyword in with.keywords.iter().chain(&without.keywords) {
             validate::keyword(keyword)?;
         }
-        let mut tx = self.db.snapshot().await?;
-        let mailbox = self.check_mailbox(&mut tx, request.account_id, request.mailbox_id).await?;
-        let rows = self.message_rows(&mut tx, request.mailbox_id, &ranges).await?;
+        let (highest_modseq, rows) = self.mailbox_rows(request.account_id, request.mailbox_id, &ranges).await?;
         let mut uids = Vec::new();
         for row in &rows {
             let meta = meta_from_row(row)?;
@@ -489,7 +483,7 @@ impl Store {
                 uids.push(meta.uid);
             }
         }
-        Ok(SearchResponse { uids, highest_modseq: mailbox.highest_modseq })
+        Ok(SearchResponse { uids, highest_modseq })
     }
 
     /// The account's quota and usage (RFC 9208 STORAGE and MESSAGE).
@@ -507,6 +501,52 @@ impl Store {
             messages_used: get_u64(&row, "used_messages")?,
             messages_limit: get_u64(&row, "quota_messages")?,
         })
+    }
+
+    /// The highest MODSEQ of the mailbox `mailbox_id` of `account_id` and the metadata rows of
+    /// its messages within a UID set, in UID order. One statement, so one consistent view with
+    /// no transaction around it (a transaction costs two more round trips to the database);
+    /// a second one only when no message is in the span, to tell an empty span from a mailbox
+    /// that is missing or another account's.
+    async fn mailbox_rows(&self, account_id: i64, mailbox_id: i64, ranges: &UidSet) -> Result<(u64, Vec<AnyRow>)> {
+        let (low, high) = ranges.span();
+        // The mailbox's MODSEQ as a sub-select rather than a join keeps the plan one index scan
+        // in UID order, cheap to plan at every call.
+        let rows = sqlx::query(
+            "SELECT (SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2) AS mailbox_modseq, \
+                    uid, modseq, flags, keywords, internal_date, size, header_size, blob_hash \
+             FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $3 AND $4 ORDER BY uid",
+        )
+        .bind(mailbox_id)
+        .bind(account_id)
+        .bind(low)
+        .bind(high)
+        .fetch_all(self.db.reader())
+        .await?;
+        let Some(first) = rows.first() else {
+            return Ok((self.mailbox_modseq(account_id, mailbox_id).await?, rows));
+        };
+        let highest_modseq: Option<i64> = first.try_get("mailbox_modseq")?;
+        let highest_modseq = highest_modseq.ok_or_else(|| mailbox_not_found(mailbox_id))?;
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows {
+            if ranges.contains(row.try_get("uid")?) {
+                kept.push(row);
+            }
+        }
+        Ok((highest_modseq as u64, kept))
+    }
+
+    /// The highest MODSEQ of the mailbox `mailbox_id` of `account_id`.
+    async fn mailbox_modseq(&self, account_id: i64, mailbox_id: i64) -> Result<u64> {
+        let highest_modseq: i64 =
+            sqlx::query_scalar("SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2")
+                .bind(mailbox_id)
+                .bind(account_id)
+                .fetch_optional(self.db.reader())
+                .await?
+                .ok_or_else(|| mailbox_not_found(mailbox_id))?;
+        Ok(highest_modseq as u64)
     }
 
     /// Metadata rows of one mailbox within a UID set, in UID order. The database narrows to
@@ -556,27 +596,25 @@ impl Store {
         if operation == Operation::Unspecified {
             return Err(Error::invalid("flag operation must be REPLACE, ADD or REMOVE"));
         }
+        let change = FlagChange { operation, system, keywords, unchanged_since };
+        match self.db.postgres() {
+            Some(pool) => self.store_flags_unlocked(pool, account_id, mailbox_id, &ranges, &change).await,
+            None => self.store_flags_locked(account_id, mailbox_id, &ranges, &change).await,
+        }
+    }
 
+    /// STORE under the mailbox's lock for the whole transaction: read, work out, write.
+    async fn store_flags_locked(
+        &self,
+        account_id: i64,
+        mailbox_id: i64,
+        ranges: &UidSet,
+        change: &FlagChange<'_>,
+    ) -> Result<StoreFlagsResponse> {
         let mut tx = self.db.write().await?;
         let mut folder = self.lock_mailbox_by_id(&mut tx, account_id, mailbox_id).await?;
-        let rows = self.message_rows(&mut tx, mailbox_id, &ranges).await?;
-        let mut modified = Vec::new();
-        // Each changed message with its new flags, and the keywords as they will be stored.
-        let mut changes: Vec<(MessageMeta, String)> = Vec::new();
-        for row in &rows {
-            let mut meta = meta_from_row(row)?;
-            if unchanged_since > 0 && meta.modseq > unchanged_since {
-                modified.push(meta.uid);
-                continue;
-            }
-            let old_system = get_u32(row, "flags")?;
-            let old_keywords: String = row.try_get("keywords")?;
-            let (new_system, new_keywords) = apply_flags(operation, old_system, &old_keywords, system, &keywords)?;
-            if new_system != old_system || new_keywords != old_keywords {
-                meta.flags = Some(Flags { system: new_system, keywords: split_keywords(&new_keywords) });
-                changes.push((meta, new_keywords));
-            }
-        }
+        let rows = self.message_rows(&mut tx, mailbox_id, ranges).await?;
+        let (mut changes, modified) = change.apply(&rows)?;
         if !changes.is_empty() {
             // One MODSEQ for the whole command: every changed message gets a new, higher value.
             let modseq = self.bump_modseq(&mut tx, &mut folder).await?;
@@ -586,17 +624,74 @@ impl Store {
             self.write_flags(&mut tx, mailbox_id, modseq, &changes).await?;
         }
         tx.commit().await?;
-        if !changes.is_empty() {
-            let change = Change::Flags(FlagsChanged {
-                uids: changes.iter().map(|(m, _)| m.uid).collect(),
-                system_flags: changes.iter().map(|(m, _)| m.flags.as_ref().map_or(0, |f| f.system)).collect(),
-                keywords: changes.iter().map(|(_, k)| k.clone()).collect(),
-                modseqs: changes.iter().map(|(m, _)| m.modseq).collect(),
-            });
-            self.events.publish(folder.state(), change).await;
-        }
+        self.announce_flags(&folder, &changes).await;
         let updated = changes.into_iter().map(|(meta, _)| meta).collect();
         Ok(StoreFlagsResponse { updated, modified, highest_modseq: folder.highest_modseq })
+    }
+
+    /// STORE on PostgreSQL with no lock held across round trips: the flags are read and worked
+    /// out without locks, then written by one statement that skips every message changed since
+    /// it was read ([`postgres::store_flags`]). Those few are done again by the locked path;
+    /// flag operations give the same result applied twice.
+    async fn store_flags_unlocked(
+        &self,
+        pool: &sqlx::PgPool,
+        account_id: i64,
+        mailbox_id: i64,
+        ranges: &UidSet,
+        change: &FlagChange<'_>,
+    ) -> Result<StoreFlagsResponse> {
+        let (highest_modseq, rows) = self.mailbox_rows(account_id, mailbox_id, ranges).await?;
+        let (changes, mut modified) = change.apply(&rows)?;
+        if changes.is_empty() {
+            return Ok(StoreFlagsResponse { updated: Vec::new(), modified, highest_modseq });
+        }
+        let writes: Vec<postgres::FlagWrite<'_>> = changes
+            .iter()
+            .map(|(meta, keywords)| postgres::FlagWrite {
+                uid: meta.uid,
+                read_modseq: meta.modseq,
+                system: meta.flags.as_ref().map_or(0, |f| f.system),
+                keywords,
+            })
+            .collect();
+        let (folder, written) = postgres::store_flags(pool, account_id, mailbox_id, &writes).await?.unzip();
+        let written = written.unwrap_or_default();
+        let (mut done, missed): (Vec<_>, Vec<_>) =
+            changes.into_iter().partition(|(meta, _)| written.binary_search(&meta.uid).is_ok());
+        if let Some(folder) = &folder {
+            for (meta, _) in &mut done {
+                meta.modseq = folder.highest_modseq;
+            }
+            self.announce_flags(folder, &done).await;
+        }
+        let mut updated: Vec<MessageMeta> = done.into_iter().map(|(meta, _)| meta).collect();
+        if missed.is_empty() {
+            let highest_modseq = folder.map_or(highest_modseq, |f| f.highest_modseq);
+            return Ok(StoreFlagsResponse { updated, modified, highest_modseq });
+        }
+        let missed: Vec<u32> = missed.iter().map(|(meta, _)| meta.uid).collect();
+        let again = UidSet::of(&missed);
+        let rest = self.store_flags_locked(account_id, mailbox_id, &again, change).await?;
+        updated.extend(rest.updated);
+        updated.sort_by_key(|meta| meta.uid);
+        modified.extend(rest.modified);
+        modified.sort_unstable();
+        Ok(StoreFlagsResponse { updated, modified, highest_modseq: rest.highest_modseq })
+    }
+
+    /// Tells sessions about flag changes written to `folder`.
+    async fn announce_flags(&self, folder: &LockedMailbox, changes: &[(MessageMeta, String)]) {
+        if changes.is_empty() {
+            return;
+        }
+        let change = Change::Flags(FlagsChanged {
+            uids: changes.iter().map(|(m, _)| m.uid).collect(),
+            system_flags: changes.iter().map(|(m, _)| m.flags.as_ref().map_or(0, |f| f.system)).collect(),
+            keywords: changes.iter().map(|(_, k)| k.clone()).collect(),
+            modseqs: changes.iter().map(|(m, _)| m.modseq).collect(),
+        });
+        self.events.publish(folder.state(), change).await;
     }
 
     /// Writes the new flags of `changes` (messages of a locked mailbox) with their new MODSEQ.
@@ -646,15 +741,22 @@ impl Store {
         let ranges = if ranges.is_empty() { UidSet::all() } else { UidSet::new(ranges)? };
         // Most EXPUNGEs (every CLOSE) find nothing to remove: looked for without a lock first,
         // so they cost one indexed read and hold up nobody.
-        if self.deleted_uids(self.db.reader(), mailbox_id, &ranges).await?.is_empty() {
-            let highest_modseq: i64 =
-                sqlx::query_scalar("SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2")
-                    .bind(mailbox_id)
-                    .bind(account_id)
-                    .fetch_optional(self.db.reader())
-                    .await?
-                    .ok_or_else(|| Error::not_found(format!("no mailbox with id {mailbox_id}")))?;
-            return Ok(ExpungeResponse { expunged: Vec::new(), highest_modseq: highest_modseq as u64 });
+        let deleted = self.deleted_uids(self.db.reader(), mailbox_id, &ranges).await?;
+        if deleted.is_empty() {
+            let highest_modseq = self.mailbox_modseq(account_id, mailbox_id).await?;
+            return Ok(ExpungeResponse { expunged: Vec::new(), highest_modseq });
+        }
+        // On PostgreSQL those found are removed by one statement, which checks their flag again
+        // under the locks; the transaction below is for SQLite and for a mailbox gone meanwhile
+        // (which it reports).
+        if let Some(pool) = self.db.postgres()
+            && let Some((folder, doomed, hashes)) = postgres::expunge(pool, account_id, mailbox_id, &deleted).await?
+        {
+            if let Err(error) = postgres::collect_blobs(pool, &hashes).await {
+                tracing::warn!(%error, bodies = hashes.len(), "message bodies not collected; the sweep will");
+            }
+            self.announce_expunged(&folder, &doomed).await;
+            return Ok(ExpungeResponse { expunged: doomed, highest_modseq: folder.highest_modseq });
         }
         let mut tx = self.db.write().await?;
         self.lock_account(&mut tx, account_id).await?;
@@ -664,11 +766,16 @@ impl Store {
         self.add_usage(&mut tx, account_id, -storage, -(doomed.len() as i64)).await?;
         tx.commit().await?;
         self.collect_blobs(&hashes).await;
-        if !doomed.is_empty() {
-            let change = Change::Expunged(MessagesExpunged { uids: doomed.clone() });
+        self.announce_expunged(&folder, &doomed).await;
+        Ok(ExpungeResponse { expunged: doomed, highest_modseq: folder.highest_modseq })
+    }
+
+    /// Tells sessions about messages expunged from `folder`.
+    async fn announce_expunged(&self, folder: &LockedMailbox, uids: &[u32]) {
+        if !uids.is_empty() {
+            let change = Change::Expunged(MessagesExpunged { uids: uids.to_vec() });
             self.events.publish(folder.state(), change).await;
         }
-        Ok(ExpungeResponse { expunged: doomed, highest_modseq: folder.highest_modseq })
     }
 
     /// The \Deleted messages of the mailbox in `ranges`, ascending.
@@ -847,6 +954,12 @@ impl Store {
     }
 }
 
+/// The answer for a mailbox that is missing or another account's: the same, so one account
+/// learns nothing of another's mailboxes.
+fn mailbox_not_found(mailbox_id: i64) -> Error {
+    Error::not_found(format!("no mailbox with id {mailbox_id}"))
+}
+
 /// A validated UID set.
 pub(crate) struct UidSet {
     ranges: Vec<(i64, i64)>,
@@ -871,6 +984,12 @@ impl UidSet {
 
     pub fn all() -> Self {
         UidSet { ranges: vec![(1, i64::from(u32::MAX))] }
+    }
+
+    /// The set of exactly `uids`.
+    fn of(uids: &[u32]) -> Self {
+        let ranges = contiguous_runs(uids).into_iter().map(|(first, last)| (i64::from(first), i64::from(last)));
+        UidSet { ranges: ranges.collect() }
     }
 
     fn span(&self) -> (i64, i64) {
@@ -925,6 +1044,43 @@ fn keyword_list<'a>(keywords: impl IntoIterator<Item = &'a str>) -> Result<Strin
         }
     }
     Ok(kept.join(" "))
+}
+
+/// Messages a STORE changes: each with its new flags, and its keywords as they will be stored.
+type Changed = Vec<(MessageMeta, String)>;
+
+/// One STORE's change, validated.
+struct FlagChange<'a> {
+    operation: Operation,
+    system: u32,
+    keywords: Vec<&'a str>,
+    /// CONDSTORE's UNCHANGEDSINCE; 0 when not given.
+    unchanged_since: u64,
+}
+
+impl FlagChange<'_> {
+    /// The messages of `rows` this change changes, each with its new flags (its MODSEQ still
+    /// the one read) and its keywords as they will be stored; and the UIDs left alone because
+    /// they changed after UNCHANGEDSINCE.
+    fn apply(&self, rows: &[AnyRow]) -> Result<(Changed, Vec<u32>)> {
+        let (mut changes, mut modified) = (Vec::new(), Vec::new());
+        for row in rows {
+            let mut meta = meta_from_row(row)?;
+            if self.unchanged_since > 0 && meta.modseq > self.unchanged_since {
+                modified.push(meta.uid);
+                continue;
+            }
+            let old_system = get_u32(row, "flags")?;
+            let old_keywords: String = row.try_get("keywords")?;
+            let (new_system, new_keywords) =
+                apply_flags(self.operation, old_system, &old_keywords, self.system, &self.keywords)?;
+            if new_system != old_system || new_keywords != old_keywords {
+                meta.flags = Some(Flags { system: new_system, keywords: split_keywords(&new_keywords) });
+                changes.push((meta, new_keywords));
+            }
+        }
+        Ok((changes, modified))
+    }
 }
 
 /// The flags after applying `operation` with `system` bits and `keywords`.

@@ -132,28 +132,6 @@ impl Store {
             "SELECT id, account_id, name, uidvalidity, uid_next, highest_modseq \
              FROM mailboxes WHERE id = $1 AND account_id = $2"
         );
-        self.mailbox_by_id(tx, sql, account_id, mailbox_id).await
-    }
-
-    /// The mailbox `mailbox_id` if it belongs to `account_id`, without locking it.
-    pub(crate) async fn check_mailbox(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        account_id: i64,
-        mailbox_id: i64,
-    ) -> Result<LockedMailbox> {
-        let sql = "SELECT id, account_id, name, uidvalidity, uid_next, highest_modseq \
-                   FROM mailboxes WHERE id = $1 AND account_id = $2";
-        self.mailbox_by_id(tx, sql, account_id, mailbox_id).await
-    }
-
-    async fn mailbox_by_id(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        sql: &'static str,
-        account_id: i64,
-        mailbox_id: i64,
-    ) -> Result<LockedMailbox> {
         let row = sqlx::query(sql).bind(mailbox_id).bind(account_id).fetch_optional(&mut **tx).await?;
         found_mailbox(row, || format!("no mailbox with id {mailbox_id}"))
     }

@@ -7,6 +7,8 @@
 //!   message fits, the general transaction otherwise.
 //! - [`write_one`], [`write_all`] — run those for one write, or for a group of writes into one
 //!   mailbox in one transaction (see `group.rs`).
+//! - [`store_flags`] — STORE's write, after a read without locks, in one statement.
+//! - [`expunge`], [`collect_blobs`] — EXPUNGE in one statement, and its bodies' collection.
 //! - [`select`] — the SELECT snapshot as one row of arrays.
 //!
 //! The general code in `messages.rs` and `mailboxes.rs` stays the reference: the mailstore
@@ -190,17 +192,159 @@ fn left_to_general_path(error: &sqlx::Error) -> bool {
 
 /// The mailbox and UID a [`DELIVER`] row reports.
 fn written(row: &PgRow) -> Result<(LockedMailbox, u32)> {
-    let uid_next: i64 = row.try_get("uid_next")?;
-    let folder = LockedMailbox {
+    let folder = mailbox_row(row)?;
+    let uid = folder.uid_next - 1;
+    Ok((folder, uid))
+}
+
+/// The mailbox columns a writing statement returns.
+fn mailbox_row(row: &PgRow) -> Result<LockedMailbox> {
+    Ok(LockedMailbox {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
         name: row.try_get("name")?,
         uidvalidity: u32_column(row, "uidvalidity")?,
-        uid_next: u32::try_from(uid_next).map_err(|_| out_of_range("uid_next", uid_next))?,
+        uid_next: u32_column(row, "uid_next")?,
         highest_modseq: u64_column(row, "highest_modseq")?,
-    };
-    let uid = folder.uid_next - 1;
-    Ok((folder, uid))
+    })
+}
+
+/// STORE's write when the new flags were worked out from a read without locks: one statement
+/// that takes the mailbox's next MODSEQ (locking its row, as every writer does first) and
+/// changes each message only if its MODSEQ is still the one read, so a concurrent change is
+/// never overwritten. It reports the mailbox after the change and the UIDs it changed; the
+/// caller does the rest again under locks. The mailbox row is locked for this one statement,
+/// not for the round trips of a transaction.
+const STORE_FLAGS: &str = "\
+WITH mailbox AS (
+    UPDATE mailboxes SET highest_modseq = highest_modseq + 1
+    WHERE id = $1 AND account_id = $2
+    RETURNING id, account_id, name, uidvalidity, uid_next, highest_modseq
+),
+changed AS (
+    UPDATE messages m SET flags = c.flags, keywords = c.keywords, modseq = mailbox.highest_modseq
+    FROM mailbox, unnest($3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::text[])
+        AS c (uid, modseq, flags, keywords)
+    WHERE m.mailbox_id = mailbox.id AND m.uid = c.uid AND m.modseq = c.modseq
+    RETURNING m.uid
+)
+SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbox.uid_next, mailbox.highest_modseq,
+       coalesce((SELECT array_agg(uid ORDER BY uid) FROM changed), '{}') AS uids
+FROM mailbox";
+
+/// One message's new flags for [`store_flags`]: its UID, the MODSEQ it was read with, and the
+/// system flags and keywords (as stored) to write.
+pub(super) struct FlagWrite<'a> {
+    pub uid: u32,
+    pub read_modseq: u64,
+    pub system: u32,
+    pub keywords: &'a str,
+}
+
+/// Runs [`STORE_FLAGS`]: the mailbox after it and the UIDs changed, ascending; `None` when the
+/// mailbox is gone (or not the account's).
+pub(super) async fn store_flags(
+    pool: &PgPool,
+    account_id: i64,
+    mailbox_id: i64,
+    writes: &[FlagWrite<'_>],
+) -> Result<Option<(LockedMailbox, Vec<u32>)>> {
+    let read_modseqs = writes.iter().map(|w| to_i64(w.read_modseq, "MODSEQ").map(|m| m.to_string()));
+    let row = sqlx::query(STORE_FLAGS)
+        .bind(mailbox_id)
+        .bind(account_id)
+        .bind(array_literal(writes.iter().map(|w| w.uid.to_string())))
+        .bind(array_literal(read_modseqs.collect::<Result<Vec<_>>>()?))
+        .bind(array_literal(writes.iter().map(|w| w.system.to_string())))
+        .bind(array_literal(writes.iter().map(|w| w.keywords.to_string())))
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let uids: Vec<i64> = row.try_get("uids")?;
+    let uids = uids.into_iter().map(|uid| to_u32("uid", uid)).collect::<Result<_>>()?;
+    Ok(Some((mailbox_row(&row)?, uids)))
+}
+
+/// EXPUNGE of messages found \Deleted by a read without locks, in one statement:
+///
+/// 1. `account` — locks the account row first, in the same order as every other writer;
+/// 2. `mailbox` — takes the mailbox's next MODSEQ, locking its row;
+/// 3. `doomed` — deletes those of the messages that are still \Deleted (the flag is checked
+///    again on the row as it is now, so a message undeleted meanwhile stays);
+/// 4. `recorded` — remembers each expunged UID with the MODSEQ (for CONDSTORE and QRESYNC);
+/// 5. `usage` — takes their octets and count off the account.
+///
+/// It reports the mailbox after the change and each removed message's UID and body hash, in
+/// UID order (one row with NULLs when none was left to remove); no row when the mailbox is
+/// gone or not the account's.
+const EXPUNGE: &str = "\
+WITH account AS (
+    SELECT id FROM accounts WHERE id = $2 FOR UPDATE
+),
+mailbox AS (
+    UPDATE mailboxes SET highest_modseq = highest_modseq + 1
+    WHERE id = $1 AND account_id = (SELECT id FROM account)
+    RETURNING id, account_id, name, uidvalidity, uid_next, highest_modseq
+),
+doomed AS (
+    DELETE FROM messages m USING mailbox
+    WHERE m.mailbox_id = mailbox.id AND m.uid = ANY($3::text::bigint[]) AND (m.flags & 8) <> 0
+    RETURNING m.uid, m.size, m.blob_hash
+),
+recorded AS (
+    INSERT INTO expunged (mailbox_id, uid, modseq)
+    SELECT mailbox.id, doomed.uid, mailbox.highest_modseq FROM mailbox, doomed
+    ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq
+),
+usage AS (
+    UPDATE accounts
+    SET used_storage = used_storage - (SELECT coalesce(sum(size), 0) FROM doomed),
+        used_messages = used_messages - (SELECT count(*) FROM doomed)
+    WHERE id = (SELECT id FROM account)
+)
+SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbox.uid_next, mailbox.highest_modseq,
+       doomed.uid, doomed.blob_hash
+FROM mailbox LEFT JOIN doomed ON true
+ORDER BY doomed.uid";
+
+/// Runs [`EXPUNGE`] for `uids`: the mailbox after it, the UIDs removed (ascending) and the
+/// hashes of their bodies (sorted, once each); `None` when the mailbox is gone.
+pub(super) async fn expunge(
+    pool: &PgPool,
+    account_id: i64,
+    mailbox_id: i64,
+    uids: &[u32],
+) -> Result<Option<(LockedMailbox, Vec<u32>, Vec<String>)>> {
+    let rows = sqlx::query(EXPUNGE)
+        .bind(mailbox_id)
+        .bind(account_id)
+        .bind(array_literal(uids.iter().map(u32::to_string)))
+        .fetch_all(pool)
+        .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let folder = mailbox_row(first)?;
+    let (mut removed, mut hashes) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
+    for row in &rows {
+        if let Some(uid) = row.try_get::<Option<i64>, _>("uid")? {
+            removed.push(to_u32("uid", uid)?);
+            hashes.push(row.try_get::<String, _>("blob_hash")?);
+        }
+    }
+    hashes.sort();
+    hashes.dedup();
+    Ok(Some((folder, removed, hashes)))
+}
+
+/// Deletes the bodies of `hashes` that no message refers to any more, in one statement.
+pub(super) async fn collect_blobs(pool: &PgPool, hashes: &[String]) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM blobs WHERE hash = ANY($1::text::text[]) \
+         AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_hash = blobs.hash)",
+    )
+    .bind(array_literal(hashes.iter().cloned()))
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// The mailbox row and, aggregated over its messages, what SELECT needs: UID, flags and
