@@ -122,6 +122,7 @@ async fn a_kept_snapshot_is_used_only_while_nothing_changed() {
         lines.iter().filter(|line| line.contains("EXISTS") || line.contains("UIDNEXT")).cloned().collect()
     };
     let first = client.command("a SELECT INBOX").await.expect_ok();
+    client.command("a2 STORE 3 +FLAGS.SILENT ($Old)").await.expect_ok();
     let flags = client.command("b FETCH 1:* (UID FLAGS)").await.expect_ok();
     client.command("c UNSELECT").await.expect_ok();
     let again = client.command("d SELECT INBOX").await.expect_ok();
@@ -136,13 +137,17 @@ async fn a_kept_snapshot_is_used_only_while_nothing_changed() {
     let mut other = f.logged_in("alice@example.org").await;
     other.command("s SELECT INBOX").await.expect_ok();
     other.command("x EXPUNGE").await.expect_ok();
-    other.command("y STORE 1 +FLAGS (\\Flagged)").await.expect_ok();
+    other.command("y STORE 1 +FLAGS (\\Flagged $Todo)").await.expect_ok();
     let changed = client.command("g SELECT INBOX").await.expect_ok();
     assert!(changed.contains(&"* 3 EXISTS".to_string()), "{changed:?}");
+    assert!(
+        changed.contains(&"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Todo $Old)".to_string()),
+        "every keyword in use, in the order of the first message with it: {changed:?}"
+    );
     assert!(changed.contains(&"* OK [UIDNEXT 5] Predicted next UID".to_string()), "{changed:?}");
     let flags = client.command("h FETCH 1:* (UID FLAGS)").await.expect_ok();
     assert_eq!(
         flags,
-        ["* 1 FETCH (UID 1 FLAGS (\\Flagged))", "* 2 FETCH (UID 3 FLAGS ())", "* 3 FETCH (UID 4 FLAGS ())"]
+        ["* 1 FETCH (UID 1 FLAGS (\\Flagged $Todo))", "* 2 FETCH (UID 3 FLAGS ($Old))", "* 3 FETCH (UID 4 FLAGS ())"]
     );
 }

@@ -169,7 +169,7 @@ fn candidate<'a>(
         number: index as u32 + 1,
         uid,
         system: selection.flags[index],
-        keywords: selection.keywords_of(uid).split_whitespace().collect(),
+        keywords: selection.keywords_of(index).split_whitespace().collect(),
         meta: meta.get(&uid),
         content,
     })

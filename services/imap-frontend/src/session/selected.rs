@@ -4,20 +4,20 @@
 //! The snapshot maps message sequence numbers to UIDs and holds the flags the client was
 //! last told about; every other fact about the messages is asked of the mailstore.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use kubemail_proto::events::account_pattern;
-use kubemail_proto::mailstore::{ExpungeRequest, SelectMailboxRequest, SelectMailboxResponse, SystemFlag};
+use kubemail_proto::mailstore::{ExpungeRequest, MailboxInfo, SelectMailboxRequest, SystemFlag};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::updates::Updates;
 use crate::response::Status;
-use crate::snapshots;
+use crate::snapshots::{self, KeywordLists, Snapshot};
 
 /// The system flags every mailbox stores (RFC 9051 §2.3.2), with their bits.
 const SYSTEM_FLAGS: [(SystemFlag, &str); 5] = [
@@ -57,26 +57,36 @@ pub(super) struct Selection {
     pub uids: Vec<u32>,
     /// System flag bits, parallel to `uids`.
     pub flags: Vec<u32>,
-    /// Keywords (space-separated) of the messages that have any, by UID.
-    keywords: HashMap<u32, String>,
+    /// Keyword lists, parallel to `uids`, numbered in `keywords`.
+    keyword_ids: Vec<u32>,
+    keywords: KeywordLists,
     /// Changes from elsewhere, subscribed to before the snapshot was taken.
     pub updates: Updates,
 }
 
 impl Selection {
-    fn new(snapshot: SelectMailboxResponse, read_only: bool, updates: Updates) -> Selection {
-        let mailbox = snapshot.mailbox.unwrap_or_default();
+    /// The selection of `mailbox` with the messages of `snapshot` (which may be older than
+    /// `mailbox`'s counters, but not than its HIGHESTMODSEQ).
+    fn new(mailbox: &MailboxInfo, snapshot: &Snapshot, read_only: bool, updates: Updates) -> Selection {
         Selection {
             mailbox_id: mailbox.id,
             read_only,
             uidvalidity: mailbox.uidvalidity,
             uidnext: mailbox.uidnext,
             highest_modseq: mailbox.highest_modseq,
-            uids: snapshot.uids,
-            flags: snapshot.flags,
-            keywords: snapshot.keyword_uids.into_iter().zip(snapshot.keywords).collect(),
+            uids: snapshot.uids.clone(),
+            flags: snapshot.flags.clone(),
+            keyword_ids: snapshot.keyword_ids.clone(),
+            keywords: snapshot.keywords.clone(),
             updates,
         }
+    }
+
+    /// Adds a message that arrived since the snapshot, without flags.
+    pub fn add(&mut self, uid: u32) {
+        self.uids.push(uid);
+        self.flags.push(0);
+        self.keyword_ids.push(KeywordLists::NONE);
     }
 
     /// The (sequence number, UID) pairs that `set` names, ascending. With `uid` the set holds
@@ -122,27 +132,21 @@ impl Selection {
     /// Records the flags of the message at `index` as the client was told them; whether they
     /// differ from what it knew.
     pub fn set_flags(&mut self, index: usize, system: u32, keywords: &[String]) -> bool {
-        let uid = self.uids[index];
-        let keywords = keywords.join(" ");
-        let known = self.keywords.get(&uid).map_or("", String::as_str);
-        let changed = self.flags[index] != system || known != keywords;
+        let keyword_id = self.keywords.intern(&keywords.join(" "));
+        let changed = self.flags[index] != system || self.keyword_ids[index] != keyword_id;
         self.flags[index] = system;
-        if keywords.is_empty() {
-            self.keywords.remove(&uid);
-        } else {
-            self.keywords.insert(uid, keywords);
-        }
+        self.keyword_ids[index] = keyword_id;
         changed
     }
 
     /// Appends the flags of the message at `index` to `out`, as IMAP lists them.
     pub fn write_flag_list(&self, index: usize, out: &mut String) {
-        write_flags(self.flags[index], self.keywords_of(self.uids[index]).split_whitespace(), out);
+        write_flags(self.flags[index], self.keywords_of(index).split_whitespace(), out);
     }
 
-    /// The keywords of the message `uid`, space-separated.
-    pub fn keywords_of(&self, uid: u32) -> &str {
-        self.keywords.get(&uid).map_or("", String::as_str)
+    /// The keywords of the message at `index`, space-separated.
+    pub fn keywords_of(&self, index: usize) -> &str {
+        self.keywords.get(self.keyword_ids[index])
     }
 
     /// Forgets the messages `uids` (ascending); their EXPUNGE responses, each numbered as of
@@ -153,7 +157,7 @@ impl Selection {
             if let Ok(index) = self.uids.binary_search(uid) {
                 self.uids.remove(index);
                 self.flags.remove(index);
-                self.keywords.remove(uid);
+                self.keyword_ids.remove(index);
                 lines.push_str(&format!("* {} EXPUNGE\r\n", index + 1));
             }
         }
@@ -206,35 +210,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let request = SelectMailboxRequest {
             account_id,
             name: name.clone(),
-            known_mailbox_id: kept.as_ref().and_then(|kept| kept.mailbox.as_ref()).map_or(0, |mailbox| mailbox.id),
-            known_modseq: kept
-                .as_ref()
-                .and_then(|kept| kept.mailbox.as_ref())
-                .map_or(0, |mailbox| mailbox.highest_modseq),
+            known_mailbox_id: kept.as_ref().map_or(0, |kept| kept.mailbox.id),
+            known_modseq: kept.as_ref().map_or(0, |kept| kept.mailbox.highest_modseq),
         };
-        let snapshot = match (self.services.mailstore.clone().select_mailbox(request).await, kept) {
+        let (mailbox, snapshot) = match (self.services.mailstore.clone().select_mailbox(request).await, kept) {
             // Nothing changed since the kept snapshot: it is used with the fresh counters.
-            (Ok(reply), Some(kept)) if reply.get_ref().unchanged => {
-                SelectMailboxResponse { mailbox: reply.into_inner().mailbox, ..(*kept).clone() }
-            }
+            (Ok(reply), Some(kept)) if reply.get_ref().unchanged => (reply.into_inner().mailbox.unwrap_or_default(), kept),
             // A few changes since: applied to the kept snapshot, which is kept in its place.
             (Ok(reply), Some(kept)) if reply.get_ref().delta => {
-                let snapshot = snapshots::apply_delta(&kept, reply.into_inner());
+                let snapshot = Arc::new(snapshots::apply_delta(&kept, reply.into_inner()));
                 self.services.snapshots.put(account_id, &name, &snapshot);
-                snapshot
+                (snapshot.mailbox.clone(), snapshot)
             }
             (Ok(reply), _) => {
-                let snapshot = reply.into_inner();
+                let snapshot = Arc::new(Snapshot::from_answer(reply.into_inner()));
                 self.services.snapshots.put(account_id, &name, &snapshot);
-                snapshot
+                (snapshot.mailbox.clone(), snapshot)
             }
             (Err(status), _) => {
                 self.mailstore_refused(tag, &status);
                 return;
             }
         };
-        let mailbox_keywords = snapshot.mailbox_keywords.join(" ");
-        let selection = Selection::new(snapshot, read_only, Updates::new(events));
+        let mailbox_keywords = snapshot.mailbox_keywords().join(" ");
+        let selection = Selection::new(&mailbox, &snapshot, read_only, Updates::new(events));
         let every_system_flag = SYSTEM_FLAGS.iter().fold(0, |bits, (bit, _)| bits | *bit as u32);
         let flags = flag_list(every_system_flag, &[]);
         let keywords = if mailbox_keywords.is_empty() { String::new() } else { format!(" {mailbox_keywords}") };

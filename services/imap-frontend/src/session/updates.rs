@@ -69,8 +69,7 @@ impl Selection {
                 for uid in added.uids {
                     // Already known from the snapshot taken after subscribing, or out of order.
                     if self.uids.last().is_none_or(|last| uid > *last) {
-                        self.uids.push(uid);
-                        self.flags.push(0);
+                        self.add(uid);
                     }
                 }
                 self.uidnext = self.uidnext.max(added.uidnext);
