@@ -215,7 +215,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let (mailbox, snapshot) = match (self.services.mailstore.clone().select_mailbox(request).await, kept) {
             // Nothing changed since the kept snapshot: it is used with the fresh counters.
-            (Ok(reply), Some(kept)) if reply.get_ref().unchanged => (reply.into_inner().mailbox.unwrap_or_default(), kept),
+            (Ok(reply), Some(kept)) if reply.get_ref().unchanged => {
+                (reply.into_inner().mailbox.unwrap_or_default(), kept)
+            }
             // A few changes since: applied to the kept snapshot, which is kept in its place.
             (Ok(reply), Some(kept)) if reply.get_ref().delta => {
                 let snapshot = Arc::new(snapshots::apply_delta(&kept, reply.into_inner()));
