@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::pool::PoolOptions;
+use sqlx::{Any, AnyPool, Connection, Database, Executor, Transaction};
 
 use crate::Result;
 
@@ -22,6 +23,12 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 
 /// How long a call waits for a free connection before it fails as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pooled connection idle for longer than this is checked before it is handed out (the
+/// database may have restarted, or a proxy dropped it, meanwhile). One used more recently is
+/// not: the check is a round trip to the database, which on every acquire cost the database
+/// about as much CPU as a small statement.
+const CHECK_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -50,9 +57,16 @@ impl Db {
         sqlx::any::install_default_drivers();
         let db = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let half = max_connections.div_ceil(2).max(1);
-            let general =
-                AnyPoolOptions::new().max_connections(half).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
-            let hot = PgPoolOptions::new().max_connections(half).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
+            let general = checked_when_idle(AnyPoolOptions::new())
+                .max_connections(half)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect(url)
+                .await?;
+            let hot = checked_when_idle(PgPoolOptions::new())
+                .max_connections(half)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect(url)
+                .await?;
             Db { backend: Backend::Postgres, reader: general.clone(), writer: general, postgres: Some(hot) }
         } else if url.starts_with("sqlite:") {
             let options = AnyConnectOptions::from_str(url)?;
@@ -125,8 +139,20 @@ macro_rules! locking {
 }
 pub(crate) use locking;
 
+/// `options` checking a connection before handing it out only after [`CHECK_WHEN_IDLE_FOR`].
+fn checked_when_idle<DB: Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
+    options.test_before_acquire(false).before_acquire(|conn, meta| {
+        Box::pin(async move {
+            if meta.idle_for > CHECK_WHEN_IDLE_FOR {
+                conn.ping().await?;
+            }
+            Ok(true)
+        })
+    })
+}
+
 fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new().max_connections(max_connections).after_connect(|conn, _| {
+    checked_when_idle(AnyPoolOptions::new()).max_connections(max_connections).after_connect(|conn, _| {
         Box::pin(async move {
             // WAL lets readers run beside the writer; synchronous=FULL makes a commit durable
             // before Deliver answers, so acknowledged mail survives a power cut.

@@ -21,8 +21,11 @@ use super::{LockedMailbox, Store, get_u32, get_u64, now, to_i64};
 use crate::validate::{self, INBOX};
 use crate::{Error, Result};
 
-/// FetchBody's statement up to its condition on the UIDs.
-const FETCH_BODIES: &str = "SELECT m.uid, m.header_size, b.data FROM messages m JOIN blobs b ON b.hash = m.blob_hash \
+/// FetchBody's statement up to its condition on the UIDs (from `$4`). With `$3` only the header
+/// block is read: the database then decompresses and sends that prefix, not the whole body.
+const FETCH_BODIES: &str = "SELECT m.uid, m.header_size, \
+                                   CASE WHEN $3 THEN substr(b.data, 1, CAST(m.header_size AS INTEGER)) ELSE b.data END AS data \
+                            FROM messages m JOIN blobs b ON b.hash = m.blob_hash \
                             WHERE m.mailbox_id = $1 AND m.account_id = $2 AND";
 
 /// Longest queue message id accepted as an idempotency key.
@@ -429,16 +432,18 @@ impl Store {
                 // One statement whatever the batch's length (the UIDs as one array, bound as
                 // text), so PostgreSQL prepares and plans it once rather than once per length.
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{FETCH_BODIES} m.uid = ANY($3::text::bigint[]) ORDER BY m.uid"
+                    "{FETCH_BODIES} m.uid = ANY($4::text::bigint[]) ORDER BY m.uid"
                 )))
                 .bind(mailbox_id)
                 .bind(account_id)
+                .bind(slice.headers_only)
                 .bind(postgres::array_literal(batch.iter().map(u32::to_string)))
             } else {
-                let placeholders: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 3)).collect();
+                let placeholders: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 4)).collect();
                 // Only placeholders are formatted into the statement.
                 let sql = format!("{FETCH_BODIES} m.uid IN ({}) ORDER BY m.uid", placeholders.join(", "));
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(mailbox_id).bind(account_id);
+                let mut query =
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(mailbox_id).bind(account_id).bind(slice.headers_only);
                 for uid in batch {
                     query = query.bind(i64::from(*uid));
                 }
