@@ -12,8 +12,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::pool::PoolOptions;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Any, AnyPool, Connection, Database, Executor, Transaction};
 
 use crate::Result;
