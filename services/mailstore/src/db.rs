@@ -11,10 +11,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use kubemail_runtime::pools::checked_when_idle;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Any, AnyPool, Connection, Database, Executor, Transaction};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
 use crate::Result;
 
@@ -23,12 +23,6 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 
 /// How long a call waits for a free connection before it fails as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A pooled connection idle for longer than this is checked before it is handed out (the
-/// database may have restarted, or a proxy dropped it, meanwhile). One used more recently is
-/// not: the check is a round trip to the database, which on every acquire cost the database
-/// about as much CPU as a small statement.
-const CHECK_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -138,18 +132,6 @@ macro_rules! locking {
     };
 }
 pub(crate) use locking;
-
-/// `options` checking a connection before handing it out only after [`CHECK_WHEN_IDLE_FOR`].
-fn checked_when_idle<DB: Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
-    options.test_before_acquire(false).before_acquire(|conn, meta| {
-        Box::pin(async move {
-            if meta.idle_for > CHECK_WHEN_IDLE_FOR {
-                conn.ping().await?;
-            }
-            Ok(true)
-        })
-    })
-}
 
 fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
     checked_when_idle(AnyPoolOptions::new()).max_connections(max_connections).after_connect(|conn, _| {

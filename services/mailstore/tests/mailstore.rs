@@ -43,6 +43,40 @@ on_both_backends!(
     a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes,
 );
 
+/// Database connections dropped while the pools held them idle (a database restart, a proxy's
+/// idle timeout) are noticed and replaced before use: no call fails for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_dropped_while_idle_are_replaced_before_use() {
+    let mut f = Fixture::start(Backend::Postgres).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    f.deliver("q-1", "alice@example.org", &message("before", 300)).await.unwrap();
+    assert_eq!(f.select(alice, "INBOX").await.uids.len(), 1);
+
+    let url = f.database_url.clone().expect("PostgreSQL");
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let dropped: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(dropped > 0, "the mailstore's pooled connections were open");
+    tokio::time::sleep(kubemail_runtime::pools::CHECK_WHEN_IDLE_FOR + std::time::Duration::from_millis(200)).await;
+
+    // Reads and writes on both pools (the typed one of the hot paths and the general one).
+    f.deliver("q-2", "alice@example.org", &message("after", 300)).await.expect("delivery after the drop");
+    let inbox = f.select(alice, "INBOX").await;
+    assert_eq!(inbox.uids.len(), 2);
+    let mailbox_id = inbox.mailbox.unwrap().id;
+    let fetched = f
+        .mailstore
+        .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id, uids: vec![], changed_since: 0 })
+        .await
+        .expect("a read after the drop");
+    assert_eq!(fetched.into_inner().messages.len(), 2);
+}
+
 /// Drops the answer of a call whose failure is what a test checks.
 fn discard<T>(result: Result<T, tonic::Status>) -> Result<(), tonic::Status> {
     result.map(|_| ())

@@ -23,6 +23,7 @@
 //! - [`login_cache`] — successful logins remembered briefly under an HMAC of the credentials,
 //!   forgotten when the mailstore says the account changed.
 //! - [`local`] — their SQLite + in-process implementations (`kubemail dev`).
+//! - [`pools`] — database connection pools checked only when they have been idle.
 //! - `contract` (private) — what both implementations accept and promise alike: subject, header
 //!   and id rules, NATS wildcard matching, default lease and deduplication window.
 
@@ -38,6 +39,7 @@ pub mod listener;
 pub mod local;
 pub mod login_cache;
 pub mod nats;
+pub mod pools;
 pub mod propagation;
 pub mod proxy;
 pub mod queue;

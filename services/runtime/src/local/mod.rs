@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::pools::checked_when_idle;
 use crate::{Error, Result, contract};
 
 pub use events::LocalEventBus;
@@ -117,7 +118,7 @@ impl LocalTransport {
             .synchronous(SqliteSynchronous::Full)
             // Writers queue behind each other; a claim or publish takes milliseconds.
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        let pool = checked_when_idle(SqlitePoolOptions::new())
             .max_connections(4)
             .connect_with(options)
             .await
