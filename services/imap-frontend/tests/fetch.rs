@@ -42,6 +42,30 @@ async fn metadata_of_every_message_in_sequence_order() {
     assert!(refused.status().starts_with("BAD"), "no message 4: {refused:?}");
 }
 
+/// FLAGS of more messages than one write of the answer holds: every line once, in order.
+#[tokio::test]
+async fn flags_of_thousands_of_messages_arrive_whole_and_in_order() {
+    const MESSAGES: u32 = 2300;
+    let f = Fixture::start().await;
+    let body = message(0);
+    for _ in 0..MESSAGES {
+        f.mailstore.deliver("alice@example.org", body.as_bytes()).await;
+    }
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    client.command("t STORE 1500 +FLAGS.SILENT (\\Flagged $Work)").await.expect_ok();
+    let lines = client.command("f FETCH 1:* (UID FLAGS)").await.expect_ok();
+    let expected: Vec<String> = (1..=MESSAGES)
+        .map(|n| match n {
+            1500 => format!("* {n} FETCH (UID {n} FLAGS (\\Flagged $Work))"),
+            _ => format!("* {n} FETCH (UID {n} FLAGS ())"),
+        })
+        .collect();
+    assert_eq!(lines.len(), expected.len());
+    assert_eq!(lines, expected);
+    client.command("n NOOP").await.expect_ok();
+}
+
 #[tokio::test]
 async fn bodies_headers_texts_and_partial_ranges() {
     let f = with_three_messages().await;

@@ -40,6 +40,25 @@ struct Request<'a> {
     marks_seen: bool,
 }
 
+/// Lines per write of a FETCH answered from the snapshot.
+const SNAPSHOT_LINES_PER_WRITE: usize = 1000;
+
+/// Appends `number` in decimal: `write!` costs more than the rest of a FLAGS line.
+fn push_number(out: &mut String, number: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut rest = number;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|digit| char::from(*digit)));
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn fetch(
         &mut self,
@@ -79,7 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         {
             // What a client asks most, on every sync: answered from the snapshot, which the
             // mailbox's events keep current.
-            self.fetch_from_snapshot(tag, &messages, &request.items, uid);
+            self.fetch_from_snapshot(tag, &messages, &request.items, uid).await;
             return;
         }
         let (account_id, mailbox_id) = (self.account_id(), selection.mailbox_id);
@@ -142,42 +161,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.fetch_done(tag, uid, missing);
     }
 
-    /// Answers a FETCH of UID and FLAGS only from the selection's snapshot.
-    fn fetch_from_snapshot(
+    /// Answers a FETCH of UID and FLAGS only from the selection's snapshot. The lines go out
+    /// [`SNAPSHOT_LINES_PER_WRITE`] at a time, so the client reads the first while the rest are
+    /// made (10,000 lines are about 0.4 MB).
+    async fn fetch_from_snapshot(
         &mut self,
         tag: &Tag<'_>,
         messages: &[(u32, u32)],
         items: &[MessageDataItemName<'_>],
         uid: bool,
     ) {
-        use std::fmt::Write as _;
-        let Some(selection) = &self.selected else { return };
-        let mut lines = String::with_capacity(messages.len() * 40);
         let mut missing = 0;
-        for (number, message_uid) in messages {
-            if selection.expunged_meanwhile(*message_uid) {
-                missing += 1;
-                continue;
-            }
-            let _ = write!(lines, "* {number} FETCH (");
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    lines.push(' ');
+        for batch in messages.chunks(SNAPSHOT_LINES_PER_WRITE) {
+            let Some(selection) = &self.selected else { return };
+            let mut lines = String::with_capacity(batch.len() * 40);
+            for (number, message_uid) in batch {
+                if selection.expunged_meanwhile(*message_uid) {
+                    missing += 1;
+                    continue;
                 }
-                match item {
-                    MessageDataItemName::Uid => {
-                        let _ = write!(lines, "UID {message_uid}");
+                lines.push_str("* ");
+                push_number(&mut lines, *number);
+                lines.push_str(" FETCH (");
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        lines.push(' ');
                     }
-                    _ => {
-                        lines.push_str("FLAGS (");
-                        selection.write_flag_list(*number as usize - 1, &mut lines);
-                        lines.push(')');
+                    match item {
+                        MessageDataItemName::Uid => {
+                            lines.push_str("UID ");
+                            push_number(&mut lines, *message_uid);
+                        }
+                        _ => {
+                            lines.push_str("FLAGS (");
+                            selection.write_flag_list(*number as usize - 1, &mut lines);
+                            lines.push(')');
+                        }
                     }
                 }
+                lines.push_str(")\r\n");
             }
-            lines.push_str(")\r\n");
+            self.io.write(lines.as_bytes());
+            if self.io.flush().await.is_err() {
+                return;
+            }
         }
-        self.io.write(lines.as_bytes());
         self.fetch_done(tag, uid, missing);
     }
 
@@ -596,6 +624,16 @@ pub(super) fn uid_ranges(uids: &[u32]) -> Vec<UidRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        let mut out = String::new();
+        for number in [0, 7, 10, 1234, u32::MAX] {
+            push_number(&mut out, number);
+            out.push(' ');
+        }
+        assert_eq!(out, "0 7 10 1234 4294967295 ");
+    }
 
     #[test]
     fn uids_become_the_fewest_ranges() {
