@@ -48,6 +48,14 @@ fn body_batches(messages: &[(u32, u64)]) -> Vec<Vec<u32>> {
     batches
 }
 
+/// The one UID `ranges` names, when it names exactly one.
+fn single_uid(ranges: &[UidRange]) -> Option<u32> {
+    match ranges {
+        [range] if range.first == range.last && range.first > 0 => Some(range.first),
+        _ => None,
+    }
+}
+
 fn body_chunks(uid: u32, body: bytes::Bytes) -> Vec<BodyChunk> {
     let length = body.len() as u64;
     if body.is_empty() {
@@ -167,14 +175,29 @@ impl MailStore for MailStoreService {
 
     async fn fetch_body(&self, request: Request<FetchBodyRequest>) -> Result<Response<BodyStream>, Status> {
         let request = request.into_inner();
-        let messages = self.store.message_sizes(request.account_id, request.mailbox_id, &request.uids).await?;
         let slice = BodySlice { headers_only: request.headers_only, offset: request.offset, length: request.length };
+        let batches = match single_uid(&request.uids) {
+            // One message, the most common body fetch: its size needs no looking up first, it
+            // is one batch. The mailbox is looked at only when no body came back, to tell a
+            // message expunged meanwhile (nothing to send) from a mailbox that is not there.
+            Some(uid) => {
+                let (account_id, mailbox_id) = (request.account_id, request.mailbox_id);
+                let bodies = self.store.fetch_bodies(account_id, mailbox_id, &[uid], slice).await?;
+                if bodies.is_empty() {
+                    self.store.message_sizes(account_id, mailbox_id, &request.uids).await?;
+                }
+                let chunks: Vec<Result<BodyChunk, Status>> =
+                    bodies.into_iter().flat_map(|(uid, body)| body_chunks(uid, body)).map(Ok).collect();
+                return Ok(Response::new(Box::pin(tokio_stream::iter(chunks))));
+            }
+            None => body_batches(&self.store.message_sizes(request.account_id, request.mailbox_id, &request.uids).await?),
+        };
         // A few messages per query, one batch at a time through a short channel: memory stays
         // at about one batch however many messages the client asked for.
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let store = self.store.clone();
         tokio::spawn(async move {
-            for batch in body_batches(&messages) {
+            for batch in batches {
                 let bodies = match store.fetch_bodies(request.account_id, request.mailbox_id, &batch, slice).await {
                     Ok(bodies) => bodies,
                     Err(error) => {
