@@ -1404,13 +1404,17 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
         .collect();
     assert_eq!(whole(&headers), expected, "each message's header block, blank line included");
     // One message (read without looking up its size first): whole, its header, a range.
-    for (headers_only, offset, length, want) in [
-        (false, 0, 0, sent[1].clone()),
-        (true, 0, 0, expected[0].clone()),
-        (false, 3, 5, sent[1][3..8].to_vec()),
-    ] {
-        let request =
-            FetchBodyRequest { account_id: alice, mailbox_id, uids: vec![uid_range(2, 2)], headers_only, offset, length };
+    for (headers_only, offset, length, want) in
+        [(false, 0, 0, sent[1].clone()), (true, 0, 0, expected[0].clone()), (false, 3, 5, sent[1][3..8].to_vec())]
+    {
+        let request = FetchBodyRequest {
+            account_id: alice,
+            mailbox_id,
+            uids: vec![uid_range(2, 2)],
+            headers_only,
+            offset,
+            length,
+        };
         let one: Vec<BodyChunk> =
             f.mailstore.fetch_body(request).await.unwrap().into_inner().map(|c| c.unwrap()).collect().await;
         assert_eq!(whole(&one), [want], "message 2, headers only {headers_only}, from {offset} for {length}");

@@ -190,7 +190,9 @@ impl MailStore for MailStoreService {
                     bodies.into_iter().flat_map(|(uid, body)| body_chunks(uid, body)).map(Ok).collect();
                 return Ok(Response::new(Box::pin(tokio_stream::iter(chunks))));
             }
-            None => body_batches(&self.store.message_sizes(request.account_id, request.mailbox_id, &request.uids).await?),
+            None => {
+                body_batches(&self.store.message_sizes(request.account_id, request.mailbox_id, &request.uids).await?)
+            }
         };
         // A few messages per query, one batch at a time through a short channel: memory stays
         // at about one batch however many messages the client asked for.
