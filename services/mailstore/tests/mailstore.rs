@@ -1365,10 +1365,22 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
     assert!(chunks.windows(2).all(|w| w[0].uid <= w[1].uid), "messages come one after the other in UID order");
     assert_eq!(chunks[first_of(1)].length, big.len() as u64);
     assert_eq!(chunks[first_of(2)].length, small.len() as u64);
+    // Each message's first chunk carries its metadata, read with the body; no other chunk does.
+    for uid in [1, 2] {
+        let meta = chunks[first_of(uid)].meta.clone().expect("metadata with the first chunk");
+        assert_eq!((meta.uid, meta.size), (uid, if uid == 1 { big.len() } else { small.len() } as u64));
+        assert!(meta.modseq > 0 && meta.internal_date > 0 && meta.header_size > 0, "{meta:?}");
+    }
+    assert_eq!(chunks.iter().filter(|c| c.meta.is_some()).count(), 2, "one metadata per message");
     let second: Vec<u8> = chunks.iter().filter(|c| c.uid == 2).flat_map(|c| c.data.clone()).collect();
     assert_eq!(second, small);
     let past_end = f.bodies(alice, mailbox_id, vec![uid_range(2, 2)], 10_000, 0).await;
-    assert_eq!(past_end, vec![BodyChunk { uid: 2, data: vec![], length: 0 }], "an empty range still names its message");
+    assert_eq!(
+        past_end.iter().map(|c| (c.uid, c.data.len(), c.length)).collect::<Vec<_>>(),
+        [(2, 0, 0)],
+        "an empty range still names its message"
+    );
+    assert_eq!(past_end[0].meta.as_ref().map(|m| (m.uid, m.size)), Some((2, small.len() as u64)));
 
     // Many messages, read a batch at a time: each whole, in order, once; or only their headers.
     let mut sent = vec![big.clone(), small.clone()];

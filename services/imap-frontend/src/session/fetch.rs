@@ -106,13 +106,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.mark_seen(account_id, mailbox_id, &messages).await;
         }
         let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
-        let meta = match self.fetch_meta(account_id, mailbox_id, &uids, changed_since).await {
-            Ok(meta) => meta,
-            Err(status) => {
-                self.mailstore_refused(tag, &status);
-                return;
-            }
-        };
+        // Bodies come with their metadata: asked for on its own only without bodies, or to
+        // know which messages changed since CHANGEDSINCE.
+        let mut meta = HashMap::new();
+        if !request.needs_body || changed_since > 0 {
+            meta = match self.fetch_meta(account_id, mailbox_id, &uids, changed_since).await {
+                Ok(meta) => meta,
+                Err(status) => {
+                    self.mailstore_refused(tag, &status);
+                    return;
+                }
+            };
+        }
         if changed_since > 0 {
             messages.retain(|(_, uid)| meta.contains_key(uid));
         }
@@ -133,15 +138,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             let mut written = 0;
             while let Some(next) = bodies.next().await {
-                let (uid, body) = match next {
-                    Ok(message) => message,
+                let body = match next {
+                    Ok(body) => body,
                     Err(status) => {
                         self.mailstore_refused(tag, &status);
                         return;
                     }
                 };
-                if let (Some(number), Some(meta)) = (numbers.get(&uid), meta.get(&uid)) {
-                    match response_line(*number, &request.items, meta, Some(&body), self.utf8) {
+                if body.meta.is_none() && meta.is_empty() {
+                    // A mailstore that sends bodies without their metadata: asked for it once.
+                    meta = match self.fetch_meta(account_id, mailbox_id, &uids, 0).await {
+                        Ok(meta) => meta,
+                        Err(status) => {
+                            self.mailstore_refused(tag, &status);
+                            return;
+                        }
+                    };
+                }
+                let message_meta = body.meta.as_ref().or_else(|| meta.get(&body.uid));
+                if let (Some(number), Some(message_meta)) = (numbers.get(&body.uid), message_meta) {
+                    match response_line(*number, &request.items, message_meta, Some(&body.octets), self.utf8) {
                         Ok(line) => self.io.write(&line),
                         Err(UnknownEncoding) => {
                             let text = format!("Message {number} has a content transfer encoding BINARY cannot undo");
@@ -299,9 +315,18 @@ pub(super) struct Bodies {
     chunks: tonic::Streaming<BodyChunk>,
 }
 
+/// One message of a [`Bodies`] stream.
+pub(super) struct Body {
+    pub uid: u32,
+    /// Its metadata as read with the body (a mailstore from before BodyChunk carried it
+    /// sends none).
+    pub meta: Option<MessageMeta>,
+    pub octets: Vec<u8>,
+}
+
 impl Bodies {
-    /// The next message's UID and octets.
-    pub async fn next(&mut self) -> Option<Result<(u32, Vec<u8>), tonic::Status>> {
+    /// The next message.
+    pub async fn next(&mut self) -> Option<Result<Body, tonic::Status>> {
         let first = match self.chunks.next().await? {
             Ok(chunk) => chunk,
             Err(status) => return Some(Err(status)),
@@ -316,7 +341,7 @@ impl Bodies {
                 None => return Some(Err(tonic::Status::data_loss("a message ended early"))),
             }
         }
-        Some(Ok((first.uid, body)))
+        Some(Ok(Body { uid: first.uid, meta: first.meta, octets: body }))
     }
 }
 

@@ -87,7 +87,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let Some(mut bodies) = self.bodies(tag, account_id, mailbox_id, &all_uids, false).await else { return };
             while let Some(next) = bodies.next().await {
                 let (uid, body) = match next {
-                    Ok(message) => message,
+                    Ok(message) => (message.uid, message.octets),
                     Err(status) => {
                         self.mailstore_refused(tag, &status);
                         return;

@@ -24,7 +24,6 @@ impl MailStoreService {
 
 type BodyStream = Pin<Box<dyn Stream<Item = Result<BodyChunk, Status>> + Send>>;
 
-/// One message's bytes as stream chunks; the first carries the total length.
 /// Messages read per query, and octets: a batch holds up to both (at least one message).
 const BODY_BATCH_MESSAGES: usize = 32;
 const BODY_BATCH_OCTETS: u64 = 1024 * 1024;
@@ -56,10 +55,12 @@ fn single_uid(ranges: &[UidRange]) -> Option<u32> {
     }
 }
 
-fn body_chunks(uid: u32, body: bytes::Bytes) -> Vec<BodyChunk> {
-    let length = body.len() as u64;
+/// One message's octets as stream chunks; the first carries the total length and `meta`.
+fn body_chunks(meta: MessageMeta, body: bytes::Bytes) -> Vec<BodyChunk> {
+    let (uid, length) = (meta.uid, body.len() as u64);
+    let mut meta = Some(meta);
     if body.is_empty() {
-        return vec![BodyChunk { uid, data: Vec::new(), length }];
+        return vec![BodyChunk { uid, data: Vec::new(), length, meta }];
     }
     (0..body.len())
         .step_by(CHUNK_SIZE)
@@ -67,6 +68,7 @@ fn body_chunks(uid: u32, body: bytes::Bytes) -> Vec<BodyChunk> {
             uid,
             data: body.slice(start..(start + CHUNK_SIZE).min(body.len())).to_vec(),
             length: if start == 0 { length } else { 0 },
+            meta: meta.take(),
         })
         .collect()
 }
@@ -187,7 +189,7 @@ impl MailStore for MailStoreService {
                     self.store.message_sizes(account_id, mailbox_id, &request.uids).await?;
                 }
                 let chunks: Vec<Result<BodyChunk, Status>> =
-                    bodies.into_iter().flat_map(|(uid, body)| body_chunks(uid, body)).map(Ok).collect();
+                    bodies.into_iter().flat_map(|(meta, body)| body_chunks(meta, body)).map(Ok).collect();
                 return Ok(Response::new(Box::pin(tokio_stream::iter(chunks))));
             }
             None => {
@@ -209,8 +211,8 @@ impl MailStore for MailStoreService {
                 };
                 // A message expunged since the UIDs were listed is not there: skipped, like
                 // any missing UID.
-                for (uid, body) in bodies {
-                    for chunk in body_chunks(uid, body) {
+                for (meta, body) in bodies {
+                    for chunk in body_chunks(meta, body) {
                         if sender.send(Ok(chunk)).await.is_err() {
                             return; // the client went away
                         }

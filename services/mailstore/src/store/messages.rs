@@ -21,12 +21,14 @@ use super::{LockedMailbox, Store, get_u32, get_u64, now, to_i64};
 use crate::validate::{self, INBOX};
 use crate::{Error, Result};
 
-/// FetchBody's statement up to its condition on the UIDs (from `$4`). With `$3` only the header
-/// block is read: the database then decompresses and sends that prefix, not the whole body.
-const FETCH_BODIES: &str = "SELECT m.uid, m.header_size, \
-                                   CASE WHEN $3 THEN substr(b.data, 1, CAST(m.header_size AS INTEGER)) ELSE b.data END AS data \
-                            FROM messages m JOIN blobs b ON b.hash = m.blob_hash \
-                            WHERE m.mailbox_id = $1 AND m.account_id = $2 AND";
+/// FetchBody's statement, each message's metadata and body, up to its condition on the UIDs
+/// (from `$4`). With `$3` only the header block is read: the database then decompresses and
+/// sends that prefix, not the whole body.
+const FETCH_BODIES: &str = "\
+SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.header_size,
+       CASE WHEN $3 THEN substr(b.data, 1, CAST(m.header_size AS INTEGER)) ELSE b.data END AS data
+FROM messages m JOIN blobs b ON b.hash = m.blob_hash
+WHERE m.mailbox_id = $1 AND m.account_id = $2 AND";
 
 /// Longest queue message id accepted as an idempotency key.
 const MAX_QUEUE_ID: usize = 255;
@@ -417,15 +419,15 @@ impl Store {
         rows.iter().map(|row| Ok((get_u32(row, "uid")?, get_u64(row, "size")?))).collect()
     }
 
-    /// The bodies of `uids` cut as `slice` says, in UID order; a message expunged meanwhile is
-    /// left out. One query per [`INSERT_BATCH`] messages.
+    /// The metadata and bodies of `uids`, cut as `slice` says, in UID order; a message expunged
+    /// meanwhile is left out. One query per [`INSERT_BATCH`] messages.
     pub async fn fetch_bodies(
         &self,
         account_id: i64,
         mailbox_id: i64,
         uids: &[u32],
         slice: BodySlice,
-    ) -> Result<Vec<(u32, Bytes)>> {
+    ) -> Result<Vec<(MessageMeta, Bytes)>> {
         let mut bodies = Vec::with_capacity(uids.len());
         for batch in uids.chunks(INSERT_BATCH) {
             let query = if self.db.postgres().is_some() {
@@ -451,8 +453,9 @@ impl Store {
             };
             for row in query.fetch_all(self.db.reader()).await? {
                 let data: Vec<u8> = row.try_get("data")?;
-                let header_size = usize::try_from(get_u64(&row, "header_size")?).unwrap_or(usize::MAX);
-                bodies.push((get_u32(&row, "uid")?, slice.cut(Bytes::from(data), header_size)));
+                let meta = meta_from_row(&row)?;
+                let header_size = usize::try_from(meta.header_size).unwrap_or(usize::MAX);
+                bodies.push((meta, slice.cut(Bytes::from(data), header_size)));
             }
         }
         Ok(bodies)
