@@ -20,7 +20,9 @@
 #    sequential sessions of connect, LOGIN, SELECT INBOX, FETCH 1:* (FLAGS), LOGOUT; p50 per
 #    phase and in total. Its connect and LOGIN phases are the connect + LOGIN latency. Ours also
 #    against a second imap-frontend with its login cache off (--login-cache-ttl 0): every LOGIN
-#    verified with argon2id at the mailstore.
+#    verified with argon2id at the mailstore. Then, on both, the same FETCH read by a reader that
+#    does not parse (bench/imap-fetch-raw.py): the time to the first and the last octet of the
+#    answer, the server's share of the FETCH phase.
 # 6. Mixed workload (`imapbench.py mixed`, imaptest's default state machine) on the same INBOX,
 #    kept around MAILBOX_MSGS messages, MIXED_SECS seconds at each client count in
 #    MIXED_CLIENTS, RUNS times: commands per second and failed commands.
@@ -355,6 +357,11 @@ for run in $(seq 1 "$RUNS"); do
   fi
   measure login-fetch-dovecot "${imapbench[@]}" login-fetch --target "$peer_imap" --user "$peer_user" \
     --iterations "$LOGIN_FETCH_ITERATIONS"
+  # The server's share of the FETCH phase: a reader that does not parse the 10,000 lines.
+  measure fetch-raw-kubemail python3 "$root/bench/imap-fetch-raw.py" --target "$ours_imap" --user "$ours_user" \
+    --password "$PASSWORD" --iterations "$LOGIN_FETCH_ITERATIONS"
+  measure fetch-raw-dovecot python3 "$root/bench/imap-fetch-raw.py" --target "$peer_imap" --user "$peer_user" \
+    --password "$PASSWORD" --iterations "$LOGIN_FETCH_ITERATIONS"
 done
 if [ -n "$nocache_pid" ]; then
   kill "$nocache_pid"

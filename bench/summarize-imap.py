@@ -149,7 +149,29 @@ def section_login_fetch(out, rows):
         if total or side is ours:
             rows.append((name, median(total), median(peer_total), ratio(total, peer_total), "≤ 8 ms",
                          verdict(median(total) <= 8 if total else None)))
+    total = ours.get("total", {}).get("p50_ms", [])
+    if total and peer_total:
+        half = median(total) <= median(peer_total) / 2
+        rows.append(("login-fetch total p50, half of Dovecot's", median(total), median(peer_total),
+                     ratio(total, peer_total), "≤ 0.5×", verdict(half)))
     print()
+    raw = {side: results(out / f"fetch-raw-{side}.jsonl") for side in (OURS, PEER)}
+    if any(raw.values()):
+        print("The same `FETCH 1:* (FLAGS)` read by `bench/imap-fetch-raw.py`, which does not parse the "
+              "lines: the server's share of the fetch phase. Milliseconds from sending the command, "
+              "median of the batches' p50 (each in brackets).\n")
+        print("| | kubemail | Dovecot mdbox |")
+        print("|---|---|---|")
+        for key, name in (("first_octet_p50_ms", "first octet"), ("last_octet_p50_ms", "last octet")):
+            values = {side: [r[key] for r in raw[side]] for side in raw}
+            print(f"| {name} | {cell(values[OURS], 2)} | {cell(values[PEER], 2)} |")
+        octets = {side: [r["octets"] for r in raw[side]] for side in raw}
+        print(f"| octets | {cell(octets[OURS])} | {cell(octets[PEER])} |")
+        last = {side: [r["last_octet_p50_ms"] for r in raw[side]] for side in raw}
+        if last[OURS]:
+            rows.append(("FETCH 1:* (FLAGS) last octet, raw reader (ms)", median(last[OURS]), median(last[PEER]),
+                         ratio(last[OURS], last[PEER]), "–", "–"))
+        print()
 
 
 def section_append(out, rows):
