@@ -214,7 +214,9 @@ fn mailbox_row(row: &PgRow) -> Result<LockedMailbox> {
 /// changes each message only if its MODSEQ is still the one read, so a concurrent change is
 /// never overwritten. It reports the mailbox after the change and the UIDs it changed; the
 /// caller does the rest again under locks. The mailbox row is locked for this one statement,
-/// not for the round trips of a transaction.
+/// not for the round trips of a transaction. Should every message have changed in between, the
+/// MODSEQ is taken all the same: HIGHESTMODSEQ rises with nothing behind it, and a client that
+/// resynchronises finds nothing new.
 const STORE_FLAGS: &str = "\
 WITH mailbox AS (
     UPDATE mailboxes SET highest_modseq = highest_modseq + 1
@@ -275,8 +277,8 @@ pub(super) async fn store_flags(
 /// 5. `usage` — takes their octets and count off the account.
 ///
 /// It reports the mailbox after the change and each removed message's UID and body hash, in
-/// UID order (one row with NULLs when none was left to remove); no row when the mailbox is
-/// gone or not the account's.
+/// UID order (one row with NULLs when none was left to remove: the MODSEQ was taken all the
+/// same, as in [`STORE_FLAGS`]); no row when the mailbox is gone or not the account's.
 const EXPUNGE: &str = "\
 WITH account AS (
     SELECT id FROM accounts WHERE id = $2 FOR UPDATE
