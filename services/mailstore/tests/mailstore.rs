@@ -1651,15 +1651,21 @@ async fn mailbox_counters_follow_every_change(backend: Backend) {
     assert_counters_match(&mut f, alice, "after DELETE").await;
 }
 
+/// The account alice@example.org with `count` messages delivered to its INBOX: its id and the
+/// INBOX's.
+async fn alice_with_messages(f: &mut Fixture, count: usize) -> (i64, i64) {
+    let alice = f.account("alice@example.org", 0, 0).await;
+    for i in 0..count {
+        f.deliver(&format!("q-{i}"), "alice@example.org", &message(&format!("m{i}"), 300)).await.unwrap();
+    }
+    (alice, f.select(alice, "INBOX").await.mailbox.unwrap().id)
+}
+
 /// What IMAP clients sharing a mailbox do at once — STORE, STORE \Deleted then EXPUNGE, APPEND —
 /// on one account: every call succeeds (no deadlock between their locks) and the counters add up.
 async fn writers_racing_on_one_mailbox_never_deadlock(backend: Backend) {
     let mut f = Fixture::start(backend).await;
-    let alice = f.account("alice@example.org", 0, 0).await;
-    for i in 0..40 {
-        f.deliver(&format!("q-{i}"), "alice@example.org", &message(&format!("m{i}"), 300)).await.unwrap();
-    }
-    let inbox = f.select(alice, "INBOX").await.mailbox.unwrap().id;
+    let (alice, inbox) = alice_with_messages(&mut f, 40).await;
     let writers = (0..8u32).map(|writer| {
         let mut client = f.mailstore.clone();
         tokio::spawn(async move {
@@ -1703,15 +1709,11 @@ async fn writers_racing_on_one_mailbox_never_deadlock(backend: Backend) {
 }
 
 /// Sessions changing flags of the same messages at once: every change takes effect (none is
-/// lost to another's write of the flags it read), each message ends with the MODSEQ of its last
-/// change, and undeleting races expunging without a message lost or counted twice.
+/// lost to another's write of the flags it read), HIGHESTMODSEQ is the last change's, and
+/// undeleting races expunging without a message lost or counted twice.
 async fn racing_flag_changes_to_the_same_messages_all_take_effect(backend: Backend) {
     let mut f = Fixture::start(backend).await;
-    let alice = f.account("alice@example.org", 0, 0).await;
-    for i in 0..30 {
-        f.deliver(&format!("q-{i}"), "alice@example.org", &message(&format!("m{i}"), 300)).await.unwrap();
-    }
-    let inbox = f.select(alice, "INBOX").await.mailbox.unwrap().id;
+    let (alice, inbox) = alice_with_messages(&mut f, 30).await;
     let system = [SystemFlag::Seen, SystemFlag::Flagged, SystemFlag::Answered, SystemFlag::Draft];
     let writers = (0..8usize).map(|writer| {
         let mut client = f.mailstore.clone();
