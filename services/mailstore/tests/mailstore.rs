@@ -69,12 +69,7 @@ async fn connections_dropped_while_idle_are_replaced_before_use() {
     let inbox = f.select(alice, "INBOX").await;
     assert_eq!(inbox.uids.len(), 2);
     let mailbox_id = inbox.mailbox.unwrap().id;
-    let fetched = f
-        .mailstore
-        .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id, uids: vec![], changed_since: 0 })
-        .await
-        .expect("a read after the drop");
-    assert_eq!(fetched.into_inner().messages.len(), 2);
+    assert_eq!(f.messages(alice, mailbox_id).await.len(), 2, "a read after the drop");
 }
 
 /// Drops the answer of a call whose failure is what a test checks.
@@ -1743,13 +1738,7 @@ async fn racing_flag_changes_to_the_same_messages_all_take_effect(backend: Backe
     }
     let snapshot = f.select(alice, "INBOX").await;
     let all_system = system.iter().fold(0, |all, flag| all | *flag as u32);
-    let messages = f
-        .mailstore
-        .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id: inbox, uids: vec![], changed_since: 0 })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
+    let messages = f.messages(alice, inbox).await;
     assert_eq!(messages.len(), 30);
     for meta in &messages {
         let flags = meta.flags.clone().unwrap();
@@ -1792,13 +1781,7 @@ async fn racing_flag_changes_to_the_same_messages_all_take_effect(backend: Backe
         result.expect("task").expect("every call succeeds");
     }
     assert_counters_match(&mut f, alice, "after undeleting raced expunging").await;
-    let left = f
-        .mailstore
-        .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id: inbox, uids: vec![], changed_since: 0 })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
+    let left = f.messages(alice, inbox).await;
     let usage = f.mailstore.get_quota(GetQuotaRequest { account_id: alice }).await.unwrap().into_inner();
     assert_eq!(
         (usage.messages_used, usage.storage_used),

@@ -536,13 +536,7 @@ impl Store {
         };
         let highest_modseq: Option<i64> = first.try_get("mailbox_modseq")?;
         let highest_modseq = highest_modseq.ok_or_else(|| mailbox_not_found(mailbox_id))?;
-        let mut kept = Vec::with_capacity(rows.len());
-        for row in rows {
-            if ranges.contains(row.try_get("uid")?) {
-                kept.push(row);
-            }
-        }
-        Ok((highest_modseq as u64, kept))
+        Ok((highest_modseq as u64, ranges.keep(rows)?))
     }
 
     /// The highest MODSEQ of the mailbox `mailbox_id` of `account_id`.
@@ -576,13 +570,7 @@ impl Store {
         .bind(high)
         .fetch_all(&mut **tx)
         .await?;
-        let mut kept = Vec::with_capacity(rows.len());
-        for row in rows {
-            if ranges.contains(row.try_get("uid")?) {
-                kept.push(row);
-            }
-        }
-        Ok(kept)
+        ranges.keep(rows)
     }
 
     // ---------- changing messages ----------
@@ -1008,6 +996,17 @@ impl UidSet {
 
     fn contains(&self, uid: i64) -> bool {
         self.ranges.iter().any(|(first, last)| (*first..=*last).contains(&uid))
+    }
+
+    /// The rows (read over the set's span) whose `uid` is in the set.
+    fn keep(&self, rows: Vec<AnyRow>) -> Result<Vec<AnyRow>> {
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows {
+            if self.contains(row.try_get("uid")?) {
+                kept.push(row);
+            }
+        }
+        Ok(kept)
     }
 }
 

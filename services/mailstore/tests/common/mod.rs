@@ -12,8 +12,8 @@ use kubemail_proto::admin::{UpsertAccountRequest, UpsertDomainRequest};
 use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
 use kubemail_proto::mailstore::{
     AppendChunk, AppendHeader, AppendResponse, BodyChunk, CopyMessagesRequest, CopyMessagesResponse, DeliverChunk,
-    DeliverHeader, DeliverResponse, FetchBodyRequest, GetQuotaRequest, Quota, SelectMailboxRequest,
-    SelectMailboxResponse, UidRange, append_chunk, deliver_chunk,
+    DeliverHeader, DeliverResponse, FetchBodyRequest, FetchMessagesRequest, GetQuotaRequest, MessageMeta, Quota,
+    SelectMailboxRequest, SelectMailboxResponse, UidRange, append_chunk, deliver_chunk,
 };
 use kubemail_runtime::EventBus;
 use kubemail_runtime::local::LocalEventBus;
@@ -177,6 +177,13 @@ impl Fixture {
         let request = FetchBodyRequest { account_id, mailbox_id, uids, offset, length, headers_only: false };
         let stream = self.mailstore.fetch_body(request).await.expect("fetch body").into_inner();
         stream.map(|chunk| chunk.expect("chunk")).collect().await
+    }
+
+    /// The metadata of every message of a mailbox, in UID order.
+    pub async fn messages(&mut self, account_id: i64, mailbox_id: i64) -> Vec<MessageMeta> {
+        let request = FetchMessagesRequest { account_id, mailbox_id, uids: vec![], changed_since: 0 };
+        let answer = self.mailstore.fetch_messages(request).await;
+        answer.unwrap_or_else(|e| panic!("messages of mailbox {mailbox_id}: {e}")).into_inner().messages
     }
 
     pub async fn select(&mut self, account_id: i64, name: &str) -> SelectMailboxResponse {
