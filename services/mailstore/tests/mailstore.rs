@@ -1598,6 +1598,8 @@ async fn mailbox_counters_follow_every_change(backend: Backend) {
     for i in 0..4 {
         f.deliver(&format!("q-{i}"), "alice@example.org", &message(&format!("m{i}"), 200 + i * 50)).await.unwrap();
     }
+    // A subaddress is resolved by the general path, which writes with statements of its own.
+    f.deliver("q-sub", "alice+lists@example.org", &message("sub", 180)).await.unwrap();
     assert_counters_match(&mut f, alice, "after delivery").await;
     let inbox = f.select(alice, "INBOX").await.mailbox.unwrap().id;
     let store = |uids: Vec<UidRange>, operation: Operation, system: u32| StoreFlagsRequest {
@@ -1627,7 +1629,7 @@ async fn mailbox_counters_follow_every_change(backend: Backend) {
     let header = AppendHeader {
         account_id: alice,
         mailbox: "Keep".into(),
-        flags: flags(deleted, &[]),
+        flags: flags(seen | deleted, &[]),
         internal_date: 0,
         size: body.len() as u64,
     };

@@ -6,7 +6,7 @@ use kubemail_proto::events::mailbox_event::Change;
 use kubemail_proto::events::{FlagsChanged, MessagesAdded, MessagesExpunged};
 use kubemail_proto::mailstore::{
     AppendResponse, CopyMessagesResponse, DeliverResponse, ExpungeResponse, Flags, MessageMeta, Quota, SearchRequest,
-    SearchResponse, StoreFlagsResponse, UidRange, store_flags_request::Operation,
+    SearchResponse, StoreFlagsResponse, SystemFlag, UidRange, store_flags_request::Operation,
 };
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
@@ -383,6 +383,7 @@ impl Store {
         .bind(&message.hash)
         .execute(&mut **tx)
         .await?;
+        count_inserted(tx, folder.id, [(new.system_flags, message.size())]).await?;
         Ok((folder, uid))
     }
 
@@ -748,9 +749,7 @@ impl Store {
         if let Some(pool) = self.db.postgres()
             && let Some((folder, doomed, hashes)) = postgres::expunge(pool, account_id, mailbox_id, &deleted).await?
         {
-            if let Err(error) = postgres::collect_blobs(pool, &hashes).await {
-                tracing::warn!(%error, bodies = hashes.len(), "message bodies not collected; the sweep will");
-            }
+            self.collect_blobs(&hashes).await;
             self.announce_expunged(&folder, &doomed).await;
             return Ok(ExpungeResponse { expunged: doomed, highest_modseq: folder.highest_modseq });
         }
@@ -882,6 +881,8 @@ impl Store {
                 .await?;
                 destination_uids.push(new_uid);
             }
+            let copied = messages.iter().map(|meta| (meta.flags.as_ref().map_or(0, |flags| flags.system), meta.size));
+            count_inserted(&mut tx, target.id, copied).await?;
         }
         let source_uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
         let (_, hashes) = if move_messages {
@@ -912,15 +913,18 @@ impl Store {
     }
 
     /// Deletes the bodies among `hashes` that no message refers to any more, in one
-    /// transaction. Runs after the commit that removed the messages and only logs failures: a
-    /// body left behind wastes space until the hourly sweep, a body deleted too early would
-    /// lose mail — the foreign key from messages to blobs makes that impossible, failing the
-    /// collection instead.
+    /// transaction (on PostgreSQL one statement, however many). Runs after the commit that
+    /// removed the messages and only logs failures: a body left behind wastes space until the
+    /// hourly sweep, a body deleted too early would lose mail — the foreign key from messages to
+    /// blobs makes that impossible, failing the collection instead.
     pub(crate) async fn collect_blobs(&self, hashes: &[String]) {
         if hashes.is_empty() {
             return;
         }
         let result: Result<()> = async {
+            if let Some(pool) = self.db.postgres() {
+                return postgres::collect_blobs(pool, hashes).await;
+            }
             let mut tx = self.db.write().await?;
             for hash in hashes {
                 sqlx::query(
@@ -1022,6 +1026,35 @@ fn contiguous_runs(uids: &[u32]) -> Vec<(u32, u32)> {
         }
     }
     runs
+}
+
+/// Adds messages just inserted into `mailbox_id`, given as (system flags, size), to its
+/// counters. The statements that insert messages count them (migration 0003); triggers count
+/// what is deleted or changed.
+async fn count_inserted(
+    tx: &mut Transaction<'static, Any>,
+    mailbox_id: i64,
+    inserted: impl IntoIterator<Item = (u32, u64)>,
+) -> Result<()> {
+    let (mut messages, mut unseen, mut deleted, mut size) = (0i64, 0i64, 0i64, 0u64);
+    for (flags, octets) in inserted {
+        messages += 1;
+        unseen += i64::from(flags & SystemFlag::Seen as u32 == 0);
+        deleted += i64::from(flags & SystemFlag::Deleted as u32 != 0);
+        size += octets;
+    }
+    sqlx::query(
+        "UPDATE mailbox_counters SET messages = messages + $2, unseen = unseen + $3, deleted = deleted + $4, \
+         size = size + $5 WHERE mailbox_id = $1",
+    )
+    .bind(mailbox_id)
+    .bind(messages)
+    .bind(unseen)
+    .bind(deleted)
+    .bind(to_i64(size, "size")?)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn meta_from_row(row: &AnyRow) -> Result<MessageMeta> {
@@ -1134,8 +1167,6 @@ impl BodySlice {
 
 #[cfg(test)]
 mod tests {
-    use kubemail_proto::mailstore::SystemFlag;
-
     use super::*;
 
     #[test]

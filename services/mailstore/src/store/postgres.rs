@@ -8,7 +8,8 @@
 //! - [`write_one`], [`write_all`] — run those for one write, or for a group of writes into one
 //!   mailbox in one transaction (see `group.rs`).
 //! - [`store_flags`] — STORE's write, after a read without locks, in one statement.
-//! - [`expunge`], [`collect_blobs`] — EXPUNGE in one statement, and its bodies' collection.
+//! - [`expunge`] — EXPUNGE in one statement; [`collect_blobs`] — bodies no message refers to
+//!   any more, collected in one statement.
 //! - [`select`] — the SELECT snapshot as one row of arrays.
 //!
 //! The general code in `messages.rs` and `mailboxes.rs` stays the reference: the mailstore
@@ -37,7 +38,8 @@ const NOT_NULL_VIOLATION: &str = "23502";
 ///    before; it locks the account row first, in the same order as every other transaction;
 /// 3. `mailbox` — takes the UID and the new MODSEQ, locking the mailbox row;
 /// 4. `blob`, `message` — the body (once per content) and the message row;
-/// 5. `record` — the delivery record that makes redelivery idempotent.
+/// 5. `counted` — the mailbox's counters (an unseen message and its size);
+/// 6. `record` — the delivery record that makes redelivery idempotent.
 ///
 /// If the mailbox disappeared between the snapshot and its lock (a concurrent DELETE or RENAME)
 /// after the usage was counted, `record` inserts a NULL UID and the NOT NULL constraint aborts
@@ -76,6 +78,10 @@ message AS (
     FROM mailbox, blob
     RETURNING uid
 ),
+counted AS (
+    UPDATE mailbox_counters c SET messages = c.messages + 1, unseen = c.unseen + 1, size = c.size + $4
+    FROM mailbox, message WHERE c.mailbox_id = mailbox.id
+),
 record AS (
     INSERT INTO deliveries (queue_message_id, recipient, account_id, mailbox_id, uidvalidity, uid, delivered_at)
     SELECT $1, $2, usage.id, mailbox.id, mailbox.uidvalidity, message.uid, $9
@@ -87,9 +93,10 @@ FROM mailbox, record";
 
 /// IMAP APPEND of the common case, as [`DELIVER`] without the recipient lookup and the delivery
 /// record: `usage` counts the message (locking the account row first, like every writer), then
-/// `mailbox` takes the UID and MODSEQ, `blob` and `message` store it. Should the mailbox have gone
-/// between the snapshot and its lock, `message` inserts NULLs and its NOT NULL constraints abort
-/// the statement after `usage` counted it, as `record` does in [`DELIVER`].
+/// `mailbox` takes the UID and MODSEQ, `blob` and `message` store it and `counted` adds it to the
+/// mailbox's counters. Should the mailbox have gone between the snapshot and its lock, `message`
+/// inserts NULLs and its NOT NULL constraints abort the statement after `usage` counted it, as
+/// `record` does in [`DELIVER`].
 const APPEND: &str = "\
 WITH usage AS (
     UPDATE accounts SET used_storage = used_storage + $3, used_messages = used_messages + 1
@@ -114,6 +121,12 @@ message AS (
     SELECT mailbox.id, mailbox.uid_next - 1, usage.id, mailbox.highest_modseq, $6, $7, $8, $3, $9, blob.hash
     FROM usage LEFT JOIN mailbox ON true LEFT JOIN blob ON true
     RETURNING uid
+),
+counted AS (
+    UPDATE mailbox_counters c
+    SET messages = c.messages + 1, unseen = c.unseen + CASE WHEN ($6 & 1) = 0 THEN 1 ELSE 0 END,
+        deleted = c.deleted + CASE WHEN ($6 & 8) <> 0 THEN 1 ELSE 0 END, size = c.size + $3
+    FROM mailbox, message WHERE c.mailbox_id = mailbox.id
 )
 SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbox.uid_next, mailbox.highest_modseq
 FROM mailbox, message";
