@@ -6,7 +6,7 @@ use kubemail_proto::mailstore::{MailboxInfo, SelectMailboxResponse, SystemFlag, 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{LockedMailbox, Store, get_bool, get_u32, get_u64};
+use super::{LockedMailbox, Store, get_bool, get_u32, get_u64, mailbox_not_named};
 use crate::events::MailboxState;
 use crate::validate::{self, INBOX, SEPARATOR};
 use crate::{Error, Result};
@@ -189,7 +189,7 @@ impl Store {
             .execute(self.db.writer())
             .await?;
         if updated.rows_affected() == 0 {
-            return Err(Error::not_found(format!("no mailbox named {name:?}")));
+            return Err(mailbox_not_named(&name));
         }
         Ok(())
     }
@@ -221,7 +221,7 @@ impl Store {
         .bind(&name)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
+        .ok_or_else(|| mailbox_not_named(&name))?;
         let mailbox = mailbox_from_row(&row, false)?;
         // One pass over the messages gives both the snapshot and the counters.
         let rows =
@@ -256,20 +256,27 @@ impl Store {
         known_id: i64,
         known_modseq: u64,
     ) -> Result<Option<SelectMailboxResponse>> {
-        let mut tx = self.db.snapshot().await?;
         let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1 AND b.name = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        // The mailbox row alone first, one statement: usually nothing changed, and that needs
+        // no transaction.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
             .bind(account_id)
             .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
-        let mailbox = mailbox_from_row(&row, true)?;
+            .fetch_optional(self.db.reader())
+            .await?;
+        let mailbox = mailbox_from_row(&row.ok_or_else(|| mailbox_not_named(name))?, true)?;
         if mailbox.id != known_id || mailbox.highest_modseq < known_modseq {
             return Ok(None);
         }
         if mailbox.highest_modseq == known_modseq {
             return Ok(Some(SelectMailboxResponse { mailbox: Some(mailbox), unchanged: true, ..Default::default() }));
+        }
+        // Changed: the row again with the changes, all from one snapshot.
+        let mut tx = self.db.snapshot().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).bind(name).fetch_optional(&mut *tx).await?;
+        let mailbox = mailbox_from_row(&row.ok_or_else(|| mailbox_not_named(name))?, true)?;
+        if mailbox.id != known_id {
+            return Ok(None);
         }
         // Beyond a quarter of the mailbox, reading it whole is as cheap.
         let most = i64::from(mailbox.messages / 4).max(DELTA_MIN_ROWS);

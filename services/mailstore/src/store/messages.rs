@@ -17,7 +17,7 @@ use sqlx::{Any, Row, Transaction};
 use super::directory::{Lookup, find_target};
 use super::group::GroupedWrite;
 use super::postgres;
-use super::{LockedMailbox, Store, get_u32, get_u64, now, to_i64};
+use super::{LockedMailbox, Store, get_u32, get_u64, mailbox_not_found, now, to_i64};
 use crate::validate::{self, INBOX};
 use crate::{Error, Result};
 
@@ -952,12 +952,6 @@ impl Store {
                 .await?;
         Ok(swept.rows_affected())
     }
-}
-
-/// The answer for a mailbox that is missing or another account's: the same, so one account
-/// learns nothing of another's mailboxes.
-fn mailbox_not_found(mailbox_id: i64) -> Error {
-    Error::not_found(format!("no mailbox with id {mailbox_id}"))
 }
 
 /// A validated UID set.

@@ -133,7 +133,7 @@ impl Store {
              FROM mailboxes WHERE id = $1 AND account_id = $2"
         );
         let row = sqlx::query(sql).bind(mailbox_id).bind(account_id).fetch_optional(&mut **tx).await?;
-        found_mailbox(row, || format!("no mailbox with id {mailbox_id}"))
+        found_mailbox(row, || mailbox_not_found(mailbox_id))
     }
 
     /// Locks the mailbox named `name` (already validated) of `account_id`.
@@ -149,7 +149,7 @@ impl Store {
              FROM mailboxes WHERE account_id = $1 AND name = $2"
         );
         let row = sqlx::query(sql).bind(account_id).bind(name).fetch_optional(&mut **tx).await?;
-        found_mailbox(row, || format!("no mailbox named {name:?}"))
+        found_mailbox(row, || mailbox_not_named(name))
     }
 
     /// Takes `count` UIDs and one new MODSEQ from the mailbox `name` of `account_id`, locking
@@ -173,7 +173,7 @@ impl Store {
         .bind(name)
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
+        .ok_or_else(|| mailbox_not_named(name))?;
         allocated(&row, count)
     }
 
@@ -334,9 +334,20 @@ impl Store {
     }
 }
 
-/// A mailbox row, or NOT_FOUND saying `missing`.
-fn found_mailbox(row: Option<AnyRow>, missing: impl FnOnce() -> String) -> Result<LockedMailbox> {
-    row.as_ref().map(LockedMailbox::from_row).transpose()?.ok_or_else(|| Error::not_found(missing()))
+/// A mailbox row, or the `missing` error.
+fn found_mailbox(row: Option<AnyRow>, missing: impl FnOnce() -> Error) -> Result<LockedMailbox> {
+    row.as_ref().map(LockedMailbox::from_row).transpose()?.ok_or_else(missing)
+}
+
+/// The answer for a mailbox id that is missing or another account's: the same, so one account
+/// learns nothing of another's mailboxes.
+pub(super) fn mailbox_not_found(mailbox_id: i64) -> Error {
+    Error::not_found(format!("no mailbox with id {mailbox_id}"))
+}
+
+/// The answer for a mailbox name the account has no mailbox by.
+pub(super) fn mailbox_not_named(name: &str) -> Error {
+    Error::not_found(format!("no mailbox named {name:?}"))
 }
 
 /// The mailbox row returned by a UID allocation and the first UID it handed out.

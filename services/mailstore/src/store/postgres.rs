@@ -22,7 +22,7 @@ use sqlx::query::Query;
 
 use super::mailboxes::Snapshot;
 use super::messages::{Append, Delivery};
-use super::{LockedMailbox, to_i64};
+use super::{LockedMailbox, mailbox_not_named, to_i64};
 use crate::{Error, Result};
 
 /// PostgreSQL's `unique_violation` and `not_null_violation` SQLSTATEs.
@@ -395,7 +395,7 @@ pub(super) async fn select(pool: &PgPool, account_id: i64, name: &str) -> Result
         .bind(name)
         .fetch_optional(pool)
         .await?
-        .ok_or_else(|| Error::not_found(format!("no mailbox named {name:?}")))?;
+        .ok_or_else(|| mailbox_not_named(name))?;
     let mailbox = kubemail_proto::mailstore::MailboxInfo {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
