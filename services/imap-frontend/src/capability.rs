@@ -42,6 +42,7 @@ pub fn after_login() -> String {
         "QUOTA=RES-STORAGE",
         "QUOTA=RES-MESSAGE",
         "CONDSTORE",
+        "QRESYNC",
         "BINARY",
     ]);
     capabilities.join(" ")

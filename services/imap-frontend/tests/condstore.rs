@@ -2,6 +2,10 @@
 //! asks for what changed since a MODSEQ it knows (FETCH CHANGEDSINCE, SEARCH MODSEQ), stores
 //! only if nobody changed the message meanwhile (STORE UNCHANGEDSINCE), and once CONDSTORE is
 //! on hears the MODSEQ with every flag change, its own and others'.
+//!
+//! QRESYNC (RFC 7162 §3.2): a client that knew a mailbox at some MODSEQ resynchronises in its
+//! SELECT, hearing the UIDs expunged since (VANISHED (EARLIER)) and the messages changed since;
+//! once enabled, expunges are told as VANISHED UIDs.
 
 mod common;
 
@@ -40,7 +44,7 @@ async fn condstore_is_advertised_and_enabled() {
     let selected = client.command("t SELECT INBOX (CONDSTORE)").await.expect_ok();
     let announced = selected.iter().find(|line| line.contains("[HIGHESTMODSEQ")).expect("HIGHESTMODSEQ");
     assert_eq!(number_after(announced, "HIGHESTMODSEQ"), highest, "{selected:?}");
-    // QRESYNC is not offered, so its SELECT parameter is an error.
+    // QRESYNC's SELECT parameter needs ENABLE QRESYNC first (RFC 7162 §3.2.5).
     let refused = client.command("q SELECT INBOX (QRESYNC (1 1))").await;
     assert!(refused.status().starts_with("BAD"), "{refused:?}");
 }
@@ -158,4 +162,91 @@ async fn flag_changes_from_elsewhere_carry_their_modseq() {
     watcher.responses("i").await;
     let fetched = watcher.command("f FETCH 1 (MODSEQ)").await.expect_ok();
     assert_eq!(fetched, [format!("* 1 FETCH (MODSEQ ({modseq}))")]);
+}
+
+/// The UIDVALIDITY and HIGHESTMODSEQ a SELECT announced.
+fn announced(selected: &[String]) -> (u64, u64) {
+    let find = |code: &str| {
+        let line = selected.iter().find(|line| line.contains(code)).unwrap_or_else(|| panic!("{code}: {selected:?}"));
+        number_after(line, code)
+    };
+    (find("[UIDVALIDITY"), find("[HIGHESTMODSEQ"))
+}
+
+#[tokio::test]
+async fn qresync_select_tells_what_vanished_and_changed_since() {
+    let f = with_messages(5).await;
+    let mut before = f.logged_in("alice@example.org").await;
+    assert!(before.command("c CAPABILITY").await.expect_ok()[0].split(' ').any(|word| word == "QRESYNC"));
+    assert_eq!(before.command("e ENABLE QRESYNC").await.expect_ok(), ["* ENABLED QRESYNC"]);
+    let (uidvalidity, known) = announced(&before.command("s SELECT INBOX").await.expect_ok());
+    before.command("l LOGOUT").await;
+
+    // Meanwhile, elsewhere: UID 2 flagged, UIDs 3 and 5 expunged.
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    other.command("a STORE 2 +FLAGS.SILENT (\\Flagged)").await.expect_ok();
+    other.command("b STORE 3,5 +FLAGS.SILENT (\\Deleted)").await.expect_ok();
+    other.command("c EXPUNGE").await.expect_ok();
+    other.command("l LOGOUT").await;
+
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("e ENABLE QRESYNC").await.expect_ok();
+    let answer = client.command(&format!("s SELECT INBOX (QRESYNC ({uidvalidity} {known}))")).await;
+    assert_eq!(answer.status(), "OK [READ-WRITE] SELECT completed", "{answer:?}");
+    let selected = answer.untagged.clone();
+    let (_, highest) = announced(&selected);
+    assert!(selected.contains(&"* 3 EXISTS".to_string()), "{selected:?}");
+    let resync: Vec<&String> =
+        selected.iter().filter(|line| line.starts_with("* VANISHED") || line.contains(" FETCH ")).collect();
+    assert_eq!(resync.len(), 2, "one VANISHED, one FETCH: {selected:?}");
+    assert_eq!(resync[0], "* VANISHED (EARLIER) 3,5", "{selected:?}");
+    assert!(resync[1].starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ ("), "{selected:?}");
+    assert!(number_after(resync[1], "MODSEQ") > known && number_after(resync[1], "MODSEQ") <= highest);
+
+    // Only the UIDs the client says it holds; nothing at all for another UIDVALIDITY.
+    let within = client.command(&format!("t EXAMINE INBOX (QRESYNC ({uidvalidity} {known} 1:4))")).await;
+    assert!(within.expect_ok().contains(&"* VANISHED (EARLIER) 3".to_string()));
+    let other_mailbox = client.command(&format!("u SELECT INBOX (QRESYNC ({} {known}))", uidvalidity + 1)).await;
+    let other_mailbox = other_mailbox.expect_ok();
+    assert!(
+        other_mailbox.iter().all(|line| !line.starts_with("* VANISHED") && !line.contains(" FETCH ")),
+        "{other_mailbox:?}"
+    );
+}
+
+#[tokio::test]
+async fn qresync_tells_expunges_as_vanished_uids() {
+    let f = with_messages(4).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("e ENABLE QRESYNC").await.expect_ok();
+    let (_, known) = announced(&client.command("s SELECT INBOX").await.expect_ok());
+
+    client.command("a STORE 2:3 +FLAGS.SILENT (\\Deleted)").await.expect_ok();
+    assert_eq!(client.command("b EXPUNGE").await.expect_ok(), ["* VANISHED 2:3"]);
+
+    // Expunged by another session while this one idles.
+    client.send(b"i IDLE\r\n").await;
+    assert_eq!(client.line().await.unwrap(), "+ idling");
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    other.command("a UID STORE 4 +FLAGS.SILENT (\\Deleted)").await.expect_ok();
+    other.command("b UID EXPUNGE 4").await.expect_ok();
+    // The flag change comes first (`* 2 FETCH (FLAGS (\Deleted) …)`), then the expunge.
+    let mut heard = vec![client.line().await.unwrap()];
+    while heard.len() < 3 && !heard[heard.len() - 1].starts_with("* VANISHED") {
+        heard.push(client.line().await.unwrap());
+    }
+    assert_eq!(heard.last().map(String::as_str), Some("* VANISHED 4"), "{heard:?}");
+    assert!(heard.iter().all(|line| !line.contains("EXPUNGE")), "{heard:?}");
+    client.send(b"DONE\r\n").await;
+    client.responses("i").await;
+
+    // UID FETCH … (CHANGEDSINCE … VANISHED): the UIDs gone since, then what changed.
+    let fetched = client.command(&format!("f UID FETCH 1:* (FLAGS) (CHANGEDSINCE {known} VANISHED)")).await;
+    assert_eq!(fetched.expect_ok(), ["* VANISHED (EARLIER) 2:4"]);
+    let without_changedsince = client.command("g UID FETCH 1:* (FLAGS) (VANISHED)").await;
+    assert!(without_changedsince.status().starts_with("BAD"), "{without_changedsince:?}");
+    let by_number = client.command(&format!("h FETCH 1:* (FLAGS) (CHANGEDSINCE {known} VANISHED)")).await;
+    assert!(by_number.status().starts_with("BAD"), "{by_number:?}");
 }

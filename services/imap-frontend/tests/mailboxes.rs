@@ -80,7 +80,7 @@ async fn names_are_modified_utf7_until_utf8_is_enabled() {
 
     let enabled = client.command("e ENABLE UTF8=ACCEPT").await.expect_ok();
     assert_eq!(enabled, ["* ENABLED UTF8=ACCEPT"]);
-    let again = client.command("e ENABLE UTF8=ACCEPT QRESYNC").await.expect_ok();
+    let again = client.command("e ENABLE UTF8=ACCEPT METADATA").await.expect_ok();
     assert_eq!(again, ["* ENABLED"], "nothing new: already on, or not offered");
     let listed = client.command("l LIST \"\" Entw*").await.expect_ok();
     assert_eq!(listed, ["* LIST (\\HasNoChildren) \"/\" \"Entwürfe\""]);

@@ -41,6 +41,7 @@ on_both_backends!(
     writers_racing_on_one_mailbox_never_deadlock,
     racing_flag_changes_to_the_same_messages_all_take_effect,
     a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes,
+    expunged_uids_are_told_since_any_modseq,
 );
 
 /// Database connections dropped while the pools held them idle (a database restart, a proxy's
@@ -1867,4 +1868,46 @@ async fn a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes(backen
     let mut other = select(&known);
     other.known_mailbox_id += 1000;
     assert!(!f.mailstore.select_mailbox(other).await.unwrap().into_inner().unchanged, "another mailbox's snapshot");
+}
+
+/// QRESYNC's VANISHED (EARLIER): the UIDs expunged after a MODSEQ the client saw, within the
+/// UIDs it names, whatever happened since; only for the account's own mailboxes.
+async fn expunged_uids_are_told_since_any_modseq(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let (alice, inbox) = alice_with_messages(&mut f, 6).await;
+    let at_start = f.select(alice, "INBOX").await.mailbox.unwrap().highest_modseq;
+    let expunged_since = async |f: &mut Fixture, modseq: u64, uids: Vec<UidRange>| {
+        let request = ExpungedSinceRequest { account_id: alice, mailbox_id: inbox, modseq, uids };
+        f.mailstore.expunged_since(request).await.map(|answer| answer.into_inner().uids)
+    };
+    let expunge = async |f: &mut Fixture, uids: Vec<UidRange>| {
+        let deleted = flags(SystemFlag::Deleted as u32, &[]);
+        let store = StoreFlagsRequest {
+            account_id: alice,
+            mailbox_id: inbox,
+            uids: uids.clone(),
+            operation: Operation::Add as i32,
+            flags: deleted,
+            unchanged_since: 0,
+        };
+        f.mailstore.store_flags(store).await.unwrap();
+        f.mailstore.expunge(ExpungeRequest { account_id: alice, mailbox_id: inbox, uids }).await.unwrap();
+    };
+    assert_eq!(expunged_since(&mut f, at_start, vec![]).await.unwrap(), Vec::<u32>::new(), "nothing yet");
+    expunge(&mut f, vec![uid_range(2, 2), uid_range(4, 4)]).await;
+    let between = f.select(alice, "INBOX").await.mailbox.unwrap().highest_modseq;
+    expunge(&mut f, vec![uid_range(6, 6)]).await;
+
+    assert_eq!(expunged_since(&mut f, at_start, vec![]).await.unwrap(), [2, 4, 6]);
+    assert_eq!(expunged_since(&mut f, between, vec![]).await.unwrap(), [6], "only after the MODSEQ");
+    assert_eq!(expunged_since(&mut f, 0, vec![uid_range(3, 5)]).await.unwrap(), [4], "only the UIDs asked");
+    let latest = f.select(alice, "INBOX").await.mailbox.unwrap().highest_modseq;
+    assert_eq!(expunged_since(&mut f, latest, vec![]).await.unwrap(), Vec::<u32>::new());
+
+    let bob = f.account("bob@example.org", 0, 0).await;
+    let foreign = ExpungedSinceRequest { account_id: bob, mailbox_id: inbox, modseq: 0, uids: vec![] };
+    let refused = f.mailstore.expunged_since(foreign).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "another account's mailbox: {refused:?}");
+    let bad = ExpungedSinceRequest { account_id: alice, mailbox_id: inbox, modseq: 0, uids: vec![uid_range(0, 3)] };
+    assert_eq!(f.mailstore.expunged_since(bad).await.unwrap_err().code(), Code::InvalidArgument, "UID 0");
 }

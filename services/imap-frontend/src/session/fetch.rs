@@ -4,7 +4,8 @@
 //! `BODY[3.HEADER]`) — each with a partial range; also RFC822, RFC822.HEADER and RFC822.TEXT.
 //! BINARY and BINARY.SIZE (RFC 3516) send a part with its content transfer encoding undone.
 //! Reading a body without PEEK sets \Seen in a read-write selection. The CHANGEDSINCE modifier
-//! (RFC 7162 §3.1.4) limits the answer to messages whose MODSEQ is above a value.
+//! (RFC 7162 §3.1.4) limits the answer to messages whose MODSEQ is above a value; with QRESYNC's
+//! VANISHED modifier (§3.2.6) the UIDs expunged since that value come first.
 //!
 //! Bodies stream from the mailstore one message after the other and each message's response
 //! is written before the next is read, so a FETCH of a whole mailbox holds one message at a
@@ -19,16 +20,17 @@ use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem
 use imap_codec::imap_types::sequence::SequenceSet;
 use kubemail_proto::mailstore::store_flags_request::Operation;
 use kubemail_proto::mailstore::{
-    BodyChunk, FetchBodyRequest, FetchMessagesRequest, Flags, MessageMeta, StoreFlagsRequest, SystemFlag, UidRange,
+    BodyChunk, ExpungedSinceRequest, FetchBodyRequest, FetchMessagesRequest, Flags, MessageMeta, StoreFlagsRequest,
+    SystemFlag, UidRange,
 };
 use kubemail_runtime::clock::imap_date_time;
 use mail_parser::MessageParser;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
-use super::selected::flag_list;
+use super::selected::{flag_list, written_uid_ranges};
 use crate::mime::{self, Piece, UnknownEncoding};
-use crate::response::Status;
+use crate::response::{Status, sequence_set};
 
 /// What a FETCH asks for, checked before anything is sent.
 struct Request<'a> {
@@ -73,11 +75,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.report_changes();
         let Some(mut messages) = self.selected_messages(tag, set, uid, false) else { return };
         let mut changed_since = 0;
+        let mut vanished = false;
         for modifier in modifiers {
             match modifier {
                 FetchModifier::ChangedSince(modseq) => changed_since = modseq.get(),
-                FetchModifier::Vanished => {
-                    self.respond(Some(tag), Status::Bad, None, "VANISHED needs QRESYNC, which is not supported");
+                FetchModifier::Vanished => vanished = true,
+            }
+        }
+        if vanished {
+            // RFC 7162 §3.2.6: a UID FETCH with CHANGEDSINCE, once QRESYNC is enabled.
+            if !(self.qresync && uid && changed_since > 0) {
+                let reason = "VANISHED needs ENABLE QRESYNC, UID FETCH and CHANGEDSINCE";
+                self.respond(Some(tag), Status::Bad, None, reason);
+                return;
+            }
+            let Some(selection) = &self.selected else { return };
+            let request = ExpungedSinceRequest {
+                account_id: self.account_id(),
+                mailbox_id: selection.mailbox_id,
+                modseq: changed_since,
+                uids: written_uid_ranges(set),
+            };
+            match self.services.mailstore.clone().expunged_since(request).await {
+                Ok(answer) => {
+                    let Some(selection) = &self.selected else { return };
+                    let vanished = selection.vanished_earlier(answer.into_inner().uids);
+                    if !vanished.is_empty() {
+                        self.io.write(format!("* VANISHED (EARLIER) {}\r\n", sequence_set(&vanished)).as_bytes());
+                    }
+                }
+                Err(status) => {
+                    self.mailstore_refused(tag, &status);
                     return;
                 }
             }

@@ -220,6 +220,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.condstore = true;
                     enabled.push("CONDSTORE");
                 }
+                // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
+                CapabilityEnable::Other(_)
+                    if capability.to_string().eq_ignore_ascii_case("QRESYNC") && !self.qresync =>
+                {
+                    self.qresync = true;
+                    self.condstore = true;
+                    enabled.push("QRESYNC");
+                }
                 _ => {}
             }
         }

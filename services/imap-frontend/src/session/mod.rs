@@ -148,6 +148,7 @@ where
         utf8: false,
         rev2: false,
         condstore: false,
+        qresync: false,
         selected: None,
         expunges_allowed: false,
     };
@@ -169,6 +170,9 @@ struct Session<S> {
     /// CONDSTORE is in use (RFC 7162 §3.1): every FETCH response about flags carries the
     /// message's MODSEQ. Turned on by ENABLE CONDSTORE or the first command that uses it.
     condstore: bool,
+    /// ENABLE QRESYNC (RFC 7162 §3.2): SELECT may resynchronise from a MODSEQ, and expunged
+    /// messages are reported as VANISHED UIDs rather than EXPUNGE sequence numbers.
+    qresync: bool,
     /// The selected mailbox (the selected state of RFC 9051 §3.3), after login only.
     selected: Option<selected::Selection>,
     /// Whether the command being answered may carry EXPUNGE responses (RFC 9051 §7.5.1).

@@ -3,6 +3,9 @@
 //!
 //! The snapshot maps message sequence numbers to UIDs and holds the flags the client was
 //! last told about; every other fact about the messages is asked of the mailstore.
+//!
+//! A QRESYNC client (RFC 7162 §3.2.5) names what it knew of the mailbox when it selects it,
+//! and hears what was expunged (VANISHED (EARLIER)) and what changed since before the answer.
 
 use std::sync::Arc;
 
@@ -11,12 +14,14 @@ use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use kubemail_proto::events::account_pattern;
-use kubemail_proto::mailstore::{ExpungeRequest, MailboxInfo, SelectMailboxRequest, SystemFlag};
+use kubemail_proto::mailstore::{
+    ExpungeRequest, ExpungedSinceRequest, MailboxInfo, SelectMailboxRequest, SystemFlag, UidRange,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::updates::Updates;
-use crate::response::Status;
+use crate::response::{self, Status};
 use crate::snapshots::{self, KeywordLists, Snapshot};
 
 /// The system flags every mailbox stores (RFC 9051 §2.3.2), with their bits.
@@ -60,6 +65,8 @@ pub(super) struct Selection {
     /// Keyword lists, parallel to `uids`, numbered in `keywords`.
     keyword_ids: Vec<u32>,
     keywords: KeywordLists,
+    /// Expunged messages are reported as `VANISHED` UIDs (QRESYNC was enabled).
+    vanished: bool,
     /// Changes from elsewhere, subscribed to before the snapshot was taken.
     pub updates: Updates,
 }
@@ -67,7 +74,7 @@ pub(super) struct Selection {
 impl Selection {
     /// The selection of `mailbox` with the messages of `snapshot` (which may be older than
     /// `mailbox`'s counters, but not than its HIGHESTMODSEQ).
-    fn new(mailbox: &MailboxInfo, snapshot: &Snapshot, read_only: bool, updates: Updates) -> Selection {
+    fn new(mailbox: &MailboxInfo, snapshot: &Snapshot, read_only: bool, vanished: bool, updates: Updates) -> Selection {
         Selection {
             mailbox_id: mailbox.id,
             read_only,
@@ -78,6 +85,7 @@ impl Selection {
             flags: snapshot.flags.clone(),
             keyword_ids: snapshot.keyword_ids.clone(),
             keywords: snapshot.keywords.clone(),
+            vanished,
             updates,
         }
     }
@@ -149,17 +157,33 @@ impl Selection {
         self.keywords.get(self.keyword_ids[index])
     }
 
-    /// Forgets the messages `uids` (ascending); their EXPUNGE responses, each numbered as of
-    /// its moment (every EXPUNGE renumbers the messages after it).
+    /// Of `uids`, which the mailstore reports expunged, those this selection no longer holds: a
+    /// message expunged after the snapshot is still here, and is told as gone when its event
+    /// comes.
+    pub fn vanished_earlier(&self, mut uids: Vec<u32>) -> Vec<u32> {
+        uids.retain(|uid| self.uids.binary_search(uid).is_err());
+        uids
+    }
+
+    /// Forgets the messages `uids` (ascending); the responses that tell the client: one
+    /// EXPUNGE each, numbered as of its moment (every EXPUNGE renumbers the messages after
+    /// it), or with QRESYNC one VANISHED naming their UIDs (RFC 7162 §3.2.10).
     pub fn forget(&mut self, uids: &[u32]) -> String {
         let mut lines = String::new();
+        let mut gone = Vec::new();
         for uid in uids {
             if let Ok(index) = self.uids.binary_search(uid) {
                 self.uids.remove(index);
                 self.flags.remove(index);
                 self.keyword_ids.remove(index);
-                lines.push_str(&format!("* {} EXPUNGE\r\n", index + 1));
+                match self.vanished {
+                    true => gone.push(*uid),
+                    false => lines.push_str(&format!("* {} EXPUNGE\r\n", index + 1)),
+                }
             }
+        }
+        if !gone.is_empty() {
+            lines.push_str(&format!("* VANISHED {}\r\n", response::sequence_set(&gone)));
         }
         lines
     }
@@ -183,14 +207,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.selected.take().is_some() {
             self.respond(None, Status::Ok, Some("CLOSED"), "Previous mailbox closed");
         }
+        // What a QRESYNC client knew: UIDVALIDITY, HIGHESTMODSEQ and the UIDs it holds.
+        let mut known = None;
         for parameter in parameters {
             match parameter {
                 SelectParameter::CondStore => self.condstore = true,
-                // Not advertised yet: QRESYNC's VANISHED responses are still to be built on
-                // the mailstore's record of expunged UIDs.
-                SelectParameter::QResync { .. } => {
-                    self.respond(Some(tag), Status::Bad, None, "QRESYNC is not supported");
+                SelectParameter::QResync { .. } if !self.qresync => {
+                    self.respond(Some(tag), Status::Bad, None, "QRESYNC must be enabled first (ENABLE QRESYNC)");
                     return;
+                }
+                SelectParameter::QResync { uid_validity, mod_sequence_value, known_uids, .. } => {
+                    let uids = known_uids.as_ref().map(written_uid_ranges).unwrap_or_default();
+                    known = Some((uid_validity.get(), mod_sequence_value.get(), uids));
                 }
             }
         }
@@ -234,8 +262,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             }
         };
+        // QRESYNC (RFC 7162 §3.2.5): what the client knew of this mailbox, unless it was another
+        // mailbox by that name (a new UIDVALIDITY), is brought up to date before the tagged
+        // answer: the UIDs expunged since, then the messages changed since.
+        let mut resync = None;
+        if let Some((uidvalidity, modseq, uids)) = known
+            && uidvalidity == mailbox.uidvalidity
+        {
+            let request = ExpungedSinceRequest { account_id, mailbox_id: mailbox.id, modseq, uids };
+            match self.services.mailstore.clone().expunged_since(request).await {
+                Ok(answer) => resync = Some((modseq, answer.into_inner().uids)),
+                Err(status) => {
+                    self.mailstore_refused(tag, &status);
+                    return;
+                }
+            }
+        }
         let mailbox_keywords = snapshot.mailbox_keywords().join(" ");
-        let selection = Selection::new(&mailbox, &snapshot, read_only, Updates::new(events));
+        let selection = Selection::new(&mailbox, &snapshot, read_only, self.qresync, Updates::new(events));
         let every_system_flag = SYSTEM_FLAGS.iter().fold(0, |bits, (bit, _)| bits | *bit as u32);
         let flags = flag_list(every_system_flag, &[]);
         let keywords = if mailbox_keywords.is_empty() { String::new() } else { format!(" {mailbox_keywords}") };
@@ -254,6 +298,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             lines.push_str("* 0 RECENT\r\n");
             if let Some(unseen) = selection.first_unseen() {
                 lines.push_str(&format!("* OK [UNSEEN {unseen}] First unseen\r\n"));
+            }
+        }
+        if let Some((modseq, vanished)) = resync {
+            let vanished = selection.vanished_earlier(vanished);
+            if !vanished.is_empty() {
+                lines.push_str(&format!("* VANISHED (EARLIER) {}\r\n", response::sequence_set(&vanished)));
+            }
+            for (index, _) in snapshot.modseqs.iter().enumerate().filter(|(_, changed)| **changed > modseq) {
+                lines.push_str(&format!("* {} FETCH (UID {} FLAGS (", index + 1, selection.uids[index]));
+                selection.write_flag_list(index, &mut lines);
+                lines.push_str(&format!(") MODSEQ ({}))\r\n", snapshot.modseqs[index]));
             }
         }
         self.io.write(lines.as_bytes());
@@ -318,4 +373,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             None => self.respond(Some(tag), Status::Bad, None, "No mailbox selected"),
         }
     }
+}
+
+/// A UID set as the client wrote it, UIDs of messages gone included, with `*` reaching the
+/// highest UID there can be: the UIDs VANISHED (EARLIER) may name.
+pub(super) fn written_uid_ranges(set: &SequenceSet) -> Vec<UidRange> {
+    let bound = |bound: &SeqOrUid| match bound {
+        SeqOrUid::Value(value) => value.get(),
+        SeqOrUid::Asterisk => u32::MAX,
+    };
+    let range = |sequence: &Sequence| match sequence {
+        Sequence::Single(single) => (bound(single), bound(single)),
+        Sequence::Range(from, to) => (bound(from).min(bound(to)), bound(from).max(bound(to))),
+    };
+    set.0.as_ref().iter().map(range).map(|(first, last)| UidRange { first, last }).collect()
 }

@@ -247,6 +247,15 @@ impl MailStore for MailStoreService {
         Ok(Response::new(self.store.expunge(request.account_id, request.mailbox_id, &request.uids).await?))
     }
 
+    async fn expunged_since(
+        &self,
+        request: Request<ExpungedSinceRequest>,
+    ) -> Result<Response<ExpungedSinceResponse>, Status> {
+        let ExpungedSinceRequest { account_id, mailbox_id, modseq, uids } = request.into_inner();
+        let uids = self.store.expunged_since(account_id, mailbox_id, modseq, &uids).await?;
+        Ok(Response::new(ExpungedSinceResponse { uids }))
+    }
+
     async fn copy_messages(
         &self,
         request: Request<CopyMessagesRequest>,

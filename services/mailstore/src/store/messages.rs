@@ -765,6 +765,45 @@ impl Store {
         Ok(ExpungeResponse { expunged: doomed, highest_modseq: folder.highest_modseq })
     }
 
+    /// The UIDs expunged from `mailbox_id` after `modseq` within `ranges` (all when empty),
+    /// ascending: QRESYNC's VANISHED (EARLIER). Expunged UIDs are kept as long as their
+    /// mailbox, so the answer is exact however old `modseq` is.
+    pub async fn expunged_since(
+        &self,
+        account_id: i64,
+        mailbox_id: i64,
+        modseq: u64,
+        ranges: &[UidRange],
+    ) -> Result<Vec<u32>> {
+        let ranges = UidSet::new(ranges)?;
+        let (low, high) = ranges.span();
+        // The mailbox row comes first so that a missing (or another account's) mailbox is no
+        // row at all, and one without expunges is one row with a NULL UID.
+        let rows = sqlx::query(
+            "SELECT e.uid FROM mailboxes b \
+             LEFT JOIN expunged e ON e.mailbox_id = b.id AND e.modseq > $3 AND e.uid BETWEEN $4 AND $5 \
+             WHERE b.id = $1 AND b.account_id = $2 ORDER BY e.uid",
+        )
+        .bind(mailbox_id)
+        .bind(account_id)
+        .bind(i64::try_from(modseq).unwrap_or(i64::MAX))
+        .bind(low)
+        .bind(high)
+        .fetch_all(self.db.reader())
+        .await?;
+        if rows.is_empty() {
+            return Err(mailbox_not_found(mailbox_id));
+        }
+        let mut uids = Vec::new();
+        for row in rows {
+            let uid: Option<i64> = row.try_get("uid")?;
+            if uid.is_some_and(|uid| ranges.contains(uid)) {
+                uids.push(get_u32(&row, "uid")?);
+            }
+        }
+        Ok(uids)
+    }
+
     /// Tells sessions about messages expunged from `folder`.
     async fn announce_expunged(&self, folder: &LockedMailbox, uids: &[u32]) {
         if !uids.is_empty() {
