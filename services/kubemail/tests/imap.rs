@@ -70,6 +70,17 @@ m.logout()
     assert_eq!(line("logout:"), "logout: BYE");
     assert!(line("wrong password:").contains("AUTHENTICATIONFAILED"), "{lines:#?}");
     assert_eq!(line("imaps login:"), "imaps login: OK");
+
+    // Each command is counted by its answer, and timed.
+    let metrics = ok(common::curl(&format!("http://{}/metrics", dev.http)));
+    let count = |labels: &str| {
+        let line = format!("kubemail_imap_commands_total{{{labels}}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(line.as_str())).map(|n| n.trim().to_string())
+    };
+    assert_eq!(count("command=\"LOGIN\",status=\"OK\"").as_deref(), Some("2"), "{metrics}");
+    assert_eq!(count("command=\"LOGIN\",status=\"NO\"").as_deref(), Some("2"), "plain and wrong: {metrics}");
+    assert_eq!(count("command=\"STARTTLS\",status=\"OK\"").as_deref(), Some("1"), "{metrics}");
+    assert!(metrics.contains("kubemail_imap_command_duration_seconds_count{command=\"LOGIN\"} 4"), "{metrics}");
     assert!(dev.terminate(), "clean stop with IMAP sessions gone");
 }
 

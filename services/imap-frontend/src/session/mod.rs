@@ -29,7 +29,7 @@ mod updates;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Tag;
@@ -149,6 +149,7 @@ where
         rev2: false,
         condstore: false,
         qresync: false,
+        answered: None,
         selected: None,
         expunges_allowed: false,
     };
@@ -177,6 +178,18 @@ struct Session<S> {
     selected: Option<selected::Selection>,
     /// Whether the command being answered may carry EXPUNGE responses (RFC 9051 §7.5.1).
     expunges_allowed: bool,
+    /// The tagged answer the command being answered got, once it has one.
+    answered: Option<Status>,
+}
+
+/// Counts a command by its tagged answer and records how long it took; IDLE only counts, as it
+/// lasts as long as the client likes.
+fn count_command(name: &'static str, answered: Option<Status>, took: Duration) {
+    let status = answered.map_or("none", Status::as_str);
+    metrics::counter!("kubemail_imap_commands_total", "command" => name, "status" => status).increment(1);
+    if name != "IDLE" {
+        metrics::histogram!("kubemail_imap_command_duration_seconds", "command" => name).record(took.as_secs_f64());
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -198,7 +211,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
             };
             let flow = match input {
-                Ok(Input::Message(request)) => self.command(request).await,
+                Ok(Input::Message(request)) => {
+                    let (name, started) = (request.command.name(), Instant::now());
+                    self.answered = None;
+                    let flow = self.command(request).await;
+                    count_command(name, self.answered, started.elapsed());
+                    flow
+                }
                 Ok(Input::Malformed { tag, reason }) => {
                     self.respond(tag.as_ref(), Status::Bad, None, reason);
                     self.count_error()
@@ -403,6 +422,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     fn respond(&mut self, tag: Option<&Tag<'_>>, status: Status, code: Option<&str>, text: &str) {
         if tag.is_some() {
             self.report_changes();
+            self.answered = Some(status);
         }
         self.io.write(response::status(tag, status, code, text).as_bytes());
     }
