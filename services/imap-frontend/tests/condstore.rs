@@ -250,3 +250,30 @@ async fn qresync_tells_expunges_as_vanished_uids() {
     let by_number = client.command(&format!("h FETCH 1:* (FLAGS) (CHANGEDSINCE {known} VANISHED)")).await;
     assert!(by_number.status().starts_with("BAD"), "{by_number:?}");
 }
+
+#[tokio::test]
+async fn a_modseq_told_past_a_held_back_expunge_comes_with_a_lower_highestmodseq() {
+    let f = with_messages(3).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("e ENABLE QRESYNC").await.expect_ok();
+    client.command("s SELECT INBOX").await.expect_ok();
+
+    // Elsewhere: UID 1 expunged, then UID 2 flagged (a higher MODSEQ).
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX (CONDSTORE)").await.expect_ok();
+    other.command("a UID STORE 1 +FLAGS.SILENT (\\Deleted)").await.expect_ok();
+    let expunged = other.command("b UID EXPUNGE 1").await;
+    assert!(expunged.status().starts_with("OK [HIGHESTMODSEQ "), "the MODSEQ the expunge took: {expunged:?}");
+    let expunge_modseq = number_after(expunged.status(), "HIGHESTMODSEQ");
+    other.command("c UID STORE 2 +FLAGS.SILENT (\\Flagged)").await.expect_ok();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A FETCH by number may not carry the expunge, but tells the flag change and its MODSEQ.
+    let fetched = client.command("f FETCH 1 (UID)").await.expect_ok();
+    let flagged = fetched.iter().position(|line| line.contains("\\Flagged")).expect("the flag change");
+    assert!(number_after(&fetched[flagged], "MODSEQ") > expunge_modseq, "{fetched:?}");
+    let lower = fetched.iter().find(|line| line.starts_with("* OK [HIGHESTMODSEQ")).expect("a lower HIGHESTMODSEQ");
+    assert!(number_after(lower, "HIGHESTMODSEQ") < expunge_modseq, "{fetched:?}");
+    assert!(fetched.iter().all(|line| !line.contains("VANISHED")), "the expunge waits: {fetched:?}");
+    assert_eq!(client.command("n NOOP").await.expect_ok(), ["* VANISHED 1"]);
+}

@@ -137,8 +137,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         let request = ExpungeRequest { account_id: self.account_id(), mailbox_id, uids };
-        let mut expunged = match self.services.mailstore.clone().expunge(request).await {
-            Ok(response) => response.into_inner().expunged,
+        let (mut expunged, highest_modseq) = match self.services.mailstore.clone().expunge(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                (response.expunged, response.highest_modseq)
+            }
             Err(status) => {
                 self.mailstore_refused(tag, &status);
                 return;
@@ -148,7 +151,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(selection) = &mut self.selected else { return };
         let lines = selection.forget(&expunged);
         self.io.write(lines.as_bytes());
-        self.ok(tag, if set.is_some() { "UID EXPUNGE completed" } else { "EXPUNGE completed" });
+        let text = if set.is_some() { "UID EXPUNGE completed" } else { "EXPUNGE completed" };
+        // With CONDSTORE the client learns the MODSEQ the expunge brought (RFC 7162 §3.2.10).
+        let code = self.condstore.then(|| format!("HIGHESTMODSEQ {highest_modseq}"));
+        self.respond(Some(tag), Status::Ok, code.as_deref(), text);
     }
 }
 

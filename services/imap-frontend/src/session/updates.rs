@@ -25,11 +25,13 @@ pub(super) struct Updates {
     events: EventStream,
     /// Expunged UIDs not told yet, ascending.
     pending_expunges: Vec<u32>,
+    /// The MODSEQ of the earliest of them.
+    pending_since: Option<u64>,
 }
 
 impl Updates {
     pub fn new(events: EventStream) -> Updates {
-        Updates { events, pending_expunges: Vec::new() }
+        Updates { events, pending_expunges: Vec::new(), pending_since: None }
     }
 
     /// The next event, waiting for it (IDLE).
@@ -56,7 +58,9 @@ impl Updates {
 impl Selection {
     /// Applies `event` to the snapshot; returns the untagged responses it makes, flag changes
     /// with their MODSEQ when `condstore`. Expunges are only queued:
-    /// [`Selection::take_expunges`] tells them when IMAP allows.
+    /// [`Selection::take_expunges`] tells them when IMAP allows. A client told a MODSEQ above
+    /// an expunge it has not heard of yet also hears a HIGHESTMODSEQ below that expunge, so
+    /// that it resynchronises from before it should the connection drop first (RFC 7162 §3.2).
     pub(super) fn apply(&mut self, event: MailboxEvent, condstore: bool) -> String {
         let mut lines = String::new();
         if event.mailbox_id != self.mailbox_id || event.uidvalidity != self.uidvalidity {
@@ -88,16 +92,24 @@ impl Selection {
                     // This session's own STORE was told already, with the same flags.
                     if self.set_flags(index, *system, &keywords) {
                         let flags = flag_list(*system, &keywords);
-                        let modseq = if condstore { format!(" MODSEQ ({modseq})") } else { String::new() };
-                        lines.push_str(&format!("* {} FETCH (FLAGS ({flags}){modseq})\r\n", index + 1));
+                        let told = if condstore { format!(" MODSEQ ({modseq})") } else { String::new() };
+                        lines.push_str(&format!("* {} FETCH (FLAGS ({flags}){told})\r\n", index + 1));
+                        if let Some(since) = self.updates.pending_since.filter(|since| condstore && modseq > *since) {
+                            lines.push_str(&format!(
+                                "* OK [HIGHESTMODSEQ {}] Expunges are still to be told\r\n",
+                                since - 1
+                            ));
+                        }
                     }
                 }
             }
             Some(Change::Expunged(expunged)) => {
-                let pending = &mut self.updates.pending_expunges;
-                pending.extend(expunged.uids);
-                pending.sort_unstable();
-                pending.dedup();
+                let updates = &mut self.updates;
+                updates.pending_expunges.extend(expunged.uids);
+                updates.pending_expunges.sort_unstable();
+                updates.pending_expunges.dedup();
+                let since = updates.pending_since.map_or(event.highest_modseq, |since| since.min(event.highest_modseq));
+                updates.pending_since = Some(since);
             }
             _ => {}
         }
@@ -109,8 +121,9 @@ impl Selection {
         self.updates.pending_expunges.binary_search(&uid).is_ok()
     }
 
-    /// The queued expunges as EXPUNGE responses.
+    /// The queued expunges, told as EXPUNGE (or VANISHED) responses.
     pub(super) fn take_expunges(&mut self) -> String {
+        self.updates.pending_since = None;
         let pending = std::mem::take(&mut self.updates.pending_expunges);
         self.forget(&pending)
     }
