@@ -275,5 +275,9 @@ async fn a_modseq_told_past_a_held_back_expunge_comes_with_a_lower_highestmodseq
     let lower = fetched.iter().find(|line| line.starts_with("* OK [HIGHESTMODSEQ")).expect("a lower HIGHESTMODSEQ");
     assert!(number_after(lower, "HIGHESTMODSEQ") < expunge_modseq, "{fetched:?}");
     assert!(fetched.iter().all(|line| !line.contains("VANISHED")), "the expunge waits: {fetched:?}");
+    // So does this session's own STORE by number, with the MODSEQ it made.
+    let stored = client.command("g STORE 2 +FLAGS (\\Seen)").await.expect_ok();
+    assert!(stored[0].starts_with("* 2 FETCH (FLAGS (\\Flagged \\Seen) MODSEQ ("), "{stored:?}");
+    assert!(number_after(&stored[1], "HIGHESTMODSEQ") < expunge_modseq, "{stored:?}");
     assert_eq!(client.command("n NOOP").await.expect_ok(), ["* VANISHED 1"]);
 }

@@ -422,6 +422,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     fn respond(&mut self, tag: Option<&Tag<'_>>, status: Status, code: Option<&str>, text: &str) {
         if tag.is_some() {
             self.report_changes();
+            if let Some(line) = self.selected.as_ref().and_then(selected::Selection::held_back_highest_modseq)
+                && self.condstore
+            {
+                self.io.write(line.as_bytes());
+            }
             self.answered = Some(status);
         }
         self.io.write(response::status(tag, status, code, text).as_bytes());

@@ -58,9 +58,7 @@ impl Updates {
 impl Selection {
     /// Applies `event` to the snapshot; returns the untagged responses it makes, flag changes
     /// with their MODSEQ when `condstore`. Expunges are only queued:
-    /// [`Selection::take_expunges`] tells them when IMAP allows. A client told a MODSEQ above
-    /// an expunge it has not heard of yet also hears a HIGHESTMODSEQ below that expunge, so
-    /// that it resynchronises from before it should the connection drop first (RFC 7162 §3.2).
+    /// [`Selection::take_expunges`] tells them when IMAP allows.
     pub(super) fn apply(&mut self, event: MailboxEvent, condstore: bool) -> String {
         let mut lines = String::new();
         if event.mailbox_id != self.mailbox_id || event.uidvalidity != self.uidvalidity {
@@ -92,14 +90,8 @@ impl Selection {
                     // This session's own STORE was told already, with the same flags.
                     if self.set_flags(index, *system, &keywords) {
                         let flags = flag_list(*system, &keywords);
-                        let told = if condstore { format!(" MODSEQ ({modseq})") } else { String::new() };
-                        lines.push_str(&format!("* {} FETCH (FLAGS ({flags}){told})\r\n", index + 1));
-                        if let Some(since) = self.updates.pending_since.filter(|since| condstore && modseq > *since) {
-                            lines.push_str(&format!(
-                                "* OK [HIGHESTMODSEQ {}] Expunges are still to be told\r\n",
-                                since - 1
-                            ));
-                        }
+                        let modseq = if condstore { format!(" MODSEQ ({modseq})") } else { String::new() };
+                        lines.push_str(&format!("* {} FETCH (FLAGS ({flags}){modseq})\r\n", index + 1));
                     }
                 }
             }
@@ -114,6 +106,14 @@ impl Selection {
             _ => {}
         }
         lines
+    }
+
+    /// While expunges are held back, a CONDSTORE client may hear MODSEQs above theirs (its own
+    /// STORE, a FETCH, a change from elsewhere); a HIGHESTMODSEQ below the first of them keeps
+    /// it from resynchronising past them should the connection drop first (RFC 7162 §3.2).
+    pub(super) fn held_back_highest_modseq(&self) -> Option<String> {
+        let since = self.updates.pending_since?;
+        Some(format!("* OK [HIGHESTMODSEQ {}] Expunges are still to be told\r\n", since.saturating_sub(1)))
     }
 
     /// Whether `uid` was expunged elsewhere and the client not told yet.
