@@ -223,9 +223,10 @@ def section_e2e(out, rows):
               f"| {' / '.join(str(r['count']) for r in runs) or '–'} "
               f"| {' / '.join(str(r['errors']) for r in runs) or '–'} |")
     peer = [r["median_ms"] for r in data[PEER] if "median_ms" in r]
-    for side, label in ((OURS, "distributed"), (DEV, "dev")):
+    for side, label, target in ((OURS, "distributed", 10), (DEV, "dev", 2)):
         med = [r["median_ms"] for r in data[side] if "median_ms" in r]
-        rows.append((f"delivery → IDLE p50, {label} (ms)", median(med), median(peer), ratio(med, peer), "–", "–"))
+        rows.append((f"delivery → IDLE p50, {label} (ms)", median(med), median(peer), ratio(med, peer),
+                     f"≤ {target} ms", verdict(median(med) <= target if med else None)))
     print()
 
 
@@ -240,7 +241,8 @@ def section_connect_login(out, rows):
     if nocache:
         print(f"| kubemail imap-frontend, `--login-cache-ttl 0` (argon2id verified every time) | {cell(nocache, 2)} |")
     print(f"| Dovecot mdbox ({{PLAIN}} passwords, no auth cache) | {cell(peer, 2)} |")
-    rows.append(("connect + LOGIN p50 (ms)", median(ours), median(peer), ratio(ours, peer), "–", "–"))
+    rows.append(("connect + LOGIN p50 (ms)", median(ours), median(peer), ratio(ours, peer), "≤ 2 ms",
+                 verdict(median(ours) <= 2 if ours else None)))
     if nocache:
         rows.append(("… login cache off (ms)", median(nocache), median(peer), ratio(nocache, peer), "–", "–"))
     print()
@@ -268,7 +270,8 @@ def section_memory(out, rows):
               f"| {median([run['base']['rss_kib'] for run in runs]):,.0f} |")
     o = [run["pss_kib_per_conn"] for run in data[OURS] if run.get("pss_kib_per_conn") is not None]
     p = [run["pss_kib_per_conn"] for run in data[PEER] if run.get("pss_kib_per_conn") is not None]
-    rows.append(("idle selected connection, PSS (KiB)", median(o), median(p), ratio(o, p), "–", "–"))
+    rows.append(("idle selected connection, PSS (KiB)", median(o), median(p), ratio(o, p), "≤ 32 KiB",
+                 verdict(median(o) <= 32 if o else None)))
     print()
 
 
