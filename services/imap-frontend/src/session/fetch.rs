@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::selected::{flag_list, written_uid_ranges};
 use crate::mime::{self, Piece, UnknownEncoding};
-use crate::response::{Status, sequence_set};
+use crate::response::Status;
 
 /// What a FETCH asks for, checked before anything is sent.
 struct Request<'a> {
@@ -99,10 +99,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             match self.services.mailstore.clone().expunged_since(request).await {
                 Ok(answer) => {
                     let Some(selection) = &self.selected else { return };
-                    let vanished = selection.vanished_earlier(answer.into_inner().uids);
-                    if !vanished.is_empty() {
-                        self.io.write(format!("* VANISHED (EARLIER) {}\r\n", sequence_set(&vanished)).as_bytes());
-                    }
+                    let line = selection.vanished_earlier(answer.into_inner().uids);
+                    self.io.write(line.as_bytes());
                 }
                 Err(status) => {
                     self.mailstore_refused(tag, &status);

@@ -422,8 +422,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     fn respond(&mut self, tag: Option<&Tag<'_>>, status: Status, code: Option<&str>, text: &str) {
         if tag.is_some() {
             self.report_changes();
-            if let Some(line) = self.selected.as_ref().and_then(selected::Selection::held_back_highest_modseq)
-                && self.condstore
+            if self.condstore
+                && let Some(line) = self.selected.as_ref().and_then(selected::Selection::held_back_highest_modseq)
             {
                 self.io.write(line.as_bytes());
             }

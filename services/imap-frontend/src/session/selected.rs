@@ -157,12 +157,15 @@ impl Selection {
         self.keywords.get(self.keyword_ids[index])
     }
 
-    /// Of `uids`, which the mailstore reports expunged, those this selection no longer holds: a
-    /// message expunged after the snapshot is still here, and is told as gone when its event
-    /// comes.
-    pub fn vanished_earlier(&self, mut uids: Vec<u32>) -> Vec<u32> {
+    /// The `VANISHED (EARLIER)` response for `uids`, which the mailstore reports expunged, or
+    /// nothing when none is left: only those this selection no longer holds, as a message
+    /// expunged after the snapshot is still here and is told as gone when its event comes.
+    pub fn vanished_earlier(&self, mut uids: Vec<u32>) -> String {
         uids.retain(|uid| self.uids.binary_search(uid).is_err());
-        uids
+        if uids.is_empty() {
+            return String::new();
+        }
+        format!("* VANISHED (EARLIER) {}\r\n", response::sequence_set(&uids))
     }
 
     /// Forgets the messages `uids` (ascending); the responses that tell the client: one
@@ -301,10 +304,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         if let Some((modseq, vanished)) = resync {
-            let vanished = selection.vanished_earlier(vanished);
-            if !vanished.is_empty() {
-                lines.push_str(&format!("* VANISHED (EARLIER) {}\r\n", response::sequence_set(&vanished)));
-            }
+            lines.push_str(&selection.vanished_earlier(vanished));
             for (index, _) in snapshot.modseqs.iter().enumerate().filter(|(_, changed)| **changed > modseq) {
                 lines.push_str(&format!("* {} FETCH (UID {} FLAGS (", index + 1, selection.uids[index]));
                 selection.write_flag_list(index, &mut lines);
