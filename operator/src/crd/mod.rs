@@ -1,0 +1,30 @@
+//! The custom resources (group `kubemail.io`, version `v1alpha1`) and what they share.
+
+pub mod cluster;
+pub mod common;
+pub mod domain;
+pub mod mailbox;
+
+pub use cluster::{MailCluster, MailClusterSpec, MailClusterStatus};
+pub use domain::{MailDomain, MailDomainSpec, MailDomainStatus};
+pub use mailbox::{Mailbox, MailboxSpec, MailboxStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// Every CRD the operator serves, in the order `crdgen` writes them.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![MailCluster::crd(), MailDomain::crd(), Mailbox::crd()]
+}
+
+/// Each CRD as the YAML file `crds/` holds: its file name (`mailclusters.kubemail.io.yaml`)
+/// and text.
+pub fn files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+    all()
+        .into_iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            Ok((format!("{name}.yaml"), serde_yaml::to_string(&crd)?))
+        })
+        .collect()
+}
