@@ -1,5 +1,8 @@
 //! The custom resources (group `kubemail.io`, version `v1alpha1`) and what they share.
 
+// kube-derive repeats `type_ = …` once per printer column, which clippy takes for a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod cluster;
 pub mod common;
 pub mod domain;

@@ -81,6 +81,27 @@ m.logout()
     assert_eq!(count("command=\"LOGIN\",status=\"NO\"").as_deref(), Some("2"), "plain and wrong: {metrics}");
     assert_eq!(count("command=\"STARTTLS\",status=\"OK\"").as_deref(), Some("1"), "{metrics}");
     assert!(metrics.contains("kubemail_imap_command_duration_seconds_count{command=\"LOGIN\"} 4"), "{metrics}");
+
+    // Open connections are a gauge (what the autoscaler reads): the sessions above have ended,
+    // one still waiting at the greeting is counted.
+    let mut waiting = std::net::TcpStream::connect(&dev.imap).unwrap();
+    let mut greeting = [0u8; 4];
+    std::io::Read::read_exact(&mut waiting, &mut greeting).unwrap();
+    let open = |listener: &str| format!("kubemail_imap_connections_open{{listener=\"{listener}\"}} ");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = ok(common::curl(&format!("http://{}/metrics", dev.http)));
+        let value = |listener: &str| {
+            metrics.lines().find_map(|l| l.strip_prefix(open(listener).as_str())).map(|n| n.trim().to_string())
+        };
+        if value("imap").as_deref() == Some("1") && value("imaps").as_deref() == Some("0") {
+            break metrics;
+        }
+        assert!(std::time::Instant::now() < deadline, "open connections not 1 and 0: {metrics}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(metrics.contains("# TYPE kubemail_imap_connections_open gauge"), "{metrics}");
+    drop(waiting);
     assert!(dev.terminate(), "clean stop with IMAP sessions gone");
 }
 

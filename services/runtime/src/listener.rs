@@ -74,7 +74,8 @@ impl Sessions {
 /// What a listener serves.
 pub struct Service<F> {
     /// The protocol and the listener, in metric names and labels:
-    /// `kubemail_<protocol>_connections_total{listener}` and `…_connections_refused_total`.
+    /// `kubemail_<protocol>_connections_total{listener}`, `…_connections_refused_total` and
+    /// `…_connections_open` (what an autoscaler on connections reads).
     pub protocol: &'static str,
     pub listener: &'static str,
     /// Completes the TLS handshake before the session starts (ports 465 and 993).
@@ -173,6 +174,7 @@ where
     };
     let name = format!("kubemail_{}_connections_total", service.protocol);
     metrics::counter!(name, "listener" => service.listener).increment(1);
+    let _open = OpenConnection::count(service.protocol, service.listener);
     let connection = match &service.implicit_tls {
         Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => Connection::Tls(Box::new(tls)),
@@ -185,4 +187,21 @@ where
         None => Connection::Plain(stream),
     };
     (service.serve)(connection, client_ip).await;
+}
+
+/// Counts a connection in `kubemail_<protocol>_connections_open{listener}` while it lives.
+struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    fn count(protocol: &str, listener: &'static str) -> OpenConnection {
+        let gauge = metrics::gauge!(format!("kubemail_{protocol}_connections_open"), "listener" => listener);
+        gauge.increment(1.0);
+        OpenConnection(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
