@@ -52,7 +52,7 @@ pub fn format_bytes(bytes: u64) -> String {
         return bytes.to_string();
     };
     let tenths = (u128::from(bytes) * 10 + (1u128 << (10 * (unit + 1))) / 2) >> (10 * (unit + 1));
-    if tenths % 10 == 0 {
+    if tenths.is_multiple_of(10) {
         format!("{}{}", tenths / 10, UNITS[unit])
     } else {
         format!("{}.{}{}", tenths / 10, tenths % 10, UNITS[unit])

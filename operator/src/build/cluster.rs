@@ -24,6 +24,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
+use kubemail_delivery_queue::outbound::dkim;
+use kubemail_runtime::tls::{CERTIFICATE_FILE, KEY_FILE};
 
 use super::{labels, owned_meta};
 use crate::crd::MailCluster;
@@ -195,7 +197,7 @@ pub fn build_config(cluster: &MailCluster) -> ConfigMap {
         data.insert("KUBEMAIL_PROXY_TRUSTED_CIDRS".to_string(), spec.proxy_protocol_trusted_cidrs.join(","));
     }
     ConfigMap {
-        metadata: owned_meta(cluster, names::config(&name), labels(cluster, None)),
+        metadata: owned_meta(cluster, names::config(&name), labels(&name, None)),
         data: Some(data),
         ..Default::default()
     }
@@ -217,7 +219,7 @@ pub fn build_deployment(
 ) -> Deployment {
     let spec = &cluster.spec;
     let name = cluster.name_any();
-    let component_labels = labels(cluster, Some(component));
+    let component_labels = labels(&name, Some(component));
     let mut vars: Vec<EnvVar> =
         component.listeners().iter().map(|(_, port, var)| env(var, format!("0.0.0.0:{port}"))).collect();
     let mut volumes = Vec::new();
@@ -225,12 +227,12 @@ pub fn build_deployment(
     match component {
         Component::SmtpIngress | Component::ImapFrontend => {
             vars.push(env("KUBEMAIL_TLS_DIR", TLS_DIR));
-            volumes.push(projected("tls", domains, |d| (&d.certificate_secret, &["tls.crt", "tls.key"])));
+            volumes.push(projected("tls", domains, |d| (&d.certificate_secret, &[CERTIFICATE_FILE, KEY_FILE])));
             mounts.push(mount("tls", TLS_DIR));
         }
         Component::DeliveryQueue => {
             vars.push(env("KUBEMAIL_DKIM_DIR", DKIM_DIR));
-            volumes.push(projected("dkim", domains, |d| (&d.dkim_secret, &["dkim.key", "selector"])));
+            volumes.push(projected("dkim", domains, |d| (&d.dkim_secret, &[dkim::KEY_FILE, dkim::SELECTOR_FILE])));
             mounts.push(mount("dkim", DKIM_DIR));
         }
         Component::Mailstore => {
@@ -440,10 +442,10 @@ pub fn build_services(cluster: &MailCluster) -> Vec<Service> {
             vec![service_port("imap", port::IMAP), service_port("imaps", port::IMAPS)],
         ),
         Service {
-            metadata: owned_meta(cluster, names::mailstore_service(&name), labels(cluster, Some(Component::Mailstore))),
+            metadata: owned_meta(cluster, names::mailstore_service(&name), labels(&name, Some(Component::Mailstore))),
             spec: Some(ServiceSpec {
                 type_: Some("ClusterIP".to_string()),
-                selector: Some(labels(cluster, Some(Component::Mailstore))),
+                selector: Some(labels(&name, Some(Component::Mailstore))),
                 ports: Some(vec![ServicePort {
                     name: Some("grpc".to_string()),
                     port: port::GRPC,
@@ -457,10 +459,10 @@ pub fn build_services(cluster: &MailCluster) -> Vec<Service> {
         },
         // Headless, over every component's pods: what a ServiceMonitor scrapes.
         Service {
-            metadata: owned_meta(cluster, names::metrics_service(&name), labels(cluster, None)),
+            metadata: owned_meta(cluster, names::metrics_service(&name), labels(&name, None)),
             spec: Some(ServiceSpec {
                 cluster_ip: Some("None".to_string()),
-                selector: Some(labels(cluster, None)),
+                selector: Some(labels(&name, None)),
                 ports: Some(vec![ServicePort {
                     name: Some("http".to_string()),
                     port: port::HTTP,
@@ -476,12 +478,13 @@ pub fn build_services(cluster: &MailCluster) -> Vec<Service> {
 
 fn mail_service(
     cluster: &MailCluster,
-    name: String,
+    service_name: String,
     component: Component,
     exposure: &MailServiceSpec,
     ports: Vec<ServicePort>,
 ) -> Service {
-    let mut metadata = owned_meta(cluster, name, labels(cluster, Some(component)));
+    let component_labels = labels(&cluster.name_any(), Some(component));
+    let mut metadata = owned_meta(cluster, service_name, component_labels.clone());
     if !exposure.annotations.is_empty() {
         metadata.annotations = Some(exposure.annotations.clone());
     }
@@ -492,7 +495,7 @@ fn mail_service(
             type_: Some(format!("{:?}", exposure.type_)),
             // Only a Service reachable from outside has an external traffic policy.
             external_traffic_policy: external.then(|| format!("{:?}", exposure.external_traffic_policy)),
-            selector: Some(labels(cluster, Some(component))),
+            selector: Some(component_labels),
             ports: Some(ports),
             ..Default::default()
         }),
@@ -503,14 +506,11 @@ fn mail_service(
 pub fn build_disruption_budget(cluster: &MailCluster, component: Component) -> PodDisruptionBudget {
     let name = cluster.name_any();
     PodDisruptionBudget {
-        metadata: owned_meta(cluster, names::deployment(&name, component), labels(cluster, Some(component))),
+        metadata: owned_meta(cluster, names::deployment(&name, component), labels(&name, Some(component))),
         spec: Some(PodDisruptionBudgetSpec {
             // One pod at a time during node drains; a single-replica component may still go.
             max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(labels(cluster, Some(component))),
-                ..Default::default()
-            }),
+            selector: Some(LabelSelector { match_labels: Some(labels(&name, Some(component))), ..Default::default() }),
             ..Default::default()
         }),
         ..Default::default()
@@ -554,7 +554,7 @@ pub fn build_autoscaler(cluster: &MailCluster) -> Option<HorizontalPodAutoscaler
     }
     let deployment = names::deployment(&name, Component::ImapFrontend);
     Some(HorizontalPodAutoscaler {
-        metadata: owned_meta(cluster, deployment.clone(), labels(cluster, Some(Component::ImapFrontend))),
+        metadata: owned_meta(cluster, deployment.clone(), labels(&name, Some(Component::ImapFrontend))),
         spec: Some(HorizontalPodAutoscalerSpec {
             scale_target_ref: CrossVersionObjectReference {
                 api_version: Some(<Deployment as Resource>::api_version(&()).to_string()),
@@ -702,7 +702,7 @@ spec:
                 let IntOrString::String(target) = port.target_port.as_ref().unwrap() else { panic!() };
                 assert!(container.ports.iter().flatten().any(|p| p.name.as_ref() == Some(target)), "{target}");
             }
-            assert_eq!(service(&objects, service_name).selector.as_ref(), Some(&labels(&cluster(""), Some(component))));
+            assert_eq!(service(&objects, service_name).selector.as_ref(), Some(&labels("mail", Some(component))));
         }
         let mailstore = service(&objects, "mail-mailstore");
         assert_eq!(mailstore.type_.as_deref(), Some("ClusterIP"));

@@ -3,26 +3,27 @@
 //!
 //! - [`cluster`] — a MailCluster's Deployments, Services, autoscaler, disruption budgets and
 //!   settings.
+//! - [`domain`] — a MailDomain's certificate, DKIM key Secret and DNS records.
 
 pub mod cluster;
+pub mod domain;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 
-use crate::crd::MailCluster;
 use cluster::Component;
 
 /// The field manager of every server-side apply, and the `managed-by` label.
 pub const MANAGER: &str = "kubemail-operator";
 
-/// The recommended labels (`app.kubernetes.io/…`) of a cluster's objects; with a component,
-/// those of that component's.
-pub fn labels(cluster: &MailCluster, component: Option<Component>) -> BTreeMap<String, String> {
+/// The recommended labels (`app.kubernetes.io/…`) of the objects of the MailCluster named
+/// `cluster`; with a component, those of that component's.
+pub fn labels(cluster: &str, component: Option<Component>) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "kubemail".to_string()),
-        ("app.kubernetes.io/instance".to_string(), cluster.name_any()),
+        ("app.kubernetes.io/instance".to_string(), cluster.to_string()),
         ("app.kubernetes.io/managed-by".to_string(), MANAGER.to_string()),
     ]);
     if let Some(component) = component {
