@@ -1,16 +1,31 @@
 //! The kubemail operator: reconciles `MailCluster`, `MailDomain` and `Mailbox` resources into a
 //! running mail platform.
 //!
+//! - [`run`] — the process: admin endpoint, leader election, controllers while leading.
+//! - [`config`] — its flags.
+//! - [`controller`] — the three reconcilers and the watches that wake them; each reconcile
+//!   runs the stages below in order.
 //! - [`build`] — pure functions from a resource to the objects it should become.
+//! - [`apply`] — server-side apply of what was built.
+//! - [`status`] — conditions and the status patch.
+//! - [`context`] — what the reconcilers share: API client, mailstore clients, events, retries.
+//! - [`mailstore`] — the mailstore Admin API clients.
 //! - [`crd`] — the custom resource types; `crdgen` writes their CRDs into `crds/`.
 //! - [`keys`] — DKIM keys and their DNS records; self-signed certificates.
 //! - [`error`] — the operator's errors.
 //! - [`quantity`] — byte sizes written as Kubernetes quantities.
 
+pub mod apply;
 pub mod build;
+pub mod config;
+pub mod context;
+pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod keys;
+pub mod mailstore;
 pub mod quantity;
+pub mod run;
+pub mod status;
 
 pub use error::{Error, Result};

@@ -1,0 +1,66 @@
+//! What every reconcile shares: the API client, the mailstore clients, the event recorder and
+//! the retry schedule of failing objects.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::mailstore::Mailstores;
+
+/// The first retry of a failing object, doubled on each failure up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+const MAX_RETRY: Duration = Duration::from_secs(300);
+
+pub struct Context {
+    pub client: kube::Client,
+    pub mailstores: Mailstores,
+    /// The image tag of a MailCluster that names none: the operator's own version.
+    pub default_tag: String,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, mailstores: Mailstores, default_tag: String, instance: Option<String>) -> Context {
+        let reporter = Reporter { controller: crate::build::MANAGER.to_string(), instance };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            mailstores,
+            default_tag,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Records an Event on `object`; one that cannot be recorded is logged, not fatal.
+    pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String, action: &str) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::warn!(%error, reason, "cannot record an event");
+        }
+    }
+
+    /// When to try `key` again after a failure: sooner at first, then less and less often.
+    pub fn retry_after_failure(&self, key: String) -> Action {
+        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = failures.entry(key).or_insert(0);
+        let delay = FIRST_RETRY.saturating_mul(1 << (*count).min(10)).min(MAX_RETRY);
+        *count += 1;
+        Action::requeue(delay)
+    }
+
+    /// Forgets the failures of `key` once it reconciles.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+    }
+}

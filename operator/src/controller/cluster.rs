@@ -1,0 +1,140 @@
+//! The MailCluster reconciler: validate (its database Secret exists) → build (`build_cluster`
+//! with the domains that name it) → apply → status (ready replicas per component).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+
+use crate::apply::{apply, delete_if_present};
+use crate::build::cluster::{Component, DomainMount, build_cluster, names};
+use crate::build::domain::{certificate_secret_name, dkim_secret_name};
+use crate::context::Context;
+use crate::crd::cluster::{ComponentStatus, ComponentStatuses, MailClusterStatus};
+use crate::crd::common::condition::{DEGRADED, PROGRESSING, READY};
+use crate::crd::{MailCluster, MailDomain};
+use crate::status::{self, Found};
+use crate::{Error, Result};
+
+/// How often a cluster is looked at with nothing changing: its Deployments' changes wake it
+/// anyway, this only catches what no watch saw.
+const RESYNC: Duration = Duration::from_secs(600);
+
+pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = cluster.namespace().ok_or_else(|| Error::Invalid("a MailCluster is namespaced".into()))?;
+    let client = ctx.client.clone();
+    let name = cluster.name_any();
+
+    // Validate: the database Secret is what a missing piece most often is.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let uri = &cluster.spec.database.uri_secret_ref;
+    let database = match secrets.get_opt(&uri.name).await? {
+        Some(secret) if secret.data.as_ref().is_some_and(|data| data.contains_key(&uri.key)) => {
+            Found::no(DEGRADED, "AsExpected", "")
+        }
+        Some(_) => {
+            Found::yes(DEGRADED, "DatabaseSecretIncomplete", format!("Secret {} has no key {}", uri.name, uri.key))
+        }
+        None => Found::yes(DEGRADED, "DatabaseSecretNotFound", format!("Secret {} does not exist", uri.name)),
+    };
+
+    // Build, with the domains that name this cluster.
+    let domains: Api<MailDomain> = Api::namespaced(client.clone(), &namespace);
+    let mounts: Vec<DomainMount> = domains
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|domain| domain.spec.cluster_ref.name == name)
+        .map(|domain| DomainMount {
+            certificate_secret: certificate_secret_name(&domain),
+            dkim_secret: dkim_secret_name(&domain),
+            domain: domain.spec.domain,
+        })
+        .collect();
+    let objects = build_cluster(&cluster, &mounts, &ctx.default_tag);
+
+    // Apply.
+    apply(&Api::<ConfigMap>::namespaced(client.clone(), &namespace), &objects.config).await?;
+    let deployment_api: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let mut deployments = Vec::new();
+    for deployment in &objects.deployments {
+        deployments.push(apply(&deployment_api, deployment).await?);
+    }
+    let service_api: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    for service in &objects.services {
+        apply(&service_api, service).await?;
+    }
+    let budget_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
+    for budget in &objects.disruption_budgets {
+        apply(&budget_api, budget).await?;
+    }
+    let autoscaler_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
+    match &objects.autoscaler {
+        Some(autoscaler) => {
+            apply(&autoscaler_api, autoscaler).await?;
+        }
+        None => delete_if_present(&autoscaler_api, &names::deployment(&name, Component::ImapFrontend)).await?,
+    }
+
+    // Status.
+    let components = component_statuses(&name, &deployments);
+    let all = [&components.smtp_ingress, &components.delivery_queue, &components.mailstore, &components.imap_frontend];
+    let ready = all.iter().all(|c| c.replicas > 0 && c.ready_replicas >= c.replicas);
+    let waiting: Vec<String> = Component::ALL
+        .iter()
+        .zip(all)
+        .filter(|(_, c)| c.ready_replicas < c.replicas || c.replicas == 0)
+        .map(|(component, c)| format!("{} {}", component.name(), c.summary))
+        .collect();
+    let found = [
+        if ready {
+            Found::yes(READY, "AllComponentsReady", "every component has its replicas ready")
+        } else if database.status {
+            Found::no(READY, database.reason, database.message.clone())
+        } else {
+            Found::no(READY, "ComponentsNotReady", format!("waiting for {}", waiting.join(", ")))
+        },
+        if ready {
+            Found::no(PROGRESSING, "AsExpected", "")
+        } else {
+            Found::yes(PROGRESSING, "ComponentsStarting", format!("waiting for {}", waiting.join(", ")))
+        },
+        database,
+    ];
+    let previous = cluster.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let conditions = status::conditions(&previous, &found, cluster.meta().generation, Timestamp::now());
+    for changed in status::changed(&previous, &conditions) {
+        if changed.type_ == READY || (changed.type_ == DEGRADED && changed.status == "True") {
+            let warning = changed.status == "True" && changed.type_ == DEGRADED
+                || changed.type_ == READY && changed.status == "False";
+            ctx.event(&cluster.object_ref(&()), warning, &changed.reason, changed.message.clone(), "Reconcile").await;
+        }
+    }
+    let status = MailClusterStatus { observed_generation: cluster.meta().generation, conditions, components };
+    status::patch(&Api::<MailCluster>::namespaced(client, &namespace), &cluster, status).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Each component's wanted and ready replicas, from its Deployment as the API server holds it.
+fn component_statuses(cluster: &str, deployments: &[Deployment]) -> ComponentStatuses {
+    let of = |component: Component| {
+        let name = names::deployment(cluster, component);
+        let deployment = deployments.iter().find(|d| d.metadata.name.as_deref() == Some(&name));
+        let replicas = deployment.and_then(|d| d.spec.as_ref()).and_then(|s| s.replicas).unwrap_or(0);
+        let ready_replicas = deployment.and_then(|d| d.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0);
+        ComponentStatus { replicas, ready_replicas, summary: format!("{ready_replicas}/{replicas}") }
+    };
+    ComponentStatuses {
+        smtp_ingress: of(Component::SmtpIngress),
+        delivery_queue: of(Component::DeliveryQueue),
+        mailstore: of(Component::Mailstore),
+        imap_frontend: of(Component::ImapFrontend),
+    }
+}

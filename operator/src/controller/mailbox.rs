@@ -1,0 +1,223 @@
+//! The Mailbox reconciler: validate (its MailDomain and password Secret exist) → the account in
+//! the mailstore (password, quota, suspension, aliases) → status (usage against quota).
+//!
+//! Deleting a Mailbox follows its `deletionPolicy`: `Retain` suspends the account and keeps its
+//! mail, `Delete` removes both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use kubemail_proto::admin::admin_client::AdminClient;
+use kubemail_proto::admin::{
+    Account, AddAliasRequest, DeleteAccountRequest, GetAccountRequest, ListAliasesRequest, RemoveAliasRequest,
+    UpsertAccountRequest,
+};
+use tonic::transport::Channel;
+
+use super::domain::{FINALIZER, quota_limits};
+use crate::context::Context;
+use crate::crd::common::condition::READY;
+use crate::crd::mailbox::{Amounts, DeletionPolicy, MailboxStatus};
+use crate::crd::{MailDomain, Mailbox};
+use crate::mailstore::unavailable;
+use crate::quantity::format_bytes;
+use crate::status::{self, Found};
+use crate::{Error, Result};
+
+/// How often usage is read from the mailstore into the status.
+const USAGE_REFRESH: Duration = Duration::from_secs(300);
+/// How soon a Mailbox waiting for the mailstore is tried again.
+const WAIT: Duration = Duration::from_secs(30);
+
+pub async fn reconcile(mailbox: Arc<Mailbox>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = mailbox.namespace().ok_or_else(|| Error::Invalid("a Mailbox is namespaced".into()))?;
+    let api: Api<Mailbox> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, mailbox, |event| async {
+        match event {
+            Finalizer::Apply(mailbox) => apply_mailbox(&mailbox, &namespace, &ctx).await,
+            Finalizer::Cleanup(mailbox) => remove_mailbox(&mailbox, &namespace, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error) | kube::runtime::finalizer::Error::CleanupFailed(error) => {
+            error
+        }
+        other => Error::Invalid(other.to_string()),
+    })
+}
+
+/// The domain part of an address.
+pub fn domain_of(address: &str) -> &str {
+    address.rsplit_once('@').map_or("", |(_, domain)| domain)
+}
+
+/// The MailDomain of `address` in `namespace`, if there is one.
+async fn find_domain(ctx: &Context, namespace: &str, address: &str) -> Result<Option<MailDomain>> {
+    let domains: Api<MailDomain> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = domains.list(&ListParams::default()).await?;
+    Ok(list.into_iter().find(|domain| domain.spec.domain == domain_of(address)))
+}
+
+async fn apply_mailbox(mailbox: &Mailbox, namespace: &str, ctx: &Context) -> Result<Action> {
+    let address = &mailbox.spec.address;
+    // Validate: the domain and the password.
+    let Some(domain) = find_domain(ctx, namespace, address).await? else {
+        let message = format!("no MailDomain for {} in namespace {namespace}", domain_of(address));
+        write_status(mailbox, namespace, ctx, Found::no(READY, "DomainNotFound", message), None, None).await?;
+        return Ok(Action::await_change());
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let reference = &mailbox.spec.password_secret_ref;
+    let secret = secrets.get_opt(&reference.name).await?;
+    let password = secret
+        .as_ref()
+        .and_then(|secret| secret.data.as_ref()?.get(&reference.key))
+        .map(|value| String::from_utf8_lossy(&value.0).trim_end_matches(['\r', '\n']).to_string());
+    let Some(password) = password.filter(|password| !password.is_empty()) else {
+        let message = format!("Secret {} has no non-empty key {}", reference.name, reference.key);
+        write_status(mailbox, namespace, ctx, Found::no(READY, "PasswordSecretNotFound", message), None, None).await?;
+        return Ok(Action::await_change());
+    };
+    let secret_version = secret.and_then(|secret| secret.metadata.resource_version);
+
+    // The account.
+    let url = ctx.mailstores.url(&domain.spec.cluster_ref.name, namespace);
+    let mut admin = ctx.mailstores.client(&url)?;
+    let known_version = mailbox.status.as_ref().and_then(|status| status.password_secret_version.clone());
+    match sync_account(&mut admin, mailbox, &domain, &password, known_version != secret_version).await {
+        Ok(account) => {
+            let quota = quota_limits(mailbox.spec.quota.as_ref(), domain.spec.default_quota.as_ref());
+            let usage = Amounts {
+                storage: Some(format_bytes(account.used_storage)),
+                storage_bytes: Some(account.used_storage),
+                messages: Some(account.used_messages),
+            };
+            let limits = Amounts {
+                storage: (quota.0 > 0).then(|| format_bytes(quota.0)),
+                storage_bytes: (quota.0 > 0).then_some(quota.0),
+                messages: (quota.1 > 0).then_some(quota.1),
+            };
+            let message = if mailbox.spec.suspended { "the account is suspended" } else { "the account receives mail" };
+            let reason = if mailbox.spec.suspended { "Suspended" } else { "AccountReady" };
+            let found = Found::yes(READY, reason, message);
+            write_status(mailbox, namespace, ctx, found, Some((usage, limits)), secret_version).await?;
+            Ok(Action::requeue(USAGE_REFRESH))
+        }
+        Err(status) if unavailable(&status) => {
+            let message = format!("the mailstore at {url}: {}", status.message());
+            write_status(mailbox, namespace, ctx, Found::no(READY, "MailstoreUnavailable", message), None, None)
+                .await?;
+            Ok(Action::requeue(WAIT))
+        }
+        // Refused (an address taken by an alias, an alias taken by an account): only a change
+        // to the spec helps.
+        Err(status) => {
+            let found = Found::no(READY, "MailstoreRefused", status.message().to_string());
+            write_status(mailbox, namespace, ctx, found, None, None).await?;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// Brings the account to the spec: created or updated with its quota and suspension, the
+/// password set when the account is new or its Secret changed, and its aliases made exactly
+/// the spec's. Returns the account as the mailstore then holds it.
+async fn sync_account(
+    admin: &mut AdminClient<Channel>,
+    mailbox: &Mailbox,
+    domain: &MailDomain,
+    password: &str,
+    password_changed: bool,
+) -> Result<Account, tonic::Status> {
+    let address = mailbox.spec.address.clone();
+    let exists = match admin.get_account(GetAccountRequest { address: address.clone() }).await {
+        Ok(_) => true,
+        Err(status) if status.code() == tonic::Code::NotFound => false,
+        Err(status) => return Err(status),
+    };
+    let (storage, messages) = quota_limits(mailbox.spec.quota.as_ref(), domain.spec.default_quota.as_ref());
+    let request = UpsertAccountRequest {
+        address: address.clone(),
+        // Only when it may have changed: hashing is deliberately slow (argon2id).
+        password: if !exists || password_changed { password.to_string() } else { String::new() },
+        quota_storage: Some(storage),
+        quota_messages: Some(messages),
+        suspended: Some(mailbox.spec.suspended),
+    };
+    let mut account = admin.upsert_account(request).await?.into_inner();
+    let aliases = admin.list_aliases(ListAliasesRequest { domain: domain.spec.domain.clone() }).await?.into_inner();
+    let current: Vec<String> =
+        aliases.aliases.into_iter().filter(|alias| alias.target == address).map(|alias| alias.address).collect();
+    for alias in current.iter().filter(|alias| !mailbox.spec.aliases.contains(alias)) {
+        admin.remove_alias(RemoveAliasRequest { address: alias.clone() }).await?;
+    }
+    for alias in mailbox.spec.aliases.iter().filter(|alias| !current.contains(alias)) {
+        admin.add_alias(AddAliasRequest { address: alias.clone(), target: address.clone() }).await?;
+    }
+    account.aliases = mailbox.spec.aliases.clone();
+    Ok(account)
+}
+
+async fn write_status(
+    mailbox: &Mailbox,
+    namespace: &str,
+    ctx: &Context,
+    ready: Found,
+    amounts: Option<(Amounts, Amounts)>,
+    password_secret_version: Option<String>,
+) -> Result<()> {
+    let previous = mailbox.status.clone().unwrap_or_default();
+    let conditions = status::conditions(&previous.conditions, &[ready], mailbox.meta().generation, Timestamp::now());
+    for changed in status::changed(&previous.conditions, &conditions) {
+        let warning = changed.status == "False";
+        ctx.event(&mailbox.object_ref(&()), warning, &changed.reason, changed.message.clone(), "Reconcile").await;
+    }
+    // What is not known now (the mailstore did not answer) stays as it was.
+    let (usage, quota) = match amounts {
+        Some((usage, quota)) => (Some(usage), Some(quota)),
+        None => (previous.usage, previous.quota),
+    };
+    let status = MailboxStatus {
+        observed_generation: mailbox.meta().generation,
+        conditions,
+        usage,
+        quota,
+        password_secret_version: password_secret_version.or(previous.password_secret_version),
+    };
+    status::patch(&Api::<Mailbox>::namespaced(ctx.client.clone(), namespace), mailbox, status).await
+}
+
+/// The account after its Mailbox is deleted: suspended with its mail kept (`Retain`), or
+/// removed with its mail (`Delete`). An unreachable mailstore keeps the finalizer until it
+/// answers, so the account is never left active by mistake.
+async fn remove_mailbox(mailbox: &Mailbox, namespace: &str, ctx: &Context) -> Result<Action> {
+    let address = mailbox.spec.address.clone();
+    let Some(domain) = find_domain(ctx, namespace, &address).await? else {
+        // Without its MailDomain there is no telling which mailstore holds it.
+        let note = format!("no MailDomain for {address}: the account, if any, is left as it is");
+        ctx.event(&mailbox.object_ref(&()), true, "AccountLeft", note, "Delete").await;
+        return Ok(Action::await_change());
+    };
+    let url = ctx.mailstores.url(&domain.spec.cluster_ref.name, namespace);
+    let purge = mailbox.spec.deletion_policy == DeletionPolicy::Delete;
+    match ctx.mailstores.client(&url)?.delete_account(DeleteAccountRequest { address: address.clone(), purge }).await {
+        Ok(_) => {
+            let (reason, note) = if purge {
+                ("AccountDeleted", format!("{address} and its mail were deleted"))
+            } else {
+                ("AccountRetained", format!("{address} is suspended; its mail is kept"))
+            };
+            ctx.event(&mailbox.object_ref(&()), false, reason, note, "Delete").await;
+        }
+        Err(status) if status.code() == tonic::Code::NotFound => {}
+        Err(status) => return Err(Error::Mailstore(status)),
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,145 @@
+//! The three controllers, each a reconcile function run by kube's `Controller` with the
+//! watches that wake it:
+//!
+//! - [`cluster`] — MailClusters; woken by their children and by MailDomains naming them.
+//! - [`domain`] — MailDomains; woken by their Secrets and Certificates and by their cluster.
+//! - [`mailbox`] — Mailboxes; woken by their password Secrets and by their domain.
+
+pub mod cluster;
+pub mod domain;
+pub mod mailbox;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::DynamicObject;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use kubemail_runtime::shutdown::Shutdown;
+
+use crate::build::MANAGER;
+use crate::build::domain::certificate_resource;
+use crate::context::Context;
+use crate::crd::{MailCluster, MailDomain, Mailbox};
+use crate::{Error, Result};
+
+/// Only the objects the operator made: its children are not every Deployment in the cluster.
+fn owned() -> watcher::Config {
+    watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"))
+}
+
+/// Runs the three controllers until `shutdown` completes.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let client = ctx.client.clone();
+    let cert_manager = client.list_api_group_resources("cert-manager.io/v1").await.is_ok();
+    if !cert_manager {
+        tracing::info!("cert-manager is not installed: MailDomains with an issuerRef will say so");
+    }
+
+    let clusters = Controller::new(Api::<MailCluster>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), owned())
+        .owns(Api::<Service>::all(client.clone()), owned())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned())
+        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), owned())
+        .watches(Api::<MailDomain>::all(client.clone()), watcher::Config::default(), |domain| {
+            Some(ObjectRef::new(&domain.spec.cluster_ref.name).within(&domain.namespace()?))
+        })
+        .graceful_shutdown_on(shutdown.wait())
+        .run(|object, ctx| observed("MailCluster", object, ctx, cluster::reconcile), error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let domain_controller = Controller::new(Api::<MailDomain>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Secret>::all(client.clone()), owned());
+    let domain_controller = if cert_manager {
+        let resource = certificate_resource();
+        domain_controller.owns_with(Api::<DynamicObject>::all_with(client.clone(), &resource), resource, owned())
+    } else {
+        domain_controller
+    };
+    let domains_store = domain_controller.store();
+    let domains = domain_controller
+        .watches(Api::<MailCluster>::all(client.clone()), watcher::Config::default(), move |cluster| {
+            let namespace = cluster.namespace();
+            domains_store
+                .state()
+                .into_iter()
+                .filter(|domain| domain.namespace() == namespace && domain.spec.cluster_ref.name == cluster.name_any())
+                .map(|domain| ObjectRef::from_obj(&*domain))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown.wait())
+        .run(|object, ctx| observed("MailDomain", object, ctx, domain::reconcile), error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let mailbox_controller = Controller::new(Api::<Mailbox>::all(client.clone()), watcher::Config::default());
+    let by_secret = mailbox_controller.store();
+    let by_domain = mailbox_controller.store();
+    let mailboxes = mailbox_controller
+        .watches(Api::<Secret>::all(client.clone()), watcher::Config::default(), move |secret| {
+            let namespace = secret.namespace();
+            by_secret
+                .state()
+                .into_iter()
+                .filter(|mailbox| {
+                    mailbox.namespace() == namespace && mailbox.spec.password_secret_ref.name == secret.name_any()
+                })
+                .map(|mailbox| ObjectRef::from_obj(&*mailbox))
+                .collect::<Vec<_>>()
+        })
+        .watches(Api::<MailDomain>::all(client.clone()), watcher::Config::default(), move |domain| {
+            let namespace = domain.namespace();
+            by_domain
+                .state()
+                .into_iter()
+                .filter(|mailbox| {
+                    mailbox.namespace() == namespace && mailbox::domain_of(&mailbox.spec.address) == domain.spec.domain
+                })
+                .map(|mailbox| ObjectRef::from_obj(&*mailbox))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown.wait())
+        .run(|object, ctx| observed("Mailbox", object, ctx, mailbox::reconcile), error_policy, ctx)
+        .for_each(|_| async {});
+
+    tokio::join!(clusters, domains, mailboxes);
+}
+
+/// `reconcile` of `object`, counted and timed in `kubemail_operator_reconciles_total{kind,
+/// result}` and `kubemail_operator_reconcile_duration_seconds{kind}`.
+async fn observed<K, F>(
+    kind: &'static str,
+    object: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: impl FnOnce(Arc<K>, Arc<Context>) -> F,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = ()>,
+    F: Future<Output = Result<Action>>,
+{
+    let key = ObjectRef::from_obj(&*object).to_string();
+    let started = Instant::now();
+    let result = reconcile(object, ctx.clone()).await;
+    metrics::histogram!("kubemail_operator_reconcile_duration_seconds", "kind" => kind)
+        .record(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "success" } else { "error" };
+    metrics::counter!("kubemail_operator_reconciles_total", "kind" => kind, "result" => outcome).increment(1);
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
+    result
+}
+
+/// A failed reconcile is tried again later, sooner for the first failures.
+fn error_policy<K: Resource<DynamicType = ()>>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(&*object).to_string();
+    tracing::warn!(object = %key, %error, "reconcile failed; will retry");
+    ctx.retry_after_failure(key)
+}
