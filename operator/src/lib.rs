@@ -11,6 +11,8 @@
 //! - [`context`] — what the reconcilers share: API client, mailstore clients, events, retries.
 //! - [`mailstore`] — the mailstore Admin API clients.
 //! - [`crd`] — the custom resource types; `crdgen` writes their CRDs into `crds/`.
+//! - [`generated`] — the committed files generated from the code (CRDs, ClusterRole).
+//! - [`rbac`] — the permissions the operator needs; `crdgen` writes its ClusterRole.
 //! - [`keys`] — DKIM keys and their DNS records; self-signed certificates.
 //! - [`error`] — the operator's errors.
 //! - [`quantity`] — byte sizes written as Kubernetes quantities.
@@ -22,9 +24,11 @@ pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod generated;
 pub mod keys;
 pub mod mailstore;
 pub mod quantity;
+pub mod rbac;
 pub mod run;
 pub mod status;
 

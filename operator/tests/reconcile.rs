@@ -75,6 +75,21 @@ struct World {
     mailstore: Mailstore,
 }
 
+/// Every call a scenario made is one the operator's ClusterRole allows.
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        for (group, resource, verb) in self.fake.permissions() {
+            assert!(
+                kubemail_operator::rbac::allows(&group, &resource, &verb),
+                "the ClusterRole does not allow {verb} on {group}/{resource}"
+            );
+        }
+    }
+}
+
 impl World {
     /// A fake API server holding the cluster, the domain and alice's password, and an empty
     /// mailstore (but for the test fixture's own domains) on PostgreSQL.
@@ -454,4 +469,44 @@ async fn a_cluster_becomes_its_workloads_and_reports_their_readiness() {
     let status = world.fake.get::<MailCluster>(&cluster_path).unwrap().status.unwrap();
     assert_eq!(condition(&status.conditions, "Degraded"), ("True", "DatabaseSecretNotFound"));
     assert!(world.fake.events().iter().any(|e| e.starts_with("DatabaseSecretNotFound")), "{:?}", world.fake.events());
+}
+
+/// The whole life of a platform: every rule of the ClusterRole is needed by some call (or by a
+/// watch, or by leader election), and every call is allowed.
+#[tokio::test]
+async fn the_cluster_role_is_what_the_reconcilers_use() {
+    let world = World::new().await;
+    let cluster_path = path(&yaml::<MailCluster>(CLUSTER));
+    let autoscaled = format!(
+        "{CLUSTER}  imapFrontend:\n    autoscaling: {{minReplicas: 2, maxReplicas: 6, targetCPUUtilization: 60}}\n"
+    );
+    world.fake.put(&yaml::<MailCluster>(&autoscaled));
+    reconcile(&world.fake, &cluster_path, &world.ctx, cluster::reconcile).await.unwrap();
+    world.fake.put(&yaml::<MailCluster>(CLUSTER));
+    reconcile(&world.fake, &cluster_path, &world.ctx, cluster::reconcile).await.unwrap();
+    *world.fake.cert_manager.lock().unwrap() = true;
+    let with_issuer = DOMAIN.replace("  dkim: {algorithm: Ed25519}\n", "  tls: {issuerRef: {name: letsencrypt}}\n");
+    world.fake.put(&yaml::<MailDomain>(&with_issuer));
+    world.reconcile_domain().await;
+    world.fake.put(&yaml::<MailDomain>(DOMAIN));
+    world.reconcile_domain().await;
+    world.fake.put(&yaml::<Mailbox>(ALICE));
+    world.reconcile_alice().await.unwrap();
+    world.reconcile_alice().await.unwrap();
+    world.fake.delete(&alice_path());
+    world.reconcile_alice().await.unwrap();
+
+    let used = world.fake.permissions();
+    let watched = |group: &str, resource: &str| kubemail_operator::rbac::WATCHED.contains(&(group, resource));
+    for rule in kubemail_operator::rbac::rules() {
+        let group = &rule.api_groups.as_ref().unwrap()[0];
+        for resource in rule.resources.as_ref().unwrap() {
+            for verb in &rule.verbs {
+                let needed = used.contains(&(group.clone(), resource.clone(), verb.clone()))
+                    || (verb == "list" || verb == "watch") && watched(group, resource)
+                    || group == "coordination.k8s.io";
+                assert!(needed, "the ClusterRole grants {verb} on {group}/{resource}, which nothing uses");
+            }
+        }
+    }
 }

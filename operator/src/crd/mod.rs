@@ -19,15 +19,3 @@ use kube::CustomResourceExt;
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![MailCluster::crd(), MailDomain::crd(), Mailbox::crd()]
 }
-
-/// Each CRD as the YAML file `crds/` holds: its file name (`mailclusters.kubemail.io.yaml`)
-/// and text.
-pub fn files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
-    all()
-        .into_iter()
-        .map(|crd| {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            Ok((format!("{name}.yaml"), serde_yaml::to_string(&crd)?))
-        })
-        .collect()
-}

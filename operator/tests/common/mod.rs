@@ -25,6 +25,8 @@ use serde_json::{Value, json};
 pub struct FakeApi {
     objects: Arc<Mutex<BTreeMap<String, Value>>>,
     requests: Arc<Mutex<Vec<String>>>,
+    /// The permissions the requests needed: API group, resource (with a subresource), verb.
+    permissions: Arc<Mutex<Vec<(String, String, String)>>>,
     /// The bodies of server-side applies, by path.
     applies: Arc<Mutex<Vec<(String, Value)>>>,
     /// Whether cert-manager's Certificate resource exists.
@@ -113,6 +115,7 @@ impl FakeApi {
             None => (path.to_string(), false),
         };
         let mut objects = self.objects.lock().unwrap();
+        self.record_permission(method, &path, status, query, objects.contains_key(&path));
         match *method {
             Method::GET if is_collection(&path) => {
                 let items: Vec<Value> = objects
@@ -207,6 +210,37 @@ impl FakeApi {
             },
             _ => status_response(StatusCode::METHOD_NOT_ALLOWED, "not supported by the fake API server"),
         }
+    }
+
+    /// The RBAC verb `method` on `path` needs; a server-side apply that creates needs `create`.
+    fn record_permission(&self, method: &Method, path: &str, status: bool, query: &str, exists: bool) {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let (group, rest) = match parts[0] {
+            "api" => ("", &parts[2..]),
+            _ => (parts[1], &parts[3..]),
+        };
+        // namespaces/{namespace}/{resource}[/{name}]
+        let resource = if status { format!("{}/status", rest[2]) } else { rest[2].to_string() };
+        let named = rest.len() > 3;
+        let mut verbs = match *method {
+            Method::GET if named => vec!["get"],
+            Method::GET => vec!["list"],
+            Method::POST => vec!["create"],
+            Method::DELETE => vec!["delete"],
+            _ => vec!["patch"],
+        };
+        if *method == Method::PATCH && query.contains("fieldManager") && !exists {
+            verbs.push("create");
+        }
+        let mut permissions = self.permissions.lock().unwrap();
+        for verb in verbs {
+            permissions.push((group.to_string(), resource.clone(), verb.to_string()));
+        }
+    }
+
+    /// The permissions the requests so far needed, as `group/resource verb`, none twice.
+    pub fn permissions(&self) -> std::collections::BTreeSet<(String, String, String)> {
+        self.permissions.lock().unwrap().iter().cloned().collect()
     }
 
     fn version(&self) -> u64 {
