@@ -362,3 +362,4 @@ where
     }
     panic!("{path} kept changing its finalizers");
 }
+pub mod schema;
