@@ -21,7 +21,7 @@ pub struct Context {
     /// The image tag of a MailCluster that names none: the operator's own version.
     pub default_tag: String,
     recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
+    retries: Retries,
 }
 
 impl Context {
@@ -32,7 +32,7 @@ impl Context {
             client,
             mailstores,
             default_tag,
-            failures: Mutex::default(),
+            retries: Retries::default(),
         }
     }
 
@@ -52,15 +52,44 @@ impl Context {
 
     /// When to try `key` again after a failure: sooner at first, then less and less often.
     pub fn retry_after_failure(&self, key: String) -> Action {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = failures.entry(key).or_insert(0);
-        let delay = FIRST_RETRY.saturating_mul(1 << (*count).min(10)).min(MAX_RETRY);
-        *count += 1;
-        Action::requeue(delay)
+        Action::requeue(self.retries.after_failure(key))
     }
 
     /// Forgets the failures of `key` once it reconciles.
     pub fn succeeded(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+        self.retries.succeeded(key);
+    }
+}
+
+/// The failures in a row of each object, and the delay before its next try.
+#[derive(Default)]
+struct Retries(Mutex<HashMap<String, u32>>);
+
+impl Retries {
+    fn after_failure(&self, key: String) -> Duration {
+        let mut failures = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = failures.entry(key).or_insert(0);
+        let delay = FIRST_RETRY.saturating_mul(1 << (*count).min(10)).min(MAX_RETRY);
+        *count += 1;
+        delay
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_in_a_row_back_off_until_a_success() {
+        let retries = Retries::default();
+        let delays: Vec<u64> = (0..9).map(|_| retries.after_failure("mx/alice".into()).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(retries.after_failure("mx/bob".into()).as_secs(), 5, "each object on its own");
+        retries.succeeded("mx/alice");
+        assert_eq!(retries.after_failure("mx/alice".into()).as_secs(), 5);
     }
 }

@@ -2,6 +2,7 @@
 //! replica leads.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube_lease_manager::LeaseManagerBuilder;
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
@@ -31,45 +32,69 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
     ));
     if config.leader_election {
         let namespace = config.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
-        lead(ctx, &config.lease_name, &namespace, &identity, shutdown).await?;
+        let lease = Lease { name: config.lease_name.clone(), namespace, identity, duration: LEASE_DURATION };
+        let work = {
+            let shutdown = shutdown.clone();
+            move || controller::run(ctx.clone(), shutdown.clone())
+        };
+        lead(client, &lease, shutdown, work).await?;
     } else {
         controller::run(ctx, shutdown).await;
     }
     admin.finish().await.map_err(Error::Invalid)
 }
 
-/// Runs the controllers while this replica holds the lease; stops them when it loses it.
-async fn lead(ctx: Arc<Context>, lease: &str, namespace: &str, identity: &str, shutdown: Shutdown) -> Result<()> {
-    let manager = LeaseManagerBuilder::new(ctx.client.clone(), lease)
-        .with_namespace(namespace)
-        .with_identity(identity)
+/// How long a leader's lease lasts without renewal: how long the replicas go without a leader
+/// when the leader dies without releasing it.
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+
+/// The Lease replicas compete for, and this replica's name in it.
+pub struct Lease {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    pub duration: Duration,
+}
+
+/// Runs `work` while this replica holds `lease`, stopping it when the lease is lost, until
+/// `shutdown`; then gives the lease up so another replica takes over at once.
+pub async fn lead<F, W>(client: kube::Client, lease: &Lease, shutdown: Shutdown, work: W) -> Result<()>
+where
+    W: Fn() -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let seconds = lease.duration.as_secs().max(2);
+    let manager = LeaseManagerBuilder::new(client, &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&lease.identity)
+        .with_duration(seconds)
+        // Renewed well before it runs out.
+        .with_grace(seconds / 3)
         .build()
         .await
         .map_err(|error| Error::Invalid(format!("leader election: {error}")))?;
     let (mut leading, lease_task) = manager.watch().await;
-    let mut controllers: Option<tokio::task::JoinHandle<()>> = None;
+    let mut running: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         if *leading.borrow_and_update() {
-            if controllers.is_none() {
-                tracing::info!(lease, identity, "leading: reconciling");
-                controllers = Some(tokio::spawn(controller::run(ctx.clone(), shutdown.clone())));
+            if running.is_none() {
+                tracing::info!(lease = lease.name, identity = lease.identity, "leading: reconciling");
+                running = Some(tokio::spawn(work()));
             }
-        } else if let Some(running) = controllers.take() {
-            tracing::warn!(lease, identity, "lost the lease: stopped reconciling");
-            running.abort();
+        } else if let Some(work) = running.take() {
+            tracing::warn!(lease = lease.name, identity = lease.identity, "lost the lease: stopped reconciling");
+            work.abort();
         }
         tokio::select! {
             () = shutdown.wait() => break,
             changed = leading.changed() => if changed.is_err() { break },
         }
     }
-    if let Some(running) = controllers.take() {
-        let _ = running.await;
+    if let Some(work) = running.take() {
+        let _ = work.await;
     }
-    // Dropping the channel ends the lease task, which releases the lease for another replica.
+    // Closing the channel makes the lease task release the lease.
     drop(leading);
-    if let Ok(Ok(manager)) = lease_task.await {
-        let _ = manager.release().await;
-    }
+    let _ = lease_task.await;
     Ok(())
 }
