@@ -510,3 +510,77 @@ async fn the_cluster_role_is_what_the_reconcilers_use() {
         }
     }
 }
+
+/// Polls `check` until it holds, for up to 20 seconds.
+async fn eventually<F: Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The controllers themselves, watching the mocked API server: resources come to life and
+/// every watch follows the changes that concern it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controllers_follow_the_resources_and_what_they_refer_to() {
+    let world = World::new().await;
+    let shutdown = kubemail_runtime::shutdown::Shutdown::new();
+    let running = tokio::spawn(kubemail_operator::controller::run(world.ctx.clone(), shutdown.clone()));
+    world.fake.put(&yaml::<Mailbox>(ALICE));
+
+    // The mailbox needs its domain registered first; the domain's change wakes it again.
+    eventually("alice can log in", || world.logs_in("alice@op.test", "first password")).await;
+    let cluster_path = path(&yaml::<MailCluster>(CLUSTER));
+    eventually("the cluster's Deployments exist", || async {
+        world.fake.paths("/apis/apps/v1/namespaces/mx/deployments/").len() == 4
+    })
+    .await;
+
+    // A rotated password Secret wakes the Mailbox.
+    world.fake.put(&secret("alice-password", "password", "rotated password"));
+    eventually("the rotated password works", || world.logs_in("alice@op.test", "rotated password")).await;
+
+    // A changed domain wakes its Mailboxes: alice names no message quota of her own.
+    world.fake.put(&yaml::<MailDomain>(&DOMAIN.replace("messages: 1000", "messages: 2000")));
+    eventually("alice's message quota follows the domain's default", || async {
+        let request = GetAccountRequest { address: "alice@op.test".into() };
+        world.admin().get_account(request).await.is_ok_and(|account| account.into_inner().quota_messages == 2000)
+    })
+    .await;
+
+    // A new domain of the cluster wakes the cluster: its certificate is mounted into the pods.
+    world.fake.put(&yaml::<MailDomain>(
+        &DOMAIN.replace("name: op-test", "name: second-test").replace("domain: op.test", "domain: second.test"),
+    ));
+    let imap_path = path_of("apps/v1", "Deployment", "mx", "mail-imap-frontend");
+    eventually("the second domain's certificate is mounted", || async {
+        let imap: Deployment = world.fake.get(&imap_path).unwrap();
+        let volumes = imap.spec.unwrap().template.spec.unwrap().volumes.unwrap();
+        let sources = volumes[0].projected.clone().unwrap().sources.unwrap();
+        sources.iter().any(|source| source.secret.as_ref().is_some_and(|s| s.name == "second-test-tls"))
+    })
+    .await;
+
+    // The Deployments' own changes wake the cluster.
+    for deployment in world.fake.paths("/apis/apps/v1/namespaces/mx/deployments/") {
+        world.fake.set_status(&deployment, json!({"readyReplicas": 2, "replicas": 2}));
+    }
+    eventually("the cluster is Ready", || async {
+        let cluster: MailCluster = world.fake.get(&cluster_path).unwrap();
+        cluster.status.is_some_and(|status| status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+    .await;
+
+    // Deleting the Mailbox suspends the account and lets the resource go.
+    world.fake.delete(&alice_path());
+    eventually("alice's Mailbox is gone and her account suspended", || async {
+        let request = GetAccountRequest { address: "alice@op.test".into() };
+        world.fake.value(&alice_path()).is_none()
+            && world.admin().get_account(request).await.is_ok_and(|account| account.into_inner().suspended)
+    })
+    .await;
+
+    shutdown.trigger();
+    tokio::time::timeout(std::time::Duration::from_secs(10), running).await.expect("the controllers stop").unwrap();
+}

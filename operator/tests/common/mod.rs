@@ -1,16 +1,21 @@
 //! A mocked Kubernetes API server that keeps the objects it is given (tower-test under kube's
 //! client), and a real mailstore on PostgreSQL behind the operator's Admin API clients.
 //!
-//! The API server answers what the reconcilers ask — get, list, server-side apply (objects
-//! merged, the status subresource apart), JSON patches of finalizers, delete with finalizers,
-//! Events — so a test sets up objects, reconciles, and looks at the objects that result.
+//! The API server answers what the operator asks — get, list and watch (in a namespace or in
+//! all, with equality label selectors), server-side apply (objects merged, the status
+//! subresource apart), JSON and merge patches, delete with finalizers, Events — so a test sets
+//! up objects, reconciles (or runs the controllers), and looks at the objects that result.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::BoxBody;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
@@ -19,6 +24,10 @@ use kubemail_operator::mailstore::Mailstores;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// What the fake answers with: a whole body, or a stream of watch events.
+type Answer = Response<BoxBody<Bytes, std::convert::Infallible>>;
 
 /// The objects the fake API server holds, by their path.
 #[derive(Clone, Default)]
@@ -29,6 +38,7 @@ pub struct FakeApi {
     permissions: Arc<Mutex<Vec<(String, String, String)>>>,
     /// The bodies of server-side applies, by path.
     applies: Arc<Mutex<Vec<(String, Value)>>>,
+    watches: Arc<Mutex<Vec<(Collection, mpsc::UnboundedSender<Bytes>)>>>,
     /// Whether cert-manager's Certificate resource exists.
     pub cert_manager: Arc<Mutex<bool>>,
     next_version: Arc<Mutex<u64>>,
@@ -54,6 +64,95 @@ fn path_of_value(object: &Value) -> String {
     )
 }
 
+/// A request's path taken apart: `/api/v1` or `/apis/group/version`, then an optional
+/// namespace, the resource, an optional name and subresource.
+#[derive(Clone, Debug, PartialEq)]
+struct Target {
+    base: String,
+    namespace: Option<String>,
+    resource: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+impl Target {
+    fn parse(path: &str) -> Option<Target> {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let base_len = if parts.first() == Some(&"api") { 2 } else { 3 };
+        if parts.len() <= base_len {
+            return None;
+        }
+        let base = format!("/{}", parts[..base_len].join("/"));
+        let mut rest = &parts[base_len..];
+        let namespace = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+            let namespace = rest[1].to_string();
+            rest = &rest[2..];
+            Some(namespace)
+        } else {
+            None
+        };
+        Some(Target {
+            base,
+            namespace,
+            resource: rest[0].to_string(),
+            name: rest.get(1).map(|s| s.to_string()),
+            subresource: rest.get(2).map(|s| s.to_string()),
+        })
+    }
+
+    fn object_path(&self) -> String {
+        format!(
+            "{}/namespaces/{}/{}/{}",
+            self.base,
+            self.namespace.as_deref().unwrap_or_default(),
+            self.resource,
+            self.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    fn group(&self) -> &str {
+        self.base.strip_prefix("/apis/").map_or("", |gv| gv.split('/').next().unwrap_or(""))
+    }
+}
+
+/// The objects a list or watch covers: one resource, in one namespace or all, with labels.
+#[derive(Clone, Debug)]
+struct Collection {
+    base: String,
+    namespace: Option<String>,
+    resource: String,
+    labels: Vec<(String, String)>,
+}
+
+impl Collection {
+    fn new(target: &Target, query: &str) -> Collection {
+        let selector = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("labelSelector="))
+            .map(|s| s.replace("%3D", "=").replace("%2F", "/").replace("%2C", ","))
+            .unwrap_or_default();
+        let labels = selector
+            .split(',')
+            .filter_map(|term| term.split_once('='))
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        Collection {
+            base: target.base.clone(),
+            namespace: target.namespace.clone(),
+            resource: target.resource.clone(),
+            labels,
+        }
+    }
+
+    fn covers(&self, path: &str, object: &Value) -> bool {
+        let Some(target) = Target::parse(path) else { return false };
+        target.base == self.base
+            && target.resource == self.resource
+            && (self.namespace.is_none() || self.namespace == target.namespace)
+            && self.labels.iter().all(|(key, value)| object["metadata"]["labels"][key] == value.as_str())
+    }
+}
+
 /// Objects merged as server-side apply merges what one manager owns: maps key by key, lists
 /// and values replaced.
 fn merge(into: &mut Value, from: &Value) {
@@ -67,26 +166,30 @@ fn merge(into: &mut Value, from: &Value) {
     }
 }
 
-/// `/api/v1/namespaces/ns/secrets` rather than `/api/v1/namespaces/ns/secrets/name`.
-fn is_collection(path: &str) -> bool {
-    let parts = path.split('/').count();
-    if path.starts_with("/api/") { parts == 6 } else { parts == 7 }
+fn full(code: StatusCode, value: &Value) -> Answer {
+    let body = http_body_util::Full::new(Bytes::from(serde_json::to_vec(value).unwrap()));
+    Response::builder().status(code).body(body.map_err(|never| match never {}).boxed()).unwrap()
 }
 
-fn status_response(code: StatusCode, message: &str) -> Response<Body> {
+fn failure(code: StatusCode, message: &str) -> Answer {
+    let reason = if code == StatusCode::NOT_FOUND { "NotFound" } else { "Invalid" };
     let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
-        "reason": if code == StatusCode::NOT_FOUND { "NotFound" } else { "Invalid" }, "code": code.as_u16()});
-    Response::builder().status(code).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap()
+        "reason": reason, "code": code.as_u16()});
+    full(code, &status)
 }
 
-fn ok(value: &Value) -> Response<Body> {
-    Response::builder().status(StatusCode::OK).body(Body::from(serde_json::to_vec(value).unwrap())).unwrap()
+fn ok(value: &Value) -> Answer {
+    full(StatusCode::OK, value)
+}
+
+fn not_found(path: &str) -> Answer {
+    failure(StatusCode::NOT_FOUND, &format!("{path} not found"))
 }
 
 impl FakeApi {
     /// A client of a new fake API server.
     pub fn start() -> (Client, FakeApi) {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Answer>();
         let fake = FakeApi::default();
         let server = fake.clone();
         tokio::spawn(async move {
@@ -105,128 +208,156 @@ impl FakeApi {
         Arc::new(Context::new(client, Mailstores::new(Some(mailstore.to_string())), "1.2.3".into(), None))
     }
 
-    fn answer(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Response<Body> {
+    fn answer(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Answer {
         self.requests.lock().unwrap().push(format!("{method} {path}"));
         if path.starts_with("/apis/cert-manager.io") && !*self.cert_manager.lock().unwrap() {
-            return status_response(StatusCode::NOT_FOUND, "the server could not find the requested resource");
+            return failure(StatusCode::NOT_FOUND, "the server could not find the requested resource");
         }
-        let (path, status) = match path.strip_suffix("/status") {
-            Some(path) => (path.to_string(), true),
-            None => (path.to_string(), false),
-        };
+        let Some(target) = Target::parse(path) else { return not_found(path) };
+        let status = target.subresource.as_deref() == Some("status");
+        let object_path = target.object_path();
         let mut objects = self.objects.lock().unwrap();
-        self.record_permission(method, &path, status, query, objects.contains_key(&path));
-        match *method {
-            Method::GET if is_collection(&path) => {
+        self.record_permission(method, &target, query, objects.contains_key(&object_path));
+        match (method.clone(), &target.name) {
+            (Method::GET, None) if query.contains("watch=true") => {
+                let (sender, events) = mpsc::unbounded_channel();
+                self.watches.lock().unwrap().push((Collection::new(&target, query), sender));
+                let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(events);
+                let body = http_body_util::StreamBody::new(futures::StreamExt::map(stream, |line| {
+                    Ok::<_, std::convert::Infallible>(Frame::data(line))
+                }));
+                Response::builder().status(StatusCode::OK).body(body.boxed()).unwrap()
+            }
+            (Method::GET, None) => {
+                let collection = Collection::new(&target, query);
                 let items: Vec<Value> = objects
                     .iter()
-                    .filter(|(key, _)| key.rsplit_once('/').is_some_and(|(parent, _)| parent == path))
+                    .filter(|(key, value)| collection.covers(key, value))
                     .map(|(_, value)| value.clone())
                     .collect();
-                ok(&json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}))
+                let version = self.next_version.lock().unwrap().to_string();
+                ok(
+                    &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": version}, "items": items}),
+                )
             }
-            Method::GET => match objects.get(&path) {
+            (Method::GET, Some(_)) => match objects.get(&object_path) {
                 Some(object) => ok(object),
-                None => status_response(StatusCode::NOT_FOUND, &format!("{path} not found")),
+                None => not_found(&object_path),
             },
-            Method::PATCH if query.contains("fieldManager") && !body.starts_with(b"[") => {
+            (Method::PATCH, Some(_)) if query.contains("fieldManager") && body.starts_with(b"{") => {
                 // Server-side apply.
                 let applied: Value = serde_json::from_slice(body).unwrap();
-                self.applies.lock().unwrap().push((path.clone(), applied.clone()));
-                let exists = objects.contains_key(&path);
-                if status && !exists {
-                    return status_response(StatusCode::NOT_FOUND, &format!("{path} not found"));
+                self.applies.lock().unwrap().push((object_path.clone(), applied.clone()));
+                let existing = objects.get(&object_path).cloned();
+                if status && existing.is_none() {
+                    return not_found(&object_path);
                 }
-                let version = self.version();
-                let object = objects.entry(path.clone()).or_insert_with(|| {
-                    json!({"metadata": {"uid": format!("uid-{version}"), "creationTimestamp": "2026-01-01T00:00:00Z"}})
+                let mut object = existing.unwrap_or_else(|| {
+                    json!({"metadata": {"uid": format!("uid-{}", self.version()), "creationTimestamp": "2026-01-01T00:00:00Z"}})
                 });
                 if status {
                     merge(&mut object["status"], &applied["status"]);
                 } else {
                     let kept_status = object.get("status").cloned();
-                    merge(object, &applied);
+                    merge(&mut object, &applied);
                     if let Some(kept) = kept_status {
                         object["status"] = kept;
                     }
+                    if object["metadata"].get("generation").is_none() {
+                        object["metadata"]["generation"] = json!(1);
+                    }
                 }
-                object["metadata"]["resourceVersion"] = json!(version.to_string());
-                if !status && object["metadata"].get("generation").is_none() {
-                    object["metadata"]["generation"] = json!(1);
-                }
-                ok(object)
+                ok(&self.store(&mut objects, &object_path, object))
             }
-            Method::PATCH if body.starts_with(b"{") => {
+            (Method::PATCH, Some(_)) if body.starts_with(b"{") => {
                 // A merge patch (an Event's series).
-                let Some(object) = objects.get_mut(&path) else {
-                    return status_response(StatusCode::NOT_FOUND, &format!("{path} not found"));
-                };
-                merge(object, &serde_json::from_slice(body).unwrap());
-                ok(object)
+                let Some(mut object) = objects.get(&object_path).cloned() else { return not_found(&object_path) };
+                merge(&mut object, &serde_json::from_slice(body).unwrap());
+                ok(&self.store(&mut objects, &object_path, object))
             }
-            Method::PATCH => {
+            (Method::PATCH, Some(_)) => {
                 // A JSON patch (finalizers).
-                let Some(object) = objects.get_mut(&path) else {
-                    return status_response(StatusCode::NOT_FOUND, &format!("{path} not found"));
-                };
+                let Some(mut object) = objects.get(&object_path).cloned() else { return not_found(&object_path) };
                 let patch: json_patch::Patch = serde_json::from_slice(body).unwrap();
                 // As the API server's patcher does, a test of an absent field against null holds.
                 if object["metadata"].get("finalizers").is_none() {
                     object["metadata"]["finalizers"] = Value::Null;
                 }
-                if json_patch::patch(object, &patch).is_err() {
-                    return status_response(StatusCode::UNPROCESSABLE_ENTITY, "the patch's test failed");
+                if json_patch::patch(&mut object, &patch).is_err() {
+                    return failure(StatusCode::UNPROCESSABLE_ENTITY, "the patch's test failed");
                 }
-                object["metadata"]["resourceVersion"] = json!(self.version().to_string());
-                let object = object.clone();
-                let finalizers_left = object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
-                if object["metadata"].get("deletionTimestamp").is_some() && !finalizers_left {
-                    objects.remove(&path);
-                }
-                ok(&object)
+                ok(&self.store(&mut objects, &object_path, object))
             }
-            Method::POST => {
+            (Method::POST, None) => {
                 let mut object: Value = serde_json::from_slice(body).unwrap();
                 let name = object["metadata"]["name"].as_str().map(str::to_string).unwrap_or_else(|| {
                     format!("{}{}", object["metadata"]["generateName"].as_str().unwrap_or("object-"), self.version())
                 });
                 object["metadata"]["name"] = json!(name);
-                objects.insert(format!("{path}/{name}"), object.clone());
-                Response::builder()
-                    .status(StatusCode::CREATED)
-                    .body(Body::from(serde_json::to_vec(&object).unwrap()))
-                    .unwrap()
+                let mut created = target.clone();
+                created.name = Some(name);
+                let object = self.store(&mut objects, &created.object_path(), object);
+                full(StatusCode::CREATED, &object)
             }
-            Method::DELETE => match objects.get_mut(&path) {
-                None => status_response(StatusCode::NOT_FOUND, &format!("{path} not found")),
-                Some(object) if object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) => {
-                    object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-                    ok(object)
-                }
-                Some(_) => {
-                    let object = objects.remove(&path).unwrap();
-                    ok(&object)
-                }
+            (Method::DELETE, Some(_)) => match self.delete_locked(&mut objects, &object_path) {
+                Some(object) => ok(&object),
+                None => not_found(&object_path),
             },
-            _ => status_response(StatusCode::METHOD_NOT_ALLOWED, "not supported by the fake API server"),
+            _ => failure(StatusCode::METHOD_NOT_ALLOWED, "not supported by the fake API server"),
         }
     }
 
-    /// The RBAC verb `method` on `path` needs; a server-side apply that creates needs `create`.
-    fn record_permission(&self, method: &Method, path: &str, status: bool, query: &str, exists: bool) {
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let (group, rest) = match parts[0] {
-            "api" => ("", &parts[2..]),
-            _ => (parts[1], &parts[3..]),
+    /// Stores `object` at `path` with a new resourceVersion, and tells the watches; an object
+    /// being deleted whose last finalizer went is removed instead.
+    fn store(&self, objects: &mut BTreeMap<String, Value>, path: &str, mut object: Value) -> Value {
+        object["metadata"]["resourceVersion"] = json!(self.version().to_string());
+        let finalizers_left = object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        if object["metadata"].get("deletionTimestamp").is_some() && !finalizers_left {
+            objects.remove(path);
+            self.notify("DELETED", path, &object);
+            return object;
+        }
+        let kind = if objects.contains_key(path) { "MODIFIED" } else { "ADDED" };
+        objects.insert(path.to_string(), object.clone());
+        self.notify(kind, path, &object);
+        object
+    }
+
+    /// Deletes as the API server does: marked while finalizers remain, else removed.
+    fn delete_locked(&self, objects: &mut BTreeMap<String, Value>, path: &str) -> Option<Value> {
+        let mut object = objects.get(path)?.clone();
+        if object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+            object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            Some(self.store(objects, path, object))
+        } else {
+            objects.remove(path);
+            self.notify("DELETED", path, &object);
+            Some(object)
+        }
+    }
+
+    fn notify(&self, kind: &str, path: &str, object: &Value) {
+        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap();
+        line.push(b'\n');
+        let line = Bytes::from(line);
+        self.watches
+            .lock()
+            .unwrap()
+            .retain(|(collection, sender)| !collection.covers(path, object) || sender.send(line.clone()).is_ok());
+    }
+
+    /// The RBAC verb `method` on `target` needs; a server-side apply that creates needs `create`.
+    fn record_permission(&self, method: &Method, target: &Target, query: &str, exists: bool) {
+        let resource = match &target.subresource {
+            Some(sub) => format!("{}/{sub}", target.resource),
+            None => target.resource.clone(),
         };
-        // namespaces/{namespace}/{resource}[/{name}]
-        let resource = if status { format!("{}/status", rest[2]) } else { rest[2].to_string() };
-        let named = rest.len() > 3;
-        let mut verbs = match *method {
-            Method::GET if named => vec!["get"],
-            Method::GET => vec!["list"],
-            Method::POST => vec!["create"],
-            Method::DELETE => vec!["delete"],
+        let mut verbs = match (method.clone(), &target.name) {
+            (Method::GET, None) if query.contains("watch=true") => vec!["watch"],
+            (Method::GET, None) => vec!["list"],
+            (Method::GET, Some(_)) => vec!["get"],
+            (Method::POST, _) => vec!["create"],
+            (Method::DELETE, _) => vec!["delete"],
             _ => vec!["patch"],
         };
         if *method == Method::PATCH && query.contains("fieldManager") && !exists {
@@ -234,11 +365,11 @@ impl FakeApi {
         }
         let mut permissions = self.permissions.lock().unwrap();
         for verb in verbs {
-            permissions.push((group.to_string(), resource.clone(), verb.to_string()));
+            permissions.push((target.group().to_string(), resource.clone(), verb.to_string()));
         }
     }
 
-    /// The permissions the requests so far needed, as `group/resource verb`, none twice.
+    /// The permissions the requests so far needed, as (group, resource, verb), none twice.
     pub fn permissions(&self) -> std::collections::BTreeSet<(String, String, String)> {
         self.permissions.lock().unwrap().iter().cloned().collect()
     }
@@ -254,13 +385,10 @@ impl FakeApi {
         let mut value = serde_json::to_value(object).unwrap();
         let path = path_of_value(&value);
         let mut objects = self.objects.lock().unwrap();
-        let version = self.version();
         if let Some(existing) = objects.get(&path) {
             // What the user does not send is kept: status, finalizers, uid.
-            for kept in ["status"] {
-                if let Some(v) = existing.get(kept) {
-                    value[kept] = v.clone();
-                }
+            if let Some(status) = existing.get("status") {
+                value["status"] = status.clone();
             }
             for kept in ["finalizers", "uid", "creationTimestamp", "deletionTimestamp"] {
                 if let Some(v) = existing["metadata"].get(kept) {
@@ -270,29 +398,25 @@ impl FakeApi {
             let generation = existing["metadata"]["generation"].as_i64().unwrap_or(1);
             value["metadata"]["generation"] = json!(generation + 1);
         } else {
-            value["metadata"]["uid"] = json!(format!("uid-{version}"));
+            value["metadata"]["uid"] = json!(format!("uid-{}", self.version()));
             value["metadata"]["generation"] = json!(1);
         }
-        value["metadata"]["resourceVersion"] = json!(version.to_string());
-        objects.insert(path, value);
+        self.store(&mut objects, &path, value);
     }
 
     /// Sets what a controller other than the operator writes (a Deployment's or a
     /// Certificate's status).
     pub fn set_status(&self, path: &str, status: Value) {
         let mut objects = self.objects.lock().unwrap();
-        objects.get_mut(path).unwrap_or_else(|| panic!("{path} does not exist"))["status"] = status;
+        let mut object = objects.get(path).cloned().unwrap_or_else(|| panic!("{path} does not exist"));
+        object["status"] = status;
+        self.store(&mut objects, path, object);
     }
 
     /// Deletes as `kubectl delete` does.
     pub fn delete(&self, path: &str) {
         let mut objects = self.objects.lock().unwrap();
-        let object = objects.get_mut(path).unwrap_or_else(|| panic!("{path} does not exist"));
-        if object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
-            object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-        } else {
-            objects.remove(path);
-        }
+        self.delete_locked(&mut objects, path).unwrap_or_else(|| panic!("{path} does not exist"));
     }
 
     pub fn get<K: DeserializeOwned>(&self, path: &str) -> Option<K> {
