@@ -26,6 +26,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+/// A watch request's collection, and where its events go.
+type Watch = (Collection, mpsc::UnboundedSender<Bytes>);
+
 /// What the fake answers with: a whole body, or a stream of watch events.
 type Answer = Response<BoxBody<Bytes, std::convert::Infallible>>;
 
@@ -38,7 +41,7 @@ pub struct FakeApi {
     permissions: Arc<Mutex<Vec<(String, String, String)>>>,
     /// The bodies of server-side applies, by path.
     applies: Arc<Mutex<Vec<(String, Value)>>>,
-    watches: Arc<Mutex<Vec<(Collection, mpsc::UnboundedSender<Bytes>)>>>,
+    watches: Arc<Mutex<Vec<Watch>>>,
     /// Whether cert-manager's Certificate resource exists.
     pub cert_manager: Arc<Mutex<bool>>,
     next_version: Arc<Mutex<u64>>,
