@@ -156,7 +156,7 @@ async fn a_domain_is_registered_with_its_dkim_key_certificate_and_dns_records() 
     assert_eq!(registered.catch_all, "postmaster@op.test");
 
     let domain: MailDomain = world.fake.get(&domain_path()).unwrap();
-    assert!(domain.metadata.finalizers.as_ref().unwrap().contains(&domain::FINALIZER.to_string()));
+    assert!(domain.metadata.finalizers.as_ref().unwrap().contains(&kubemail_operator::controller::FINALIZER.to_string()));
     let status = domain.status.clone().unwrap();
     assert_eq!(condition(&status.conditions, "Ready"), ("True", "Ready"));
     assert_eq!(condition(&status.conditions, "CertificateReady"), ("True", "SelfSigned"));

@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use kubemail_delivery_queue::outbound::dkim;
 use kubemail_proto::admin::{DeleteDomainRequest, UpsertDomainRequest};
@@ -29,9 +28,6 @@ use crate::mailstore::unavailable;
 use crate::status::{self, Found};
 use crate::{Error, Result};
 
-/// The finalizer that holds a MailDomain until it is removed from the mailstore.
-pub const FINALIZER: &str = "kubemail.io/mailstore";
-
 pub const CERTIFICATE_READY: &str = "CertificateReady";
 pub const DKIM_READY: &str = "DkimReady";
 pub const REGISTERED: &str = "Registered";
@@ -43,21 +39,14 @@ const RESYNC: Duration = Duration::from_secs(600);
 const WAIT: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(domain: Arc<MailDomain>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = domain.namespace().ok_or_else(|| Error::Invalid("a MailDomain is namespaced".into()))?;
-    let api: Api<MailDomain> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, domain, |event| async {
-        match event {
-            Finalizer::Apply(domain) => apply_domain(&domain, &namespace, &ctx).await,
-            Finalizer::Cleanup(domain) => remove_domain(&domain, &namespace, &ctx).await,
-        }
-    })
+    let ctx = &*ctx;
+    super::with_finalizer(
+        domain,
+        ctx,
+        |domain, namespace| async move { apply_domain(&domain, &namespace, ctx).await },
+        |domain, namespace| async move { remove_domain(&domain, &namespace, ctx).await },
+    )
     .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(error) | kube::runtime::finalizer::Error::CleanupFailed(error) => {
-            error
-        }
-        other => Error::Invalid(other.to_string()),
-    })
 }
 
 async fn apply_domain(domain: &MailDomain, namespace: &str, ctx: &Context) -> Result<Action> {

@@ -11,8 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Resource};
 use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::admin::{
     Account, AddAliasRequest, DeleteAccountRequest, GetAccountRequest, ListAliasesRequest, RemoveAliasRequest,
@@ -20,7 +19,7 @@ use kubemail_proto::admin::{
 };
 use tonic::transport::Channel;
 
-use super::domain::{FINALIZER, quota_limits};
+use super::domain::quota_limits;
 use crate::context::Context;
 use crate::crd::common::condition::READY;
 use crate::crd::mailbox::{Amounts, DeletionPolicy, MailboxStatus};
@@ -36,21 +35,14 @@ const USAGE_REFRESH: Duration = Duration::from_secs(300);
 const WAIT: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(mailbox: Arc<Mailbox>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = mailbox.namespace().ok_or_else(|| Error::Invalid("a Mailbox is namespaced".into()))?;
-    let api: Api<Mailbox> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, mailbox, |event| async {
-        match event {
-            Finalizer::Apply(mailbox) => apply_mailbox(&mailbox, &namespace, &ctx).await,
-            Finalizer::Cleanup(mailbox) => remove_mailbox(&mailbox, &namespace, &ctx).await,
-        }
-    })
+    let ctx = &*ctx;
+    super::with_finalizer(
+        mailbox,
+        ctx,
+        |mailbox, namespace| async move { apply_mailbox(&mailbox, &namespace, ctx).await },
+        |mailbox, namespace| async move { remove_mailbox(&mailbox, &namespace, ctx).await },
+    )
     .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(error) | kube::runtime::finalizer::Error::CleanupFailed(error) => {
-            error
-        }
-        other => Error::Invalid(other.to_string()),
-    })
 }
 
 /// The domain part of an address.

@@ -19,7 +19,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::DynamicObject;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use kubemail_runtime::shutdown::Shutdown;
@@ -29,6 +30,10 @@ use crate::build::domain::certificate_resource;
 use crate::context::Context;
 use crate::crd::{MailCluster, MailDomain, Mailbox};
 use crate::{Error, Result};
+
+/// The finalizer that holds a MailDomain or Mailbox until the mailstore has been told of its
+/// deletion.
+pub const FINALIZER: &str = "kubemail.io/mailstore";
 
 /// Only the objects the operator made: its children are not every Deployment in the cluster.
 fn owned() -> watcher::Config {
@@ -67,13 +72,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let domains_store = domain_controller.store();
     let domains = domain_controller
         .watches(Api::<MailCluster>::all(client.clone()), watcher::Config::default(), move |cluster| {
-            let namespace = cluster.namespace();
-            domains_store
-                .state()
-                .into_iter()
-                .filter(|domain| domain.namespace() == namespace && domain.spec.cluster_ref.name == cluster.name_any())
-                .map(|domain| ObjectRef::from_obj(&*domain))
-                .collect::<Vec<_>>()
+            related(&domains_store, &cluster, |domain| domain.spec.cluster_ref.name == cluster.name_any())
         })
         .graceful_shutdown_on(shutdown.wait())
         .run(|object, ctx| observed("MailDomain", object, ctx, domain::reconcile), error_policy, ctx.clone())
@@ -84,32 +83,65 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let by_domain = mailbox_controller.store();
     let mailboxes = mailbox_controller
         .watches(Api::<Secret>::all(client.clone()), watcher::Config::default(), move |secret| {
-            let namespace = secret.namespace();
-            by_secret
-                .state()
-                .into_iter()
-                .filter(|mailbox| {
-                    mailbox.namespace() == namespace && mailbox.spec.password_secret_ref.name == secret.name_any()
-                })
-                .map(|mailbox| ObjectRef::from_obj(&*mailbox))
-                .collect::<Vec<_>>()
+            related(&by_secret, &secret, |mailbox| mailbox.spec.password_secret_ref.name == secret.name_any())
         })
         .watches(Api::<MailDomain>::all(client.clone()), watcher::Config::default(), move |domain| {
-            let namespace = domain.namespace();
-            by_domain
-                .state()
-                .into_iter()
-                .filter(|mailbox| {
-                    mailbox.namespace() == namespace && mailbox::domain_of(&mailbox.spec.address) == domain.spec.domain
-                })
-                .map(|mailbox| ObjectRef::from_obj(&*mailbox))
-                .collect::<Vec<_>>()
+            related(&by_domain, &domain, |mailbox| mailbox::domain_of(&mailbox.spec.address) == domain.spec.domain)
         })
         .graceful_shutdown_on(shutdown.wait())
         .run(|object, ctx| observed("Mailbox", object, ctx, mailbox::reconcile), error_policy, ctx)
         .for_each(|_| async {});
 
     tokio::join!(clusters, domains, mailboxes);
+}
+
+/// The objects in `store` of `changed`'s namespace that `refers` says refer to it: what a change
+/// to it must wake.
+fn related<K, C>(store: &Store<K>, changed: &C, refers: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    C: ResourceExt,
+{
+    let namespace = changed.namespace();
+    store
+        .state()
+        .into_iter()
+        .filter(|object| object.namespace() == namespace && refers(object))
+        .map(|object| ObjectRef::from_obj(&*object))
+        .collect()
+}
+
+/// Runs `apply` for an object that is not being deleted and `cleanup` for one that is, holding
+/// it with [`FINALIZER`] until `cleanup` succeeds: for resources whose deletion must
+/// reach the mailstore.
+async fn with_finalizer<K, A, C>(
+    object: Arc<K>,
+    ctx: &Context,
+    apply: impl FnOnce(Arc<K>, String) -> A,
+    cleanup: impl FnOnce(Arc<K>, String) -> C,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    A: Future<Output = Result<Action>>,
+    C: Future<Output = Result<Action>>,
+{
+    let namespace = object.namespace().ok_or_else(|| Error::Invalid(format!("a {} is namespaced", K::kind(&()))))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, object, |event| async move {
+        match event {
+            Finalizer::Apply(object) => apply(object, namespace).await,
+            Finalizer::Cleanup(object) => cleanup(object, namespace).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
+        other => Error::Invalid(other.to_string()),
+    })
 }
 
 /// `reconcile` of `object`, counted and timed in `kubemail_operator_reconciles_total{kind,
