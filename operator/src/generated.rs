@@ -1,17 +1,22 @@
-//! The files generated from the code and committed: the CRDs in `crds/` and the operator's
-//! ClusterRole in `operator/rbac/`. `crdgen` writes them; a test fails when they drift.
+//! The files generated from the code and committed: the CRDs, in `crds/` and in the chart's
+//! `crds/`, and the operator's RBAC rules the chart's templates include. `crdgen` writes them;
+//! a test fails when they drift.
 
-use crate::crd;
+use crate::{crd, rbac};
+
+/// The chart, from the repository root.
+pub const CHART: &str = "charts/kubemail";
 
 /// Each file's path from the repository root and its text.
 pub fn files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
-    let mut files: Vec<(String, String)> = crd::all()
-        .into_iter()
-        .map(|crd| {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            Ok((format!("crds/{name}.yaml"), serde_yaml::to_string(&crd)?))
-        })
-        .collect::<Result<_, serde_yaml::Error>>()?;
-    files.push(("operator/rbac/clusterrole.yaml".to_string(), serde_yaml::to_string(&crate::rbac::cluster_role())?));
+    let mut files = Vec::new();
+    for crd in crd::all() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let yaml = serde_yaml::to_string(&crd)?;
+        files.push((format!("{CHART}/crds/{name}.yaml"), yaml.clone()));
+        files.push((format!("crds/{name}.yaml"), yaml));
+    }
+    files.push((format!("{CHART}/files/cluster-rules.yaml"), serde_yaml::to_string(&rbac::cluster_rules())?));
+    files.push((format!("{CHART}/files/namespace-rules.yaml"), serde_yaml::to_string(&rbac::namespace_rules())?));
     Ok(files)
 }

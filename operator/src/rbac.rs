@@ -1,12 +1,9 @@
-//! The permissions the operator needs, and no more: the ClusterRole the chart installs is
-//! generated from [`rules`] (`crdgen` writes it beside the CRDs), and a test checks every API
-//! call the reconcilers make against it.
+//! The permissions the operator needs, and no more: what it does in every namespace it serves
+//! ([`cluster_rules`], a ClusterRole) and in its own namespace only ([`namespace_rules`], a
+//! Role: the leader Lease). The chart's RBAC is generated from these (`crdgen` writes them),
+//! and tests check every API call the operator makes against them.
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-/// The ClusterRole's name.
-pub const NAME: &str = "kubemail-operator";
+use k8s_openapi::api::rbac::v1::PolicyRule;
 
 /// What the operator watches (list + watch) to be woken, by API group and resource.
 pub const WATCHED: &[(&str, &str)] = &[
@@ -22,8 +19,11 @@ pub const WATCHED: &[(&str, &str)] = &[
     ("cert-manager.io", "certificates"),
 ];
 
-/// Each rule: API group, resources, verbs.
-const RULES: &[(&str, &[&str], &[&str])] = &[
+/// A rule: API group, resources, verbs.
+type Rule = (&'static str, &'static [&'static str], &'static [&'static str]);
+
+/// What the operator does in every namespace.
+const CLUSTER_RULES: &[Rule] = &[
     // The custom resources: read; finalizers added and removed (patch) where the mailstore
     // must be told of a deletion; status written.
     ("kubemail.io", &["mailclusters"], &["get", "list", "watch"]),
@@ -38,13 +38,21 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     ("", &["secrets"], &["get", "list", "watch", "create", "patch"]),
     ("cert-manager.io", &["certificates"], &["list", "watch", "create", "patch", "delete"]),
     ("events.k8s.io", &["events"], &["create", "patch"]),
-    // Leader election.
-    ("coordination.k8s.io", &["leases"], &["get", "create", "patch", "update"]),
 ];
 
-/// The operator's rules.
-pub fn rules() -> Vec<PolicyRule> {
-    RULES
+/// What the operator does in its own namespace: leader election.
+const NAMESPACE_RULES: &[Rule] = &[("coordination.k8s.io", &["leases"], &["get", "create", "patch"])];
+
+pub fn cluster_rules() -> Vec<PolicyRule> {
+    policy_rules(CLUSTER_RULES)
+}
+
+pub fn namespace_rules() -> Vec<PolicyRule> {
+    policy_rules(NAMESPACE_RULES)
+}
+
+fn policy_rules(rules: &[Rule]) -> Vec<PolicyRule> {
+    rules
         .iter()
         .map(|(group, resources, verbs)| PolicyRule {
             api_groups: Some(vec![group.to_string()]),
@@ -55,22 +63,11 @@ pub fn rules() -> Vec<PolicyRule> {
         .collect()
 }
 
-/// Whether [`rules`] allow `verb` on `resource` (`mailboxes/status` for a subresource) of
-/// `group` (`""` for the core group).
-pub fn allows(group: &str, resource: &str, verb: &str) -> bool {
-    RULES.iter().any(|(g, resources, verbs)| *g == group && resources.contains(&resource) && verbs.contains(&verb))
-}
-
-pub fn cluster_role() -> ClusterRole {
-    ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(NAME.to_string()),
-            labels: Some([("app.kubernetes.io/name".to_string(), "kubemail".to_string())].into()),
-            ..Default::default()
-        },
-        rules: Some(rules()),
-        ..Default::default()
-    }
+/// Whether the cluster-wide rules (or, with `own_namespace`, the namespace's too) allow `verb`
+/// on `resource` (`mailboxes/status` for a subresource) of `group` (`""`: the core group).
+pub fn allows(group: &str, resource: &str, verb: &str, own_namespace: bool) -> bool {
+    let rules = CLUSTER_RULES.iter().chain(NAMESPACE_RULES.iter().filter(|_| own_namespace));
+    rules.into_iter().any(|(g, resources, verbs)| *g == group && resources.contains(&resource) && verbs.contains(&verb))
 }
 
 #[cfg(test)]
@@ -80,7 +77,10 @@ mod tests {
     #[test]
     fn everything_watched_can_be_listed_and_watched() {
         for (group, resource) in WATCHED {
-            assert!(allows(group, resource, "list") && allows(group, resource, "watch"), "{group}/{resource}");
+            assert!(
+                allows(group, resource, "list", false) && allows(group, resource, "watch", false),
+                "{group}/{resource}"
+            );
         }
     }
 }

@@ -72,7 +72,7 @@ fn lease(identity: &str) -> Lease {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn of_two_replicas_one_works_and_the_other_takes_over() {
-    let (client, _fake) = FakeApi::start();
+    let (client, fake) = FakeApi::start();
     let working = Working::default();
     let (stop_a, stop_b) = (Shutdown::new(), Shutdown::new());
     let a = tokio::spawn({
@@ -97,4 +97,23 @@ async fn of_two_replicas_one_works_and_the_other_takes_over() {
     b.await.unwrap().unwrap();
     assert!(working.now().is_empty());
     assert!(working.1.lock().unwrap().is_empty(), "{:?}", working.1.lock().unwrap());
+
+    // Leader election needs the operator's own namespace only, and all that is granted there.
+    let used = fake.permissions();
+    for (group, resource, verb) in &used {
+        assert!(kubemail_operator::rbac::allows(group, resource, verb, true), "{verb} on {group}/{resource}");
+        assert!(
+            !kubemail_operator::rbac::allows(group, resource, verb, false),
+            "{verb} on {group}/{resource} cluster-wide"
+        );
+    }
+    for rule in kubemail_operator::rbac::namespace_rules() {
+        for verb in &rule.verbs {
+            let resource = &rule.resources.as_ref().unwrap()[0];
+            assert!(
+                used.iter().any(|(_, r, v)| r == resource && v == verb),
+                "{verb} on {resource} is granted but not used"
+            );
+        }
+    }
 }

@@ -83,7 +83,7 @@ impl Drop for World {
         }
         for (group, resource, verb) in self.fake.permissions() {
             assert!(
-                kubemail_operator::rbac::allows(&group, &resource, &verb),
+                kubemail_operator::rbac::allows(&group, &resource, &verb, false),
                 "the ClusterRole does not allow {verb} on {group}/{resource}"
             );
         }
@@ -156,7 +156,9 @@ async fn a_domain_is_registered_with_its_dkim_key_certificate_and_dns_records() 
     assert_eq!(registered.catch_all, "postmaster@op.test");
 
     let domain: MailDomain = world.fake.get(&domain_path()).unwrap();
-    assert!(domain.metadata.finalizers.as_ref().unwrap().contains(&kubemail_operator::controller::FINALIZER.to_string()));
+    assert!(
+        domain.metadata.finalizers.as_ref().unwrap().contains(&kubemail_operator::controller::FINALIZER.to_string())
+    );
     let status = domain.status.clone().unwrap();
     assert_eq!(condition(&status.conditions, "Ready"), ("True", "Ready"));
     assert_eq!(condition(&status.conditions, "CertificateReady"), ("True", "SelfSigned"));
@@ -498,13 +500,12 @@ async fn the_cluster_role_is_what_the_reconcilers_use() {
 
     let used = world.fake.permissions();
     let watched = |group: &str, resource: &str| kubemail_operator::rbac::WATCHED.contains(&(group, resource));
-    for rule in kubemail_operator::rbac::rules() {
+    for rule in kubemail_operator::rbac::cluster_rules() {
         let group = &rule.api_groups.as_ref().unwrap()[0];
         for resource in rule.resources.as_ref().unwrap() {
             for verb in &rule.verbs {
                 let needed = used.contains(&(group.clone(), resource.clone(), verb.clone()))
-                    || (verb == "list" || verb == "watch") && watched(group, resource)
-                    || group == "coordination.k8s.io";
+                    || (verb == "list" || verb == "watch") && watched(group, resource);
                 assert!(needed, "the ClusterRole grants {verb} on {group}/{resource}, which nothing uses");
             }
         }
