@@ -4,25 +4,16 @@
 
 mod common;
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::path::Path;
-use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Parser as _;
 use common::{Fixture, PATIENCE, envelope, message};
 use kubemail_delivery_queue::outbound::Outbound;
 use kubemail_proto::queue::Envelope;
+use kubemail_testkit::dkim::{DkimResult, ed25519_key, rsa_key, verify};
 use kubemail_testkit::mta::{Answers, Mta, Options};
-use mail_auth::common::parse::TxtRecordParser as _;
-use mail_auth::common::verify::DomainKey;
-use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -48,76 +39,6 @@ fn to_mta(mta: &Mta) -> String {
 fn self_signed() -> (String, String) {
     let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     (generated.cert.pem(), generated.signing_key.serialize_pem())
-}
-
-/// An RSA-2048 DKIM key for `domain` made with openssl, as an operator would; returns the
-/// public key record.
-fn rsa_key(dir: &Path, domain: &str, selector: &str) -> String {
-    let domain_dir = dir.join(domain);
-    std::fs::create_dir_all(&domain_dir).unwrap();
-    let key = domain_dir.join("dkim.key");
-    let made = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
-        .arg(&key)
-        .output()
-        .expect("openssl runs");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    std::fs::write(domain_dir.join("selector"), format!("{selector}\n")).unwrap();
-    let public = Command::new("openssl")
-        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-        .arg(&key)
-        .output()
-        .expect("openssl runs");
-    format!("v=DKIM1; k=rsa; p={}", BASE64.encode(public.stdout))
-}
-
-/// An Ed25519 DKIM key for `domain`; returns the public key record.
-fn ed25519_key(dir: &Path, domain: &str, selector: &str) -> String {
-    let domain_dir = dir.join(domain);
-    std::fs::create_dir_all(&domain_dir).unwrap();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    std::fs::write(domain_dir.join("dkim.key"), key.serialize_pem()).unwrap();
-    std::fs::write(domain_dir.join("selector"), selector).unwrap();
-    format!("v=DKIM1; k=ed25519; p={}", BASE64.encode(key.public_key_raw()))
-}
-
-/// TXT records for the verifier, without DNS.
-#[derive(Default)]
-struct TxtCache(Mutex<HashMap<Box<str>, Txt>>);
-
-impl ResolverCache<Box<str>, Txt> for TxtCache {
-    fn get<Q>(&self, name: &Q) -> Option<Txt>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0.lock().unwrap().get(name).cloned()
-    }
-
-    fn remove<Q>(&self, name: &Q) -> Option<Txt>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0.lock().unwrap().remove(name)
-    }
-
-    fn insert(&self, name: Box<str>, value: Txt, _valid_until: Instant) {
-        self.0.lock().unwrap().insert(name, value);
-    }
-}
-
-/// The DKIM result of `message` given the record published at `name`.
-async fn dkim(message: &[u8], name: &str, record: &str) -> DkimResult {
-    let cache = TxtCache::default();
-    let key = DomainKey::parse(record.as_bytes()).expect("a DKIM record");
-    cache.insert(name.into(), Txt::from(key), Instant::now() + DAY);
-    let authenticator = MessageAuthenticator::new_system_conf()
-        .or_else(|_| MessageAuthenticator::new_cloudflare())
-        .expect("an authenticator");
-    let parsed = AuthenticatedMessage::parse(message).expect("a message");
-    let outputs = authenticator.verify_dkim(Parameters::new(&parsed).with_txt_cache(&cache)).await;
-    outputs.last().map_or(DkimResult::None, |output| output.result().clone())
 }
 
 #[tokio::test]
@@ -147,12 +68,12 @@ async fn remote_mail_is_dkim_signed_sent_over_starttls_and_verifies() {
     assert!(first.tls, "STARTTLS was offered, so it was used");
     let text = String::from_utf8_lossy(&first.data);
     assert!(text.starts_with("DKIM-Signature: v=1; a=rsa-sha256; s=rsa1; d=example.org;"), "{text}");
-    assert_eq!(dkim(&first.data, "rsa1._domainkey.example.org.", &rsa).await, DkimResult::Pass);
+    assert_eq!(verify(&first.data, "rsa1._domainkey.example.org.", &rsa).await, DkimResult::Pass);
     assert!(String::from_utf8_lossy(&received[1].data).contains("a=ed25519-sha256; s=ed1; d=other.example;"));
-    assert_eq!(dkim(&received[1].data, "ed1._domainkey.other.example.", &ed25519).await, DkimResult::Pass);
+    assert_eq!(verify(&received[1].data, "ed1._domainkey.other.example.", &ed25519).await, DkimResult::Pass);
     // A changed header breaks it: the check can fail.
     let tampered = String::from_utf8_lossy(&first.data).replace("Subject: signed", "Subject: changed");
-    assert!(matches!(dkim(tampered.as_bytes(), "rsa1._domainkey.example.org.", &rsa).await, DkimResult::Fail(_)));
+    assert!(matches!(verify(tampered.as_bytes(), "rsa1._domainkey.example.org.", &rsa).await, DkimResult::Fail(_)));
     assert_eq!(mta.connections.load(Ordering::SeqCst), 1, "one connection for both messages");
     assert_eq!(mta.quits.load(Ordering::SeqCst), 0, "kept open for the next message");
     sender.close().await;

@@ -6,24 +6,15 @@ mod common;
 
 use std::process::Command;
 
-use common::{Dev, ok, text};
+use common::{Dev, Mbsync, ok, python, swaks, text};
 
 /// Runs `script` with the IMAP and IMAPS addresses as arguments; returns its output lines.
 fn imaplib(dev: &Dev, script: &str) -> Vec<String> {
     let prelude = r#"
-import imaplib, ssl, sys
-context = ssl.create_default_context()
-context.check_hostname = False
-context.verify_mode = ssl.CERT_NONE  # kubemail dev's self-signed certificate
 imap_host, imap_port = sys.argv[1].rsplit(":", 1)
 imaps_host, imaps_port = sys.argv[2].rsplit(":", 1)
 "#;
-    let output = Command::new("python3")
-        .args(["-c", &format!("{prelude}{script}"), &dev.imap, &dev.imaps])
-        .output()
-        .expect("python3 runs");
-    assert!(output.status.success(), "imaplib: {}{}", text(&output.stdout), text(&output.stderr));
-    text(&output.stdout).lines().map(str::to_string).collect()
+    python(&format!("{prelude}{script}"), &[&dev.imap, &dev.imaps])
 }
 
 fn with_alice(dev: &Dev) {
@@ -121,62 +112,28 @@ m.logout()
     assert_eq!(lines, ["OK"]);
 }
 
-/// The files of a Maildir folder (names carry the flags), sorted.
-fn maildir_files(dir: &std::path::Path) -> Vec<String> {
-    let mut files: Vec<String> = ["cur", "new"]
-        .iter()
-        .flat_map(|sub| std::fs::read_dir(dir.join(sub)).into_iter().flatten())
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn mbsync_syncs_both_ways_and_a_second_run_changes_nothing() {
     let data = tempfile::tempdir().unwrap();
     let dev = Dev::start_with(data.path(), &["--imap-allow-plaintext-login"]);
     with_alice(&dev);
     for subject in ["one", "two"] {
-        let sent = Command::new("swaks")
-            .args(["--server", &dev.smtp, "--to", "alice@example.org", "--header", &format!("Subject: {subject}")])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
+        let sent = swaks(&dev.smtp, &["--to", "alice@example.org", "--header", &format!("Subject: {subject}")]);
         assert!(sent.status.success(), "{}", text(&sent.stdout));
     }
     dev.wait_for_inbox("alice@example.org", "s3cret", 2);
-    let local = tempfile::tempdir().unwrap();
-    let inbox = local.path().join("INBOX");
-    let (host, port) = dev.imap.rsplit_once(':').unwrap();
-    let config = local.path().join("mbsyncrc");
-    std::fs::write(
-        &config,
-        format!(
-            "IMAPAccount dev\nHost {host}\nPort {port}\nUser alice@example.org\nPass s3cret\nSSLType None\n\
-             AuthMechs LOGIN PLAIN\n\nIMAPStore remote\nAccount dev\n\nMaildirStore local\nPath {}/\nInbox {}\n\n\
-             Channel inbox\nFar :remote:INBOX\nNear :local:INBOX\nCreate Both\nExpunge Both\nSyncState *\n",
-            local.path().display(),
-            inbox.display()
-        ),
-    )
-    .unwrap();
-    let sync = || {
-        let output = Command::new("mbsync").arg("-c").arg(&config).arg("inbox").output().expect("mbsync runs");
-        assert!(output.status.success(), "mbsync: {}{}", text(&output.stdout), text(&output.stderr));
-    };
-    sync();
-    assert_eq!(maildir_files(&inbox).len(), 2, "both messages came down");
-    let written = inbox.join("new").join("1795712300.1_1.local");
-    std::fs::write(&written, "From: alice@example.org\r\nSubject: written locally\r\n\r\nUp it goes.\r\n").unwrap();
-    sync();
+    let mbsync = Mbsync::new(&dev.imap, "alice@example.org", "s3cret", None);
+    mbsync.sync();
+    assert_eq!(mbsync.files().len(), 2, "both messages came down");
+    mbsync.write("1795712300.1_1.local", "From: alice@example.org\r\nSubject: written locally\r\n\r\nUp it goes.\r\n");
+    mbsync.sync();
     let inbox_on_server = dev.inbox("alice@example.org", "s3cret");
     assert_eq!(inbox_on_server.len(), 3, "the local message went up");
     assert!(inbox_on_server[2].contains("Subject: written locally"));
 
-    let before = maildir_files(&inbox);
-    sync();
-    assert_eq!(maildir_files(&inbox), before, "a second run changes nothing here");
+    let before = mbsync.files();
+    mbsync.sync();
+    assert_eq!(mbsync.files(), before, "a second run changes nothing here");
     assert_eq!(dev.inbox("alice@example.org", "s3cret"), inbox_on_server, "nor there");
 }
 
@@ -185,11 +142,7 @@ fn curl_lists_mailboxes_and_reads_a_message_by_uid() {
     let data = tempfile::tempdir().unwrap();
     let dev = Dev::start(data.path());
     with_alice(&dev);
-    let sent = Command::new("swaks")
-        .args(["--server", &dev.smtp, "--to", "alice@example.org", "--header", "Subject: for curl"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let sent = swaks(&dev.smtp, &["--to", "alice@example.org", "--header", "Subject: for curl"]);
     assert!(sent.status.success(), "{}", text(&sent.stdout));
     dev.wait_for_inbox("alice@example.org", "s3cret", 1);
     let curl = |url: &str| {

@@ -9,22 +9,12 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Dev, ok, text};
+use common::{Dev, ok, python, swaks, text};
 use kubemail_proto::Message as _;
 use kubemail_proto::queue::Envelope;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::{Queue, Spool};
 use kubemail_testkit::mta::{Mta, Options};
-
-fn swaks(server: &str, args: &[&str]) -> Output {
-    Command::new("swaks")
-        .args(["--server", server, "--helo", "client.test", "--timeout", "20"])
-        .args(args)
-        // swaks asks for anything missing on its terminal; a test has none to offer.
-        .stdin(Stdio::null())
-        .output()
-        .expect("swaks runs")
-}
 
 /// The queue id from swaks' transcript of a `250 2.0.0 OK: queued as <id>`.
 fn queued_id(output: &Output) -> String {
@@ -161,12 +151,8 @@ fn real_clients_submit_and_deliver_over_every_listener() {
 
     // Python's smtplib over STARTTLS, as an application would send.
     let script = r#"
-import smtplib, ssl, sys
-context = ssl.create_default_context()
-context.check_hostname = False
-context.verify_mode = ssl.CERT_NONE
-host, port = sys.argv[1].rsplit(":", 1)
-with smtplib.SMTP(host, int(port), timeout=20) as smtp:
+host, port = address(sys.argv[1])
+with smtplib.SMTP(host, port, timeout=20) as smtp:
     smtp.starttls(context=context)
     smtp.login("alice@example.org", "s3cret")
     refused = smtp.sendmail("alice@example.org", ["bob@example.org"],
@@ -175,9 +161,7 @@ with smtplib.SMTP(host, int(port), timeout=20) as smtp:
     code, _ = smtp.noop()
     print(code)
 "#;
-    let python = Command::new("python3").args(["-c", script, &dev.submission]).output().expect("python3 runs");
-    assert!(python.status.success(), "smtplib: {}", text(&python.stderr));
-    assert_eq!(text(&python.stdout).trim(), "250");
+    assert_eq!(python(script, &[&dev.submission]), ["250"]);
 
     // Everything acknowledged is delivered to the local mailboxes.
     let bobs = dev.wait_for_inbox("bob@example.org", "hunter2", 3);

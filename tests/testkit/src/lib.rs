@@ -11,7 +11,9 @@
 //! - [`mailstore`] — a mailstore on SQLite with accounts to deliver to, and a mailbox reader.
 //! - [`mta`] — a remote MTA on loopback that records what it receives and answers as told.
 //! - [`dns`] — a DNS server on loopback answering from the records a test sets.
+//! - [`dkim`] — DKIM keys in the delivery queue's layout, and a verifier without DNS.
 
+pub mod dkim;
 pub mod dns;
 pub mod mailstore;
 pub mod mta;

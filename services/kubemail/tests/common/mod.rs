@@ -145,3 +145,116 @@ pub fn ok(output: Output) -> String {
     assert!(output.status.success(), "command failed: {}", text(&output.stderr));
     text(&output.stdout)
 }
+
+/// What every Python client script starts with: its libraries, and a TLS context that accepts
+/// `kubemail dev`'s self-signed certificate.
+const PYTHON_PRELUDE: &str = r#"
+import imaplib, smtplib, ssl, sys
+from email.message import EmailMessage
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+def address(arg):
+    host, port = arg.rsplit(":", 1)
+    return host, int(port)
+"#;
+
+/// Runs a Python client `script` with `args` (in `sys.argv[1:]`); returns its output lines.
+pub fn python(script: &str, args: &[&str]) -> Vec<String> {
+    let output = Command::new("python3")
+        .args(["-c", &format!("{PYTHON_PRELUDE}{script}")])
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "python: {}{}", text(&output.stdout), text(&output.stderr));
+    text(&output.stdout).lines().map(str::to_string).collect()
+}
+
+/// Starts a Python client `script` that keeps running; its output lines arrive on the receiver.
+pub fn python_in_background(script: &str, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new("python3")
+        .args(["-u", "-c", &format!("{PYTHON_PRELUDE}{script}")])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs");
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, received)
+}
+
+/// swaks against `server`, with what a client on a terminal would be asked for given.
+pub fn swaks(server: &str, args: &[&str]) -> Output {
+    Command::new("swaks")
+        .args(["--server", server, "--helo", "client.test", "--timeout", "20"])
+        .args(args)
+        // swaks asks for anything missing on its terminal; a test has none to offer.
+        .stdin(Stdio::null())
+        .output()
+        .expect("swaks runs")
+}
+
+/// mbsync between one account's INBOX and a local Maildir.
+pub struct Mbsync {
+    config: std::path::PathBuf,
+    /// The local Maildir folder of the INBOX.
+    pub inbox: std::path::PathBuf,
+    _local: tempfile::TempDir,
+}
+
+impl Mbsync {
+    /// Over `imap` (`host:port`) as `user`; `tls` names the certificate to trust for STARTTLS,
+    /// else the connection is plain text.
+    pub fn new(imap: &str, user: &str, password: &str, tls: Option<&Path>) -> Mbsync {
+        let local = tempfile::tempdir().unwrap();
+        let inbox = local.path().join("INBOX");
+        let (host, port) = imap.rsplit_once(':').unwrap();
+        let security = match tls {
+            Some(certificate) => format!("SSLType STARTTLS\nCertificateFile {}\n", certificate.display()),
+            None => "SSLType None\n".to_string(),
+        };
+        let config = local.path().join("mbsyncrc");
+        std::fs::write(
+            &config,
+            format!(
+                "IMAPAccount dev\nHost {host}\nPort {port}\nUser {user}\nPass \"{}\"\n{security}\
+                 AuthMechs LOGIN PLAIN\n\nIMAPStore remote\nAccount dev\n\nMaildirStore local\nPath {}/\nInbox {}\n\n\
+                 Channel inbox\nFar :remote:INBOX\nNear :local:INBOX\nCreate Both\nExpunge Both\nSyncState *\n",
+                password.replace('\\', "\\\\").replace('"', "\\\""),
+                local.path().display(),
+                inbox.display()
+            ),
+        )
+        .unwrap();
+        Mbsync { config, inbox, _local: local }
+    }
+
+    pub fn sync(&self) {
+        let output = Command::new("mbsync").arg("-c").arg(&self.config).arg("inbox").output().expect("mbsync runs");
+        assert!(output.status.success(), "mbsync: {}{}", text(&output.stdout), text(&output.stderr));
+    }
+
+    /// The files of the local INBOX (their names carry the flags), sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut files: Vec<String> = ["cur", "new"]
+            .iter()
+            .flat_map(|sub| std::fs::read_dir(self.inbox.join(sub)).into_iter().flatten())
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Writes a message into the local INBOX, for the next sync to take up.
+    pub fn write(&self, name: &str, message: &str) {
+        std::fs::write(self.inbox.join("new").join(name), message).unwrap();
+    }
+}

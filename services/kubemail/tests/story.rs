@@ -1,0 +1,171 @@
+//! The user story, end to end in `kubemail dev` with real clients: mail from outside reaches
+//! alice over the MX port; she reads it over IMAP with STARTTLS and replies through submission
+//! to bob and to someone outside; bob's IDLE session hears it arrive; the outside MTA receives
+//! it DKIM-signed; mbsync takes her mailbox to a Maildir and back; and once her mailbox is
+//! full, the next message is refused over SMTP and over IMAP.
+
+mod common;
+
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use common::{Dev, Mbsync, ok, python, python_in_background, swaks, text};
+use kubemail_testkit::dkim::{self, DkimResult};
+use kubemail_testkit::mta::{Mta, Options};
+
+/// Bob on implicit TLS: selects his INBOX, says `idling` once IDLE is accepted, then prints
+/// the first EXISTS it hears.
+const IDLE: &str = r#"
+host, port = address(sys.argv[1])
+m = imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=60)
+m.login(sys.argv[2], sys.argv[3])
+m.select("INBOX")
+tag = m._new_tag().decode()
+m.send(f"{tag} IDLE\r\n".encode())
+if m.readline().startswith(b"+"):
+    print("idling")
+while True:
+    line = m.readline().decode().strip()
+    if line.endswith("EXISTS"):
+        print(line)
+        break
+m.send(b"DONE\r\n")
+while not m.readline().startswith(tag.encode()):
+    pass
+m.logout()
+"#;
+
+/// Alice over STARTTLS: reads her message, then replies through submission (STARTTLS + AUTH)
+/// to bob and to the sender outside.
+const READ_AND_REPLY: &str = r#"
+host, port = address(sys.argv[1])
+m = imaplib.IMAP4(host, port, timeout=30)
+m.starttls(ssl_context=context)
+m.login("alice@example.org", "alice's password")
+typ, count = m.select("INBOX")
+print("messages:", count[0].decode())
+typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT MESSAGE-ID)] BODY.PEEK[TEXT])")
+headers, body = data[0][1].decode(), data[1][1].decode()
+subject = [l for l in headers.splitlines() if l.lower().startswith("subject:")][0]
+message_id = [l.split(":", 1)[1].strip() for l in headers.splitlines() if l.lower().startswith("message-id:")][0]
+print(subject)
+print("body:", body.strip())
+m.logout()
+
+reply = EmailMessage()
+reply["From"] = "alice@example.org"
+reply["To"] = "bob@example.org, friend@example.net"
+reply["Subject"] = "Re: Lunch?"
+reply["In-Reply-To"] = message_id
+reply.set_content("Noon works. Bob joins us.")
+host, port = address(sys.argv[2])
+with smtplib.SMTP(host, port, timeout=30) as smtp:
+    smtp.starttls(context=context)
+    smtp.login("alice@example.org", "alice's password")
+    print("refused:", smtp.send_message(reply))
+"#;
+
+/// With alice's mailbox full: a message for her over SMTP (smtplib announces its SIZE), and an
+/// APPEND of her own over IMAP.
+const OVER_QUOTA: &str = r#"
+host, port = address(sys.argv[1])
+with smtplib.SMTP(host, port, timeout=30) as smtp:
+    try:
+        smtp.sendmail("friend@example.net", ["alice@example.org"], "Subject: one more\r\n\r\nHello again.\r\n")
+        print("smtp: accepted")
+    except smtplib.SMTPRecipientsRefused as refused:
+        code, text = refused.recipients["alice@example.org"]
+        print("smtp:", code, text.decode())
+host, port = address(sys.argv[2])
+m = imaplib.IMAP4(host, port, timeout=30)
+m.starttls(ssl_context=context)
+m.login("alice@example.org", "alice's password")
+typ, data = m.append("INBOX", None, None, b"Subject: a draft\r\n\r\nToo much.\r\n")
+print("imap:", typ, data[0].decode())
+m.logout()
+"#;
+
+fn next_line(lines: &Receiver<String>, within: Duration) -> String {
+    lines.recv_timeout(within).expect("the client printed nothing in time")
+}
+
+#[test]
+fn mail_from_outside_is_read_answered_synced_and_refused_once_the_mailbox_is_full() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outside = runtime.block_on(Mta::start(Options::default()));
+    let keys = tempfile::tempdir().unwrap();
+    let record = dkim::rsa_key(keys.path(), "example.org", "story");
+    let data = tempfile::tempdir().unwrap();
+    let mx_override = format!("example.net={}", outside.address);
+    let dkim_dir = keys.path().to_str().unwrap();
+    let dev = Dev::start_with(data.path(), &["--mx-override", &mx_override, "--dkim-dir", dkim_dir]);
+    ok(dev.admin(&["domain", "add", "example.org"], None));
+    ok(dev.admin(&["mailbox", "add", "alice@example.org", "--password-stdin"], Some("alice's password\n")));
+    ok(dev.admin(&["mailbox", "add", "bob@example.org", "--password-stdin"], Some("bob's password\n")));
+
+    // From outside, over the MX port.
+    let sent = swaks(
+        &dev.smtp,
+        &[
+            "--from",
+            "friend@example.net",
+            "--to",
+            "alice@example.org",
+            "--header",
+            "Subject: Lunch?",
+            "--body",
+            "Free at noon?",
+        ],
+    );
+    assert!(text(&sent.stdout).contains("250 2.0.0"), "{}", text(&sent.stdout));
+    assert_eq!(dev.wait_for_inbox("alice@example.org", "alice's password", 1).len(), 1);
+
+    // Bob waits in IDLE on the implicit-TLS listener.
+    let (mut bob, bob_says) = python_in_background(IDLE, &[&dev.imaps, "bob@example.org", "bob's password"]);
+    assert_eq!(next_line(&bob_says, Duration::from_secs(30)), "idling");
+
+    // Alice reads it and replies.
+    let alice = python(READ_AND_REPLY, &[&dev.imap, &dev.submission]);
+    assert_eq!(alice, ["messages: 1", "Subject: Lunch?", "body: Free at noon?", "refused: {}"]);
+
+    // Bob hears the reply arrive.
+    assert_eq!(next_line(&bob_says, Duration::from_secs(30)), "* 1 EXISTS");
+    assert!(bob.wait().unwrap().success(), "bob's session ended cleanly");
+    let bobs = dev.inbox("bob@example.org", "bob's password");
+    assert!(bobs[0].contains("Subject: Re: Lunch?") && bobs[0].contains("Noon works."), "{}", bobs[0]);
+
+    // The outside MTA gets it, signed for example.org.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while outside.received().is_empty() {
+        assert!(Instant::now() < deadline, "nothing reached the outside MTA");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let received = outside.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].mail_from, "alice@example.org");
+    assert_eq!(received[0].recipients, ["friend@example.net"]);
+    let signed = runtime.block_on(dkim::verify(&received[0].data, "story._domainkey.example.org.", &record));
+    assert_eq!(signed, DkimResult::Pass, "{}", text(&received[0].data));
+
+    // Her mailbox to a Maildir and back, over STARTTLS; a second run changes nothing.
+    let certificate = data.path().join("tls/localhost/tls.crt");
+    let mbsync = Mbsync::new(&dev.imap, "alice@example.org", "alice's password", Some(&certificate));
+    mbsync.sync();
+    assert_eq!(mbsync.files().len(), 1);
+    mbsync.write("1795712300.1_1.local", "From: alice@example.org\r\nSubject: notes\r\n\r\nBring the map.\r\n");
+    mbsync.sync();
+    let on_server = dev.inbox("alice@example.org", "alice's password");
+    assert_eq!(on_server.len(), 2, "the local message went up");
+    let files = mbsync.files();
+    mbsync.sync();
+    assert_eq!(mbsync.files(), files);
+    assert_eq!(dev.inbox("alice@example.org", "alice's password"), on_server);
+
+    // A full mailbox refuses more: a temporary 452 over SMTP, OVERQUOTA over IMAP.
+    ok(dev.admin(&["mailbox", "quota", "alice@example.org", "--storage", "0", "--messages", "2"], None));
+    let refused = python(OVER_QUOTA, &[&dev.smtp, &dev.imap]);
+    assert!(refused[0].starts_with("smtp: 452 4.2.2"), "{refused:?}");
+    assert!(refused[1].starts_with("imap: NO [OVERQUOTA]"), "{refused:?}");
+    assert_eq!(dev.inbox("alice@example.org", "alice's password").len(), 2, "nothing more was stored");
+    assert!(dev.terminate(), "a clean stop");
+}
