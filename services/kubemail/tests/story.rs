@@ -1,15 +1,19 @@
-//! The user story, end to end in `kubemail dev` with real clients: mail from outside reaches
-//! alice over the MX port; she reads it over IMAP with STARTTLS and replies through submission
-//! to bob and to someone outside; bob's IDLE session hears it arrive; the outside MTA receives
-//! it DKIM-signed; mbsync takes her mailbox to a Maildir and back; and once her mailbox is
-//! full, the next message is refused over SMTP and over IMAP.
+//! The user story, end to end with real clients, in `kubemail dev` and in the distributed mode
+//! (each service its own process, two SMTP ingresses and two IMAP frontends): mail from
+//! outside reaches alice over the MX port; she reads it over IMAP with STARTTLS and replies
+//! through submission to bob and to someone outside; bob's IDLE session, on another frontend
+//! where there is one, hears it arrive; the outside MTA receives it DKIM-signed; mbsync takes
+//! her mailbox to a Maildir and back; and once her mailbox is full, the next message is
+//! refused over SMTP and over IMAP.
 
 mod common;
 
+use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::{Dev, Mbsync, ok, python, python_in_background, swaks, text};
+use common::distributed::Distributed;
+use common::{Dev, Mbsync, admin, inbox, ok, python, python_in_background, swaks, text, wait_for_inbox};
 use kubemail_testkit::dkim::{self, DkimResult};
 use kubemail_testkit::mta::{Mta, Options};
 
@@ -89,23 +93,60 @@ fn next_line(lines: &Receiver<String>, within: Duration) -> String {
     lines.recv_timeout(within).expect("the client printed nothing in time")
 }
 
-#[test]
-fn mail_from_outside_is_read_answered_synced_and_refused_once_the_mailbox_is_full() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let outside = runtime.block_on(Mta::start(Options::default()));
-    let keys = tempfile::tempdir().unwrap();
-    let record = dkim::rsa_key(keys.path(), "example.org", "story");
-    let data = tempfile::tempdir().unwrap();
-    let mx_override = format!("example.net={}", outside.address);
-    let dkim_dir = keys.path().to_str().unwrap();
-    let dev = Dev::start_with(data.path(), &["--mx-override", &mx_override, "--dkim-dir", dkim_dir]);
-    ok(dev.admin(&["domain", "add", "example.org"], None));
-    ok(dev.admin(&["mailbox", "add", "alice@example.org", "--password-stdin"], Some("alice's password\n")));
-    ok(dev.admin(&["mailbox", "add", "bob@example.org", "--password-stdin"], Some("bob's password\n")));
+/// Where the story happens: the addresses its people use.
+struct Scene<'a> {
+    /// The mailstore, for `kubemail admin` and for reading mailboxes.
+    grpc: &'a str,
+    /// Where mail from outside arrives.
+    mx: &'a str,
+    /// Where alice sends her reply.
+    submission: &'a str,
+    /// Where alice reads and syncs (STARTTLS), and the certificate it presents.
+    imap: &'a str,
+    certificate: &'a Path,
+    /// Where bob waits in IDLE (implicit TLS).
+    bobs_imaps: &'a str,
+    /// Where more mail for alice is tried once her mailbox is full.
+    later_mx: &'a str,
+    later_imap: &'a str,
+}
+
+/// The outside world: an MTA for example.net and the DKIM key example.org signs with.
+struct Outside {
+    runtime: tokio::runtime::Runtime,
+    mta: Mta,
+    keys: tempfile::TempDir,
+    record: String,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let mta = runtime.block_on(Mta::start(Options::default()));
+        let keys = tempfile::tempdir().unwrap();
+        let record = dkim::rsa_key(keys.path(), "example.org", "story");
+        Outside { runtime, mta, keys, record }
+    }
+
+    /// The delivery queue's flags that reach it.
+    fn flags(&self) -> [String; 4] {
+        [
+            "--mx-override".into(),
+            format!("example.net={}", self.mta.address),
+            "--dkim-dir".into(),
+            self.keys.path().to_str().unwrap().into(),
+        ]
+    }
+}
+
+fn story(scene: &Scene, outside: &Outside) {
+    ok(admin(scene.grpc, &["domain", "add", "example.org"], None));
+    ok(admin(scene.grpc, &["mailbox", "add", "alice@example.org", "--password-stdin"], Some("alice's password\n")));
+    ok(admin(scene.grpc, &["mailbox", "add", "bob@example.org", "--password-stdin"], Some("bob's password\n")));
 
     // From outside, over the MX port.
     let sent = swaks(
-        &dev.smtp,
+        scene.mx,
         &[
             "--from",
             "friend@example.net",
@@ -118,54 +159,97 @@ fn mail_from_outside_is_read_answered_synced_and_refused_once_the_mailbox_is_ful
         ],
     );
     assert!(text(&sent.stdout).contains("250 2.0.0"), "{}", text(&sent.stdout));
-    assert_eq!(dev.wait_for_inbox("alice@example.org", "alice's password", 1).len(), 1);
+    assert_eq!(wait_for_inbox(scene.grpc, "alice@example.org", "alice's password", 1).len(), 1);
 
-    // Bob waits in IDLE on the implicit-TLS listener.
-    let (mut bob, bob_says) = python_in_background(IDLE, &[&dev.imaps, "bob@example.org", "bob's password"]);
+    // Bob waits in IDLE.
+    let (mut bob, bob_says) = python_in_background(IDLE, &[scene.bobs_imaps, "bob@example.org", "bob's password"]);
     assert_eq!(next_line(&bob_says, Duration::from_secs(30)), "idling");
 
     // Alice reads it and replies.
-    let alice = python(READ_AND_REPLY, &[&dev.imap, &dev.submission]);
+    let alice = python(READ_AND_REPLY, &[scene.imap, scene.submission]);
     assert_eq!(alice, ["messages: 1", "Subject: Lunch?", "body: Free at noon?", "refused: {}"]);
 
     // Bob hears the reply arrive.
     assert_eq!(next_line(&bob_says, Duration::from_secs(30)), "* 1 EXISTS");
     assert!(bob.wait().unwrap().success(), "bob's session ended cleanly");
-    let bobs = dev.inbox("bob@example.org", "bob's password");
+    let bobs = inbox(scene.grpc, "bob@example.org", "bob's password");
     assert!(bobs[0].contains("Subject: Re: Lunch?") && bobs[0].contains("Noon works."), "{}", bobs[0]);
 
     // The outside MTA gets it, signed for example.org.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while outside.received().is_empty() {
+    while outside.mta.received().is_empty() {
         assert!(Instant::now() < deadline, "nothing reached the outside MTA");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let received = outside.received();
+    let received = outside.mta.received();
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].mail_from, "alice@example.org");
     assert_eq!(received[0].recipients, ["friend@example.net"]);
-    let signed = runtime.block_on(dkim::verify(&received[0].data, "story._domainkey.example.org.", &record));
+    let signed =
+        outside.runtime.block_on(dkim::verify(&received[0].data, "story._domainkey.example.org.", &outside.record));
     assert_eq!(signed, DkimResult::Pass, "{}", text(&received[0].data));
 
     // Her mailbox to a Maildir and back, over STARTTLS; a second run changes nothing.
-    let certificate = data.path().join("tls/localhost/tls.crt");
-    let mbsync = Mbsync::new(&dev.imap, "alice@example.org", "alice's password", Some(&certificate));
+    let mbsync = Mbsync::new(scene.imap, "alice@example.org", "alice's password", Some(scene.certificate));
     mbsync.sync();
     assert_eq!(mbsync.files().len(), 1);
     mbsync.write("1795712300.1_1.local", "From: alice@example.org\r\nSubject: notes\r\n\r\nBring the map.\r\n");
     mbsync.sync();
-    let on_server = dev.inbox("alice@example.org", "alice's password");
+    let on_server = inbox(scene.grpc, "alice@example.org", "alice's password");
     assert_eq!(on_server.len(), 2, "the local message went up");
     let files = mbsync.files();
     mbsync.sync();
     assert_eq!(mbsync.files(), files);
-    assert_eq!(dev.inbox("alice@example.org", "alice's password"), on_server);
+    assert_eq!(inbox(scene.grpc, "alice@example.org", "alice's password"), on_server);
 
     // A full mailbox refuses more: a temporary 452 over SMTP, OVERQUOTA over IMAP.
-    ok(dev.admin(&["mailbox", "quota", "alice@example.org", "--storage", "0", "--messages", "2"], None));
-    let refused = python(OVER_QUOTA, &[&dev.smtp, &dev.imap]);
+    ok(admin(scene.grpc, &["mailbox", "quota", "alice@example.org", "--storage", "0", "--messages", "2"], None));
+    let refused = python(OVER_QUOTA, &[scene.later_mx, scene.later_imap]);
     assert!(refused[0].starts_with("smtp: 452 4.2.2"), "{refused:?}");
     assert!(refused[1].starts_with("imap: NO [OVERQUOTA]"), "{refused:?}");
-    assert_eq!(dev.inbox("alice@example.org", "alice's password").len(), 2, "nothing more was stored");
+    assert_eq!(inbox(scene.grpc, "alice@example.org", "alice's password").len(), 2, "nothing more was stored");
+}
+
+#[test]
+fn the_story_in_kubemail_dev() {
+    let outside = Outside::new();
+    let data = tempfile::tempdir().unwrap();
+    let flags = outside.flags();
+    let dev = Dev::start_with(data.path(), &flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let certificate = data.path().join("tls/localhost/tls.crt");
+    let scene = Scene {
+        grpc: &dev.grpc,
+        mx: &dev.smtp,
+        submission: &dev.submission,
+        imap: &dev.imap,
+        certificate: &certificate,
+        bobs_imaps: &dev.imaps,
+        later_mx: &dev.smtp,
+        later_imap: &dev.imap,
+    };
+    story(&scene, &outside);
     assert!(dev.terminate(), "a clean stop");
+}
+
+#[test]
+fn the_story_across_separate_services() {
+    let outside = Outside::new();
+    let flags = outside.flags();
+    let platform = Distributed::start(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    // Each step on the other replica from the step before.
+    let scene = Scene {
+        grpc: &platform.grpc,
+        mx: &platform.smtp[0].mx,
+        submission: &platform.smtp[1].submission,
+        imap: &platform.imap[0].imap,
+        certificate: &platform.certificate,
+        bobs_imaps: &platform.imap[1].imaps,
+        later_mx: &platform.smtp[1].mx,
+        later_imap: &platform.imap[1].imap,
+    };
+    let story = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| story(&scene, &outside)));
+    if let Err(failure) = story {
+        eprintln!("{}", platform.logs());
+        std::panic::resume_unwind(failure);
+    }
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod distributed;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
@@ -74,38 +76,17 @@ impl Dev {
     }
 
     pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(KUBEMAIL)
-            .args(["admin", "--mailstore", &self.grpc])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubemail admin runs");
-        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        admin(&self.grpc, args, stdin)
     }
 
     /// The messages in `address`'s INBOX, read through the mailstore API.
     pub fn inbox(&self, address: &str, password: &str) -> Vec<String> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            let channel = tonic::transport::Channel::from_shared(self.grpc.clone()).unwrap().connect().await.unwrap();
-            let messages = kubemail_testkit::mailstore::inbox(&channel, address, password).await;
-            messages.iter().map(|message| text(message)).collect()
-        })
+        inbox(&self.grpc, address, password)
     }
 
     /// Waits (up to a minute) until `address`'s INBOX holds `count` messages, and returns them.
     pub fn wait_for_inbox(&self, address: &str, password: &str, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let messages = self.inbox(address, password);
-            if messages.len() >= count || Instant::now() > deadline {
-                return messages;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_inbox(&self.grpc, address, password, count)
     }
 
     /// Stops with SIGTERM and returns whether the exit was clean.
@@ -129,6 +110,42 @@ impl Drop for Dev {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `kubemail admin` against the mailstore at `grpc`, `stdin` given.
+pub fn admin(grpc: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(KUBEMAIL)
+        .args(["admin", "--mailstore", grpc])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubemail admin runs");
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The messages in `address`'s INBOX, read through the mailstore API at `grpc`.
+pub fn inbox(grpc: &str, address: &str, password: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(grpc.to_string()).unwrap().connect().await.unwrap();
+        let messages = kubemail_testkit::mailstore::inbox(&channel, address, password).await;
+        messages.iter().map(|message| text(message)).collect()
+    })
+}
+
+/// Waits (up to a minute) until `address`'s INBOX holds `count` messages, and returns them.
+pub fn wait_for_inbox(grpc: &str, address: &str, password: &str, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let messages = inbox(grpc, address, password);
+        if messages.len() >= count || Instant::now() > deadline {
+            return messages;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

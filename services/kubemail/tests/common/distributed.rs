@@ -1,0 +1,143 @@
+//! The platform as production runs it, on loopback: each service its own process (the
+//! binaries next to `kubemail`), the mailstore on PostgreSQL, NATS with JetStream, and two
+//! smtp-ingress and two imap-frontend processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{KUBEMAIL, curl, free_port, text};
+
+/// A service binary built beside `kubemail` (`cargo test --workspace` builds every package's).
+fn binary(name: &str) -> PathBuf {
+    let path = Path::new(KUBEMAIL).with_file_name(name);
+    assert!(path.exists(), "{} is missing: build every binary first (cargo build --bins)", path.display());
+    path
+}
+
+fn loopback() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// One SMTP ingress's listeners.
+pub struct Smtp {
+    pub mx: String,
+    pub submission: String,
+    pub submissions: String,
+}
+
+/// One IMAP frontend's listeners.
+pub struct Imap {
+    pub imap: String,
+    pub imaps: String,
+}
+
+pub struct Distributed {
+    /// The mailstore's gRPC URL.
+    pub grpc: String,
+    pub smtp: [Smtp; 2],
+    pub imap: [Imap; 2],
+    /// The certificate the listeners present.
+    pub certificate: PathBuf,
+    services: Vec<(String, Child)>,
+    work: tempfile::TempDir,
+    _nats: kubemail_testkit::NatsServer,
+}
+
+impl Distributed {
+    /// Starts everything and waits until every service is ready; `delivery` are extra flags
+    /// of the delivery queue (`--mx-override`, `--dkim-dir`).
+    pub fn start(delivery: &[&str]) -> Distributed {
+        let work = tempfile::tempdir().unwrap();
+        let nats = kubemail_testkit::NatsServer::start();
+        let database = tokio::runtime::Runtime::new().unwrap().block_on(kubemail_testkit::postgres_database());
+        let tls = work.path().join("tls");
+        let pair = kubemail_runtime::tls::self_signed(&["localhost".to_string()]).unwrap();
+        kubemail_runtime::tls::write_pair(&tls, "localhost", &pair).unwrap();
+        let grpc = loopback();
+        let mut platform = Distributed {
+            grpc: format!("http://{grpc}"),
+            smtp: [0, 1].map(|_| Smtp { mx: loopback(), submission: loopback(), submissions: loopback() }),
+            imap: [0, 1].map(|_| Imap { imap: loopback(), imaps: loopback() }),
+            certificate: tls.join("localhost/tls.crt"),
+            services: Vec::new(),
+            work,
+            _nats: nats,
+        };
+        let nats_url = platform._nats.url();
+        let common = |http: &str| {
+            ["--http-listen", http, "--nats-url", &nats_url].into_iter().map(str::to_string).collect::<Vec<_>>()
+        };
+        let mailstore = ["--database-url", &database, "--grpc-listen", &grpc].map(str::to_string);
+        platform.spawn("mailstore", &[&mailstore[..], &common(&loopback())].concat());
+        let tls_dir = tls.to_str().unwrap().to_string();
+        let with_mailstore =
+            ["--mailstore", &platform.grpc, "--hostname", "localhost", "--tls-dir", &tls_dir].map(str::to_string);
+        for i in 0..2 {
+            let smtp = &platform.smtp[i];
+            let listeners = [
+                "--smtp-listen",
+                &smtp.mx,
+                "--submission-listen",
+                &smtp.submission,
+                "--submissions-listen",
+                &smtp.submissions,
+            ]
+            .map(str::to_string);
+            let args = [&listeners[..], &with_mailstore[..], &common(&loopback())].concat();
+            platform.spawn("smtp-ingress", &args);
+            let imap = &platform.imap[i];
+            let listeners = ["--imap-listen", &imap.imap, "--imaps-listen", &imap.imaps].map(str::to_string);
+            let args = [&listeners[..], &with_mailstore[..], &common(&loopback())].concat();
+            platform.spawn("imap-frontend", &args);
+        }
+        let queue = ["--mailstore", &platform.grpc, "--hostname", "localhost"].map(str::to_string);
+        let extra: Vec<String> = delivery.iter().map(|s| s.to_string()).collect();
+        platform.spawn("delivery-queue", &[&queue[..], &extra, &common(&loopback())].concat());
+        platform
+    }
+
+    /// Starts `name` with `args`, its output in a log file, and waits for its `/readyz`.
+    fn spawn(&mut self, name: &str, args: &[String]) {
+        let log = self.work.path().join(format!("{name}-{}.log", self.services.len()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(binary(name))
+            .args(args)
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
+        let http = args.iter().position(|a| a == "--http-listen").map(|i| args[i + 1].clone()).unwrap();
+        self.services.push((name.to_string(), child));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !curl(&format!("http://{http}/readyz")).status.success() {
+            let logged = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(Instant::now() < deadline, "{name} not ready after 60 s:\n{logged}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        super::admin(&self.grpc, args, stdin)
+    }
+
+    /// Every service's log, for a failing test to show.
+    pub fn logs(&self) -> String {
+        let mut logs = String::new();
+        for entry in std::fs::read_dir(self.work.path()).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                logs += &format!("== {}\n{}", entry.path().display(), text(&std::fs::read(entry.path()).unwrap()));
+            }
+        }
+        logs
+    }
+}
+
+impl Drop for Distributed {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.services {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
