@@ -12,11 +12,13 @@
 //! - [`mta`] — a remote MTA on loopback that records what it receives and answers as told.
 //! - [`dns`] — a DNS server on loopback answering from the records a test sets.
 //! - [`dkim`] — DKIM keys in the delivery queue's layout, and a verifier without DNS.
+//! - [`otlp`] — an OTLP trace collector that keeps the spans the services export.
 
 pub mod dkim;
 pub mod dns;
 pub mod mailstore;
 pub mod mta;
+pub mod otlp;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use imap_codec::imap_types::core::Tag;
 use kubemail_proto::Message;
 use kubemail_proto::events::{MailboxEvent, mailbox_event::Change};
-use kubemail_runtime::EventStream;
+use kubemail_runtime::{EventStream, propagation};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::{End, Input};
@@ -34,12 +34,15 @@ impl Updates {
         Updates { events, pending_expunges: Vec::new(), pending_since: None }
     }
 
-    /// The next event, waiting for it (IDLE).
-    pub async fn next(&mut self) -> Option<MailboxEvent> {
+    /// The next event, waiting for it (IDLE), with the span that tells it to the client: a
+    /// child of the change's own trace, so a delivery's trace ends at the IDLE push.
+    pub async fn next(&mut self) -> Option<(MailboxEvent, tracing::Span)> {
         loop {
             let event = self.events.next().await?;
-            if let Ok(event) = MailboxEvent::decode(event.payload) {
-                return Some(event);
+            if let Ok(decoded) = MailboxEvent::decode(event.payload) {
+                let span = tracing::info_span!("imap.idle_update", subject = %event.subject);
+                propagation::set_parent_from_headers(&span, &event.headers);
+                return Some((decoded, span));
             }
         }
     }
@@ -186,7 +189,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     };
                 }
                 event = selection.updates.next() => {
-                    let Some(event) = event else { break IdleEnd::Close };
+                    let Some((event, span)) = event else { break IdleEnd::Close };
+                    let _told = span.enter();
                     let mut lines = selection.apply(event, condstore);
                     lines.push_str(&selection.take_expunges());
                     self.io.write(lines.as_bytes());

@@ -40,6 +40,7 @@ pub struct Distributed {
     /// The certificate the listeners present.
     pub certificate: PathBuf,
     services: Vec<(String, Child)>,
+    env: Vec<(String, String)>,
     work: tempfile::TempDir,
     _nats: kubemail_testkit::NatsServer,
 }
@@ -48,6 +49,11 @@ impl Distributed {
     /// Starts everything and waits until every service is ready; `delivery` are extra flags
     /// of the delivery queue (`--mx-override`, `--dkim-dir`).
     pub fn start(delivery: &[&str]) -> Distributed {
+        Distributed::start_with_env(delivery, &[])
+    }
+
+    /// [`Distributed::start`] with `env` set for every service.
+    pub fn start_with_env(delivery: &[&str], env: &[(&str, &str)]) -> Distributed {
         let work = tempfile::tempdir().unwrap();
         let nats = kubemail_testkit::NatsServer::start();
         let database = tokio::runtime::Runtime::new().unwrap().block_on(kubemail_testkit::postgres_database());
@@ -61,6 +67,7 @@ impl Distributed {
             imap: [0, 1].map(|_| Imap { imap: loopback(), imaps: loopback() }),
             certificate: tls.join("localhost/tls.crt"),
             services: Vec::new(),
+            env: env.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
             work,
             _nats: nats,
         };
@@ -103,6 +110,7 @@ impl Distributed {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(binary(name))
             .args(args)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
             .spawn()

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::Query;
 use tokio::sync::oneshot;
+use tracing::{Instrument as _, Span};
 
 use super::{LockedMailbox, Store, now, postgres};
 use crate::{Error, Result};
@@ -48,7 +49,14 @@ pub(super) trait GroupedWrite: Send + Sync + Sized + 'static {
     fn general(&self, store: &Store) -> impl Future<Output = Result<Self::Answer>> + Send;
 }
 
-type Waiting<W> = Vec<(W, oneshot::Sender<Result<<W as GroupedWrite>::Answer>>)>;
+/// A write waiting for its group: the write, where its answer goes, and its caller's span.
+struct Queued<W: GroupedWrite> {
+    write: W,
+    reply: oneshot::Sender<Result<W::Answer>>,
+    span: Span,
+}
+
+type Waiting<W> = Vec<Queued<W>>;
 
 /// The groups being drained, each with the writes waiting for its next transaction.
 pub(super) struct Groups<W: GroupedWrite> {
@@ -82,8 +90,8 @@ impl<W: GroupedWrite> Groups<W> {
         let take = queue
             .iter()
             .take(MAX_GROUP_MESSAGES)
-            .take_while(|(write, _)| {
-                octets += write.octets();
+            .take_while(|queued| {
+                octets += queued.write.octets();
                 octets <= MAX_GROUP_OCTETS
             })
             .count()
@@ -116,8 +124,12 @@ impl<W: GroupedWrite> OpenGroup<W> {
                 self.closed = true;
                 return;
             }
-            let (writes, replies): (Vec<W>, Vec<_>) = next.into_iter().unzip();
-            for (reply, result) in replies.into_iter().zip(store.write_all(writes).await) {
+            // The group is written in the trace of its first write, so the change events it
+            // publishes continue that trace (an uncontended write is a group of its own).
+            let span = next[0].span.clone();
+            let (writes, replies): (Vec<W>, Vec<_>) =
+                next.into_iter().map(|queued| (queued.write, queued.reply)).unzip();
+            for (reply, result) in replies.into_iter().zip(store.write_all(writes).instrument(span).await) {
                 // The caller may have gone; the write stands either way.
                 let _ = reply.send(result);
             }
@@ -191,7 +203,7 @@ impl Store {
             let mut waiting = groups.lock();
             let queue = waiting.entry(key.clone());
             let open = matches!(queue, std::collections::hash_map::Entry::Vacant(_));
-            queue.or_default().push((write, reply));
+            queue.or_default().push(Queued { write, reply, span: Span::current() });
             open
         };
         if open {
