@@ -190,6 +190,9 @@ pub fn build_config(cluster: &MailCluster) -> ConfigMap {
     if let Some(bytes) = spec.limits.max_message_size.as_ref().and_then(|size| size.bytes()) {
         data.insert("KUBEMAIL_MAX_MESSAGE_SIZE".to_string(), bytes.to_string());
     }
+    if let Some(replicas) = spec.nats.replicas {
+        data.insert("KUBEMAIL_NATS_REPLICAS".to_string(), replicas.to_string());
+    }
     if let Some(recipients) = spec.limits.max_recipients {
         data.insert("KUBEMAIL_MAX_RECIPIENTS".to_string(), recipients.to_string());
     }
@@ -670,6 +673,17 @@ spec:
         let secret = database.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
         assert_eq!((secret.name.as_str(), secret.key.as_str()), ("mail-db-app", "uri"));
         assert!(database.value.is_none(), "the database URI stays in its Secret");
+    }
+
+    #[test]
+    fn three_nats_replicas_are_asked_for_when_the_spec_says_so() {
+        let replicated: MailCluster = serde_yaml::from_str(
+            &CLUSTER
+                .replace("nats: {url: 'nats://nats.nats.svc:4222'}", "nats: {url: 'nats://nats:4222', replicas: 3}"),
+        )
+        .unwrap();
+        assert_eq!(build_config(&replicated).data.unwrap()["KUBEMAIL_NATS_REPLICAS"], "3");
+        assert!(!build_config(&cluster("")).data.unwrap().contains_key("KUBEMAIL_NATS_REPLICAS"), "the default is 1");
     }
 
     #[test]

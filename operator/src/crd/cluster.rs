@@ -112,6 +112,12 @@ pub struct NatsSpec {
     /// For example `nats://nats.nats.svc:4222`.
     #[schemars(length(min = 1))]
     pub url: String,
+    /// Copies JetStream keeps of the queue and the spool: 3 on a cluster of three NATS servers
+    /// keeps acknowledged mail through the loss of one. With 1 (the default) the single
+    /// server must write each message to disk before acknowledging it (`sync_interval: always`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: Option<u8>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]

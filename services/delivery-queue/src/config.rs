@@ -23,6 +23,11 @@ pub struct Config {
     /// NATS server holding the spool and the queue.
     #[arg(long, env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// Copies JetStream keeps of the queue and the spool: 3 on a cluster of three NATS servers
+    /// survives losing one; 1 for a single server, whose JetStream must then write every
+    /// message to disk before acknowledging it (`sync_interval: always`).
+    #[arg(long, env = "KUBEMAIL_NATS_REPLICAS", default_value_t = 1)]
+    pub nats_replicas: usize,
     /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
     #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
     pub http_listen: SocketAddr,

@@ -117,7 +117,12 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let channel = Endpoint::from_shared(config.mailstore.clone())
         .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
         .connect_lazy();
-    let nats = NatsConfig { url: config.nats_url.clone(), lease: config.lease, ..Default::default() };
+    let nats = NatsConfig {
+        url: config.nats_url.clone(),
+        lease: config.lease,
+        replicas: config.nats_replicas,
+        ..Default::default()
+    };
     let transport =
         NatsTransport::connect(&nats).await.map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
     let connections = Connections {

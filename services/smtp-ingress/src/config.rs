@@ -35,6 +35,11 @@ pub struct Config {
     /// NATS server holding the spool and the queue.
     #[arg(long, env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// Copies JetStream keeps of the queue and the spool: 3 on a cluster of three NATS servers
+    /// survives losing one; 1 for a single server, whose JetStream must then write every
+    /// message to disk before acknowledging it (`sync_interval: always`).
+    #[arg(long, env = "KUBEMAIL_NATS_REPLICAS", default_value_t = 1)]
+    pub nats_replicas: usize,
     /// Certificates: one subdirectory per domain with tls.crt and tls.key (a mounted TLS
     /// Secret each). Without it, STARTTLS is not offered and port 465 is not served.
     #[arg(long, env = "KUBEMAIL_TLS_DIR")]

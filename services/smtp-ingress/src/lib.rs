@@ -73,7 +73,11 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         tracing::warn!("--discard-accepted-mail: every accepted message is thrown away");
         Handoff::discarding()
     } else {
-        let transport = NatsTransport::connect(&NatsConfig { url: config.nats_url.clone(), ..Default::default() })
+        let transport = NatsTransport::connect(&NatsConfig {
+            url: config.nats_url.clone(),
+            replicas: config.nats_replicas,
+            ..Default::default()
+        })
             .await
             .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
         Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue), config.limits.handoff_timeout)

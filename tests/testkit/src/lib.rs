@@ -86,12 +86,26 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// SIGKILL: no clean shutdown, as when the pod is lost.
+    /// SIGKILL: no clean shutdown, as when the pod is lost. A single server may lose the last
+    /// messages it acknowledged (JetStream writes them out on its own schedule); a cluster with
+    /// three copies of each does not.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
             let _ = process.kill();
             let _ = process.wait();
         }
+    }
+
+    /// Stops the server as an orderly shutdown does (SIGTERM: JetStream writes out what it
+    /// holds), then starts it again.
+    pub fn restart_gracefully(&mut self) {
+        if let Some(process) = &self.process {
+            let _ = std::process::Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
+        }
+        if let Some(mut process) = self.process.take() {
+            let _ = process.wait();
+        }
+        self.restart();
     }
 
     /// Starts the server (again) and waits until it accepts connections.
