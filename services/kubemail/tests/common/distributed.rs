@@ -134,13 +134,17 @@ impl Distributed {
             .unwrap_or_else(|e| panic!("{name} does not start: {e}"))
     }
 
-    fn wait_ready(&self, index: usize) {
-        let service = &self.services[index];
+    fn wait_ready(&mut self, index: usize) {
+        let service = &mut self.services[index];
         let http = service.args.iter().position(|a| a == "--http-listen").map(|i| service.args[i + 1].clone()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         while !curl(&format!("http://{http}/readyz")).status.success() {
-            let logged = std::fs::read_to_string(&service.log).unwrap_or_default();
-            assert!(Instant::now() < deadline, "{} not ready after 60 s:\n{logged}", service.name);
+            let logged = || std::fs::read_to_string(&service.log).unwrap_or_default();
+            // One that exits (a port taken meanwhile, a bad flag) says why at once.
+            if let Ok(Some(status)) = service.process.try_wait() {
+                panic!("{} exited ({status}) before it was ready:\n{}", service.name, logged());
+            }
+            assert!(Instant::now() < deadline, "{} not ready after 60 s:\n{}", service.name, logged());
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -166,7 +170,7 @@ impl Distributed {
     }
 
     /// Waits until every service answers `/readyz`.
-    pub fn wait_all_ready(&self) {
+    pub fn wait_all_ready(&mut self) {
         for index in 0..self.services.len() {
             self.wait_ready(index);
         }

@@ -12,8 +12,24 @@ use std::time::{Duration, Instant};
 
 pub const KUBEMAIL: &str = env!("CARGO_BIN_EXE_kubemail");
 
+/// A port free on 127.0.0.1 now, below Linux's ephemeral range (32768 and up): a port the
+/// kernel hands out for `bind(0)` may be taken by any outgoing connection before the server
+/// that was to listen on it starts; one below that range only by another test's choice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
+        ^ u64::from(std::process::id()) << 20;
+    loop {
+        // A spread of the seed and a counter over 20000..32768 (SplitMix64's mixer).
+        let mut x = seed
+            .wrapping_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let port = 20_000 + ((x ^ (x >> 31)) % 12_768) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `kubemail dev` in its own data directory, every listener on a free loopback port.
