@@ -75,7 +75,7 @@ pub struct SessionFlags {
     /// networks keep the connection open.
     #[arg(long = "imap-idle-keepalive", env = "KUBEMAIL_IMAP_IDLE_KEEPALIVE", default_value = "2m", value_parser = parse_duration)]
     pub idle_keepalive: Duration,
-    /// How long a client may take to log in.
+    /// How long a client may take to log in, counted from its connection.
     #[arg(long = "imap-login-timeout", env = "KUBEMAIL_IMAP_LOGIN_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
     pub login_timeout: Duration,
     /// Accept passwords without TLS from clients on this machine (loopback addresses only):

@@ -7,6 +7,8 @@ mod common;
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use common::{Fixture, MAX_LITERAL, test_settings};
 
 #[tokio::test]
@@ -125,6 +127,31 @@ async fn a_silent_client_is_logged_out_and_shutdown_says_bye() {
     let mut client = f.logged_in("alice@example.org").await;
     f.services.shutdown.trigger();
     assert_eq!(client.rest_until_closed().await, ["* BYE Server shutting down, please reconnect"]);
+}
+
+#[tokio::test]
+async fn a_slow_drip_client_cannot_stretch_its_login_past_the_login_timeout() {
+    let settings = common::Settings { login_timeout: Duration::from_millis(600), ..test_settings() };
+    let f = Fixture::with_settings(settings).await;
+    let (mut client, _) = f.connect().await;
+    client.command("a CAPABILITY").await.expect_ok();
+    // One octet every 100 ms for ten seconds: every read is well inside the timeout, the login
+    // is not, and the server hangs up long before the client would stop.
+    let started = std::time::Instant::now();
+    let (mut from_server, mut to_server) = tokio::io::split(client.into_stream());
+    let drip = tokio::spawn(async move {
+        for _ in 0..100 {
+            if to_server.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut said = String::new();
+    from_server.read_to_string(&mut said).await.expect("read until closed");
+    assert_eq!(said, "* BYE Autologout: idle for too long\r\n");
+    assert!(started.elapsed() < Duration::from_secs(3), "closed after {:?}", started.elapsed());
+    drip.abort();
 }
 
 #[tokio::test]

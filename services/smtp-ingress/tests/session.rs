@@ -387,6 +387,38 @@ async fn a_slow_drip_client_is_timed_out_per_line() {
 }
 
 #[tokio::test]
+async fn control_characters_cannot_smuggle_headers_through_addresses_or_helo() {
+    let f = Fixture::start().await;
+    let mut mx = f.connect(Listener::Mx).await;
+    // A bare CR survives line reading; written into the envelope or a header, it would start a
+    // new header on any hop that takes CR as a line end. The parser drops it; any other control
+    // character in an address is refused.
+    mx.command("EHLO client.example\rBcc: victim@remote.example", 250).await;
+    for sender in
+        ["<a\rBcc: victim@remote.example@remote.example>", "<a\u{0}b@remote.example>", "<a\u{b}b@remote.example>"]
+    {
+        assert!(mx.command(&format!("MAIL FROM:{sender}"), 501).await.starts_with("5.1.7"), "{sender:?}");
+    }
+    mx.command("MAIL FROM:<\"a\rX-Evil: 1\"@remote.example>", 250).await;
+    for recipient in ["<bob\u{0}@example.org>", "<bob\u{b}@example.org>"] {
+        assert!(mx.command(&format!("RCPT TO:{recipient}"), 501).await.starts_with("5.1.3"), "{recipient:?}");
+    }
+    mx.command("RCPT TO:<bob\r@example.org>", 250).await;
+    mx.command("DATA", 354).await;
+    mx.send(&format!("{MESSAGE}.\r\n")).await;
+    mx.expect(250).await;
+
+    let queued = f.queued().await;
+    let (envelope, body) = &queued[0];
+    assert_eq!(envelope.mail_from, "aX-Evil: 1@remote.example");
+    assert_eq!(envelope.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(), ["bob@example.org"]);
+    let trace = body.split("\r\n").take_while(|line| !line.starts_with("From:")).collect::<Vec<_>>();
+    assert!(trace.iter().all(|line| !line.contains(['\r', '\n', '\u{0}'])), "{trace:?}");
+    assert_eq!(trace[0], "Received: from client.exampleBcc: ([192.0.2.10])");
+    assert!(trace[1..].iter().all(|line| line.starts_with('\t')), "one Received header: {trace:?}");
+}
+
+#[tokio::test]
 async fn ten_thousand_recipients_end_in_a_bounded_refusal() {
     let f = Fixture::start().await;
     let mut mx = f.connect(Listener::Mx).await;

@@ -16,7 +16,7 @@ use kubemail_runtime::login_cache::Login;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::Code;
 
-use super::io::Input;
+use super::io::{End, Input};
 use super::{Account, Flow, HANDSHAKE_TIMEOUT, Session, State};
 use crate::response::Status;
 
@@ -107,7 +107,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Some(response);
         }
         self.io.write(format!("+ {}\r\n", BASE64.encode(prompt)).as_bytes());
-        match self.io.read_authenticate_data(self.services.settings.login_timeout).await {
+        // Before login: the answer, too, must be in by the login deadline.
+        let deadline = self.login_deadline;
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let answer = tokio::time::timeout_at(deadline, self.io.read_authenticate_data(timeout)).await;
+        match answer.unwrap_or(Err(End::Timeout)) {
             Ok(Input::Message(AuthenticateData::Continue(data))) => Some(data.declassify().to_vec()),
             Ok(Input::Message(AuthenticateData::Cancel)) => {
                 self.respond(Some(tag), Status::Bad, None, "Authentication cancelled");

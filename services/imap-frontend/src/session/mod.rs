@@ -137,12 +137,13 @@ pub async fn serve<S>(connection: Connection<S>, client_ip: IpAddr, services: Ar
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let max_literal = services.settings.max_literal;
+    let (max_literal, login_timeout) = (services.settings.max_literal, services.settings.login_timeout);
     let mut session = Session {
         io: Io::new(connection, max_literal),
         services,
         client_ip,
         state: State::NotAuthenticated,
+        login_deadline: tokio::time::Instant::now() + login_timeout,
         auth_failures: 0,
         errors: 0,
         utf8: false,
@@ -161,6 +162,9 @@ struct Session<S> {
     services: Arc<Services>,
     client_ip: IpAddr,
     state: State,
+    /// When a client that has not logged in is disconnected: the whole login, however slowly
+    /// its octets arrive, must be done by then (a slow-drip client holds a connection no longer).
+    login_deadline: tokio::time::Instant,
     auth_failures: u32,
     /// Unreadable commands so far.
     errors: u32,
@@ -199,12 +203,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.io.write(response::status(None, Status::Ok, Some(&capabilities), &greeting).as_bytes());
         let shutdown = self.services.shutdown.clone();
         loop {
-            let timeout = match self.state {
-                State::NotAuthenticated => self.services.settings.login_timeout,
-                State::Authenticated(_) => self.services.settings.idle_timeout,
-            };
             let input = tokio::select! {
-                input = self.io.read_command(timeout) => input,
+                input = self.read_command() => input,
                 () = shutdown.wait() => {
                     self.bye(None, "Server shutting down, please reconnect");
                     break;
@@ -401,6 +401,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match &self.state {
             State::Authenticated(account) => account.id,
             State::NotAuthenticated => unreachable!("mailbox commands are dispatched after login only"),
+        }
+    }
+
+    /// The next command: before login, all of it by the login deadline; after it, with the
+    /// autologout time (RFC 9051 §5.4: at least 30 minutes) for each read.
+    async fn read_command(&mut self) -> Result<Input<Request>, End> {
+        match self.state {
+            State::NotAuthenticated => {
+                let deadline = self.login_deadline;
+                let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::timeout_at(deadline, self.io.read_command(timeout)).await.unwrap_or(Err(End::Timeout))
+            }
+            State::Authenticated(_) => self.io.read_command(self.services.settings.idle_timeout).await,
         }
     }
 

@@ -1,0 +1,93 @@
+//! An IMAP session fed arbitrary client input, logged in or not as the input says, over an
+//! account whose INBOX holds a plain, a multipart and a forwarded message. The first octet
+//! picks how many octets each read gets; the rest is what the client sends. The session must
+//! end once the input does, and every response must be framed as RFC 9051 says.
+//!
+//! The mailstore lives as long as the process, so what one input changes (flags, expunges, new
+//! mailboxes) the next one sees, as a real account would.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use kubemail_imap_frontend::session::{self, Services, Settings};
+use kubemail_imap_frontend::snapshots::SnapshotCache;
+use kubemail_runtime::EventBus;
+use kubemail_runtime::limits::AuthFailures;
+use kubemail_runtime::login_cache::LoginCache;
+use kubemail_runtime::shutdown::Shutdown;
+use kubemail_runtime::tls::Connection;
+
+use crate::backend::{self, Backend};
+use crate::smtp::read_size;
+use crate::wire::{self, Response};
+
+const HOSTNAME: &str = "imap.example.org";
+
+/// The INBOX every run starts from; sessions log in as `alice@example.org` with the testkit's
+/// password.
+pub const MESSAGES: [&[u8]; 3] = [
+    b"From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: plain\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\nHello Alice.\r\n",
+    b"From: bob@example.org\r\nTo: alice@example.org, \"Carol, C.\" <carol@example.org>\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9\r\n--b1\r\nContent-Type: application/octet-stream; name=a.bin\r\nContent-Disposition: attachment; filename=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAwQF\r\n--b1--\r\n",
+    b"From: carol@example.org\r\nTo: alice@example.org\r\nSubject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nFrom: dave@example.net\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\ninner text\r\n--x\r\nContent-Type: text/html\r\n\r\n<p>inner</p>\r\n--x--\r\n",
+];
+
+struct Harness {
+    backend: Backend,
+    services: Arc<Services>,
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let backend = Backend::start(HOSTNAME);
+        let events: Arc<dyn EventBus> = Arc::new(backend.transport.events.clone());
+        let shutdown = Shutdown::new();
+        let services = backend.runtime.block_on(async {
+            for message in MESSAGES {
+                backend.mailstore.deliver("alice@example.org", message).await;
+            }
+            Arc::new(Services {
+                mailstore: kubemail_imap_frontend::mailstore_client(backend.mailstore.channel.clone()),
+                logins: LoginCache::start(Duration::from_secs(300), events.clone(), shutdown.clone()),
+                auth_failures: AuthFailures::new(),
+                snapshots: SnapshotCache::new(1000, 1),
+                events,
+                tls: Some(backend.tls.clone()),
+                settings: Settings {
+                    hostname: HOSTNAME.into(),
+                    max_literal: 64 * 1024,
+                    idle_timeout: Duration::from_secs(30 * 60),
+                    idle_keepalive: Duration::from_secs(120),
+                    login_timeout: Duration::from_secs(10),
+                    max_auth_failures: 3,
+                    max_errors: 10,
+                    auth_failure_delay: Duration::ZERO,
+                    // LOGIN is reachable without a TLS handshake the input cannot complete.
+                    allow_plaintext_auth: true,
+                    default_domain: Some("example.org".into()),
+                },
+                shutdown,
+            })
+        });
+        Harness { backend, services }
+    })
+}
+
+/// Runs one session on `input` and returns its responses; panics on anything a client would
+/// notice.
+pub fn session(input: &[u8]) -> Vec<Response> {
+    let Some((&mode, client)) = input.split_first() else { return Vec::new() };
+    let harness = harness();
+    harness.backend.runtime.block_on(async {
+        let services = harness.services.clone();
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let output = backend::converse(client, read_size(mode), move |server| {
+            session::serve(Connection::Plain(server), loopback, services)
+        })
+        .await;
+        let responses = wire::imap_responses(&output).unwrap_or_else(|problem| panic!("{problem}"));
+        assert_eq!(responses.first(), Some(&Response::Untagged), "the session opens with an untagged greeting");
+        responses
+    })
+}

@@ -1,0 +1,33 @@
+//! A message as the IMAP frontend shows it in FETCH: ENVELOPE, BODY and BODYSTRUCTURE in every
+//! mode, and the body sections a path names. The first octet picks UTF-8 mode and the next
+//! three a part path (zeros end it); the rest is the message. Every structure must be one
+//! well-formed IMAP value, whatever the message's headers hold.
+
+use kubemail_imap_frontend::mime::{self, Piece};
+use mail_parser::MessageParser;
+
+use crate::wire;
+
+/// Runs the FETCH views of `input`; panics on anything a client would notice.
+pub fn structure(input: &[u8]) {
+    let [mode, a, b, c, message @ ..] = input else { return };
+    let utf8 = mode & 1 == 1;
+    let path: Vec<u32> = [a, b, c].into_iter().map(|n| u32::from(n % 4)).take_while(|&n| n != 0).collect();
+    let Some(parsed) = MessageParser::default().parse(message) else { return };
+    let check = |what: &str, text: String| {
+        if let Err(problem) = wire::imap_value(text.as_bytes()) {
+            panic!("{what} is not one IMAP value ({problem}): {text:?}");
+        }
+    };
+    check("ENVELOPE", mime::envelope(&parsed, utf8));
+    check("BODY", mime::body_structure(&parsed, false, utf8));
+    check("BODYSTRUCTURE", mime::body_structure(&parsed, true, utf8));
+    for piece in [Piece::Body, Piece::Mime, Piece::Header, Piece::Text] {
+        if let Some(octets) = mime::section(&parsed, &path, piece) {
+            assert!(octets.len() <= message.len(), "a section is part of the message");
+        }
+    }
+    if !path.is_empty() {
+        let _ = mime::decoded(&parsed, &path);
+    }
+}
