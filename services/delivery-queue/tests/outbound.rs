@@ -1,6 +1,7 @@
 //! Outbound SMTP against a test MTA on loopback: DKIM-signed mail over STARTTLS (the signature
-//! verified with mail-auth), a server whose STARTTLS is broken, a deferring server, a refusing one, an unreachable one past the
-//! maximum age, connection reuse, and a relay host with required TLS and AUTH.
+//! verified with mail-auth), replies injected behind STARTTLS, a server whose STARTTLS is broken,
+//! a deferring server, a refusing one, an unreachable one past the maximum age, connection reuse,
+//! and a relay host with required TLS and AUTH.
 
 mod common;
 
@@ -91,6 +92,25 @@ async fn a_server_whose_starttls_is_broken_gets_the_mail_in_plain_text_at_once()
     assert_eq!(received.len(), 1, "delivered on the first attempt, not deferred");
     assert!(!received[0].tls);
     assert_eq!(mta.connections.load(Ordering::SeqCst), 2, "STARTTLS, then plain text");
+    assert!(f.inbox("alice@example.org").await.is_empty(), "no report");
+}
+
+#[tokio::test]
+async fn replies_injected_in_the_clear_behind_starttls_are_never_read() {
+    // CVE-2011-0411 from the client's side: if the injected refusals were read as the answers
+    // to the commands sent inside TLS, the message would bounce.
+    let injected = "250-mta.test\r\n250 AUTH PLAIN\r\n554 5.7.1 Injected refusal\r\n554 5.7.1 Injected refusal\r\n";
+    let options =
+        Options { tls: Some(self_signed()), inject_after_starttls: Some(injected.into()), ..Options::default() };
+    let mta = Mta::start(options).await;
+    let f = Fixture::build(DAY, DAY, Some(outbound(&["--mx-override", &to_mta(&mta)]))).await;
+    f.queue(&remote("injected", "alice@example.org", &["friend@remote.example"]), &message("over TLS")).await;
+    f.work(Duration::from_millis(300)).await;
+
+    let received = mta.received();
+    assert_eq!(received.len(), 1, "delivered on the first attempt");
+    assert!(received[0].tls, "inside TLS");
+    assert_eq!(mta.connections.load(Ordering::SeqCst), 1);
     assert!(f.inbox("alice@example.org").await.is_empty(), "no report");
 }
 

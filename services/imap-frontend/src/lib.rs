@@ -96,10 +96,10 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         ),
         shutdown: shutdown.clone(),
     });
-    let admission = Arc::new(server::Admission {
-        tracker: ConnectionTracker::new(config.connections.limits()),
-        trusted_proxies: config.proxy_trusted_cidrs.clone(),
-    });
+    let admission = Arc::new(server::Admission::new(
+        ConnectionTracker::new(config.connections.limits()),
+        config.proxy_trusted_cidrs.clone(),
+    ));
     ready.set_ready(true);
     tracing::info!(imap = %config.imap_listen, imaps = %config.imaps_listen, "imap-frontend is ready");
     server::serve(listeners, services, admission).await;

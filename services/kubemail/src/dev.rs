@@ -106,8 +106,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         verifier: None,
         shutdown: shutdown.clone(),
     });
-    let admission =
-        Arc::new(Admission { tracker: ConnectionTracker::new(args.limits.connections()), trusted_proxies: Vec::new() });
+    let admission = Arc::new(Admission::new(ConnectionTracker::new(args.limits.connections()), Vec::new()));
     let smtp_server = tokio::spawn(kubemail_smtp_ingress::server::serve(smtp, services, admission));
     smtp_ready.set_ready(true);
 
@@ -127,8 +126,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         settings: imap_settings,
         shutdown: shutdown.clone(),
     });
-    let imap_admission =
-        Arc::new(Admission { tracker: ConnectionTracker::new(args.limits.connections()), trusted_proxies: Vec::new() });
+    let imap_admission = Arc::new(Admission::new(ConnectionTracker::new(args.limits.connections()), Vec::new()));
     let imap_server = tokio::spawn(kubemail_imap_frontend::server::serve(imap, imap_services, imap_admission));
     imap_ready.set_ready(true);
 

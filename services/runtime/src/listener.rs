@@ -30,6 +30,15 @@ pub struct Admission {
     /// Peers (load balancers) whose PROXY header names the real client; every policy, limit
     /// and log then uses that address.
     pub trusted_proxies: Vec<Cidr>,
+    /// How long a client may take over its whole TLS handshake on an implicit-TLS port: one
+    /// that connects and then sends nothing, or drips its hello, holds the connection no longer.
+    pub handshake_timeout: Duration,
+}
+
+impl Admission {
+    pub fn new(tracker: Arc<ConnectionTracker>, trusted_proxies: Vec<Cidr>) -> Admission {
+        Admission { tracker, trusted_proxies, handshake_timeout: HANDSHAKE_TIMEOUT }
+    }
 }
 
 /// Binds `address`, naming `flag` in the error so a taken port is easy to place.
@@ -176,7 +185,7 @@ where
     metrics::counter!(name, "listener" => service.listener).increment(1);
     let _open = OpenConnection::count(service.protocol, service.listener);
     let connection = match &service.implicit_tls {
-        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Some(acceptor) => match tokio::time::timeout(admission.handshake_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => Connection::Tls(Box::new(tls)),
             Ok(Err(error)) => {
                 tracing::debug!(client = %client_ip, %error, "TLS handshake failed");

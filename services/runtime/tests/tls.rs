@@ -1,6 +1,7 @@
 //! Certificates behind a real listener: rustls clients handshake over loopback with the runtime's
 //! accept loop (implicit TLS, as on ports 465 and 993) and check which certificate they are
-//! served, by SNI, and after a renewal on disk with the server left running.
+//! served, by SNI, and after a renewal on disk with the server left running; a handshake dripped
+//! in slowly is cut off.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -38,6 +39,11 @@ impl Drop for Server {
 /// Serves the certificates of `dir`, watched every [`RELOAD_INTERVAL`], through the runtime's
 /// accept loop.
 async fn serve(dir: &Path) -> Server {
+    serve_with(dir, |_| {}).await
+}
+
+/// [`serve`], with `adjust` applied to the listener's admission rules.
+async fn serve_with(dir: &Path, adjust: impl FnOnce(&mut Admission)) -> Server {
     let shutdown = Shutdown::new();
     let acceptor = tls::acceptor_from_dir(dir, RELOAD_INTERVAL, &shutdown).expect("certificates load");
     let socket = listener::bind("127.0.0.1:0".parse().unwrap(), "--test-listen").await.unwrap();
@@ -53,7 +59,9 @@ async fn serve(dir: &Path) -> Server {
         },
     };
     let unlimited = ConnectionTracker::new(ConnectionLimits { per_ip: 0, per_ip_per_minute: 0 });
-    let admission = Arc::new(Admission { tracker: unlimited, trusted_proxies: Vec::new() });
+    let mut admission = Admission::new(unlimited, Vec::new());
+    adjust(&mut admission);
+    let admission = Arc::new(admission);
     tokio::spawn(listener::serve(vec![(socket, service)], admission, shutdown.clone(), Duration::from_secs(1)));
     Server { address, shutdown }
 }
@@ -148,4 +156,29 @@ async fn sni_picks_each_domains_certificate_and_the_default_for_any_other_name()
     assert_eq!(served(server.address, "unknown.example").await, der(&default));
     let no_sni = IpAddr::V4(Ipv4Addr::LOCALHOST).to_string();
     assert_eq!(served(server.address, &no_sni).await, der(&default), "a client without SNI");
+}
+
+#[tokio::test]
+async fn a_client_that_drips_its_handshake_is_cut_off_at_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    tls::write_pair(dir.path(), "mx.example", &tls::self_signed(&["mx.example".into()]).unwrap()).unwrap();
+    let server = serve_with(dir.path(), |admission| admission.handshake_timeout = Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let (mut from_server, mut to_server) = TcpStream::connect(server.address).await.unwrap().into_split();
+    // The start of a ClientHello record announcing 512 octets, then one octet every 100 ms:
+    // every read is prompt, the handshake never ends.
+    let drip = tokio::spawn(async move {
+        let _ = to_server.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+        for _ in 0..100 {
+            if to_server.write_all(&[0]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut rest = Vec::new();
+    let _ = from_server.read_to_end(&mut rest).await;
+    assert!(rest.is_empty(), "no session was served: {rest:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "closed after {:?}", started.elapsed());
+    drip.abort();
 }

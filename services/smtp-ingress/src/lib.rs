@@ -78,8 +78,8 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
             replicas: config.nats_replicas,
             ..Default::default()
         })
-            .await
-            .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+        .await
+        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
         Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue), config.limits.handoff_timeout)
     };
     let verifier = config
@@ -97,10 +97,10 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         verifier,
         shutdown: shutdown.clone(),
     });
-    let admission = Arc::new(server::Admission {
-        tracker: ConnectionTracker::new(config.limits.connections()),
-        trusted_proxies: config.proxy_trusted_cidrs.clone(),
-    });
+    let admission = Arc::new(server::Admission::new(
+        ConnectionTracker::new(config.limits.connections()),
+        config.proxy_trusted_cidrs.clone(),
+    ));
     ready.set_ready(true);
     tracing::info!(smtp = %config.smtp_listen, submission = %config.submission_listen, "smtp-ingress is ready");
     server::serve(listeners, services, admission).await;

@@ -17,7 +17,7 @@ async fn serve(f: &Fixture, limits: ConnectionLimits, trusted_proxies: Vec<Cidr>
     let any = "127.0.0.1:0".parse().unwrap();
     let listeners = Listeners::bind(any, any, None).await.unwrap();
     let smtp = listeners.smtp.local_addr().unwrap();
-    let admission = Arc::new(Admission { tracker: ConnectionTracker::new(limits), trusted_proxies });
+    let admission = Arc::new(Admission::new(ConnectionTracker::new(limits), trusted_proxies));
     tokio::spawn(server::serve(listeners, f.services.clone(), admission));
     smtp
 }

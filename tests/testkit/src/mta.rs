@@ -54,6 +54,9 @@ pub struct Options {
     /// Offers STARTTLS and accepts the command, then answers the handshake with text, as a
     /// misconfigured MTA does.
     pub broken_starttls: bool,
+    /// Replies sent in the clear right behind `220` to STARTTLS, as a man in the middle
+    /// injects them (CVE-2011-0411): a client must not read them once TLS is up.
+    pub inject_after_starttls: Option<String>,
 }
 
 /// The running server; it stops when the test's runtime ends.
@@ -96,6 +99,7 @@ impl Mta {
             acceptor,
             login: options.login.clone(),
             broken_starttls: options.broken_starttls,
+            inject_after_starttls: options.inject_after_starttls,
             quits: mta.quits.clone(),
         };
         let connections = mta.connections.clone();
@@ -125,6 +129,7 @@ struct Shared {
     acceptor: Option<TlsAcceptor>,
     login: Option<(String, String)>,
     broken_starttls: bool,
+    inject_after_starttls: Option<String>,
     quits: Arc<AtomicUsize>,
 }
 
@@ -212,7 +217,11 @@ impl Shared {
             }
             "HELO" | "NOOP" => "250 2.0.0 OK".into(),
             "STARTTLS" if self.offers_starttls() && !session.tls => {
-                return Some(("220 2.0.0 go ahead".into(), Next::StartTls));
+                let reply = match &self.inject_after_starttls {
+                    Some(injected) => format!("220 2.0.0 go ahead\r\n{}", injected.trim_end()),
+                    None => "220 2.0.0 go ahead".into(),
+                };
+                return Some((reply, Next::StartTls));
             }
             "AUTH" => match (&self.login, line.split(' ').nth(2)) {
                 (Some((user, password)), Some(token)) if line.split(' ').nth(1) == Some("PLAIN") => {
