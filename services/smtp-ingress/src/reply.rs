@@ -39,8 +39,9 @@ impl Reply {
             if let Some(status) = self.status {
                 let _ = write!(text, "{status} ");
             }
-            // Reply text must not break the framing: a client's input echoed back stays one line.
-            text.extend(line.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
+            // Reply text is printable (RFC 5321 §4.2: textstring), and a client's input echoed
+            // back can neither break the framing nor carry a NUL or an escape sequence.
+            text.extend(line.chars().map(|c| if c.is_control() && c != '\t' { ' ' } else { c }));
             text.push_str("\r\n");
         }
         if self.lines.is_empty() {
@@ -120,5 +121,11 @@ mod tests {
     fn line_breaks_in_text_cannot_forge_replies() {
         let reply = Reply::new(501, "5.1.3", "bad address x\r\n250 2.0.0 OK".to_string());
         assert_eq!(wire(&reply), "501 5.1.3 bad address x  250 2.0.0 OK\r\n");
+    }
+
+    #[test]
+    fn echoed_control_characters_become_spaces() {
+        let reply = Reply::plain(250, vec!["mx Hello client.e\u{1}\0\u{1b}[2Jxample\tx".into()]);
+        assert_eq!(wire(&reply), "250 mx Hello client.e   [2Jxample\tx\r\n");
     }
 }
