@@ -1,5 +1,5 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|input: &[u8]| {
+libfuzzer_sys::fuzz_target!(init: kubemail_fuzz::mime::tolerate_parser_panics(), |input: &[u8]| {
     kubemail_fuzz::imap::session(input);
 });

@@ -24,6 +24,12 @@ pub struct Backend {
     _dir: tempfile::TempDir,
 }
 
+/// One protocol's session services over their backend, made once per process.
+pub struct Harness<S> {
+    pub backend: Backend,
+    pub services: Arc<S>,
+}
+
 impl Backend {
     pub fn start(hostname: &str) -> Backend {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

@@ -18,7 +18,7 @@ use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::Connection;
 
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, Harness};
 use crate::smtp::read_size;
 use crate::wire::{self, Response};
 
@@ -32,13 +32,8 @@ pub const MESSAGES: [&[u8]; 3] = [
     b"From: carol@example.org\r\nTo: alice@example.org\r\nSubject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nFrom: dave@example.net\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\ninner text\r\n--x\r\nContent-Type: text/html\r\n\r\n<p>inner</p>\r\n--x--\r\n",
 ];
 
-struct Harness {
-    backend: Backend,
-    services: Arc<Services>,
-}
-
-fn harness() -> &'static Harness {
-    static HARNESS: OnceLock<Harness> = OnceLock::new();
+fn harness() -> &'static Harness<Services> {
+    static HARNESS: OnceLock<Harness<Services>> = OnceLock::new();
     HARNESS.get_or_init(|| {
         let backend = Backend::start(HOSTNAME);
         let events: Arc<dyn EventBus> = Arc::new(backend.transport.events.clone());

@@ -17,20 +17,15 @@ use kubemail_smtp_ingress::handoff::Handoff;
 use kubemail_smtp_ingress::session::io::Connection;
 use kubemail_smtp_ingress::session::{self, Listener, Services, Settings};
 
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, Harness};
 use crate::wire;
 
 const HOSTNAME: &str = "mx.example.org";
 /// What a `250` to a message body says before the queue id.
 const QUEUED_AS: &str = "250 2.0.0 OK: queued as ";
 
-struct Harness {
-    backend: Backend,
-    services: Arc<Services>,
-}
-
-fn harness() -> &'static Harness {
-    static HARNESS: OnceLock<Harness> = OnceLock::new();
+fn harness() -> &'static Harness<Services> {
+    static HARNESS: OnceLock<Harness<Services>> = OnceLock::new();
     HARNESS.get_or_init(|| {
         let backend = Backend::start(HOSTNAME);
         let channel = backend.mailstore.channel.clone();

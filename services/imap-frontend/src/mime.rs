@@ -2,12 +2,62 @@
 //! BODYSTRUCTURE, and the octets of a body section such as `1.2`, `2.HEADER`, `1.MIME`
 //! (§6.4.5). The message is read with mail-parser; sizes and sections are its raw octets, as
 //! stored, except for BINARY (RFC 3516), which undoes a part's content transfer encoding.
+//! Messages are parsed with [`parse`], which a parser panic cannot take the session down with.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use mail_parser::{Address, ContentType, HeaderValue, Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Address, ContentType, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use crate::response;
+
+/// `body` parsed for its MIME structure; `None` when it cannot be. Stored mail comes from
+/// anyone, and a parser that panics on some message (mail-parser 0.11.9 asserts on certain
+/// malformed multipart nestings in debug builds) would otherwise end every session that
+/// fetches or searches it: that message is shown as unparsed instead.
+pub fn parse(body: &[u8]) -> Option<Parsed<'_>> {
+    match std::panic::catch_unwind(|| MessageParser::default().parse(body)) {
+        Ok(parsed) => parsed.map(Parsed),
+        Err(_) => {
+            tracing::warn!(octets = body.len(), "the MIME parser gave up on a message; it is shown unparsed");
+            None
+        }
+    }
+}
+
+/// A parsed message, which is taken apart one encapsulated message at a time when dropped:
+/// mail-parser nests message/rfc822 parts without limit, and its own recursive drop of a
+/// message nested some ten thousand deep overflows the stack, which aborts the process.
+pub struct Parsed<'a>(Message<'a>);
+
+impl<'a> std::ops::Deref for Parsed<'a> {
+    type Target = Message<'a>;
+
+    fn deref(&self) -> &Message<'a> {
+        &self.0
+    }
+}
+
+impl Drop for Parsed<'_> {
+    fn drop(&mut self) {
+        let mut pending = Vec::new();
+        take_nested(&mut self.0, &mut pending);
+        while let Some(mut message) = pending.pop() {
+            take_nested(&mut message, &mut pending);
+            // `message` holds no nested message now, and drops without recursing.
+        }
+    }
+}
+
+/// Moves the messages encapsulated in `message`'s parts to `pending`.
+fn take_nested<'a>(message: &mut Message<'a>, pending: &mut Vec<Message<'a>>) {
+    for part in &mut message.parts {
+        if matches!(part.body, PartType::Message(_))
+            && let PartType::Message(inner) = std::mem::replace(&mut part.body, PartType::Text("".into()))
+        {
+            pending.push(inner);
+        }
+    }
+}
 
 /// Which octets of a part a section names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +162,7 @@ fn locate<'m, 'a>(message: &'m Message<'a>, path: &[u32]) -> Option<(&'m Message
     for (depth, number) in path.iter().enumerate() {
         // Below an encapsulated message, numbering continues inside it.
         if depth > 0
-            && let PartType::Message(inner) = &message.parts[id].body
+            && let PartType::Message(inner) = &message.parts.get(id)?.body
         {
             (message, id) = (inner, 0);
         }
@@ -154,29 +204,45 @@ pub fn envelope(message: &Message<'_>, utf8: bool) -> String {
     )
 }
 
-/// Multipart levels described; a deeper multipart is shown as one opaque part, so a message
-/// nested thousands deep costs neither the stack nor a response of its depth.
+/// Levels described, multiparts and encapsulated messages alike; a part deeper down is shown
+/// as one opaque part, so a message nested thousands deep costs neither the stack nor a
+/// response of its depth.
 const MAX_DEPTH: usize = 64;
+/// Parts described in one structure at the most. Real mail has a handful; a part listed under
+/// several parents (a parser inconsistency a crafted message can cause) would otherwise be
+/// described again for each path to it, doubling at every level.
+const MAX_PARTS: usize = 10_000;
+
+/// A structure being written: its options, and how many more parts it may describe.
+struct Walk {
+    extensible: bool,
+    utf8: bool,
+    parts_left: usize,
+}
 
 /// BODYSTRUCTURE, or BODY without the extension data when `extensible` is false.
 pub fn body_structure(message: &Message<'_>, extensible: bool, utf8: bool) -> String {
     let mut out = String::new();
-    write_part(message, 0, extensible, utf8, 0, &mut out);
+    write_part(message, 0, 0, &mut Walk { extensible, utf8, parts_left: MAX_PARTS }, &mut out);
     out
 }
 
-fn write_part(message: &Message<'_>, id: usize, extensible: bool, utf8: bool, depth: usize, out: &mut String) {
+fn write_part(message: &Message<'_>, id: usize, depth: usize, walk: &mut Walk, out: &mut String) {
     let Some(part) = message.parts.get(id) else { return };
+    let (extensible, utf8) = (walk.extensible, walk.utf8);
     let content_type = part.content_type();
+    let nested = matches!(&part.body, PartType::Multipart(_) | PartType::Message(_));
+    let empty = matches!(&part.body, PartType::Multipart(children) if children.is_empty());
+    if (nested && depth >= MAX_DEPTH) || walk.parts_left == 0 || empty {
+        let size = raw_octets(message, part.offset_body, part.offset_end).map_or(0, <[u8]>::len);
+        out.push_str(&format!("(\"application\" \"octet-stream\" NIL NIL NIL \"7BIT\" {size})"));
+        return;
+    }
+    walk.parts_left -= 1;
     if let PartType::Multipart(children) = &part.body {
-        if depth >= MAX_DEPTH {
-            let size = raw_octets(message, part.offset_body, part.offset_end).map_or(0, <[u8]>::len);
-            out.push_str(&format!("(\"application\" \"octet-stream\" NIL NIL NIL \"7BIT\" {size})"));
-            return;
-        }
         out.push('(');
         for child in children {
-            write_part(message, *child as usize, extensible, utf8, depth + 1, out);
+            write_part(message, *child as usize, depth + 1, walk, out);
         }
         let subtype = content_type.and_then(ContentType::subtype).unwrap_or("mixed");
         out.push_str(&format!(" {}", quoted(subtype, utf8)));
@@ -213,8 +279,9 @@ fn write_part(message: &Message<'_>, id: usize, extensible: bool, utf8: bool, de
         body.iter().filter(|&&byte| byte == b'\n').count() + usize::from(!body.is_empty() && !body.ends_with(b"\n"));
     match &part.body {
         PartType::Message(inner) => {
-            let inner_structure = body_structure(inner, extensible, utf8);
-            out.push_str(&format!(" {} {inner_structure} {lines}", envelope(inner, utf8)));
+            out.push_str(&format!(" {} ", envelope(inner, utf8)));
+            write_part(inner, 0, depth + 1, walk, out);
+            out.push_str(&format!(" {lines}"));
         }
         _ if kind.eq_ignore_ascii_case("text") => out.push_str(&format!(" {lines}")),
         _ => {}
@@ -362,6 +429,38 @@ mod tests {
         assert_eq!(section(&message, &[1], Piece::Header), None, "not an encapsulated message");
         let plain = MessageParser::default().parse("Subject: x\r\n\r\nHi\r\n").unwrap();
         assert_eq!(section(&plain, &[1], Piece::Body), Some(&b"Hi\r\n"[..]));
+    }
+
+    #[test]
+    fn a_message_the_parser_panics_on_is_shown_unparsed() {
+        // Found by the mime_structure fuzzer: a part whose headers run into a NUL and an
+        // unterminated nested message trips mail-parser's debug assertion.
+        let crash = include_bytes!("../../../fuzz/regressions/mime_structure/nested-multipart-assertion");
+        let parsed = parse(&crash[4..]);
+        if cfg!(debug_assertions) {
+            assert!(parsed.is_none());
+        }
+        let plain = parse(b"Subject: x\r\n\r\nHi\r\n").expect("a plain message parses");
+        assert_eq!(plain.subject(), Some("x"));
+    }
+
+    #[test]
+    fn thousands_of_nested_messages_are_described_to_a_bounded_depth() {
+        let raw = "Subject: deep\r\nContent-Type: message/rfc822\r\n\r\n".repeat(20_000) + "\r\nbottom\r\n";
+        // Parsed (and dropped) through `parse`: mail-parser's own drop would overflow the stack.
+        let message = parse(raw.as_bytes()).unwrap();
+        let structure = body_structure(&message, true, false);
+        assert!(structure.matches("\"message\" \"rfc822\"").count() <= MAX_DEPTH, "{} octets", structure.len());
+    }
+
+    #[test]
+    fn a_part_listed_under_many_parents_is_not_described_again_and_again() {
+        // Found by the mime_structure fuzzer: mail-parser lists some part under more than one
+        // parent, and describing it on every path doubled at each level until memory ran out.
+        let crash = include_bytes!("../../../fuzz/regressions/mime_structure/part-listed-under-many-parents");
+        let Some(message) = parse(&crash[4..]) else { return };
+        let structure = body_structure(&message, true, false);
+        assert!(structure.matches("(\"").count() <= MAX_PARTS + 1, "{} octets", structure.len());
     }
 
     #[test]

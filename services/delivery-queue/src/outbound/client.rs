@@ -301,8 +301,8 @@ impl Connection {
         recipients: &[&str],
         body: &[u8],
     ) -> Result<Transaction, Result<Reply, Broken>> {
-        let mail = format!("MAIL FROM:<{mail_from}>{parameters}\r\n");
-        let rcpts: Vec<String> = recipients.iter().map(|address| format!("RCPT TO:<{address}>\r\n")).collect();
+        let mail = format!("MAIL FROM:<{}>{parameters}\r\n", path(mail_from));
+        let rcpts: Vec<String> = recipients.iter().map(|address| format!("RCPT TO:<{}>\r\n", path(address))).collect();
         let (mail_reply, replies, data_reply) = if self.capabilities.pipelining {
             // RFC 2920: MAIL, every RCPT and DATA in one go, then the replies in order.
             let mut batch = mail.into_bytes();
@@ -472,6 +472,29 @@ fn capabilities(raw: &[u8]) -> Capabilities {
 
 /// `body` as DATA content: a line starting with `.` gets another (RFC 5321 §4.5.2), the last
 /// line ends in CRLF, then the terminating `.` line.
+/// An address as an SMTP path (RFC 5321 §4.1.2): a local part that is not a dot-string, such
+/// as one that arrived quoted (`"john doe"@example.org`), is quoted again, so the next hop reads
+/// the same mailbox.
+fn path(address: &str) -> std::borrow::Cow<'_, str> {
+    let Some((local, domain)) = address.rsplit_once('@') else { return address.into() };
+    // atext (RFC 5322 §3.2.3), and any non-ASCII (RFC 6531 extends atext with UTF-8).
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii();
+    if local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(atext)) {
+        return address.into();
+    }
+    let mut quoted = String::with_capacity(address.len() + 4);
+    quoted.push('"');
+    for c in local.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push_str("\"@");
+    quoted.push_str(domain);
+    quoted.into()
+}
+
 fn dot_stuffed(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
     let mut line_start = true;
@@ -498,6 +521,17 @@ mod tests {
         assert_eq!(dot_stuffed(b".hidden\r\nplain\r\n..two\r\n"), b"..hidden\r\nplain\r\n...two\r\n.\r\n");
         assert_eq!(dot_stuffed(b"no final line end"), b"no final line end\r\n.\r\n");
         assert_eq!(dot_stuffed(b""), b".\r\n");
+    }
+
+    #[test]
+    fn local_parts_that_are_not_dot_strings_are_quoted_again() {
+        assert_eq!(path("john.doe+tag@example.org"), "john.doe+tag@example.org");
+        assert_eq!(path("jörg@bücher.de"), "jörg@bücher.de");
+        assert_eq!(path("john doe@example.org"), "\"john doe\"@example.org");
+        assert_eq!(path("a@evil@example.org"), "\"a@evil\"@example.org");
+        assert_eq!(path("say \"hi\"\\@example.org"), "\"say \\\"hi\\\"\\\\\"@example.org");
+        assert_eq!(path(".leading@example.org"), "\".leading\"@example.org");
+        assert_eq!(path(""), "");
     }
 
     #[test]

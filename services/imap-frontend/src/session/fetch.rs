@@ -24,7 +24,6 @@ use kubemail_proto::mailstore::{
     SystemFlag, UidRange,
 };
 use kubemail_runtime::clock::imap_date_time;
-use mail_parser::MessageParser;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
@@ -425,7 +424,7 @@ fn response_line(
     let body = body.unwrap_or_default();
     let header_end = (meta.header_size as usize).min(body.len());
     // Parsed once, and only when an item needs the MIME structure.
-    let parsed = items.iter().any(needs_mime).then(|| MessageParser::default().parse(body)).flatten();
+    let parsed = items.iter().any(needs_mime).then(|| mime::parse(body)).flatten();
     let mut line = format!("* {number} FETCH (").into_bytes();
     for (index, item) in items.iter().enumerate() {
         if index > 0 {
@@ -457,7 +456,7 @@ fn response_line(
                 line.extend(format!("{name} {structure}").bytes());
             }
             MessageDataItemName::BodyExt { section, partial, .. } => {
-                let (name, data) = section_data(section.as_ref(), body, header_end, parsed.as_ref());
+                let (name, data) = section_data(section.as_ref(), body, header_end, parsed.as_deref());
                 let Some(data) = data else {
                     // A part the message does not have.
                     line.extend(format!("BODY[{name}] NIL").bytes());
@@ -475,7 +474,7 @@ fn response_line(
             MessageDataItemName::Binary { section, partial, .. } => {
                 let path: Vec<u32> = section.iter().map(|number| number.get()).collect();
                 let name = format!("BINARY[{}]", path.iter().map(u32::to_string).collect::<Vec<_>>().join("."));
-                let Some(data) = binary_data(&path, body, parsed.as_ref())? else {
+                let Some(data) = binary_data(&path, body, parsed.as_deref())? else {
                     line.extend(format!("{name} NIL").bytes());
                     continue;
                 };
@@ -491,7 +490,7 @@ fn response_line(
             MessageDataItemName::BinarySize { section } => {
                 let path: Vec<u32> = section.iter().map(|number| number.get()).collect();
                 let name = format!("BINARY.SIZE[{}]", path.iter().map(u32::to_string).collect::<Vec<_>>().join("."));
-                match binary_data(&path, body, parsed.as_ref())? {
+                match binary_data(&path, body, parsed.as_deref())? {
                     Some(data) => line.extend(format!("{name} {}", data.len()).bytes()),
                     None => line.extend(format!("{name} NIL").bytes()),
                 }

@@ -14,7 +14,7 @@ use imap_codec::imap_types::datetime::NaiveDate;
 use imap_codec::imap_types::search::SearchKey;
 use kubemail_proto::mailstore::{MessageMeta, SystemFlag};
 use kubemail_runtime::clock::days_from_civil;
-use mail_parser::{Message, MessageParser};
+use mail_parser::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
@@ -93,10 +93,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         return;
                     }
                 };
-                let parsed = MessageParser::default().parse(&body);
+                let parsed = crate::mime::parse(&body);
                 // Borrowed anew after each wait: the selection is not held across one.
                 let Some(selection) = &self.selected else { return };
-                if let Some(candidate) = candidate(selection, uid, &meta, parsed.as_ref())
+                if let Some(candidate) = candidate(selection, uid, &meta, parsed.as_deref())
                     && matches(&key, &candidate, selection)
                 {
                     found.push((candidate.number, candidate.uid));
