@@ -46,9 +46,10 @@ impl Backend {
     }
 }
 
-/// Plays `input` as the client of the server end `server` is given, `chunk` octets per write
-/// (so reads split where the input says), then closes the client's side and returns all the
-/// server wrote. Panics when the session does not end by [`SESSION_DEADLINE`].
+/// Runs the session `serve` starts on one end of an in-memory connection that carries at most
+/// `chunk` octets at a time (so the session's reads split where the input says), plays `input`
+/// on the other end, closes it, and returns all the session wrote. Panics when the session does
+/// not end by [`SESSION_DEADLINE`], and with the session's own panic.
 pub async fn converse<F>(input: &[u8], chunk: usize, serve: impl FnOnce(tokio::io::DuplexStream) -> F) -> Vec<u8>
 where
     F: std::future::Future<Output = ()> + Send + 'static,

@@ -26,7 +26,7 @@ const HOSTNAME: &str = "imap.example.org";
 
 /// The INBOX every run starts from; sessions log in as `alice@example.org` with the testkit's
 /// password.
-pub const MESSAGES: [&[u8]; 3] = [
+const MESSAGES: [&[u8]; 3] = [
     b"From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: plain\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\nHello Alice.\r\n",
     b"From: bob@example.org\r\nTo: alice@example.org, \"Carol, C.\" <carol@example.org>\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9\r\n--b1\r\nContent-Type: application/octet-stream; name=a.bin\r\nContent-Disposition: attachment; filename=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAwQF\r\n--b1--\r\n",
     b"From: carol@example.org\r\nTo: alice@example.org\r\nSubject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nFrom: dave@example.net\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\ninner text\r\n--x\r\nContent-Type: text/html\r\n\r\n<p>inner</p>\r\n--x--\r\n",

@@ -33,10 +33,10 @@ pub fn structure(input: &[u8]) {
     check("ENVELOPE", mime::envelope(&parsed, utf8));
     check("BODY", mime::body_structure(&parsed, false, utf8));
     check("BODYSTRUCTURE", mime::body_structure(&parsed, true, utf8));
+    // Sections and BINARY are slices of the message or decodings of one: what could go wrong is
+    // a panic on a path the structure does not have.
     for piece in [Piece::Body, Piece::Mime, Piece::Header, Piece::Text] {
-        if let Some(octets) = mime::section(&parsed, &path, piece) {
-            assert!(octets.len() <= message.len(), "a section is part of the message");
-        }
+        let _ = mime::section(&parsed, &path, piece);
     }
     if !path.is_empty() {
         let _ = mime::decoded(&parsed, &path);

@@ -20,6 +20,12 @@ pub struct Config {
     /// IMAP over implicit TLS (needs --tls-dir).
     #[arg(long, env = "KUBEMAIL_IMAPS_LISTEN", default_value = "0.0.0.0:993")]
     pub imaps_listen: SocketAddr,
+    /// POP3 with STLS (port 110); not served unless given.
+    #[arg(long, env = "KUBEMAIL_POP3_LISTEN")]
+    pub pop3_listen: Option<SocketAddr>,
+    /// POP3 over implicit TLS (port 995; needs --tls-dir); not served unless given.
+    #[arg(long, env = "KUBEMAIL_POP3S_LISTEN")]
+    pub pop3s_listen: Option<SocketAddr>,
     /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
     #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
     pub http_listen: SocketAddr,

@@ -7,21 +7,27 @@
 //! - [`session`] — one IMAP connection: the state machine, one file per command family.
 //! - [`extended_syntax`] — LIST-EXTENDED and SEARCH RETURN, which imap-codec does not parse.
 //! - [`capability`] — what is advertised before and after login.
+//! - [`credentials`] — checking a password, for IMAP and POP3: remembered logins, then the
+//!   mailstore.
 //! - [`mailbox_name`] — mailbox names on the wire: modified UTF-7 or UTF-8.
 //! - [`snapshots`] — SELECT snapshots of large mailboxes kept between sessions.
 //! - [`mime`] — ENVELOPE, BODYSTRUCTURE and body sections from a message's MIME structure.
+//! - [`pop3`] — POP3 sessions over the same services, for devices that speak nothing else.
 //! - [`response`] — status responses and IMAP strings.
 
 pub mod capability;
 pub mod config;
+pub mod credentials;
 pub mod extended_syntax;
 pub mod mailbox_name;
 pub mod mime;
+pub mod pop3;
 pub mod response;
 pub mod server;
 pub mod session;
 pub mod snapshots;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kubemail_runtime::EventBus;
@@ -63,16 +69,25 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
             None
         }
         None => {
-            tracing::warn!("no --tls-dir: STARTTLS is not offered, port 993 is not served, nobody can log in");
+            tracing::warn!(
+                "no --tls-dir: STARTTLS and STLS are not offered, ports 993 and 995 are not served, nobody can log in"
+            );
             None
         }
     };
+    let bind = |address: Option<SocketAddr>, flag: &'static str| async move {
+        match address {
+            Some(address) => listener::bind(address, flag).await.map(Some).map_err(Error::Startup),
+            None => Ok(None),
+        }
+    };
+    // Implicit-TLS ports are served only with certificates.
+    let with_tls = |address: SocketAddr| tls.is_some().then_some(address);
     let listeners = server::Listeners {
         imap: listener::bind(config.imap_listen, "--imap-listen").await.map_err(Error::Startup)?,
-        imaps: match tls {
-            Some(_) => Some(listener::bind(config.imaps_listen, "--imaps-listen").await.map_err(Error::Startup)?),
-            None => None,
-        },
+        imaps: bind(with_tls(config.imaps_listen), "--imaps-listen").await?,
+        pop3: bind(config.pop3_listen, "--pop3-listen").await?,
+        pop3s: bind(config.pop3s_listen.and_then(with_tls), "--pop3s-listen").await?,
     };
     let channel = Endpoint::from_shared(config.mailstore.clone())
         .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
@@ -101,7 +116,13 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         config.proxy_trusted_cidrs.clone(),
     ));
     ready.set_ready(true);
-    tracing::info!(imap = %config.imap_listen, imaps = %config.imaps_listen, "imap-frontend is ready");
+    tracing::info!(
+        imap = %config.imap_listen,
+        imaps = %config.imaps_listen,
+        pop3 = ?config.pop3_listen,
+        pop3s = ?config.pop3s_listen,
+        "imap-frontend is ready"
+    );
     server::serve(listeners, services, admission).await;
     endpoint.finish().await.map_err(Error::Startup)
 }

@@ -16,7 +16,11 @@ async fn serve(f: &Fixture, limits: ConnectionLimits) -> SocketAddr {
     let imap = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = imap.local_addr().unwrap();
     let admission = Arc::new(Admission::new(ConnectionTracker::new(limits), Vec::new()));
-    tokio::spawn(server::serve(Listeners { imap, imaps: None }, f.services.clone(), admission));
+    tokio::spawn(server::serve(
+        Listeners { imap, imaps: None, pop3: None, pop3s: None },
+        f.services.clone(),
+        admission,
+    ));
     address
 }
 

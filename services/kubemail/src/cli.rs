@@ -54,6 +54,12 @@ pub struct DevArgs {
     /// IMAP over implicit TLS (port 993 in production), served by imap-frontend.
     #[arg(long, env = "KUBEMAIL_IMAPS_LISTEN", default_value = "127.0.0.1:2993")]
     pub imaps_listen: SocketAddr,
+    /// POP3 with STLS (port 110 in production), served by imap-frontend.
+    #[arg(long, env = "KUBEMAIL_POP3_LISTEN", default_value = "127.0.0.1:2110")]
+    pub pop3_listen: SocketAddr,
+    /// POP3 over implicit TLS (port 995 in production), served by imap-frontend.
+    #[arg(long, env = "KUBEMAIL_POP3S_LISTEN", default_value = "127.0.0.1:2995")]
+    pub pop3s_listen: SocketAddr,
     /// The name the SMTP server greets with and writes into Received headers.
     #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
     pub hostname: String,

@@ -67,6 +67,8 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let imap = kubemail_imap_frontend::server::Listeners {
         imap: listener::bind(args.imap_listen, "--imap-listen").await.map_err(anyhow::Error::msg)?,
         imaps: Some(listener::bind(args.imaps_listen, "--imaps-listen").await.map_err(anyhow::Error::msg)?),
+        pop3: Some(listener::bind(args.pop3_listen, "--pop3-listen").await.map_err(anyhow::Error::msg)?),
+        pop3s: Some(listener::bind(args.pop3s_listen, "--pop3s-listen").await.map_err(anyhow::Error::msg)?),
     };
     let http_server = tokio::spawn(admin_http::serve(http, readiness.clone(), shutdown.wait()));
 
@@ -147,6 +149,8 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         submissions = %args.submissions_listen,
         imap = %args.imap_listen,
         imaps = %args.imaps_listen,
+        pop3 = %args.pop3_listen,
+        pop3s = %args.pop3s_listen,
         data_dir = %data_dir.display(),
         "kubemail dev is ready"
     );

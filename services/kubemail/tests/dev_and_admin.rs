@@ -120,6 +120,8 @@ fn bad_arguments_get_a_one_line_error_and_a_nonzero_exit() {
         "--submissions-listen",
         "--imap-listen",
         "--imaps-listen",
+        "--pop3-listen",
+        "--pop3s-listen",
     ] {
         assert!(help.contains(flag), "dev --help documents {flag}");
     }

@@ -18,6 +18,8 @@
 //!   per domain chosen by SNI and reloaded on change; the PROXY protocol from trusted load
 //!   balancers; connections per client address, at once and per minute. `tls::Connection` is
 //!   a session's stream, plain or TLS, with the STARTTLS upgrade.
+//! - [`line_io`] — a text protocol's connection read in bounded lines with deadlines, replies
+//!   written when the client waits, and the STARTTLS upgrade (SMTP, POP3).
 //! - [`listener`] — accept loops for those listeners: PROXY header, limits, implicit TLS, one
 //!   task per session, and waiting for the sessions at shutdown.
 //! - [`login_cache`] — successful logins remembered briefly under an HMAC of the credentials,
@@ -35,6 +37,7 @@ pub mod error;
 pub mod events;
 pub mod grpc_metrics;
 pub mod limits;
+pub mod line_io;
 pub mod listener;
 pub mod local;
 pub mod login_cache;

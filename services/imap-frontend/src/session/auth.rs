@@ -11,13 +11,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_codec::imap_types::core::Tag;
-use kubemail_proto::mailstore::AuthenticateRequest;
-use kubemail_runtime::login_cache::Login;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tonic::Code;
 
 use super::io::{End, Input};
 use super::{Account, Flow, HANDSHAKE_TIMEOUT, Session, State};
+use crate::credentials::{self, Refused};
 use crate::response::Status;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -65,7 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let credentials = match mechanism {
             AuthMechanism::Plain => {
                 let Some(response) = self.sasl_step(tag, initial_response, "").await else { return Flow::Continue };
-                plain_credentials(&response)
+                credentials::plain_credentials(&response)
             }
             AuthMechanism::Login => {
                 let Some(username) = self.sasl_step(tag, initial_response, "Username:").await else {
@@ -126,34 +124,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Checks the credentials — remembered from a recent login, or with the mailstore — and
-    /// logs in.
+    /// Checks the credentials (`credentials::check`) and logs in.
     async fn verify(&mut self, tag: &Tag<'_>, username: String, password: String) -> Flow {
-        let username = match &self.services.settings.default_domain {
-            Some(domain) if !username.contains('@') => format!("{username}@{domain}"),
-            _ => username,
-        };
-        let pending = match self.services.logins.lookup(&username, &password) {
-            Ok(login) => return self.logged_in(tag, Account { id: login.account_id, address: login.address }),
-            Err(pending) => pending,
-        };
-        let request = AuthenticateRequest { username, password };
-        match self.services.mailstore.clone().authenticate(request).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                let login = Login { account_id: response.account_id, address: response.address };
-                self.services.logins.remember(pending, login.clone());
-                self.logged_in(tag, Account { id: login.account_id, address: login.address })
-            }
-            Err(status) if status.code() == Code::PermissionDenied => {
+        match credentials::check(&self.services, username, password).await {
+            Ok(account) => self.logged_in(tag, account),
+            Err(Refused::Credentials) => self.failed(tag).await,
+            Err(Refused::Suspended) => {
                 self.respond(Some(tag), Status::No, Some("CONTACTADMIN"), "The account is suspended");
                 Flow::Continue
             }
-            Err(status) if matches!(status.code(), Code::Unauthenticated | Code::InvalidArgument) => {
-                self.failed(tag).await
-            }
-            Err(status) => {
-                tracing::warn!(client = %self.client_ip, %status, "authentication failed at the mailstore");
+            Err(Refused::Unavailable) => {
                 let text = "Authentication is unavailable, try again later";
                 self.respond(Some(tag), Status::No, Some("UNAVAILABLE"), text);
                 Flow::Continue
@@ -182,35 +162,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Flow::Close;
         }
         Flow::Continue
-    }
-}
-
-/// The authentication identity and password of a PLAIN response
-/// (`authzid NUL authcid NUL passwd`); an authorization identity other than the
-/// authentication identity (acting as another user) is not allowed.
-fn plain_credentials(response: &[u8]) -> Option<(String, String)> {
-    let mut parts = response.split(|byte| *byte == 0);
-    let (authorize_as, username, password) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || (!authorize_as.is_empty() && authorize_as != username) {
-        return None;
-    }
-    Some((String::from_utf8(username.to_vec()).ok()?, String::from_utf8(password.to_vec()).ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::plain_credentials;
-
-    #[test]
-    fn plain_responses_name_one_user_and_a_password() {
-        let pair = |username: &str, password: &str| Some((username.to_string(), password.to_string()));
-        assert_eq!(plain_credentials(b"\0alice@example.org\0secret"), pair("alice@example.org", "secret"));
-        assert_eq!(
-            plain_credentials(b"alice@example.org\0alice@example.org\0secret"),
-            pair("alice@example.org", "secret")
-        );
-        assert_eq!(plain_credentials(b"bob@example.org\0alice@example.org\0secret"), None, "no acting as another");
-        assert_eq!(plain_credentials(b"alice@example.org\0secret"), None);
-        assert_eq!(plain_credentials(b"\0alice\0secret\0more"), None);
     }
 }

@@ -43,6 +43,8 @@ pub struct Dev {
     pub submissions: String,
     pub imap: String,
     pub imaps: String,
+    pub pop3: String,
+    pub pop3s: String,
 }
 
 impl Dev {
@@ -54,7 +56,7 @@ impl Dev {
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Dev {
         let port = || format!("127.0.0.1:{}", free_port());
         let (grpc, http, smtp, submission, submissions) = (port(), port(), port(), port(), port());
-        let (imap, imaps) = (port(), port());
+        let (imap, imaps, pop3, pop3s) = (port(), port(), port(), port());
         let mut command = Command::new(KUBEMAIL);
         command.args(["dev", "--data-dir"]).arg(data_dir).args([
             "--grpc-listen",
@@ -71,10 +73,15 @@ impl Dev {
             &imap,
             "--imaps-listen",
             &imaps,
+            "--pop3-listen",
+            &pop3,
+            "--pop3s-listen",
+            &pop3s,
         ]);
         command.args(extra);
         let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kubemail dev starts");
-        let dev = Dev { child, grpc: format!("http://{grpc}"), http, smtp, submission, submissions, imap, imaps };
+        let grpc = format!("http://{grpc}");
+        let dev = Dev { child, grpc, http, smtp, submission, submissions, imap, imaps, pop3, pop3s };
         dev.wait_ready();
         dev
     }

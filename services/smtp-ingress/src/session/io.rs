@@ -1,40 +1,21 @@
-//! The connection under a session: buffered input read in command lines, DATA blocks and BDAT
-//! chunks; replies buffered and written when the client waits for them (RFC 2920: a server may
-//! hold replies while more pipelined commands are buffered); the STARTTLS upgrade.
+//! The connection under a session: command lines through the runtime's [`LineIo`] (bounded
+//! lines with deadlines, replies written when the client waits for them, the STARTTLS upgrade),
+//! and on top of it the DATA blocks and BDAT chunks of a message.
 
-use std::io;
 use std::time::Duration;
 
+pub use kubemail_runtime::line_io::{End, Line};
+use kubemail_runtime::line_io::{IDLE_BUFFER, LineIo};
 pub use kubemail_runtime::tls::Connection;
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
 use crate::reply::Reply;
 
-/// Input buffer kept between commands; it grows for DATA and shrinks back, so an idle
-/// connection holds little memory.
-const IDLE_BUFFER: usize = 1024;
 /// Read size while a message body streams in.
 const DATA_READ: usize = 16 * 1024;
 const CRLF: &[u8] = b"\r\n";
-
-/// Why a session cannot go on reading.
-#[derive(Debug)]
-pub enum End {
-    /// The client closed the connection.
-    Closed,
-    /// Nothing arrived within the timeout.
-    Timeout,
-    Io(io::Error),
-}
-
-/// A command line, or the news that it was longer than allowed (the rest was discarded up to
-/// its line feed).
-pub enum Line {
-    Complete(Vec<u8>),
-    TooLong,
-}
 
 /// A message body received with DATA or BDAT.
 pub enum Body {
@@ -43,100 +24,52 @@ pub enum Body {
     TooBig,
 }
 
-/// Buffered reading and writing over a [`Connection`].
+/// An SMTP session's connection.
 pub struct Io<S> {
-    connection: Connection<S>,
-    input: Vec<u8>,
-    /// Start of the unread input in `input`.
-    position: usize,
-    output: Vec<u8>,
+    lines: LineIo<S>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
     pub fn new(connection: Connection<S>) -> Self {
-        Io { connection, input: Vec::with_capacity(IDLE_BUFFER), position: 0, output: Vec::with_capacity(256) }
+        Io { lines: LineIo::new(connection) }
     }
 
     pub fn is_tls(&self) -> bool {
-        self.connection.is_tls()
+        self.lines.is_tls()
     }
 
     /// The negotiated TLS version and cipher suite, for the Received header.
     pub fn tls_description(&self) -> Option<String> {
-        self.connection.tls_description()
+        self.lines.tls_description()
     }
 
     /// The server name the client asked for in its TLS handshake.
     pub fn tls_server_name(&self) -> Option<&str> {
-        self.connection.tls_server_name()
+        self.lines.tls_server_name()
     }
 
     /// Queues a reply; it is written before the next read that would wait, or by [`Io::flush`].
     pub fn reply(&mut self, reply: &Reply) {
-        reply.write_to(&mut self.output);
+        reply.write_to(self.lines.output());
     }
 
     pub async fn flush(&mut self) -> Result<(), End> {
-        if !self.output.is_empty() {
-            self.connection.write_all(&self.output).await.map_err(End::Io)?;
-            self.output.clear();
-            self.connection.flush().await.map_err(End::Io)?;
-        }
-        Ok(())
+        self.lines.flush().await
     }
 
     /// Whether input is buffered beyond what was consumed (pipelined commands).
     pub fn has_buffered_input(&self) -> bool {
-        self.position < self.input.len()
+        self.lines.has_buffered_input()
     }
 
-    /// Drops buffered input: nothing sent before a TLS handshake may count after it (RFC 3207
-    /// §4.2, the STARTTLS command injection attack).
+    /// Drops buffered input (see [`LineIo::discard_buffered_input`]).
     pub fn discard_buffered_input(&mut self) {
-        self.input.clear();
-        self.position = 0;
+        self.lines.discard_buffered_input();
     }
 
-    /// The next line, up to and including its line feed, at most `limit` octets. The whole
-    /// line must arrive within `timeout`: a client dripping one octet at a time cannot hold a
-    /// session open for longer.
+    /// The next line, at most `limit` octets, all of it within `timeout`.
     pub async fn read_line(&mut self, limit: usize, timeout: Duration) -> Result<Line, End> {
-        match tokio::time::timeout(timeout, self.read_line_unbounded(limit, timeout)).await {
-            Ok(line) => line,
-            Err(_) => Err(End::Timeout),
-        }
-    }
-
-    async fn read_line_unbounded(&mut self, limit: usize, timeout: Duration) -> Result<Line, End> {
-        loop {
-            let unread = &self.input[self.position..];
-            if let Some(end) = memchr::memchr(b'\n', unread) {
-                let line = unread[..=end].to_vec();
-                self.position += end + 1;
-                if line.len() > limit {
-                    return Ok(Line::TooLong);
-                }
-                return Ok(Line::Complete(line));
-            }
-            if unread.len() > limit {
-                // Without a line feed in sight, drop what is buffered and keep discarding
-                // until one arrives; memory stays bounded whatever the client sends.
-                self.discard_buffered_input();
-                return self.skip_to_line_end(timeout).await.map(|()| Line::TooLong);
-            }
-            self.fill(IDLE_BUFFER, timeout).await?;
-        }
-    }
-
-    async fn skip_to_line_end(&mut self, timeout: Duration) -> Result<(), End> {
-        loop {
-            self.fill(IDLE_BUFFER, timeout).await?;
-            if let Some(end) = memchr::memchr(b'\n', &self.input[self.position..]) {
-                self.position += end + 1;
-                return Ok(());
-            }
-            self.discard_buffered_input();
-        }
+        self.lines.read_line(limit, timeout).await
     }
 
     /// A DATA block up to its `<CRLF>.<CRLF>`, dot-unstuffed. Only that exact sequence ends it
@@ -150,12 +83,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
         let mut body = Vec::with_capacity(IDLE_BUFFER);
         receiver.ingest(&mut CRLF.iter(), &mut body);
         loop {
-            let mut unread = self.input[self.position..].iter();
-            let done = receiver.ingest(&mut unread, &mut body);
-            self.position = self.input.len() - unread.as_slice().len();
+            let unread = self.lines.unread();
+            let mut octets = unread.iter();
+            let done = receiver.ingest(&mut octets, &mut body);
+            let consumed = unread.len() - octets.as_slice().len();
+            self.lines.consume(consumed);
             let too_big = (body.len() - CRLF.len()) as u64 > max_size;
             if done {
-                self.shrink();
+                self.lines.shrink();
                 if too_big {
                     return Ok(Body::TooBig);
                 }
@@ -166,17 +101,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
                 let mut rest = DummyDataReceiver::new_data(&receiver);
                 drop(body);
                 loop {
-                    let mut unread = self.input[self.position..].iter();
-                    let done = rest.ingest(&mut unread);
-                    self.position = self.input.len() - unread.as_slice().len();
+                    let unread = self.lines.unread();
+                    let mut octets = unread.iter();
+                    let done = rest.ingest(&mut octets);
+                    let consumed = unread.len() - octets.as_slice().len();
+                    self.lines.consume(consumed);
                     if done {
-                        self.shrink();
+                        self.lines.shrink();
                         return Ok(Body::TooBig);
                     }
-                    self.fill(DATA_READ, timeout).await?;
+                    self.lines.fill(DATA_READ, timeout).await?;
                 }
             }
-            self.fill(DATA_READ, timeout).await?;
+            self.lines.fill(DATA_READ, timeout).await?;
         }
     }
 
@@ -189,63 +126,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
         timeout: Duration,
     ) -> Result<(), End> {
         loop {
-            let unread = &self.input[self.position..];
+            let unread = self.lines.unread();
             let take = usize::try_from(size).unwrap_or(usize::MAX).min(unread.len());
             if !discard {
                 body.extend_from_slice(&unread[..take]);
             }
-            self.position += take;
+            self.lines.consume(take);
             size -= take as u64;
             if size == 0 {
-                self.shrink();
+                self.lines.shrink();
                 return Ok(());
             }
-            self.fill(DATA_READ, timeout).await?;
+            self.lines.fill(DATA_READ, timeout).await?;
         }
     }
 
-    /// Reads more input, after writing any queued replies: the client may be waiting for them
-    /// before it sends anything else.
-    async fn fill(&mut self, read_size: usize, timeout: Duration) -> Result<(), End> {
-        self.flush().await?;
-        if self.position == self.input.len() {
-            self.input.clear();
-            self.position = 0;
-        } else if self.position > 0 && self.input.capacity() - self.input.len() < read_size {
-            self.input.drain(..self.position);
-            self.position = 0;
-        }
-        self.input.reserve(read_size);
-        match tokio::time::timeout(timeout, self.connection.read_buf(&mut self.input)).await {
-            Err(_) => Err(End::Timeout),
-            Ok(Err(error)) => Err(End::Io(error)),
-            Ok(Ok(0)) => Err(End::Closed),
-            Ok(Ok(_)) => Ok(()),
-        }
-    }
-
-    /// Gives back the memory a message body needed.
-    fn shrink(&mut self) {
-        self.input.drain(..self.position);
-        self.position = 0;
-        self.input.shrink_to(IDLE_BUFFER);
-    }
-
-    /// Replaces the plain stream with TLS after `220 Ready to start TLS` went out.
+    /// Replaces the plain stream with TLS after `220 Ready to start TLS` was queued.
     pub async fn start_tls(&mut self, acceptor: &TlsAcceptor, timeout: Duration) -> Result<(), End> {
-        self.flush().await?;
-        self.discard_buffered_input();
-        match tokio::time::timeout(timeout, self.connection.start_tls(acceptor)).await {
-            Err(_) => Err(End::Timeout),
-            Ok(Err(error)) => Err(End::Io(error)),
-            Ok(Ok(())) => Ok(()),
-        }
+        self.lines.start_tls(acceptor, timeout).await
     }
 
     /// Closes the write side after flushing (a best effort: the client may be gone).
     pub async fn close(&mut self) {
-        let _ = self.flush().await;
-        let _ = self.connection.shutdown().await;
+        self.lines.close().await;
     }
 }
 

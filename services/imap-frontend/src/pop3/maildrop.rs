@@ -1,0 +1,150 @@
+//! The maildrop of a POP3 session: the INBOX as it was at login, numbered 1..n for the whole
+//! session whatever happens to the mailbox meanwhile (RFC 1939 §5: message numbers never change
+//! within a session), the messages marked deleted, and the UPDATE state that removes them.
+//!
+//! UIDL is `<UIDVALIDITY>.<UID>`: IMAP never reuses a UID within one UIDVALIDITY, so the value
+//! names one message for good, across sessions and frontends.
+
+use futures::StreamExt;
+use kubemail_proto::mailstore::store_flags_request::Operation;
+use kubemail_proto::mailstore::{
+    ExpungeRequest, FetchBodyRequest, FetchMessagesRequest, Flags, SelectMailboxRequest, StoreFlagsRequest, SystemFlag,
+    UidRange,
+};
+use tonic::Status;
+
+use crate::MailstoreClient;
+use crate::session::Account;
+
+/// One message as the session numbers it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub uid: u32,
+    /// Octets as stored, which is what RETR sends before byte-stuffing.
+    pub size: u64,
+    pub deleted: bool,
+}
+
+/// See the module documentation.
+pub struct Maildrop {
+    account_id: i64,
+    mailbox_id: i64,
+    uidvalidity: u32,
+    entries: Vec<Entry>,
+}
+
+/// Why a message number names no message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoMessage {
+    /// Outside 1..n.
+    NoSuchMessage,
+    AlreadyDeleted,
+}
+
+impl Maildrop {
+    /// The INBOX of `account` as it is now.
+    pub async fn open(mailstore: &MailstoreClient, account: &Account) -> Result<Maildrop, Status> {
+        let mut mailstore = mailstore.clone();
+        let request = SelectMailboxRequest { account_id: account.id, name: "INBOX".into(), ..Default::default() };
+        let selected = mailstore.select_mailbox(request).await?.into_inner();
+        let mailbox = selected.mailbox.ok_or_else(|| Status::internal("the INBOX came without its details"))?;
+        let mut entries = Vec::with_capacity(selected.uids.len());
+        if !selected.uids.is_empty() {
+            let uids = vec![UidRange { first: selected.uids[0], last: *selected.uids.last().unwrap_or(&0) }];
+            let request =
+                FetchMessagesRequest { account_id: account.id, mailbox_id: mailbox.id, uids, changed_since: 0 };
+            let mut metas = mailstore.fetch_messages(request).await?.into_inner().messages;
+            metas.sort_by_key(|meta| meta.uid);
+            // Only the UIDs of the snapshot: a message delivered between the two calls waits for
+            // the next session, so every number keeps its message.
+            for uid in selected.uids {
+                if let Ok(index) = metas.binary_search_by_key(&uid, |meta| meta.uid) {
+                    entries.push(Entry { uid, size: metas[index].size, deleted: false });
+                }
+            }
+        }
+        Ok(Maildrop { account_id: account.id, mailbox_id: mailbox.id, uidvalidity: mailbox.uidvalidity, entries })
+    }
+
+    /// Messages not marked deleted, and their octets (STAT).
+    pub fn stat(&self) -> (usize, u64) {
+        self.live().fold((0, 0), |(count, octets), (_, entry)| (count + 1, octets + entry.size))
+    }
+
+    /// The messages not marked deleted, with their numbers.
+    pub fn live(&self) -> impl Iterator<Item = (usize, &Entry)> {
+        self.entries.iter().enumerate().map(|(index, entry)| (index + 1, entry)).filter(|(_, entry)| !entry.deleted)
+    }
+
+    /// The message numbered `number`, unless it is marked deleted.
+    pub fn get(&self, number: usize) -> Result<&Entry, NoMessage> {
+        match number.checked_sub(1).and_then(|index| self.entries.get(index)) {
+            None => Err(NoMessage::NoSuchMessage),
+            Some(entry) if entry.deleted => Err(NoMessage::AlreadyDeleted),
+            Some(entry) => Ok(entry),
+        }
+    }
+
+    /// UIDL's unique id of a message.
+    pub fn unique_id(&self, entry: &Entry) -> String {
+        format!("{}.{}", self.uidvalidity, entry.uid)
+    }
+
+    pub fn delete(&mut self, number: usize) -> Result<(), NoMessage> {
+        self.get(number)?;
+        self.entries[number - 1].deleted = true;
+        Ok(())
+    }
+
+    /// Unmarks every message (RSET).
+    pub fn undelete_all(&mut self) {
+        self.entries.iter_mut().for_each(|entry| entry.deleted = false);
+    }
+
+    /// The octets of message `uid`; `None` when it is no longer in the mailbox (expunged by
+    /// another session since login).
+    pub async fn body(&self, mailstore: &MailstoreClient, uid: u32) -> Result<Option<Vec<u8>>, Status> {
+        let request = FetchBodyRequest {
+            account_id: self.account_id,
+            mailbox_id: self.mailbox_id,
+            uids: vec![UidRange { first: uid, last: uid }],
+            ..Default::default()
+        };
+        let mut chunks = mailstore.clone().fetch_body(request).await?.into_inner();
+        let mut body: Option<Vec<u8>> = None;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            if chunk.uid == uid {
+                body.get_or_insert_with(|| Vec::with_capacity(chunk.length as usize)).extend_from_slice(&chunk.data);
+            }
+        }
+        Ok(body)
+    }
+
+    /// The UPDATE state (RFC 1939 §6): removes the messages marked deleted, and only those,
+    /// whatever else carries `\Deleted` in the mailbox. Returns how many are left.
+    pub async fn update(&self, mailstore: &MailstoreClient) -> Result<usize, Status> {
+        let deleted: Vec<UidRange> = self
+            .entries
+            .iter()
+            .filter(|entry| entry.deleted)
+            .map(|entry| UidRange { first: entry.uid, last: entry.uid })
+            .collect();
+        if !deleted.is_empty() {
+            let mut mailstore = mailstore.clone();
+            let flags = Flags { system: SystemFlag::Deleted as u32, keywords: Vec::new() };
+            let request = StoreFlagsRequest {
+                account_id: self.account_id,
+                mailbox_id: self.mailbox_id,
+                uids: deleted.clone(),
+                operation: Operation::Add as i32,
+                flags: Some(flags),
+                unchanged_since: 0,
+            };
+            mailstore.store_flags(request).await?;
+            let request = ExpungeRequest { account_id: self.account_id, mailbox_id: self.mailbox_id, uids: deleted };
+            mailstore.expunge(request).await?;
+        }
+        Ok(self.stat().0)
+    }
+}
