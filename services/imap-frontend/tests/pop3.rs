@@ -10,27 +10,23 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{CLIENT_IP, Fixture, HOSTNAME, PASSWORD};
+use common::{CLIENT_IP, Client, Fixture, HOSTNAME, PASSWORD};
 use kubemail_imap_frontend::pop3;
 use kubemail_runtime::tls::Connection;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio_rustls::client::TlsStream;
 
 const FIRST: &str =
     "From: bob@example.org\r\nSubject: first\r\n\r\nHello.\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n";
 const SECOND: &str = "From: carol@example.org\r\nSubject: second\r\n\r\none\r\ntwo\r\nthree\r\n";
 
-/// A scripted POP3 client: sends lines, reads single- and multi-line responses.
-struct Pop3<S> {
-    stream: S,
-    input: Vec<u8>,
-}
+/// The fixture's line client, speaking POP3: single- and multi-line responses.
+struct Pop3<S>(Client<S>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Pop3<S> {
     async fn send(&mut self, data: &[u8]) {
-        self.stream.write_all(data).await.expect("write");
-        self.stream.flush().await.expect("flush");
+        self.0.send(data).await;
     }
 
     /// Sends `line` and returns the status line, which must start with `expected` (`+OK` or
@@ -57,22 +53,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3<S> {
 
     /// The next line without its CRLF, or `None` once the server closed the connection.
     async fn line(&mut self) -> Option<String> {
-        loop {
-            if let Some(end) = self.input.windows(2).position(|pair| pair == b"\r\n") {
-                let line = String::from_utf8_lossy(&self.input[..end]).into_owned();
-                self.input.drain(..end + 2);
-                return Some(line);
-            }
-            let mut chunk = [0u8; 4096];
-            let read = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
-                .await
-                .expect("the server answers in time")
-                .ok()?;
-            if read == 0 {
-                return None;
-            }
-            self.input.extend_from_slice(&chunk[..read]);
-        }
+        self.0.line().await
     }
 }
 
@@ -80,7 +61,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3<S> {
 async fn connect_from(f: &Fixture, ip: IpAddr) -> Pop3<DuplexStream> {
     let (client, server) = tokio::io::duplex(256 * 1024);
     tokio::spawn(pop3::serve(Connection::Plain(server), ip, f.services.clone()));
-    let mut client = Pop3 { stream: client, input: Vec::new() };
+    let mut client = Pop3(Client::new(client));
     assert_eq!(client.line().await.unwrap(), format!("+OK {HOSTNAME} POP3 server ready"));
     client
 }
@@ -93,8 +74,8 @@ async fn connect(f: &Fixture) -> Pop3<DuplexStream> {
 async fn upgrade(f: &Fixture, mut client: Pop3<DuplexStream>) -> Pop3<TlsStream<DuplexStream>> {
     client.command("STLS", "+OK").await;
     let name = ServerName::try_from(HOSTNAME.to_string()).unwrap();
-    let tls = f.tls_connector().connect(name, client.stream).await.expect("TLS handshake");
-    Pop3 { stream: tls, input: Vec::new() }
+    let tls = f.tls_connector().connect(name, client.0.into_stream()).await.expect("TLS handshake");
+    Pop3(Client::new(tls))
 }
 
 /// A session over TLS logged in as alice.
@@ -282,8 +263,8 @@ async fn commands_pipelined_behind_stls_are_dropped() {
     client.send(b"STLS\r\nCAPA\r\n").await;
     assert!(client.line().await.unwrap().starts_with("+OK"));
     let name = ServerName::try_from(HOSTNAME.to_string()).unwrap();
-    let tls = f.tls_connector().connect(name, client.stream).await.expect("TLS handshake");
-    let mut client = Pop3 { stream: tls, input: Vec::new() };
+    let tls = f.tls_connector().connect(name, client.0.into_stream()).await.expect("TLS handshake");
+    let mut client = Pop3(Client::new(tls));
     // The CAPA sent in the clear is never answered: the first answer inside TLS is USER's.
     client.command("USER alice@example.org", "+OK").await;
 }

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Dev, Mbsync, ok, python, swaks, text};
+use common::{Dev, Mbsync, curl_mail, ok, python, swaks, text};
 
 /// Runs `script` with the IMAP and IMAPS addresses as arguments; returns its output lines.
 fn imaplib(dev: &Dev, script: &str) -> Vec<String> {
@@ -145,15 +143,7 @@ fn curl_lists_mailboxes_and_reads_a_message_by_uid() {
     let sent = swaks(&dev.smtp, &["--to", "alice@example.org", "--header", "Subject: for curl"]);
     assert!(sent.status.success(), "{}", text(&sent.stdout));
     dev.wait_for_inbox("alice@example.org", "s3cret", 1);
-    let curl = |url: &str| {
-        // STARTTLS on imap:// (--ssl-reqd), trusting kubemail dev's self-signed certificate.
-        let output = Command::new("curl")
-            .args(["-sS", "--ssl-reqd", "--insecure", "--max-time", "10", "--user", "alice@example.org:s3cret", url])
-            .output()
-            .expect("curl runs");
-        assert!(output.status.success(), "curl {url}: {}", text(&output.stderr));
-        text(&output.stdout)
-    };
+    let curl = |url: &str| curl_mail(url, "alice@example.org:s3cret");
     let listed = curl(&format!("imaps://{}/", dev.imaps));
     assert!(listed.contains("* LIST (\\HasNoChildren) \"/\" \"INBOX\""), "{listed}");
     assert!(listed.contains("\\Sent"), "{listed}");

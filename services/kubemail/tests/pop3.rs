@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Dev, ok, python, swaks, text};
+use common::{Dev, curl_mail, ok, python, swaks, text};
 
 fn with_two_messages(dev: &Dev) {
     ok(dev.admin(&["domain", "add", "example.org"], None));
@@ -87,15 +85,7 @@ fn curl_lists_and_retrieves_over_pop3() {
     let data = tempfile::tempdir().unwrap();
     let dev = Dev::start(data.path());
     with_two_messages(&dev);
-    let curl = |url: &str| {
-        // STLS on pop3:// (--ssl-reqd), trusting kubemail dev's self-signed certificate.
-        let output = Command::new("curl")
-            .args(["-sS", "--ssl-reqd", "--insecure", "--max-time", "10", "--user", "alice@example.org:s3cret", url])
-            .output()
-            .expect("curl runs");
-        assert!(output.status.success(), "curl {url}: {}", text(&output.stderr));
-        text(&output.stdout)
-    };
+    let curl = |url: &str| curl_mail(url, "alice@example.org:s3cret");
     let listed = curl(&format!("pop3s://{}/", dev.pop3s));
     assert_eq!(listed.lines().count(), 2, "{listed}");
     assert!(listed.starts_with("1 "), "{listed}");

@@ -177,6 +177,17 @@ pub fn curl(url: &str) -> Output {
     Command::new("curl").args(["-fsS", "--max-time", "5", url]).output().expect("curl runs")
 }
 
+/// curl on a mail URL (`imap://`, `pop3s://`, …) as `user:password`, with STARTTLS or STLS
+/// required on the plain schemes and kubemail dev's self-signed certificate trusted; the output.
+pub fn curl_mail(url: &str, user: &str) -> String {
+    let output = Command::new("curl")
+        .args(["-sS", "--ssl-reqd", "--insecure", "--max-time", "10", "--user", user, url])
+        .output()
+        .expect("curl runs");
+    assert!(output.status.success(), "curl {url}: {}", text(&output.stderr));
+    text(&output.stdout)
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
