@@ -28,32 +28,45 @@ fn free_address() -> String {
     format!("127.0.0.1:{}", StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
 }
 
-/// A `delivery-queue` process, killed when dropped.
-struct DeliveryWorker(Child);
+/// A `delivery-queue` process, killed when dropped. Its log is kept for a failing test to show.
+struct DeliveryWorker {
+    process: Child,
+    log: tempfile::NamedTempFile,
+}
 
 impl DeliveryWorker {
     fn start(mailstore: &Mailstore, nats_url: &str) -> DeliveryWorker {
+        let log = tempfile::NamedTempFile::new().expect("a log file");
         let process = Command::new(DELIVERY_QUEUE)
             .args(["--mailstore", &format!("http://{}", mailstore.address), "--nats-url", nats_url])
             .args(["--http-listen", &free_address(), "--lease", LEASE, "--hostname", "mx.example.org"])
-            .stdout(Stdio::null())
+            // A delivery deferred on a busy machine comes back within the test's patience.
+            .args(["--retry-schedule", "1s"])
+            .stdout(log.reopen().expect("the log file"))
             .stderr(Stdio::null())
             .spawn()
             .expect("delivery-queue starts");
-        DeliveryWorker(process)
+        DeliveryWorker { process, log }
     }
 
     /// SIGKILL: no clean shutdown, as when a node is lost.
     fn kill(&mut self) {
-        self.0.kill().expect("kill");
-        self.0.wait().expect("reaped");
+        self.process.kill().expect("kill");
+        self.process.wait().expect("reaped");
+    }
+
+    /// What the worker warned about, for a failure message.
+    fn warnings(&self) -> String {
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().filter(|line| !line.contains(" INFO ")).collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 }
 
 impl Drop for DeliveryWorker {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 
@@ -66,6 +79,25 @@ async fn platform() -> (NatsServer, NatsTransport, Mailstore) {
     let db = kubemail_mailstore::Db::connect(&url, 8).await.expect("mailstore on PostgreSQL");
     let mailstore = Mailstore::start_on(db, Arc::new(transport.events.clone())).await;
     (nats, transport, mailstore)
+}
+
+/// The queue's counts, for a failure message.
+async fn queue_state(transport: &NatsTransport) -> String {
+    let config = NatsConfig::default();
+    let jetstream = async_nats::jetstream::new(transport.client.clone());
+    let mut queue = jetstream.get_stream(&config.stream).await.expect("the queue stream");
+    let queued = queue.info().await.expect("queue info").state.messages;
+    let consumer = queue
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&config.consumer)
+        .await
+        .expect("the workers' consumer");
+    let info = consumer.cached_info();
+    let dead =
+        jetstream.get_stream(&config.dead_letter_stream).await.expect("dead letters").cached_info().state.messages;
+    format!(
+        "{queued} envelopes queued, {} not yet handed out, {} leased, {} handed out again, {dead} dead letters",
+        info.num_pending, info.num_ack_pending, info.num_redelivered
+    )
 }
 
 /// Polls `address`'s INBOX until it holds `count` messages or `patience` ran out.
@@ -153,7 +185,7 @@ async fn a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing() {
     }
 
     let mut doomed = DeliveryWorker::start(&mailstore, &nats.url());
-    let _survivor = DeliveryWorker::start(&mailstore, &nats.url());
+    let survivor = DeliveryWorker::start(&mailstore, &nats.url());
     let midway = wait_for_inbox(&mailstore, "alice@example.org", MESSAGES / 4, Duration::from_secs(60)).await;
     assert!(midway.len() >= MESSAGES / 4 && midway.len() < MESSAGES, "killed midway: {} delivered", midway.len());
     doomed.kill();
@@ -165,7 +197,14 @@ async fn a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing() {
         *copies.entry(subject.to_string()).or_default() += 1;
     }
     let duplicated: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
-    assert_eq!((copies.len(), inbox.len()), (MESSAGES, MESSAGES), "each message once; duplicated: {duplicated:?}");
+    assert_eq!(
+        (copies.len(), inbox.len()),
+        (MESSAGES, MESSAGES),
+        "each message once; duplicated: {duplicated:?}; the queue: {}\nthe killed worker's warnings:\n{}\nthe survivor's:\n{}",
+        queue_state(&transport).await,
+        doomed.warnings(),
+        survivor.warnings(),
+    );
 
     // Settled: nothing left to deliver, and every body gone from the spool.
     let deadline = Instant::now() + Duration::from_secs(30);

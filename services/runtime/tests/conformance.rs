@@ -273,6 +273,31 @@ async fn retry_after_delays_redelivery(fixture: Fixture) {
     retried.ack().await.expect("ack");
 }
 
+/// More deferred messages than a JetStream consumer lets out unacknowledged by default (1,000):
+/// mail for a domain that is down must not hold up the rest of the queue until its retries.
+async fn a_large_retry_backlog_does_not_hold_up_new_messages(fixture: Fixture) {
+    const DEFERRED: usize = 1_200;
+    let queue = &*fixture.services.queue;
+    for i in 0..DEFERRED {
+        publish_new(queue, message(&format!("deferred-{i}"), "body")).await;
+    }
+    let mut released = 0;
+    while released < DEFERRED {
+        let leases = queue.pull(DEFERRED - released, PATIENCE).await.expect("pull the backlog");
+        assert!(!leases.is_empty(), "{released} of {DEFERRED} deferred messages pulled, then nothing");
+        for lease in leases {
+            assert!(lease.id.starts_with("deferred-"), "{} before the backlog was pulled", lease.id);
+            lease.retry_after(Duration::from_secs(3600)).await.expect("retry in an hour");
+            released += 1;
+        }
+    }
+
+    publish_new(queue, message("fresh", "body")).await;
+    let fresh = pull_one(queue).await;
+    assert_eq!(fresh.id, "fresh", "new mail goes out while {DEFERRED} messages wait for their retry");
+    fresh.ack().await.expect("ack");
+}
+
 async fn extend_keeps_the_lease_past_its_duration(fixture: Fixture) {
     let queue = &*fixture.services.queue;
     publish_new(queue, message("slow", "body")).await;
@@ -515,6 +540,7 @@ conformance_suite!(
     expired_lease_redelivers_to_another_consumer,
     late_ack_from_a_lost_lease_still_completes_the_message,
     retry_after_delays_redelivery,
+    a_large_retry_backlog_does_not_hold_up_new_messages,
     extend_keeps_the_lease_past_its_duration,
     empty_pull_waits_then_returns_nothing,
     waiting_pull_wakes_up_for_a_new_message,

@@ -109,6 +109,11 @@ impl NatsQueue {
             // Retries are scheduled by the application (retry_after) and end in a bounce,
             // so the server never gives up on a message by itself.
             max_deliver: -1,
+            // A message waiting for its retry counts as unacknowledged. With the server's limit
+            // (1,000 by default) a backlog of deferred mail, say for a domain that is down,
+            // would stop every new message until the retries came due. Workers bound what they
+            // hold through the size of their pulls instead.
+            max_ack_pending: -1,
             ..Default::default()
         };
 
