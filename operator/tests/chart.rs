@@ -68,6 +68,8 @@ const COMBINATIONS: &[(&str, &[&str])] = &[
             "imap.autoscaling.enabled=true",
             "--set",
             "imap.autoscaling.targetConnectionsPerPod=5000",
+            "--set",
+            "imap.pop3.enabled=true",
         ],
     ),
     ("monitoring", &["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.grafanaDashboard.enabled=true"]),
@@ -129,6 +131,7 @@ fn wrong_values_are_refused_at_install() {
     for (value, complaint) in [
         ("operator.replicas=two", "/operator/replicas"),
         ("imap.autoscaling.enabled=maybe", "/imap/autoscaling/enabled"),
+        ("imap.pop3.enabled=yes", "/imap/pop3/enabled"),
         ("smtp.service.type=Public", "/smtp/service/type"),
         ("cluster.hostname=Not A Host", "/cluster/hostname"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
@@ -212,6 +215,22 @@ fn the_values_become_the_platform_the_operator_builds() {
     assert_eq!(mailbox["spec"]["deletionPolicy"], "Retain");
     let monitor = find(&rendered, "ServiceMonitor", "mail-kubemail");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+}
+
+/// The ports of the IMAP Service the operator builds from the chart rendered with `values`.
+fn imap_service_ports(values: &[&str]) -> Vec<i32> {
+    let rendered = documents(&template(&[&["--set", "cluster.enabled=true"], values].concat()).unwrap());
+    let mut cluster: MailCluster = serde_json::from_value(find(&rendered, "MailCluster", "mail").clone()).unwrap();
+    cluster.metadata.uid = Some("uid".into());
+    let objects = build_cluster(&cluster, &[], "0.1.0");
+    let service = objects.services.iter().find(|s| s.metadata.name.as_deref() == Some(&names::imap_service("mail")));
+    service.unwrap().spec.as_ref().unwrap().ports.iter().flatten().map(|port| port.port).collect()
+}
+
+#[test]
+fn pop3_is_opened_by_one_value() {
+    assert_eq!(imap_service_ports(&[]), [143, 993], "off by default");
+    assert_eq!(imap_service_ports(&["--set", "imap.pop3.enabled=true"]), [143, 993, 110, 995]);
 }
 
 #[test]

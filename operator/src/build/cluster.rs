@@ -38,6 +38,8 @@ pub mod port {
     pub const SUBMISSIONS: (i32, i32) = (2465, 465);
     pub const IMAP: (i32, i32) = (2143, 143);
     pub const IMAPS: (i32, i32) = (2993, 993);
+    pub const POP3: (i32, i32) = (2110, 110);
+    pub const POP3S: (i32, i32) = (2995, 995);
     pub const GRPC: i32 = 7070;
     /// `/healthz`, `/readyz` and `/metrics` of every component.
     pub const HTTP: i32 = 9090;
@@ -87,21 +89,32 @@ impl Component {
     }
 
     /// Named container ports and the environment variables that make the binary listen there.
-    fn listeners(self) -> &'static [(&'static str, i32, &'static str)] {
+    fn listeners(self, cluster: &MailCluster) -> Vec<Listener> {
         match self {
-            Component::SmtpIngress => &[
+            Component::SmtpIngress => vec![
                 ("smtp", port::SMTP.0, "KUBEMAIL_SMTP_LISTEN"),
                 ("submission", port::SUBMISSION.0, "KUBEMAIL_SUBMISSION_LISTEN"),
                 ("submissions", port::SUBMISSIONS.0, "KUBEMAIL_SUBMISSIONS_LISTEN"),
             ],
-            Component::DeliveryQueue => &[],
-            Component::Mailstore => &[("grpc", port::GRPC, "KUBEMAIL_GRPC_LISTEN")],
+            Component::DeliveryQueue => Vec::new(),
+            Component::Mailstore => vec![("grpc", port::GRPC, "KUBEMAIL_GRPC_LISTEN")],
             Component::ImapFrontend => {
-                &[("imap", port::IMAP.0, "KUBEMAIL_IMAP_LISTEN"), ("imaps", port::IMAPS.0, "KUBEMAIL_IMAPS_LISTEN")]
+                let mut listeners = vec![
+                    ("imap", port::IMAP.0, "KUBEMAIL_IMAP_LISTEN"),
+                    ("imaps", port::IMAPS.0, "KUBEMAIL_IMAPS_LISTEN"),
+                ];
+                if cluster.spec.imap_frontend.pop3.enabled {
+                    listeners.push(("pop3", port::POP3.0, "KUBEMAIL_POP3_LISTEN"));
+                    listeners.push(("pop3s", port::POP3S.0, "KUBEMAIL_POP3S_LISTEN"));
+                }
+                listeners
             }
         }
     }
 }
+
+/// A container port's name, its number, and the variable that makes the binary listen on it.
+type Listener = (&'static str, i32, &'static str);
 
 /// A domain the cluster serves, as its pods mount it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,8 +236,8 @@ pub fn build_deployment(
     let spec = &cluster.spec;
     let name = cluster.name_any();
     let component_labels = labels(&name, Some(component));
-    let mut vars: Vec<EnvVar> =
-        component.listeners().iter().map(|(_, port, var)| env(var, format!("0.0.0.0:{port}"))).collect();
+    let listeners = component.listeners(cluster);
+    let mut vars: Vec<EnvVar> = listeners.iter().map(|(_, port, var)| env(var, format!("0.0.0.0:{port}"))).collect();
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     match component {
@@ -257,8 +270,7 @@ pub fn build_deployment(
             }
         }
     }
-    let mut ports: Vec<ContainerPort> = component
-        .listeners()
+    let mut ports: Vec<ContainerPort> = listeners
         .iter()
         .map(|(port_name, port, _)| ContainerPort {
             name: Some(port_name.to_string()),
@@ -442,7 +454,18 @@ pub fn build_services(cluster: &MailCluster) -> Vec<Service> {
             names::imap_service(&name),
             Component::ImapFrontend,
             &spec.imap_frontend.exposed.service,
-            vec![service_port("imap", port::IMAP), service_port("imaps", port::IMAPS)],
+            [("imap", port::IMAP), ("imaps", port::IMAPS)]
+                .into_iter()
+                .chain(
+                    spec.imap_frontend
+                        .pop3
+                        .enabled
+                        .then_some([("pop3", port::POP3), ("pop3s", port::POP3S)])
+                        .into_iter()
+                        .flatten(),
+                )
+                .map(|(port_name, ports)| service_port(port_name, ports))
+                .collect(),
         ),
         Service {
             metadata: owned_meta(cluster, names::mailstore_service(&name), labels(&name, Some(Component::Mailstore))),
@@ -722,6 +745,32 @@ spec:
         assert_eq!(mailstore.type_.as_deref(), Some("ClusterIP"));
         assert_eq!(mailstore.ports.as_ref().unwrap()[0].port, 7070);
         assert_eq!(service(&objects, "mail-metrics").cluster_ip.as_deref(), Some("None"));
+    }
+
+    #[test]
+    fn pop3_is_served_on_110_and_995_only_when_asked_for() {
+        let pop3_ports = |objects: &ClusterObjects| {
+            let container = &pod(deployment(objects, Component::ImapFrontend)).containers[0];
+            let listening: Vec<_> = ["KUBEMAIL_POP3_LISTEN", "KUBEMAIL_POP3S_LISTEN"]
+                .iter()
+                .filter_map(|var| env_of(deployment(objects, Component::ImapFrontend)).get(*var)?.value.clone())
+                .collect();
+            let named: Vec<_> = container.ports.iter().flatten().filter_map(|p| p.name.clone()).collect();
+            let exposed: Vec<_> = service(objects, "mail-imap").ports.iter().flatten().map(|p| p.port).collect();
+            (listening, named, exposed)
+        };
+        let (listening, named, exposed) = pop3_ports(&build_cluster(&cluster(""), &[], "0.1.0"));
+        assert!(listening.is_empty(), "off by default, yet listening on {listening:?}");
+        assert_eq!((named, exposed), (vec!["imap".into(), "imaps".into(), "http".into()], vec![143, 993]));
+
+        let enabled = build_cluster(&cluster("  imapFrontend:\n    pop3: {enabled: true}\n"), &[], "0.1.0");
+        let (listening, named, exposed) = pop3_ports(&enabled);
+        assert_eq!(listening, ["0.0.0.0:2110", "0.0.0.0:2995"]);
+        assert_eq!(named, ["imap", "imaps", "pop3", "pop3s", "http"]);
+        assert_eq!(exposed, [143, 993, 110, 995]);
+        let service_ports = service(&enabled, "mail-imap").ports.clone().unwrap();
+        let targets: Vec<_> = service_ports.iter().map(|p| p.target_port.clone().unwrap()).collect();
+        assert_eq!(&targets[2..], [IntOrString::String("pop3".into()), IntOrString::String("pop3s".into())]);
     }
 
     #[test]

@@ -162,6 +162,19 @@ pub struct ImapFrontendSpec {
     /// A HorizontalPodAutoscaler for the frontends; it then owns their replica count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
+    /// POP3 for devices that speak nothing else, served by the same frontends.
+    #[serde(default)]
+    pub pop3: Pop3Spec,
+}
+
+/// POP3 on ports 110 (STLS) and 995 (implicit TLS) of the IMAP Service.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pop3Spec {
+    /// Off by default: POP3 takes mail off the server, which few users of a shared platform
+    /// want, and every open port is one more to defend.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// How the Service in front of a mail port is exposed.
