@@ -1,5 +1,5 @@
 //! POP3 sessions driven through in-memory streams against a real mailstore (SQLite over gRPC):
-//! TLS before passwords, the transaction commands with byte-stuffing, deletion only at QUIT,
+//! TLS before passwords, the transaction commands with byte-stuffing, deletion and `\Seen` only at QUIT,
 //! numbering that holds while another session changes the INBOX, and bad input answered with
 //! `-ERR` while the session goes on.
 
@@ -151,6 +151,16 @@ async fn messages_are_listed_retrieved_byte_stuffed_and_cut_by_top() {
     // UIDL values hold from one session to the next.
     let mut again = alice(&f).await;
     assert_eq!(again.multiline("UIDL").await, uids);
+    // What was retrieved in full shows as read over IMAP; what TOP showed does not.
+    assert_eq!(imap_flags(&f).await, ["* 1 FETCH (FLAGS (\\Seen))", "* 2 FETCH (FLAGS ())"]);
+}
+
+/// alice's INBOX flags, as an IMAP session sees them.
+async fn imap_flags(f: &Fixture) -> Vec<String> {
+    let mut imap = f.logged_in("alice@example.org").await;
+    imap.command("s EXAMINE INBOX").await.expect_ok();
+    let fetched = imap.command("f FETCH 1:* FLAGS").await.expect_ok();
+    fetched.into_iter().filter(|line| line.contains(" FETCH ")).collect()
 }
 
 #[tokio::test]
@@ -164,9 +174,11 @@ async fn deletions_happen_at_quit_and_never_when_the_connection_drops() {
     assert_eq!(client.multiline("LIST").await, [format!("2 {}", SECOND.len())]);
     client.command("RSET", "+OK Maildrop has 2 messages").await;
     client.command("DELE 2", "+OK").await;
+    client.multiline("RETR 1").await;
     drop(client);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(f.mailstore.inbox("alice@example.org").await.len(), 2, "a dropped connection deletes nothing");
+    assert_eq!(imap_flags(&f).await, ["* 1 FETCH (FLAGS ())", "* 2 FETCH (FLAGS ())"], "nor marks anything read");
 
     let mut client = alice(&f).await;
     client.command("DELE 2", "+OK").await;

@@ -4,6 +4,10 @@
 //!
 //! UIDL is `<UIDVALIDITY>.<UID>`: IMAP never reuses a UID within one UIDVALIDITY, so the value
 //! names one message for good, across sessions and frontends.
+//!
+//! A message retrieved in full (RETR, not TOP) and kept is marked `\Seen` at QUIT too, so an
+//! IMAP client on the same account shows it read; like deletions, a session that does not end
+//! with QUIT changes nothing.
 
 use futures::StreamExt;
 use kubemail_proto::mailstore::store_flags_request::Operation;
@@ -23,6 +27,10 @@ pub struct Entry {
     /// Octets as stored, which is what RETR sends before byte-stuffing.
     pub size: u64,
     pub deleted: bool,
+    /// `\Seen` already, or retrieved in this session.
+    pub seen: bool,
+    /// Retrieved in this session while not yet `\Seen`: to be marked at QUIT.
+    pub newly_seen: bool,
 }
 
 /// See the module documentation.
@@ -59,7 +67,9 @@ impl Maildrop {
             // the next session, so every number keeps its message.
             for uid in selected.uids {
                 if let Ok(index) = metas.binary_search_by_key(&uid, |meta| meta.uid) {
-                    entries.push(Entry { uid, size: metas[index].size, deleted: false });
+                    let meta = &metas[index];
+                    let seen = meta.flags.as_ref().is_some_and(|f| f.system & SystemFlag::Seen as u32 != 0);
+                    entries.push(Entry { uid, size: meta.size, deleted: false, seen, newly_seen: false });
                 }
             }
         }
@@ -96,6 +106,14 @@ impl Maildrop {
         Ok(())
     }
 
+    /// Notes that message `number` was retrieved in full, for [`Maildrop::update`].
+    pub fn retrieved(&mut self, number: usize) {
+        if let Some(entry) = number.checked_sub(1).and_then(|index| self.entries.get_mut(index)) {
+            entry.newly_seen |= !entry.seen;
+            entry.seen = true;
+        }
+    }
+
     /// Unmarks every message (RSET).
     pub fn undelete_all(&mut self) {
         self.entries.iter_mut().for_each(|entry| entry.deleted = false);
@@ -121,30 +139,35 @@ impl Maildrop {
         Ok(body)
     }
 
-    /// The UPDATE state (RFC 1939 §6): removes the messages marked deleted, and only those,
-    /// whatever else carries `\Deleted` in the mailbox. Returns how many are left.
+    /// The UPDATE state (RFC 1939 §6): marks the messages retrieved and kept `\Seen`, and
+    /// removes the messages marked deleted, and only those, whatever else carries `\Deleted` in
+    /// the mailbox. Returns how many are left.
     pub async fn update(&self, mailstore: &MailstoreClient) -> Result<usize, Status> {
-        let deleted: Vec<UidRange> = self
-            .entries
-            .iter()
-            .filter(|entry| entry.deleted)
-            .map(|entry| UidRange { first: entry.uid, last: entry.uid })
-            .collect();
+        let uids = |keep: fn(&Entry) -> bool| -> Vec<UidRange> {
+            self.entries.iter().filter(|e| keep(e)).map(|e| UidRange { first: e.uid, last: e.uid }).collect()
+        };
+        let read = uids(|entry| entry.newly_seen && !entry.deleted);
+        if !read.is_empty() {
+            self.add_flag(mailstore, read, SystemFlag::Seen).await?;
+        }
+        let deleted = uids(|entry| entry.deleted);
         if !deleted.is_empty() {
-            let mut mailstore = mailstore.clone();
-            let flags = Flags { system: SystemFlag::Deleted as u32, keywords: Vec::new() };
-            let request = StoreFlagsRequest {
-                account_id: self.account_id,
-                mailbox_id: self.mailbox_id,
-                uids: deleted.clone(),
-                operation: Operation::Add as i32,
-                flags: Some(flags),
-                unchanged_since: 0,
-            };
-            mailstore.store_flags(request).await?;
+            self.add_flag(mailstore, deleted.clone(), SystemFlag::Deleted).await?;
             let request = ExpungeRequest { account_id: self.account_id, mailbox_id: self.mailbox_id, uids: deleted };
-            mailstore.expunge(request).await?;
+            mailstore.clone().expunge(request).await?;
         }
         Ok(self.stat().0)
+    }
+
+    async fn add_flag(&self, mailstore: &MailstoreClient, uids: Vec<UidRange>, flag: SystemFlag) -> Result<(), Status> {
+        let request = StoreFlagsRequest {
+            account_id: self.account_id,
+            mailbox_id: self.mailbox_id,
+            uids,
+            operation: Operation::Add as i32,
+            flags: Some(Flags { system: flag as u32, keywords: Vec::new() }),
+            unchanged_since: 0,
+        };
+        mailstore.clone().store_flags(request).await.map(drop)
     }
 }

@@ -346,6 +346,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 match maildrop.body(&self.services.mailstore, uid).await {
                     Ok(Some(body)) => {
+                        if lines.is_none() {
+                            maildrop.retrieved(number);
+                        }
                         let body = match lines {
                             Some(lines) => top(&body, lines),
                             None => &body[..],
