@@ -2,7 +2,8 @@
 //! (each service its own process, two SMTP ingresses and two IMAP frontends): mail from
 //! outside reaches alice over the MX port; she reads it over IMAP with STARTTLS and replies
 //! through submission to bob and to someone outside; bob's IDLE session, on another frontend
-//! where there is one, hears it arrive; the outside MTA receives it DKIM-signed; mbsync takes
+//! where there is one, hears it arrive, and hears it go when his old phone takes it over POP3
+//! from the other frontend; the outside MTA receives it DKIM-signed; mbsync takes
 //! her mailbox to a Maildir and back; and once her mailbox is full, the next message is
 //! refused over SMTP and over IMAP.
 
@@ -18,7 +19,7 @@ use kubemail_testkit::dkim::{self, DkimResult};
 use kubemail_testkit::mta::{Mta, Options};
 
 /// Bob on implicit TLS: selects his INBOX, says `idling` once IDLE is accepted, then prints
-/// the first EXISTS it hears.
+/// the EXISTS and EXPUNGE responses it hears until the first EXPUNGE.
 const IDLE: &str = r#"
 host, port = address(sys.argv[1])
 m = imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=60)
@@ -30,8 +31,9 @@ if m.readline().startswith(b"+"):
     print("idling")
 while True:
     line = m.readline().decode().strip()
-    if line.endswith("EXISTS"):
-        print(line)
+    if line.endswith(("EXISTS", "EXPUNGE")):
+        print(line, flush=True)
+    if line.endswith("EXPUNGE"):
         break
 m.send(b"DONE\r\n")
 while not m.readline().startswith(tag.encode()):
@@ -67,6 +69,21 @@ with smtplib.SMTP(host, port, timeout=30) as smtp:
     smtp.starttls(context=context)
     smtp.login("alice@example.org", "alice's password")
     print("refused:", smtp.send_message(reply))
+"#;
+
+/// Bob's phone, which speaks only POP3: STLS, takes his one message and deletes it.
+const POP3_PHONE: &str = r#"
+import poplib
+host, port = address(sys.argv[1])
+p = poplib.POP3(host, port, timeout=30)
+p.stls(context=context)
+p.user("bob@example.org")
+p.pass_("bob's password")
+print("messages:", p.stat()[0])
+lines = [line.decode() for line in p.retr(1)[1]]
+print([line for line in lines if line.startswith("Subject:")][0])
+p.dele(1)
+print("quit:", p.quit().decode())
 "#;
 
 /// With alice's mailbox full: a message for her over SMTP (smtplib announces its SIZE), and an
@@ -106,6 +123,8 @@ struct Scene<'a> {
     certificate: &'a Path,
     /// Where bob waits in IDLE (implicit TLS).
     bobs_imaps: &'a str,
+    /// Where bob's phone takes his mail over POP3 (STLS).
+    bobs_pop3: &'a str,
     /// Where more mail for alice is tried once her mailbox is full.
     later_mx: &'a str,
     later_imap: &'a str,
@@ -171,9 +190,15 @@ fn story(scene: &Scene, outside: &Outside) {
 
     // Bob hears the reply arrive.
     assert_eq!(next_line(&bob_says, Duration::from_secs(30)), "* 1 EXISTS");
-    assert!(bob.wait().unwrap().success(), "bob's session ended cleanly");
     let bobs = inbox(scene.grpc, "bob@example.org", "bob's password");
     assert!(bobs[0].contains("Subject: Re: Lunch?") && bobs[0].contains("Noon works."), "{}", bobs[0]);
+
+    // His phone takes it over POP3, and his IMAP session hears it go.
+    let phone = python(POP3_PHONE, &[scene.bobs_pop3]);
+    assert_eq!(phone, ["messages: 1", "Subject: Re: Lunch?", "quit: +OK localhost signing off (0 messages left)"]);
+    assert_eq!(next_line(&bob_says, Duration::from_secs(30)), "* 1 EXPUNGE");
+    assert!(bob.wait().unwrap().success(), "bob's session ended cleanly");
+    assert!(inbox(scene.grpc, "bob@example.org", "bob's password").is_empty());
 
     // The outside MTA gets it, signed for example.org.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -224,6 +249,7 @@ fn the_story_in_kubemail_dev() {
         imap: &dev.imap,
         certificate: &certificate,
         bobs_imaps: &dev.imaps,
+        bobs_pop3: &dev.pop3,
         later_mx: &dev.smtp,
         later_imap: &dev.imap,
     };
@@ -244,6 +270,7 @@ fn the_story_across_separate_services() {
         imap: &platform.imap[0].imap,
         certificate: &platform.certificate,
         bobs_imaps: &platform.imap[1].imaps,
+        bobs_pop3: &platform.imap[0].pop3,
         later_mx: &platform.smtp[1].mx,
         later_imap: &platform.imap[1].imap,
     };

@@ -38,6 +38,8 @@ pub struct Smtp {
 pub struct Imap {
     pub imap: String,
     pub imaps: String,
+    /// POP3 with STLS.
+    pub pop3: String,
 }
 
 pub struct Distributed {
@@ -72,7 +74,7 @@ impl Distributed {
         let mut platform = Distributed {
             grpc: format!("http://{grpc}"),
             smtp: [0, 1].map(|_| Smtp { mx: loopback(), submission: loopback(), submissions: loopback() }),
-            imap: [0, 1].map(|_| Imap { imap: loopback(), imaps: loopback() }),
+            imap: [0, 1].map(|_| Imap { imap: loopback(), imaps: loopback(), pop3: loopback() }),
             certificate: tls.join("localhost/tls.crt"),
             services: Vec::new(),
             env: env.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
@@ -105,7 +107,8 @@ impl Distributed {
             let args = [&listeners[..], &with_mailstore[..], &no_dns[..], &common(&loopback())].concat();
             platform.spawn("smtp-ingress", &args);
             let imap = &platform.imap[i];
-            let listeners = ["--imap-listen", &imap.imap, "--imaps-listen", &imap.imaps].map(str::to_string);
+            let listeners = ["--imap-listen", &imap.imap, "--imaps-listen", &imap.imaps, "--pop3-listen", &imap.pop3]
+                .map(str::to_string);
             let args = [&listeners[..], &with_mailstore[..], &common(&loopback())].concat();
             platform.spawn("imap-frontend", &args);
         }
