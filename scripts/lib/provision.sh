@@ -81,6 +81,7 @@ ensure_mail_clients() {
   command -v swaks >/dev/null || missing+=(swaks)
   command -v curl >/dev/null || missing+=(curl)
   command -v mbsync >/dev/null || missing+=(isync)
+  command -v fetchmail >/dev/null || missing+=(fetchmail)
   if ! command -v smtp-source >/dev/null && [ ! -x /usr/sbin/smtp-source ]; then
     # Postfix's load generator; installing the package must not configure a mail system.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true

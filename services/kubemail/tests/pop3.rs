@@ -1,8 +1,13 @@
 //! Black-box: `kubemail dev`'s POP3 listeners with real clients — Python's poplib over STLS and
-//! implicit TLS, and curl's POP3 URLs. Mail delivered over SMTP is retrieved over POP3; a POP3
-//! deletion reaches an IMAP session as EXPUNGE, and a dropped connection deletes nothing.
+//! implicit TLS, curl's POP3 URLs, and fetchmail keeping mail on the server and fetching only
+//! what is new by UIDL. Mail delivered over SMTP is retrieved over POP3; a POP3 deletion
+//! reaches an IMAP session as EXPUNGE, and a dropped connection deletes nothing.
 
 mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
 
 use common::{Dev, curl_mail, ok, python, swaks, text};
 
@@ -91,4 +96,76 @@ fn curl_lists_and_retrieves_over_pop3() {
     assert!(listed.starts_with("1 "), "{listed}");
     let message = curl(&format!("pop3://{}/2", dev.pop3));
     assert!(message.contains("Subject: two"), "{message}");
+}
+
+/// fetchmail against `dev` with the settings in `options` (`keep`, or `nokeep flush`): its
+/// exit status (0 mail fetched, 1 none new) and the messages delivered into `home`/`mail`.
+fn fetchmail(dev: &Dev, data: &Path, home: &Path, options: &str) -> (i32, Vec<String>) {
+    let (_, port) = dev.pop3.rsplit_once(':').unwrap();
+    let mail = home.join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    let deliver = home.join("deliver.sh");
+    std::fs::write(&deliver, format!("#!/bin/sh\ncat > \"$(mktemp {}/msg.XXXXXX)\"\n", mail.display())).unwrap();
+    std::fs::set_permissions(&deliver, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // STLS required, the certificate checked against the name it was issued for.
+    let certificate = data.join("tls/localhost/tls.crt");
+    let rc = home.join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set no bouncemail\npoll localhost via 127.0.0.1 protocol POP3 port {port} timeout 20:\n  \
+             user \"alice@example.org\" there with password \"s3cret\"\n  \
+             sslproto \"tls1.2+\" sslcertck sslcertfile \"{}\" sslcommonname \"localhost\"\n  \
+             {options}\n  mda \"{}\"\n",
+            certificate.display(),
+            deliver.display()
+        ),
+    )
+    .unwrap();
+    // fetchmail keeps its UIDL record and lock in FETCHMAILHOME and wants both private.
+    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = Command::new("fetchmail")
+        .env("FETCHMAILHOME", home)
+        .args(["--nosyslog", "-f"])
+        .arg(&rc)
+        .output()
+        .expect("fetchmail runs");
+    let status = output.status.code().unwrap_or(-1);
+    assert!(status <= 1, "fetchmail failed ({status}): {}{}", text(&output.stdout), text(&output.stderr));
+    let mut subjects: Vec<String> = std::fs::read_dir(&mail)
+        .unwrap()
+        .map(|entry| {
+            let message = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            message.lines().find_map(|line| line.strip_prefix("Subject: ")).unwrap_or_default().to_string()
+        })
+        .collect();
+    subjects.sort();
+    (status, subjects)
+}
+
+#[test]
+fn fetchmail_keeps_mail_on_the_server_fetches_only_what_is_new_then_deletes() {
+    let data = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dev = Dev::start(data.path());
+    with_two_messages(&dev);
+    let send = |subject: &str| {
+        let sent = swaks(&dev.smtp, &["--to", "alice@example.org", "--header", &format!("Subject: {subject}")]);
+        assert!(sent.status.success(), "{}", text(&sent.stdout));
+    };
+
+    assert_eq!(fetchmail(&dev, data.path(), home.path(), "keep"), (0, vec!["one".into(), "two".into()]));
+    assert_eq!(fetchmail(&dev, data.path(), home.path(), "keep").0, 1, "nothing new: the UIDLs were remembered");
+    send("three");
+    dev.wait_for_inbox("alice@example.org", "s3cret", 3);
+    let (status, fetched) = fetchmail(&dev, data.path(), home.path(), "keep");
+    assert_eq!((status, fetched), (0, vec!["one".into(), "three".into(), "two".into()]), "only the new one again");
+
+    // Without keep, and flushing what was fetched before: the server is emptied.
+    send("four");
+    dev.wait_for_inbox("alice@example.org", "s3cret", 4);
+    let (status, fetched) = fetchmail(&dev, data.path(), home.path(), "nokeep flush");
+    assert_eq!((status, fetched.len()), (0, 4), "{fetched:?}");
+    assert!(dev.inbox("alice@example.org", "s3cret").is_empty(), "fetched and flushed messages are deleted");
 }
