@@ -255,7 +255,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(Refused::Credentials) => return self.failed().await,
             Err(Refused::Suspended) => return self.refuse("[AUTH] The account is suspended"),
             Err(Refused::Unavailable) => {
-                return self.refuse("[SYS/TEMP] Authentication is unavailable, try again later");
+                return self.unavailable("[SYS/TEMP] Authentication is unavailable, try again later");
             }
         };
         match Maildrop::open(&self.services.mailstore, &account).await {
@@ -267,7 +267,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Err(status) => {
                 tracing::warn!(client = %self.client_ip, %status, "the INBOX could not be opened for POP3");
-                self.refuse("[SYS/TEMP] The mailbox cannot be opened now, try again later")
+                self.unavailable("[SYS/TEMP] The mailbox cannot be opened now, try again later")
             }
         }
     }
@@ -357,10 +357,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         self.multiline(body);
                         Flow::Continue
                     }
-                    Ok(None) => self.refuse(&format!("Message {number} was removed by another session")),
+                    Ok(None) => self.unavailable(&format!("Message {number} was removed by another session")),
                     Err(status) => {
                         tracing::warn!(client = %self.client_ip, %status, "a message could not be read for POP3");
-                        self.refuse("[SYS/TEMP] The message cannot be read now, try again later")
+                        self.unavailable("[SYS/TEMP] The message cannot be read now, try again later")
                     }
                 }
             }
@@ -397,7 +397,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.line(format!("-ERR {text}").as_bytes());
     }
 
-    /// An `-ERR` to a command; too many of them end the session.
+    /// An `-ERR` that is not the client's doing (the server's trouble, or another session's
+    /// change): it does not count towards the errors that end a session, so a client retrying
+    /// through an outage or reading a mailbox that another session emptied keeps its session
+    /// and the deletions it has marked.
+    fn unavailable(&mut self, text: &str) -> Flow {
+        self.err(text);
+        Flow::Continue
+    }
+
+    /// An `-ERR` to a command the client got wrong; too many of them end the session.
     fn refuse(&mut self, text: &str) -> Flow {
         self.err(text);
         self.errors += 1;
