@@ -106,7 +106,7 @@ async fn passwords_wait_for_tls_and_capa_says_so() {
 
     let mut client = upgrade(&f, client).await;
     let after = client.multiline("CAPA").await;
-    for capability in ["USER", "SASL PLAIN", "TOP", "UIDL", "RESP-CODES", "PIPELINING"] {
+    for capability in ["USER", "SASL PLAIN LOGIN", "TOP", "UIDL", "RESP-CODES", "PIPELINING"] {
         assert!(after.contains(&capability.to_string()), "{capability} missing from {after:?}");
     }
     assert!(!after.contains(&"STLS".to_string()));
@@ -216,7 +216,7 @@ async fn numbering_holds_while_another_session_changes_the_inbox() {
 }
 
 #[tokio::test]
-async fn auth_plain_with_and_without_an_initial_response() {
+async fn auth_plain_and_login_with_and_without_an_initial_response() {
     let f = with_two_messages().await;
     let token = BASE64.encode(format!("\0alice@example.org\0{PASSWORD}"));
     let mut client = upgrade(&f, connect(&f).await).await;
@@ -227,6 +227,17 @@ async fn auth_plain_with_and_without_an_initial_response() {
     client.command("*", "-ERR Authentication cancelled").await;
     client.command("AUTH PLAIN", "+ ").await;
     client.command(&token, "+OK 2 messages").await;
+
+    // LOGIN, as IMAP offers it, with and without the user name up front.
+    let (user, password) = (BASE64.encode("alice@example.org"), BASE64.encode(PASSWORD));
+    let mut client = upgrade(&f, connect(&f).await).await;
+    assert_eq!(client.multiline("AUTH").await, ["PLAIN", "LOGIN"], "a bare AUTH lists the mechanisms");
+    assert_eq!(client.command("AUTH LOGIN", "+ ").await, format!("+ {}", BASE64.encode("Username:")));
+    assert_eq!(client.command(&user, "+ ").await, format!("+ {}", BASE64.encode("Password:")));
+    client.command(&password, "+OK 2 messages").await;
+    let mut client = upgrade(&f, connect(&f).await).await;
+    client.command(&format!("AUTH LOGIN {user}"), "+ ").await;
+    client.command(&BASE64.encode("wrong"), "-ERR [AUTH] Authentication failed").await;
 
     let mut client = upgrade(&f, connect(&f).await).await;
     client.command("AUTH CRAM-MD5", "-ERR").await;

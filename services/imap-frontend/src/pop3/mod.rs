@@ -4,8 +4,8 @@
 //! it was at login; what it deletes is removed at QUIT, and a connection that drops removes
 //! nothing.
 //!
-//! Also CAPA and response codes (RFC 2449), STLS (RFC 2595), AUTH PLAIN (RFC 5034) and
-//! PIPELINING. Passwords travel only inside TLS (STLS, or port 995), unless `kubemail dev`
+//! Also CAPA and response codes (RFC 2449), STLS (RFC 2595), AUTH with PLAIN and LOGIN
+//! (RFC 5034) and PIPELINING. Passwords travel only inside TLS (STLS, or port 995), unless `kubemail dev`
 //! allows plain text from loopback, as for IMAP.
 //!
 //! - [`maildrop`] — the INBOX snapshot: message numbers, DELE, RSET, the UPDATE state.
@@ -31,6 +31,8 @@ pub const COMMAND_LINE_LIMIT: usize = 255;
 /// Longest SASL response line (RFC 5034 §4 lifts the command limit for them; 12288 as in
 /// RFC 4954 for SMTP).
 pub const AUTH_LINE_LIMIT: usize = 12288;
+/// The SASL mechanisms AUTH takes, as CAPA lists them and as a bare AUTH does.
+const SASL_MECHANISMS: [&str; 2] = ["PLAIN", "LOGIN"];
 /// How long a STLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -144,16 +146,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     fn capa(&mut self) -> Flow {
-        let mut capabilities = vec!["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"];
+        let mut capabilities: Vec<String> =
+            ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"].map(String::from).into();
         if matches!(self.state, State::Authorization { .. }) {
             if self.services.tls.is_some() && !self.io.is_tls() {
-                capabilities.push("STLS");
+                capabilities.push("STLS".into());
             }
             if self.passwords_allowed() {
-                capabilities.extend(["USER", "SASL PLAIN"]);
+                capabilities.push("USER".into());
+                capabilities.push(format!("SASL {}", SASL_MECHANISMS.join(" ")));
             }
         }
-        capabilities.push("IMPLEMENTATION kubemail");
+        capabilities.push("IMPLEMENTATION kubemail".into());
         self.ok("Capability list follows");
         for capability in capabilities {
             self.line(capability.as_bytes());
@@ -215,38 +219,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.log_in(user, password.to_string()).await
     }
 
-    /// `AUTH PLAIN [initial-response]` (RFC 5034); `=` is an empty initial response.
+    /// `AUTH mechanism [initial-response]` (RFC 5034) with PLAIN (RFC 4616) or LOGIN, as IMAP
+    /// offers them; `=` is an empty initial response. A bare `AUTH` lists the mechanisms, as
+    /// clients from before CAPA ask.
     async fn auth(&mut self, argument: &str) -> Flow {
         if let Some(refused) = self.refuse_plain_text() {
             return refused;
         }
-        let mut words = argument.split(' ');
-        let mechanism = words.next().unwrap_or_default();
-        if !mechanism.eq_ignore_ascii_case("PLAIN") {
-            return self.refuse("Unsupported mechanism; use PLAIN");
-        }
-        let response = match words.next() {
-            Some("=") => String::new(),
-            Some(initial) => initial.to_string(),
-            None => {
-                self.line(b"+ ");
-                let timeout = self.read_timeout();
-                match self.io.read_line(AUTH_LINE_LIMIT, timeout).await {
-                    Ok(Line::Complete(line)) => String::from_utf8_lossy(&line).trim_end().to_string(),
-                    Ok(Line::TooLong) => return self.refuse("Authentication response too long"),
-                    Err(_) => return Flow::Close,
-                }
+        let mut words = argument.split(' ').filter(|word| !word.is_empty());
+        let Some(mechanism) = words.next() else {
+            self.ok("Mechanisms follow");
+            for mechanism in SASL_MECHANISMS {
+                self.line(mechanism.as_bytes());
             }
+            self.line(b".");
+            return Flow::Continue;
         };
-        if response == "*" {
-            return self.refuse("Authentication cancelled");
-        }
-        let credentials =
-            BASE64.decode(response.as_bytes()).ok().and_then(|plain| credentials::plain_credentials(&plain));
+        let initial = words.next();
+        let credentials = if mechanism.eq_ignore_ascii_case("PLAIN") {
+            match self.sasl_step(initial, "").await {
+                Ok(response) => response.and_then(|plain| credentials::plain_credentials(&plain)),
+                Err(flow) => return flow,
+            }
+        } else if mechanism.eq_ignore_ascii_case("LOGIN") {
+            let user = match self.sasl_step(initial, "Username:").await {
+                Ok(user) => user,
+                Err(flow) => return flow,
+            };
+            let password = match self.sasl_step(None, "Password:").await {
+                Ok(password) => password,
+                Err(flow) => return flow,
+            };
+            match (user.map(String::from_utf8), password.map(String::from_utf8)) {
+                (Some(Ok(user)), Some(Ok(password))) => Some((user, password)),
+                _ => None,
+            }
+        } else {
+            return self.refuse("Unsupported mechanism; use PLAIN or LOGIN");
+        };
         match credentials {
             Some((user, password)) => self.log_in(user, password).await,
             None => self.failed().await,
         }
+    }
+
+    /// One SASL step: the decoded response (the initial response when the client sent one,
+    /// else its answer to the challenge `prompt`), `None` when it is not base64; `Err` when the
+    /// exchange ended here (cancelled, too long or the connection gone), answered already.
+    async fn sasl_step(&mut self, initial: Option<&str>, prompt: &str) -> Result<Option<Vec<u8>>, Flow> {
+        let response = match initial {
+            Some("=") => String::new(),
+            Some(initial) => initial.to_string(),
+            None => {
+                self.line(format!("+ {}", BASE64.encode(prompt)).as_bytes());
+                let timeout = self.read_timeout();
+                match self.io.read_line(AUTH_LINE_LIMIT, timeout).await {
+                    Ok(Line::Complete(line)) => String::from_utf8_lossy(&line).trim_end().to_string(),
+                    Ok(Line::TooLong) => return Err(self.refuse("Authentication response too long")),
+                    Err(_) => return Err(Flow::Close),
+                }
+            }
+        };
+        if response == "*" {
+            return Err(self.refuse("Authentication cancelled"));
+        }
+        Ok(BASE64.decode(response.as_bytes()).ok())
     }
 
     async fn log_in(&mut self, user: String, password: String) -> Flow {
