@@ -90,9 +90,9 @@ fn labels(domain: &MailDomain) -> BTreeMap<String, String> {
     labels
 }
 
-/// The records the domain's zone needs, for a cluster reached at `hostname` and a DKIM key
-/// whose TXT value is `dkim_value` (none yet: no DKIM record).
-pub fn build_dns_records(domain: &MailDomain, hostname: &str, dkim_value: Option<&str>) -> Vec<DnsRecord> {
+/// The records the domain's zone needs, for a cluster reached at `hostname` that serves POP3
+/// when `pop3`, and a DKIM key whose TXT value is `dkim_value` (none yet: no DKIM record).
+pub fn build_dns_records(domain: &MailDomain, hostname: &str, pop3: bool, dkim_value: Option<&str>) -> Vec<DnsRecord> {
     let name = domain.spec.domain.as_str();
     let record = |owner: String, type_: &str, value: String, purpose: &str| DnsRecord {
         name: owner,
@@ -133,11 +133,17 @@ pub fn build_dns_records(domain: &MailDomain, hostname: &str, dkim_value: Option
         ));
     }
     // RFC 6186 service records, implicit TLS first (RFC 8314), so clients configure themselves.
-    for (service, port, host) in [("imaps", 993, "imap"), ("submissions", 465, "smtp"), ("submission", 587, "smtp")] {
+    // POP3 has a higher priority number than IMAP: a client that speaks both picks IMAP
+    // (RFC 6186 §3.4 compares priorities across the two).
+    let mut services = vec![(0, "imaps", 993, "imap"), (0, "submissions", 465, "smtp"), (0, "submission", 587, "smtp")];
+    if pop3 {
+        services.push((10, "pop3s", 995, "imap"));
+    }
+    for (priority, service, port, host) in services {
         records.push(record(
             format!("_{service}._tcp.{name}"),
             "SRV",
-            format!("0 1 {port} {host}.{name}."),
+            format!("{priority} 1 {port} {host}.{name}."),
             "lets mail clients find the servers (RFC 6186)",
         ));
     }
@@ -211,7 +217,7 @@ spec:
     fn the_dns_records_say_what_to_publish() {
         let domain =
             domain("  dkim: {selector: s2026}\n  dmarc: {policy: reject, reportTo: ['mailto:dmarc@example.com']}\n");
-        let records = build_dns_records(&domain, "mx.provider.net", Some("v=DKIM1; k=rsa; p=MIIB"));
+        let records = build_dns_records(&domain, "mx.provider.net", false, Some("v=DKIM1; k=rsa; p=MIIB"));
         let find = |name: &str, type_: &str| {
             records.iter().find(|r| r.name == name && r.type_ == type_).map(|r| r.value.as_str())
         };
@@ -222,9 +228,12 @@ spec:
         assert_eq!(find("imap.example.com", "CNAME"), Some("mx.provider.net."));
         assert_eq!(find("_imaps._tcp.example.com", "SRV"), Some("0 1 993 imap.example.com."));
         assert_eq!(find("_submissions._tcp.example.com", "SRV"), Some("0 1 465 smtp.example.com."));
-        // No key yet, no DKIM record; a default policy of quarantine.
-        let records = build_dns_records(&self::domain(""), "mx.provider.net", None);
+        assert_eq!(find("_pop3s._tcp.example.com", "SRV"), None, "the cluster serves no POP3");
+        // No key yet, no DKIM record; a default policy of quarantine; POP3 served, after IMAP.
+        let records = build_dns_records(&self::domain(""), "mx.provider.net", true, None);
         assert!(!records.iter().any(|r| r.name.contains("_domainkey")));
         assert!(records.iter().any(|r| r.value == "v=DMARC1; p=quarantine"));
+        let pop3s = records.iter().find(|r| r.name == "_pop3s._tcp.example.com").map(|r| r.value.as_str());
+        assert_eq!(pop3s, Some("10 1 995 imap.example.com."));
     }
 }

@@ -144,7 +144,8 @@ async fn apply_domain(domain: &MailDomain, namespace: &str, ctx: &Context) -> Re
         dkim_found,
         registered,
     ];
-    let records = build_dns_records(domain, &cluster.spec.hostname, Some(&dkim_value));
+    let pop3 = cluster.spec.imap_frontend.pop3.enabled;
+    let records = build_dns_records(domain, &cluster.spec.hostname, pop3, Some(&dkim_value));
     write_status(domain, namespace, ctx, &found, records, Some(dkim_name)).await?;
     Ok(Action::requeue(if ready { RESYNC } else { WAIT }))
 }
