@@ -11,8 +11,9 @@
 //!   the delay warning whose pending recipients asked for delay notices (NOTIFY=DELAY) is
 //!   reported as delayed once, and continues the same way, remembering that it was.
 //!
-//! An envelope that cannot be decoded, or whose body is gone, is moved aside as a dead letter
-//! with the reason: retrying could never help.
+//! An envelope that cannot be decoded, or whose body is gone on its first attempt, is moved
+//! aside as a dead letter with the reason: retrying could never help. On a later attempt a body
+//! that is gone means the attempt before finished the message and only its ack was lost.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,6 +130,13 @@ impl Worker {
         let key = spool_key(&envelope).to_string();
         let body = match self.spool.get(&key).await {
             Ok(Some(body)) => body,
+            // Bodies go once every recipient is final: an envelope back after its lease whose
+            // body is gone was finished by the attempt before, which ended before its ack (a
+            // worker killed, an ack lost). There is nothing left to do.
+            Ok(None) if lease.attempt > 1 => {
+                tracing::info!(%key, "no body left: an earlier attempt finished this message");
+                return acknowledge(lease).await;
+            }
             // The hand-off removes the body of a message it refused; an envelope queued anyway
             // (its acknowledgement lost) was retried by the client under a new id.
             Ok(None) => return dead_letter(lease, &format!("no body in the spool under {key}")).await,

@@ -145,6 +145,22 @@ async fn envelopes_that_can_never_be_delivered_are_dead_letters() {
 }
 
 #[tokio::test]
+async fn a_message_back_after_a_finished_attempt_is_not_a_dead_letter() {
+    let f = Fixture::with_defaults().await;
+    f.queue(&envelope("twice", "someone@remote.example", &["alice@example.org"]), &message("once")).await;
+    // The first attempt is slow: its lease runs out and the message is handed out again.
+    let slow = f.next(Duration::ZERO).await.unwrap();
+    let again = f.next(PATIENCE).await.expect("handed out again after the lease");
+    assert_eq!((again.id.as_str(), again.attempt), ("twice", 2));
+    f.worker.process(slow).await;
+    f.worker.process(again).await;
+
+    assert_eq!(f.inbox("alice@example.org").await, [message("once")]);
+    assert!(f.transport.queue.dead_letters(10).await.unwrap().is_empty(), "nothing was wrong with it");
+    assert_eq!(f.work(Duration::from_millis(200)).await, Vec::<String>::new(), "and it is done");
+}
+
+#[tokio::test]
 async fn the_worker_loop_delivers_what_is_queued_and_stops_on_shutdown() {
     let f = Fixture::with_defaults().await;
     let shutdown = Shutdown::new();
