@@ -139,22 +139,25 @@ impl Maildrop {
         Ok(body)
     }
 
-    /// The UPDATE state (RFC 1939 §6): marks the messages retrieved and kept `\Seen`, and
-    /// removes the messages marked deleted, and only those, whatever else carries `\Deleted` in
-    /// the mailbox. Returns how many are left.
+    /// The UPDATE state (RFC 1939 §6): removes the messages marked deleted, and only those,
+    /// whatever else carries `\Deleted` in the mailbox, then marks the messages retrieved and
+    /// kept `\Seen`. Returns how many are left. Only the deletions can fail it: `\Seen` is a
+    /// courtesy to IMAP clients that POP3 does not promise, so failing to set it is logged.
     pub async fn update(&self, mailstore: &MailstoreClient) -> Result<usize, Status> {
         let uids = |keep: fn(&Entry) -> bool| -> Vec<UidRange> {
             self.entries.iter().filter(|e| keep(e)).map(|e| UidRange { first: e.uid, last: e.uid }).collect()
         };
-        let read = uids(|entry| entry.newly_seen && !entry.deleted);
-        if !read.is_empty() {
-            self.add_flag(mailstore, read, SystemFlag::Seen).await?;
-        }
         let deleted = uids(|entry| entry.deleted);
         if !deleted.is_empty() {
             self.add_flag(mailstore, deleted.clone(), SystemFlag::Deleted).await?;
             let request = ExpungeRequest { account_id: self.account_id, mailbox_id: self.mailbox_id, uids: deleted };
             mailstore.clone().expunge(request).await?;
+        }
+        let read = uids(|entry| entry.newly_seen && !entry.deleted);
+        if !read.is_empty()
+            && let Err(status) = self.add_flag(mailstore, read, SystemFlag::Seen).await
+        {
+            tracing::warn!(%status, "messages retrieved over POP3 not marked \\Seen");
         }
         Ok(self.stat().0)
     }

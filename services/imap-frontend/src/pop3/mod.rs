@@ -5,8 +5,8 @@
 //! nothing.
 //!
 //! Also CAPA and response codes (RFC 2449), STLS (RFC 2595), AUTH with PLAIN and LOGIN
-//! (RFC 5034) and PIPELINING. Passwords travel only inside TLS (STLS, or port 995), unless `kubemail dev`
-//! allows plain text from loopback, as for IMAP.
+//! (RFC 5034) and PIPELINING. Passwords travel only inside TLS (STLS, or port 995), unless
+//! `kubemail dev` allows plain text from loopback, as for IMAP.
 //!
 //! - [`maildrop`] — the INBOX snapshot: message numbers, DELE, RSET, the UPDATE state.
 
