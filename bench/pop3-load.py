@@ -241,13 +241,13 @@ class Phases:
 
     def __init__(self, names):
         self.names = names
-        self.seconds = {name: [] for name in names}
+        self.seconds = {name: [] for name in names + ["total"]}
 
     def add(self, marks):
         """marks: perf_counter() at the start and after each phase."""
         for name, start, end in zip(self.names, marks, marks[1:]):
             self.seconds[name].append(end - start)
-        self.seconds.setdefault("total", []).append(marks[-1] - marks[0])
+        self.seconds["total"].append(marks[-1] - marks[0])
 
     def summaries(self):
         return {name: summary(values) for name, values in self.seconds.items()}

@@ -177,7 +177,7 @@ EOF
     } >>"$OUT/failures.txt"
     log "$label FAILED (exit $rc): see failures.txt"
   fi
-  grep -v '^RESULT ' "$OUT/$label.log" | tail -n 2 >&2 || true
+  grep -v '^RESULT ' "$OUT/$label.log" | tail -n 1 >&2 || true
 }
 
 # ---------------------------------------------------------------- PostgreSQL, NATS, kubemail
