@@ -101,93 +101,12 @@ build_release kubemail kubemail-mailstore kubemail-imap-frontend
 bin=$root/target/release
 
 # ---------------------------------------------------------------- CPU accounting
-# cpu_watch holds NAME=PID entries: each step records the CPU seconds of those process trees.
+# cpu_watch holds NAME=PID entries: each step (`measure`, bench/lib.sh) records the CPU seconds
+# of those process trees.
 cpu_watch=()
 
-# cpu_seconds NAME=PID...: "NAME=SECONDS ..." for each process tree (the process and every
-# descendant; children that exited count through their parent's cutime/cstime once reaped);
-# NAME=NA when PID is gone.
-cpu_seconds() {
-  python3 - "$@" <<'EOF'
-import os, sys
-tick = os.sysconf("SC_CLK_TCK")
-children, own = {}, {}
-for entry in os.listdir("/proc"):
-    if not entry.isdigit():
-        continue
-    try:
-        with open(f"/proc/{entry}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        continue
-    pid = int(entry)
-    children.setdefault(int(fields[1]), []).append(pid)
-    own[pid] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-out = []
-for spec in sys.argv[1:]:
-    name, root = spec.split("=")
-    if int(root) not in own:
-        out.append(f"{name}=NA")
-        continue
-    total, stack, seen = 0, [int(root)], set()
-    while stack:
-        pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        total += own.get(pid, 0)
-        stack.extend(children.get(pid, []))
-    out.append(f"{name}={total / tick:.2f}")
-print(" ".join(out))
-EOF
-}
-
-# measure LABEL COMMAND...: runs COMMAND (bounded by STEP_TIMEOUT) with stdout appended to
-# $OUT/LABEL.jsonl and stderr to $OUT/LABEL.log; appends the wall time and the CPU seconds of
-# the client and of every watched server to cpu.jsonl. A failure is written to failures.txt
-# and does not stop the run.
-measure() {
-  local label=$1
-  shift
-  local before after timing rc=0
-  before=$(cpu_seconds "${cpu_watch[@]}")
-  local TIMEFORMAT='%R %U %S'
-  { time timeout "$STEP_TIMEOUT" "$@" >>"$OUT/$label.jsonl" 2>>"$OUT/$label.log" || rc=$?; } 2>"$work/time"
-  after=$(cpu_seconds "${cpu_watch[@]}")
-  timing=$(tail -n 1 "$work/time")
-  python3 - "$label" "$rc" "$timing" "$before" "$after" >>"$OUT/cpu.jsonl" <<'EOF'
-import json, sys
-label, rc, timing, before, after = sys.argv[1:]
-wall, user, system = map(float, timing.split())
-row = {"label": label, "exit": int(rc), "wall_s": wall, "client_cpu_s": round(user + system, 2)}
-start = dict(item.split("=") for item in before.split())
-for item in after.split():
-    name, seconds = item.split("=")
-    if seconds != "NA" and start.get(name, "NA") != "NA":
-        row[f"{name}_cpu_s"] = round(float(seconds) - float(start[name]), 2)
-print(json.dumps(row))
-EOF
-  if [ "$rc" != 0 ]; then
-    {
-      echo "## $label: exit $rc$([ "$rc" = 124 ] && echo " (timed out after ${STEP_TIMEOUT} s)")"
-      echo "command: $*"
-      echo '```'
-      tail -n 15 "$OUT/$label.log"
-      echo '```'
-    } >>"$OUT/failures.txt"
-    log "$label FAILED (exit $rc): see failures.txt"
-  fi
-  grep -v '^RESULT ' "$OUT/$label.log" | tail -n 1 >&2 || true
-}
-
 # ---------------------------------------------------------------- PostgreSQL, NATS, kubemail
-ensure_postgres
-ensure_nats
-start_postgres "$work" bench fsync=on synchronous_commit=on full_page_writes=on \
-  shared_buffers=1GB max_wal_size=4GB
-start_nats "$work"
-pg_dir=$(echo "$PG_DIRS" | awk '{print $NF}')
-nats_pid=$(echo "$NATS_PIDS" | awk '{print $NF}')
+start_distributed_store
 {
   echo "PostgreSQL: fsync=on synchronous_commit=on full_page_writes=on (every commit on disk)"
   echo "NATS JetStream file storage, default sync_interval (2 min)"
@@ -197,13 +116,6 @@ nats_pid=$(echo "$NATS_PIDS" | awk '{print $NF}')
   echo "\\Seen: both servers mark the messages a session retrieved with RETR \\Seen at QUIT"
   echo "  (ours always; Dovecot with its default pop3_no_flag_updates = no)"
 } >"$OUT/durability.txt"
-
-grpc=127.0.0.1:$grpc_port
-"$bin/mailstore" --database-url "$POSTGRES_URL" --nats-url "$NATS_URL" \
-  --grpc-listen "$grpc" --http-listen "127.0.0.1:$mailstore_http_port" >"$OUT/mailstore.log" 2>&1 &
-pids+=($!)
-mailstore_pid=${pids[-1]}
-wait_ready "http://127.0.0.1:$mailstore_http_port/readyz" "$mailstore_pid" "$OUT/mailstore.log"
 
 # imap-frontend with POP3 beside IMAP: plaintext LOGIN and USER/PASS on loopback (the load
 # tools), no per-address limits (all load comes from 127.0.0.1).

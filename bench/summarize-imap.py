@@ -11,6 +11,8 @@ import re
 import statistics
 import sys
 
+from summary_common import section_cpu, server_log_problems
+
 OURS, DEV, PEER = "kubemail", "kubemail-dev", "dovecot"
 NOCACHE = "kubemail-nocache"  # a second imap-frontend with --login-cache-ttl 0
 
@@ -286,25 +288,6 @@ def section_fill(out):
         print("INBOX fill (`imapbench.py fill`, same corpus on both): " + "; ".join(lines) + ".\n")
 
 
-def section_cpu(out):
-    path = out / "cpu.jsonl"
-    if not path.exists():
-        return
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    names = []
-    for row in rows:
-        for key in row:
-            if key.endswith("_cpu_s") and key not in names:
-                names.append(key)
-    print("## CPU seconds per step (process trees from /proc; the client is the load tool)\n")
-    print("| step | exit | wall s | " + " | ".join(n.removesuffix("_cpu_s").replace("_", "-") for n in names) + " |")
-    print("|---|---|---|" + "---|" * len(names))
-    for row in rows:
-        print(f"| {row['label']} | {row['exit']} | {row['wall_s']:.1f} | "
-              + " | ".join(f"{row[n]:.1f}" if n in row else "–" for n in names) + " |")
-    print()
-
-
 def section_problems(out):
     failures = out / "failures.txt"
     if failures.exists() and failures.read_text().strip():
@@ -328,28 +311,7 @@ def section_problems(out):
         for (step, _, _), (count, command, reply) in sorted(refused.items()):
             print(f"| {step} | {count} | `{command[:120]}` | `{reply[:200]}` |")
         print()
-    logs = ["mailstore.log", "imap-frontend.log", "smtp-ingress.log", "delivery-queue.log", "kubemail-dev.log"]
-    found = []
-    for name in logs:
-        path = out / name
-        if not path.exists():
-            continue
-        bad = [line for line in path.read_text(errors="replace").splitlines() if re.search(r"\b(WARN|ERROR)\b", line)]
-        if bad:
-            # The same message repeats with other timestamps and clients: show each kind once.
-            kinds = {}
-            for line in bad:
-                key = re.sub(r"\d", "#", re.sub(r"^\S+\s+", "", line))[:160]
-                kinds.setdefault(key, [0, line])[0] += 1
-            found.append((name, len(bad), list(kinds.values())))
-    if found:
-        print("## Warnings and errors in our servers' logs\n")
-        for name, count, kinds in found:
-            print(f"`{name}`: {count} lines, {len(kinds)} kinds; first of each (up to 8 kinds):\n```")
-            for n, line in kinds[:8]:
-                print(f"[{n}×] {line[:400]}")
-            print("```\n")
-
+    server_log_problems(out, ["mailstore.log", "imap-frontend.log", "smtp-ingress.log", "delivery-queue.log", "kubemail-dev.log"])
 
 def main():
     out = pathlib.Path(sys.argv[1])
@@ -375,7 +337,7 @@ def main():
         print(f"| {name} | {fmt(ours)} | {fmt(peer)} | {r} | {target} | {ok} |")
     print()
     print(details.getvalue(), end="")
-    section_cpu(out)
+    section_cpu(out, digits=1)
     section_problems(out)
 
 

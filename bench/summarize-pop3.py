@@ -14,6 +14,8 @@ import re
 import statistics
 import sys
 
+from summary_common import cpu_rows, section_cpu, server_log_problems
+
 OURS, PEER = "kubemail", "dovecot"
 SIDES = ((OURS, "kubemail"), (PEER, "Dovecot mdbox"))
 # The process trees that serve each side, as cpu.jsonl names them.
@@ -87,13 +89,6 @@ def phase_table(out, label, phases, keys):
         print(f"| {phase} | " + " | ".join(cells) + f" | {r} |")
     print()
     return runs
-
-
-def cpu_rows(out):
-    path = out / "cpu.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def cpu_split(out, label, count, prefix=""):
@@ -259,24 +254,6 @@ def section_fill(out):
         print("INBOX fill (`imapbench.py fill`, APPEND over IMAP, same corpus on both): " + "; ".join(lines) + ".\n")
 
 
-def section_cpu(out):
-    rows = cpu_rows(out)
-    if not rows:
-        return
-    names = []
-    for row in rows:
-        for key in row:
-            if key.endswith("_cpu_s") and key not in names:
-                names.append(key)
-    print("## CPU seconds per step (process trees from /proc; the client is the load tool)\n")
-    print("| step | exit | wall s | " + " | ".join(n.removesuffix("_cpu_s").replace("_", "-") for n in names) + " |")
-    print("|---|---|---|" + "---|" * len(names))
-    for row in rows:
-        print(f"| {row['label']} | {row['exit']} | {row['wall_s']:.1f} | "
-              + " | ".join(f"{row[n]:.2f}" if n in row else "–" for n in names) + " |")
-    print()
-
-
 def section_problems(out):
     failures = out / "failures.txt"
     if failures.exists() and failures.read_text().strip():
@@ -293,26 +270,7 @@ def section_problems(out):
         for (step, _), (count, line) in sorted(refused.items()):
             print(f"- {step}: {count}× `{line[:300]}`")
         print()
-    found = []
-    for name in ("mailstore.log", "imap-frontend.log"):
-        path = out / name
-        if not path.exists():
-            continue
-        bad = [line for line in path.read_text(errors="replace").splitlines() if re.search(r"\b(WARN|ERROR)\b", line)]
-        if bad:
-            kinds = {}
-            for line in bad:
-                key = re.sub(r"\d", "#", re.sub(r"^\S+\s+", "", line))[:160]
-                kinds.setdefault(key, [0, line])[0] += 1
-            found.append((name, len(bad), list(kinds.values())))
-    if found:
-        print("## Warnings and errors in our servers' logs\n")
-        for name, count, kinds in found:
-            print(f"`{name}`: {count} lines, {len(kinds)} kinds; first of each (up to 8 kinds):\n```")
-            for n, line in kinds[:8]:
-                print(f"[{n}×] {line[:400]}")
-            print("```\n")
-
+    server_log_problems(out, ["mailstore.log", "imap-frontend.log"])
 
 def main():
     out = pathlib.Path(sys.argv[1])
@@ -336,7 +294,7 @@ def main():
         print(f"| {name} | {shown(ours)} | {shown(peer)} | {ratio(ours, peer)} | {better} |")
     print()
     print(details.getvalue(), end="")
-    section_cpu(out)
+    section_cpu(out, digits=2)
     section_problems(out)
 
 
