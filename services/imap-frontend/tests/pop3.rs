@@ -163,6 +163,38 @@ async fn imap_flags(f: &Fixture) -> Vec<String> {
     fetched.into_iter().filter(|line| line.contains(" FETCH ")).collect()
 }
 
+/// Message `i` of [`reading_ahead_keeps_every_message_its_number`]: every fifth one large, so
+/// that the read-ahead reaches its octet bound as well as its count.
+fn numbered_message(i: usize) -> String {
+    let lines = if i % 5 == 0 { 5_000 } else { 3 };
+    let body: String = (0..lines).map(|line| format!("message {i} line {line} {}\r\n", "x".repeat(60))).collect();
+    format!("Subject: m{i}\r\n\r\n{body}")
+}
+
+#[tokio::test]
+async fn reading_ahead_keeps_every_message_its_number() {
+    const COUNT: usize = 40;
+    let f = Fixture::start().await;
+    for i in 1..=COUNT {
+        f.mailstore.deliver("alice@example.org", numbered_message(i).as_bytes()).await;
+    }
+    let mut client = alice(&f).await;
+    let expected = |i: usize| numbered_message(i).trim_end().split("\r\n").map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(client.multiline("RETR 1").await, expected(1));
+    client.command("DELE 2", "+OK").await;
+    for i in 3..=COUNT {
+        assert_eq!(client.multiline(&format!("RETR {i}")).await, expected(i), "message {i}");
+    }
+    client.command("RETR 2", "-ERR Message 2 already deleted").await;
+    // Out of order, and TOP, still see their own message.
+    assert_eq!(client.multiline("RETR 7").await, expected(7));
+    assert_eq!(client.multiline("TOP 6 1").await, expected(6)[..3]);
+    assert_eq!(client.multiline("RETR 6").await, expected(6));
+    assert_eq!(client.multiline("RETR 5").await, expected(5));
+    client.command("QUIT", "+OK").await;
+    assert_eq!(f.mailstore.inbox("alice@example.org").await.len(), COUNT - 1);
+}
+
 #[tokio::test]
 async fn deletions_happen_at_quit_and_never_when_the_connection_drops() {
     let f = with_two_messages().await;

@@ -8,6 +8,13 @@
 //! A message retrieved in full (RETR, not TOP) and kept is marked `\Seen` at QUIT too, so an
 //! IMAP client on the same account shows it read; like deletions, a session that does not end
 //! with QUIT changes nothing.
+//!
+//! Clients retrieve one message after another, so RETR reads ahead: the messages after the one
+//! asked for come in the same mailstore call, up to [`READ_AHEAD_MESSAGES`] and
+//! [`READ_AHEAD_OCTETS`], and wait in the session for their RETR. One call per message would
+//! spend more on the round trip than on the message.
+
+use std::collections::HashMap;
 
 use futures::StreamExt;
 use kubemail_proto::mailstore::store_flags_request::Operation;
@@ -19,6 +26,12 @@ use tonic::Status;
 
 use crate::MailstoreClient;
 use crate::session::Account;
+
+/// Messages one RETR fetches at most, itself included.
+pub const READ_AHEAD_MESSAGES: usize = 32;
+/// Octets of messages fetched ahead that a session holds at most; the message asked for is
+/// fetched whatever its size.
+pub const READ_AHEAD_OCTETS: u64 = 2 << 20;
 
 /// One message as the session numbers it.
 #[derive(Clone, Debug)]
@@ -39,6 +52,8 @@ pub struct Maildrop {
     mailbox_id: i64,
     uidvalidity: u32,
     entries: Vec<Entry>,
+    /// Bodies fetched ahead of their RETR, by UID.
+    ahead: HashMap<u32, Vec<u8>>,
 }
 
 /// Why a message number names no message.
@@ -73,7 +88,13 @@ impl Maildrop {
                 }
             }
         }
-        Ok(Maildrop { account_id: account.id, mailbox_id: mailbox.id, uidvalidity: mailbox.uidvalidity, entries })
+        Ok(Maildrop {
+            account_id: account.id,
+            mailbox_id: mailbox.id,
+            uidvalidity: mailbox.uidvalidity,
+            entries,
+            ahead: HashMap::new(),
+        })
     }
 
     /// Messages not marked deleted, and their octets (STAT).
@@ -102,7 +123,9 @@ impl Maildrop {
 
     pub fn delete(&mut self, number: usize) -> Result<(), NoMessage> {
         self.get(number)?;
-        self.entries[number - 1].deleted = true;
+        let entry = &mut self.entries[number - 1];
+        entry.deleted = true;
+        self.ahead.remove(&entry.uid);
         Ok(())
     }
 
@@ -119,24 +142,63 @@ impl Maildrop {
         self.entries.iter_mut().for_each(|entry| entry.deleted = false);
     }
 
-    /// The octets of message `uid`; `None` when it is no longer in the mailbox (expunged by
-    /// another session since login).
-    pub async fn body(&self, mailstore: &MailstoreClient, uid: u32) -> Result<Option<Vec<u8>>, Status> {
+    /// The octets of message `number` for RETR (reading ahead) or TOP (only it, and what was
+    /// read ahead stays); `None` when it is no longer in the mailbox (expunged by another
+    /// session since login).
+    pub async fn body(
+        &mut self,
+        mailstore: &MailstoreClient,
+        number: usize,
+        read_ahead: bool,
+    ) -> Result<Option<Vec<u8>>, Status> {
+        let Some(uid) = number.checked_sub(1).and_then(|index| self.entries.get(index)).map(|entry| entry.uid) else {
+            return Ok(None);
+        };
+        if let Some(body) = if read_ahead { self.ahead.remove(&uid) } else { self.ahead.get(&uid).cloned() } {
+            return Ok(Some(body));
+        }
+        let mut uids = vec![uid];
+        if read_ahead {
+            // The messages after this one, until the count or the octets would run over.
+            let mut octets = 0;
+            let following = self.entries[number..].iter().filter(|entry| !entry.deleted);
+            for entry in following.take(READ_AHEAD_MESSAGES - 1) {
+                octets += entry.size;
+                if octets > READ_AHEAD_OCTETS {
+                    break;
+                }
+                uids.push(entry.uid);
+            }
+            // What an earlier RETR read ahead and was never asked for is not kept as well.
+            self.ahead.clear();
+        }
+        let mut bodies = self.fetch(mailstore, &uids).await?;
+        let body = bodies.remove(&uid);
+        if read_ahead {
+            self.ahead = bodies;
+        }
+        Ok(body)
+    }
+
+    /// The bodies of `uids` (ascending, as the session numbers them) that are still in the
+    /// mailbox.
+    async fn fetch(&self, mailstore: &MailstoreClient, uids: &[u32]) -> Result<HashMap<u32, Vec<u8>>, Status> {
         let request = FetchBodyRequest {
             account_id: self.account_id,
             mailbox_id: self.mailbox_id,
-            uids: vec![UidRange { first: uid, last: uid }],
+            uids: uid_ranges(uids),
             ..Default::default()
         };
         let mut chunks = mailstore.clone().fetch_body(request).await?.into_inner();
-        let mut body: Option<Vec<u8>> = None;
+        let mut bodies: HashMap<u32, Vec<u8>> = HashMap::with_capacity(uids.len());
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
-            if chunk.uid == uid {
-                body.get_or_insert_with(|| Vec::with_capacity(chunk.length as usize)).extend_from_slice(&chunk.data);
+            if uids.contains(&chunk.uid) {
+                let body = bodies.entry(chunk.uid).or_insert_with(|| Vec::with_capacity(chunk.length as usize));
+                body.extend_from_slice(&chunk.data);
             }
         }
-        Ok(body)
+        Ok(bodies)
     }
 
     /// The UPDATE state (RFC 1939 §6): removes the messages marked deleted, and only those,
@@ -173,4 +235,16 @@ impl Maildrop {
         };
         mailstore.clone().store_flags(request).await.map(drop)
     }
+}
+
+/// `uids` (ascending) as ranges, consecutive UIDs in one.
+fn uid_ranges(uids: &[u32]) -> Vec<UidRange> {
+    let mut ranges: Vec<UidRange> = Vec::new();
+    for &uid in uids {
+        match ranges.last_mut() {
+            Some(range) if range.last.checked_add(1) == Some(uid) => range.last = uid,
+            _ => ranges.push(UidRange { first: uid, last: uid }),
+        }
+    }
+    ranges
 }

@@ -372,8 +372,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Err(text) => self.refuse(&text),
             },
             "RETR" | "TOP" => {
-                let (number, uid) = match message(maildrop, arguments.next().unwrap_or_default()) {
-                    Ok((number, entry)) => (number, entry.uid),
+                let number = match message(maildrop, arguments.next().unwrap_or_default()) {
+                    Ok((number, _)) => number,
                     Err(text) => return self.refuse(&text),
                 };
                 let lines = match (keyword, arguments.next().map(str::parse::<usize>)) {
@@ -381,7 +381,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     (_, Some(Ok(lines))) => Some(lines),
                     _ => return self.refuse("TOP needs a message number and a count of lines"),
                 };
-                match maildrop.body(&self.services.mailstore, uid).await {
+                match maildrop.body(&self.services.mailstore, number, lines.is_none()).await {
                     Ok(Some(body)) => {
                         if lines.is_none() {
                             maildrop.retrieved(number);
