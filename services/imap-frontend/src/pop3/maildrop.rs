@@ -207,7 +207,7 @@ impl Maildrop {
     /// courtesy to IMAP clients that POP3 does not promise, so failing to set it is logged.
     pub async fn update(&self, mailstore: &MailstoreClient) -> Result<usize, Status> {
         let uids = |keep: fn(&Entry) -> bool| -> Vec<UidRange> {
-            self.entries.iter().filter(|e| keep(e)).map(|e| UidRange { first: e.uid, last: e.uid }).collect()
+            uid_ranges(&self.entries.iter().filter(|e| keep(e)).map(|e| e.uid).collect::<Vec<_>>())
         };
         let deleted = uids(|entry| entry.deleted);
         if !deleted.is_empty() {
@@ -247,4 +247,17 @@ fn uid_ranges(uids: &[u32]) -> Vec<UidRange> {
         }
     }
     ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_uids_share_a_range() {
+        let ranges: Vec<(u32, u32)> =
+            uid_ranges(&[1, 2, 3, 5, 7, 8, u32::MAX]).iter().map(|range| (range.first, range.last)).collect();
+        assert_eq!(ranges, [(1, 3), (5, 5), (7, 8), (u32::MAX, u32::MAX)]);
+        assert!(uid_ranges(&[]).is_empty());
+    }
 }
