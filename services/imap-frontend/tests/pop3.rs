@@ -166,7 +166,7 @@ async fn imap_flags(f: &Fixture) -> Vec<String> {
 /// Message `i` of [`reading_ahead_keeps_every_message_its_number`]: every fifth one large, so
 /// that the read-ahead reaches its octet bound as well as its count.
 fn numbered_message(i: usize) -> String {
-    let lines = if i % 5 == 0 { 5_000 } else { 3 };
+    let lines = if i.is_multiple_of(5) { 5_000 } else { 3 };
     let body: String = (0..lines).map(|line| format!("message {i} line {line} {}\r\n", "x".repeat(60))).collect();
     format!("Subject: m{i}\r\n\r\n{body}")
 }

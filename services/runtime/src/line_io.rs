@@ -3,7 +3,8 @@
 //! line (a client dripping one octet at a time holds a session no longer), replies queued and
 //! written when the client waits for them (RFC 2920 pipelining), and the STARTTLS upgrade that
 //! forgets whatever was sent before it. SMTP reads its DATA and BDAT blocks through
-//! [`LineIo::unread`], [`LineIo::consume`] and [`LineIo::fill`].
+//! [`LineIo::unread`], [`LineIo::consume`] and [`LineIo::fill`]; [`dot_stuff`] writes a block
+//! the way both protocols end one with a lone `.`.
 
 use std::io;
 use std::time::Duration;
@@ -33,6 +34,25 @@ pub enum Line {
     /// Up to and including its line feed.
     Complete(Vec<u8>),
     TooLong,
+}
+
+/// Appends `body` to `out` as a block that ends with a line holding only `.`, as SMTP's DATA
+/// (RFC 5321 §4.5.2) and POP3's multi-line responses (RFC 1939 §3) send one: a `.` at the start
+/// of a line is doubled, and a body that does not end with CRLF gets one before the `.` line.
+pub fn dot_stuff(out: &mut Vec<u8>, body: &[u8]) {
+    out.reserve(body.len() + body.len() / 64 + 5);
+    let mut at_line_start = true;
+    for &octet in body {
+        if at_line_start && octet == b'.' {
+            out.push(b'.');
+        }
+        out.push(octet);
+        at_line_start = octet == b'\n';
+    }
+    if !body.is_empty() && !body.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
 }
 
 /// Buffered reading and writing over a [`Connection`].
@@ -184,5 +204,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> LineIo<S> {
     pub async fn close(&mut self) {
         let _ = self.flush().await;
         let _ = self.connection.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_dot_stuffed_and_terminated() {
+        let dot_stuffed = |body: &[u8]| {
+            let mut out = Vec::new();
+            dot_stuff(&mut out, body);
+            out
+        };
+        assert_eq!(dot_stuffed(b".hidden\r\nplain\r\n..two\r\n"), b"..hidden\r\nplain\r\n...two\r\n.\r\n");
+        assert_eq!(dot_stuffed(b"no final line end"), b"no final line end\r\n.\r\n");
+        assert_eq!(dot_stuffed(b""), b".\r\n");
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use kubemail_runtime::line_io::dot_stuff;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use smtp_proto::response::parser::ResponseReceiver;
@@ -348,7 +349,8 @@ impl Connection {
             self.reply(DATA_TERMINATION_TIMEOUT).await.map_err(Err)?;
             return Ok(Transaction { recipients: replies, data: None });
         }
-        let stuffed = dot_stuffed(body);
+        let mut stuffed = Vec::new();
+        dot_stuff(&mut stuffed, body);
         match tokio::time::timeout(DATA_BLOCK_TIMEOUT, self.write_all(&stuffed)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(Err(Broken::new(&self.host, "4.4.2", format!("sending the data: {error}")))),
@@ -495,33 +497,9 @@ fn path(address: &str) -> std::borrow::Cow<'_, str> {
     quoted.into()
 }
 
-fn dot_stuffed(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
-    let mut line_start = true;
-    for &byte in body {
-        if line_start && byte == b'.' {
-            out.push(b'.');
-        }
-        out.push(byte);
-        line_start = byte == b'\n';
-    }
-    if !out.is_empty() && !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn data_is_dot_stuffed_and_terminated() {
-        assert_eq!(dot_stuffed(b".hidden\r\nplain\r\n..two\r\n"), b"..hidden\r\nplain\r\n...two\r\n.\r\n");
-        assert_eq!(dot_stuffed(b"no final line end"), b"no final line end\r\n.\r\n");
-        assert_eq!(dot_stuffed(b""), b".\r\n");
-    }
 
     #[test]
     fn local_parts_that_are_not_dot_strings_are_quoted_again() {

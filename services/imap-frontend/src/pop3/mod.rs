@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use kubemail_runtime::line_io::{End, Line, LineIo};
+use kubemail_runtime::line_io::{End, Line, LineIo, dot_stuff};
 use kubemail_runtime::tls::Connection;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -460,23 +460,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         output.extend_from_slice(b"\r\n");
     }
 
-    /// A multi-line body (RFC 1939 §3): every line starting with `.` gets another, and a line
-    /// holding only `.` ends it.
+    /// A multi-line body (RFC 1939 §3), byte-stuffed and ended with a lone `.`.
     fn multiline(&mut self, body: &[u8]) {
-        let output = self.io.output();
-        output.reserve(body.len() + body.len() / 64 + 5);
-        let mut at_line_start = true;
-        for &octet in body {
-            if at_line_start && octet == b'.' {
-                output.push(b'.');
-            }
-            output.push(octet);
-            at_line_start = octet == b'\n';
-        }
-        if !at_line_start {
-            output.extend_from_slice(b"\r\n");
-        }
-        output.extend_from_slice(b".\r\n");
+        dot_stuff(self.io.output(), body);
     }
 }
 
