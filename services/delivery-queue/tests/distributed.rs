@@ -4,7 +4,6 @@
 //! message ends up in its mailbox exactly once and the spool is empty.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,16 +16,12 @@ use kubemail_runtime::clock::unix_now;
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{Headers, Queue, QueueMessage, Spool};
-use kubemail_testkit::NatsServer;
 use kubemail_testkit::mailstore::Mailstore;
+use kubemail_testkit::{NatsServer, free_loopback_address};
 
 const DELIVERY_QUEUE: &str = env!("CARGO_BIN_EXE_delivery-queue");
 /// Short, so the killed worker's envelopes go to the other one soon.
 const LEASE: &str = "2s";
-
-fn free_address() -> String {
-    format!("127.0.0.1:{}", StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
-}
 
 /// A `delivery-queue` process, killed when dropped. Its log is kept for a failing test to show.
 struct DeliveryWorker {
@@ -39,7 +34,7 @@ impl DeliveryWorker {
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let process = Command::new(DELIVERY_QUEUE)
             .args(["--mailstore", &format!("http://{}", mailstore.address), "--nats-url", nats_url])
-            .args(["--http-listen", &free_address(), "--lease", LEASE, "--hostname", "mx.example.org"])
+            .args(["--http-listen", &free_loopback_address(), "--lease", LEASE, "--hostname", "mx.example.org"])
             // A delivery deferred on a busy machine comes back within the test's patience.
             .args(["--retry-schedule", "1s"])
             .stdout(log.reopen().expect("the log file"))
@@ -115,15 +110,15 @@ async fn wait_for_inbox(mailstore: &Mailstore, address: &str, count: usize, pati
 #[tokio::test(flavor = "multi_thread")]
 async fn mail_sent_with_swaks_reaches_the_mailbox() {
     let (nats, _transport, mailstore) = platform().await;
-    let smtp = free_address();
+    let smtp = free_loopback_address();
     let ingress = kubemail_smtp_ingress::config::Config::parse_from([
         "smtp-ingress",
         "--smtp-listen",
         &smtp,
         "--submission-listen",
-        &free_address(),
+        &free_loopback_address(),
         "--http-listen",
-        &free_address(),
+        &free_loopback_address(),
         "--hostname",
         "mx.example.org",
         "--mailstore",

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,18 +11,13 @@ use std::time::{Duration, Instant};
 use common::{Client, HOSTNAME, PASSWORD};
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::tls::{self, PemPair};
-use kubemail_testkit::NatsServer;
 use kubemail_testkit::mailstore::Mailstore;
+use kubemail_testkit::{NatsServer, free_loopback_address};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 const IMAP_FRONTEND: &str = env!("CARGO_BIN_EXE_imap-frontend");
-
-fn free_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
-}
 
 /// One `imap-frontend` process; killed when dropped.
 struct Frontend {
@@ -33,9 +27,16 @@ struct Frontend {
 
 impl Frontend {
     fn start(mailstore: &Mailstore, nats_url: &str, tls_dir: &std::path::Path) -> Frontend {
-        let imaps = free_address();
+        let imaps = free_loopback_address();
         let process = Command::new(IMAP_FRONTEND)
-            .args(["--imap-listen", &free_address(), "--imaps-listen", &imaps, "--http-listen", &free_address()])
+            .args([
+                "--imap-listen",
+                &free_loopback_address(),
+                "--imaps-listen",
+                &imaps,
+                "--http-listen",
+                &free_loopback_address(),
+            ])
             .args(["--hostname", HOSTNAME, "--mailstore", &format!("http://{}", mailstore.address)])
             .args(["--nats-url", nats_url])
             .arg("--tls-dir")

@@ -6,7 +6,8 @@ mod common;
 use std::net::TcpListener;
 use std::process::Command;
 
-use common::{Dev, KUBEMAIL, curl, free_port, ok, text};
+use common::{Dev, KUBEMAIL, curl, ok, text};
+use kubemail_testkit::free_port;
 
 #[test]
 fn admin_cli_manages_a_running_dev_platform() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::net::TcpListener;
+use kubemail_testkit::free_loopback_address;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,10 +25,6 @@ impl Drop for Service {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn http_status(address: &str, path: &str) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
@@ -42,7 +38,7 @@ async fn http_status(address: &str, path: &str) -> Option<u16> {
 async fn mailstore_serves_postgres_and_publishes_events_on_nats() {
     let database = kubemail_testkit::postgres_database().await;
     let nats = kubemail_testkit::nats_url();
-    let (grpc, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let (grpc, http) = (free_loopback_address(), free_loopback_address());
     let _service = Service(
         Command::new(env!("CARGO_BIN_EXE_mailstore"))
             .args(["--database-url", &database, "--nats-url", &nats, "--grpc-listen", &grpc, "--http-listen", &http])

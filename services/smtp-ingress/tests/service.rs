@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,14 +19,10 @@ use kubemail_runtime::local::LocalEventBus;
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::tls;
 use kubemail_runtime::{Queue, Spool};
-use kubemail_testkit::NatsServer;
+use kubemail_testkit::{NatsServer, free_loopback_address};
 use tokio::net::TcpStream;
 
 const SMTP_INGRESS: &str = env!("CARGO_BIN_EXE_smtp-ingress");
-
-fn free_address() -> String {
-    format!("127.0.0.1:{}", StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
-}
 
 struct Service {
     process: Child,
@@ -50,10 +45,10 @@ impl Service {
     }
 
     fn start(mailstore: &Mailstore, nats_url: &str, tls_dir: &std::path::Path) -> Service {
-        let (smtp, http) = (free_address(), free_address());
+        let (smtp, http) = (free_loopback_address(), free_loopback_address());
         let process = Command::new(SMTP_INGRESS)
-            .args(["--smtp-listen", &smtp, "--submission-listen", &free_address()])
-            .args(["--submissions-listen", &free_address(), "--http-listen", &http, "--hostname", HOSTNAME])
+            .args(["--smtp-listen", &smtp, "--submission-listen", &free_loopback_address()])
+            .args(["--submissions-listen", &free_loopback_address(), "--http-listen", &http, "--hostname", HOSTNAME])
             .args(["--mailstore", &format!("http://{}", mailstore.address), "--nats-url", nats_url])
             .arg("--tls-dir")
             .arg(tls_dir)

@@ -8,6 +8,7 @@
 //! - [`nats_url`] — the NATS server's URL.
 //! - [`unique_name`] — a name no other test in this run uses (streams, buckets, subjects).
 //! - [`NatsServer`] — a NATS server of a test's own, to kill and restart.
+//! - [`ports`] — loopback ports for servers started in another process.
 //! - [`mailstore`] — a mailstore on SQLite with accounts to deliver to, and a mailbox reader.
 //! - [`mta`] — a remote MTA on loopback that records what it receives and answers as told.
 //! - [`dns`] — a DNS server on loopback answering from the records a test sets.
@@ -19,6 +20,9 @@ pub mod dns;
 pub mod mailstore;
 pub mod mta;
 pub mod otlp;
+pub mod ports;
+
+pub use ports::{free_loopback_address, free_port};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -76,7 +80,7 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> NatsServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let port = free_port();
         let mut server = NatsServer { port, store: tempfile::tempdir().expect("temp dir"), process: None };
         server.restart();
         server

@@ -6,17 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{KUBEMAIL, curl, free_port, text};
+use super::{KUBEMAIL, curl, free_loopback_address as loopback, text};
 
 /// A service binary built beside `kubemail` (`cargo test --workspace` builds every package's).
 fn binary(name: &str) -> PathBuf {
     let path = Path::new(KUBEMAIL).with_file_name(name);
     assert!(path.exists(), "{} is missing: build every binary first (cargo build --bins)", path.display());
     path
-}
-
-fn loopback() -> String {
-    format!("127.0.0.1:{}", free_port())
 }
 
 /// A running service process, and how to start it again.

@@ -5,36 +5,19 @@
 pub mod distributed;
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const KUBEMAIL: &str = env!("CARGO_BIN_EXE_kubemail");
+pub use kubemail_testkit::free_loopback_address;
 
-/// A port free on 127.0.0.1 now, below Linux's ephemeral range (32768 and up): a port the
-/// kernel hands out for `bind(0)` may be taken by any outgoing connection before the server
-/// that was to listen on it starts; one below that range only by another test's choice.
-pub fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
-        ^ u64::from(std::process::id()) << 20;
-    loop {
-        // A spread of the seed and a counter over 20000..32768 (SplitMix64's mixer).
-        let mut x = seed
-            .wrapping_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        let port = 20_000 + ((x ^ (x >> 31)) % 12_768) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+pub const KUBEMAIL: &str = env!("CARGO_BIN_EXE_kubemail");
 
 /// `kubemail dev` in its own data directory, every listener on a free loopback port.
 pub struct Dev {
     child: Child,
+    /// What the process printed, for a failing start to show.
+    log: tempfile::NamedTempFile,
     /// The gRPC URL (`http://…`), and the other listeners as `host:port`.
     pub grpc: String,
     pub http: String,
@@ -47,14 +30,37 @@ pub struct Dev {
     pub pop3s: String,
 }
 
+/// Why a `kubemail dev` did not become ready.
+enum NotReady {
+    /// It exited at once because one of its ports was taken between choosing and binding it
+    /// (by a process outside this test binary); fresh ports will do.
+    PortTaken(String),
+    Failed(String),
+}
+
 impl Dev {
     pub fn start(data_dir: &Path) -> Dev {
         Dev::start_with(data_dir, &[])
     }
 
-    /// Starts with `extra` flags after the listener flags.
+    /// Starts with `extra` flags after the listener flags, and waits until it is ready.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Dev {
-        let port = || format!("127.0.0.1:{}", free_port());
+        let mut attempts = 0;
+        loop {
+            let mut dev = Dev::spawn(data_dir, extra);
+            match dev.wait_ready() {
+                Ok(()) => return dev,
+                Err(NotReady::PortTaken(log)) if attempts < 3 => {
+                    attempts += 1;
+                    eprintln!("kubemail dev found a port taken, starting again on others:\n{log}");
+                }
+                Err(NotReady::PortTaken(log) | NotReady::Failed(log)) => panic!("{log}"),
+            }
+        }
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str]) -> Dev {
+        let port = free_loopback_address;
         let (grpc, http, smtp, submission, submissions) = (port(), port(), port(), port(), port());
         let (imap, imaps, pop3, pop3s) = (port(), port(), port(), port());
         let mut command = Command::new(KUBEMAIL);
@@ -79,21 +85,36 @@ impl Dev {
             &pop3s,
         ]);
         command.args(extra);
-        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("kubemail dev starts");
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let child = command
+            .stdout(log.reopen().expect("the log file"))
+            .stderr(log.reopen().expect("the log file"))
+            .spawn()
+            .expect("kubemail dev starts");
         let grpc = format!("http://{grpc}");
-        let dev = Dev { child, grpc, http, smtp, submission, submissions, imap, imaps, pop3, pop3s };
-        dev.wait_ready();
-        dev
+        Dev { child, log, grpc, http, smtp, submission, submissions, imap, imaps, pop3, pop3s }
     }
 
-    pub fn wait_ready(&self) {
+    /// Waits (up to a minute) for `/readyz`; a process that exits first says why at once.
+    fn wait_ready(&mut self) -> Result<(), NotReady> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let out = curl(&format!("http://{}/readyz", self.http));
-            if out.status.success() {
-                return;
+            if curl(&format!("http://{}/readyz", self.http)).status.success() {
+                return Ok(());
             }
-            assert!(Instant::now() < deadline, "kubemail dev not ready after 60 s");
+            let logged = || std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = logged();
+                let message = format!("kubemail dev exited ({status}) before it was ready:\n{log}");
+                return Err(if log.contains("Address already in use") {
+                    NotReady::PortTaken(message)
+                } else {
+                    NotReady::Failed(message)
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(NotReady::Failed(format!("kubemail dev not ready after 60 s:\n{}", logged())));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
