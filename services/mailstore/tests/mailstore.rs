@@ -42,6 +42,7 @@ on_both_backends!(
     racing_flag_changes_to_the_same_messages_all_take_effect,
     a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes,
     expunged_uids_are_told_since_any_modseq,
+    pop3_removal_takes_the_listed_messages_whatever_their_flags,
 );
 
 /// Database connections dropped while the pools held them idle (a database restart, a proxy's
@@ -1910,4 +1911,48 @@ async fn expunged_uids_are_told_since_any_modseq(backend: Backend) {
     assert_eq!(refused.code(), Code::NotFound, "another account's mailbox: {refused:?}");
     let bad = ExpungedSinceRequest { account_id: alice, mailbox_id: inbox, modseq: 0, uids: vec![uid_range(0, 3)] };
     assert_eq!(f.mailstore.expunged_since(bad).await.unwrap_err().code(), Code::InvalidArgument, "UID 0");
+}
+
+/// POP3's UPDATE state removes the messages its client marked, in one call: those listed go
+/// whether or not they carry \Deleted, nothing else does (not even a \Deleted message outside
+/// the list), and an IMAP client sees them expunged as usual.
+async fn pop3_removal_takes_the_listed_messages_whatever_their_flags(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let (alice, inbox) = alice_with_messages(&mut f, 6).await;
+    let flagged_elsewhere = StoreFlagsRequest {
+        account_id: alice,
+        mailbox_id: inbox,
+        uids: vec![uid_range(5, 5)],
+        operation: Operation::Add as i32,
+        flags: flags(SystemFlag::Deleted as u32, &[]),
+        unchanged_since: 0,
+    };
+    f.mailstore.store_flags(flagged_elsewhere).await.unwrap();
+    let at_start = f.select(alice, "INBOX").await.mailbox.unwrap().highest_modseq;
+    let mut events = f.bus.subscribe(&format!("events.{alice}.*")).await.unwrap();
+    let remove = async |f: &mut Fixture, account_id: i64, uids: Vec<UidRange>| {
+        let request = RemoveMessagesRequest { account_id, mailbox_id: inbox, uids };
+        f.mailstore.remove_messages(request).await.map(|answer| answer.into_inner())
+    };
+
+    let removed = remove(&mut f, alice, vec![uid_range(2, 3), uid_range(6, 6)]).await.unwrap();
+    assert_eq!(removed.expunged, [2, 3, 6]);
+    let after = f.select(alice, "INBOX").await;
+    assert_eq!(after.uids, [1, 4, 5], "the \\Deleted message not listed stays");
+    assert_eq!(removed.highest_modseq, after.mailbox.unwrap().highest_modseq);
+    assert_eq!(f.quota(alice).await.messages_used, 3);
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), events.next()).await.unwrap().unwrap();
+    let event = MailboxEvent::decode(event.payload).unwrap();
+    assert!(matches!(event.change, Some(Change::Expunged(ref e)) if e.uids == [2, 3, 6]), "{event:?}");
+    let since = ExpungedSinceRequest { account_id: alice, mailbox_id: inbox, modseq: at_start, uids: vec![] };
+    assert_eq!(f.mailstore.expunged_since(since).await.unwrap().into_inner().uids, [2, 3, 6], "for QRESYNC");
+
+    assert!(remove(&mut f, alice, vec![]).await.unwrap().expunged.is_empty(), "no list, no removal");
+    assert!(remove(&mut f, alice, vec![uid_range(2, 3)]).await.unwrap().expunged.is_empty(), "already gone");
+    let bob = f.account("bob@example.org", 0, 0).await;
+    let foreign = remove(&mut f, bob, vec![uid_range(1, 0)]).await;
+    assert_eq!(foreign.unwrap_err().code(), Code::NotFound, "another account's mailbox");
+    let bad = remove(&mut f, alice, vec![uid_range(0, 1)]).await;
+    assert_eq!(bad.unwrap_err().code(), Code::InvalidArgument, "UID 0");
+    assert_eq!(f.select(alice, "INBOX").await.uids, [1, 4, 5], "none of that changed anything");
 }

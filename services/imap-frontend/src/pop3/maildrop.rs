@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use futures::StreamExt;
 use kubemail_proto::mailstore::store_flags_request::Operation;
 use kubemail_proto::mailstore::{
-    ExpungeRequest, FetchBodyRequest, FetchMessagesRequest, Flags, SelectMailboxRequest, StoreFlagsRequest, SystemFlag,
-    UidRange,
+    FetchBodyRequest, FetchMessagesRequest, Flags, RemoveMessagesRequest, SelectMailboxRequest, StoreFlagsRequest,
+    SystemFlag, UidRange,
 };
 use tonic::Status;
 
@@ -211,9 +211,9 @@ impl Maildrop {
         };
         let deleted = uids(|entry| entry.deleted);
         if !deleted.is_empty() {
-            self.add_flag(mailstore, deleted.clone(), SystemFlag::Deleted).await?;
-            let request = ExpungeRequest { account_id: self.account_id, mailbox_id: self.mailbox_id, uids: deleted };
-            mailstore.clone().expunge(request).await?;
+            let request =
+                RemoveMessagesRequest { account_id: self.account_id, mailbox_id: self.mailbox_id, uids: deleted };
+            mailstore.clone().remove_messages(request).await?;
         }
         let read = uids(|entry| entry.newly_seen && !entry.deleted);
         if !read.is_empty()

@@ -247,6 +247,14 @@ impl MailStore for MailStoreService {
         Ok(Response::new(self.store.expunge(request.account_id, request.mailbox_id, &request.uids).await?))
     }
 
+    async fn remove_messages(
+        &self,
+        request: Request<RemoveMessagesRequest>,
+    ) -> Result<Response<ExpungeResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(self.store.remove_listed(request.account_id, request.mailbox_id, &request.uids).await?))
+    }
+
     async fn expunged_since(
         &self,
         request: Request<ExpungedSinceRequest>,

@@ -1,5 +1,5 @@
-//! Messages: delivery and IMAP APPEND, metadata and body fetches, flags, expunge, copy and
-//! move, search, quota.
+//! Messages: delivery and IMAP APPEND, metadata and body fetches, flags, expunge (and POP3's
+//! removal), copy and move, search, quota.
 
 use bytes::Bytes;
 use kubemail_proto::events::mailbox_event::Change;
@@ -733,13 +733,38 @@ impl Store {
         Ok(())
     }
 
-    /// Removes the \Deleted messages of a mailbox (within `ranges` when given).
+    /// Removes the \Deleted messages of a mailbox (within `ranges` when given): IMAP's EXPUNGE.
     pub async fn expunge(&self, account_id: i64, mailbox_id: i64, ranges: &[UidRange]) -> Result<ExpungeResponse> {
         let ranges = if ranges.is_empty() { UidSet::all() } else { UidSet::new(ranges)? };
+        self.remove(account_id, mailbox_id, &ranges, Doomed::FlaggedDeleted).await
+    }
+
+    /// Removes the messages within `ranges` whatever their flags: POP3's UPDATE state. No
+    /// ranges, no removal.
+    pub async fn remove_listed(
+        &self,
+        account_id: i64,
+        mailbox_id: i64,
+        ranges: &[UidRange],
+    ) -> Result<ExpungeResponse> {
+        if ranges.is_empty() {
+            let highest_modseq = self.mailbox_modseq(account_id, mailbox_id).await?;
+            return Ok(ExpungeResponse { expunged: Vec::new(), highest_modseq });
+        }
+        self.remove(account_id, mailbox_id, &UidSet::new(ranges)?, Doomed::Listed).await
+    }
+
+    async fn remove(
+        &self,
+        account_id: i64,
+        mailbox_id: i64,
+        ranges: &UidSet,
+        doomed: Doomed,
+    ) -> Result<ExpungeResponse> {
         // Most EXPUNGEs (every CLOSE) find nothing to remove: looked for without a lock first,
         // so they cost one indexed read and hold up nobody.
-        let deleted = self.deleted_uids(self.db.reader(), mailbox_id, &ranges).await?;
-        if deleted.is_empty() {
+        let found = self.doomed_uids(self.db.reader(), mailbox_id, ranges, doomed).await?;
+        if found.is_empty() {
             let highest_modseq = self.mailbox_modseq(account_id, mailbox_id).await?;
             return Ok(ExpungeResponse { expunged: Vec::new(), highest_modseq });
         }
@@ -747,22 +772,23 @@ impl Store {
         // under the locks; the transaction below is for SQLite and for a mailbox gone meanwhile
         // (which it reports).
         if let Some(pool) = self.db.postgres()
-            && let Some((folder, doomed, hashes)) = postgres::expunge(pool, account_id, mailbox_id, &deleted).await?
+            && let Some((folder, removed, hashes)) =
+                postgres::expunge(pool, account_id, mailbox_id, &found, doomed == Doomed::FlaggedDeleted).await?
         {
             self.collect_blobs(&hashes).await;
-            self.announce_expunged(&folder, &doomed).await;
-            return Ok(ExpungeResponse { expunged: doomed, highest_modseq: folder.highest_modseq });
+            self.announce_expunged(&folder, &removed).await;
+            return Ok(ExpungeResponse { expunged: removed, highest_modseq: folder.highest_modseq });
         }
         let mut tx = self.db.write().await?;
         self.lock_account(&mut tx, account_id).await?;
         let mut folder = self.lock_mailbox_by_id(&mut tx, account_id, mailbox_id).await?;
-        let doomed = self.deleted_uids(&mut *tx, mailbox_id, &ranges).await?;
-        let (storage, hashes) = self.remove_messages(&mut tx, &mut folder, &doomed).await?;
-        self.add_usage(&mut tx, account_id, -storage, -(doomed.len() as i64)).await?;
+        let removed = self.doomed_uids(&mut *tx, mailbox_id, ranges, doomed).await?;
+        let (storage, hashes) = self.remove_messages(&mut tx, &mut folder, &removed).await?;
+        self.add_usage(&mut tx, account_id, -storage, -(removed.len() as i64)).await?;
         tx.commit().await?;
         self.collect_blobs(&hashes).await;
-        self.announce_expunged(&folder, &doomed).await;
-        Ok(ExpungeResponse { expunged: doomed, highest_modseq: folder.highest_modseq })
+        self.announce_expunged(&folder, &removed).await;
+        Ok(ExpungeResponse { expunged: removed, highest_modseq: folder.highest_modseq })
     }
 
     /// The UIDs expunged from `mailbox_id` after `modseq` within `ranges` (all when empty),
@@ -813,20 +839,27 @@ impl Store {
     }
 
     /// The \Deleted messages of the mailbox in `ranges`, ascending.
-    async fn deleted_uids<'e, E>(&self, executor: E, mailbox_id: i64, ranges: &UidSet) -> Result<Vec<u32>>
+    /// The UIDs within `ranges` that `doomed` picks, ascending.
+    async fn doomed_uids<'e, E>(
+        &self,
+        executor: E,
+        mailbox_id: i64,
+        ranges: &UidSet,
+        doomed: Doomed,
+    ) -> Result<Vec<u32>>
     where
         E: sqlx::Executor<'e, Database = Any>,
     {
         let (low, high) = ranges.span();
-        // The flag test is written as the partial index `messages_deleted` says it.
-        let uids: Vec<i64> = sqlx::query_scalar(
-            "SELECT uid FROM messages WHERE mailbox_id = $1 AND (flags & 8) <> 0 AND uid BETWEEN $2 AND $3 ORDER BY uid",
-        )
-        .bind(mailbox_id)
-        .bind(low)
-        .bind(high)
-        .fetch_all(executor)
-        .await?;
+        let query = match doomed {
+            // The flag test is written as the partial index `messages_deleted` says it.
+            Doomed::FlaggedDeleted => {
+                "SELECT uid FROM messages WHERE mailbox_id = $1 AND (flags & 8) <> 0 AND uid BETWEEN $2 AND $3 ORDER BY uid"
+            }
+            Doomed::Listed => "SELECT uid FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid",
+        };
+        let uids: Vec<i64> =
+            sqlx::query_scalar(query).bind(mailbox_id).bind(low).bind(high).fetch_all(executor).await?;
         Ok(uids.into_iter().filter(|uid| ranges.contains(*uid)).map(|uid| uid as u32).collect())
     }
 
@@ -1174,6 +1207,15 @@ fn apply_flags(
         }
         Operation::Unspecified => (old_system, old_keywords.to_string()),
     })
+}
+
+/// Which messages of a UID set a removal takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Doomed {
+    /// Those flagged \Deleted (IMAP's EXPUNGE).
+    FlaggedDeleted,
+    /// All of them (POP3's UPDATE state).
+    Listed,
 }
 
 /// Which octets of each message a FetchBody wants.

@@ -285,7 +285,8 @@ pub(super) async fn store_flags(
 /// 1. `account` — locks the account row first, in the same order as every other writer;
 /// 2. `mailbox` — takes the mailbox's next MODSEQ, locking its row;
 /// 3. `doomed` — deletes those of the messages that are still \Deleted (the flag is checked
-///    again on the row as it is now, so a message undeleted meanwhile stays);
+///    again on the row as it is now, so a message undeleted meanwhile stays), or all of them
+///    unless `$4` (POP3's removal of the messages its client marked);
 /// 4. `recorded` — remembers each expunged UID with the MODSEQ (for CONDSTORE and QRESYNC);
 /// 5. `usage` — takes their octets and count off the account.
 ///
@@ -303,7 +304,7 @@ mailbox AS (
 ),
 doomed AS (
     DELETE FROM messages m USING mailbox
-    WHERE m.mailbox_id = mailbox.id AND m.uid = ANY($3::text::bigint[]) AND (m.flags & 8) <> 0
+    WHERE m.mailbox_id = mailbox.id AND m.uid = ANY($3::text::bigint[]) AND ((m.flags & 8) <> 0 OR NOT $4)
     RETURNING m.uid, m.size, m.blob_hash
 ),
 recorded AS (
@@ -322,18 +323,21 @@ SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbo
 FROM mailbox LEFT JOIN doomed ON true
 ORDER BY doomed.uid";
 
-/// Runs [`EXPUNGE`] for `uids`: the mailbox after it, the UIDs removed (ascending) and the
-/// hashes of their bodies (sorted, once each); `None` when the mailbox is gone.
+/// Runs [`EXPUNGE`] for `uids`, those flagged \Deleted only if `flagged_only`: the mailbox
+/// after it, the UIDs removed (ascending) and the hashes of their bodies (sorted, once each);
+/// `None` when the mailbox is gone.
 pub(super) async fn expunge(
     pool: &PgPool,
     account_id: i64,
     mailbox_id: i64,
     uids: &[u32],
+    flagged_only: bool,
 ) -> Result<Option<(LockedMailbox, Vec<u32>, Vec<String>)>> {
     let rows = sqlx::query(EXPUNGE)
         .bind(mailbox_id)
         .bind(account_id)
         .bind(array_literal(uids.iter().map(u32::to_string)))
+        .bind(flagged_only)
         .fetch_all(pool)
         .await?;
     let Some(first) = rows.first() else { return Ok(None) };
