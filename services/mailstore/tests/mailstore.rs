@@ -43,6 +43,7 @@ on_both_backends!(
     a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes,
     expunged_uids_are_told_since_any_modseq,
     pop3_removal_takes_the_listed_messages_whatever_their_flags,
+    a_snapshot_with_sizes_gives_every_message_its_size,
 );
 
 /// Database connections dropped while the pools held them idle (a database restart, a proxy's
@@ -1807,6 +1808,7 @@ async fn a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes(backen
             name: "INBOX".into(),
             known_mailbox_id: mailbox.id,
             known_modseq: mailbox.highest_modseq,
+            with_sizes: false,
         }
     };
     let full = f.select(alice, "INBOX").await;
@@ -1955,4 +1957,47 @@ async fn pop3_removal_takes_the_listed_messages_whatever_their_flags(backend: Ba
     let bad = remove(&mut f, alice, vec![uid_range(0, 1)]).await;
     assert_eq!(bad.unwrap_err().code(), Code::InvalidArgument, "UID 0");
     assert_eq!(f.select(alice, "INBOX").await.uids, [1, 4, 5], "none of that changed anything");
+}
+
+/// POP3 numbers its maildrop from one SELECT with sizes: each message's size, as FetchMessages
+/// reports it, in UID order beside the UIDs; always a whole snapshot, even for a caller that
+/// holds a current one; and no sizes for IMAP, which does not ask.
+async fn a_snapshot_with_sizes_gives_every_message_its_size(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    for (i, length) in [700, 120, 4_000, 300].into_iter().enumerate() {
+        f.deliver(&format!("q-{i}"), "alice@example.org", &message(&format!("m{i}"), length)).await.unwrap();
+    }
+    let plain = f.select(alice, "INBOX").await;
+    assert!(plain.sizes.is_empty(), "IMAP's SELECT carries no sizes");
+    let mailbox = plain.mailbox.clone().unwrap();
+    let fetched = f
+        .mailstore
+        .fetch_messages(FetchMessagesRequest {
+            account_id: alice,
+            mailbox_id: mailbox.id,
+            uids: vec![uid_range(1, 0)],
+            changed_since: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    let mut expected: Vec<(u32, u64)> = fetched.iter().map(|meta| (meta.uid, meta.size)).collect();
+    expected.sort();
+    assert_eq!(expected.iter().map(|(_, size)| *size).collect::<BTreeSet<_>>().len(), 4, "four sizes");
+
+    let with_sizes = SelectMailboxRequest {
+        account_id: alice,
+        name: "INBOX".into(),
+        known_mailbox_id: mailbox.id,
+        known_modseq: mailbox.highest_modseq,
+        with_sizes: true,
+    };
+    let sized = f.mailstore.select_mailbox(with_sizes).await.unwrap().into_inner();
+    assert!(!sized.unchanged && !sized.delta, "a whole snapshot, not {sized:?}");
+    let listed: Vec<(u32, u64)> = sized.uids.iter().copied().zip(sized.sizes.iter().copied()).collect();
+    assert_eq!((listed, sized.uids.len()), (expected, sized.sizes.len()));
+    assert_eq!((sized.flags, sized.modseqs), (plain.flags, plain.modseqs), "the rest as without sizes");
+    assert_eq!(sized.mailbox.unwrap().size, mailbox.size);
 }

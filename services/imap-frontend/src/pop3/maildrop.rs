@@ -19,8 +19,7 @@ use std::collections::HashMap;
 use futures::StreamExt;
 use kubemail_proto::mailstore::store_flags_request::Operation;
 use kubemail_proto::mailstore::{
-    FetchBodyRequest, FetchMessagesRequest, Flags, RemoveMessagesRequest, SelectMailboxRequest, StoreFlagsRequest,
-    SystemFlag, UidRange,
+    FetchBodyRequest, Flags, RemoveMessagesRequest, SelectMailboxRequest, StoreFlagsRequest, SystemFlag, UidRange,
 };
 use tonic::Status;
 
@@ -68,26 +67,23 @@ impl Maildrop {
     /// The INBOX of `account` as it is now.
     pub async fn open(mailstore: &MailstoreClient, account: &Account) -> Result<Maildrop, Status> {
         let mut mailstore = mailstore.clone();
-        let request = SelectMailboxRequest { account_id: account.id, name: "INBOX".into(), ..Default::default() };
+        let request = SelectMailboxRequest {
+            account_id: account.id,
+            name: "INBOX".into(),
+            with_sizes: true,
+            ..Default::default()
+        };
         let selected = mailstore.select_mailbox(request).await?.into_inner();
         let mailbox = selected.mailbox.ok_or_else(|| Status::internal("the INBOX came without its details"))?;
-        let mut entries = Vec::with_capacity(selected.uids.len());
-        if !selected.uids.is_empty() {
-            let uids = vec![UidRange { first: selected.uids[0], last: *selected.uids.last().unwrap_or(&0) }];
-            let request =
-                FetchMessagesRequest { account_id: account.id, mailbox_id: mailbox.id, uids, changed_since: 0 };
-            let mut metas = mailstore.fetch_messages(request).await?.into_inner().messages;
-            metas.sort_by_key(|meta| meta.uid);
-            // Only the UIDs of the snapshot: a message delivered between the two calls waits for
-            // the next session, so every number keeps its message.
-            for uid in selected.uids {
-                if let Ok(index) = metas.binary_search_by_key(&uid, |meta| meta.uid) {
-                    let meta = &metas[index];
-                    let seen = meta.flags.as_ref().is_some_and(|f| f.system & SystemFlag::Seen as u32 != 0);
-                    entries.push(Entry { uid, size: meta.size, deleted: false, seen, newly_seen: false });
-                }
-            }
+        if selected.sizes.len() != selected.uids.len() || selected.flags.len() != selected.uids.len() {
+            return Err(Status::internal("the INBOX snapshot came without a size or flags for every message"));
         }
+        let entries = (selected.uids.iter().zip(&selected.flags).zip(&selected.sizes))
+            .map(|((&uid, &flags), &size)| {
+                let seen = flags & SystemFlag::Seen as u32 != 0;
+                Entry { uid, size, deleted: false, seen, newly_seen: false }
+            })
+            .collect();
         Ok(Maildrop {
             account_id: account.id,
             mailbox_id: mailbox.id,

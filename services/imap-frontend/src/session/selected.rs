@@ -243,6 +243,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             name: name.clone(),
             known_mailbox_id: kept.as_ref().map_or(0, |kept| kept.mailbox.id),
             known_modseq: kept.as_ref().map_or(0, |kept| kept.mailbox.highest_modseq),
+            with_sizes: false,
         };
         let (mailbox, snapshot) = match (self.services.mailstore.clone().select_mailbox(request).await, kept) {
             // Nothing changed since the kept snapshot: it is used with the fresh counters.

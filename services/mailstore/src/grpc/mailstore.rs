@@ -158,7 +158,8 @@ impl MailStore for MailStoreService {
     ) -> Result<Response<SelectMailboxResponse>, Status> {
         let request = request.into_inner();
         let known = (request.known_modseq > 0).then_some((request.known_mailbox_id, request.known_modseq));
-        Ok(Response::new(self.store.select_mailbox(request.account_id, &request.name, known).await?))
+        let answer = self.store.select_mailbox(request.account_id, &request.name, known, request.with_sizes).await?;
+        Ok(Response::new(answer))
     }
 
     async fn fetch_messages(

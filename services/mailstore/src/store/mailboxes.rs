@@ -172,7 +172,7 @@ impl Store {
     /// INBOX see them expunged); INBOX itself stays, empty.
     async fn rename_inbox(&self, account_id: i64, to: &str) -> Result<MailboxInfo> {
         let target = self.create_mailbox(account_id, to, "").await?;
-        let inbox = self.select_mailbox(account_id, INBOX, None).await?;
+        let inbox = self.select_mailbox(account_id, INBOX, None, false).await?;
         let inbox_id = inbox.mailbox.map(|m| m.id).unwrap_or_default();
         if !inbox.uids.is_empty() {
             self.copy_messages(account_id, inbox_id, &[UidRange { first: 1, last: 0 }], to, true).await?;
@@ -194,23 +194,26 @@ impl Store {
         Ok(())
     }
 
-    /// The SELECT snapshot: counters, and UID, flags and MODSEQ of every message, all from
-    /// one consistent read. With `known` (mailbox id, HIGHESTMODSEQ) of a snapshot the caller
-    /// holds and still current, only the mailbox, marked `unchanged`.
+    /// The SELECT snapshot: counters, and UID, flags and MODSEQ (and with `with_sizes` the
+    /// size) of every message, all from one consistent read. With `known` (mailbox id,
+    /// HIGHESTMODSEQ) of a snapshot the caller holds and still current, only the mailbox,
+    /// marked `unchanged`, unless sizes are asked for.
     pub async fn select_mailbox(
         &self,
         account_id: i64,
         name: &str,
         known: Option<(i64, u64)>,
+        with_sizes: bool,
     ) -> Result<SelectMailboxResponse> {
         let name = validate::mailbox_name(name)?;
-        if let Some((known_id, known_modseq)) = known
+        if !with_sizes
+            && let Some((known_id, known_modseq)) = known
             && let Some(answer) = self.select_since(account_id, &name, known_id, known_modseq).await?
         {
             return Ok(answer);
         }
         if let Some(pool) = self.db.postgres() {
-            return super::postgres::select(pool, account_id, &name).await;
+            return super::postgres::select(pool, account_id, &name, with_sizes).await;
         }
         let mut tx = self.db.snapshot().await?;
         let row = sqlx::query(
@@ -230,12 +233,13 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
         tx.commit().await?;
-        let mut snapshot = Snapshot::new(mailbox, rows.len());
+        let mut snapshot = Snapshot::new(mailbox, rows.len(), with_sizes);
         let mut size = 0;
         for row in &rows {
             let uid = get_u32(row, "uid")?;
-            snapshot.push(uid, get_u32(row, "flags")?, get_u64(row, "modseq")?);
-            size += get_u64(row, "size")?;
+            let message_size = get_u64(row, "size")?;
+            snapshot.push(uid, get_u32(row, "flags")?, get_u64(row, "modseq")?, message_size);
+            size += message_size;
             let keywords: String = row.try_get("keywords")?;
             if !keywords.is_empty() {
                 snapshot.push_keywords(uid, keywords);
@@ -336,19 +340,21 @@ const DELTA_MIN_ROWS: i64 = 256;
 /// A SELECT snapshot being put together from the messages of one mailbox, in UID order.
 pub(super) struct Snapshot {
     mailbox: MailboxInfo,
-    /// (UID, flags, MODSEQ) of each message.
-    messages: Vec<(u32, u32, u64)>,
+    /// (UID, flags, MODSEQ, size) of each message; the size is 0 unless `with_sizes`.
+    messages: Vec<(u32, u32, u64, u64)>,
     /// (UID, keywords) of each message that has keywords.
     keywords: Vec<(u32, String)>,
+    /// Whether the response lists each message's size.
+    with_sizes: bool,
 }
 
 impl Snapshot {
-    pub fn new(mailbox: MailboxInfo, messages: usize) -> Self {
-        Snapshot { mailbox, messages: Vec::with_capacity(messages), keywords: Vec::new() }
+    pub fn new(mailbox: MailboxInfo, messages: usize, with_sizes: bool) -> Self {
+        Snapshot { mailbox, messages: Vec::with_capacity(messages), keywords: Vec::new(), with_sizes }
     }
 
-    pub fn push(&mut self, uid: u32, flags: u32, modseq: u64) {
-        self.messages.push((uid, flags, modseq));
+    pub fn push(&mut self, uid: u32, flags: u32, modseq: u64, size: u64) {
+        self.messages.push((uid, flags, modseq, size));
     }
 
     /// The keywords (space-separated, non-empty) of the message `uid`.
@@ -360,8 +366,8 @@ impl Snapshot {
     pub fn finish(mut self, size: u64) -> SelectMailboxResponse {
         // The contract promises ascending UIDs; PostgreSQL's snapshot arrives in scan order
         // (store/postgres.rs). UIDs are unique, so an unstable sort gives the one right order.
-        if !self.messages.is_sorted_by_key(|(uid, _, _)| *uid) {
-            self.messages.sort_unstable_by_key(|(uid, _, _)| *uid);
+        if !self.messages.is_sorted_by_key(|(uid, ..)| *uid) {
+            self.messages.sort_unstable_by_key(|(uid, ..)| *uid);
         }
         if !self.keywords.is_sorted_by_key(|(uid, _)| *uid) {
             self.keywords.sort_unstable_by_key(|(uid, _)| *uid);
@@ -371,12 +377,16 @@ impl Snapshot {
             uids: Vec::with_capacity(count),
             flags: Vec::with_capacity(count),
             modseqs: Vec::with_capacity(count),
+            sizes: Vec::with_capacity(if self.with_sizes { count } else { 0 }),
             ..Default::default()
         };
-        for (uid, flags, modseq) in self.messages {
+        for (uid, flags, modseq, size) in self.messages {
             response.uids.push(uid);
             response.flags.push(flags);
             response.modseqs.push(modseq);
+            if self.with_sizes {
+                response.sizes.push(size);
+            }
             self.mailbox.unseen += u32::from(flags & SystemFlag::Seen as u32 == 0);
             self.mailbox.deleted += u32::from(flags & SystemFlag::Deleted as u32 != 0);
         }

@@ -367,7 +367,8 @@ pub(super) async fn collect_blobs(pool: &PgPool, hashes: &[String]) -> Result<()
 }
 
 /// The mailbox row and, aggregated over its messages, what SELECT needs: UID, flags and
-/// MODSEQ packed into one `bytea` of [`PACKED_MESSAGE`]-octet records (big-endian, as
+/// MODSEQ (and with `$3` the size, for POP3) packed into one `bytea` of fixed-size records
+/// ([`PACKED_MESSAGE`] octets, [`PACKED_SIZE`] more with `$3`; big-endian, as
 /// `int8send`/`int4send` write them), so 10,000 messages decode in one pass without per-value
 /// work; keywords, which few messages have, as arrays.
 ///
@@ -380,7 +381,8 @@ SELECT b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use,
        m.messages, m.size, m.keyword_uids, m.keywords
 FROM mailboxes b
 CROSS JOIN LATERAL (
-    SELECT coalesce(string_agg(int8send(uid) || int4send(flags::int4) || int8send(modseq), ''), '') AS messages,
+    SELECT coalesce(string_agg(int8send(uid) || int4send(flags::int4) || int8send(modseq)
+                               || CASE WHEN $3 THEN int8send(size) ELSE ''::bytea END, ''), '') AS messages,
            coalesce(sum(size), 0)::bigint AS size,
            coalesce(array_agg(uid) FILTER (WHERE keywords <> ''), '{}') AS keyword_uids,
            coalesce(array_agg(keywords) FILTER (WHERE keywords <> ''), '{}') AS keywords
@@ -388,15 +390,24 @@ CROSS JOIN LATERAL (
 ) m
 WHERE b.account_id = $1 AND b.name = $2";
 
-/// Octets per message in the packed SELECT column: UID (int8), flags (int4), MODSEQ (int8).
+/// Octets per message in the packed SELECT column: UID (int8), flags (int4), MODSEQ (int8),
+/// and with `$3` the size (int8).
 const PACKED_MESSAGE: usize = 20;
+const PACKED_SIZE: usize = 8;
 
 /// The SELECT snapshot of the mailbox `name` (validated) of `account_id`, from one statement
-/// (so one consistent snapshot without an explicit transaction).
-pub(super) async fn select(pool: &PgPool, account_id: i64, name: &str) -> Result<SelectMailboxResponse> {
+/// (so one consistent snapshot without an explicit transaction); each message's size too with
+/// `with_sizes`.
+pub(super) async fn select(
+    pool: &PgPool,
+    account_id: i64,
+    name: &str,
+    with_sizes: bool,
+) -> Result<SelectMailboxResponse> {
     let row = sqlx::query(SELECT)
         .bind(account_id)
         .bind(name)
+        .bind(with_sizes)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| mailbox_not_named(name))?;
@@ -413,17 +424,25 @@ pub(super) async fn select(pool: &PgPool, account_id: i64, name: &str) -> Result
     let packed: Vec<u8> = row.try_get("messages")?;
     let keyword_uids: Vec<i64> = row.try_get("keyword_uids")?;
     let keywords: Vec<String> = row.try_get("keywords")?;
-    if !packed.len().is_multiple_of(PACKED_MESSAGE) || keywords.len() != keyword_uids.len() {
+    let record = PACKED_MESSAGE + if with_sizes { PACKED_SIZE } else { 0 };
+    if !packed.len().is_multiple_of(record) || keywords.len() != keyword_uids.len() {
         return Err(Error::Internal("malformed SELECT snapshot from the database".into()));
     }
-    let mut snapshot = Snapshot::new(mailbox, packed.len() / PACKED_MESSAGE);
-    for record in packed.chunks_exact(PACKED_MESSAGE) {
+    let mut snapshot = Snapshot::new(mailbox, packed.len() / record, with_sizes);
+    for record in packed.chunks_exact(record) {
         let (uid, rest) = record.split_at(8);
-        let (flags, modseq) = rest.split_at(4);
+        let (flags, rest) = rest.split_at(4);
+        let (modseq, size) = rest.split_at(8);
         let uid = i64::from_be_bytes(uid.try_into().expect("8 octets"));
         let flags = i32::from_be_bytes(flags.try_into().expect("4 octets"));
         let modseq = i64::from_be_bytes(modseq.try_into().expect("8 octets"));
-        snapshot.push(to_u32("uid", uid)?, to_u32("flags", flags.into())?, to_u64("modseq", modseq)?);
+        let size = if with_sizes { i64::from_be_bytes(size.try_into().expect("8 octets")) } else { 0 };
+        snapshot.push(
+            to_u32("uid", uid)?,
+            to_u32("flags", flags.into())?,
+            to_u64("modseq", modseq)?,
+            to_u64("size", size)?,
+        );
     }
     for (uid, keywords) in keyword_uids.into_iter().zip(keywords) {
         snapshot.push_keywords(to_u32("uid", uid)?, keywords);
