@@ -84,6 +84,19 @@ fn uid_range(first: u32, last: u32) -> UidRange {
     UidRange { first, last }
 }
 
+/// STORE +FLAGS (\Deleted) on `uids`.
+fn add_deleted(account_id: i64, mailbox_id: i64, uids: Vec<UidRange>) -> StoreFlagsRequest {
+    let deleted = flags(SystemFlag::Deleted as u32, &[]);
+    StoreFlagsRequest {
+        account_id,
+        mailbox_id,
+        uids,
+        operation: Operation::Add as i32,
+        flags: deleted,
+        unchanged_since: 0,
+    }
+}
+
 fn flags(system: u32, keywords: &[&str]) -> Option<Flags> {
     Some(Flags { system, keywords: keywords.iter().map(|k| k.to_string()).collect() })
 }
@@ -784,16 +797,7 @@ async fn one_account_can_never_reach_another_accounts_mail(backend: Backend) {
         .await;
     not_found(body.map(|_| tonic::Response::new(())), "fetch body");
     not_found(
-        m.store_flags(StoreFlagsRequest {
-            account_id: mallory,
-            mailbox_id: alice_inbox,
-            uids: all.clone(),
-            operation: Operation::Add as i32,
-            flags: flags(SystemFlag::Deleted as u32, &[]),
-            unchanged_since: 0,
-        })
-        .await
-        .map(|_| tonic::Response::new(())),
+        m.store_flags(add_deleted(mallory, alice_inbox, all.clone())).await.map(|_| tonic::Response::new(())),
         "store",
     );
     not_found(
@@ -1213,17 +1217,7 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
 
     // Expunge only removes \Deleted messages, within the given UIDs.
     let keep = f.select(alice, "Keep").await.mailbox.unwrap().id;
-    f.mailstore
-        .store_flags(StoreFlagsRequest {
-            account_id: alice,
-            mailbox_id: keep,
-            uids: vec![uid_range(1, 0)],
-            operation: Operation::Add as i32,
-            flags: flags(SystemFlag::Deleted as u32, &[]),
-            unchanged_since: 0,
-        })
-        .await
-        .unwrap();
+    f.mailstore.store_flags(add_deleted(alice, keep, vec![uid_range(1, 0)])).await.unwrap();
     let partial = f
         .mailstore
         .expunge(ExpungeRequest { account_id: alice, mailbox_id: keep, uids: vec![uid_range(2, 2)] })
@@ -1822,14 +1816,7 @@ async fn a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes(backen
         match what {
             "a delivery" => drop(f.deliver("q-2", "alice@example.org", &message("two", 200)).await.unwrap()),
             "a flag" => {
-                let request = StoreFlagsRequest {
-                    account_id: alice,
-                    mailbox_id: inbox,
-                    uids: vec![uid_range(1, 1)],
-                    operation: Operation::Add as i32,
-                    flags: flags(SystemFlag::Deleted as u32, &[]),
-                    unchanged_since: 0,
-                };
+                let request = add_deleted(alice, inbox, vec![uid_range(1, 1)]);
                 f.mailstore.store_flags(request).await.unwrap();
             }
             _ => {
@@ -1921,14 +1908,7 @@ async fn expunged_uids_are_told_since_any_modseq(backend: Backend) {
 async fn pop3_removal_takes_the_listed_messages_whatever_their_flags(backend: Backend) {
     let mut f = Fixture::start(backend).await;
     let (alice, inbox) = alice_with_messages(&mut f, 6).await;
-    let flagged_elsewhere = StoreFlagsRequest {
-        account_id: alice,
-        mailbox_id: inbox,
-        uids: vec![uid_range(5, 5)],
-        operation: Operation::Add as i32,
-        flags: flags(SystemFlag::Deleted as u32, &[]),
-        unchanged_since: 0,
-    };
+    let flagged_elsewhere = add_deleted(alice, inbox, vec![uid_range(5, 5)]);
     f.mailstore.store_flags(flagged_elsewhere).await.unwrap();
     let at_start = f.select(alice, "INBOX").await.mailbox.unwrap().highest_modseq;
     let mut events = f.bus.subscribe(&format!("events.{alice}.*")).await.unwrap();
@@ -1971,19 +1951,8 @@ async fn a_snapshot_with_sizes_gives_every_message_its_size(backend: Backend) {
     let plain = f.select(alice, "INBOX").await;
     assert!(plain.sizes.is_empty(), "IMAP's SELECT carries no sizes");
     let mailbox = plain.mailbox.clone().unwrap();
-    let fetched = f
-        .mailstore
-        .fetch_messages(FetchMessagesRequest {
-            account_id: alice,
-            mailbox_id: mailbox.id,
-            uids: vec![uid_range(1, 0)],
-            changed_since: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
-    let mut expected: Vec<(u32, u64)> = fetched.iter().map(|meta| (meta.uid, meta.size)).collect();
+    let mut expected: Vec<(u32, u64)> =
+        f.messages(alice, mailbox.id).await.iter().map(|meta| (meta.uid, meta.size)).collect();
     expected.sort();
     assert_eq!(expected.iter().map(|(_, size)| *size).collect::<BTreeSet<_>>().len(), 4, "four sizes");
 

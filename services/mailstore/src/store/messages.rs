@@ -838,7 +838,6 @@ impl Store {
         }
     }
 
-    /// The \Deleted messages of the mailbox in `ranges`, ascending.
     /// The UIDs within `ranges` that `doomed` picks, ascending.
     async fn doomed_uids<'e, E>(
         &self,
