@@ -120,31 +120,19 @@ EOF
 # ---------------------------------------------------------------- machine and build
 record_machine
 build_release kubemail-mailstore kubemail-bench
-# The crate has no [[bin]] name, so cargo names the binary after the package.
-mailstore_bin=$root/target/release/mailstore
-bench_bin=$root/target/release/mailstore-bench
+bin=$root/target/release
+bench_bin=$bin/mailstore-bench
 
 # ---------------------------------------------------------------- PostgreSQL, NATS, mailstore
-ensure_postgres
-ensure_nats
-# Durability stays at PostgreSQL's defaults, spelled out so the run records them. Raised for
-# load: shared_buffers (the default 128 MB), max_wal_size (fewer checkpoints during a run).
-start_postgres "$work" bench fsync=on synchronous_commit=on full_page_writes=on \
-  shared_buffers=1GB max_wal_size=4GB
-start_nats "$work"
-pg_dir=$(echo "$PG_DIRS" | awk '{print $NF}')
+# Durability stays at PostgreSQL's defaults, spelled out so the run records them, and
+# shared_buffers and max_wal_size are raised for load (start_distributed_store, bench/lib.sh).
+take_port grpc_port mailstore_http_port
+start_distributed_store
 pg_pid=$(head -n 1 "$pg_dir/postmaster.pid")
 psql "$POSTGRES_URL" -Atc "SELECT name || ' = ' || setting FROM pg_settings WHERE name IN \
   ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'shared_buffers', \
    'max_connections', 'max_wal_size', 'server_version')" >"$OUT/postgres-settings.txt"
-nats_pid=$(echo "$NATS_PIDS" | awk '{print $NF}')
-
-take_port grpc_port http_port
-"$mailstore_bin" --database-url "$POSTGRES_URL" --nats-url "$NATS_URL" \
-  --grpc-listen "127.0.0.1:$grpc_port" --http-listen "127.0.0.1:$http_port" >"$OUT/mailstore.log" 2>&1 &
-mailstore_pid=$!
-wait_ready "http://127.0.0.1:$http_port/readyz" "$mailstore_pid" "$OUT/mailstore.log"
-mailstore_url="http://127.0.0.1:$grpc_port"
+mailstore_url="http://$grpc"
 log "mailstore ready on $mailstore_url (PostgreSQL $POSTGRES_URL, NATS $NATS_URL)"
 cpu_watch=("postgres=$pg_pid" "mailstore=$mailstore_pid" "nats=$nats_pid")
 

@@ -5,23 +5,15 @@ idle selected connection; medians over the runs, with each run's figure; then th
 every step, the failed steps and the warnings our servers logged."""
 import contextlib
 import io
-import json
 import pathlib
 import re
 import statistics
 import sys
 
-from summary_common import section_cpu, server_log_problems
+from summary_common import result_objects as results, section_cpu, section_failed_steps, section_fill, server_log_problems
 
 OURS, DEV, PEER = "kubemail", "kubemail-dev", "dovecot"
 NOCACHE = "kubemail-nocache"  # a second imap-frontend with --login-cache-ttl 0
-
-
-def results(path):
-    """The RESULT objects of a file of imapbench.py, e2e.py or idle-mem.py outputs."""
-    if not path.exists():
-        return []
-    return [json.loads(line.split(" ", 1)[1]) for line in path.read_text().splitlines() if line.startswith("RESULT {")]
 
 
 def median(values):
@@ -277,22 +269,8 @@ def section_memory(out, rows):
     print()
 
 
-def section_fill(out):
-    lines = []
-    for side in (OURS, PEER):
-        for r in results(out / f"fill-{side}.jsonl"):
-            rate = r["appended"] / r["elapsed_s"] if r["elapsed_s"] else 0
-            lines.append(f"{side}: {r['appended']:,} appended in {r['elapsed_s']:.1f} s ({rate:,.0f} msg/s), "
-                         f"INBOX now {r['messages']:,}, errors {r['errors']}")
-    if lines:
-        print("INBOX fill (`imapbench.py fill`, same corpus on both): " + "; ".join(lines) + ".\n")
-
-
 def section_problems(out):
-    failures = out / "failures.txt"
-    if failures.exists() and failures.read_text().strip():
-        print("## Failed steps\n")
-        print(failures.read_text().strip() + "\n")
+    section_failed_steps(out)
     refused = {}
     for path in sorted(out.glob("*.log")):
         for line in path.read_text(errors="replace").splitlines():
@@ -322,7 +300,7 @@ def main():
     rows = []
     details = io.StringIO()  # the sections fill `rows`, which go first
     with contextlib.redirect_stdout(details):
-        section_fill(out)
+        section_fill(out, (OURS, PEER))
         section_mixed(out, rows)
         section_login_fetch(out, rows)
         section_append(out, rows)

@@ -8,13 +8,12 @@ steps and the warnings our servers logged.
 """
 import contextlib
 import io
-import json
 import pathlib
 import re
 import statistics
 import sys
 
-from summary_common import cpu_rows, section_cpu, server_log_problems
+from summary_common import cpu_rows, result_objects, section_cpu, section_failed_steps, section_fill, server_log_problems
 
 OURS, PEER = "kubemail", "dovecot"
 SIDES = ((OURS, "kubemail"), (PEER, "Dovecot mdbox"))
@@ -25,10 +24,7 @@ TREES = {OURS: ("postgres", "nats", "mailstore", "imap_frontend"), PEER: ("dovec
 def results(path, keep_failed=False):
     """The RESULT objects of a pop3-load.py or imapbench.py output file; those of failed runs
     only with keep_failed."""
-    if not path.exists():
-        return []
-    found = [json.loads(line.split(" ", 1)[1]) for line in path.read_text().splitlines()
-             if line.startswith("RESULT {")]
+    found = result_objects(path)
     return found if keep_failed else [r for r in found if not r.get("failed")]
 
 
@@ -243,22 +239,8 @@ def section_delete(out, rows):
                      "lower"))
 
 
-def section_fill(out):
-    lines = []
-    for side, _ in SIDES:
-        for r in results(out / f"fill-{side}.jsonl"):
-            rate = r["appended"] / r["elapsed_s"] if r["elapsed_s"] else 0
-            lines.append(f"{side}: {r['appended']:,} in {r['elapsed_s']:.1f} s ({rate:,.0f} msg/s), "
-                         f"INBOX now {r['messages']:,}, errors {r['errors']}")
-    if lines:
-        print("INBOX fill (`imapbench.py fill`, APPEND over IMAP, same corpus on both): " + "; ".join(lines) + ".\n")
-
-
 def section_problems(out):
-    failures = out / "failures.txt"
-    if failures.exists() and failures.read_text().strip():
-        print("## Failed steps\n")
-        print(failures.read_text().strip() + "\n")
+    section_failed_steps(out)
     refused = {}
     for path in sorted(out.glob("*.log")):
         for line in path.read_text(errors="replace").splitlines():
@@ -281,7 +263,7 @@ def main():
     rows = []
     details = io.StringIO()  # the sections fill `rows`, which go first
     with contextlib.redirect_stdout(details):
-        section_fill(out)
+        section_fill(out, [side for side, _ in SIDES])
         section_download(out, rows)
         section_poll(out, rows)
         section_concurrent(out, rows)

@@ -1,11 +1,22 @@
 """What the benchmark summaries share.
 
+  result_objects(path)             the RESULT objects the load tools print (none for a missing file)
   cpu_rows(out)                    the rows of cpu.jsonl (`measure` in bench/lib.sh)
   section_cpu(out, digits)         prints them as a table of CPU seconds per step
   server_log_problems(out, names)  prints the warnings and errors in our servers' logs
+  section_fill(out, sides)         prints how each side's INBOXes were filled (imapbench.py fill)
+  section_failed_steps(out)        prints failures.txt, the steps a script recorded as failed
 """
 import json
 import re
+
+
+def result_objects(path):
+    """The RESULT objects of a file of load-tool outputs (imapbench.py, pop3-load.py, e2e.py,
+    idle-mem.py), failed runs included."""
+    if not path.exists():
+        return []
+    return [json.loads(line.split(" ", 1)[1]) for line in path.read_text().splitlines() if line.startswith("RESULT {")]
 
 
 def cpu_rows(out):
@@ -55,3 +66,22 @@ def server_log_problems(out, names):
             for n, line in kinds[:8]:
                 print(f"[{n}×] {line[:400]}")
             print("```\n")
+
+
+def section_fill(out, sides):
+    """Prints the APPENDs that filled the INBOXes, from fill-<side>.jsonl of each of `sides`."""
+    lines = []
+    for side in sides:
+        for r in result_objects(out / f"fill-{side}.jsonl"):
+            rate = r["appended"] / r["elapsed_s"] if r["elapsed_s"] else 0
+            lines.append(f"{side}: {r['appended']:,} in {r['elapsed_s']:.1f} s ({rate:,.0f} msg/s), "
+                         f"INBOX now {r['messages']:,}, errors {r['errors']}")
+    if lines:
+        print("INBOX fill (`imapbench.py fill`, APPEND over IMAP, same corpus on both): " + "; ".join(lines) + ".\n")
+
+
+def section_failed_steps(out):
+    failures = out / "failures.txt"
+    if failures.exists() and failures.read_text().strip():
+        print("## Failed steps\n")
+        print(failures.read_text().strip() + "\n")
