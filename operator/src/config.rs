@@ -1,6 +1,9 @@
 //! The operator's configuration: every flag, its environment variable and default.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use kubemail_runtime::config::parse_duration;
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "operator", version, about = "kubemail operator: MailCluster, MailDomain and Mailbox reconciled")]
@@ -25,4 +28,12 @@ pub struct Config {
     /// This replica's name in the Lease and in Events: its pod name (the chart passes it).
     #[arg(long, env = "KUBEMAIL_OPERATOR_IDENTITY")]
     pub identity: Option<String>,
+    /// Reconcile the resources of this namespace only; without it, those of every namespace.
+    /// For an operator per team, or several operators (tests) on one cluster.
+    #[arg(long, env = "KUBEMAIL_OPERATOR_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// How often each Mailbox's usage is read from the mailstore; its status is written only
+    /// when the usage changed.
+    #[arg(long, env = "KUBEMAIL_OPERATOR_USAGE_REFRESH", default_value = "5m", value_parser = parse_duration)]
+    pub usage_refresh: Duration,
 }

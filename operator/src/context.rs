@@ -1,37 +1,73 @@
-//! What every reconcile shares: the API client, the mailstore clients, the event recorder and
-//! the retry schedule of failing objects.
+//! What every reconcile shares: the operator's settings, the API client, the caches the
+//! controllers fill, the mailstore clients, the event recorder and the retry schedule of
+//! failing objects.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Resource};
 
+use crate::cache::Caches;
 use crate::mailstore::Mailstores;
 
 /// The first retry of a failing object, doubled on each failure up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_secs(5);
 const MAX_RETRY: Duration = Duration::from_secs(300);
 
-pub struct Context {
+/// What the operator is started with, the same for every term it leads.
+#[derive(Clone)]
+pub struct Settings {
     pub client: kube::Client,
     pub mailstores: Mailstores,
     /// The image tag of a MailCluster that names none: the operator's own version.
     pub default_tag: String,
+    /// This replica's name in Events.
+    pub instance: Option<String>,
+    /// The one namespace whose resources it reconciles; `None`: every namespace.
+    pub watch_namespace: Option<String>,
+    /// How often a Mailbox's usage is read from the mailstore.
+    pub usage_refresh: Duration,
+}
+
+impl Settings {
+    /// `K` in the namespaces the operator reconciles.
+    pub fn watched<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.watch_namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        }
+    }
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub mailstores: Mailstores,
+    pub default_tag: String,
+    pub usage_refresh: Duration,
+    pub caches: Caches,
     recorder: Recorder,
     retries: Retries,
 }
 
 impl Context {
-    pub fn new(client: kube::Client, mailstores: Mailstores, default_tag: String, instance: Option<String>) -> Context {
-        let reporter = Reporter { controller: crate::build::MANAGER.to_string(), instance };
+    pub fn new(settings: &Settings, caches: Caches) -> Context {
+        let reporter = Reporter { controller: crate::build::MANAGER.to_string(), instance: settings.instance.clone() };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            mailstores,
-            default_tag,
+            recorder: Recorder::new(settings.client.clone(), reporter),
+            client: settings.client.clone(),
+            mailstores: settings.mailstores.clone(),
+            default_tag: settings.default_tag.clone(),
+            usage_refresh: settings.usage_refresh,
+            caches,
             retries: Retries::default(),
         }
     }

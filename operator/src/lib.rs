@@ -8,7 +8,10 @@
 //! - [`build`] — pure functions from a resource to the objects it should become.
 //! - [`apply`] — server-side apply of what was built.
 //! - [`status`] — conditions and the status patch.
-//! - [`context`] — what the reconcilers share: API client, mailstore clients, events, retries.
+//! - [`context`] — what the reconcilers share: settings, API client, caches, mailstore
+//!   clients, events, retries.
+//! - [`cache`] — the clusters, domains and Secret versions the reconcilers read without asking
+//!   the API server.
 //! - [`mailstore`] — the mailstore Admin API clients.
 //! - [`crd`] — the custom resource types; `crdgen` writes their CRDs into `crds/`.
 //! - [`generated`] — the committed files generated from the code (CRDs, ClusterRole).
@@ -19,6 +22,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod controller;

@@ -1,7 +1,6 @@
 //! The operator process: the admin endpoint, leader election, and the controllers while this
 //! replica leads.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kube_lease_manager::LeaseManagerBuilder;
@@ -9,7 +8,7 @@ use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::shutdown::Shutdown;
 
 use crate::config::Config;
-use crate::context::Context;
+use crate::context::Settings;
 use crate::mailstore::Mailstores;
 use crate::{Error, Result, controller};
 
@@ -24,22 +23,24 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
     ready.set_ready(true);
 
     let identity = config.identity.clone().unwrap_or_else(|| format!("operator-{}", std::process::id()));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Mailstores::new(config.mailstore.clone()),
-        env!("CARGO_PKG_VERSION").to_string(),
-        Some(identity.clone()),
-    ));
+    let settings = Settings {
+        client: client.clone(),
+        mailstores: Mailstores::new(config.mailstore.clone()),
+        default_tag: env!("CARGO_PKG_VERSION").to_string(),
+        instance: Some(identity.clone()),
+        watch_namespace: config.watch_namespace.clone(),
+        usage_refresh: config.usage_refresh,
+    };
     if config.leader_election {
         let namespace = config.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
         let lease = Lease { name: config.lease_name.clone(), namespace, identity, duration: LEASE_DURATION };
         let work = {
             let shutdown = shutdown.clone();
-            move || controller::run(ctx.clone(), shutdown.clone())
+            move || controller::run(settings.clone(), shutdown.clone())
         };
         lead(client, &lease, shutdown, work).await?;
     } else {
-        controller::run(ctx, shutdown).await;
+        controller::run(settings, shutdown).await;
     }
     admin.finish().await.map_err(Error::Invalid)
 }

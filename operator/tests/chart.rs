@@ -1,16 +1,18 @@
-//! The Helm chart, checked the way an install would be: `helm lint --strict`, the rendered
-//! manifests validated against Kubernetes 1.33's schemas (`kubernetes-validate --strict`) and
-//! the rendered custom resources against the CRDs, for several combinations of values; wrong
-//! values refused by `values.schema.json`; and what is rendered tied to what the operator does.
+//! The Helm chart, checked as an install does it: `helm lint --strict` and the rendered
+//! manifests sent to the real API server (`kubectl apply --dry-run=server`: its schemas, the
+//! CRDs, admission) for several combinations of values; a real `helm install`, `helm upgrade`
+//! and `helm uninstall` of the example platform; wrong values refused by `values.schema.json`;
+//! and what is rendered tied to what the operator does.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::schema::check_resource;
+use common::cluster::{self, Release, TestNamespace, kubectl, printed};
+use kube::Api;
 use kubemail_operator::build::cluster::{Component, build_cluster, names};
-use kubemail_operator::crd::MailCluster;
+use kubemail_operator::crd::{MailCluster, MailDomain, Mailbox};
 use serde_json::Value;
 
 fn tool(variable: &str) -> PathBuf {
@@ -20,16 +22,21 @@ fn tool(variable: &str) -> PathBuf {
 }
 
 fn chart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/kubemail")
+    cluster::chart()
 }
 
 /// `helm template` of the chart with `values` (helm's own arguments); the rendered text, or
 /// helm's complaint.
 fn template(values: &[&str]) -> Result<String, String> {
+    template_in("mail", values)
+}
+
+/// [`template`] for a release in `namespace`.
+fn template_in(namespace: &str, values: &[&str]) -> Result<String, String> {
     let output = Command::new(tool("KUBEMAIL_TEST_HELM"))
         .args(["template", "mail"])
         .arg(chart())
-        .args(["--namespace", "mail", "--include-crds"])
+        .args(["--namespace", namespace, "--include-crds"])
         .args(values)
         .current_dir(chart())
         .output()
@@ -89,8 +96,18 @@ const COMBINATIONS: &[(&str, &[&str])] = &[
     ("the example platform", &["-f", "examples/platform-values.yaml"]),
 ];
 
-#[test]
-fn every_combination_lints_renders_and_validates() {
+/// The Prometheus Operator's ServiceMonitor CRD, which `metrics.serviceMonitor.enabled` needs.
+async fn install_service_monitor_crd(client: &kube::Client) {
+    let dir = PathBuf::from(std::env::var("KUBEMAIL_TEST_PROMETHEUS_OPERATOR_CRDS").unwrap());
+    cluster::apply_crds(client, &cluster::crds_in(&dir, &["monitoring.coreos.com_servicemonitors.yaml"])).await;
+}
+
+#[tokio::test]
+async fn every_combination_lints_and_the_api_server_accepts_it() {
+    let client = cluster::client().await;
+    cluster::install_crds(&client).await;
+    install_service_monitor_crd(&client).await;
+    let namespace = TestNamespace::create(&client, "chart").await;
     let dir = tempfile::tempdir().unwrap();
     for (what, values) in COMBINATIONS {
         let lint = Command::new(tool("KUBEMAIL_TEST_HELM"))
@@ -102,28 +119,71 @@ fn every_combination_lints_renders_and_validates() {
             .unwrap();
         assert!(lint.status.success(), "helm lint, {what}: {}", String::from_utf8_lossy(&lint.stdout));
 
-        let rendered = template(values).unwrap_or_else(|error| panic!("helm template, {what}: {error}"));
+        let rendered =
+            template_in(&namespace.name, values).unwrap_or_else(|error| panic!("helm template, {what}: {error}"));
         let file = dir.path().join("rendered.yaml");
         std::fs::write(&file, &rendered).unwrap();
-        let validate = Command::new(tool("KUBEMAIL_TEST_KUBERNETES_VALIDATE"))
-            .args(["-k", "1.33.0", "--strict"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            validate.status.success(),
-            "kubernetes-validate, {what}: {}{}",
-            String::from_utf8_lossy(&validate.stdout),
-            String::from_utf8_lossy(&validate.stderr)
-        );
-        for document in documents(&rendered)
-            .iter()
-            .filter(|d| d["apiVersion"].as_str().is_some_and(|v| v.starts_with("kubemail.io/")))
-        {
-            let yaml = serde_yaml::to_string(document).unwrap();
-            check_resource(&yaml).unwrap_or_else(|error| panic!("{what}: {error}\n{yaml}"));
-        }
+        let file = file.to_str().unwrap();
+        let applied = kubectl(&["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", file]);
+        assert!(applied.status.success(), "the API server refuses {what}: {}", printed(&applied));
+        let warnings = String::from_utf8_lossy(&applied.stderr);
+        assert!(!warnings.contains("Warning"), "the API server warns about {what}: {warnings}");
     }
+}
+
+#[tokio::test]
+async fn the_example_platform_installs_upgrades_and_uninstalls() {
+    let client = cluster::client().await;
+    cluster::install_crds(&client).await;
+    install_service_monitor_crd(&client).await;
+    let namespace = TestNamespace::create(&client, "helm").await;
+    let examples = chart().join("examples/platform-values.yaml");
+    let release = Release::install(&namespace.name, &namespace.name, &["-f", examples.to_str().unwrap()]);
+    let service_account = release.service_account();
+
+    let clusters: Api<MailCluster> = Api::namespaced(client.clone(), &namespace.name);
+    let cluster = clusters.get("mail").await.expect("the platform's MailCluster");
+    let autoscaling = cluster.spec.imap_frontend.autoscaling.clone().expect("autoscaling from the values");
+    assert_eq!(autoscaling.max_replicas, 8);
+    let domains: Api<MailDomain> = Api::namespaced(client.clone(), &namespace.name);
+    assert_eq!(domains.get("example-com").await.unwrap().spec.domain, "example.com");
+    let mailboxes: Api<Mailbox> = Api::namespaced(client.clone(), &namespace.name);
+    assert_eq!(mailboxes.get("alice").await.unwrap().spec.address, "alice@example.com");
+    let monitor = kubectl(&["get", "servicemonitor", "-n", &namespace.name, "-o", "name"]);
+    assert!(printed(&monitor).contains("servicemonitor"), "{}", printed(&monitor));
+    let account = kubectl(&["get", "serviceaccount", &service_account, "-n", &namespace.name]);
+    assert!(account.status.success(), "{}", printed(&account));
+
+    // Changed values reach the resources; a mailbox added to the values is created.
+    release.upgrade(&[
+        "-f",
+        examples.to_str().unwrap(),
+        "--set",
+        "imap.autoscaling.maxReplicas=12",
+        "--set",
+        "mailboxes[1].name=bob",
+        "--set",
+        "mailboxes[1].address=bob@example.com",
+        "--set",
+        "mailboxes[1].passwordSecret.name=bob-password",
+        "--set",
+        "mailboxes[1].passwordSecret.key=password",
+    ]);
+    let cluster = clusters.get("mail").await.unwrap();
+    assert_eq!(cluster.spec.imap_frontend.autoscaling.unwrap().max_replicas, 12);
+    assert_eq!(mailboxes.get("bob").await.expect("bob from the upgraded values").spec.address, "bob@example.com");
+
+    // Uninstalled, nothing of the release is left but the CRDs (Helm leaves those).
+    release.uninstall();
+    cluster::eventually("the release's objects are gone", std::time::Duration::from_secs(30), || async {
+        clusters.get_opt("mail").await.unwrap().is_none()
+            && mailboxes.list(&Default::default()).await.unwrap().items.is_empty()
+            && domains.list(&Default::default()).await.unwrap().items.is_empty()
+            && !kubectl(&["get", "serviceaccount", &service_account, "-n", &namespace.name]).status.success()
+    })
+    .await;
+    let crds = kubectl(&["get", "crd", "mailboxes.kubemail.io"]);
+    assert!(crds.status.success(), "{}", printed(&crds));
 }
 
 #[test]
@@ -239,7 +299,7 @@ fn the_dashboard_shows_documented_metrics() {
     let config = find(&rendered, "ConfigMap", "mail-kubemail-dashboard");
     assert_eq!(config["metadata"]["labels"]["grafana_dashboard"], "1");
     let dashboard: Value = serde_json::from_str(config["data"]["kubemail.json"].as_str().unwrap()).unwrap();
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let readme = std::fs::read_to_string(cluster::repository().join("README.md")).unwrap();
     let metric = regex::Regex::new(r"kubemail_[a-z_]+").unwrap();
     let mut shown = 0;
     for panel in dashboard["panels"].as_array().unwrap() {

@@ -1,119 +1,79 @@
-//! Leader election over the mocked API server: of two replicas one does the work, and the
-//! other takes over when the first stops.
+//! Leader election on a real API server: of two operator processes one reconciles, and when it
+//! stops (SIGTERM, releasing its Lease) or dies (SIGKILL, leaving it to expire) another takes
+//! over within the lease time.
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::FakeApi;
-use kubemail_operator::run::{Lease, lead};
-use kubemail_runtime::shutdown::Shutdown;
+use common::cluster::{Operator, eventually};
+use common::platform::{ALICE, PROMPTLY, Platform, secret, yaml};
+use k8s_openapi::api::coordination::v1::Lease;
+use kubemail_operator::crd::Mailbox;
 
-/// Who is working now (a worker leaves it when it stops or is aborted), and every time two
-/// worked at once.
-#[derive(Clone, Default)]
-struct Working(Arc<Mutex<BTreeSet<&'static str>>>, Arc<Mutex<Vec<String>>>);
+/// The operator's lease lasts 15 s (`run::LEASE_DURATION`); a replica that sees it expire takes
+/// it at its next try, a few seconds later.
+const TAKEOVER: Duration = Duration::from_secs(15 + 5);
 
-struct Shift(Working, &'static str);
-
-impl Drop for Shift {
-    fn drop(&mut self) {
-        self.0.0.lock().unwrap().remove(self.1);
-    }
+async fn holder(platform: &Platform) -> Option<String> {
+    platform.get::<Lease>("kubemail-operator").await.and_then(|lease| lease.spec?.holder_identity)
 }
 
-impl Working {
-    fn work(
-        &self,
-        name: &'static str,
-        shutdown: Shutdown,
-    ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + use<> {
-        let working = self.clone();
-        move || {
-            let working = working.clone();
-            let shutdown = shutdown.clone();
-            Box::pin(async move {
-                {
-                    let mut now = working.0.lock().unwrap();
-                    if !now.is_empty() {
-                        working.1.lock().unwrap().push(format!("{name} started while {now:?} worked"));
-                    }
-                    now.insert(name);
-                }
-                let _shift = Shift(working.clone(), name);
-                shutdown.wait().await;
-            })
-        }
-    }
-
-    fn now(&self) -> BTreeSet<&'static str> {
-        self.0.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, expected: &[&'static str], within: Duration) {
-        let deadline = Instant::now() + within;
-        while self.now() != expected.iter().copied().collect() {
-            assert!(Instant::now() < deadline, "expected {expected:?} working, not {:?}", self.now());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+/// A Mailbox `name` with its own password Secret.
+async fn add_mailbox(platform: &Platform, name: &str) {
+    platform.apply(&secret(&format!("{name}-password"), "password", "pw")).await;
+    platform
+        .apply(&yaml::<Mailbox>(
+            &ALICE
+                .replace("name: alice}", &format!("name: {name}}}"))
+                .replace("alice@op.test", &format!("{name}@op.test"))
+                .replace("alice-password", &format!("{name}-password"))
+                .replace("[al@op.test]", "[]"),
+        ))
+        .await;
 }
 
-fn lease(identity: &str) -> Lease {
-    Lease {
-        name: "kubemail-operator".into(),
-        namespace: "kubemail-system".into(),
-        identity: identity.into(),
-        duration: Duration::from_secs(3),
-    }
+fn start(platform: &Platform, identity: &str) -> Operator {
+    let mailstore = format!("http://{}", platform.mailstore.address);
+    Operator::start(platform.namespace(), &platform.release.service_account(), &mailstore, &["--identity", identity])
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn of_two_replicas_one_works_and_the_other_takes_over() {
-    let (client, fake) = FakeApi::start();
-    let working = Working::default();
-    let (stop_a, stop_b) = (Shutdown::new(), Shutdown::new());
-    let a = tokio::spawn({
-        let (client, work) = (client.clone(), working.work("a", stop_a.clone()));
-        let stop = stop_a.clone();
-        async move { lead(client, &lease("a"), stop, work).await }
-    });
-    working.wait_for(&["a"], Duration::from_secs(10)).await;
-    let b = tokio::spawn({
-        let (client, work) = (client.clone(), working.work("b", stop_b.clone()));
-        let stop = stop_b.clone();
-        async move { lead(client, &lease("b"), stop, work).await }
-    });
-    // Longer than a lease lasts: a renews it, b waits.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(working.now(), ["a"].into_iter().collect());
+async fn of_two_operators_one_reconciles_and_another_takes_over() {
+    let mut platform = Platform::start("leader", &["--identity", "first"]).await;
+    eventually("the first operator holds the lease", PROMPTLY, || async {
+        holder(&platform).await.as_deref() == Some("first")
+    })
+    .await;
+    let mut second = start(&platform, "second");
+    add_mailbox(&platform, "ann").await;
+    platform.wait_for_mailbox("ann", "True", "AccountReady").await;
+    // Longer than the lease lasts: the first renews it, the second only waits.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    assert_eq!(holder(&platform).await.as_deref(), Some("first"));
+    assert!(platform.operator.reconciles() > 0);
+    assert_eq!(second.reconciles(), 0, "the operator without the lease reconciled");
 
-    stop_a.trigger();
-    a.await.unwrap().unwrap();
-    working.wait_for(&["b"], Duration::from_secs(10)).await;
-    stop_b.trigger();
-    b.await.unwrap().unwrap();
-    assert!(working.now().is_empty());
-    assert!(working.1.lock().unwrap().is_empty(), "{:?}", working.1.lock().unwrap());
+    // Stopped as Kubernetes stops a pod, the first gives the lease up: the second takes it at
+    // once and reconciles what changes.
+    platform.operator.stop();
+    let stopped = Instant::now();
+    add_mailbox(&platform, "bob").await;
+    platform.wait_for_mailbox("bob", "True", "AccountReady").await;
+    assert_eq!(holder(&platform).await.as_deref(), Some("second"));
+    assert!(stopped.elapsed() < Duration::from_secs(10), "took {:?}", stopped.elapsed());
 
-    // Leader election needs the operator's own namespace only, and all that is granted there.
-    let used = fake.permissions();
-    for (group, resource, verb) in &used {
-        assert!(kubemail_operator::rbac::allows(group, resource, verb, true), "{verb} on {group}/{resource}");
-        assert!(
-            !kubemail_operator::rbac::allows(group, resource, verb, false),
-            "{verb} on {group}/{resource} cluster-wide"
-        );
-    }
-    for rule in kubemail_operator::rbac::namespace_rules() {
-        for verb in &rule.verbs {
-            let resource = &rule.resources.as_ref().unwrap()[0];
-            assert!(
-                used.iter().any(|(_, r, v)| r == resource && v == verb),
-                "{verb} on {resource} is granted but not used"
-            );
-        }
-    }
+    // Killed, the second leaves its lease to expire; a third takes over within the lease time.
+    let third = start(&platform, "third");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    second.kill();
+    let killed = Instant::now();
+    add_mailbox(&platform, "cy").await;
+    eventually("the third operator reconciles", TAKEOVER, || async {
+        platform.get::<Mailbox>("cy").await.and_then(|m| m.status).is_some_and(|s| !s.conditions.is_empty())
+    })
+    .await;
+    assert_eq!(holder(&platform).await.as_deref(), Some("third"));
+    assert!(third.reconciles() > 0);
+    eprintln!("took over {:?} after the leader was killed", killed.elapsed());
 }

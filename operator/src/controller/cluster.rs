@@ -13,7 +13,7 @@ use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::apply::{apply, delete_if_present};
+use crate::apply::{apply, delete_if_present, hand_replicas_over};
 use crate::build::cluster::{Component, DomainMount, build_cluster, names};
 use crate::build::domain::{certificate_secret_name, dkim_secret_name};
 use crate::context::Context;
@@ -65,6 +65,12 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
     let deployment_api: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let mut deployments = Vec::new();
     for deployment in &objects.deployments {
+        if let Some(autoscaler) = &objects.autoscaler
+            && deployment.spec.as_ref().is_some_and(|spec| spec.replicas.is_none())
+        {
+            let initial = autoscaler.spec.as_ref().and_then(|spec| spec.min_replicas).unwrap_or(1);
+            hand_replicas_over(&deployment_api, deployment, initial).await?;
+        }
         deployments.push(apply(&deployment_api, deployment).await?);
     }
     let service_api: Api<Service> = Api::namespaced(client.clone(), &namespace);
@@ -118,6 +124,10 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
         }
     }
     let status = MailClusterStatus { observed_generation: cluster.meta().generation, conditions, components };
+    // A reconcile that finds nothing changed writes nothing.
+    if cluster.status.as_ref() == Some(&status) {
+        return Ok(Action::requeue(RESYNC));
+    }
     status::patch(&Api::<MailCluster>::namespaced(client, &namespace), &cluster, status).await?;
     Ok(Action::requeue(RESYNC))
 }

@@ -22,7 +22,7 @@ use crate::build::domain::{
 use crate::context::Context;
 use crate::crd::common::condition::READY;
 use crate::crd::domain::{MailDomainStatus, Quota};
-use crate::crd::{MailCluster, MailDomain};
+use crate::crd::MailDomain;
 use crate::keys::{DkimKey, self_signed_certificate};
 use crate::mailstore::unavailable;
 use crate::status::{self, Found};
@@ -52,9 +52,8 @@ pub async fn reconcile(domain: Arc<MailDomain>, ctx: Arc<Context>) -> Result<Act
 async fn apply_domain(domain: &MailDomain, namespace: &str, ctx: &Context) -> Result<Action> {
     let client = ctx.client.clone();
     // Validate: the cluster that serves the domain.
-    let clusters: Api<MailCluster> = Api::namespaced(client.clone(), namespace);
     let cluster_name = &domain.spec.cluster_ref.name;
-    let Some(cluster) = clusters.get_opt(cluster_name).await? else {
+    let Some(cluster) = ctx.caches.cluster(namespace, cluster_name).await else {
         let found = [Found::no(READY, "ClusterNotFound", format!("MailCluster {cluster_name} does not exist"))];
         write_status(domain, namespace, ctx, &found, Vec::new(), None).await?;
         return Ok(Action::await_change());
@@ -229,14 +228,20 @@ async fn write_status(
         certificate_secret: Some(certificate_secret_name(domain)),
         dkim_secret,
     };
+    // A reconcile that finds nothing changed writes nothing.
+    if domain.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
     status::patch(&Api::<MailDomain>::namespaced(ctx.client.clone(), namespace), domain, status).await
 }
 
 /// Removes the domain from the mailstore. Accounts still in it (retained Mailboxes) keep it
 /// there: the finalizer is released and an Event says so. An unreachable mailstore keeps the
-/// finalizer until it answers.
+/// finalizer until it answers, unless its MailCluster is gone too (see
+/// [`super::mailstore_gone`]).
 async fn remove_domain(domain: &MailDomain, namespace: &str, ctx: &Context) -> Result<Action> {
-    let url = ctx.mailstores.url(&domain.spec.cluster_ref.name, namespace);
+    let cluster = &domain.spec.cluster_ref.name;
+    let url = ctx.mailstores.url(cluster, namespace);
     let request = DeleteDomainRequest { name: domain.spec.domain.clone(), force: false };
     match ctx.mailstores.client(&url)?.delete_domain(request).await {
         Ok(_) => {}
@@ -244,6 +249,13 @@ async fn remove_domain(domain: &MailDomain, namespace: &str, ctx: &Context) -> R
         Err(status) if status.code() == tonic::Code::FailedPrecondition => {
             let note = format!("{} stays in the mailstore: {}", domain.spec.domain, status.message());
             ctx.event(&domain.object_ref(&()), true, "DomainRetained", note, "Delete").await;
+        }
+        Err(status) if unavailable(&status) && super::mailstore_gone(ctx, namespace, cluster).await => {
+            let note = format!(
+                "MailCluster {cluster} is gone and its mailstore at {url} does not answer: {} is left in its database",
+                domain.spec.domain
+            );
+            ctx.event(&domain.object_ref(&()), true, "MailstoreGone", note, "Delete").await;
         }
         Err(status) => return Err(Error::Mailstore(status)),
     }

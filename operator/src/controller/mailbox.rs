@@ -9,18 +9,17 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource};
 use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::admin::{
-    Account, AddAliasRequest, DeleteAccountRequest, GetAccountRequest, ListAliasesRequest, RemoveAliasRequest,
-    UpsertAccountRequest,
+    Account, AddAliasRequest, DeleteAccountRequest, GetAccountRequest, RemoveAliasRequest, UpsertAccountRequest,
 };
 use tonic::transport::Channel;
 
 use super::domain::quota_limits;
 use crate::context::Context;
+use crate::crd::common::SecretKeyRef;
 use crate::crd::common::condition::READY;
 use crate::crd::mailbox::{Amounts, DeletionPolicy, MailboxStatus};
 use crate::crd::{MailDomain, Mailbox};
@@ -29,8 +28,6 @@ use crate::quantity::format_bytes;
 use crate::status::{self, Found};
 use crate::{Error, Result};
 
-/// How often usage is read from the mailstore into the status.
-const USAGE_REFRESH: Duration = Duration::from_secs(300);
 /// How soon a Mailbox waiting for the mailstore is tried again.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -50,113 +47,142 @@ pub fn domain_of(address: &str) -> &str {
     address.rsplit_once('@').map_or("", |(_, domain)| domain)
 }
 
-/// The MailDomain of `address` in `namespace`, if there is one.
-async fn find_domain(ctx: &Context, namespace: &str, address: &str) -> Result<Option<MailDomain>> {
-    let domains: Api<MailDomain> = Api::namespaced(ctx.client.clone(), namespace);
-    let list = domains.list(&ListParams::default()).await?;
-    Ok(list.into_iter().find(|domain| domain.spec.domain == domain_of(address)))
-}
-
 async fn apply_mailbox(mailbox: &Mailbox, namespace: &str, ctx: &Context) -> Result<Action> {
     let address = &mailbox.spec.address;
-    // Validate: the domain and the password.
-    let Some(domain) = find_domain(ctx, namespace, address).await? else {
+    // Validate: the domain and the password Secret, from the caches.
+    let Some(domain) = ctx.caches.domain_of_address(namespace, address).await else {
         let message = format!("no MailDomain for {} in namespace {namespace}", domain_of(address));
         write_status(mailbox, namespace, ctx, Found::no(READY, "DomainNotFound", message), None, None).await?;
         return Ok(Action::await_change());
     };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let reference = &mailbox.spec.password_secret_ref;
-    let secret = secrets.get_opt(&reference.name).await?;
-    let password = secret
-        .as_ref()
-        .and_then(|secret| secret.data.as_ref()?.get(&reference.key))
-        .map(|value| String::from_utf8_lossy(&value.0).trim_end_matches(['\r', '\n']).to_string());
-    let Some(password) = password.filter(|password| !password.is_empty()) else {
-        let message = format!("Secret {} has no non-empty key {}", reference.name, reference.key);
+    let Some(secret_version) = ctx.caches.secret_version(namespace, &reference.name).await else {
+        let message = format!("Secret {} does not exist", reference.name);
         write_status(mailbox, namespace, ctx, Found::no(READY, "PasswordSecretNotFound", message), None, None).await?;
         return Ok(Action::await_change());
     };
-    let secret_version = secret.and_then(|secret| secret.metadata.resource_version);
 
     // The account.
     let url = ctx.mailstores.url(&domain.spec.cluster_ref.name, namespace);
     let mut admin = ctx.mailstores.client(&url)?;
-    let known_version = mailbox.status.as_ref().and_then(|status| status.password_secret_version.clone());
-    match sync_account(&mut admin, mailbox, &domain, &password, known_version != secret_version).await {
-        Ok(account) => {
-            let quota = quota_limits(mailbox.spec.quota.as_ref(), domain.spec.default_quota.as_ref());
-            let usage = Amounts {
-                storage: Some(format_bytes(account.used_storage)),
-                storage_bytes: Some(account.used_storage),
-                messages: Some(account.used_messages),
-            };
-            let limits = Amounts {
-                storage: (quota.0 > 0).then(|| format_bytes(quota.0)),
-                storage_bytes: (quota.0 > 0).then_some(quota.0),
-                messages: (quota.1 > 0).then_some(quota.1),
-            };
-            let message = if mailbox.spec.suspended { "the account is suspended" } else { "the account receives mail" };
-            let reason = if mailbox.spec.suspended { "Suspended" } else { "AccountReady" };
-            let found = Found::yes(READY, reason, message);
-            write_status(mailbox, namespace, ctx, found, Some((usage, limits)), secret_version).await?;
-            Ok(Action::requeue(USAGE_REFRESH))
+    let known_version = mailbox.status.as_ref().and_then(|status| status.password_secret_version.as_deref());
+    let existing = match admin.get_account(GetAccountRequest { address: address.clone() }).await {
+        Ok(account) => Some(account.into_inner()),
+        Err(status) if status.code() == tonic::Code::NotFound => None,
+        Err(status) => return mailstore_failed(mailbox, namespace, ctx, &url, status).await,
+    };
+    // The password is read only when the mailstore must be given it: for a new account, or
+    // after its Secret changed (hashing is deliberately slow, and reading it is an API call).
+    let password = if existing.is_none() || known_version != Some(secret_version.as_str()) {
+        match read_password(ctx, namespace, reference).await? {
+            Some(password) => Some(password),
+            None => {
+                let message = format!("Secret {} has no non-empty key {}", reference.name, reference.key);
+                let found = Found::no(READY, "PasswordSecretNotFound", message);
+                write_status(mailbox, namespace, ctx, found, None, None).await?;
+                return Ok(Action::await_change());
+            }
         }
-        Err(status) if unavailable(&status) => {
-            let message = format!("the mailstore at {url}: {}", status.message());
-            write_status(mailbox, namespace, ctx, Found::no(READY, "MailstoreUnavailable", message), None, None)
-                .await?;
-            Ok(Action::requeue(WAIT))
-        }
-        // Refused (an address taken by an alias, an alias taken by an account): only a change
-        // to the spec helps.
-        Err(status) => {
-            let found = Found::no(READY, "MailstoreRefused", status.message().to_string());
-            write_status(mailbox, namespace, ctx, found, None, None).await?;
-            Ok(Action::await_change())
-        }
+    } else {
+        None
+    };
+    let account = match sync_account(&mut admin, mailbox, &domain, existing, password.as_deref()).await {
+        Ok(account) => account,
+        Err(status) => return mailstore_failed(mailbox, namespace, ctx, &url, status).await,
+    };
+    let quota = quota_limits(mailbox.spec.quota.as_ref(), domain.spec.default_quota.as_ref());
+    let usage = Amounts {
+        storage: Some(format_bytes(account.used_storage)),
+        storage_bytes: Some(account.used_storage),
+        messages: Some(account.used_messages),
+    };
+    let limits = Amounts {
+        storage: (quota.0 > 0).then(|| format_bytes(quota.0)),
+        storage_bytes: (quota.0 > 0).then_some(quota.0),
+        messages: (quota.1 > 0).then_some(quota.1),
+    };
+    let message = if mailbox.spec.suspended { "the account is suspended" } else { "the account receives mail" };
+    let reason = if mailbox.spec.suspended { "Suspended" } else { "AccountReady" };
+    let found = Found::yes(READY, reason, message);
+    write_status(mailbox, namespace, ctx, found, Some((usage, limits)), Some(secret_version)).await?;
+    Ok(Action::requeue(ctx.usage_refresh))
+}
+
+/// The password in the Secret `reference` names, without the line end an editor leaves;
+/// `None` if the Secret or its key is missing or empty.
+async fn read_password(ctx: &Context, namespace: &str, reference: &SecretKeyRef) -> Result<Option<String>> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = secrets.get_opt(&reference.name).await?;
+    Ok(secret
+        .as_ref()
+        .and_then(|secret| secret.data.as_ref()?.get(&reference.key))
+        .map(|value| String::from_utf8_lossy(&value.0).trim_end_matches(['\r', '\n']).to_string())
+        .filter(|password| !password.is_empty()))
+}
+
+/// The status after the mailstore failed a call: unavailable (tried again soon) or refusing
+/// (an address taken by an alias, an alias taken by an account: only a change to the spec
+/// helps).
+async fn mailstore_failed(
+    mailbox: &Mailbox,
+    namespace: &str,
+    ctx: &Context,
+    url: &str,
+    status: tonic::Status,
+) -> Result<Action> {
+    if unavailable(&status) {
+        let message = format!("the mailstore at {url}: {}", status.message());
+        write_status(mailbox, namespace, ctx, Found::no(READY, "MailstoreUnavailable", message), None, None).await?;
+        Ok(Action::requeue(WAIT))
+    } else {
+        let found = Found::no(READY, "MailstoreRefused", status.message().to_string());
+        write_status(mailbox, namespace, ctx, found, None, None).await?;
+        Ok(Action::await_change())
     }
 }
 
-/// Brings the account to the spec: created or updated with its quota and suspension, the
-/// password set when the account is new or its Secret changed, and its aliases made exactly
-/// the spec's. Returns the account as the mailstore then holds it.
+/// Brings the account to the spec: created or updated with its quota and suspension (only
+/// when they differ), the password set when given, and its aliases made exactly the spec's.
+/// Returns the account as the mailstore then holds it.
 async fn sync_account(
     admin: &mut AdminClient<Channel>,
     mailbox: &Mailbox,
     domain: &MailDomain,
-    password: &str,
-    password_changed: bool,
+    existing: Option<Account>,
+    password: Option<&str>,
 ) -> Result<Account, tonic::Status> {
     let address = mailbox.spec.address.clone();
-    let exists = match admin.get_account(GetAccountRequest { address: address.clone() }).await {
-        Ok(_) => true,
-        Err(status) if status.code() == tonic::Code::NotFound => false,
-        Err(status) => return Err(status),
-    };
     let (storage, messages) = quota_limits(mailbox.spec.quota.as_ref(), domain.spec.default_quota.as_ref());
-    let request = UpsertAccountRequest {
-        address: address.clone(),
-        // Only when it may have changed: hashing is deliberately slow (argon2id).
-        password: if !exists || password_changed { password.to_string() } else { String::new() },
-        quota_storage: Some(storage),
-        quota_messages: Some(messages),
-        suspended: Some(mailbox.spec.suspended),
+    let up_to_date = existing.as_ref().is_some_and(|account| {
+        (account.quota_storage, account.quota_messages, account.suspended) == (storage, messages, mailbox.spec.suspended)
+    });
+    let mut account = match existing {
+        Some(account) if up_to_date && password.is_none() => account,
+        existing => {
+            let request = UpsertAccountRequest {
+                address: address.clone(),
+                password: password.unwrap_or_default().to_string(),
+                quota_storage: Some(storage),
+                quota_messages: Some(messages),
+                suspended: Some(mailbox.spec.suspended),
+            };
+            let mut account = admin.upsert_account(request).await?.into_inner();
+            account.aliases = existing.map(|existing| existing.aliases).unwrap_or_default();
+            account
+        }
     };
-    let mut account = admin.upsert_account(request).await?.into_inner();
-    let aliases = admin.list_aliases(ListAliasesRequest { domain: domain.spec.domain.clone() }).await?.into_inner();
-    let current: Vec<String> =
-        aliases.aliases.into_iter().filter(|alias| alias.target == address).map(|alias| alias.address).collect();
-    for alias in current.iter().filter(|alias| !mailbox.spec.aliases.contains(alias)) {
+    for alias in account.aliases.iter().filter(|alias| !mailbox.spec.aliases.contains(alias)) {
         admin.remove_alias(RemoveAliasRequest { address: alias.clone() }).await?;
     }
-    for alias in mailbox.spec.aliases.iter().filter(|alias| !current.contains(alias)) {
+    for alias in mailbox.spec.aliases.iter().filter(|alias| !account.aliases.contains(alias)) {
         admin.add_alias(AddAliasRequest { address: alias.clone(), target: address.clone() }).await?;
     }
     account.aliases = mailbox.spec.aliases.clone();
     Ok(account)
 }
 
+/// Writes the status `ready` and what is known of the account, when that differs from what the
+/// Mailbox shows: a reconcile that finds nothing changed writes nothing.
 async fn write_status(
     mailbox: &Mailbox,
     namespace: &str,
@@ -174,30 +200,35 @@ async fn write_status(
     // What is not known now (the mailstore did not answer) stays as it was.
     let (usage, quota) = match amounts {
         Some((usage, quota)) => (Some(usage), Some(quota)),
-        None => (previous.usage, previous.quota),
+        None => (previous.usage.clone(), previous.quota.clone()),
     };
     let status = MailboxStatus {
         observed_generation: mailbox.meta().generation,
         conditions,
         usage,
         quota,
-        password_secret_version: password_secret_version.or(previous.password_secret_version),
+        password_secret_version: password_secret_version.or(previous.password_secret_version.clone()),
     };
+    if mailbox.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
     status::patch(&Api::<Mailbox>::namespaced(ctx.client.clone(), namespace), mailbox, status).await
 }
 
 /// The account after its Mailbox is deleted: suspended with its mail kept (`Retain`), or
 /// removed with its mail (`Delete`). An unreachable mailstore keeps the finalizer until it
-/// answers, so the account is never left active by mistake.
+/// answers, so the account is never left active by mistake, unless its MailCluster is gone
+/// too (see [`super::mailstore_gone`]).
 async fn remove_mailbox(mailbox: &Mailbox, namespace: &str, ctx: &Context) -> Result<Action> {
     let address = mailbox.spec.address.clone();
-    let Some(domain) = find_domain(ctx, namespace, &address).await? else {
+    let Some(domain) = ctx.caches.domain_of_address(namespace, &address).await else {
         // Without its MailDomain there is no telling which mailstore holds it.
         let note = format!("no MailDomain for {address}: the account, if any, is left as it is");
         ctx.event(&mailbox.object_ref(&()), true, "AccountLeft", note, "Delete").await;
         return Ok(Action::await_change());
     };
-    let url = ctx.mailstores.url(&domain.spec.cluster_ref.name, namespace);
+    let cluster = &domain.spec.cluster_ref.name;
+    let url = ctx.mailstores.url(cluster, namespace);
     let purge = mailbox.spec.deletion_policy == DeletionPolicy::Delete;
     match ctx.mailstores.client(&url)?.delete_account(DeleteAccountRequest { address: address.clone(), purge }).await {
         Ok(_) => {
@@ -209,6 +240,12 @@ async fn remove_mailbox(mailbox: &Mailbox, namespace: &str, ctx: &Context) -> Re
             ctx.event(&mailbox.object_ref(&()), false, reason, note, "Delete").await;
         }
         Err(status) if status.code() == tonic::Code::NotFound => {}
+        Err(status) if unavailable(&status) && super::mailstore_gone(ctx, namespace, cluster).await => {
+            let note = format!(
+                "MailCluster {cluster} is gone and its mailstore at {url} does not answer: {address} is left in its database"
+            );
+            ctx.event(&mailbox.object_ref(&()), true, "MailstoreGone", note, "Delete").await;
+        }
         Err(status) => return Err(Error::Mailstore(status)),
     }
     Ok(Action::await_change())

@@ -18,16 +18,18 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::DynamicObject;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Resource, ResourceExt};
 use kubemail_runtime::shutdown::Shutdown;
 
 use crate::build::MANAGER;
 use crate::build::domain::certificate_resource;
-use crate::context::Context;
+use crate::cache::Caches;
+use crate::context::{Context, Settings};
 use crate::crd::{MailCluster, MailDomain, Mailbox};
 use crate::{Error, Result};
 
@@ -41,51 +43,75 @@ fn owned() -> watcher::Config {
 }
 
 /// Runs the three controllers until `shutdown` completes.
-pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
-    let client = ctx.client.clone();
+pub async fn run(settings: Settings, shutdown: Shutdown) {
+    let client = settings.client.clone();
     let cert_manager = client.list_api_group_resources("cert-manager.io/v1").await.is_ok();
     if !cert_manager {
         tracing::info!("cert-manager is not installed: MailDomains with an issuerRef will say so");
     }
 
-    let clusters = Controller::new(Api::<MailCluster>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), owned())
-        .owns(Api::<Service>::all(client.clone()), owned())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned())
-        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), owned())
-        .watches(Api::<MailDomain>::all(client.clone()), watcher::Config::default(), |domain| {
+    // The caches the reconcilers read are filled by the very watches that wake them, so a
+    // reconcile never reads a cache older than the change that woke it.
+    let all = watcher::Config::default;
+    let (clusters_cache, clusters_writer) = reflector::store();
+    let clusters_changed =
+        reflector(clusters_writer, watcher(settings.watched::<MailCluster>(), all())).touched_objects().default_backoff();
+    let (domains_cache, domains_writer) = reflector::store();
+    let domains_changed =
+        reflector(domains_writer, watcher(settings.watched::<MailDomain>(), all())).touched_objects().default_backoff();
+    // Metadata only: the operator never holds the data of Secrets it does not read.
+    let (secrets_cache, secrets_writer) = reflector::store();
+    let secrets_changed =
+        reflector(secrets_writer, watcher(settings.watched::<PartialObjectMeta<Secret>>(), all()))
+            .touched_objects()
+            .default_backoff();
+    let ctx = Arc::new(Context::new(
+        &settings,
+        Caches { clusters: clusters_cache, domains: domains_cache, secrets: secrets_cache },
+    ));
+
+    let clusters = Controller::new(settings.watched::<MailCluster>(), watcher::Config::default())
+        .owns(settings.watched::<Deployment>(), owned())
+        .owns(settings.watched::<Service>(), owned())
+        .owns(settings.watched::<ConfigMap>(), owned())
+        .owns(settings.watched::<PodDisruptionBudget>(), owned())
+        .owns(settings.watched::<HorizontalPodAutoscaler>(), owned())
+        .watches(settings.watched::<MailDomain>(), watcher::Config::default(), |domain| {
             Some(ObjectRef::new(&domain.spec.cluster_ref.name).within(&domain.namespace()?))
         })
         .graceful_shutdown_on(shutdown.wait())
         .run(|object, ctx| observed("MailCluster", object, ctx, cluster::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let domain_controller = Controller::new(Api::<MailDomain>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Secret>::all(client.clone()), owned());
+    let domain_controller = Controller::new(settings.watched::<MailDomain>(), watcher::Config::default())
+        .owns(settings.watched::<Secret>(), owned());
     let domain_controller = if cert_manager {
         let resource = certificate_resource();
-        domain_controller.owns_with(Api::<DynamicObject>::all_with(client.clone(), &resource), resource, owned())
+        let certificates = match &settings.watch_namespace {
+            Some(namespace) => Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource),
+            None => Api::<DynamicObject>::all_with(client.clone(), &resource),
+        };
+        domain_controller.owns_with(certificates, resource, owned())
     } else {
         domain_controller
     };
     let domains_store = domain_controller.store();
     let domains = domain_controller
-        .watches(Api::<MailCluster>::all(client.clone()), watcher::Config::default(), move |cluster| {
+        .watches_stream(clusters_changed, move |cluster| {
             related(&domains_store, &cluster, |domain| domain.spec.cluster_ref.name == cluster.name_any())
         })
         .graceful_shutdown_on(shutdown.wait())
         .run(|object, ctx| observed("MailDomain", object, ctx, domain::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let mailbox_controller = Controller::new(Api::<Mailbox>::all(client.clone()), watcher::Config::default());
+    let mailbox_controller = Controller::new(settings.watched::<Mailbox>(), watcher::Config::default());
     let by_secret = mailbox_controller.store();
     let by_domain = mailbox_controller.store();
     let mailboxes = mailbox_controller
-        .watches(Api::<Secret>::all(client.clone()), watcher::Config::default(), move |secret| {
+        .watches_stream(secrets_changed, move |secret| {
             related(&by_secret, &secret, |mailbox| mailbox.spec.password_secret_ref.name == secret.name_any())
         })
-        .watches(Api::<MailDomain>::all(client.clone()), watcher::Config::default(), move |domain| {
+        .watches_stream(domains_changed, move |domain| {
             related(&by_domain, &domain, |mailbox| mailbox::domain_of(&mailbox.spec.address) == domain.spec.domain)
         })
         .graceful_shutdown_on(shutdown.wait())
@@ -142,6 +168,14 @@ where
         finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
         other => Error::Invalid(other.to_string()),
     })
+}
+
+/// Whether the MailCluster `cluster` of `namespace` is gone or going, and with it the mailstore
+/// a deleted MailDomain or Mailbox would be removed from. Its finalizer is then released
+/// although the mailstore cannot be told: nothing can serve the account any more, and waiting
+/// would hold the namespace's deletion (or `helm uninstall`) for ever.
+async fn mailstore_gone(ctx: &Context, namespace: &str, cluster: &str) -> bool {
+    ctx.caches.cluster(namespace, cluster).await.is_none_or(|cluster| cluster.meta().deletion_timestamp.is_some())
 }
 
 /// `reconcile` of `object`, counted and timed in `kubemail_operator_reconciles_total{kind,

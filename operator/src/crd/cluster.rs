@@ -27,8 +27,7 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/kubemail/kubemail";
     printcolumn(name = "SMTP", type_ = "string", json_path = ".status.components.smtpIngress.summary"),
     printcolumn(name = "IMAP", type_ = "string", json_path = ".status.components.imapFrontend.summary"),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    cel
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MailClusterSpec {

@@ -40,9 +40,11 @@ pub enum ByteSize {
 
 impl ByteSize {
     /// The CEL rule that keeps a size positive and well formed; the apiserver checks it, so a
-    /// wrong size is refused at `kubectl apply` rather than found by the operator.
+    /// wrong size is refused at `kubectl apply` rather than found by the operator. (`sign` is
+    /// not a method of a quantity in the API server's CEL library; `isInteger` makes
+    /// `asInteger` safe.)
     pub const POSITIVE: &str =
-        "isQuantity(string(self)) && quantity(string(self)).isInteger() && quantity(string(self)).sign() == 1";
+        "isQuantity(string(self)) && quantity(string(self)).isInteger() && quantity(string(self)).asInteger() > 0";
 
     /// The number of bytes; `None` for a quantity that is not a whole, non-negative byte count.
     pub fn bytes(&self) -> Option<u64> {

@@ -17,5 +17,30 @@ use kube::CustomResourceExt;
 
 /// Every CRD the operator serves, in the order `crdgen` writes them.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![MailCluster::crd(), MailDomain::crd(), Mailbox::crd()]
+    [MailCluster::crd(), MailDomain::crd(), Mailbox::crd()].into_iter().map(with_kubernetes_formats).collect()
+}
+
+/// `crd` with the integer formats schemars writes for unsigned Rust types (`uint32`, `uint64`)
+/// as the API server knows them: it warns about every format it does not recognise at each
+/// install. The `minimum: 0` beside them keeps the values unsigned.
+fn with_kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn rewrite(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(format)) = map.get_mut("format") {
+                    match format.as_str() {
+                        "uint8" | "uint16" => *format = "int32".to_string(),
+                        "uint32" | "uint64" => *format = "int64".to_string(),
+                        _ => {}
+                    }
+                }
+                map.values_mut().for_each(rewrite);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(rewrite),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD serialises");
+    rewrite(&mut value);
+    serde_json::from_value(value).expect("a CRD with rewritten formats deserialises")
 }
