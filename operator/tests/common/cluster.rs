@@ -227,6 +227,18 @@ impl Operator {
     /// `service_account` of `namespace`, reaching the mailstore at `mailstore`, with `extra`
     /// flags.
     pub fn start(namespace: &str, service_account: &str, mailstore: &str, extra: &[&str]) -> Operator {
+        Operator::start_watching(namespace, service_account, namespace, mailstore, extra)
+    }
+
+    /// An operator installed in `namespace` (its ServiceAccount and Lease there) reconciling
+    /// the resources of `watched`.
+    pub fn start_watching(
+        namespace: &str,
+        service_account: &str,
+        watched: &str,
+        mailstore: &str,
+        extra: &[&str],
+    ) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = impersonating_kubeconfig(dir.path(), &service_account_user(namespace, service_account));
         let http: std::net::SocketAddr = kubemail_testkit::free_loopback_address().parse().unwrap();
@@ -234,7 +246,7 @@ impl Operator {
         let child = Command::new(env!("CARGO_BIN_EXE_operator"))
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,kubemail_operator=debug")
-            .args(["--http-listen", &http.to_string(), "--watch-namespace", namespace, "--mailstore", mailstore])
+            .args(["--http-listen", &http.to_string(), "--watch-namespace", watched, "--mailstore", mailstore])
             .args(["--lease-namespace", namespace])
             .args(extra)
             .stdout(log.try_clone().unwrap())
