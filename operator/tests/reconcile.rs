@@ -48,13 +48,15 @@ async fn a_domain_is_registered_with_its_dkim_key_certificate_and_dns_records() 
     let owner = &dkim.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("MailDomain", "op-test"));
 
-    // Reconciling again (a change the operator sees, nothing it must act on) keeps the key and
-    // the certificate: nothing is made twice.
-    let reconciled = platform.operator.reconciles();
-    platform
-        .apply(&yaml::<MailDomain>(&DOMAIN.replace("metadata: {name: op-test}", "metadata: {name: op-test, labels: {team: mail}}")))
-        .await;
-    eventually("the domain is reconciled again", PROMPTLY, || async { platform.operator.reconciles() > reconciled }).await;
+    // Reconciling a changed spec (a new catch-all) keeps the key and the certificate: nothing
+    // is made twice.
+    platform.apply(&yaml::<MailDomain>(&DOMAIN.replace("catchAll: postmaster", "catchAll: abuse"))).await;
+    eventually("the domain is reconciled at generation 2", PROMPTLY, || async {
+        platform.domain().await.and_then(|d| d.status?.observed_generation) == Some(2)
+    })
+    .await;
+    let domains = platform.admin().list_domains(ListDomainsRequest {}).await.unwrap().into_inner().domains;
+    assert_eq!(domains.iter().find(|d| d.name == "op.test").unwrap().catch_all, "abuse@op.test");
     let again: Secret = platform.get("op-test-dkim").await.unwrap();
     assert_eq!(String::from_utf8(again.data.unwrap()["dkim.key"].0.clone()).unwrap(), pem);
     let tls_again: Secret = platform.get("op-test-tls").await.unwrap();
