@@ -31,8 +31,8 @@ async fn a_domain_asks_cert_manager_when_it_is_there() {
         .await;
     }
     let mut platform = Platform::start("certs", &[]).await;
-    let with_issuer =
-        DOMAIN.replace("  dkim: {algorithm: Ed25519}\n", "  tls: {issuerRef: {name: letsencrypt, kind: ClusterIssuer}}\n");
+    let with_issuer = DOMAIN
+        .replace("  dkim: {algorithm: Ed25519}\n", "  tls: {issuerRef: {name: letsencrypt, kind: ClusterIssuer}}\n");
     platform.apply(&yaml::<MailDomain>(&with_issuer)).await;
     let domain = platform.wait_for_domain("CertificateReady", "False", "CertManagerNotInstalled").await;
     assert_eq!(condition(&domain.status.unwrap().conditions, "Ready"), ("False", "CertManagerNotInstalled"));
@@ -61,10 +61,21 @@ async fn a_domain_asks_cert_manager_when_it_is_there() {
         &format!("http://{}", platform.mailstore.address),
         &[],
     );
-    let issued = r#"{"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "issued"}]}}"#;
+    let issued =
+        r#"{"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "issued"}]}}"#;
     succeeded(
         "kubectl patch the Certificate's status",
-        kubectl(&["patch", "certificate", "op-test", "-n", platform.namespace(), "--subresource=status", "--type=merge", "-p", issued]),
+        kubectl(&[
+            "patch",
+            "certificate",
+            "op-test",
+            "-n",
+            platform.namespace(),
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            issued,
+        ]),
     );
     let domain = platform.wait_for_domain("CertificateReady", "True", "Issued").await;
     assert_eq!(condition(&domain.status.unwrap().conditions, "Ready").0, "True");
@@ -72,8 +83,10 @@ async fn a_domain_asks_cert_manager_when_it_is_there() {
     // Without the issuer again, cert-manager stops managing the Secret and the operator signs.
     platform.apply(&yaml::<MailDomain>(DOMAIN)).await;
     platform.wait_for_domain("CertificateReady", "True", "SelfSigned").await;
-    eventually("the Certificate is deleted", PROMPTLY, || async { certificates.get_opt("op-test").await.unwrap().is_none() })
-        .await;
+    eventually("the Certificate is deleted", PROMPTLY, || async {
+        certificates.get_opt("op-test").await.unwrap().is_none()
+    })
+    .await;
     let tls: k8s_openapi::api::core::v1::Secret = platform.get("op-test-tls").await.expect("the self-signed Secret");
     assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
 }

@@ -96,18 +96,20 @@ const COMBINATIONS: &[(&str, &[&str])] = &[
     ("the example platform", &["-f", "examples/platform-values.yaml"]),
 ];
 
-/// The Prometheus Operator's ServiceMonitor CRD, which `metrics.serviceMonitor.enabled` needs.
-async fn install_service_monitor_crd(client: &kube::Client) {
+/// A client, a namespace of the test's own, and the CRDs the chart's resources need: the
+/// operator's and the Prometheus Operator's ServiceMonitor (`metrics.serviceMonitor.enabled`).
+async fn cluster_for_the_chart(prefix: &str) -> (kube::Client, TestNamespace) {
+    let client = cluster::client().await;
+    cluster::install_crds(&client).await;
     let dir = PathBuf::from(std::env::var("KUBEMAIL_TEST_PROMETHEUS_OPERATOR_CRDS").unwrap());
-    cluster::apply_crds(client, &cluster::crds_in(&dir, &["monitoring.coreos.com_servicemonitors.yaml"])).await;
+    cluster::apply_crds(&client, &cluster::crds_in(&dir, &["monitoring.coreos.com_servicemonitors.yaml"])).await;
+    let namespace = TestNamespace::create(&client, prefix).await;
+    (client, namespace)
 }
 
 #[tokio::test]
 async fn every_combination_lints_and_the_api_server_accepts_it() {
-    let client = cluster::client().await;
-    cluster::install_crds(&client).await;
-    install_service_monitor_crd(&client).await;
-    let namespace = TestNamespace::create(&client, "chart").await;
+    let (_client, namespace) = cluster_for_the_chart("chart").await;
     let dir = tempfile::tempdir().unwrap();
     for (what, values) in COMBINATIONS {
         let lint = Command::new(tool("KUBEMAIL_TEST_HELM"))
@@ -133,14 +135,11 @@ async fn every_combination_lints_and_the_api_server_accepts_it() {
 
 #[tokio::test]
 async fn the_example_platform_installs_upgrades_and_uninstalls() {
-    let client = cluster::client().await;
-    cluster::install_crds(&client).await;
-    install_service_monitor_crd(&client).await;
-    let namespace = TestNamespace::create(&client, "helm").await;
+    let (client, namespace) = cluster_for_the_chart("helm").await;
     // The server says which release it is (a build without the version stamped says
     // v0.0.0-master), so helm's check of the chart's kubeVersion passes.
-    let version: Value = serde_json::from_str(&cluster::succeeded("kubectl version", kubectl(&["version", "-o", "json"])))
-        .unwrap();
+    let version: Value =
+        serde_json::from_str(&cluster::succeeded("kubectl version", kubectl(&["version", "-o", "json"]))).unwrap();
     let server = version["serverVersion"]["gitVersion"].as_str().unwrap();
     assert!(server.starts_with("v1.37."), "{server}");
     let examples = chart().join("examples/platform-values.yaml");

@@ -192,23 +192,94 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     use serde_json::json;
-    let case = |valid, pointer, value, message, field, constraint| Case { valid, pointer, value, message, field, constraint };
+    let case =
+        |valid, pointer, value, message, field, constraint| Case { valid, pointer, value, message, field, constraint };
     vec![
         case(MAILBOX, "/spec/address", json!("not an address"), "should match", ".spec.address", "^[A-Za-z0-9"),
         case(MAILBOX, "/spec/aliases", json!(["al at example.com"]), "should match", ".spec.aliases[]", "^[A-Za-z0-9"),
-        case(MAILBOX, "/spec/aliases", json!(["al@example.org"]), "aliases must be addresses of the mailbox's own domain", ".spec", "self.aliases.all"),
-        case(MAILBOX, "/spec/quota/storage", json!("0"), "must be a positive number of bytes", ".spec.quota.storage", "isQuantity"),
-        case(MAILBOX, "/spec/quota/storage", json!("-1Gi"), "must be a positive number of bytes", ".spec.quota.storage", "isQuantity"),
-        case(MAILBOX, "/spec/quota/storage", json!("0.5"), "must be a positive number of bytes", ".spec.quota.storage", "isQuantity"),
-        case(MAILBOX, "/spec/quota/storage", json!("five"), "must be a positive number of bytes", ".spec.quota.storage", "isQuantity"),
-        case(MAILBOX, "/spec/quota/storage", json!(0), "must be a positive number of bytes", ".spec.quota.storage", "isQuantity"),
+        case(
+            MAILBOX,
+            "/spec/aliases",
+            json!(["al@example.org"]),
+            "aliases must be addresses of the mailbox's own domain",
+            ".spec",
+            "self.aliases.all",
+        ),
+        case(
+            MAILBOX,
+            "/spec/quota/storage",
+            json!("0"),
+            "must be a positive number of bytes",
+            ".spec.quota.storage",
+            "isQuantity",
+        ),
+        case(
+            MAILBOX,
+            "/spec/quota/storage",
+            json!("-1Gi"),
+            "must be a positive number of bytes",
+            ".spec.quota.storage",
+            "isQuantity",
+        ),
+        case(
+            MAILBOX,
+            "/spec/quota/storage",
+            json!("0.5"),
+            "must be a positive number of bytes",
+            ".spec.quota.storage",
+            "isQuantity",
+        ),
+        case(
+            MAILBOX,
+            "/spec/quota/storage",
+            json!("five"),
+            "must be a positive number of bytes",
+            ".spec.quota.storage",
+            "isQuantity",
+        ),
+        case(
+            MAILBOX,
+            "/spec/quota/storage",
+            json!(0),
+            "must be a positive number of bytes",
+            ".spec.quota.storage",
+            "isQuantity",
+        ),
         case(DOMAIN, "/spec/domain", json!("Example.COM"), "should match", ".spec.domain", "^([a-z0-9]"),
         case(DOMAIN, "/spec/dkim/selector", json!("Key_1"), "should match", ".spec.dkim.selector", "^[a-z0-9]"),
-        case(DOMAIN, "/spec/defaultQuota/storage", json!("0Gi"), "must be a positive number of bytes", ".spec.defaultQuota.storage", "isQuantity"),
+        case(
+            DOMAIN,
+            "/spec/defaultQuota/storage",
+            json!("0Gi"),
+            "must be a positive number of bytes",
+            ".spec.defaultQuota.storage",
+            "isQuantity",
+        ),
         case(CLUSTER, "/spec/hostname", json!("Mail..example.com"), "should match", ".spec.hostname", "^[a-z0-9]"),
-        case(CLUSTER, "/spec/limits/maxMessageSize", json!("0"), "must be a positive number of bytes", ".spec.limits.maxMessageSize", "isQuantity"),
-        case(CLUSTER, "/spec/imapFrontend/autoscaling/maxReplicas", json!(1), "minReplicas must not exceed maxReplicas", ".spec.imapFrontend.autoscaling", "self.minReplicas <= self.maxReplicas"),
-        case(CLUSTER, "/spec/imapFrontend/autoscaling", json!({"minReplicas": 2, "maxReplicas": 4}), "name a target", ".spec.imapFrontend.autoscaling", "has(self.targetCPUUtilization)"),
+        case(
+            CLUSTER,
+            "/spec/limits/maxMessageSize",
+            json!("0"),
+            "must be a positive number of bytes",
+            ".spec.limits.maxMessageSize",
+            "isQuantity",
+        ),
+        case(
+            CLUSTER,
+            "/spec/imapFrontend/autoscaling/maxReplicas",
+            json!(1),
+            "minReplicas must not exceed maxReplicas",
+            ".spec.imapFrontend.autoscaling",
+            "self.minReplicas <= self.maxReplicas",
+        ),
+        case(
+            CLUSTER,
+            "/spec/imapFrontend/autoscaling",
+            json!({"minReplicas": 2, "maxReplicas": 4}),
+            "name a target",
+            ".spec.imapFrontend.autoscaling",
+            "has(self.targetCPUUtilization)",
+        ),
     ]
 }
 
@@ -228,7 +299,8 @@ async fn every_rule_and_pattern_refuses_what_it_should() {
     for case in cases() {
         let mut object: Value = serde_yaml::from_str(case.valid).unwrap();
         dry_run(&serde_yaml::to_string(&object).unwrap(), &namespace.name).expect("the valid object is accepted");
-        *object.pointer_mut(case.pointer).unwrap_or_else(|| panic!("{} in {}", case.pointer, case.valid)) = case.value.clone();
+        *object.pointer_mut(case.pointer).unwrap_or_else(|| panic!("{} in {}", case.pointer, case.valid)) =
+            case.value.clone();
         let kind = object["kind"].as_str().unwrap().to_string();
         let refusal = dry_run(&serde_yaml::to_string(&object).unwrap(), &namespace.name)
             .expect_err(&format!("{kind} with {} = {} was accepted", case.pointer, case.value));
@@ -261,7 +333,11 @@ async fn immutable_fields_cannot_change() {
         let name = field.trim_start_matches(".spec.");
         assert!(printed(&changed).contains(&format!("{name} is immutable")), "{}", printed(&changed));
         // Anything else may change.
-        let quota = if *kind == "Mailbox" { valid.replace("storage: 5Gi", "storage: 6Gi") } else { valid.replace("1Gi", "2Gi") };
+        let quota = if *kind == "Mailbox" {
+            valid.replace("storage: 5Gi", "storage: 6Gi")
+        } else {
+            valid.replace("1Gi", "2Gi")
+        };
         cluster::succeeded(&format!("changing the {kind}'s quota"), apply(&quota));
     }
 }
@@ -275,7 +351,10 @@ async fn what_the_schema_refuses_kubectl_says() {
         (format!("{MAILBOX}  colour: blue\n"), "unknown field \"spec.colour\""),
         (format!("{MAILBOX}  deletionPolicy: Keep\n"), "Unsupported value: \"Keep\""),
         (format!("{MAILBOX}  suspended: maybe\n"), "spec.suspended"),
-        (MAILBOX.replace("  passwordSecretRef: {name: alice-password, key: password}\n", ""), "spec.passwordSecretRef: Required value"),
+        (
+            MAILBOX.replace("  passwordSecretRef: {name: alice-password, key: password}\n", ""),
+            "spec.passwordSecretRef: Required value",
+        ),
     ] {
         let error = dry_run(&bad, &namespace.name).expect_err(&bad);
         assert!(error.contains(expected), "{expected}: {error}");

@@ -22,7 +22,10 @@ use kubemail_testkit::mailstore::Mailstore;
 /// How many objects of kind `K` the operator made in `namespace`.
 async fn children<K>(client: &kube::Client, namespace: &str) -> usize
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
     let made = ListParams::default().labels("app.kubernetes.io/managed-by=kubemail-operator");
     Api::<K>::namespaced(client.clone(), namespace).list(&made).await.unwrap().items.len()
@@ -84,9 +87,12 @@ async fn uninstalling_and_deleting_the_namespace_does_not_hang() {
     }
     let mailboxes: Api<Mailbox> = Api::namespaced(client.clone(), &mail.name);
     eventually("alice is Ready", PROMPTLY, || async {
-        mailboxes.get_opt("alice").await.unwrap().and_then(|m| m.status).is_some_and(|s| {
-            s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        mailboxes
+            .get_opt("alice")
+            .await
+            .unwrap()
+            .and_then(|m| m.status)
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
     })
     .await;
     let domains: Api<MailDomain> = Api::namespaced(client.clone(), &mail.name);

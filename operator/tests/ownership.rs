@@ -65,7 +65,10 @@ async fn autoscaling_takes_the_replica_count_over_without_lowering_it_and_gives_
     platform.apply(&yaml::<MailCluster>(&autoscaled)).await;
     eventually("the operator gives the count up to the autoscaler", PROMPTLY, || async {
         platform.get::<HorizontalPodAutoscaler>(FRONTENDS).await.is_some()
-            && platform.get::<Deployment>(FRONTENDS).await.is_some_and(|d| !replica_owners(&d).contains(&MANAGER.to_string()))
+            && platform
+                .get::<Deployment>(FRONTENDS)
+                .await
+                .is_some_and(|d| !replica_owners(&d).contains(&MANAGER.to_string()))
     })
     .await;
     // The autoscaler's controller (in kube-controller-manager) has looked at it too.
@@ -81,7 +84,10 @@ async fn autoscaling_takes_the_replica_count_over_without_lowering_it_and_gives_
     platform.apply(&yaml::<MailCluster>(&four)).await;
     eventually("the MailCluster's count is back", PROMPTLY, || async {
         platform.get::<HorizontalPodAutoscaler>(FRONTENDS).await.is_none()
-            && platform.get::<Deployment>(FRONTENDS).await.is_some_and(|d| replicas(&d) == Some(4) && replica_owners(&d) == [MANAGER])
+            && platform
+                .get::<Deployment>(FRONTENDS)
+                .await
+                .is_some_and(|d| replicas(&d) == Some(4) && replica_owners(&d) == [MANAGER])
     })
     .await;
     watching.abort();

@@ -78,8 +78,10 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
     );
     let with_issuer = DOMAIN.replace("  dkim: {algorithm: Ed25519}\n", "  tls: {issuerRef: {name: letsencrypt}}\n");
     platform.apply(&yaml::<MailDomain>(&with_issuer)).await;
-    eventually("the Certificate exists", PROMPTLY, || async { certificates.get_opt("op-test").await.unwrap().is_some() })
-        .await;
+    eventually("the Certificate exists", PROMPTLY, || async {
+        certificates.get_opt("op-test").await.unwrap().is_some()
+    })
+    .await;
     platform.apply(&yaml::<MailDomain>(DOMAIN)).await;
     platform.wait_for_domain("CertificateReady", "True", "SelfSigned").await;
     assert!(certificates.get_opt("op-test").await.unwrap().is_none());

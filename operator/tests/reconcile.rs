@@ -148,8 +148,10 @@ async fn deleting_a_retained_mailbox_suspends_the_account_and_keeps_its_mail() {
     platform.mailstore.deliver("alice@op.test", b"Subject: keep me\r\n\r\nbody\r\n").await;
 
     platform.delete::<Mailbox>("alice").await;
-    eventually("the finalizer is released and the Mailbox goes", PROMPTLY, || async { platform.alice().await.is_none() })
-        .await;
+    eventually("the finalizer is released and the Mailbox goes", PROMPTLY, || async {
+        platform.alice().await.is_none()
+    })
+    .await;
     let account = platform.account("alice@op.test").await.unwrap();
     assert!(account.suspended);
     assert_eq!(account.used_messages, 1, "its mail is kept");
@@ -244,7 +246,9 @@ async fn what_cannot_be_done_is_a_condition_that_waits_for_a_change() {
     .await;
 
     // A domain whose cluster does not exist.
-    platform.apply(&yaml::<MailDomain>(&DOMAIN.replace("clusterRef: {name: mail}", "clusterRef: {name: nowhere}"))).await;
+    platform
+        .apply(&yaml::<MailDomain>(&DOMAIN.replace("clusterRef: {name: mail}", "clusterRef: {name: nowhere}")))
+        .await;
     platform.wait_for_domain("Ready", "False", "ClusterNotFound").await;
 }
 
@@ -267,7 +271,8 @@ async fn a_cluster_becomes_its_workloads_with_its_domains_mounted() {
     // No node runs the pods (yet): the status says what it waits for.
     eventually("the cluster says its components are starting", PROMPTLY, || async {
         platform.get::<MailCluster>("mail").await.and_then(|c| c.status).is_some_and(|s| {
-            has_condition(&s.conditions, "Ready", "False", "ComponentsNotReady") && s.components.imap_frontend.summary == "0/2"
+            has_condition(&s.conditions, "Ready", "False", "ComponentsNotReady")
+                && s.components.imap_frontend.summary == "0/2"
         })
     })
     .await;
@@ -283,10 +288,13 @@ async fn a_cluster_becomes_its_workloads_with_its_domains_mounted() {
     })
     .await;
     platform
-        .apply(&yaml::<MailDomain>(&DOMAIN.replace("name: op-test", "name: second-test").replace("domain: op.test", "domain: second.test")))
+        .apply(&yaml::<MailDomain>(
+            &DOMAIN.replace("name: op-test", "name: second-test").replace("domain: op.test", "domain: second.test"),
+        ))
         .await;
     eventually("the second domain's certificate is mounted", PROMPTLY, || async {
-        mounted(platform.get::<Deployment>("mail-imap-frontend").await.unwrap()).contains(&"second-test-tls".to_string())
+        mounted(platform.get::<Deployment>("mail-imap-frontend").await.unwrap())
+            .contains(&"second-test-tls".to_string())
     })
     .await;
 

@@ -20,9 +20,9 @@ use crate::build::domain::{
     certificate_secret_name, dkim_secret_name, tls_names,
 };
 use crate::context::Context;
+use crate::crd::MailDomain;
 use crate::crd::common::condition::READY;
 use crate::crd::domain::{MailDomainStatus, Quota};
-use crate::crd::MailDomain;
 use crate::keys::{DkimKey, self_signed_certificate};
 use crate::mailstore::unavailable;
 use crate::status::{self, Found};

@@ -154,7 +154,8 @@ async fn sync_account(
     let address = mailbox.spec.address.clone();
     let (storage, messages) = quota_limits(mailbox.spec.quota.as_ref(), domain.spec.default_quota.as_ref());
     let up_to_date = existing.as_ref().is_some_and(|account| {
-        (account.quota_storage, account.quota_messages, account.suspended) == (storage, messages, mailbox.spec.suspended)
+        (account.quota_storage, account.quota_messages, account.suspended)
+            == (storage, messages, mailbox.spec.suspended)
     });
     let mut account = match existing {
         Some(account) if up_to_date && password.is_none() => account,

@@ -52,39 +52,40 @@ pub async fn run(settings: Settings, shutdown: Shutdown) {
 
     // The caches the reconcilers read are filled by the very watches that wake them, so a
     // reconcile never reads a cache older than the change that woke it.
-    let all = watcher::Config::default;
+    let every = watcher::Config::default;
     let (clusters_cache, clusters_writer) = reflector::store();
-    let clusters_changed =
-        reflector(clusters_writer, watcher(settings.watched::<MailCluster>(), all())).touched_objects().default_backoff();
+    let clusters_changed = reflector(clusters_writer, watcher(settings.watched::<MailCluster>(), every()))
+        .touched_objects()
+        .default_backoff();
     let (domains_cache, domains_writer) = reflector::store();
-    let domains_changed =
-        reflector(domains_writer, watcher(settings.watched::<MailDomain>(), all())).touched_objects().default_backoff();
+    let domains_changed = reflector(domains_writer, watcher(settings.watched::<MailDomain>(), every()))
+        .touched_objects()
+        .default_backoff();
     // Metadata only: the operator never holds the data of Secrets it does not read.
     let (secrets_cache, secrets_writer) = reflector::store();
-    let secrets_changed =
-        reflector(secrets_writer, watcher(settings.watched::<PartialObjectMeta<Secret>>(), all()))
-            .touched_objects()
-            .default_backoff();
+    let secrets_changed = reflector(secrets_writer, watcher(settings.watched::<PartialObjectMeta<Secret>>(), every()))
+        .touched_objects()
+        .default_backoff();
     let ctx = Arc::new(Context::new(
         &settings,
         Caches { clusters: clusters_cache, domains: domains_cache, secrets: secrets_cache },
     ));
 
-    let clusters = Controller::new(settings.watched::<MailCluster>(), watcher::Config::default())
+    let clusters = Controller::new(settings.watched::<MailCluster>(), every())
         .owns(settings.watched::<Deployment>(), owned())
         .owns(settings.watched::<Service>(), owned())
         .owns(settings.watched::<ConfigMap>(), owned())
         .owns(settings.watched::<PodDisruptionBudget>(), owned())
         .owns(settings.watched::<HorizontalPodAutoscaler>(), owned())
-        .watches(settings.watched::<MailDomain>(), watcher::Config::default(), |domain| {
+        .watches(settings.watched::<MailDomain>(), every(), |domain| {
             Some(ObjectRef::new(&domain.spec.cluster_ref.name).within(&domain.namespace()?))
         })
         .graceful_shutdown_on(shutdown.wait())
         .run(|object, ctx| observed("MailCluster", object, ctx, cluster::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let domain_controller = Controller::new(settings.watched::<MailDomain>(), watcher::Config::default())
-        .owns(settings.watched::<Secret>(), owned());
+    let domain_controller =
+        Controller::new(settings.watched::<MailDomain>(), every()).owns(settings.watched::<Secret>(), owned());
     let domain_controller = if cert_manager {
         let resource = certificate_resource();
         let certificates = match &settings.watch_namespace {
@@ -104,7 +105,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) {
         .run(|object, ctx| observed("MailDomain", object, ctx, domain::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let mailbox_controller = Controller::new(settings.watched::<Mailbox>(), watcher::Config::default());
+    let mailbox_controller = Controller::new(settings.watched::<Mailbox>(), every());
     let by_secret = mailbox_controller.store();
     let by_domain = mailbox_controller.store();
     let mailboxes = mailbox_controller

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -134,7 +134,11 @@ pub async fn apply_crds(client: &Client, crds: &[CustomResourceDefinition]) {
         let name = crd.metadata.name.clone().unwrap();
         eventually(&format!("CRD {name} is Established"), Duration::from_secs(30), || async {
             api.get(&name).await.is_ok_and(|crd| {
-                crd.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Established" && c.status == "True")
+                crd.status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
             })
         })
         .await;
@@ -146,7 +150,8 @@ pub fn crds_in(dir: &Path, files: &[&str]) -> Vec<CustomResourceDefinition> {
     files
         .iter()
         .map(|file| {
-            let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()));
+            let text =
+                std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()));
             serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
         })
         .collect()
@@ -194,7 +199,10 @@ impl Release {
     }
 
     pub fn uninstall(&self) {
-        succeeded(&format!("helm uninstall {}", self.name), helm(&["uninstall", &self.name, "--namespace", &self.namespace]));
+        succeeded(
+            &format!("helm uninstall {}", self.name),
+            helm(&["uninstall", &self.name, "--namespace", &self.namespace]),
+        );
     }
 }
 

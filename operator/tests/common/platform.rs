@@ -127,7 +127,11 @@ impl Platform {
     /// --server-side` does.
     pub async fn apply<K>(&self, object: &K)
     where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
     {
         let name = object.meta().name.clone().unwrap();
         self.api::<K>()
@@ -162,7 +166,10 @@ impl Platform {
     /// Waits until `name`'s Ready condition has `reason` (and the status that goes with it).
     pub async fn wait_for_mailbox(&self, name: &str, status: &str, reason: &str) -> Mailbox {
         eventually(&format!("Mailbox {name} is Ready={status} ({reason})"), PROMPTLY, || async {
-            self.get::<Mailbox>(name).await.and_then(|m| m.status).is_some_and(|s| has_condition(&s.conditions, "Ready", status, reason))
+            self.get::<Mailbox>(name)
+                .await
+                .and_then(|m| m.status)
+                .is_some_and(|s| has_condition(&s.conditions, "Ready", status, reason))
         })
         .await;
         self.get::<Mailbox>(name).await.unwrap()
@@ -171,7 +178,10 @@ impl Platform {
     /// Waits until the domain's condition `type_` has `status` and `reason`.
     pub async fn wait_for_domain(&self, type_: &str, status: &str, reason: &str) -> MailDomain {
         eventually(&format!("MailDomain op-test is {type_}={status} ({reason})"), PROMPTLY, || async {
-            self.domain().await.and_then(|d| d.status).is_some_and(|s| has_condition(&s.conditions, type_, status, reason))
+            self.domain()
+                .await
+                .and_then(|d| d.status)
+                .is_some_and(|s| has_condition(&s.conditions, type_, status, reason))
         })
         .await;
         self.domain().await.unwrap()
