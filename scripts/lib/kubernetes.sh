@@ -15,25 +15,43 @@ kubernetes_commands=(kube-apiserver kube-controller-manager kube-scheduler)
 
 # Sets KUBERNETES_BIN to a directory holding etcd and the control plane's commands, building
 # what is missing. A machine that has built them once pays nothing: they are kept under
-# $KUBERNETES_CACHE, keyed by the release.
+# $KUBERNETES_CACHE, keyed by the release. A build holds a lock there, so two runs started at
+# once build once; binaries appear only whole (built aside, then renamed into place).
 ensure_kubernetes() {
   KUBERNETES_BIN="$KUBERNETES_CACHE/bin"
-  local missing=() c
-  for c in etcd "${kubernetes_commands[@]}"; do
-    [ -x "$KUBERNETES_BIN/$c" ] || missing+=("$c")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
+  kubernetes_missing || return 0
   command -v go >/dev/null || { echo "building Kubernetes needs Go (go1.26 or later)" >&2; return 1; }
   mkdir -p "$KUBERNETES_BIN"
-  local started=$SECONDS
-  echo "building ${missing[*]} ($KUBERNETES_VERSION, etcd $ETCD_VERSION) into $KUBERNETES_BIN"
-  if [[ " ${missing[*]} " == *" etcd "* ]]; then
-    build_etcd || return 1
-  fi
-  if [ ${#missing[@]} -gt 1 ] || [ "${missing[0]}" != etcd ]; then
-    build_kubernetes_commands || return 1
-  fi
-  echo "built in $((SECONDS - started)) s"
+  (
+    flock 9
+    kubernetes_missing || exit 0
+    local started=$SECONDS
+    echo "building ${to_build[*]} ($KUBERNETES_VERSION, etcd $ETCD_VERSION) into $KUBERNETES_BIN"
+    local staging="$KUBERNETES_CACHE/staging"
+    rm -rf "$staging" && mkdir -p "$staging"
+    # A build cache of its own, removed once the binaries are in place: it grows by ~3.8 GB
+    # and would only speed up building these same binaries again.
+    export GOCACHE="$KUBERNETES_CACHE/go-build"
+    if [[ " ${to_build[*]} " == *" etcd "* ]]; then
+      build_etcd "$staging" || exit 1
+    fi
+    if [ ${#to_build[@]} -gt 1 ] || [ "${to_build[0]}" != etcd ]; then
+      build_kubernetes_commands "$staging" || exit 1
+    fi
+    mv "$staging"/* "$KUBERNETES_BIN/" && rmdir "$staging"
+    rm -rf "$GOCACHE"
+    echo "built in $((SECONDS - started)) s"
+  ) 9>"$KUBERNETES_CACHE/build.lock"
+}
+
+# Sets `to_build` to the binaries not yet in $KUBERNETES_BIN; true if there are any.
+kubernetes_missing() {
+  local c
+  to_build=()
+  for c in etcd "${kubernetes_commands[@]}"; do
+    [ -x "$KUBERNETES_BIN/$c" ] || to_build+=("$c")
+  done
+  [ ${#to_build[@]} -gt 0 ]
 }
 
 # The Go module both builds below start from: it requires the released module and replaces
@@ -59,13 +77,15 @@ write_build_module() {
   } >"$dir/go.mod"
 }
 
+# build_etcd OUT: etcd into the directory OUT.
 build_etcd() {
   local dir="$KUBERNETES_CACHE/build-etcd"
   write_build_module "$dir" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" || return 1
   (cd "$dir" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
-    go build -trimpath -o "$KUBERNETES_BIN/etcd" go.etcd.io/etcd/server/v3)
+    go build -trimpath -ldflags "-s -w" -o "$1/etcd" go.etcd.io/etcd/server/v3)
 }
 
+# build_kubernetes_commands OUT: the control plane's commands into the directory OUT.
 build_kubernetes_commands() {
   local dir="$KUBERNETES_CACHE/build-kubernetes"
   local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
@@ -73,7 +93,7 @@ build_kubernetes_commands() {
   write_build_module "$dir" k8s.io/kubernetes "$KUBERNETES_VERSION" "$staging" || return 1
   # Stamp the release as its own build does (hack/lib/version.sh): otherwise the server says
   # v0.0.0-master and helm refuses charts with a kubeVersion constraint.
-  local ldflags="-s -w" pkg key value
+  local ldflags="-s -w" pkg key
   for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
     for key in gitVersion=$KUBERNETES_VERSION gitMajor=1 gitMinor=$minor gitTreeState=clean \
                buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ); do
@@ -85,7 +105,7 @@ build_kubernetes_commands() {
   # One go build, so the packages the commands share compile once; the profile kube-apiserver
   # ships only slows the build down.
   (cd "$dir" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
-    go build -trimpath -pgo=off -ldflags "$ldflags" -o "$KUBERNETES_BIN/" "${packages[@]}")
+    go build -trimpath -pgo=off -ldflags "$ldflags" -o "$1/" "${packages[@]}")
 }
 
 # The API server's address range for Services: its first address is the `kubernetes` Service,
@@ -189,6 +209,9 @@ start_control_plane() {
     --unsafe-no-fsync --log-level warn
   wait_for_port "$etcd_port" || return 1
 
+  # The API server refuses a loopback advertise address with its endpoint reconciler (which
+  # publishes that address as the `kubernetes` Service's endpoint): no reconciler here. The
+  # kubelet client certificate and the privileged pods are for a node.
   local pki="$dir/pki"
   start_daemon "$dir" kube-apiserver "$KUBERNETES_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
@@ -212,6 +235,8 @@ start_control_plane() {
   export KUBECONFIG="$dir/admin.kubeconfig"
   wait_for_api_server "$dir" "$server" || return 1
 
+  # Each controller with its own ServiceAccount, as in a real cluster; one controller manager
+  # and one scheduler, so no leader election; no serving port (nothing scrapes them).
   start_daemon "$dir" kube-controller-manager "$KUBERNETES_BIN/kube-controller-manager" \
     --kubeconfig "$dir/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$dir/controller-manager.kubeconfig" \

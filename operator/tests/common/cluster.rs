@@ -5,6 +5,7 @@
 //! what that ServiceAccount did (its audit log).
 
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -251,7 +252,16 @@ impl Operator {
         let kubeconfig = impersonating_kubeconfig(dir.path(), &service_account_user(namespace, service_account));
         let http: std::net::SocketAddr = kubemail_testkit::free_loopback_address().parse().unwrap();
         let log = std::fs::File::create(dir.path().join("operator.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_operator"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_operator"));
+        // A test killed before it drops its operator (Ctrl-C) takes the operator with it: an
+        // orphan would retry against a control plane that is gone, for ever.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,kubemail_operator=debug")
             .args(["--http-listen", &http.to_string(), "--watch-namespace", watched, "--mailstore", mailstore])
