@@ -84,7 +84,10 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
     .await;
     platform.apply(&yaml::<MailDomain>(DOMAIN)).await;
     platform.wait_for_domain("CertificateReady", "True", "SelfSigned").await;
-    assert!(certificates.get_opt("op-test").await.unwrap().is_none());
+    eventually("the Certificate is deleted", PROMPTLY, || async {
+        certificates.get_opt("op-test").await.unwrap().is_none()
+    })
+    .await;
 
     // A mailbox made, changed, its usage refreshed, and deleted.
     platform.apply(&yaml::<Mailbox>(ALICE)).await;

@@ -105,9 +105,9 @@ async fn apply_domain(domain: &MailDomain, namespace: &str, ctx: &Context) -> Re
         },
         None => {
             // Switching from an issuer to self-signed: cert-manager must stop writing the Secret.
-            if came_from_cert_manager(domain) {
-                delete_if_present(&certificates, &domain.name_any()).await?;
-            }
+            // Whether a Certificate was made is asked of the API server, not read off the
+            // status: a switch made before the status said `Requested` must remove it too.
+            delete_if_present(&certificates, &domain.name_any()).await?;
             let name = certificate_secret_name(domain);
             let current = secrets.get_opt(&name).await?;
             if current.is_none_or(|secret| secret.type_.as_deref() != Some("kubernetes.io/tls")) {
@@ -179,31 +179,19 @@ pub fn quota_limits(own: Option<&Quota>, default: Option<&Quota>) -> (u64, u64) 
     (storage, messages)
 }
 
-/// The reasons [`certificate_condition`] gives: the certificate is cert-manager's.
-const ISSUED: &str = "Issued";
-const NOT_ISSUED: &str = "NotIssued";
-const REQUESTED: &str = "Requested";
-const CERT_MANAGER_REASONS: [&str; 3] = [ISSUED, NOT_ISSUED, REQUESTED];
-
-/// Whether the domain's certificate was last asked of cert-manager.
-fn came_from_cert_manager(domain: &MailDomain) -> bool {
-    let conditions = domain.status.as_ref().map(|status| status.conditions.as_slice()).unwrap_or_default();
-    conditions.iter().any(|c| c.type_ == CERTIFICATE_READY && CERT_MANAGER_REASONS.contains(&c.reason.as_str()))
-}
-
 /// The CertificateReady condition from cert-manager's own Ready condition.
 fn certificate_condition(certificate: &DynamicObject) -> Found {
     let ready = certificate.data["status"]["conditions"]
         .as_array()
         .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready"));
     match ready {
-        Some(c) if c["status"] == "True" => Found::yes(CERTIFICATE_READY, ISSUED, "issued by cert-manager"),
+        Some(c) if c["status"] == "True" => Found::yes(CERTIFICATE_READY, "Issued", "issued by cert-manager"),
         Some(c) => Found::no(
             CERTIFICATE_READY,
-            NOT_ISSUED,
+            "NotIssued",
             format!("cert-manager: {}", c["message"].as_str().unwrap_or("not issued yet")),
         ),
-        None => Found::no(CERTIFICATE_READY, REQUESTED, "waiting for cert-manager to issue the certificate"),
+        None => Found::no(CERTIFICATE_READY, "Requested", "waiting for cert-manager to issue the certificate"),
     }
 }
 

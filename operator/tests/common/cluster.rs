@@ -4,8 +4,8 @@
 //! as a process that impersonates the chart's ServiceAccount, and the API server's record of
 //! what that ServiceAccount did (its audit log).
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

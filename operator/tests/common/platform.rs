@@ -163,25 +163,31 @@ impl Platform {
         self.get::<MailDomain>("op-test").await
     }
 
-    /// Waits until `name`'s Ready condition has `reason` (and the status that goes with it).
+    /// Waits until `name`'s Ready condition has `reason` (and the status that goes with it), in
+    /// a status written for its current spec.
     pub async fn wait_for_mailbox(&self, name: &str, status: &str, reason: &str) -> Mailbox {
         eventually(&format!("Mailbox {name} is Ready={status} ({reason})"), PROMPTLY, || async {
-            self.get::<Mailbox>(name)
-                .await
-                .and_then(|m| m.status)
-                .is_some_and(|s| has_condition(&s.conditions, "Ready", status, reason))
+            self.get::<Mailbox>(name).await.is_some_and(|mailbox| {
+                let generation = mailbox.metadata.generation;
+                mailbox.status.is_some_and(|s| {
+                    s.observed_generation == generation && has_condition(&s.conditions, "Ready", status, reason)
+                })
+            })
         })
         .await;
         self.get::<Mailbox>(name).await.unwrap()
     }
 
-    /// Waits until the domain's condition `type_` has `status` and `reason`.
+    /// Waits until the domain's condition `type_` has `status` and `reason`, in a status
+    /// written for its current spec.
     pub async fn wait_for_domain(&self, type_: &str, status: &str, reason: &str) -> MailDomain {
         eventually(&format!("MailDomain op-test is {type_}={status} ({reason})"), PROMPTLY, || async {
-            self.domain()
-                .await
-                .and_then(|d| d.status)
-                .is_some_and(|s| has_condition(&s.conditions, type_, status, reason))
+            self.domain().await.is_some_and(|domain| {
+                let generation = domain.metadata.generation;
+                domain.status.is_some_and(|s| {
+                    s.observed_generation == generation && has_condition(&s.conditions, type_, status, reason)
+                })
+            })
         })
         .await;
         self.domain().await.unwrap()
