@@ -1,6 +1,7 @@
 # A real Kubernetes control plane for the tests and for trying the chart locally: builds etcd,
-# kube-apiserver, kube-controller-manager and kube-scheduler from their Go modules at one pinned
-# release, caches them outside the checkout, and starts them on 127.0.0.1 with TLS, RBAC and
+# kube-apiserver, kube-controller-manager and kube-scheduler (and the node's kubelet and
+# kube-proxy, see node.sh) from their Go modules at one pinned release, caches them outside the
+# checkout, and starts them on 127.0.0.1 (or the node's address) with TLS, RBAC and
 # service-account signing. Source it after provision.sh; every function reports through
 # variables.
 
@@ -10,8 +11,9 @@ KUBERNETES_VERSION=v1.37.2
 ETCD_VERSION=v3.7.4
 KUBERNETES_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/kubemail/kubernetes-$KUBERNETES_VERSION"
 
-# The binaries ensure_kubernetes builds into $KUBERNETES_CACHE/bin.
-kubernetes_commands=(kube-apiserver kube-controller-manager kube-scheduler)
+# The binaries ensure_kubernetes builds into $KUBERNETES_CACHE/bin: the control plane's, and
+# the node's (scripts/lib/node.sh).
+kubernetes_commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 # Sets KUBERNETES_BIN to a directory holding etcd and the control plane's commands, building
 # what is missing. A machine that has built them once pays nothing: they are kept under
@@ -85,7 +87,7 @@ build_etcd() {
     go build -trimpath -ldflags "-s -w" -o "$1/etcd" go.etcd.io/etcd/server/v3)
 }
 
-# build_kubernetes_commands OUT: the control plane's commands into the directory OUT.
+# build_kubernetes_commands OUT: the commands of `to_build` into the directory OUT.
 build_kubernetes_commands() {
   local dir="$KUBERNETES_CACHE/build-kubernetes"
   local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
@@ -101,7 +103,7 @@ build_kubernetes_commands() {
     done
   done
   local packages=() c
-  for c in "${kubernetes_commands[@]}"; do packages+=("k8s.io/kubernetes/cmd/$c"); done
+  for c in "${to_build[@]}"; do [ "$c" = etcd ] || packages+=("k8s.io/kubernetes/cmd/$c"); done
   # One go build, so the packages the commands share compile once; the profile kube-apiserver
   # ships only slows the build down.
   (cd "$dir" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
@@ -148,14 +150,15 @@ KUBECONFIG
 }
 
 # The certificates, keys and kubeconfigs of a control plane in DIR/pki, for an API server at
-# SERVER. The CA and every key are the harness's own, made fresh for each cluster.
+# SERVER on ADDRESS. The CA and every key are the harness's own, made fresh for each cluster.
+# write_pki DIR SERVER ADDRESS
 write_pki() {
-  local dir=$1/pki server=$2
+  local dir=$1/pki server=$2 address=$3
   mkdir -p "$dir"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
     -subj "/CN=kubemail-local-ca" -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null || return 1
   write_certificate "$dir" apiserver "/CN=kube-apiserver" \
-    "IP:127.0.0.1,IP:$KUBERNETES_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" || return 1
+    "IP:$address,IP:127.0.0.1,IP:$KUBERNETES_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" || return 1
   # The clients: an administrator, the controller manager and the scheduler (the names RBAC's
   # bootstrap policy grants their rights to), and the user the tests impersonate service
   # accounts with, kept apart so the audit log records exactly what impersonated clients do.
@@ -163,8 +166,9 @@ write_pki() {
   write_certificate "$dir" impersonator "/O=system:masters/CN=kubemail-impersonator" || return 1
   write_certificate "$dir" controller-manager "/CN=system:kube-controller-manager" || return 1
   write_certificate "$dir" scheduler "/CN=system:kube-scheduler" || return 1
-  # The API server's client certificate towards kubelets (for logs and exec), for the node.
-  write_certificate "$dir" apiserver-kubelet-client "/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet-client" || return 1
+  # The API server's client certificate towards kubelets (for logs and exec), for the node;
+  # kubelets ask the API server whether it may, and this group may.
+  write_certificate "$dir" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" || return 1
   openssl genrsa -out "$dir/service-accounts.key" 2048 2>/dev/null &&
     openssl rsa -in "$dir/service-accounts.key" -pubout -out "$dir/service-accounts.pub" 2>/dev/null || return 1
   local user
@@ -187,16 +191,17 @@ rules:
 POLICY
 }
 
-# start_control_plane DIR: etcd, kube-apiserver, kube-controller-manager and kube-scheduler
-# with their data and logs in DIR, on free ports of 127.0.0.1; waits until the API server is
-# ready and the controllers work. Sets KUBECONFIG (an administrator's) and records each
-# process's PID in DIR/pids.
+# start_control_plane DIR [ADDRESS]: etcd, kube-apiserver, kube-controller-manager and
+# kube-scheduler with their data and logs in DIR, etcd on a free port of 127.0.0.1 and the API
+# server on one of ADDRESS (127.0.0.1 unless given; a node's pods need an address that is not
+# loopback); waits until the API server is ready and the controllers work. Sets KUBECONFIG (an
+# administrator's) and records each process's PID in DIR/pids.
 start_control_plane() {
-  local dir=$1 etcd_port etcd_peer_port port
+  local dir=$1 address=${2:-127.0.0.1} etcd_port etcd_peer_port port
   etcd_port=$(free_port); etcd_peer_port=$(free_port); port=$(free_port)
-  local server="https://127.0.0.1:$port"
+  local server="https://$address:$port"
   mkdir -p "$dir/etcd" "$dir/logs"
-  write_pki "$dir" "$server" || { echo "could not make the cluster's certificates" >&2; return 1; }
+  write_pki "$dir" "$server" "$address" || { echo "could not make the cluster's certificates" >&2; return 1; }
   write_audit_policy "$dir/audit-policy.yaml"
   echo "$server" >"$dir/server"
 
@@ -209,20 +214,24 @@ start_control_plane() {
     --unsafe-no-fsync --log-level warn
   wait_for_port "$etcd_port" || return 1
 
-  # The API server refuses a loopback advertise address with its endpoint reconciler (which
-  # publishes that address as the `kubernetes` Service's endpoint): no reconciler here. The
-  # kubelet client certificate and the privileged pods are for a node.
-  local pki="$dir/pki"
+  # The endpoint reconciler publishes the API server's address as the `kubernetes` Service's
+  # endpoint, for pods; it refuses a loopback address, which no pod could reach anyway. The
+  # kubelet client certificate and the privileged pods are for a node, and the API server
+  # reaches a kubelet at its node's address, never through a name the machine's DNS resolves.
+  local pki="$dir/pki" reconciler=lease
+  [ "$address" = 127.0.0.1 ] && reconciler=none
   start_daemon "$dir" kube-apiserver "$KUBERNETES_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
-    --endpoint-reconciler-type none \
+    --bind-address "$address" --advertise-address "$address" --secure-port "$port" \
+    --endpoint-reconciler-type "$reconciler" \
+    --enable-admission-plugins NodeRestriction \
     --cert-dir "$dir/apiserver" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
     --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority "$pki/ca.crt" \
+    --kubelet-preferred-address-types InternalIP \
     --authorization-mode Node,RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/service-accounts.pub" \
@@ -265,6 +274,8 @@ start_daemon() {
   shift 2
   setsid "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
   echo "$! $name" >>"$dir/pids"
+  # Stopped by its PID, not as one of this shell's jobs.
+  disown
 }
 
 # Whether the process NAME recorded in DIR/pids still runs.
@@ -312,14 +323,20 @@ wait_for_controllers() {
 
 # Stops every process recorded in DIR/pids (the API server before etcd) and waits for it.
 stop_control_plane() {
-  local dir=$1 pid name i
+  local dir=$1 name
   [ -f "$dir/pids" ] || return 0
-  tac "$dir/pids" | while read -r pid name; do
-    kill "$pid" 2>/dev/null || continue
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
+  for name in $(tac "$dir/pids" | awk '{print $2}'); do stop_daemon "$dir" "$name"; done
   rm -f "$dir/pids"
+}
+
+# stop_daemon DIR NAME: stops the process NAME recorded in DIR/pids (SIGTERM, SIGKILL after
+# 10 s) and waits for it.
+stop_daemon() {
+  local dir=$1 name=$2 pid i
+  pid=$(awk -v name="$name" '$2 == name {print $1}' "$dir/pids" 2>/dev/null)
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
 }
 
 # Other projects' CRDs that kubemail's resources meet in a cluster, at pinned releases from the

@@ -332,6 +332,9 @@ pub fn build_deployment(
                         run_as_non_root: Some(true),
                         run_as_user: Some(65532),
                         run_as_group: Some(65532),
+                        // The TLS and DKIM keys are mounted 0440: the kubelet gives them this
+                        // group, or the non-root user could not read them.
+                        fs_group: Some(65532),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".to_string(),
                             ..Default::default()
@@ -657,7 +660,9 @@ spec:
             assert_eq!(security.read_only_root_filesystem, Some(true));
             assert_eq!(security.allow_privilege_escalation, Some(false));
             assert_eq!(security.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
-            assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+            let pod_security = pod.security_context.as_ref().unwrap();
+            assert_eq!(pod_security.run_as_non_root, Some(true));
+            assert_eq!(pod_security.fs_group, pod_security.run_as_group, "the mounted keys' group is the user's");
             let readiness = container.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
             assert_eq!(readiness.path.as_deref(), Some("/readyz"));
             assert!(container.ports.iter().flatten().any(|p| p.name.as_deref() == Some("http")));

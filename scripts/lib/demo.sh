@@ -1,0 +1,108 @@
+# kubemail on the local cluster's node as the README deploys it (scripts/cluster demo, and the
+# node tests' platform): PostgreSQL outside the cluster behind a Service, as a managed database
+# is reached; NATS with JetStream inside it; the chart's operator release and platform release;
+# one domain with the mailboxes alice and bob. Source it after image.sh.
+
+DEMO_NAMESPACE=mail
+DEMO_DOMAIN=example.test
+DEMO_HOSTNAME=mail.example.test
+NATS_IMAGE=kubemail.local/nats:local
+
+# install_demo DIR: the platform on the node of the cluster in DIR; ends by printing the line
+# `smtp=HOST:PORT submission=HOST:PORT imap=HOST:PORT domain=DOMAIN password=PASSWORD`.
+install_demo() {
+  local dir=$1 started=$SECONDS
+  install_nats "$dir" || return 1
+  start_cluster_database "$dir" || return 1
+  "$KUBECTL" create namespace "$DEMO_NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+  apply_database_service "$dir" "$DEMO_NAMESPACE" || return 1
+  local password
+  password=$(demo_password "$dir")
+  "$KUBECTL" -n "$DEMO_NAMESPACE" create secret generic mailbox-password \
+    --from-literal=password="$password" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+
+  local image=(--set "image.repository=$KUBEMAIL_IMAGE_REPOSITORY" --set "image.tag=$KUBEMAIL_IMAGE_TAG"
+    --set image.pullPolicy=Never)
+  "$HELM" upgrade --install kubemail "$root/charts/kubemail" -n kubemail-system --create-namespace \
+    "${image[@]}" --wait --timeout 5m >/dev/null || return 1
+  "$HELM" upgrade --install mail "$root/charts/kubemail" -n "$DEMO_NAMESPACE" "${image[@]}" \
+    -f - >/dev/null <<VALUES || return 1
+operator: {enabled: false}
+cluster:
+  enabled: true
+  hostname: $DEMO_HOSTNAME
+  nats: {url: "nats://nats.nats.svc:4222"}
+domains:
+- {name: example-test, domain: $DEMO_DOMAIN}
+mailboxes:
+- {name: alice, address: alice@$DEMO_DOMAIN, passwordSecret: {name: mailbox-password, key: password}}
+- {name: bob, address: bob@$DEMO_DOMAIN, passwordSecret: {name: mailbox-password, key: password}}
+VALUES
+  "$KUBECTL" -n "$DEMO_NAMESPACE" wait --for=condition=Ready --timeout 5m \
+    mailcluster/mail maildomain/example-test mailbox/alice mailbox/bob >/dev/null || {
+    echo "the platform did not get Ready within 5 minutes:" >&2
+    "$KUBECTL" -n "$DEMO_NAMESPACE" get mail,pods >&2
+    return 1
+  }
+  echo "kubemail ready on $NODE_NAME in $((SECONDS - started)) s" >&2
+  echo "smtp=127.0.0.1:$(node_port mail-smtp smtp) submission=127.0.0.1:$(node_port mail-smtp submission)" \
+    "imap=127.0.0.1:$(node_port mail-imap imap) domain=$DEMO_DOMAIN password=$password"
+}
+
+# node_port SERVICE PORT-NAME: the NodePort of a Service of the demo's namespace.
+node_port() {
+  "$KUBECTL" -n "$DEMO_NAMESPACE" get service "$1" -o jsonpath="{.spec.ports[?(@.name==\"$2\")].nodePort}"
+}
+
+# The mailboxes' password: made once per cluster, kept in DIR.
+demo_password() {
+  [ -f "$1/demo-password" ] || openssl rand -hex 12 >"$1/demo-password"
+  cat "$1/demo-password"
+}
+
+# install_nats DIR: the NATS image (the nats-server the tests run, as a static binary) loaded
+# into the node, and scripts/manifests/nats.yaml applied; waits until it is ready.
+install_nats() {
+  ensure_nats || return 1
+  build_image "$1/node/images/nats.tar" "$NATS_IMAGE" nats-server 4222,8222 "$NATS_SERVER" || return 1
+  import_image "$1/node" "$1/node/images/nats.tar" || return 1
+  "$KUBECTL" apply -f "$root/scripts/manifests/nats.yaml" >/dev/null || return 1
+  "$KUBECTL" -n nats rollout status deployment/nats --timeout 2m >/dev/null
+}
+
+# start_cluster_database DIR: a PostgreSQL for the cluster in DIR/pg-cluster (unless one runs),
+# on the node's address: the role `kubemail` with a password, and its database, reachable from
+# the pods' addresses only with that password. Sets CLUSTER_DATABASE_PORT and
+# CLUSTER_DATABASE_PASSWORD (also kept in DIR/database.env).
+start_cluster_database() {
+  local dir=$1
+  if [ -f "$dir/database.env" ] && [ -f "$dir/pg-cluster/postmaster.pid" ]; then
+    source "$dir/database.env"
+    return 0
+  fi
+  ensure_postgres
+  start_postgres "$dir" cluster "listen_addresses=127.0.0.1,$NODE_IP" || return 1
+  CLUSTER_DATABASE_PORT=${POSTGRES_URL##*:}; CLUSTER_DATABASE_PORT=${CLUSTER_DATABASE_PORT%%/*}
+  CLUSTER_DATABASE_PASSWORD=$(openssl rand -hex 16)
+  psql -q "$POSTGRES_URL" -c "CREATE ROLE kubemail LOGIN PASSWORD '$CLUSTER_DATABASE_PASSWORD'" \
+    -c "CREATE DATABASE kubemail OWNER kubemail" || return 1
+  echo "host kubemail kubemail $POD_CIDR scram-sha-256" >>"$dir/pg-cluster/pg_hba.conf"
+  psql -q "$POSTGRES_URL" -c "SELECT pg_reload_conf()" >/dev/null || return 1
+  printf 'CLUSTER_DATABASE_PORT=%s\nCLUSTER_DATABASE_PASSWORD=%s\n' \
+    "$CLUSTER_DATABASE_PORT" "$CLUSTER_DATABASE_PASSWORD" >"$dir/database.env"
+}
+
+# apply_database_service DIR NAMESPACE: scripts/manifests/database.yaml for the cluster's
+# database in NAMESPACE.
+apply_database_service() {
+  sed -e "s/\${NAMESPACE}/$2/g" -e "s/\${ADDRESS}/$NODE_IP/g" \
+    -e "s/\${PORT}/$CLUSTER_DATABASE_PORT/g" -e "s/\${PASSWORD}/$CLUSTER_DATABASE_PASSWORD/g" \
+    "$root/scripts/manifests/database.yaml" | "$KUBECTL" apply -f - >/dev/null
+}
+
+# stop_demo DIR: stops the cluster's database, if one runs.
+stop_demo() {
+  [ -f "$1/pg-cluster/postmaster.pid" ] || return 0
+  ensure_postgres
+  PG_DIRS="$1/pg-cluster" provision_cleanup "$1/pg-cluster"
+}
