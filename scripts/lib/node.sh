@@ -472,9 +472,26 @@ stop_node() {
   awk -v prefix="$node/" 'index($2, prefix) == 1 {print $2}' /proc/mounts | sort -r |
     while read -r mount; do umount -l "$mount" 2>/dev/null || true; done
   "$KUBERNETES_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  remove_kubelet_iptables
   ip link del "$POD_BRIDGE" 2>/dev/null || true
   ip link del "$NODE_BRIDGE" 2>/dev/null || true
   find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
   [ "$(cat "$NODE_OWNER" 2>/dev/null)" = "$dir" ] && rm -f "$NODE_OWNER"
   return 0
+}
+
+# What the kubelet leaves in iptables (kube-proxy --cleanup removes its own): its KUBE- chains
+# and the rules of the built-in chains that jump to them.
+remove_kubelet_iptables() {
+  local tool table rule chains chain
+  for tool in iptables ip6tables; do
+    command -v "$tool" >/dev/null || continue
+    for table in filter nat mangle; do
+      "$tool-save" -t "$table" 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | sed 's/^-A/-D/' |
+        while read -r rule; do eval "$tool -t $table $rule" 2>/dev/null || true; done
+      chains=$("$tool-save" -t "$table" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\).*/\1/p')
+      for chain in $chains; do "$tool" -t "$table" -F "$chain" 2>/dev/null || true; done
+      for chain in $chains; do "$tool" -t "$table" -X "$chain" 2>/dev/null || true; done
+    done
+  done
 }
