@@ -10,7 +10,6 @@ use kubemail_runtime::tls::{self, PemPair};
 use kubemail_testkit::mailstore::Mailstore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
-use tokio_rustls::TlsAcceptor;
 
 /// How long a session may take to end after its client's input ran out. The sessions' own
 /// timeouts are longer, so a session still running by then is waiting for nothing: a hang.
@@ -20,7 +19,7 @@ pub struct Backend {
     pub runtime: Runtime,
     pub transport: LocalTransport,
     pub mailstore: Mailstore,
-    pub tls: TlsAcceptor,
+    pub tls: tls::ServerTls,
     _dir: tempfile::TempDir,
 }
 
@@ -41,7 +40,7 @@ impl Backend {
             (transport, mailstore)
         });
         let certificate: PemPair = tls::self_signed(&[hostname.to_string()]).expect("certificate");
-        let tls = TlsAcceptor::from(tls::server_config(&certificate).expect("TLS config"));
+        let tls = tls::ServerTls::from_pair(&certificate).expect("TLS config");
         Backend { runtime, transport, mailstore, tls, _dir: dir }
     }
 }

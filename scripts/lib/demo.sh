@@ -12,21 +12,34 @@ NATS_IMAGE=kubemail.local/nats:local
 # `smtp=HOST:PORT submission=HOST:PORT imap=HOST:PORT domain=DOMAIN password=PASSWORD`.
 install_demo() {
   local dir=$1 started=$SECONDS
+  prepare_demo "$dir" && install_demo_platform "$dir" && wait_for_demo "$dir" || return 1
+  echo "kubemail ready on $NODE_NAME in $((SECONDS - started)) s" >&2
+  echo "smtp=127.0.0.1:$(node_port mail-smtp smtp) submission=127.0.0.1:$(node_port mail-smtp submission)" \
+    "imap=127.0.0.1:$(node_port mail-imap imap) domain=$DEMO_DOMAIN password=$(demo_password "$dir")"
+}
+
+# The images' settings of both releases: the image `scripts/cluster image` loaded.
+demo_image_values=(--set "image.repository=$KUBEMAIL_IMAGE_REPOSITORY" --set "image.tag=$KUBEMAIL_IMAGE_TAG"
+  --set image.pullPolicy=Never)
+
+# prepare_demo DIR: what the platform's release needs: NATS, the database and its Service, the
+# mailboxes' password Secret, and the operator's release (ready).
+prepare_demo() {
+  local dir=$1
   install_nats "$dir" || return 1
   start_cluster_database "$dir" || return 1
   "$KUBECTL" create namespace "$DEMO_NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
   apply_database_service "$dir" "$DEMO_NAMESPACE" || return 1
-  local password
-  password=$(demo_password "$dir")
   "$KUBECTL" -n "$DEMO_NAMESPACE" create secret generic mailbox-password \
-    --from-literal=password="$password" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
-
-  local image=(--set "image.repository=$KUBEMAIL_IMAGE_REPOSITORY" --set "image.tag=$KUBEMAIL_IMAGE_TAG"
-    --set image.pullPolicy=Never)
+    --from-literal=password="$(demo_password "$dir")" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
   "$HELM" upgrade --install kubemail "$root/charts/kubemail" -n kubemail-system --create-namespace \
-    "${image[@]}" --wait --timeout 5m >/dev/null || return 1
-  "$HELM" upgrade --install mail "$root/charts/kubemail" -n "$DEMO_NAMESPACE" "${image[@]}" \
-    -f - >/dev/null <<VALUES || return 1
+    "${demo_image_values[@]}" --wait --timeout 5m >/dev/null
+}
+
+# install_demo_platform DIR: the platform's release, not waiting for it.
+install_demo_platform() {
+  "$HELM" upgrade --install mail "$root/charts/kubemail" -n "$DEMO_NAMESPACE" "${demo_image_values[@]}" \
+    -f - >/dev/null <<VALUES
 operator: {enabled: false}
 cluster:
   enabled: true
@@ -38,15 +51,17 @@ mailboxes:
 - {name: alice, address: alice@$DEMO_DOMAIN, passwordSecret: {name: mailbox-password, key: password}}
 - {name: bob, address: bob@$DEMO_DOMAIN, passwordSecret: {name: mailbox-password, key: password}}
 VALUES
+}
+
+# wait_for_demo DIR: waits up to 5 minutes until the MailCluster, its domain and both mailboxes
+# are Ready.
+wait_for_demo() {
   "$KUBECTL" -n "$DEMO_NAMESPACE" wait --for=condition=Ready --timeout 5m \
     mailcluster/mail maildomain/example-test mailbox/alice mailbox/bob >/dev/null || {
     echo "the platform did not get Ready within 5 minutes:" >&2
     "$KUBECTL" -n "$DEMO_NAMESPACE" get mail,pods >&2
     return 1
   }
-  echo "kubemail ready on $NODE_NAME in $((SECONDS - started)) s" >&2
-  echo "smtp=127.0.0.1:$(node_port mail-smtp smtp) submission=127.0.0.1:$(node_port mail-smtp submission)" \
-    "imap=127.0.0.1:$(node_port mail-imap imap) domain=$DEMO_DOMAIN password=$password"
 }
 
 # node_port SERVICE PORT-NAME: the NodePort of a Service of the demo's namespace.

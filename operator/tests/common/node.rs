@@ -108,26 +108,14 @@ pub fn swaks(server: &str, args: &[&str]) -> Output {
         .expect("swaks runs")
 }
 
-/// Python's imaplib against `server` over STARTTLS (the cluster's certificate is self-signed):
-/// logs in and prints the Subject of every message in INBOX, one per line.
+/// `scripts/lib/imap-subjects.py` against `server` over STARTTLS (the cluster's certificate is
+/// self-signed): the Subject of every message in `user`'s INBOX.
 pub fn imap_subjects(server: &str, user: &str, password: &str) -> Vec<String> {
-    const SCRIPT: &str = r#"
-import email, imaplib, ssl, sys
-host, port = sys.argv[1].rsplit(":", 1)
-context = ssl.create_default_context()
-context.check_hostname = False
-context.verify_mode = ssl.CERT_NONE
-imap = imaplib.IMAP4(host, int(port), timeout=30)
-imap.starttls(context)
-imap.login(sys.argv[2], sys.argv[3])
-imap.select("INBOX", readonly=True)
-_, numbers = imap.search(None, "ALL")
-for number in numbers[0].split():
-    _, data = imap.fetch(number, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    print(email.message_from_bytes(data[0][1])["Subject"])
-imap.logout()
-"#;
-    let output = Command::new("python3").args(["-c", SCRIPT, server, user, password]).output().expect("python3 runs");
+    let output = Command::new("python3")
+        .arg(repository().join("scripts/lib/imap-subjects.py"))
+        .args([server, user, password])
+        .output()
+        .expect("python3 runs");
     assert!(output.status.success(), "IMAP at {server} as {user}: {}", printed(&output));
     String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
 }

@@ -87,7 +87,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         Some(dir) => dir.clone(),
         None => self_signed_dir(data_dir, &args.hostname)?,
     };
-    let tls_acceptor = tls::acceptor_from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?;
+    let tls_acceptor = tls::ServerTls::from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?;
     let channel =
         Endpoint::from_shared(format!("http://{grpc_address}")).context("the mailstore address")?.connect_lazy();
     // One count of failed logins per client address for SMTP AUTH and IMAP alike.

@@ -11,12 +11,11 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 
 use crate::limits::{ConnectionTracker, Refusal};
 use crate::proxy::{self, Cidr};
 use crate::shutdown::Shutdown;
-use crate::tls::Connection;
+use crate::tls::{Connection, ServerTls};
 
 /// How long a trusted proxy may take to send its PROXY header.
 const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,8 +86,9 @@ pub struct Service<F> {
     /// `…_connections_open` (what an autoscaler on connections reads).
     pub protocol: &'static str,
     pub listener: &'static str,
-    /// Completes the TLS handshake before the session starts (ports 465 and 993).
-    pub implicit_tls: Option<TlsAcceptor>,
+    /// Completes the TLS handshake before the session starts (ports 465 and 993); without a
+    /// certificate yet, the connection is closed.
+    pub implicit_tls: Option<ServerTls>,
     /// What a client over the limits is told before the connection closes.
     pub refusal: fn(Refusal) -> &'static [u8],
     /// Runs one session on an admitted connection, with the client's real address.
@@ -184,15 +184,21 @@ where
     let name = format!("kubemail_{}_connections_total", service.protocol);
     metrics::counter!(name, "listener" => service.listener).increment(1);
     let _open = OpenConnection::count(service.protocol, service.listener);
-    let connection = match &service.implicit_tls {
-        Some(acceptor) => match tokio::time::timeout(admission.handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => Connection::Tls(Box::new(tls)),
-            Ok(Err(error)) => {
-                tracing::debug!(client = %client_ip, %error, "TLS handshake failed");
-                return;
+    let connection = match service.implicit_tls.as_ref().map(ServerTls::acceptor) {
+        Some(None) => {
+            tracing::debug!(client = %client_ip, "implicit-TLS connection closed: no certificate yet");
+            return;
+        }
+        Some(Some(acceptor)) => {
+            match tokio::time::timeout(admission.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => Connection::Tls(Box::new(tls)),
+                Ok(Err(error)) => {
+                    tracing::debug!(client = %client_ip, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
             }
-            Err(_) => return,
-        },
+        }
         None => Connection::Plain(stream),
     };
     (service.serve)(connection, client_ip).await;

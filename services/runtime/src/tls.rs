@@ -127,19 +127,54 @@ pub fn write_pair(dir: &Path, domain: &str, pair: &PemPair) -> std::io::Result<(
     Ok(())
 }
 
-/// A server configuration presenting `pair` whatever name the client asks for.
-pub fn server_config(pair: &PemPair) -> Result<Arc<ServerConfig>, TlsError> {
-    let key = certified_key(pair, Path::new("<memory>"))?;
-    let store = CertificateStore { dir: PathBuf::new(), loaded: RwLock::new(Loaded::single(key)) };
-    store_config(Arc::new(store))
+/// A server's TLS: the certificates it presents and the acceptor that does its handshakes. Made
+/// from a directory it may be offered before any certificate is there, as a pod starts before
+/// cert-manager has issued its certificate: until one appears, [`ServerTls::acceptor`] is
+/// `None`, so STARTTLS is not offered and implicit-TLS connections are closed.
+#[derive(Clone)]
+pub struct ServerTls {
+    store: Arc<CertificateStore>,
+    acceptor: TlsAcceptor,
 }
 
-/// A TLS acceptor for the certificates in `dir`, which are re-read every `reload_interval` until
-/// `shutdown`.
-pub fn acceptor_from_dir(dir: &Path, reload_interval: Duration, shutdown: &Shutdown) -> Result<TlsAcceptor, TlsError> {
-    let store = Arc::new(CertificateStore::open(dir)?);
-    tokio::spawn(store.clone().watch(reload_interval, shutdown.wait()));
-    Ok(TlsAcceptor::from(store_config(store)?))
+impl ServerTls {
+    /// The certificates in `dir`, re-read every `reload_interval` until `shutdown`. An empty
+    /// directory is not an error: its first certificate is taken into service when it appears.
+    pub fn from_dir(dir: &Path, reload_interval: Duration, shutdown: &Shutdown) -> Result<ServerTls, TlsError> {
+        let store = CertificateStore { dir: dir.to_path_buf(), loaded: RwLock::new(Loaded::default()) };
+        match store.load() {
+            Ok(()) => {}
+            Err(TlsError::Empty(dir)) => tracing::warn!(
+                dir = %dir.display(),
+                "no TLS certificate yet: STARTTLS and implicit TLS are offered once one appears"
+            ),
+            Err(error) => return Err(error),
+        }
+        let store = Arc::new(store);
+        tokio::spawn(store.clone().watch(reload_interval, shutdown.wait()));
+        ServerTls::new(store)
+    }
+
+    /// Presents `pair` whatever name the client asks for.
+    pub fn from_pair(pair: &PemPair) -> Result<ServerTls, TlsError> {
+        let key = certified_key(pair, Path::new("<memory>"))?;
+        ServerTls::new(Arc::new(CertificateStore { dir: PathBuf::new(), loaded: RwLock::new(Loaded::single(key)) }))
+    }
+
+    fn new(store: Arc<CertificateStore>) -> Result<ServerTls, TlsError> {
+        Ok(ServerTls { acceptor: TlsAcceptor::from(store_config(store.clone())?), store })
+    }
+
+    /// The acceptor, once there is a certificate to present.
+    pub fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.store.has_certificate().then(|| self.acceptor.clone())
+    }
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls").field("store", &self.store).finish()
+    }
 }
 
 /// A server configuration that asks `store` for the certificate of each handshake.
@@ -186,6 +221,11 @@ impl CertificateStore {
         let store = CertificateStore { dir: dir.to_path_buf(), loaded: RwLock::new(Loaded::default()) };
         store.load()?;
         Ok(store)
+    }
+
+    /// Whether there is a certificate to present.
+    pub fn has_certificate(&self) -> bool {
+        self.loaded.read().is_ok_and(|loaded| loaded.default.is_some())
     }
 
     /// The domains with a certificate.

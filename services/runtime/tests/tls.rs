@@ -45,13 +45,13 @@ async fn serve(dir: &Path) -> Server {
 /// [`serve`], with `adjust` applied to the listener's admission rules.
 async fn serve_with(dir: &Path, adjust: impl FnOnce(&mut Admission)) -> Server {
     let shutdown = Shutdown::new();
-    let acceptor = tls::acceptor_from_dir(dir, RELOAD_INTERVAL, &shutdown).expect("certificates load");
+    let server_tls = tls::ServerTls::from_dir(dir, RELOAD_INTERVAL, &shutdown).expect("certificates load");
     let socket = listener::bind("127.0.0.1:0".parse().unwrap(), "--test-listen").await.unwrap();
     let address = socket.local_addr().unwrap();
     let service = Service {
         protocol: "test",
         listener: "implicit_tls",
-        implicit_tls: Some(acceptor),
+        implicit_tls: Some(server_tls),
         refusal: |_| b"refused\r\n",
         serve: |mut connection: Connection<TcpStream>, _client: IpAddr| async move {
             let _ = connection.write_all(GREETING).await;
@@ -139,6 +139,36 @@ async fn a_renewed_certificate_is_served_at_the_next_handshake_without_a_restart
         assert!(Instant::now() < deadline, "the renewed certificate was not served within 5 s");
         tokio::time::sleep(RELOAD_INTERVAL / 2).await;
     }
+}
+
+/// A pod starts before cert-manager has issued its certificate: the server runs, closes
+/// implicit-TLS connections while its directory is empty, and serves the first certificate
+/// once the Secret is mounted, without a restart.
+#[tokio::test]
+async fn a_server_without_certificates_serves_the_first_one_when_it_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path()).await;
+    let mut refused = TcpStream::connect(server.address).await.expect("the listener runs");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), refused.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok() && rest.is_empty(), "closed at once, no session served: {rest:?}");
+
+    let issued = tls::self_signed(&["mx.example".into()]).unwrap();
+    mount_secret(dir.path(), "mx.example", "2026_01_01_00_00_00.1", &issued);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !serves_tls(server.address).await {
+        assert!(Instant::now() < deadline, "the new certificate was not served within 5 s");
+        tokio::time::sleep(RELOAD_INTERVAL / 2).await;
+    }
+    assert_eq!(served(server.address, "mx.example").await, der(&issued));
+}
+
+/// Whether a TLS handshake with `address` succeeds.
+async fn serves_tls(address: SocketAddr) -> bool {
+    let Ok(tcp) = TcpStream::connect(address).await else { return false };
+    let name = ServerName::try_from("mx.example").unwrap();
+    let connector = TlsConnector::from(tls::opportunistic_client());
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp)).await.is_ok_and(|tls| tls.is_ok())
 }
 
 #[tokio::test]

@@ -54,7 +54,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let endpoint =
         AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
     let tls = match &config.tls_dir {
-        Some(dir) => Some(tls::acceptor_from_dir(dir, config.tls_reload_interval, &shutdown)?),
+        Some(dir) => Some(tls::ServerTls::from_dir(dir, config.tls_reload_interval, &shutdown)?),
         None => {
             tracing::warn!("no --tls-dir: STARTTLS is not offered and port 465 is not served");
             None

@@ -149,7 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut capabilities: Vec<String> =
             ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"].map(String::from).into();
         if matches!(self.state, State::Authorization { .. }) {
-            if self.services.tls.is_some() && !self.io.is_tls() {
+            if self.services.tls_acceptor().is_some() && !self.io.is_tls() {
                 capabilities.push("STLS".into());
             }
             if self.passwords_allowed() {
@@ -167,10 +167,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn stls(&mut self) -> Flow {
-        let acceptor = match (&self.services.tls, self.io.is_tls()) {
+        let acceptor = match (self.services.tls_acceptor(), self.io.is_tls()) {
             (_, true) => return self.refuse("TLS is already active"),
             (None, false) => return self.refuse("TLS is not configured on this server"),
-            (Some(acceptor), false) => acceptor.clone(),
+            (Some(acceptor), false) => acceptor,
         };
         self.ok("Begin TLS negotiation now");
         // Whatever the client pipelined behind STLS was sent in the clear and is dropped

@@ -20,7 +20,7 @@ use crate::response::Status;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn starttls(&mut self, tag: &Tag<'_>) -> Flow {
-        let acceptor = match (&self.services.tls, self.io.is_tls()) {
+        let acceptor = match (self.services.tls_acceptor(), self.io.is_tls()) {
             (_, true) => {
                 self.respond(Some(tag), Status::Bad, None, "TLS is already active");
                 return Flow::Continue;
@@ -29,7 +29,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.respond(Some(tag), Status::No, None, "TLS is not configured on this server");
                 return Flow::Continue;
             }
-            (Some(acceptor), false) => acceptor.clone(),
+            (Some(acceptor), false) => acceptor,
         };
         self.ok(tag, "Begin TLS negotiation now");
         match self.io.start_tls(&acceptor, HANDSHAKE_TIMEOUT).await {

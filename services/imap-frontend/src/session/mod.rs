@@ -37,7 +37,7 @@ use kubemail_runtime::EventBus;
 use kubemail_runtime::limits::AuthFailures;
 use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::shutdown::Shutdown;
-use kubemail_runtime::tls::Connection;
+use kubemail_runtime::tls::{Connection, ServerTls};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
@@ -80,8 +80,9 @@ pub struct Services {
     pub mailstore: MailstoreClient,
     /// Mailbox change events from the mailstore.
     pub events: Arc<dyn EventBus>,
-    /// Offered with STARTTLS when set (port 993 completes its handshake before the session).
-    pub tls: Option<TlsAcceptor>,
+    /// Offered with STARTTLS when set and holding a certificate (port 993 completes its
+    /// handshake before the session).
+    pub tls: Option<ServerTls>,
     pub settings: Settings,
     /// Logins verified lately.
     pub logins: Arc<LoginCache>,
@@ -90,6 +91,13 @@ pub struct Services {
     /// SELECT snapshots of large mailboxes.
     pub snapshots: SnapshotCache,
     pub shutdown: Shutdown,
+}
+
+impl Services {
+    /// What STARTTLS and STLS hand the connection to, once there is a certificate.
+    pub fn tls_acceptor(&self) -> Option<TlsAcceptor> {
+        self.tls.as_ref().and_then(ServerTls::acceptor)
+    }
 }
 
 /// Whom a session is logged in as.
@@ -389,9 +397,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// The capabilities of the session as it is now.
     fn capabilities(&self) -> String {
         match self.state {
-            State::NotAuthenticated => {
-                capability::before_login(self.io.is_tls(), self.services.tls.is_some(), self.plaintext_auth_allowed())
-            }
+            State::NotAuthenticated => capability::before_login(
+                self.io.is_tls(),
+                self.services.tls_acceptor().is_some(),
+                self.plaintext_auth_allowed(),
+            ),
             State::Authenticated(_) => capability::after_login(),
         }
     }

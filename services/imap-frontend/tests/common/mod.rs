@@ -19,7 +19,7 @@ use kubemail_runtime::tls::{self, Connection, PemPair};
 pub use kubemail_testkit::mailstore::{Mailstore, PASSWORD};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 
 pub const HOSTNAME: &str = "imap.example.org";
 pub const CLIENT_IP: &str = "192.0.2.20";
@@ -60,7 +60,7 @@ impl Fixture {
             LocalTransport::open(&LocalConfig::new(dir.path().join("queue.db"))).await.expect("local transport");
         let mailstore = Mailstore::start(dir.path(), Arc::new(transport.events.clone())).await;
         let certificate = tls::self_signed(&[HOSTNAME.to_string()]).expect("certificate");
-        let acceptor = TlsAcceptor::from(tls::server_config(&certificate).expect("TLS config"));
+        let acceptor = tls::ServerTls::from_pair(&certificate).expect("TLS config");
         let events: Arc<dyn EventBus> = Arc::new(transport.events.clone());
         let shutdown = Shutdown::new();
         let services = Arc::new(Services {

@@ -28,7 +28,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "CHUNKING".into(),
             "DSN".into(),
         ];
-        if self.services.tls.is_some() && !self.io.is_tls() {
+        if self.services.tls_acceptor().is_some() && !self.io.is_tls() {
             lines.push("STARTTLS".into());
         }
         if self.identity.is_none() && self.auth_allowed() {
@@ -44,7 +44,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     pub(super) async fn starttls(&mut self) -> Result<Flow, End> {
-        let Some(acceptor) = self.services.tls.clone() else {
+        let Some(acceptor) = self.services.tls_acceptor() else {
             self.respond(Reply::new(502, "5.5.1", "STARTTLS not available"));
             return Ok(Flow::Continue);
         };

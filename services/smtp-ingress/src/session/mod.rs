@@ -24,6 +24,7 @@ use std::time::Duration;
 use kubemail_proto::queue::Recipient;
 use kubemail_runtime::limits::AuthFailures;
 use kubemail_runtime::shutdown::Shutdown;
+use kubemail_runtime::tls::ServerTls;
 use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
@@ -99,14 +100,22 @@ pub struct Services {
     /// Recipient lookups.
     pub directory: Directory,
     pub handoff: Handoff,
-    /// `None` when no certificate is configured: STARTTLS is then not offered.
-    pub tls: Option<TlsAcceptor>,
+    /// `None` when no certificate is configured: STARTTLS is then not offered (nor while the
+    /// certificate directory is still empty).
+    pub tls: Option<ServerTls>,
     pub settings: Settings,
     /// Failed AUTH by client address, which sets how late the next failure is answered.
     pub auth_failures: Arc<AuthFailures>,
     /// SPF, DKIM and DMARC of mail from unauthenticated clients; `None` skips the checks.
     pub verifier: Option<Verifier>,
     pub shutdown: Shutdown,
+}
+
+impl Services {
+    /// What STARTTLS hands the connection to, once there is a certificate.
+    pub fn tls_acceptor(&self) -> Option<TlsAcceptor> {
+        self.tls.as_ref().and_then(ServerTls::acceptor)
+    }
 }
 
 /// The authenticated user of a session.

@@ -23,7 +23,7 @@ use kubemail_smtp_ingress::verify::Verifier;
 pub use kubemail_testkit::mailstore::Mailstore;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 use tonic::transport::Channel;
 
 pub const HOSTNAME: &str = "mx.example.org";
@@ -74,7 +74,7 @@ impl Fixture {
         let channel = mailstore.channel.clone();
         let admin = mailstore.admin.clone();
         let certificate = tls::self_signed(&[HOSTNAME.to_string()]).expect("certificate");
-        let acceptor = TlsAcceptor::from(tls::server_config(&certificate).expect("TLS config"));
+        let acceptor = tls::ServerTls::from_pair(&certificate).expect("TLS config");
         let services = Arc::new(Services {
             mailstore: kubemail_smtp_ingress::mailstore_client(channel.clone()),
             directory: Directory::new(kubemail_smtp_ingress::mailstore_client(channel), RECIPIENT_CACHE_TTL),
