@@ -487,8 +487,8 @@ remove_kubelet_iptables() {
   for tool in iptables ip6tables; do
     command -v "$tool" >/dev/null || continue
     for table in filter nat mangle; do
-      "$tool-save" -t "$table" 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | sed 's/^-A/-D/' |
-        while read -r rule; do eval "$tool -t $table $rule" 2>/dev/null || true; done
+      { "$tool-save" -t "$table" 2>/dev/null || true; } | { grep -E '^-A [A-Z]+ .*-j KUBE-' || true; } |
+        sed 's/^-A/-D/' | while read -r rule; do eval "$tool -t $table $rule" 2>/dev/null || true; done
       chains=$("$tool-save" -t "$table" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\).*/\1/p')
       for chain in $chains; do "$tool" -t "$table" -F "$chain" 2>/dev/null || true; done
       for chain in $chains; do "$tool" -t "$table" -X "$chain" 2>/dev/null || true; done
