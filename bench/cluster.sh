@@ -14,7 +14,7 @@
 #    until it is in alice's INBOX. The first 250 and the message read are timed from the
 #    install; so is the moment every resource is Ready.
 # 3. After REST_SECONDS with nothing to do: each container's working set (what the kubelet
-#    counts against a memory limit) from the kubelet's summary API.
+#    counts against a memory limit) from the kubelet's summary API, and its process's VmRSS.
 # 4. Writes the raw outputs and summary.md to bench/results/cluster-<UTC date-time>/.
 #
 # There is no peer: no other mail platform runs on this node. Everything listens on loopback
@@ -101,6 +101,16 @@ for pod in sorted(summary["pods"], key=lambda p: (p["podRef"]["namespace"], p["p
         print(f'{pod["podRef"]["namespace"]}\t{pod["podRef"]["name"]}\t{container["name"]}\t{working_set:.1f}')
 PY
 "$KUBECTL" get pods -A -o wide >"$OUT/pods.txt"
+# And each container's resident set (VmRSS, which counts the mapped binary too), read from its
+# process on the node.
+crictl() { "$CRICTL" --runtime-endpoint "unix://$KUBEMAIL_CLUSTER_DIR/node/containerd.sock" "$@"; }
+echo -e "pod\tcontainer\trss_mib" >"$OUT/rss.tsv"
+for id in $(crictl ps -q); do
+  pid=$(crictl inspect -o go-template --template '{{.info.pid}}' "$id")
+  pod=$(crictl inspect -o go-template --template '{{index .status.labels "io.kubernetes.pod.name"}}' "$id")
+  container=$(crictl inspect -o go-template --template '{{.status.metadata.name}}' "$id")
+  echo -e "$pod\t$container\t$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")" >>"$OUT/rss.tsv"
+done
 
 {
   echo "# kubemail on the local cluster's node"
@@ -113,10 +123,14 @@ PY
   echo "| that message in alice's INBOX over IMAP | $(printf %.1f "$read_at") |"
   echo "| MailCluster, domain and mailboxes Ready | $(printf %.1f "$ready_at") |"
   echo
-  echo "Memory at rest after $REST_SECONDS s (working set, MiB, from the kubelet):"
+  echo "Memory at rest after $REST_SECONDS s, MiB: the working set the kubelet reports (what a memory"
+  echo "limit is held against) and the process's resident set (VmRSS, the mapped binary included):"
   echo
-  echo "| namespace | pod | container | MiB |"
-  echo "|---|---|---|---|"
-  tail -n +2 "$OUT/memory.tsv" | awk -F'\t' '{printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4}'
+  echo "| namespace | pod | container | working set | RSS |"
+  echo "|---|---|---|---|---|"
+  tail -n +2 "$OUT/memory.tsv" | while IFS=$'\t' read -r namespace pod container working_set; do
+    rss=$(awk -F'\t' -v pod="$pod" -v container="$container" '$1 == pod && $2 == container {print $3}' "$OUT/rss.tsv")
+    echo "| $namespace | $pod | $container | $working_set | ${rss:-?} |"
+  done
 } >"$OUT/summary.md"
 cat "$OUT/summary.md"

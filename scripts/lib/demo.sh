@@ -85,26 +85,30 @@ install_nats() {
   "$KUBECTL" -n nats rollout status deployment/nats --timeout 2m >/dev/null
 }
 
-# start_cluster_database DIR: a PostgreSQL for the cluster in DIR/pg-cluster (unless one runs),
-# on the node's address: the role `kubemail` with a password, and its database, reachable from
-# the pods' addresses only with that password. Sets CLUSTER_DATABASE_PORT and
-# CLUSTER_DATABASE_PASSWORD (also kept in DIR/database.env).
+# start_cluster_database DIR: a PostgreSQL for the cluster in DIR (unless one runs), on the
+# node's address: the role `kubemail` with a password, and its database, reachable from the
+# pods' addresses only with that password. Sets CLUSTER_DATABASE_DIR, CLUSTER_DATABASE_PORT and
+# CLUSTER_DATABASE_PASSWORD (also kept in DIR/database.env). Its data lives under /var/tmp:
+# the server runs as `postgres`, which cannot reach into root's home.
 start_cluster_database() {
   local dir=$1
-  if [ -f "$dir/database.env" ] && [ -f "$dir/pg-cluster/postmaster.pid" ]; then
+  if [ -f "$dir/database.env" ]; then
     source "$dir/database.env"
-    return 0
+    [ -f "$CLUSTER_DATABASE_DIR/pg-cluster/postmaster.pid" ] && return 0
   fi
   ensure_postgres
-  start_postgres "$dir" cluster "listen_addresses=127.0.0.1,$NODE_IP" || return 1
+  CLUSTER_DATABASE_DIR=$(mktemp -d /var/tmp/kubemail-cluster-db.XXXXXX)
+  chmod 755 "$CLUSTER_DATABASE_DIR"
+  echo "CLUSTER_DATABASE_DIR=$CLUSTER_DATABASE_DIR" >"$dir/database.env"
+  start_postgres "$CLUSTER_DATABASE_DIR" cluster "listen_addresses=127.0.0.1,$NODE_IP" || return 1
   CLUSTER_DATABASE_PORT=${POSTGRES_URL##*:}; CLUSTER_DATABASE_PORT=${CLUSTER_DATABASE_PORT%%/*}
   CLUSTER_DATABASE_PASSWORD=$(openssl rand -hex 16)
   psql -q "$POSTGRES_URL" -c "CREATE ROLE kubemail LOGIN PASSWORD '$CLUSTER_DATABASE_PASSWORD'" \
     -c "CREATE DATABASE kubemail OWNER kubemail" || return 1
-  echo "host kubemail kubemail $POD_CIDR scram-sha-256" >>"$dir/pg-cluster/pg_hba.conf"
+  echo "host kubemail kubemail $POD_CIDR scram-sha-256" >>"$CLUSTER_DATABASE_DIR/pg-cluster/pg_hba.conf"
   psql -q "$POSTGRES_URL" -c "SELECT pg_reload_conf()" >/dev/null || return 1
   printf 'CLUSTER_DATABASE_PORT=%s\nCLUSTER_DATABASE_PASSWORD=%s\n' \
-    "$CLUSTER_DATABASE_PORT" "$CLUSTER_DATABASE_PASSWORD" >"$dir/database.env"
+    "$CLUSTER_DATABASE_PORT" "$CLUSTER_DATABASE_PASSWORD" >>"$dir/database.env"
 }
 
 # apply_database_service DIR NAMESPACE: scripts/manifests/database.yaml for the cluster's
@@ -115,9 +119,10 @@ apply_database_service() {
     "$root/scripts/manifests/database.yaml" | "$KUBECTL" apply -f - >/dev/null
 }
 
-# stop_demo DIR: stops the cluster's database, if one runs.
+# stop_demo DIR: stops the cluster's database, if one runs, and removes its data.
 stop_demo() {
-  [ -f "$1/pg-cluster/postmaster.pid" ] || return 0
+  [ -f "$1/database.env" ] || return 0
+  source "$1/database.env"
   ensure_postgres
-  PG_DIRS="$1/pg-cluster" provision_cleanup "$1/pg-cluster"
+  PG_DIRS="$CLUSTER_DATABASE_DIR/pg-cluster" provision_cleanup "$CLUSTER_DATABASE_DIR"
 }
