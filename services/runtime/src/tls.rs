@@ -141,7 +141,7 @@ impl ServerTls {
     /// The certificates in `dir`, re-read every `reload_interval` until `shutdown`. An empty
     /// directory is not an error: its first certificate is taken into service when it appears.
     pub fn from_dir(dir: &Path, reload_interval: Duration, shutdown: &Shutdown) -> Result<ServerTls, TlsError> {
-        let store = CertificateStore { dir: dir.to_path_buf(), loaded: RwLock::new(Loaded::default()) };
+        let store = CertificateStore::unloaded(dir);
         match store.load() {
             Ok(()) => {}
             Err(TlsError::Empty(dir)) => tracing::warn!(
@@ -218,9 +218,14 @@ impl fmt::Debug for CertificateStore {
 impl CertificateStore {
     /// Loads every `dir/<domain>/tls.{crt,key}`; at least one must be valid.
     pub fn open(dir: &Path) -> Result<CertificateStore, TlsError> {
-        let store = CertificateStore { dir: dir.to_path_buf(), loaded: RwLock::new(Loaded::default()) };
+        let store = CertificateStore::unloaded(dir);
         store.load()?;
         Ok(store)
+    }
+
+    /// The store of `dir`, nothing read yet.
+    fn unloaded(dir: &Path) -> CertificateStore {
+        CertificateStore { dir: dir.to_path_buf(), loaded: RwLock::new(Loaded::default()) }
     }
 
     /// Whether there is a certificate to present.
