@@ -51,15 +51,21 @@ fn the_demo_platform_carries_mail_through_its_services() {
         swaks(&cluster_ip, &["--from", &bob, "--to", &alice, "--header", &format!("Subject: {through_cluster_ip}")]);
     assert!(sent.status.success(), "swaks to the ClusterIP {cluster_ip}: {}", common::cluster::printed(&sent));
 
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The frontends start before the kubelet has mounted their certificate and offer STARTTLS
+    // once it is there (the kubelet syncs a Secret's volume within about a minute).
+    let deadline = Instant::now() + Duration::from_secs(180);
     let received = loop {
-        let received: Vec<String> = imap_subjects(&demo.imap, &alice, &demo.password)
+        let read = imap_subjects(&demo.imap, &alice, &demo.password);
+        let received: Vec<String> = read
+            .clone()
+            .unwrap_or_default()
             .into_iter()
             .filter(|subject| subject.ends_with(&format!(" {nonce}")))
             .collect();
-        if received.len() >= 2 || Instant::now() > deadline {
+        if received.len() >= 2 {
             break received;
         }
+        assert!(Instant::now() < deadline, "both messages not read within 180 s; last read: {read:?}");
         std::thread::sleep(Duration::from_millis(500));
     };
     eprintln!("both messages in alice's INBOX {:.1?} after the first was sent", first.elapsed());

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::cluster::{printed, repository};
+use super::cluster::{printed, repository, run, succeeded};
 
 /// The running cluster with a node.
 pub struct NodeCluster {
@@ -34,23 +34,11 @@ impl NodeCluster {
         NodeCluster { dir: PathBuf::from(dir) }
     }
 
-    /// `kubectl` as the cluster's administrator.
-    pub fn kubectl(&self, args: &[&str]) -> Output {
-        let kubeconfig = self.dir.join("admin.kubeconfig");
-        let binary = std::env::var("KUBEMAIL_TEST_KUBECTL").expect("KUBEMAIL_TEST_KUBECTL");
-        Command::new(&binary)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(args)
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run {binary}: {error}"))
-    }
-
-    /// `kubectl` expecting success; its standard output.
+    /// `kubectl` as the cluster's administrator, expecting success; its standard output.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let output = self.kubectl(args);
-        assert!(output.status.success(), "kubectl {} failed: {}", args.join(" "), printed(&output));
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let kubeconfig = self.dir.join("admin.kubeconfig");
+        let with_kubeconfig = [&["--kubeconfig", kubeconfig.to_str().unwrap()], args].concat();
+        succeeded(&format!("kubectl {}", args.join(" ")), run("KUBEMAIL_TEST_KUBECTL", &with_kubeconfig))
     }
 
     /// `scripts/cluster demo` on this cluster; panics with its output if it fails.
@@ -109,15 +97,18 @@ pub fn swaks(server: &str, args: &[&str]) -> Output {
 }
 
 /// `scripts/lib/imap-subjects.py` against `server` over STARTTLS (the cluster's certificate is
-/// self-signed): the Subject of every message in `user`'s INBOX.
-pub fn imap_subjects(server: &str, user: &str, password: &str) -> Vec<String> {
+/// self-signed): the Subject of every message in `user`'s INBOX, or what the client printed
+/// when it failed.
+pub fn imap_subjects(server: &str, user: &str, password: &str) -> Result<Vec<String>, String> {
     let output = Command::new("python3")
         .arg(repository().join("scripts/lib/imap-subjects.py"))
         .args([server, user, password])
         .output()
         .expect("python3 runs");
-    assert!(output.status.success(), "IMAP at {server} as {user}: {}", printed(&output));
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
+    if !output.status.success() {
+        return Err(format!("IMAP at {server} as {user}: {}", printed(&output)));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect())
 }
 
 /// What the Dockerfile's final stage says of the image: its user, command and exposed ports,
