@@ -54,7 +54,9 @@ VALUES
 }
 
 # wait_for_demo DIR: waits up to 5 minutes until the MailCluster, its domain and both mailboxes
-# are Ready.
+# are Ready, then up to 3 more until alice can read her mail over IMAP with STARTTLS: the
+# frontends serve before the kubelet has mounted their certificate, and offer STARTTLS once
+# it is there (the kubelet syncs a Secret's volume within about a minute).
 wait_for_demo() {
   "$KUBECTL" -n "$DEMO_NAMESPACE" wait --for=condition=Ready --timeout 5m \
     mailcluster/mail maildomain/example-test mailbox/alice mailbox/bob >/dev/null || {
@@ -62,6 +64,14 @@ wait_for_demo() {
     "$KUBECTL" -n "$DEMO_NAMESPACE" get mail,pods >&2
     return 1
   }
+  local imap="127.0.0.1:$(node_port mail-imap imap)" attempt
+  for attempt in $(seq 180); do
+    python3 "$root/scripts/lib/imap-subjects.py" "$imap" "alice@$DEMO_DOMAIN" "$(demo_password "$1")" \
+      >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "alice could not read her mail over IMAP with STARTTLS at $imap within 3 minutes" >&2
+  return 1
 }
 
 # node_port SERVICE PORT-NAME: the NodePort of a Service of the demo's namespace.

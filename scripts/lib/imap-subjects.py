@@ -17,9 +17,11 @@ context.verify_mode = ssl.CERT_NONE
 imap = imaplib.IMAP4(host, int(port), timeout=30)
 imap.starttls(context)
 imap.login(sys.argv[2], sys.argv[3])
-imap.select("INBOX", readonly=True)
-_, numbers = imap.search(None, "ALL")
-for number in numbers[0].split():
-    _, data = imap.fetch(number, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    print(email.message_from_bytes(data[0][1])["Subject"])
+_, data = imap.select("INBOX", readonly=True)
+if int(data[0]) > 0:
+    _, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    # Each message is a (prefix, headers) pair followed by the closing parenthesis.
+    for item in data:
+        if isinstance(item, tuple):
+            print(email.message_from_bytes(item[1])["Subject"])
 imap.logout()

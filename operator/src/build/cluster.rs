@@ -15,8 +15,8 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretProjection, SecurityContext,
+    HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretProjection, SecurityContext, SleepAction,
     Service, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -54,6 +54,11 @@ pub const CONFIG_HASH_ANNOTATION: &str = "kubemail.io/config-hash";
 
 /// Replicas of a component whose spec names none: two, so one pod going away leaves service.
 const DEFAULT_REPLICAS: i32 = 2;
+/// How long a terminating pod keeps serving before it is sent SIGTERM: the time for its
+/// endpoint's removal to reach kube-proxy on every node and the cloud load balancers, so no
+/// new connection is sent to a listener that has closed (a refused connection is a bounce or
+/// an error dialog for a client).
+const PRE_STOP_SLEEP_SECONDS: i64 = 10;
 
 /// The four services of a MailCluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -82,10 +87,29 @@ impl Component {
         let spec = &cluster.spec;
         match self {
             Component::SmtpIngress => &spec.smtp_ingress.component,
-            Component::DeliveryQueue => &spec.delivery_queue,
+            Component::DeliveryQueue => &spec.delivery_queue.component,
             Component::Mailstore => &spec.mailstore,
             Component::ImapFrontend => &spec.imap_frontend.exposed.component,
         }
+    }
+
+    /// Whether clients reach the component through a Service: its endpoints must be gone
+    /// from every node's proxy (and cloud load balancer) before it stops accepting.
+    fn serves_through_a_service(self) -> bool {
+        self != Component::DeliveryQueue
+    }
+
+    /// From SIGTERM-to-be (the preStop sleep first) to SIGKILL: the sleep, then the time the
+    /// binary gives open sessions to end after SIGTERM (`SHUTDOWN_GRACE` in smtp-ingress and
+    /// imap-frontend; the mailstore's gRPC calls and the queue's deliveries are short), and a
+    /// margin for the process to exit.
+    fn termination_grace_seconds(self) -> i64 {
+        let sessions = match self {
+            Component::SmtpIngress => 30,
+            Component::ImapFrontend | Component::DeliveryQueue | Component::Mailstore => 10,
+        };
+        let sleep = if self.serves_through_a_service() { PRE_STOP_SLEEP_SECONDS } else { 0 };
+        sleep + sessions + 5
     }
 
     /// Named container ports and the environment variables that make the binary listen there.
@@ -248,6 +272,12 @@ pub fn build_deployment(
         }
         Component::DeliveryQueue => {
             vars.push(env("KUBEMAIL_DKIM_DIR", DKIM_DIR));
+            let routes = &spec.delivery_queue.routes;
+            if !routes.is_empty() {
+                let overrides: Vec<String> =
+                    routes.iter().map(|route| format!("{}={}", route.domain, route.host)).collect();
+                vars.push(env("KUBEMAIL_MX_OVERRIDES", overrides.join(",")));
+            }
             volumes.push(projected("dkim", domains, |d| (&d.dkim_secret, &[dkim::KEY_FILE, dkim::SELECTOR_FILE])));
             mounts.push(mount("dkim", DKIM_DIR));
         }
@@ -302,6 +332,13 @@ pub fn build_deployment(
             ..Default::default()
         }),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        lifecycle: component.serves_through_a_service().then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds: PRE_STOP_SLEEP_SECONDS }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let autoscaled = component == Component::ImapFrontend && spec.imap_frontend.autoscaling.is_some();
@@ -323,6 +360,7 @@ pub fn build_deployment(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    termination_grace_period_seconds: Some(component.termination_grace_seconds()),
                     volumes: (!volumes.is_empty()).then_some(volumes),
                     automount_service_account_token: Some(false),
                     image_pull_secrets: (!spec.image.pull_secrets.is_empty()).then(|| {
@@ -675,6 +713,47 @@ spec:
         }
         assert!(objects.autoscaler.is_none());
         assert_eq!(objects.disruption_budgets.len(), 4);
+    }
+
+    #[test]
+    fn a_terminating_pod_serves_until_the_proxies_forget_it_then_finishes_its_sessions() {
+        let objects = build_cluster(&cluster(""), &[], "0.1.0");
+        for component in Component::ALL {
+            let pod = pod(deployment(&objects, component));
+            let sleep = pod.containers[0]
+                .lifecycle
+                .as_ref()
+                .and_then(|lifecycle| lifecycle.pre_stop.as_ref())
+                .and_then(|handler| handler.sleep.as_ref())
+                .map(|sleep| sleep.seconds);
+            let grace = pod.termination_grace_period_seconds.unwrap();
+            if component == Component::DeliveryQueue {
+                assert_eq!(sleep, None, "nothing reaches the queue through a Service");
+            } else {
+                assert_eq!(sleep, Some(PRE_STOP_SLEEP_SECONDS), "{component:?} sleeps before SIGTERM");
+            }
+            assert!(grace > sleep.unwrap_or(0) + 5, "{component:?}: {grace} s leaves its sessions time after the sleep");
+        }
+        let smtp = pod(deployment(&objects, Component::SmtpIngress));
+        assert_eq!(
+            smtp.termination_grace_period_seconds,
+            Some(PRE_STOP_SLEEP_SECONDS + 30 + 5),
+            "an SMTP transaction has its 30 s after SIGTERM"
+        );
+    }
+
+    #[test]
+    fn delivery_routes_reach_the_queue_as_mx_overrides() {
+        let objects = build_cluster(&cluster(""), &[], "0.1.0");
+        assert!(!env_of(deployment(&objects, Component::DeliveryQueue)).contains_key("KUBEMAIL_MX_OVERRIDES"));
+        let routed = cluster(
+            "  deliveryQueue:\n    routes:\n    - {domain: partner.example, host: 'mx.partner.internal:2525'}\n    - {domain: lab.example, host: '[fd00::1]:25'}\n",
+        );
+        let objects = build_cluster(&routed, &[], "0.1.0");
+        assert_eq!(
+            env_of(deployment(&objects, Component::DeliveryQueue))["KUBEMAIL_MX_OVERRIDES"].value.as_deref(),
+            Some("partner.example=mx.partner.internal:2525,lab.example=[fd00::1]:25")
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub struct MailClusterSpec {
     #[serde(default)]
     pub smtp_ingress: ExposedComponentSpec,
     #[serde(default)]
-    pub delivery_queue: ComponentSpec,
+    pub delivery_queue: DeliveryQueueSpec,
     #[serde(default)]
     pub mailstore: ComponentSpec,
     #[serde(default)]
@@ -151,6 +151,30 @@ pub struct ExposedComponentSpec {
     pub component: ComponentSpec,
     #[serde(default)]
     pub service: MailServiceSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryQueueSpec {
+    #[serde(flatten)]
+    pub component: ComponentSpec,
+    /// Where mail to a domain goes instead of the domain's MX hosts, as Postfix's transport
+    /// map does: a partner reached over a private link, a test server, a domain whose MX
+    /// records point back at this cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub routes: Vec<DeliveryRoute>,
+}
+
+/// Mail to `domain` is delivered to `host` (port included) whatever its MX records say.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRoute {
+    #[schemars(length(min = 3, max = 253), regex(pattern = super::domain::DOMAIN_PATTERN))]
+    pub domain: String,
+    /// `HOST:PORT` or `[IPv6]:PORT`.
+    #[schemars(regex(pattern = r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"))]
+    pub host: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]

@@ -41,6 +41,100 @@ impl NodeCluster {
         succeeded(&format!("kubectl {}", args.join(" ")), run("KUBEMAIL_TEST_KUBECTL", &with_kubeconfig))
     }
 
+    /// `kubectl apply` of `manifest` (YAML) as the cluster's administrator, expecting success.
+    pub fn apply(&self, manifest: &str) {
+        let kubeconfig = self.dir.join("admin.kubeconfig");
+        let args = ["--kubeconfig", kubeconfig.to_str().unwrap(), "apply", "-f", "-"];
+        succeeded("kubectl apply", super::cluster::kubectl_with_input(&args, manifest));
+    }
+
+    /// `helm` as the cluster's administrator, expecting success; its standard output.
+    pub fn helm_ok(&self, args: &[&str]) -> String {
+        let kubeconfig = self.dir.join("admin.kubeconfig");
+        let with_kubeconfig = [&["--kubeconfig", kubeconfig.to_str().unwrap()], args].concat();
+        succeeded(&format!("helm {}", args.join(" ")), run("KUBEMAIL_TEST_HELM", &with_kubeconfig))
+    }
+
+    /// The node's address, on the bridge `scripts/cluster` made: where the API server
+    /// listens, and where pods reach a server the test runs on the machine.
+    pub fn node_ip(&self) -> std::net::IpAddr {
+        let server = std::fs::read_to_string(self.dir.join("server")).expect("the cluster's server file");
+        let host = server.trim().trim_start_matches("https://").rsplit_once(':').expect("https://HOST:PORT").0;
+        host.parse().unwrap_or_else(|_| panic!("the API server's address {host:?}"))
+    }
+
+    /// `127.0.0.1:PORT`: the NodePort of `service`'s port `port` in `namespace`.
+    pub fn node_port(&self, namespace: &str, service: &str, port: &str) -> String {
+        let jsonpath = format!("jsonpath={{.spec.ports[?(@.name==\"{port}\")].nodePort}}");
+        format!("127.0.0.1:{}", self.kubectl_ok(&["-n", namespace, "get", "service", service, "-o", &jsonpath]))
+    }
+
+    /// `component`'s pods in `namespace`: name, IP address and restarts, ready ones only.
+    pub fn ready_pods(&self, namespace: &str, component: &str) -> Vec<Pod> {
+        let listed = self.kubectl_ok(&[
+            "-n",
+            namespace,
+            "get",
+            "pods",
+            "-l",
+            &format!("app.kubernetes.io/component={component}"),
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.podIP} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ]);
+        listed
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                // Ready, and not terminating.
+                (fields.len() == 5 && fields[3] == "true" && fields[4].is_empty()).then(|| Pod {
+                    name: fields[0].to_string(),
+                    ip: fields[1].to_string(),
+                    restarts: fields[2].parse().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Waits up to `patience` until `kubectl get` with `jsonpath` prints `expected`.
+    pub fn wait_for_jsonpath(&self, what: &str, target: &[&str], jsonpath: &str, expected: &str, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        let jsonpath = format!("jsonpath={jsonpath}");
+        loop {
+            let args = [&["get"], target, &["-o", &jsonpath]].concat();
+            let seen = self.kubectl_ok(&args);
+            if seen == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {expected:?} not seen within {patience:?}; last {seen:?}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Waits up to 5 minutes for Deployment `name` to have rolled out its current template to
+    /// every replica, and up to 2 more for its old pods to finish terminating.
+    pub fn rolled_out(&self, namespace: &str, name: &str) {
+        let deployment = format!("deployment/{name}");
+        self.kubectl_ok(&["-n", namespace, "rollout", "status", &deployment, "--timeout", "5m"]);
+        let selector = self.kubectl_ok(&[
+            "-n",
+            namespace,
+            "get",
+            &deployment,
+            "-o",
+            "go-template={{range $key, $value := .spec.selector.matchLabels}}{{$key}}={{$value}},{{end}}",
+        ]);
+        let replicas = self.kubectl_ok(&["-n", namespace, "get", &deployment, "-o", "jsonpath={.spec.replicas}"]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let pods = self.kubectl_ok(&["-n", namespace, "get", "pods", "-l", selector.trim_end_matches(','), "-o", "name"]);
+            if pods.lines().count().to_string() == replicas {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{deployment}: pods still terminating after 120 s:\n{pods}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// `scripts/cluster demo` on this cluster; panics with its output if it fails.
     pub fn demo(&self) -> Demo {
         let started = Instant::now();
@@ -83,6 +177,14 @@ impl NodeCluster {
         ]);
         format!("{ip}:{number}")
     }
+}
+
+/// A running pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub name: String,
+    pub ip: String,
+    pub restarts: u32,
 }
 
 /// swaks sending one message; its output.
@@ -206,5 +308,132 @@ impl ImageFile {
             }
         }
         contents.unwrap_or_else(|| panic!("{file} is in no layer"))
+    }
+}
+
+/// `scripts/lib/imap-idlers.py`: IMAP clients kept in IDLE on an INBOX, reconnecting when
+/// their connection ends, and what each has seen so far. Killed when dropped.
+pub struct IdleClients {
+    child: std::process::Child,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+    pub clients: Vec<IdleClient>,
+}
+
+/// What one IDLE client has seen.
+#[derive(Debug, Clone, Default)]
+pub struct IdleClient {
+    /// Times it entered IDLE: 1 on its first connection, one more for each reconnection.
+    pub idles: usize,
+    /// Times its connection ended, with `* BYE` or without.
+    pub byes: usize,
+    pub closes: usize,
+    /// The mailbox's size as it last heard it (at SELECT or from `* n EXISTS`).
+    pub exists: u64,
+    /// Failed reconnections, each tried again.
+    pub retries: Vec<String>,
+}
+
+impl IdleClients {
+    pub fn start(server: &str, user: &str, password: &str, count: usize) -> IdleClients {
+        let mut child = Command::new("python3")
+            .arg(repository().join("scripts/lib/imap-idlers.py"))
+            .args([server, user, password, &count.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line).unwrap_or_else(|_| panic!("imap-idlers.py printed {line:?}"));
+                if sender.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        IdleClients { child, events, clients: vec![IdleClient::default(); count] }
+    }
+
+    /// Follows the clients' events until `done` holds for every client; panics with what each
+    /// has seen after `patience`.
+    pub fn wait_until(&mut self, what: &str, patience: Duration, done: impl Fn(&IdleClient) -> bool) {
+        let deadline = Instant::now() + patience;
+        while !self.clients.iter().all(&done) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) => self.apply(&event),
+                Err(_) => panic!("not every IDLE client {what} within {patience:?}: {:#?}", self.clients),
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &serde_json::Value) {
+        let client = &mut self.clients[event["client"].as_u64().unwrap() as usize];
+        match event["event"].as_str().unwrap() {
+            "idle" => {
+                client.idles += 1;
+                client.exists = event["exists"].as_u64().unwrap();
+            }
+            "exists" => client.exists = event["exists"].as_u64().unwrap(),
+            "bye" => client.byes += 1,
+            "closed" => client.closes += 1,
+            "retry" => client.retries.push(event["error"].as_str().unwrap_or_default().to_string()),
+            other => panic!("imap-idlers.py reported {other:?}"),
+        }
+    }
+}
+
+impl Drop for IdleClients {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `scripts/lib/smtp-stream.py`: a steady stream of numbered messages (`Subject: TAG N`) over
+/// SMTP until stopped. Dropped, its standard input closes, which stops it too.
+pub struct SmtpStream {
+    child: std::process::Child,
+}
+
+/// How one message of a stream went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// `250` after DATA.
+    Accepted(u64),
+    /// An SMTP error reply (its code), or none at all; what the sender saw.
+    NotAccepted { n: u64, code: Option<u64>, seen: String },
+}
+
+impl SmtpStream {
+    pub fn start(server: &str, from: &str, to: &str, tag: &str) -> SmtpStream {
+        let child = Command::new("python3")
+            .arg(repository().join("scripts/lib/smtp-stream.py"))
+            .args([server, from, to, tag])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        SmtpStream { child }
+    }
+
+    /// Stops sending (after the messages in flight) and says how every message went.
+    pub fn stop(self) -> Vec<Attempt> {
+        // Closes its standard input first.
+        let output = self.child.wait_with_output().expect("smtp-stream.py ends");
+        assert!(output.status.success(), "smtp-stream.py: {}", printed(&output));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| {
+                let attempt: serde_json::Value = serde_json::from_str(line).unwrap();
+                let n = attempt["n"].as_u64().unwrap();
+                match attempt["result"].as_str().unwrap() {
+                    "accepted" => Attempt::Accepted(n),
+                    _ => Attempt::NotAccepted { n, code: attempt["code"].as_u64(), seen: attempt.to_string() },
+                }
+            })
+            .collect()
     }
 }

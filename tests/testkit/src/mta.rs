@@ -47,6 +47,8 @@ pub struct Received {
 /// What the server offers.
 #[derive(Clone, Default)]
 pub struct Options {
+    /// The address to listen on, at a free port; 127.0.0.1 when not given.
+    pub listen: Option<std::net::IpAddr>,
     /// A certificate and key (PEM) to offer STARTTLS with.
     pub tls: Option<(String, String)>,
     /// A user name and password that must log in (AUTH PLAIN) before MAIL.
@@ -72,7 +74,8 @@ pub struct Mta {
 
 impl Mta {
     pub async fn start(options: Options) -> Mta {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let ip = options.listen.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind");
         let address = listener.local_addr().expect("address");
         let mta = Mta {
             address,
