@@ -78,6 +78,18 @@ impl Platform {
         self.cluster.rolled_out(NAMESPACE, deployment);
     }
 
+    /// A stream of mail from alice to bob (`Subject: TAG N`) running through `disruption`,
+    /// with a few seconds of it before and after; how each message went.
+    fn stream_through(&self, tag: &str, disruption: impl FnOnce()) -> Vec<Attempt> {
+        let stream = SmtpStream::start(&self.demo.smtp, &self.address("alice"), &self.address("bob"), tag);
+        std::thread::sleep(Duration::from_secs(3));
+        disruption();
+        std::thread::sleep(Duration::from_secs(3));
+        let attempts = stream.stop();
+        eprintln!("{tag}: {} messages sent, not accepted: {:#?}", attempts.len(), not_accepted(&attempts));
+        attempts
+    }
+
     /// Waits for every message `attempts` says was accepted, tagged `tag`, in `user`'s INBOX,
     /// and checks that each is there once and that no message of the stream came twice.
     fn assert_delivered_exactly_once(&self, user: &str, tag: &str, attempts: &[Attempt]) {
@@ -284,18 +296,14 @@ fn imap_scales_out_and_idle_clients_ride_a_rolling_restart() {
 #[test]
 fn smtp_senders_ride_a_rolling_restart_of_smtp_ingress() {
     let platform = platform();
-    let (cluster, demo) = (&platform.cluster, &platform.demo);
+    let cluster = &platform.cluster;
     let tag = format!("rolling {}", std::process::id());
-    let stream = SmtpStream::start(&demo.smtp, &platform.address("alice"), &platform.address("bob"), &tag);
-    std::thread::sleep(Duration::from_secs(3));
-    cluster.kubectl_ok(&["-n", NAMESPACE, "rollout", "restart", "deployment/mail-smtp-ingress"]);
-    cluster.rolled_out(NAMESPACE, "mail-smtp-ingress");
-    std::thread::sleep(Duration::from_secs(3));
-    let attempts = stream.stop();
-    let refused: Vec<&Attempt> =
-        attempts.iter().filter(|attempt| matches!(attempt, Attempt::NotAccepted { .. })).collect();
-    eprintln!("{} messages sent through the rolling restart", attempts.len());
+    let attempts = platform.stream_through(&tag, || {
+        cluster.kubectl_ok(&["-n", NAMESPACE, "rollout", "restart", "deployment/mail-smtp-ingress"]);
+        cluster.rolled_out(NAMESPACE, "mail-smtp-ingress");
+    });
     assert!(attempts.len() >= 20, "the stream kept sending: {attempts:?}");
+    let refused = not_accepted(&attempts);
     assert!(refused.is_empty(), "not accepted during the rolling restart: {refused:#?}");
     platform.assert_delivered_exactly_once("bob", &tag, &attempts);
 }
@@ -306,28 +314,28 @@ fn smtp_senders_ride_a_rolling_restart_of_smtp_ingress() {
 #[test]
 fn deleting_a_pod_of_each_tier_loses_no_acknowledged_mail() {
     let platform = platform();
-    let (cluster, demo) = (&platform.cluster, &platform.demo);
+    let cluster = &platform.cluster;
     let tag = format!("deleted pods {}", std::process::id());
-    let stream = SmtpStream::start(&demo.smtp, &platform.address("alice"), &platform.address("bob"), &tag);
-    for component in ["smtp-ingress", "delivery-queue", "mailstore", "imap-frontend"] {
-        std::thread::sleep(Duration::from_secs(3));
-        let victim = cluster.ready_pods(NAMESPACE, component).remove(0);
-        cluster.kubectl_ok(&["-n", NAMESPACE, "delete", "pod", &victim.name, "--wait=true", "--timeout=2m"]);
-        cluster.rolled_out(NAMESPACE, &format!("mail-{component}"));
-    }
-    std::thread::sleep(Duration::from_secs(3));
-    let attempts = stream.stop();
-    let not_accepted: Vec<&Attempt> =
-        attempts.iter().filter(|attempt| matches!(attempt, Attempt::NotAccepted { .. })).collect();
-    eprintln!("{} messages sent while pods were deleted; not accepted: {not_accepted:#?}", attempts.len());
+    let attempts = platform.stream_through(&tag, || {
+        for component in ["smtp-ingress", "delivery-queue", "mailstore", "imap-frontend"] {
+            let victim = cluster.ready_pods(NAMESPACE, component).remove(0);
+            cluster.kubectl_ok(&["-n", NAMESPACE, "delete", "pod", &victim.name, "--wait=true", "--timeout=2m"]);
+            cluster.rolled_out(NAMESPACE, &format!("mail-{component}"));
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    });
     assert!(attempts.len() >= 40, "the stream kept sending: {attempts:?}");
-    for attempt in &not_accepted {
+    for attempt in not_accepted(&attempts) {
         assert!(
             matches!(attempt, Attempt::NotAccepted { code: Some(400..500), .. }),
             "only a temporary reply, never a lost connection or a bounce: {attempt:?}"
         );
     }
     platform.assert_delivered_exactly_once("bob", &tag, &attempts);
+}
+
+fn not_accepted(attempts: &[Attempt]) -> Vec<&Attempt> {
+    attempts.iter().filter(|attempt| matches!(attempt, Attempt::NotAccepted { .. })).collect()
 }
 
 /// A second release, in a namespace of its own, whose domain's certificate comes from an
