@@ -141,6 +141,8 @@ spec:
   database: {uriSecretRef: {name: mail-db-app, key: uri}}
   nats: {url: 'nats://nats.nats.svc:4222'}
   limits: {maxMessageSize: 50Mi}
+  deliveryQueue:
+    routes: [{domain: partner.example, host: 'mx.partner.internal:25'}]
   imapFrontend:
     autoscaling: {minReplicas: 2, maxReplicas: 10, targetCPUUtilization: 70}
 ";
@@ -256,6 +258,22 @@ fn cases() -> Vec<Case> {
             "isQuantity",
         ),
         case(CLUSTER, "/spec/hostname", json!("Mail..example.com"), "should match", ".spec.hostname", "^[a-z0-9]"),
+        case(
+            CLUSTER,
+            "/spec/deliveryQueue/routes/0/domain",
+            json!("Partner.Example"),
+            "should match",
+            ".spec.deliveryQueue.routes[].domain",
+            "^([a-z0-9]",
+        ),
+        case(
+            CLUSTER,
+            "/spec/deliveryQueue/routes/0/host",
+            json!("mx.partner.internal"),
+            "should match",
+            ".spec.deliveryQueue.routes[].host",
+            "^([A-Za-z0-9.-]+",
+        ),
         case(
             CLUSTER,
             "/spec/limits/maxMessageSize",
