@@ -147,7 +147,9 @@ fn the_demo_platform_carries_mail_through_its_services() {
         .map(|pod| IdleClients::start(&format!("{}:2143", pod.ip), &alice, &demo.password, 1))
         .collect();
     for idler in &mut idlers {
-        idler.wait_until("entered IDLE", Duration::from_secs(60), |client| client.idles == 1);
+        // The demo read mail through one of them: the other may still be waiting for the
+        // kubelet to mount its certificate before it offers STARTTLS.
+        idler.wait_until("entered IDLE", Duration::from_secs(110), |client| client.idles == 1);
     }
     let before: Vec<u64> = idlers.iter().map(|idler| idler.clients[0].exists).collect();
 
