@@ -44,7 +44,8 @@ impl Platform {
 
     /// The Subjects in `user`'s INBOX, read over IMAP through the Service.
     fn subjects(&self, user: &str) -> Vec<String> {
-        imap_subjects(&self.demo.imap, &self.address(user), &self.demo.password).unwrap_or_else(|error| panic!("{error}"))
+        imap_subjects(&self.demo.imap, &self.address(user), &self.demo.password)
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// Waits up to `patience` until `user`'s INBOX holds every subject in `expected`; returns
@@ -201,21 +202,24 @@ async fn mail_to_an_outside_address_leaves_dkim_signed() {
 
     let bob = platform.address("bob");
     let subject = format!("to the world {}", std::process::id());
-    let sent = swaks(&demo.submission, &[
-        "--tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        &bob,
-        "--auth-password",
-        &demo.password,
-        "--from",
-        &bob,
-        "--to",
-        "friend@remote.test",
-        "--header",
-        &format!("Subject: {subject}"),
-    ]);
+    let sent = swaks(
+        &demo.submission,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            &bob,
+            "--auth-password",
+            &demo.password,
+            "--from",
+            &bob,
+            "--to",
+            "friend@remote.test",
+            "--header",
+            &format!("Subject: {subject}"),
+        ],
+    );
     assert!(sent.status.success(), "swaks to submission {}: {}", demo.submission, common::cluster::printed(&sent));
     let deadline = Instant::now() + Duration::from_secs(60);
     let received = loop {
@@ -226,10 +230,10 @@ async fn mail_to_an_outside_address_leaves_dkim_signed() {
         assert!(Instant::now() < deadline, "the MTA at {} received nothing within 60 s", mta.address);
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    assert_eq!((received.mail_from.as_str(), received.recipients.as_slice()), (
-        bob.as_str(),
-        &["friend@remote.test".to_string()][..]
-    ));
+    assert_eq!(
+        (received.mail_from.as_str(), received.recipients.as_slice()),
+        (bob.as_str(), &["friend@remote.test".to_string()][..])
+    );
     let selector_record = cluster.kubectl_ok(&[
         "-n",
         NAMESPACE,
@@ -279,7 +283,11 @@ fn imap_scales_out_and_idle_clients_ride_a_rolling_restart() {
     eprintln!("rolling restart of 4 frontends under 20 IDLE clients: {:.0?}", restarted_at.elapsed());
     let byes: usize = idlers.clients.iter().map(|client| client.byes).sum();
     let retries: Vec<&String> = idlers.clients.iter().flat_map(|client| &client.retries).collect();
-    eprintln!("{byes} BYE, {} closed, {} reconnections retried", idlers.clients.iter().map(|c| c.closes).sum::<usize>(), retries.len());
+    eprintln!(
+        "{byes} BYE, {} closed, {} reconnections retried",
+        idlers.clients.iter().map(|c| c.closes).sum::<usize>(),
+        retries.len()
+    );
     assert!(retries.is_empty(), "a reconnection through the Service failed: {retries:?}");
 
     let subject = format!("after the restart {}", std::process::id());
@@ -370,7 +378,15 @@ fn a_release_serves_tls_once_its_certificate_appears_and_uninstalls_cleanly() {
         "-o",
         "go-template={{index .data \"uri\" | base64decode}}",
     ]);
-    cluster.kubectl_ok(&["-n", ns, "create", "secret", "generic", "late-db", &format!("--from-literal=uri={database}")]);
+    cluster.kubectl_ok(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "late-db",
+        &format!("--from-literal=uri={database}"),
+    ]);
     let password = &platform.demo.password;
     let literal = format!("--from-literal=password={password}");
     cluster.kubectl_ok(&["-n", ns, "create", "secret", "generic", "carol-password", &literal]);
@@ -412,8 +428,14 @@ mailboxes:
     cluster.helm_ok(&["install", "late", chart.to_str().unwrap(), "-n", ns, "-f", values.path().to_str().unwrap()]);
     cluster.kubectl_ok(&["-n", ns, "wait", "--for=condition=Ready", "--timeout=5m", "mailcluster/late"]);
     cluster.kubectl_ok(&["-n", ns, "wait", "--for=create", "--timeout=2m", "certificate.cert-manager.io/late-test"]);
-    let secret =
-        cluster.kubectl_ok(&["-n", ns, "get", "certificate.cert-manager.io/late-test", "-o", "jsonpath={.spec.secretName}"]);
+    let secret = cluster.kubectl_ok(&[
+        "-n",
+        ns,
+        "get",
+        "certificate.cert-manager.io/late-test",
+        "-o",
+        "jsonpath={.spec.secretName}",
+    ]);
     let imap = cluster.node_port(ns, "late-imap", "imap");
     let frontend = cluster.ready_pods(ns, "imap-frontend");
     assert_eq!(frontend.len(), 1, "{frontend:?}");
@@ -479,13 +501,10 @@ mailboxes:
         std::thread::sleep(Duration::from_secs(1));
     }
     cluster.kubectl_ok(&["delete", "namespace", ns, "--timeout=3m"]);
-    let gone = common::cluster::run("KUBEMAIL_TEST_KUBECTL", &[
-        "--kubeconfig",
-        cluster.dir.join("admin.kubeconfig").to_str().unwrap(),
-        "get",
-        "namespace",
-        ns,
-    ]);
+    let gone = common::cluster::run(
+        "KUBEMAIL_TEST_KUBECTL",
+        &["--kubeconfig", cluster.dir.join("admin.kubeconfig").to_str().unwrap(), "get", "namespace", ns],
+    );
     assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"), "{}", common::cluster::printed(&gone));
 }
 

@@ -15,9 +15,10 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretProjection, SecurityContext, SleepAction,
-    Service, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
+    HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, LocalObjectReference, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec, SleepAction, TopologySpreadConstraint,
+    Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -99,7 +100,7 @@ impl Component {
         self != Component::DeliveryQueue
     }
 
-    /// From SIGTERM-to-be (the preStop sleep first) to SIGKILL: the sleep, then the time the
+    /// From the start of a pod's termination to SIGKILL: the preStop sleep, then the time the
     /// binary gives open sessions to end after SIGTERM (`SHUTDOWN_GRACE` in smtp-ingress and
     /// imap-frontend; the mailstore's gRPC calls and the queue's deliveries are short), and a
     /// margin for the process to exit.
@@ -732,7 +733,10 @@ spec:
             } else {
                 assert_eq!(sleep, Some(PRE_STOP_SLEEP_SECONDS), "{component:?} sleeps before SIGTERM");
             }
-            assert!(grace > sleep.unwrap_or(0) + 5, "{component:?}: {grace} s leaves its sessions time after the sleep");
+            assert!(
+                grace > sleep.unwrap_or(0) + 5,
+                "{component:?}: {grace} s leaves its sessions time after the sleep"
+            );
         }
         let smtp = pod(deployment(&objects, Component::SmtpIngress));
         assert_eq!(

@@ -126,7 +126,8 @@ impl NodeCluster {
         let replicas = self.kubectl_ok(&["-n", namespace, "get", &deployment, "-o", "jsonpath={.spec.replicas}"]);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let pods = self.kubectl_ok(&["-n", namespace, "get", "pods", "-l", selector.trim_end_matches(','), "-o", "name"]);
+            let pods =
+                self.kubectl_ok(&["-n", namespace, "get", "pods", "-l", selector.trim_end_matches(','), "-o", "name"]);
             if pods.lines().count().to_string() == replicas {
                 return;
             }
