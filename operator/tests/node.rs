@@ -510,10 +510,7 @@ mailboxes:
         std::thread::sleep(Duration::from_secs(1));
     }
     cluster.kubectl_ok(&["delete", "namespace", ns, "--timeout=3m"]);
-    let gone = common::cluster::run(
-        "KUBEMAIL_TEST_KUBECTL",
-        &["--kubeconfig", cluster.dir.join("admin.kubeconfig").to_str().unwrap(), "get", "namespace", ns],
-    );
+    let gone = cluster.kubectl(&["get", "namespace", ns]);
     assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"), "{}", common::cluster::printed(&gone));
 }
 

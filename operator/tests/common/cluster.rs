@@ -44,7 +44,7 @@ pub async fn client() -> Client {
 }
 
 /// Runs `tool` (the environment variable naming its binary) with `args`; its output.
-pub fn run(tool: &str, args: &[&str]) -> Output {
+pub fn run(tool: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> Output {
     let binary = required_env(tool);
     Command::new(&binary).args(args).output().unwrap_or_else(|error| panic!("cannot run {binary}: {error}"))
 }

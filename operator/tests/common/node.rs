@@ -34,25 +34,25 @@ impl NodeCluster {
         NodeCluster { dir: PathBuf::from(dir) }
     }
 
-    /// `kubectl` as the cluster's administrator, expecting success; its standard output.
-    pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let kubeconfig = self.dir.join("admin.kubeconfig");
-        let with_kubeconfig = [&["--kubeconfig", kubeconfig.to_str().unwrap()], args].concat();
-        succeeded(&format!("kubectl {}", args.join(" ")), run("KUBEMAIL_TEST_KUBECTL", &with_kubeconfig))
+    /// `kubectl` as the cluster's administrator; its output.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        run("KUBEMAIL_TEST_KUBECTL", &self.as_administrator(args))
     }
 
-    /// `kubectl apply` of `manifest` (YAML) as the cluster's administrator, expecting success.
-    pub fn apply(&self, manifest: &str) {
-        let kubeconfig = self.dir.join("admin.kubeconfig");
-        let args = ["--kubeconfig", kubeconfig.to_str().unwrap(), "apply", "-f", "-"];
-        succeeded("kubectl apply", super::cluster::kubectl_with_input(&args, manifest));
+    /// `kubectl` as the cluster's administrator, expecting success; its standard output.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        succeeded(&format!("kubectl {}", args.join(" ")), self.kubectl(args))
     }
 
     /// `helm` as the cluster's administrator, expecting success; its standard output.
     pub fn helm_ok(&self, args: &[&str]) -> String {
-        let kubeconfig = self.dir.join("admin.kubeconfig");
-        let with_kubeconfig = [&["--kubeconfig", kubeconfig.to_str().unwrap()], args].concat();
-        succeeded(&format!("helm {}", args.join(" ")), run("KUBEMAIL_TEST_HELM", &with_kubeconfig))
+        succeeded(&format!("helm {}", args.join(" ")), run("KUBEMAIL_TEST_HELM", &self.as_administrator(args)))
+    }
+
+    /// `args` behind the administrator's kubeconfig, which kubectl and helm both take.
+    fn as_administrator(&self, args: &[&str]) -> Vec<String> {
+        let kubeconfig = self.dir.join("admin.kubeconfig").to_str().expect("a UTF-8 path").to_string();
+        ["--kubeconfig".to_string(), kubeconfig].into_iter().chain(args.iter().map(|arg| arg.to_string())).collect()
     }
 
     /// The node's address, on the bridge `scripts/cluster` made: where the API server
