@@ -55,7 +55,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-take_port grpc_port mailstore_http_port smtp_port submission_port ingress_http_port pipeline_worker_port \
+take_port grpc_port admin_grpc_port mailstore_http_port smtp_port submission_port ingress_http_port pipeline_worker_port \
   worker_port_1 worker_port_2 worker_port_3 worker_port_4 \
   postfix_full_port hold_port sink_port imap_port lmtp_port
 
@@ -77,8 +77,9 @@ start_nats "$work"
 } >"$OUT/durability.txt"
 
 grpc=127.0.0.1:$grpc_port
+admin_grpc=127.0.0.1:$admin_grpc_port
 "$bin/mailstore" --database-url "$POSTGRES_URL" --nats-url "$NATS_URL" \
-  --grpc-listen "$grpc" --http-listen "127.0.0.1:$mailstore_http_port" >"$OUT/mailstore.log" 2>&1 &
+  --grpc-listen "$grpc" --admin-grpc-listen "$admin_grpc" --http-listen "127.0.0.1:$mailstore_http_port" >"$OUT/mailstore.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:$mailstore_http_port/readyz" "${pids[-1]}" "$OUT/mailstore.log"
 log "mailstore on PostgreSQL at $grpc, NATS $NATS_URL"
@@ -101,7 +102,7 @@ worker_ports=("$worker_port_1" "$worker_port_2" "$worker_port_3" "$worker_port_4
 for run in $(seq 1 "$RUNS"); do
   for count in ${WORKERS//,/ }; do
     log "queue → mailbox, run $run of $RUNS: $MSGS × $SIZE B, $count worker(s)"
-    "$bin/mailstore-bench" queue-load --mailstore "http://$grpc" --nats-url "$NATS_URL" --messages "$MSGS" \
+    "$bin/mailstore-bench" queue-load --admin "http://$admin_grpc" --nats-url "$NATS_URL" --messages "$MSGS" \
       --size "$SIZE" --accounts 50 --run "w$count-r$run" >>"$OUT/queue-load.jsonl" 2>>"$OUT/queue-load.log"
     for i in $(seq 0 $((count - 1))); do
       start_worker "${worker_ports[$i]}" "$OUT/delivery-queue.log"
@@ -122,7 +123,7 @@ ours=127.0.0.1:$smtp_port
 pids+=($!)
 wait_ready "http://127.0.0.1:$ingress_http_port/readyz" "${pids[-1]}" "$OUT/smtp-ingress.log"
 start_worker "$pipeline_worker_port" "$OUT/delivery-queue.log"
-echo benchpass | "$bin/kubemail" admin --mailstore "http://$grpc" mailbox add bench2@bench.test --password-stdin >/dev/null
+echo benchpass | "$bin/kubemail" admin --mailstore "http://$admin_grpc" mailbox add bench2@bench.test --password-stdin >/dev/null
 
 export BENCH_ROOT=$peer_root SMTP_PORT=$postfix_full_port SMTP_HOLD_PORT=$hold_port SINK_PORT=$sink_port \
   IMAP_PORT=$imap_port LMTP_PORT=$lmtp_port BENCH_USERS=10

@@ -103,7 +103,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 take_port grpc_port mailstore_http_port imap_port imaps_port frontend_http_port \
   nocache_imap_port nocache_imaps_port nocache_http_port \
   smtp_port submission_port ingress_http_port worker_http_port \
-  dev_grpc_port dev_http_port dev_smtp_port dev_submission_port dev_submissions_port \
+  dev_grpc_port dev_admin_grpc_port dev_http_port dev_smtp_port dev_submission_port dev_submissions_port \
   dev_imap_port dev_imaps_port dev_pop3_port dev_pop3s_port \
   peer_imap_port peer_lmtp_port postfix_full_port hold_port sink_port
 
@@ -158,7 +158,7 @@ pids+=($!)
 worker_pid=${pids[-1]}
 wait_ready "http://127.0.0.1:$worker_http_port/readyz" "$worker_pid" "$OUT/delivery-queue.log"
 
-# add_accounts GRPC: the domain and bench1..bench<MEM_USERS> with the default (argon2id) hash.
+# add_accounts ADMIN_GRPC: the domain and bench1..bench<MEM_USERS> with the default (argon2id) hash.
 add_accounts() {
   "$bin/kubemail" admin --mailstore "http://$1" domain add "$DOMAIN" >/dev/null
   for i in $(seq 1 "$MEM_USERS"); do
@@ -166,7 +166,7 @@ add_accounts() {
       --password-stdin >/dev/null
   done
 }
-add_accounts "$grpc"
+add_accounts "$admin_grpc"
 ours_imap=127.0.0.1:$imap_port
 ours_smtp=127.0.0.1:$smtp_port
 log "kubemail: imap-frontend on $ours_imap, smtp-ingress on $ours_smtp, mailstore on PostgreSQL at $grpc"
@@ -306,6 +306,7 @@ done
 # ---------------------------------------------------------------- delivery → IDLE
 dev_data=$work/dev
 dev_args=(--data-dir "$dev_data" --hostname bench.local --grpc-listen "127.0.0.1:$dev_grpc_port"
+  --admin-grpc-listen "127.0.0.1:$dev_admin_grpc_port"
   --http-listen "127.0.0.1:$dev_http_port" --smtp-listen "127.0.0.1:$dev_smtp_port"
   --submission-listen "127.0.0.1:$dev_submission_port" --submissions-listen "127.0.0.1:$dev_submissions_port"
   --imap-listen "127.0.0.1:$dev_imap_port" --imaps-listen "127.0.0.1:$dev_imaps_port"
@@ -318,8 +319,8 @@ fi
 "$bin/kubemail" dev "${dev_args[@]}" >"$OUT/kubemail-dev.log" 2>&1 &
 dev_pid=$!
 wait_ready "http://127.0.0.1:$dev_http_port/readyz" "$dev_pid" "$OUT/kubemail-dev.log"
-"$bin/kubemail" admin --mailstore "http://127.0.0.1:$dev_grpc_port" domain add "$DOMAIN" >/dev/null
-echo "$PASSWORD" | "$bin/kubemail" admin --mailstore "http://127.0.0.1:$dev_grpc_port" \
+"$bin/kubemail" admin --mailstore "http://127.0.0.1:$dev_admin_grpc_port" domain add "$DOMAIN" >/dev/null
+echo "$PASSWORD" | "$bin/kubemail" admin --mailstore "http://127.0.0.1:$dev_admin_grpc_port" \
   mailbox add "bench3@$DOMAIN" --password-stdin >/dev/null
 watch_servers
 log "kubemail dev on SQLite: smtp 127.0.0.1:$dev_smtp_port, imap 127.0.0.1:$dev_imap_port"

@@ -151,8 +151,9 @@ EOF
 # ---------------------------------------------------------------- the distributed mailstore
 # start_distributed_store: a throwaway PostgreSQL with every commit on disk and NATS with
 # JetStream (scripts/lib/provision.sh) under $work, and the release mailstore ($bin) on them,
-# gRPC on 127.0.0.1:$grpc_port and HTTP on $mailstore_http_port, its log in $OUT/mailstore.log.
-# Sets pg_dir, nats_pid, grpc and mailstore_pid; the mailstore joins the array pids.
+# gRPC on 127.0.0.1:$grpc_port, its Admin API on a port of its own and HTTP on
+# $mailstore_http_port, its log in $OUT/mailstore.log.
+# Sets pg_dir, nats_pid, grpc, admin_grpc and mailstore_pid; the mailstore joins the array pids.
 start_distributed_store() {
   ensure_postgres
   ensure_nats
@@ -162,8 +163,10 @@ start_distributed_store() {
   pg_dir=$(echo "$PG_DIRS" | awk '{print $NF}')
   nats_pid=$(echo "$NATS_PIDS" | awk '{print $NF}')
   grpc=127.0.0.1:$grpc_port
+  take_port admin_grpc_port
+  admin_grpc=127.0.0.1:$admin_grpc_port
   "$bin/mailstore" --database-url "$POSTGRES_URL" --nats-url "$NATS_URL" \
-    --grpc-listen "$grpc" --http-listen "127.0.0.1:$mailstore_http_port" >"$OUT/mailstore.log" 2>&1 &
+    --grpc-listen "$grpc" --admin-grpc-listen "$admin_grpc" --http-listen "127.0.0.1:$mailstore_http_port" >"$OUT/mailstore.log" 2>&1 &
   pids+=($!)
   mailstore_pid=${pids[-1]}
   wait_ready "http://127.0.0.1:$mailstore_http_port/readyz" "$mailstore_pid" "$OUT/mailstore.log"

@@ -133,6 +133,7 @@ psql "$POSTGRES_URL" -Atc "SELECT name || ' = ' || setting FROM pg_settings WHER
   ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'shared_buffers', \
    'max_connections', 'max_wal_size', 'server_version')" >"$OUT/postgres-settings.txt"
 mailstore_url="http://$grpc"
+admin_url="http://$admin_grpc"
 log "mailstore ready on $mailstore_url (PostgreSQL $POSTGRES_URL, NATS $NATS_URL)"
 cpu_watch=("postgres=$pg_pid" "mailstore=$mailstore_pid" "nats=$nats_pid")
 
@@ -175,13 +176,13 @@ fi
 # ---------------------------------------------------------------- Deliver vs LMTP
 # The recipient accounts are created once, untimed: each new account costs an argon2 hash,
 # which would otherwise land in the first invocation's CPU split (Dovecot's users pre-exist).
-"$bench_bin" deliver --mailstore "$mailstore_url" --clients 1 --messages 1 --accounts "$ACCOUNTS" \
+"$bench_bin" deliver --mailstore "$mailstore_url" --admin "$admin_url" --clients 1 --messages 1 --accounts "$ACCOUNTS" \
   >"$OUT/ours-accounts.jsonl" 2>"$OUT/ours-accounts.log"
 for size in 4096 102400; do
   if [ "$size" = 4096 ]; then messages=$DELIVER_4K; else messages=$DELIVER_100K; fi
   for clients in 1 16; do
     log "deliver: $messages × $size B, $clients clients, $RUNS runs"
-    measure "ours-deliver-$size-c$clients" "$bench_bin" deliver --mailstore "$mailstore_url" \
+    measure "ours-deliver-$size-c$clients" "$bench_bin" deliver --mailstore "$mailstore_url" --admin "$admin_url" \
       --clients "$clients" --messages "$messages" --size "$size" --accounts "$ACCOUNTS" --runs "$RUNS"
     for format in "${peer_formats[@]}"; do
       measure "dovecot-$format-lmtp-$size-c$clients" python3 "$root/bench/lmtp-load.py" \
@@ -194,7 +195,7 @@ done
 
 # ---------------------------------------------------------------- SELECT on 10,000 messages
 log "select: filling and timing a $SELECT_MESSAGES-message INBOX"
-measure ours-select "$bench_bin" select --mailstore "$mailstore_url" --messages "$SELECT_MESSAGES" \
+measure ours-select "$bench_bin" select --mailstore "$mailstore_url" --admin "$admin_url" --messages "$SELECT_MESSAGES" \
   --iterations "$SELECT_ITERATIONS"
 for format in "${peer_formats[@]}"; do
   imap="127.0.0.1:${peer_imap[$format]}"

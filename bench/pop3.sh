@@ -127,9 +127,9 @@ frontend_pid=$!
 wait_ready "http://127.0.0.1:$frontend_http_port/readyz" "$frontend_pid" "$OUT/imap-frontend.log"
 wait_for_port "$pop3_port"
 
-"$bin/kubemail" admin --mailstore "http://$grpc" domain add "$DOMAIN" >/dev/null
+"$bin/kubemail" admin --mailstore "http://$admin_grpc" domain add "$DOMAIN" >/dev/null
 for i in $(seq 1 "$USERS"); do
-  echo "$PASSWORD" | "$bin/kubemail" admin --mailstore "http://$grpc" mailbox add "bench$i@$DOMAIN" \
+  echo "$PASSWORD" | "$bin/kubemail" admin --mailstore "http://$admin_grpc" mailbox add "bench$i@$DOMAIN" \
     --password-stdin >/dev/null
 done
 ours_imap=127.0.0.1:$imap_port

@@ -54,7 +54,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-take_port grpc_port mailstore_http_port ours_port ingress_http_port submission_port \
+take_port grpc_port admin_grpc_port mailstore_http_port ours_port ingress_http_port submission_port \
   discard_port discard_http_port discard_submission_port \
   fsync_port fsync_http_port fsync_submission_port fsync_nats_port \
   hold_port sink_port postfix_full_port imap_port lmtp_port
@@ -85,13 +85,14 @@ echo "kubemail-fsync: a second NATS server with sync_interval: always (fsync bef
   >>"$OUT/durability.txt"
 
 grpc=127.0.0.1:$grpc_port
+admin_grpc=127.0.0.1:$admin_grpc_port
 mailstore_http=127.0.0.1:$mailstore_http_port
 "$bin/mailstore" --database-url "sqlite://$work/mailstore.db?mode=rwc" --nats-url "$NATS_URL" \
-  --grpc-listen "$grpc" --http-listen "$mailstore_http" >"$OUT/mailstore.log" 2>&1 &
+  --grpc-listen "$grpc" --admin-grpc-listen "$admin_grpc" --http-listen "$mailstore_http" >"$OUT/mailstore.log" 2>&1 &
 pids+=($!)
 wait_ready "http://$mailstore_http/readyz" "${pids[-1]}" "$OUT/mailstore.log"
-"$bin/kubemail" admin --mailstore "http://$grpc" domain add bench.test >/dev/null
-echo benchpass | "$bin/kubemail" admin --mailstore "http://$grpc" mailbox add bench2@bench.test --password-stdin >/dev/null
+"$bin/kubemail" admin --mailstore "http://$admin_grpc" domain add bench.test >/dev/null
+echo benchpass | "$bin/kubemail" admin --mailstore "http://$admin_grpc" mailbox add bench2@bench.test --password-stdin >/dev/null
 
 ours=127.0.0.1:$ours_port
 discard=127.0.0.1:$discard_port

@@ -58,7 +58,8 @@ pub async fn run(args: DeliverArgs) -> Result<()> {
         bail!("--clients, --messages, --accounts and --runs must be at least 1");
     }
     let url = &args.target.mailstore;
-    let accounts = setup::accounts(setup::connect(url).await?, &args.target.domain, "deliver", args.accounts).await?;
+    let admin = setup::connect(&args.target.admin).await?;
+    let accounts = setup::accounts(admin, &args.target.domain, "deliver", args.accounts).await?;
     let recipients: Vec<String> = accounts.into_iter().map(|a| a.address).collect();
     let channels = connect_all(url, args.clients).await?;
     let factory = Arc::new(MessageFactory::new(args.size));

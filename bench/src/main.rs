@@ -51,9 +51,12 @@ enum Command {
 /// Where the mailstore is and which domain the benchmark accounts live in.
 #[derive(Debug, Args)]
 struct Target {
-    /// The mailstore's gRPC address (MailStore and Admin services).
+    /// The mailstore's MailStore API.
     #[arg(long, default_value = "http://127.0.0.1:7070")]
     mailstore: String,
+    /// The mailstore's Admin API, where the benchmark makes its accounts.
+    #[arg(long, default_value = "http://127.0.0.1:7071")]
+    admin: String,
     /// Domain created for the benchmark accounts.
     #[arg(long, default_value = "bench.test")]
     domain: String,

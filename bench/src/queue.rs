@@ -57,8 +57,8 @@ pub struct DrainArgs {
 
 /// Queues `messages` envelopes with their bodies; prints one JSON line.
 pub async fn load(args: LoadArgs) -> Result<()> {
-    let channel = setup::connect(&args.target.mailstore).await?;
-    let accounts = setup::accounts(channel, &args.target.domain, &args.prefix, args.accounts.max(1)).await?;
+    let admin = setup::connect(&args.target.admin).await?;
+    let accounts = setup::accounts(admin, &args.target.domain, &args.prefix, args.accounts.max(1)).await?;
     let transport = connect(&args.nats_url).await?;
     let factory = MessageFactory::new(args.size);
     let started = Instant::now();

@@ -48,7 +48,7 @@ pub async fn run(args: SelectArgs) -> Result<()> {
     }
     let url = &args.target.mailstore;
     let channel = setup::connect(url).await?;
-    let account = setup::accounts(channel.clone(), &args.target.domain, "select", 1)
+    let account = setup::accounts(setup::connect(&args.target.admin).await?, &args.target.domain, "select", 1)
         .await?
         .pop()
         .context("the benchmark account was not created")?;

@@ -40,7 +40,7 @@ pub struct Account {
     pub address: String,
 }
 
-/// Creates (or keeps) `domain` and the accounts `{prefix}1@domain` … `{prefix}{count}@domain`,
+/// Creates (or keeps), through the Admin API at `channel`, `domain` and the accounts `{prefix}1@domain` … `{prefix}{count}@domain`,
 /// all with unlimited quota so the benchmark measures storing, not quota refusals.
 pub async fn accounts(channel: Channel, domain: &str, prefix: &str, count: usize) -> Result<Vec<Account>> {
     let mut admin = AdminClient::new(channel);

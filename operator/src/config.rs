@@ -11,8 +11,8 @@ pub struct Config {
     /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
     #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
     pub http_listen: SocketAddr,
-    /// Reach every MailCluster's mailstore at this gRPC address instead of its Service (for an
-    /// operator run outside the cluster).
+    /// Reach every MailCluster's mailstore Admin API at this gRPC address instead of its
+    /// Service (for an operator run outside the cluster).
     #[arg(long, env = "KUBEMAIL_OPERATOR_MAILSTORE")]
     pub mailstore: Option<String>,
     /// Take the leader lease before reconciling, so of several replicas exactly one acts.

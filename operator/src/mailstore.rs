@@ -29,9 +29,9 @@ impl Mailstores {
         Mailstores { fixed, channels: Arc::default() }
     }
 
-    /// The mailstore address of the MailCluster `cluster` in `namespace`.
+    /// The Admin API address of the mailstore of the MailCluster `cluster` in `namespace`.
     pub fn url(&self, cluster: &str, namespace: &str) -> String {
-        self.fixed.clone().unwrap_or_else(|| names::mailstore_url(cluster, namespace))
+        self.fixed.clone().unwrap_or_else(|| names::admin_url(cluster, namespace))
     }
 
     /// A client of the mailstore at `url`. It connects on its first call, so a mailstore that

@@ -58,7 +58,7 @@ async fn a_domain_asks_cert_manager_when_it_is_there() {
     platform.operator = Operator::start(
         platform.namespace(),
         &platform.release.service_account(),
-        &format!("http://{}", platform.mailstore.address),
+        &format!("http://{}", platform.mailstore.admin_address),
         &[],
     );
     let issued =

@@ -72,7 +72,7 @@ async fn uninstalling_and_deleting_the_namespace_does_not_hang() {
         &operators.name,
         &operator_release.service_account(),
         &mail.name,
-        &format!("http://{}", mailstore.address),
+        &format!("http://{}", mailstore.admin_address),
         &[],
     );
 

@@ -34,7 +34,7 @@ async fn add_mailbox(platform: &Platform, name: &str) {
 }
 
 fn start(platform: &Platform, identity: &str) -> Operator {
-    let mailstore = format!("http://{}", platform.mailstore.address);
+    let mailstore = format!("http://{}", platform.mailstore.admin_address);
     Operator::start(platform.namespace(), &platform.release.service_account(), &mailstore, &["--identity", identity])
 }
 

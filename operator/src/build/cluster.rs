@@ -42,6 +42,8 @@ pub mod port {
     pub const POP3: (i32, i32) = (2110, 110);
     pub const POP3S: (i32, i32) = (2995, 995);
     pub const GRPC: i32 = 7070;
+    /// The mailstore's Admin API, on its own port so that only the operator is let through.
+    pub const ADMIN_GRPC: i32 = 7071;
     /// `/healthz`, `/readyz` and `/metrics` of every component.
     pub const HTTP: i32 = 9090;
 }
@@ -122,7 +124,10 @@ impl Component {
                 ("submissions", port::SUBMISSIONS.0, "KUBEMAIL_SUBMISSIONS_LISTEN"),
             ],
             Component::DeliveryQueue => Vec::new(),
-            Component::Mailstore => vec![("grpc", port::GRPC, "KUBEMAIL_GRPC_LISTEN")],
+            Component::Mailstore => vec![
+                ("grpc", port::GRPC, "KUBEMAIL_GRPC_LISTEN"),
+                ("admin-grpc", port::ADMIN_GRPC, "KUBEMAIL_ADMIN_GRPC_LISTEN"),
+            ],
             Component::ImapFrontend => {
                 let mut listeners = vec![
                     ("imap", port::IMAP.0, "KUBEMAIL_IMAP_LISTEN"),
@@ -207,10 +212,13 @@ pub mod names {
     pub fn metrics_service(cluster: &str) -> String {
         format!("{cluster}-metrics")
     }
-    /// The mailstore's gRPC address inside the cluster, for the other components and the
-    /// operator itself.
+    /// The mailstore's gRPC address inside the cluster, for the other components.
     pub fn mailstore_url(cluster: &str, namespace: &str) -> String {
         format!("http://{}.{namespace}.svc:{}", mailstore_service(cluster), super::port::GRPC)
+    }
+    /// The mailstore's Admin API inside the cluster, for the operator.
+    pub fn admin_url(cluster: &str, namespace: &str) -> String {
+        format!("http://{}.{namespace}.svc:{}", mailstore_service(cluster), super::port::ADMIN_GRPC)
     }
 }
 
@@ -514,13 +522,17 @@ pub fn build_services(cluster: &MailCluster) -> Vec<Service> {
             spec: Some(ServiceSpec {
                 type_: Some("ClusterIP".to_string()),
                 selector: Some(labels(&name, Some(Component::Mailstore))),
-                ports: Some(vec![ServicePort {
-                    name: Some("grpc".to_string()),
-                    port: port::GRPC,
-                    target_port: Some(IntOrString::String("grpc".to_string())),
-                    app_protocol: Some("kubernetes.io/h2c".to_string()),
-                    ..Default::default()
-                }]),
+                ports: Some(
+                    [("grpc", port::GRPC), ("admin-grpc", port::ADMIN_GRPC)]
+                        .map(|(port_name, port)| ServicePort {
+                            name: Some(port_name.to_string()),
+                            port,
+                            target_port: Some(IntOrString::String(port_name.to_string())),
+                            app_protocol: Some("kubernetes.io/h2c".to_string()),
+                            ..Default::default()
+                        })
+                        .into(),
+                ),
                 ..Default::default()
             }),
             ..Default::default()
@@ -820,8 +832,11 @@ spec:
         let imap = service(&objects, "mail-imap");
         assert_eq!(imap.ports.iter().flatten().map(|p| p.port).collect::<Vec<_>>(), [143, 993]);
         // Each Service port targets a port its pods name.
-        for (service_name, component) in [("mail-smtp", Component::SmtpIngress), ("mail-imap", Component::ImapFrontend)]
-        {
+        for (service_name, component) in [
+            ("mail-smtp", Component::SmtpIngress),
+            ("mail-imap", Component::ImapFrontend),
+            ("mail-mailstore", Component::Mailstore),
+        ] {
             let container = &pod(deployment(&objects, component)).containers[0];
             for port in service(&objects, service_name).ports.iter().flatten() {
                 let IntOrString::String(target) = port.target_port.as_ref().unwrap() else { panic!() };
@@ -831,7 +846,8 @@ spec:
         }
         let mailstore = service(&objects, "mail-mailstore");
         assert_eq!(mailstore.type_.as_deref(), Some("ClusterIP"));
-        assert_eq!(mailstore.ports.as_ref().unwrap()[0].port, 7070);
+        let ports: Vec<i32> = mailstore.ports.iter().flatten().map(|p| p.port).collect();
+        assert_eq!(ports, [7070, 7071], "the MailStore API, and the Admin API on its own port");
         assert_eq!(service(&objects, "mail-metrics").cluster_ip.as_deref(), Some("None"));
     }
 

@@ -101,7 +101,7 @@ impl Platform {
         let operator = Operator::start(
             &namespace.name,
             &release.service_account(),
-            &format!("http://{}", mailstore.address),
+            &format!("http://{}", mailstore.admin_address),
             flags,
         );
         let platform = Platform { client, mailstore, release, operator, namespace };

@@ -24,10 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
+use kubemail_runtime::identity::Role;
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{Queue, Spool};
-use tonic::transport::Endpoint;
 
 use config::DeliveryFlags;
 use kubemail_runtime::propagation::MailstoreClient;
@@ -114,9 +114,8 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let ready = readiness.component("delivery-queue");
     let endpoint =
         AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
-    let channel = Endpoint::from_shared(config.mailstore.clone())
-        .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
-        .connect_lazy();
+    let channel =
+        config.identity.mailstore_channel(Role::DeliveryQueue, &config.mailstore, &shutdown).map_err(Error::Startup)?;
     let nats = NatsConfig {
         url: config.nats_url.clone(),
         lease: config.lease,

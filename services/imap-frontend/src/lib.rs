@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use kubemail_runtime::EventBus;
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
+use kubemail_runtime::identity::Role;
 use kubemail_runtime::limits::{AuthFailures, ConnectionTracker};
 use kubemail_runtime::listener;
 use kubemail_runtime::login_cache::LoginCache;
@@ -39,7 +40,6 @@ use kubemail_runtime::nats::NatsEventBus;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls;
 use snapshots::SnapshotCache;
-use tonic::transport::Endpoint;
 
 pub use kubemail_runtime::propagation::{MailstoreClient, mailstore_client};
 
@@ -89,9 +89,8 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         pop3: bind(config.pop3_listen, "--pop3-listen").await?,
         pop3s: bind(config.pop3s_listen.and_then(with_tls), "--pop3s-listen").await?,
     };
-    let channel = Endpoint::from_shared(config.mailstore.clone())
-        .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
-        .connect_lazy();
+    let channel =
+        config.identity.mailstore_channel(Role::ImapFrontend, &config.mailstore, &shutdown).map_err(Error::Startup)?;
     let events = NatsEventBus::connect(&config.nats_url)
         .await
         .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;

@@ -6,7 +6,9 @@ use std::io::BufRead;
 use anyhow::{Context, Result, anyhow, bail};
 use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::admin::*;
-use tonic::transport::{Channel, Endpoint};
+use kubemail_runtime::identity::{self, IdentityError, Role};
+use kubemail_runtime::shutdown::Shutdown;
+use tonic::transport::Channel;
 
 use crate::cli::{AdminArgs, AdminCommand, AliasCommand, DomainCommand, MailboxCommand};
 
@@ -16,7 +18,7 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::Mailbox(MailboxCommand::Add { .. } | MailboxCommand::Passwd { .. }) => Some(read_password()?),
         _ => None,
     };
-    let mut admin = connect(&args.mailstore).await?;
+    let mut admin = connect(&args).await?;
     let out = &mut std::io::stdout().lock();
     match args.command {
         AdminCommand::Domain(command) => domain(&mut admin, command, out).await,
@@ -25,14 +27,18 @@ pub async fn run(args: AdminArgs) -> Result<()> {
     }
 }
 
-async fn connect(url: &str) -> Result<AdminClient<Channel>> {
-    let endpoint =
-        Endpoint::from_shared(url.to_string()).map_err(|e| anyhow!("invalid mailstore address {url:?}: {e}"))?;
-    let channel =
-        endpoint.connect_timeout(std::time::Duration::from_secs(5)).connect().await.with_context(|| {
-            format!("cannot reach the mailstore at {url} (is `kubemail dev` running? see --mailstore)")
-        })?;
-    Ok(AdminClient::new(channel))
+async fn connect(args: &AdminArgs) -> Result<AdminClient<Channel>> {
+    let url = &args.mailstore;
+    // One command, over before its identity could need renewing.
+    let shutdown = Shutdown::new();
+    let identity = args.identity.load(Role::Admin, &shutdown).context("the service identity of `kubemail admin`")?;
+    match identity::connect(url, identity.as_ref(), Role::Mailstore).await {
+        Ok(channel) => Ok(AdminClient::new(channel)),
+        Err(IdentityError::Unreachable(why)) => {
+            bail!("cannot reach the mailstore at {url} (is `kubemail dev` running? see --mailstore): {why}")
+        }
+        Err(error) => Err(anyhow!("invalid mailstore address {url:?}: {error}")),
+    }
 }
 
 /// The first line of standard input, without its line ending.

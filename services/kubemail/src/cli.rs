@@ -8,10 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use kubemail_delivery_queue::config::DeliveryFlags;
 use kubemail_imap_frontend::config::SessionFlags;
 use kubemail_runtime::config::parse_byte_size;
+use kubemail_runtime::identity::IdentityFlags;
 use kubemail_smtp_ingress::config::LimitFlags;
 
-/// The dev gRPC address; `kubemail admin` talks to it unless told otherwise.
-pub const DEFAULT_MAILSTORE: &str = "http://127.0.0.1:7070";
+/// The dev Admin API address; `kubemail admin` talks to it unless told otherwise.
+pub const DEFAULT_ADMIN_API: &str = "http://127.0.0.1:7071";
 
 #[derive(Debug, Parser)]
 #[command(name = "kubemail", version, about = "A Kubernetes-native mail platform")]
@@ -33,9 +34,12 @@ pub struct DevArgs {
     /// Directory for the SQLite databases (mail, queue and spool); created if missing.
     #[arg(long, env = "KUBEMAIL_DATA_DIR", default_value = "./kubemail-data")]
     pub data_dir: PathBuf,
-    /// Mailstore and Admin gRPC API.
+    /// The mailstore's gRPC API.
     #[arg(long, env = "KUBEMAIL_GRPC_LISTEN", default_value = "127.0.0.1:7070")]
     pub grpc_listen: SocketAddr,
+    /// The Admin gRPC API, for `kubemail admin`.
+    #[arg(long, env = "KUBEMAIL_ADMIN_GRPC_LISTEN", default_value = "127.0.0.1:7071")]
+    pub admin_grpc_listen: SocketAddr,
     /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
     #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "127.0.0.1:9090")]
     pub http_listen: SocketAddr,
@@ -77,9 +81,12 @@ pub struct DevArgs {
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// The mailstore's gRPC address.
-    #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = DEFAULT_MAILSTORE, global = true)]
+    /// The mailstore's Admin API address (its --admin-grpc-listen).
+    #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = DEFAULT_ADMIN_API, global = true)]
     pub mailstore: String,
+    /// The identity `kubemail admin` presents to a mailstore that requires one.
+    #[command(flatten)]
+    pub identity: IdentityFlags,
     #[command(subcommand)]
     pub command: AdminCommand,
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use kubemail_delivery_queue::Connections;
 use kubemail_imap_frontend::snapshots::{self, SnapshotCache};
-use kubemail_mailstore::{Db, Limits};
+use kubemail_mailstore::{Db, GrpcListeners, GrpcOptions, Limits};
 use kubemail_runtime::admin_http::{self, Readiness};
 use kubemail_runtime::limits::{AuthFailures, ConnectionTracker};
 use kubemail_runtime::listener;
@@ -61,7 +61,10 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let data_dir = &args.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
 
-    let grpc = bind(args.grpc_listen, "--grpc-listen").await?;
+    let grpc = GrpcListeners {
+        mailstore: bind(args.grpc_listen, "--grpc-listen").await?,
+        admin: bind(args.admin_grpc_listen, "--admin-grpc-listen").await?,
+    };
     let http = bind(args.http_listen, "--http-listen").await?;
     let smtp = Listeners::bind(args.smtp_listen, args.submission_listen, Some(args.submissions_listen)).await?;
     let imap = kubemail_imap_frontend::server::Listeners {
@@ -79,8 +82,10 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     let max_stored = args.limits.max_message_size + HEADER_HEADROOM;
     let store = kubemail_mailstore::store(db, events.clone(), Limits { max_message_size: max_stored });
     tokio::spawn(kubemail_mailstore::maintain(store.clone(), DELIVERY_RECORD_RETENTION, shutdown.wait()));
-    let grpc_address = grpc.local_addr().context("the gRPC listener's address")?;
-    let mailstore_server = tokio::spawn(kubemail_mailstore::serve(store, grpc, shutdown.wait()));
+    let grpc_address = grpc.mailstore.local_addr().context("the gRPC listener's address")?;
+    // One process on a laptop: its parts call each other over loopback without identities.
+    let mailstore_server =
+        tokio::spawn(kubemail_mailstore::serve(store, grpc, GrpcOptions::without_identity(), shutdown.clone()));
     mailstore_ready.set_ready(true);
 
     let tls_dir = match &args.tls_dir {
@@ -143,6 +148,7 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
     delivery_ready.set_ready(true);
     tracing::info!(
         grpc = %args.grpc_listen,
+        admin_grpc = %args.admin_grpc_listen,
         http = %args.http_listen,
         smtp = %args.smtp_listen,
         submission = %args.submission_listen,

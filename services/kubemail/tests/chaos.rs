@@ -16,6 +16,7 @@ use common::distributed::Distributed;
 use common::{admin, inbox, ok, python, python_in_background};
 use kubemail_proto::admin::GetAccountRequest;
 use kubemail_proto::admin::admin_client::AdminClient;
+use kubemail_runtime::identity::Role;
 
 const USERS: [&str; 4] = ["ann", "ben", "cat", "dan"];
 /// Kills at least, each victim in turn: during the sending, and on into the delivering.
@@ -168,7 +169,7 @@ fn nothing_acknowledged_is_lost_or_doubled_while_services_die() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let accounts = || -> BTreeMap<&str, (u64, u64)> {
         runtime.block_on(async {
-            let mut admin = AdminClient::connect(platform.grpc.clone()).await.unwrap();
+            let mut admin = AdminClient::new(platform.grpc.channel(Role::Admin).await);
             let mut accounts = BTreeMap::new();
             for user in USERS {
                 let request = GetAccountRequest { address: format!("{user}@example.org") };

@@ -115,6 +115,7 @@ fn bad_arguments_get_a_one_line_error_and_a_nonzero_exit() {
     for flag in [
         "--data-dir",
         "--grpc-listen",
+        "--admin-grpc-listen",
         "--http-listen",
         "--smtp-listen",
         "--submission-listen",

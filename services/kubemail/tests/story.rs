@@ -14,7 +14,7 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::distributed::Distributed;
-use common::{Dev, Mbsync, admin, inbox, ok, python, python_in_background, swaks, text, wait_for_inbox};
+use common::{Dev, Grpc, Mbsync, admin, inbox, ok, python, python_in_background, swaks, text, wait_for_inbox};
 use kubemail_testkit::dkim::{self, DkimResult};
 use kubemail_testkit::mta::{Mta, Options};
 
@@ -113,7 +113,7 @@ fn next_line(lines: &Receiver<String>, within: Duration) -> String {
 /// Where the story happens: the addresses its people use.
 struct Scene<'a> {
     /// The mailstore, for `kubemail admin` and for reading mailboxes.
-    grpc: &'a str,
+    grpc: &'a Grpc,
     /// Where mail from outside arrives.
     mx: &'a str,
     /// Where alice sends her reply.

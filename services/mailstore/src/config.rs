@@ -5,6 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kubemail_runtime::config::{parse_byte_size, parse_duration};
+use kubemail_runtime::identity::IdentityFlags;
+
+/// The default of `--grpc-max-connection-age`.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(3600);
 
 /// Flags of the standalone `mailstore` binary.
 #[derive(Clone, Debug, clap::Parser)]
@@ -20,9 +24,16 @@ pub struct Config {
     /// NATS server for mailbox change events.
     #[arg(long, env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
-    /// MailStore and Admin gRPC API.
+    /// The MailStore gRPC API, for smtp-ingress, delivery-queue and imap-frontend.
     #[arg(long, env = "KUBEMAIL_GRPC_LISTEN", default_value = "0.0.0.0:7070")]
     pub grpc_listen: SocketAddr,
+    /// The Admin gRPC API, for the operator and `kubemail admin`.
+    #[arg(long, env = "KUBEMAIL_ADMIN_GRPC_LISTEN", default_value = "0.0.0.0:7071")]
+    pub admin_grpc_listen: SocketAddr,
+    /// How long a gRPC connection is served before its client is asked to connect again
+    /// (presenting its current certificate, and spreading over the mailstore's replicas).
+    #[arg(long, env = "KUBEMAIL_GRPC_MAX_CONNECTION_AGE", default_value = "1h", value_parser = parse_duration)]
+    pub grpc_max_connection_age: Duration,
     /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
     #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
     pub http_listen: SocketAddr,
@@ -33,4 +44,6 @@ pub struct Config {
     /// delivery queue's maximum message age (5 days by default).
     #[arg(long, env = "KUBEMAIL_DELIVERY_RECORD_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub delivery_record_retention: Duration,
+    #[command(flatten)]
+    pub identity: IdentityFlags,
 }

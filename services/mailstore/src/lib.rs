@@ -28,11 +28,15 @@ use kubemail_proto::mailstore::mail_store_server::MailStoreServer;
 use kubemail_runtime::EventBus;
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::grpc_metrics::GrpcMetricsLayer;
+use kubemail_runtime::identity::{self, Role, ServiceIdentity};
 use kubemail_runtime::nats::NatsEventBus;
 use kubemail_runtime::propagation;
 use kubemail_runtime::shutdown::Shutdown;
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
+
+use grpc::authorization::AuthorizationLayer;
 
 pub use db::Db;
 pub use error::{Error, Result};
@@ -47,23 +51,72 @@ pub fn store(db: Db, bus: Arc<dyn EventBus>, limits: Limits) -> Store {
     Store::new(db, events::Publisher::new(bus), limits)
 }
 
-/// Serves the MailStore and Admin gRPC services on `listener` until `shutdown` completes;
-/// requests in flight are finished first.
-pub async fn serve(store: Store, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// The mailstore's two gRPC ports: the MailStore API for the mail services, and the Admin API
+/// on its own, so a network policy can keep everything but the operator away from it.
+pub struct GrpcListeners {
+    pub mailstore: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// How the gRPC ports serve their connections.
+#[derive(Clone)]
+pub struct GrpcOptions {
+    /// With an identity, every connection is mutual TLS and each call is authorized by the
+    /// caller's role ([`grpc::authorization`]); without one, whoever reaches a port may call
+    /// anything, as in `kubemail dev` on loopback.
+    pub identity: Option<Arc<ServiceIdentity>>,
+    /// How long one connection is served before the client is asked to connect again (its
+    /// calls in flight finish first): a renewed certificate is presented, and the clients of
+    /// a scaled-out mailstore spread over the new replicas, within this time.
+    pub max_connection_age: Duration,
+}
+
+impl GrpcOptions {
+    /// Plain HTTP/2 for whoever connects: one process, or a test on loopback.
+    pub fn without_identity() -> GrpcOptions {
+        GrpcOptions { identity: None, max_connection_age: config::DEFAULT_MAX_CONNECTION_AGE }
+    }
+}
+
+/// Serves the MailStore and Admin gRPC services until `shutdown`; requests in flight are
+/// finished first.
+pub async fn serve(store: Store, listeners: GrpcListeners, options: GrpcOptions, shutdown: Shutdown) -> Result<()> {
     let mailstore = MailStoreServer::new(grpc::mailstore::MailStoreService::new(store.clone()))
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
         .max_encoding_message_size(MAX_GRPC_MESSAGE);
     let admin = AdminServer::new(grpc::admin::AdminService::new(store));
-    tonic::transport::Server::builder()
+    let (mailstore, admin) = tokio::join!(
+        serve_api(Routes::new(mailstore), listeners.mailstore, options.clone(), shutdown.wait()),
+        serve_api(Routes::new(admin), listeners.admin, options, shutdown.wait()),
+    );
+    mailstore.and(admin)
+}
+
+async fn serve_api(
+    routes: Routes,
+    listener: TcpListener,
+    options: GrpcOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let authorization = match options.identity {
+        Some(_) => AuthorizationLayer::by_role(),
+        None => AuthorizationLayer::anyone_unidentified(),
+    };
+    let router = tonic::transport::Server::builder()
         .trace_fn(propagation::grpc_server_span)
+        .max_connection_age(options.max_connection_age)
         .layer(GrpcMetricsLayer)
-        .add_service(mailstore)
-        .add_service(admin)
+        .layer(authorization)
+        .add_routes(routes);
+    let served = match options.identity {
+        Some(identity) => router.serve_with_incoming_shutdown(identity::incoming(listener, identity), shutdown).await,
         // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold back the last segment of
         // multi-segment replies (a SELECT snapshot) by up to 40 ms.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
-        .await
-        .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+        None => {
+            router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown).await
+        }
+    };
+    served.map_err(|e| Error::Internal(format!("gRPC server: {e}")))
 }
 
 /// How often housekeeping runs.
@@ -97,9 +150,14 @@ pub async fn maintain(store: Store, retention: Duration, shutdown: impl Future<O
 pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<()> {
     let readiness = Readiness::new();
     let ready = readiness.component("mailstore");
-    let grpc = TcpListener::bind(config.grpc_listen)
-        .await
-        .map_err(|e| Error::Startup(format!("cannot listen on {} (--grpc-listen): {e}", config.grpc_listen)))?;
+    let listeners = GrpcListeners {
+        mailstore: bind(config.grpc_listen, "--grpc-listen").await?,
+        admin: bind(config.admin_grpc_listen, "--admin-grpc-listen").await?,
+    };
+    let identity = config
+        .identity
+        .load(Role::Mailstore, &shutdown)
+        .map_err(|e| Error::Startup(format!("service identity: {e}")))?;
     let endpoint =
         AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
@@ -108,8 +166,19 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<()> {
         .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
     let store = store(db, Arc::new(bus), Limits { max_message_size: config.max_message_size });
     ready.set_ready(true);
-    tracing::info!(grpc = %config.grpc_listen, http = %config.http_listen, "mailstore is ready");
+    tracing::info!(
+        grpc = %config.grpc_listen,
+        admin_grpc = %config.admin_grpc_listen,
+        http = %config.http_listen,
+        mutual_tls = identity.is_some(),
+        "mailstore is ready"
+    );
     tokio::spawn(maintain(store.clone(), config.delivery_record_retention, shutdown.wait()));
-    serve(store, grpc, shutdown.wait()).await?;
+    let options = GrpcOptions { identity, max_connection_age: config.grpc_max_connection_age };
+    serve(store, listeners, options, shutdown.clone()).await?;
     endpoint.finish().await.map_err(Error::Startup)
+}
+
+async fn bind(address: std::net::SocketAddr, flag: &str) -> Result<TcpListener> {
+    TcpListener::bind(address).await.map_err(|e| Error::Startup(format!("cannot listen on {address} ({flag}): {e}")))
 }

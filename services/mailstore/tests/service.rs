@@ -38,10 +38,11 @@ async fn http_status(address: &str, path: &str) -> Option<u16> {
 async fn mailstore_serves_postgres_and_publishes_events_on_nats() {
     let database = kubemail_testkit::postgres_database().await;
     let nats = kubemail_testkit::nats_url();
-    let (grpc, http) = (free_loopback_address(), free_loopback_address());
+    let (grpc, admin_grpc, http) = (free_loopback_address(), free_loopback_address(), free_loopback_address());
     let _service = Service(
         Command::new(env!("CARGO_BIN_EXE_mailstore"))
-            .args(["--database-url", &database, "--nats-url", &nats, "--grpc-listen", &grpc, "--http-listen", &http])
+            .args(["--database-url", &database, "--nats-url", &nats, "--http-listen", &http])
+            .args(["--grpc-listen", &grpc, "--admin-grpc-listen", &admin_grpc])
             .stdout(Stdio::null())
             .spawn()
             .expect("mailstore starts"),
@@ -53,7 +54,7 @@ async fn mailstore_serves_postgres_and_publishes_events_on_nats() {
     }
     assert_eq!(http_status(&http, "/healthz").await, Some(200));
 
-    let mut admin = AdminClient::connect(format!("http://{grpc}")).await.unwrap();
+    let mut admin = AdminClient::connect(format!("http://{admin_grpc}")).await.unwrap();
     let mut mailstore = MailStoreClient::connect(format!("http://{grpc}")).await.unwrap();
     admin.upsert_domain(UpsertDomainRequest { name: "example.org".into(), ..Default::default() }).await.unwrap();
     let alice = admin

@@ -9,6 +9,8 @@
 //! - [`admin_http`] — the admin HTTP endpoint: `/healthz`, `/readyz`, `/metrics`; the
 //!   `Readiness` registry and the Prometheus metrics recorder.
 //! - [`grpc_metrics`] — request counts and durations of gRPC servers, as a tower layer.
+//! - [`identity`] — service identity between kubemail's parts: mutual TLS for gRPC, one
+//!   certificate per role from the deployment's CA, renewed without a restart.
 //! - [`shutdown`] — a future that completes on SIGTERM or SIGINT, and the `Shutdown` handle that
 //!   fans one shutdown out to many tasks.
 //! - [`spool`], [`queue`], [`events`] — the `Spool`, `Queue` and `EventBus` traits that carry
@@ -36,6 +38,7 @@ mod contract;
 pub mod error;
 pub mod events;
 pub mod grpc_metrics;
+pub mod identity;
 pub mod limits;
 pub mod line_io;
 pub mod listener;

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kubemail_runtime::identity::IdentityFlags;
+
 use kubemail_runtime::config::{parse_byte_size, parse_duration};
 
 use crate::session::Settings;
@@ -32,6 +34,8 @@ pub struct Config {
     /// The mailstore's gRPC address.
     #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = "http://127.0.0.1:7070")]
     pub mailstore: String,
+    #[command(flatten)]
+    pub identity: IdentityFlags,
     /// NATS server holding the spool and the queue.
     #[arg(long, env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,

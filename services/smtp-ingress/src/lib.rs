@@ -24,9 +24,9 @@ pub mod verify;
 use std::sync::Arc;
 
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
+use kubemail_runtime::identity::Role;
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::shutdown::Shutdown;
-use tonic::transport::Endpoint;
 
 use handoff::Handoff;
 use kubemail_runtime::limits::{AuthFailures, ConnectionTracker};
@@ -66,9 +66,8 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         tls.is_some().then_some(config.submissions_listen),
     )
     .await?;
-    let channel = Endpoint::from_shared(config.mailstore.clone())
-        .map_err(|e| Error::Startup(format!("--mailstore {}: {e}", config.mailstore)))?
-        .connect_lazy();
+    let channel =
+        config.identity.mailstore_channel(Role::SmtpIngress, &config.mailstore, &shutdown).map_err(Error::Startup)?;
     let handoff = if config.discard_accepted_mail {
         tracing::warn!("--discard-accepted-mail: every accepted message is thrown away");
         Handoff::discarding()

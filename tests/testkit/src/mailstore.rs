@@ -25,7 +25,10 @@ pub const PASSWORD: &str = "secret";
 
 /// A mailstore served until dropped.
 pub struct Mailstore {
+    /// The MailStore API.
     pub address: SocketAddr,
+    /// The Admin API.
+    pub admin_address: SocketAddr,
     pub channel: Channel,
     pub admin: AdminClient<Channel>,
     stop: Shutdown,
@@ -49,13 +52,24 @@ impl Mailstore {
     /// with no accounts and alice as its catch-all.
     pub async fn start_on(db: kubemail_mailstore::Db, events: Arc<dyn EventBus>) -> Mailstore {
         let store = kubemail_mailstore::store(db, events, kubemail_mailstore::Limits::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
+        let listeners = kubemail_mailstore::GrpcListeners {
+            mailstore: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+            admin: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        };
+        let address = listeners.mailstore.local_addr().expect("address");
+        let admin_address = listeners.admin.local_addr().expect("address");
         let stop = Shutdown::new();
-        tokio::spawn(kubemail_mailstore::serve(store, listener, stop.wait()));
-        let channel =
-            Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("gRPC connects");
-        let mut admin = AdminClient::new(channel.clone());
+        tokio::spawn(kubemail_mailstore::serve(
+            store,
+            listeners,
+            kubemail_mailstore::GrpcOptions::without_identity(),
+            stop.clone(),
+        ));
+        let connect = |address: SocketAddr| async move {
+            Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("gRPC connects")
+        };
+        let channel = connect(address).await;
+        let mut admin = AdminClient::new(connect(admin_address).await);
         admin
             .upsert_domain(UpsertDomainRequest { name: "example.org".into(), ..Default::default() })
             .await
@@ -84,7 +98,7 @@ impl Mailstore {
             ..Default::default()
         };
         admin.upsert_domain(catch_all).await.expect("catch-all domain");
-        Mailstore { address, channel, admin, stop }
+        Mailstore { address, admin_address, channel, admin, stop }
     }
 
     /// Stops serving: calls made from now on fail as if the mailstore were down.

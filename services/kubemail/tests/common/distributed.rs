@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{KUBEMAIL, curl, free_loopback_address as loopback, text};
+use super::{Grpc, KUBEMAIL, curl, free_loopback_address as loopback, text};
 
 /// A service binary built beside `kubemail` (`cargo test --workspace` builds every package's).
 fn binary(name: &str) -> PathBuf {
@@ -39,8 +39,8 @@ pub struct Imap {
 }
 
 pub struct Distributed {
-    /// The mailstore's gRPC URL.
-    pub grpc: String,
+    /// The mailstore's gRPC APIs, which require identities from the platform's service CA.
+    pub grpc: Grpc,
     pub smtp: [Smtp; 2],
     pub imap: [Imap; 2],
     /// The certificate the listeners present.
@@ -58,7 +58,8 @@ impl Distributed {
         Distributed::start_with_env(delivery, &[])
     }
 
-    /// [`Distributed::start`] with `env` set for every service.
+    /// [`Distributed::start`] with `env` set for every service. The services share a service
+    /// CA (`--service-ca-dir`), so every gRPC call between them is mutual TLS and authorized.
     pub fn start_with_env(delivery: &[&str], env: &[(&str, &str)]) -> Distributed {
         let work = tempfile::tempdir().unwrap();
         let nats = kubemail_testkit::NatsServer::start();
@@ -66,14 +67,20 @@ impl Distributed {
         let tls = work.path().join("tls");
         let pair = kubemail_runtime::tls::self_signed(&["localhost".to_string()]).unwrap();
         kubemail_runtime::tls::write_pair(&tls, "localhost", &pair).unwrap();
-        let grpc = loopback();
+        let (grpc, admin_grpc) = (loopback(), loopback());
+        let service_ca = work.path().join("service-ca");
+        let env = env.iter().map(|(name, value)| (name.to_string(), value.to_string()));
         let mut platform = Distributed {
-            grpc: format!("http://{grpc}"),
+            grpc: Grpc {
+                mailstore: format!("http://{grpc}"),
+                admin: format!("http://{admin_grpc}"),
+                service_ca: Some(service_ca.clone()),
+            },
             smtp: [0, 1].map(|_| Smtp { mx: loopback(), submission: loopback(), submissions: loopback() }),
             imap: [0, 1].map(|_| Imap { imap: loopback(), imaps: loopback(), pop3: loopback() }),
             certificate: tls.join("localhost/tls.crt"),
             services: Vec::new(),
-            env: env.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
+            env: env.chain([("KUBEMAIL_SERVICE_CA_DIR".to_string(), service_ca.display().to_string())]).collect(),
             work,
             nats,
         };
@@ -81,11 +88,13 @@ impl Distributed {
         let common = |http: &str| {
             ["--http-listen", http, "--nats-url", &nats_url].into_iter().map(str::to_string).collect::<Vec<_>>()
         };
-        let mailstore = ["--database-url", &database, "--grpc-listen", &grpc].map(str::to_string);
+        let mailstore = ["--database-url", &database, "--grpc-listen", &grpc, "--admin-grpc-listen", &admin_grpc]
+            .map(str::to_string);
         platform.spawn("mailstore", &[&mailstore[..], &common(&loopback())].concat());
         let tls_dir = tls.to_str().unwrap().to_string();
         let with_mailstore =
-            ["--mailstore", &platform.grpc, "--hostname", "localhost", "--tls-dir", &tls_dir].map(str::to_string);
+            ["--mailstore", &platform.grpc.mailstore, "--hostname", "localhost", "--tls-dir", &tls_dir]
+                .map(str::to_string);
         for i in 0..2 {
             let smtp = &platform.smtp[i];
             let listeners = [
@@ -108,7 +117,7 @@ impl Distributed {
             let args = [&listeners[..], &with_mailstore[..], &common(&loopback())].concat();
             platform.spawn("imap-frontend", &args);
         }
-        let queue = ["--mailstore", &platform.grpc, "--hostname", "localhost"].map(str::to_string);
+        let queue = ["--mailstore", &platform.grpc.mailstore, "--hostname", "localhost"].map(str::to_string);
         let extra: Vec<String> = delivery.iter().map(|s| s.to_string()).collect();
         platform.spawn("delivery-queue", &[&queue[..], &extra, &common(&loopback())].concat());
         platform

@@ -5,10 +5,11 @@
 pub mod distributed;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kubemail_runtime::identity::{self, CertificateAuthority, Role, ServiceIdentity};
 pub use kubemail_testkit::free_loopback_address;
 
 pub const KUBEMAIL: &str = env!("CARGO_BIN_EXE_kubemail");
@@ -18,8 +19,8 @@ pub struct Dev {
     child: Child,
     /// What the process printed, for a failing start to show.
     log: tempfile::NamedTempFile,
-    /// The gRPC URL (`http://…`), and the other listeners as `host:port`.
-    pub grpc: String,
+    /// The gRPC APIs, and the other listeners as `host:port`.
+    pub grpc: Grpc,
     pub http: String,
     pub smtp: String,
     pub submission: String,
@@ -61,12 +62,14 @@ impl Dev {
 
     fn spawn(data_dir: &Path, extra: &[&str]) -> Dev {
         let port = free_loopback_address;
-        let (grpc, http, smtp, submission, submissions) = (port(), port(), port(), port(), port());
+        let (grpc, admin_grpc, http, smtp, submission, submissions) = (port(), port(), port(), port(), port(), port());
         let (imap, imaps, pop3, pop3s) = (port(), port(), port(), port());
         let mut command = Command::new(KUBEMAIL);
         command.args(["dev", "--data-dir"]).arg(data_dir).args([
             "--grpc-listen",
             &grpc,
+            "--admin-grpc-listen",
+            &admin_grpc,
             "--http-listen",
             &http,
             "--smtp-listen",
@@ -91,7 +94,8 @@ impl Dev {
             .stderr(log.reopen().expect("the log file"))
             .spawn()
             .expect("kubemail dev starts");
-        let grpc = format!("http://{grpc}");
+        let grpc =
+            Grpc { mailstore: format!("http://{grpc}"), admin: format!("http://{admin_grpc}"), service_ca: None };
         Dev { child, log, grpc, http, smtp, submission, submissions, imap, imaps, pop3, pop3s }
     }
 
@@ -157,10 +161,38 @@ impl Drop for Dev {
     }
 }
 
-/// `kubemail admin` against the mailstore at `grpc`, `stdin` given.
-pub fn admin(grpc: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(KUBEMAIL)
-        .args(["admin", "--mailstore", grpc])
+/// Where a platform's gRPC APIs are, and the CA whose identities its mailstore requires (none
+/// for `kubemail dev`).
+#[derive(Clone, Debug)]
+pub struct Grpc {
+    /// The MailStore API (`http://…`).
+    pub mailstore: String,
+    /// The Admin API.
+    pub admin: String,
+    pub service_ca: Option<PathBuf>,
+}
+
+impl Grpc {
+    /// A channel as `role`: to the Admin API for the roles that administer, else to the
+    /// MailStore API.
+    pub async fn channel(&self, role: Role) -> tonic::transport::Channel {
+        let url = if matches!(role, Role::Admin | Role::Operator) { &self.admin } else { &self.mailstore };
+        let identity = self.service_ca.as_ref().map(|dir| {
+            let authority = CertificateAuthority::open_or_create(dir).expect("the platform's service CA");
+            ServiceIdentity::from_authority(role, authority, Duration::from_secs(3600)).expect("an identity")
+        });
+        identity::connect(url, identity.as_ref(), Role::Mailstore).await.expect("the mailstore answers")
+    }
+}
+
+/// `kubemail admin` against the platform's Admin API, `stdin` given.
+pub fn admin(grpc: &Grpc, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(KUBEMAIL);
+    command.args(["admin", "--mailstore", &grpc.admin]);
+    if let Some(dir) = &grpc.service_ca {
+        command.env("KUBEMAIL_SERVICE_CA_DIR", dir);
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -171,18 +203,19 @@ pub fn admin(grpc: &str, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// The messages in `address`'s INBOX, read through the mailstore API at `grpc`.
-pub fn inbox(grpc: &str, address: &str, password: &str) -> Vec<String> {
+/// The messages in `address`'s INBOX, read through the MailStore API as the IMAP frontend
+/// would.
+pub fn inbox(grpc: &Grpc, address: &str, password: &str) -> Vec<String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let channel = tonic::transport::Channel::from_shared(grpc.to_string()).unwrap().connect().await.unwrap();
+        let channel = grpc.channel(Role::ImapFrontend).await;
         let messages = kubemail_testkit::mailstore::inbox(&channel, address, password).await;
         messages.iter().map(|message| text(message)).collect()
     })
 }
 
 /// Waits (up to a minute) until `address`'s INBOX holds `count` messages, and returns them.
-pub fn wait_for_inbox(grpc: &str, address: &str, password: &str, count: usize) -> Vec<String> {
+pub fn wait_for_inbox(grpc: &Grpc, address: &str, password: &str, count: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let messages = inbox(grpc, address, password);

@@ -3,8 +3,10 @@
 //!
 //! - [`mailstore`] — `kubemail.mailstore.v1.MailStore`.
 //! - [`admin`] — `kubemail.admin.v1.Admin`.
+//! - [`authorization`] — which component may call which method.
 
 pub mod admin;
+pub mod authorization;
 pub mod mailstore;
 
 use bytes::{Bytes, BytesMut};

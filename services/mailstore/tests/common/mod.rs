@@ -17,8 +17,8 @@ use kubemail_proto::mailstore::{
 };
 use kubemail_runtime::EventBus;
 use kubemail_runtime::local::LocalEventBus;
+use kubemail_runtime::shutdown::Shutdown;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 #[derive(Clone, Copy, Debug)]
@@ -57,15 +57,13 @@ pub struct Fixture {
     pub store: kubemail_mailstore::Store,
     /// The PostgreSQL database, for what only the database can tell.
     pub database_url: Option<String>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Shutdown,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.trigger();
     }
 }
 
@@ -87,22 +85,29 @@ impl Fixture {
             bus.clone() as Arc<dyn EventBus>,
             Limits { max_message_size: TEST_MAX_MESSAGE },
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(kubemail_mailstore::serve(store.clone(), listener, async {
-            let _ = stopped.await;
-        }));
-        let channel =
-            Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("gRPC connects");
+        let listeners = kubemail_mailstore::GrpcListeners {
+            mailstore: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+            admin: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        };
+        let connect = |listener: &TcpListener| {
+            let address = listener.local_addr().expect("address");
+            Channel::from_shared(format!("http://{address}")).expect("uri").connect_lazy()
+        };
+        let (channel, admin) = (connect(&listeners.mailstore), connect(&listeners.admin));
+        let stop = Shutdown::new();
+        tokio::spawn(kubemail_mailstore::serve(
+            store.clone(),
+            listeners,
+            kubemail_mailstore::GrpcOptions::without_identity(),
+            stop.clone(),
+        ));
         Fixture {
-            mailstore: MailStoreClient::new(channel.clone())
-                .max_decoding_message_size(kubemail_mailstore::MAX_GRPC_MESSAGE),
-            admin: AdminClient::new(channel),
+            mailstore: MailStoreClient::new(channel).max_decoding_message_size(kubemail_mailstore::MAX_GRPC_MESSAGE),
+            admin: AdminClient::new(admin),
             bus,
             store,
             database_url,
-            stop: Some(stop),
+            stop,
             _dir: dir,
         }
     }
