@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kubemail_runtime::config::parse_duration;
+use kubemail_runtime::identity::IdentityFlags;
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "operator", version, about = "kubemail operator: MailCluster, MailDomain and Mailbox reconciled")]
@@ -36,4 +37,8 @@ pub struct Config {
     /// when the usage changed.
     #[arg(long, env = "KUBEMAIL_OPERATOR_USAGE_REFRESH", default_value = "5m", value_parser = parse_duration)]
     pub usage_refresh: Duration,
+    /// The operator's identity towards a mailstore given by --mailstore; in the cluster it
+    /// uses the identity each MailCluster's reconcile keeps for it.
+    #[command(flatten)]
+    pub service_identity: IdentityFlags,
 }

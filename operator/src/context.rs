@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource};
 
 use crate::cache::Caches;
-use crate::mailstore::Mailstores;
+use crate::mailstore::{Admin, Mailstores};
 
 /// The first retry of a failing object, doubled on each failure up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_secs(5);
@@ -70,6 +70,11 @@ impl Context {
             caches,
             retries: Retries::default(),
         }
+    }
+
+    /// The Admin API of the mailstore of the MailCluster `cluster` in `namespace`.
+    pub async fn admin(&self, cluster: &str, namespace: &str) -> crate::Result<Admin> {
+        self.mailstores.admin(&self.client, &self.caches, cluster, namespace).await
     }
 
     /// Records an Event on `object`; one that cannot be recorded is logged, not fatal.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kube_lease_manager::LeaseManagerBuilder;
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
+use kubemail_runtime::identity::Role;
 use kubemail_runtime::shutdown::Shutdown;
 
 use crate::config::Config;
@@ -22,10 +23,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
     client.apiserver_version().await?;
     ready.set_ready(true);
 
+    let fixed_identity = match &config.mailstore {
+        Some(_) => config.service_identity.load(Role::Operator, &shutdown).map_err(|e| Error::Invalid(e.to_string()))?,
+        None => None,
+    };
     let identity = config.identity.clone().unwrap_or_else(|| format!("operator-{}", std::process::id()));
     let settings = Settings {
         client: client.clone(),
-        mailstores: Mailstores::new(config.mailstore.clone()),
+        mailstores: Mailstores::new(config.mailstore.clone(), fixed_identity),
         default_tag: env!("CARGO_PKG_VERSION").to_string(),
         instance: Some(identity.clone()),
         watch_namespace: config.watch_namespace.clone(),

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, LocalObjectReference, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec, SleepAction, TopologySpreadConstraint,
+    SecretProjection, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, SleepAction, TopologySpreadConstraint,
     Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -51,6 +51,8 @@ pub mod port {
 /// Where the domains' certificates and DKIM keys are mounted, one subdirectory per domain.
 pub const TLS_DIR: &str = "/etc/kubemail/tls";
 pub const DKIM_DIR: &str = "/etc/kubemail/dkim";
+/// Where each component's service identity is mounted (its `--service-tls-dir`).
+pub const IDENTITY_DIR: &str = "/etc/kubemail/identity";
 
 /// The pod template annotation that changes with the settings, so new settings roll the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "kubemail.io/config-hash";
@@ -212,6 +214,14 @@ pub mod names {
     pub fn metrics_service(cluster: &str) -> String {
         format!("{cluster}-metrics")
     }
+    /// The Secret that keeps the cluster's CA.
+    pub fn service_ca(cluster: &str) -> String {
+        format!("{cluster}-service-ca")
+    }
+    /// The Secret of `role`'s service identity.
+    pub fn identity_secret(cluster: &str, role: kubemail_runtime::identity::Role) -> String {
+        format!("{cluster}-identity-{role}")
+    }
     /// The mailstore's gRPC address inside the cluster, for the other components.
     pub fn mailstore_url(cluster: &str, namespace: &str) -> String {
         format!("http://{}.{namespace}.svc:{}", mailstore_service(cluster), super::port::GRPC)
@@ -271,8 +281,19 @@ pub fn build_deployment(
     let component_labels = labels(&name, Some(component));
     let listeners = component.listeners(cluster);
     let mut vars: Vec<EnvVar> = listeners.iter().map(|(_, port, var)| env(var, format!("0.0.0.0:{port}"))).collect();
-    let mut volumes = Vec::new();
-    let mut mounts = Vec::new();
+    // Every component's identity for gRPC between the services.
+    vars.push(env("KUBEMAIL_SERVICE_TLS_DIR", IDENTITY_DIR));
+    let mut volumes = vec![Volume {
+        name: "identity".to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names::identity_secret(&name, component.role())),
+            default_mode: Some(0o440),
+            optional: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let mut mounts = vec![mount("identity", IDENTITY_DIR)];
     match component {
         Component::SmtpIngress | Component::ImapFrontend => {
             vars.push(env("KUBEMAIL_TLS_DIR", TLS_DIR));
@@ -340,7 +361,7 @@ pub fn build_deployment(
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), ..Default::default() }),
             ..Default::default()
         }),
-        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        volume_mounts: Some(mounts),
         lifecycle: component.serves_through_a_service().then(|| Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 sleep: Some(SleepAction { seconds: PRE_STOP_SLEEP_SECONDS }),
@@ -370,7 +391,7 @@ pub fn build_deployment(
                 spec: Some(PodSpec {
                     containers: vec![container],
                     termination_grace_period_seconds: Some(component.termination_grace_seconds()),
-                    volumes: (!volumes.is_empty()).then_some(volumes),
+                    volumes: Some(volumes),
                     automount_service_account_token: Some(false),
                     image_pull_secrets: (!spec.image.pull_secrets.is_empty()).then(|| {
                         spec.image.pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect()
@@ -935,6 +956,21 @@ spec:
         assert_eq!(resources.limits.unwrap()["memory"], Quantity("256Mi".to_string()));
         let defaults = pod(deployment(&objects, Component::Mailstore)).containers[0].resources.clone().unwrap();
         assert!(defaults.requests.unwrap().contains_key("cpu"), "CPU autoscaling needs a request");
+    }
+
+    #[test]
+    fn each_component_mounts_its_own_identity() {
+        let objects = build_cluster(&cluster(""), &[], "0.1.0");
+        for component in Component::ALL {
+            let pod = pod(deployment(&objects, component));
+            let volume = pod.volumes.iter().flatten().find(|v| v.name == "identity").unwrap();
+            let secret = volume.secret.as_ref().unwrap();
+            assert_eq!(secret.secret_name, Some(format!("mail-identity-{}", component.name())));
+            assert_eq!(secret.optional, Some(false), "a pod waits for its identity");
+            let container = &pod.containers[0];
+            assert!(container.volume_mounts.iter().flatten().any(|m| m.name == "identity" && m.mount_path == IDENTITY_DIR));
+            assert_eq!(env_of(deployment(&objects, component))["KUBEMAIL_SERVICE_TLS_DIR"].value.as_deref(), Some(IDENTITY_DIR));
+        }
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! - [`cluster`] — a MailCluster's Deployments, Services, autoscaler, disruption budgets and
 //!   settings.
 //! - [`domain`] — a MailDomain's certificate, DKIM key Secret and DNS records.
+//! - [`identity`] — a MailCluster's CA and the identity Secret of each component.
 
 pub mod cluster;
 pub mod domain;
+pub mod identity;
 
 use std::collections::BTreeMap;
 

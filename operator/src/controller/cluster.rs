@@ -1,5 +1,6 @@
-//! The MailCluster reconciler: validate (its database Secret exists) → build (`build_cluster`
-//! with the domains that name it) → apply → status (ready replicas per component).
+//! The MailCluster reconciler: validate (its database Secret exists) → identities (the CA and
+//! each component's identity Secret, [`super::identity`]) → build (`build_cluster` with the
+//! domains that name it) → apply → status (ready replicas per component).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,9 @@ use crate::{Error, Result};
 /// How often a cluster is looked at with nothing changing: its Deployments' changes wake it
 /// anyway, this only catches what no watch saw.
 const RESYNC: Duration = Duration::from_secs(600);
+/// The soonest a cluster is looked at again on a timer (an identity due now is issued by this
+/// reconcile already).
+const MIN_REQUEUE: Duration = Duration::from_secs(1);
 
 pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = cluster.namespace().ok_or_else(|| Error::Invalid("a MailCluster is namespaced".into()))?;
@@ -44,6 +48,9 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
         }
         None => Found::yes(DEGRADED, "DatabaseSecretNotFound", format!("Secret {} does not exist", uri.name)),
     };
+
+    // Identities, before the pods that mount them.
+    let first_renewal = super::identity::ensure(&cluster, &secrets, &ctx).await?;
 
     // Build, with the domains that name this cluster.
     let domains: Api<MailDomain> = Api::namespaced(client.clone(), &namespace);
@@ -124,12 +131,15 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
         }
     }
     let status = MailClusterStatus { observed_generation: cluster.meta().generation, conditions, components };
+    // Back when an identity is to be renewed, if that comes before the resync.
+    let until_renewal = first_renewal.duration_since(Timestamp::now()).unsigned_abs();
+    let next = Action::requeue(RESYNC.min(until_renewal).max(MIN_REQUEUE));
     // A reconcile that finds nothing changed writes nothing.
     if cluster.status.as_ref() == Some(&status) {
-        return Ok(Action::requeue(RESYNC));
+        return Ok(next);
     }
     status::patch(&Api::<MailCluster>::namespaced(client, &namespace), &cluster, status).await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(next)
 }
 
 /// Each component's wanted and ready replicas, from its Deployment as the API server holds it.

@@ -24,7 +24,7 @@ use crate::crd::MailDomain;
 use crate::crd::common::condition::READY;
 use crate::crd::domain::{MailDomainStatus, Quota};
 use crate::keys::{DkimKey, self_signed_certificate};
-use crate::mailstore::unavailable;
+use crate::mailstore::{Admin, unavailable};
 use crate::status::{self, Found};
 use crate::{Error, Result};
 
@@ -123,8 +123,8 @@ async fn apply_domain(domain: &MailDomain, namespace: &str, ctx: &Context) -> Re
     };
 
     // Register the domain in the mailstore.
-    let url = ctx.mailstores.url(cluster_name, namespace);
-    let registered = match ctx.mailstores.client(&url)?.upsert_domain(upsert_request(domain)).await {
+    let Admin { url, client: mut admin } = ctx.admin(cluster_name, namespace).await?;
+    let registered = match admin.upsert_domain(upsert_request(domain)).await {
         Ok(_) => Found::yes(REGISTERED, "Registered", format!("served by the mailstore at {url}")),
         Err(status) if unavailable(&status) => {
             Found::no(REGISTERED, "MailstoreUnavailable", format!("the mailstore at {url}: {}", status.message()))
@@ -231,7 +231,14 @@ async fn remove_domain(domain: &MailDomain, namespace: &str, ctx: &Context) -> R
     let cluster = &domain.spec.cluster_ref.name;
     let url = ctx.mailstores.url(cluster, namespace);
     let request = DeleteDomainRequest { name: domain.spec.domain.clone(), force: false };
-    match ctx.mailstores.client(&url)?.delete_domain(request).await {
+    let deleted = match ctx.admin(cluster, namespace).await {
+        Ok(mut admin) => admin.client.delete_domain(request).await,
+        // Without the operator's identity (its MailCluster gone with it) the mailstore is as
+        // good as down.
+        Err(Error::MailstoreUnreachable { message, .. }) => Err(tonic::Status::unavailable(message)),
+        Err(error) => return Err(error),
+    };
+    match deleted {
         Ok(_) => {}
         Err(status) if status.code() == tonic::Code::NotFound => {}
         Err(status) if status.code() == tonic::Code::FailedPrecondition => {

@@ -23,7 +23,7 @@ use crate::crd::common::SecretKeyRef;
 use crate::crd::common::condition::READY;
 use crate::crd::mailbox::{Amounts, DeletionPolicy, MailboxStatus};
 use crate::crd::{MailDomain, Mailbox};
-use crate::mailstore::unavailable;
+use crate::mailstore::{Admin, unavailable};
 use crate::quantity::format_bytes;
 use crate::status::{self, Found};
 use crate::{Error, Result};
@@ -63,8 +63,7 @@ async fn apply_mailbox(mailbox: &Mailbox, namespace: &str, ctx: &Context) -> Res
     };
 
     // The account.
-    let url = ctx.mailstores.url(&domain.spec.cluster_ref.name, namespace);
-    let mut admin = ctx.mailstores.client(&url)?;
+    let Admin { url, client: mut admin } = ctx.admin(&domain.spec.cluster_ref.name, namespace).await?;
     let known_version = mailbox.status.as_ref().and_then(|status| status.password_secret_version.as_deref());
     let existing = match admin.get_account(GetAccountRequest { address: address.clone() }).await {
         Ok(account) => Some(account.into_inner()),
@@ -231,7 +230,14 @@ async fn remove_mailbox(mailbox: &Mailbox, namespace: &str, ctx: &Context) -> Re
     let cluster = &domain.spec.cluster_ref.name;
     let url = ctx.mailstores.url(cluster, namespace);
     let purge = mailbox.spec.deletion_policy == DeletionPolicy::Delete;
-    match ctx.mailstores.client(&url)?.delete_account(DeleteAccountRequest { address: address.clone(), purge }).await {
+    let deleted = match ctx.admin(cluster, namespace).await {
+        Ok(mut admin) => admin.client.delete_account(DeleteAccountRequest { address: address.clone(), purge }).await,
+        // Without the operator's identity (its MailCluster gone with it) the mailstore is as
+        // good as down.
+        Err(Error::MailstoreUnreachable { message, .. }) => Err(tonic::Status::unavailable(message)),
+        Err(error) => return Err(error),
+    };
+    match deleted {
         Ok(_) => {
             let (reason, note) = if purge {
                 ("AccountDeleted", format!("{address} and its mail were deleted"))

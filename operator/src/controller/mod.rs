@@ -4,9 +4,11 @@
 //! - [`cluster`] — MailClusters; woken by their children and by MailDomains naming them.
 //! - [`domain`] — MailDomains; woken by their Secrets and Certificates and by their cluster.
 //! - [`mailbox`] — Mailboxes; woken by their password Secrets and by their domain.
+//! - [`identity`] — the MailCluster reconcile's stage that keeps its service identities.
 
 pub mod cluster;
 pub mod domain;
+pub mod identity;
 pub mod mailbox;
 
 use std::sync::Arc;

@@ -20,7 +20,15 @@ use super::{IdentityError, Role, ServiceIdentity};
 /// URL names (a Service, a pod, a loopback port). Without one it is plain HTTP/2, as in
 /// `kubemail dev`.
 pub fn channel(url: &str, identity: Option<&Arc<ServiceIdentity>>, server: Role) -> Result<Channel, IdentityError> {
-    let endpoint = endpoint(url, identity)?;
+    channel_to(endpoint(url, identity)?, identity, server)
+}
+
+/// [`channel`] to an endpoint made by [`endpoint`] and given further settings (a call timeout).
+pub fn channel_to(
+    endpoint: Endpoint,
+    identity: Option<&Arc<ServiceIdentity>>,
+    server: Role,
+) -> Result<Channel, IdentityError> {
     Ok(match identity {
         Some(identity) => endpoint.connect_with_connector_lazy(MutualTls::new(identity, server)?),
         None => endpoint.connect_lazy(),
@@ -47,7 +55,8 @@ pub async fn connect(
     })
 }
 
-fn endpoint(url: &str, identity: Option<&Arc<ServiceIdentity>>) -> Result<Endpoint, IdentityError> {
+/// The endpoint of `url`, checked against whether there is an identity to speak TLS with.
+pub fn endpoint(url: &str, identity: Option<&Arc<ServiceIdentity>>) -> Result<Endpoint, IdentityError> {
     if identity.is_none() && url.starts_with("https:") {
         return Err(IdentityError::Invalid(format!(
             "{url}: TLS to the mailstore needs a service identity (--service-tls-dir or --service-ca-dir)"

@@ -32,6 +32,9 @@ enum Source {
     /// A directory laid out as a TLS Secret with `ca.crt` (cert-manager's, or the operator's),
     /// re-read when its files change.
     Files { dir: PathBuf, stamps: Mutex<Stamps> },
+    /// An identity handed over whole (read from a Secret through the API); whoever holds it
+    /// makes a new one when that one is renewed.
+    Fixed,
     /// A CA at hand: the identity is issued here, again once two thirds of its life are gone.
     Authority { authority: Box<CertificateAuthority>, validity: Duration, renew_at: Mutex<SystemTime> },
 }
@@ -77,6 +80,12 @@ impl ServiceIdentity {
         }))
     }
 
+    /// `identity`, as it is; [`ServiceIdentity::renew`] never changes it.
+    pub fn from_issued(role: Role, identity: &IssuedIdentity) -> Result<Arc<ServiceIdentity>, IdentityError> {
+        let settings = settings(role, identity, Path::new("<given>"))?;
+        Ok(Arc::new(ServiceIdentity { role, source: Source::Fixed, current: RwLock::new(Arc::new(settings)) }))
+    }
+
     pub fn role(&self) -> Role {
         self.role
     }
@@ -99,6 +108,7 @@ impl ServiceIdentity {
     /// that fails to load leaves the current one in use.
     pub fn renew(&self) -> Result<bool, IdentityError> {
         let settings = match &self.source {
+            Source::Fixed => return Ok(false),
             Source::Files { dir, stamps: known } => {
                 let now = stamps(dir);
                 let mut known = known.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

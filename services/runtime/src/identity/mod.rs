@@ -25,7 +25,8 @@ pub mod server;
 use std::fmt;
 
 pub use authority::CertificateAuthority;
-pub use client::{channel, connect};
+pub use authority::IssuedIdentity;
+pub use client::{channel, channel_to, connect, endpoint};
 pub use flags::IdentityFlags;
 pub use material::ServiceIdentity;
 pub use server::{Caller, incoming};
