@@ -22,7 +22,8 @@ const CLUSTER_RULES: &[Rule] = &[
     ("", &["services", "configmaps"], &["list", "watch", "create", "patch"]),
     ("policy", &["poddisruptionbudgets"], &["list", "watch", "create", "patch"]),
     ("autoscaling", &["horizontalpodautoscalers"], &["list", "watch", "create", "patch", "delete"]),
-    // Secrets: password Secrets read, DKIM and self-signed certificate Secrets written.
+    // Secrets: password Secrets read; DKIM, self-signed certificate, CA and identity Secrets
+    // written.
     ("", &["secrets"], &["get", "list", "watch", "create", "patch"]),
     ("cert-manager.io", &["certificates"], &["list", "watch", "create", "patch", "delete"]),
     ("events.k8s.io", &["events"], &["create", "patch"]),

@@ -24,7 +24,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
     ready.set_ready(true);
 
     let fixed_identity = match &config.mailstore {
-        Some(_) => config.service_identity.load(Role::Operator, &shutdown).map_err(|e| Error::Invalid(e.to_string()))?,
+        Some(_) => {
+            config.service_identity.load(Role::Operator, &shutdown).map_err(|e| Error::Invalid(e.to_string()))?
+        }
         None => None,
     };
     let identity = config.identity.clone().unwrap_or_else(|| format!("operator-{}", std::process::id()));

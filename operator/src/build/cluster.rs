@@ -17,8 +17,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, LocalObjectReference, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecretProjection, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, SleepAction, TopologySpreadConstraint,
-    Volume, VolumeMount, VolumeProjection,
+    SecretProjection, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, SleepAction,
+    TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -968,8 +968,13 @@ spec:
             assert_eq!(secret.secret_name, Some(format!("mail-identity-{}", component.name())));
             assert_eq!(secret.optional, Some(false), "a pod waits for its identity");
             let container = &pod.containers[0];
-            assert!(container.volume_mounts.iter().flatten().any(|m| m.name == "identity" && m.mount_path == IDENTITY_DIR));
-            assert_eq!(env_of(deployment(&objects, component))["KUBEMAIL_SERVICE_TLS_DIR"].value.as_deref(), Some(IDENTITY_DIR));
+            assert!(
+                container.volume_mounts.iter().flatten().any(|m| m.name == "identity" && m.mount_path == IDENTITY_DIR)
+            );
+            assert_eq!(
+                env_of(deployment(&objects, component))["KUBEMAIL_SERVICE_TLS_DIR"].value.as_deref(),
+                Some(IDENTITY_DIR)
+            );
         }
     }
 

@@ -27,7 +27,8 @@ pub const RENEW_AFTER_ANNOTATION: &str = "kubemail.io/renew-after";
 
 /// The roles that get an identity Secret: the four components and the operator itself, which
 /// reads its own to call the mailstore's Admin API.
-pub const ROLES: [Role; 5] = [Role::SmtpIngress, Role::DeliveryQueue, Role::Mailstore, Role::ImapFrontend, Role::Operator];
+pub const ROLES: [Role; 5] =
+    [Role::SmtpIngress, Role::DeliveryQueue, Role::Mailstore, Role::ImapFrontend, Role::Operator];
 
 impl Component {
     /// The identity the component's pods hold.

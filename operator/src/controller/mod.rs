@@ -1,7 +1,8 @@
 //! The three controllers, each a reconcile function run by kube's `Controller` with the
 //! watches that wake it:
 //!
-//! - [`cluster`] — MailClusters; woken by their children and by MailDomains naming them.
+//! - [`cluster`] — MailClusters; woken by their children (their identity Secrets among them)
+//!   and by MailDomains naming them.
 //! - [`domain`] — MailDomains; woken by their Secrets and Certificates and by their cluster.
 //! - [`mailbox`] — Mailboxes; woken by their password Secrets and by their domain.
 //! - [`identity`] — the MailCluster reconcile's stage that keeps its service identities.
@@ -79,6 +80,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) {
         .owns(settings.watched::<ConfigMap>(), owned())
         .owns(settings.watched::<PodDisruptionBudget>(), owned())
         .owns(settings.watched::<HorizontalPodAutoscaler>(), owned())
+        // Its CA and identity Secrets: one lost or replaced is issued again at once.
+        .owns(settings.watched::<Secret>(), owned())
         .watches(settings.watched::<MailDomain>(), every(), |domain| {
             Some(ObjectRef::new(&domain.spec.cluster_ref.name).within(&domain.namespace()?))
         })
