@@ -22,6 +22,7 @@ const CLUSTER_RULES: &[Rule] = &[
     ("", &["services", "configmaps"], &["list", "watch", "create", "patch"]),
     ("policy", &["poddisruptionbudgets"], &["list", "watch", "create", "patch"]),
     ("autoscaling", &["horizontalpodautoscalers"], &["list", "watch", "create", "patch", "delete"]),
+    ("networking.k8s.io", &["networkpolicies"], &["list", "watch", "create", "patch", "delete"]),
     // Secrets: password Secrets read; DKIM, self-signed certificate, CA and identity Secrets
     // written.
     ("", &["secrets"], &["get", "list", "watch", "create", "patch"]),

@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{
     SecretProjection, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, SleepAction,
     TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -118,7 +119,7 @@ impl Component {
     }
 
     /// Named container ports and the environment variables that make the binary listen there.
-    fn listeners(self, cluster: &MailCluster) -> Vec<Listener> {
+    pub(crate) fn listeners(self, cluster: &MailCluster) -> Vec<Listener> {
         match self {
             Component::SmtpIngress => vec![
                 ("smtp", port::SMTP.0, "KUBEMAIL_SMTP_LISTEN"),
@@ -146,7 +147,7 @@ impl Component {
 }
 
 /// A container port's name, its number, and the variable that makes the binary listen on it.
-type Listener = (&'static str, i32, &'static str);
+pub(crate) type Listener = (&'static str, i32, &'static str);
 
 /// A domain the cluster serves, as its pods mount it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +168,8 @@ pub struct ClusterObjects {
     pub disruption_budgets: Vec<PodDisruptionBudget>,
     /// The IMAP frontends' autoscaler, when the spec asks for one.
     pub autoscaler: Option<HorizontalPodAutoscaler>,
+    /// None when the spec turns them off.
+    pub network_policies: Vec<NetworkPolicy>,
 }
 
 /// The objects of `cluster`, whose pods mount `domains` (sorted by domain, so the pod template
@@ -188,6 +191,7 @@ pub fn build_cluster(cluster: &MailCluster, domains: &[DomainMount], default_tag
             .map(|&component| build_disruption_budget(cluster, component))
             .collect(),
         autoscaler: build_autoscaler(cluster),
+        network_policies: super::network::build_network_policies(cluster),
         config,
     }
 }

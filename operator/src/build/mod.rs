@@ -5,10 +5,12 @@
 //!   settings.
 //! - [`domain`] — a MailDomain's certificate, DKIM key Secret and DNS records.
 //! - [`identity`] — a MailCluster's CA and the identity Secret of each component.
+//! - [`network`] — a MailCluster's NetworkPolicies.
 
 pub mod cluster;
 pub mod domain;
 pub mod identity;
+pub mod network;
 
 use std::collections::BTreeMap;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
@@ -17,6 +18,7 @@ use kube::{Api, Resource, ResourceExt};
 use crate::apply::{apply, delete_if_present, hand_replicas_over};
 use crate::build::cluster::{Component, DomainMount, build_cluster, names};
 use crate::build::domain::{certificate_secret_name, dkim_secret_name};
+use crate::build::network::policy_names;
 use crate::context::Context;
 use crate::crd::cluster::{ComponentStatus, ComponentStatuses, MailClusterStatus};
 use crate::crd::common::condition::{DEGRADED, PROGRESSING, READY};
@@ -87,6 +89,15 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
     let budget_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
     for budget in &objects.disruption_budgets {
         apply(&budget_api, budget).await?;
+    }
+    let policy_api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &namespace);
+    for policy in &objects.network_policies {
+        apply(&policy_api, policy).await?;
+    }
+    if objects.network_policies.is_empty() {
+        for policy in policy_names(&name) {
+            delete_if_present(&policy_api, &policy).await?;
+        }
     }
     let autoscaler_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
     match &objects.autoscaler {

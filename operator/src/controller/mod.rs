@@ -19,6 +19,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
@@ -80,6 +81,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) {
         .owns(settings.watched::<ConfigMap>(), owned())
         .owns(settings.watched::<PodDisruptionBudget>(), owned())
         .owns(settings.watched::<HorizontalPodAutoscaler>(), owned())
+        .owns(settings.watched::<NetworkPolicy>(), owned())
         // Its CA and identity Secrets: one lost or replaced is issued again at once.
         .owns(settings.watched::<Secret>(), owned())
         .watches(settings.watched::<MailDomain>(), every(), |domain| {

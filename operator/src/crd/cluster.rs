@@ -60,6 +60,40 @@ pub struct MailClusterSpec {
     pub mailstore: ComponentSpec,
     #[serde(default)]
     pub imap_frontend: ImapFrontendSpec,
+    /// NetworkPolicies that admit only the flows the platform uses.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// Which traffic reaches the platform's pods. Inside the cluster only the designed flows are
+/// let in: the mail services to the mailstore's API, the operator to its Admin API, scrapers
+/// to the metrics port; from outside, mail clients to the mail ports. A network plugin that
+/// does not enforce NetworkPolicies ignores them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// On by default.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// The addresses (CIDRs) that may reach the SMTP, IMAP and POP3 ports; when empty, every
+    /// address and every pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[0-9a-fA-F:.]+/[0-9]{1,3}$")))]
+    pub mail_clients: Vec<String>,
+    /// The labels of the namespaces whose pods may scrape the metrics port (Prometheus'); when
+    /// empty, every namespace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics_namespace_labels: BTreeMap<String, String>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        NetworkPolicySpec { enabled: true, mail_clients: Vec::new(), metrics_namespace_labels: BTreeMap::new() }
+    }
+}
+
+fn enabled() -> bool {
+    true
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
