@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use common::cluster::{self, Request, eventually, requests_of, service_account_user};
 use common::platform::{ALICE, CLUSTER, DOMAIN, PROMPTLY, Platform, yaml};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use kube::Api;
 use kube::api::DynamicObject;
@@ -67,6 +68,17 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
     platform.apply(&yaml::<MailCluster>(CLUSTER)).await;
     eventually("the autoscaler is gone", PROMPTLY, || async {
         platform.get::<HorizontalPodAutoscaler>("mail-imap-frontend").await.is_none()
+    })
+    .await;
+
+    // NetworkPolicies (on by default) turned off: they are deleted.
+    eventually("the NetworkPolicies exist", PROMPTLY, || async {
+        platform.get::<NetworkPolicy>("mail-deny-all").await.is_some()
+    })
+    .await;
+    platform.apply(&yaml::<MailCluster>(&format!("{CLUSTER}  networkPolicy: {{enabled: false}}\n"))).await;
+    eventually("the NetworkPolicies are gone", PROMPTLY, || async {
+        platform.get::<NetworkPolicy>("mail-deny-all").await.is_none()
     })
     .await;
 
