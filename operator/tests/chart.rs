@@ -159,6 +159,31 @@ async fn the_example_platform_installs_upgrades_and_uninstalls() {
     let account = kubectl(&["get", "serviceaccount", &service_account, "-n", &namespace.name]);
     assert!(account.status.success(), "{}", printed(&account));
 
+    // The namespace's editors manage its domains and mailboxes, its viewers read them, through
+    // the built-in roles the chart's ClusterRoles are aggregated into.
+    let ns = namespace.name.as_str();
+    for (user, role) in [("mail-editor", "edit"), ("mail-viewer", "view")] {
+        let binding = ["create", "rolebinding", user, "--clusterrole", role, "--user", user, "-n", ns];
+        cluster::succeeded("kubectl create rolebinding", kubectl(&binding));
+    }
+    let can = |user: &'static str, verb: &'static str, resource: &'static str| {
+        let ns = ns.to_string();
+        async move {
+            let answer = kubectl(&["auth", "can-i", verb, resource, "-n", &ns, "--as", user]);
+            String::from_utf8_lossy(&answer.stdout).trim() == "yes"
+        }
+    };
+    cluster::eventually("the aggregated roles reach edit and view", std::time::Duration::from_secs(30), || async {
+        can("mail-editor", "create", "mailboxes.kubemail.io").await
+            && can("mail-editor", "delete", "maildomains.kubemail.io").await
+            && can("mail-viewer", "list", "mailclusters.kubemail.io").await
+    })
+    .await;
+    assert!(!can("mail-editor", "patch", "mailclusters.kubemail.io").await, "the platform is the operator's to run");
+    assert!(can("mail-editor", "get", "mailclusters.kubemail.io").await);
+    assert!(!can("mail-viewer", "create", "mailboxes.kubemail.io").await, "viewers only read");
+    assert!(!can("mail-viewer", "get", "secrets").await, "and never a password");
+
     // Changed values reach the resources; a mailbox added to the values is created.
     release.upgrade(&[
         "-f",
