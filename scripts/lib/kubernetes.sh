@@ -205,8 +205,11 @@ start_control_plane() {
   write_audit_policy "$dir/audit-policy.yaml"
   echo "$server" >"$dir/server"
 
-  # etcd on loopback only; its data is thrown away with the cluster, so it need not sync.
+  # etcd on loopback only; its data is thrown away with the cluster, so it need not sync. Its
+  # space quota is raised from 2 GiB to 8: one test fills the cluster with 500 MB of Secrets,
+  # and etcd gives space back only when compacted and defragmented.
   start_daemon "$dir" etcd "$KUBERNETES_BIN/etcd" --name kubemail --data-dir "$dir/etcd" \
+    --quota-backend-bytes 8589934592 \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
     --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \

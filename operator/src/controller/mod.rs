@@ -65,11 +65,11 @@ pub async fn run(settings: Settings, shutdown: Shutdown) {
     let domains_changed = reflector(domains_writer, watcher(settings.watched::<MailDomain>(), every()))
         .touched_objects()
         .default_backoff();
-    // Metadata only: the operator never holds the data of Secrets it does not read.
+    // Metadata only, and of it only names and versions: the operator never holds the data of
+    // Secrets it does not read, so its memory does not grow with the cluster's Secrets.
     let (secrets_cache, secrets_writer) = reflector::store();
-    let secrets_changed = reflector(secrets_writer, watcher(settings.watched::<PartialObjectMeta<Secret>>(), every()))
-        .touched_objects()
-        .default_backoff();
+    let secrets_watch = watcher(settings.watched::<PartialObjectMeta<Secret>>(), every()).modify(name_and_version);
+    let secrets_changed = reflector(secrets_writer, secrets_watch).touched_objects().default_backoff();
     let ctx = Arc::new(Context::new(
         &settings,
         Caches { clusters: clusters_cache, domains: domains_cache, secrets: secrets_cache },
@@ -127,6 +127,18 @@ pub async fn run(settings: Settings, shutdown: Shutdown) {
         .for_each(|_| async {});
 
     tokio::join!(clusters, domains, mailboxes);
+}
+
+/// What the Secret cache keeps of a Secret: its name and `resourceVersion`. Labels, annotations
+/// and managed fields can be large (`kubectl apply` copies a whole Secret, data and all, into
+/// an annotation), and nothing reads them here.
+fn name_and_version(secret: &mut PartialObjectMeta<Secret>) {
+    let metadata = &mut secret.metadata;
+    metadata.annotations = None;
+    metadata.labels = None;
+    metadata.managed_fields = None;
+    metadata.owner_references = None;
+    metadata.finalizers = None;
 }
 
 /// The objects in `store` of `changed`'s namespace that `refers` says refer to it: what a change
