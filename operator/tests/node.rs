@@ -491,7 +491,7 @@ mailboxes:
             "get",
             "mailclusters,maildomains,mailboxes,certificates.cert-manager.io,deployments,replicasets,pods,services,\
              endpointslices,configmaps,secrets,serviceaccounts,roles,rolebindings,poddisruptionbudgets,\
-             horizontalpodautoscalers",
+             horizontalpodautoscalers,networkpolicies",
             "-o",
             "name",
         ]);
