@@ -145,6 +145,7 @@ spec:
     routes: [{domain: partner.example, host: 'mx.partner.internal:25'}]
   imapFrontend:
     autoscaling: {minReplicas: 2, maxReplicas: 10, targetCPUUtilization: 70}
+  networkPolicy: {mailClients: [203.0.113.0/24]}
 ";
 
 /// A rule or pattern of a CRD: the kind, the field's path and what constrains it.
@@ -273,6 +274,14 @@ fn cases() -> Vec<Case> {
             "should match",
             ".spec.deliveryQueue.routes[].host",
             "^([A-Za-z0-9.-]+",
+        ),
+        case(
+            CLUSTER,
+            "/spec/networkPolicy/mailClients/0",
+            json!("everyone"),
+            "should match",
+            ".spec.networkPolicy.mailClients[]",
+            "^[0-9a-fA-F:.]+/",
         ),
         case(
             CLUSTER,

@@ -40,7 +40,9 @@ async fn each_component_gets_its_own_identity_from_the_clusters_ca() {
 
     // Each Deployment mounts its component's identity.
     for component in Component::ALL {
-        let deployment = platform.get::<Deployment>(&names::deployment("mail", component)).await.unwrap();
+        let name = names::deployment("mail", component);
+        eventually("the Deployment", PROMPTLY, || async { platform.get::<Deployment>(&name).await.is_some() }).await;
+        let deployment = platform.get::<Deployment>(&name).await.unwrap();
         let pod = deployment.spec.unwrap().template.spec.unwrap();
         let mounted = pod.volumes.iter().flatten().find_map(|volume| volume.secret.as_ref()?.secret_name.clone());
         assert_eq!(mounted, Some(names::identity_secret("mail", component.role())), "{}", component.name());

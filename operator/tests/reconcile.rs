@@ -280,7 +280,8 @@ async fn a_cluster_becomes_its_workloads_with_its_domains_mounted() {
     // The domains naming the cluster are mounted into its pods; a new one wakes the cluster.
     let mounted = |deployment: Deployment| -> Vec<String> {
         let volumes = deployment.spec.unwrap().template.spec.unwrap().volumes.unwrap();
-        let sources = volumes[0].projected.clone().unwrap().sources.unwrap();
+        let tls = volumes.into_iter().find(|volume| volume.name == "tls").unwrap();
+        let sources = tls.projected.unwrap().sources.unwrap();
         sources.into_iter().filter_map(|source| Some(source.secret?.name)).collect()
     };
     eventually("the first domain's certificate is mounted", PROMPTLY, || async {
