@@ -33,9 +33,11 @@ struct Fixed {
 #[derive(Clone, Default)]
 pub struct Mailstores {
     fixed: Option<Fixed>,
-    /// By URL: the `resourceVersion` of the identity Secret the channel presents, and the channel.
-    channels: Arc<Mutex<HashMap<String, (Option<String>, Channel)>>>,
+    channels: Arc<Mutex<Channels>>,
 }
+
+/// By URL: the `resourceVersion` of the identity Secret the channel presents, and the channel.
+type Channels = HashMap<String, (Option<String>, Channel)>;
 
 /// A client of one mailstore's Admin API, and its address for messages.
 pub struct Admin {
@@ -79,7 +81,7 @@ impl Mailstores {
         Ok(Admin { client: AdminClient::new(channel), url })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, Channel)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Channels> {
         self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
