@@ -20,6 +20,16 @@ async fn proven(platform: &Platform, role: Role, ca_pem: &str) -> Option<String>
     (identity.ca == ca_pem && ServiceIdentity::from_issued(role, &identity).is_ok()).then_some(identity.certificate)
 }
 
+/// Whether every role's identity Secret proves its role under `ca_pem`.
+async fn all_proven(platform: &Platform, ca_pem: &str) -> bool {
+    for role in ROLES {
+        if proven(platform, role, ca_pem).await.is_none() {
+            return false;
+        }
+    }
+    true
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_component_gets_its_own_identity_from_the_clusters_ca() {
     let platform = Platform::start("identity", &[]).await;
@@ -28,15 +38,7 @@ async fn each_component_gets_its_own_identity_from_the_clusters_ca() {
     eventually("the cluster's CA", PROMPTLY, || async { platform.get::<Secret>(&ca_name).await.is_some() }).await;
     let ca = ca_of(&platform.get::<Secret>(&ca_name).await.unwrap()).expect("a CA in the Secret");
     let ca_pem = ca.certificate_pem().to_string();
-    eventually("an identity for each role", PROMPTLY, || async {
-        for role in ROLES {
-            if proven(&platform, role, &ca_pem).await.is_none() {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    eventually("an identity for each role", PROMPTLY, || all_proven(&platform, &ca_pem)).await;
 
     // Each Deployment mounts its component's identity.
     for component in Component::ALL {
@@ -68,13 +70,5 @@ async fn each_component_gets_its_own_identity_from_the_clusters_ca() {
     secret.metadata.managed_fields = None;
     platform.api::<Secret>().replace(&ca_name, &Default::default(), &secret).await.unwrap();
     let new_pem = replacement.certificate_pem().to_string();
-    eventually("every identity under the new CA", PROMPTLY, || async {
-        for role in ROLES {
-            if proven(&platform, role, &new_pem).await.is_none() {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    eventually("every identity under the new CA", PROMPTLY, || all_proven(&platform, &new_pem)).await;
 }

@@ -57,9 +57,12 @@ pub fn build_ca_secret(cluster: &MailCluster, authority: &CertificateAuthority) 
 
 /// The CA kept in `secret`, if it holds one.
 pub fn ca_of(secret: &Secret) -> Option<CertificateAuthority> {
-    let data = secret.data.as_ref()?;
-    let text = |key: &str| String::from_utf8(data.get(key)?.0.clone()).ok();
-    CertificateAuthority::from_pem(&text(CERTIFICATE_FILE)?, &text(KEY_FILE)?).ok()
+    CertificateAuthority::from_pem(&text(secret, CERTIFICATE_FILE)?, &text(secret, KEY_FILE)?).ok()
+}
+
+/// The value of `key` in `secret`, as text.
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    String::from_utf8(secret.data.as_ref()?.get(key)?.0.clone()).ok()
 }
 
 /// The Secret of `role`'s identity, to be issued again after `renew_after`.
@@ -86,9 +89,11 @@ pub fn build_identity_secret(
 
 /// The identity an identity Secret holds.
 pub fn identity_of(secret: &Secret) -> Option<IssuedIdentity> {
-    let data = secret.data.as_ref()?;
-    let text = |key: &str| String::from_utf8(data.get(key)?.0.clone()).ok();
-    Some(IssuedIdentity { certificate: text(CERTIFICATE_FILE)?, key: text(KEY_FILE)?, ca: text(CA_FILE)? })
+    Some(IssuedIdentity {
+        certificate: text(secret, CERTIFICATE_FILE)?,
+        key: text(secret, KEY_FILE)?,
+        ca: text(secret, CA_FILE)?,
+    })
 }
 
 /// When the identity in `secret` is to be issued again; `None` when it must be now: there is

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Grpc, KUBEMAIL, admin, curl, free_loopback_address as loopback, ok};
+use common::{Grpc, admin, curl, free_loopback_address as loopback, ok};
 use kubemail_runtime::identity::{CertificateAuthority, Role};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -27,9 +27,8 @@ impl Drop for Process {
 }
 
 fn spawn(name: &str, args: &[&str], log: &Path) -> Process {
-    let binary = Path::new(KUBEMAIL).with_file_name(name);
     let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(binary)
+    let child = Command::new(common::distributed::binary(name))
         .args(args)
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))

@@ -78,11 +78,11 @@ impl Mailstore {
 
     /// `/metrics`, once the mailstore is ready.
     async fn metrics(&self) -> Option<String> {
-        let ready = http_get(&self.http, "/readyz").await?;
+        let ready = common::http_get(&self.http, "/readyz").await?;
         if !ready.starts_with("HTTP/1.1 200") {
             return None;
         }
-        http_get(&self.http, "/metrics").await
+        common::http_get(&self.http, "/metrics").await
     }
 }
 
@@ -93,15 +93,6 @@ fn channel(address: &str, identity: Option<&Arc<ServiceIdentity>>) -> Channel {
 fn identity_from(ca_dir: &Path, role: Role) -> Arc<ServiceIdentity> {
     let authority = CertificateAuthority::open_or_create(ca_dir).unwrap();
     ServiceIdentity::from_authority(role, authority, Duration::from_secs(3600)).unwrap()
-}
-
-async fn http_get(address: &str, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    Some(response)
 }
 
 /// The value of the metric line that starts with `series` (name and labels), if there is one.

@@ -133,25 +133,38 @@ async fn accept<F, S>(
     let service = Arc::new(service);
     let stopped = shutdown.wait();
     tokio::pin!(stopped);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut stopped => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer)) = accept_until(&listener, stopped.as_mut()).await {
         let (service, admission, session) = (service.clone(), admission.clone(), sessions.clone());
         tokio::spawn(async move {
             let _session = session;
             connection(stream, peer, &service, &admission).await;
         });
+    }
+}
+
+/// The next connection of `listener`, with TCP_NODELAY set, or `None` once `stop` completes. A
+/// failed accept (out of file descriptors, most likely) is logged and tried again after a pause
+/// instead of spinning.
+pub async fn accept_until(
+    listener: &TcpListener,
+    mut stop: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = stop.as_mut() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Without it, Nagle's algorithm and delayed ACKs hold back the last segment
+                    // of a multi-segment reply by up to 40 ms.
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
     }
 }
 

@@ -12,6 +12,20 @@ use tokio::sync::watch;
 
 use crate::{Error, Result};
 
+/// Runs `tick` every `interval` (the first at once) until `shutdown` completes; a tick that
+/// comes late is not made up for with a burst.
+pub async fn every(interval: std::time::Duration, shutdown: impl Future<Output = ()>, mut tick: impl FnMut()) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = ticks.tick() => tick(),
+        }
+    }
+}
+
 /// Completes when the process receives SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
 ///
 /// Fails only when the signal handlers cannot be installed. Handlers are installed when this is

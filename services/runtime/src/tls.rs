@@ -300,19 +300,12 @@ impl CertificateStore {
 
     /// Checks the directory every `interval` until `shutdown`, reloading what changed.
     pub async fn watch(self: Arc<Self>, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = ticks.tick() => {
-                    if let Err(error) = self.reload() {
-                        tracing::warn!(%error, "TLS certificates not reloaded; the loaded ones stay in service");
-                    }
-                }
+        crate::shutdown::every(interval, shutdown, || {
+            if let Err(error) = self.reload() {
+                tracing::warn!(%error, "TLS certificates not reloaded; the loaded ones stay in service");
             }
-        }
+        })
+        .await
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{Grpc, KUBEMAIL, curl, free_loopback_address as loopback, text};
 
 /// A service binary built beside `kubemail` (`cargo test --workspace` builds every package's).
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let path = Path::new(KUBEMAIL).with_file_name(name);
     assert!(path.exists(), "{} is missing: build every binary first (cargo build --bins)", path.display());
     path

@@ -252,3 +252,13 @@ pub fn message(subject: &str, size: usize) -> Vec<u8> {
     }
     text
 }
+
+/// The whole HTTP response to `GET path` from the admin endpoint at `address`, as text.
+pub async fn http_get(address: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response)
+}

@@ -136,19 +136,12 @@ impl ServiceIdentity {
 
     /// Renews the identity every `interval` until `shutdown` when there is a new one.
     pub async fn watch(self: Arc<Self>, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = ticks.tick() => {
-                    if let Err(error) = self.renew() {
-                        tracing::warn!(%error, role = %self.role, "service identity not renewed; the current one stays in use");
-                    }
-                }
+        crate::shutdown::every(interval, shutdown, || {
+            if let Err(error) = self.renew() {
+                tracing::warn!(%error, role = %self.role, "service identity not renewed; the current one stays in use");
             }
-        }
+        })
+        .await
     }
 }
 

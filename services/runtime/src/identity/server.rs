@@ -62,22 +62,9 @@ pub fn incoming(
 }
 
 async fn accept(listener: TcpListener, identity: Arc<ServiceIdentity>, ready: mpsc::Sender<AuthenticatedStream>) {
-    loop {
-        let (stream, address) = tokio::select! {
-            () = ready.closed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors, most likely: wait instead of spinning.
-                    tracing::warn!(%error, "gRPC connection not accepted");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold back the last segment of
-        // multi-segment replies (a SELECT snapshot) by up to 40 ms.
-        let _ = stream.set_nodelay(true);
+    let server_gone = ready.closed();
+    tokio::pin!(server_gone);
+    while let Some((stream, address)) = crate::listener::accept_until(&listener, server_gone.as_mut()).await {
         let acceptor = TlsAcceptor::from(identity.server_config());
         let ready = ready.clone();
         tokio::spawn(async move {
