@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kubemail_runtime::identity::IdentityFlags;
+use kubemail_runtime::nats::NatsFlags;
 
 use kubemail_runtime::config::parse_duration;
 
@@ -24,9 +25,9 @@ pub struct Config {
     pub mailstore: String,
     #[command(flatten)]
     pub identity: IdentityFlags,
-    /// NATS server holding the spool and the queue.
-    #[arg(long, env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// The NATS server holding the spool and the queue, and how this service gets in.
+    #[command(flatten)]
+    pub nats: NatsFlags,
     /// Copies JetStream keeps of the queue and the spool: 3 on a cluster of three NATS servers
     /// survives losing one; 1 for a single server, whose JetStream must then write every
     /// message to disk before acknowledging it (`sync_interval: always`).

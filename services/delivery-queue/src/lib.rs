@@ -117,13 +117,14 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let channel =
         config.identity.mailstore_channel(Role::DeliveryQueue, &config.mailstore, &shutdown).map_err(Error::Startup)?;
     let nats = NatsConfig {
-        url: config.nats_url.clone(),
+        url: config.nats.url.clone(),
+        access: config.nats.access(&Role::DeliveryQueue.to_string()).map_err(|e| Error::Startup(e.to_string()))?,
         lease: config.lease,
         replicas: config.nats_replicas,
         ..Default::default()
     };
     let transport =
-        NatsTransport::connect(&nats).await.map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+        NatsTransport::connect(&nats).await.map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats.url)))?;
     let connections = Connections {
         queue: Arc::new(transport.queue),
         spool: Arc::new(transport.spool),
@@ -132,7 +133,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     };
     let worker = worker(connections, &config.delivery, &config.hostname, config.lease);
     ready.set_ready(true);
-    tracing::info!(nats = %config.nats_url, mailstore = %config.mailstore, "delivery-queue is ready");
+    tracing::info!(nats = %config.nats.url, mailstore = %config.mailstore, "delivery-queue is ready");
     Arc::new(worker).run(shutdown).await;
     endpoint.finish().await.map_err(Error::Startup)
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kubemail_runtime::identity::IdentityFlags;
+use kubemail_runtime::nats::NatsFlags;
 
 use kubemail_runtime::config::{parse_byte_size, parse_duration};
 use kubemail_runtime::limits::ConnectionFlags;
@@ -39,9 +40,9 @@ pub struct Config {
     pub mailstore: String,
     #[command(flatten)]
     pub identity: IdentityFlags,
-    /// NATS server carrying the mailstore's mailbox change events.
-    #[arg(long, env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// The NATS server carrying the mailstore's mailbox change events, and how this service gets in.
+    #[command(flatten)]
+    pub nats: NatsFlags,
     /// Certificates: one subdirectory per domain with tls.crt and tls.key (a mounted TLS
     /// Secret each). Without it, STARTTLS is not offered, port 993 is not served and nobody can
     /// log in.

@@ -91,9 +91,10 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     };
     let channel =
         config.identity.mailstore_channel(Role::ImapFrontend, &config.mailstore, &shutdown).map_err(Error::Startup)?;
-    let events = NatsEventBus::connect(&config.nats_url)
+    let access = config.nats.access(&Role::ImapFrontend.to_string()).map_err(|e| Error::Startup(e.to_string()))?;
+    let events = NatsEventBus::connect(&config.nats.url, &access)
         .await
-        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats.url)))?;
     let events: Arc<dyn EventBus> = Arc::new(events);
     let services = Arc::new(session::Services {
         mailstore: mailstore_client(channel),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kubemail_runtime::config::{parse_byte_size, parse_duration};
 use kubemail_runtime::identity::IdentityFlags;
+use kubemail_runtime::nats::NatsFlags;
 
 /// The default of `--grpc-max-connection-age`.
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(3600);
@@ -21,9 +22,9 @@ pub struct Config {
     /// the other half every other call.
     #[arg(long, env = "KUBEMAIL_DATABASE_MAX_CONNECTIONS", default_value_t = 32)]
     pub database_max_connections: u32,
-    /// NATS server for mailbox change events.
-    #[arg(long, env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// The NATS server carrying mailbox change events, and how this service gets in.
+    #[command(flatten)]
+    pub nats: NatsFlags,
     /// The MailStore gRPC API, for smtp-ingress, delivery-queue and imap-frontend.
     #[arg(long, env = "KUBEMAIL_GRPC_LISTEN", default_value = "0.0.0.0:7070")]
     pub grpc_listen: SocketAddr,

@@ -73,12 +73,13 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         Handoff::discarding()
     } else {
         let transport = NatsTransport::connect(&NatsConfig {
-            url: config.nats_url.clone(),
+            url: config.nats.url.clone(),
+            access: config.nats.access(&Role::SmtpIngress.to_string()).map_err(|e| Error::Startup(e.to_string()))?,
             replicas: config.nats_replicas,
             ..Default::default()
         })
         .await
-        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats_url)))?;
+        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats.url)))?;
         Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue), config.limits.handoff_timeout)
     };
     let verifier = config

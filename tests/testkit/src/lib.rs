@@ -7,7 +7,8 @@
 //! - [`postgres_database`] — a fresh, empty PostgreSQL database for one test.
 //! - [`nats_url`] — the NATS server's URL.
 //! - [`unique_name`] — a name no other test in this run uses (streams, buckets, subjects).
-//! - [`NatsServer`] — a NATS server of a test's own, to kill and restart.
+//! - [`nats`] — a NATS server of a test's own, to kill and restart, or to secure as the chart's
+//!   example does.
 //! - [`ports`] — loopback ports for servers started in another process.
 //! - [`mailstore`] — a mailstore on SQLite with accounts to deliver to, and a mailbox reader.
 //! - [`mta`] — a remote MTA on loopback that records what it receives and answers as told.
@@ -19,9 +20,11 @@ pub mod dkim;
 pub mod dns;
 pub mod mailstore;
 pub mod mta;
+pub mod nats;
 pub mod otlp;
 pub mod ports;
 
+pub use nats::NatsServer;
 pub use ports::{free_loopback_address, free_port};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,72 +71,4 @@ pub async fn postgres_database() -> String {
         .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
     let (base, _) = admin_url.rsplit_once('/').expect("postgres URL ends in /DATABASE");
     format!("{base}/{name}")
-}
-
-/// A JetStream-enabled NATS server for one test, which may kill it (as a crash would) and start
-/// it again on the same port with the same store.
-pub struct NatsServer {
-    port: u16,
-    store: tempfile::TempDir,
-    process: Option<std::process::Child>,
-}
-
-impl NatsServer {
-    pub fn start() -> NatsServer {
-        let port = free_port();
-        let mut server = NatsServer { port, store: tempfile::tempdir().expect("temp dir"), process: None };
-        server.restart();
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL: no clean shutdown, as when the pod is lost. A single server may lose the last
-    /// messages it acknowledged (JetStream writes them out on its own schedule); a cluster with
-    /// three copies of each does not.
-    pub fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-
-    /// Stops the server as an orderly shutdown does (SIGTERM: JetStream writes out what it
-    /// holds), then starts it again.
-    pub fn restart_gracefully(&mut self) {
-        if let Some(process) = &self.process {
-            let _ = std::process::Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
-        }
-        if let Some(mut process) = self.process.take() {
-            let _ = process.wait();
-        }
-        self.restart();
-    }
-
-    /// Starts the server (again) and waits until it accepts connections.
-    pub fn restart(&mut self) {
-        self.kill();
-        let binary = required_env(NATS_SERVER_ENV);
-        let process = std::process::Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.store.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        self.process = Some(process);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nats-server did not start on port {}", self.port);
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }

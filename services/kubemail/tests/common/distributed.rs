@@ -1,6 +1,8 @@
 //! The platform as production runs it, on loopback: each service its own process (the
 //! binaries next to `kubemail`), the mailstore on PostgreSQL, NATS with JetStream, and two
-//! smtp-ingress and two imap-frontend processes.
+//! smtp-ingress and two imap-frontend processes. Security is on: gRPC between the services is
+//! mutual TLS with identities from one service CA, and NATS is secured as the chart's example
+//! says (a user per component, limited to its subjects, over TLS).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -62,7 +64,7 @@ impl Distributed {
     /// CA (`--service-ca-dir`), so every gRPC call between them is mutual TLS and authorized.
     pub fn start_with_env(delivery: &[&str], env: &[(&str, &str)]) -> Distributed {
         let work = tempfile::tempdir().unwrap();
-        let nats = kubemail_testkit::NatsServer::start();
+        let nats = kubemail_testkit::NatsServer::start_secured();
         let database = tokio::runtime::Runtime::new().unwrap().block_on(kubemail_testkit::postgres_database());
         let tls = work.path().join("tls");
         let pair = kubemail_runtime::tls::self_signed(&["localhost".to_string()]).unwrap();
@@ -84,13 +86,15 @@ impl Distributed {
             work,
             nats,
         };
-        let nats_url = platform.nats.url();
-        let common = |http: &str| {
-            ["--http-listen", http, "--nats-url", &nats_url].into_iter().map(str::to_string).collect::<Vec<_>>()
+        let nats = kubemail_testkit::nats::USERS.map(|role| (role, platform.nats.flags(role)));
+        let common = |http: &str, role: &str| {
+            let (_, nats) = nats.iter().find(|(user, _)| *user == role).expect("a NATS user per service");
+            [&["--http-listen".to_string(), http.to_string()][..], nats].concat()
         };
         let mailstore = ["--database-url", &database, "--grpc-listen", &grpc, "--admin-grpc-listen", &admin_grpc]
             .map(str::to_string);
-        platform.spawn("mailstore", &[&mailstore[..], &common(&loopback())].concat());
+        let args = [&mailstore[..], &common(&loopback(), "mailstore")].concat();
+        platform.spawn("mailstore", &args);
         let tls_dir = tls.to_str().unwrap().to_string();
         let with_mailstore =
             ["--mailstore", &platform.grpc.mailstore, "--hostname", "localhost", "--tls-dir", &tls_dir]
@@ -109,17 +113,19 @@ impl Distributed {
             // Checking SPF, DKIM and DMARC asks the system's DNS, which a test machine may not
             // reach: each lookup would wait out its timeout. The checks have tests of their own.
             let no_dns = ["--verify-inbound".to_string(), "false".to_string()];
-            let args = [&listeners[..], &with_mailstore[..], &no_dns[..], &common(&loopback())].concat();
+            let args =
+                [&listeners[..], &with_mailstore[..], &no_dns[..], &common(&loopback(), "smtp-ingress")].concat();
             platform.spawn("smtp-ingress", &args);
             let imap = &platform.imap[i];
             let listeners = ["--imap-listen", &imap.imap, "--imaps-listen", &imap.imaps, "--pop3-listen", &imap.pop3]
                 .map(str::to_string);
-            let args = [&listeners[..], &with_mailstore[..], &common(&loopback())].concat();
+            let args = [&listeners[..], &with_mailstore[..], &common(&loopback(), "imap-frontend")].concat();
             platform.spawn("imap-frontend", &args);
         }
         let queue = ["--mailstore", &platform.grpc.mailstore, "--hostname", "localhost"].map(str::to_string);
         let extra: Vec<String> = delivery.iter().map(|s| s.to_string()).collect();
-        platform.spawn("delivery-queue", &[&queue[..], &extra, &common(&loopback())].concat());
+        let args = [&queue[..], &extra, &common(&loopback(), "delivery-queue")].concat();
+        platform.spawn("delivery-queue", &args);
         platform
     }
 

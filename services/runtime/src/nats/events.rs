@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{nats_headers, unavailable, user_headers};
+use super::{NatsAccess, nats_headers, unavailable, user_headers};
 use crate::{Event, EventBus, EventStream, Headers, Result, contract};
 
 /// Publish/subscribe on the shared connection. A subscriber that falls too far behind loses
@@ -21,9 +21,8 @@ impl NatsEventBus {
     }
 
     /// Connects to the server at `url`, for services that need events only (no queue or spool).
-    pub async fn connect(url: &str) -> Result<Self> {
-        let client = async_nats::connect(url).await.map_err(unavailable)?;
-        Ok(NatsEventBus::new(client))
+    pub async fn connect(url: &str, access: &NatsAccess) -> Result<Self> {
+        Ok(NatsEventBus::new(access.connect(url).await?))
     }
 }
 

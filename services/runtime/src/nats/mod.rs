@@ -1,6 +1,8 @@
 //! The NATS JetStream transports used in production.
 //!
 //! - [`NatsConfig`] — names and timings: streams, subjects, consumer, lease.
+//! - [`NatsAccess`] (`access.rs`) — the component's user and the server's CA; [`NatsFlags`]
+//!   (`flags.rs`) — the flags that give them.
 //! - [`NatsTransport`] — connects once and builds all three implementations on one client,
 //!   creating the streams when they are missing (the consumer on the first pull).
 //! - [`NatsSpool`] (`spool.rs`) — bodies in a stream with one subject per body.
@@ -8,7 +10,9 @@
 //!   pull consumer that every replica shares; dead letters in a stream of their own.
 //! - [`NatsEventBus`] (`events.rs`) — core NATS publish/subscribe.
 
+mod access;
 mod events;
+mod flags;
 mod queue;
 mod spool;
 
@@ -20,7 +24,9 @@ use async_nats::header::{HeaderName, HeaderValue};
 
 use crate::{Error, Headers, Result, contract};
 
+pub use access::{NatsAccess, NatsCredentials};
 pub use events::NatsEventBus;
+pub use flags::NatsFlags;
 pub use queue::NatsQueue;
 pub use spool::NatsSpool;
 
@@ -29,6 +35,8 @@ pub use spool::NatsSpool;
 pub struct NatsConfig {
     /// Server URL, e.g. `nats://nats.kubemail.svc:4222`.
     pub url: String,
+    /// The component's user and the server's CA.
+    pub access: NatsAccess,
     /// JetStream stream holding queued envelopes (work-queue retention, file storage).
     pub stream: String,
     /// The stream captures `<subject_prefix>.>`; envelopes are published under it.
@@ -53,6 +61,7 @@ impl Default for NatsConfig {
     fn default() -> Self {
         NatsConfig {
             url: "nats://127.0.0.1:4222".into(),
+            access: NatsAccess::default(),
             stream: "QUEUE".into(),
             subject_prefix: "queue".into(),
             consumer: "delivery".into(),
@@ -118,7 +127,7 @@ impl NatsTransport {
     /// Connects to `config.url` and sets up the streams.
     pub async fn connect(config: &NatsConfig) -> Result<Self> {
         config.validate()?;
-        let client = async_nats::connect(&config.url).await.map_err(unavailable)?;
+        let client = config.access.connect(&config.url).await?;
         Self::from_client(client, config).await
     }
 
