@@ -50,13 +50,13 @@ async fn refusal(errors: &mut mpsc::UnboundedReceiver<String>) -> String {
 async fn nobody_gets_in_without_a_user_and_tls() {
     let server = NatsServer::start_secured();
     let tls_only = NatsAccess { ca_file: Some(server.ca_file()), ..NatsAccess::default() };
-    let refused = tls_only.connect(&server.url()).await.err().expect("no user: refused");
+    let refused = tls_only.connect(&server.url()).await.expect_err("no user: refused");
     assert!(matches!(refused, Error::Unavailable { what: "nats", .. }), "{refused:?}");
     assert!(refused.to_string().to_lowercase().contains("authorization"), "{refused}");
 
     let mut wrong = server.access("smtp-ingress");
     wrong.credentials.as_mut().unwrap().password.push('x');
-    let refused = wrong.connect(&server.url()).await.err().expect("a wrong password: refused");
+    let refused = wrong.connect(&server.url()).await.expect_err("a wrong password: refused");
     assert!(refused.to_string().to_lowercase().contains("authorization"), "{refused}");
 
     // The right user over a connection that does not trust the server's CA: TLS fails first.
@@ -64,7 +64,7 @@ async fn nobody_gets_in_without_a_user_and_tls() {
     assert!(untrusted.connect(&server.url()).await.is_err(), "a server it cannot verify is not trusted");
 
     let missing_ca = NatsAccess { ca_file: Some(server.ca_file().with_extension("missing")), ..NatsAccess::default() };
-    let refused = missing_ca.connect(&server.url()).await.err().expect("a CA file that is not there");
+    let refused = missing_ca.connect(&server.url()).await.expect_err("a CA file that is not there");
     assert!(matches!(refused, Error::Config(_)), "{refused:?}");
 }
 
