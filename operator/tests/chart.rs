@@ -305,6 +305,33 @@ fn the_values_become_the_platform_the_operator_builds() {
     assert_eq!(mailbox["spec"]["deletionPolicy"], "Retain");
     let monitor = find(&rendered, "ServiceMonitor", "mail-kubemail");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+
+    // Each component reaches NATS as the user the example NATS values give it a password for.
+    let nats: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("examples/nats-values.yaml")).unwrap())
+            .expect("the NATS example is YAML");
+    let password_secret = |variable: &str| nats["container"]["env"][variable]["valueFrom"]["secretKeyRef"].clone();
+    for (component, variable) in [
+        (Component::SmtpIngress, "SMTP_INGRESS_PASSWORD"),
+        (Component::DeliveryQueue, "DELIVERY_QUEUE_PASSWORD"),
+        (Component::Mailstore, "MAILSTORE_PASSWORD"),
+        (Component::ImapFrontend, "IMAP_FRONTEND_PASSWORD"),
+    ] {
+        let deployment = objects
+            .deployments
+            .iter()
+            .find(|d| d.metadata.name.as_deref() == Some(&names::deployment("mail", component)))
+            .unwrap();
+        let volumes = deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap().volumes.clone().unwrap();
+        let credentials = volumes.iter().find(|v| v.name == "nats-credentials").expect("a NATS user mounted");
+        let secret = credentials.secret.as_ref().unwrap().secret_name.clone().unwrap();
+        assert_eq!(password_secret(variable)["name"], secret.as_str(), "{}", component.name());
+        assert_eq!(password_secret(variable)["key"], "password");
+        let users = nats["config"]["merge"]["authorization"]["users"].as_array().unwrap();
+        let user = users.iter().find(|user| user["user"] == component.name()).expect("a NATS user per component");
+        assert_eq!(user["password"], format!("<< ${variable} >>"));
+        assert!(volumes.iter().any(|v| v.name == "nats-ca"), "TLS to NATS with the server's CA");
+    }
 }
 
 /// The ports of the IMAP Service the operator builds from the chart rendered with `values`.

@@ -31,7 +31,7 @@ use kubemail_runtime::tls::{CERTIFICATE_FILE, KEY_FILE};
 
 use super::{labels, owned_meta};
 use crate::crd::MailCluster;
-use crate::crd::cluster::{ComponentSpec, MailServiceSpec, ServiceType};
+use crate::crd::cluster::{ComponentSpec, MailServiceSpec, NatsCredentialsSpec, ServiceType};
 
 /// Ports inside the containers, and the Service ports in front of them.
 pub mod port {
@@ -54,6 +54,11 @@ pub const TLS_DIR: &str = "/etc/kubemail/tls";
 pub const DKIM_DIR: &str = "/etc/kubemail/dkim";
 /// Where each component's service identity is mounted (its `--service-tls-dir`).
 pub const IDENTITY_DIR: &str = "/etc/kubemail/identity";
+/// Where a component's NATS user is mounted (its `--nats-credentials-dir`), and the NATS
+/// server's CA (its `--nats-ca-file`).
+pub const NATS_CREDENTIALS_DIR: &str = "/etc/kubemail/nats-credentials";
+pub const NATS_CA_DIR: &str = "/etc/kubemail/nats-ca";
+const NATS_CA_FILE: &str = "ca.crt";
 
 /// The pod template annotation that changes with the settings, so new settings roll the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "kubemail.io/config-hash";
@@ -96,6 +101,16 @@ impl Component {
             Component::DeliveryQueue => &spec.delivery_queue.component,
             Component::Mailstore => &spec.mailstore,
             Component::ImapFrontend => &spec.imap_frontend.exposed.component,
+        }
+    }
+
+    /// The Secret of the component's NATS user.
+    fn nats_user(self, credentials: &NatsCredentialsSpec) -> &str {
+        match self {
+            Component::SmtpIngress => &credentials.smtp_ingress,
+            Component::DeliveryQueue => &credentials.delivery_queue,
+            Component::Mailstore => &credentials.mailstore,
+            Component::ImapFrontend => &credentials.imap_frontend,
         }
     }
 
@@ -287,17 +302,18 @@ pub fn build_deployment(
     let mut vars: Vec<EnvVar> = listeners.iter().map(|(_, port, var)| env(var, format!("0.0.0.0:{port}"))).collect();
     // Every component's identity for gRPC between the services.
     vars.push(env("KUBEMAIL_SERVICE_TLS_DIR", IDENTITY_DIR));
-    let mut volumes = vec![Volume {
-        name: "identity".to_string(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(names::identity_secret(&name, component.role())),
-            default_mode: Some(0o440),
-            optional: Some(false),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }];
+    let mut volumes = vec![secret_volume("identity", &names::identity_secret(&name, component.role()), None)];
     let mut mounts = vec![mount("identity", IDENTITY_DIR)];
+    if let Some(credentials) = &spec.nats.credentials {
+        vars.push(env("KUBEMAIL_NATS_CREDENTIALS_DIR", NATS_CREDENTIALS_DIR));
+        volumes.push(secret_volume("nats-credentials", component.nats_user(credentials), None));
+        mounts.push(mount("nats-credentials", NATS_CREDENTIALS_DIR));
+    }
+    if let Some(ca) = &spec.nats.ca_secret_ref {
+        vars.push(env("KUBEMAIL_NATS_CA_FILE", format!("{NATS_CA_DIR}/{NATS_CA_FILE}")));
+        volumes.push(secret_volume("nats-ca", &ca.name, Some((&ca.key, NATS_CA_FILE))));
+        mounts.push(mount("nats-ca", NATS_CA_DIR));
+    }
     match component {
         Component::SmtpIngress | Component::ImapFrontend => {
             vars.push(env("KUBEMAIL_TLS_DIR", TLS_DIR));
@@ -467,6 +483,21 @@ fn projected<'a>(
     Volume {
         name: name.to_string(),
         projected: Some(ProjectedVolumeSource { sources: Some(sources), default_mode: Some(0o440) }),
+        ..Default::default()
+    }
+}
+
+/// A volume of the Secret `secret` (of `item`'s key only, under its file name, when given),
+/// readable by the pod's group only; the pod waits until the Secret is there.
+fn secret_volume(name: &str, secret: &str, item: Option<(&str, &str)>) -> Volume {
+    Volume {
+        name: name.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            default_mode: Some(0o440),
+            optional: Some(false),
+            items: item.map(|(key, path)| vec![KeyToPath { key: key.to_string(), path: path.to_string(), mode: None }]),
+        }),
         ..Default::default()
     }
 }
@@ -960,6 +991,46 @@ spec:
         assert_eq!(resources.limits.unwrap()["memory"], Quantity("256Mi".to_string()));
         let defaults = pod(deployment(&objects, Component::Mailstore)).containers[0].resources.clone().unwrap();
         assert!(defaults.requests.unwrap().contains_key("cpu"), "CPU autoscaling needs a request");
+    }
+
+    #[test]
+    fn each_component_connects_to_nats_as_its_own_user_over_tls_when_the_spec_says_so() {
+        let objects = build_cluster(&cluster(""), &[], "0.1.0");
+        let without = env_of(deployment(&objects, Component::SmtpIngress));
+        assert!(
+            !without.contains_key("KUBEMAIL_NATS_CREDENTIALS_DIR") && !without.contains_key("KUBEMAIL_NATS_CA_FILE")
+        );
+
+        let mut secured = cluster("");
+        secured.spec.nats.credentials = Some(NatsCredentialsSpec {
+            smtp_ingress: "nats-smtp".into(),
+            delivery_queue: "nats-queue".into(),
+            mailstore: "nats-store".into(),
+            imap_frontend: "nats-imap".into(),
+        });
+        secured.spec.nats.ca_secret_ref =
+            Some(crate::crd::common::SecretKeyRef { name: "nats-tls".into(), key: "ca.pem".into() });
+        let objects = build_cluster(&secured, &[], "0.1.0");
+        for (component, user) in [
+            (Component::SmtpIngress, "nats-smtp"),
+            (Component::DeliveryQueue, "nats-queue"),
+            (Component::Mailstore, "nats-store"),
+            (Component::ImapFrontend, "nats-imap"),
+        ] {
+            let deployment = deployment(&objects, component);
+            let volumes = pod(deployment).volumes.clone().unwrap();
+            let volume = |name: &str| volumes.iter().find(|v| v.name == name).unwrap().secret.clone().unwrap();
+            assert_eq!(volume("nats-credentials").secret_name.as_deref(), Some(user));
+            let ca = volume("nats-ca");
+            assert_eq!(ca.secret_name.as_deref(), Some("nats-tls"));
+            assert_eq!(ca.items.unwrap()[0], KeyToPath { key: "ca.pem".into(), path: "ca.crt".into(), mode: None });
+            let vars = env_of(deployment);
+            assert_eq!(vars["KUBEMAIL_NATS_CREDENTIALS_DIR"].value.as_deref(), Some(NATS_CREDENTIALS_DIR));
+            assert_eq!(vars["KUBEMAIL_NATS_CA_FILE"].value.as_deref(), Some("/etc/kubemail/nats-ca/ca.crt"));
+            let mounts = pod(deployment).containers[0].volume_mounts.clone().unwrap();
+            assert!(mounts.iter().any(|m| m.name == "nats-credentials" && m.mount_path == NATS_CREDENTIALS_DIR));
+            assert!(mounts.iter().any(|m| m.name == "nats-ca" && m.mount_path == NATS_CA_DIR));
+        }
     }
 
     #[test]

@@ -151,6 +151,30 @@ pub struct NatsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 5))]
     pub replicas: Option<u8>,
+    /// Each component's NATS user: `kubernetes.io/basic-auth` Secrets (keys `username` and
+    /// `password`), one per component, whose permissions the NATS server limits to the
+    /// subjects the component uses (the chart's `examples/nats-values.yaml`). Without it the
+    /// components connect without a user, and NATS must let anyone in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<NatsCredentialsSpec>,
+    /// The CA certificate (PEM) that signed the NATS server's: with it every component
+    /// connects over TLS and trusts only a server this CA vouches for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// The Secret holding each component's NATS user.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NatsCredentialsSpec {
+    #[schemars(length(min = 1, max = 253))]
+    pub smtp_ingress: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub delivery_queue: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub mailstore: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub imap_frontend: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
