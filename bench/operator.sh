@@ -97,7 +97,7 @@ user=system:serviceaccount:bench:bench-kubemail-operator
 sed "s|client-key: \"\([^\"]*\)\"}|client-key: \"\1\", as: \"$user\"}|" \
   "$KUBEMAIL_CLUSTER_DIR/impersonator.kubeconfig" >"$work/operator.kubeconfig"
 KUBECONFIG="$work/operator.kubeconfig" "$bin/operator" --http-listen "127.0.0.1:$operator_http_port" \
-  --watch-namespace bench --lease-namespace bench --mailstore "http://$admin_grpc" \
+  --watch-namespaces bench --lease-namespace bench --mailstore "http://$admin_grpc" \
   --usage-refresh "$USAGE_REFRESH" >"$OUT/operator.log" 2>&1 &
 pids+=($!)
 operator_pid=${pids[-1]}

@@ -29,10 +29,12 @@ pub struct Config {
     /// This replica's name in the Lease and in Events: its pod name (the chart passes it).
     #[arg(long, env = "KUBEMAIL_OPERATOR_IDENTITY")]
     pub identity: Option<String>,
-    /// Reconcile the resources of this namespace only; without it, those of every namespace.
-    /// For an operator per team, or several operators (tests) on one cluster.
-    #[arg(long, env = "KUBEMAIL_OPERATOR_WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
+    /// Reconcile the resources of these namespaces only (comma-separated); without it, those
+    /// of every namespace. Then it needs rights in those namespaces only (the chart's
+    /// `operator.watchNamespaces` gives it Roles there and no ClusterRole): for an operator
+    /// per team, or several operators (tests) on one cluster.
+    #[arg(long, env = "KUBEMAIL_OPERATOR_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
     /// How often each Mailbox's usage is read from the mailstore; its status is written only
     /// when the usage changed.
     #[arg(long, env = "KUBEMAIL_OPERATOR_USAGE_REFRESH", default_value = "5m", value_parser = parse_duration)]

@@ -28,7 +28,8 @@ pub struct Settings {
     pub default_tag: String,
     /// This replica's name in Events.
     pub instance: Option<String>,
-    /// The one namespace whose resources it reconciles; `None`: every namespace.
+    /// The one namespace whose resources this set of controllers reconciles; `None`: every
+    /// namespace.
     pub watch_namespace: Option<String>,
     /// How often a Mailbox's usage is read from the mailstore.
     pub usage_refresh: Duration,

@@ -35,7 +35,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
         mailstores: Mailstores::new(config.mailstore.clone(), fixed_identity),
         default_tag: env!("CARGO_PKG_VERSION").to_string(),
         instance: Some(identity.clone()),
-        watch_namespace: config.watch_namespace.clone(),
+        watch_namespace: None,
         usage_refresh: config.usage_refresh,
     };
     if config.leader_election {
@@ -43,11 +43,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
         let lease = Lease { name: config.lease_name.clone(), namespace, identity, duration: LEASE_DURATION };
         let work = {
             let shutdown = shutdown.clone();
-            move || controller::run(settings.clone(), shutdown.clone())
+            let namespaces = config.watch_namespaces.clone();
+            move || controller::run_in(settings.clone(), namespaces.clone(), shutdown.clone())
         };
         lead(client, &lease, shutdown, work).await?;
     } else {
-        controller::run(settings, shutdown).await;
+        controller::run_in(settings, config.watch_namespaces.clone(), shutdown).await;
     }
     admin.finish().await.map_err(Error::Invalid)
 }

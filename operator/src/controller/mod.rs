@@ -46,7 +46,22 @@ fn owned() -> watcher::Config {
     watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"))
 }
 
-/// Runs the three controllers until `shutdown` completes.
+/// Runs the controllers of every namespace (`namespaces` empty) or of each of `namespaces`
+/// until `shutdown` completes. A watch covers one namespace or all of them, and an operator
+/// with Roles in a few namespaces may not watch all: it runs a set of controllers per
+/// namespace, each with its own watches and caches.
+pub async fn run_in(settings: Settings, namespaces: Vec<String>, shutdown: Shutdown) {
+    if namespaces.is_empty() {
+        return run(settings, shutdown).await;
+    }
+    let runs = namespaces.into_iter().map(|namespace| {
+        run(Settings { watch_namespace: Some(namespace), ..settings.clone() }, shutdown.clone())
+    });
+    futures::future::join_all(runs).await;
+}
+
+/// Runs the three controllers of `settings.watch_namespace` (or every namespace) until
+/// `shutdown` completes.
 pub async fn run(settings: Settings, shutdown: Shutdown) {
     let client = settings.client.clone();
     let cert_manager = client.list_api_group_resources("cert-manager.io/v1").await.is_ok();

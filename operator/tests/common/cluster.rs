@@ -264,7 +264,7 @@ impl Operator {
         let child = command
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,kubemail_operator=debug")
-            .args(["--http-listen", &http.to_string(), "--watch-namespace", watched, "--mailstore", mailstore])
+            .args(["--http-listen", &http.to_string(), "--watch-namespaces", watched, "--mailstore", mailstore])
             .args(["--lease-namespace", namespace])
             .args(extra)
             .stdout(log.try_clone().unwrap())
