@@ -27,6 +27,8 @@ const CLUSTER_RULES: &[Rule] = &[
     // written.
     ("", &["secrets"], &["get", "list", "watch", "create", "patch"]),
     ("cert-manager.io", &["certificates"], &["list", "watch", "create", "patch", "delete"]),
+    // With cert-manager issuing the service identities: the cluster's Issuers.
+    ("cert-manager.io", &["issuers"], &["create", "patch"]),
     ("events.k8s.io", &["events"], &["create", "patch"]),
 ];
 

@@ -314,6 +314,7 @@ fn cases() -> Vec<Case> {
 const IMMUTABLE: &[(&str, &str, &str, &str)] = &[
     ("Mailbox", ".spec.address", "alice@example.com", "alicia@example.com"),
     ("MailDomain", ".spec.domain", "domain: example.com", "domain: example.org"),
+    ("MailCluster", ".spec.serviceIdentity.issuer", "{issuer: Operator}", "{issuer: CertManager}"),
 ];
 
 #[tokio::test]
@@ -352,7 +353,12 @@ async fn immutable_fields_cannot_change() {
     cluster::install_crds(&client).await;
     let namespace = TestNamespace::create(&client, "immutable").await;
     for (kind, field, from, to) in IMMUTABLE {
-        let valid = if *kind == "Mailbox" { MAILBOX } else { DOMAIN };
+        let cluster = format!("{CLUSTER}  serviceIdentity: {{issuer: Operator}}\n");
+        let valid = match *kind {
+            "Mailbox" => MAILBOX,
+            "MailDomain" => DOMAIN,
+            _ => &cluster,
+        };
         let apply = |yaml: &str| kubectl_with_input(&["apply", "-f", "-"], &in_namespace(yaml, &namespace.name));
         cluster::succeeded(&format!("creating the {kind}"), apply(valid));
         let changed = apply(&valid.replace(from, to));
@@ -360,12 +366,12 @@ async fn immutable_fields_cannot_change() {
         let name = field.trim_start_matches(".spec.");
         assert!(printed(&changed).contains(&format!("{name} is immutable")), "{}", printed(&changed));
         // Anything else may change.
-        let quota = if *kind == "Mailbox" {
-            valid.replace("storage: 5Gi", "storage: 6Gi")
-        } else {
-            valid.replace("1Gi", "2Gi")
+        let other = match *kind {
+            "Mailbox" => valid.replace("storage: 5Gi", "storage: 6Gi"),
+            "MailDomain" => valid.replace("1Gi", "2Gi"),
+            _ => valid.replace("maxMessageSize: 50Mi", "maxMessageSize: 60Mi"),
         };
-        cluster::succeeded(&format!("changing the {kind}'s quota"), apply(&quota));
+        cluster::succeeded(&format!("changing another field of the {kind}"), apply(&other));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Service identities on a real API server: a MailCluster gets a CA of its own and one identity
 //! Secret per component (and one for the operator), each naming its role and signed by that
-//! CA; a lost identity is issued again, and a replaced CA re-issues them all.
+//! CA; a lost identity is issued again, and a replaced CA re-issues them all. With cert-manager
+//! chosen, the operator asks it for the same Secrets instead.
 
 mod common;
 
@@ -9,7 +10,8 @@ use common::platform::{CLUSTER, PROMPTLY, Platform, yaml};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kubemail_operator::build::cluster::{Component, names};
-use kubemail_operator::build::identity::{ROLES, ca_of, identity_of};
+use kubemail_operator::build::domain::certificate_resource;
+use kubemail_operator::build::identity::{ROLES, ca_of, identity_of, issuer_resource};
 use kubemail_operator::crd::MailCluster;
 use kubemail_runtime::identity::{CertificateAuthority, Role, ServiceIdentity};
 
@@ -71,4 +73,54 @@ async fn each_component_gets_its_own_identity_from_the_clusters_ca() {
     platform.api::<Secret>().replace(&ca_name, &Default::default(), &secret).await.unwrap();
     let new_pem = replacement.certificate_pem().to_string();
     eventually("every identity under the new CA", PROMPTLY, || all_proven(&platform, &new_pem)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_cert_manager_the_operator_asks_it_for_each_identity() {
+    let client = common::cluster::client().await;
+    let dir = std::path::PathBuf::from(std::env::var("KUBEMAIL_TEST_CERT_MANAGER_CRDS").unwrap());
+    let crds = ["cert-manager.io_certificates.yaml", "cert-manager.io_issuers.yaml"];
+    common::cluster::apply_crds(&client, &common::cluster::crds_in(&dir, &crds)).await;
+    let platform = Platform::start("identity-cm", &[]).await;
+    let with_cert_manager =
+        format!("{}  serviceIdentity: {{issuer: CertManager}}\n", CLUSTER.replace("{name: mail}", "{name: cm}"));
+    platform.apply(&yaml::<MailCluster>(&with_cert_manager)).await;
+
+    // The objects pass cert-manager's own schemas on the API server.
+    let api = |resource: &kube::api::ApiResource| -> kube::Api<kube::api::DynamicObject> {
+        kube::Api::namespaced_with(platform.client.clone(), platform.namespace(), resource)
+    };
+    let (issuers, certificates) = (api(&issuer_resource()), api(&certificate_resource()));
+    let last = names::identity_secret("cm", Role::Operator);
+    eventually("the Certificates", PROMPTLY, || async { certificates.get_opt(&last).await.unwrap().is_some() }).await;
+    let root = issuers.get(&names::service_ca_root("cm")).await.expect("the self-signed Issuer");
+    assert!(root.data["spec"]["selfSigned"].is_object());
+    let ca_issuer = issuers.get(&names::service_ca("cm")).await.expect("the CA Issuer");
+    assert_eq!(ca_issuer.data["spec"]["ca"]["secretName"], names::service_ca("cm"));
+    let ca = certificates.get(&names::service_ca("cm")).await.expect("the CA's Certificate");
+    assert_eq!(ca.data["spec"]["isCA"], true);
+    assert_eq!(ca.data["spec"]["issuerRef"]["name"], names::service_ca_root("cm"));
+    for role in ROLES {
+        let certificate = certificates.get(&names::identity_secret("cm", role)).await.expect("a Certificate per role");
+        let spec = &certificate.data["spec"];
+        assert_eq!(spec["secretName"], names::identity_secret("cm", role), "{role}: the Secret its pods mount");
+        assert_eq!(spec["dnsNames"][0], role.dns_name(), "{role}: the name the mailstore authorizes");
+        assert_eq!(spec["issuerRef"]["name"], names::service_ca("cm"));
+        let usages: Vec<&str> = spec["usages"].as_array().unwrap().iter().filter_map(|u| u.as_str()).collect();
+        assert!(usages.contains(&"client auth") && usages.contains(&"server auth"), "{role}: {usages:?}");
+    }
+    // cert-manager, not the operator, writes the Secrets.
+    assert!(platform.get::<Secret>(&names::service_ca("cm")).await.is_none(), "the operator made a CA of its own");
+
+    // Which CA signs is fixed for the cluster's life.
+    let refused = platform
+        .api::<MailCluster>()
+        .patch(
+            "cm",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"serviceIdentity": {"issuer": "Operator"}}})),
+        )
+        .await
+        .expect_err("the issuer cannot change");
+    assert!(refused.to_string().contains("serviceIdentity.issuer is immutable"), "{refused}");
 }

@@ -102,9 +102,12 @@ async fn the_operator_works_with_roles_in_its_namespaces_only() {
     for (team, domain) in teams.iter().zip(domains) {
         let mailboxes: Api<Mailbox> = Api::namespaced(client.clone(), &team.name);
         eventually(&format!("alice@{domain} in {} is Ready", team.name), PROMPTLY * 2, || async {
-            mailboxes.get_opt("alice").await.unwrap().and_then(|mailbox| mailbox.status).is_some_and(|status| {
-                has_condition(&status.conditions, "Ready", "True", "AccountReady")
-            })
+            mailboxes
+                .get_opt("alice")
+                .await
+                .unwrap()
+                .and_then(|mailbox| mailbox.status)
+                .is_some_and(|status| has_condition(&status.conditions, "Ready", "True", "AccountReady"))
         })
         .await;
         let request = GetAccountRequest { address: format!("alice@{domain}") };

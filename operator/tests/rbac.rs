@@ -17,10 +17,12 @@ use kube::Api;
 use kube::api::DynamicObject;
 use kubemail_operator::crd::{MailCluster, MailDomain, Mailbox};
 
-/// cert-manager's CRDs, so that the operator asks for certificates (and watches them).
+/// cert-manager's CRDs, so that the operator asks for certificates (and watches them) and
+/// sets up Issuers.
 async fn install_cert_manager_crds(client: &kube::Client) {
     let dir = PathBuf::from(std::env::var("KUBEMAIL_TEST_CERT_MANAGER_CRDS").unwrap());
-    cluster::apply_crds(client, &cluster::crds_in(&dir, &["cert-manager.io_certificates.yaml"])).await;
+    let crds = ["cert-manager.io_certificates.yaml", "cert-manager.io_issuers.yaml"];
+    cluster::apply_crds(client, &cluster::crds_in(&dir, &crds)).await;
 }
 
 /// Each (API group, resource, verb) `rules` grant.
@@ -79,6 +81,20 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
     platform.apply(&yaml::<MailCluster>(&format!("{CLUSTER}  networkPolicy: {{enabled: false}}\n"))).await;
     eventually("the NetworkPolicies are gone", PROMPTLY, || async {
         platform.get::<NetworkPolicy>("mail-deny-all").await.is_none()
+    })
+    .await;
+
+    // A second cluster whose identities cert-manager issues: its Issuers are made.
+    let with_cert_manager =
+        format!("{}  serviceIdentity: {{issuer: CertManager}}\n", CLUSTER.replace("{name: mail}", "{name: cm}"));
+    platform.apply(&yaml::<MailCluster>(&with_cert_manager)).await;
+    let issuers: Api<DynamicObject> = Api::namespaced_with(
+        platform.client.clone(),
+        platform.namespace(),
+        &kubemail_operator::build::identity::issuer_resource(),
+    );
+    eventually("the cluster's Issuers", PROMPTLY, || async {
+        issuers.get_opt("cm-service-ca").await.unwrap().is_some()
     })
     .await;
 

@@ -233,9 +233,14 @@ pub mod names {
     pub fn metrics_service(cluster: &str) -> String {
         format!("{cluster}-metrics")
     }
-    /// The Secret that keeps the cluster's CA.
+    /// The Secret that keeps the cluster's CA; with cert-manager, also the Certificate that
+    /// asks for it and the Issuer that signs with it.
     pub fn service_ca(cluster: &str) -> String {
         format!("{cluster}-service-ca")
+    }
+    /// With cert-manager: the self-signed Issuer that signs the cluster's CA.
+    pub fn service_ca_root(cluster: &str) -> String {
+        format!("{cluster}-service-ca-root")
     }
     /// The Secret of `role`'s service identity.
     pub fn identity_secret(cluster: &str, role: kubemail_runtime::identity::Role) -> String {

@@ -3,6 +3,9 @@
 //! `tls.key`, `ca.crt`), which the component mounts as its `--service-tls-dir`. The operator
 //! issues each identity for a day and issues it again when a third of its life is left; the
 //! kubelet then updates the mounted files and the service takes them into use.
+//!
+//! With `spec.serviceIdentity.issuer: CertManager`, cert-manager does both instead
+//! ([`build_cert_manager_identities`]): the same Secrets, with the same keys.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kubemail_runtime::identity::{CA_FILE, CertificateAuthority, IssuedIdentity, Role};
 use kubemail_runtime::tls::{CERTIFICATE_FILE, KEY_FILE};
 
@@ -40,6 +44,76 @@ impl Component {
             Component::ImapFrontend => Role::ImapFrontend,
         }
     }
+}
+
+/// How long the CA cert-manager makes lasts, and how long before its end it is made again
+/// (the identities it signed then follow within their own renewal).
+const CA_DURATION: &str = "8760h";
+const CA_RENEW_BEFORE: &str = "720h";
+/// An identity's renewal with cert-manager: with a third of its day left, as the operator does.
+const IDENTITY_DURATION: &str = "24h";
+const IDENTITY_RENEW_BEFORE: &str = "8h";
+
+/// cert-manager's Issuer resource.
+pub fn issuer_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("cert-manager.io", "v1", "Issuer"))
+}
+
+/// What asks cert-manager for `cluster`'s identities: the Issuers (a self-signed one, and one
+/// that signs with the cluster's CA), then the Certificates (the CA's, then one per role), in
+/// the order they must be applied.
+pub fn build_cert_manager_identities(cluster: &MailCluster) -> (Vec<DynamicObject>, Vec<DynamicObject>) {
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().unwrap_or_default();
+    let object = |resource: &ApiResource, object_name: String, spec: serde_json::Value| {
+        let mut object = DynamicObject::new(&object_name, resource);
+        object.metadata = owned_meta(cluster, object_name, labels(&name, None));
+        object.data = serde_json::json!({ "spec": spec });
+        object
+    };
+    let issuer_ref = |issuer: String| serde_json::json!({"name": issuer, "kind": "Issuer", "group": "cert-manager.io"});
+    // The Secrets carry the operator's labels, so its watch of its Secrets sees them.
+    let secret_template = serde_json::json!({ "labels": labels(&name, None) });
+    let issuers = vec![
+        object(&issuer_resource(), names::service_ca_root(&name), serde_json::json!({"selfSigned": {}})),
+        object(
+            &issuer_resource(),
+            names::service_ca(&name),
+            serde_json::json!({"ca": {"secretName": names::service_ca(&name)}}),
+        ),
+    ];
+    let certificate = super::domain::certificate_resource();
+    let mut certificates = vec![object(
+        &certificate,
+        names::service_ca(&name),
+        serde_json::json!({
+            "isCA": true,
+            "commonName": format!("kubemail {namespace}/{name} service CA"),
+            "secretName": names::service_ca(&name),
+            "secretTemplate": secret_template,
+            "duration": CA_DURATION,
+            "renewBefore": CA_RENEW_BEFORE,
+            "privateKey": {"algorithm": "ECDSA", "size": 256},
+            "issuerRef": issuer_ref(names::service_ca_root(&name)),
+        }),
+    )];
+    certificates.extend(ROLES.iter().map(|role| {
+        object(
+            &certificate,
+            names::identity_secret(&name, *role),
+            serde_json::json!({
+                "secretName": names::identity_secret(&name, *role),
+                "secretTemplate": secret_template,
+                "dnsNames": [role.dns_name()],
+                "duration": IDENTITY_DURATION,
+                "renewBefore": IDENTITY_RENEW_BEFORE,
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                "usages": ["digital signature", "key encipherment", "server auth", "client auth"],
+                "issuerRef": issuer_ref(names::service_ca(&name)),
+            }),
+        )
+    }));
+    (issuers, certificates)
 }
 
 /// The Secret that keeps `cluster`'s CA: its certificate and its key.

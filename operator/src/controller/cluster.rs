@@ -51,8 +51,13 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
         None => Found::yes(DEGRADED, "DatabaseSecretNotFound", format!("Secret {} does not exist", uri.name)),
     };
 
-    // Identities, before the pods that mount them.
-    let first_renewal = super::identity::ensure(&cluster, &secrets, &ctx).await?;
+    // Identities, before the pods that mount them. A missing database says more than
+    // identities that cannot be issued: it is reported first.
+    let (first_renewal, degraded) = match super::identity::ensure(&cluster, &secrets, &ctx).await? {
+        Ok(first_renewal) => (first_renewal, database),
+        Err(identities) if !database.status => (soon(), identities),
+        Err(_) => (soon(), database),
+    };
 
     // Build, with the domains that name this cluster.
     let domains: Api<MailDomain> = Api::namespaced(client.clone(), &namespace);
@@ -120,8 +125,8 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
     let found = [
         if ready {
             Found::yes(READY, "AllComponentsReady", "every component has its replicas ready")
-        } else if database.status {
-            Found::no(READY, database.reason, database.message.clone())
+        } else if degraded.status {
+            Found::no(READY, degraded.reason, degraded.message.clone())
         } else {
             Found::no(READY, "ComponentsNotReady", format!("waiting for {}", waiting.join(", ")))
         },
@@ -130,7 +135,7 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
         } else {
             Found::yes(PROGRESSING, "ComponentsStarting", format!("waiting for {}", waiting.join(", ")))
         },
-        database,
+        degraded,
     ];
     let previous = cluster.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
     let conditions = status::conditions(&previous, &found, cluster.meta().generation, Timestamp::now());
@@ -151,6 +156,12 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
     }
     status::patch(&Api::<MailCluster>::namespaced(client, &namespace), &cluster, status).await?;
     Ok(next)
+}
+
+/// When to look again at identities that could not be issued: not at once (nothing changes
+/// that fast), not at the resync (cert-manager installed meanwhile should be used soon).
+fn soon() -> Timestamp {
+    Timestamp::now().checked_add(k8s_openapi::jiff::SignedDuration::from_secs(60)).unwrap_or_else(|_| Timestamp::now())
 }
 
 /// Each component's wanted and ready replicas, from its Deployment as the API server holds it.

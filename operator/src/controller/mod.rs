@@ -54,9 +54,9 @@ pub async fn run_in(settings: Settings, namespaces: Vec<String>, shutdown: Shutd
     if namespaces.is_empty() {
         return run(settings, shutdown).await;
     }
-    let runs = namespaces.into_iter().map(|namespace| {
-        run(Settings { watch_namespace: Some(namespace), ..settings.clone() }, shutdown.clone())
-    });
+    let runs = namespaces
+        .into_iter()
+        .map(|namespace| run(Settings { watch_namespace: Some(namespace), ..settings.clone() }, shutdown.clone()));
     futures::future::join_all(runs).await;
 }
 

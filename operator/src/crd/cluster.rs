@@ -63,6 +63,29 @@ pub struct MailClusterSpec {
     /// NetworkPolicies that admit only the flows the platform uses.
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+    /// Who issues the components' identities for gRPC between them.
+    #[serde(default)]
+    pub service_identity: ServiceIdentitySpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceIdentitySpec {
+    /// `Operator` (the default): the operator keeps a CA in a Secret and issues each
+    /// component's certificate itself. `CertManager`: it sets up cert-manager Issuers (a
+    /// self-signed one for the CA, a CA Issuer) and asks for a Certificate per component, into
+    /// the same Secrets; cert-manager must be installed. Fixed when the cluster is made: a
+    /// change would have two CAs sign identities the components must trust at once.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "serviceIdentity.issuer is immutable"}]))]
+    pub issuer: IdentityIssuer,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum IdentityIssuer {
+    #[default]
+    Operator,
+    CertManager,
 }
 
 /// Which traffic reaches the platform's pods. Inside the cluster only the designed flows are
