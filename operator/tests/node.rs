@@ -390,6 +390,22 @@ fn a_release_serves_tls_once_its_certificate_appears_and_uninstalls_cleanly() {
     let password = &platform.demo.password;
     let literal = format!("--from-literal=password={password}");
     cluster.kubectl_ok(&["-n", ns, "create", "secret", "generic", "carol-password", &literal]);
+    // The demo's NATS users and the NATS server's CA, as the demo's namespace has them.
+    let copied = |name: &str, key: &str| {
+        let template = format!("go-template={{{{index .data \"{key}\" | base64decode}}}}");
+        cluster.kubectl_ok(&["-n", NAMESPACE, "get", "secret", name, "-o", &template])
+    };
+    for user in ["smtp-ingress", "delivery-queue", "mailstore", "imap-frontend"] {
+        let name = format!("mail-nats-{user}");
+        let username = format!("--from-literal=username={}", copied(&name, "username"));
+        let password = format!("--from-literal=password={}", copied(&name, "password"));
+        let kind = "--type=kubernetes.io/basic-auth";
+        cluster.kubectl_ok(&["-n", ns, "create", "secret", "generic", &name, kind, &username, &password]);
+    }
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), copied("nats-ca", "ca.crt")).unwrap();
+    let ca_file = format!("--from-file=ca.crt={}", ca.path().display());
+    cluster.kubectl_ok(&["-n", ns, "create", "secret", "generic", "nats-ca", &ca_file]);
     let image = cluster.kubectl_ok(&[
         "-n",
         NAMESPACE,
@@ -411,7 +427,11 @@ cluster:
   name: late
   hostname: mail.late.test
   database: {{uriSecret: {{name: late-db, key: uri}}}}
-  nats: {{url: 'nats://nats.nats.svc:4222'}}
+  nats:
+    url: tls://nats.nats.svc:4222
+    credentials: {{smtpIngress: mail-nats-smtp-ingress, deliveryQueue: mail-nats-delivery-queue,
+      mailstore: mail-nats-mailstore, imapFrontend: mail-nats-imap-frontend}}
+    caSecretRef: {{name: nats-ca, key: ca.crt}}
 smtp: {{replicas: 1}}
 imap: {{replicas: 1}}
 deliveryQueue: {{replicas: 1}}

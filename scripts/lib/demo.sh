@@ -7,6 +7,8 @@ DEMO_NAMESPACE=mail
 DEMO_DOMAIN=example.test
 DEMO_HOSTNAME=mail.example.test
 NATS_IMAGE=kubemail.local/nats:local
+# The NATS users of charts/kubemail/examples/nats-values.yaml: one per component.
+NATS_USERS=(smtp-ingress delivery-queue mailstore imap-frontend)
 
 # install_demo DIR: the platform on the node of the cluster in DIR; ends by printing the line
 # `smtp=HOST:PORT submission=HOST:PORT imap=HOST:PORT domain=DOMAIN password=PASSWORD`.
@@ -29,6 +31,7 @@ prepare_demo() {
   install_nats "$dir" || return 1
   start_cluster_database "$dir" || return 1
   "$KUBECTL" create namespace "$DEMO_NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+  apply_nats_client_secrets "$dir" "$DEMO_NAMESPACE" || return 1
   apply_database_service "$dir" "$DEMO_NAMESPACE" || return 1
   "$KUBECTL" -n "$DEMO_NAMESPACE" create secret generic mailbox-password \
     --from-literal=password="$(demo_password "$dir")" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
@@ -44,7 +47,11 @@ operator: {enabled: false}
 cluster:
   enabled: true
   hostname: $DEMO_HOSTNAME
-  nats: {url: "nats://nats.nats.svc:4222"}
+  nats:
+    url: tls://nats.nats.svc:4222
+    credentials: {smtpIngress: mail-nats-smtp-ingress, deliveryQueue: mail-nats-delivery-queue,
+      mailstore: mail-nats-mailstore, imapFrontend: mail-nats-imap-frontend}
+    caSecretRef: {name: nats-ca, key: ca.crt}
 domains:
 - {name: example-test, domain: $DEMO_DOMAIN}
 mailboxes:
@@ -86,13 +93,69 @@ demo_password() {
 }
 
 # install_nats DIR: the NATS image (the nats-server the tests run, as a static binary) loaded
-# into the node, and scripts/manifests/nats.yaml applied; waits until it is ready.
+# into the node; its configuration (the example's users, each with a password made here) and
+# certificate (from a CA made here) as Secrets; scripts/manifests/nats.yaml applied; waits
+# until it is ready. The passwords and the CA are kept in DIR/nats.
 install_nats() {
+  local nats="$1/nats" authorization user variable
   ensure_nats || return 1
   build_image "$1/node/images/nats.tar" "$NATS_IMAGE" nats-server 4222,8222 "$NATS_SERVER" || return 1
   import_image "$1/node" "$1/node/images/nats.tar" || return 1
+  write_nats_tls "$nats" || return 1
+  authorization=$("$HELM" template nats-users "$root/scripts/manifests/nats-users" \
+    -f "$root/charts/kubemail/examples/nats-values.yaml" --show-only templates/authorization.json | grep '^{') \
+    || { echo "cannot read the NATS users of charts/kubemail/examples/nats-values.yaml" >&2; return 1; }
+  for user in "${NATS_USERS[@]}"; do
+    [ -f "$nats/$user.password" ] || openssl rand -hex 16 >"$nats/$user.password"
+    variable=$(echo "$user" | tr 'a-z-' 'A-Z_')_PASSWORD
+    authorization=${authorization//"<< \$$variable >>"/$(cat "$nats/$user.password")}
+  done
+  case $authorization in *'<<'*) echo "a NATS user of the example has no password here" >&2; return 1 ;; esac
+  cat >"$nats/nats.conf" <<CONF
+port: 4222
+http_port: 8222
+jetstream { store_dir: /data, sync_interval: always }
+tls { cert_file: /etc/nats-tls/tls.crt, key_file: /etc/nats-tls/tls.key }
+authorization: $authorization
+CONF
+  "$KUBECTL" create namespace nats --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+  "$KUBECTL" -n nats create secret generic nats-config --from-file=nats.conf="$nats/nats.conf" \
+    --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null || return 1
+  "$KUBECTL" -n nats create secret tls nats-tls --cert="$nats/tls.crt" --key="$nats/tls.key" \
+    --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null || return 1
   "$KUBECTL" apply -f "$root/scripts/manifests/nats.yaml" >/dev/null || return 1
   "$KUBECTL" -n nats rollout status deployment/nats --timeout 2m >/dev/null
+}
+
+# write_nats_tls DIR: a CA (DIR/ca.crt) and the NATS server's certificate for its Service's
+# names, signed by it (DIR/tls.crt, DIR/tls.key); kept when already there.
+write_nats_tls() {
+  local dir=$1
+  [ -f "$dir/tls.crt" ] && return 0
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj "/CN=kubemail demo NATS CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null || return 1
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=nats.nats.svc" \
+    -keyout "$dir/tls.key" -out "$dir/tls.csr" 2>/dev/null || return 1
+  printf 'subjectAltName=DNS:nats.nats.svc,DNS:nats.nats.svc.cluster.local\nextendedKeyUsage=serverAuth\n' \
+    >"$dir/tls.ext"
+  openssl x509 -req -in "$dir/tls.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 365 \
+    -extfile "$dir/tls.ext" -out "$dir/tls.crt" 2>/dev/null
+}
+
+# apply_nats_client_secrets DIR NAMESPACE: what the MailCluster of NAMESPACE names in
+# spec.nats: a kubernetes.io/basic-auth Secret per component (mail-nats-<component>) and the
+# NATS server's CA (nats-ca, key ca.crt).
+apply_nats_client_secrets() {
+  local dir=$1 namespace=$2 user
+  for user in "${NATS_USERS[@]}"; do
+    "$KUBECTL" -n "$namespace" create secret generic "mail-nats-$user" --type=kubernetes.io/basic-auth \
+      --from-literal=username="$user" --from-file=password=<(tr -d '\n' <"$dir/nats/$user.password") \
+      --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null || return 1
+  done
+  "$KUBECTL" -n "$namespace" create secret generic nats-ca --from-file=ca.crt="$dir/nats/ca.crt" \
+    --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 }
 
 # start_cluster_database DIR: a PostgreSQL for the cluster in DIR (unless one runs), on the
