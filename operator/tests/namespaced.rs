@@ -9,33 +9,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::cluster::{self, Operator, Release, TestNamespace, eventually, kubectl, requests_of, service_account_user};
-use common::platform::{ALICE, CLUSTER, DOMAIN, PROMPTLY, has_condition, secret, yaml};
-use k8s_openapi::NamespaceResourceScope;
+use common::platform::{ALICE, CLUSTER, DOMAIN, PROMPTLY, apply_in, has_condition, secret, yaml};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Resource};
+use kube::Api;
 use kubemail_operator::build::cluster::names;
 use kubemail_operator::crd::{MailCluster, MailDomain, Mailbox};
 use kubemail_proto::admin::GetAccountRequest;
 use kubemail_testkit::mailstore::Mailstore;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-async fn apply<K>(client: &kube::Client, namespace: &str, object: &K)
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
-{
-    let name = object.meta().name.clone().unwrap();
-    Api::<K>::namespaced(client.clone(), namespace)
-        .patch(&name, &PatchParams::apply("kubectl").force(), &Patch::Apply(object))
-        .await
-        .unwrap_or_else(|error| panic!("apply {} {name} in {namespace}: {error}", K::kind(&())));
-}
 
 /// Whether `user` may `verb` `resource` in `namespace` (`None`: in every namespace).
 fn can(user: &str, verb: &str, resource: &str, namespace: Option<&str>) -> bool {
@@ -91,13 +72,13 @@ async fn the_operator_works_with_roles_in_its_namespaces_only() {
     // A platform in each watched namespace, each with its own domain, and one elsewhere.
     let domains = ["op.test", "team.test"];
     for (team, domain) in teams.iter().zip(domains) {
-        apply(&client, &team.name, &yaml::<MailCluster>(CLUSTER)).await;
-        apply(&client, &team.name, &secret("mail-db-app", "uri", "postgres://mail")).await;
-        apply(&client, &team.name, &yaml::<MailDomain>(&DOMAIN.replace("op.test", domain))).await;
-        apply(&client, &team.name, &secret("alice-password", "password", "a password")).await;
-        apply(&client, &team.name, &yaml::<Mailbox>(&ALICE.replace("op.test", domain))).await;
+        apply_in(&client, &team.name, &yaml::<MailCluster>(CLUSTER)).await;
+        apply_in(&client, &team.name, &secret("mail-db-app", "uri", "postgres://mail")).await;
+        apply_in(&client, &team.name, &yaml::<MailDomain>(&DOMAIN.replace("op.test", domain))).await;
+        apply_in(&client, &team.name, &secret("alice-password", "password", "a password")).await;
+        apply_in(&client, &team.name, &yaml::<Mailbox>(&ALICE.replace("op.test", domain))).await;
     }
-    apply(&client, &elsewhere.name, &yaml::<MailCluster>(CLUSTER)).await;
+    apply_in(&client, &elsewhere.name, &yaml::<MailCluster>(CLUSTER)).await;
 
     for (team, domain) in teams.iter().zip(domains) {
         let mailboxes: Api<Mailbox> = Api::namespaced(client.clone(), &team.name);

@@ -66,6 +66,23 @@ pub fn secret(name: &str, key: &str, value: &str) -> Secret {
     yaml(&format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData: {{{key}: {value:?}}}\n"))
 }
 
+/// Server-side apply of `object` into `namespace`, as a user's `kubectl apply --server-side`
+/// does.
+pub async fn apply_in<K>(client: &Client, namespace: &str, object: &K)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap();
+    Api::<K>::namespaced(client.clone(), namespace)
+        .patch(&name, &PatchParams::apply("kubectl").force(), &Patch::Apply(object))
+        .await
+        .unwrap_or_else(|error| panic!("apply {} {name} in {namespace}: {error}", K::kind(&())));
+}
+
 /// The status and reason of the condition `type_`; panics if there is none.
 pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> (&'a str, &'a str) {
     let condition =
@@ -133,11 +150,7 @@ impl Platform {
             + Clone
             + std::fmt::Debug,
     {
-        let name = object.meta().name.clone().unwrap();
-        self.api::<K>()
-            .patch(&name, &PatchParams::apply("kubectl").force(), &Patch::Apply(object))
-            .await
-            .unwrap_or_else(|error| panic!("apply {} {name}: {error}", K::kind(&())));
+        apply_in(&self.client, self.namespace(), object).await
     }
 
     /// Deletes `name` (its finalizers may hold it).
