@@ -118,7 +118,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         config.identity.mailstore_channel(Role::DeliveryQueue, &config.mailstore, &shutdown).map_err(Error::Startup)?;
     let nats = NatsConfig {
         url: config.nats.url.clone(),
-        access: config.nats.access(&Role::DeliveryQueue.to_string()).map_err(|e| Error::Startup(e.to_string()))?,
+        access: config.nats.access(Role::DeliveryQueue).map_err(|e| Error::Startup(e.to_string()))?,
         lease: config.lease,
         replicas: config.nats_replicas,
         ..Default::default()

@@ -91,7 +91,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     };
     let channel =
         config.identity.mailstore_channel(Role::ImapFrontend, &config.mailstore, &shutdown).map_err(Error::Startup)?;
-    let access = config.nats.access(&Role::ImapFrontend.to_string()).map_err(|e| Error::Startup(e.to_string()))?;
+    let access = config.nats.access(Role::ImapFrontend).map_err(|e| Error::Startup(e.to_string()))?;
     let events = NatsEventBus::connect(&config.nats.url, &access)
         .await
         .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats.url)))?;

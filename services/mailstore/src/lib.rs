@@ -161,7 +161,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<()> {
     let endpoint =
         AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
-    let access = config.nats.access(&Role::Mailstore.to_string()).map_err(|e| Error::Startup(e.to_string()))?;
+    let access = config.nats.access(Role::Mailstore).map_err(|e| Error::Startup(e.to_string()))?;
     let bus = NatsEventBus::connect(&config.nats.url, &access)
         .await
         .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats.url)))?;

@@ -74,7 +74,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     } else {
         let transport = NatsTransport::connect(&NatsConfig {
             url: config.nats.url.clone(),
-            access: config.nats.access(&Role::SmtpIngress.to_string()).map_err(|e| Error::Startup(e.to_string()))?,
+            access: config.nats.access(Role::SmtpIngress).map_err(|e| Error::Startup(e.to_string()))?,
             replicas: config.nats_replicas,
             ..Default::default()
         })

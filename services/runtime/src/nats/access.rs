@@ -79,7 +79,8 @@ impl NatsAccess {
 }
 
 /// What the server says asynchronously: a refused publish or subscription (a permissions
-/// violation) reaches the client only this way.
+/// violation) reaches the client only this way, as does a server's word that it dropped
+/// messages to a slow subscriber.
 fn report(event: async_nats::Event) {
     match event {
         async_nats::Event::ServerError(error) => {
@@ -92,7 +93,7 @@ fn report(event: async_nats::Event) {
                 async_nats::ServerError::Other(_) => "other",
             };
             metrics::counter!("kubemail_nats_server_errors_total", "kind" => kind).increment(1);
-            tracing::error!(%error, "the NATS server refused a request");
+            tracing::error!(%error, "the NATS server reported an error");
         }
         async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
         async_nats::Event::Connected => tracing::info!("connected to NATS"),

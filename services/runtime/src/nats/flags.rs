@@ -25,11 +25,12 @@ pub struct NatsFlags {
 impl NatsFlags {
     /// How the component named `name` (its role) connects; the credentials are read now, so a
     /// missing file stops the start with a message saying which.
-    pub fn access(&self, name: &str) -> Result<NatsAccess> {
+    pub fn access(&self, name: impl std::fmt::Display) -> Result<NatsAccess> {
+        let name = name.to_string();
         let credentials = self.credentials_dir.as_deref().map(NatsCredentials::from_dir).transpose()?;
         if credentials.is_none() {
-            tracing::warn!(component = name, "no --nats-credentials-dir: connecting to NATS without a user");
+            tracing::warn!(component = %name, "no --nats-credentials-dir: connecting to NATS without a user");
         }
-        Ok(NatsAccess { name: Some(name.to_string()), credentials, ca_file: self.ca_file.clone() })
+        Ok(NatsAccess { name: Some(name), credentials, ca_file: self.ca_file.clone() })
     }
 }
