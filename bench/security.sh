@@ -104,7 +104,7 @@ record_machine
 echo "working tree: $(git -C "$root" status --short 2>/dev/null | wc -l) paths differ from the commit (git status --short)" \
   >>"$OUT/machine.txt"
 # The shared machine: the build (a no-op when the binaries are fresh) runs at a lower priority.
-cargo() { nice -n 10 command cargo "$@"; }
+cargo() { nice -n 10 "$(type -P cargo)" "$@"; }
 build_release kubemail kubemail-mailstore kubemail-smtp-ingress kubemail-imap-frontend kubemail-delivery-queue
 unset -f cargo
 bin=$root/target/release
