@@ -247,6 +247,42 @@ fn the_rendered_rbac_is_what_the_operator_needs() {
 }
 
 #[test]
+fn watched_namespaces_get_roles_and_no_cluster_role() {
+    let rendered = documents(&template(&["--set", "operator.watchNamespaces={team-a,team-b}"]).unwrap());
+    let named = |kind: &str| -> Vec<&Value> {
+        rendered.iter().filter(|d| d["kind"] == kind && d["metadata"]["name"] == "mail-kubemail-operator").collect()
+    };
+    assert!(named("ClusterRole").is_empty() && named("ClusterRoleBinding").is_empty(), "no cluster-wide rights");
+    let in_namespace = |kind: &str, namespace: &str| -> Value {
+        named(kind).into_iter().find(|d| d["metadata"]["namespace"] == namespace).cloned().unwrap_or(Value::Null)
+    };
+    for namespace in ["team-a", "team-b"] {
+        let role = in_namespace("Role", namespace);
+        assert_eq!(
+            role["rules"],
+            serde_json::to_value(kubemail_operator::rbac::cluster_rules()).unwrap(),
+            "{namespace}"
+        );
+        let binding = in_namespace("RoleBinding", namespace);
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+        assert_eq!(binding["subjects"][0]["name"], "mail-kubemail-operator");
+        assert_eq!(binding["subjects"][0]["namespace"], "mail", "the operator's own ServiceAccount");
+    }
+    // Its Lease stays in its own namespace.
+    assert_eq!(
+        in_namespace("Role", "mail")["rules"],
+        serde_json::to_value(kubemail_operator::rbac::namespace_rules()).unwrap()
+    );
+    let operator = find(&rendered, "Deployment", "mail-kubemail-operator");
+    let env = operator["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    let watched =
+        env.iter().find(|e| e["name"] == "KUBEMAIL_OPERATOR_WATCH_NAMESPACES").expect("the namespaces passed");
+    assert_eq!(watched["value"], "team-a,team-b");
+    let error = template(&["--set", "operator.watchNamespaces={Team A}"]).expect_err("not a namespace name");
+    assert!(error.contains("/operator/watchNamespaces/0"), "{error}");
+}
+
+#[test]
 fn the_operator_runs_locked_down_with_probes() {
     let rendered = documents(&template(&["--set", "operator.replicas=2"]).unwrap());
     let deployment = find(&rendered, "Deployment", "mail-kubemail-operator");
