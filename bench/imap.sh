@@ -207,30 +207,9 @@ watch_servers
 # ---------------------------------------------------------------- the INBOX of 10,000 messages
 corpus=$work/corpus.mbox
 python3 "$PEERS_DIR/bin/gen-corpus.py" --out "$corpus" --count 1000 --seed 1 >/dev/null
-# imapbench.py only counts the commands that were not answered OK; this wrapper runs it
-# unchanged and also writes each such command with the server's tagged reply to stderr
-# (`NOT OK: <command> -> <reply>`), the evidence for failures.
-cat >"$work/imapbench-logged.py" <<'EOF'
-import importlib.util, sys
-path, args = sys.argv[1], sys.argv[2:]
-spec = importlib.util.spec_from_file_location("imapbench", path)
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
-plain_command = tool.Imap.command
-async def command(self, text, literal=None, keep=True, timeout=60):
-    status, untagged = await plain_command(self, text, literal=literal, keep=keep, timeout=timeout)
-    if status != "OK":
-        # The tagged reply is the last line consumed, still in the read buffer.
-        reply = self.buf[:self.pos].rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-        words = text.split(" ")
-        shown = text if words[0].upper() != "LOGIN" else " ".join(words[:2] + ["***"])  # no password
-        print(f"NOT OK: {shown[:200]} -> {reply.decode(errors='replace')[:300]}", file=sys.stderr, flush=True)
-    return status, untagged
-tool.Imap.command = command
-sys.argv = [path] + args
-tool.main()
-EOF
-imapbench=(python3 "$work/imapbench-logged.py" "$PEERS_DIR/bin/imapbench.py")
+# imapbench.py through bench/imapbench-logged.py: each command not answered OK is written
+# to stderr with the server's reply.
+imapbench=(python3 "$root/bench/imapbench-logged.py" "$PEERS_DIR/bin/imapbench.py")
 ours_user=bench1@$DOMAIN
 peer_user=bench1
 

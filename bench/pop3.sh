@@ -192,28 +192,9 @@ cpu_watch=("postgres=$(head -n 1 "$pg_dir/postmaster.pid")" "nats=$nats_pid" "ma
 # ---------------------------------------------------------------- the INBOXes
 corpus=$work/corpus.mbox
 python3 "$PEERS_DIR/bin/gen-corpus.py" --out "$corpus" --count 1000 --seed 1 >/dev/null
-# imapbench.py only counts the commands that were not answered OK; this wrapper (as in imap.sh)
-# runs it unchanged and also writes each such command with the server's tagged reply to stderr.
-cat >"$work/imapbench-logged.py" <<'EOF'
-import importlib.util, sys
-path, args = sys.argv[1], sys.argv[2:]
-spec = importlib.util.spec_from_file_location("imapbench", path)
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
-plain_command = tool.Imap.command
-async def command(self, text, literal=None, keep=True, timeout=60):
-    status, untagged = await plain_command(self, text, literal=literal, keep=keep, timeout=timeout)
-    if status != "OK":
-        reply = self.buf[:self.pos].rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-        words = text.split(" ")
-        shown = text if words[0].upper() != "LOGIN" else " ".join(words[:2] + ["***"])
-        print(f"NOT OK: {shown[:200]} -> {reply.decode(errors='replace')[:300]}", file=sys.stderr, flush=True)
-    return status, untagged
-tool.Imap.command = command
-sys.argv = [path] + args
-tool.main()
-EOF
-imapbench=(python3 "$work/imapbench-logged.py" "$PEERS_DIR/bin/imapbench.py")
+# imapbench.py through bench/imapbench-logged.py: each command not answered OK is written
+# to stderr with the server's reply.
+imapbench=(python3 "$root/bench/imapbench-logged.py" "$PEERS_DIR/bin/imapbench.py")
 load=(python3 "$root/bench/pop3-load.py")
 
 # fill SIDE LABEL N COUNT: bench<N>'s INBOX to COUNT messages on one side, by APPEND over IMAP.

@@ -2,7 +2,7 @@
 # What security costs: the same platform with its internal security off and on, measured in one
 # run, the two modes alternating step by step.
 #
-#   bench/security.sh           # release build (~7–20 min when stale), then about TAKES minutes
+#   bench/security.sh           # release build (~10 min on 2 cores when stale), then about 9–10 minutes
 #   bench/summarize-security.py bench/results/security-<time>    # the tables again
 #
 # "Security on" is what a deployment runs: gRPC between the services is mutual TLS (every
@@ -33,6 +33,7 @@
 #    b. Queue → mailbox (a secondary figure): a delivery-queue of the mode starts with its
 #       defaults and delivers what (a) queued; the clock runs from its start until bench2's
 #       INBOX (STATUS over imap-frontend, every 200 ms) holds every message; then it is stopped.
+#       Its CPU row counts the delivery-queue from its start.
 #    c. IMAP mixed: imapbench.py mixed (imaptest's state machine, as imap.sh) on bench1's INBOX
 #       kept around MAILBOX_MSGS messages, MIXED_SECS s at each client count in MIXED_CLIENTS.
 #    Around every step: CPU seconds of every server process tree (cpu.jsonl), and in
@@ -83,9 +84,12 @@ queue_pid="" # the delivery-queue of a drain step, while it runs
 
 cleanup() {
   set +e
-  for pid in $queue_pid "${pids[@]}"; do
-    kill "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+  local i
+  # The services first (the latest started first), then NATS.
+  for pid in $queue_pid; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[$i]}" 2>/dev/null
+    wait "${pids[$i]}" 2>/dev/null
   done
   provision_cleanup "$work" # PostgreSQL (pg_ctl stop) and the work directory
 }
@@ -180,7 +184,7 @@ done
   echo "NATS JetStream file storage, default sync_interval (2 min), in both modes"
   echo "off: gRPC plain text (no --service-ca-dir); NATS without users or TLS"
   echo "on: gRPC mutual TLS (--service-ca-dir, one CA for all services); NATS TLS only (server cert for 127.0.0.1, RSA 2048, from the run's own CA) and a user per component with the chart example's permissions (nats-on.conf)"
-  echo "nats-server: $("$NATS_SERVER" --version)"
+  echo "$("$NATS_SERVER" --version)"
 } >"$OUT/durability.txt"
 
 # ---------------------------------------------------------------- the two stacks
@@ -242,7 +246,7 @@ done
 # Proof that "on" is on: the mailstore refuses a plain-text client, and NATS a client without
 # a user. Kept in security-check.txt.
 {
-  echo "## plain-text gRPC to the 'on' mailstore (expected: refused)"
+  echo "## plain-text gRPC to the 'on' mailstore (expected: refused; mailstore-on.log records the refused handshakes)"
   "$bin/kubemail" admin --mailstore "http://127.0.0.1:${admin_port[on]}" domain list 2>&1 | tail -n 2 || true
   echo "## the 'on' NATS without TLS (expected: TLS required)"
   timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/${nats_port[on]}; head -c 600 <&3" 2>&1 | tr ',' '\n' \
@@ -250,6 +254,11 @@ done
   echo "## the 'off' NATS"
   timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/${nats_port[off]}; head -c 600 <&3" 2>&1 | tr ',' '\n' \
     | grep -E 'tls_required|auth_required' || echo "(neither tls_required nor auth_required)"
+  echo "## the 'on' NATS's client connections: name, user, TLS (/connz?auth=true)"
+  curl -fsS "http://127.0.0.1:${nats_monitor[on]}/connz?auth=true" | python3 -c '
+import json, sys
+for c in json.load(sys.stdin).get("connections", []):
+    print(c.get("name"), "user:", c.get("authorized_user"), "TLS:", c.get("tls_version"), c.get("tls_cipher_suite"))'
 } >"$OUT/security-check.txt" 2>&1
 
 # ---------------------------------------------------------------- CPU and connection accounting
@@ -261,7 +270,6 @@ watch_servers() {
     cpu_watch+=("nats_$mode=${nats_pid[$mode]}" "mailstore_$mode=${mailstore_pid[$mode]}"
       "imap_frontend_$mode=${frontend_pid[$mode]}" "smtp_ingress_$mode=${ingress_pid[$mode]}")
   done
-  if [ -n "$queue_pid" ]; then cpu_watch+=("delivery_queue=$queue_pid"); fi
 }
 watch_servers
 
@@ -349,27 +357,9 @@ step() {
 # ---------------------------------------------------------------- the load tools
 corpus=$work/corpus.mbox
 python3 "$PEERS_DIR/bin/gen-corpus.py" --out "$corpus" --count 1000 --seed 1 >/dev/null
-# imapbench.py, unchanged, with each command not answered OK written to stderr (as imap.sh).
-cat >"$work/imapbench-logged.py" <<'EOF'
-import importlib.util, sys
-path, args = sys.argv[1], sys.argv[2:]
-spec = importlib.util.spec_from_file_location("imapbench", path)
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
-plain_command = tool.Imap.command
-async def command(self, text, literal=None, keep=True, timeout=60):
-    status, untagged = await plain_command(self, text, literal=literal, keep=keep, timeout=timeout)
-    if status != "OK":
-        reply = self.buf[:self.pos].rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-        words = text.split(" ")
-        shown = text if words[0].upper() != "LOGIN" else " ".join(words[:2] + ["***"])
-        print(f"NOT OK: {shown[:200]} -> {reply.decode(errors='replace')[:300]}", file=sys.stderr, flush=True)
-    return status, untagged
-tool.Imap.command = command
-sys.argv = [path] + args
-tool.main()
-EOF
-imapbench=(python3 "$work/imapbench-logged.py" "$PEERS_DIR/bin/imapbench.py")
+# imapbench.py through bench/imapbench-logged.py: each command not answered OK is written
+# to stderr with the server's reply.
+imapbench=(python3 "$root/bench/imapbench-logged.py" "$PEERS_DIR/bin/imapbench.py")
 
 # inbox_count MODE USER: the messages in USER's INBOX, through MODE's imap-frontend.
 inbox_count() {
@@ -382,9 +372,10 @@ smtp_load() {
     --sessions "$SESSIONS" --msgs "$3" --size "$SIZE" --runs 1 --pause 0 --rcpt "$SMTP_RCPT" --run-timeout 600
 }
 # drain LABEL MODE ROUND: a delivery-queue of MODE delivers what is queued; timed from its start
-# until bench2's INBOX holds every message accepted so far (drain-MODE.jsonl), then stopped.
+# until bench2's INBOX holds every message accepted so far (drain-times-MODE.jsonl), then stopped.
+# Its row in cpu.jsonl spans the same time and counts the delivery-queue from its start.
 drain() {
-  local label=$1 mode=$2 round=$3 before queued wanted t0 t1
+  local label=$1 mode=$2 round=$3 before queued wanted t0 t1 cpu_before cpu_after rc=0
   before=$(inbox_count "$mode" "$SMTP_RCPT")
   queued=$(curl -fsS "http://127.0.0.1:${nats_monitor[$mode]}/jsz?accounts=true&streams=true" | python3 -c '
 import json, sys
@@ -392,23 +383,47 @@ jsz = json.load(sys.stdin)
 print(sum(s["state"]["messages"] for a in jsz.get("account_details", []) for s in a.get("stream_detail", []) if s["name"] == "QUEUE"))')
   wanted=$((before + queued))
   security_flags "$mode" delivery-queue
+  python3 "$work/probe.py" snapshot "$work/before.json" "$(probe_specs "$mode")"
+  cpu_before=$(cpu_seconds "${cpu_watch[@]}")
   t0=$(date +%s.%N)
   "$bin/delivery-queue" --mailstore "http://127.0.0.1:${grpc_port[$mode]}" --http-listen "127.0.0.1:${queue_http[$mode]}" \
     --hostname bench.local "${flags[@]}" >>"$OUT/delivery-queue-$mode.log" 2>&1 &
   queue_pid=$!
-  watch_servers
-  step "$label" "$mode" "${imapbench[@]}" wait-count --target "127.0.0.1:${imap_port[$mode]}" --user "$SMTP_RCPT" \
-    --count "$wanted" --interval 0.2 --timeout $((STEP_TIMEOUT - 30))
+  timeout "$STEP_TIMEOUT" "${imapbench[@]}" wait-count --target "127.0.0.1:${imap_port[$mode]}" --user "$SMTP_RCPT" \
+    --count "$wanted" --interval 0.2 --timeout $((STEP_TIMEOUT - 30)) >>"$OUT/$label.jsonl" 2>>"$OUT/$label.log" || rc=$?
   t1=$(date +%s.%N)
+  cpu_after=$(cpu_seconds "${cpu_watch[@]}" "delivery_queue=$queue_pid")
+  python3 "$work/probe.py" snapshot "$work/after.json" "$(probe_specs "$mode")"
   kill "$queue_pid" 2>/dev/null || true
   wait "$queue_pid" 2>/dev/null || true
   queue_pid=""
-  watch_servers
-  python3 -c 'import json, sys; label, mode, rnd, queued, t0, t1 = sys.argv[1:]
-s = float(t1) - float(t0)
-print(json.dumps({"label": label, "mode": mode, "round": int(rnd), "messages": int(queued), "seconds": round(s, 3),
-                  "msgs_per_s": round(int(queued) / s, 1)}))' "$label" "$mode" "$round" "$queued" "$t0" "$t1" \
-    >>"$OUT/drain-$mode.jsonl"
+  python3 "$work/probe.py" diff "$label" "$work/before.json" "$work/after.json" >>"$OUT/connections.jsonl"
+  python3 - "$label" "$mode" "$round" "$queued" "$t0" "$t1" "$rc" "$cpu_before" "$cpu_after" \
+    "$OUT/drain-times-$mode.jsonl" "$OUT/cpu.jsonl" <<'EOF'
+import json, sys
+label, mode, rnd, queued, t0, t1, rc, before, after, times, cpu = sys.argv[1:]
+seconds = float(t1) - float(t0)
+with open(times, "a") as f:
+    print(json.dumps({"label": label, "mode": mode, "round": int(rnd), "messages": int(queued), "exit": int(rc),
+                      "seconds": round(seconds, 3), "msgs_per_s": round(int(queued) / seconds, 1)}), file=f)
+row = {"label": label, "exit": int(rc), "wall_s": round(seconds, 3)}
+start = dict(item.split("=") for item in before.split())
+for item in after.split():
+    name, value = item.split("=")
+    if value == "NA":
+        continue
+    if name in start and start[name] != "NA":
+        row[f"{name}_cpu_s"] = round(float(value) - float(start[name]), 2)
+    elif name == "delivery_queue":  # started within the step: all of its CPU
+        row[f"{name}_cpu_s"] = round(float(value), 2)
+with open(cpu, "a") as f:
+    print(json.dumps(row), file=f)
+EOF
+  if [ "$rc" != 0 ]; then
+    { echo "## $label: exit $rc (wait-count for $wanted messages)"; echo '```'; tail -n 15 "$OUT/$label.log"; echo '```'; } \
+      >>"$OUT/failures.txt"
+    log "$label FAILED (exit $rc): see failures.txt"
+  fi
 }
 mixed_load() { # LABEL MODE CLIENTS SECONDS SEED
   step "$1" "$2" "${imapbench[@]}" mixed --target "127.0.0.1:${imap_port[$2]}" --user "$IMAP_USER" --clients "$3" \

@@ -7,25 +7,14 @@ import contextlib
 import io
 import pathlib
 import re
-import statistics
 import sys
 
-from summary_common import result_objects as results, section_cpu, section_failed_steps, section_fill, server_log_problems
+from summary_common import cell, median, result_objects as results, section_cpu, section_failed_steps, section_fill, server_log_problems
 
 OURS, DEV, PEER = "kubemail", "kubemail-dev", "dovecot"
 NOCACHE = "kubemail-nocache"  # a second imap-frontend with --login-cache-ttl 0
 
 
-def median(values):
-    return statistics.median(values) if values else None
-
-
-def cell(values, digits=0):
-    """The median and each run's figure, e.g. `855 (855 / 840 / 901)`."""
-    if not values:
-        return "–"
-    each = " / ".join(f"{v:,.{digits}f}" for v in values)
-    return f"{median(values):,.{digits}f} ({each})" if len(values) > 1 else f"{values[0]:,.{digits}f}"
 
 
 def ratio(ours, peer):

@@ -7,24 +7,14 @@ connections accepted and messages."""
 import json
 import pathlib
 import re
-import statistics
 import sys
 
-from summary_common import cpu_rows, result_objects, section_failed_steps, server_log_problems
+from summary_common import cell, cpu_rows, median, result_objects, section_failed_steps, server_log_problems
 
 MODES = ("off", "on")
 TARGET = 0.90  # security on within 10 % of off
 
 
-def median(values):
-    return statistics.median(values) if values else None
-
-
-def cell(values, digits=0):
-    if not values:
-        return "–"
-    each = " / ".join(f"{v:,.{digits}f}" for v in values)
-    return f"{median(values):,.{digits}f} ({each})" if len(values) > 1 else f"{values[0]:,.{digits}f}"
 
 
 def jsonl(path):
@@ -59,7 +49,7 @@ def failed_commands(run):
 
 
 def drain(out, mode):
-    return [r for r in jsonl(out / f"drain-{mode}.jsonl") if r["round"] > 0]
+    return [r for r in jsonl(out / f"drain-times-{mode}.jsonl") if r["round"] > 0]
 
 
 def figures(out):

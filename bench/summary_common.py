@@ -1,5 +1,6 @@
 """What the benchmark summaries share.
 
+  median(values), cell(values)     a median (None for no values); it with each run's figure
   result_objects(path)             the RESULT objects the load tools print (none for a missing file)
   cpu_rows(out)                    the rows of cpu.jsonl (`measure` in bench/lib.sh)
   section_cpu(out, digits)         prints them as a table of CPU seconds per step
@@ -9,6 +10,19 @@
 """
 import json
 import re
+import statistics
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def cell(values, digits=0):
+    """The median and each run's figure, e.g. `855 (855 / 840 / 901)`."""
+    if not values:
+        return "–"
+    each = " / ".join(f"{v:,.{digits}f}" for v in values)
+    return f"{median(values):,.{digits}f} ({each})" if len(values) > 1 else f"{values[0]:,.{digits}f}"
 
 
 def result_objects(path):
