@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use common::node::{Attempt, Demo, IdleClients, NodeCluster, SmtpStream, imap_subjects, swaks};
 
 const NAMESPACE: &str = "mail";
+/// The demo's NATS users (`scripts/lib/demo.sh`), one per component, each with its Secret
+/// `mail-nats-<user>`.
+const NATS_USERS: [&str; 4] = ["smtp-ingress", "delivery-queue", "mailstore", "imap-frontend"];
 
 /// The demo platform, installed once per run, and this test's turn on it.
 struct Platform {
@@ -395,7 +398,7 @@ fn a_release_serves_tls_once_its_certificate_appears_and_uninstalls_cleanly() {
         let template = format!("go-template={{{{index .data \"{key}\" | base64decode}}}}");
         cluster.kubectl_ok(&["-n", NAMESPACE, "get", "secret", name, "-o", &template])
     };
-    for user in ["smtp-ingress", "delivery-queue", "mailstore", "imap-frontend"] {
+    for user in NATS_USERS {
         let name = format!("mail-nats-{user}");
         let username = format!("--from-literal=username={}", copied(&name, "username"));
         let password = format!("--from-literal=password={}", copied(&name, "password"));
@@ -497,12 +500,15 @@ mailboxes:
 
     cluster.helm_ok(&["uninstall", "late", "-n", ns, "--wait", "--timeout", "3m"]);
     // What the test made stays until the namespace goes; nothing else may.
-    let ours = [
+    let mut ours = vec![
         "configmap/kube-root-ca.crt".to_string(),
         "secret/carol-password".to_string(),
         "secret/late-db".to_string(),
         format!("secret/{secret}"),
+        "secret/nats-ca".to_string(),
     ];
+    ours.extend(NATS_USERS.map(|user| format!("secret/mail-nats-{user}")));
+    ours.sort();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let left = cluster.kubectl_ok(&[
