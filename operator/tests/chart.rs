@@ -225,6 +225,7 @@ fn wrong_values_are_refused_at_install() {
         ("smtp.service.type=Public", "/smtp/service/type"),
         ("cluster.hostname=Not A Host", "/cluster/hostname"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("cluster.serviceIdentity.issuer=Vault", "/cluster/serviceIdentity/issuer"),
         ("colour=blue", "additional properties 'colour' not allowed"),
     ] {
         let error = template(&["--set", value]).expect_err(value);

@@ -64,7 +64,7 @@ async fn mailstore_serves_postgres_and_publishes_events_on_nats() {
         .id;
 
     // Another process (an IMAP frontend) listening on NATS sees the delivery.
-    let bus = NatsEventBus::connect(&nats).await.unwrap();
+    let bus = NatsEventBus::connect(&nats, &Default::default()).await.unwrap();
     let mut events = bus.subscribe(&format!("events.{alice}.>")).await.unwrap();
     let delivered =
         common::deliver(&mut mailstore, "q-1", "alice@example.org", &common::message("hi", 200)).await.unwrap();
