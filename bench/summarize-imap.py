@@ -9,7 +9,8 @@ import pathlib
 import re
 import sys
 
-from summary_common import cell, median, result_objects as results, section_cpu, section_failed_steps, section_fill, server_log_problems
+from summary_common import (cell, median, result_objects as results, section_cpu, section_failed_steps, section_fill,
+                            section_refused_commands, server_log_problems)
 
 OURS, DEV, PEER = "kubemail", "kubemail-dev", "dovecot"
 NOCACHE = "kubemail-nocache"  # a second imap-frontend with --login-cache-ttl 0
@@ -260,24 +261,12 @@ def section_memory(out, rows):
 
 def section_problems(out):
     section_failed_steps(out)
-    refused = {}
-    for path in sorted(out.glob("*.log")):
-        for line in path.read_text(errors="replace").splitlines():
-            if line.startswith("NOT OK: "):
-                command, _, reply = line.removeprefix("NOT OK: ").partition(" -> ")
-                if path.stem.startswith("append-") and command.startswith("DELETE ") and "NONEXISTENT" in reply:
-                    continue  # the tool removes its mailbox before each run, whether it exists or not
-                # One kind per command verb and reply text, whatever the tag, numbers or ranges.
-                verb = command.split(" ")[0]
-                key = (path.stem, verb, re.sub(r"^\S+ ", "", re.sub(r"\d+", "#", reply)))
-                refused.setdefault(key, [0, command, reply])[0] += 1
-    if refused:
-        print("## Commands not answered OK (command → the server's tagged reply; one example per kind)\n")
-        print("| step | count | command | reply |")
-        print("|---|---|---|---|")
-        for (step, _, _), (count, command, reply) in sorted(refused.items()):
-            print(f"| {step} | {count} | `{command[:120]}` | `{reply[:200]}` |")
-        print()
+    # The tool removes its mailbox before each APPEND run, whether it exists or not.
+    section_refused_commands(
+        sorted(out.glob("*.log")),
+        expected=lambda step, command, reply: step.startswith("append-") and command.startswith("DELETE ")
+        and "NONEXISTENT" in reply,
+    )
     server_log_problems(out, ["mailstore.log", "imap-frontend.log", "smtp-ingress.log", "delivery-queue.log", "kubemail-dev.log"])
 
 def main():

@@ -9,7 +9,8 @@ import pathlib
 import re
 import sys
 
-from summary_common import cell, cpu_rows, median, result_objects, section_failed_steps, server_log_problems
+from summary_common import (cell, cpu_rows, median, result_objects, section_failed_steps, section_refused_commands,
+                            server_log_problems)
 
 MODES = ("off", "on")
 TARGET = 0.90  # security on within 10 % of off
@@ -183,21 +184,7 @@ def section_connections(out):
 
 
 def section_problems(out):
-    refused = {}
-    for path in sorted(out.glob("mixed-c*-*.log")):
-        for line in path.read_text(errors="replace").splitlines():
-            match = re.match(r"NOT OK: (.*) -> (.*)$", line)
-            if match:
-                command, reply = match.groups()
-                key = (path.stem, command.split(" ")[0], re.sub(r"^\S+ ", "", re.sub(r"\d+", "#", reply)))
-                refused.setdefault(key, [0, command, reply])[0] += 1
-    if refused:
-        print("## Commands not answered OK (one example per kind)\n")
-        print("| step | count | command | reply |")
-        print("|---|---|---|---|")
-        for (step, _, _), (count, command, reply) in sorted(refused.items()):
-            print(f"| {step} | {count} | `{command[:120]}` | `{reply[:200]}` |")
-        print()
+    section_refused_commands(sorted(out.glob("mixed-c*-*.log")))
     section_failed_steps(out)
     server_log_problems(out, [f"{name}-{mode}.log" for mode in MODES
                               for name in ("mailstore", "imap-frontend", "smtp-ingress", "delivery-queue", "nats")])

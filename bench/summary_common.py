@@ -4,6 +4,7 @@
   result_objects(path)             the RESULT objects the load tools print (none for a missing file)
   cpu_rows(out)                    the rows of cpu.jsonl (`measure` in bench/lib.sh)
   section_cpu(out, digits)         prints them as a table of CPU seconds per step
+  section_refused_commands(paths)  prints the IMAP commands not answered OK (bench/imapbench-logged.py)
   server_log_problems(out, names)  prints the warnings and errors in our servers' logs
   section_fill(out, sides)         prints how each side's INBOXes were filled (imapbench.py fill)
   section_failed_steps(out)        prints failures.txt, the steps a script recorded as failed
@@ -56,6 +57,30 @@ def section_cpu(out, digits):
         print(f"| {row['label']} | {row['exit']} | {row['wall_s']:.1f} | "
               + " | ".join(f"{row[n]:.{digits}f}" if n in row else "–" for n in names) + " |")
     print()
+
+
+def section_refused_commands(paths, expected=lambda step, command, reply: False):
+    """Prints the commands not answered OK that bench/imapbench-logged.py wrote into the logs
+    `paths` (`NOT OK: <command> -> <reply>`): one example per step, command verb and reply text
+    (whatever the tag, numbers or ranges), with how often it came. `expected` says which are
+    no finding."""
+    refused = {}
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("NOT OK: "):
+                continue
+            command, _, reply = line.removeprefix("NOT OK: ").partition(" -> ")
+            if expected(path.stem, command, reply):
+                continue
+            key = (path.stem, command.split(" ")[0], re.sub(r"^\S+ ", "", re.sub(r"\d+", "#", reply)))
+            refused.setdefault(key, [0, command, reply])[0] += 1
+    if refused:
+        print("## Commands not answered OK (command → the server's tagged reply; one example per kind)\n")
+        print("| step | count | command | reply |")
+        print("|---|---|---|---|")
+        for (step, _, _), (count, command, reply) in sorted(refused.items()):
+            print(f"| {step} | {count} | `{command[:120]}` | `{reply[:200]}` |")
+        print()
 
 
 def server_log_problems(out, names):

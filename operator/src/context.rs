@@ -78,6 +78,21 @@ impl Context {
         self.mailstores.admin(&self.client, &self.caches, cluster, namespace).await
     }
 
+    /// [`Context::admin`] for removing something from the mailstore: without the operator's
+    /// identity (its MailCluster gone with it) the mailstore is as good as down, and that is
+    /// answered as a mailstore that is down answers, UNAVAILABLE.
+    pub async fn admin_for_removal(
+        &self,
+        cluster: &str,
+        namespace: &str,
+    ) -> crate::Result<std::result::Result<Admin, tonic::Status>> {
+        match self.admin(cluster, namespace).await {
+            Ok(admin) => Ok(Ok(admin)),
+            Err(crate::Error::MailstoreUnreachable { message, .. }) => Ok(Err(tonic::Status::unavailable(message))),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Records an Event on `object`; one that cannot be recorded is logged, not fatal.
     pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String, action: &str) {
         let event = Event {

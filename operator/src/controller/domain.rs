@@ -231,12 +231,9 @@ async fn remove_domain(domain: &MailDomain, namespace: &str, ctx: &Context) -> R
     let cluster = &domain.spec.cluster_ref.name;
     let url = ctx.mailstores.url(cluster, namespace);
     let request = DeleteDomainRequest { name: domain.spec.domain.clone(), force: false };
-    let deleted = match ctx.admin(cluster, namespace).await {
+    let deleted = match ctx.admin_for_removal(cluster, namespace).await? {
         Ok(mut admin) => admin.client.delete_domain(request).await,
-        // Without the operator's identity (its MailCluster gone with it) the mailstore is as
-        // good as down.
-        Err(Error::MailstoreUnreachable { message, .. }) => Err(tonic::Status::unavailable(message)),
-        Err(error) => return Err(error),
+        Err(down) => Err(down),
     };
     match deleted {
         Ok(_) => {}

@@ -230,12 +230,9 @@ async fn remove_mailbox(mailbox: &Mailbox, namespace: &str, ctx: &Context) -> Re
     let cluster = &domain.spec.cluster_ref.name;
     let url = ctx.mailstores.url(cluster, namespace);
     let purge = mailbox.spec.deletion_policy == DeletionPolicy::Delete;
-    let deleted = match ctx.admin(cluster, namespace).await {
+    let deleted = match ctx.admin_for_removal(cluster, namespace).await? {
         Ok(mut admin) => admin.client.delete_account(DeleteAccountRequest { address: address.clone(), purge }).await,
-        // Without the operator's identity (its MailCluster gone with it) the mailstore is as
-        // good as down.
-        Err(Error::MailstoreUnreachable { message, .. }) => Err(tonic::Status::unavailable(message)),
-        Err(error) => return Err(error),
+        Err(down) => Err(down),
     };
     match deleted {
         Ok(_) => {
