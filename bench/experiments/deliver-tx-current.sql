@@ -1,5 +1,5 @@
 -- pgbench script: the statements `Store::deliver` runs today for one 4 KiB message on
--- PostgreSQL (services/mailstore/src/store/messages.rs), one round trip each: a duplicate check
+-- PostgreSQL (services/mailstore/src/store/messages/deliver.rs), one round trip each: a duplicate check
 -- outside the transaction, BEGIN, recipient lookup, account lock, duplicate check again, mailbox
 -- lock, two UPDATEs of the same mailbox row, blob, message, usage, delivery record, COMMIT.
 -- Bodies come from a `bodies` table (see README.md) so both scripts pay the same for them.

@@ -1,4 +1,4 @@
--- SELECT of services/mailstore/src/store/postgres.rs (IMAP's snapshot), for pgbench.
+-- SELECT of services/mailstore/src/store/mailboxes.rs (IMAP's snapshot), for pgbench.
 SELECT b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, b.subscribed,
        m.messages, m.size, m.keyword_uids, m.keywords
 FROM mailboxes b

@@ -1,4 +1,4 @@
--- SELECT_WITH_SIZES of services/mailstore/src/store/postgres.rs (POP3's maildrop), for pgbench.
+-- SELECT_WITH_SIZES of services/mailstore/src/store/mailboxes.rs (POP3's maildrop), for pgbench.
 SELECT b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, b.subscribed,
        m.messages, m.size, m.keyword_uids, m.keywords
 FROM mailboxes b

@@ -10,11 +10,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use kubemail_imap_frontend::session::{self, Services, Settings};
-use kubemail_imap_frontend::snapshots::SnapshotCache;
-use kubemail_runtime::EventBus;
-use kubemail_runtime::limits::AuthFailures;
-use kubemail_runtime::login_cache::LoginCache;
+use kubemail_imap_frontend::imap;
+use kubemail_imap_frontend::services::{Services, Settings};
+use kubemail_imap_frontend::{ImapFrontend, ServiceSettings, Transports};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::Connection;
 
@@ -36,34 +34,34 @@ fn harness() -> &'static Harness<Services> {
     static HARNESS: OnceLock<Harness<Services>> = OnceLock::new();
     HARNESS.get_or_init(|| {
         let backend = Backend::start(HOSTNAME);
-        let events: Arc<dyn EventBus> = Arc::new(backend.transport.events.clone());
-        let shutdown = Shutdown::new();
+        let session = Settings {
+            hostname: HOSTNAME.into(),
+            max_literal: 64 * 1024,
+            idle_timeout: Duration::from_secs(30 * 60),
+            idle_keepalive: Duration::from_secs(120),
+            login_timeout: Duration::from_secs(10),
+            max_auth_failures: 3,
+            max_errors: 10,
+            auth_failure_delay: Duration::ZERO,
+            // LOGIN is reachable without a TLS handshake the input cannot complete.
+            allow_plaintext_auth: true,
+            default_domain: Some("example.org".into()),
+        };
+        let settings = ServiceSettings {
+            tls: Some(backend.tls.clone()),
+            select_cache_min_messages: 1,
+            ..ServiceSettings::new(session, Duration::from_secs(300), 1000)
+        };
+        let transports = Transports {
+            events: Arc::new(backend.transport.events.clone()),
+            mailstore: backend.mailstore.channel.clone(),
+        };
+        // The services start tasks (the login cache's listener), so inside the runtime.
         let services = backend.runtime.block_on(async {
             for message in MESSAGES {
                 backend.mailstore.deliver("alice@example.org", message).await;
             }
-            Arc::new(Services {
-                mailstore: kubemail_imap_frontend::mailstore_client(backend.mailstore.channel.clone()),
-                logins: LoginCache::start(Duration::from_secs(300), events.clone(), shutdown.clone()),
-                auth_failures: AuthFailures::new(),
-                snapshots: SnapshotCache::new(1000, 1),
-                events,
-                tls: Some(backend.tls.clone()),
-                settings: Settings {
-                    hostname: HOSTNAME.into(),
-                    max_literal: 64 * 1024,
-                    idle_timeout: Duration::from_secs(30 * 60),
-                    idle_keepalive: Duration::from_secs(120),
-                    login_timeout: Duration::from_secs(10),
-                    max_auth_failures: 3,
-                    max_errors: 10,
-                    auth_failure_delay: Duration::ZERO,
-                    // LOGIN is reachable without a TLS handshake the input cannot complete.
-                    allow_plaintext_auth: true,
-                    default_domain: Some("example.org".into()),
-                },
-                shutdown,
-            })
+            ImapFrontend::new(settings, transports, Shutdown::new()).services()
         });
         Harness { backend, services }
     })
@@ -78,7 +76,7 @@ pub fn session(input: &[u8]) -> Vec<Response> {
         let services = harness.services.clone();
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let output = backend::converse(client, read_size(mode), move |server| {
-            session::serve(Connection::Plain(server), loopback, services)
+            imap::serve(Connection::Plain(server), loopback, services)
         })
         .await;
         let responses = wire::imap_responses(&output).unwrap_or_else(|problem| panic!("{problem}"));

@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use kubemail_proto::Message as _;
 use kubemail_proto::queue::Envelope;
-use kubemail_runtime::limits::AuthFailures;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{Queue as _, Spool as _};
-use kubemail_smtp_ingress::directory::Directory;
-use kubemail_smtp_ingress::handoff::Handoff;
 use kubemail_smtp_ingress::session::io::Connection;
 use kubemail_smtp_ingress::session::{self, Listener, Services, Settings};
+use kubemail_smtp_ingress::{ServiceSettings, SmtpIngress, Transports};
 
 use crate::backend::{self, Backend, Harness};
 use crate::wire;
@@ -29,31 +27,25 @@ fn harness() -> &'static Harness<Services> {
     HARNESS.get_or_init(|| {
         let backend = Backend::start(HOSTNAME);
         let channel = backend.mailstore.channel.clone();
-        let services = Arc::new(Services {
-            mailstore: kubemail_smtp_ingress::mailstore_client(channel.clone()),
-            directory: Directory::new(kubemail_smtp_ingress::mailstore_client(channel), Duration::from_secs(5)),
-            handoff: Handoff::new(
-                Arc::new(backend.transport.spool.clone()),
-                Arc::new(backend.transport.queue.clone()),
-                Duration::from_secs(5),
-            ),
-            tls: Some(backend.tls.clone()),
-            settings: Settings {
-                hostname: HOSTNAME.into(),
-                max_message_size: 64 * 1024,
-                max_recipients: 5,
-                max_errors: 10,
-                command_timeout: Duration::from_secs(10),
-                data_timeout: Duration::from_secs(10),
-                max_auth_failures: 3,
-                auth_failure_delay: Duration::ZERO,
-                // Submission is reachable without a TLS handshake the input cannot complete.
-                allow_plaintext_auth: true,
-            },
-            auth_failures: AuthFailures::new(),
-            verifier: None,
-            shutdown: Shutdown::new(),
-        });
+        let session = Settings {
+            hostname: HOSTNAME.into(),
+            max_message_size: 64 * 1024,
+            max_recipients: 5,
+            max_errors: 10,
+            command_timeout: Duration::from_secs(10),
+            data_timeout: Duration::from_secs(10),
+            max_auth_failures: 3,
+            auth_failure_delay: Duration::ZERO,
+            // Submission is reachable without a TLS handshake the input cannot complete.
+            allow_plaintext_auth: true,
+        };
+        let settings =
+            ServiceSettings { tls: Some(backend.tls.clone()), ..ServiceSettings::new(session, Duration::from_secs(5)) };
+        let transports = Transports {
+            handoff: Some((Arc::new(backend.transport.spool.clone()), Arc::new(backend.transport.queue.clone()))),
+            mailstore: channel,
+        };
+        let services = SmtpIngress::new(settings, transports, Shutdown::new()).services();
         Harness { backend, services }
     })
 }

@@ -26,8 +26,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use kubemail_delivery_queue::outbound::dkim;
-use kubemail_runtime::tls::{CERTIFICATE_FILE, KEY_FILE};
+use kubemail_runtime::deployment::mount::{DKIM_DIR, IDENTITY_DIR, NATS_CA_DIR, NATS_CREDENTIALS_DIR, TLS_DIR};
+use kubemail_runtime::deployment::{env, file};
 
 use super::{labels, owned_meta};
 use crate::crd::MailCluster;
@@ -48,17 +48,6 @@ pub mod port {
     /// `/healthz`, `/readyz` and `/metrics` of every component.
     pub const HTTP: i32 = 9090;
 }
-
-/// Where the domains' certificates and DKIM keys are mounted, one subdirectory per domain.
-pub const TLS_DIR: &str = "/etc/kubemail/tls";
-pub const DKIM_DIR: &str = "/etc/kubemail/dkim";
-/// Where each component's service identity is mounted (its `--service-tls-dir`).
-pub const IDENTITY_DIR: &str = "/etc/kubemail/identity";
-/// Where a component's NATS user is mounted (its `--nats-credentials-dir`), and the NATS
-/// server's CA (its `--nats-ca-file`).
-pub const NATS_CREDENTIALS_DIR: &str = "/etc/kubemail/nats-credentials";
-pub const NATS_CA_DIR: &str = "/etc/kubemail/nats-ca";
-const NATS_CA_FILE: &str = "ca.crt";
 
 /// The pod template annotation that changes with the settings, so new settings roll the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "kubemail.io/config-hash";
@@ -137,23 +126,20 @@ impl Component {
     pub(crate) fn listeners(self, cluster: &MailCluster) -> Vec<Listener> {
         match self {
             Component::SmtpIngress => vec![
-                ("smtp", port::SMTP.0, "KUBEMAIL_SMTP_LISTEN"),
-                ("submission", port::SUBMISSION.0, "KUBEMAIL_SUBMISSION_LISTEN"),
-                ("submissions", port::SUBMISSIONS.0, "KUBEMAIL_SUBMISSIONS_LISTEN"),
+                ("smtp", port::SMTP.0, env::SMTP_LISTEN),
+                ("submission", port::SUBMISSION.0, env::SUBMISSION_LISTEN),
+                ("submissions", port::SUBMISSIONS.0, env::SUBMISSIONS_LISTEN),
             ],
             Component::DeliveryQueue => Vec::new(),
-            Component::Mailstore => vec![
-                ("grpc", port::GRPC, "KUBEMAIL_GRPC_LISTEN"),
-                ("admin-grpc", port::ADMIN_GRPC, "KUBEMAIL_ADMIN_GRPC_LISTEN"),
-            ],
+            Component::Mailstore => {
+                vec![("grpc", port::GRPC, env::GRPC_LISTEN), ("admin-grpc", port::ADMIN_GRPC, env::ADMIN_GRPC_LISTEN)]
+            }
             Component::ImapFrontend => {
-                let mut listeners = vec![
-                    ("imap", port::IMAP.0, "KUBEMAIL_IMAP_LISTEN"),
-                    ("imaps", port::IMAPS.0, "KUBEMAIL_IMAPS_LISTEN"),
-                ];
+                let mut listeners =
+                    vec![("imap", port::IMAP.0, env::IMAP_LISTEN), ("imaps", port::IMAPS.0, env::IMAPS_LISTEN)];
                 if cluster.spec.imap_frontend.pop3.enabled {
-                    listeners.push(("pop3", port::POP3.0, "KUBEMAIL_POP3_LISTEN"));
-                    listeners.push(("pop3s", port::POP3S.0, "KUBEMAIL_POP3S_LISTEN"));
+                    listeners.push(("pop3", port::POP3.0, env::POP3_LISTEN));
+                    listeners.push(("pop3s", port::POP3S.0, env::POP3S_LISTEN));
                 }
                 listeners
             }
@@ -262,22 +248,22 @@ pub fn build_config(cluster: &MailCluster) -> ConfigMap {
     let name = cluster.name_any();
     let namespace = cluster.namespace().unwrap_or_default();
     let mut data = BTreeMap::from([
-        ("KUBEMAIL_HOSTNAME".to_string(), spec.hostname.clone()),
-        ("KUBEMAIL_NATS_URL".to_string(), spec.nats.url.clone()),
-        ("KUBEMAIL_MAILSTORE".to_string(), names::mailstore_url(&name, &namespace)),
-        ("KUBEMAIL_HTTP_LISTEN".to_string(), format!("0.0.0.0:{}", port::HTTP)),
+        (env::HOSTNAME.to_string(), spec.hostname.clone()),
+        (env::NATS_URL.to_string(), spec.nats.url.clone()),
+        (env::MAILSTORE.to_string(), names::mailstore_url(&name, &namespace)),
+        (env::HTTP_LISTEN.to_string(), format!("0.0.0.0:{}", port::HTTP)),
     ]);
     if let Some(bytes) = spec.limits.max_message_size.as_ref().and_then(|size| size.bytes()) {
-        data.insert("KUBEMAIL_MAX_MESSAGE_SIZE".to_string(), bytes.to_string());
+        data.insert(env::MAX_MESSAGE_SIZE.to_string(), bytes.to_string());
     }
     if let Some(replicas) = spec.nats.replicas {
-        data.insert("KUBEMAIL_NATS_REPLICAS".to_string(), replicas.to_string());
+        data.insert(env::NATS_REPLICAS.to_string(), replicas.to_string());
     }
     if let Some(recipients) = spec.limits.max_recipients {
-        data.insert("KUBEMAIL_MAX_RECIPIENTS".to_string(), recipients.to_string());
+        data.insert(env::MAX_RECIPIENTS.to_string(), recipients.to_string());
     }
     if !spec.proxy_protocol_trusted_cidrs.is_empty() {
-        data.insert("KUBEMAIL_PROXY_TRUSTED_CIDRS".to_string(), spec.proxy_protocol_trusted_cidrs.join(","));
+        data.insert(env::PROXY_TRUSTED_CIDRS.to_string(), spec.proxy_protocol_trusted_cidrs.join(","));
     }
     ConfigMap {
         metadata: owned_meta(cluster, names::config(&name), labels(&name, None)),
@@ -306,40 +292,40 @@ pub fn build_deployment(
     let listeners = component.listeners(cluster);
     let mut vars: Vec<EnvVar> = listeners.iter().map(|(_, port, var)| env(var, format!("0.0.0.0:{port}"))).collect();
     // Every component's identity for gRPC between the services.
-    vars.push(env("KUBEMAIL_SERVICE_TLS_DIR", IDENTITY_DIR));
+    vars.push(env(env::SERVICE_TLS_DIR, IDENTITY_DIR));
     let mut volumes = vec![secret_volume("identity", &names::identity_secret(&name, component.role()), None)];
     let mut mounts = vec![mount("identity", IDENTITY_DIR)];
     if let Some(credentials) = &spec.nats.credentials {
-        vars.push(env("KUBEMAIL_NATS_CREDENTIALS_DIR", NATS_CREDENTIALS_DIR));
+        vars.push(env(env::NATS_CREDENTIALS_DIR, NATS_CREDENTIALS_DIR));
         volumes.push(secret_volume("nats-credentials", component.nats_user(credentials), None));
         mounts.push(mount("nats-credentials", NATS_CREDENTIALS_DIR));
     }
     if let Some(ca) = &spec.nats.ca_secret_ref {
-        vars.push(env("KUBEMAIL_NATS_CA_FILE", format!("{NATS_CA_DIR}/{NATS_CA_FILE}")));
-        volumes.push(secret_volume("nats-ca", &ca.name, Some((&ca.key, NATS_CA_FILE))));
+        vars.push(env(env::NATS_CA_FILE, format!("{NATS_CA_DIR}/{}", file::NATS_CA)));
+        volumes.push(secret_volume("nats-ca", &ca.name, Some((&ca.key, file::NATS_CA))));
         mounts.push(mount("nats-ca", NATS_CA_DIR));
     }
     match component {
         Component::SmtpIngress | Component::ImapFrontend => {
-            vars.push(env("KUBEMAIL_TLS_DIR", TLS_DIR));
-            volumes.push(projected("tls", domains, |d| (&d.certificate_secret, &[CERTIFICATE_FILE, KEY_FILE])));
+            vars.push(env(env::TLS_DIR, TLS_DIR));
+            volumes.push(projected("tls", domains, |d| (&d.certificate_secret, &[file::CERTIFICATE, file::KEY])));
             mounts.push(mount("tls", TLS_DIR));
         }
         Component::DeliveryQueue => {
-            vars.push(env("KUBEMAIL_DKIM_DIR", DKIM_DIR));
+            vars.push(env(env::DKIM_DIR, DKIM_DIR));
             let routes = &spec.delivery_queue.routes;
             if !routes.is_empty() {
                 let overrides: Vec<String> =
                     routes.iter().map(|route| format!("{}={}", route.domain, route.host)).collect();
-                vars.push(env("KUBEMAIL_MX_OVERRIDES", overrides.join(",")));
+                vars.push(env(env::MX_OVERRIDES, overrides.join(",")));
             }
-            volumes.push(projected("dkim", domains, |d| (&d.dkim_secret, &[dkim::KEY_FILE, dkim::SELECTOR_FILE])));
+            volumes.push(projected("dkim", domains, |d| (&d.dkim_secret, &[file::DKIM_KEY, file::DKIM_SELECTOR])));
             mounts.push(mount("dkim", DKIM_DIR));
         }
         Component::Mailstore => {
             let uri = &spec.database.uri_secret_ref;
             vars.push(EnvVar {
-                name: "KUBEMAIL_DATABASE_URL".to_string(),
+                name: env::DATABASE_URL.to_string(),
                 value_from: Some(EnvVarSource {
                     secret_key_ref: Some(SecretKeySelector {
                         name: uri.name.clone(),
@@ -351,7 +337,7 @@ pub fn build_deployment(
                 ..Default::default()
             });
             if let Some(connections) = spec.database.max_connections {
-                vars.push(env("KUBEMAIL_DATABASE_MAX_CONNECTIONS", connections.to_string()));
+                vars.push(env(env::DATABASE_MAX_CONNECTIONS, connections.to_string()));
             }
         }
     }

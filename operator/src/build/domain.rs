@@ -7,7 +7,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use kubemail_delivery_queue::outbound::dkim;
+use kubemail_runtime::deployment::file;
 use kubemail_runtime::tls::{CERTIFICATE_FILE, KEY_FILE, PemPair};
 
 use super::owned_meta;
@@ -76,8 +76,8 @@ pub fn build_dkim_secret(domain: &MailDomain, key_pem: &str) -> Secret {
         metadata: owned_meta(domain, dkim_secret_name(domain), labels(domain)),
         type_: Some("Opaque".to_string()),
         data: Some(BTreeMap::from([
-            (dkim::KEY_FILE.to_string(), ByteString(key_pem.as_bytes().to_vec())),
-            (dkim::SELECTOR_FILE.to_string(), ByteString(domain.spec.dkim.selector.clone().into_bytes())),
+            (file::DKIM_KEY.to_string(), ByteString(key_pem.as_bytes().to_vec())),
+            (file::DKIM_SELECTOR.to_string(), ByteString(domain.spec.dkim.selector.clone().into_bytes())),
         ])),
         ..Default::default()
     }

@@ -1,6 +1,9 @@
-//! The MailCluster reconciler: validate (its database Secret exists) → identities (the CA and
-//! each component's identity Secret, [`super::identity`]) → build (`build_cluster` with the
-//! domains that name it) → apply → status (ready replicas per component).
+//! The MailCluster reconciler, in four stages:
+//!
+//! - validate: its database Secret exists and has its key;
+//! - build: `build_cluster`, with the domains that name it;
+//! - apply: the service identities first ([`super::identity`]), then what was built;
+//! - status: ready replicas per component, and the conditions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +18,8 @@ use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::apply::{apply, delete_if_present, hand_replicas_over};
-use crate::build::cluster::{Component, DomainMount, build_cluster, names};
+use crate::apply::{self, delete_if_present, hand_replicas_over};
+use crate::build::cluster::{ClusterObjects, Component, DomainMount, build_cluster, names};
 use crate::build::domain::{certificate_secret_name, dkim_secret_name};
 use crate::build::network::policy_names;
 use crate::context::Context;
@@ -35,13 +38,18 @@ const MIN_REQUEUE: Duration = Duration::from_secs(1);
 
 pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = cluster.namespace().ok_or_else(|| Error::Invalid("a MailCluster is namespaced".into()))?;
-    let client = ctx.client.clone();
-    let name = cluster.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let database = validate(&cluster, &secrets).await?;
+    let objects = build(&cluster, &namespace, &ctx).await?;
+    let applied = apply(&cluster, &namespace, &ctx, &secrets, &objects).await?;
+    report_status(&cluster, &namespace, &ctx, database, applied).await
+}
 
-    // Validate: the database Secret is what a missing piece most often is.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+/// The Degraded condition the database Secret makes: it is what a missing piece most often
+/// is. A missing one does not stop the reconcile, it is reported.
+async fn validate(cluster: &MailCluster, secrets: &Api<Secret>) -> Result<Found> {
     let uri = &cluster.spec.database.uri_secret_ref;
-    let database = match secrets.get_opt(&uri.name).await? {
+    Ok(match secrets.get_opt(&uri.name).await? {
         Some(secret) if secret.data.as_ref().is_some_and(|data| data.contains_key(&uri.key)) => {
             Found::no(DEGRADED, "AsExpected", "")
         }
@@ -49,18 +57,13 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
             Found::yes(DEGRADED, "DatabaseSecretIncomplete", format!("Secret {} has no key {}", uri.name, uri.key))
         }
         None => Found::yes(DEGRADED, "DatabaseSecretNotFound", format!("Secret {} does not exist", uri.name)),
-    };
+    })
+}
 
-    // Identities, before the pods that mount them. A missing database says more than
-    // identities that cannot be issued: it is reported first.
-    let (first_renewal, degraded) = match super::identity::ensure(&cluster, &secrets, &ctx).await? {
-        Ok(first_renewal) => (first_renewal, database),
-        Err(identities) if !database.status => (soon(), identities),
-        Err(_) => (soon(), database),
-    };
-
-    // Build, with the domains that name this cluster.
-    let domains: Api<MailDomain> = Api::namespaced(client.clone(), &namespace);
+/// The objects of `cluster`, whose pods mount the domains that name it.
+async fn build(cluster: &MailCluster, namespace: &str, ctx: &Context) -> Result<ClusterObjects> {
+    let name = cluster.name_any();
+    let domains: Api<MailDomain> = Api::namespaced(ctx.client.clone(), namespace);
     let mounts: Vec<DomainMount> = domains
         .list(&ListParams::default())
         .await?
@@ -72,11 +75,33 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
             domain: domain.spec.domain,
         })
         .collect();
-    let objects = build_cluster(&cluster, &mounts, &ctx.default_tag);
+    Ok(build_cluster(cluster, &mounts, &ctx.default_tag))
+}
 
-    // Apply.
-    apply(&Api::<ConfigMap>::namespaced(client.clone(), &namespace), &objects.config).await?;
-    let deployment_api: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+/// What the apply stage leaves for the status.
+struct Applied {
+    /// The Deployments as the API server holds them, with their replicas.
+    deployments: Vec<Deployment>,
+    /// When the identities are to be looked at again, or, as a Degraded condition, why they
+    /// cannot be issued.
+    identities: std::result::Result<Timestamp, Found>,
+}
+
+/// Applies the service identities, then `objects`; deletes the network policies and the
+/// autoscaler the spec turned off.
+async fn apply(
+    cluster: &MailCluster,
+    namespace: &str,
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    objects: &ClusterObjects,
+) -> Result<Applied> {
+    // Identities before the pods that mount them, so no pod waits long for its own.
+    let identities = super::identity::ensure(cluster, secrets, ctx).await?;
+    let client = &ctx.client;
+    let name = cluster.name_any();
+    apply::apply(&Api::<ConfigMap>::namespaced(client.clone(), namespace), &objects.config).await?;
+    let deployment_api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let mut deployments = Vec::new();
     for deployment in &objects.deployments {
         if let Some(autoscaler) = &objects.autoscaler
@@ -85,35 +110,51 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
             let initial = autoscaler.spec.as_ref().and_then(|spec| spec.min_replicas).unwrap_or(1);
             hand_replicas_over(&deployment_api, deployment, initial).await?;
         }
-        deployments.push(apply(&deployment_api, deployment).await?);
+        deployments.push(apply::apply(&deployment_api, deployment).await?);
     }
-    let service_api: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let service_api: Api<Service> = Api::namespaced(client.clone(), namespace);
     for service in &objects.services {
-        apply(&service_api, service).await?;
+        apply::apply(&service_api, service).await?;
     }
-    let budget_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
+    let budget_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), namespace);
     for budget in &objects.disruption_budgets {
-        apply(&budget_api, budget).await?;
+        apply::apply(&budget_api, budget).await?;
     }
-    let policy_api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &namespace);
+    let policy_api: Api<NetworkPolicy> = Api::namespaced(client.clone(), namespace);
     for policy in &objects.network_policies {
-        apply(&policy_api, policy).await?;
+        apply::apply(&policy_api, policy).await?;
     }
     if objects.network_policies.is_empty() {
         for policy in policy_names(&name) {
             delete_if_present(&policy_api, &policy).await?;
         }
     }
-    let autoscaler_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
+    let autoscaler_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
     match &objects.autoscaler {
         Some(autoscaler) => {
-            apply(&autoscaler_api, autoscaler).await?;
+            apply::apply(&autoscaler_api, autoscaler).await?;
         }
         None => delete_if_present(&autoscaler_api, &names::deployment(&name, Component::ImapFrontend)).await?,
     }
+    Ok(Applied { deployments, identities })
+}
 
-    // Status.
-    let components = component_statuses(&name, &deployments);
+/// Writes the components' replicas and the conditions, with an Event for each Ready change and
+/// each new Degraded; returns when to look at the cluster again.
+async fn report_status(
+    cluster: &MailCluster,
+    namespace: &str,
+    ctx: &Context,
+    database: Found,
+    applied: Applied,
+) -> Result<Action> {
+    // A missing database says more than identities that cannot be issued: it is reported first.
+    let (first_renewal, degraded) = match applied.identities {
+        Ok(first_renewal) => (first_renewal, database),
+        Err(identities) if !database.status => (soon(), identities),
+        Err(_) => (soon(), database),
+    };
+    let components = component_statuses(&cluster.name_any(), &applied.deployments);
     let all = [&components.smtp_ingress, &components.delivery_queue, &components.mailstore, &components.imap_frontend];
     let ready = all.iter().all(|c| c.replicas > 0 && c.ready_replicas >= c.replicas);
     let waiting: Vec<String> = Component::ALL
@@ -154,7 +195,7 @@ pub async fn reconcile(cluster: Arc<MailCluster>, ctx: Arc<Context>) -> Result<A
     if cluster.status.as_ref() == Some(&status) {
         return Ok(next);
     }
-    status::patch(&Api::<MailCluster>::namespaced(client, &namespace), &cluster, status).await?;
+    status::patch(&Api::<MailCluster>::namespaced(ctx.client.clone(), namespace), cluster, status).await?;
     Ok(next)
 }
 

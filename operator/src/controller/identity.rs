@@ -1,8 +1,12 @@
-//! The identities stage of the MailCluster reconcile: the cluster's CA, kept in a Secret and
-//! made once, and each component's identity Secret, issued when missing, when signed by another
-//! CA, or when a third of its life is left. It runs before the Deployments are applied, so no
-//! pod waits long for the identity it mounts. With `spec.serviceIdentity.issuer: CertManager`
-//! it applies the Issuers and Certificates that have cert-manager do the same.
+//! The service identities, applied first in the MailCluster reconcile's apply stage: the
+//! cluster's CA, kept in a Secret and made once, and each component's identity Secret, issued
+//! when missing, when signed by another CA, or when a third of its life is left. It runs before
+//! the Deployments are applied, so no pod waits long for the identity it mounts. With
+//! `spec.serviceIdentity.issuer: CertManager` it applies the Issuers and Certificates that have
+//! cert-manager do the same.
+//!
+//! It is part of a stage, not a reconcile with stages of its own: what it applies is built by
+//! [`crate::build::identity`], and what it finds goes to the MailCluster's status.
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
@@ -70,19 +74,7 @@ async fn ask_cert_manager(cluster: &MailCluster, ctx: &Context) -> Result<std::r
 /// be issued again.
 async fn issue(cluster: &MailCluster, secrets: &Api<Secret>, ctx: &Context) -> Result<Timestamp> {
     let name = cluster.name_any();
-    let ca_secret = names::service_ca(&name);
-    let authority = match secrets.get_opt(&ca_secret).await?.as_ref().and_then(ca_of) {
-        Some(authority) => authority,
-        None => {
-            let namespace = cluster.namespace().unwrap_or_default();
-            let authority = CertificateAuthority::generate(&format!("kubemail {namespace}/{name} service CA"))
-                .map_err(|e| Error::Key(e.to_string()))?;
-            apply(secrets, &build_ca_secret(cluster, &authority)).await?;
-            let message = format!("made the CA of the cluster's service identities in Secret {ca_secret}");
-            ctx.event(&cluster.object_ref(&()), false, "ServiceCACreated", message, "CreateKey").await;
-            authority
-        }
-    };
+    let authority = service_ca(cluster, secrets, ctx).await?;
     let now = Timestamp::now();
     let mut first_renewal = renew_after(now);
     for role in ROLES {
@@ -101,4 +93,21 @@ async fn issue(cluster: &MailCluster, secrets: &Api<Secret>, ctx: &Context) -> R
         first_renewal = first_renewal.min(due);
     }
     Ok(first_renewal)
+}
+
+/// The CA of the cluster's service identities: the one in its Secret, or, the first time, a new
+/// one put there.
+async fn service_ca(cluster: &MailCluster, secrets: &Api<Secret>, ctx: &Context) -> Result<CertificateAuthority> {
+    let name = cluster.name_any();
+    let ca_secret = names::service_ca(&name);
+    if let Some(authority) = secrets.get_opt(&ca_secret).await?.as_ref().and_then(ca_of) {
+        return Ok(authority);
+    }
+    let namespace = cluster.namespace().unwrap_or_default();
+    let authority = CertificateAuthority::generate(&format!("kubemail {namespace}/{name} service CA"))
+        .map_err(|e| Error::Key(e.to_string()))?;
+    apply(secrets, &build_ca_secret(cluster, &authority)).await?;
+    let message = format!("made the CA of the cluster's service identities in Secret {ca_secret}");
+    ctx.event(&cluster.object_ref(&()), false, "ServiceCACreated", message, "CreateKey").await;
+    Ok(authority)
 }

@@ -1,11 +1,13 @@
 //! The three controllers, each a reconcile function run by kube's `Controller` with the
-//! watches that wake it:
+//! watches that wake it. Each reconcile calls four functions in order, `validate`, `build`,
+//! `apply` and `report_status` (a MailDomain's or Mailbox's only while it is not being deleted).
 //!
 //! - [`cluster`] — MailClusters; woken by their children (their identity Secrets among them)
 //!   and by MailDomains naming them.
 //! - [`domain`] — MailDomains; woken by their Secrets and Certificates and by their cluster.
 //! - [`mailbox`] — Mailboxes; woken by their password Secrets and by their domain.
-//! - [`identity`] — the MailCluster reconcile's stage that keeps its service identities.
+//! - [`identity`] — the service identities, the first thing the MailCluster's apply stage
+//!   applies.
 
 pub mod cluster;
 pub mod domain;
@@ -174,12 +176,12 @@ where
 
 /// Runs `apply` for an object that is not being deleted and `cleanup` for one that is, holding
 /// it with [`FINALIZER`] until `cleanup` succeeds: for resources whose deletion must
-/// reach the mailstore.
-async fn with_finalizer<K, A, C>(
+/// reach the mailstore. Both are given the object, its namespace and the context.
+async fn with_finalizer<K>(
     object: Arc<K>,
     ctx: &Context,
-    apply: impl FnOnce(Arc<K>, String) -> A,
-    cleanup: impl FnOnce(Arc<K>, String) -> C,
+    apply: impl AsyncFnOnce(&K, &str, &Context) -> Result<Action>,
+    cleanup: impl AsyncFnOnce(&K, &str, &Context) -> Result<Action>,
 ) -> Result<Action>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -187,15 +189,13 @@ where
         + serde::de::DeserializeOwned
         + serde::Serialize
         + std::fmt::Debug,
-    A: Future<Output = Result<Action>>,
-    C: Future<Output = Result<Action>>,
 {
     let namespace = object.namespace().ok_or_else(|| Error::Invalid(format!("a {} is namespaced", K::kind(&()))))?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, FINALIZER, object, |event| async move {
         match event {
-            Finalizer::Apply(object) => apply(object, namespace).await,
-            Finalizer::Cleanup(object) => cleanup(object, namespace).await,
+            Finalizer::Apply(object) => apply(&object, &namespace, ctx).await,
+            Finalizer::Cleanup(object) => cleanup(&object, &namespace, ctx).await,
         }
     })
     .await

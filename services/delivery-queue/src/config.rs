@@ -1,11 +1,10 @@
 //! The delivery-queue service's configuration: every flag, its environment variable and default.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kubemail_runtime::identity::IdentityFlags;
-use kubemail_runtime::nats::NatsFlags;
+use kubemail_runtime::deployment::env;
+use kubemail_runtime::service_flags::ServiceFlags;
 
 use kubemail_runtime::config::parse_duration;
 
@@ -20,25 +19,14 @@ use crate::schedule::RetrySchedule;
     about = "kubemail delivery-queue: local delivery, outbound SMTP, retries and bounces"
 )]
 pub struct Config {
-    /// The mailstore's gRPC address.
-    #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = "http://127.0.0.1:7070")]
-    pub mailstore: String,
+    /// Name, health endpoint, mailstore, NATS (the spool and the queue) and service identity.
     #[command(flatten)]
-    pub identity: IdentityFlags,
-    /// The NATS server holding the spool and the queue, and how this service gets in.
-    #[command(flatten)]
-    pub nats: NatsFlags,
+    pub service: ServiceFlags,
     /// Copies JetStream keeps of the queue and the spool: 3 on a cluster of three NATS servers
     /// survives losing one; 1 for a single server, whose JetStream must then write every
     /// message to disk before acknowledging it (`sync_interval: always`).
-    #[arg(long, env = "KUBEMAIL_NATS_REPLICAS", default_value_t = 1)]
+    #[arg(long, env = env::NATS_REPLICAS, default_value_t = 1)]
     pub nats_replicas: usize,
-    /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
-    #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
-    pub http_listen: SocketAddr,
-    /// This host's name: the Reporting-MTA of delivery reports and the domain they come from.
-    #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
-    pub hostname: String,
     /// How long a pulled envelope stays leased to this replica without being extended; a
     /// replica that dies loses its envelopes to the others after this long.
     #[arg(long, env = "KUBEMAIL_QUEUE_LEASE", default_value = "60s", value_parser = parse_duration)]
@@ -67,7 +55,7 @@ pub struct DeliveryFlags {
     pub delay_warning: Duration,
     /// Send mail for DOMAIN to HOST:PORT instead of its MX hosts (repeatable; for tests and
     /// private networks). Goes before --relay-host.
-    #[arg(long = "mx-override", env = "KUBEMAIL_MX_OVERRIDES", value_name = "DOMAIN=HOST:PORT", value_delimiter = ',')]
+    #[arg(long = "mx-override", env = env::MX_OVERRIDES, value_name = "DOMAIN=HOST:PORT", value_delimiter = ',')]
     pub mx_overrides: Vec<Override>,
     /// Send all remote mail through this smart host (HOST:PORT; port 465 is TLS from the
     /// start, any other needs STARTTLS), with a verified certificate.
@@ -83,7 +71,7 @@ pub struct DeliveryFlags {
     #[arg(long, env = "KUBEMAIL_RELAY_CA_FILE", requires = "relay_host")]
     pub relay_ca_file: Option<PathBuf>,
     /// DKIM keys: one subdirectory per sending domain holding `dkim.key` (PEM) and `selector`.
-    #[arg(long, env = "KUBEMAIL_DKIM_DIR")]
+    #[arg(long, env = env::DKIM_DIR)]
     pub dkim_dir: Option<PathBuf>,
 }
 

@@ -3,6 +3,7 @@
 //! reporting final failures to the sender (RFC 3464). Any number of replicas share the queue.
 //!
 //! - [`config`] — the service's flags.
+//! - [`service`] — the service assembled from its settings and transports, and run.
 //! - [`worker`] — pull, deliver, settle: ack, retry, continue, dead-letter.
 //! - [`local`] — local recipients through the mailstore's `Deliver`.
 //! - [`outbound`] — remote recipients: MX routing or a relay host, DKIM, the SMTP client.
@@ -18,25 +19,22 @@ pub mod outbound;
 pub mod outcome;
 pub mod report;
 pub mod schedule;
+pub mod service;
 pub mod worker;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::identity::Role;
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::shutdown::Shutdown;
-use kubemail_runtime::{Queue, Spool};
 
 use config::DeliveryFlags;
-use kubemail_runtime::propagation::MailstoreClient;
 use outbound::client::{Credentials, Security};
 use outbound::dkim::Keys;
 use outbound::route::Router;
-use outbound::{Outbound, Relay, SmtpOutbound};
-use report::Reporter;
-use worker::Worker;
+use outbound::{Relay, SmtpOutbound};
+pub use service::{DeliveryQueue, ServiceSettings, Transports};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -75,65 +73,33 @@ pub fn outbound(flags: &DeliveryFlags, hostname: &str) -> Result<SmtpOutbound, E
     Ok(SmtpOutbound::new(router, relay, keys, hostname.to_string()))
 }
 
-/// The transports and services a worker uses.
-pub struct Connections {
-    pub queue: Arc<dyn Queue>,
-    pub spool: Arc<dyn Spool>,
-    pub mailstore: MailstoreClient,
-    /// Remote recipients; `None` when this deployment sends no mail out.
-    pub outbound: Option<Arc<dyn Outbound>>,
-}
-
-/// A worker on `connections` for the host `hostname`; `lease` is the queue's, extended every
-/// third of it.
-pub fn worker(connections: Connections, flags: &DeliveryFlags, hostname: &str, lease: Duration) -> Worker {
-    let Connections { queue, spool, mailstore, outbound } = connections;
-    let reporter = Reporter {
-        mailstore: mailstore.clone(),
-        spool: spool.clone(),
-        queue: queue.clone(),
-        hostname: hostname.into(),
-    };
-    Worker {
-        queue,
-        spool,
-        mailstore,
-        outbound,
-        reporter,
-        schedule: flags.schedule(),
-        delay_warning: flags.delay_warning,
-        concurrency: flags.concurrency,
-        lease_renewal: lease / 3,
-    }
-}
-
 /// Runs the service until `shutdown`: the worker on the NATS queue and spool, and the admin
 /// HTTP endpoint (ready once NATS is connected).
 pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error> {
     let readiness = Readiness::new();
     let ready = readiness.component("delivery-queue");
     let endpoint =
-        AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
-    let channel =
-        config.identity.mailstore_channel(Role::DeliveryQueue, &config.mailstore, &shutdown).map_err(Error::Startup)?;
+        AdminEndpoint::start(config.service.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
+    let mailstore = config.service.mailstore_channel(Role::DeliveryQueue, &shutdown).map_err(Error::Startup)?;
     let nats = NatsConfig {
-        url: config.nats.url.clone(),
-        access: config.nats.access(Role::DeliveryQueue).map_err(|e| Error::Startup(e.to_string()))?,
+        url: config.service.nats.url.clone(),
+        access: config.service.nats_access(Role::DeliveryQueue).map_err(Error::Startup)?,
         lease: config.lease,
         replicas: config.nats_replicas,
         ..Default::default()
     };
     let transport =
-        NatsTransport::connect(&nats).await.map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats.url)))?;
-    let connections = Connections {
+        NatsTransport::connect(&nats).await.map_err(|e| Error::Startup(format!("NATS at {}: {e}", nats.url)))?;
+    let transports = Transports {
         queue: Arc::new(transport.queue),
         spool: Arc::new(transport.spool),
-        mailstore: mailstore_client(channel),
-        outbound: Some(Arc::new(outbound(&config.delivery, &config.hostname)?)),
+        mailstore,
+        outbound: Some(Arc::new(outbound(&config.delivery, &config.service.hostname)?)),
     };
-    let worker = worker(connections, &config.delivery, &config.hostname, config.lease);
+    let settings =
+        ServiceSettings { delivery: config.delivery, hostname: config.service.hostname.clone(), lease: config.lease };
     ready.set_ready(true);
-    tracing::info!(nats = %config.nats.url, mailstore = %config.mailstore, "delivery-queue is ready");
-    Arc::new(worker).run(shutdown).await;
+    tracing::info!(nats = %config.service.nats.url, mailstore = %config.service.mailstore, "delivery-queue is ready");
+    DeliveryQueue::new(settings, transports).serve(shutdown).await;
     endpoint.finish().await.map_err(Error::Startup)
 }

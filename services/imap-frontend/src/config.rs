@@ -4,60 +4,49 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kubemail_runtime::identity::IdentityFlags;
-use kubemail_runtime::nats::NatsFlags;
+use kubemail_runtime::deployment::env;
+use kubemail_runtime::service_flags::ServiceFlags;
 
 use kubemail_runtime::config::{parse_byte_size, parse_duration};
 use kubemail_runtime::limits::ConnectionFlags;
 use kubemail_runtime::proxy::Cidr;
 
-use crate::session::Settings;
+use crate::services::Settings;
 
 /// Flags of the standalone `imap-frontend` binary.
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "imap-frontend", version, about = "kubemail imap-frontend: a stateless IMAP4rev2 server")]
 pub struct Config {
     /// IMAP with STARTTLS.
-    #[arg(long, env = "KUBEMAIL_IMAP_LISTEN", default_value = "0.0.0.0:143")]
+    #[arg(long, env = env::IMAP_LISTEN, default_value = "0.0.0.0:143")]
     pub imap_listen: SocketAddr,
     /// IMAP over implicit TLS (needs --tls-dir).
-    #[arg(long, env = "KUBEMAIL_IMAPS_LISTEN", default_value = "0.0.0.0:993")]
+    #[arg(long, env = env::IMAPS_LISTEN, default_value = "0.0.0.0:993")]
     pub imaps_listen: SocketAddr,
     /// POP3 with STLS (port 110); not served unless given.
-    #[arg(long, env = "KUBEMAIL_POP3_LISTEN")]
+    #[arg(long, env = env::POP3_LISTEN)]
     pub pop3_listen: Option<SocketAddr>,
     /// POP3 over implicit TLS (port 995; needs --tls-dir); not served unless given.
-    #[arg(long, env = "KUBEMAIL_POP3S_LISTEN")]
+    #[arg(long, env = env::POP3S_LISTEN)]
     pub pop3s_listen: Option<SocketAddr>,
-    /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
-    #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
-    pub http_listen: SocketAddr,
-    /// The name this server greets with.
-    #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
-    pub hostname: String,
-    /// The mailstore's gRPC address.
-    #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = "http://127.0.0.1:7070")]
-    pub mailstore: String,
+    /// Name, health endpoint, mailstore, NATS (the mailstore's mailbox change events) and service identity.
     #[command(flatten)]
-    pub identity: IdentityFlags,
-    /// The NATS server carrying the mailstore's mailbox change events, and how this service gets in.
-    #[command(flatten)]
-    pub nats: NatsFlags,
+    pub service: ServiceFlags,
     /// Certificates: one subdirectory per domain with tls.crt and tls.key (a mounted TLS
     /// Secret each). Without it, STARTTLS is not offered, port 993 is not served and nobody can
     /// log in.
-    #[arg(long, env = "KUBEMAIL_TLS_DIR")]
+    #[arg(long, env = env::TLS_DIR)]
     pub tls_dir: Option<PathBuf>,
     /// How often the certificate files are checked for changes.
     #[arg(long, env = "KUBEMAIL_TLS_RELOAD_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub tls_reload_interval: Duration,
     /// Load balancers whose PROXY protocol header (v1 or v2) names the real client, as CIDR
     /// networks, comma-separated (e.g. 10.0.0.0/8). Others cannot send one.
-    #[arg(long, env = "KUBEMAIL_PROXY_TRUSTED_CIDRS", value_delimiter = ',')]
+    #[arg(long, env = env::PROXY_TRUSTED_CIDRS, value_delimiter = ',')]
     pub proxy_trusted_cidrs: Vec<Cidr>,
     /// Largest message APPEND accepts, e.g. 50MiB; a larger literal is refused before the
     /// client sends it.
-    #[arg(long, env = "KUBEMAIL_MAX_MESSAGE_SIZE", default_value = "50MiB", value_parser = parse_byte_size)]
+    #[arg(long, env = env::MAX_MESSAGE_SIZE, default_value = "50MiB", value_parser = parse_byte_size)]
     pub max_message_size: u64,
     /// Failed logins after which a session is closed.
     #[arg(long, env = "KUBEMAIL_MAX_AUTH_FAILURES", default_value_t = 3)]

@@ -6,7 +6,14 @@ use kubemail_proto::mailstore::AuthenticateRequest;
 use kubemail_runtime::login_cache::Login;
 use tonic::Code;
 
-use crate::session::{Account, Services};
+use crate::services::Services;
+
+/// Whom a session is logged in as.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: i64,
+    pub address: String,
+}
 
 /// Why a login was refused.
 #[derive(Debug, PartialEq, Eq)]

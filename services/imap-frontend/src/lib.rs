@@ -1,45 +1,47 @@
-//! kubemail imap-frontend: a stateless IMAP4rev2 server (ports 143 and 993) over the mailstore.
-//! Any replica serves any client: a session keeps only its connection's state, and mailbox
-//! changes from anywhere reach it as events.
+//! kubemail imap-frontend: a stateless IMAP4rev2 server (ports 143 and 993), and POP3 (ports 110
+//! and 995) when asked for, over the mailstore. Any replica serves any client: a session keeps
+//! only its connection's state, and mailbox changes from anywhere reach it as events.
 //!
 //! - [`config`] — the service's flags.
-//! - [`server`] — the listeners (143, 993), per-address limits, graceful shutdown.
-//! - [`session`] — one IMAP connection: the state machine, one file per command family.
-//! - [`extended_syntax`] — LIST-EXTENDED and SEARCH RETURN, which imap-codec does not parse.
-//! - [`capability`] — what is advertised before and after login.
+//! - [`service`] — the service assembled from its settings and transports, and served.
+//! - [`server`] — the listeners (143, 993, 110, 995), per-address limits, graceful shutdown.
+//! - [`services`] — what IMAP and POP3 sessions share: the mailstore, events, TLS, settings.
 //! - [`credentials`] — checking a password, for IMAP and POP3: remembered logins, then the
-//!   mailstore.
+//!   mailstore; the account a session logs in to.
+//! - [`imap`] — one IMAP connection: the state machine, one file per command or command family.
+//! - [`pop3`] — one POP3 connection, for devices that speak nothing else.
+//! - [`extended_syntax`] — LIST-EXTENDED and SEARCH RETURN, which imap-codec does not parse.
+//! - [`capability`] — what IMAP advertises before and after login.
 //! - [`mailbox_name`] — mailbox names on the wire: modified UTF-7 or UTF-8.
 //! - [`snapshots`] — SELECT snapshots of large mailboxes kept between sessions.
 //! - [`mime`] — ENVELOPE, BODYSTRUCTURE and body sections from a message's MIME structure.
-//! - [`pop3`] — POP3 sessions over the same services, for devices that speak nothing else.
-//! - [`response`] — status responses and IMAP strings.
+//! - [`response`] — IMAP status responses and strings.
 
 pub mod capability;
 pub mod config;
 pub mod credentials;
 pub mod extended_syntax;
+pub mod imap;
 pub mod mailbox_name;
 pub mod mime;
 pub mod pop3;
 pub mod response;
 pub mod server;
-pub mod session;
+pub mod service;
+pub mod services;
 pub mod snapshots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use kubemail_runtime::EventBus;
 use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::identity::Role;
-use kubemail_runtime::limits::{AuthFailures, ConnectionTracker};
 use kubemail_runtime::listener;
-use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::nats::NatsEventBus;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls;
-use snapshots::SnapshotCache;
+
+pub use service::{ImapFrontend, ServiceSettings, Transports};
 
 pub use kubemail_runtime::propagation::{MailstoreClient, mailstore_client};
 
@@ -59,7 +61,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let readiness = Readiness::new();
     let ready = readiness.component("imap-frontend");
     let endpoint =
-        AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
+        AdminEndpoint::start(config.service.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
     let tls = match &config.tls_dir {
         Some(dir) => Some(tls::ServerTls::from_dir(dir, config.tls_reload_interval, &shutdown)?),
         None if config.session.allow_plaintext_login => {
@@ -89,32 +91,25 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         pop3: bind(config.pop3_listen, "--pop3-listen").await?,
         pop3s: bind(config.pop3s_listen.and_then(with_tls), "--pop3s-listen").await?,
     };
-    let channel =
-        config.identity.mailstore_channel(Role::ImapFrontend, &config.mailstore, &shutdown).map_err(Error::Startup)?;
-    let access = config.nats.access(Role::ImapFrontend).map_err(|e| Error::Startup(e.to_string()))?;
-    let events = NatsEventBus::connect(&config.nats.url, &access)
+    let mailstore = config.service.mailstore_channel(Role::ImapFrontend, &shutdown).map_err(Error::Startup)?;
+    let nats = &config.service.nats;
+    let access = config.service.nats_access(Role::ImapFrontend).map_err(Error::Startup)?;
+    let events = NatsEventBus::connect(&nats.url, &access)
         .await
-        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats.url)))?;
-    let events: Arc<dyn EventBus> = Arc::new(events);
-    let services = Arc::new(session::Services {
-        mailstore: mailstore_client(channel),
-        logins: LoginCache::start(config.session.login_cache_ttl, events.clone(), shutdown.clone()),
-        auth_failures: AuthFailures::new(),
-        snapshots: SnapshotCache::new(config.session.select_cache_messages, snapshots::MIN_MESSAGES),
-        events,
+        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", nats.url)))?;
+    let session = config.session.settings(
+        &config.service.hostname,
+        config.max_message_size,
+        config.max_auth_failures,
+        config.max_errors,
+    );
+    let settings = ServiceSettings {
         tls,
-        settings: config.session.settings(
-            &config.hostname,
-            config.max_message_size,
-            config.max_auth_failures,
-            config.max_errors,
-        ),
-        shutdown: shutdown.clone(),
-    });
-    let admission = Arc::new(server::Admission::new(
-        ConnectionTracker::new(config.connections.limits()),
-        config.proxy_trusted_cidrs.clone(),
-    ));
+        connections: config.connections.limits(),
+        proxy_trusted_cidrs: config.proxy_trusted_cidrs.clone(),
+        ..ServiceSettings::new(session, config.session.login_cache_ttl, config.session.select_cache_messages)
+    };
+    let service = ImapFrontend::new(settings, Transports { events: Arc::new(events), mailstore }, shutdown);
     ready.set_ready(true);
     tracing::info!(
         imap = %config.imap_listen,
@@ -123,6 +118,6 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         pop3s = ?config.pop3s_listen,
         "imap-frontend is ready"
     );
-    server::serve(listeners, services, admission).await;
+    service.serve(listeners).await;
     endpoint.finish().await.map_err(Error::Startup)
 }

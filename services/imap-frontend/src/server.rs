@@ -1,7 +1,7 @@
 //! The IMAP listeners: 143 (STARTTLS) and, with TLS, 993 (implicit TLS); and when asked for,
 //! POP3 on 110 (STLS) and 995 (implicit TLS). All run on the shared accept loop (PROXY header,
 //! per-address limits, the implicit-TLS handshake), one session task per connection. On
-//! shutdown every session says goodbye and closes (see `session` and `pop3`): clients
+//! shutdown every session says goodbye and closes (see `imap` and `pop3`): clients
 //! reconnect, to another replica behind the load balancer.
 
 use std::sync::Arc;
@@ -12,8 +12,9 @@ pub use kubemail_runtime::listener::Admission;
 use kubemail_runtime::listener::{self, Service};
 use tokio::net::TcpListener;
 
+use crate::imap;
 use crate::pop3;
-use crate::session::{self, Services};
+use crate::services::Services;
 
 /// How long sessions may take to close after shutdown began: one command in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -43,7 +44,7 @@ pub async fn serve(listeners: Listeners, services: Arc<Services>, admission: Arc
                 listener: name,
                 implicit_tls,
                 refusal,
-                serve: move |connection, client_ip| session::serve(connection, client_ip, for_sessions.clone()),
+                serve: move |connection, client_ip| imap::serve(connection, client_ip, for_sessions.clone()),
             };
             (socket, service)
         })

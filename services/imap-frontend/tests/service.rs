@@ -15,7 +15,6 @@ use kubemail_testkit::mailstore::Mailstore;
 use kubemail_testkit::{NatsServer, free_loopback_address};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 const IMAP_FRONTEND: &str = env!("CARGO_BIN_EXE_imap-frontend");
 
@@ -76,19 +75,10 @@ impl Drop for Frontend {
 
 /// A scripted client on a frontend's IMAPS port, logged in as alice with INBOX selected.
 async fn alice_on(frontend: &Frontend, certificate: &PemPair) -> Client<tokio_rustls::client::TlsStream<TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for der in rustls::pki_types::pem::PemObject::pem_slice_iter(certificate.certificate.as_bytes()) {
-        roots.add(der.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let tcp = TcpStream::connect(&frontend.imaps).await.unwrap();
     let name = ServerName::try_from(HOSTNAME.to_string()).unwrap();
-    let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake");
+    let connector = kubemail_testkit::tls::connector_trusting(&certificate.certificate);
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
     let mut client = Client::new(tls);
     assert!(client.line().await.unwrap().starts_with("* OK [CAPABILITY"));
     client.command(&format!("l LOGIN alice@example.org {PASSWORD}")).await.expect_ok();

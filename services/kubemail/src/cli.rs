@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use kubemail_delivery_queue::config::DeliveryFlags;
 use kubemail_imap_frontend::config::SessionFlags;
 use kubemail_runtime::config::parse_byte_size;
+use kubemail_runtime::deployment::env;
 use kubemail_runtime::identity::IdentityFlags;
 use kubemail_smtp_ingress::config::LimitFlags;
 
@@ -35,41 +36,41 @@ pub struct DevArgs {
     #[arg(long, env = "KUBEMAIL_DATA_DIR", default_value = "./kubemail-data")]
     pub data_dir: PathBuf,
     /// The mailstore's gRPC API.
-    #[arg(long, env = "KUBEMAIL_GRPC_LISTEN", default_value = "127.0.0.1:7070")]
+    #[arg(long, env = env::GRPC_LISTEN, default_value = "127.0.0.1:7070")]
     pub grpc_listen: SocketAddr,
     /// The Admin gRPC API, for `kubemail admin`.
-    #[arg(long, env = "KUBEMAIL_ADMIN_GRPC_LISTEN", default_value = "127.0.0.1:7071")]
+    #[arg(long, env = env::ADMIN_GRPC_LISTEN, default_value = "127.0.0.1:7071")]
     pub admin_grpc_listen: SocketAddr,
     /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
-    #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "127.0.0.1:9090")]
+    #[arg(long, env = env::HTTP_LISTEN, default_value = "127.0.0.1:9090")]
     pub http_listen: SocketAddr,
     /// SMTP for incoming mail (MX), served by smtp-ingress.
-    #[arg(long, env = "KUBEMAIL_SMTP_LISTEN", default_value = "127.0.0.1:2525")]
+    #[arg(long, env = env::SMTP_LISTEN, default_value = "127.0.0.1:2525")]
     pub smtp_listen: SocketAddr,
     /// SMTP submission with STARTTLS (port 587 in production), served by smtp-ingress.
-    #[arg(long, env = "KUBEMAIL_SUBMISSION_LISTEN", default_value = "127.0.0.1:2587")]
+    #[arg(long, env = env::SUBMISSION_LISTEN, default_value = "127.0.0.1:2587")]
     pub submission_listen: SocketAddr,
     /// SMTP submission over implicit TLS (port 465 in production), served by smtp-ingress.
-    #[arg(long, env = "KUBEMAIL_SUBMISSIONS_LISTEN", default_value = "127.0.0.1:2465")]
+    #[arg(long, env = env::SUBMISSIONS_LISTEN, default_value = "127.0.0.1:2465")]
     pub submissions_listen: SocketAddr,
     /// IMAP with STARTTLS (port 143 in production), served by imap-frontend.
-    #[arg(long, env = "KUBEMAIL_IMAP_LISTEN", default_value = "127.0.0.1:2143")]
+    #[arg(long, env = env::IMAP_LISTEN, default_value = "127.0.0.1:2143")]
     pub imap_listen: SocketAddr,
     /// IMAP over implicit TLS (port 993 in production), served by imap-frontend.
-    #[arg(long, env = "KUBEMAIL_IMAPS_LISTEN", default_value = "127.0.0.1:2993")]
+    #[arg(long, env = env::IMAPS_LISTEN, default_value = "127.0.0.1:2993")]
     pub imaps_listen: SocketAddr,
     /// POP3 with STLS (port 110 in production), served by imap-frontend.
-    #[arg(long, env = "KUBEMAIL_POP3_LISTEN", default_value = "127.0.0.1:2110")]
+    #[arg(long, env = env::POP3_LISTEN, default_value = "127.0.0.1:2110")]
     pub pop3_listen: SocketAddr,
     /// POP3 over implicit TLS (port 995 in production), served by imap-frontend.
-    #[arg(long, env = "KUBEMAIL_POP3S_LISTEN", default_value = "127.0.0.1:2995")]
+    #[arg(long, env = env::POP3S_LISTEN, default_value = "127.0.0.1:2995")]
     pub pop3s_listen: SocketAddr,
     /// The name the SMTP server greets with and writes into Received headers.
-    #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
+    #[arg(long, env = env::HOSTNAME, default_value = "localhost")]
     pub hostname: String,
     /// Certificates: one subdirectory per domain with tls.crt and tls.key. Default: a
     /// self-signed certificate for the host name, made once in <data-dir>/tls.
-    #[arg(long, env = "KUBEMAIL_TLS_DIR")]
+    #[arg(long, env = env::TLS_DIR)]
     pub tls_dir: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitFlags,
@@ -82,7 +83,7 @@ pub struct DevArgs {
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// The mailstore's Admin API address (its --admin-grpc-listen).
-    #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = DEFAULT_ADMIN_API, global = true)]
+    #[arg(long, env = env::MAILSTORE, default_value = DEFAULT_ADMIN_API, global = true)]
     pub mailstore: String,
     /// The identity `kubemail admin` presents to a mailstore that requires one.
     #[command(flatten)]

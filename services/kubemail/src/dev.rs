@@ -9,23 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kubemail_delivery_queue::Connections;
-use kubemail_imap_frontend::snapshots::{self, SnapshotCache};
+use kubemail_delivery_queue::DeliveryQueue;
+use kubemail_imap_frontend::ImapFrontend;
 use kubemail_mailstore::{Db, GrpcListeners, GrpcOptions, Limits};
 use kubemail_runtime::admin_http::{self, Readiness};
-use kubemail_runtime::limits::{AuthFailures, ConnectionTracker};
+use kubemail_runtime::limits::AuthFailures;
 use kubemail_runtime::listener;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
-use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::shutdown::Shutdown;
-use kubemail_runtime::tls;
-use kubemail_runtime::{EventBus, telemetry};
-use kubemail_smtp_ingress::directory::Directory;
-use kubemail_smtp_ingress::handoff::Handoff;
-use kubemail_smtp_ingress::server::{Admission, Listeners};
-use kubemail_smtp_ingress::session::Services;
+use kubemail_runtime::telemetry;
+use kubemail_runtime::tls::{self, ServerTls};
+use kubemail_smtp_ingress::SmtpIngress;
 use tokio::net::TcpListener;
-use tonic::transport::Endpoint;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::cli::DevArgs;
 
@@ -53,99 +50,29 @@ pub async fn run(args: DevArgs) -> Result<()> {
 /// Runs until `shutdown` is triggered; every listener is bound before anything is served, so a
 /// taken port fails the start with its flag's name.
 pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
-    let readiness = Readiness::new();
-    let mailstore_ready = readiness.component("mailstore");
-    let smtp_ready = readiness.component("smtp-ingress");
-    let delivery_ready = readiness.component("delivery-queue");
-    let imap_ready = readiness.component("imap-frontend");
     let data_dir = &args.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-
-    let grpc = GrpcListeners {
-        mailstore: bind(args.grpc_listen, "--grpc-listen").await?,
-        admin: bind(args.admin_grpc_listen, "--admin-grpc-listen").await?,
-    };
-    let http = bind(args.http_listen, "--http-listen").await?;
-    let smtp = Listeners::bind(args.smtp_listen, args.submission_listen, Some(args.submissions_listen)).await?;
-    let imap = kubemail_imap_frontend::server::Listeners {
-        imap: listener::bind(args.imap_listen, "--imap-listen").await.map_err(anyhow::Error::msg)?,
-        imaps: Some(listener::bind(args.imaps_listen, "--imaps-listen").await.map_err(anyhow::Error::msg)?),
-        pop3: Some(listener::bind(args.pop3_listen, "--pop3-listen").await.map_err(anyhow::Error::msg)?),
-        pop3s: Some(listener::bind(args.pop3s_listen, "--pop3s-listen").await.map_err(anyhow::Error::msg)?),
-    };
-    let http_server = tokio::spawn(admin_http::serve(http, readiness.clone(), shutdown.wait()));
-
-    let queue_config = LocalConfig::new(data_dir.join("queue.db"));
-    let transport = LocalTransport::open(&queue_config).await.context("opening the local queue and spool")?;
-    let db = open_mailstore(data_dir).await?;
-    let events: Arc<dyn EventBus> = Arc::new(transport.events.clone());
-    let max_stored = args.limits.max_message_size + HEADER_HEADROOM;
-    let store = kubemail_mailstore::store(db, events.clone(), Limits { max_message_size: max_stored });
-    tokio::spawn(kubemail_mailstore::maintain(store.clone(), DELIVERY_RECORD_RETENTION, shutdown.wait()));
-    let grpc_address = grpc.mailstore.local_addr().context("the gRPC listener's address")?;
-    // One process on a laptop: its parts call each other over loopback without identities.
-    let mailstore_server =
-        tokio::spawn(kubemail_mailstore::serve(store, grpc, GrpcOptions::without_identity(), shutdown.clone()));
-    mailstore_ready.set_ready(true);
-
+    let listeners = DevListeners::bind(&args).await?;
+    let readiness = Readiness::new();
+    let ready = ["mailstore", "smtp-ingress", "imap-frontend", "delivery-queue"].map(|c| readiness.component(c));
+    let http = tokio::spawn(admin_http::serve(listeners.http, readiness.clone(), shutdown.wait()));
+    let local_config = LocalConfig::new(data_dir.join("queue.db"));
+    let local = LocalTransport::open(&local_config).await.context("opening the local queue and spool")?;
+    let (mailstore, channel) = start_mailstore(&args, listeners.grpc, &local, &shutdown).await?;
     let tls_dir = match &args.tls_dir {
         Some(dir) => dir.clone(),
         None => self_signed_dir(data_dir, &args.hostname)?,
     };
-    let tls_acceptor = tls::ServerTls::from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?;
-    let channel =
-        Endpoint::from_shared(format!("http://{grpc_address}")).context("the mailstore address")?.connect_lazy();
+    let tls = tls::ServerTls::from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?;
     // One count of failed logins per client address for SMTP AUTH and IMAP alike.
     let auth_failures = AuthFailures::new();
-    let services = Arc::new(Services {
-        mailstore: kubemail_smtp_ingress::mailstore_client(channel.clone()),
-        // One process on a laptop: a lookup is cheap and a new mailbox should work at once.
-        directory: Directory::new(kubemail_smtp_ingress::mailstore_client(channel.clone()), Duration::ZERO),
-        handoff: Handoff::new(
-            Arc::new(transport.spool.clone()),
-            Arc::new(transport.queue.clone()),
-            args.limits.handoff_timeout,
-        ),
-        tls: Some(tls_acceptor.clone()),
-        settings: args.limits.settings(&args.hostname),
-        auth_failures: auth_failures.clone(),
-        // The laptop platform checks no DNS: mail to it comes from its developer.
-        verifier: None,
-        shutdown: shutdown.clone(),
-    });
-    let admission = Arc::new(Admission::new(ConnectionTracker::new(args.limits.connections()), Vec::new()));
-    let smtp_server = tokio::spawn(kubemail_smtp_ingress::server::serve(smtp, services, admission));
-    smtp_ready.set_ready(true);
-
-    let imap_settings = args.imap.settings(
-        &args.hostname,
-        args.limits.max_message_size,
-        args.limits.max_auth_failures,
-        args.limits.max_errors,
-    );
-    let imap_services = Arc::new(kubemail_imap_frontend::session::Services {
-        mailstore: kubemail_imap_frontend::mailstore_client(channel.clone()),
-        logins: LoginCache::start(args.imap.login_cache_ttl, events.clone(), shutdown.clone()),
-        auth_failures: auth_failures.clone(),
-        snapshots: SnapshotCache::new(args.imap.select_cache_messages, snapshots::MIN_MESSAGES),
-        events: events.clone(),
-        tls: Some(tls_acceptor),
-        settings: imap_settings,
-        shutdown: shutdown.clone(),
-    });
-    let imap_admission = Arc::new(Admission::new(ConnectionTracker::new(args.limits.connections()), Vec::new()));
-    let imap_server = tokio::spawn(kubemail_imap_frontend::server::serve(imap, imap_services, imap_admission));
-    imap_ready.set_ready(true);
-
-    let connections = Connections {
-        queue: Arc::new(transport.queue.clone()),
-        spool: Arc::new(transport.spool.clone()),
-        mailstore: kubemail_delivery_queue::mailstore_client(channel),
-        outbound: Some(Arc::new(kubemail_delivery_queue::outbound(&args.delivery, &args.hostname)?)),
-    };
-    let worker = kubemail_delivery_queue::worker(connections, &args.delivery, &args.hostname, queue_config.lease);
-    let delivery = tokio::spawn(Arc::new(worker).run(shutdown.clone()));
-    delivery_ready.set_ready(true);
+    let smtp = smtp_ingress(&args, &local, channel.clone(), tls.clone(), auth_failures.clone(), &shutdown);
+    let smtp = tokio::spawn(smtp.serve(listeners.smtp));
+    let imap = imap_frontend(&args, &local, channel.clone(), tls, auth_failures, &shutdown);
+    let imap = tokio::spawn(imap.serve(listeners.imap));
+    let delivery = delivery_queue(&args, &local, &local_config, channel)?;
+    let delivery = tokio::spawn(delivery.serve(shutdown.clone()));
+    ready.iter().for_each(|component| component.set_ready(true));
     tracing::info!(
         grpc = %args.grpc_listen,
         admin_grpc = %args.admin_grpc_listen,
@@ -160,12 +87,133 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         data_dir = %data_dir.display(),
         "kubemail dev is ready"
     );
-    smtp_server.await.context("smtp-ingress task")?;
-    imap_server.await.context("imap-frontend task")?;
+    smtp.await.context("smtp-ingress task")?;
+    imap.await.context("imap-frontend task")?;
     delivery.await.context("delivery-queue task")?;
-    mailstore_server.await.context("mailstore task")?.context("mailstore gRPC server")?;
-    http_server.await.context("admin HTTP task")?.context("admin HTTP server")?;
+    mailstore.await.context("mailstore task")?.context("mailstore gRPC server")?;
+    http.await.context("admin HTTP task")?.context("admin HTTP server")?;
     Ok(())
+}
+
+/// Every socket `kubemail dev` serves, bound before anything is served.
+struct DevListeners {
+    grpc: GrpcListeners,
+    http: TcpListener,
+    smtp: kubemail_smtp_ingress::server::Listeners,
+    imap: kubemail_imap_frontend::server::Listeners,
+}
+
+impl DevListeners {
+    async fn bind(args: &DevArgs) -> Result<DevListeners> {
+        let bind = |address, flag| async move { listener::bind(address, flag).await.map_err(anyhow::Error::msg) };
+        Ok(DevListeners {
+            grpc: GrpcListeners {
+                mailstore: bind(args.grpc_listen, "--grpc-listen").await?,
+                admin: bind(args.admin_grpc_listen, "--admin-grpc-listen").await?,
+            },
+            http: bind(args.http_listen, "--http-listen").await?,
+            smtp: kubemail_smtp_ingress::server::Listeners::bind(
+                args.smtp_listen,
+                args.submission_listen,
+                Some(args.submissions_listen),
+            )
+            .await?,
+            imap: kubemail_imap_frontend::server::Listeners {
+                imap: bind(args.imap_listen, "--imap-listen").await?,
+                imaps: Some(bind(args.imaps_listen, "--imaps-listen").await?),
+                pop3: Some(bind(args.pop3_listen, "--pop3-listen").await?),
+                pop3s: Some(bind(args.pop3s_listen, "--pop3s-listen").await?),
+            },
+        })
+    }
+}
+
+/// The mailstore on SQLite in the data directory, served on `grpc`, with its housekeeping;
+/// returns its task and a channel to it.
+async fn start_mailstore(
+    args: &DevArgs,
+    grpc: GrpcListeners,
+    local: &LocalTransport,
+    shutdown: &Shutdown,
+) -> Result<(JoinHandle<kubemail_mailstore::Result<()>>, Channel)> {
+    let db = open_mailstore(&args.data_dir).await?;
+    let max_stored = args.limits.max_message_size + HEADER_HEADROOM;
+    let store = kubemail_mailstore::store(db, Arc::new(local.events.clone()), Limits { max_message_size: max_stored });
+    tokio::spawn(kubemail_mailstore::maintain(store.clone(), DELIVERY_RECORD_RETENTION, shutdown.wait()));
+    let address = grpc.mailstore.local_addr().context("the gRPC listener's address")?;
+    // One process on a laptop: its parts call each other over loopback without identities.
+    let served = kubemail_mailstore::serve(store, grpc, GrpcOptions::without_identity(), shutdown.clone());
+    let channel = Endpoint::from_shared(format!("http://{address}")).context("the mailstore address")?.connect_lazy();
+    Ok((tokio::spawn(served), channel))
+}
+
+/// smtp-ingress on the local spool and queue. On a laptop recipient lookups are cheap and a
+/// new mailbox should work at once, so nothing is cached; no DNS is checked, as mail to it
+/// comes from its developer.
+fn smtp_ingress(
+    args: &DevArgs,
+    local: &LocalTransport,
+    mailstore: Channel,
+    tls: ServerTls,
+    auth_failures: Arc<AuthFailures>,
+    shutdown: &Shutdown,
+) -> SmtpIngress {
+    let session = args.limits.settings(&args.hostname);
+    let settings = kubemail_smtp_ingress::ServiceSettings {
+        tls: Some(tls),
+        connections: args.limits.connections(),
+        auth_failures,
+        ..kubemail_smtp_ingress::ServiceSettings::new(session, args.limits.handoff_timeout)
+    };
+    let handoff = Some((Arc::new(local.spool.clone()) as _, Arc::new(local.queue.clone()) as _));
+    SmtpIngress::new(settings, kubemail_smtp_ingress::Transports { handoff, mailstore }, shutdown.clone())
+}
+
+/// imap-frontend on the local event bus.
+fn imap_frontend(
+    args: &DevArgs,
+    local: &LocalTransport,
+    mailstore: Channel,
+    tls: ServerTls,
+    auth_failures: Arc<AuthFailures>,
+    shutdown: &Shutdown,
+) -> ImapFrontend {
+    let limits = &args.limits;
+    let session =
+        args.imap.settings(&args.hostname, limits.max_message_size, limits.max_auth_failures, limits.max_errors);
+    let settings = kubemail_imap_frontend::ServiceSettings {
+        tls: Some(tls),
+        connections: limits.connections(),
+        auth_failures,
+        ..kubemail_imap_frontend::ServiceSettings::new(
+            session,
+            args.imap.login_cache_ttl,
+            args.imap.select_cache_messages,
+        )
+    };
+    let transports = kubemail_imap_frontend::Transports { events: Arc::new(local.events.clone()), mailstore };
+    ImapFrontend::new(settings, transports, shutdown.clone())
+}
+
+/// delivery-queue on the local queue and spool, sending remote mail out over SMTP.
+fn delivery_queue(
+    args: &DevArgs,
+    local: &LocalTransport,
+    local_config: &LocalConfig,
+    mailstore: Channel,
+) -> Result<DeliveryQueue> {
+    let transports = kubemail_delivery_queue::Transports {
+        queue: Arc::new(local.queue.clone()),
+        spool: Arc::new(local.spool.clone()),
+        mailstore,
+        outbound: Some(Arc::new(kubemail_delivery_queue::outbound(&args.delivery, &args.hostname)?)),
+    };
+    let settings = kubemail_delivery_queue::ServiceSettings {
+        delivery: args.delivery.clone(),
+        hostname: args.hostname.clone(),
+        lease: local_config.lease,
+    };
+    Ok(DeliveryQueue::new(settings, transports))
 }
 
 /// `<data-dir>/tls`, with a self-signed certificate for `hostname` made on first use.
@@ -185,8 +233,4 @@ async fn open_mailstore(data_dir: &Path) -> Result<Db> {
     Db::open_sqlite(&path, MAILSTORE_READERS)
         .await
         .with_context(|| format!("opening the mailstore database {}", path.display()))
-}
-
-async fn bind(address: std::net::SocketAddr, flag: &str) -> Result<TcpListener> {
-    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} ({flag})"))
 }

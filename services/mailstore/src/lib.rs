@@ -3,7 +3,8 @@
 //!
 //! - [`config`] — the service's flags.
 //! - [`db`] — connection pools, migrations, the few dialect differences.
-//! - [`store`] — the operations: directory (domains, accounts, aliases), mailboxes, messages.
+//! - [`store`] — the operations: directory (domains, accounts, aliases), mailboxes, messages (one
+//!   module each for deliver, append, read, flags, expunge, copy/move), message bodies.
 //! - [`grpc`] — the `MailStore` and `Admin` gRPC services over the store.
 //! - [`events`] — mailbox change events published after each change.
 //! - [`validate`] — checks on addresses, names and UID sets before they reach SQL.

@@ -3,6 +3,10 @@
 //! - [`error`] — the crate's error type.
 //! - [`clock`] — Unix seconds and RFC 5322 dates.
 //! - [`config`] — parsing helpers for flags and environment variables (sizes, durations).
+//! - [`deployment`] — the deployment contract: the environment variables, mount paths and
+//!   file names the operator writes and the services read.
+//! - [`service_flags`] — the flags every mail service shares: its name, health endpoint,
+//!   mailstore, NATS and identity.
 //! - [`telemetry`] — `tracing` setup (text or JSON logs), OpenTelemetry export over OTLP when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 //! - [`propagation`] — W3C trace context in and out of gRPC metadata and NATS / queue headers.
@@ -35,6 +39,7 @@ pub mod admin_http;
 pub mod clock;
 pub mod config;
 mod contract;
+pub mod deployment;
 pub mod error;
 pub mod events;
 pub mod grpc_metrics;
@@ -49,6 +54,7 @@ pub mod pools;
 pub mod propagation;
 pub mod proxy;
 pub mod queue;
+pub mod service_flags;
 pub mod shutdown;
 pub mod spool;
 pub mod telemetry;

@@ -19,6 +19,11 @@ pub struct ConnectionLimits {
     pub per_ip_per_minute: u32,
 }
 
+impl ConnectionLimits {
+    /// No limit on either: for sessions driven without a listener, and for tests.
+    pub const UNLIMITED: ConnectionLimits = ConnectionLimits { per_ip: 0, per_ip_per_minute: 0 };
+}
+
 /// The per-address limits as flags, shared by the mail services and `kubemail dev`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ConnectionFlags {

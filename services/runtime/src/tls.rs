@@ -30,8 +30,8 @@ use tokio_rustls::server::TlsStream;
 
 use crate::shutdown::Shutdown;
 
-pub const CERTIFICATE_FILE: &str = "tls.crt";
-pub const KEY_FILE: &str = "tls.key";
+/// A certificate chain and its key, in a domain's subdirectory (a mounted TLS Secret).
+pub use crate::deployment::file::{CERTIFICATE as CERTIFICATE_FILE, KEY as KEY_FILE};
 /// The subdirectory served when SNI names no known domain.
 pub const DEFAULT_DOMAIN: &str = "default";
 

@@ -95,6 +95,18 @@ async fn each_component_does_its_part_of_the_mails_way() {
     leased.next().unwrap().dead_letter("550 no such user").await.expect("moved aside");
     let dead = delivery.queue.dead_letters(10).await.expect("delivery-queue reads the dead letters");
     assert_eq!(dead.iter().map(|letter| letter.message.id.as_str()).collect::<Vec<_>>(), ["m-2"]);
+    // delivery-queue queues mail of its own: a delivery report to the sender (its body in
+    // the spool), and the envelope that carries pending recipients on to a later try.
+    let report = Bytes::from_static(b"Subject: Undelivered Mail\r\n\r\nsorry\r\n");
+    delivery.spool.put("report-1", report.clone()).await.expect("delivery-queue spools a report");
+    for id in ["report-1", "m-1.retry"] {
+        let message = QueueMessage { id: id.into(), payload: format!("envelope {id}").into(), headers: Headers::new() };
+        delivery.queue.publish(message).await.expect("delivery-queue queues");
+    }
+    let mut queued = delivery.queue.pull(2, Duration::from_secs(5)).await.expect("leases its own envelopes");
+    queued.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(queued.iter().map(|lease| lease.id.as_str()).collect::<Vec<_>>(), ["m-1.retry", "report-1"]);
+    assert_eq!(delivery.spool.get("report-1").await.unwrap(), Some(report));
 
     // The mailstore publishes a change; the IMAP frontend hears it.
     let imap = NatsEventBus::connect(&server.url(), &server.access("imap-frontend")).await.expect("imap connects");

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kubemail_runtime::identity::IdentityFlags;
-use kubemail_runtime::nats::NatsFlags;
+use kubemail_runtime::deployment::env;
+use kubemail_runtime::service_flags::ServiceFlags;
 
 use kubemail_runtime::config::{parse_byte_size, parse_duration};
 
@@ -18,36 +18,25 @@ use kubemail_runtime::proxy::Cidr;
 #[command(name = "smtp-ingress", version, about = "kubemail smtp-ingress: the ESMTP server for MX and submission")]
 pub struct Config {
     /// MX: mail for local domains from anyone.
-    #[arg(long, env = "KUBEMAIL_SMTP_LISTEN", default_value = "0.0.0.0:25")]
+    #[arg(long, env = env::SMTP_LISTEN, default_value = "0.0.0.0:25")]
     pub smtp_listen: SocketAddr,
     /// Submission with STARTTLS and AUTH.
-    #[arg(long, env = "KUBEMAIL_SUBMISSION_LISTEN", default_value = "0.0.0.0:587")]
+    #[arg(long, env = env::SUBMISSION_LISTEN, default_value = "0.0.0.0:587")]
     pub submission_listen: SocketAddr,
     /// Submission over implicit TLS (needs --tls-dir).
-    #[arg(long, env = "KUBEMAIL_SUBMISSIONS_LISTEN", default_value = "0.0.0.0:465")]
+    #[arg(long, env = env::SUBMISSIONS_LISTEN, default_value = "0.0.0.0:465")]
     pub submissions_listen: SocketAddr,
-    /// Health (/healthz, /readyz) and Prometheus metrics (/metrics) over HTTP.
-    #[arg(long, env = "KUBEMAIL_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
-    pub http_listen: SocketAddr,
-    /// The name this server greets with and writes into Received headers (the MX host name).
-    #[arg(long, env = "KUBEMAIL_HOSTNAME", default_value = "localhost")]
-    pub hostname: String,
-    /// The mailstore's gRPC address.
-    #[arg(long, env = "KUBEMAIL_MAILSTORE", default_value = "http://127.0.0.1:7070")]
-    pub mailstore: String,
+    /// Name, health endpoint, mailstore, NATS (the spool and the queue) and service identity.
     #[command(flatten)]
-    pub identity: IdentityFlags,
-    /// The NATS server holding the spool and the queue, and how this service gets in.
-    #[command(flatten)]
-    pub nats: NatsFlags,
+    pub service: ServiceFlags,
     /// Copies JetStream keeps of the queue and the spool: 3 on a cluster of three NATS servers
     /// survives losing one; 1 for a single server, whose JetStream must then write every
     /// message to disk before acknowledging it (`sync_interval: always`).
-    #[arg(long, env = "KUBEMAIL_NATS_REPLICAS", default_value_t = 1)]
+    #[arg(long, env = env::NATS_REPLICAS, default_value_t = 1)]
     pub nats_replicas: usize,
     /// Certificates: one subdirectory per domain with tls.crt and tls.key (a mounted TLS
     /// Secret each). Without it, STARTTLS is not offered and port 465 is not served.
-    #[arg(long, env = "KUBEMAIL_TLS_DIR")]
+    #[arg(long, env = env::TLS_DIR)]
     pub tls_dir: Option<PathBuf>,
     /// How often the certificate files are checked for changes.
     #[arg(long, env = "KUBEMAIL_TLS_RELOAD_INTERVAL", default_value = "30s", value_parser = parse_duration)]
@@ -62,7 +51,7 @@ pub struct Config {
     pub enforce_dmarc_reject: bool,
     /// Load balancers whose PROXY protocol header (v1 or v2) names the real client, as CIDR
     /// networks, comma-separated (e.g. 10.0.0.0/8). Others cannot send one.
-    #[arg(long, env = "KUBEMAIL_PROXY_TRUSTED_CIDRS", value_delimiter = ',')]
+    #[arg(long, env = env::PROXY_TRUSTED_CIDRS, value_delimiter = ',')]
     pub proxy_trusted_cidrs: Vec<Cidr>,
     /// How long the mailstore's answer about a recipient address is reused (0 = ask every
     /// time); a new or removed mailbox takes this long to reach the MX.
@@ -84,10 +73,10 @@ const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug, clap::Args)]
 pub struct LimitFlags {
     /// Largest message accepted, e.g. 50MiB (advertised as SIZE).
-    #[arg(long, env = "KUBEMAIL_MAX_MESSAGE_SIZE", default_value = "50MiB", value_parser = parse_byte_size)]
+    #[arg(long, env = env::MAX_MESSAGE_SIZE, default_value = "50MiB", value_parser = parse_byte_size)]
     pub max_message_size: u64,
     /// Recipients per message.
-    #[arg(long, env = "KUBEMAIL_MAX_RECIPIENTS", default_value_t = 100)]
+    #[arg(long, env = env::MAX_RECIPIENTS, default_value_t = 100)]
     pub max_recipients: usize,
     /// Refused commands after which a session is closed.
     #[arg(long, env = "KUBEMAIL_MAX_ERRORS", default_value_t = 10)]

@@ -2,6 +2,7 @@
 //! It accepts mail only after the body is in the spool and the envelope in the queue.
 //!
 //! - [`config`] — the service's flags.
+//! - [`service`] — the service assembled from its settings and transports, and served.
 //! - [`server`] — listeners, implicit TLS, per-address limits, graceful shutdown.
 //! - [`session`] — one SMTP connection: the state machine, one file per verb family.
 //! - [`reply`] — replies with enhanced status codes.
@@ -18,6 +19,7 @@ pub mod handoff;
 pub mod received;
 pub mod reply;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod verify;
 
@@ -27,12 +29,10 @@ use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
 use kubemail_runtime::identity::Role;
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::shutdown::Shutdown;
-
-use handoff::Handoff;
-use kubemail_runtime::limits::{AuthFailures, ConnectionTracker};
 use kubemail_runtime::tls;
+
 use server::Listeners;
-use session::Services;
+pub use service::{ServiceSettings, SmtpIngress, Transports};
 
 pub use kubemail_runtime::propagation::{MailstoreClient, mailstore_client};
 
@@ -52,7 +52,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
     let readiness = Readiness::new();
     let ready = readiness.component("smtp-ingress");
     let endpoint =
-        AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
+        AdminEndpoint::start(config.service.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
     let tls = match &config.tls_dir {
         Some(dir) => Some(tls::ServerTls::from_dir(dir, config.tls_reload_interval, &shutdown)?),
         None => {
@@ -66,43 +66,38 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         tls.is_some().then_some(config.submissions_listen),
     )
     .await?;
-    let channel =
-        config.identity.mailstore_channel(Role::SmtpIngress, &config.mailstore, &shutdown).map_err(Error::Startup)?;
+    let mailstore = config.service.mailstore_channel(Role::SmtpIngress, &shutdown).map_err(Error::Startup)?;
     let handoff = if config.discard_accepted_mail {
         tracing::warn!("--discard-accepted-mail: every accepted message is thrown away");
-        Handoff::discarding()
+        None
     } else {
+        let nats = &config.service.nats;
         let transport = NatsTransport::connect(&NatsConfig {
-            url: config.nats.url.clone(),
-            access: config.nats.access(Role::SmtpIngress).map_err(|e| Error::Startup(e.to_string()))?,
+            url: nats.url.clone(),
+            access: config.service.nats_access(Role::SmtpIngress).map_err(Error::Startup)?,
             replicas: config.nats_replicas,
             ..Default::default()
         })
         .await
-        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", config.nats.url)))?;
-        Handoff::new(Arc::new(transport.spool), Arc::new(transport.queue), config.limits.handoff_timeout)
+        .map_err(|e| Error::Startup(format!("NATS at {}: {e}", nats.url)))?;
+        Some((Arc::new(transport.spool) as _, Arc::new(transport.queue) as _))
     };
     let verifier = config
         .verify_inbound
-        .then(|| verify::Verifier::system(&config.hostname, config.enforce_dmarc_reject))
+        .then(|| verify::Verifier::system(&config.service.hostname, config.enforce_dmarc_reject))
         .transpose()
         .map_err(|e| Error::Startup(format!("DNS resolver for --verify-inbound: {e}")))?;
-    let services = Arc::new(Services {
-        mailstore: mailstore_client(channel.clone()),
-        directory: directory::Directory::new(mailstore_client(channel), config.recipient_cache_ttl),
-        handoff,
+    let settings = ServiceSettings {
         tls,
-        settings: config.limits.settings(&config.hostname),
-        auth_failures: AuthFailures::new(),
+        recipient_cache_ttl: config.recipient_cache_ttl,
         verifier,
-        shutdown: shutdown.clone(),
-    });
-    let admission = Arc::new(server::Admission::new(
-        ConnectionTracker::new(config.limits.connections()),
-        config.proxy_trusted_cidrs.clone(),
-    ));
+        connections: config.limits.connections(),
+        proxy_trusted_cidrs: config.proxy_trusted_cidrs.clone(),
+        ..ServiceSettings::new(config.limits.settings(&config.service.hostname), config.limits.handoff_timeout)
+    };
+    let service = SmtpIngress::new(settings, Transports { handoff, mailstore }, shutdown);
     ready.set_ready(true);
     tracing::info!(smtp = %config.smtp_listen, submission = %config.submission_listen, "smtp-ingress is ready");
-    server::serve(listeners, services, admission).await;
+    service.serve(listeners).await;
     endpoint.finish().await.map_err(Error::Startup)
 }

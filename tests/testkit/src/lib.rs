@@ -15,6 +15,7 @@
 //! - [`dns`] — a DNS server on loopback answering from the records a test sets.
 //! - [`dkim`] — DKIM keys in the delivery queue's layout, and a verifier without DNS.
 //! - [`otlp`] — an OTLP trace collector that keeps the spans the services export.
+//! - [`tls`] — a TLS client that trusts the certificate a test made.
 
 pub mod dkim;
 pub mod dns;
@@ -23,6 +24,7 @@ pub mod mta;
 pub mod nats;
 pub mod otlp;
 pub mod ports;
+pub mod tls;
 
 pub use nats::NatsServer;
 pub use ports::{free_loopback_address, free_port};

@@ -9,16 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use kubemail_runtime::deployment::file;
 use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter as _;
 use mail_auth::dkim::{DkimSigner, Done};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject as _;
-
-/// The key file in a domain's directory.
-pub const KEY_FILE: &str = "dkim.key";
-/// The selector file in a domain's directory.
-pub const SELECTOR_FILE: &str = "selector";
 
 /// Headers signed when present (and From always): what a reader sees and replies use.
 const SIGNED_HEADERS: [&str; 12] = [
@@ -84,7 +80,7 @@ impl Keys {
     }
 
     fn signer(&self, domain: &str) -> Result<Option<Arc<DkimSigner<DkimKey, Done>>>, KeyError> {
-        let key_path = self.dir.join(domain).join(KEY_FILE);
+        let key_path = self.dir.join(domain).join(file::DKIM_KEY);
         let modified = match std::fs::metadata(&key_path).and_then(|meta| meta.modified()) {
             Ok(modified) => modified,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -95,7 +91,7 @@ impl Keys {
             return Ok(Some(current.signer.clone()));
         }
         let key = read_key(&key_path)?;
-        let selector = read_selector(&self.dir.join(domain).join(SELECTOR_FILE))?;
+        let selector = read_selector(&self.dir.join(domain).join(file::DKIM_SELECTOR))?;
         let signer = Arc::new(DkimSigner::from_key(key).domain(domain).selector(selector).headers(SIGNED_HEADERS));
         loaded.insert(domain.to_string(), Loaded { modified, signer: signer.clone() });
         Ok(Some(signer))

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use kubemail_delivery_queue::config::DeliveryFlags;
 use kubemail_delivery_queue::outbound::Outbound;
 use kubemail_delivery_queue::worker::Worker;
-use kubemail_delivery_queue::{Connections, mailstore_client};
+use kubemail_delivery_queue::{DeliveryQueue, ServiceSettings, Transports};
 use kubemail_proto::Message as _;
 use kubemail_proto::queue::{Envelope, Recipient};
 use kubemail_runtime::clock::unix_now;
@@ -53,13 +53,14 @@ impl Fixture {
         let config = LocalConfig { lease: Duration::from_secs(5), ..LocalConfig::new(dir.path().join("queue.db")) };
         let transport = LocalTransport::open(&config).await.unwrap();
         let mailstore = Mailstore::start(dir.path(), Arc::new(transport.events.clone())).await;
-        let connections = Connections {
+        let transports = Transports {
             queue: Arc::new(transport.queue.clone()),
             spool: Arc::new(transport.spool.clone()),
-            mailstore: mailstore_client(mailstore.channel.clone()),
+            mailstore: mailstore.channel.clone(),
             outbound,
         };
-        let worker = Arc::new(kubemail_delivery_queue::worker(connections, &flags, HOSTNAME, config.lease));
+        let settings = ServiceSettings { delivery: flags, hostname: HOSTNAME.into(), lease: config.lease };
+        let worker = DeliveryQueue::new(settings, transports).worker();
         Fixture { transport, mailstore, worker, _dir: dir }
     }
 

@@ -24,7 +24,7 @@ use kubemail_proto::mailstore::{
 use tonic::Status;
 
 use crate::MailstoreClient;
-use crate::session::Account;
+use crate::credentials::Account;
 
 /// Messages one RETR fetches at most, itself included.
 pub const READ_AHEAD_MESSAGES: usize = 32;

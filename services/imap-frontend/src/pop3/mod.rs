@@ -23,7 +23,7 @@ use kubemail_runtime::tls::Connection;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::credentials::{self, Refused};
-use crate::session::Services;
+use crate::services::Services;
 use maildrop::{Maildrop, NoMessage};
 
 /// Longest command line, CRLF included (RFC 2449 §4).

@@ -7,13 +7,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use kubemail_imap_frontend::session::Settings;
-use kubemail_imap_frontend::session::{self, Services};
-use kubemail_imap_frontend::snapshots::SnapshotCache;
-use kubemail_runtime::EventBus;
-use kubemail_runtime::limits::AuthFailures;
+use kubemail_imap_frontend::imap;
+use kubemail_imap_frontend::services::Services;
+pub use kubemail_imap_frontend::services::Settings;
+use kubemail_imap_frontend::{ImapFrontend, ServiceSettings, Transports};
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
-use kubemail_runtime::login_cache::LoginCache;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::{self, Connection, PemPair};
 pub use kubemail_testkit::mailstore::{Mailstore, PASSWORD};
@@ -61,19 +59,15 @@ impl Fixture {
         let mailstore = Mailstore::start(dir.path(), Arc::new(transport.events.clone())).await;
         let certificate = tls::self_signed(&[HOSTNAME.to_string()]).expect("certificate");
         let acceptor = tls::ServerTls::from_pair(&certificate).expect("TLS config");
-        let events: Arc<dyn EventBus> = Arc::new(transport.events.clone());
-        let shutdown = Shutdown::new();
-        let services = Arc::new(Services {
-            mailstore: kubemail_imap_frontend::mailstore_client(mailstore.channel.clone()),
-            logins: LoginCache::start(Duration::from_secs(300), events.clone(), shutdown.clone()),
-            auth_failures: AuthFailures::new(),
-            // Every snapshot kept, so the sessions of every test select through the cache.
-            snapshots: SnapshotCache::new(100_000, 1),
-            events,
+        let settings = ServiceSettings {
             tls: Some(acceptor),
-            settings,
-            shutdown,
-        });
+            // Every snapshot kept, so the sessions of every test select through the cache.
+            select_cache_min_messages: 1,
+            ..ServiceSettings::new(settings, Duration::from_secs(300), 100_000)
+        };
+        let transports =
+            Transports { events: Arc::new(transport.events.clone()), mailstore: mailstore.channel.clone() };
+        let services = ImapFrontend::new(settings, transports, Shutdown::new()).services();
         Fixture { services, certificate, mailstore, _dir: dir }
     }
 
@@ -85,7 +79,7 @@ impl Fixture {
     /// A new plain session from the client address `ip`.
     pub async fn connect_from(&self, ip: IpAddr) -> (Client<DuplexStream>, String) {
         let (client, server) = tokio::io::duplex(256 * 1024);
-        tokio::spawn(session::serve(Connection::Plain(server), ip, self.services.clone()));
+        tokio::spawn(imap::serve(Connection::Plain(server), ip, self.services.clone()));
         let mut client = Client::new(client);
         let greeting = client.line().await.expect("greeting");
         (client, greeting)
@@ -109,17 +103,7 @@ impl Fixture {
 
     /// A TLS connector that trusts the fixture's self-signed certificate.
     pub fn tls_connector(&self) -> TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        for certificate in rustls::pki_types::pem::PemObject::pem_slice_iter(self.certificate.certificate.as_bytes()) {
-            roots.add(certificate.expect("certificate")).expect("root");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
+        kubemail_testkit::tls::connector_trusting(&self.certificate.certificate)
     }
 }
 

@@ -1,11 +1,14 @@
-//! Mailboxes (folders): list, create, delete, rename, subscribe, and the SELECT snapshot.
+//! Mailboxes (folders): list, create, delete, rename, subscribe, and the SELECT snapshot (on
+//! PostgreSQL one statement).
 
 use kubemail_proto::events::mailbox_event::Change;
 use kubemail_proto::events::{MailboxCreated, MailboxDeleted, MailboxRenamed};
 use kubemail_proto::mailstore::{MailboxInfo, SelectMailboxResponse, SystemFlag, UidRange};
 use sqlx::any::AnyRow;
+use sqlx::postgres::PgPool;
 use sqlx::{Any, Row, Transaction};
 
+use super::postgres::{to_u32, to_u64, u32_column, u64_column};
 use super::{LockedMailbox, Store, get_bool, get_u32, get_u64, mailbox_not_named};
 use crate::events::MailboxState;
 use crate::validate::{self, INBOX, SEPARATOR};
@@ -213,7 +216,7 @@ impl Store {
             return Ok(answer);
         }
         if let Some(pool) = self.db.postgres() {
-            return super::postgres::select(pool, account_id, &name, with_sizes).await;
+            return postgres_select(pool, account_id, &name, with_sizes).await;
         }
         let mut tx = self.db.snapshot().await?;
         let row = sqlx::query(
@@ -337,8 +340,103 @@ impl Store {
 /// A delta SELECT may always carry this many rows, however small the mailbox.
 const DELTA_MIN_ROWS: i64 = 256;
 
+/// The mailbox row and, aggregated over its messages, what SELECT needs: the messages packed
+/// into one `bytea` of fixed-size `$record`s (big-endian, as `int8send`/`int4send` write them),
+/// so 10,000 messages decode in one pass without per-value work; keywords, which few messages
+/// have, as arrays.
+///
+/// The rows come in the order the scan finds them (nearly UID order, as UIDs are handed out in
+/// the order rows are written): [`Snapshot`] puts them in UID order on the mailstore, which
+/// scales out, rather than in the database, which does not. Sorting 10,000 rows in PostgreSQL
+/// took a third of this statement's time.
+macro_rules! select_packed {
+    ($record:literal) => {
+        concat!(
+            "SELECT b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, b.subscribed,
+       m.messages, m.size, m.keyword_uids, m.keywords
+FROM mailboxes b
+CROSS JOIN LATERAL (
+    SELECT coalesce(string_agg(",
+            $record,
+            ", ''), '') AS messages,
+           coalesce(sum(size), 0)::bigint AS size,
+           coalesce(array_agg(uid) FILTER (WHERE keywords <> ''), '{}') AS keyword_uids,
+           coalesce(array_agg(keywords) FILTER (WHERE keywords <> ''), '{}') AS keywords
+    FROM messages WHERE mailbox_id = b.id
+) m
+WHERE b.account_id = $1 AND b.name = $2"
+        )
+    };
+}
+
+/// IMAP's snapshot: UID (int8), flags (int4) and MODSEQ (int8) of each message.
+const SELECT: &str = select_packed!("int8send(uid) || int4send(flags::int4) || int8send(modseq)");
+
+/// POP3's: the size (int8) after those. Its own statement: a size chosen by a parameter would
+/// cost IMAP's SELECT a test per message (10–15 % of the statement at 10,000 messages).
+const SELECT_WITH_SIZES: &str =
+    select_packed!("int8send(uid) || int4send(flags::int4) || int8send(modseq) || int8send(size)");
+
+/// Octets per message in the packed column of [`SELECT`], and what [`SELECT_WITH_SIZES`] adds.
+const PACKED_MESSAGE: usize = 20;
+const PACKED_SIZE: usize = 8;
+
+/// The SELECT snapshot of the mailbox `name` (validated) of `account_id`, from one statement
+/// (so one consistent snapshot without an explicit transaction); each message's size too with
+/// `with_sizes`.
+async fn postgres_select(
+    pool: &PgPool,
+    account_id: i64,
+    name: &str,
+    with_sizes: bool,
+) -> Result<SelectMailboxResponse> {
+    let row = sqlx::query(if with_sizes { SELECT_WITH_SIZES } else { SELECT })
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| mailbox_not_named(name))?;
+    let mailbox = MailboxInfo {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        uidvalidity: u32_column(&row, "uidvalidity")?,
+        uidnext: u32_column(&row, "uid_next")?,
+        highest_modseq: u64_column(&row, "highest_modseq")?,
+        special_use: row.try_get("special_use")?,
+        subscribed: row.try_get::<i64, _>("subscribed")? != 0,
+        ..Default::default()
+    };
+    let packed: Vec<u8> = row.try_get("messages")?;
+    let keyword_uids: Vec<i64> = row.try_get("keyword_uids")?;
+    let keywords: Vec<String> = row.try_get("keywords")?;
+    let record = PACKED_MESSAGE + if with_sizes { PACKED_SIZE } else { 0 };
+    if !packed.len().is_multiple_of(record) || keywords.len() != keyword_uids.len() {
+        return Err(Error::Internal("malformed SELECT snapshot from the database".into()));
+    }
+    let mut snapshot = Snapshot::new(mailbox, packed.len() / record, with_sizes);
+    for record in packed.chunks_exact(record) {
+        let (uid, rest) = record.split_at(8);
+        let (flags, rest) = rest.split_at(4);
+        let (modseq, size) = rest.split_at(8);
+        let uid = i64::from_be_bytes(uid.try_into().expect("8 octets"));
+        let flags = i32::from_be_bytes(flags.try_into().expect("4 octets"));
+        let modseq = i64::from_be_bytes(modseq.try_into().expect("8 octets"));
+        let size = if with_sizes { i64::from_be_bytes(size.try_into().expect("8 octets")) } else { 0 };
+        snapshot.push(
+            to_u32("uid", uid)?,
+            to_u32("flags", flags.into())?,
+            to_u64("modseq", modseq)?,
+            to_u64("size", size)?,
+        );
+    }
+    for (uid, keywords) in keyword_uids.into_iter().zip(keywords) {
+        snapshot.push_keywords(to_u32("uid", uid)?, keywords);
+    }
+    Ok(snapshot.finish(to_u64("size", row.try_get("size")?)?))
+}
+
 /// A SELECT snapshot being put together from the messages of one mailbox, in UID order.
-pub(super) struct Snapshot {
+struct Snapshot {
     mailbox: MailboxInfo,
     /// (UID, flags, MODSEQ, size) of each message; the size is 0 unless `with_sizes`.
     messages: Vec<(u32, u32, u64, u64)>,
@@ -365,7 +463,7 @@ impl Snapshot {
     /// The response, with the mailbox's counters; `size` is the sum of the message sizes.
     pub fn finish(mut self, size: u64) -> SelectMailboxResponse {
         // The contract promises ascending UIDs; PostgreSQL's snapshot arrives in scan order
-        // (store/postgres.rs). UIDs are unique, so an unstable sort gives the one right order.
+        // (see `postgres_select`). UIDs are unique, so an unstable sort gives the one right order.
         if !self.messages.is_sorted_by_key(|(uid, ..)| *uid) {
             self.messages.sort_unstable_by_key(|(uid, ..)| *uid);
         }

@@ -2,12 +2,18 @@
 //!
 //! - [`directory`] — domains, accounts, aliases; recipient resolution and authentication.
 //! - [`mailboxes`] — folders: list, create, delete, rename, subscribe, select.
-//! - [`messages`] — deliver, append, fetch, flags, expunge, copy/move, search, quota.
-//! - [`group`] — group commit: deliveries into one mailbox that queue up share a transaction.
-//! - [`postgres`] — Deliver and SELECT in one statement each on PostgreSQL.
+//! - [`messages`] — one module per operation on messages: deliver, append, read (fetch, search,
+//!   quota), flags, expunge, copy/move; and the group commit of deliveries and APPENDs.
+//! - [`blobs`] — message bodies, stored once per content: collected after removals, swept hourly.
+//! - [`postgres`] — what the PostgreSQL forms of the hottest calls share.
+//!
+//! This file holds what they all build on: the [`Store`], locked mailbox rows, UIDs and MODSEQs,
+//! quota usage. No module uses one above it: `postgres` builds on this file alone, `blobs` on
+//! `postgres`, `directory` on `blobs`, `messages` on those, `mailboxes` on `messages` (renaming
+//! INBOX moves its messages).
 
+mod blobs;
 mod directory;
-mod group;
 mod mailboxes;
 mod messages;
 mod postgres;
@@ -23,6 +29,9 @@ use sqlx::{Any, Row, Transaction};
 use crate::db::{Db, locking};
 use crate::events::{MailboxState, Publisher};
 use crate::{Error, Result};
+use messages::append::Append;
+use messages::deliver::Delivery;
+use messages::group::Groups;
 
 /// Limits applied to everything stored.
 #[derive(Clone, Debug)]
@@ -44,8 +53,8 @@ pub struct Store {
     events: Publisher,
     limits: Limits,
     /// Deliveries and APPENDs waiting for a mailbox's next group commit (PostgreSQL).
-    deliveries: group::Groups<messages::Delivery>,
-    appends: group::Groups<messages::Append>,
+    deliveries: Groups<Delivery>,
+    appends: Groups<Append>,
 }
 
 impl Store {

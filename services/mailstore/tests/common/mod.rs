@@ -1,5 +1,6 @@
 //! The fixture every mailstore test uses: a real database (a fresh PostgreSQL database from the
-//! throwaway cluster, or a SQLite file), the real gRPC server on a loopback port, and clients.
+//! throwaway cluster, or a SQLite file), the real gRPC server on a loopback port, and clients;
+//! and the requests, setups and checks that several test files share.
 
 #![allow(dead_code)]
 
@@ -10,15 +11,18 @@ use kubemail_mailstore::{Db, Limits};
 use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::admin::{UpsertAccountRequest, UpsertDomainRequest};
 use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
+use kubemail_proto::mailstore::store_flags_request::Operation;
 use kubemail_proto::mailstore::{
-    AppendChunk, AppendHeader, AppendResponse, BodyChunk, CopyMessagesRequest, CopyMessagesResponse, DeliverChunk,
-    DeliverHeader, DeliverResponse, FetchBodyRequest, FetchMessagesRequest, GetQuotaRequest, MessageMeta, Quota,
-    SelectMailboxRequest, SelectMailboxResponse, UidRange, append_chunk, deliver_chunk,
+    AppendChunk, AppendHeader, AppendResponse, BodyChunk, CopyMessagesRequest, CopyMessagesResponse,
+    CreateMailboxRequest, DeleteMailboxRequest, DeliverChunk, DeliverHeader, DeliverResponse, FetchBodyRequest,
+    FetchMessagesRequest, Flags, GetQuotaRequest, ListMailboxesRequest, MessageMeta, Quota, RenameMailboxRequest,
+    SelectMailboxRequest, SelectMailboxResponse, StoreFlagsRequest, SystemFlag, UidRange, append_chunk, deliver_chunk,
 };
 use kubemail_runtime::EventBus;
 use kubemail_runtime::local::LocalEventBus;
 use kubemail_runtime::shutdown::Shutdown;
 use tokio::net::TcpListener;
+use tonic::Code;
 use tonic::transport::Channel;
 
 #[derive(Clone, Copy, Debug)]
@@ -261,4 +265,111 @@ pub async fn http_get(address: &str, path: &str) -> Option<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
     Some(response)
+}
+
+pub fn uid_range(first: u32, last: u32) -> UidRange {
+    UidRange { first, last }
+}
+
+/// STORE +FLAGS (\Deleted) on `uids`.
+pub fn add_deleted(account_id: i64, mailbox_id: i64, uids: Vec<UidRange>) -> StoreFlagsRequest {
+    let deleted = flags(SystemFlag::Deleted as u32, &[]);
+    StoreFlagsRequest {
+        account_id,
+        mailbox_id,
+        uids,
+        operation: Operation::Add as i32,
+        flags: deleted,
+        unchanged_since: 0,
+    }
+}
+
+pub fn flags(system: u32, keywords: &[&str]) -> Option<Flags> {
+    Some(Flags { system, keywords: keywords.iter().map(|k| k.to_string()).collect() })
+}
+
+/// The account alice@example.org with `count` messages delivered to its INBOX: its id and the
+/// INBOX's.
+pub async fn alice_with_messages(f: &mut Fixture, count: usize) -> (i64, i64) {
+    let alice = f.account("alice@example.org", 0, 0).await;
+    for i in 0..count {
+        f.deliver(&format!("q-{i}"), "alice@example.org", &message(&format!("m{i}"), 300)).await.unwrap();
+    }
+    (alice, f.select(alice, "INBOX").await.mailbox.unwrap().id)
+}
+
+/// Checks that the counters ListMailboxes reports for each mailbox of `account_id` are what
+/// its messages add up to.
+pub async fn assert_counters_match(f: &mut Fixture, account_id: i64, step: &str) {
+    let listed = f.mailstore.list_mailboxes(ListMailboxesRequest { account_id }).await.unwrap().into_inner().mailboxes;
+    for info in listed {
+        let selected = f.select(account_id, &info.name).await;
+        let meta = f
+            .mailstore
+            .fetch_messages(FetchMessagesRequest {
+                account_id,
+                mailbox_id: info.id,
+                uids: vec![uid_range(1, 0)],
+                changed_since: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .messages;
+        let unseen = selected.flags.iter().filter(|f| *f & SystemFlag::Seen as u32 == 0).count() as u32;
+        let deleted = selected.flags.iter().filter(|f| *f & SystemFlag::Deleted as u32 != 0).count() as u32;
+        let size: u64 = meta.iter().map(|m| m.size).sum();
+        assert_eq!(
+            (info.messages, info.unseen, info.deleted, info.size),
+            (selected.uids.len() as u32, unseen, deleted, size),
+            "{step}: counters of {} (messages, unseen, deleted, size)",
+            info.name
+        );
+    }
+}
+
+/// `rounds` times: deletes "Lists", creates it, renames it to "Old", creates it again and
+/// deletes "Old", each change allowed to fail cleanly as it races others.
+pub fn churn_folder(
+    mut changer: kubemail_proto::mailstore::mail_store_client::MailStoreClient<tonic::transport::Channel>,
+    alice: i64,
+    rounds: usize,
+) -> tokio::task::JoinHandle<()> {
+    let create =
+        move |name: &str| CreateMailboxRequest { account_id: alice, name: name.into(), special_use: String::new() };
+    tokio::spawn(async move {
+        for _ in 0..rounds {
+            let outcomes = [
+                changer
+                    .delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Lists".into() })
+                    .await
+                    .map(drop),
+                changer.create_mailbox(create("Lists")).await.map(drop),
+                changer
+                    .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Lists".into(), to: "Old".into() })
+                    .await
+                    .map(drop),
+                changer.create_mailbox(create("Lists")).await.map(drop),
+                changer.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Old".into() }).await.map(drop),
+            ];
+            for outcome in outcomes {
+                if let Err(status) = outcome {
+                    assert!(
+                        matches!(status.code(), Code::NotFound | Code::AlreadyExists | Code::Aborted),
+                        "a racing folder change fails cleanly: {status}"
+                    );
+                }
+            }
+        }
+    })
+}
+
+pub trait ConcatData {
+    fn concat_data(&self) -> Vec<u8>;
+}
+
+impl ConcatData for Vec<BodyChunk> {
+    fn concat_data(&self) -> Vec<u8> {
+        self.iter().flat_map(|c| c.data.clone()).collect()
+    }
 }

@@ -9,6 +9,7 @@ use tonic::transport::Channel;
 
 use super::{CertificateAuthority, IdentityError, Role, ServiceIdentity};
 use crate::config::parse_duration;
+use crate::deployment::env;
 use crate::shutdown::Shutdown;
 
 /// How long an identity issued from `--service-ca-dir` is valid; it is renewed after two thirds.
@@ -19,7 +20,7 @@ pub struct IdentityFlags {
     /// This component's identity for gRPC between kubemail's services: a directory with
     /// tls.crt, tls.key and ca.crt (a mounted Secret), re-read when they change. Without this
     /// or --service-ca-dir, gRPC is plain text and the mailstore serves whoever reaches it.
-    #[arg(long, env = "KUBEMAIL_SERVICE_TLS_DIR")]
+    #[arg(long, env = env::SERVICE_TLS_DIR)]
     pub service_tls_dir: Option<PathBuf>,
     /// For services run separately on one machine: a directory holding a CA that all of them
     /// share (the first to start makes it); each issues itself its identity from it.

@@ -37,7 +37,7 @@ pub const IDENTITY_DOMAIN: &str = "identity.kubemail.internal";
 
 /// The CA certificate's file name in an identity directory: what cert-manager writes into the
 /// Secret of a Certificate, next to `tls.crt` and `tls.key`.
-pub const CA_FILE: &str = "ca.crt";
+pub use crate::deployment::file::IDENTITY_CA as CA_FILE;
 
 /// Who is at the other end of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

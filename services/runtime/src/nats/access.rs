@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::unavailable;
+use crate::deployment::file;
 use crate::{Error, Result};
 
 /// How long the first connection may take before the service reports NATS unavailable.
@@ -51,7 +52,7 @@ impl NatsCredentials {
             }
             Ok(value)
         };
-        Ok(NatsCredentials { username: read("username")?, password: read("password")? })
+        Ok(NatsCredentials { username: read(file::NATS_USERNAME)?, password: read(file::NATS_PASSWORD)? })
     }
 }
 

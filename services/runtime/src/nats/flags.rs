@@ -5,20 +5,21 @@ use std::path::PathBuf;
 use super::NatsAccess;
 use super::access::NatsCredentials;
 use crate::Result;
+use crate::deployment::env;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct NatsFlags {
     /// The NATS server (JetStream enabled); `tls://` or a --nats-ca-file makes the connection
     /// TLS.
-    #[arg(long = "nats-url", env = "KUBEMAIL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(long = "nats-url", env = env::NATS_URL, default_value = "nats://127.0.0.1:4222")]
     pub url: String,
     /// This component's NATS user: a directory with the files `username` and `password` (a
     /// mounted `kubernetes.io/basic-auth` Secret). Without it, the server must let anyone in.
-    #[arg(long = "nats-credentials-dir", env = "KUBEMAIL_NATS_CREDENTIALS_DIR")]
+    #[arg(long = "nats-credentials-dir", env = env::NATS_CREDENTIALS_DIR)]
     pub credentials_dir: Option<PathBuf>,
     /// The CA (PEM) that signed the NATS server's certificate: the connection must then be TLS
     /// to a server this CA vouches for.
-    #[arg(long = "nats-ca-file", env = "KUBEMAIL_NATS_CA_FILE")]
+    #[arg(long = "nats-ca-file", env = env::NATS_CA_FILE)]
     pub ca_file: Option<PathBuf>,
 }
 

@@ -10,16 +10,14 @@ use std::time::Duration;
 use kubemail_proto::Message as _;
 use kubemail_proto::admin::admin_client::AdminClient;
 use kubemail_proto::queue::Envelope;
-use kubemail_runtime::limits::AuthFailures;
 use kubemail_runtime::local::{LocalConfig, LocalTransport};
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::{self, PemPair};
 use kubemail_runtime::{Queue, Spool};
-use kubemail_smtp_ingress::directory::Directory;
-use kubemail_smtp_ingress::handoff::Handoff;
 use kubemail_smtp_ingress::session::io::Connection;
 use kubemail_smtp_ingress::session::{self, Listener, Services, Settings};
 use kubemail_smtp_ingress::verify::Verifier;
+use kubemail_smtp_ingress::{ServiceSettings, SmtpIngress, Transports};
 pub use kubemail_testkit::mailstore::Mailstore;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
@@ -75,20 +73,17 @@ impl Fixture {
         let admin = mailstore.admin.clone();
         let certificate = tls::self_signed(&[HOSTNAME.to_string()]).expect("certificate");
         let acceptor = tls::ServerTls::from_pair(&certificate).expect("TLS config");
-        let services = Arc::new(Services {
-            mailstore: kubemail_smtp_ingress::mailstore_client(channel.clone()),
-            directory: Directory::new(kubemail_smtp_ingress::mailstore_client(channel), RECIPIENT_CACHE_TTL),
-            handoff: Handoff::new(
-                Arc::new(transport.spool.clone()),
-                Arc::new(transport.queue.clone()),
-                Duration::from_secs(5),
-            ),
+        let settings = ServiceSettings {
             tls: Some(acceptor),
-            settings,
-            auth_failures: AuthFailures::new(),
+            recipient_cache_ttl: RECIPIENT_CACHE_TTL,
             verifier,
-            shutdown: Shutdown::new(),
-        });
+            ..ServiceSettings::new(settings, Duration::from_secs(5))
+        };
+        let transports = Transports {
+            handoff: Some((Arc::new(transport.spool.clone()), Arc::new(transport.queue.clone()))),
+            mailstore: channel,
+        };
+        let services = SmtpIngress::new(settings, transports, Shutdown::new()).services();
         Fixture { services, admin, transport, certificate, mailstore, _dir: dir }
     }
 
@@ -117,17 +112,7 @@ impl Fixture {
 
     /// A TLS connector that trusts the fixture's self-signed certificate.
     pub fn tls_connector(&self) -> TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        for certificate in rustls::pki_types::pem::PemObject::pem_slice_iter(self.certificate.certificate.as_bytes()) {
-            roots.add(certificate.expect("certificate")).expect("root");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
+        kubemail_testkit::tls::connector_trusting(&self.certificate.certificate)
     }
 }
 

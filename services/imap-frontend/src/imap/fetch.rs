@@ -1,0 +1,684 @@
+//! FETCH and UID FETCH (RFC 9051 §6.4.5): UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ,
+//! ENVELOPE, BODY and BODYSTRUCTURE, and body sections — the whole message, its header or text,
+//! chosen header fields, a MIME part and its header (`BODY[1.2]`, `BODY[2.MIME]`,
+//! `BODY[3.HEADER]`) — each with a partial range; also RFC822, RFC822.HEADER and RFC822.TEXT.
+//! BINARY and BINARY.SIZE (RFC 3516) send a part with its content transfer encoding undone.
+//! Reading a body without PEEK sets \Seen in a read-write selection. The CHANGEDSINCE modifier
+//! (RFC 7162 §3.1.4) limits the answer to messages whose MODSEQ is above a value; with QRESYNC's
+//! VANISHED modifier (§3.2.6) the UIDs expunged since that value come first.
+//!
+//! Bodies stream from the mailstore one message after the other and each message's response
+//! is written before the next is read, so a FETCH of a whole mailbox holds one message at a
+//! time.
+
+use std::collections::HashMap;
+
+use imap_codec::imap_types::command::FetchModifier;
+use imap_codec::imap_types::core::{AString, Tag, Vec1};
+use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
+use imap_codec::imap_types::sequence::SequenceSet;
+use kubemail_proto::mailstore::store_flags_request::Operation;
+use kubemail_proto::mailstore::{ExpungedSinceRequest, Flags, MessageMeta, StoreFlagsRequest, SystemFlag};
+use kubemail_runtime::clock::imap_date_time;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use super::messages::{uid_ranges, written_uid_ranges};
+use super::selection::flag_list;
+use crate::mime::{self, Piece, UnknownEncoding};
+use crate::response::Status;
+
+/// What a FETCH asks for, checked before anything is sent.
+struct Request<'a> {
+    items: Vec<MessageDataItemName<'a>>,
+    needs_body: bool,
+    /// Every item that reads the message needs its header only.
+    headers_only: bool,
+    /// Reads a body without PEEK: \Seen is set.
+    marks_seen: bool,
+}
+
+/// The modifiers of a FETCH: CHANGEDSINCE (RFC 7162 §3.1.4), 0 when not given, and VANISHED
+/// (§3.2.6).
+struct Modifiers {
+    changed_since: u64,
+    vanished: bool,
+}
+
+impl Modifiers {
+    fn new(modifiers: &[FetchModifier]) -> Modifiers {
+        let mut changed_since = 0;
+        let mut vanished = false;
+        for modifier in modifiers {
+            match modifier {
+                FetchModifier::ChangedSince(modseq) => changed_since = modseq.get(),
+                FetchModifier::Vanished => vanished = true,
+            }
+        }
+        Modifiers { changed_since, vanished }
+    }
+}
+
+/// Lines per write of a FETCH answered from the snapshot.
+const SNAPSHOT_LINES_PER_WRITE: usize = 1000;
+
+/// Appends `number` in decimal: `write!` costs more than the rest of a FLAGS line.
+fn push_number(out: &mut String, number: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut rest = number;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|digit| char::from(*digit)));
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(super) async fn fetch(
+        &mut self,
+        tag: &Tag<'_>,
+        set: &SequenceSet,
+        items: &MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+        modifiers: &[FetchModifier],
+    ) {
+        // Changes that arrived are applied first: the snapshot answers UID and FLAGS, and
+        // knows what was expunged meanwhile.
+        self.report_changes();
+        let Some(mut messages) = self.selected_messages(tag, set, uid, false) else { return };
+        let Modifiers { changed_since, vanished } = Modifiers::new(modifiers);
+        if vanished && !self.report_vanished(tag, set, uid, changed_since).await {
+            return;
+        }
+        let Some(selection) = &self.selected else { return };
+        let (read_only, mailbox_id) = (selection.read_only, selection.mailbox_id);
+        let request = self.fetch_request(items, uid, read_only, changed_since);
+        if changed_since == 0
+            && request.items.iter().all(|item| matches!(item, MessageDataItemName::Uid | MessageDataItemName::Flags))
+        {
+            // What a client asks most, on every sync: answered from the snapshot, which the
+            // mailbox's events keep current.
+            self.fetch_from_snapshot(tag, &messages, &request.items, uid).await;
+            return;
+        }
+        let account_id = self.account_id();
+        if request.marks_seen {
+            self.mark_seen(account_id, mailbox_id, &messages).await;
+        }
+        let meta = self.read_meta(tag, account_id, mailbox_id, &mut messages, request.needs_body, changed_since).await;
+        let Some(meta) = meta else { return };
+        let missing = if !request.needs_body {
+            self.write_from_meta(&messages, &request.items, &meta)
+        } else {
+            match self.write_from_bodies(tag, account_id, mailbox_id, &messages, &request, meta).await {
+                Some(missing) => missing,
+                None => return,
+            }
+        };
+        self.fetch_done(tag, uid, missing);
+    }
+
+    /// VANISHED (EARLIER): the UIDs of `set` expunged since `changed_since`. Whether the FETCH
+    /// goes on; false after answering why not.
+    async fn report_vanished(&mut self, tag: &Tag<'_>, set: &SequenceSet, uid: bool, changed_since: u64) -> bool {
+        // RFC 7162 §3.2.6: a UID FETCH with CHANGEDSINCE, once QRESYNC is enabled.
+        if !(self.qresync && uid && changed_since > 0) {
+            let reason = "VANISHED needs ENABLE QRESYNC, UID FETCH and CHANGEDSINCE";
+            self.respond(Some(tag), Status::Bad, None, reason);
+            return false;
+        }
+        let Some(selection) = &self.selected else { return false };
+        let request = ExpungedSinceRequest {
+            account_id: self.account_id(),
+            mailbox_id: selection.mailbox_id,
+            modseq: changed_since,
+            uids: written_uid_ranges(set),
+        };
+        match self.services.mailstore.clone().expunged_since(request).await {
+            Ok(answer) => {
+                let Some(selection) = &self.selected else { return false };
+                let line = selection.vanished_earlier(answer.into_inner().uids);
+                self.io.write(line.as_bytes());
+                true
+            }
+            Err(status) => {
+                self.mailstore_refused(tag, &status);
+                false
+            }
+        }
+    }
+
+    /// What the FETCH asks for, with the MODSEQ that CONDSTORE adds; asking for MODSEQ turns
+    /// CONDSTORE on.
+    fn fetch_request<'a>(
+        &mut self,
+        items: &'a MacroOrMessageDataItemNames<'a>,
+        uid: bool,
+        read_only: bool,
+        changed_since: u64,
+    ) -> Request<'a> {
+        let mut request = Request::new(items, uid, read_only);
+        if changed_since > 0 && !request.items.contains(&MessageDataItemName::ModSeq) {
+            // RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ.
+            request.items.push(MessageDataItemName::ModSeq);
+        }
+        self.condstore |= request.items.contains(&MessageDataItemName::ModSeq);
+        if self.condstore && request.marks_seen && !request.items.contains(&MessageDataItemName::ModSeq) {
+            // The \Seen set here changes the MODSEQ, reported with the flags.
+            request.items.push(MessageDataItemName::ModSeq);
+        }
+        request
+    }
+
+    /// The metadata of `messages` by UID, and `messages` narrowed to those changed since
+    /// `changed_since` when it is set; `None` after answering why it could not be read.
+    async fn read_meta(
+        &mut self,
+        tag: &Tag<'_>,
+        account_id: i64,
+        mailbox_id: i64,
+        messages: &mut Vec<(u32, u32)>,
+        needs_body: bool,
+        changed_since: u64,
+    ) -> Option<HashMap<u32, MessageMeta>> {
+        // Bodies come with their metadata: asked for on its own only without bodies, or to
+        // know which messages changed since CHANGEDSINCE.
+        let mut meta = HashMap::new();
+        if !needs_body || changed_since > 0 {
+            let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
+            meta = match self.fetch_meta(account_id, mailbox_id, &uids, changed_since).await {
+                Ok(meta) => meta,
+                Err(status) => {
+                    self.mailstore_refused(tag, &status);
+                    return None;
+                }
+            };
+        }
+        if changed_since > 0 {
+            messages.retain(|(_, uid)| meta.contains_key(uid));
+        }
+        Some(meta)
+    }
+
+    /// Writes the answer for `messages` from their metadata alone; how many had none (they
+    /// were expunged meanwhile).
+    fn write_from_meta(
+        &mut self,
+        messages: &[(u32, u32)],
+        items: &[MessageDataItemName<'_>],
+        meta: &HashMap<u32, MessageMeta>,
+    ) -> usize {
+        for (number, uid) in messages {
+            if let Some(meta) = meta.get(uid) {
+                // Without a body there is nothing to decode.
+                let line = response_line(*number, items, meta, None, self.utf8).unwrap_or_default();
+                self.io.write(&line);
+            }
+        }
+        messages.iter().filter(|(_, uid)| !meta.contains_key(uid)).count()
+    }
+
+    /// Writes the answer for `messages` from their bodies, each written before the next is
+    /// read; how many had none (they were expunged meanwhile), or `None` when the FETCH ended
+    /// early (answered already, or the client gone).
+    async fn write_from_bodies(
+        &mut self,
+        tag: &Tag<'_>,
+        account_id: i64,
+        mailbox_id: i64,
+        messages: &[(u32, u32)],
+        request: &Request<'_>,
+        mut meta: HashMap<u32, MessageMeta>,
+    ) -> Option<usize> {
+        let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
+        let numbers: HashMap<u32, u32> = messages.iter().map(|(number, uid)| (*uid, *number)).collect();
+        let mut bodies = self.bodies(tag, account_id, mailbox_id, &uids, request.headers_only).await?;
+        let mut written = 0;
+        while let Some(next) = bodies.next().await {
+            let body = match next {
+                Ok(body) => body,
+                Err(status) => {
+                    self.mailstore_refused(tag, &status);
+                    return None;
+                }
+            };
+            if body.meta.is_none() && meta.is_empty() {
+                // A mailstore that sends bodies without their metadata: asked for it once.
+                meta = match self.fetch_meta(account_id, mailbox_id, &uids, 0).await {
+                    Ok(meta) => meta,
+                    Err(status) => {
+                        self.mailstore_refused(tag, &status);
+                        return None;
+                    }
+                };
+            }
+            let message_meta = body.meta.as_ref().or_else(|| meta.get(&body.uid));
+            if let (Some(number), Some(message_meta)) = (numbers.get(&body.uid), message_meta) {
+                match response_line(*number, &request.items, message_meta, Some(&body.octets), self.utf8) {
+                    Ok(line) => self.io.write(&line),
+                    Err(UnknownEncoding) => {
+                        let text = format!("Message {number} has a content transfer encoding BINARY cannot undo");
+                        self.respond(Some(tag), Status::No, Some("UNKNOWN-CTE"), &text);
+                        return None;
+                    }
+                }
+                written += 1;
+                // One message at a time in memory, however many were asked for.
+                if self.io.flush().await.is_err() {
+                    return None;
+                }
+            }
+        }
+        Some(messages.len() - written)
+    }
+
+    /// Answers a FETCH of UID and FLAGS only from the selection's snapshot. The lines go out
+    /// [`SNAPSHOT_LINES_PER_WRITE`] at a time, so the client reads the first while the rest are
+    /// made (10,000 lines are about 0.4 MB).
+    async fn fetch_from_snapshot(
+        &mut self,
+        tag: &Tag<'_>,
+        messages: &[(u32, u32)],
+        items: &[MessageDataItemName<'_>],
+        uid: bool,
+    ) {
+        let mut missing = 0;
+        for batch in messages.chunks(SNAPSHOT_LINES_PER_WRITE) {
+            let Some(selection) = &self.selected else { return };
+            let mut lines = String::with_capacity(batch.len() * 40);
+            for (number, message_uid) in batch {
+                if selection.expunged_meanwhile(*message_uid) {
+                    missing += 1;
+                    continue;
+                }
+                lines.push_str("* ");
+                push_number(&mut lines, *number);
+                lines.push_str(" FETCH (");
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        lines.push(' ');
+                    }
+                    match item {
+                        MessageDataItemName::Uid => {
+                            lines.push_str("UID ");
+                            push_number(&mut lines, *message_uid);
+                        }
+                        _ => {
+                            lines.push_str("FLAGS (");
+                            selection.write_flag_list(*number as usize - 1, &mut lines);
+                            lines.push(')');
+                        }
+                    }
+                }
+                lines.push_str(")\r\n");
+            }
+            self.io.write(lines.as_bytes());
+            if self.io.flush().await.is_err() {
+                return;
+            }
+        }
+        self.fetch_done(tag, uid, missing);
+    }
+
+    /// The tagged answer to a FETCH that found no data for `missing` of its messages: they
+    /// were expunged elsewhere, and the client hears so with its next command that allows it.
+    /// The FETCH still succeeds with what exists (RFC 2180 §4.1.3), so a client reading a
+    /// mailbox others clean up is not told it failed.
+    fn fetch_done(&mut self, tag: &Tag<'_>, uid: bool, missing: usize) {
+        let done = if uid { "UID FETCH completed" } else { "FETCH completed" };
+        if missing > 0 {
+            let text = format!("{done}; some messages were expunged in the meantime");
+            self.respond(Some(tag), Status::Ok, Some("EXPUNGEISSUED"), &text);
+        } else {
+            self.ok(tag, done);
+        }
+    }
+
+    /// Sets \Seen on the messages that lack it; the metadata read next carries the new flags.
+    async fn mark_seen(&mut self, account_id: i64, mailbox_id: i64, messages: &[(u32, u32)]) {
+        let Some(selection) = &mut self.selected else { return };
+        let seen = SystemFlag::Seen as u32;
+        let unseen: Vec<u32> = messages
+            .iter()
+            .filter(|(number, _)| selection.flags[*number as usize - 1] & seen == 0)
+            .map(|(_, uid)| *uid)
+            .collect();
+        if unseen.is_empty() {
+            return;
+        }
+        let request = StoreFlagsRequest {
+            account_id,
+            mailbox_id,
+            uids: uid_ranges(&unseen),
+            operation: Operation::Add as i32,
+            flags: Some(Flags { system: seen, keywords: Vec::new() }),
+            unchanged_since: 0,
+        };
+        match self.services.mailstore.clone().store_flags(request).await {
+            Ok(_) => {
+                for (number, _) in messages {
+                    selection.flags[*number as usize - 1] |= seen;
+                }
+            }
+            // The content is still served; the flag is set on the next read.
+            Err(status) => tracing::warn!(%status, "setting \\Seen failed"),
+        }
+    }
+}
+
+impl<'a> Request<'a> {
+    /// The items of `requested` (UID first for UID FETCH).
+    fn new(requested: &'a MacroOrMessageDataItemNames<'a>, uid: bool, read_only: bool) -> Self {
+        let mut items = match requested {
+            MacroOrMessageDataItemNames::Macro(name) => name.expand(),
+            MacroOrMessageDataItemNames::MessageDataItemNames(items) => items.clone(),
+        };
+        if uid && !items.contains(&MessageDataItemName::Uid) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
+        let mut needs_body = false;
+        let mut marks_seen = false;
+        for item in &items {
+            match item {
+                MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => {
+                    needs_body = true;
+                    marks_seen = true;
+                }
+                MessageDataItemName::Rfc822Header => needs_body = true,
+                MessageDataItemName::BodyExt { peek, .. } => {
+                    needs_body = true;
+                    marks_seen |= !peek;
+                }
+                MessageDataItemName::Body | MessageDataItemName::BodyStructure | MessageDataItemName::Envelope => {
+                    needs_body = true;
+                }
+                MessageDataItemName::Binary { peek, .. } => {
+                    needs_body = true;
+                    marks_seen |= !peek;
+                }
+                MessageDataItemName::BinarySize { .. } => needs_body = true,
+                _ => {}
+            }
+        }
+        if marks_seen && !read_only && !items.contains(&MessageDataItemName::Flags) {
+            // RFC 9051 §6.4.5: the changed flags are reported with the data.
+            items.push(MessageDataItemName::Flags);
+        }
+        let headers_only = needs_body && items.iter().all(|item| !reads_message(item) || reads_header_only(item));
+        Request { items, needs_body, headers_only, marks_seen: marks_seen && !read_only }
+    }
+}
+
+/// `* n FETCH (…)` for one message; `body` is the whole message when a body item was asked for.
+fn response_line(
+    number: u32,
+    items: &[MessageDataItemName<'_>],
+    meta: &MessageMeta,
+    body: Option<&[u8]>,
+    utf8: bool,
+) -> Result<Vec<u8>, UnknownEncoding> {
+    let body = body.unwrap_or_default();
+    let header_end = (meta.header_size as usize).min(body.len());
+    // Parsed once, and only when an item needs the MIME structure.
+    let parsed = items.iter().any(needs_mime).then(|| mime::parse(body)).flatten();
+    let mut line = format!("* {number} FETCH (").into_bytes();
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            line.push(b' ');
+        }
+        match item {
+            MessageDataItemName::Uid => line.extend(format!("UID {}", meta.uid).bytes()),
+            MessageDataItemName::Flags => {
+                let flags = meta.flags.clone().unwrap_or_default();
+                line.extend(format!("FLAGS ({})", flag_list(flags.system, &flags.keywords)).bytes());
+            }
+            MessageDataItemName::InternalDate => {
+                line.extend(format!("INTERNALDATE \"{}\"", imap_date_time(meta.internal_date)).bytes());
+            }
+            MessageDataItemName::Rfc822Size => line.extend(format!("RFC822.SIZE {}", meta.size).bytes()),
+            MessageDataItemName::ModSeq => line.extend(format!("MODSEQ ({})", meta.modseq).bytes()),
+            MessageDataItemName::Rfc822 => literal(&mut line, "RFC822", body),
+            MessageDataItemName::Rfc822Header => literal(&mut line, "RFC822.HEADER", &body[..header_end]),
+            MessageDataItemName::Rfc822Text => literal(&mut line, "RFC822.TEXT", &body[header_end..]),
+            MessageDataItemName::Envelope => {
+                let envelope = parsed.as_ref().map_or_else(|| "NIL".to_string(), |m| mime::envelope(m, utf8));
+                line.extend(format!("ENVELOPE {envelope}").bytes());
+            }
+            MessageDataItemName::Body | MessageDataItemName::BodyStructure => {
+                let extensible = *item == MessageDataItemName::BodyStructure;
+                let name = if extensible { "BODYSTRUCTURE" } else { "BODY" };
+                let structure =
+                    parsed.as_ref().map_or_else(|| "NIL".to_string(), |m| mime::body_structure(m, extensible, utf8));
+                line.extend(format!("{name} {structure}").bytes());
+            }
+            MessageDataItemName::BodyExt { section, partial, .. } => {
+                let (name, data) = section_data(section.as_ref(), body, header_end, parsed.as_deref());
+                let Some(data) = data else {
+                    // A part the message does not have.
+                    line.extend(format!("BODY[{name}] NIL").bytes());
+                    continue;
+                };
+                match partial {
+                    Some((offset, length)) => {
+                        let start = (*offset as usize).min(data.len());
+                        let end = start.saturating_add(length.get() as usize).min(data.len());
+                        literal(&mut line, &format!("BODY[{name}]<{offset}>"), &data[start..end]);
+                    }
+                    None => literal(&mut line, &format!("BODY[{name}]"), &data),
+                }
+            }
+            MessageDataItemName::Binary { section, partial, .. } => {
+                let path: Vec<u32> = section.iter().map(|number| number.get()).collect();
+                let name = format!("BINARY[{}]", path.iter().map(u32::to_string).collect::<Vec<_>>().join("."));
+                let Some(data) = binary_data(&path, body, parsed.as_deref())? else {
+                    line.extend(format!("{name} NIL").bytes());
+                    continue;
+                };
+                match partial {
+                    Some((offset, length)) => {
+                        let start = (*offset as usize).min(data.len());
+                        let end = start.saturating_add(length.get() as usize).min(data.len());
+                        literal8(&mut line, &format!("{name}<{offset}>"), &data[start..end]);
+                    }
+                    None => literal8(&mut line, &name, &data),
+                }
+            }
+            MessageDataItemName::BinarySize { section } => {
+                let path: Vec<u32> = section.iter().map(|number| number.get()).collect();
+                let name = format!("BINARY.SIZE[{}]", path.iter().map(u32::to_string).collect::<Vec<_>>().join("."));
+                match binary_data(&path, body, parsed.as_deref())? {
+                    Some(data) => line.extend(format!("{name} {}", data.len()).bytes()),
+                    None => line.extend(format!("{name} NIL").bytes()),
+                }
+            }
+        }
+    }
+    line.extend_from_slice(b")\r\n");
+    Ok(line)
+}
+
+/// The octets BINARY[path] names: the part decoded, or the whole message as stored.
+fn binary_data(
+    path: &[u32],
+    body: &[u8],
+    parsed: Option<&mail_parser::Message<'_>>,
+) -> Result<Option<Vec<u8>>, UnknownEncoding> {
+    match (path.is_empty(), parsed) {
+        (true, _) => Ok(Some(body.to_vec())),
+        (false, Some(message)) => mime::decoded(message, path),
+        (false, None) => Ok(None),
+    }
+}
+
+/// Whether the item is answered from the message's octets rather than its metadata.
+fn reads_message(item: &MessageDataItemName<'_>) -> bool {
+    matches!(
+        item,
+        MessageDataItemName::Rfc822
+            | MessageDataItemName::Rfc822Header
+            | MessageDataItemName::Rfc822Text
+            | MessageDataItemName::Body
+            | MessageDataItemName::BodyStructure
+            | MessageDataItemName::Envelope
+            | MessageDataItemName::BodyExt { .. }
+            | MessageDataItemName::Binary { .. }
+            | MessageDataItemName::BinarySize { .. }
+    )
+}
+
+/// Whether the item reads nothing past the message's header: the envelope, the header, chosen
+/// header fields — of the message itself, not of a part.
+fn reads_header_only(item: &MessageDataItemName<'_>) -> bool {
+    match item {
+        MessageDataItemName::Rfc822Header | MessageDataItemName::Envelope => true,
+        MessageDataItemName::BodyExt { section: Some(section), .. } => matches!(
+            section,
+            Section::Header(None) | Section::HeaderFields(None, _) | Section::HeaderFieldsNot(None, _)
+        ),
+        _ => false,
+    }
+}
+
+fn needs_mime(item: &MessageDataItemName<'_>) -> bool {
+    match item {
+        MessageDataItemName::Body | MessageDataItemName::BodyStructure | MessageDataItemName::Envelope => true,
+        MessageDataItemName::BodyExt { section: Some(section), .. } => section_part(section).is_some(),
+        MessageDataItemName::Binary { section, .. } | MessageDataItemName::BinarySize { section } => {
+            !section.is_empty()
+        }
+        _ => false,
+    }
+}
+
+/// The part a section is inside, if it is not the whole message.
+fn section_part<'s>(section: &'s Section<'_>) -> Option<&'s Part> {
+    match section {
+        Section::Part(part) | Section::Mime(part) => Some(part),
+        Section::Header(part)
+        | Section::Text(part)
+        | Section::HeaderFields(part, _)
+        | Section::HeaderFieldsNot(part, _) => part.as_ref(),
+    }
+}
+
+/// The name of a section as the response repeats it, and its octets (`None` when the message
+/// has no such part).
+fn section_data(
+    section: Option<&Section<'_>>,
+    body: &[u8],
+    header_end: usize,
+    parsed: Option<&mail_parser::Message<'_>>,
+) -> (String, Option<Vec<u8>>) {
+    let Some(section) = section else { return (String::new(), Some(body.to_vec())) };
+    let path: Vec<u32> =
+        section_part(section).map_or_else(Vec::new, |part| part.0.as_ref().iter().map(|n| n.get()).collect());
+    let prefix =
+        if path.is_empty() { String::new() } else { path.iter().map(u32::to_string).collect::<Vec<_>>().join(".") };
+    let dot = if prefix.is_empty() { "" } else { "." };
+    // The header of the message, or of an encapsulated one.
+    let header = || match (path.is_empty(), parsed) {
+        (true, _) => Some(&body[..header_end]),
+        (false, Some(message)) => mime::section(message, &path, Piece::Header),
+        (false, None) => None,
+    };
+    match section {
+        Section::Part(_) => (prefix, parsed.and_then(|m| mime::section(m, &path, Piece::Body)).map(<[u8]>::to_vec)),
+        Section::Mime(_) => {
+            (format!("{prefix}.MIME"), parsed.and_then(|m| mime::section(m, &path, Piece::Mime)).map(<[u8]>::to_vec))
+        }
+        Section::Header(_) => (format!("{prefix}{dot}HEADER"), header().map(<[u8]>::to_vec)),
+        Section::Text(_) => {
+            let text = match (path.is_empty(), parsed) {
+                (true, _) => Some(&body[header_end..]),
+                (false, Some(message)) => mime::section(message, &path, Piece::Text),
+                (false, None) => None,
+            };
+            (format!("{prefix}{dot}TEXT"), text.map(<[u8]>::to_vec))
+        }
+        Section::HeaderFields(_, fields) => (
+            format!("{prefix}{dot}HEADER.FIELDS ({})", field_names(fields)),
+            header().map(|header| header_fields(header, fields, true)),
+        ),
+        Section::HeaderFieldsNot(_, fields) => (
+            format!("{prefix}{dot}HEADER.FIELDS.NOT ({})", field_names(fields)),
+            header().map(|header| header_fields(header, fields, false)),
+        ),
+    }
+}
+
+/// `name` and `data` as a literal8 (RFC 3516 §4.2) when it holds a NUL, which a plain
+/// literal may not.
+fn literal8(line: &mut Vec<u8>, name: &str, data: &[u8]) {
+    if data.contains(&0) {
+        line.extend(format!("{name} ~{{{}}}\r\n", data.len()).bytes());
+        line.extend_from_slice(data);
+    } else {
+        literal(line, name, data);
+    }
+}
+
+fn literal(line: &mut Vec<u8>, name: &str, data: &[u8]) {
+    line.extend(format!("{name} {{{}}}\r\n", data.len()).bytes());
+    line.extend_from_slice(data);
+}
+
+/// The field names of a HEADER.FIELDS section as the response repeats them.
+fn field_names(fields: &Vec1<AString<'_>>) -> String {
+    let names: Vec<String> = fields
+        .as_ref()
+        .iter()
+        .map(|field| crate::response::string(&String::from_utf8_lossy(field.as_ref()), false))
+        .collect();
+    names.join(" ")
+}
+
+/// The header fields of `header` named in `fields` (or, with `wanted` false, all others), with
+/// their continuation lines, and the blank line that ends a header.
+fn header_fields(header: &[u8], fields: &Vec1<AString<'_>>, wanted: bool) -> Vec<u8> {
+    let names: Vec<&[u8]> = fields.as_ref().iter().map(|field| field.as_ref()).collect();
+    let mut selected = Vec::new();
+    let mut keep = false;
+    for line in header.split_inclusive(|&byte| byte == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            let name = line.split(|&byte| byte == b':').next().unwrap_or_default();
+            let named = names.iter().any(|wanted| wanted.eq_ignore_ascii_case(name.trim_ascii()));
+            keep = named == wanted;
+        }
+        if keep {
+            selected.extend_from_slice(line);
+        }
+    }
+    selected.extend_from_slice(b"\r\n");
+    selected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        let mut out = String::new();
+        for number in [0, 7, 10, 1234, u32::MAX] {
+            push_number(&mut out, number);
+            out.push(' ');
+        }
+        assert_eq!(out, "0 7 10 1234 4294967295 ");
+    }
+
+    #[test]
+    fn header_fields_keep_continuations_and_end_with_a_blank_line() {
+        let header = b"From: a@example.org\r\nSubject: long\r\n folded\r\nTo: b@example.org\r\n\r\n";
+        let subject = Vec1::from(AString::try_from("subject").unwrap());
+        assert_eq!(header_fields(header, &subject, true), b"Subject: long\r\n folded\r\n\r\n");
+        assert_eq!(header_fields(header, &subject, false), b"From: a@example.org\r\nTo: b@example.org\r\n\r\n");
+    }
+}

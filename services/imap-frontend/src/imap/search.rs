@@ -1,0 +1,306 @@
+//! SEARCH and UID SEARCH (RFC 9051 §6.4.4) with every search key of RFC 3501: flags, sizes,
+//! dates, sequence and UID sets, NOT, OR and lists, and the keys on content — addresses,
+//! subject, any header, body and text — matched case-insensitively against the decoded
+//! message. Answered with `* SEARCH`, or `* ESEARCH` for an IMAP4rev2 client and whenever the
+//! client asks for MIN, MAX, ALL or COUNT (RETURN, RFC 4731).
+//!
+//! Keys on flags come from the session's snapshot, dates and sizes from the mailstore's
+//! metadata; the messages themselves are read only when a key needs content, one at a time.
+
+use std::collections::HashMap;
+
+use imap_codec::imap_types::core::{AString, Charset, Tag};
+use imap_codec::imap_types::datetime::NaiveDate;
+use imap_codec::imap_types::search::SearchKey;
+use kubemail_proto::mailstore::{MessageMeta, SystemFlag};
+use kubemail_runtime::clock::days_from_civil;
+use mail_parser::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Session;
+use super::selection::Selection;
+use crate::extended_syntax::SearchReturn;
+use crate::response::{self, Status};
+
+const DAY: i64 = 86_400;
+
+/// What an IMAP4rev2 SEARCH without RETURN answers.
+const ALL: SearchReturn = SearchReturn { min: false, max: false, all: true, count: false };
+
+/// What a search key is evaluated against: one message.
+struct Candidate<'a> {
+    number: u32,
+    uid: u32,
+    system: u32,
+    keywords: Vec<&'a str>,
+    meta: Option<&'a MessageMeta>,
+    /// The parsed message, when a key needs content.
+    content: Option<&'a Message<'a>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(super) async fn search(
+        &mut self,
+        tag: &Tag<'_>,
+        charset: Option<&Charset<'_>>,
+        criteria: &[SearchKey<'_>],
+        uid: bool,
+        returns: Option<&SearchReturn>,
+    ) {
+        if let Some(charset) = charset
+            && !["UTF-8", "US-ASCII"].iter().any(|known| charset.as_ref().eq_ignore_ascii_case(known))
+        {
+            self.respond(Some(tag), Status::No, Some("BADCHARSET (UTF-8 US-ASCII)"), "Unsupported charset");
+            return;
+        }
+        let Some(selection) = &self.selected else { return };
+        let key = SearchKey::And(criteria.to_vec().try_into().expect("SEARCH has at least one key"));
+        if let Err(reason) = check_sets(&key, selection) {
+            self.respond(Some(tag), Status::Bad, None, reason);
+            return;
+        }
+        let (account_id, mailbox_id) = (self.account_id(), selection.mailbox_id);
+        let all_uids = selection.uids.clone();
+        let meta = if needs(&key, &|key| {
+            matches!(
+                key,
+                SearchKey::Before(_)
+                    | SearchKey::On(_)
+                    | SearchKey::Since(_)
+                    | SearchKey::Larger(_)
+                    | SearchKey::Smaller(_)
+                    | SearchKey::ModSequence { .. }
+            )
+        }) {
+            match self.fetch_meta(account_id, mailbox_id, &all_uids, 0).await {
+                Ok(meta) => meta,
+                Err(status) => {
+                    self.mailstore_refused(tag, &status);
+                    return;
+                }
+            }
+        } else {
+            HashMap::new()
+        };
+        let mut found = Vec::new();
+        if needs(&key, &is_content_key) {
+            let Some(mut bodies) = self.bodies(tag, account_id, mailbox_id, &all_uids, false).await else { return };
+            while let Some(next) = bodies.next().await {
+                let (uid, body) = match next {
+                    Ok(message) => (message.uid, message.octets),
+                    Err(status) => {
+                        self.mailstore_refused(tag, &status);
+                        return;
+                    }
+                };
+                let parsed = crate::mime::parse(&body);
+                // Borrowed anew after each wait: the selection is not held across one.
+                let Some(selection) = &self.selected else { return };
+                if let Some(candidate) = candidate(selection, uid, &meta, parsed.as_deref())
+                    && matches(&key, &candidate, selection)
+                {
+                    found.push((candidate.number, candidate.uid));
+                }
+            }
+        } else {
+            let Some(selection) = &self.selected else { return };
+            for &uid_of_message in &selection.uids {
+                if let Some(candidate) = candidate(selection, uid_of_message, &meta, None)
+                    && matches(&key, &candidate, selection)
+                {
+                    found.push((candidate.number, candidate.uid));
+                }
+            }
+        }
+        // A search on MODSEQ turns CONDSTORE on and tells the highest MODSEQ of the messages
+        // found (RFC 7162 §3.1.5).
+        let by_modseq = needs(&key, &|key| matches!(key, SearchKey::ModSequence { .. }));
+        self.condstore |= by_modseq;
+        let highest_modseq = found.iter().filter_map(|(_, uid)| meta.get(uid)).map(|meta| meta.modseq).max();
+        let highest_modseq = highest_modseq.filter(|_| by_modseq);
+        let found: Vec<u32> =
+            found.into_iter().map(|(number, message_uid)| if uid { message_uid } else { number }).collect();
+        let line = if let Some(returns) = returns.or(self.rev2.then_some(&ALL)) {
+            esearch(tag, uid, &found, returns, highest_modseq)
+        } else {
+            let numbers: String = found.iter().map(|number| format!(" {number}")).collect();
+            let modseq = highest_modseq.map_or_else(String::new, |modseq| format!(" (MODSEQ {modseq})"));
+            format!("* SEARCH{numbers}{modseq}\r\n")
+        };
+        self.io.write(line.as_bytes());
+        self.ok(tag, if uid { "UID SEARCH completed" } else { "SEARCH completed" });
+    }
+}
+
+/// `* ESEARCH (TAG "t") [UID] …` with the results `returns` asks for (RFC 4731 §3.1); `found`
+/// is ascending. MIN, MAX and ALL are left out when nothing was found.
+fn esearch(tag: &Tag<'_>, uid: bool, found: &[u32], returns: &SearchReturn, modseq: Option<u64>) -> String {
+    let mut line = format!("* ESEARCH (TAG \"{}\")", tag.inner());
+    if uid {
+        line.push_str(" UID");
+    }
+    if let (true, Some(min)) = (returns.min, found.first()) {
+        line.push_str(&format!(" MIN {min}"));
+    }
+    if let (true, Some(max)) = (returns.max, found.last()) {
+        line.push_str(&format!(" MAX {max}"));
+    }
+    if returns.all && !found.is_empty() {
+        line.push_str(&format!(" ALL {}", response::sequence_set(found)));
+    }
+    if returns.count {
+        line.push_str(&format!(" COUNT {}", found.len()));
+    }
+    if let Some(modseq) = modseq {
+        line.push_str(&format!(" MODSEQ {modseq}"));
+    }
+    line.push_str("\r\n");
+    line
+}
+
+fn candidate<'a>(
+    selection: &'a Selection,
+    uid: u32,
+    meta: &'a HashMap<u32, MessageMeta>,
+    content: Option<&'a Message<'a>>,
+) -> Option<Candidate<'a>> {
+    let index = selection.uids.binary_search(&uid).ok()?;
+    Some(Candidate {
+        number: index as u32 + 1,
+        uid,
+        system: selection.flags[index],
+        keywords: selection.keywords_of(index).split_whitespace().collect(),
+        meta: meta.get(&uid),
+        content,
+    })
+}
+
+/// Whether `key` or a key inside it satisfies `wanted`.
+fn needs(key: &SearchKey<'_>, wanted: &dyn Fn(&SearchKey<'_>) -> bool) -> bool {
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().any(|key| needs(key, wanted)),
+        SearchKey::Not(key) => needs(key, wanted),
+        SearchKey::Or(left, right) => needs(left, wanted) || needs(right, wanted),
+        other => wanted(other),
+    }
+}
+
+fn is_content_key(key: &SearchKey<'_>) -> bool {
+    matches!(
+        key,
+        SearchKey::Bcc(_)
+            | SearchKey::Body(_)
+            | SearchKey::Cc(_)
+            | SearchKey::From(_)
+            | SearchKey::Header(..)
+            | SearchKey::SentBefore(_)
+            | SearchKey::SentOn(_)
+            | SearchKey::SentSince(_)
+            | SearchKey::Subject(_)
+            | SearchKey::Text(_)
+            | SearchKey::To(_)
+    )
+}
+
+/// Sequence sets in the keys name existing messages (UID sets may name any UID).
+fn check_sets(key: &SearchKey<'_>, selection: &Selection) -> Result<(), &'static str> {
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().try_for_each(|key| check_sets(key, selection)),
+        SearchKey::Not(key) => check_sets(key, selection),
+        SearchKey::Or(left, right) => check_sets(left, selection).and(check_sets(right, selection)),
+        SearchKey::SequenceSet(set) => selection.resolve(set, false).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection) -> bool {
+    let flag = |bit: SystemFlag| message.system & bit as u32 != 0;
+    let internal_day = message.meta.map(|meta| meta.internal_date.div_euclid(DAY));
+    let size = message.meta.map_or(0, |meta| meta.size);
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().all(|key| matches(key, message, selection)),
+        SearchKey::Not(key) => !matches(key, message, selection),
+        SearchKey::Or(left, right) => matches(left, message, selection) || matches(right, message, selection),
+        SearchKey::All | SearchKey::Old => true,
+        // No session of ours sees \Recent, so nothing is new or recent.
+        SearchKey::New | SearchKey::Recent => false,
+        SearchKey::SequenceSet(set) => {
+            selection.resolve(set, false).is_ok_and(|found| found.iter().any(|(number, _)| *number == message.number))
+        }
+        SearchKey::Uid(set) => {
+            selection.resolve(set, true).is_ok_and(|found| found.iter().any(|(_, uid)| *uid == message.uid))
+        }
+        SearchKey::Answered => flag(SystemFlag::Answered),
+        SearchKey::Deleted => flag(SystemFlag::Deleted),
+        SearchKey::Draft => flag(SystemFlag::Draft),
+        SearchKey::Flagged => flag(SystemFlag::Flagged),
+        SearchKey::Seen => flag(SystemFlag::Seen),
+        SearchKey::Unanswered => !flag(SystemFlag::Answered),
+        SearchKey::Undeleted => !flag(SystemFlag::Deleted),
+        SearchKey::Undraft => !flag(SystemFlag::Draft),
+        SearchKey::Unflagged => !flag(SystemFlag::Flagged),
+        SearchKey::Unseen => !flag(SystemFlag::Seen),
+        SearchKey::Keyword(keyword) => message.keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword.inner())),
+        SearchKey::Unkeyword(keyword) => !message.keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword.inner())),
+        SearchKey::Larger(octets) => size > u64::from(*octets),
+        SearchKey::Smaller(octets) => message.meta.is_some() && size < u64::from(*octets),
+        SearchKey::Before(date) => internal_day.is_some_and(|day| day < day_of(date)),
+        SearchKey::On(date) => internal_day == Some(day_of(date)),
+        SearchKey::Since(date) => internal_day.is_some_and(|day| day >= day_of(date)),
+        SearchKey::SentBefore(date) => sent_day(message).is_some_and(|day| day < day_of(date)),
+        SearchKey::SentOn(date) => sent_day(message) == Some(day_of(date)),
+        SearchKey::SentSince(date) => sent_day(message).is_some_and(|day| day >= day_of(date)),
+        SearchKey::From(text) => addresses_contain(message.content.and_then(Message::from), text),
+        SearchKey::To(text) => addresses_contain(message.content.and_then(Message::to), text),
+        SearchKey::Cc(text) => addresses_contain(message.content.and_then(Message::cc), text),
+        SearchKey::Bcc(text) => addresses_contain(message.content.and_then(Message::bcc), text),
+        SearchKey::Subject(text) => contains(message.content.and_then(Message::subject).unwrap_or(""), text),
+        SearchKey::Header(name, text) => message.content.is_some_and(|content| {
+            let name = String::from_utf8_lossy(name.as_ref()).into_owned();
+            let value = content.header_raw(name.as_str());
+            // An empty string matches every message that has the field (RFC 9051 §6.4.4).
+            value.is_some_and(|value| contains(value, text))
+        }),
+        SearchKey::Body(text) => message.content.is_some_and(|content| body_contains(content, text)),
+        SearchKey::Text(text) => message.content.is_some_and(|content| {
+            let header_end = content.root_part().offset_body as usize;
+            let header = String::from_utf8_lossy(content.raw_message().get(..header_end).unwrap_or_default());
+            contains(&header, text) || body_contains(content, text)
+        }),
+        // One MODSEQ per message: the metadata item named, if any, changed no later than it.
+        SearchKey::ModSequence { modseq, .. } => message.meta.is_some_and(|meta| meta.modseq >= *modseq),
+    }
+}
+
+/// The day count of a search date (midnight UTC).
+fn day_of(date: &NaiveDate) -> i64 {
+    date.as_ref().and_hms_opt(0, 0, 0).map_or(0, |start| start.and_utc().timestamp().div_euclid(DAY))
+}
+
+/// The day of the message's Date header, as written there (RFC 9051: time and timezone are
+/// disregarded).
+fn sent_day(message: &Candidate<'_>) -> Option<i64> {
+    let date = message.content?.date()?;
+    Some(days_from_civil(i64::from(date.year), i64::from(date.month), i64::from(date.day)))
+}
+
+fn contains(haystack: &str, needle: &AString<'_>) -> bool {
+    let needle = String::from_utf8_lossy(needle.as_ref()).to_lowercase();
+    haystack.to_lowercase().contains(&needle)
+}
+
+fn addresses_contain(addresses: Option<&mail_parser::Address<'_>>, text: &AString<'_>) -> bool {
+    addresses.is_some_and(|addresses| {
+        addresses.iter().any(|address| {
+            let name = address.name().unwrap_or("");
+            let email = address.address().unwrap_or("");
+            contains(&format!("{name} <{email}>"), text)
+        })
+    })
+}
+
+fn body_contains(content: &Message<'_>, text: &AString<'_>) -> bool {
+    (0..content.text_body_count()).any(|index| content.body_text(index).is_some_and(|body| contains(&body, text)))
+        || (0..content.html_body_count())
+            .any(|index| content.body_html(index).is_some_and(|body| contains(&body, text)))
+}
