@@ -10,9 +10,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use kubemail_imap_frontend::config::SessionFlags;
 use kubemail_imap_frontend::imap;
 use kubemail_imap_frontend::services::{Services, Settings};
 use kubemail_imap_frontend::{ImapFrontend, ServiceSettings, Transports};
+use kubemail_runtime::config::flag_defaults;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::Connection;
 
@@ -35,17 +37,11 @@ fn harness() -> &'static Harness<Services> {
     HARNESS.get_or_init(|| {
         let backend = Backend::start(HOSTNAME);
         let session = Settings {
-            hostname: HOSTNAME.into(),
-            max_literal: 64 * 1024,
-            idle_timeout: Duration::from_secs(30 * 60),
-            idle_keepalive: Duration::from_secs(120),
-            login_timeout: Duration::from_secs(10),
-            max_auth_failures: 3,
-            max_errors: 10,
             auth_failure_delay: Duration::ZERO,
             // LOGIN is reachable without a TLS handshake the input cannot complete.
             allow_plaintext_auth: true,
             default_domain: Some("example.org".into()),
+            ..flag_defaults::<SessionFlags>().settings(HOSTNAME, 64 * 1024, 3, 10)
         };
         let settings = ServiceSettings {
             tls: Some(backend.tls.clone()),

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use kubemail_proto::Message as _;
 use kubemail_proto::queue::Envelope;
+use kubemail_runtime::config::flag_defaults;
 use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::{Queue as _, Spool as _};
+use kubemail_smtp_ingress::config::LimitFlags;
 use kubemail_smtp_ingress::session::io::Connection;
 use kubemail_smtp_ingress::session::{self, Listener, Services, Settings};
 use kubemail_smtp_ingress::{ServiceSettings, SmtpIngress, Transports};
@@ -28,16 +30,11 @@ fn harness() -> &'static Harness<Services> {
         let backend = Backend::start(HOSTNAME);
         let channel = backend.mailstore.channel.clone();
         let session = Settings {
-            hostname: HOSTNAME.into(),
             max_message_size: 64 * 1024,
-            max_recipients: 5,
-            max_errors: 10,
-            command_timeout: Duration::from_secs(10),
-            data_timeout: Duration::from_secs(10),
-            max_auth_failures: 3,
             auth_failure_delay: Duration::ZERO,
             // Submission is reachable without a TLS handshake the input cannot complete.
             allow_plaintext_auth: true,
+            ..flag_defaults::<LimitFlags>().settings(HOSTNAME)
         };
         let settings =
             ServiceSettings { tls: Some(backend.tls.clone()), ..ServiceSettings::new(session, Duration::from_secs(5)) };

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kube_lease_manager::LeaseManagerBuilder;
-use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
+use kubemail_runtime::admin_http::AdminEndpoint;
 use kubemail_runtime::identity::Role;
 use kubemail_runtime::shutdown::Shutdown;
 
@@ -16,9 +16,8 @@ use crate::{Error, Result, controller};
 /// Runs the operator until `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
     let client = kube::Client::try_default().await?;
-    let readiness = Readiness::new();
-    let ready = readiness.component("kubernetes-api");
-    let admin = AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Invalid)?;
+    let (admin, ready) =
+        AdminEndpoint::start("kubernetes-api", config.http_listen, shutdown.wait()).await.map_err(Error::Invalid)?;
     // The API server answered the client's configuration: ready to take the lease.
     client.apiserver_version().await?;
     ready.set_ready(true);

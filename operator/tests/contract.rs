@@ -33,10 +33,10 @@ use kubemail_runtime::tls;
 const CLUSTER: &str = "
 apiVersion: kubemail.io/v1alpha1
 kind: MailCluster
-metadata: {name: mail, namespace: mx, uid: 5a1e7f9e-0000-4000-8000-000000000001}
+metadata: {name: edge, namespace: mail, uid: 0c0ffee0-0000-4000-8000-000000000001}
 spec:
-  hostname: mail.example.com
-  database: {uriSecretRef: {name: mail-db-app, key: uri}, maxConnections: 12}
+  database: {uriSecretRef: {name: edge-db, key: uri}, maxConnections: 12}
+  hostname: mx.example.com
   nats:
     url: 'tls://nats.nats.svc:4222'
     replicas: 3
@@ -53,9 +53,9 @@ spec:
 const DOMAIN: &str = "
 apiVersion: kubemail.io/v1alpha1
 kind: MailDomain
-metadata: {name: example-com, namespace: mx, uid: 5a1e7f9e-0000-4000-8000-000000000002}
+metadata: {name: example-com, namespace: mail, uid: 0c0ffee0-0000-4000-8000-000000000002}
 spec:
-  clusterRef: {name: mail}
+  clusterRef: {name: edge}
   domain: example.com
   dkim: {selector: s2026, algorithm: Ed25519}
 ";
@@ -82,8 +82,8 @@ async fn every_service_reads_the_environment_and_files_the_operator_gives_its_po
         match pod.command.as_str() {
             "smtp-ingress" => {
                 let config: kubemail_smtp_ingress::config::Config = pod.parse();
-                assert_eq!(config.service.hostname, "mail.example.com");
-                assert_eq!(config.service.mailstore, "http://mail-mailstore.mx.svc:7070");
+                assert_eq!(config.service.hostname, "mx.example.com");
+                assert_eq!(config.service.mailstore, "http://edge-mailstore.mail.svc:7070");
                 assert_eq!(config.smtp_listen.port(), 2525);
                 assert_eq!(config.submission_listen.port(), 2587);
                 assert_eq!(config.submissions_listen.port(), 2465);
@@ -96,7 +96,7 @@ async fn every_service_reads_the_environment_and_files_the_operator_gives_its_po
             }
             "delivery-queue" => {
                 let config: kubemail_delivery_queue::config::Config = pod.parse();
-                assert_eq!(config.service.hostname, "mail.example.com");
+                assert_eq!(config.service.hostname, "mx.example.com");
                 assert_eq!(config.nats_replicas, 3);
                 let routes: Vec<String> = config.delivery.mx_overrides.iter().map(|o| format!("{o:?}")).collect();
                 assert!(routes.len() == 1 && routes[0].contains("example.net"), "{routes:?}");
@@ -108,7 +108,7 @@ async fn every_service_reads_the_environment_and_files_the_operator_gives_its_po
             }
             "mailstore" => {
                 let config: kubemail_mailstore::config::Config = pod.parse();
-                assert_eq!(config.database_url, "postgres://kubemail@db.mx.svc/kubemail");
+                assert_eq!(config.database_url, "postgres://kubemail@db.mail.svc/kubemail");
                 assert_eq!(config.database_max_connections, 12);
                 assert_eq!(config.grpc_listen.port(), 7070);
                 assert_eq!(config.admin_grpc_listen.port(), 7071);
@@ -122,7 +122,7 @@ async fn every_service_reads_the_environment_and_files_the_operator_gives_its_po
             }
             "imap-frontend" => {
                 let config: kubemail_imap_frontend::config::Config = pod.parse();
-                assert_eq!(config.service.hostname, "mail.example.com");
+                assert_eq!(config.service.hostname, "mx.example.com");
                 assert_eq!(config.imap_listen.port(), 2143);
                 assert_eq!(config.imaps_listen.port(), 2993);
                 assert_eq!(config.pop3_listen.map(|a| a.port()), Some(2110));
@@ -153,7 +153,7 @@ fn secrets(cluster: &MailCluster, domain: &MailDomain) -> BTreeMap<String, Secre
         made.push(build_identity_secret(cluster, role, &identity, renew_after));
     }
     let given = [
-        ("mail-db-app", vec![("uri", "postgres://kubemail@db.mx.svc/kubemail")]),
+        ("edge-db", vec![("uri", "postgres://kubemail@db.mail.svc/kubemail")]),
         ("nats-smtp", basic_auth("smtp-user")),
         ("nats-queue", basic_auth("queue-user")),
         ("nats-store", basic_auth("store-user")),
@@ -275,12 +275,7 @@ fn assert_serves_the_domain_certificate(dir: Option<&Path>, shutdown: &Shutdown)
 }
 
 /// The service reaches NATS as its own user over TLS, and the mailstore with its own identity.
-fn assert_connects_as(
-    flags: &kubemail_runtime::service_flags::ServiceFlags,
-    role: Role,
-    user: &str,
-    shutdown: &Shutdown,
-) {
+fn assert_connects_as(flags: &kubemail_runtime::service::ServiceFlags, role: Role, user: &str, shutdown: &Shutdown) {
     let access = flags.nats_access(role).expect("the NATS user's files");
     assert_eq!(access.credentials.as_ref().map(|c| c.username.as_str()), Some(user));
     assert!(access.ca_file.as_deref().is_some_and(Path::exists), "the NATS CA file is mounted");

@@ -24,7 +24,7 @@ pub mod worker;
 
 use std::sync::Arc;
 
-use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
+use kubemail_runtime::admin_http::AdminEndpoint;
 use kubemail_runtime::identity::Role;
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::shutdown::Shutdown;
@@ -36,12 +36,7 @@ use outbound::route::Router;
 use outbound::{Relay, SmtpOutbound};
 pub use service::{DeliveryQueue, ServiceSettings, Transports};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The service could not start: a port is taken, NATS or the mailstore address is unusable.
-    #[error("{0}")]
-    Startup(String),
-}
+pub use kubemail_runtime::service::StartupError as Error;
 
 pub use kubemail_runtime::propagation::mailstore_client;
 
@@ -76,10 +71,9 @@ pub fn outbound(flags: &DeliveryFlags, hostname: &str) -> Result<SmtpOutbound, E
 /// Runs the service until `shutdown`: the worker on the NATS queue and spool, and the admin
 /// HTTP endpoint (ready once NATS is connected).
 pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error> {
-    let readiness = Readiness::new();
-    let ready = readiness.component("delivery-queue");
-    let endpoint =
-        AdminEndpoint::start(config.service.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
+    let (endpoint, ready) = AdminEndpoint::start("delivery-queue", config.service.http_listen, shutdown.wait())
+        .await
+        .map_err(Error::Startup)?;
     let mailstore = config.service.mailstore_channel(Role::DeliveryQueue, &shutdown).map_err(Error::Startup)?;
     let nats = NatsConfig {
         url: config.service.nats.url.clone(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kubemail_runtime::deployment::env;
-use kubemail_runtime::service_flags::ServiceFlags;
+use kubemail_runtime::service::ServiceFlags;
 
 use kubemail_runtime::config::{parse_byte_size, parse_duration};
 use kubemail_runtime::limits::ConnectionFlags;

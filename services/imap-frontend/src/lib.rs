@@ -34,7 +34,7 @@ pub mod snapshots;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
+use kubemail_runtime::admin_http::AdminEndpoint;
 use kubemail_runtime::identity::Role;
 use kubemail_runtime::listener;
 use kubemail_runtime::nats::NatsEventBus;
@@ -45,23 +45,15 @@ pub use service::{ImapFrontend, ServiceSettings, Transports};
 
 pub use kubemail_runtime::propagation::{MailstoreClient, mailstore_client};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The service could not start: a port is taken or the certificates are unusable.
-    #[error("{0}")]
-    Startup(String),
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-}
+pub use kubemail_runtime::service::StartupError as Error;
 
 /// Runs the service until `shutdown`: the IMAP listeners, the mailstore client, the NATS event
 /// subscriptions and the admin HTTP endpoint (ready once NATS is connected and the listeners
 /// are bound).
 pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error> {
-    let readiness = Readiness::new();
-    let ready = readiness.component("imap-frontend");
-    let endpoint =
-        AdminEndpoint::start(config.service.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
+    let (endpoint, ready) = AdminEndpoint::start("imap-frontend", config.service.http_listen, shutdown.wait())
+        .await
+        .map_err(Error::Startup)?;
     let tls = match &config.tls_dir {
         Some(dir) => Some(tls::ServerTls::from_dir(dir, config.tls_reload_interval, &shutdown)?),
         None if config.session.allow_plaintext_login => {

@@ -63,15 +63,16 @@ pub async fn run_until(args: DevArgs, shutdown: Shutdown) -> Result<()> {
         Some(dir) => dir.clone(),
         None => self_signed_dir(data_dir, &args.hostname)?,
     };
-    let tls = tls::ServerTls::from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?;
-    // One count of failed logins per client address for SMTP AUTH and IMAP alike.
-    let auth_failures = AuthFailures::new();
-    let smtp = smtp_ingress(&args, &local, channel.clone(), tls.clone(), auth_failures.clone(), &shutdown);
-    let smtp = tokio::spawn(smtp.serve(listeners.smtp));
-    let imap = imap_frontend(&args, &local, channel.clone(), tls, auth_failures, &shutdown);
-    let imap = tokio::spawn(imap.serve(listeners.imap));
-    let delivery = delivery_queue(&args, &local, &local_config, channel)?;
-    let delivery = tokio::spawn(delivery.serve(shutdown.clone()));
+    let shared = Shared {
+        tls: tls::ServerTls::from_dir(&tls_dir, TLS_RELOAD_INTERVAL, &shutdown)?,
+        auth_failures: AuthFailures::new(),
+        local,
+        mailstore: channel,
+        shutdown: shutdown.clone(),
+    };
+    let smtp = tokio::spawn(smtp_ingress(&args, &shared).serve(listeners.smtp));
+    let imap = tokio::spawn(imap_frontend(&args, &shared).serve(listeners.imap));
+    let delivery = tokio::spawn(delivery_queue(&args, &shared, local_config.lease)?.serve(shutdown.clone()));
     ready.iter().for_each(|component| component.set_ready(true));
     tracing::info!(
         grpc = %args.grpc_listen,
@@ -147,71 +148,71 @@ async fn start_mailstore(
     Ok((tokio::spawn(served), channel))
 }
 
+/// What the services share in one process.
+struct Shared {
+    /// The spool, the queue and the event bus, on SQLite and within the process.
+    local: LocalTransport,
+    mailstore: Channel,
+    /// The certificates SMTP and IMAP present.
+    tls: ServerTls,
+    /// One count of failed logins per client address for SMTP AUTH and IMAP alike.
+    auth_failures: Arc<AuthFailures>,
+    shutdown: Shutdown,
+}
+
 /// smtp-ingress on the local spool and queue. On a laptop recipient lookups are cheap and a
 /// new mailbox should work at once, so nothing is cached; no DNS is checked, as mail to it
 /// comes from its developer.
-fn smtp_ingress(
-    args: &DevArgs,
-    local: &LocalTransport,
-    mailstore: Channel,
-    tls: ServerTls,
-    auth_failures: Arc<AuthFailures>,
-    shutdown: &Shutdown,
-) -> SmtpIngress {
+fn smtp_ingress(args: &DevArgs, shared: &Shared) -> SmtpIngress {
     let session = args.limits.settings(&args.hostname);
     let settings = kubemail_smtp_ingress::ServiceSettings {
-        tls: Some(tls),
+        tls: Some(shared.tls.clone()),
         connections: args.limits.connections(),
-        auth_failures,
+        auth_failures: shared.auth_failures.clone(),
         ..kubemail_smtp_ingress::ServiceSettings::new(session, args.limits.handoff_timeout)
     };
-    let handoff = Some((Arc::new(local.spool.clone()) as _, Arc::new(local.queue.clone()) as _));
-    SmtpIngress::new(settings, kubemail_smtp_ingress::Transports { handoff, mailstore }, shutdown.clone())
+    let transports = kubemail_smtp_ingress::Transports {
+        handoff: Some((Arc::new(shared.local.spool.clone()), Arc::new(shared.local.queue.clone()))),
+        mailstore: shared.mailstore.clone(),
+    };
+    SmtpIngress::new(settings, transports, shared.shutdown.clone())
 }
 
 /// imap-frontend on the local event bus.
-fn imap_frontend(
-    args: &DevArgs,
-    local: &LocalTransport,
-    mailstore: Channel,
-    tls: ServerTls,
-    auth_failures: Arc<AuthFailures>,
-    shutdown: &Shutdown,
-) -> ImapFrontend {
+fn imap_frontend(args: &DevArgs, shared: &Shared) -> ImapFrontend {
     let limits = &args.limits;
     let session =
         args.imap.settings(&args.hostname, limits.max_message_size, limits.max_auth_failures, limits.max_errors);
     let settings = kubemail_imap_frontend::ServiceSettings {
-        tls: Some(tls),
+        tls: Some(shared.tls.clone()),
         connections: limits.connections(),
-        auth_failures,
+        auth_failures: shared.auth_failures.clone(),
         ..kubemail_imap_frontend::ServiceSettings::new(
             session,
             args.imap.login_cache_ttl,
             args.imap.select_cache_messages,
         )
     };
-    let transports = kubemail_imap_frontend::Transports { events: Arc::new(local.events.clone()), mailstore };
-    ImapFrontend::new(settings, transports, shutdown.clone())
+    let transports = kubemail_imap_frontend::Transports {
+        events: Arc::new(shared.local.events.clone()),
+        mailstore: shared.mailstore.clone(),
+    };
+    ImapFrontend::new(settings, transports, shared.shutdown.clone())
 }
 
-/// delivery-queue on the local queue and spool, sending remote mail out over SMTP.
-fn delivery_queue(
-    args: &DevArgs,
-    local: &LocalTransport,
-    local_config: &LocalConfig,
-    mailstore: Channel,
-) -> Result<DeliveryQueue> {
+/// delivery-queue on the local queue (whose leases last `lease`) and spool, sending remote
+/// mail out over SMTP.
+fn delivery_queue(args: &DevArgs, shared: &Shared, lease: Duration) -> Result<DeliveryQueue> {
     let transports = kubemail_delivery_queue::Transports {
-        queue: Arc::new(local.queue.clone()),
-        spool: Arc::new(local.spool.clone()),
-        mailstore,
+        queue: Arc::new(shared.local.queue.clone()),
+        spool: Arc::new(shared.local.spool.clone()),
+        mailstore: shared.mailstore.clone(),
         outbound: Some(Arc::new(kubemail_delivery_queue::outbound(&args.delivery, &args.hostname)?)),
     };
     let settings = kubemail_delivery_queue::ServiceSettings {
         delivery: args.delivery.clone(),
         hostname: args.hostname.clone(),
-        lease: local_config.lease,
+        lease,
     };
     Ok(DeliveryQueue::new(settings, transports))
 }

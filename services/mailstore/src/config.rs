@@ -7,7 +7,7 @@ use kubemail_runtime::config::{parse_byte_size, parse_duration};
 use kubemail_runtime::deployment::env;
 use kubemail_runtime::identity::IdentityFlags;
 use kubemail_runtime::nats::NatsFlags;
-use kubemail_runtime::service_flags::DEFAULT_HTTP_LISTEN;
+use kubemail_runtime::service::DEFAULT_HTTP_LISTEN;
 
 /// The default of `--grpc-max-connection-age`.
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(3600);

@@ -27,7 +27,7 @@ use std::time::Duration;
 use kubemail_proto::admin::admin_server::AdminServer;
 use kubemail_proto::mailstore::mail_store_server::MailStoreServer;
 use kubemail_runtime::EventBus;
-use kubemail_runtime::admin_http::{AdminEndpoint, Readiness};
+use kubemail_runtime::admin_http::AdminEndpoint;
 use kubemail_runtime::grpc_metrics::GrpcMetricsLayer;
 use kubemail_runtime::identity::{self, Role, ServiceIdentity};
 use kubemail_runtime::nats::NatsEventBus;
@@ -149,8 +149,6 @@ pub async fn maintain(store: Store, retention: Duration, shutdown: impl Future<O
 /// Runs the mailstore service until `shutdown`: PostgreSQL (or SQLite), events on NATS, gRPC and
 /// the admin HTTP endpoint. Ready once the database is migrated and NATS is connected.
 pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<()> {
-    let readiness = Readiness::new();
-    let ready = readiness.component("mailstore");
     let listeners = GrpcListeners {
         mailstore: bind(config.grpc_listen, "--grpc-listen").await?,
         admin: bind(config.admin_grpc_listen, "--admin-grpc-listen").await?,
@@ -159,8 +157,8 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<()> {
         .identity
         .load(Role::Mailstore, &shutdown)
         .map_err(|e| Error::Startup(format!("service identity: {e}")))?;
-    let endpoint =
-        AdminEndpoint::start(config.http_listen, readiness, shutdown.wait()).await.map_err(Error::Startup)?;
+    let (endpoint, ready) =
+        AdminEndpoint::start("mailstore", config.http_listen, shutdown.wait()).await.map_err(Error::Startup)?;
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
     let access = config.nats.access(Role::Mailstore).map_err(|e| Error::Startup(e.to_string()))?;
     let bus = NatsEventBus::connect(&config.nats.url, &access)

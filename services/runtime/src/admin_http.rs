@@ -140,16 +140,19 @@ struct AdminState {
 pub struct AdminEndpoint(tokio::task::JoinHandle<Result<()>>);
 
 impl AdminEndpoint {
-    /// Binds `address` (a service's `--http-listen`) and serves the endpoint there until
-    /// `shutdown`; a taken port is an error naming the flag.
+    /// Binds `address` (a process's `--http-listen`) and serves the endpoint there until
+    /// `shutdown`, for a process whose readiness is that of one `component`: the returned handle
+    /// says when it is ready. A taken port is an error naming the flag.
     pub async fn start(
+        component: &str,
         address: std::net::SocketAddr,
-        readiness: Readiness,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::result::Result<AdminEndpoint, String> {
+    ) -> std::result::Result<(AdminEndpoint, Component), String> {
+        let readiness = Readiness::new();
+        let ready = readiness.component(component);
         let listener =
             TcpListener::bind(address).await.map_err(|e| format!("cannot listen on {address} (--http-listen): {e}"))?;
-        Ok(AdminEndpoint(tokio::spawn(serve(listener, readiness, shutdown))))
+        Ok((AdminEndpoint(tokio::spawn(serve(listener, readiness, shutdown))), ready))
     }
 
     /// Waits for the endpoint to stop (after the shutdown), and says why if it failed.

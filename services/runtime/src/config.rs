@@ -130,6 +130,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Splits `text` after its leading digits and dots.
+/// A group of flags as the binary has it when none of them is given: each flag's default, or
+/// its environment variable when that is set. For code that builds a service without a
+/// command line (tests, fuzzers) and wants its defaults from the one place they are written.
+pub fn flag_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults"));
+    let matches = command.try_get_matches_from(["defaults"]).unwrap_or_else(|e| panic!("the flags' defaults: {e}"));
+    T::from_arg_matches(&matches).unwrap_or_else(|e| panic!("the flags' defaults: {e}"))
+}
+
 fn split_number(text: &str) -> (&str, &str) {
     let end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     text.split_at(end)

@@ -5,8 +5,8 @@
 //! - [`config`] — parsing helpers for flags and environment variables (sizes, durations).
 //! - [`deployment`] — the deployment contract: the environment variables, mount paths and
 //!   file names the operator writes and the services read.
-//! - [`service_flags`] — the flags every mail service shares: its name, health endpoint,
-//!   mailstore, NATS and identity.
+//! - [`service`] — what the mail services share in starting: their common flags (name,
+//!   health endpoint, mailstore, NATS, identity) and the startup error.
 //! - [`telemetry`] — `tracing` setup (text or JSON logs), OpenTelemetry export over OTLP when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 //! - [`propagation`] — W3C trace context in and out of gRPC metadata and NATS / queue headers.
@@ -54,7 +54,7 @@ pub mod pools;
 pub mod propagation;
 pub mod proxy;
 pub mod queue;
-pub mod service_flags;
+pub mod service;
 pub mod shutdown;
 pub mod spool;
 pub mod telemetry;

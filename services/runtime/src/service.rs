@@ -1,7 +1,8 @@
-//! The flags every mail service shares (smtp-ingress, delivery-queue, imap-frontend): the name
-//! it answers to, where its health and metrics are served, how it reaches the mailstore, NATS,
-//! and its identity between the services. Each service's configuration flattens them in, so a
-//! flag means the same everywhere and the operator sets it once for all.
+//! What the mail services (smtp-ingress, delivery-queue, imap-frontend) share in starting:
+//! [`ServiceFlags`], the flags for the name each answers to, where its health and metrics are
+//! served, how it reaches the mailstore, NATS, and its identity between the services (each
+//! service's configuration flattens them in, so a flag means the same everywhere and the
+//! operator sets it once for all); and [`StartupError`], why one could not start.
 
 use std::net::SocketAddr;
 
@@ -11,6 +12,7 @@ use crate::deployment::env;
 use crate::identity::{IdentityFlags, Role};
 use crate::nats::{NatsAccess, NatsFlags};
 use crate::shutdown::Shutdown;
+use crate::tls::TlsError;
 
 /// Where `/healthz`, `/readyz` and `/metrics` are served unless told otherwise.
 pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:9090";
@@ -44,4 +46,14 @@ impl ServiceFlags {
     pub fn nats_access(&self, role: Role) -> Result<NatsAccess, String> {
         self.nats.access(role).map_err(|e| e.to_string())
     }
+}
+
+/// Why a mail service could not start: a port is taken, or NATS, the mailstore's address or
+/// the certificates are unusable. The message names the flag to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Startup(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
