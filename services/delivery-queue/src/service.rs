@@ -41,6 +41,7 @@ pub struct DeliveryQueue {
 }
 
 impl DeliveryQueue {
+    /// The service on `transports`, delivering as `settings` say.
     pub fn new(settings: ServiceSettings, transports: Transports) -> DeliveryQueue {
         let Transports { queue, spool, mailstore, outbound } = transports;
         let mailstore = mailstore_client(mailstore);

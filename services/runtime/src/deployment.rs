@@ -30,7 +30,7 @@ pub mod env {
     pub const TLS_DIR: &str = "KUBEMAIL_TLS_DIR";
     /// `--dkim-dir`: the domains' DKIM keys ([`super::mount::DKIM_DIR`]).
     pub const DKIM_DIR: &str = "KUBEMAIL_DKIM_DIR";
-    /// `--mx-overrides`: `DOMAIN=HOST:PORT`, comma-separated.
+    /// `--mx-override`: `DOMAIN=HOST:PORT`, comma-separated.
     pub const MX_OVERRIDES: &str = "KUBEMAIL_MX_OVERRIDES";
     /// `--max-message-size`, in bytes.
     pub const MAX_MESSAGE_SIZE: &str = "KUBEMAIL_MAX_MESSAGE_SIZE";
