@@ -1,6 +1,7 @@
 //! Changes made elsewhere reach a session: a delivery, another session's STORE and EXPUNGE, told
 //! at once during IDLE and with the next command otherwise — but EXPUNGE never while a FETCH,
-//! STORE or SEARCH is answered. IDLE keeps NAT boxes awake and ends on DONE or at shutdown.
+//! STORE or SEARCH is answered, and nothing after the BYE of LOGOUT. IDLE keeps NAT boxes awake
+//! and ends on DONE or at shutdown.
 
 mod common;
 
@@ -65,6 +66,25 @@ async fn changes_come_with_the_next_command_but_expunge_waits_for_one_that_allow
     assert_eq!(noop, ["* 2 EXPUNGE"]);
     let left = watcher.command("u UID FETCH 1:* UID").await.expect_ok();
     assert_eq!(left, ["* 1 FETCH (UID 1)", "* 2 FETCH (UID 3)", "* 3 FETCH (UID 4)"]);
+}
+
+#[tokio::test]
+async fn nothing_but_the_tagged_ok_follows_the_bye_of_logout() {
+    let f = Fixture::start().await;
+    f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    // Changes the session has not told yet when the client leaves.
+    f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    other.command("a STORE 1 +FLAGS (\\Flagged)").await.expect_ok();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let bye = client.command("l LOGOUT").await;
+    assert_eq!(bye.untagged, ["* BYE Logging out"], "RFC 9051 §6.1.3: BYE, then the tagged OK");
+    assert_eq!(bye.tagged, "l OK LOGOUT completed");
+    assert!(client.rest_until_closed().await.is_empty(), "closed after LOGOUT");
 }
 
 #[tokio::test]

@@ -232,6 +232,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             (_, CommandBody::Noop) => self.ok(&tag, "NOOP completed"),
             (_, CommandBody::Logout) => {
+                // Only the tagged OK may follow the BYE (RFC 9051 §6.1.3): changes not yet
+                // reported are of no use to a client that is leaving, so the mailbox is left
+                // without them.
+                self.selected = None;
                 self.bye(None, "Logging out");
                 self.ok(&tag, "LOGOUT completed");
                 return Flow::Close;
