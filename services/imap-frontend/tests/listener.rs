@@ -1,27 +1,36 @@
 //! The IMAP listener over real loopback sockets: the per-address connection cap and rate,
-//! which a flood of connections from one address runs into while others are still served.
+//! which a flood of connections from one address runs into while others are still served, and
+//! which on the implicit-TLS port is said over TLS.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::{Client, Fixture};
+use common::{Client, Fixture, HOSTNAME};
 use kubemail_imap_frontend::server::{self, Admission, Listeners};
 use kubemail_runtime::limits::{ConnectionLimits, ConnectionTracker};
+use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-/// Serves the fixture's sessions on loopback port 143's stand-in; returns its address.
-async fn serve(f: &Fixture, limits: ConnectionLimits) -> SocketAddr {
+/// Serves the fixture's sessions on loopback stand-ins of ports 143 and 993; returns their
+/// addresses.
+async fn serve_both(f: &Fixture, limits: ConnectionLimits) -> (SocketAddr, SocketAddr) {
     let imap = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = imap.local_addr().unwrap();
+    let imaps = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addresses = (imap.local_addr().unwrap(), imaps.local_addr().unwrap());
     let admission = Arc::new(Admission::new(ConnectionTracker::new(limits), Vec::new()));
     tokio::spawn(server::serve(
-        Listeners { imap, imaps: None, pop3: None, pop3s: None },
+        Listeners { imap, imaps: Some(imaps), pop3: None, pop3s: None },
         f.services.clone(),
         admission,
     ));
-    address
+    addresses
+}
+
+/// The port 143 stand-in of [`serve_both`].
+async fn serve(f: &Fixture, limits: ConnectionLimits) -> SocketAddr {
+    serve_both(f, limits).await.0
 }
 
 async fn connect(address: SocketAddr) -> Client<TcpStream> {
@@ -64,4 +73,24 @@ async fn new_connections_from_one_address_are_rate_limited() {
     }
     let mut over = connect(imap).await;
     assert_eq!(over.rest_until_closed().await, ["* BYE [UNAVAILABLE] Connecting too often, try again later"]);
+}
+
+#[tokio::test]
+async fn on_the_tls_port_a_refused_client_hears_why_over_tls() {
+    let f = Fixture::start().await;
+    let (_, imaps) = serve_both(&f, ConnectionLimits { per_ip: 1, per_ip_per_minute: 0 }).await;
+    let tls = |stream| {
+        let name = ServerName::try_from(HOSTNAME.to_string()).unwrap();
+        f.tls_connector().connect(name, stream)
+    };
+    let mut within = Client::new(tls(TcpStream::connect(imaps).await.unwrap()).await.expect("TLS handshake"));
+    assert!(within.line().await.unwrap().starts_with("* OK"));
+    // Nothing is written before the handshake: the client reads the refusal as IMAP, in TLS.
+    let over = tls(TcpStream::connect(imaps).await.unwrap()).await.expect("the refused client's handshake");
+    let mut over = Client::new(over);
+    assert_eq!(
+        over.rest_until_closed().await,
+        ["* BYE [UNAVAILABLE] Too many connections from your address, try again later"]
+    );
+    within.command("a NOOP").await.expect_ok();
 }

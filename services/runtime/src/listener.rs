@@ -190,31 +190,48 @@ where
         Err(refusal) => {
             let name = format!("kubemail_{}_connections_refused_total", service.protocol);
             metrics::counter!(name, "listener" => service.listener).increment(1);
-            let _ = stream.write_all((service.refusal)(refusal)).await;
+            // On an implicit-TLS port the refusal goes over TLS too: a client reads whatever
+            // comes before the handshake as a protocol error, not as "try again later".
+            if let Some(mut connection) = secure(stream, service, admission, client_ip).await {
+                let _ = connection.write_all((service.refusal)(refusal)).await;
+                let _ = connection.shutdown().await;
+            }
             return;
         }
     };
     let name = format!("kubemail_{}_connections_total", service.protocol);
     metrics::counter!(name, "listener" => service.listener).increment(1);
     let _open = OpenConnection::count(service.protocol, service.listener);
-    let connection = match service.implicit_tls.as_ref().map(ServerTls::acceptor) {
+    if let Some(connection) = secure(stream, service, admission, client_ip).await {
+        (service.serve)(connection, client_ip).await;
+    }
+}
+
+/// The connection as the session sees it: on an implicit-TLS port, after the handshake;
+/// `None` when there is no certificate yet or the handshake fails or takes too long.
+async fn secure<F>(
+    stream: TcpStream,
+    service: &Service<F>,
+    admission: &Admission,
+    client_ip: IpAddr,
+) -> Option<Connection<TcpStream>> {
+    match service.implicit_tls.as_ref().map(ServerTls::acceptor) {
         Some(None) => {
             tracing::debug!(client = %client_ip, "implicit-TLS connection closed: no certificate yet");
-            return;
+            None
         }
         Some(Some(acceptor)) => {
             match tokio::time::timeout(admission.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => Connection::Tls(Box::new(tls)),
+                Ok(Ok(tls)) => Some(Connection::Tls(Box::new(tls))),
                 Ok(Err(error)) => {
                     tracing::debug!(client = %client_ip, %error, "TLS handshake failed");
-                    return;
+                    None
                 }
-                Err(_) => return,
+                Err(_) => None,
             }
         }
-        None => Connection::Plain(stream),
-    };
-    (service.serve)(connection, client_ip).await;
+        None => Some(Connection::Plain(stream)),
+    }
 }
 
 /// Counts a connection in `kubemail_<protocol>_connections_open{listener}` while it lives.
