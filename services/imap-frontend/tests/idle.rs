@@ -69,6 +69,35 @@ async fn changes_come_with_the_next_command_but_expunge_waits_for_one_that_allow
 }
 
 #[tokio::test]
+async fn new_messages_are_fetched_and_searched_with_the_flags_they_were_stored_with() {
+    let f = Fixture::start().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    // Its own APPEND, with flags.
+    client.command("a APPEND INBOX (\\Seen $Work) {8+}\r\nHello.\r\n").await.expect_ok();
+    // A COPY from another session, of a message flagged elsewhere.
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("c CREATE Archive").await.expect_ok();
+    other.command("d APPEND Archive (\\Flagged) {8+}\r\nHello.\r\n").await.expect_ok();
+    other.command("e SELECT Archive").await.expect_ok();
+    other.command("f COPY 1 INBOX").await.expect_ok();
+    // And a delivery, which has none.
+    f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let fetched = client.command("g FETCH 1:* (UID FLAGS)").await.expect_ok();
+    let flags: Vec<&String> = fetched.iter().filter(|line| line.contains("FETCH")).collect();
+    assert_eq!(
+        flags,
+        ["* 1 FETCH (UID 1 FLAGS (\\Seen $Work))", "* 2 FETCH (UID 2 FLAGS (\\Flagged))", "* 3 FETCH (UID 3 FLAGS ())"],
+        "{fetched:?}"
+    );
+    assert_eq!(client.command("h SEARCH KEYWORD $Work").await.expect_ok(), ["* SEARCH 1"]);
+    assert_eq!(client.command("i SEARCH UNSEEN").await.expect_ok(), ["* SEARCH 2 3"]);
+    assert_eq!(client.command("j SEARCH FLAGGED").await.expect_ok(), ["* SEARCH 2"]);
+}
+
+#[tokio::test]
 async fn nothing_but_the_tagged_ok_follows_the_bye_of_logout() {
     let f = Fixture::start().await;
     f.mailstore.deliver("alice@example.org", MESSAGE).await;

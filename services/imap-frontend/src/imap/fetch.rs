@@ -90,6 +90,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // Changes that arrived are applied first: the snapshot answers UID and FLAGS, and
         // knows what was expunged meanwhile.
         self.report_changes();
+        self.read_new_flags().await;
         let Some(mut messages) = self.selected_messages(tag, set, uid, false) else { return };
         let Modifiers { changed_since, vanished } = Modifiers::new(modifiers);
         if vanished && !self.report_vanished(tag, set, uid, changed_since).await {

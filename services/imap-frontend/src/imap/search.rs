@@ -53,6 +53,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.respond(Some(tag), Status::No, Some("BADCHARSET (UTF-8 US-ASCII)"), "Unsupported charset");
             return;
         }
+        self.read_new_flags().await;
         let Some(selection) = &self.selected else { return };
         let key = SearchKey::And(criteria.to_vec().try_into().expect("SEARCH has at least one key"));
         if let Err(reason) = check_sets(&key, selection) {

@@ -59,6 +59,9 @@ pub(super) struct Selection {
     vanished: bool,
     /// Changes from elsewhere, subscribed to before the snapshot was taken.
     pub updates: Updates,
+    /// Messages that arrived by event, which names only their UIDs: their flags (APPEND and
+    /// COPY store some) are read before anything answers with them.
+    pub flags_unread: Vec<u32>,
 }
 
 impl Selection {
@@ -83,11 +86,13 @@ impl Selection {
             keywords: snapshot.keywords.clone(),
             vanished,
             updates,
+            flags_unread: Vec::new(),
         }
     }
 
-    /// Adds a message that arrived since the snapshot, without flags.
+    /// Adds a message that arrived since the snapshot; its flags are still to be read.
     pub fn add(&mut self, uid: u32) {
+        self.flags_unread.push(uid);
         self.uids.push(uid);
         self.flags.push(0);
         self.keyword_ids.push(KeywordLists::NONE);

@@ -130,6 +130,33 @@ impl Selection {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Reads the flags of the messages that arrived by event, so that FETCH FLAGS and SEARCH
+    /// answer with the flags they were stored with. Should the mailstore not answer, they are
+    /// read again before the next command that needs them.
+    pub(super) async fn read_new_flags(&mut self) {
+        let Some(selection) = &mut self.selected else { return };
+        if selection.flags_unread.is_empty() {
+            return;
+        }
+        let (uids, mailbox_id) = (std::mem::take(&mut selection.flags_unread), selection.mailbox_id);
+        let read = self.fetch_meta(self.account_id(), mailbox_id, &uids, 0).await;
+        let Some(selection) = &mut self.selected else { return };
+        match read {
+            Ok(metas) => {
+                for (uid, meta) in metas {
+                    if let Ok(index) = selection.uids.binary_search(&uid) {
+                        let flags = meta.flags.unwrap_or_default();
+                        selection.set_flags(index, flags.system, &flags.keywords);
+                    }
+                }
+            }
+            Err(status) => {
+                tracing::warn!(%status, "the flags of new messages were not read");
+                selection.flags_unread = uids;
+            }
+        }
+    }
+
     /// Tells the client what changed in the selected mailbox since it was last told.
     pub(super) fn report_changes(&mut self) {
         let (expunges_allowed, condstore) = (self.expunges_allowed, self.condstore);
