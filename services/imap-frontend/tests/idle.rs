@@ -1,6 +1,7 @@
 //! Changes made elsewhere reach a session: a delivery, another session's STORE and EXPUNGE, told
 //! at once during IDLE and with the next command otherwise — but EXPUNGE never while a FETCH,
-//! STORE or SEARCH is answered, and nothing after the BYE of LOGOUT. IDLE keeps NAT boxes awake
+//! STORE or SEARCH is answered, and nothing after the BYE of LOGOUT. New messages come with
+//! their flags, and a new keyword with FLAGS told again. IDLE keeps NAT boxes awake
 //! and ends on DONE or at shutdown.
 
 mod common;
@@ -95,6 +96,38 @@ async fn new_messages_are_fetched_and_searched_with_the_flags_they_were_stored_w
     assert_eq!(client.command("h SEARCH KEYWORD $Work").await.expect_ok(), ["* SEARCH 1"]);
     assert_eq!(client.command("i SEARCH UNSEEN").await.expect_ok(), ["* SEARCH 2 3"]);
     assert_eq!(client.command("j SEARCH FLAGGED").await.expect_ok(), ["* SEARCH 2"]);
+}
+
+#[tokio::test]
+async fn a_new_keyword_is_told_in_flags_before_a_fetch_names_it() {
+    let f = Fixture::start().await;
+    f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    let selected = client.command("s SELECT INBOX").await.expect_ok();
+    assert!(selected.contains(&"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)".to_string()), "{selected:?}");
+    let flags = "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Brand)";
+    let permanent = "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Brand \\*)] Flags that stay";
+
+    // Set elsewhere: FLAGS first, then the FETCH that names it (RFC 9051 §7.3.5).
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    other.command("a STORE 1 +FLAGS ($Brand)").await.expect_ok();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let told = client.command("n NOOP").await.expect_ok();
+    assert_eq!(told, [flags, permanent, "* 1 FETCH (FLAGS ($Brand))"]);
+    // Told once.
+    other.command("b STORE 1 -FLAGS ($Brand)").await.expect_ok();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(client.command("m NOOP").await.expect_ok(), ["* 1 FETCH (FLAGS ())"]);
+
+    // Set by the session's own STORE, and arriving with an APPEND.
+    let stored = client.command("t STORE 1 +FLAGS ($Todo)").await.expect_ok();
+    assert!(stored[0].starts_with("* FLAGS (") && stored[0].ends_with("$Brand $Todo)"), "{stored:?}");
+    assert_eq!(stored.last().unwrap(), "* 1 FETCH (FLAGS ($Todo))");
+    client.command("a APPEND INBOX ($Work) {8+}\r\nHello.\r\n").await.expect_ok();
+    let fetched = client.command("f FETCH 2 FLAGS").await.expect_ok();
+    assert!(fetched[0].starts_with("* FLAGS (") && fetched[0].ends_with("$Todo $Work)"), "{fetched:?}");
+    assert_eq!(fetched.last().unwrap(), "* 2 FETCH (FLAGS ($Work))");
 }
 
 #[tokio::test]

@@ -22,7 +22,15 @@ async fn flags_are_added_removed_and_replaced() {
     let mut client = f.logged_in("alice@example.org").await;
     client.command("s SELECT INBOX").await.expect_ok();
     let added = client.command("a STORE 1 +FLAGS (\\Flagged $Important)").await.expect_ok();
-    assert_eq!(added, ["* 1 FETCH (FLAGS (\\Flagged $Important))"]);
+    // The keyword is new to the mailbox: FLAGS and PERMANENTFLAGS name it first.
+    assert_eq!(
+        added,
+        [
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important \\*)] Flags that stay",
+            "* 1 FETCH (FLAGS (\\Flagged $Important))"
+        ]
+    );
     let silent = client.command("b STORE 1:2 +FLAGS.SILENT (\\Seen)").await.expect_ok();
     assert!(silent.is_empty(), "{silent:?}");
     let removed = client.command("c STORE 1 -FLAGS (\\Flagged)").await.expect_ok();

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::messages::written_uid_ranges;
-use super::selection::{SYSTEM_FLAGS, Selection, flag_list};
+use super::selection::Selection;
 use super::updates::Updates;
 use crate::response::Status;
 use crate::snapshots::{self, Snapshot};
@@ -69,7 +69,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             resync = Some(missed);
         }
         let selection = Selection::new(&mailbox, &snapshot, read_only, self.qresync, Updates::new(events));
-        let mut lines = self.mailbox_state(&selection, &snapshot, &name, read_only);
+        let mut lines = self.mailbox_state(&selection, &name);
         if let Some(resync) = resync {
             lines.push_str(&resync_responses(&selection, &snapshot, resync));
         }
@@ -163,16 +163,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// The untagged responses that describe the newly selected mailbox (RFC 9051 §6.3.2):
     /// EXISTS, FLAGS, PERMANENTFLAGS, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, and LIST for an
     /// IMAP4rev2 client or RECENT and UNSEEN for an IMAP4rev1 one.
-    fn mailbox_state(&self, selection: &Selection, snapshot: &Snapshot, name: &str, read_only: bool) -> String {
-        let mailbox_keywords = snapshot.mailbox_keywords().join(" ");
-        let every_system_flag = SYSTEM_FLAGS.iter().fold(0, |bits, (bit, _)| bits | *bit as u32);
-        let flags = flag_list(every_system_flag, &[]);
-        let keywords = if mailbox_keywords.is_empty() { String::new() } else { format!(" {mailbox_keywords}") };
+    fn mailbox_state(&self, selection: &Selection, name: &str) -> String {
         let mut lines = format!("* {} EXISTS\r\n", selection.uids.len());
-        lines.push_str(&format!("* FLAGS ({flags}{keywords})\r\n"));
-        // Read-write sessions may set any flag and make up keywords; read-only ones none.
-        let permanent = if read_only { String::new() } else { format!("{flags}{keywords} \\*") };
-        lines.push_str(&format!("* OK [PERMANENTFLAGS ({permanent})] Flags that stay\r\n"));
+        lines.push_str(&selection.flags_responses());
         lines.push_str(&format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", selection.uidvalidity));
         lines.push_str(&format!("* OK [UIDNEXT {}] Predicted next UID\r\n", selection.uidnext));
         lines.push_str(&format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", selection.highest_modseq));

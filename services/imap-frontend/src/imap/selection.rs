@@ -62,6 +62,11 @@ pub(super) struct Selection {
     /// Messages that arrived by event, which names only their UIDs: their flags (APPEND and
     /// COPY store some) are read before anything answers with them.
     pub flags_unread: Vec<u32>,
+    /// The keywords FLAGS and PERMANENTFLAGS have named to the client, in the order they were
+    /// first seen.
+    announced_keywords: Vec<String>,
+    /// Whether a message now has a keyword they do not name yet.
+    keywords_grew: bool,
 }
 
 impl Selection {
@@ -87,6 +92,27 @@ impl Selection {
             vanished,
             updates,
             flags_unread: Vec::new(),
+            announced_keywords: snapshot.mailbox_keywords().into_iter().map(str::to_string).collect(),
+            keywords_grew: false,
+        }
+    }
+
+    /// FLAGS and PERMANENTFLAGS (RFC 9051 §7.3.5, §7.1): every system flag and the keywords in
+    /// the mailbox; read-write sessions may also make up keywords, read-only ones set nothing.
+    pub fn flags_responses(&self) -> String {
+        let every_system_flag = SYSTEM_FLAGS.iter().fold(0, |bits, (bit, _)| bits | *bit as u32);
+        let flags = flag_list(every_system_flag, &[]);
+        let keywords: String = self.announced_keywords.iter().map(|keyword| format!(" {keyword}")).collect();
+        let permanent = if self.read_only { String::new() } else { format!("{flags}{keywords} \\*") };
+        format!("* FLAGS ({flags}{keywords})\r\n* OK [PERMANENTFLAGS ({permanent})] Flags that stay\r\n")
+    }
+
+    /// FLAGS and PERMANENTFLAGS again when a keyword appeared since they were told: a client
+    /// learns of the new keyword before a FETCH that names it.
+    pub fn take_flags_update(&mut self) -> String {
+        match std::mem::take(&mut self.keywords_grew) {
+            true => self.flags_responses(),
+            false => String::new(),
         }
     }
 
@@ -141,6 +167,12 @@ impl Selection {
     /// Records the flags of the message at `index` as the client was told them; whether they
     /// differ from what it knew.
     pub fn set_flags(&mut self, index: usize, system: u32, keywords: &[String]) -> bool {
+        for keyword in keywords {
+            if !self.announced_keywords.iter().any(|known| known.eq_ignore_ascii_case(keyword)) {
+                self.announced_keywords.push(keyword.clone());
+                self.keywords_grew = true;
+            }
+        }
         let keyword_id = self.keywords.intern(&keywords.join(" "));
         let changed = self.flags[index] != system || self.keyword_ids[index] != keyword_id;
         self.flags[index] = system;

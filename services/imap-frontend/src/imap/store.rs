@@ -104,6 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 lines.push_str(&flags_response(index + 1, meta, uid, answer, condstore));
             }
         }
+        let lines = selection.take_flags_update() + &lines;
         let failed: Vec<u32> = match uid {
             true => modified.clone(),
             false => {

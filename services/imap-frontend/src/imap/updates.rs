@@ -131,8 +131,9 @@ impl Selection {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Reads the flags of the messages that arrived by event, so that FETCH FLAGS and SEARCH
-    /// answer with the flags they were stored with. Should the mailstore not answer, they are
-    /// read again before the next command that needs them.
+    /// answer with the flags they were stored with (and FLAGS is told again first when they
+    /// bring a new keyword). Should the mailstore not answer, they are read again before the
+    /// next command that needs them.
     pub(super) async fn read_new_flags(&mut self) {
         let Some(selection) = &mut self.selected else { return };
         if selection.flags_unread.is_empty() {
@@ -149,6 +150,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         selection.set_flags(index, flags.system, &flags.keywords);
                     }
                 }
+                let update = selection.take_flags_update();
+                self.io.write(update.as_bytes());
             }
             Err(status) => {
                 tracing::warn!(%status, "the flags of new messages were not read");
@@ -169,6 +172,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if expunges_allowed {
             lines.push_str(&selection.take_expunges());
         }
+        let lines = selection.take_flags_update() + &lines;
         self.io.write(lines.as_bytes());
     }
 }
