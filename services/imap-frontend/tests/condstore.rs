@@ -1,7 +1,7 @@
 //! CONDSTORE (RFC 7162 §3.1): every change to a message's flags raises its MODSEQ; a client
 //! asks for what changed since a MODSEQ it knows (FETCH CHANGEDSINCE, SEARCH MODSEQ), stores
 //! only if nobody changed the message meanwhile (STORE UNCHANGEDSINCE), and once CONDSTORE is
-//! on hears the MODSEQ with every flag change, its own and others'.
+//! on hears the MODSEQ with every flag change, its own and others', never going back.
 //!
 //! QRESYNC (RFC 7162 §3.2): a client that knew a mailbox at some MODSEQ resynchronises in its
 //! SELECT, hearing the UIDs expunged since (VANISHED (EARLIER)) and the messages changed since;
@@ -280,4 +280,31 @@ async fn a_modseq_told_past_a_held_back_expunge_comes_with_a_lower_highestmodseq
     assert!(stored[0].starts_with("* 2 FETCH (FLAGS (\\Flagged \\Seen) MODSEQ ("), "{stored:?}");
     assert!(number_after(&stored[1], "HIGHESTMODSEQ") < expunge_modseq, "{stored:?}");
     assert_eq!(client.command("n NOOP").await.expect_ok(), ["* VANISHED 1"]);
+}
+
+#[tokio::test]
+async fn flags_and_modseqs_never_go_back_when_older_changes_arrive_after_newer_ones() {
+    let f = with_messages(1).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("e ENABLE CONDSTORE").await.expect_ok();
+    client.command("s SELECT INBOX").await.expect_ok();
+    // Another session's change, whose event waits for the client's next command.
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    other.command("a STORE 1 +FLAGS (\\Flagged)").await.expect_ok();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The client's own STORE comes after it: the mailstore answers with both flags and a
+    // higher MODSEQ, and the older event may not take either back.
+    let stored = client.command("b STORE 1 +FLAGS (\\Seen)").await.expect_ok();
+    let mut last_modseq = 0;
+    for line in &stored {
+        let modseq = number_after(line, "MODSEQ");
+        assert!(modseq >= last_modseq, "MODSEQ went back to {modseq} after {last_modseq}: {stored:?}");
+        last_modseq = modseq;
+    }
+    assert!(stored.last().unwrap().contains("FLAGS (\\Flagged \\Seen)"), "{stored:?}");
+    let fetched = client.command("f FETCH 1 (FLAGS MODSEQ)").await.expect_ok();
+    assert_eq!(fetched, [format!("* 1 FETCH (FLAGS (\\Flagged \\Seen) MODSEQ ({last_modseq}))")]);
+    assert!(client.command("n NOOP").await.expect_ok().is_empty(), "nothing older is told later");
 }

@@ -54,6 +54,10 @@ pub(super) struct Selection {
     pub flags: Vec<u32>,
     /// Keyword lists, parallel to `uids`, numbered in `keywords`.
     keyword_ids: Vec<u32>,
+    /// The MODSEQ of the flags known for each message, parallel to `uids` (0: not known yet):
+    /// a change that arrives after a newer one is stale and left out, so neither the flags nor
+    /// the MODSEQ a client hears ever go back (RFC 7162 §3.1).
+    modseqs: Vec<u64>,
     keywords: KeywordLists,
     /// Expunged messages are reported as `VANISHED` UIDs (QRESYNC was enabled).
     vanished: bool,
@@ -88,6 +92,7 @@ impl Selection {
             uids: snapshot.uids.clone(),
             flags: snapshot.flags.clone(),
             keyword_ids: snapshot.keyword_ids.clone(),
+            modseqs: snapshot.modseqs.clone(),
             keywords: snapshot.keywords.clone(),
             vanished,
             updates,
@@ -120,6 +125,7 @@ impl Selection {
     pub fn add(&mut self, uid: u32) {
         self.flags_unread.push(uid);
         self.uids.push(uid);
+        self.modseqs.push(0);
         self.flags.push(0);
         self.keyword_ids.push(KeywordLists::NONE);
     }
@@ -164,9 +170,13 @@ impl Selection {
         Ok(numbers.into_iter().map(|number| (number, self.uids[number as usize - 1])).collect())
     }
 
-    /// Records the flags of the message at `index` as the client was told them; whether they
-    /// differ from what it knew.
-    pub fn set_flags(&mut self, index: usize, system: u32, keywords: &[String]) -> bool {
+    /// Records the flags of the message at `index` as of `modseq`, as the client was told them;
+    /// whether they differ from what it knew. Flags older than those known are left out.
+    pub fn set_flags(&mut self, index: usize, system: u32, keywords: &[String], modseq: u64) -> bool {
+        if modseq <= self.modseqs[index] {
+            return false;
+        }
+        self.modseqs[index] = modseq;
         for keyword in keywords {
             if !self.announced_keywords.iter().any(|known| known.eq_ignore_ascii_case(keyword)) {
                 self.announced_keywords.push(keyword.clone());
@@ -212,6 +222,7 @@ impl Selection {
                 self.uids.remove(index);
                 self.flags.remove(index);
                 self.keyword_ids.remove(index);
+                self.modseqs.remove(index);
                 match self.vanished {
                     true => gone.push(*uid),
                     false => lines.push_str(&format!("* {} EXPUNGE\r\n", index + 1)),

@@ -98,7 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         for meta in &reported {
             let Some(index) = selection.uids.binary_search(&meta.uid).ok() else { continue };
             let flags = meta.flags.clone().unwrap_or_default();
-            selection.set_flags(index, flags.system, &flags.keywords);
+            selection.set_flags(index, flags.system, &flags.keywords, meta.modseq);
             // With CONDSTORE even a silent STORE tells the new MODSEQ (RFC 7162 §3.1.3).
             if answer || condstore {
                 lines.push_str(&flags_response(index + 1, meta, uid, answer, condstore));

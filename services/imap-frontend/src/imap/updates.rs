@@ -88,7 +88,7 @@ impl Selection {
                     let Ok(index) = self.uids.binary_search(uid) else { continue };
                     let keywords: Vec<String> = keywords.split_whitespace().map(str::to_string).collect();
                     // This session's own STORE was told already, with the same flags.
-                    if self.set_flags(index, *system, &keywords) {
+                    if self.set_flags(index, *system, &keywords, modseq) {
                         let flags = flag_list(*system, &keywords);
                         let modseq = if condstore { format!(" MODSEQ ({modseq})") } else { String::new() };
                         lines.push_str(&format!("* {} FETCH (FLAGS ({flags}){modseq})\r\n", index + 1));
@@ -147,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 for (uid, meta) in metas {
                     if let Ok(index) = selection.uids.binary_search(&uid) {
                         let flags = meta.flags.unwrap_or_default();
-                        selection.set_flags(index, flags.system, &flags.keywords);
+                        selection.set_flags(index, flags.system, &flags.keywords, meta.modseq);
                     }
                 }
                 let update = selection.take_flags_update();
