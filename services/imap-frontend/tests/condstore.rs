@@ -55,7 +55,9 @@ async fn fetch_changedsince_returns_only_what_changed() {
     let mut client = f.logged_in("alice@example.org").await;
     client.command("s SELECT INBOX").await.expect_ok();
     let before = client.command("f FETCH 1:* (MODSEQ)").await.expect_ok();
-    assert_eq!(before.len(), 3, "{before:?}");
+    // The first command to turn CONDSTORE on tells the HIGHESTMODSEQ, then the messages.
+    assert!(before[0].starts_with("* OK [HIGHESTMODSEQ "), "{before:?}");
+    assert_eq!(before.len(), 4, "{before:?}");
     let known = before.iter().map(|line| number_after(line, "MODSEQ")).max().unwrap();
 
     // FETCH MODSEQ turned CONDSTORE on: STORE answers carry the new MODSEQ.
@@ -307,4 +309,46 @@ async fn flags_and_modseqs_never_go_back_when_older_changes_arrive_after_newer_o
     let fetched = client.command("f FETCH 1 (FLAGS MODSEQ)").await.expect_ok();
     assert_eq!(fetched, [format!("* 1 FETCH (FLAGS (\\Flagged \\Seen) MODSEQ ({last_modseq}))")]);
     assert!(client.command("n NOOP").await.expect_ok().is_empty(), "nothing older is told later");
+}
+
+#[tokio::test]
+async fn the_first_command_that_turns_condstore_on_in_a_mailbox_tells_its_highestmodseq() {
+    let f = with_messages(2).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    let selected = client.command("s SELECT INBOX").await.expect_ok();
+    let (_, highest) = announced(&selected);
+    let fetched = client.command("f FETCH 1 (MODSEQ)").await.expect_ok();
+    assert_eq!(fetched[0], format!("* OK [HIGHESTMODSEQ {highest}] Highest"), "{fetched:?}");
+    let again = client.command("g FETCH 2 (MODSEQ)").await.expect_ok();
+    assert_eq!(again.len(), 1, "told once: {again:?}");
+    // ENABLE in the selected state does the same.
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("s SELECT INBOX").await.expect_ok();
+    let enabled = other.command("e ENABLE CONDSTORE").await.expect_ok();
+    assert_eq!(enabled, [format!("* OK [HIGHESTMODSEQ {highest}] Highest"), "* ENABLED CONDSTORE".to_string()]);
+}
+
+#[tokio::test]
+async fn esearch_min_and_max_tell_the_modseq_of_the_messages_they_return() {
+    let f = with_messages(3).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("e ENABLE CONDSTORE").await.expect_ok();
+    client.command("s SELECT INBOX").await.expect_ok();
+    let mut modseq = Vec::new();
+    for number in [1, 3, 2] {
+        let stored = client.command(&format!("a STORE {number} +FLAGS (\\Flagged)")).await.expect_ok();
+        modseq.push(number_after(&stored[0], "MODSEQ"));
+    }
+    let (first, third, second) = (modseq[0], modseq[1], modseq[2]);
+    assert!(first < third && third < second, "{modseq:?}");
+    for (returns, expected) in [
+        ("MIN", format!("MIN 1 MODSEQ {first}")),
+        ("MAX", format!("MAX 3 MODSEQ {third}")),
+        ("MIN MAX", format!("MIN 1 MAX 3 MODSEQ {third}")),
+        ("COUNT", format!("COUNT 3 MODSEQ {second}")),
+        ("ALL", format!("ALL 1:3 MODSEQ {second}")),
+    ] {
+        let answer = client.command(&format!("r SEARCH RETURN ({returns}) MODSEQ 1")).await.expect_ok();
+        assert_eq!(answer, [format!("* ESEARCH (TAG \"r\") {expected}")], "RETURN ({returns})");
+    }
 }

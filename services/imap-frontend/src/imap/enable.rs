@@ -1,6 +1,7 @@
 //! ENABLE (RFC 9051 §6.3.1, RFC 5161): UTF8=ACCEPT (RFC 6855), IMAP4rev2, CONDSTORE and
 //! QRESYNC (RFC 7162). What a client enables lasts for its session; `* ENABLED` names only
-//! what the command turned on.
+//! what the command turned on. CONDSTORE is also turned on by the other commands that use it
+//! (RFC 7162 §3.1), all through [`Session::enable_condstore`].
 
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
@@ -10,6 +11,20 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Turns CONDSTORE on for the session. The first command that does so while a mailbox is
+    /// selected also tells its HIGHESTMODSEQ, which the client had no reason to note at SELECT
+    /// (RFC 7162 §3.1): the lower one while expunges are held back.
+    pub(super) fn enable_condstore(&mut self) {
+        if std::mem::replace(&mut self.condstore, true) {
+            return;
+        }
+        let Some(selection) = &self.selected else { return };
+        let line = selection
+            .held_back_highest_modseq()
+            .unwrap_or_else(|| format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", selection.highest_modseq));
+        self.io.write(line.as_bytes());
+    }
+
     pub(super) fn enable(&mut self, tag: &Tag<'_>, capabilities: &[CapabilityEnable<'_>]) {
         let mut enabled = Vec::new();
         for capability in capabilities {
@@ -27,7 +42,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     enabled.push("IMAP4rev2");
                 }
                 CapabilityEnable::CondStore if !self.condstore => {
-                    self.condstore = true;
+                    self.enable_condstore();
                     enabled.push("CONDSTORE");
                 }
                 // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
@@ -35,7 +50,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     if capability.to_string().eq_ignore_ascii_case("QRESYNC") && !self.qresync =>
                 {
                     self.qresync = true;
-                    self.condstore = true;
+                    self.enable_condstore();
                     enabled.push("QRESYNC");
                 }
                 _ => {}

@@ -168,7 +168,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ.
             request.items.push(MessageDataItemName::ModSeq);
         }
-        self.condstore |= request.items.contains(&MessageDataItemName::ModSeq);
+        if request.items.contains(&MessageDataItemName::ModSeq) {
+            self.enable_condstore();
+        }
         if self.condstore && request.marks_seen && !request.items.contains(&MessageDataItemName::ModSeq) {
             // The \Seen set here changes the MODSEQ, reported with the flags.
             request.items.push(MessageDataItemName::ModSeq);

@@ -114,10 +114,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         // A search on MODSEQ turns CONDSTORE on and tells the highest MODSEQ of the messages
-        // found (RFC 7162 §3.1.5).
+        // it returns (RFC 7162 §3.1.5): those found, or with only MIN and MAX asked for, those.
         let by_modseq = needs(&key, &|key| matches!(key, SearchKey::ModSequence { .. }));
-        self.condstore |= by_modseq;
-        let highest_modseq = found.iter().filter_map(|(_, uid)| meta.get(uid)).map(|meta| meta.modseq).max();
+        if by_modseq {
+            self.enable_condstore();
+        }
+        let returned: Vec<&(u32, u32)> = match returns {
+            Some(asked) if !asked.all && !asked.count => {
+                [asked.min.then(|| found.first()), asked.max.then(|| found.last())]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .collect()
+            }
+            _ => found.iter().collect(),
+        };
+        let highest_modseq = returned.iter().filter_map(|(_, uid)| meta.get(uid)).map(|meta| meta.modseq).max();
         let highest_modseq = highest_modseq.filter(|_| by_modseq);
         let found: Vec<u32> =
             found.into_iter().map(|(number, message_uid)| if uid { message_uid } else { number }).collect();

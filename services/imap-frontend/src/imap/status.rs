@@ -46,7 +46,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             })
             .collect();
         // RFC 7162 §3.1: STATUS HIGHESTMODSEQ is one of the commands that turn CONDSTORE on.
-        self.condstore |= condstore;
+        if condstore {
+            self.enable_condstore();
+        }
         values.join(" ")
     }
 }

@@ -35,7 +35,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         let unchanged_since = change.modifiers.iter().map(|StoreModifier::UnchangedSince(modseq)| *modseq).next_back();
-        self.condstore |= unchanged_since.is_some();
+        if unchanged_since.is_some() {
+            self.enable_condstore();
+        }
         let Some(mailbox_id) = self.selected.as_ref().map(|selection| selection.mailbox_id) else { return };
         let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
         let done = if uid { "UID STORE completed" } else { "STORE completed" };
