@@ -1,7 +1,7 @@
 //! SEARCH and UID SEARCH over flags, keywords, sizes, dates, sets and content — addresses,
 //! decoded subjects, any header, bodies and text — combined with NOT, OR and lists; ESEARCH
 //! for IMAP4rev2 clients; a charset we cannot read and a message number that does not exist
-//! refused.
+//! refused. Every occurrence of a repeated field and the name of an address group are searched.
 
 mod common;
 
@@ -106,4 +106,20 @@ async fn search_return_asks_for_min_max_count_or_all() {
     }
     let plain = client.command("h SEARCH FLAGGED").await.expect_ok();
     assert_eq!(plain, ["* SEARCH 3"], "without RETURN an IMAP4rev1 client gets SEARCH");
+}
+
+#[tokio::test]
+async fn a_repeated_header_and_a_group_name_are_searched_too() {
+    let f = Fixture::start().await;
+    let message = "From: bob@example.org\r\nTo: Project Team: alice@example.org, carol@example.org;\r\nX-Label: first\r\nX-Label: second\r\nSubject: plan\r\n\r\nHi.\r\n";
+    f.mailstore.deliver("alice@example.org", message.as_bytes()).await;
+    f.mailstore.deliver("alice@example.org", MESSAGES[0].as_bytes()).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    // Either occurrence of a field that appears twice (RFC 9051 §6.4.4).
+    assert_eq!(client.command("a SEARCH HEADER X-Label first").await.expect_ok(), ["* SEARCH 1"]);
+    assert_eq!(client.command("b SEARCH HEADER X-Label second").await.expect_ok(), ["* SEARCH 1"]);
+    // A group's display name, and the addresses inside it (RFC 5322 §3.4).
+    assert_eq!(client.command("c SEARCH TO \"Project Team\"").await.expect_ok(), ["* SEARCH 1"]);
+    assert_eq!(client.command("d SEARCH TO carol").await.expect_ok(), ["* SEARCH 1"]);
 }

@@ -270,9 +270,9 @@ fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection) 
         SearchKey::Subject(text) => contains(message.content.and_then(Message::subject).unwrap_or(""), text),
         SearchKey::Header(name, text) => message.content.is_some_and(|content| {
             let name = String::from_utf8_lossy(name.as_ref()).into_owned();
-            let value = content.header_raw(name.as_str());
-            // An empty string matches every message that has the field (RFC 9051 §6.4.4).
-            value.is_some_and(|value| contains(value, text))
+            // Any occurrence of a repeated field (Received, Comments) may match, and an empty
+            // string matches every message that has the field (RFC 9051 §6.4.4).
+            content.headers_raw().any(|(field, value)| field.eq_ignore_ascii_case(&name) && contains(value, text))
         }),
         SearchKey::Body(text) => message.content.is_some_and(|content| body_contains(content, text)),
         SearchKey::Text(text) => message.content.is_some_and(|content| {
@@ -304,11 +304,15 @@ fn contains(haystack: &str, needle: &AString<'_>) -> bool {
 
 fn addresses_contain(addresses: Option<&mail_parser::Address<'_>>, text: &AString<'_>) -> bool {
     addresses.is_some_and(|addresses| {
-        addresses.iter().any(|address| {
-            let name = address.name().unwrap_or("");
-            let email = address.address().unwrap_or("");
-            contains(&format!("{name} <{email}>"), text)
-        })
+        // A group's display name (`Team: a@example.org, b@example.org;`, RFC 5322 §3.4) is
+        // part of the field a client searches.
+        let groups = addresses.as_group().unwrap_or_default();
+        groups.iter().any(|group| group.name.as_deref().is_some_and(|name| contains(name, text)))
+            || addresses.iter().any(|address| {
+                let name = address.name().unwrap_or("");
+                let email = address.address().unwrap_or("");
+                contains(&format!("{name} <{email}>"), text)
+            })
     })
 }
 
