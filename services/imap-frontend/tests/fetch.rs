@@ -174,13 +174,7 @@ async fn binary_undoes_the_content_transfer_encoding() {
     assert_eq!(text, ["* 1 FETCH (BINARY[1] {17}\r\nCaf\u{fffd} = soft break BINARY.SIZE[1] 17)"]);
     // Octets with a NUL come as a literal8; without one, as a plain literal.
     client.send(b"b FETCH 1 (BINARY.PEEK[2] BINARY.PEEK[2]<1.2>)\r\n").await;
-    let mut raw = Vec::new();
-    while !raw.ends_with(b"b OK FETCH completed\r\n") {
-        let mut chunk = [0u8; 256];
-        let read = tokio::io::AsyncReadExt::read(&mut client.stream, &mut chunk).await.expect("read");
-        assert!(read > 0, "closed: {raw:?}");
-        raw.extend_from_slice(&chunk[..read]);
-    }
+    let raw = read_until(&mut client, b"b OK FETCH completed\r\n").await;
     let expected: &[u8] = b"* 1 FETCH (BINARY[2] ~{6}\r\n\x00\x01\x02\x03\x04\xff BINARY[2]<1> {2}\r\n\x01\x02)\r\n";
     assert_eq!(&raw[..expected.len()], expected, "{:?}", String::from_utf8_lossy(&raw));
 
@@ -194,4 +188,33 @@ async fn binary_undoes_the_content_transfer_encoding() {
     client.responses("e").await.expect_ok();
     let appended = client.command("f FETCH 2 (RFC822.SIZE BINARY.SIZE[])").await.expect_ok();
     assert_eq!(appended, ["* 2 FETCH (RFC822.SIZE 8 BINARY.SIZE[] 8)"]);
+    // A plain literal may not carry the NUL (RFC 9051 §4.3): BODY[] shows 0x80 in its place.
+    client.send(b"g FETCH 2 BODY.PEEK[]\r\n").await;
+    let raw = read_until(&mut client, b"g OK FETCH completed\r\n").await;
+    assert!(raw.starts_with(b"* 2 FETCH (BODY[] {8}\r\nX: \x80\r\n\r\n)\r\n"), "{:?}", String::from_utf8_lossy(&raw));
+}
+
+/// A quoted-printable line's trailing white space was added on the way, and `=` before it is
+/// still a soft line break (RFC 2045 §6.7).
+#[tokio::test]
+async fn binary_drops_quoted_printable_padding() {
+    let f = Fixture::start().await;
+    let message = "Subject: padded\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\na=20 \t\r\nb= \r\nc=3d\r\n";
+    f.mailstore.deliver("alice@example.org", message.as_bytes()).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s EXAMINE INBOX").await.expect_ok();
+    let text = client.command("a FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])").await.expect_ok();
+    assert_eq!(text, ["* 1 FETCH (BINARY[1] {9}\r\na \r\nbc=\r\n BINARY.SIZE[1] 9)"]);
+}
+
+/// What the client reads up to and including `end`, octet for octet.
+async fn read_until(client: &mut common::Client<impl tokio::io::AsyncRead + Unpin>, end: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    while !raw.ends_with(end) {
+        let mut chunk = [0u8; 256];
+        let read = tokio::io::AsyncReadExt::read(&mut client.stream, &mut chunk).await.expect("read");
+        assert!(read > 0, "closed: {raw:?}");
+        raw.extend_from_slice(&chunk[..read]);
+    }
+    raw
 }

@@ -625,9 +625,14 @@ fn literal8(line: &mut Vec<u8>, name: &str, data: &[u8]) {
     }
 }
 
+/// `name` and `data` as a literal. A literal may not hold NUL (RFC 9051 §4.3), which a message
+/// APPENDed as a literal8 can: each shows as 0x80, octet for octet, so sizes and partial
+/// offsets stay true; BINARY gives the octets as they are.
 fn literal(line: &mut Vec<u8>, name: &str, data: &[u8]) {
     line.extend(format!("{name} {{{}}}\r\n", data.len()).bytes());
+    let start = line.len();
     line.extend_from_slice(data);
+    line[start..].iter_mut().filter(|octet| **octet == 0).for_each(|octet| *octet = 0x80);
 }
 
 /// The field names of a HEADER.FIELDS section as the response repeats them.
