@@ -340,15 +340,23 @@ fn parameters(content_type: Option<&ContentType<'_>>, utf8: bool) -> String {
     }
 }
 
-/// An address list: `((name adl mailbox host) …)`, groups as their start and end markers.
+/// An address list: `((name adl mailbox host) …)`, groups as their start and end markers. An
+/// obsolete source route (`<@relay,@hop:user@host>`, RFC 5322 §4.4) is the adl; a comment
+/// with no address (`group: (nobody);`) is no address at all.
 fn addresses(list: Option<&Address<'_>>, utf8: bool) -> String {
     let Some(list) = list else { return "NIL".to_string() };
     let address = |name: Option<&str>, email: Option<&str>| {
-        let (mailbox, host) = match email.and_then(|email| email.rsplit_once('@')) {
-            Some((mailbox, host)) => (Some(mailbox), Some(host)),
-            None => (email, None),
+        let Some(email) = email else { return String::new() };
+        let (route, email) = match email.strip_prefix('@').and_then(|_| email.split_once(':')) {
+            Some((route, email)) => (Some(route), email),
+            None => (None, email),
         };
-        format!("({} NIL {} {})", phrase(name, utf8), nstring(mailbox, utf8), nstring(host, utf8))
+        let (mailbox, host) = match email.rsplit_once('@') {
+            Some((mailbox, host)) => (Some(mailbox), Some(host)),
+            None => (Some(email), None),
+        };
+        let (name, route) = (phrase(name, utf8), nstring(route, utf8));
+        format!("({name} {route} {} {})", nstring(mailbox, utf8), nstring(host, utf8))
     };
     let mut out = String::new();
     match list {
@@ -507,5 +515,17 @@ mod tests {
         let decoded = decode_quoted_printable(b"Caf=E9 \t\r\nsoft=  \r\nbreak=3d=\r\nend\nlast =\n");
         assert_eq!(decoded, b"Caf\xe9\r\nsoftbreak=end\nlast ");
         assert_eq!(decode_quoted_printable(b"=ZZ =4"), b"=ZZ =4", "malformed is kept");
+    }
+
+    #[test]
+    fn a_group_holds_only_addresses_and_a_source_route_is_the_route() {
+        let message = MessageParser::default()
+            .parse("To: undisclosed-recipients: (nobody);\r\nCc: <@relay.example.net,@hop.example.net:joe@example.org>\r\nSubject: x\r\n\r\nx\r\n")
+            .unwrap();
+        assert_eq!(addresses(message.to(), false), "((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL))");
+        assert_eq!(
+            addresses(message.cc(), false),
+            "((NIL \"@relay.example.net,@hop.example.net\" \"joe\" \"example.org\"))"
+        );
     }
 }

@@ -218,3 +218,18 @@ async fn read_until(client: &mut common::Client<impl tokio::io::AsyncRead + Unpi
     }
     raw
 }
+
+/// A group with only a comment in it has no address, and an obsolete source route is the
+/// address's route (RFC 9051 §7.5.2, RFC 5322 §4.4).
+#[tokio::test]
+async fn envelope_groups_hold_addresses_only_and_routes_are_routes() {
+    let f = Fixture::start().await;
+    let message = "From: joe@example.org\r\nTo: undisclosed-recipients: (nobody);\r\nCc: <@relay.example.net:ann@example.org>\r\nSubject: routed\r\n\r\nHi.\r\n";
+    f.mailstore.deliver("alice@example.org", message.as_bytes()).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s EXAMINE INBOX").await.expect_ok();
+    let envelope = client.command("a FETCH 1 ENVELOPE").await.expect_ok();
+    let to_and_cc = "((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) \
+                     ((NIL \"@relay.example.net\" \"ann\" \"example.org\"))";
+    assert!(envelope[0].contains(to_and_cc), "{envelope:?}");
+}
