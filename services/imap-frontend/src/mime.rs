@@ -84,7 +84,17 @@ pub fn section<'a>(message: &'a Message<'a>, path: &[u32], piece: Piece) -> Opti
             let root = inner.root_part();
             match piece {
                 Piece::Header => raw_octets(inner, root.offset_header, root.offset_body),
-                _ => raw_octets(inner, root.offset_body, root.offset_end),
+                // To the end of the part that holds the message: the epilogue of a multipart
+                // body too, which the encapsulated message's own parts end before. (Unless
+                // the part was transfer-encoded, when only the decoded message has its text.)
+                _ => {
+                    let encapsulated = raw_octets(message, part.offset_body, part.offset_end)?;
+                    let header_size = root.offset_body.checked_sub(root.offset_header)? as usize;
+                    match encapsulated.starts_with(inner.raw_message()) {
+                        true => encapsulated.get(header_size..),
+                        false => raw_octets(inner, root.offset_body, root.offset_end),
+                    }
+                }
             }
         }
     }
@@ -527,5 +537,14 @@ mod tests {
             addresses(message.cc(), false),
             "((NIL \"@relay.example.net,@hop.example.net\" \"joe\" \"example.org\"))"
         );
+    }
+
+    #[test]
+    fn the_text_of_an_encapsulated_multipart_runs_to_its_epilogue() {
+        let inner = "Subject: inner\r\nContent-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\none\r\n--i--\r\nepilogue\r\n";
+        let outer = format!("Subject: outer\r\nContent-Type: message/rfc822\r\n\r\n{inner}");
+        let message = MessageParser::default().parse(outer.as_bytes()).unwrap();
+        let text = section(&message, &[1], Piece::Text).unwrap();
+        assert_eq!(String::from_utf8_lossy(text), "--i\r\n\r\none\r\n--i--\r\nepilogue\r\n");
     }
 }

@@ -233,3 +233,17 @@ async fn envelope_groups_hold_addresses_only_and_routes_are_routes() {
                      ((NIL \"@relay.example.net\" \"ann\" \"example.org\"))";
     assert!(envelope[0].contains(to_and_cc), "{envelope:?}");
 }
+
+/// The TEXT of an encapsulated message runs to the end of its part: a multipart body's epilogue
+/// is part of it (RFC 9051 §6.4.5).
+#[tokio::test]
+async fn the_text_of_a_forwarded_multipart_keeps_its_epilogue() {
+    let f = Fixture::start().await;
+    let inner = "Subject: inner\r\nContent-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\none\r\n--i--\r\nepilogue\r\n";
+    let message = format!("Subject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n{inner}");
+    f.mailstore.deliver("alice@example.org", message.as_bytes()).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s EXAMINE INBOX").await.expect_ok();
+    let text = client.command("a FETCH 1 BODY.PEEK[1.TEXT]").await.expect_ok();
+    assert_eq!(text, ["* 1 FETCH (BODY[1.TEXT] {29}\r\n--i\r\n\r\none\r\n--i--\r\nepilogue\r\n)"]);
+}
