@@ -239,7 +239,8 @@ async fn envelope_groups_hold_addresses_only_and_routes_are_routes() {
 #[tokio::test]
 async fn the_text_of_a_forwarded_multipart_keeps_its_epilogue() {
     let f = Fixture::start().await;
-    let inner = "Subject: inner\r\nContent-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\none\r\n--i--\r\nepilogue\r\n";
+    let inner =
+        "Subject: inner\r\nContent-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\none\r\n--i--\r\nepilogue\r\n";
     let message = format!("Subject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n{inner}");
     f.mailstore.deliver("alice@example.org", message.as_bytes()).await;
     let mut client = f.logged_in("alice@example.org").await;

@@ -92,7 +92,12 @@ impl Selection {
             uids: snapshot.uids.clone(),
             flags: snapshot.flags.clone(),
             keyword_ids: snapshot.keyword_ids.clone(),
-            modseqs: snapshot.modseqs.clone(),
+            // Parallel to `uids` whatever the answer held: a MODSEQ not known is 0.
+            modseqs: {
+                let mut modseqs = snapshot.modseqs.clone();
+                modseqs.resize(snapshot.uids.len(), 0);
+                modseqs
+            },
             keywords: snapshot.keywords.clone(),
             vanished,
             updates,
