@@ -632,7 +632,10 @@ fn literal(line: &mut Vec<u8>, name: &str, data: &[u8]) {
     line.extend(format!("{name} {{{}}}\r\n", data.len()).bytes());
     let start = line.len();
     line.extend_from_slice(data);
-    line[start..].iter_mut().filter(|octet| **octet == 0).for_each(|octet| *octet = 0x80);
+    // Rare, and bodies can be large: a memchr scan first, the rewrite only when there is one.
+    if data.contains(&0) {
+        line[start..].iter_mut().filter(|octet| **octet == 0).for_each(|octet| *octet = 0x80);
+    }
 }
 
 /// The field names of a HEADER.FIELDS section as the response repeats them.

@@ -85,7 +85,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut known = None;
         for parameter in parameters {
             match parameter {
-                SelectParameter::CondStore => self.condstore = true,
+                // The mailbox before was left already, so SELECT itself tells HIGHESTMODSEQ.
+                SelectParameter::CondStore => self.enable_condstore(),
                 SelectParameter::QResync { .. } if !self.qresync => {
                     return Err("QRESYNC must be enabled first (ENABLE QRESYNC)");
                 }
