@@ -30,6 +30,10 @@ pub fn after_login() -> String {
         "LIST-EXTENDED",
         "LIST-STATUS",
         "ESEARCH",
+        "SORT",
+        "SORT=DISPLAY",
+        "THREAD=ORDEREDSUBJECT",
+        "THREAD=REFERENCES",
         // LIST marks the Drafts, Sent, Junk and Trash folders (RFC 6154).
         "SPECIAL-USE",
         "UTF8=ACCEPT",

@@ -14,6 +14,8 @@
 //! - [`capability`] — what IMAP advertises before and after login.
 //! - [`mailbox_name`] — mailbox names on the wire: modified UTF-7 or UTF-8.
 //! - [`snapshots`] — SELECT snapshots of large mailboxes kept between sessions.
+//! - [`summary`] — what SORT and THREAD read of a message, kept between commands.
+//! - [`threading`] — THREAD's algorithms, ORDEREDSUBJECT and REFERENCES.
 //! - [`mime`] — ENVELOPE, BODYSTRUCTURE and body sections from a message's MIME structure.
 //! - [`response`] — IMAP status responses and strings.
 
@@ -30,6 +32,8 @@ pub mod server;
 pub mod service;
 pub mod services;
 pub mod snapshots;
+pub mod summary;
+pub mod threading;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

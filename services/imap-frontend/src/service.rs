@@ -18,6 +18,7 @@ use crate::mailstore_client;
 use crate::server::{self, Admission, Listeners};
 use crate::services::{Services, Settings};
 use crate::snapshots::{self, SnapshotCache};
+use crate::summary::{self, SummaryCache};
 
 /// What the service decides by configuration rather than by its transports.
 pub struct ServiceSettings {
@@ -78,6 +79,7 @@ impl ImapFrontend {
             logins: LoginCache::start(settings.login_cache_ttl, transports.events.clone(), shutdown.clone()),
             auth_failures: settings.auth_failures,
             snapshots: SnapshotCache::new(settings.select_cache_messages, settings.select_cache_min_messages),
+            summaries: SummaryCache::new(summary::CACHE_MESSAGES),
             events: transports.events,
             tls: settings.tls,
             settings: settings.session,

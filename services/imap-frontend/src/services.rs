@@ -1,5 +1,5 @@
 //! What IMAP and POP3 sessions share: the mailstore, events, TLS, remembered logins, SELECT
-//! snapshots and the shutdown signal ([`Services`]), and the limits every session keeps
+//! snapshots, message summaries and the shutdown signal ([`Services`]), and the limits every session keeps
 //! ([`Settings`]).
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::MailstoreClient;
 use crate::snapshots::SnapshotCache;
+use crate::summary::SummaryCache;
 
 /// What every session is configured with.
 #[derive(Clone, Debug)]
@@ -57,6 +58,8 @@ pub struct Services {
     pub auth_failures: Arc<AuthFailures>,
     /// SELECT snapshots of large mailboxes.
     pub snapshots: SnapshotCache,
+    /// What SORT and THREAD read of messages' headers.
+    pub summaries: SummaryCache,
     pub shutdown: Shutdown,
 }
 

@@ -19,6 +19,7 @@
 //! - `copy` — COPY and MOVE, with their UID forms.
 //! - `append` — APPEND.
 //! - `search` — SEARCH and UID SEARCH.
+//! - `sort` — SORT and THREAD, with their UID forms.
 //! - `idle` — IDLE.
 //! - `updates` — changes from elsewhere told to the client: EXISTS, EXPUNGE, FETCH (FLAGS).
 //! - `messages` — messages read from the mailstore: metadata, bodies, UID ranges.
@@ -42,6 +43,7 @@ mod quota;
 mod search;
 mod select;
 mod selection;
+mod sort;
 mod starttls;
 mod status;
 mod store;
@@ -90,6 +92,8 @@ fn needs_selection(body: &CommandBody<'_>) -> bool {
             | CommandBody::Expunge
             | CommandBody::ExpungeUid { .. }
             | CommandBody::Search { .. }
+            | CommandBody::Sort { .. }
+            | CommandBody::Thread { .. }
             | CommandBody::Fetch { .. }
             | CommandBody::Store { .. }
             | CommandBody::Copy { .. }
@@ -223,6 +227,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             CommandBody::Fetch { uid: false, .. }
                 | CommandBody::Store { uid: false, .. }
                 | CommandBody::Search { uid: false, .. }
+                | CommandBody::Sort { uid: false, .. }
+                | CommandBody::Thread { uid: false, .. }
         );
         match (&self.state, body) {
             (_, CommandBody::Capability) => {
@@ -329,6 +335,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     _ => None,
                 };
                 self.search(&tag, charset.as_ref(), criteria.as_ref(), uid, returns).await;
+            }
+            (State::Authenticated(_), CommandBody::Sort { sort_criteria, charset, search_criteria, uid })
+                if self.selected.is_some() =>
+            {
+                self.sort(&tag, sort_criteria.as_ref(), &charset, search_criteria.as_ref(), uid).await;
+            }
+            (State::Authenticated(_), CommandBody::Thread { algorithm, charset, search_criteria, uid })
+                if self.selected.is_some() =>
+            {
+                self.thread(&tag, &algorithm, &charset, search_criteria.as_ref(), uid).await;
             }
             (State::Authenticated(_), CommandBody::Expunge) if self.selected.is_some() => {
                 self.expunge(&tag, None).await;

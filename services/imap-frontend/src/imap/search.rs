@@ -27,6 +27,16 @@ const DAY: i64 = 86_400;
 /// What an IMAP4rev2 SEARCH without RETURN answers.
 const ALL: SearchReturn = SearchReturn { min: false, max: false, all: true, count: false };
 
+/// What a search found.
+pub(super) struct Matched {
+    /// (sequence number, UID) of each message found, ascending.
+    pub found: Vec<(u32, u32)>,
+    /// Metadata by UID, when a key needed it.
+    pub meta: HashMap<u32, MessageMeta>,
+    /// Whether a key was on MODSEQ: the answer then tells the highest MODSEQ it returns.
+    pub by_modseq: bool,
+}
+
 /// What a search key is evaluated against: one message.
 struct Candidate<'a> {
     number: u32,
@@ -47,78 +57,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         uid: bool,
         returns: Option<&SearchReturn>,
     ) {
-        if let Some(charset) = charset
-            && !["UTF-8", "US-ASCII"].iter().any(|known| charset.as_ref().eq_ignore_ascii_case(known))
-        {
-            self.respond(Some(tag), Status::No, Some("BADCHARSET (UTF-8 US-ASCII)"), "Unsupported charset");
-            return;
-        }
-        self.read_new_flags().await;
-        let Some(selection) = &self.selected else { return };
-        let key = SearchKey::And(criteria.to_vec().try_into().expect("SEARCH has at least one key"));
-        if let Err(reason) = check_sets(&key, selection) {
-            self.respond(Some(tag), Status::Bad, None, reason);
-            return;
-        }
-        let (account_id, mailbox_id) = (self.account_id(), selection.mailbox_id);
-        let all_uids = selection.uids.clone();
-        let meta = if needs(&key, &|key| {
-            matches!(
-                key,
-                SearchKey::Before(_)
-                    | SearchKey::On(_)
-                    | SearchKey::Since(_)
-                    | SearchKey::Larger(_)
-                    | SearchKey::Smaller(_)
-                    | SearchKey::ModSequence { .. }
-            )
-        }) {
-            match self.fetch_meta(account_id, mailbox_id, &all_uids, 0).await {
-                Ok(meta) => meta,
-                Err(status) => {
-                    self.mailstore_refused(tag, &status);
-                    return;
-                }
-            }
-        } else {
-            HashMap::new()
-        };
-        let mut found = Vec::new();
-        if needs(&key, &is_content_key) {
-            let Some(mut bodies) = self.bodies(tag, account_id, mailbox_id, &all_uids, false).await else { return };
-            while let Some(next) = bodies.next().await {
-                let (uid, body) = match next {
-                    Ok(message) => (message.uid, message.octets),
-                    Err(status) => {
-                        self.mailstore_refused(tag, &status);
-                        return;
-                    }
-                };
-                let parsed = crate::mime::parse(&body);
-                // Borrowed anew after each wait: the selection is not held across one.
-                let Some(selection) = &self.selected else { return };
-                if let Some(candidate) = candidate(selection, uid, &meta, parsed.as_deref())
-                    && matches(&key, &candidate, selection)
-                {
-                    found.push((candidate.number, candidate.uid));
-                }
-            }
-        } else {
-            let Some(selection) = &self.selected else { return };
-            for &uid_of_message in &selection.uids {
-                if let Some(candidate) = candidate(selection, uid_of_message, &meta, None)
-                    && matches(&key, &candidate, selection)
-                {
-                    found.push((candidate.number, candidate.uid));
-                }
-            }
-        }
-        // A search on MODSEQ turns CONDSTORE on and tells the highest MODSEQ of the messages
-        // it returns (RFC 7162 §3.1.5): those found, or with only MIN and MAX asked for, those.
-        let by_modseq = needs(&key, &|key| matches!(key, SearchKey::ModSequence { .. }));
-        if by_modseq {
-            self.enable_condstore();
-        }
+        let Some(Matched { found, meta, by_modseq }) = self.matching(tag, charset, criteria).await else { return };
+        // A search on MODSEQ tells the highest MODSEQ of the messages it returns (RFC 7162
+        // §3.1.5): those found, or with only MIN and MAX asked for, those.
         let returned: Vec<&(u32, u32)> = match returns {
             Some(asked) if !asked.all && !asked.count => {
                 [asked.min.then(|| found.first()), asked.max.then(|| found.last())]
@@ -142,6 +83,91 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         self.io.write(line.as_bytes());
         self.ok(tag, if uid { "UID SEARCH completed" } else { "SEARCH completed" });
+    }
+
+    /// The messages that match `criteria` as (sequence number, UID), ascending, with the
+    /// metadata that was read for them; `None` after answering why there are none to give.
+    /// SEARCH, SORT and THREAD all search this way.
+    pub(super) async fn matching(
+        &mut self,
+        tag: &Tag<'_>,
+        charset: Option<&Charset<'_>>,
+        criteria: &[SearchKey<'_>],
+    ) -> Option<Matched> {
+        if let Some(charset) = charset
+            && !["UTF-8", "US-ASCII"].iter().any(|known| charset.as_ref().eq_ignore_ascii_case(known))
+        {
+            self.respond(Some(tag), Status::No, Some("BADCHARSET (UTF-8 US-ASCII)"), "Unsupported charset");
+            return None;
+        }
+        self.read_new_flags().await;
+        let Some(selection) = &self.selected else { return None };
+        let key = SearchKey::And(criteria.to_vec().try_into().expect("SEARCH has at least one key"));
+        if let Err(reason) = check_sets(&key, selection) {
+            self.respond(Some(tag), Status::Bad, None, reason);
+            return None;
+        }
+        let (account_id, mailbox_id) = (self.account_id(), selection.mailbox_id);
+        let all_uids = selection.uids.clone();
+        let meta = if needs(&key, &|key| {
+            matches!(
+                key,
+                SearchKey::Before(_)
+                    | SearchKey::On(_)
+                    | SearchKey::Since(_)
+                    | SearchKey::Larger(_)
+                    | SearchKey::Smaller(_)
+                    | SearchKey::ModSequence { .. }
+            )
+        }) {
+            match self.fetch_meta(account_id, mailbox_id, &all_uids, 0).await {
+                Ok(meta) => meta,
+                Err(status) => {
+                    self.mailstore_refused(tag, &status);
+                    return None;
+                }
+            }
+        } else {
+            HashMap::new()
+        };
+        let mut found = Vec::new();
+        if needs(&key, &is_content_key) {
+            let Some(mut bodies) = self.bodies(tag, account_id, mailbox_id, &all_uids, false).await else {
+                return None;
+            };
+            while let Some(next) = bodies.next().await {
+                let (uid, body) = match next {
+                    Ok(message) => (message.uid, message.octets),
+                    Err(status) => {
+                        self.mailstore_refused(tag, &status);
+                        return None;
+                    }
+                };
+                let parsed = crate::mime::parse(&body);
+                // Borrowed anew after each wait: the selection is not held across one.
+                let Some(selection) = &self.selected else { return None };
+                if let Some(candidate) = candidate(selection, uid, &meta, parsed.as_deref())
+                    && matches(&key, &candidate, selection)
+                {
+                    found.push((candidate.number, candidate.uid));
+                }
+            }
+        } else {
+            let Some(selection) = &self.selected else { return None };
+            for &uid_of_message in &selection.uids {
+                if let Some(candidate) = candidate(selection, uid_of_message, &meta, None)
+                    && matches(&key, &candidate, selection)
+                {
+                    found.push((candidate.number, candidate.uid));
+                }
+            }
+        }
+        // A search on MODSEQ turns CONDSTORE on (RFC 7162 §3.1).
+        let by_modseq = needs(&key, &|key| matches!(key, SearchKey::ModSequence { .. }));
+        if by_modseq {
+            self.enable_condstore();
+        }
+        Some(Matched { found, meta, by_modseq })
     }
 }
 
