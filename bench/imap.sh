@@ -35,7 +35,10 @@
 # 9. Memory per idle selected connection (`idle-mem.py --proto imap --state selected`,
 #    MEM_CONNS connections over MEM_USERS users): the imap-frontend process alone, a fresh one
 #    for each of MEM_RUNS runs; Dovecot's whole process tree, restarted for each run.
-# 10. Writes raw outputs, cpu.jsonl (wall time and CPU seconds of the client and of every server
+# 10. SORT and THREAD on bench1's INBOX (`bench/imap-sort.py`): `UID SORT (DATE) UTF-8 ALL` and
+#    `UID THREAD REFERENCES UTF-8 ALL`, the first time each is sent and SORT_ITERATIONS more
+#    sessions of each, RUNS times.
+# 11. Writes raw outputs, cpu.jsonl (wall time and CPU seconds of the client and of every server
 #    process tree during each step) and summary.md to bench/results/imap-<UTC date-time>/.
 #
 # Ours and the peer alternate within every measurement, so a slow phase of the shared machine
@@ -44,7 +47,11 @@
 # bounded (each step also by STEP_TIMEOUT seconds); everything started is stopped on exit, also
 # on failure or Ctrl-C.
 #
-# Environment (defaults): RUNS=3 MAILBOX_MSGS=10000 FILL_CONNS=4 LOGIN_FETCH_ITERATIONS=50
+# STEPS picks the measurements after the fill (default: all of them), e.g. STEPS=sort or
+# STEPS=login-fetch,mixed; the others are skipped.
+#
+# Environment (defaults): STEPS=login-fetch,mixed,append,e2e,memory,sort RUNS=3
+#   MAILBOX_MSGS=10000 FILL_CONNS=4 LOGIN_FETCH_ITERATIONS=50 SORT_ITERATIONS=20
 #   MIXED_CLIENTS=10,50 MIXED_SECS=30 APPEND_MSGS=2000 APPEND_CONNS=1,4 E2E_MSGS=50
 #   MEM_CONNS=500 MEM_USERS=50 MEM_RUNS=3 STEP_TIMEOUT=900
 #   PEERS_DIR=/work/shared/bench/peers OUT=bench/results/imap-<date-time>
@@ -54,7 +61,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/lib/provision.sh"
 source "$root/bench/lib.sh"
 
+STEPS=${STEPS:-login-fetch,mixed,append,e2e,memory,sort}
 RUNS=${RUNS:-3}
+SORT_ITERATIONS=${SORT_ITERATIONS:-20}
 MAILBOX_MSGS=${MAILBOX_MSGS:-10000}
 FILL_CONNS=${FILL_CONNS:-4}
 LOGIN_FETCH_ITERATIONS=${LOGIN_FETCH_ITERATIONS:-50}
@@ -69,6 +78,9 @@ MEM_RUNS=${MEM_RUNS:-3}
 STEP_TIMEOUT=${STEP_TIMEOUT:-900}
 PEERS_DIR=${PEERS_DIR:-/work/shared/bench/peers}
 OUT=${OUT:-$root/bench/results/imap-$(date -u +%Y-%m-%dT%H%M%SZ)}
+
+# step NAME: whether STEPS asks for the measurement NAME.
+step() { [[ ,$STEPS, == *,$1,* ]]; }
 
 # Accounts: bench1 holds the big INBOX, bench3 receives the end-to-end probes, bench4 appends.
 [ "$MEM_USERS" -ge 4 ] || { echo "MEM_USERS must be at least 4" >&2; exit 2; }
@@ -220,6 +232,7 @@ measure fill-dovecot "${imapbench[@]}" fill --target "$peer_imap" --user "$peer_
   --count "$MAILBOX_MSGS" --conns "$FILL_CONNS" --corpus "$corpus"
 
 # ---------------------------------------------------------------- login-fetch
+if step login-fetch; then
 log "login-fetch: $RUNS batches × $LOGIN_FETCH_ITERATIONS sessions"
 # One untimed session each first (caches, connection pools).
 "${imapbench[@]}" login-fetch --target "$ours_imap" --user "$ours_user" --iterations 1 \
@@ -259,9 +272,10 @@ if [ -n "$nocache_pid" ]; then
   nocache_pid=""
   watch_servers
 fi
+fi
 
 # ---------------------------------------------------------------- mixed workload
-for run in $(seq 1 "$RUNS"); do
+step mixed && for run in $(seq 1 "$RUNS"); do
   for clients in ${MIXED_CLIENTS//,/ }; do
     log "mixed, run $run of $RUNS: $clients clients, $MIXED_SECS s"
     measure "mixed-c$clients-kubemail" "${imapbench[@]}" mixed --target "$ours_imap" --user "$ours_user" \
@@ -272,7 +286,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 # ---------------------------------------------------------------- APPEND
-for run in $(seq 1 "$RUNS"); do
+step append && for run in $(seq 1 "$RUNS"); do
   for conns in ${APPEND_CONNS//,/ }; do
     log "append, run $run of $RUNS: $APPEND_MSGS messages over $conns connection(s)"
     measure "append-c$conns-kubemail" "${imapbench[@]}" append --target "$ours_imap" --user "bench4@$DOMAIN" \
@@ -282,7 +296,19 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 
+# ---------------------------------------------------------------- SORT and THREAD
+if step sort; then
+  for run in $(seq 1 "$RUNS"); do
+    log "SORT and THREAD, run $run of $RUNS: $SORT_ITERATIONS sessions of each command"
+    measure sort-kubemail python3 "$root/bench/imap-sort.py" --target "$ours_imap" --user "$ours_user" \
+      --password "$PASSWORD" --iterations "$SORT_ITERATIONS"
+    measure sort-dovecot python3 "$root/bench/imap-sort.py" --target "$peer_imap" --user "$peer_user" \
+      --password "$PASSWORD" --iterations "$SORT_ITERATIONS"
+  done
+fi
+
 # ---------------------------------------------------------------- delivery → IDLE
+if step e2e; then
 dev_data=$work/dev
 dev_args=(--data-dir "$dev_data" --hostname bench.local --grpc-listen "127.0.0.1:$dev_grpc_port"
   --admin-grpc-listen "127.0.0.1:$dev_admin_grpc_port"
@@ -316,8 +342,10 @@ kill "$dev_pid"
 wait "$dev_pid" 2>/dev/null || true
 dev_pid=""
 watch_servers
+fi
 
 # ---------------------------------------------------------------- memory per idle connection
+if step memory; then
 # idle-mem.py logs in as <prefix><n>; ours needs the address, so this wrapper appends the
 # domain to the user names it logs in with (the tool has no option for it).
 cat >"$work/idle-mem-address.py" <<'EOF'
@@ -348,6 +376,7 @@ done
 measure mem-dovecot python3 "$PEERS_DIR/bin/idle-mem.py" --proto imap --state selected --target "$peer_imap" \
   --server-pid-cmd "$peers pids dovecot" --before-run "$peers stop dovecot && $peers start dovecot" \
   --conns "$MEM_CONNS" --users "$MEM_USERS" --runs "$MEM_RUNS"
+fi
 
 # ---------------------------------------------------------------- summary
 drop_accepted_lines "$OUT/smtp-ingress.log" "$OUT/kubemail-dev.log"

@@ -2,7 +2,7 @@
 """Tables from one bench/imap.sh results directory: kubemail against Dovecot mdbox for the mixed
 workload, login-fetch on the big INBOX, APPEND, delivery → IDLE, connect + LOGIN and memory per
 idle selected connection; medians over the runs, with each run's figure; then the CPU split of
-every step, the failed steps and the warnings our servers logged."""
+every step, SORT and THREAD on the big INBOX, the failed steps and the warnings our servers logged."""
 import contextlib
 import io
 import pathlib
@@ -259,6 +259,29 @@ def section_memory(out, rows):
     print()
 
 
+def section_sort(out, rows):
+    data = {side: results(out / f"sort-{side}.jsonl") for side in (OURS, PEER)}
+    if not any(data.values()):
+        return
+    print("## 7. SORT and THREAD on the big INBOX (`bench/imap-sort.py`)\n")
+    print("Each command in a session of its own (connect, LOGIN, SELECT, the command, LOGOUT), timed from sending "
+          "it to its tagged OK. *First*: the first time the command is ever sent, when every header is read (ours: "
+          "from the mailstore; Dovecot: into its cache). *p50*: the median of the repeats in each run. *Answer*: "
+          "messages sorted, or threads at the top, which the two servers must agree on.\n")
+    print("| command | kubemail first ms | p50 ms | answer | Dovecot mdbox first ms | p50 ms | answer |")
+    print("|---|---|---|---|---|---|---|")
+    modes = sorted({r["mode"] for side in data.values() for r in side})
+    for mode in modes:
+        get = lambda side, key: [r[key] for r in data[side] if r["mode"] == mode]
+        o, p = get(OURS, "p50_ms"), get(PEER, "p50_ms")
+        command = next(r["command"] for side in data.values() for r in side if r["mode"] == mode)
+        print(f"| `{command}` | {cell(get(OURS, 'first_ms'), 1)} | {cell(o, 2)} | {median(get(OURS, 'answer_size'))} "
+              f"| {cell(get(PEER, 'first_ms'), 1)} | {cell(p, 2)} | {median(get(PEER, 'answer_size'))} |")
+        ok = median(o) <= median(p) if o and p else None
+        rows.append((f"`{command}` p50 (ms)", median(o), median(p), ratio(o, p), "≤ Dovecot", verdict(ok)))
+    print()
+
+
 def section_problems(out):
     section_failed_steps(out)
     # The tool removes its mailbox before each APPEND run, whether it exists or not.
@@ -285,6 +308,7 @@ def main():
         section_e2e(out, rows)
         section_connect_login(out, rows)
         section_memory(out, rows)
+        section_sort(out, rows)
     print("## Against the targets (medians)\n")
     print("| measurement | kubemail | Dovecot mdbox | ours ÷ Dovecot | target | |")
     print("|---|---|---|---|---|---|")

@@ -94,19 +94,54 @@ async fn names_are_modified_utf7_until_utf8_is_enabled() {
 }
 
 #[tokio::test]
-async fn subscriptions_show_in_lsub() {
+async fn subscriptions_are_names_that_lsub_and_list_subscribed_show() {
     let f = Fixture::start().await;
     let mut client = f.logged_in("alice@example.org").await;
     client.command("c CREATE News").await.expect_ok();
-    let news = "* LSUB (\\HasNoChildren) \"/\" \"News\"".to_string();
-    client.command("s UNSUBSCRIBE News").await.expect_ok();
-    let subscribed = client.command("l LSUB \"\" *").await.expect_ok();
-    assert!(!subscribed.contains(&news) && !subscribed.is_empty(), "{subscribed:?}");
+    assert_eq!(client.command("l LSUB \"\" N*").await.expect_ok(), Vec::<String>::new(), "CREATE does not subscribe");
     client.command("s SUBSCRIBE News").await.expect_ok();
-    let subscribed = client.command("l LSUB \"\" N*").await.expect_ok();
-    assert_eq!(subscribed, [news]);
-    let refused = client.command("s SUBSCRIBE Missing").await;
-    assert!(refused.status().starts_with("NO [NONEXISTENT]"), "{refused:?}");
+    assert_eq!(client.command("l LSUB \"\" N*").await.expect_ok(), ["* LSUB (\\HasNoChildren) \"/\" \"News\""]);
+
+    client.command("s SUBSCRIBE Missing").await.expect_ok();
+    assert_eq!(
+        client.command("l LSUB \"\" M*").await.expect_ok(),
+        ["* LSUB (\\Noselect \\HasNoChildren) \"/\" \"Missing\""]
+    );
+    let missing = client.command("l LIST (SUBSCRIBED) \"\" M*").await.expect_ok();
+    assert_eq!(missing, ["* LIST (\\NonExistent \\Subscribed) \"/\" \"Missing\""]);
+    assert_eq!(client.command("l LIST \"\" M*").await.expect_ok(), Vec::<String>::new(), "no mailbox to list");
+
+    client.command("d DELETE News").await.expect_ok();
+    let news = client.command("l LIST (SUBSCRIBED) \"\" News").await.expect_ok();
+    assert_eq!(news, ["* LIST (\\NonExistent \\Subscribed) \"/\" \"News\""], "DELETE does not unsubscribe");
+    client.command("u UNSUBSCRIBE News").await.expect_ok();
+    client.command("u UNSUBSCRIBE Never").await.expect_ok();
+    assert_eq!(client.command("l LIST (SUBSCRIBED) \"\" N*").await.expect_ok(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_subscribed_child_below_the_pattern_shows_its_parent() {
+    let f = Fixture::start().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("c CREATE Lists/rust").await.expect_ok();
+    client.command("s SUBSCRIBE Lists/rust").await.expect_ok();
+    // `%` does not reach Lists/rust: LSUB lists its unsubscribed parent as \Noselect (RFC 3501
+    // §6.3.9), LIST-EXTENDED with CHILDINFO (RFC 5258 §3.5).
+    let lsub = client.command("l LSUB \"\" L%").await.expect_ok();
+    assert_eq!(lsub, ["* LSUB (\\Noselect \\HasChildren) \"/\" \"Lists\""]);
+    let recursive = client.command("r LIST (SUBSCRIBED RECURSIVEMATCH) \"\" L%").await.expect_ok();
+    assert_eq!(recursive, ["* LIST (\\HasChildren) \"/\" \"Lists\" (\"CHILDINFO\" (\"SUBSCRIBED\"))"]);
+    // `*` reaches it: the child is listed itself, and its parent is not.
+    let lsub = client.command("l LSUB \"\" L*").await.expect_ok();
+    assert_eq!(lsub, ["* LSUB (\\HasNoChildren) \"/\" \"Lists/rust\""]);
+    let recursive = client.command("r LIST (SUBSCRIBED RECURSIVEMATCH) \"\" L*").await.expect_ok();
+    assert_eq!(recursive, ["* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Lists/rust\""]);
+    // Once the parent is subscribed too, it is listed for itself, and still with CHILDINFO.
+    client.command("s SUBSCRIBE Lists").await.expect_ok();
+    let lsub = client.command("l LSUB \"\" L%").await.expect_ok();
+    assert_eq!(lsub, ["* LSUB (\\HasChildren) \"/\" \"Lists\""]);
+    let recursive = client.command("r LIST (SUBSCRIBED RECURSIVEMATCH) \"\" L%").await.expect_ok();
+    assert_eq!(recursive, ["* LIST (\\HasChildren \\Subscribed) \"/\" \"Lists\" (\"CHILDINFO\" (\"SUBSCRIBED\"))"]);
 }
 
 #[tokio::test]
@@ -151,10 +186,9 @@ async fn list_extended_selects_and_returns_more() {
     for name in ["Lists", "Lists/rust", "Notes"] {
         client.command(&format!("c CREATE {name}")).await.expect_ok();
     }
-    // New folders are subscribed; only Lists/rust stays so here, with the special ones.
-    for name in ["Lists", "Notes", "Trash"] {
-        client.command(&format!("u UNSUBSCRIBE {name}")).await.expect_ok();
-    }
+    // Of the new folders only Lists/rust is subscribed, with the special ones but Trash.
+    client.command("s SUBSCRIBE Lists/rust").await.expect_ok();
+    client.command("u UNSUBSCRIBE Trash").await.expect_ok();
 
     let special = client.command("a LIST (SPECIAL-USE) \"\" *").await.expect_ok();
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Black-box: `kubemail dev`'s IMAP listeners with real clients — Python's imaplib (STARTTLS,
 //! implicit TLS, passwords refused before TLS, plain-text login from loopback only when the
-//! dev flag allows it), mbsync syncing both ways, and curl's IMAP URLs.
+//! dev flag allows it; SORT and THREAD through its own methods), mbsync syncing both ways, and
+//! curl's IMAP URLs.
 
 mod common;
 
@@ -108,6 +109,49 @@ m.logout()
 "#,
     );
     assert_eq!(lines, ["OK"]);
+}
+
+#[test]
+fn imaplib_sorts_and_threads_on_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = Dev::start(data.path());
+    with_alice(&dev);
+    let lines = imaplib(
+        &dev,
+        r#"
+m = imaplib.IMAP4_SSL(imaps_host, int(imaps_port), ssl_context=context)
+m.login("alice@example.org", "s3cret")
+after_login = m.capability()[1][0].decode().split()
+print("advertised:", " ".join(c for c in after_login if c.startswith(("SORT", "THREAD"))))
+messages = [
+    ("Subject: Plans\r\nFrom: Zed <zed@example.org>\r\nMessage-ID: <p@x>\r\nDate: Tue, 03 Mar 2026 10:00:00 +0000", "a" * 50),
+    ("Subject: Re: Plans\r\nFrom: amy@example.org\r\nMessage-ID: <r@x>\r\nIn-Reply-To: <p@x>\r\nDate: Wed, 04 Mar 2026 10:00:00 +0000", "b"),
+    ("Subject: Lunch\r\nFrom: Bob <bob@example.org>\r\nMessage-ID: <l@x>\r\nDate: Mon, 02 Mar 2026 10:00:00 +0000", "c" * 5),
+]
+for header, body in messages:
+    m.append("INBOX", None, None, f"{header}\r\n\r\n{body}\r\n".encode())
+m.select("INBOX")
+print("by date:", m.sort("(DATE)", "UTF-8", "ALL")[1][0].decode())
+print("by sender:", m.sort("(REVERSE FROM)", "UTF-8", "ALL")[1][0].decode())
+print("by display name:", m.sort("(DISPLAYFROM)", "UTF-8", "ALL")[1][0].decode())
+print("by size, unanswered:", m.uid("SORT", "(SIZE)", "UTF-8", "UNANSWERED")[1][0].decode())
+print("threads:", m.thread("REFERENCES", "UTF-8", "ALL")[1][0].decode())
+print("by subject:", m.thread("ORDEREDSUBJECT", "UTF-8", "ALL")[1][0].decode())
+m.logout()
+"#,
+    );
+    assert_eq!(
+        lines,
+        [
+            "advertised: SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES",
+            "by date: 3 1 2",
+            "by sender: 1 3 2",
+            "by display name: 2 3 1",
+            "by size, unanswered: 3 2 1",
+            "threads: (3)(1 2)",
+            "by subject: (3)(1 2)",
+        ]
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Mailboxes: create, rename, delete, subscribe; UIDs and UIDVALIDITY; the counters; the SELECT
+//! Mailboxes: create, rename, delete, subscribe (subscriptions are names, apart from the
+//! mailboxes); UIDs and UIDVALIDITY; the counters; the SELECT
 //! snapshot, its deltas and its sizes. Every test runs against PostgreSQL and SQLite, through the
 //! real gRPC server, with real clients.
 
@@ -18,6 +19,7 @@ use tonic::Code;
 on_both_backends!(
     uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate,
     mailboxes_create_rename_delete_subscribe,
+    subscriptions_are_names_apart_from_mailboxes,
     renames_match_names_exactly_and_refuse_clashes,
     mailbox_counters_follow_every_change,
     a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes,
@@ -169,6 +171,51 @@ async fn mailboxes_create_rename_delete_subscribe(backend: Backend) {
     let quota = f.quota(alice).await;
     assert_eq!((quota.messages_used, quota.storage_used), (0, 0), "deleting a mailbox frees its usage");
     assert!(!names(&mut f).await.contains(&"Old".to_string()));
+}
+
+async fn subscriptions_are_names_apart_from_mailboxes(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    let listing = async |f: &mut Fixture| -> (Vec<String>, Vec<String>) {
+        let listed = f.mailstore.list_mailboxes(ListMailboxesRequest { account_id: alice }).await.unwrap().into_inner();
+        let subscribed = listed.mailboxes.into_iter().filter(|m| m.subscribed).map(|m| m.name).collect();
+        (subscribed, listed.subscribed_without_mailbox)
+    };
+    let subscribe = async |f: &mut Fixture, name: &str, subscribed: bool| {
+        let request = SetSubscribedRequest { account_id: alice, name: name.into(), subscribed };
+        f.mailstore.set_subscribed(request).await.map(|_| ())
+    };
+    let defaults: Vec<String> = ["Drafts", "INBOX", "Junk", "Sent", "Trash"].map(String::from).to_vec();
+    assert_eq!(listing(&mut f).await, (defaults.clone(), vec![]), "a new account's folders are subscribed");
+
+    let create = CreateMailboxRequest { account_id: alice, name: "Projects/Old".into(), special_use: String::new() };
+    f.mailstore.create_mailbox(create).await.unwrap();
+    assert_eq!(listing(&mut f).await.0, defaults, "CREATE does not subscribe");
+
+    subscribe(&mut f, "Projects/Old", true).await.unwrap();
+    subscribe(&mut f, "Projects/Old", true).await.expect("subscribing twice is no error");
+    subscribe(&mut f, "Later", true).await.expect("a name with no mailbox can be subscribed");
+    let (subscribed, without_mailbox) = listing(&mut f).await;
+    assert!(subscribed.contains(&"Projects/Old".to_string()), "{subscribed:?}");
+    assert_eq!(without_mailbox, ["Later"]);
+
+    let rename = RenameMailboxRequest { account_id: alice, from: "Projects".into(), to: "Attic".into() };
+    f.mailstore.rename_mailbox(rename).await.unwrap();
+    let (subscribed, _) = listing(&mut f).await;
+    assert!(subscribed.contains(&"Attic/Old".to_string()), "a renamed child keeps its subscription: {subscribed:?}");
+    assert!(!subscribed.contains(&"Attic".to_string()), "its parent was not subscribed");
+
+    f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Attic/Old".into() }).await.unwrap();
+    assert_eq!(listing(&mut f).await.1, ["Attic/Old", "Later"], "DELETE does not unsubscribe");
+    let create = CreateMailboxRequest { account_id: alice, name: "Later".into(), special_use: String::new() };
+    f.mailstore.create_mailbox(create).await.unwrap();
+    assert!(listing(&mut f).await.0.contains(&"Later".to_string()), "a mailbox made later has the subscription");
+
+    subscribe(&mut f, "Attic/Old", false).await.unwrap();
+    subscribe(&mut f, "Never/Was", false).await.expect("unsubscribing a name not subscribed is no error");
+    assert_eq!(listing(&mut f).await.1, Vec::<String>::new());
+    let refused = subscribe(&mut f, "bad*name", true).await;
+    assert_eq!(refused.unwrap_err().code(), Code::InvalidArgument);
 }
 
 async fn renames_match_names_exactly_and_refuse_clashes(backend: Backend) {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
-use kubemail_proto::mailstore::{ListMailboxesRequest, MailboxInfo};
+use kubemail_proto::mailstore::{ListMailboxesRequest, ListMailboxesResponse, MailboxInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{INBOX, Session};
@@ -41,39 +41,57 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.ok(tag, "LIST completed");
             return;
         }
-        let Some(mailboxes) = self.mailboxes(tag).await else { return };
+        let Some(listing) = self.mailboxes(tag).await else { return };
         let patterns: Vec<Pattern> =
             patterns.iter().map(|pattern| Pattern::new(&format!("{reference}{pattern}"))).collect();
-        let existing: BTreeMap<&str, &MailboxInfo> = mailboxes.iter().map(|m| (m.name.as_str(), m)).collect();
-        // Parents that are not mailboxes themselves still show up, as \Noselect.
+        let matched = |name: &str| patterns.iter().any(|pattern| pattern.matches(name));
+        let existing: BTreeMap<&str, &MailboxInfo> = listing.mailboxes.iter().map(|m| (m.name.as_str(), m)).collect();
+        let subscribed: BTreeSet<&str> = existing
+            .values()
+            .filter(|mailbox| mailbox.subscribed)
+            .map(|mailbox| mailbox.name.as_str())
+            .chain(listing.subscribed_without_mailbox.iter().map(String::as_str))
+            .collect();
+        let subscribed_only = lsub || options.subscribed_only;
+        // Subscribed names are listed whether a mailbox has them or not (RFC 9051 §6.3.7), and
+        // parents that are not mailboxes themselves show up too.
         let mut names: BTreeSet<&str> = existing.keys().copied().collect();
-        for name in existing.keys() {
+        if subscribed_only {
+            names.extend(subscribed.iter().copied());
+        }
+        for name in names.clone() {
             names.extend(name.match_indices(SEPARATOR).map(|(at, _)| &name[..at]));
         }
-        let subscribed_only = lsub || options.subscribed_only;
         let selected = |name: &str| match existing.get(name) {
             Some(mailbox) => {
-                (!subscribed_only || mailbox.subscribed)
+                (!subscribed_only || subscribed.contains(name))
                     && (!options.special_use_only || special_use(&mailbox.special_use).is_some())
             }
+            None if subscribed_only => subscribed.contains(name) && !options.special_use_only,
             // A parent that is no mailbox: listed as \Noselect, unless a selection option asks
             // for a property it cannot have.
-            None => !subscribed_only && !options.special_use_only,
+            None => !options.special_use_only,
         };
+        let extended = options.subscribed_only || options.special_use_only || options.recursive_match;
         let mut lines = String::new();
-        for name in names.into_iter().filter(|name| patterns.iter().any(|pattern| pattern.matches(name))) {
-            // RECURSIVEMATCH: a parent that is not selected itself is listed when one of its
-            // children is, and says so (RFC 5258 §3.5).
-            let child_selected =
-                options.recursive_match && existing.keys().any(|other| is_child(other, name) && selected(other));
-            if !selected(name) && !child_selected {
+        for name in names.iter().copied().filter(|name| matched(name)) {
+            // A descendant that is selected but that the pattern does not reach (`%`): with
+            // RECURSIVEMATCH its parent is listed with CHILDINFO (RFC 5258 §3.5), and LSUB
+            // lists its parent as \Noselect (RFC 3501 §6.3.9).
+            let selected_below = (options.recursive_match || lsub)
+                && names.iter().any(|other| is_child(other, name) && selected(other) && !matched(other));
+            let child_info = options.recursive_match && selected_below;
+            if !selected(name) && !child_info && !(lsub && selected_below) {
                 continue;
             }
             let mailbox = existing.get(name);
-            let has_children = existing.keys().any(|other| is_child(other, name));
             let mut attributes = Vec::new();
             match mailbox {
+                // A name no mailbox has: for LIST-EXTENDED, \NonExistent (RFC 5258 §3.4).
+                None if extended => attributes.push("\\NonExistent"),
                 None => attributes.push("\\Noselect"),
+                // An unsubscribed parent LSUB lists for a subscribed child.
+                Some(_) if lsub && !selected(name) => attributes.push("\\Noselect"),
                 Some(mailbox) if !lsub => {
                     if let Some(special) = special_use(&mailbox.special_use) {
                         attributes.push(special);
@@ -81,11 +99,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 Some(_) => {}
             }
-            attributes.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" });
-            if options.return_subscribed && mailbox.is_some_and(|m| m.subscribed) {
+            if mailbox.is_some() || !extended {
+                let has_children = existing.keys().any(|other| is_child(other, name));
+                attributes.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+            }
+            if options.return_subscribed && subscribed.contains(name) {
                 attributes.push("\\Subscribed");
             }
-            let child_info = match child_selected {
+            let child_info = match child_info {
                 true if options.subscribed_only => " (\"CHILDINFO\" (\"SUBSCRIBED\"))",
                 true => " (\"CHILDINFO\" (\"SPECIAL-USE\"))",
                 false => "",
@@ -105,11 +126,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.ok(tag, &format!("{command} completed"));
     }
 
-    /// The account's mailboxes, or `None` after answering why they could not be listed.
-    pub(super) async fn mailboxes(&mut self, tag: &Tag<'_>) -> Option<Vec<MailboxInfo>> {
+    /// The account's mailboxes and subscriptions, or `None` after answering why they could
+    /// not be listed.
+    pub(super) async fn mailboxes(&mut self, tag: &Tag<'_>) -> Option<ListMailboxesResponse> {
         let request = ListMailboxesRequest { account_id: self.account_id() };
         match self.services.mailstore.clone().list_mailboxes(request).await {
-            Ok(response) => Some(response.into_inner().mailboxes),
+            Ok(response) => Some(response.into_inner()),
             Err(status) => {
                 self.mailstore_refused(tag, &status);
                 None

@@ -13,8 +13,8 @@ use crate::response::Status;
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn status(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>, items: &[StatusDataItemName]) {
         let Some(name) = self.name(tag, mailbox) else { return };
-        let Some(mailboxes) = self.mailboxes(tag).await else { return };
-        let Some(info) = mailboxes.iter().find(|m| m.name == name) else {
+        let Some(listing) = self.mailboxes(tag).await else { return };
+        let Some(info) = listing.mailboxes.iter().find(|m| m.name == name) else {
             self.respond(Some(tag), Status::No, Some("NONEXISTENT"), "No such mailbox");
             return;
         };

@@ -1,5 +1,6 @@
 //! SUBSCRIBE and UNSUBSCRIBE (RFC 9051 §6.3.7–8): the subscription is kept by the mailstore,
-//! so every frontend's LSUB and LIST (SUBSCRIBED) agree.
+//! so every frontend's LSUB and LIST (SUBSCRIBED) agree. A subscription is a name: one with no
+//! mailbox may be subscribed, and it outlives a deleted mailbox.
 
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::mailbox::Mailbox;

@@ -120,8 +120,9 @@ impl MailStore for MailStoreService {
         &self,
         request: Request<ListMailboxesRequest>,
     ) -> Result<Response<ListMailboxesResponse>, Status> {
-        let mailboxes = self.store.list_mailboxes(request.into_inner().account_id).await?;
-        Ok(Response::new(ListMailboxesResponse { mailboxes }))
+        let (mailboxes, subscribed_without_mailbox) =
+            self.store.list_mailboxes(request.into_inner().account_id).await?;
+        Ok(Response::new(ListMailboxesResponse { mailboxes, subscribed_without_mailbox }))
     }
 
     async fn create_mailbox(&self, request: Request<CreateMailboxRequest>) -> Result<Response<MailboxInfo>, Status> {

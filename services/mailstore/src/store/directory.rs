@@ -244,6 +244,7 @@ impl Store {
                 .await?;
                 for (name, special_use) in DEFAULT_MAILBOXES {
                     self.insert_mailbox(&mut tx, id, name, special_use).await?;
+                    super::mailboxes::subscribe(&mut tx, id, name).await?;
                 }
             }
         }

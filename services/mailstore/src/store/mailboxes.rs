@@ -14,14 +14,27 @@ use crate::events::MailboxState;
 use crate::validate::{self, INBOX, SEPARATOR};
 use crate::{Error, Result};
 
+/// The columns of a mailbox `b`, with whether its name is subscribed (0 or 1; migration 0004).
+macro_rules! mailbox_columns {
+    () => {
+        "b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, \
+         CAST(CASE WHEN EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = b.account_id AND s.name = b.name) \
+         THEN 1 ELSE 0 END AS BIGINT) AS subscribed"
+    };
+}
+
 /// Mailbox columns with the counters STATUS and LIST-STATUS need, kept by triggers in
 /// `mailbox_counters` (migration 0002).
-const MAILBOX_WITH_COUNTERS: &str = "SELECT b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, b.subscribed, \
-     c.messages, c.unseen, c.deleted, c.size FROM mailboxes b JOIN mailbox_counters c ON c.mailbox_id = b.id";
+const MAILBOX_WITH_COUNTERS: &str = concat!(
+    "SELECT ",
+    mailbox_columns!(),
+    ", c.messages, c.unseen, c.deleted, c.size FROM mailboxes b JOIN mailbox_counters c ON c.mailbox_id = b.id"
+);
 
 impl Store {
-    /// Every mailbox of the account, by name, with counters.
-    pub async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<MailboxInfo>> {
+    /// Every mailbox of the account, by name, with counters; and the subscribed names no
+    /// mailbox has.
+    pub async fn list_mailboxes(&self, account_id: i64) -> Result<(Vec<MailboxInfo>, Vec<String>)> {
         let sql = format!("{MAILBOX_WITH_COUNTERS} WHERE b.account_id = $1");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account_id).fetch_all(self.db.reader()).await?;
         if rows.is_empty() {
@@ -32,7 +45,15 @@ impl Store {
             rows.iter().map(|row| mailbox_from_row(row, true)).collect::<Result<_>>()?;
         // Byte order, the same on both databases whatever their collation.
         mailboxes.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-        Ok(mailboxes)
+        let mut unmatched: Vec<String> = sqlx::query_scalar(
+            "SELECT s.name FROM subscriptions s WHERE s.account_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM mailboxes b WHERE b.account_id = s.account_id AND b.name = s.name)",
+        )
+        .bind(account_id)
+        .fetch_all(self.db.reader())
+        .await?;
+        unmatched.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        Ok((mailboxes, unmatched))
     }
 
     async fn mailbox_info<'e, E>(&self, executor: E, account_id: i64, mailbox_id: i64) -> Result<MailboxInfo>
@@ -153,12 +174,21 @@ impl Store {
             }
         }
         let created = self.create_parents(&mut tx, account_id, &to).await?;
-        for (id, _, new_name) in &renames {
+        for (id, old_name, new_name) in &renames {
             sqlx::query("UPDATE mailboxes SET name = $1 WHERE id = $2")
                 .bind(new_name)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            // A subscribed mailbox stays subscribed under its new name.
+            let moved = sqlx::query("DELETE FROM subscriptions WHERE account_id = $1 AND name = $2")
+                .bind(account_id)
+                .bind(old_name)
+                .execute(&mut *tx)
+                .await?;
+            if moved.rows_affected() > 0 {
+                subscribe(&mut tx, account_id, new_name).await?;
+            }
         }
         tx.commit().await?;
         for mailbox in &created {
@@ -183,17 +213,21 @@ impl Store {
         self.mailbox_info(self.db.reader(), account_id, target.id).await
     }
 
+    /// Subscribes or unsubscribes a name, whether a mailbox has it or not (RFC 9051 §6.3.7).
     pub async fn set_subscribed(&self, account_id: i64, name: &str, subscribed: bool) -> Result<()> {
         let name = validate::mailbox_name(name)?;
-        let updated = sqlx::query("UPDATE mailboxes SET subscribed = $1 WHERE account_id = $2 AND name = $3")
-            .bind(i64::from(subscribed))
-            .bind(account_id)
-            .bind(&name)
-            .execute(self.db.writer())
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(mailbox_not_named(&name));
+        let mut tx = self.db.write().await?;
+        self.lock_account(&mut tx, account_id).await?;
+        if subscribed {
+            subscribe(&mut tx, account_id, &name).await?;
+        } else {
+            sqlx::query("DELETE FROM subscriptions WHERE account_id = $1 AND name = $2")
+                .bind(account_id)
+                .bind(&name)
+                .execute(&mut *tx)
+                .await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -219,10 +253,11 @@ impl Store {
             return postgres_select(pool, account_id, &name, with_sizes).await;
         }
         let mut tx = self.db.snapshot().await?;
-        let row = sqlx::query(
-            "SELECT id, name, uidvalidity, uid_next, highest_modseq, special_use, subscribed \
-             FROM mailboxes WHERE account_id = $1 AND name = $2",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            mailbox_columns!(),
+            " FROM mailboxes b WHERE b.account_id = $1 AND b.name = $2"
+        ))
         .bind(account_id)
         .bind(&name)
         .fetch_optional(&mut *tx)
@@ -352,7 +387,9 @@ const DELTA_MIN_ROWS: i64 = 256;
 macro_rules! select_packed {
     ($record:literal) => {
         concat!(
-            "SELECT b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, b.subscribed,
+            "SELECT ",
+            mailbox_columns!(),
+            ",
        m.messages, m.size, m.keyword_uids, m.keywords
 FROM mailboxes b
 CROSS JOIN LATERAL (
@@ -502,6 +539,16 @@ impl Snapshot {
         response.mailbox = Some(self.mailbox);
         response
     }
+}
+
+/// Subscribes `name` (again, if it already is) inside a write transaction.
+pub(crate) async fn subscribe(tx: &mut Transaction<'static, Any>, account_id: i64, name: &str) -> Result<()> {
+    sqlx::query("INSERT INTO subscriptions (account_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(account_id)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// A mailbox row; the counters come from the counter columns of [`MAILBOX_WITH_COUNTERS`]
