@@ -38,7 +38,10 @@
 # 10. SORT and THREAD on bench1's INBOX (`bench/imap-sort.py`): `UID SORT (DATE) UTF-8 ALL` and
 #    `UID THREAD REFERENCES UTF-8 ALL`, the first time each is sent and SORT_ITERATIONS more
 #    sessions of each, RUNS times.
-# 11. Writes raw outputs, cpu.jsonl (wall time and CPU seconds of the client and of every server
+# 11. COMPRESS=DEFLATE (`bench/imap-compress.py`): `FETCH 1:* (BODY.PEEK[HEADER])` of bench1's
+#    INBOX without and with COMPRESS, COMPRESS_ITERATIONS sessions of each, RUNS times: octets on
+#    the wire and time. Dovecot gets its imap_zlib plugin for this step.
+# 12. Writes raw outputs, cpu.jsonl (wall time and CPU seconds of the client and of every server
 #    process tree during each step) and summary.md to bench/results/imap-<UTC date-time>/.
 #
 # Ours and the peer alternate within every measurement, so a slow phase of the shared machine
@@ -50,8 +53,9 @@
 # STEPS picks the measurements after the fill (default: all of them), e.g. STEPS=sort or
 # STEPS=login-fetch,mixed; the others are skipped.
 #
-# Environment (defaults): STEPS=login-fetch,mixed,append,e2e,memory,sort RUNS=3
+# Environment (defaults): STEPS=login-fetch,mixed,append,e2e,memory,sort,compress RUNS=3
 #   MAILBOX_MSGS=10000 FILL_CONNS=4 LOGIN_FETCH_ITERATIONS=50 SORT_ITERATIONS=20
+#   COMPRESS_ITERATIONS=5
 #   MIXED_CLIENTS=10,50 MIXED_SECS=30 APPEND_MSGS=2000 APPEND_CONNS=1,4 E2E_MSGS=50
 #   MEM_CONNS=500 MEM_USERS=50 MEM_RUNS=3 STEP_TIMEOUT=900
 #   PEERS_DIR=/work/shared/bench/peers OUT=bench/results/imap-<date-time>
@@ -61,9 +65,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/lib/provision.sh"
 source "$root/bench/lib.sh"
 
-STEPS=${STEPS:-login-fetch,mixed,append,e2e,memory,sort}
+STEPS=${STEPS:-login-fetch,mixed,append,e2e,memory,sort,compress}
 RUNS=${RUNS:-3}
 SORT_ITERATIONS=${SORT_ITERATIONS:-20}
+COMPRESS_ITERATIONS=${COMPRESS_ITERATIONS:-5}
 MAILBOX_MSGS=${MAILBOX_MSGS:-10000}
 FILL_CONNS=${FILL_CONNS:-4}
 LOGIN_FETCH_ITERATIONS=${LOGIN_FETCH_ITERATIONS:-50}
@@ -193,6 +198,12 @@ export BENCH_ROOT=$peer_root MAIL_FORMAT=mdbox SMTP_PORT=$postfix_full_port SMTP
   SINK_PORT=$sink_port IMAP_PORT=$peer_imap_port LMTP_PORT=$peer_lmtp_port BENCH_USERS=$MEM_USERS
 peers=$PEERS_DIR/bin/peers.sh
 "$peers" setup >"$OUT/peers-setup.log" 2>&1
+# COMPRESS=DEFLATE for the compress step: Dovecot 2.3 offers it through its imap_zlib plugin.
+if step compress; then
+  printf '%s\n' 'mail_plugins = $mail_plugins zlib' 'protocol imap {' '  mail_plugins = $mail_plugins imap_zlib' '}' \
+    >>"$peer_root/dovecot/dovecot.conf"
+  echo "Dovecot: mail_plugins zlib, imap_zlib (COMPRESS=DEFLATE)" >>"$OUT/durability.txt"
+fi
 "$peers" start dovecot >>"$OUT/peers-setup.log" 2>&1
 "$peers" start postfix >>"$OUT/peers-setup.log" 2>&1
 wait_for_port "$peer_imap_port"
@@ -304,6 +315,17 @@ if step sort; then
       --password "$PASSWORD" --iterations "$SORT_ITERATIONS"
     measure sort-dovecot python3 "$root/bench/imap-sort.py" --target "$peer_imap" --user "$peer_user" \
       --password "$PASSWORD" --iterations "$SORT_ITERATIONS"
+  done
+fi
+
+# ---------------------------------------------------------------- COMPRESS=DEFLATE
+if step compress; then
+  for run in $(seq 1 "$RUNS"); do
+    log "COMPRESS, run $run of $RUNS: $COMPRESS_ITERATIONS header fetches of the INBOX, plain and compressed"
+    measure compress-kubemail python3 "$root/bench/imap-compress.py" --target "$ours_imap" --user "$ours_user" \
+      --password "$PASSWORD" --iterations "$COMPRESS_ITERATIONS"
+    measure compress-dovecot python3 "$root/bench/imap-compress.py" --target "$peer_imap" --user "$peer_user" \
+      --password "$PASSWORD" --iterations "$COMPRESS_ITERATIONS"
   done
 fi
 

@@ -48,6 +48,7 @@ pub fn after_login() -> String {
         "CONDSTORE",
         "QRESYNC",
         "BINARY",
+        "COMPRESS=DEFLATE",
     ]);
     capabilities.join(" ")
 }

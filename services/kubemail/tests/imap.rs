@@ -1,7 +1,7 @@
 //! Black-box: `kubemail dev`'s IMAP listeners with real clients — Python's imaplib (STARTTLS,
 //! implicit TLS, passwords refused before TLS, plain-text login from loopback only when the
-//! dev flag allows it; SORT and THREAD through its own methods), mbsync syncing both ways, and
-//! curl's IMAP URLs.
+//! dev flag allows it; SORT and THREAD through its own methods; COMPRESS=DEFLATE through a
+//! DEFLATE layer of zlib under it), mbsync syncing both ways, and curl's IMAP URLs.
 
 mod common;
 
@@ -150,6 +150,89 @@ m.logout()
             "by size, unanswered: 3 2 1",
             "threads: (3)(1 2)",
             "by subject: (3)(1 2)",
+        ]
+    );
+}
+
+#[test]
+fn imaplib_with_a_deflate_layer_reads_compressed_responses() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = Dev::start(data.path());
+    with_alice(&dev);
+    let lines = imaplib(
+        &dev,
+        r#"
+import zlib
+imaplib.Commands["COMPRESS"] = ("AUTH", "SELECTED")
+
+class Deflating(imaplib.IMAP4_SSL):
+    """imaplib with COMPRESS=DEFLATE (RFC 4978): raw DEFLATE both ways once the server said OK."""
+    deflate = None
+    wire = inflated = 0
+
+    def compress(self):
+        typ, data = self._simple_command("COMPRESS", "DEFLATE")
+        self.deflate, self.inflate, self.plain = zlib.compressobj(wbits=-15), zlib.decompressobj(wbits=-15), b""
+        return typ
+
+    def send(self, data):
+        if self.deflate:
+            data = self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+        super().send(data)
+
+    def fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise imaplib.IMAP4.abort("connection closed")
+        self.wire += len(chunk)
+        plain = self.inflate.decompress(chunk)
+        self.inflated += len(plain)
+        self.plain += plain
+
+    def read(self, size):
+        if not self.deflate:
+            return super().read(size)
+        while len(self.plain) < size:
+            self.fill()
+        out, self.plain = self.plain[:size], self.plain[size:]
+        return out
+
+    def readline(self):
+        if not self.deflate:
+            return super().readline()
+        while b"\n" not in self.plain:
+            self.fill()
+        end = self.plain.index(b"\n") + 1
+        out, self.plain = self.plain[:end], self.plain[end:]
+        return out
+
+m = Deflating(imaps_host, int(imaps_port), ssl_context=context)
+m.login("alice@example.org", "s3cret")
+print("advertised:", "COMPRESS=DEFLATE" in m.capability()[1][0].decode().split())
+for n in range(50):
+    header = f"From: Sender {n} <s{n}@example.org>\r\nTo: alice@example.org\r\nSubject: Report number {n}\r\n"
+    m.append("INBOX", None, None, f"{header}\r\nBody {n}\r\n".encode())
+print("compress:", m.compress())
+print("select:", m.select("INBOX")[1][0].decode())
+m.wire = m.inflated = 0
+typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+subjects = [part[1].decode().strip() for part in data if isinstance(part, tuple)]
+print("fetched:", typ, len(subjects), subjects[-1])
+print("smaller on the wire:", m.wire * 3 < m.inflated)
+print("again:", m._simple_command("COMPRESS", "DEFLATE")[0])
+print("logout:", m.logout()[0])
+"#,
+    );
+    assert_eq!(
+        lines,
+        [
+            "advertised: True",
+            "compress: OK",
+            "select: 50",
+            "fetched: OK 50 Subject: Report number 49",
+            "smaller on the wire: True",
+            "again: NO",
+            "logout: BYE",
         ]
     );
 }

@@ -271,8 +271,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                 }
                 written += 1;
-                // One message at a time in memory, however many were asked for.
-                if self.io.flush().await.is_err() {
+                // A batch of responses at a time in memory, however many were asked for.
+                if self.io.flush_when_full().await.is_err() {
                     return None;
                 }
             }

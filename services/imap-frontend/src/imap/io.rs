@@ -3,6 +3,8 @@
 //! synchronizing literals (none for LITERAL+, RFC 7888), and responses buffered and written
 //! when the client waits for them.
 //!
+//! After COMPRESS DEFLATE both directions go through [`Deflate`], inside TLS.
+//!
 //! Memory stays bounded whatever the client sends: a message (a command with its literals) is
 //! kept only up to `max_message` octets, the rest is read and dropped up to the end of the
 //! message, and a synchronizing literal over the limit is refused before the client sends it.
@@ -19,6 +21,7 @@ use imap_codec::imap_types::core::{LiteralMode, Tag};
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
 use kubemail_runtime::tls::Connection;
 
+use super::deflate::Deflate;
 use crate::extended_syntax::{self, Extension};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
@@ -27,6 +30,8 @@ use tokio_rustls::TlsAcceptor;
 /// session (most are, waiting in IDLE) holds little; more while it sends a large literal.
 const READ_SIZE_MIN: usize = 1024;
 const READ_SIZE_MAX: usize = 64 * 1024;
+/// Queued response octets written at once by [`Io::flush_when_full`].
+const WRITE_BATCH: usize = 32 * 1024;
 /// Room for the command lines around the largest literal.
 const LINE_ALLOWANCE: u32 = 64 * 1024;
 
@@ -74,6 +79,8 @@ pub struct Io<S> {
     output: Vec<u8>,
     /// Grows while reads fill it, back to the minimum after one that does not.
     read_size: usize,
+    /// COMPRESS=DEFLATE, once the client turned it on.
+    deflate: Option<Box<Deflate>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
@@ -85,7 +92,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
             max_literal,
             output: Vec::new(),
             read_size: READ_SIZE_MIN,
+            deflate: None,
         }
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Compresses both directions from here on (RFC 4978): what is queued (the tagged OK to
+    /// COMPRESS) goes out as it is, and anything the client sent after COMPRESS is dropped, as
+    /// it had to wait for that OK.
+    pub async fn start_deflate(&mut self) -> Result<(), End> {
+        self.flush().await?;
+        self.fragmentizer = fragmentizer(self.max_literal);
+        self.deflate = Some(Box::new(Deflate::new()));
+        Ok(())
     }
 
     pub fn is_tls(&self) -> bool {
@@ -98,8 +120,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
         self.output.extend_from_slice(octets);
     }
 
+    /// Writes what is queued once it is [`WRITE_BATCH`] octets or more: a long answer goes out
+    /// in batches, so memory stays bounded, without a write (and with COMPRESS, a flush of the
+    /// compressor) per line.
+    pub async fn flush_when_full(&mut self) -> Result<(), End> {
+        if self.output.len() >= WRITE_BATCH { self.flush().await } else { Ok(()) }
+    }
+
     pub async fn flush(&mut self) -> Result<(), End> {
         if !self.output.is_empty() {
+            if let Some(deflate) = &mut self.deflate {
+                self.output = deflate.compress(&self.output).map_err(End::Io)?;
+            }
             self.connection.write_all(&self.output).await.map_err(End::Io)?;
             // Nothing kept between answers: an idle session holds no output buffer.
             self.output = Vec::new();
@@ -191,6 +223,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
     /// Writes what is queued, then waits for more input.
     async fn fill(&mut self, timeout: Duration) -> Result<(), End> {
         self.flush().await?;
+        loop {
+            let Some(deflate) = &mut self.deflate else { break };
+            if deflate.has_pending() {
+                let plain = deflate.inflate().map_err(End::Io)?;
+                if !plain.is_empty() {
+                    self.fragmentizer.enqueue_bytes(&plain);
+                    return Ok(());
+                }
+            }
+            let compressed = self.read_socket(timeout).await?;
+            if let Some(deflate) = &mut self.deflate {
+                deflate.receive(&compressed);
+            }
+        }
+        let read = self.read_socket(timeout).await?;
+        self.fragmentizer.enqueue_bytes(&read);
+        Ok(())
+    }
+
+    /// The next octets from the socket, however many arrived (at least one).
+    async fn read_socket(&mut self, timeout: Duration) -> Result<Vec<u8>, End> {
         let mut buffer = vec![0u8; self.read_size];
         let read = match tokio::time::timeout(timeout, self.connection.read(&mut buffer)).await {
             Err(_) => return Err(End::Timeout),
@@ -198,12 +251,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
             Ok(Ok(0)) => return Err(End::Closed),
             Ok(Ok(read)) => read,
         };
-        self.fragmentizer.enqueue_bytes(&buffer[..read]);
         self.read_size = match read == buffer.len() {
             true => (self.read_size * 2).min(READ_SIZE_MAX),
             false => READ_SIZE_MIN,
         };
-        Ok(())
+        buffer.truncate(read);
+        Ok(buffer)
     }
 
     /// Replaces the plain stream with TLS after the tagged OK to STARTTLS went out. Whatever

@@ -5,6 +5,7 @@
 //! - `starttls` — STARTTLS.
 //! - `auth` — LOGIN and AUTHENTICATE.
 //! - `enable` — ENABLE.
+//! - `compress` — COMPRESS DEFLATE; `deflate`, the compression under [`io`].
 //! - `create` — CREATE, DELETE and RENAME.
 //! - `subscribe` — SUBSCRIBE and UNSUBSCRIBE.
 //! - `list` — LIST and LSUB, with LIST-EXTENDED and LIST-STATUS.
@@ -29,8 +30,10 @@
 
 mod append;
 mod auth;
+mod compress;
 mod copy;
 mod create;
+mod deflate;
 mod enable;
 mod expunge;
 mod fetch;
@@ -267,6 +270,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.respond(Some(&tag), Status::Bad, None, &format!("Log in before {name}"));
             }
             (State::Authenticated(_), CommandBody::Enable { capabilities }) => self.enable(&tag, capabilities.as_ref()),
+            (State::Authenticated(_), CommandBody::Compress { .. }) => return self.compress(&tag).await,
             (State::Authenticated(_), CommandBody::Create { mailbox }) => self.create(&tag, &mailbox).await,
             (State::Authenticated(_), CommandBody::Delete { mailbox }) => self.delete(&tag, &mailbox).await,
             (State::Authenticated(_), CommandBody::Rename { from, to }) => self.rename(&tag, &from, &to).await,
