@@ -43,7 +43,8 @@ class Session:
         Only the end of what arrived is searched, as in imap-fetch-raw.py."""
         while True:
             if self.plain.endswith(b"\r\n"):
-                last = self.plain[self.plain.rfind(b"\r\n", 0, len(self.plain) - 2) + 2:]
+                start = self.plain.rfind(b"\r\n", 0, len(self.plain) - 2)
+                last = self.plain[start + 2:] if start >= 0 else self.plain
                 if not tag or last.startswith(tag + b" "):
                     if tag and not last.startswith(tag + b" OK"):
                         raise RuntimeError(f"{tag!r} failed: {last!r}")

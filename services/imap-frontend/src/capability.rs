@@ -49,6 +49,7 @@ pub fn after_login() -> String {
         "QRESYNC",
         "BINARY",
         "COMPRESS=DEFLATE",
+        "UNAUTHENTICATE",
     ]);
     capabilities.join(" ")
 }

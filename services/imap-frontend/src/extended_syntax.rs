@@ -1,10 +1,11 @@
 //! Command syntax imap-codec does not parse yet: LIST-EXTENDED (RFC 5258, with the SPECIAL-USE
-//! options of RFC 6154 and the STATUS return option of RFC 5819) and SEARCH RETURN (RFC 4731,
-//! RFC 9051 §6.4.4).
+//! options of RFC 6154 and the STATUS return option of RFC 5819), SEARCH RETURN (RFC 4731,
+//! RFC 9051 §6.4.4) and UNAUTHENTICATE (RFC 8437).
 //!
 //! A command imap-codec refused is looked at once more here. If it is one of these, its
 //! options are taken out and it is rewritten into the base command imap-codec parses (`LIST
-//! reference pattern`, `SEARCH criteria`); the options travel beside it as an [`Extension`].
+//! reference pattern`, `SEARCH criteria`); the options travel beside it as an [`Extension`]. A
+//! command with no base command (UNAUTHENTICATE) travels as a NOOP with its [`Extension`].
 //! Strings keep their wire form (quoted, literal or atom), so the rewritten command reads them
 //! exactly as the original would have been read.
 
@@ -17,6 +18,8 @@ use imap_codec::imap_types::status::StatusDataItemName;
 pub enum Extension {
     List(ListOptions),
     SearchReturn(SearchReturn),
+    /// UNAUTHENTICATE, carried by a NOOP.
+    Unauthenticate,
 }
 
 /// LIST-EXTENDED selection and return options (RFC 5258 §3).
@@ -69,6 +72,13 @@ pub fn rewrite(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static 
         search(&mut cursor, &tag, uid)
     } else if name.eq_ignore_ascii_case(b"LIST") && !uid {
         list(&mut cursor, &tag)
+    } else if name.eq_ignore_ascii_case(b"UNAUTHENTICATE") && !uid {
+        if !cursor.rest().is_empty() && cursor.rest() != b"\r\n" {
+            return Err("UNAUTHENTICATE takes no arguments");
+        }
+        let mut rewritten = tag;
+        rewritten.extend_from_slice(b" NOOP\r\n");
+        Ok(Some((rewritten, Extension::Unauthenticate)))
     } else {
         Ok(None)
     }
@@ -313,6 +323,12 @@ mod tests {
     fn rewritten(command: &str) -> (String, Extension) {
         let (bytes, extension) = rewrite(command.as_bytes()).unwrap().unwrap();
         (String::from_utf8(bytes).unwrap(), extension)
+    }
+
+    #[test]
+    fn unauthenticate_travels_as_a_noop() {
+        assert_eq!(rewritten("u UNAUTHENTICATE\r\n"), ("u NOOP\r\n".to_string(), Extension::Unauthenticate));
+        assert!(rewrite(b"u UNAUTHENTICATE now\r\n").is_err());
     }
 
     #[test]

@@ -247,3 +247,32 @@ async fn a_login_name_without_a_domain_takes_the_default_one() {
     let without = Fixture::start().await;
     assert!(login(&without, "alice", PASSWORD).await.starts_with("a NO [AUTHENTICATIONFAILED]"));
 }
+
+#[tokio::test]
+async fn unauthenticate_returns_to_the_greeting_state_for_another_login() {
+    let f = Fixture::start().await;
+    f.mailstore.deliver("alice@example.org", b"From: carol@example.org\r\nSubject: for alice\r\n\r\nHi.\r\n").await;
+    let mut client = f.logged_in("alice@example.org").await;
+    let capabilities = client.command("c CAPABILITY").await.expect_ok();
+    assert!(capabilities[0].split(' ').any(|word| word == "UNAUTHENTICATE"), "{capabilities:?}");
+    client.command("e ENABLE UTF8=ACCEPT").await.expect_ok();
+    client.command("s SELECT INBOX").await.expect_ok();
+    client.command("f STORE 1 +FLAGS.SILENT (\\Deleted)").await.expect_ok();
+
+    assert_eq!(client.command("u UNAUTHENTICATE").await.expect_ok(), Vec::<String>::new());
+    let refused = client.command("l LIST \"\" *").await;
+    assert!(refused.status().starts_with("BAD"), "no longer logged in: {refused:?}");
+    let before_login = client.command("c CAPABILITY").await.expect_ok();
+    assert!(before_login[0].contains("AUTH=PLAIN") && !before_login[0].contains("UNAUTHENTICATE"), "{before_login:?}");
+
+    client.command(&format!("l LOGIN bob@example.org {PASSWORD}")).await.expect_ok();
+    let bob = client.command("s SELECT INBOX").await.expect_ok();
+    assert!(bob.contains(&"* 0 EXISTS".to_string()), "bob's INBOX, not alice's: {bob:?}");
+    let mut alice = f.logged_in("alice@example.org").await;
+    let kept = alice.command("s SELECT INBOX").await.expect_ok();
+    assert!(kept.contains(&"* 1 EXISTS".to_string()), "leaving did not expunge: {kept:?}");
+    let again = client.command("u UNAUTHENTICATE").await;
+    assert!(again.tagged.starts_with("u OK"), "{again:?}");
+    let twice = client.command("v UNAUTHENTICATE").await;
+    assert!(twice.status().starts_with("BAD"), "{twice:?}");
+}

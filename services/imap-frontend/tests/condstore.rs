@@ -63,12 +63,12 @@ async fn fetch_changedsince_returns_only_what_changed() {
     // FETCH MODSEQ turned CONDSTORE on: STORE answers carry the new MODSEQ.
     let stored = client.command("a STORE 2 +FLAGS (\\Flagged)").await.expect_ok();
     assert_eq!(stored.len(), 1, "{stored:?}");
-    assert!(stored[0].starts_with("* 2 FETCH (FLAGS (\\Flagged) MODSEQ ("), "{stored:?}");
+    assert!(stored[0].starts_with("* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ ("), "{stored:?}");
     let raised = number_after(&stored[0], "MODSEQ");
     assert!(raised > known, "a change raises the MODSEQ: {known} → {raised}");
 
     let changed = client.command(&format!("b FETCH 1:* (FLAGS) (CHANGEDSINCE {known})")).await.expect_ok();
-    assert_eq!(changed, [format!("* 2 FETCH (FLAGS (\\Flagged) MODSEQ ({raised}))")]);
+    assert_eq!(changed, [format!("* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ ({raised}))")]);
     let by_uid = client.command(&format!("c UID FETCH 1:* (FLAGS) (CHANGEDSINCE {raised})")).await.expect_ok();
     assert!(by_uid.is_empty(), "nothing changed since the last change: {by_uid:?}");
     let everything = client.command("d FETCH 1:* (FLAGS) (CHANGEDSINCE 1)").await.expect_ok();
@@ -102,7 +102,7 @@ async fn store_unchangedsince_skips_messages_changed_meanwhile() {
     assert!(stored.iter().all(|line| line.contains("MODSEQ (")), "{answer:?}");
     let flags = client.command("b FETCH 1:3 (FLAGS)").await.expect_ok();
     assert_eq!(flags.len(), 3, "{flags:?}");
-    assert_eq!(flags[0], "* 1 FETCH (FLAGS (\\Seen))", "message 1 untouched: {flags:?}");
+    assert_eq!(flags[0], "* 1 FETCH (FLAGS (\\Seen \\Recent))", "message 1 untouched: {flags:?}");
     assert!(flags[1].contains("\\Deleted") && flags[2].contains("\\Deleted"), "{flags:?}");
 
     // A silent conditional STORE still tells the new MODSEQ (RFC 7162 §3.1.3), by UID here.
@@ -158,7 +158,7 @@ async fn flag_changes_from_elsewhere_carry_their_modseq() {
     // The other session did not turn CONDSTORE on, so it hears no MODSEQ.
     assert_eq!(stored, ["* 1 FETCH (FLAGS (\\Flagged))"]);
     let heard = watcher.line().await.unwrap();
-    assert!(heard.starts_with("* 1 FETCH (FLAGS (\\Flagged) MODSEQ ("), "{heard}");
+    assert!(heard.starts_with("* 1 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ ("), "{heard}");
     let modseq = number_after(&heard, "MODSEQ");
     watcher.send(b"DONE\r\n").await;
     watcher.responses("i").await;
@@ -279,7 +279,7 @@ async fn a_modseq_told_past_a_held_back_expunge_comes_with_a_lower_highestmodseq
     assert!(fetched.iter().all(|line| !line.contains("VANISHED")), "the expunge waits: {fetched:?}");
     // So does this session's own STORE by number, with the MODSEQ it made.
     let stored = client.command("g STORE 2 +FLAGS (\\Seen)").await.expect_ok();
-    assert!(stored[0].starts_with("* 2 FETCH (FLAGS (\\Flagged \\Seen) MODSEQ ("), "{stored:?}");
+    assert!(stored[0].starts_with("* 2 FETCH (FLAGS (\\Flagged \\Seen \\Recent) MODSEQ ("), "{stored:?}");
     assert!(number_after(&stored[1], "HIGHESTMODSEQ") < expunge_modseq, "{stored:?}");
     assert_eq!(client.command("n NOOP").await.expect_ok(), ["* VANISHED 1"]);
 }
@@ -305,9 +305,9 @@ async fn flags_and_modseqs_never_go_back_when_older_changes_arrive_after_newer_o
         assert!(modseq >= last_modseq, "MODSEQ went back to {modseq} after {last_modseq}: {stored:?}");
         last_modseq = modseq;
     }
-    assert!(stored.last().unwrap().contains("FLAGS (\\Flagged \\Seen)"), "{stored:?}");
+    assert!(stored.last().unwrap().contains("FLAGS (\\Flagged \\Seen \\Recent)"), "{stored:?}");
     let fetched = client.command("f FETCH 1 (FLAGS MODSEQ)").await.expect_ok();
-    assert_eq!(fetched, [format!("* 1 FETCH (FLAGS (\\Flagged \\Seen) MODSEQ ({last_modseq}))")]);
+    assert_eq!(fetched, [format!("* 1 FETCH (FLAGS (\\Flagged \\Seen \\Recent) MODSEQ ({last_modseq}))")]);
     assert!(client.command("n NOOP").await.expect_ok().is_empty(), "nothing older is told later");
 }
 

@@ -69,7 +69,7 @@ async fn append_stores_the_message_with_its_flags_and_date() {
     assert_eq!(
         stored,
         [format!(
-            "* 1 FETCH (FLAGS (\\Draft $Todo) INTERNALDATE \"05-Mar-2024 09:20:30 +0000\" BODY[] {{{length}}}\r\n{expected_body})"
+            "* 1 FETCH (FLAGS (\\Draft \\Recent $Todo) INTERNALDATE \"05-Mar-2024 09:20:30 +0000\" BODY[] {{{length}}}\r\n{expected_body})"
         )]
     );
     let missing = client.command(&format!("c APPEND Nowhere {{{length}+}}\r\n{expected_body}")).await;

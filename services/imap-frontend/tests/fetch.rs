@@ -24,18 +24,18 @@ async fn metadata_of_every_message_in_sequence_order() {
     client.command("s SELECT INBOX").await.expect_ok();
     let lines = client.command("f FETCH 1:* (UID FLAGS RFC822.SIZE)").await.expect_ok();
     let expected: Vec<String> =
-        (1..=3).map(|n| format!("* {n} FETCH (UID {n} FLAGS () RFC822.SIZE {})", message(n).len())).collect();
+        (1..=3).map(|n| format!("* {n} FETCH (UID {n} FLAGS (\\Recent) RFC822.SIZE {})", message(n).len())).collect();
     assert_eq!(lines, expected);
     let dated = client.command("f FETCH 2 INTERNALDATE").await.expect_ok();
     assert!(dated[0].starts_with("* 2 FETCH (INTERNALDATE \"") && dated[0].ends_with(" +0000\")"), "{dated:?}");
     let fast = client.command("f FETCH 3 FAST").await.expect_ok();
-    assert!(fast[0].starts_with("* 3 FETCH (FLAGS () INTERNALDATE \""), "{fast:?}");
+    assert!(fast[0].starts_with("* 3 FETCH (FLAGS (\\Recent) INTERNALDATE \""), "{fast:?}");
 
     // UID FETCH always reports UIDs; `n:*` past the end still names the last message.
     let by_uid = client.command("u UID FETCH 2 FLAGS").await.expect_ok();
-    assert_eq!(by_uid, ["* 2 FETCH (UID 2 FLAGS ())"]);
+    assert_eq!(by_uid, ["* 2 FETCH (UID 2 FLAGS (\\Recent))"]);
     let past_end = client.command("u UID FETCH 9:* FLAGS").await.expect_ok();
-    assert_eq!(past_end, ["* 3 FETCH (UID 3 FLAGS ())"]);
+    assert_eq!(past_end, ["* 3 FETCH (UID 3 FLAGS (\\Recent))"]);
     let none = client.command("u UID FETCH 7 FLAGS").await.expect_ok();
     assert!(none.is_empty(), "no such UID, nothing to say: {none:?}");
     let refused = client.command("f FETCH 4 FLAGS").await;
@@ -57,8 +57,8 @@ async fn flags_of_thousands_of_messages_arrive_whole_and_in_order() {
     let lines = client.command("f FETCH 1:* (UID FLAGS)").await.expect_ok();
     let expected: Vec<String> = (1..=MESSAGES)
         .map(|n| match n {
-            1500 => format!("* {n} FETCH (UID {n} FLAGS (\\Flagged $Work))"),
-            _ => format!("* {n} FETCH (UID {n} FLAGS ())"),
+            1500 => format!("* {n} FETCH (UID {n} FLAGS (\\Flagged \\Recent $Work))"),
+            _ => format!("* {n} FETCH (UID {n} FLAGS (\\Recent))"),
         })
         .collect();
     assert_eq!(lines.len(), expected.len());
@@ -89,7 +89,7 @@ async fn bodies_headers_texts_and_partial_ranges() {
     let rfc822 = client.command("f FETCH 2 (RFC822.HEADER RFC822.SIZE)").await.expect_ok();
     assert!(rfc822[0].starts_with("* 2 FETCH (RFC822.HEADER {"), "{rfc822:?}");
     let flags = client.command("f FETCH 1:3 FLAGS").await.expect_ok();
-    assert!(flags.iter().all(|line| line.ends_with("FLAGS ())")), "PEEK leaves \\Seen alone: {flags:?}");
+    assert!(flags.iter().all(|line| line.ends_with("FLAGS (\\Recent))")), "PEEK leaves \\Seen alone: {flags:?}");
 }
 
 #[tokio::test]
@@ -101,9 +101,9 @@ async fn reading_without_peek_sets_seen_except_in_examine() {
     assert_eq!(read, ["* 1 FETCH (BODY[TEXT] {10}\r\nHello 1.\r\n)"], "no FLAGS: nothing changed");
     client.command("s SELECT INBOX").await.expect_ok();
     let read = client.command("f FETCH 1 BODY[TEXT]").await.expect_ok();
-    assert_eq!(read, ["* 1 FETCH (BODY[TEXT] {10}\r\nHello 1.\r\n FLAGS (\\Seen))"]);
+    assert_eq!(read, ["* 1 FETCH (BODY[TEXT] {10}\r\nHello 1.\r\n FLAGS (\\Seen \\Recent))"]);
     let read = client.command("f FETCH 2 RFC822").await.expect_ok();
-    assert!(read[0].ends_with(" FLAGS (\\Seen))"), "{read:?}");
+    assert!(read[0].ends_with(" FLAGS (\\Seen \\Recent))"), "{read:?}");
     let status = client.command("t STATUS INBOX (UNSEEN)").await.expect_ok();
     assert_eq!(status, ["* STATUS \"INBOX\" (UNSEEN 1)"]);
 }
@@ -152,7 +152,7 @@ async fn envelope_body_structure_and_mime_parts() {
     let missing = client.command("f FETCH 1 BODY.PEEK[3]").await.expect_ok();
     assert_eq!(missing, ["* 1 FETCH (BODY[3] NIL)"]);
     let all = client.command("f FETCH 1 ALL").await.expect_ok();
-    assert!(all[0].starts_with("* 1 FETCH (FLAGS () INTERNALDATE \""), "{all:?}");
+    assert!(all[0].starts_with("* 1 FETCH (FLAGS (\\Recent) INTERNALDATE \""), "{all:?}");
     assert!(all[0].contains(" ENVELOPE (\"Thu, 26 Nov 2026"), "{all:?}");
 }
 

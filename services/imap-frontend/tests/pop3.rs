@@ -152,7 +152,7 @@ async fn messages_are_listed_retrieved_byte_stuffed_and_cut_by_top() {
     let mut again = alice(&f).await;
     assert_eq!(again.multiline("UIDL").await, uids);
     // What was retrieved in full shows as read over IMAP; what TOP showed does not.
-    assert_eq!(imap_flags(&f).await, ["* 1 FETCH (FLAGS (\\Seen))", "* 2 FETCH (FLAGS ())"]);
+    assert_eq!(imap_flags(&f).await, ["* 1 FETCH (FLAGS (\\Seen \\Recent))", "* 2 FETCH (FLAGS (\\Recent))"]);
 }
 
 /// alice's INBOX flags, as an IMAP session sees them.
@@ -210,7 +210,11 @@ async fn deletions_happen_at_quit_and_never_when_the_connection_drops() {
     drop(client);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(f.mailstore.inbox("alice@example.org").await.len(), 2, "a dropped connection deletes nothing");
-    assert_eq!(imap_flags(&f).await, ["* 1 FETCH (FLAGS ())", "* 2 FETCH (FLAGS ())"], "nor marks anything read");
+    assert_eq!(
+        imap_flags(&f).await,
+        ["* 1 FETCH (FLAGS (\\Recent))", "* 2 FETCH (FLAGS (\\Recent))"],
+        "nor marks anything read"
+    );
 
     let mut client = alice(&f).await;
     client.command("DELE 2", "+OK").await;

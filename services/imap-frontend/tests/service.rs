@@ -113,6 +113,7 @@ m.login("alice@example.org", sys.argv[2])
 typ, data = m.append("INBOX", None, None, b"From: b@example.org\r\nSubject: via B\r\n\r\nHi.\r\n")
 print(typ, data[0].decode())
 m.select("INBOX")
+print("recent", m.response("RECENT")[1][-1].decode())
 print(m.store("1", "+FLAGS", "(\\Flagged)")[0])
 m.logout()
 "#;
@@ -122,11 +123,21 @@ m.logout()
         move || Command::new("python3").args(["-c", script, &address, PASSWORD]).output().expect("python3 runs")
     });
     assert_eq!(watcher.line().await.unwrap(), "* 1 EXISTS", "the APPEND on the other frontend");
-    assert_eq!(watcher.line().await.unwrap(), "* 1 FETCH (FLAGS (\\Flagged))", "the STORE there");
+    // \Recent goes to exactly one session: this one (IDLE takes it at once) or the one that
+    // selected through the other frontend, whichever asked the mailstore first.
+    let mut line = watcher.line().await.unwrap();
+    let taken_here = line == "* 1 RECENT";
+    if taken_here {
+        line = watcher.line().await.unwrap();
+    }
+    let flagged = if taken_here { "* 1 FETCH (FLAGS (\\Flagged \\Recent))" } else { "* 1 FETCH (FLAGS (\\Flagged))" };
+    assert_eq!(line, flagged, "the STORE there");
     let output = imaplib.await.unwrap();
     assert!(output.status.success(), "imaplib: {}", String::from_utf8_lossy(&output.stderr));
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.starts_with("OK [APPENDUID ") && printed.ends_with("OK\n"), "{printed}");
+    let taken_there = printed.contains("recent 1\n");
+    assert!(taken_here != taken_there, "recent in exactly one session: here {taken_here}, there: {printed}");
     assert!(started.elapsed() < Duration::from_secs(10), "promptly");
     watcher.send(b"DONE\r\n").await;
     watcher.responses("i").await.expect_ok();

@@ -28,27 +28,27 @@ async fn flags_are_added_removed_and_replaced() {
         [
             "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)",
             "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important \\*)] Flags that stay",
-            "* 1 FETCH (FLAGS (\\Flagged $Important))"
+            "* 1 FETCH (FLAGS (\\Flagged \\Recent $Important))"
         ]
     );
     let silent = client.command("b STORE 1:2 +FLAGS.SILENT (\\Seen)").await.expect_ok();
     assert!(silent.is_empty(), "{silent:?}");
     let removed = client.command("c STORE 1 -FLAGS (\\Flagged)").await.expect_ok();
-    assert_eq!(removed, ["* 1 FETCH (FLAGS (\\Seen $Important))"]);
+    assert_eq!(removed, ["* 1 FETCH (FLAGS (\\Seen \\Recent $Important))"]);
     let replaced = client.command("d STORE 3 FLAGS (\\Draft)").await.expect_ok();
-    assert_eq!(replaced, ["* 3 FETCH (FLAGS (\\Draft))"]);
+    assert_eq!(replaced, ["* 3 FETCH (FLAGS (\\Draft \\Recent))"]);
     let by_uid = client.command("e UID STORE 3 +FLAGS (\\Answered)").await.expect_ok();
-    assert_eq!(by_uid, ["* 3 FETCH (UID 3 FLAGS (\\Answered \\Draft))"]);
+    assert_eq!(by_uid, ["* 3 FETCH (UID 3 FLAGS (\\Answered \\Draft \\Recent))"]);
     // Unchanged messages of the set are reported too.
     let again = client.command("f STORE 1:2 +FLAGS (\\Seen)").await.expect_ok();
-    assert_eq!(again, ["* 1 FETCH (FLAGS (\\Seen $Important))", "* 2 FETCH (FLAGS (\\Seen))"]);
+    assert_eq!(again, ["* 1 FETCH (FLAGS (\\Seen \\Recent $Important))", "* 2 FETCH (FLAGS (\\Seen \\Recent))"]);
     let read_back = client.command("g FETCH 1:3 FLAGS").await.expect_ok();
     assert_eq!(
         read_back,
         [
-            "* 1 FETCH (FLAGS (\\Seen $Important))",
-            "* 2 FETCH (FLAGS (\\Seen))",
-            "* 3 FETCH (FLAGS (\\Answered \\Draft))"
+            "* 1 FETCH (FLAGS (\\Seen \\Recent $Important))",
+            "* 2 FETCH (FLAGS (\\Seen \\Recent))",
+            "* 3 FETCH (FLAGS (\\Answered \\Draft \\Recent))"
         ]
     );
     for line in ["h STORE 1 +FLAGS (\\Recent)", "h STORE 1 +FLAGS (\\Unheard)", "h STORE 9 +FLAGS (\\Seen)"] {
@@ -73,7 +73,7 @@ async fn expunge_removes_deleted_messages_and_renumbers() {
     let expunged = client.command("e UID EXPUNGE 4").await.expect_ok();
     assert_eq!(expunged, ["* 2 EXPUNGE"]);
     let left = client.command("f UID FETCH 1:* FLAGS").await.expect_ok();
-    assert_eq!(left, ["* 1 FETCH (UID 2 FLAGS (\\Deleted))", "* 2 FETCH (UID 5 FLAGS (\\Deleted))"]);
+    assert_eq!(left, ["* 1 FETCH (UID 2 FLAGS (\\Deleted \\Recent))", "* 2 FETCH (UID 5 FLAGS (\\Deleted \\Recent))"]);
     let status = client.command("g STATUS INBOX (MESSAGES)").await.expect_ok();
     assert_eq!(status, ["* STATUS \"INBOX\" (MESSAGES 2)"]);
 }
@@ -88,5 +88,5 @@ async fn a_read_only_selection_changes_nothing() {
         assert!(refused.status().starts_with("NO [READ-ONLY]"), "{line}: {refused:?}");
     }
     let flags = client.command("d FETCH 1 FLAGS").await.expect_ok();
-    assert_eq!(flags, ["* 1 FETCH (FLAGS ())"]);
+    assert_eq!(flags, ["* 1 FETCH (FLAGS (\\Recent))"]);
 }

@@ -1,5 +1,5 @@
 //! Mailboxes: create, rename, delete, subscribe (subscriptions are names, apart from the
-//! mailboxes); UIDs and UIDVALIDITY; the counters; the SELECT
+//! mailboxes); \Recent taken once; UIDs and UIDVALIDITY; the counters; the SELECT
 //! snapshot, its deltas and its sizes. Every test runs against PostgreSQL and SQLite, through the
 //! real gRPC server, with real clients.
 
@@ -20,6 +20,7 @@ on_both_backends!(
     uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate,
     mailboxes_create_rename_delete_subscribe,
     subscriptions_are_names_apart_from_mailboxes,
+    each_message_is_taken_as_recent_once,
     renames_match_names_exactly_and_refuse_clashes,
     mailbox_counters_follow_every_change,
     a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes,
@@ -216,6 +217,51 @@ async fn subscriptions_are_names_apart_from_mailboxes(backend: Backend) {
     assert_eq!(listing(&mut f).await.1, Vec::<String>::new());
     let refused = subscribe(&mut f, "bad*name", true).await;
     assert_eq!(refused.unwrap_err().code(), Code::InvalidArgument);
+}
+
+async fn each_message_is_taken_as_recent_once(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    let mallory = f.account("mallory@example.org", 0, 0).await;
+    for i in 0..3 {
+        f.deliver(&format!("r-{i}"), "alice@example.org", &message("recent", 100)).await.unwrap();
+    }
+    let inbox = async |f: &mut Fixture| -> MailboxInfo {
+        let listed = f.mailstore.list_mailboxes(ListMailboxesRequest { account_id: alice }).await.unwrap();
+        listed.into_inner().mailboxes.into_iter().find(|m| m.name == "INBOX").unwrap()
+    };
+    let before = inbox(&mut f).await;
+    assert_eq!((before.recent_uid, before.recent), (0, 3));
+    let claim = async |f: &mut Fixture, account_id: i64, up_to_uid: u32| {
+        let request = ClaimRecentRequest { account_id, mailbox_id: before.id, up_to_uid };
+        f.mailstore.claim_recent(request).await.map(|answer| {
+            let answer = answer.into_inner();
+            (answer.first_uid, answer.last_uid)
+        })
+    };
+    assert_eq!(claim(&mut f, alice, 2).await.unwrap(), (1, 2));
+    assert_eq!(claim(&mut f, alice, 2).await.unwrap(), (3, 2), "taken already: an empty range");
+    assert_eq!(claim(&mut f, alice, 99).await.unwrap(), (3, 3), "no further than the messages stored");
+    let after = inbox(&mut f).await;
+    assert_eq!((after.recent_uid, after.recent), (3, 0));
+    assert_eq!(claim(&mut f, mallory, 99).await.unwrap_err().code(), Code::NotFound, "not another account's");
+
+    // Sessions on many frontends claiming at once: each message goes to exactly one.
+    for i in 3..13 {
+        f.deliver(&format!("r-{i}"), "alice@example.org", &message("recent", 100)).await.unwrap();
+    }
+    let claims = (0..8).map(|_| {
+        let mut mailstore = f.mailstore.clone();
+        async move {
+            let request = ClaimRecentRequest { account_id: alice, mailbox_id: before.id, up_to_uid: 13 };
+            let answer = mailstore.claim_recent(request).await.unwrap().into_inner();
+            (answer.first_uid, answer.last_uid)
+        }
+    });
+    let taken: Vec<(u32, u32)> = futures::future::join_all(claims).await;
+    let mut uids: Vec<u32> = taken.iter().flat_map(|(first, last)| *first..=*last).collect();
+    uids.sort_unstable();
+    assert_eq!(uids, (4..=13).collect::<Vec<u32>>(), "{taken:?}");
 }
 
 async fn renames_match_names_exactly_and_refuse_clashes(backend: Backend) {

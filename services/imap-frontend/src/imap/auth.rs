@@ -1,5 +1,6 @@
 //! LOGIN and AUTHENTICATE (RFC 9051 §6.2.2–3), the latter with the PLAIN (RFC 4616) and LOGIN
-//! mechanisms, both with SASL-IR (RFC 4959).
+//! mechanisms, both with SASL-IR (RFC 4959); and UNAUTHENTICATE (RFC 8437), which lets a client
+//! log in as someone else on the same connection.
 //!
 //! Passwords travel only inside TLS: before STARTTLS, port 143 advertises LOGINDISABLED and
 //! refuses both commands with PRIVACYREQUIRED (unless `kubemail dev` allows plain text on
@@ -124,6 +125,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.state = State::Authenticated(account);
         let capabilities = format!("CAPABILITY {}", self.capabilities());
         self.respond(Some(tag), Status::Ok, Some(&capabilities), "Logged in");
+        Flow::Continue
+    }
+
+    /// Back to the not authenticated state, as if the connection were new but for TLS and
+    /// COMPRESS (RFC 8437 §3): the mailbox is left without expunging, and what ENABLE turned on
+    /// is off again. A login that follows has the whole login time again.
+    pub(super) fn unauthenticate(&mut self, tag: &Tag<'_>) -> Flow {
+        let State::Authenticated(account) = &self.state else {
+            self.respond(Some(tag), Status::Bad, None, "Log in before UNAUTHENTICATE");
+            return Flow::Continue;
+        };
+        tracing::debug!(client = %self.client_ip, account = %account.address, "unauthenticated");
+        self.selected = None;
+        (self.utf8, self.rev2, self.condstore, self.qresync) = (false, false, false, false);
+        self.state = State::NotAuthenticated;
+        self.login_deadline = tokio::time::Instant::now() + self.services.settings.login_timeout;
+        self.ok(tag, "UNAUTHENTICATE completed");
         Flow::Continue
     }
 

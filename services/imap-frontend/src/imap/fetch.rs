@@ -219,7 +219,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         for (number, uid) in messages {
             if let Some(meta) = meta.get(uid) {
                 // Without a body there is nothing to decode.
-                let line = response_line(*number, items, meta, None, self.utf8).unwrap_or_default();
+                let recent = self.selected.as_ref().is_some_and(|selection| selection.is_recent(*uid));
+                let line = response_line(*number, items, meta, recent, None, self.utf8).unwrap_or_default();
                 self.io.write(&line);
             }
         }
@@ -262,7 +263,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             let message_meta = body.meta.as_ref().or_else(|| meta.get(&body.uid));
             if let (Some(number), Some(message_meta)) = (numbers.get(&body.uid), message_meta) {
-                match response_line(*number, &request.items, message_meta, Some(&body.octets), self.utf8) {
+                let recent = self.selected.as_ref().is_some_and(|selection| selection.is_recent(body.uid));
+                match response_line(*number, &request.items, message_meta, recent, Some(&body.octets), self.utf8) {
                     Ok(line) => self.io.write(&line),
                     Err(UnknownEncoding) => {
                         let text = format!("Message {number} has a content transfer encoding BINARY cannot undo");
@@ -422,6 +424,7 @@ fn response_line(
     number: u32,
     items: &[MessageDataItemName<'_>],
     meta: &MessageMeta,
+    recent: bool,
     body: Option<&[u8]>,
     utf8: bool,
 ) -> Result<Vec<u8>, UnknownEncoding> {
@@ -438,7 +441,7 @@ fn response_line(
             MessageDataItemName::Uid => line.extend(format!("UID {}", meta.uid).bytes()),
             MessageDataItemName::Flags => {
                 let flags = meta.flags.clone().unwrap_or_default();
-                line.extend(format!("FLAGS ({})", flag_list(flags.system, &flags.keywords)).bytes());
+                line.extend(format!("FLAGS ({})", flag_list(flags.system, recent, &flags.keywords)).bytes());
             }
             MessageDataItemName::InternalDate => {
                 line.extend(format!("INTERNALDATE \"{}\"", imap_date_time(meta.internal_date)).bytes());

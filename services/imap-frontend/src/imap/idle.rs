@@ -53,6 +53,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     let mut lines = selection.apply(event, condstore);
                     lines.push_str(&selection.take_expunges());
                     self.io.write(lines.as_bytes());
+                    drop(_told);
+                    self.claim_new_recent().await;
                 }
                 _ = keepalive.tick() => self.io.write(b"* OK Still here\r\n"),
                 () = shutdown.wait() => {

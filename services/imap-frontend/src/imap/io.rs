@@ -71,6 +71,16 @@ pub struct Request {
     pub extension: Option<Extension>,
 }
 
+impl Request {
+    /// The command's name, for metrics.
+    pub fn name(&self) -> &'static str {
+        match self.extension {
+            Some(Extension::Unauthenticate) => "UNAUTHENTICATE",
+            _ => self.command.name(),
+        }
+    }
+}
+
 /// Buffered reading and writing over a [`Connection`].
 pub struct Io<S> {
     connection: Connection<S>,

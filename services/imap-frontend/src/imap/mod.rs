@@ -3,7 +3,7 @@
 //!
 //! - [`io`] — reading commands and literals, writing responses, the STARTTLS upgrade.
 //! - `starttls` — STARTTLS.
-//! - `auth` — LOGIN and AUTHENTICATE.
+//! - `auth` — LOGIN, AUTHENTICATE and UNAUTHENTICATE.
 //! - `enable` — ENABLE.
 //! - `compress` — COMPRESS DEFLATE; `deflate`, the compression under [`io`].
 //! - `create` — CREATE, DELETE and RENAME.
@@ -14,6 +14,7 @@
 //! - `quota` — GETQUOTA and GETQUOTAROOT.
 //! - `select` — SELECT and EXAMINE.
 //! - `selection` — the selected mailbox: its snapshot, sequence numbers and flags.
+//! - `recent` — which messages are \Recent in the session (IMAP4rev1).
 //! - `expunge` — EXPUNGE, UID EXPUNGE, CLOSE and UNSELECT: leaving messages or the mailbox.
 //! - `fetch` — FETCH and UID FETCH.
 //! - `store` — STORE and UID STORE.
@@ -43,6 +44,7 @@ mod list;
 mod messages;
 mod namespace;
 mod quota;
+mod recent;
 mod search;
 mod select;
 mod selection;
@@ -186,7 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             let flow = match input {
                 Ok(Input::Message(request)) => {
-                    let (name, started) = (request.command.name(), Instant::now());
+                    let (name, started) = (request.name(), Instant::now());
                     self.answered = None;
                     let flow = self.command(request).await;
                     count_command(name, self.answered, started.elapsed());
@@ -233,6 +235,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 | CommandBody::Sort { uid: false, .. }
                 | CommandBody::Thread { uid: false, .. }
         );
+        if extension == Some(Extension::Unauthenticate) {
+            return self.unauthenticate(&tag);
+        }
         match (&self.state, body) {
             (_, CommandBody::Capability) => {
                 let line = format!("* CAPABILITY {}\r\n", self.capabilities());

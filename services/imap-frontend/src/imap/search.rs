@@ -260,9 +260,10 @@ fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection) 
         SearchKey::And(keys) => keys.as_ref().iter().all(|key| matches(key, message, selection)),
         SearchKey::Not(key) => !matches(key, message, selection),
         SearchKey::Or(left, right) => matches(left, message, selection) || matches(right, message, selection),
-        SearchKey::All | SearchKey::Old => true,
-        // No session of ours sees \Recent, so nothing is new or recent.
-        SearchKey::New | SearchKey::Recent => false,
+        SearchKey::All => true,
+        SearchKey::Recent => selection.is_recent(message.uid),
+        SearchKey::New => selection.is_recent(message.uid) && !flag(SystemFlag::Seen),
+        SearchKey::Old => !selection.is_recent(message.uid),
         SearchKey::SequenceSet(set) => {
             selection.resolve(set, false).is_ok_and(|found| found.iter().any(|(number, _)| *number == message.number))
         }

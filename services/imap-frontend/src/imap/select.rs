@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::messages::written_uid_ranges;
+use super::recent::Recent;
 use super::selection::Selection;
 use super::updates::Updates;
 use crate::response::Status;
@@ -68,7 +69,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let Some(missed) = self.resync(tag, mailbox.id, known).await else { return };
             resync = Some(missed);
         }
-        let selection = Selection::new(&mailbox, &snapshot, read_only, self.qresync, Updates::new(events));
+        let mut selection = Selection::new(&mailbox, &snapshot, read_only, self.qresync, Updates::new(events));
+        if !self.rev2 {
+            selection.recent =
+                if read_only { Recent::above(mailbox.recent_uid) } else { Recent::claiming(mailbox.recent_uid) };
+            selection.claim_recent(self.services.mailstore.clone(), self.account_id()).await;
+        }
         let mut lines = self.mailbox_state(&selection, &name);
         if let Some(resync) = resync {
             lines.push_str(&resync_responses(&selection, &snapshot, resync));
@@ -173,8 +179,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.rev2 {
             lines.push_str(&format!("* LIST () \"/\" {}\r\n", self.quoted_name(name)));
         } else {
-            // IMAP4rev1 responses that RFC 9051 dropped: no session here sees \Recent.
-            lines.push_str("* 0 RECENT\r\n");
+            // IMAP4rev1 responses that RFC 9051 dropped.
+            lines.push_str(&format!("* {} RECENT\r\n", selection.recent_count()));
             if let Some(unseen) = selection.first_unseen() {
                 lines.push_str(&format!("* OK [UNSEEN {unseen}] First unseen\r\n"));
             }

@@ -10,6 +10,7 @@ use kubemail_proto::mailstore::{MailboxInfo, SystemFlag};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
+use super::recent::Recent;
 use super::updates::Updates;
 use crate::response::{self, Status};
 use crate::snapshots::{KeywordLists, Snapshot};
@@ -23,17 +24,18 @@ pub(super) const SYSTEM_FLAGS: [(SystemFlag, &str); 5] = [
     (SystemFlag::Draft, "\\Draft"),
 ];
 
-/// The flags of a message as IMAP lists them, e.g. `\Seen \Flagged $Forwarded`.
-pub(super) fn flag_list(system: u32, keywords: &[String]) -> String {
+/// The flags of a message as IMAP lists them, e.g. `\Seen \Recent $Forwarded`.
+pub(super) fn flag_list(system: u32, recent: bool, keywords: &[String]) -> String {
     let mut list = String::new();
-    write_flags(system, keywords.iter().map(String::as_str), &mut list);
+    write_flags(system, recent, keywords.iter().map(String::as_str), &mut list);
     list
 }
 
 /// Appends the flags of a message to `out`, as [`flag_list`] lists them.
-fn write_flags<'k>(system: u32, keywords: impl Iterator<Item = &'k str>, out: &mut String) {
+fn write_flags<'k>(system: u32, recent: bool, keywords: impl Iterator<Item = &'k str>, out: &mut String) {
     let system = SYSTEM_FLAGS.iter().filter(|(bit, _)| system & *bit as u32 != 0).map(|(_, name)| *name);
-    for (index, name) in system.chain(keywords).enumerate() {
+    let recent = recent.then_some("\\Recent");
+    for (index, name) in system.chain(recent).chain(keywords).enumerate() {
         if index > 0 {
             out.push(' ');
         }
@@ -71,6 +73,8 @@ pub(super) struct Selection {
     announced_keywords: Vec<String>,
     /// Whether a message now has a keyword they do not name yet.
     keywords_grew: bool,
+    /// The messages \Recent in this session.
+    pub recent: Recent,
 }
 
 impl Selection {
@@ -104,6 +108,7 @@ impl Selection {
             flags_unread: Vec::new(),
             announced_keywords: snapshot.mailbox_keywords().into_iter().map(str::to_string).collect(),
             keywords_grew: false,
+            recent: Recent::default(),
         }
     }
 
@@ -111,7 +116,7 @@ impl Selection {
     /// the mailbox; read-write sessions may also make up keywords, read-only ones set nothing.
     pub fn flags_responses(&self) -> String {
         let every_system_flag = SYSTEM_FLAGS.iter().fold(0, |bits, (bit, _)| bits | *bit as u32);
-        let flags = flag_list(every_system_flag, &[]);
+        let flags = flag_list(every_system_flag, false, &[]);
         let keywords: String = self.announced_keywords.iter().map(|keyword| format!(" {keyword}")).collect();
         let permanent = if self.read_only { String::new() } else { format!("{flags}{keywords} \\*") };
         format!("* FLAGS ({flags}{keywords})\r\n* OK [PERMANENTFLAGS ({permanent})] Flags that stay\r\n")
@@ -197,7 +202,8 @@ impl Selection {
 
     /// Appends the flags of the message at `index` to `out`, as IMAP lists them.
     pub fn write_flag_list(&self, index: usize, out: &mut String) {
-        write_flags(self.flags[index], self.keywords_of(index).split_whitespace(), out);
+        let recent = self.is_recent(self.uids[index]);
+        write_flags(self.flags[index], recent, self.keywords_of(index).split_whitespace(), out);
     }
 
     /// The keywords of the message at `index`, space-separated.

@@ -39,8 +39,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     condstore = true;
                     format!("HIGHESTMODSEQ {}", info.highest_modseq)
                 }
-                // No session of ours ever sees a message as \Recent (RFC 9051 drops it).
-                StatusDataItemName::Recent => "RECENT 0".to_string(),
+                // The messages no session has taken as \Recent yet.
+                StatusDataItemName::Recent => format!("RECENT {}", info.recent),
                 // Deleted messages' octets (RFC 9208 §4.2.1).
                 StatusDataItemName::DeletedStorage => "DELETED-STORAGE 0".to_string(),
             })

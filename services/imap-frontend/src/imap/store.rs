@@ -103,7 +103,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             selection.set_flags(index, flags.system, &flags.keywords, meta.modseq);
             // With CONDSTORE even a silent STORE tells the new MODSEQ (RFC 7162 §3.1.3).
             if answer || condstore {
-                lines.push_str(&flags_response(index + 1, meta, uid, answer, condstore));
+                let recent = selection.is_recent(meta.uid);
+                lines.push_str(&flags_response(index + 1, meta, recent, uid, answer, condstore));
             }
         }
         let lines = selection.take_flags_update() + &lines;
@@ -125,14 +126,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
 /// `* n FETCH (…)` after a flag change: the UID for a UID command, the flags unless the STORE
 /// was silent, the MODSEQ once CONDSTORE is in use.
-fn flags_response(number: usize, meta: &MessageMeta, uid: bool, flags: bool, modseq: bool) -> String {
+fn flags_response(number: usize, meta: &MessageMeta, recent: bool, uid: bool, flags: bool, modseq: bool) -> String {
     let mut items = Vec::new();
     if uid {
         items.push(format!("UID {}", meta.uid));
     }
     if flags {
         let flags = meta.flags.clone().unwrap_or_default();
-        items.push(format!("FLAGS ({})", flag_list(flags.system, &flags.keywords)));
+        items.push(format!("FLAGS ({})", flag_list(flags.system, recent, &flags.keywords)));
     }
     if modseq {
         items.push(format!("MODSEQ ({})", meta.modseq));

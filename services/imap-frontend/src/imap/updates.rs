@@ -89,7 +89,7 @@ impl Selection {
                     let keywords: Vec<String> = keywords.split_whitespace().map(str::to_string).collect();
                     // This session's own STORE was told already, with the same flags.
                     if self.set_flags(index, *system, &keywords, modseq) {
-                        let flags = flag_list(*system, &keywords);
+                        let flags = flag_list(*system, self.is_recent(*uid), &keywords);
                         let modseq = if condstore { format!(" MODSEQ ({modseq})") } else { String::new() };
                         lines.push_str(&format!("* {} FETCH (FLAGS ({flags}){modseq})\r\n", index + 1));
                     }
@@ -130,11 +130,12 @@ impl Selection {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    /// Reads the flags of the messages that arrived by event, so that FETCH FLAGS and SEARCH
-    /// answer with the flags they were stored with (and FLAGS is told again first when they
+    /// Takes the messages that arrived by event as \Recent, and reads their flags, so that
+    /// FETCH FLAGS and SEARCH answer with the flags they were stored with (and FLAGS is told again first when they
     /// bring a new keyword). Should the mailstore not answer, they are read again before the
     /// next command that needs them.
     pub(super) async fn read_new_flags(&mut self) {
+        self.claim_new_recent().await;
         let Some(selection) = &mut self.selected else { return };
         if selection.flags_unread.is_empty() {
             return;

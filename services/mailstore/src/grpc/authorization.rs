@@ -24,6 +24,7 @@ const FRONTEND_METHODS: &[&str] = &[
     "RenameMailbox",
     "SetSubscribed",
     "SelectMailbox",
+    "ClaimRecent",
     "FetchMessages",
     "FetchBody",
     "StoreFlags",

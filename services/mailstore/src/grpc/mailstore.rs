@@ -125,6 +125,16 @@ impl MailStore for MailStoreService {
         Ok(Response::new(ListMailboxesResponse { mailboxes, subscribed_without_mailbox }))
     }
 
+    async fn claim_recent(
+        &self,
+        request: Request<ClaimRecentRequest>,
+    ) -> Result<Response<ClaimRecentResponse>, Status> {
+        let request = request.into_inner();
+        let (first_uid, last_uid) =
+            self.store.claim_recent(request.account_id, request.mailbox_id, request.up_to_uid).await?;
+        Ok(Response::new(ClaimRecentResponse { first_uid, last_uid }))
+    }
+
     async fn create_mailbox(&self, request: Request<CreateMailboxRequest>) -> Result<Response<MailboxInfo>, Status> {
         let request = request.into_inner();
         Ok(Response::new(self.store.create_mailbox(request.account_id, &request.name, &request.special_use).await?))

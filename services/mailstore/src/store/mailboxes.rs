@@ -10,6 +10,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::postgres::{to_u32, to_u64, u32_column, u64_column};
 use super::{LockedMailbox, Store, get_bool, get_u32, get_u64, mailbox_not_named};
+use crate::db::locking;
 use crate::events::MailboxState;
 use crate::validate::{self, INBOX, SEPARATOR};
 use crate::{Error, Result};
@@ -17,18 +18,21 @@ use crate::{Error, Result};
 /// The columns of a mailbox `b`, with whether its name is subscribed (0 or 1; migration 0004).
 macro_rules! mailbox_columns {
     () => {
-        "b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, \
+        "b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, b.recent_uid, \
          CAST(CASE WHEN EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = b.account_id AND s.name = b.name) \
          THEN 1 ELSE 0 END AS BIGINT) AS subscribed"
     };
 }
 
 /// Mailbox columns with the counters STATUS and LIST-STATUS need, kept by triggers in
-/// `mailbox_counters` (migration 0002).
+/// `mailbox_counters` (migration 0002), and the messages no session has taken as \Recent yet
+/// (few: those that arrived since the mailbox was last selected).
 const MAILBOX_WITH_COUNTERS: &str = concat!(
     "SELECT ",
     mailbox_columns!(),
-    ", c.messages, c.unseen, c.deleted, c.size FROM mailboxes b JOIN mailbox_counters c ON c.mailbox_id = b.id"
+    ", c.messages, c.unseen, c.deleted, c.size, \
+     (SELECT COUNT(*) FROM messages m WHERE m.mailbox_id = b.id AND m.uid > b.recent_uid) AS recent \
+     FROM mailboxes b JOIN mailbox_counters c ON c.mailbox_id = b.id"
 );
 
 impl Store {
@@ -211,6 +215,34 @@ impl Store {
             self.copy_messages(account_id, inbox_id, &[UidRange { first: 1, last: 0 }], to, true).await?;
         }
         self.mailbox_info(self.db.reader(), account_id, target.id).await
+    }
+
+    /// Takes the messages of the mailbox up to UID `up_to` as \Recent for the session asking
+    /// (RFC 3501 §2.3.2): the UIDs no session took before, as an inclusive range, empty (first
+    /// above last) when another session was first. Whoever asks first gets each message, on
+    /// any frontend: the mailbox row is locked while its mark moves.
+    pub async fn claim_recent(&self, account_id: i64, mailbox_id: i64, up_to: u32) -> Result<(u32, u32)> {
+        let mut tx = self.db.write().await?;
+        let sql = locking!(self.db, "SELECT recent_uid, uid_next FROM mailboxes WHERE id = $1 AND account_id = $2");
+        let row = sqlx::query(sql)
+            .bind(mailbox_id)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no mailbox with id {mailbox_id}")))?;
+        let (taken, uid_next) = (get_u32(&row, "recent_uid")?, get_u32(&row, "uid_next")?);
+        // No further than the messages stored so far.
+        let up_to = up_to.min(uid_next.saturating_sub(1));
+        if up_to <= taken {
+            return Ok((taken + 1, taken));
+        }
+        sqlx::query("UPDATE mailboxes SET recent_uid = $1 WHERE id = $2")
+            .bind(i64::from(up_to))
+            .bind(mailbox_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((taken + 1, up_to))
     }
 
     /// Subscribes or unsubscribes a name, whether a mailbox has it or not (RFC 9051 §6.3.7).
@@ -441,6 +473,7 @@ async fn postgres_select(
         highest_modseq: u64_column(&row, "highest_modseq")?,
         special_use: row.try_get("special_use")?,
         subscribed: row.try_get::<i64, _>("subscribed")? != 0,
+        recent_uid: u32_column(&row, "recent_uid")?,
         ..Default::default()
     };
     let packed: Vec<u8> = row.try_get("messages")?;
@@ -563,6 +596,7 @@ fn mailbox_from_row(row: &AnyRow, with_counters: bool) -> Result<MailboxInfo> {
         highest_modseq: get_u64(row, "highest_modseq")?,
         special_use: row.try_get("special_use")?,
         subscribed: get_bool(row, "subscribed")?,
+        recent_uid: get_u32(row, "recent_uid")?,
         ..Default::default()
     };
     if with_counters {
@@ -570,6 +604,7 @@ fn mailbox_from_row(row: &AnyRow, with_counters: bool) -> Result<MailboxInfo> {
         mailbox.unseen = count("unseen")?;
         mailbox.deleted = count("deleted")?;
         mailbox.size = get_u64(row, "size")?;
+        mailbox.recent = count("recent")?;
     }
     Ok(mailbox)
 }
