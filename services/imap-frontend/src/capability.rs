@@ -36,6 +36,7 @@ pub fn after_login() -> String {
         "THREAD=REFERENCES",
         // LIST marks the Drafts, Sent, Junk and Trash folders (RFC 6154).
         "SPECIAL-USE",
+        "CREATE-SPECIAL-USE",
         "UTF8=ACCEPT",
         "STATUS=SIZE",
         "UNSELECT",

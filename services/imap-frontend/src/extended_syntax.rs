@@ -1,6 +1,6 @@
 //! Command syntax imap-codec does not parse yet: LIST-EXTENDED (RFC 5258, with the SPECIAL-USE
 //! options of RFC 6154 and the STATUS return option of RFC 5819), SEARCH RETURN (RFC 4731,
-//! RFC 9051 §6.4.4) and UNAUTHENTICATE (RFC 8437).
+//! RFC 9051 §6.4.4), CREATE with a special use (RFC 6154 §3) and UNAUTHENTICATE (RFC 8437).
 //!
 //! A command imap-codec refused is looked at once more here. If it is one of these, its
 //! options are taken out and it is rewritten into the base command imap-codec parses (`LIST
@@ -20,6 +20,8 @@ pub enum Extension {
     SearchReturn(SearchReturn),
     /// UNAUTHENTICATE, carried by a NOOP.
     Unauthenticate,
+    /// CREATE's USE parameter: the special-use attributes asked for, as written.
+    CreateUse(Vec<String>),
 }
 
 /// LIST-EXTENDED selection and return options (RFC 5258 §3).
@@ -72,8 +74,10 @@ pub fn rewrite(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static 
         search(&mut cursor, &tag, uid)
     } else if name.eq_ignore_ascii_case(b"LIST") && !uid {
         list(&mut cursor, &tag)
+    } else if name.eq_ignore_ascii_case(b"CREATE") && !uid {
+        create(&mut cursor, &tag)
     } else if name.eq_ignore_ascii_case(b"UNAUTHENTICATE") && !uid {
-        if !cursor.rest().is_empty() && cursor.rest() != b"\r\n" {
+        if !cursor.at_end() {
             return Err("UNAUTHENTICATE takes no arguments");
         }
         let mut rewritten = tag;
@@ -113,6 +117,35 @@ fn search(cursor: &mut Cursor<'_>, tag: &[u8], uid: bool) -> Result<Option<(Vec<
     rewritten.extend_from_slice(if uid { b" UID SEARCH " } else { b" SEARCH " });
     rewritten.extend_from_slice(cursor.rest());
     Ok(Some((rewritten, Extension::SearchReturn(options))))
+}
+
+/// `CREATE mailbox (USE (attributes))`.
+fn create(cursor: &mut Cursor<'_>, tag: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
+    cursor.space().ok_or("Expected a mailbox name")?;
+    let mailbox = cursor.astring().ok_or("Expected a mailbox name")?;
+    if cursor.space().is_none() {
+        return Ok(None);
+    }
+    cursor.open().ok_or("Expected CREATE parameters in parentheses")?;
+    let parameter = cursor.atom().ok_or("Expected a CREATE parameter")?;
+    if !parameter.eq_ignore_ascii_case(b"USE") {
+        return Err("Unknown CREATE parameter");
+    }
+    cursor.space().ok_or("Expected USE attributes")?;
+    let attributes = cursor.list(Cursor::atom).ok_or("Expected USE attributes in parentheses")?;
+    if cursor.peek() != Some(b')') {
+        return Err("Expected the end of the CREATE parameters");
+    }
+    cursor.at += 1;
+    if !cursor.at_end() {
+        return Err("Unexpected text after the CREATE parameters");
+    }
+    let attributes = attributes.iter().map(|attribute| String::from_utf8_lossy(attribute).into_owned()).collect();
+    let mut rewritten = tag.to_vec();
+    rewritten.extend_from_slice(b" CREATE ");
+    rewritten.extend_from_slice(&cursor.bytes[mailbox]);
+    rewritten.extend_from_slice(b"\r\n");
+    Ok(Some((rewritten, Extension::CreateUse(attributes))))
 }
 
 /// `LIST [(selection)] reference pattern-or-patterns [RETURN (options)]`.
@@ -323,6 +356,15 @@ mod tests {
     fn rewritten(command: &str) -> (String, Extension) {
         let (bytes, extension) = rewrite(command.as_bytes()).unwrap().unwrap();
         (String::from_utf8(bytes).unwrap(), extension)
+    }
+
+    #[test]
+    fn create_use_is_taken_out() {
+        let (command, extension) = rewritten("c CREATE \"My Stash\" (USE (\\Archive))\r\n");
+        assert_eq!(command, "c CREATE \"My Stash\"\r\n");
+        assert_eq!(extension, Extension::CreateUse(vec!["\\Archive".to_string()]));
+        assert!(rewrite(b"c CREATE x (COLOUR (red))\r\n").is_err());
+        assert!(rewrite(b"c CREATE x (USE \\Archive)\r\n").is_err());
     }
 
     #[test]

@@ -120,6 +120,29 @@ async fn subscriptions_are_names_that_lsub_and_list_subscribed_show() {
 }
 
 #[tokio::test]
+async fn create_gives_a_special_use_when_asked() {
+    let f = Fixture::start().await;
+    let mut client = f.logged_in("alice@example.org").await;
+    let capabilities = client.command("c CAPABILITY").await.expect_ok();
+    assert!(capabilities[0].split(' ').any(|word| word == "CREATE-SPECIAL-USE"), "{capabilities:?}");
+    client.command("c CREATE \"Old mail\" (USE (\\Archive))").await.expect_ok();
+    let special = client.command("l LIST (SPECIAL-USE) \"\" Old*").await.expect_ok();
+    assert_eq!(special, ["* LIST (\\Archive \\HasNoChildren) \"/\" \"Old mail\""]);
+    for (line, why) in [
+        ("d CREATE Everything (USE (\\All))", "no virtual mailboxes"),
+        ("d CREATE Two (USE (\\Archive \\Trash))", "one special use each"),
+        ("d CREATE Odd (USE (\\Bogus))", "no such special use"),
+    ] {
+        let refused = client.command(line).await;
+        assert!(refused.status().starts_with("NO [USEATTR]"), "{why}: {refused:?}");
+    }
+    let malformed = client.command("e CREATE Odd (COLOUR (red))").await;
+    assert!(malformed.status().starts_with("BAD"), "{malformed:?}");
+    let listed = client.command("l LIST \"\" *").await.expect_ok();
+    assert!(!listed.iter().any(|line| line.contains("Everything") || line.contains("Two") || line.contains("Odd")));
+}
+
+#[tokio::test]
 async fn a_subscribed_child_below_the_pattern_shows_its_parent() {
     let f = Fixture::start().await;
     let mut client = f.logged_in("alice@example.org").await;

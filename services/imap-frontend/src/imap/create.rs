@@ -1,5 +1,6 @@
 //! CREATE, DELETE and RENAME (RFC 9051 §6.3.4–6), done by the mailstore; a refusal is answered
-//! with the RFC 5530 code that says why.
+//! with the RFC 5530 code that says why. CREATE may give the new mailbox a special use
+//! (CREATE-SPECIAL-USE, RFC 6154 §3).
 
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::mailbox::Mailbox;
@@ -11,7 +12,23 @@ use crate::mailbox_name::SEPARATOR;
 use crate::response::Status;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    pub(super) async fn create(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>) {
+    /// CREATE, with the special-use attributes of its USE parameter, if any.
+    pub(super) async fn create(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>, special_use: Option<&[String]>) {
+        let special_use = match special_use.unwrap_or_default() {
+            [] => String::new(),
+            [one] => match creatable_special_use(one) {
+                Some(special_use) => special_use.to_string(),
+                None => {
+                    let text = format!("{one} cannot be given to a mailbox here");
+                    self.respond(Some(tag), Status::No, Some("USEATTR"), &text);
+                    return;
+                }
+            },
+            _ => {
+                self.respond(Some(tag), Status::No, Some("USEATTR"), "One special use per mailbox");
+                return;
+            }
+        };
         let Some(name) = self.name(tag, mailbox) else { return };
         // A trailing separator only says the client means to make children (RFC 9051 §6.3.4).
         let name = name.trim_end_matches(SEPARATOR).to_string();
@@ -19,7 +36,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.respond(Some(tag), Status::No, Some("ALREADYEXISTS"), "INBOX always exists");
             return;
         }
-        let request = CreateMailboxRequest { account_id: self.account_id(), name, special_use: String::new() };
+        let request = CreateMailboxRequest { account_id: self.account_id(), name, special_use };
         match self.services.mailstore.clone().create_mailbox(request).await {
             Ok(_) => self.ok(tag, "CREATE completed"),
             Err(status) => self.mailstore_refused(tag, &status),
@@ -43,4 +60,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(status) => self.mailstore_refused(tag, &status),
         }
     }
+}
+
+/// The special use `attribute` names, as the mailstore stores it, if a mailbox made here may
+/// have it: \All and \Flagged stand for virtual mailboxes (RFC 6154 §2), which there are none of.
+fn creatable_special_use(attribute: &str) -> Option<&'static str> {
+    let bare = attribute.strip_prefix('\\')?;
+    ["Archive", "Drafts", "Junk", "Sent", "Trash"].into_iter().find(|known| known.eq_ignore_ascii_case(bare))
 }

@@ -276,7 +276,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             (State::Authenticated(_), CommandBody::Enable { capabilities }) => self.enable(&tag, capabilities.as_ref()),
             (State::Authenticated(_), CommandBody::Compress { .. }) => return self.compress(&tag).await,
-            (State::Authenticated(_), CommandBody::Create { mailbox }) => self.create(&tag, &mailbox).await,
+            (State::Authenticated(_), CommandBody::Create { mailbox }) => {
+                let special_use = match &extension {
+                    Some(Extension::CreateUse(attributes)) => Some(attributes.as_slice()),
+                    _ => None,
+                };
+                self.create(&tag, &mailbox, special_use).await;
+            }
             (State::Authenticated(_), CommandBody::Delete { mailbox }) => self.delete(&tag, &mailbox).await,
             (State::Authenticated(_), CommandBody::Rename { from, to }) => self.rename(&tag, &from, &to).await,
             (State::Authenticated(_), CommandBody::Subscribe { mailbox }) => {
