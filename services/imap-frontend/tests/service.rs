@@ -1,6 +1,8 @@
 //! Two `imap-frontend` processes on different ports over one mailstore on PostgreSQL, with the
 //! mailbox events on NATS: a session IDLEing on one hears, promptly, what Python's imaplib does
-//! through the other (APPEND, STORE); SIGTERM says `* BYE` to every session.
+//! through the other (APPEND, STORE); SIGTERM says `* BYE` to every session. A client that
+//! resynchronises with QRESYNC, as Thunderbird does, after changes made through the other
+//! frontend ends with the view a full resync gives.
 
 mod common;
 
@@ -86,8 +88,17 @@ async fn alice_on(frontend: &Frontend, certificate: &PemPair) -> Client<tokio_ru
     client
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn idle_on_one_frontend_hears_what_another_frontend_does() {
+/// Two frontends over one mailstore and NATS, with their certificate.
+struct Cluster {
+    _nats: NatsServer,
+    _mailstore: Mailstore,
+    _tls_dir: tempfile::TempDir,
+    certificate: PemPair,
+    a: Frontend,
+    b: Frontend,
+}
+
+async fn two_frontends() -> Cluster {
     let nats = NatsServer::start();
     let transport = NatsTransport::connect(&NatsConfig { url: nats.url(), ..Default::default() }).await.unwrap();
     let db = kubemail_mailstore::Db::connect(&kubemail_testkit::postgres_database().await, 8).await.unwrap();
@@ -95,9 +106,14 @@ async fn idle_on_one_frontend_hears_what_another_frontend_does() {
     let tls_dir = tempfile::tempdir().unwrap();
     let certificate = tls::self_signed(&[HOSTNAME.to_string()]).unwrap();
     tls::write_pair(tls_dir.path(), HOSTNAME, &certificate).unwrap();
-    let mut a = Frontend::start(&mailstore, &nats.url(), tls_dir.path());
+    let a = Frontend::start(&mailstore, &nats.url(), tls_dir.path());
     let b = Frontend::start(&mailstore, &nats.url(), tls_dir.path());
+    Cluster { _nats: nats, _mailstore: mailstore, _tls_dir: tls_dir, certificate, a, b }
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_on_one_frontend_hears_what_another_frontend_does() {
+    let Cluster { certificate, mut a, b, _nats, _mailstore, _tls_dir } = two_frontends().await;
     let mut watcher = alice_on(&a, &certificate).await;
     watcher.send(b"i IDLE\r\n").await;
     assert_eq!(watcher.line().await.unwrap(), "+ idling");
@@ -148,4 +164,103 @@ m.logout()
     assert_eq!(watcher.rest_until_closed().await, ["* BYE Server shutting down, please reconnect"]);
     assert_eq!(waiting.rest_until_closed().await, ["* BYE Server shutting down, please reconnect"]);
     drop(b);
+}
+
+/// Runs the Python `script` with the two frontends' IMAPS addresses and the password as
+/// arguments; its output lines.
+fn python(script: &str, cluster: &Cluster) -> Vec<String> {
+    let prelude = r#"
+import imaplib, re, ssl, sys
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+def connect(address):
+    host, port = address.rsplit(":", 1)
+    m = imaplib.IMAP4_SSL(host, int(port), ssl_context=context)
+    m.login("alice@example.org", sys.argv[3])
+    return m
+"#;
+    let output = Command::new("python3")
+        .args(["-c", &format!("{prelude}{script}"), &cluster.a.imaps, &cluster.b.imaps, PASSWORD])
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "python: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_qresync_reconnect_after_changes_elsewhere_ends_with_the_full_view() {
+    let cluster = two_frontends().await;
+    let lines = python(
+        r#"
+def flags_of(fetched):
+    """{uid: sorted flags} from FETCH responses of UID and FLAGS."""
+    view = {}
+    for item in fetched:
+        text = item.decode() if isinstance(item, bytes) else item[0].decode()
+        uid = re.search(r"UID (\d+)", text)
+        flags = re.search(r"FLAGS \(([^)]*)\)", text)
+        if uid and flags:
+            # \Recent belongs to a session, not to the message: caches leave it out.
+            view[int(uid.group(1))] = sorted(flag for flag in flags.group(1).split() if flag != "\\Recent")
+    return view
+
+# Online on frontend A: a cache of the INBOX, and where it stands.
+first = connect(sys.argv[1])
+for n in range(1, 6):
+    first.append("INBOX", None, None, f"From: bob@example.org\r\nSubject: message {n}\r\n\r\nBody {n}.\r\n".encode())
+first.enable("QRESYNC")
+typ, data = first.select("INBOX")
+validity = int(first.response("UIDVALIDITY")[1][-1])
+modseq = int(first.response("HIGHESTMODSEQ")[1][-1])
+cache = flags_of(first.uid("FETCH", "1:*", "(FLAGS)")[1])
+first.logout()
+print("cached", sorted(cache))
+
+# Offline: another client changes the mailbox through frontend B.
+other = connect(sys.argv[2])
+other.select("INBOX")
+other.uid("STORE", "2", "+FLAGS", "(\\Seen $Work)")
+other.uid("STORE", "4", "+FLAGS", "(\\Deleted)")
+other.expunge()
+other.append("INBOX", r"(\Flagged)", None, b"From: carol@example.org\r\nSubject: new\r\n\r\nNew.\r\n")
+other.logout()
+
+# Back on frontend A: one SELECT tells what changed.
+again = connect(sys.argv[1])
+again.enable("QRESYNC")
+known = ",".join(str(uid) for uid in sorted(cache))
+typ, _ = again._simple_command("SELECT", f"INBOX (QRESYNC ({validity} {modseq} {known}))")
+print("select", typ)
+again.state = "SELECTED"  # imaplib's select() cannot send the QRESYNC parameter
+vanished = again.untagged_responses.pop("VANISHED", [])
+changed = flags_of(again.untagged_responses.pop("FETCH", []))
+for item in vanished:
+    text = item.decode()
+    assert text.startswith("(EARLIER) "), text
+    for part in text.split(" ", 1)[1].split(","):
+        first_uid, _, last_uid = part.partition(":")
+        for uid in range(int(first_uid), int(last_uid or first_uid) + 1):
+            cache.pop(uid, None)
+print("vanished", " ".join(item.decode() for item in vanished))
+print("changed", sorted(changed))
+cache.update(changed)
+
+# The check: a full resync gives the same view.
+full = flags_of(again.uid("FETCH", "1:*", "(FLAGS)")[1])
+print("same view", cache == full, sorted(full))
+again.logout()
+"#,
+        &cluster,
+    );
+    assert_eq!(
+        lines,
+        [
+            "cached [1, 2, 3, 4, 5]",
+            "select OK",
+            "vanished (EARLIER) 4",
+            "changed [2, 6]",
+            "same view True [1, 2, 3, 5, 6]",
+        ]
+    );
 }
