@@ -10,7 +10,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::postgres::{to_u32, to_u64, u32_column, u64_column};
 use super::{LockedMailbox, Store, get_bool, get_u32, get_u64, mailbox_not_named};
-use crate::db::locking;
+use crate::db::{Backend, locking};
 use crate::events::MailboxState;
 use crate::validate::{self, INBOX, SEPARATOR};
 use crate::{Error, Result};
@@ -235,6 +235,11 @@ impl Store {
         let up_to = up_to.min(uid_next.saturating_sub(1));
         if up_to <= taken {
             return Ok((taken + 1, taken));
+        }
+        if self.db.backend() == Backend::Postgres {
+            // A crash that loses the last moves of the mark only makes those messages recent
+            // once more: not worth waiting for the disk on every SELECT after new mail.
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
         }
         sqlx::query("UPDATE mailboxes SET recent_uid = $1 WHERE id = $2")
             .bind(i64::from(up_to))
