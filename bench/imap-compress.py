@@ -9,19 +9,20 @@ one `RESULT {json}` line each with the p50 time and the octets of the last itera
 
   imap-compress.py --target 127.0.0.1:3143 --user bench1 --password benchpass --iterations 5
 """
-import argparse
+import importlib.util
 import json
+import pathlib
 import socket
 import statistics
 import sys
 import time
 import zlib
 
+spec = importlib.util.spec_from_file_location("fetch_raw", pathlib.Path(__file__).with_name("imap-fetch-raw.py"))
+fetch_raw = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fetch_raw)
+
 FETCH = b"f FETCH 1:* (BODY.PEEK[HEADER])\r\n"
-
-
-def quoted(text):
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class Session:
@@ -67,12 +68,12 @@ class Session:
 def fetch_headers(args, host, port, compress):
     session = Session(host, port, args.timeout)
     try:
-        session.command("a", f"LOGIN {quoted(args.user)} {quoted(args.password)}")
+        session.command("a", f"LOGIN {fetch_raw.quoted(args.user)} {fetch_raw.quoted(args.password)}")
         if compress:
             session.command("z", "COMPRESS DEFLATE")
             session.deflate = zlib.compressobj(wbits=-15)
             session.inflate = zlib.decompressobj(wbits=-15)
-        session.command("b", f"SELECT {quoted(args.mailbox)}")
+        session.command("b", f"SELECT {fetch_raw.quoted(args.mailbox)}")
         session.wire = session.inflated = 0
         start = time.perf_counter()
         session.send(FETCH)
@@ -86,18 +87,9 @@ def fetch_headers(args, host, port, compress):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", required=True, help="HOST:PORT")
-    parser.add_argument("--user", required=True)
-    parser.add_argument("--password", required=True)
-    parser.add_argument("--mailbox", default="INBOX")
-    parser.add_argument("--iterations", type=int, default=5)
-    parser.add_argument("--timeout", type=float, default=300)
-    args = parser.parse_args()
-    host, _, port = args.target.rpartition(":")
-    host = host or "127.0.0.1"
+    args, host, port = fetch_raw.target_arguments(__doc__, iterations=5, timeout=300)
     for mode, compress in (("headers-plain", False), ("headers-deflate", True)):
-        runs = [fetch_headers(args, host, int(port), compress) for _ in range(args.iterations)]
+        runs = [fetch_headers(args, host, port, compress) for _ in range(args.iterations)]
         p50 = statistics.median(run[0] for run in runs) * 1000
         _, wire, inflated, messages = runs[-1]
         print(f"{mode}: {messages} messages, {wire} octets on the wire for {inflated}, p50 {p50:.1f}ms",

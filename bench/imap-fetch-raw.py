@@ -84,17 +84,24 @@ def fetch_once(args, host, port):
         conn.sock.close()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def target_arguments(description, iterations, timeout=60):
+    """The options every IMAP reader here takes: where, as whom, which mailbox, how often.
+    Returns them with the host and port of --target."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", required=True, help="HOST:PORT")
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("--mailbox", default="INBOX")
-    parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--iterations", type=int, default=iterations)
+    parser.add_argument("--timeout", type=float, default=timeout)
     args = parser.parse_args()
     host, _, port = args.target.rpartition(":")
-    runs = [fetch_once(args, host or "127.0.0.1", int(port)) for _ in range(args.iterations)]
+    return args, host or "127.0.0.1", int(port)
+
+
+def main():
+    args, host, port = target_arguments(__doc__, iterations=20)
+    runs = [fetch_once(args, host, port) for _ in range(args.iterations)]
     first_ms = statistics.median(run[0] for run in runs) * 1000
     last_ms = statistics.median(run[1] for run in runs) * 1000
     octets, lines = runs[-1][2], runs[-1][3]

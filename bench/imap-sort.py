@@ -10,7 +10,6 @@ threads at the top), which must agree between servers given the same mailbox.
 
   imap-sort.py --target 127.0.0.1:3143 --user bench1 --password benchpass --iterations 20
 """
-import argparse
 import importlib.util
 import json
 import pathlib
@@ -60,20 +59,11 @@ def timed(args, host, port, command):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", required=True, help="HOST:PORT")
-    parser.add_argument("--user", required=True)
-    parser.add_argument("--password", required=True)
-    parser.add_argument("--mailbox", default="INBOX")
-    parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--timeout", type=float, default=300)
-    args = parser.parse_args()
-    host, _, port = args.target.rpartition(":")
-    host = host or "127.0.0.1"
+    args, host, port = fetch_raw.target_arguments(__doc__, iterations=20, timeout=300)
     for mode, command in COMMANDS.items():
-        first, received = timed(args, host, int(port), command)
+        first, received = timed(args, host, port, command)
         size = answer_size(mode, received)
-        runs = [timed(args, host, int(port), command)[0] for _ in range(args.iterations)]
+        runs = [timed(args, host, port, command)[0] for _ in range(args.iterations)]
         p50 = statistics.median(runs) * 1000
         print(f"{mode}: first {first * 1000:.1f}ms, then p50 {p50:.2f}ms over {len(runs)}; {size} in the answer",
               file=sys.stderr)

@@ -205,10 +205,13 @@ pub struct SummaryCache {
     kept: Mutex<Kept>,
 }
 
+/// The summaries of one mailbox by UID, with when they were last read.
+type MailboxSummaries = (u64, HashMap<u32, Arc<Summary>>);
+
 #[derive(Default)]
 struct Kept {
-    /// By mailbox id and UIDVALIDITY, then by UID, with when the mailbox was last read.
-    by_mailbox: HashMap<(i64, u32), (u64, HashMap<u32, Arc<Summary>>)>,
+    /// By mailbox id and UIDVALIDITY.
+    by_mailbox: HashMap<(i64, u32), MailboxSummaries>,
     messages: usize,
     /// Counts reads, to find the mailbox read longest ago.
     clock: u64,

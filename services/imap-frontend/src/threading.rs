@@ -265,8 +265,7 @@ impl<'a, 'e> Forest<'a, 'e> {
                 }
                 Some(&held) => {
                     let (root_dummy, held_dummy) = (self.is_dummy(root), self.is_dummy(held));
-                    let replaces = (root_dummy && !held_dummy)
-                        || (!root_dummy && !held_dummy && self.is_reply(held) && !self.is_reply(root));
+                    let replaces = !held_dummy && (root_dummy || (self.is_reply(held) && !self.is_reply(root)));
                     if replaces {
                         table.insert(subject, root);
                     }

@@ -233,8 +233,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
     /// Writes what is queued, then waits for more input.
     async fn fill(&mut self, timeout: Duration) -> Result<(), End> {
         self.flush().await?;
-        loop {
-            let Some(deflate) = &mut self.deflate else { break };
+        while let Some(deflate) = &mut self.deflate {
             if deflate.has_pending() {
                 let plain = deflate.inflate().map_err(End::Io)?;
                 if !plain.is_empty() {

@@ -81,7 +81,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let selected_below = (options.recursive_match || lsub)
                 && names.iter().any(|other| is_child(other, name) && selected(other) && !matched(other));
             let child_info = options.recursive_match && selected_below;
-            if !selected(name) && !child_info && !(lsub && selected_below) {
+            let listed = selected(name) || child_info || (lsub && selected_below);
+            if !listed {
                 continue;
             }
             let mailbox = existing.get(name);

@@ -54,13 +54,13 @@ impl Selection {
 
     /// Takes the messages that arrived since the last claim; whether that made any recent
     /// here. A claim the mailstore did not answer is tried again on the next occasion.
-    pub async fn claim_recent(&mut self, mailstore: MailstoreClient, account_id: i64) -> bool {
+    pub async fn claim_recent(&mut self, mut mailstore: MailstoreClient, account_id: i64) -> bool {
         let Some(&last) = self.uids.last() else { return false };
         if !self.recent.claims || last <= self.recent.claimed_to {
             return false;
         }
         let request = ClaimRecentRequest { account_id, mailbox_id: self.mailbox_id, up_to_uid: last };
-        match mailstore.clone().claim_recent(request).await {
+        match mailstore.claim_recent(request).await {
             Ok(answer) => {
                 let answer = answer.into_inner();
                 self.recent.claimed_to = last;

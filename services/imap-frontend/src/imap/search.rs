@@ -132,9 +132,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let mut found = Vec::new();
         if needs(&key, &is_content_key) {
-            let Some(mut bodies) = self.bodies(tag, account_id, mailbox_id, &all_uids, false).await else {
-                return None;
-            };
+            let mut bodies = self.bodies(tag, account_id, mailbox_id, &all_uids, false).await?;
             while let Some(next) = bodies.next().await {
                 let (uid, body) = match next {
                     Ok(message) => (message.uid, message.octets),
