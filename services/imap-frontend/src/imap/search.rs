@@ -37,6 +37,15 @@ pub(super) struct Matched {
     pub by_modseq: bool,
 }
 
+impl Matched {
+    /// What the answer tells after a search on MODSEQ (RFC 7162 §3.1.5): the highest MODSEQ of
+    /// the messages it returns, some or all of those found; `None` for other searches.
+    pub fn highest_modseq<'a>(&self, returned: impl IntoIterator<Item = &'a (u32, u32)>) -> Option<u64> {
+        let modseqs = returned.into_iter().filter_map(|(_, uid)| self.meta.get(uid)).map(|meta| meta.modseq);
+        modseqs.max().filter(|_| self.by_modseq)
+    }
+}
+
 /// What a search key is evaluated against: one message.
 struct Candidate<'a> {
     number: u32,
@@ -57,9 +66,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         uid: bool,
         returns: Option<&SearchReturn>,
     ) {
-        let Some(Matched { found, meta, by_modseq }) = self.matching(tag, charset, criteria).await else { return };
-        // A search on MODSEQ tells the highest MODSEQ of the messages it returns (RFC 7162
-        // §3.1.5): those found, or with only MIN and MAX asked for, those.
+        let Some(matched) = self.matching(tag, charset, criteria).await else { return };
+        let found = &matched.found;
+        // With only MIN and MAX asked for, only those are returned.
         let returned: Vec<&(u32, u32)> = match returns {
             Some(asked) if !asked.all && !asked.count => {
                 [asked.min.then(|| found.first()), asked.max.then(|| found.last())]
@@ -70,10 +79,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             _ => found.iter().collect(),
         };
-        let highest_modseq = returned.iter().filter_map(|(_, uid)| meta.get(uid)).map(|meta| meta.modseq).max();
-        let highest_modseq = highest_modseq.filter(|_| by_modseq);
+        let highest_modseq = matched.highest_modseq(returned);
         let found: Vec<u32> =
-            found.into_iter().map(|(number, message_uid)| if uid { message_uid } else { number }).collect();
+            found.iter().map(|&(number, message_uid)| if uid { message_uid } else { number }).collect();
         let line = if let Some(returns) = returns.or(self.rev2.then_some(&ALL)) {
             esearch(tag, uid, &found, returns, highest_modseq)
         } else {

@@ -5,7 +5,6 @@
 //! kept in the frontend's [`crate::summary::SummaryCache`].
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use imap_codec::imap_types::core::{Charset, Tag};
@@ -30,8 +29,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         search: &[SearchKey<'_>],
         uid: bool,
     ) {
-        let Some(Matched { found, meta, by_modseq }) = self.matching(tag, Some(charset), search).await else { return };
-        let Some(summaries) = self.summaries(tag, &found).await else { return };
+        let Some(matched) = self.matching(tag, Some(charset), search).await else { return };
+        let found = &matched.found;
+        let Some(summaries) = self.summaries(tag, found).await else { return };
         let mut order: Vec<usize> = (0..found.len()).collect();
         order.sort_by(|&a, &b| {
             let ordering = criteria.iter().fold(Ordering::Equal, |ordering, criterion| {
@@ -45,7 +45,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let (number, message_uid) = found[index];
             line.push_str(&format!(" {}", if uid { message_uid } else { number }));
         }
-        if by_modseq && let Some(modseq) = highest_modseq(&found, &meta) {
+        if let Some(modseq) = matched.highest_modseq(found) {
             // As SEARCH does (RFC 7162 §3.1.5).
             line.push_str(&format!(" (MODSEQ {modseq})"));
         }
@@ -163,9 +163,4 @@ fn compare(criterion: &SortCriterion, a: &Summary, b: &Summary) -> Ordering {
         SortKey::DisplayTo => a.display_to.cmp(&b.display_to),
     };
     if criterion.reverse { ordering.reverse() } else { ordering }
-}
-
-/// The highest MODSEQ of the messages `found`, from the metadata the search read.
-fn highest_modseq(found: &[(u32, u32)], meta: &HashMap<u32, MessageMeta>) -> Option<u64> {
-    found.iter().filter_map(|(_, uid)| meta.get(uid)).map(|meta| meta.modseq).max()
 }

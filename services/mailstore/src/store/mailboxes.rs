@@ -185,12 +185,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             // A subscribed mailbox stays subscribed under its new name.
-            let moved = sqlx::query("DELETE FROM subscriptions WHERE account_id = $1 AND name = $2")
-                .bind(account_id)
-                .bind(old_name)
-                .execute(&mut *tx)
-                .await?;
-            if moved.rows_affected() > 0 {
+            if unsubscribe(&mut tx, account_id, old_name).await? {
                 subscribe(&mut tx, account_id, new_name).await?;
             }
         }
@@ -258,11 +253,7 @@ impl Store {
         if subscribed {
             subscribe(&mut tx, account_id, &name).await?;
         } else {
-            sqlx::query("DELETE FROM subscriptions WHERE account_id = $1 AND name = $2")
-                .bind(account_id)
-                .bind(&name)
-                .execute(&mut *tx)
-                .await?;
+            unsubscribe(&mut tx, account_id, &name).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -587,6 +578,16 @@ pub(crate) async fn subscribe(tx: &mut Transaction<'static, Any>, account_id: i6
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Unsubscribes `name` inside a write transaction; whether it was subscribed.
+async fn unsubscribe(tx: &mut Transaction<'static, Any>, account_id: i64, name: &str) -> Result<bool> {
+    let removed = sqlx::query("DELETE FROM subscriptions WHERE account_id = $1 AND name = $2")
+        .bind(account_id)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(removed.rows_affected() > 0)
 }
 
 /// A mailbox row; the counters come from the counter columns of [`MAILBOX_WITH_COUNTERS`]
