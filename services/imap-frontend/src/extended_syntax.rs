@@ -1,6 +1,7 @@
 //! Command syntax imap-codec does not parse yet: LIST-EXTENDED (RFC 5258, with the SPECIAL-USE
 //! options of RFC 6154 and the STATUS return option of RFC 5819), SEARCH RETURN (RFC 4731,
-//! RFC 9051 §6.4.4), CREATE with a special use (RFC 6154 §3) and UNAUTHENTICATE (RFC 8437).
+//! RFC 9051 §6.4.4) and SORT RETURN (ESORT, RFC 5267) with PARTIAL (RFC 9394), CREATE with a
+//! special use (RFC 6154 §3) and UNAUTHENTICATE (RFC 8437).
 //!
 //! A command imap-codec refused is looked at once more here. If it is one of these, its
 //! options are taken out and it is rewritten into the base command imap-codec parses (`LIST
@@ -42,13 +43,65 @@ pub struct ListOptions {
     pub more_patterns: Vec<Vec<u8>>,
 }
 
-/// ESEARCH result options (RFC 4731 §3.1).
+/// ESEARCH result options (RFC 4731 §3.1, RFC 9394 §3.1).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SearchReturn {
     pub min: bool,
     pub max: bool,
     pub all: bool,
     pub count: bool,
+    pub partial: Option<PartialRange>,
+}
+
+/// PARTIAL's window on a result (RFC 9394 §3.1): positions from 1, counted from the first
+/// result, or from the last when negative (`-1:-100` is the last hundred).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartialRange {
+    /// The lower position, as written (negative from the end).
+    pub low: i64,
+    /// The higher position, as written.
+    pub high: i64,
+}
+
+impl PartialRange {
+    /// `first:last` or `-first:-last`, in either order; zero and mixed signs are refused.
+    fn parse(text: &[u8]) -> Option<PartialRange> {
+        let text = std::str::from_utf8(text).ok()?;
+        let (a, b) = text.split_once(':')?;
+        let number = |part: &str| -> Option<i64> {
+            let (negative, digits) = part.strip_prefix('-').map_or((false, part), |rest| (true, rest));
+            if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+                return None;
+            }
+            let value: u32 = digits.parse().ok().filter(|&value| value != 0)?;
+            Some(if negative { -i64::from(value) } else { i64::from(value) })
+        };
+        let (a, b) = (number(a)?, number(b)?);
+        if (a < 0) != (b < 0) {
+            return None;
+        }
+        // -1:-100 and 100:1 name the same window as -100:-1 and 1:100.
+        let (low, high) = if a.abs() <= b.abs() { (a, b) } else { (b, a) };
+        Some(PartialRange { low, high })
+    }
+
+    /// The indexes of a result of `len` items that the window covers.
+    pub fn window(&self, len: usize) -> std::ops::Range<usize> {
+        let len = len as i64;
+        let (start, end) = if self.low > 0 {
+            (self.low - 1, self.high)
+        } else {
+            // -1 is the last item; -high.. counts further back.
+            (len + self.high, len + self.low + 1)
+        };
+        let clamp = |at: i64| at.clamp(0, len) as usize;
+        clamp(start)..clamp(end).max(clamp(start))
+    }
+
+    /// The window as the answer repeats it.
+    pub fn wire(&self) -> String {
+        format!("{}:{}", self.low, self.high)
+    }
 }
 
 /// `message` (a whole command with its literals) rewritten for imap-codec, with its options;
@@ -70,8 +123,9 @@ pub fn rewrite(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static 
         let Some(next) = cursor.atom() else { return Ok(None) };
         name = next;
     }
-    if name.eq_ignore_ascii_case(b"SEARCH") {
-        search(&mut cursor, &tag, uid)
+    if name.eq_ignore_ascii_case(b"SEARCH") || name.eq_ignore_ascii_case(b"SORT") {
+        let command = if name.eq_ignore_ascii_case(b"SEARCH") { "SEARCH" } else { "SORT" };
+        search_or_sort(&mut cursor, &tag, uid, command)
     } else if name.eq_ignore_ascii_case(b"LIST") && !uid {
         list(&mut cursor, &tag)
     } else if name.eq_ignore_ascii_case(b"CREATE") && !uid {
@@ -88,8 +142,13 @@ pub fn rewrite(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static 
     }
 }
 
-/// `SEARCH RETURN (options) criteria`.
-fn search(cursor: &mut Cursor<'_>, tag: &[u8], uid: bool) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
+/// `SEARCH RETURN (options) criteria` and `SORT RETURN (options) (keys) charset criteria`.
+fn search_or_sort(
+    cursor: &mut Cursor<'_>,
+    tag: &[u8],
+    uid: bool,
+    command: &str,
+) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
     cursor.space().ok_or("Expected search criteria")?;
     let start = cursor.at;
     if !cursor.atom().is_some_and(|word| word.eq_ignore_ascii_case(b"RETURN")) {
@@ -98,23 +157,38 @@ fn search(cursor: &mut Cursor<'_>, tag: &[u8], uid: bool) -> Result<Option<(Vec<
     }
     cursor.space().ok_or("Expected RETURN options")?;
     let mut options = SearchReturn::default();
-    for option in cursor.list(Cursor::atom).ok_or("Expected RETURN options in parentheses")? {
+    let words = cursor.list(Cursor::atom).ok_or("Expected RETURN options in parentheses")?;
+    let mut words = words.into_iter();
+    while let Some(option) = words.next() {
         match option.to_ascii_uppercase().as_slice() {
             b"MIN" => options.min = true,
             b"MAX" => options.max = true,
             b"ALL" => options.all = true,
             b"COUNT" => options.count = true,
+            b"PARTIAL" if options.partial.is_none() => {
+                let range = words.next().ok_or("Expected a PARTIAL range")?;
+                options.partial = Some(PartialRange::parse(range).ok_or("Malformed PARTIAL range")?);
+            }
+            b"PARTIAL" => return Err("PARTIAL may be given once"),
+            // A hint that the client will page through the result (RFC 5267 §4.2).
+            b"CONTEXT" => {}
             b"SAVE" => return Err("SEARCH RETURN (SAVE) is not supported"),
             _ => return Err("Unknown SEARCH RETURN option"),
         }
     }
+    if options.all && options.partial.is_some() {
+        // RFC 9394 §3.1: the two ask for different answers.
+        return Err("PARTIAL and ALL cannot be combined");
+    }
     // RETURN () means ALL (RFC 4731 §3.1).
-    if !(options.min || options.max || options.count) {
+    if !(options.min || options.max || options.count || options.partial.is_some()) {
         options.all = true;
     }
     cursor.space().ok_or("Expected search criteria")?;
     let mut rewritten = tag.to_vec();
-    rewritten.extend_from_slice(if uid { b" UID SEARCH " } else { b" SEARCH " });
+    rewritten.extend_from_slice(if uid { b" UID " } else { b" " });
+    rewritten.extend_from_slice(command.as_bytes());
+    rewritten.push(b' ');
     rewritten.extend_from_slice(cursor.rest());
     Ok(Some((rewritten, Extension::SearchReturn(options))))
 }
@@ -383,7 +457,36 @@ mod tests {
         assert_eq!(rewrite(b"c SEARCH RETURN (SAVE) ALL\r\n"), Err("SEARCH RETURN (SAVE) is not supported"));
         assert_eq!(rewrite(b"c SEARCH RETURN (BOGUS) ALL\r\n"), Err("Unknown SEARCH RETURN option"));
         assert_eq!(rewrite(b"d SEARCH ALL\r\n"), Ok(None));
+        assert_eq!(rewrite(b"c SEARCH RETURN (PARTIAL 1:10 ALL) ALL\r\n"), Err("PARTIAL and ALL cannot be combined"));
+        for broken in ["0:10", "1:-5", "x:2", "5", "-0:-3"] {
+            let command = format!("c SEARCH RETURN (PARTIAL {broken}) ALL\r\n");
+            assert_eq!(rewrite(command.as_bytes()), Err("Malformed PARTIAL range"), "{broken}");
+        }
         assert_eq!(rewrite(b"e FETCH 1 (FLAGS)\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn sort_return_and_partial_are_taken_out() {
+        let (command, extension) = rewritten("a UID SORT RETURN (PARTIAL -1:-50 COUNT CONTEXT) (DATE) UTF-8 ALL\r\n");
+        assert_eq!(command, "a UID SORT (DATE) UTF-8 ALL\r\n");
+        let partial = Some(PartialRange { low: -1, high: -50 });
+        assert_eq!(extension, Extension::SearchReturn(SearchReturn { count: true, partial, ..Default::default() }));
+        let (_, extension) = rewritten("b SORT RETURN () (SUBJECT) UTF-8 ALL\r\n");
+        assert_eq!(extension, Extension::SearchReturn(SearchReturn { all: true, ..Default::default() }));
+    }
+
+    #[test]
+    fn a_partial_window_counts_from_either_end() {
+        let window = |text: &str, len| PartialRange::parse(text.as_bytes()).unwrap().window(len);
+        assert_eq!(window("1:3", 10), 0..3);
+        assert_eq!(window("3:1", 10), 0..3);
+        assert_eq!(window("8:20", 10), 7..10);
+        assert_eq!(window("11:20", 10), 10..10);
+        assert_eq!(window("-1:-3", 10), 7..10);
+        assert_eq!(window("-3:-1", 10), 7..10);
+        assert_eq!(window("-5:-20", 10), 0..6);
+        assert_eq!(window("-11:-20", 10), 0..0);
+        assert_eq!(PartialRange::parse(b"-3:-1").unwrap().wire(), "-1:-3");
     }
 
     #[test]

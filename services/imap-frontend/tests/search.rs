@@ -2,6 +2,7 @@
 //! decoded subjects, any header, bodies and text — combined with NOT, OR and lists; ESEARCH
 //! for IMAP4rev2 clients; a charset we cannot read and a message number that does not exist
 //! refused. Every occurrence of a repeated field and the name of an address group are searched.
+//! OLDER and YOUNGER (WITHIN) count seconds back from now.
 
 mod common;
 
@@ -124,4 +125,22 @@ async fn a_repeated_header_and_a_group_name_are_searched_too() {
     // A group's display name, and the addresses inside it (RFC 5322 §3.4).
     assert_eq!(client.command("c SEARCH TO \"Project Team\"").await.expect_ok(), ["* SEARCH 1"]);
     assert_eq!(client.command("d SEARCH TO carol").await.expect_ok(), ["* SEARCH 1"]);
+}
+
+#[tokio::test]
+async fn older_and_younger_count_seconds_back_from_now() {
+    let f = Fixture::start().await;
+    f.mailstore.deliver("alice@example.org", MESSAGES[0].as_bytes()).await;
+    f.mailstore.deliver("alice@example.org", MESSAGES[1].as_bytes()).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    // A message APPENDed with an INTERNALDATE a year back (RFC 5032).
+    let message = "From: erin@example.org\r\nSubject: old\r\n\r\nFrom last year.\r\n";
+    let append = format!("a APPEND INBOX \"01-Jan-2025 10:00:00 +0000\" {{{}+}}\r\n{message}", message.len());
+    client.command(&append).await.expect_ok();
+    client.command("s SELECT INBOX").await.expect_ok();
+    assert_eq!(client.command("b SEARCH YOUNGER 3600").await.expect_ok(), ["* SEARCH 1 2"]);
+    assert_eq!(client.command("c SEARCH OLDER 3600").await.expect_ok(), ["* SEARCH 3"]);
+    assert_eq!(client.command("d SEARCH OLDER 100000000").await.expect_ok(), ["* SEARCH"]);
+    let refused = client.command("e SEARCH OLDER 0").await;
+    assert!(refused.status().starts_with("BAD"), "zero seconds is not a WITHIN interval: {refused:?}");
 }

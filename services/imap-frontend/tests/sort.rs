@@ -1,7 +1,8 @@
 //! SORT and THREAD (RFC 5256) with SORT=DISPLAY (RFC 5957): every sort key, REVERSE, ties in
 //! mailbox order, a search narrowing what is sorted, UID forms; THREAD REFERENCES following
 //! References and In-Reply-To and joining by subject, ORDEREDSUBJECT; unknown charsets and
-//! algorithms refused; summaries served again after the mailbox changed.
+//! algorithms refused; summaries served again after the mailbox changed. ESORT: SORT RETURN
+//! answers ESEARCH in sort order, with MIN and MAX the first and last and PARTIAL pages.
 
 mod common;
 
@@ -48,7 +49,7 @@ async fn sorting() -> (Fixture, common::Client<tokio_rustls::client::TlsStream<t
 async fn sort_is_advertised_with_its_display_keys_and_both_thread_algorithms() {
     let (_f, mut client) = sorting().await;
     let capabilities = client.command("c CAPABILITY").await.expect_ok().join(" ");
-    for capability in [" SORT ", " SORT=DISPLAY ", " THREAD=ORDEREDSUBJECT ", " THREAD=REFERENCES "] {
+    for capability in [" SORT ", " ESORT ", " SORT=DISPLAY ", " THREAD=ORDEREDSUBJECT ", " THREAD=REFERENCES "] {
         assert!(capabilities.contains(capability), "{capability} missing from {capabilities}");
     }
 }
@@ -171,4 +172,42 @@ async fn sort_with_a_modseq_key_tells_the_highest_modseq() {
     let fetched = client.command("c FETCH 2 (MODSEQ)").await.expect_ok();
     let modseq = fetched[0].split("MODSEQ (").nth(1).and_then(|rest| rest.split(')').next()).unwrap();
     assert!(sort.ends_with(&format!("(MODSEQ {modseq})")), "{sort} vs {fetched:?}");
+}
+
+#[tokio::test]
+async fn sort_return_answers_esearch_in_sort_order() {
+    let (_f, mut client) = sorting().await;
+    // DATE orders the messages 1 3 2 4 5; UIDs are the same numbers here.
+    let answer = client.command("a SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"a\") MIN 1 MAX 5 COUNT 5"], "MIN and MAX are the first and the last sorted");
+    let answer = client.command("b SORT RETURN (MIN MAX) (REVERSE DATE) UTF-8 ALL").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"b\") MIN 5 MAX 1"]);
+    // ALL keeps the sort order; only ascending runs are joined into ranges.
+    let answer = client.command("c UID SORT RETURN (ALL) (DATE) UTF-8 ALL").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"c\") UID ALL 1,3,2,4:5"]);
+    let answer = client.command("d SORT RETURN () (SUBJECT) UTF-8 SUBJECT nothing-like-this").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"d\")"]);
+}
+
+#[tokio::test]
+async fn partial_pages_through_a_sorted_or_searched_result() {
+    let (_f, mut client) = sorting().await;
+    // The second page of two in DATE order (1 3 2 4 5), then the last two, then past the end.
+    let answer = client.command("a SORT RETURN (PARTIAL 3:4 COUNT) (DATE) UTF-8 ALL").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"a\") PARTIAL (3:4 2,4) COUNT 5"]);
+    let answer = client.command("b UID SORT RETURN (PARTIAL -1:-2) (DATE) UTF-8 ALL").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"b\") UID PARTIAL (-1:-2 4:5)"]);
+    let answer = client.command("c SORT RETURN (PARTIAL 6:10) (DATE) UTF-8 ALL").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"c\") PARTIAL (6:10 NIL)"]);
+    let answer = client.command("d SEARCH RETURN (PARTIAL 2:3 MIN) ALL").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"d\") MIN 1 PARTIAL (2:3 2:3)"]);
+    for (line, reason) in [
+        ("e SEARCH RETURN (PARTIAL 1:5 ALL) ALL", "ALL and PARTIAL"),
+        ("f SEARCH RETURN (PARTIAL 0:5) ALL", "position 0"),
+        ("g SORT RETURN (PARTIAL 1:-5) (DATE) UTF-8 ALL", "mixed signs"),
+        ("h SORT RETURN (PARTIAL 1:2 PARTIAL 3:4) (DATE) UTF-8 ALL", "two windows"),
+    ] {
+        let refused = client.command(line).await;
+        assert!(refused.status().starts_with("BAD"), "{reason}: {refused:?}");
+    }
 }

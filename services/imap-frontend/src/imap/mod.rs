@@ -354,7 +354,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (State::Authenticated(_), CommandBody::Sort { sort_criteria, charset, search_criteria, uid })
                 if self.selected.is_some() =>
             {
-                self.sort(&tag, sort_criteria.as_ref(), &charset, search_criteria.as_ref(), uid).await;
+                let returns = match &extension {
+                    Some(Extension::SearchReturn(returns)) => Some(returns),
+                    _ => None,
+                };
+                self.sort(&tag, sort_criteria.as_ref(), &charset, search_criteria.as_ref(), uid, returns).await;
             }
             (State::Authenticated(_), CommandBody::Thread { algorithm, charset, search_criteria, uid })
                 if self.selected.is_some() =>

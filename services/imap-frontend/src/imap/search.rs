@@ -1,8 +1,8 @@
 //! SEARCH and UID SEARCH (RFC 9051 §6.4.4) with every search key of RFC 3501: flags, sizes,
-//! dates, sequence and UID sets, NOT, OR and lists, and the keys on content — addresses,
+//! dates, sequence and UID sets, NOT, OR and lists, OLDER and YOUNGER (WITHIN, RFC 5032), and the keys on content — addresses,
 //! subject, any header, body and text — matched case-insensitively against the decoded
 //! message. Answered with `* SEARCH`, or `* ESEARCH` for an IMAP4rev2 client and whenever the
-//! client asks for MIN, MAX, ALL or COUNT (RETURN, RFC 4731).
+//! client asks for MIN, MAX, ALL, COUNT (RETURN, RFC 4731) or a PARTIAL window (RFC 9394).
 //!
 //! Keys on flags come from the session's snapshot, dates and sizes from the mailstore's
 //! metadata; the messages themselves are read only when a key needs content, one at a time.
@@ -13,7 +13,7 @@ use imap_codec::imap_types::core::{AString, Charset, Tag};
 use imap_codec::imap_types::datetime::NaiveDate;
 use imap_codec::imap_types::search::SearchKey;
 use kubemail_proto::mailstore::{MessageMeta, SystemFlag};
-use kubemail_runtime::clock::days_from_civil;
+use kubemail_runtime::clock::{days_from_civil, unix_now};
 use mail_parser::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -25,7 +25,7 @@ use crate::response::{self, Status};
 const DAY: i64 = 86_400;
 
 /// What an IMAP4rev2 SEARCH without RETURN answers.
-const ALL: SearchReturn = SearchReturn { min: false, max: false, all: true, count: false };
+const ALL: SearchReturn = SearchReturn { min: false, max: false, all: true, count: false, partial: None };
 
 /// What a search found.
 pub(super) struct Matched {
@@ -67,26 +67,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         returns: Option<&SearchReturn>,
     ) {
         let Some(matched) = self.matching(tag, charset, criteria).await else { return };
-        let found = &matched.found;
-        // With only MIN and MAX asked for, only those are returned.
-        let returned: Vec<&(u32, u32)> = match returns {
-            Some(asked) if !asked.all && !asked.count => {
-                [asked.min.then(|| found.first()), asked.max.then(|| found.last())]
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .collect()
-            }
-            _ => found.iter().collect(),
-        };
-        let highest_modseq = matched.highest_modseq(returned);
-        let found: Vec<u32> =
-            found.iter().map(|&(number, message_uid)| if uid { message_uid } else { number }).collect();
         let line = if let Some(returns) = returns.or(self.rev2.then_some(&ALL)) {
-            esearch(tag, uid, &found, returns, highest_modseq)
+            esearch(tag, uid, &matched.found, returns, &matched)
         } else {
-            let numbers: String = found.iter().map(|number| format!(" {number}")).collect();
-            let modseq = highest_modseq.map_or_else(String::new, |modseq| format!(" (MODSEQ {modseq})"));
+            let found = &matched.found;
+            let numbers: String =
+                found.iter().map(|&(number, message_uid)| format!(" {}", if uid { message_uid } else { number })).collect();
+            let modseq =
+                matched.highest_modseq(found).map_or_else(String::new, |modseq| format!(" (MODSEQ {modseq})"));
             format!("* SEARCH{numbers}{modseq}\r\n")
         };
         self.io.write(line.as_bytes());
@@ -126,6 +114,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     | SearchKey::Larger(_)
                     | SearchKey::Smaller(_)
                     | SearchKey::ModSequence { .. }
+                    | SearchKey::Older(_)
+                    | SearchKey::Younger(_)
             )
         }) {
             match self.fetch_meta(account_id, mailbox_id, &all_uids, 0).await {
@@ -177,26 +167,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 }
 
-/// `* ESEARCH (TAG "t") [UID] …` with the results `returns` asks for (RFC 4731 §3.1); `found`
-/// is ascending. MIN, MAX and ALL are left out when nothing was found.
-fn esearch(tag: &Tag<'_>, uid: bool, found: &[u32], returns: &SearchReturn, modseq: Option<u64>) -> String {
+/// `* ESEARCH (TAG "t") [UID] …` with the results `returns` asks for (RFC 4731 §3.1, RFC 9394
+/// §3.1), from `order`: the messages found as (sequence number, UID), ascending for SEARCH and
+/// in sort order for SORT (RFC 5267 §3.1), where MIN and MAX are the first and the last.
+/// MIN, MAX and ALL are left out when nothing was found.
+pub(super) fn esearch(
+    tag: &Tag<'_>,
+    uid: bool,
+    order: &[(u32, u32)],
+    returns: &SearchReturn,
+    matched: &Matched,
+) -> String {
+    let id = |&(number, message_uid): &(u32, u32)| if uid { message_uid } else { number };
+    let window = returns.partial.map(|partial| (partial, &order[partial.window(order.len())]));
+    // The MODSEQ told is that of the messages the answer names (RFC 7162 §3.1.5).
+    let returned: Vec<&(u32, u32)> = if returns.all || returns.count {
+        order.iter().collect()
+    } else {
+        let ends = [returns.min.then(|| order.first()), returns.max.then(|| order.last())];
+        let windowed = window.iter().flat_map(|(_, items)| items.iter());
+        ends.into_iter().flatten().flatten().chain(windowed).collect()
+    };
     let mut line = format!("* ESEARCH (TAG \"{}\")", tag.inner());
     if uid {
         line.push_str(" UID");
     }
-    if let (true, Some(min)) = (returns.min, found.first()) {
-        line.push_str(&format!(" MIN {min}"));
+    if let (true, Some(first)) = (returns.min, order.first()) {
+        line.push_str(&format!(" MIN {}", id(first)));
     }
-    if let (true, Some(max)) = (returns.max, found.last()) {
-        line.push_str(&format!(" MAX {max}"));
+    if let (true, Some(last)) = (returns.max, order.last()) {
+        line.push_str(&format!(" MAX {}", id(last)));
     }
-    if returns.all && !found.is_empty() {
-        line.push_str(&format!(" ALL {}", response::sequence_set(found)));
+    if returns.all && !order.is_empty() {
+        let ids: Vec<u32> = order.iter().map(id).collect();
+        line.push_str(&format!(" ALL {}", response::sequence_set(&ids)));
+    }
+    if let Some((partial, items)) = window {
+        let ids: Vec<u32> = items.iter().map(id).collect();
+        let set = if ids.is_empty() { "NIL".to_string() } else { response::sequence_set(&ids) };
+        line.push_str(&format!(" PARTIAL ({} {set})", partial.wire()));
     }
     if returns.count {
-        line.push_str(&format!(" COUNT {}", found.len()));
+        line.push_str(&format!(" COUNT {}", order.len()));
     }
-    if let Some(modseq) = modseq {
+    if let Some(modseq) = matched.highest_modseq(returned) {
         line.push_str(&format!(" MODSEQ {modseq}"));
     }
     line.push_str("\r\n");
@@ -313,6 +327,9 @@ fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection) 
             let header = String::from_utf8_lossy(content.raw_message().get(..header_end).unwrap_or_default());
             contains(&header, text) || body_contains(content, text)
         }),
+        // WITHIN (RFC 5032): INTERNALDATE at least, or less than, that many seconds ago.
+        SearchKey::Older(seconds) => message.meta.is_some_and(|meta| meta.internal_date <= unix_now() - i64::from(seconds.get())),
+        SearchKey::Younger(seconds) => message.meta.is_some_and(|meta| meta.internal_date > unix_now() - i64::from(seconds.get())),
         // One MODSEQ per message: the metadata item named, if any, changed no later than it.
         SearchKey::ModSequence { modseq, .. } => message.meta.is_some_and(|meta| meta.modseq >= *modseq),
     }

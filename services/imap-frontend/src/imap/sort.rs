@@ -1,5 +1,6 @@
 //! SORT and THREAD, with their UID forms (RFC 5256), and the DISPLAYFROM and DISPLAYTO sort
 //! keys (RFC 5957): a search, then the messages found in the order or the threads asked for.
+//! SORT RETURN (ESORT, RFC 5267) answers ESEARCH in sort order, with PARTIAL pages (RFC 9394).
 //!
 //! What is compared comes from each message's [`Summary`], read from its header once and
 //! kept in the frontend's [`crate::summary::SummaryCache`].
@@ -15,7 +16,8 @@ use kubemail_proto::mailstore::MessageMeta;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
-use super::search::Matched;
+use super::search::{Matched, esearch};
+use crate::extended_syntax::SearchReturn;
 use crate::response::Status;
 use crate::summary::Summary;
 use crate::threading::{self, Entry};
@@ -28,6 +30,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         charset: &Charset<'_>,
         search: &[SearchKey<'_>],
         uid: bool,
+        returns: Option<&SearchReturn>,
     ) {
         let Some(matched) = self.matching(tag, Some(charset), search).await else { return };
         let found = &matched.found;
@@ -40,16 +43,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // Messages equal on every key stay in mailbox order (RFC 5256 §3).
             ordering.then(found[a].0.cmp(&found[b].0))
         });
-        let mut line = String::from("* SORT");
-        for index in order {
-            let (number, message_uid) = found[index];
-            line.push_str(&format!(" {}", if uid { message_uid } else { number }));
-        }
-        if let Some(modseq) = matched.highest_modseq(found) {
-            // As SEARCH does (RFC 7162 §3.1.5).
-            line.push_str(&format!(" (MODSEQ {modseq})"));
-        }
-        line.push_str("\r\n");
+        let sorted: Vec<(u32, u32)> = order.into_iter().map(|index| found[index]).collect();
+        let line = match returns {
+            // ESORT (RFC 5267 §3.1): the answer to SEARCH RETURN, in sort order.
+            Some(returns) => esearch(tag, uid, &sorted, returns, &matched),
+            None => {
+                let mut line = String::from("* SORT");
+                for &(number, message_uid) in &sorted {
+                    line.push_str(&format!(" {}", if uid { message_uid } else { number }));
+                }
+                if let Some(modseq) = matched.highest_modseq(found) {
+                    // As SEARCH does (RFC 7162 §3.1.5).
+                    line.push_str(&format!(" (MODSEQ {modseq})"));
+                }
+                line.push_str("\r\n");
+                line
+            }
+        };
         self.io.write(line.as_bytes());
         self.ok(tag, if uid { "UID SORT completed" } else { "SORT completed" });
     }
