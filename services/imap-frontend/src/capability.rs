@@ -43,6 +43,7 @@ pub fn after_login() -> String {
         "STATUS=SIZE",
         "UNSELECT",
         "UIDPLUS",
+        "MULTIAPPEND",
         "MOVE",
         "IDLE",
         "QUOTA",

@@ -1,7 +1,8 @@
 //! Command syntax imap-codec does not parse yet: LIST-EXTENDED (RFC 5258, with the SPECIAL-USE
 //! options of RFC 6154 and the STATUS return option of RFC 5819), SEARCH RETURN (RFC 4731,
 //! RFC 9051 §6.4.4) and SORT RETURN (ESORT, RFC 5267) with PARTIAL (RFC 9394), CREATE with a
-//! special use (RFC 6154 §3) and UNAUTHENTICATE (RFC 8437).
+//! special use (RFC 6154 §3), UNAUTHENTICATE (RFC 8437) and APPEND of several messages
+//! (MULTIAPPEND, RFC 3502).
 //!
 //! A command imap-codec refused is looked at once more here. If it is one of these, its
 //! options are taken out and it is rewritten into the base command imap-codec parses (`LIST
@@ -23,6 +24,9 @@ pub enum Extension {
     Unauthenticate,
     /// CREATE's USE parameter: the special-use attributes asked for, as written.
     CreateUse(Vec<String>),
+    /// MULTIAPPEND: the messages after the first, each rewritten as an APPEND of its own to the
+    /// same mailbox (`tag APPEND mailbox [flags] [date] literal`), for imap-codec to read.
+    MoreMessages(Vec<Vec<u8>>),
 }
 
 /// LIST-EXTENDED selection and return options (RFC 5258 §3).
@@ -130,6 +134,8 @@ pub fn rewrite(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static 
         list(&mut cursor, &tag)
     } else if name.eq_ignore_ascii_case(b"CREATE") && !uid {
         create(&mut cursor, &tag)
+    } else if name.eq_ignore_ascii_case(b"APPEND") && !uid {
+        append(&mut cursor, &tag)
     } else if name.eq_ignore_ascii_case(b"UNAUTHENTICATE") && !uid {
         if !cursor.at_end() {
             return Err("UNAUTHENTICATE takes no arguments");
@@ -191,6 +197,51 @@ fn search_or_sort(
     rewritten.push(b' ');
     rewritten.extend_from_slice(cursor.rest());
     Ok(Some((rewritten, Extension::SearchReturn(options))))
+}
+
+/// `APPEND mailbox message message …` with each message `[(flags)] ["date"] literal`: the
+/// first stays in the rewritten command, the others travel as APPENDs of their own. One
+/// message is left to imap-codec.
+fn append(cursor: &mut Cursor<'_>, tag: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
+    cursor.space().ok_or("Expected a mailbox name")?;
+    let mailbox = cursor.astring().ok_or("Expected a mailbox name")?;
+    let mut messages = Vec::new();
+    while cursor.space().is_some() {
+        let start = cursor.at;
+        if cursor.peek() == Some(b'(') {
+            cursor.list(Cursor::atom).ok_or("Malformed flag list")?;
+            cursor.space().ok_or("Expected a message literal")?;
+        }
+        if cursor.peek() == Some(b'"') {
+            cursor.astring().ok_or("Malformed date")?;
+            cursor.space().ok_or("Expected a message literal")?;
+        }
+        if cursor.peek() == Some(b'~') {
+            cursor.at += 1;
+        }
+        if cursor.peek() != Some(b'{') {
+            return Err("Expected a message literal");
+        }
+        cursor.astring().ok_or("Malformed message literal")?;
+        messages.push(start..cursor.at);
+    }
+    if !cursor.at_end() {
+        return Err("Unexpected text after the APPEND messages");
+    }
+    if messages.len() < 2 {
+        return Ok(None);
+    }
+    let command = |message: &Range<usize>| {
+        let mut command = tag.to_vec();
+        command.extend_from_slice(b" APPEND ");
+        command.extend_from_slice(&cursor.bytes[mailbox.clone()]);
+        command.push(b' ');
+        command.extend_from_slice(&cursor.bytes[message.clone()]);
+        command.extend_from_slice(b"\r\n");
+        command
+    };
+    let more = messages[1..].iter().map(command).collect();
+    Ok(Some((command(&messages[0]), Extension::MoreMessages(more))))
 }
 
 /// `CREATE mailbox (USE (attributes))`.
@@ -439,6 +490,20 @@ mod tests {
         assert_eq!(extension, Extension::CreateUse(vec!["\\Archive".to_string()]));
         assert!(rewrite(b"c CREATE x (COLOUR (red))\r\n").is_err());
         assert!(rewrite(b"c CREATE x (USE \\Archive)\r\n").is_err());
+    }
+
+    #[test]
+    fn multiappend_becomes_one_append_per_message() {
+        let (command, extension) =
+            rewritten("a APPEND Drafts (\\Seen) {3+}\r\none \"01-Jan-2026 10:00:00 +0000\" ~{3+}\r\ntwo {5+}\r\nthree\r\n");
+        assert_eq!(command, "a APPEND Drafts (\\Seen) {3+}\r\none\r\n");
+        let more = vec![
+            b"a APPEND Drafts \"01-Jan-2026 10:00:00 +0000\" ~{3+}\r\ntwo\r\n".to_vec(),
+            b"a APPEND Drafts {5+}\r\nthree\r\n".to_vec(),
+        ];
+        assert_eq!(extension, Extension::MoreMessages(more));
+        assert_eq!(rewrite(b"a APPEND Drafts (\\Bogus) {3+}\r\none\r\n"), Ok(None), "one message is imap-codec's");
+        assert_eq!(rewrite(b"a APPEND Drafts {3+}\r\none junk\r\n"), Err("Expected a message literal"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! COPY, MOVE and APPEND with their answers: the new UIDs (COPYUID, APPENDUID), the moved
 //! messages leaving the selected mailbox, TRYCREATE for a missing mailbox and OVERQUOTA for a
-//! full account.
+//! full account. MULTIAPPEND stores all its messages or none.
 
 mod common;
 
@@ -86,4 +86,36 @@ async fn append_over_quota_is_refused_with_overquota() {
     assert!(refused.status().starts_with("NO [OVERQUOTA]"), "{refused:?}");
     let fits = client.command(&format!("b APPEND INBOX {{{}+}}\r\n{}", 100, "y".repeat(100))).await;
     assert!(fits.status().starts_with("OK [APPENDUID"), "{fits:?}");
+}
+
+#[tokio::test]
+async fn multiappend_stores_every_message_or_none() {
+    let f = Fixture::start().await;
+    let mut client = f.logged_in("bob@example.org").await;
+    let validity = client.command("v STATUS INBOX (UIDVALIDITY)").await.expect_ok();
+    let validity = validity[0].trim_end_matches(')').rsplit(' ').next().unwrap().to_string();
+    let capabilities = client.command("c CAPABILITY").await.expect_ok().join(" ");
+    assert!(capabilities.contains(" MULTIAPPEND"), "{capabilities}");
+    // Three messages, the second with synchronizing literals: each waits for the go-ahead.
+    let (one, two, three) = ("Subject: one\r\n\r\n1\r\n", "Subject: two\r\n\r\n2\r\n", "Subject: three\r\n\r\n3\r\n");
+    client.send(format!("a APPEND INBOX (\\Seen) {{{}+}}\r\n{one} (\\Flagged) \"05-Mar-2024 10:20:30 +0100\" {{{}}}\r\n", one.len(), two.len()).as_bytes()).await;
+    assert_eq!(client.line().await.unwrap(), "+ Ready for literal data");
+    client.send(format!("{two} ~{{{}+}}\r\n{three}\r\n", three.len()).as_bytes()).await;
+    let appended = client.responses("a").await;
+    assert_eq!(appended.tagged, format!("a OK [APPENDUID {validity} 1:3] APPEND completed"));
+    client.command("s SELECT INBOX").await.expect_ok();
+    let stored = client.command("f FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await.expect_ok();
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    assert!(stored[0].contains("FLAGS (\\Seen \\Recent)") && stored[0].contains("Subject: one"), "{stored:?}");
+    assert!(stored[1].contains("FLAGS (\\Flagged \\Recent)") && stored[1].contains("05-Mar-2024 09:20:30 +0000"), "{stored:?}");
+    assert!(stored[2].contains("Subject: three"), "{stored:?}");
+
+    // bob's quota is 2,000 octets: 1,500 and 1,500 fit one at a time, not together.
+    let half = "x".repeat(1500);
+    let refused = client.command(&format!("b APPEND INBOX {{1500+}}\r\n{half} {{1500+}}\r\n{half}")).await;
+    assert!(refused.status().starts_with("NO [OVERQUOTA]"), "{refused:?}");
+    let refused = client.command(&format!("c APPEND INBOX {{3+}}\r\nabc (\\Bogus) {{3+}}\r\nabc")).await;
+    assert!(refused.status().starts_with("BAD"), "a bad flag on the second message: {refused:?}");
+    let count = client.command("d STATUS INBOX (MESSAGES)").await.expect_ok();
+    assert_eq!(count, ["* STATUS \"INBOX\" (MESSAGES 3)"], "neither refused MULTIAPPEND stored anything");
 }

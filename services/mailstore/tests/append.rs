@@ -1,4 +1,5 @@
-//! IMAP APPEND: folders changing under APPENDs, a burst within the quota (group commit). Every test
+//! IMAP APPEND: folders changing under APPENDs, a burst within the quota (group commit);
+//! MULTIAPPEND storing all its messages or none, and refusing a stream that mixes mailboxes. Every test
 //! runs against PostgreSQL and SQLite, through the real gRPC server, with real clients.
 
 mod common;
@@ -10,8 +11,42 @@ use tonic::Code;
 
 on_both_backends!(
     a_burst_of_appends_into_one_mailbox_is_stored_once_each_within_the_quota,
-    appends_racing_folder_changes_keep_usage_exact
+    appends_racing_folder_changes_keep_usage_exact,
+    multiappend_stores_all_or_nothing
 );
+
+/// The chunks of a MULTIAPPEND of `bodies` into `mailbox`.
+fn multi_append_chunks(account_id: i64, mailboxes: &[&str], bodies: &[Vec<u8>]) -> Vec<AppendChunk> {
+    let mut chunks = Vec::new();
+    for (body, mailbox) in bodies.iter().zip(mailboxes.iter().cycle()) {
+        let header =
+            AppendHeader { account_id, mailbox: mailbox.to_string(), size: body.len() as u64, ..Default::default() };
+        chunks.push(AppendChunk { part: Some(append_chunk::Part::Header(header)) });
+        chunks.push(AppendChunk { part: Some(append_chunk::Part::Data(body.clone())) });
+    }
+    chunks
+}
+
+/// MULTIAPPEND (RFC 3502): consecutive UIDs for all the messages, announced together; over
+/// the quota together, nothing is stored even though each message alone would fit; messages
+/// for two mailboxes in one stream are refused.
+async fn multiappend_stores_all_or_nothing(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let alice = f.account("alice@example.org", 0, 4).await;
+    let bodies: Vec<Vec<u8>> = (0..3).map(|i| message(&format!("multi-{i}"), 300)).collect();
+    let stored =
+        f.mailstore.multi_append(tokio_stream::iter(multi_append_chunks(alice, &["INBOX"], &bodies))).await.unwrap();
+    assert_eq!(stored.into_inner().uids, [1, 2, 3]);
+    let over = f.mailstore.multi_append(tokio_stream::iter(multi_append_chunks(alice, &["INBOX"], &bodies[..2]))).await;
+    assert_eq!(over.unwrap_err().code(), Code::ResourceExhausted, "2 more messages do not fit a quota of 4");
+    let mixed = f.mailstore.multi_append(tokio_stream::iter(multi_append_chunks(alice, &["INBOX", "Sent"], &bodies[..1]))).await;
+    assert!(mixed.is_ok(), "one message names one mailbox");
+    let mixed = f.mailstore.multi_append(tokio_stream::iter(multi_append_chunks(alice, &["INBOX", "Sent"], &bodies[..2]))).await;
+    assert_eq!(mixed.unwrap_err().code(), Code::InvalidArgument);
+    let inbox = f.select(alice, "INBOX").await;
+    assert_eq!(inbox.uids, [1, 2, 3, 4], "the refused MULTIAPPENDs stored nothing");
+    assert_eq!(f.quota(alice).await.messages_used, 4);
+}
 
 /// APPENDs from many connections at once into one mailbox of an account that has room for
 /// some of them: each is stored with a UID of its own or refused as over quota, the usage is

@@ -341,7 +341,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.copy(&tag, &sequence_set, &mailbox, uid, true).await;
             }
             (State::Authenticated(_), CommandBody::Append { mailbox, flags, date, message }) => {
-                self.append(&tag, &mailbox, &flags, date.as_ref(), &message).await;
+                let more = match &extension {
+                    Some(Extension::MoreMessages(more)) => more.as_slice(),
+                    _ => &[],
+                };
+                self.append(&tag, &mailbox, &flags, date.as_ref(), &message, more).await;
             }
             (State::Authenticated(_), CommandBody::Idle) if self.selected.is_some() => return self.idle(&tag).await,
             (State::Authenticated(_), CommandBody::Search { charset, criteria, uid }) if self.selected.is_some() => {

@@ -33,6 +33,7 @@ const FRONTEND_METHODS: &[&str] = &[
     "ExpungedSince",
     "CopyMessages",
     "Append",
+    "MultiAppend",
     "Search",
     "GetQuota",
 ];

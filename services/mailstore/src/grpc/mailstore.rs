@@ -7,7 +7,7 @@ use kubemail_proto::mailstore::mail_store_server::MailStore;
 use kubemail_proto::mailstore::*;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{CHUNK_SIZE, Part, read_header_and_body};
+use super::{CHUNK_SIZE, Part, read_header_and_body, read_headers_and_bodies};
 use crate::store::{BodySlice, Store};
 
 /// The MailStore gRPC service.
@@ -288,18 +288,32 @@ impl MailStore for MailStoreService {
 
     async fn append(&self, request: Request<Streaming<AppendChunk>>) -> Result<Response<AppendResponse>, Status> {
         let max = self.store.limits().max_message_size;
-        let (header, body) = read_header_and_body(request.into_inner(), max, |chunk: AppendChunk| {
-            chunk.part.map(|part| match part {
-                append_chunk::Part::Header(header) => Part::Header(header),
-                append_chunk::Part::Data(data) => Part::Data(data.into()),
-            })
-        })
+        let (header, body) = read_header_and_body(request.into_inner(), max, append_part)
         .await?;
         let message = super::incoming(body, max).await?;
         let flags = header.flags.unwrap_or_default();
         let response =
             self.store.append(header.account_id, &header.mailbox, &flags, header.internal_date, message).await?;
         Ok(Response::new(response))
+    }
+
+    async fn multi_append(
+        &self,
+        request: Request<Streaming<AppendChunk>>,
+    ) -> Result<Response<MultiAppendResponse>, Status> {
+        let max = self.store.limits().max_message_size;
+        let sent = read_headers_and_bodies(request.into_inner(), max, append_part)
+        .await?;
+        let (account_id, mailbox) = (sent[0].0.account_id, sent[0].0.mailbox.clone());
+        let mut messages = Vec::with_capacity(sent.len());
+        for (header, body) in sent {
+            if header.account_id != account_id || header.mailbox != mailbox {
+                return Err(Status::invalid_argument("every message of a MULTIAPPEND goes to the same mailbox"));
+            }
+            let message = super::incoming(body, max).await?;
+            messages.push((header.flags.unwrap_or_default(), header.internal_date, message));
+        }
+        Ok(Response::new(self.store.append_many(account_id, &mailbox, messages).await?))
     }
 
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
@@ -309,4 +323,12 @@ impl MailStore for MailStoreService {
     async fn get_quota(&self, request: Request<GetQuotaRequest>) -> Result<Response<Quota>, Status> {
         Ok(Response::new(self.store.quota(request.into_inner().account_id).await?))
     }
+}
+
+/// An APPEND or MULTIAPPEND chunk: a message's header or a piece of its body.
+fn append_part(chunk: AppendChunk) -> Option<Part<AppendHeader>> {
+    chunk.part.map(|part| match part {
+        append_chunk::Part::Header(header) => Part::Header(header),
+        append_chunk::Part::Data(data) => Part::Data(data.into()),
+    })
 }

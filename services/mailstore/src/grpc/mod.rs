@@ -45,6 +45,37 @@ where
     Ok((header, body.freeze()))
 }
 
+/// Reads a client stream of messages, each a header followed by its body chunks, refusing a
+/// stream whose bodies together pass `max_size` as soon as they do.
+pub(crate) async fn read_headers_and_bodies<S, C, H>(
+    mut stream: S,
+    max_size: u64,
+    split: impl Fn(C) -> Option<Part<H>>,
+) -> Result<Vec<(H, Bytes)>, Status>
+where
+    S: Stream<Item = Result<C, Status>> + Unpin,
+{
+    let mut messages: Vec<(H, BytesMut)> = Vec::new();
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await.transpose()? {
+        match (split(chunk), messages.last_mut()) {
+            (Some(Part::Header(header)), _) => messages.push((header, BytesMut::new())),
+            (Some(Part::Data(data)), Some((_, body))) => {
+                total += data.len() as u64;
+                if total > max_size {
+                    return Err(Status::invalid_argument(format!("messages exceed the limit of {max_size} octets")));
+                }
+                body.extend_from_slice(&data);
+            }
+            _ => return Err(Status::invalid_argument("each message must start with its header")),
+        }
+    }
+    if messages.is_empty() {
+        return Err(Status::invalid_argument("no message was sent"));
+    }
+    Ok(messages.into_iter().map(|(header, body)| (header, body.freeze())).collect())
+}
+
 /// One message of a header-then-body stream.
 pub(crate) enum Part<H> {
     Header(H),

@@ -1,10 +1,11 @@
-//! IMAP APPEND: a message a client stores into one of its mailboxes, with flags and a date.
+//! IMAP APPEND: a message a client stores into one of its mailboxes, with flags and a date;
+//! MULTIAPPEND (RFC 3502): several, stored together or not at all.
 //!
 //! On PostgreSQL the common APPEND (the mailbox exists, the message fits the quota) is one
 //! statement, [`APPEND`], written by the group commit; the general transaction takes the rest
 //! and tells why it cannot store the message.
 
-use kubemail_proto::mailstore::{AppendResponse, Flags};
+use kubemail_proto::mailstore::{AppendResponse, Flags, MultiAppendResponse};
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::Query;
 
@@ -44,6 +45,41 @@ impl Store {
             message,
         };
         self.write_grouped(&self.appends, append).await
+    }
+
+    /// MULTIAPPEND: stores `messages` (flags, INTERNALDATE, body) in the mailbox `mailbox` of
+    /// `account_id` in one transaction, so that either all are stored or none is. The quota
+    /// counts them together.
+    pub async fn append_many(
+        &self,
+        account_id: i64,
+        mailbox: &str,
+        messages: Vec<(Flags, i64, IncomingMessage)>,
+    ) -> Result<MultiAppendResponse> {
+        let mailbox = validate::mailbox_name(mailbox)?;
+        let mut checked = Vec::with_capacity(messages.len());
+        for (flags, internal_date, message) in messages {
+            let new = NewMessage {
+                system_flags: validate::system_flags(flags.system)?,
+                keywords: keyword_list(flags.keywords.iter().map(String::as_str))?,
+                internal_date: if internal_date > 0 { internal_date } else { now() },
+            };
+            checked.push((new, message));
+        }
+        let octets = checked.iter().map(|(_, message)| message.size()).sum();
+        let mut tx = self.db.write().await?;
+        self.reserve_usage(&mut tx, account_id, octets, checked.len() as u64).await?;
+        let mut uids = Vec::with_capacity(checked.len());
+        let mut last = None;
+        for (new, message) in &checked {
+            let (folder, uid) = self.insert_into(&mut tx, account_id, &mailbox, message, new).await?;
+            uids.push(uid);
+            last = Some(folder);
+        }
+        tx.commit().await?;
+        let folder = last.expect("a MULTIAPPEND has at least one message");
+        self.announce_added(&folder, uids.clone()).await;
+        Ok(MultiAppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uids })
     }
 
     /// Any APPEND, in a transaction of its own that tells why when it cannot store the message
