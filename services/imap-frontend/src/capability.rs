@@ -54,6 +54,9 @@ pub fn after_login() -> String {
         "BINARY",
         "COMPRESS=DEFLATE",
         "UNAUTHENTICATE",
+        "PREVIEW",
+        "SAVEDATE",
+        "OBJECTID",
     ]);
     capabilities.join(" ")
 }

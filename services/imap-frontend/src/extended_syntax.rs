@@ -1,8 +1,9 @@
 //! Command syntax imap-codec does not parse yet: LIST-EXTENDED (RFC 5258, with the SPECIAL-USE
 //! options of RFC 6154 and the STATUS return option of RFC 5819), SEARCH RETURN (RFC 4731,
 //! RFC 9051 §6.4.4) and SORT RETURN (ESORT, RFC 5267) with PARTIAL (RFC 9394), CREATE with a
-//! special use (RFC 6154 §3), UNAUTHENTICATE (RFC 8437) and APPEND of several messages
-//! (MULTIAPPEND, RFC 3502).
+//! special use (RFC 6154 §3), UNAUTHENTICATE (RFC 8437), APPEND of several messages
+//! (MULTIAPPEND, RFC 3502), the FETCH items PREVIEW (RFC 8970), SAVEDATE (RFC 8514), EMAILID
+//! and THREADID, and the STATUS item MAILBOXID (RFC 8474).
 //!
 //! A command imap-codec refused is looked at once more here. If it is one of these, its
 //! options are taken out and it is rewritten into the base command imap-codec parses (`LIST
@@ -19,7 +20,11 @@ use imap_codec::imap_types::status::StatusDataItemName;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Extension {
     List(ListOptions),
-    SearchReturn(SearchReturn),
+    /// SEARCH, SORT or THREAD: the RETURN options (SEARCH and SORT only) and the search keys
+    /// imap-codec does not parse, each standing in the criteria as `HEADER kubemail:N ""`, N
+    /// its index in `keys`. No message has a header field whose name holds a colon (RFC 5322
+    /// §3.6.8), so the stand-in can mean nothing else.
+    Search { returns: Option<SearchReturn>, keys: Vec<SearchExtra> },
     /// UNAUTHENTICATE, carried by a NOOP.
     Unauthenticate,
     /// CREATE's USE parameter: the special-use attributes asked for, as written.
@@ -27,6 +32,43 @@ pub enum Extension {
     /// MULTIAPPEND: the messages after the first, each rewritten as an APPEND of its own to the
     /// same mailbox (`tag APPEND mailbox [flags] [date] literal`), for imap-codec to read.
     MoreMessages(Vec<Vec<u8>>),
+    /// FETCH items beyond imap-codec's, taken out of the item list. When nothing else was
+    /// asked for, `UID` stands in for the list and `placeholder` says so.
+    Fetch { extra: Vec<FetchExtra>, placeholder: bool },
+    /// STATUS with MAILBOXID (RFC 8474 §4.2), taken out of the item list. When nothing else
+    /// was asked for, `MESSAGES` stands in for the list and `placeholder` says so.
+    StatusMailboxId { placeholder: bool },
+}
+
+/// A search key imap-codec does not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SearchExtra {
+    /// SAVEDBEFORE, SAVEDON and SAVEDSINCE (RFC 8514 §4): the save date against a day, given
+    /// as days since 1970-01-01.
+    SavedBefore(i64),
+    SavedOn(i64),
+    SavedSince(i64),
+    /// SAVEDATESUPPORTED (RFC 8514 §4): every message, as every mailbox keeps save dates.
+    SaveDateSupported,
+    /// EMAILID and THREADID (RFC 8474 §6).
+    EmailId(String),
+    ThreadId(String),
+}
+
+/// The prefix of the stand-in header field name of a [`SearchExtra`].
+pub const SEARCH_EXTRA_FIELD: &str = "kubemail:";
+
+/// A FETCH item imap-codec does not parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchExtra {
+    /// PREVIEW, or PREVIEW (LAZY) (RFC 8970).
+    Preview,
+    /// SAVEDATE (RFC 8514).
+    SaveDate,
+    /// EMAILID (RFC 8474).
+    EmailId,
+    /// THREADID (RFC 8474).
+    ThreadId,
 }
 
 /// LIST-EXTENDED selection and return options (RFC 5258 §3).
@@ -43,6 +85,8 @@ pub struct ListOptions {
     pub return_subscribed: bool,
     /// Return STATUS (RFC 5819): a STATUS response after each selectable mailbox.
     pub status: Vec<StatusDataItemName>,
+    /// MAILBOXID among the STATUS items (RFC 8474 §4.2).
+    pub status_mailbox_id: bool,
     /// Patterns after the first, in wire form (LIST reference (pattern pattern …)).
     pub more_patterns: Vec<Vec<u8>>,
 }
@@ -127,13 +171,17 @@ pub fn rewrite(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static 
         let Some(next) = cursor.atom() else { return Ok(None) };
         name = next;
     }
-    if name.eq_ignore_ascii_case(b"SEARCH") || name.eq_ignore_ascii_case(b"SORT") {
-        let command = if name.eq_ignore_ascii_case(b"SEARCH") { "SEARCH" } else { "SORT" };
-        search_or_sort(&mut cursor, &tag, uid, command)
+    let searches = ["SEARCH", "SORT", "THREAD"].into_iter().find(|command| name.eq_ignore_ascii_case(command.as_bytes()));
+    if let Some(command) = searches {
+        search(&mut cursor, &tag, uid, command)
     } else if name.eq_ignore_ascii_case(b"LIST") && !uid {
         list(&mut cursor, &tag)
     } else if name.eq_ignore_ascii_case(b"CREATE") && !uid {
         create(&mut cursor, &tag)
+    } else if name.eq_ignore_ascii_case(b"STATUS") && !uid {
+        status(&mut cursor, &tag)
+    } else if name.eq_ignore_ascii_case(b"FETCH") {
+        fetch(&mut cursor, &tag, uid)
     } else if name.eq_ignore_ascii_case(b"APPEND") && !uid {
         append(&mut cursor, &tag)
     } else if name.eq_ignore_ascii_case(b"UNAUTHENTICATE") && !uid {
@@ -148,20 +196,56 @@ pub fn rewrite(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static 
     }
 }
 
-/// `SEARCH RETURN (options) criteria` and `SORT RETURN (options) (keys) charset criteria`.
-fn search_or_sort(
-    cursor: &mut Cursor<'_>,
-    tag: &[u8],
-    uid: bool,
-    command: &str,
-) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
+/// `SEARCH [RETURN (options)] criteria`, `SORT [RETURN (options)] (keys) charset criteria`
+/// and `THREAD algorithm charset criteria`, with RETURN taken out and the keys imap-codec
+/// lacks replaced by their stand-ins.
+fn search(cursor: &mut Cursor<'_>, tag: &[u8], uid: bool, command: &str) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
     cursor.space().ok_or("Expected search criteria")?;
     let start = cursor.at;
-    if !cursor.atom().is_some_and(|word| word.eq_ignore_ascii_case(b"RETURN")) {
+    let returns = if command != "THREAD" && cursor.atom().is_some_and(|word| word.eq_ignore_ascii_case(b"RETURN")) {
+        cursor.space().ok_or("Expected RETURN options")?;
+        let returns = search_return(cursor)?;
+        cursor.space().ok_or("Expected search criteria")?;
+        Some(returns)
+    } else {
         cursor.at = start;
+        None
+    };
+    let mut criteria = Vec::new();
+    // What SORT and THREAD take before the search criteria: sort keys or the algorithm, then
+    // the charset.
+    if command != "SEARCH" {
+        let start = cursor.at;
+        match command {
+            "SORT" => cursor.list(Cursor::atom).map(drop).ok_or("Expected sort keys in parentheses")?,
+            _ => cursor.atom().map(drop).ok_or("Expected a threading algorithm")?,
+        }
+        cursor.space().ok_or("Expected a charset")?;
+        cursor.astring().ok_or("Expected a charset")?;
+        criteria.extend_from_slice(&cursor.bytes[start..cursor.at]);
+    }
+    let mut keys = Vec::new();
+    while !cursor.at_end() {
+        if !criteria.is_empty() {
+            cursor.space().ok_or("Malformed search criteria")?;
+            criteria.push(b' ');
+        }
+        search_key(cursor, &mut criteria, &mut keys)?;
+    }
+    if returns.is_none() && keys.is_empty() {
         return Ok(None);
     }
-    cursor.space().ok_or("Expected RETURN options")?;
+    let mut rewritten = tag.to_vec();
+    rewritten.extend_from_slice(if uid { b" UID " } else { b" " });
+    rewritten.extend_from_slice(command.as_bytes());
+    rewritten.push(b' ');
+    rewritten.extend_from_slice(&criteria);
+    rewritten.extend_from_slice(b"\r\n");
+    Ok(Some((rewritten, Extension::Search { returns, keys })))
+}
+
+/// `(option option …)` of SEARCH or SORT RETURN.
+fn search_return(cursor: &mut Cursor<'_>) -> Result<SearchReturn, &'static str> {
     let mut options = SearchReturn::default();
     let words = cursor.list(Cursor::atom).ok_or("Expected RETURN options in parentheses")?;
     let mut words = words.into_iter();
@@ -190,13 +274,96 @@ fn search_or_sort(
     if !(options.min || options.max || options.count || options.partial.is_some()) {
         options.all = true;
     }
-    cursor.space().ok_or("Expected search criteria")?;
-    let mut rewritten = tag.to_vec();
-    rewritten.extend_from_slice(if uid { b" UID " } else { b" " });
-    rewritten.extend_from_slice(command.as_bytes());
-    rewritten.push(b' ');
-    rewritten.extend_from_slice(cursor.rest());
-    Ok(Some((rewritten, Extension::SearchReturn(options))))
+    Ok(options)
+}
+
+/// Copies one search key (with its arguments, or a parenthesized list of keys) from `cursor`
+/// to `out`, a key of [`SearchExtra`] as its stand-in.
+fn search_key(cursor: &mut Cursor<'_>, out: &mut Vec<u8>, keys: &mut Vec<SearchExtra>) -> Result<(), &'static str> {
+    if cursor.open().is_some() {
+        out.push(b'(');
+        while cursor.peek() != Some(b')') {
+            if out.last() != Some(&b'(') {
+                cursor.space().ok_or("Malformed search key list")?;
+                out.push(b' ');
+            }
+            search_key(cursor, out, keys)?;
+        }
+        cursor.at += 1;
+        out.push(b')');
+        return Ok(());
+    }
+    let word = cursor.atom().ok_or("Malformed search key")?;
+    let argument = |cursor: &mut Cursor<'_>| -> Result<Vec<u8>, &'static str> {
+        cursor.space().ok_or("Expected a search key argument")?;
+        let range = cursor.astring().ok_or("Expected a search key argument")?;
+        Ok(cursor.value(range))
+    };
+    let extra = match word.to_ascii_uppercase().as_slice() {
+        b"SAVEDBEFORE" => SearchExtra::SavedBefore(search_day(&argument(cursor)?)?),
+        b"SAVEDON" => SearchExtra::SavedOn(search_day(&argument(cursor)?)?),
+        b"SAVEDSINCE" => SearchExtra::SavedSince(search_day(&argument(cursor)?)?),
+        b"SAVEDATESUPPORTED" => SearchExtra::SaveDateSupported,
+        b"EMAILID" => SearchExtra::EmailId(object_id(&argument(cursor)?)?),
+        b"THREADID" => SearchExtra::ThreadId(object_id(&argument(cursor)?)?),
+        upper => {
+            out.extend_from_slice(word);
+            let arguments = match upper {
+                b"NOT" | b"OR" => {
+                    for _ in 0..if upper == b"OR" { 2 } else { 1 } {
+                        cursor.space().ok_or("Expected a search key")?;
+                        out.push(b' ');
+                        search_key(cursor, out, keys)?;
+                    }
+                    0
+                }
+                b"HEADER" => 2,
+                // MODSEQ ["/flags/name" type] value (RFC 7162 §3.1.5).
+                b"MODSEQ" if cursor.rest().get(1) == Some(&b'"') => 3,
+                b"BCC" | b"BEFORE" | b"BODY" | b"CC" | b"FROM" | b"KEYWORD" | b"LARGER" | b"ON" | b"SENTBEFORE"
+                | b"SENTON" | b"SENTSINCE" | b"SINCE" | b"SMALLER" | b"SUBJECT" | b"TEXT" | b"TO" | b"UID"
+                | b"UNKEYWORD" | b"OLDER" | b"YOUNGER" | b"MODSEQ" | b"CHARSET" => 1,
+                _ => 0,
+            };
+            for _ in 0..arguments {
+                cursor.space().ok_or("Expected a search key argument")?;
+                let range = cursor.astring().ok_or("Expected a search key argument")?;
+                out.push(b' ');
+                out.extend_from_slice(&cursor.bytes[range]);
+            }
+            return Ok(());
+        }
+    };
+    out.extend_from_slice(format!("HEADER {SEARCH_EXTRA_FIELD}{} \"\"", keys.len()).as_bytes());
+    keys.push(extra);
+    Ok(())
+}
+
+/// A search date (`1-Feb-2026`, RFC 9051 §9) as days since 1970-01-01.
+fn search_day(text: &[u8]) -> Result<i64, &'static str> {
+    const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+    let malformed = "Malformed date";
+    let text = std::str::from_utf8(text).map_err(|_| malformed)?;
+    let mut parts = text.split('-');
+    let (Some(day), Some(month), Some(year), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed);
+    };
+    if day.is_empty() || !day.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(malformed);
+    }
+    let day: i64 = day.parse().ok().filter(|day| (1..=31).contains(day)).ok_or(malformed)?;
+    let month = MONTHS.iter().position(|name| name.eq_ignore_ascii_case(month)).ok_or(malformed)? as i64 + 1;
+    let year: i64 = year.parse().ok().filter(|_| year.len() == 4).ok_or(malformed)?;
+    Ok(kubemail_runtime::clock::days_from_civil(year, month, day))
+}
+
+/// An object identifier (RFC 8474 §3): 1 to 255 of letters, digits, `-` and `_`.
+fn object_id(text: &[u8]) -> Result<String, &'static str> {
+    let valid = (1..=255).contains(&text.len()) && text.iter().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_'));
+    if !valid {
+        return Err("Malformed object identifier");
+    }
+    Ok(String::from_utf8_lossy(text).into_owned())
 }
 
 /// `APPEND mailbox message message …` with each message `[(flags)] ["date"] literal`: the
@@ -242,6 +409,84 @@ fn append(cursor: &mut Cursor<'_>, tag: &[u8]) -> Result<Option<(Vec<u8>, Extens
     };
     let more = messages[1..].iter().map(command).collect();
     Ok(Some((command(&messages[0]), Extension::MoreMessages(more))))
+}
+
+/// `FETCH set items [modifiers]` whose items include one of [`FetchExtra`].
+fn fetch(cursor: &mut Cursor<'_>, tag: &[u8], uid: bool) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
+    cursor.space().ok_or("Expected a sequence set")?;
+    let set = cursor.atom().ok_or("Expected a sequence set")?;
+    cursor.space().ok_or("Expected FETCH items")?;
+    let listed = cursor.peek() == Some(b'(');
+    if listed {
+        cursor.at += 1;
+    }
+    let (mut kept, mut extra) = (Vec::new(), Vec::new());
+    loop {
+        let item = cursor.fetch_item().ok_or("Malformed FETCH item")?;
+        let known = match item.to_ascii_uppercase().as_slice() {
+            b"PREVIEW" => Some(FetchExtra::Preview),
+            b"SAVEDATE" => Some(FetchExtra::SaveDate),
+            b"EMAILID" => Some(FetchExtra::EmailId),
+            b"THREADID" => Some(FetchExtra::ThreadId),
+            _ => None,
+        };
+        match known {
+            Some(FetchExtra::Preview) if cursor.rest().len() > 1 && cursor.rest()[1] == b'(' => {
+                // PREVIEW (LAZY): the preview is made here at once, so LAZY changes nothing.
+                cursor.space().ok_or("Malformed PREVIEW modifiers")?;
+                for modifier in cursor.list(Cursor::atom).ok_or("Malformed PREVIEW modifiers")? {
+                    if !modifier.eq_ignore_ascii_case(b"LAZY") {
+                        return Err("Unknown PREVIEW modifier");
+                    }
+                }
+                extra.push(FetchExtra::Preview);
+            }
+            Some(known) => extra.push(known),
+            None => kept.push(item),
+        }
+        if !listed || cursor.peek() == Some(b')') {
+            break;
+        }
+        cursor.space().ok_or("Malformed FETCH items")?;
+    }
+    if listed {
+        cursor.at += 1;
+    }
+    if extra.is_empty() {
+        return Ok(None);
+    }
+    let placeholder = kept.is_empty();
+    let mut rewritten = tag.to_vec();
+    rewritten.extend_from_slice(if uid { b" UID FETCH " } else { b" FETCH " });
+    rewritten.extend_from_slice(set);
+    rewritten.extend_from_slice(b" (");
+    rewritten.extend_from_slice(&if placeholder { b"UID".to_vec() } else { kept.join(&b' ') });
+    rewritten.push(b')');
+    rewritten.extend_from_slice(cursor.rest());
+    Ok(Some((rewritten, Extension::Fetch { extra, placeholder })))
+}
+
+/// `STATUS mailbox (items)` whose items include MAILBOXID.
+fn status(cursor: &mut Cursor<'_>, tag: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
+    cursor.space().ok_or("Expected a mailbox name")?;
+    let mailbox = cursor.astring().ok_or("Expected a mailbox name")?;
+    cursor.space().ok_or("Expected STATUS items")?;
+    let items = cursor.list(Cursor::atom).ok_or("Expected STATUS items in parentheses")?;
+    if !cursor.at_end() {
+        return Err("Unexpected text after the STATUS items");
+    }
+    let (ids, kept): (Vec<&[u8]>, Vec<&[u8]>) = items.into_iter().partition(|item| item.eq_ignore_ascii_case(b"MAILBOXID"));
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let placeholder = kept.is_empty();
+    let mut rewritten = tag.to_vec();
+    rewritten.extend_from_slice(b" STATUS ");
+    rewritten.extend_from_slice(&cursor.bytes[mailbox]);
+    rewritten.extend_from_slice(b" (");
+    rewritten.extend_from_slice(&if placeholder { b"MESSAGES".to_vec() } else { kept.join(&b' ') });
+    rewritten.extend_from_slice(b")\r\n");
+    Ok(Some((rewritten, Extension::StatusMailboxId { placeholder })))
 }
 
 /// `CREATE mailbox (USE (attributes))`.
@@ -320,6 +565,10 @@ fn list(cursor: &mut Cursor<'_>, tag: &[u8]) -> Result<Option<(Vec<u8>, Extensio
                 b"STATUS" => {
                     cursor.space().ok_or("Expected STATUS items")?;
                     for item in cursor.list(Cursor::atom).ok_or("Expected STATUS items in parentheses")? {
+                        if item.eq_ignore_ascii_case(b"MAILBOXID") {
+                            options.status_mailbox_id = true;
+                            continue;
+                        }
                         options.status.push(status_item(item).ok_or("Unknown STATUS item")?);
                     }
                 }
@@ -397,6 +646,24 @@ impl<'a> Cursor<'a> {
             self.at += 1;
         }
         (self.at > start).then(|| &self.bytes[start..self.at])
+    }
+
+    /// One FETCH item as written: an atom that may carry a section in brackets, with spaces
+    /// and parentheses inside (`BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>`).
+    fn fetch_item(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
+        let mut depth = 0usize;
+        while let Some(byte) = self.peek() {
+            match byte {
+                b'[' => depth += 1,
+                b']' => depth = depth.checked_sub(1)?,
+                b' ' | b'(' | b')' if depth == 0 => break,
+                b'\r' | b'\n' => break,
+                _ => {}
+            }
+            self.at += 1;
+        }
+        (self.at > start && depth == 0).then(|| &self.bytes[start..self.at])
     }
 
     /// An atom, quoted string or literal; its range in the command, wire form included.
@@ -507,6 +774,29 @@ mod tests {
     }
 
     #[test]
+    fn fetch_items_imap_codec_lacks_are_taken_out() {
+        let (command, extension) =
+            rewritten("f UID FETCH 1:* (FLAGS PREVIEW (LAZY) BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.10> EMAILID) (CHANGEDSINCE 5)\r\n");
+        assert_eq!(command, "f UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.10>) (CHANGEDSINCE 5)\r\n");
+        let extra = vec![FetchExtra::Preview, FetchExtra::EmailId];
+        assert_eq!(extension, Extension::Fetch { extra, placeholder: false });
+        let (command, extension) = rewritten("g FETCH 2 savedate\r\n");
+        assert_eq!(command, "g FETCH 2 (UID)\r\n");
+        assert_eq!(extension, Extension::Fetch { extra: vec![FetchExtra::SaveDate], placeholder: true });
+        assert_eq!(rewrite(b"h FETCH 1 (FLAGS BOGUS)\r\n"), Ok(None), "imap-codec's to refuse");
+        assert_eq!(rewrite(b"h FETCH 1 (PREVIEW (EAGER))\r\n"), Err("Unknown PREVIEW modifier"));
+    }
+
+    #[test]
+    fn status_mailboxid_is_taken_out() {
+        let (command, extension) = rewritten("s STATUS Sent (MESSAGES MAILBOXID)\r\n");
+        assert_eq!((command.as_str(), extension), ("s STATUS Sent (MESSAGES)\r\n", Extension::StatusMailboxId { placeholder: false }));
+        let (command, extension) = rewritten("s STATUS \"a b\" (mailboxid)\r\n");
+        assert_eq!((command.as_str(), extension), ("s STATUS \"a b\" (MESSAGES)\r\n", Extension::StatusMailboxId { placeholder: true }));
+        assert_eq!(rewrite(b"s STATUS Sent (BOGUS)\r\n"), Ok(None));
+    }
+
+    #[test]
     fn unauthenticate_travels_as_a_noop() {
         assert_eq!(rewritten("u UNAUTHENTICATE\r\n"), ("u NOOP\r\n".to_string(), Extension::Unauthenticate));
         assert!(rewrite(b"u UNAUTHENTICATE now\r\n").is_err());
@@ -516,9 +806,9 @@ mod tests {
     fn search_return_options_are_taken_out() {
         let (command, extension) = rewritten("a UID SEARCH RETURN (MIN count) UNSEEN\r\n");
         assert_eq!(command, "a UID SEARCH UNSEEN\r\n");
-        assert_eq!(extension, Extension::SearchReturn(SearchReturn { min: true, count: true, ..Default::default() }));
+        assert_eq!(extension, returning(SearchReturn { min: true, count: true, ..Default::default() }));
         let (_, extension) = rewritten("b SEARCH RETURN () ALL\r\n");
-        assert_eq!(extension, Extension::SearchReturn(SearchReturn { all: true, ..Default::default() }));
+        assert_eq!(extension, returning(SearchReturn { all: true, ..Default::default() }));
         assert_eq!(rewrite(b"c SEARCH RETURN (SAVE) ALL\r\n"), Err("SEARCH RETURN (SAVE) is not supported"));
         assert_eq!(rewrite(b"c SEARCH RETURN (BOGUS) ALL\r\n"), Err("Unknown SEARCH RETURN option"));
         assert_eq!(rewrite(b"d SEARCH ALL\r\n"), Ok(None));
@@ -535,9 +825,32 @@ mod tests {
         let (command, extension) = rewritten("a UID SORT RETURN (PARTIAL -1:-50 COUNT CONTEXT) (DATE) UTF-8 ALL\r\n");
         assert_eq!(command, "a UID SORT (DATE) UTF-8 ALL\r\n");
         let partial = Some(PartialRange { low: -1, high: -50 });
-        assert_eq!(extension, Extension::SearchReturn(SearchReturn { count: true, partial, ..Default::default() }));
+        assert_eq!(extension, returning(SearchReturn { count: true, partial, ..Default::default() }));
         let (_, extension) = rewritten("b SORT RETURN () (SUBJECT) UTF-8 ALL\r\n");
-        assert_eq!(extension, Extension::SearchReturn(SearchReturn { all: true, ..Default::default() }));
+        assert_eq!(extension, returning(SearchReturn { all: true, ..Default::default() }));
+    }
+
+    fn returning(returns: SearchReturn) -> Extension {
+        Extension::Search { returns: Some(returns), keys: Vec::new() }
+    }
+
+    #[test]
+    fn search_keys_imap_codec_lacks_become_stand_ins() {
+        let (command, extension) = rewritten(
+            "a UID SEARCH RETURN (COUNT) OR SAVEDSINCE 1-Feb-2026 (EMAILID Mabc_1 NOT SUBJECT savedon) HEADER X \"SAVEDON\"\r\n",
+        );
+        assert_eq!(
+            command,
+            "a UID SEARCH OR HEADER kubemail:0 \"\" (HEADER kubemail:1 \"\" NOT SUBJECT savedon) HEADER X \"SAVEDON\"\r\n"
+        );
+        let keys = vec![SearchExtra::SavedSince(20485), SearchExtra::EmailId("Mabc_1".into())];
+        assert_eq!(extension, Extension::Search { returns: Some(SearchReturn { count: true, ..Default::default() }), keys });
+        let (command, extension) = rewritten("t THREAD REFERENCES UTF-8 SAVEDATESUPPORTED MODSEQ \"/flags/\\\\Seen\" all 5\r\n");
+        assert_eq!(command, "t THREAD REFERENCES UTF-8 HEADER kubemail:0 \"\" MODSEQ \"/flags/\\\\Seen\" all 5\r\n");
+        assert_eq!(extension, Extension::Search { returns: None, keys: vec![SearchExtra::SaveDateSupported] });
+        assert_eq!(rewrite(b"s SORT (DATE) UTF-8 SAVEDON 31-Foo-2026\r\n"), Err("Malformed date"));
+        assert_eq!(rewrite(b"s SEARCH EMAILID a.b\r\n"), Err("Malformed object identifier"));
+        assert_eq!(rewrite(b"s SEARCH FROM bob\r\n"), Ok(None));
     }
 
     #[test]

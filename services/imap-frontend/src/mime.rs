@@ -1,7 +1,8 @@
 //! A message's MIME structure as IMAP shows it (RFC 9051 §7.5.2): ENVELOPE, BODY and
 //! BODYSTRUCTURE, and the octets of a body section such as `1.2`, `2.HEADER`, `1.MIME`
 //! (§6.4.5). The message is read with mail-parser; sizes and sections are its raw octets, as
-//! stored, except for BINARY (RFC 3516), which undoes a part's content transfer encoding.
+//! stored, except for BINARY (RFC 3516), which undoes a part's content transfer encoding, and
+//! PREVIEW (RFC 8970), a short plain-text start.
 //! Messages are parsed with [`parse`], which a parser panic cannot take the session down with.
 
 use base64::Engine as _;
@@ -207,6 +208,26 @@ fn locate<'m, 'a>(message: &'m Message<'a>, path: &[u32]) -> Option<(&'m Message
 fn raw_octets<'a>(message: &'a Message<'a>, from: u32, to: u32) -> Option<&'a [u8]> {
     let base = message.root_part().offset_header;
     message.raw_message().get(from.checked_sub(base)? as usize..to.checked_sub(base)? as usize)
+}
+
+/// The characters a PREVIEW holds at most; RFC 8970 §3.2 allows up to 256.
+const PREVIEW_CHARACTERS: usize = 200;
+
+/// PREVIEW (RFC 8970): the start of the message's first text part (its HTML part's text when it
+/// has no plain one), with each run of white space made one space; `None` when it has no text.
+pub fn preview(message: &Message<'_>) -> Option<String> {
+    // Generously more octets than shown: white space is folded after the cut.
+    let text = message.body_preview(PREVIEW_CHARACTERS * 8)?;
+    let mut preview = String::with_capacity(PREVIEW_CHARACTERS);
+    let mut characters = 0;
+    for character in text.split_whitespace().flat_map(|word| std::iter::once(' ').chain(word.chars())).skip(1) {
+        if characters == PREVIEW_CHARACTERS {
+            break;
+        }
+        preview.push(character);
+        characters += 1;
+    }
+    (!preview.is_empty()).then_some(preview)
 }
 
 /// ENVELOPE: date, subject, the address lists, In-Reply-To and Message-ID.
@@ -416,6 +437,17 @@ mod tests {
     use super::*;
 
     const MIXED: &str = "From: =?UTF-8?Q?J=C3=BCrgen?= <j@example.org>\r\nTo: a@example.org, B <b@example.org>\r\nSubject: Files\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello\r\nthere\r\n--b1\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"a.pdf\"\r\n\r\nJVBERi0=\r\n--b1--\r\n";
+
+    #[test]
+    fn a_preview_is_at_most_200_characters_of_folded_text() {
+        let body = format!("Subject: long\r\n\r\n{}", "wörd\r\n  ".repeat(300));
+        let message = MessageParser::default().parse(body.as_bytes()).unwrap();
+        let preview = preview(&message).unwrap();
+        assert_eq!(preview.chars().count(), PREVIEW_CHARACTERS);
+        assert!(preview.starts_with("wörd wörd wörd"), "{preview}");
+        let mixed = MessageParser::default().parse(MIXED.as_bytes()).unwrap();
+        assert_eq!(preview(&mixed).as_deref(), Some("Hello there"), "the text part, not the attachment");
+    }
 
     #[test]
     fn envelopes_list_the_addresses_and_default_sender_to_from() {

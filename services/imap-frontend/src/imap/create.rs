@@ -38,7 +38,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let request = CreateMailboxRequest { account_id: self.account_id(), name, special_use };
         match self.services.mailstore.clone().create_mailbox(request).await {
-            Ok(_) => self.ok(tag, "CREATE completed"),
+            Ok(created) => {
+                let created = created.into_inner();
+                // RFC 8474 §4.1: the new mailbox's MAILBOXID.
+                let code = format!("MAILBOXID ({})", super::status::object_id(created.id, created.uidvalidity));
+                self.respond(Some(tag), Status::Ok, Some(&code), "CREATE completed");
+            }
             Err(status) => self.mailstore_refused(tag, &status),
         }
     }

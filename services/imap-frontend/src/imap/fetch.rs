@@ -5,7 +5,9 @@
 //! BINARY and BINARY.SIZE (RFC 3516) send a part with its content transfer encoding undone.
 //! Reading a body without PEEK sets \Seen in a read-write selection. The CHANGEDSINCE modifier
 //! (RFC 7162 §3.1.4) limits the answer to messages whose MODSEQ is above a value; with QRESYNC's
-//! VANISHED modifier (§3.2.6) the UIDs expunged since that value come first.
+//! VANISHED modifier (§3.2.6) the UIDs expunged since that value come first. Beyond imap-codec's
+//! items: PREVIEW (RFC 8970), a short plain-text start of the message; SAVEDATE (RFC 8514);
+//! EMAILID and THREADID (OBJECTID, RFC 8474).
 //!
 //! Bodies stream from the mailstore one message after the other and each message's response
 //! is written before the next is read, so a FETCH of a whole mailbox holds one message at a
@@ -25,12 +27,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::messages::{uid_ranges, written_uid_ranges};
 use super::selection::flag_list;
+use crate::extended_syntax::FetchExtra;
 use crate::mime::{self, Piece, UnknownEncoding};
 use crate::response::Status;
 
 /// What a FETCH asks for, checked before anything is sent.
 struct Request<'a> {
     items: Vec<MessageDataItemName<'a>>,
+    /// Items imap-codec does not parse, answered after `items`.
+    extra: &'a [FetchExtra],
     needs_body: bool,
     /// Every item that reads the message needs its header only.
     headers_only: bool,
@@ -86,6 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         items: &MacroOrMessageDataItemNames<'_>,
         uid: bool,
         modifiers: &[FetchModifier],
+        (extra, placeholder): (&[FetchExtra], bool),
     ) {
         // Changes that arrived are applied first: the snapshot answers UID and FLAGS, and
         // knows what was expunged meanwhile.
@@ -98,8 +104,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let Some(selection) = &self.selected else { return };
         let (read_only, mailbox_id) = (selection.read_only, selection.mailbox_id);
-        let request = self.fetch_request(items, uid, read_only, changed_since);
+        let request = self.fetch_request(items, uid, read_only, changed_since, (extra, placeholder));
         if changed_since == 0
+            && request.extra.is_empty()
             && request.items.iter().all(|item| matches!(item, MessageDataItemName::Uid | MessageDataItemName::Flags))
         {
             // What a client asks most, on every sync: answered from the snapshot, which the
@@ -114,7 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let meta = self.read_meta(tag, account_id, mailbox_id, &mut messages, request.needs_body, changed_since).await;
         let Some(meta) = meta else { return };
         let missing = if !request.needs_body {
-            self.write_from_meta(&messages, &request.items, &meta)
+            self.write_from_meta(&messages, &request, &meta)
         } else {
             match self.write_from_bodies(tag, account_id, mailbox_id, &messages, &request, meta).await {
                 Some(missing) => missing,
@@ -162,8 +169,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         uid: bool,
         read_only: bool,
         changed_since: u64,
+        extra: (&'a [FetchExtra], bool),
     ) -> Request<'a> {
-        let mut request = Request::new(items, uid, read_only);
+        let mut request = Request::new(items, uid, read_only, extra);
         if changed_since > 0 && !request.items.contains(&MessageDataItemName::ModSeq) {
             // RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ.
             request.items.push(MessageDataItemName::ModSeq);
@@ -213,14 +221,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     fn write_from_meta(
         &mut self,
         messages: &[(u32, u32)],
-        items: &[MessageDataItemName<'_>],
+        request: &Request<'_>,
         meta: &HashMap<u32, MessageMeta>,
     ) -> usize {
         for (number, uid) in messages {
             if let Some(meta) = meta.get(uid) {
                 // Without a body there is nothing to decode.
                 let recent = self.selected.as_ref().is_some_and(|selection| selection.is_recent(*uid));
-                let line = response_line(*number, items, meta, recent, None, self.utf8).unwrap_or_default();
+                let line = response_line(*number, request, meta, recent, None, self.utf8).unwrap_or_default();
                 self.io.write(&line);
             }
         }
@@ -264,7 +272,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let message_meta = body.meta.as_ref().or_else(|| meta.get(&body.uid));
             if let (Some(number), Some(message_meta)) = (numbers.get(&body.uid), message_meta) {
                 let recent = self.selected.as_ref().is_some_and(|selection| selection.is_recent(body.uid));
-                match response_line(*number, &request.items, message_meta, recent, Some(&body.octets), self.utf8) {
+                match response_line(*number, request, message_meta, recent, Some(&body.octets), self.utf8) {
                     Ok(line) => self.io.write(&line),
                     Err(UnknownEncoding) => {
                         let text = format!("Message {number} has a content transfer encoding BINARY cannot undo");
@@ -377,12 +385,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 }
 
 impl<'a> Request<'a> {
-    /// The items of `requested` (UID first for UID FETCH).
-    fn new(requested: &'a MacroOrMessageDataItemNames<'a>, uid: bool, read_only: bool) -> Self {
+    /// The items of `requested` (UID first for UID FETCH) and `extra`; with `placeholder`, the
+    /// UID in `requested` only stood in for an item list that had `extra` alone.
+    fn new(
+        requested: &'a MacroOrMessageDataItemNames<'a>,
+        uid: bool,
+        read_only: bool,
+        (extra, placeholder): (&'a [FetchExtra], bool),
+    ) -> Self {
         let mut items = match requested {
             MacroOrMessageDataItemNames::Macro(name) => name.expand(),
             MacroOrMessageDataItemNames::MessageDataItemNames(items) => items.clone(),
         };
+        if placeholder {
+            items.clear();
+        }
         if uid && !items.contains(&MessageDataItemName::Uid) {
             items.insert(0, MessageDataItemName::Uid);
         }
@@ -414,15 +431,19 @@ impl<'a> Request<'a> {
             // RFC 9051 §6.4.5: the changed flags are reported with the data.
             items.push(MessageDataItemName::Flags);
         }
-        let headers_only = needs_body && items.iter().all(|item| !reads_message(item) || reads_header_only(item));
-        Request { items, needs_body, headers_only, marks_seen: marks_seen && !read_only }
+        // The preview is made from the body's text.
+        let previews = extra.contains(&FetchExtra::Preview);
+        needs_body |= previews;
+        let headers_only =
+            needs_body && !previews && items.iter().all(|item| !reads_message(item) || reads_header_only(item));
+        Request { items, extra, needs_body, headers_only, marks_seen: marks_seen && !read_only }
     }
 }
 
 /// `* n FETCH (…)` for one message; `body` is the whole message when a body item was asked for.
 fn response_line(
     number: u32,
-    items: &[MessageDataItemName<'_>],
+    request: &Request<'_>,
     meta: &MessageMeta,
     recent: bool,
     body: Option<&[u8]>,
@@ -430,8 +451,10 @@ fn response_line(
 ) -> Result<Vec<u8>, UnknownEncoding> {
     let body = body.unwrap_or_default();
     let header_end = (meta.header_size as usize).min(body.len());
+    let items = &request.items;
     // Parsed once, and only when an item needs the MIME structure.
-    let parsed = items.iter().any(needs_mime).then(|| mime::parse(body)).flatten();
+    let previews = request.extra.contains(&FetchExtra::Preview);
+    let parsed = (previews || items.iter().any(needs_mime)).then(|| mime::parse(body)).flatten();
     let mut line = format!("* {number} FETCH (").into_bytes();
     for (index, item) in items.iter().enumerate() {
         if index > 0 {
@@ -504,8 +527,41 @@ fn response_line(
             }
         }
     }
+    for (index, item) in request.extra.iter().enumerate() {
+        if index > 0 || !items.is_empty() {
+            line.push(b' ');
+        }
+        match item {
+            FetchExtra::Preview => {
+                line.extend_from_slice(b"PREVIEW ");
+                match parsed.as_ref().and_then(|message| mime::preview(message)) {
+                    Some(text) => string(&mut line, &text),
+                    None => line.extend_from_slice(b"NIL"),
+                }
+            }
+            FetchExtra::SaveDate if meta.save_date > 0 => {
+                line.extend(format!("SAVEDATE \"{}\"", imap_date_time(meta.save_date)).bytes());
+            }
+            FetchExtra::SaveDate => line.extend_from_slice(b"SAVEDATE NIL"),
+            FetchExtra::EmailId => line.extend(format!("EMAILID ({})", meta.email_id).bytes()),
+            // Threads have no identifier of their own here (RFC 8474 §5.2 allows NIL).
+            FetchExtra::ThreadId => line.extend_from_slice(b"THREADID NIL"),
+        }
+    }
     line.extend_from_slice(b")\r\n");
     Ok(line)
+}
+
+/// `text` as a quoted string, or as a literal when quoting cannot carry it.
+fn string(line: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|byte| (0x20..0x7f).contains(&byte) && byte != b'"' && byte != b'\\') {
+        line.push(b'"');
+        line.extend_from_slice(text.as_bytes());
+        line.push(b'"');
+    } else {
+        line.extend(format!("{{{}}}\r\n", text.len()).bytes());
+        line.extend_from_slice(text.as_bytes());
+    }
 }
 
 /// The octets BINARY[path] names: the part decoded, or the whole message as stored.

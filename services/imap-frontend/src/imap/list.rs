@@ -118,8 +118,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.quoted_name(name)
             ));
             // LIST-STATUS (RFC 5819): the STATUS of each selectable mailbox listed.
-            if let Some(mailbox) = mailbox.filter(|_| !options.status.is_empty()) {
-                let items = self.status_items(mailbox, &options.status);
+            if let Some(mailbox) = mailbox.filter(|_| !options.status.is_empty() || options.status_mailbox_id) {
+                let items = self.status_items(mailbox, &options.status, options.status_mailbox_id);
                 lines.push_str(&format!("* STATUS {} ({items})\r\n", self.quoted_name(name)));
             }
         }

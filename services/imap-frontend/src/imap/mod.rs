@@ -68,7 +68,7 @@ use tonic::Code;
 
 use crate::capability;
 use crate::credentials::Account;
-use crate::extended_syntax::{Extension, ListOptions};
+use crate::extended_syntax::{Extension, ListOptions, SearchExtra, SearchReturn};
 use crate::mailbox_name;
 use crate::response::{self, Status};
 use crate::services::Services;
@@ -160,6 +160,14 @@ struct Session<S> {
     expunges_allowed: bool,
     /// The tagged answer the command being answered got, once it has one.
     answered: Option<Status>,
+}
+
+/// The RETURN options and the stand-in search keys of a SEARCH, SORT or THREAD.
+fn search_extension(extension: &Option<Extension>) -> (Option<&SearchReturn>, &[SearchExtra]) {
+    match extension {
+        Some(Extension::Search { returns, keys }) => (returns.as_ref(), keys.as_slice()),
+        _ => (None, &[]),
+    }
 }
 
 /// Counts a command by its tagged answer and records how long it took; IDLE only counts, as it
@@ -310,7 +318,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.respond(Some(&tag), Status::No, Some("NOPERM"), "Quotas are set by the administrator");
             }
             (State::Authenticated(_), CommandBody::Status { mailbox, item_names }) => {
-                self.status(&tag, &mailbox, &item_names).await;
+                let (items, mailbox_id) = match &extension {
+                    Some(Extension::StatusMailboxId { placeholder: true }) => (&[][..], true),
+                    Some(Extension::StatusMailboxId { placeholder: false }) => (item_names.as_ref(), true),
+                    _ => (item_names.as_ref(), false),
+                };
+                self.status(&tag, &mailbox, items, mailbox_id).await;
             }
             (State::Authenticated(_), CommandBody::Select { mailbox, parameters }) => {
                 self.select(&tag, &mailbox, &parameters, false).await;
@@ -326,7 +339,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (State::Authenticated(_), CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers })
                 if self.selected.is_some() =>
             {
-                self.fetch(&tag, &sequence_set, &macro_or_item_names, uid, &modifiers).await;
+                let extra = match &extension {
+                    Some(Extension::Fetch { extra, placeholder }) => (extra.as_slice(), *placeholder),
+                    _ => (&[][..], false),
+                };
+                self.fetch(&tag, &sequence_set, &macro_or_item_names, uid, &modifiers, extra).await;
             }
             (State::Authenticated(_), CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers })
                 if self.selected.is_some() =>
@@ -349,25 +366,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             (State::Authenticated(_), CommandBody::Idle) if self.selected.is_some() => return self.idle(&tag).await,
             (State::Authenticated(_), CommandBody::Search { charset, criteria, uid }) if self.selected.is_some() => {
-                let returns = match &extension {
-                    Some(Extension::SearchReturn(returns)) => Some(returns),
-                    _ => None,
-                };
-                self.search(&tag, charset.as_ref(), criteria.as_ref(), uid, returns).await;
+                let (returns, keys) = search_extension(&extension);
+                self.search(&tag, charset.as_ref(), criteria.as_ref(), uid, returns, keys).await;
             }
             (State::Authenticated(_), CommandBody::Sort { sort_criteria, charset, search_criteria, uid })
                 if self.selected.is_some() =>
             {
-                let returns = match &extension {
-                    Some(Extension::SearchReturn(returns)) => Some(returns),
-                    _ => None,
-                };
-                self.sort(&tag, sort_criteria.as_ref(), &charset, search_criteria.as_ref(), uid, returns).await;
+                let (returns, keys) = search_extension(&extension);
+                let search = (search_criteria.as_ref(), keys);
+                self.sort(&tag, sort_criteria.as_ref(), &charset, search, uid, returns).await;
             }
             (State::Authenticated(_), CommandBody::Thread { algorithm, charset, search_criteria, uid })
                 if self.selected.is_some() =>
             {
-                self.thread(&tag, &algorithm, &charset, search_criteria.as_ref(), uid).await;
+                let (_, keys) = search_extension(&extension);
+                self.thread(&tag, &algorithm, &charset, (search_criteria.as_ref(), keys), uid).await;
             }
             (State::Authenticated(_), CommandBody::Expunge) if self.selected.is_some() => {
                 self.expunge(&tag, None).await;

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::selection::Selection;
-use crate::extended_syntax::SearchReturn;
+use crate::extended_syntax::{SEARCH_EXTRA_FIELD, SearchExtra, SearchReturn};
 use crate::response::{self, Status};
 
 const DAY: i64 = 86_400;
@@ -65,8 +65,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         criteria: &[SearchKey<'_>],
         uid: bool,
         returns: Option<&SearchReturn>,
+        keys: &[SearchExtra],
     ) {
-        let Some(matched) = self.matching(tag, charset, criteria).await else { return };
+        let Some(matched) = self.matching(tag, charset, (criteria, keys)).await else { return };
         let line = if let Some(returns) = returns.or(self.rev2.then_some(&ALL)) {
             esearch(tag, uid, &matched.found, returns, &matched)
         } else {
@@ -83,12 +84,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// The messages that match `criteria` as (sequence number, UID), ascending, with the
     /// metadata that was read for them; `None` after answering why there are none to give.
-    /// SEARCH, SORT and THREAD all search this way.
+    /// SEARCH, SORT and THREAD all search this way. `keys` are the keys imap-codec does not
+    /// parse, standing in `criteria` as headers (see [`Extension::Search`]).
+    ///
+    /// [`Extension::Search`]: crate::extended_syntax::Extension::Search
     pub(super) async fn matching(
         &mut self,
         tag: &Tag<'_>,
         charset: Option<&Charset<'_>>,
-        criteria: &[SearchKey<'_>],
+        (criteria, keys): (&[SearchKey<'_>], &[SearchExtra]),
     ) -> Option<Matched> {
         if let Some(charset) = charset
             && !["UTF-8", "US-ASCII"].iter().any(|known| charset.as_ref().eq_ignore_ascii_case(known))
@@ -116,7 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     | SearchKey::ModSequence { .. }
                     | SearchKey::Older(_)
                     | SearchKey::Younger(_)
-            )
+            ) || stand_in(key).is_some()
         }) {
             match self.fetch_meta(account_id, mailbox_id, &all_uids, 0).await {
                 Ok(meta) => meta,
@@ -143,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 // Borrowed anew after each wait: the selection is not held across one.
                 let Some(selection) = &self.selected else { return None };
                 if let Some(candidate) = candidate(selection, uid, &meta, parsed.as_deref())
-                    && matches(&key, &candidate, selection)
+                    && matches(&key, &candidate, selection, keys)
                 {
                     found.push((candidate.number, candidate.uid));
                 }
@@ -152,7 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let Some(selection) = &self.selected else { return None };
             for &uid_of_message in &selection.uids {
                 if let Some(candidate) = candidate(selection, uid_of_message, &meta, None)
-                    && matches(&key, &candidate, selection)
+                    && matches(&key, &candidate, selection, keys)
                 {
                     found.push((candidate.number, candidate.uid));
                 }
@@ -245,6 +249,9 @@ fn needs(key: &SearchKey<'_>, wanted: &dyn Fn(&SearchKey<'_>) -> bool) -> bool {
 }
 
 fn is_content_key(key: &SearchKey<'_>) -> bool {
+    if stand_in(key).is_some() {
+        return false;
+    }
     matches!(
         key,
         SearchKey::Bcc(_)
@@ -272,14 +279,25 @@ fn check_sets(key: &SearchKey<'_>, selection: &Selection) -> Result<(), &'static
     }
 }
 
-fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection) -> bool {
+/// The index in the command's [`SearchExtra`] keys of the key that `key` stands in for.
+fn stand_in(key: &SearchKey<'_>) -> Option<usize> {
+    let SearchKey::Header(name, _) = key else { return None };
+    std::str::from_utf8(name.as_ref()).ok()?.strip_prefix(SEARCH_EXTRA_FIELD)?.parse().ok()
+}
+
+fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection, keys: &[SearchExtra]) -> bool {
     let flag = |bit: SystemFlag| message.system & bit as u32 != 0;
     let internal_day = message.meta.map(|meta| meta.internal_date.div_euclid(DAY));
     let size = message.meta.map_or(0, |meta| meta.size);
     match key {
-        SearchKey::And(keys) => keys.as_ref().iter().all(|key| matches(key, message, selection)),
-        SearchKey::Not(key) => !matches(key, message, selection),
-        SearchKey::Or(left, right) => matches(left, message, selection) || matches(right, message, selection),
+        SearchKey::And(all) => all.as_ref().iter().all(|key| matches(key, message, selection, keys)),
+        SearchKey::Not(key) => !matches(key, message, selection, keys),
+        SearchKey::Or(left, right) => {
+            matches(left, message, selection, keys) || matches(right, message, selection, keys)
+        }
+        SearchKey::Header(..) if let Some(index) = stand_in(key) => {
+            keys.get(index).is_some_and(|extra| matches_extra(extra, message))
+        }
         SearchKey::All => true,
         SearchKey::Recent => selection.is_recent(message.uid),
         SearchKey::New => selection.is_recent(message.uid) && !flag(SystemFlag::Seen),
@@ -332,6 +350,20 @@ fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection) 
         SearchKey::Younger(seconds) => message.meta.is_some_and(|meta| meta.internal_date > unix_now() - i64::from(seconds.get())),
         // One MODSEQ per message: the metadata item named, if any, changed no later than it.
         SearchKey::ModSequence { modseq, .. } => message.meta.is_some_and(|meta| meta.modseq >= *modseq),
+    }
+}
+
+/// Whether `message` matches a key imap-codec does not parse.
+fn matches_extra(key: &SearchExtra, message: &Candidate<'_>) -> bool {
+    let saved_day = message.meta.map(|meta| meta.save_date).filter(|&date| date > 0).map(|date| date.div_euclid(DAY));
+    match key {
+        SearchExtra::SavedBefore(day) => saved_day.is_some_and(|saved| saved < *day),
+        SearchExtra::SavedOn(day) => saved_day == Some(*day),
+        SearchExtra::SavedSince(day) => saved_day.is_some_and(|saved| saved >= *day),
+        SearchExtra::SaveDateSupported => true,
+        SearchExtra::EmailId(id) => message.meta.is_some_and(|meta| meta.email_id == *id),
+        // No thread has an identifier (FETCH THREADID is NIL).
+        SearchExtra::ThreadId(_) => false,
     }
 }
 

@@ -168,7 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// The untagged responses that describe the newly selected mailbox (RFC 9051 §6.3.2):
-    /// EXISTS, FLAGS, PERMANENTFLAGS, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, and LIST for an
+    /// EXISTS, FLAGS, PERMANENTFLAGS, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, MAILBOXID, and LIST for an
     /// IMAP4rev2 client or RECENT and UNSEEN for an IMAP4rev1 one.
     fn mailbox_state(&self, selection: &Selection, name: &str) -> String {
         let mut lines = format!("* {} EXISTS\r\n", selection.uids.len());
@@ -176,6 +176,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         lines.push_str(&format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", selection.uidvalidity));
         lines.push_str(&format!("* OK [UIDNEXT {}] Predicted next UID\r\n", selection.uidnext));
         lines.push_str(&format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", selection.highest_modseq));
+        let id = super::status::object_id(selection.mailbox_id, selection.uidvalidity);
+        lines.push_str(&format!("* OK [MAILBOXID ({id})] Ok\r\n"));
         if self.rev2 {
             lines.push_str(&format!("* LIST () \"/\" {}\r\n", self.quoted_name(name)));
         } else {

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::search::{Matched, esearch};
-use crate::extended_syntax::SearchReturn;
+use crate::extended_syntax::{SearchExtra, SearchReturn};
 use crate::response::Status;
 use crate::summary::Summary;
 use crate::threading::{self, Entry};
@@ -28,7 +28,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         tag: &Tag<'_>,
         criteria: &[SortCriterion],
         charset: &Charset<'_>,
-        search: &[SearchKey<'_>],
+        search: (&[SearchKey<'_>], &[SearchExtra]),
         uid: bool,
         returns: Option<&SearchReturn>,
     ) {
@@ -69,7 +69,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         tag: &Tag<'_>,
         algorithm: &ThreadingAlgorithm<'_>,
         charset: &Charset<'_>,
-        search: &[SearchKey<'_>],
+        search: (&[SearchKey<'_>], &[SearchExtra]),
         uid: bool,
     ) {
         let thread: fn(&[Entry<'_>]) -> String = match algorithm {

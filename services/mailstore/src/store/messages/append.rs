@@ -107,8 +107,8 @@ impl GroupedWrite for Append {
         self.message.size()
     }
 
-    fn common_case(&self, _now: i64) -> Result<Query<'_, Postgres, PgArguments>> {
-        append_query(self)
+    fn common_case(&self, now: i64) -> Result<Query<'_, Postgres, PgArguments>> {
+        append_query(self, now)
     }
 
     fn answer(folder: &LockedMailbox, uid: u32) -> AppendResponse {
@@ -146,8 +146,8 @@ blob AS (
     RETURNING hash
 ),
 message AS (
-    INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash)
-    SELECT mailbox.id, mailbox.uid_next - 1, usage.id, mailbox.highest_modseq, $6, $7, $8, $3, $9, blob.hash
+    INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash, saved_at)
+    SELECT mailbox.id, mailbox.uid_next - 1, usage.id, mailbox.highest_modseq, $6, $7, $8, $3, $9, blob.hash, $10
     FROM usage LEFT JOIN mailbox ON true LEFT JOIN blob ON true
     RETURNING uid
 ),
@@ -161,7 +161,7 @@ SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbo
 FROM mailbox, message";
 
 /// The [`APPEND`] statement for `append`.
-fn append_query(append: &Append) -> Result<Query<'_, Postgres, PgArguments>> {
+fn append_query(append: &Append, now: i64) -> Result<Query<'_, Postgres, PgArguments>> {
     let Append { account_id, mailbox, message, new } = append;
     Ok(sqlx::query(APPEND)
         .bind(account_id)
@@ -172,5 +172,6 @@ fn append_query(append: &Append) -> Result<Query<'_, Postgres, PgArguments>> {
         .bind(i64::from(new.system_flags))
         .bind(&new.keywords)
         .bind(new.internal_date)
-        .bind(to_i64(message.header_size(), "header size")?))
+        .bind(to_i64(message.header_size(), "header size")?)
+        .bind(now))
 }

@@ -7,7 +7,7 @@ use kubemail_proto::mailstore::{CopyMessagesResponse, MessageMeta, UidRange};
 
 use super::uids::UidSet;
 use super::{count_inserted, meta_from_row};
-use crate::store::{Store, to_i64};
+use crate::store::{Store, now, to_i64};
 use crate::validate;
 use crate::{Error, Result};
 
@@ -42,8 +42,8 @@ impl Store {
             for (offset, meta) in messages.iter().enumerate() {
                 let new_uid = first + offset as u32;
                 sqlx::query(
-                    "INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash) \
-                     SELECT $1, $2, account_id, $3, flags, keywords, internal_date, size, header_size, blob_hash \
+                    "INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash, saved_at) \
+                     SELECT $1, $2, account_id, $3, flags, keywords, internal_date, size, header_size, blob_hash, $6 \
                      FROM messages WHERE mailbox_id = $4 AND uid = $5",
                 )
                 .bind(target.id)
@@ -51,6 +51,7 @@ impl Store {
                 .bind(to_i64(target.highest_modseq, "MODSEQ")?)
                 .bind(source.id)
                 .bind(i64::from(meta.uid))
+                .bind(now())
                 .execute(&mut *tx)
                 .await?;
                 destination_uids.push(new_uid);

@@ -229,8 +229,8 @@ blob AS (
     RETURNING hash
 ),
 message AS (
-    INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash)
-    SELECT mailbox.id, mailbox.uid_next - 1, mailbox.account_id, mailbox.highest_modseq, 0, '', $7, $4, $8, blob.hash
+    INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash, saved_at)
+    SELECT mailbox.id, mailbox.uid_next - 1, mailbox.account_id, mailbox.highest_modseq, 0, '', $7, $4, $8, blob.hash, $9
     FROM mailbox, blob
     RETURNING uid
 ),

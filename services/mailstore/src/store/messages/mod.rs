@@ -135,8 +135,8 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         sqlx::query(
-            "INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO messages (mailbox_id, uid, account_id, modseq, flags, keywords, internal_date, size, header_size, blob_hash, saved_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(folder.id)
         .bind(i64::from(uid))
@@ -148,6 +148,7 @@ impl Store {
         .bind(to_i64(message.size(), "size")?)
         .bind(to_i64(message.header_size, "header size")?)
         .bind(&message.hash)
+        .bind(now())
         .execute(&mut **tx)
         .await?;
         count_inserted(tx, folder.id, [(new.system_flags, message.size())]).await?;
@@ -170,7 +171,7 @@ impl Store {
         // in UID order, cheap to plan at every call.
         let rows = sqlx::query(
             "SELECT (SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2) AS mailbox_modseq, \
-                    uid, modseq, flags, keywords, internal_date, size, header_size, blob_hash \
+                    uid, modseq, flags, keywords, internal_date, size, header_size, blob_hash, saved_at \
              FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $3 AND $4 ORDER BY uid",
         )
         .bind(mailbox_id)
@@ -210,7 +211,7 @@ impl Store {
     ) -> Result<Vec<AnyRow>> {
         let (low, high) = ranges.span();
         let rows = sqlx::query(
-            "SELECT uid, modseq, flags, keywords, internal_date, size, header_size, blob_hash FROM messages \
+            "SELECT uid, modseq, flags, keywords, internal_date, size, header_size, blob_hash, saved_at FROM messages \
              WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid",
         )
         .bind(mailbox_id)
@@ -260,7 +261,16 @@ fn meta_from_row(row: &AnyRow) -> Result<MessageMeta> {
         internal_date: row.try_get("internal_date")?,
         size: get_u64(row, "size")?,
         header_size: get_u64(row, "header_size")?,
+        save_date: row.try_get::<Option<i64>, _>("saved_at")?.unwrap_or(0),
+        email_id: email_id(&row.try_get::<String, _>("blob_hash")?),
     })
+}
+
+/// The EMAILID of a message (RFC 8474 §5.1): from its content hash, so a message keeps it
+/// when copied or moved and the same content has the same one. 96 bits of the SHA-256 are
+/// plenty to tell one account's messages apart.
+fn email_id(blob_hash: &str) -> String {
+    format!("M{}", blob_hash.get(..24).unwrap_or(blob_hash))
 }
 
 fn split_keywords(stored: &str) -> Vec<String> {

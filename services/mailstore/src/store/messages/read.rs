@@ -16,7 +16,7 @@ use crate::{Error, Result};
 /// (from `$4`). With `$3` only the header block is read: the database then decompresses and
 /// sends that prefix, not the whole body.
 const FETCH_BODIES: &str = "\
-SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.header_size,
+SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.header_size, m.blob_hash, m.saved_at,
        CASE WHEN $3 THEN substr(b.data, 1, CAST(m.header_size AS INTEGER)) ELSE b.data END AS data
 FROM messages m JOIN blobs b ON b.hash = m.blob_hash
 WHERE m.mailbox_id = $1 AND m.account_id = $2 AND";
