@@ -10,7 +10,8 @@
 //!   mailstore; the account a session logs in to.
 //! - [`imap`] — one IMAP connection: the state machine, one file per command or command family.
 //! - [`pop3`] — one POP3 connection, for devices that speak nothing else.
-//! - [`extended_syntax`] — LIST-EXTENDED and SEARCH RETURN, which imap-codec does not parse.
+//! - [`extended_syntax`] — the command syntax imap-codec does not parse (LIST-EXTENDED, SEARCH and
+//!   SORT RETURN, MULTIAPPEND, the newer FETCH items and search keys), rewritten for it.
 //! - [`capability`] — what IMAP advertises before and after login.
 //! - [`mailbox_name`] — mailbox names on the wire: modified UTF-7 or UTF-8.
 //! - [`snapshots`] — SELECT snapshots of large mailboxes kept between sessions.

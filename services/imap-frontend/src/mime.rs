@@ -442,9 +442,9 @@ mod tests {
     fn a_preview_is_at_most_200_characters_of_folded_text() {
         let body = format!("Subject: long\r\n\r\n{}", "wörd\r\n  ".repeat(300));
         let message = MessageParser::default().parse(body.as_bytes()).unwrap();
-        let preview = preview(&message).unwrap();
-        assert_eq!(preview.chars().count(), PREVIEW_CHARACTERS);
-        assert!(preview.starts_with("wörd wörd wörd"), "{preview}");
+        let shown = preview(&message).unwrap();
+        assert_eq!(shown.chars().count(), PREVIEW_CHARACTERS);
+        assert!(shown.starts_with("wörd wörd wörd"), "{shown}");
         let mixed = MessageParser::default().parse(MIXED.as_bytes()).unwrap();
         assert_eq!(preview(&mixed).as_deref(), Some("Hello there"), "the text part, not the attachment");
     }

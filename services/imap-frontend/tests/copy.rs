@@ -98,16 +98,29 @@ async fn multiappend_stores_every_message_or_none() {
     assert!(capabilities.contains(" MULTIAPPEND"), "{capabilities}");
     // Three messages, the second with synchronizing literals: each waits for the go-ahead.
     let (one, two, three) = ("Subject: one\r\n\r\n1\r\n", "Subject: two\r\n\r\n2\r\n", "Subject: three\r\n\r\n3\r\n");
-    client.send(format!("a APPEND INBOX (\\Seen) {{{}+}}\r\n{one} (\\Flagged) \"05-Mar-2024 10:20:30 +0100\" {{{}}}\r\n", one.len(), two.len()).as_bytes()).await;
+    client
+        .send(
+            format!(
+                "a APPEND INBOX (\\Seen) {{{}+}}\r\n{one} (\\Flagged) \"05-Mar-2024 10:20:30 +0100\" {{{}}}\r\n",
+                one.len(),
+                two.len()
+            )
+            .as_bytes(),
+        )
+        .await;
     assert_eq!(client.line().await.unwrap(), "+ Ready for literal data");
     client.send(format!("{two} ~{{{}+}}\r\n{three}\r\n", three.len()).as_bytes()).await;
     let appended = client.responses("a").await;
     assert_eq!(appended.tagged, format!("a OK [APPENDUID {validity} 1:3] APPEND completed"));
     client.command("s SELECT INBOX").await.expect_ok();
-    let stored = client.command("f FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await.expect_ok();
+    let stored =
+        client.command("f FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await.expect_ok();
     assert_eq!(stored.len(), 3, "{stored:?}");
     assert!(stored[0].contains("FLAGS (\\Seen \\Recent)") && stored[0].contains("Subject: one"), "{stored:?}");
-    assert!(stored[1].contains("FLAGS (\\Flagged \\Recent)") && stored[1].contains("05-Mar-2024 09:20:30 +0000"), "{stored:?}");
+    assert!(
+        stored[1].contains("FLAGS (\\Flagged \\Recent)") && stored[1].contains("05-Mar-2024 09:20:30 +0000"),
+        "{stored:?}"
+    );
     assert!(stored[2].contains("Subject: three"), "{stored:?}");
 
     // bob's quota is 2,000 octets: 1,500 and 1,500 fit one at a time, not together.

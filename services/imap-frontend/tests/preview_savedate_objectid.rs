@@ -8,12 +8,14 @@ mod common;
 use common::Fixture;
 
 const TEXT: &str = "From: bob@example.org\r\nSubject: plans\r\n\r\nHello   there,\r\n\r\nsee you\ttomorrow.\r\n";
-const HTML: &str = "From: carol@example.org\r\nSubject: news\r\nContent-Type: text/html\r\n\r\n<p>Big <b>news</b> today</p>\r\n";
+const HTML: &str =
+    "From: carol@example.org\r\nSubject: news\r\nContent-Type: text/html\r\n\r\n<p>Big <b>news</b> today</p>\r\n";
 const UMLAUT: &str = "From: dora@example.org\r\nSubject: hi\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\u{fc}\u{df}e \"aus\" Wien\r\n";
 
 /// The value in parentheses after `item` in `line`: `EMAILID (M12)` gives `M12`.
 fn parenthesized<'a>(line: &'a str, item: &str) -> &'a str {
-    let start = line.find(&format!("{item} (")).unwrap_or_else(|| panic!("{item} missing from {line}")) + item.len() + 2;
+    let start =
+        line.find(&format!("{item} (")).unwrap_or_else(|| panic!("{item} missing from {line}")) + item.len() + 2;
     &line[start..start + line[start..].find(')').unwrap()]
 }
 

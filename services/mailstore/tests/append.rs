@@ -39,9 +39,15 @@ async fn multiappend_stores_all_or_nothing(backend: Backend) {
     assert_eq!(stored.into_inner().uids, [1, 2, 3]);
     let over = f.mailstore.multi_append(tokio_stream::iter(multi_append_chunks(alice, &["INBOX"], &bodies[..2]))).await;
     assert_eq!(over.unwrap_err().code(), Code::ResourceExhausted, "2 more messages do not fit a quota of 4");
-    let mixed = f.mailstore.multi_append(tokio_stream::iter(multi_append_chunks(alice, &["INBOX", "Sent"], &bodies[..1]))).await;
+    let mixed = f
+        .mailstore
+        .multi_append(tokio_stream::iter(multi_append_chunks(alice, &["INBOX", "Sent"], &bodies[..1])))
+        .await;
     assert!(mixed.is_ok(), "one message names one mailbox");
-    let mixed = f.mailstore.multi_append(tokio_stream::iter(multi_append_chunks(alice, &["INBOX", "Sent"], &bodies[..2]))).await;
+    let mixed = f
+        .mailstore
+        .multi_append(tokio_stream::iter(multi_append_chunks(alice, &["INBOX", "Sent"], &bodies[..2])))
+        .await;
     assert_eq!(mixed.unwrap_err().code(), Code::InvalidArgument);
     let inbox = f.select(alice, "INBOX").await;
     assert_eq!(inbox.uids, [1, 2, 3, 4], "the refused MULTIAPPENDs stored nothing");

@@ -83,8 +83,12 @@ async fn messages_stored_before_save_dates_have_none(backend: common::Backend) {
     let url = database_url(backend, dir.path()).await;
     let pool = migrate_up_to(backend, &url, 5).await;
     let blob = match backend {
-        common::Backend::Postgres => "INSERT INTO blobs (hash, data) VALUES ('0123456789abcdef0123456789abcdef', '\\x6869'::bytea)",
-        common::Backend::Sqlite => "INSERT INTO blobs (hash, data) VALUES ('0123456789abcdef0123456789abcdef', X'6869')",
+        common::Backend::Postgres => {
+            "INSERT INTO blobs (hash, data) VALUES ('0123456789abcdef0123456789abcdef', '\\x6869'::bytea)"
+        }
+        common::Backend::Sqlite => {
+            "INSERT INTO blobs (hash, data) VALUES ('0123456789abcdef0123456789abcdef', X'6869')"
+        }
     };
     for statement in [
         "INSERT INTO domains (id, name) VALUES (1, 'example.org')",

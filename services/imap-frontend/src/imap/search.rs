@@ -72,10 +72,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             esearch(tag, uid, &matched.found, returns, &matched)
         } else {
             let found = &matched.found;
-            let numbers: String =
-                found.iter().map(|&(number, message_uid)| format!(" {}", if uid { message_uid } else { number })).collect();
-            let modseq =
-                matched.highest_modseq(found).map_or_else(String::new, |modseq| format!(" (MODSEQ {modseq})"));
+            let numbers: String = found
+                .iter()
+                .map(|&(number, message_uid)| format!(" {}", if uid { message_uid } else { number }))
+                .collect();
+            let modseq = matched.highest_modseq(found).map_or_else(String::new, |modseq| format!(" (MODSEQ {modseq})"));
             format!("* SEARCH{numbers}{modseq}\r\n")
         };
         self.io.write(line.as_bytes());
@@ -346,8 +347,12 @@ fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection, 
             contains(&header, text) || body_contains(content, text)
         }),
         // WITHIN (RFC 5032): INTERNALDATE at least, or less than, that many seconds ago.
-        SearchKey::Older(seconds) => message.meta.is_some_and(|meta| meta.internal_date <= unix_now() - i64::from(seconds.get())),
-        SearchKey::Younger(seconds) => message.meta.is_some_and(|meta| meta.internal_date > unix_now() - i64::from(seconds.get())),
+        SearchKey::Older(seconds) => {
+            message.meta.is_some_and(|meta| meta.internal_date <= unix_now() - i64::from(seconds.get()))
+        }
+        SearchKey::Younger(seconds) => {
+            message.meta.is_some_and(|meta| meta.internal_date > unix_now() - i64::from(seconds.get()))
+        }
         // One MODSEQ per message: the metadata item named, if any, changed no later than it.
         SearchKey::ModSequence { modseq, .. } => message.meta.is_some_and(|meta| meta.modseq >= *modseq),
     }

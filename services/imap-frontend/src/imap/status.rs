@@ -25,14 +25,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.respond(Some(tag), Status::No, Some("NONEXISTENT"), "No such mailbox");
             return;
         };
-        let line = format!("* STATUS {} ({})\r\n", self.quoted_name(&info.name), self.status_items(info, items, mailbox_id));
+        let line =
+            format!("* STATUS {} ({})\r\n", self.quoted_name(&info.name), self.status_items(info, items, mailbox_id));
         self.io.write(line.as_bytes());
         self.ok(tag, "STATUS completed");
     }
 
     /// The values of the STATUS `items` of `info`, e.g. `MESSAGES 3 UNSEEN 1`, and its
     /// MAILBOXID when `mailbox_id`.
-    pub(super) fn status_items(&mut self, info: &MailboxInfo, items: &[StatusDataItemName], mailbox_id: bool) -> String {
+    pub(super) fn status_items(
+        &mut self,
+        info: &MailboxInfo,
+        items: &[StatusDataItemName],
+        mailbox_id: bool,
+    ) -> String {
         let mut condstore = false;
         let mut values: Vec<String> = items
             .iter()

@@ -288,8 +288,7 @@ impl MailStore for MailStoreService {
 
     async fn append(&self, request: Request<Streaming<AppendChunk>>) -> Result<Response<AppendResponse>, Status> {
         let max = self.store.limits().max_message_size;
-        let (header, body) = read_header_and_body(request.into_inner(), max, append_part)
-        .await?;
+        let (header, body) = read_header_and_body(request.into_inner(), max, append_part).await?;
         let message = super::incoming(body, max).await?;
         let flags = header.flags.unwrap_or_default();
         let response =
@@ -302,8 +301,7 @@ impl MailStore for MailStoreService {
         request: Request<Streaming<AppendChunk>>,
     ) -> Result<Response<MultiAppendResponse>, Status> {
         let max = self.store.limits().max_message_size;
-        let sent = read_headers_and_bodies(request.into_inner(), max, append_part)
-        .await?;
+        let sent = read_headers_and_bodies(request.into_inner(), max, append_part).await?;
         let (account_id, mailbox) = (sent[0].0.account_id, sent[0].0.mailbox.clone());
         let mut messages = Vec::with_capacity(sent.len());
         for (header, body) in sent {
