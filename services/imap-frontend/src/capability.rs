@@ -30,6 +30,7 @@ pub fn after_login() -> String {
         "LIST-EXTENDED",
         "LIST-STATUS",
         "ESEARCH",
+        "SEARCHRES",
         "WITHIN",
         "SORT",
         "ESORT",

@@ -2,7 +2,8 @@
 //! decoded subjects, any header, bodies and text — combined with NOT, OR and lists; ESEARCH
 //! for IMAP4rev2 clients; a charset we cannot read and a message number that does not exist
 //! refused. Every occurrence of a repeated field and the name of an address group are searched.
-//! OLDER and YOUNGER (WITHIN) count seconds back from now.
+//! OLDER and YOUNGER (WITHIN) count seconds back from now. SEARCH RETURN (SAVE) keeps the result
+//! as `$` for FETCH, STORE, COPY, SEARCH and UID EXPUNGE (SEARCHRES).
 
 mod common;
 
@@ -103,7 +104,7 @@ async fn search_return_asks_for_min_max_count_or_all() {
     assert_eq!(answer, ["* ESEARCH (TAG \"c\") COUNT 0"], "no MIN of nothing");
     let answer = client.command("d SEARCH RETURN (ALL) CHARSET UTF-8 SUBJECT \"grüße\"").await.expect_ok();
     assert_eq!(answer, ["* ESEARCH (TAG \"d\") ALL 2"]);
-    for line in ["e SEARCH RETURN (SAVE) ALL", "f SEARCH RETURN (BIGGEST) ALL", "g SEARCH RETURN (MIN)"] {
+    for line in ["f SEARCH RETURN (BIGGEST) ALL", "g SEARCH RETURN (MIN)"] {
         let refused = client.command(line).await;
         assert!(refused.status().starts_with("BAD"), "{line}: {refused:?}");
     }
@@ -143,4 +144,38 @@ async fn older_and_younger_count_seconds_back_from_now() {
     assert_eq!(client.command("d SEARCH OLDER 100000000").await.expect_ok(), ["* SEARCH"]);
     let refused = client.command("e SEARCH OLDER 0").await;
     assert!(refused.status().starts_with("BAD"), "zero seconds is not a WITHIN interval: {refused:?}");
+}
+
+#[tokio::test]
+async fn a_saved_result_is_the_message_set_of_later_commands() {
+    let (_f, mut client) = searching().await;
+    let capabilities = client.command("c CAPABILITY").await.expect_ok().join(" ");
+    assert!(capabilities.contains(" SEARCHRES"), "{capabilities}");
+    // SAVE alone answers nothing; `$` is then messages 1 and 3 (from bob).
+    assert!(client.command("a SEARCH RETURN (SAVE) FROM bob").await.expect_ok().is_empty());
+    assert_eq!(client.command("b FETCH $ (UID)").await.expect_ok(), ["* 1 FETCH (UID 1)", "* 3 FETCH (UID 3)"]);
+    assert_eq!(client.command("c SEARCH $ UNSEEN").await.expect_ok(), ["* SEARCH 3"]);
+    assert_eq!(client.command("d UID SEARCH NOT UID $").await.expect_ok(), ["* SEARCH 2"]);
+    let stored = client.command("e STORE $ +FLAGS (\\Answered)").await.expect_ok();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(client.command("f SEARCH ANSWERED").await.expect_ok(), ["* SEARCH 1 3"]);
+    client.command("g COPY $ Trash").await.expect_ok();
+    assert_eq!(client.command("h STATUS Trash (MESSAGES)").await.expect_ok(), ["* STATUS \"Trash\" (MESSAGES 2)"]);
+
+    // SAVE with MIN keeps only the first, and the answer is still given.
+    let answer = client.command("i SEARCH RETURN (SAVE MIN) FROM bob").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"i\") MIN 1"]);
+    assert_eq!(client.command("j UID FETCH $ (UID)").await.expect_ok(), ["* 1 FETCH (UID 1)"]);
+    // A failed search leaves `$` empty: FETCH $ fetches nothing, and is no error.
+    assert!(client.command("k SEARCH RETURN (SAVE) 99").await.status().starts_with("BAD"));
+    assert!(client.command("l FETCH $ (UID)").await.expect_ok().is_empty());
+
+    // SORT saves too; UID EXPUNGE $ removes the saved messages; SELECT forgets `$`.
+    client.command("m SORT RETURN (SAVE) (SUBJECT) UTF-8 SUBJECT lunch").await.expect_ok();
+    client.command("n STORE $ +FLAGS.SILENT (\\Deleted)").await.expect_ok();
+    let expunged = client.command("o UID EXPUNGE $").await.expect_ok();
+    assert_eq!(expunged, ["* 3 EXPUNGE"]);
+    client.command("p SEARCH RETURN (SAVE) ALL").await.expect_ok();
+    client.command("q SELECT INBOX").await.expect_ok();
+    assert!(client.command("r FETCH $ (UID)").await.expect_ok().is_empty(), "a new selection has no saved result");
 }

@@ -3,7 +3,7 @@
 //! RFC 9051 §6.4.4) and SORT RETURN (ESORT, RFC 5267) with PARTIAL (RFC 9394), CREATE with a
 //! special use (RFC 6154 §3), UNAUTHENTICATE (RFC 8437), APPEND of several messages
 //! (MULTIAPPEND, RFC 3502), the FETCH items PREVIEW (RFC 8970), SAVEDATE (RFC 8514), EMAILID
-//! and THREADID, and the STATUS item MAILBOXID (RFC 8474).
+//! and THREADID, the STATUS item MAILBOXID (RFC 8474), and `$` (SEARCHRES, RFC 5182).
 //!
 //! A command imap-codec refused is looked at once more here. If it is one of these, its
 //! options are taken out and it is rewritten into the base command imap-codec parses (`LIST
@@ -13,6 +13,8 @@
 //! exactly as the original would have been read.
 //!
 //! - [`search`]: SEARCH, SORT and THREAD — RETURN options, PARTIAL, the keys imap-codec lacks.
+//! - `$`, the saved search result (SEARCHRES, RFC 5182), as the message set of FETCH, STORE,
+//!   COPY, MOVE and UID EXPUNGE: here.
 //! - [`fetch`]: FETCH items imap-codec lacks.
 //! - [`append`]: MULTIAPPEND.
 //! - [`list`]: LIST-EXTENDED and LIST-STATUS.
@@ -64,10 +66,64 @@ pub enum Extension {
     },
 }
 
+/// A command rewritten for imap-codec.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The command imap-codec reads.
+    pub command: Vec<u8>,
+    /// What it asks for beyond that command.
+    pub extension: Option<Extension>,
+    /// Its message set was `$`, the saved search result (RFC 5182 §2.2); a set imap-codec
+    /// reads stands in for it.
+    pub saved_result: bool,
+}
+
+/// The commands whose message set may be `$`, after their optional UID.
+const SET_COMMANDS: [&str; 5] = ["FETCH", "STORE", "COPY", "MOVE", "EXPUNGE"];
+
 /// `message` (a whole command with its literals) rewritten for imap-codec, with its options;
 /// `Ok(None)` when it is none of the commands handled here, `Err` with the reason when it is
 /// one but its options are wrong.
-pub fn rewrite(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
+pub fn rewrite(message: &[u8]) -> Result<Option<Rewritten>, &'static str> {
+    let replaced = saved_result_set(message);
+    let command = replaced.as_deref().unwrap_or(message);
+    let saved_result = replaced.is_some();
+    Ok(match (rewrite_options(command)?, saved_result) {
+        (Some((command, extension)), _) => Some(Rewritten { command, extension: Some(extension), saved_result }),
+        (None, true) => Some(Rewritten { command: command.to_vec(), extension: None, saved_result }),
+        (None, false) => None,
+    })
+}
+
+/// `message` with `1` for the `$` that is its message set, if it is one of [`SET_COMMANDS`]
+/// and its set is `$`.
+fn saved_result_set(message: &[u8]) -> Option<Vec<u8>> {
+    let mut cursor = Cursor { bytes: message, at: 0 };
+    cursor.atom()?;
+    cursor.space()?;
+    let mut name = cursor.atom()?;
+    let uid = name.eq_ignore_ascii_case(b"UID");
+    if uid {
+        cursor.space()?;
+        name = cursor.atom()?;
+    }
+    // EXPUNGE takes a set only as UID EXPUNGE (RFC 4315).
+    if !SET_COMMANDS.iter().any(|command| name.eq_ignore_ascii_case(command.as_bytes())) || (name.eq_ignore_ascii_case(b"EXPUNGE") && !uid) {
+        return None;
+    }
+    cursor.space()?;
+    let set = cursor.at;
+    if cursor.atom()? != b"$" {
+        return None;
+    }
+    let mut replaced = message[..set].to_vec();
+    replaced.push(b'1');
+    replaced.extend_from_slice(&message[set + 1..]);
+    Some(replaced)
+}
+
+/// The options of `message` taken out, when it is one of the commands with options handled here.
+fn rewrite_options(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
     let mut cursor = Cursor { bytes: message, at: 0 };
     let Some(tag) = cursor.atom() else { return Ok(None) };
     let tag = tag.to_vec();
@@ -225,16 +281,35 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// `command` rewritten, with its extension; panics when it is not rewritten.
+/// `command` rewritten, with its extension; panics when it is not rewritten or has none.
 #[cfg(test)]
 fn rewritten(command: &str) -> (String, Extension) {
-    let (bytes, extension) = rewrite(command.as_bytes()).unwrap().unwrap();
-    (String::from_utf8(bytes).unwrap(), extension)
+    let rewritten = rewrite(command.as_bytes()).unwrap().unwrap();
+    (String::from_utf8(rewritten.command).unwrap(), rewritten.extension.unwrap())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn a_saved_result_as_the_message_set_is_marked() {
+        for (command, expected) in [
+            ("a UID FETCH $ (FLAGS)\r\n", "a UID FETCH 1 (FLAGS)\r\n"),
+            ("b STORE $ +FLAGS (\\Seen)\r\n", "b STORE 1 +FLAGS (\\Seen)\r\n"),
+            ("c MOVE $ Trash\r\n", "c MOVE 1 Trash\r\n"),
+            ("d UID EXPUNGE $\r\n", "d UID EXPUNGE 1\r\n"),
+        ] {
+            let rewritten = rewrite(command.as_bytes()).unwrap().unwrap();
+            assert_eq!(String::from_utf8(rewritten.command).unwrap(), expected);
+            assert!(rewritten.saved_result && rewritten.extension.is_none(), "{command}");
+        }
+        let rewritten = rewrite(b"e FETCH $ (PREVIEW)\r\n").unwrap().unwrap();
+        assert_eq!(rewritten.command, b"e FETCH 1 (UID)\r\n");
+        assert!(rewritten.saved_result && rewritten.extension.is_some());
+        assert_eq!(rewrite(b"f EXPUNGE $\r\n"), Ok(None));
+        assert_eq!(rewrite(b"g FETCH $$ (FLAGS)\r\n"), Ok(None));
+    }
+
     #[test]
     fn unauthenticate_travels_as_a_noop() {
         assert_eq!(rewritten("u UNAUTHENTICATE\r\n"), ("u NOOP\r\n".to_string(), Extension::Unauthenticate));

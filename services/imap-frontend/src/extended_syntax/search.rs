@@ -17,6 +17,8 @@ pub enum SearchExtra {
     /// EMAILID and THREADID (RFC 8474 §6).
     EmailId(String),
     ThreadId(String),
+    /// `$`, or `UID $`: the saved search result (RFC 5182 §2.2).
+    SavedResult,
 }
 
 /// The prefix of the stand-in header field name of a [`SearchExtra`].
@@ -30,6 +32,15 @@ pub struct SearchReturn {
     pub all: bool,
     pub count: bool,
     pub partial: Option<PartialRange>,
+    /// SAVE (RFC 5182 §2.1): the result is kept as `$` for later commands.
+    pub save: bool,
+}
+
+impl SearchReturn {
+    /// Whether anything is to be answered: SAVE alone answers nothing (RFC 5182 §2.1).
+    pub fn answers(&self) -> bool {
+        self.min || self.max || self.all || self.count || self.partial.is_some()
+    }
 }
 
 /// PARTIAL's window on a result (RFC 9394 §3.1): positions from 1, counted from the first
@@ -154,7 +165,7 @@ fn search_return(cursor: &mut Cursor<'_>) -> Result<SearchReturn, &'static str> 
             b"PARTIAL" => return Err("PARTIAL may be given once"),
             // A hint that the client will page through the result (RFC 5267 §4.2).
             b"CONTEXT" => {}
-            b"SAVE" => return Err("SEARCH RETURN (SAVE) is not supported"),
+            b"SAVE" => options.save = true,
             _ => return Err("Unknown SEARCH RETURN option"),
         }
     }
@@ -162,8 +173,8 @@ fn search_return(cursor: &mut Cursor<'_>) -> Result<SearchReturn, &'static str> 
         // RFC 9394 §3.1: the two ask for different answers.
         return Err("PARTIAL and ALL cannot be combined");
     }
-    // RETURN () means ALL (RFC 4731 §3.1).
-    if !(options.min || options.max || options.count || options.partial.is_some()) {
+    // RETURN () means ALL (RFC 4731 §3.1); RETURN (SAVE) means nothing more.
+    if !(options.answers() || options.save) {
         options.all = true;
     }
     Ok(options)
@@ -198,6 +209,11 @@ fn search_key(cursor: &mut Cursor<'_>, out: &mut Vec<u8>, keys: &mut Vec<SearchE
         b"SAVEDATESUPPORTED" => SearchExtra::SaveDateSupported,
         b"EMAILID" => SearchExtra::EmailId(object_id(&argument(cursor)?)?),
         b"THREADID" => SearchExtra::ThreadId(object_id(&argument(cursor)?)?),
+        b"$" => SearchExtra::SavedResult,
+        b"UID" if cursor.rest().starts_with(b" $") && matches!(cursor.rest().get(2), None | Some(b' ' | b')' | b'\r')) => {
+            cursor.at += 2;
+            SearchExtra::SavedResult
+        }
         upper => {
             out.extend_from_slice(word);
             let arguments = match upper {
@@ -270,7 +286,11 @@ mod tests {
         assert_eq!(extension, returning(SearchReturn { min: true, count: true, ..Default::default() }));
         let (_, extension) = rewritten("b SEARCH RETURN () ALL\r\n");
         assert_eq!(extension, returning(SearchReturn { all: true, ..Default::default() }));
-        assert_eq!(rewrite(b"c SEARCH RETURN (SAVE) ALL\r\n"), Err("SEARCH RETURN (SAVE) is not supported"));
+        let (_, extension) = rewritten("c SEARCH RETURN (SAVE) ALL\r\n");
+        assert_eq!(extension, returning(SearchReturn { save: true, ..Default::default() }), "SAVE alone answers nothing");
+        let (command, extension) = rewritten("c UID SEARCH UID $ OR $ (UID $)\r\n");
+        assert_eq!(command, "c UID SEARCH HEADER kubemail:0 \"\" OR HEADER kubemail:1 \"\" (HEADER kubemail:2 \"\")\r\n");
+        assert_eq!(extension, Extension::Search { returns: None, keys: vec![SearchExtra::SavedResult; 3] });
         assert_eq!(rewrite(b"c SEARCH RETURN (BOGUS) ALL\r\n"), Err("Unknown SEARCH RETURN option"));
         assert_eq!(rewrite(b"d SEARCH ALL\r\n"), Ok(None));
         assert_eq!(rewrite(b"c SEARCH RETURN (PARTIAL 1:10 ALL) ALL\r\n"), Err("PARTIAL and ALL cannot be combined"));

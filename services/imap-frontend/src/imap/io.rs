@@ -22,7 +22,7 @@ use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
 use kubemail_runtime::tls::Connection;
 
 use super::deflate::Deflate;
-use crate::extended_syntax::{self, Extension};
+use crate::extended_syntax::{self, Extension, Rewritten};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
@@ -69,6 +69,8 @@ pub enum Input<T> {
 pub struct Request {
     pub command: Command<'static>,
     pub extension: Option<Extension>,
+    /// The command's message set is `$`, the saved search result (RFC 5182).
+    pub saved_result: bool,
 }
 
 impl Request {
@@ -154,19 +156,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Io<S> {
     pub async fn read_command(&mut self, timeout: Duration) -> Result<Input<Request>, End> {
         let input = self.read(&CommandCodec::default(), timeout).await?;
         Ok(match input {
-            Input::Message(command) => Input::Message(Request { command, extension: None }),
+            Input::Message(command) => Input::Message(Request { command, extension: None, saved_result: false }),
             Input::Malformed { tag, reason } if self.fragmentizer.is_max_message_size_exceeded() => {
                 Input::Malformed { tag, reason }
             }
             Input::Malformed { tag, reason } => match extended_syntax::rewrite(self.fragmentizer.message_bytes()) {
                 Ok(None) => Input::Malformed { tag, reason },
                 Err(reason) => Input::Malformed { tag, reason },
-                Ok(Some((rewritten, extension))) => match CommandCodec::default().decode(&rewritten) {
-                    Ok((b"", command)) => {
-                        Input::Message(Request { command: command.into_static(), extension: Some(extension) })
+                Ok(Some(Rewritten { command, extension, saved_result })) => {
+                    match CommandCodec::default().decode(&command) {
+                        Ok((b"", command)) => {
+                            Input::Message(Request { command: command.into_static(), extension, saved_result })
+                        }
+                        _ => Input::Malformed { tag, reason },
                     }
-                    _ => Input::Malformed { tag, reason },
-                },
+                }
             },
             Input::LiteralRefused { tag, length } => Input::LiteralRefused { tag, length },
         })

@@ -127,6 +127,7 @@ where
         condstore: false,
         qresync: false,
         answered: None,
+        saved_result_set: false,
         selected: None,
         expunges_allowed: false,
     };
@@ -160,6 +161,8 @@ struct Session<S> {
     expunges_allowed: bool,
     /// The tagged answer the command being answered got, once it has one.
     answered: Option<Status>,
+    /// The message set of the command being answered is `$` (SEARCHRES, RFC 5182).
+    saved_result_set: bool,
 }
 
 /// The RETURN options and the stand-in search keys of a SEARCH, SORT or THREAD.
@@ -233,7 +236,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn command(&mut self, request: Request) -> Flow {
-        let Request { command: Command { tag, body }, extension } = request;
+        let Request { command: Command { tag, body }, extension, saved_result } = request;
+        self.saved_result_set = saved_result;
         let name = body.name();
         self.expunges_allowed = !matches!(
             body,

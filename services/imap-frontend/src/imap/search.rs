@@ -25,7 +25,7 @@ use crate::response::{self, Status};
 const DAY: i64 = 86_400;
 
 /// What an IMAP4rev2 SEARCH without RETURN answers.
-const ALL: SearchReturn = SearchReturn { min: false, max: false, all: true, count: false, partial: None };
+const ALL: SearchReturn = SearchReturn { min: false, max: false, all: true, count: false, partial: None, save: false };
 
 /// What a search found.
 pub(super) struct Matched {
@@ -67,9 +67,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         returns: Option<&SearchReturn>,
         keys: &[SearchExtra],
     ) {
-        let Some(matched) = self.matching(tag, charset, (criteria, keys)).await else { return };
+        let Some(matched) = self.matching(tag, charset, (criteria, keys)).await else {
+            self.save_result(&[], returns);
+            return;
+        };
+        self.save_result(&matched.found, returns);
         let line = if let Some(returns) = returns.or(self.rev2.then_some(&ALL)) {
-            esearch(tag, uid, &matched.found, returns, &matched)
+            // SAVE alone answers nothing (RFC 5182 §2.1).
+            if returns.answers() { esearch(tag, uid, &matched.found, returns, &matched) } else { String::new() }
         } else {
             let found = &matched.found;
             let numbers: String = found
@@ -170,6 +175,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         Some(Matched { found, meta, by_modseq })
     }
+
+    /// With RETURN (SAVE), keeps as `$` (RFC 5182 §2.1) the messages of `order` (the result,
+    /// in the answer's order) that the answer names; a search that failed saves nothing.
+    pub(super) fn save_result(&mut self, order: &[(u32, u32)], returns: Option<&SearchReturn>) {
+        if let (Some(returns), Some(selection)) = (returns.filter(|returns| returns.save), &mut self.selected) {
+            let mut saved: Vec<u32> = returned(order, returns).into_iter().map(|&(_, uid)| uid).collect();
+            saved.sort_unstable();
+            saved.dedup();
+            selection.saved_result = saved;
+        }
+    }
+}
+
+/// The messages of `order` an ESEARCH answer names: all of them with ALL or COUNT, else the
+/// first and last for MIN and MAX and the PARTIAL window.
+fn returned<'a>(order: &'a [(u32, u32)], returns: &SearchReturn) -> Vec<&'a (u32, u32)> {
+    if returns.all || returns.count || !returns.answers() {
+        return order.iter().collect();
+    }
+    let ends = [returns.min.then(|| order.first()), returns.max.then(|| order.last())];
+    let window = returns.partial.map_or(&[][..], |partial| &order[partial.window(order.len())]);
+    ends.into_iter().flatten().flatten().chain(window).collect()
 }
 
 /// `* ESEARCH (TAG "t") [UID] …` with the results `returns` asks for (RFC 4731 §3.1, RFC 9394
@@ -185,14 +212,6 @@ pub(super) fn esearch(
 ) -> String {
     let id = |&(number, message_uid): &(u32, u32)| if uid { message_uid } else { number };
     let window = returns.partial.map(|partial| (partial, &order[partial.window(order.len())]));
-    // The MODSEQ told is that of the messages the answer names (RFC 7162 §3.1.5).
-    let returned: Vec<&(u32, u32)> = if returns.all || returns.count {
-        order.iter().collect()
-    } else {
-        let ends = [returns.min.then(|| order.first()), returns.max.then(|| order.last())];
-        let windowed = window.iter().flat_map(|(_, items)| items.iter());
-        ends.into_iter().flatten().flatten().chain(windowed).collect()
-    };
     let mut line = format!("* ESEARCH (TAG \"{}\")", tag.inner());
     if uid {
         line.push_str(" UID");
@@ -215,7 +234,8 @@ pub(super) fn esearch(
     if returns.count {
         line.push_str(&format!(" COUNT {}", order.len()));
     }
-    if let Some(modseq) = matched.highest_modseq(returned) {
+    // The MODSEQ told is that of the messages the answer names (RFC 7162 §3.1.5).
+    if let Some(modseq) = matched.highest_modseq(returned(order, returns)) {
         line.push_str(&format!(" MODSEQ {modseq}"));
     }
     line.push_str("\r\n");
@@ -297,7 +317,7 @@ fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection, 
             matches(left, message, selection, keys) || matches(right, message, selection, keys)
         }
         SearchKey::Header(..) if let Some(index) = stand_in(key) => {
-            keys.get(index).is_some_and(|extra| matches_extra(extra, message))
+            keys.get(index).is_some_and(|extra| matches_extra(extra, message, selection))
         }
         SearchKey::All => true,
         SearchKey::Recent => selection.is_recent(message.uid),
@@ -359,7 +379,7 @@ fn matches(key: &SearchKey<'_>, message: &Candidate<'_>, selection: &Selection, 
 }
 
 /// Whether `message` matches a key imap-codec does not parse.
-fn matches_extra(key: &SearchExtra, message: &Candidate<'_>) -> bool {
+fn matches_extra(key: &SearchExtra, message: &Candidate<'_>, selection: &Selection) -> bool {
     let saved_day = message.meta.map(|meta| meta.save_date).filter(|&date| date > 0).map(|date| date.div_euclid(DAY));
     match key {
         SearchExtra::SavedBefore(day) => saved_day.is_some_and(|saved| saved < *day),
@@ -369,6 +389,7 @@ fn matches_extra(key: &SearchExtra, message: &Candidate<'_>) -> bool {
         SearchExtra::EmailId(id) => message.meta.is_some_and(|meta| meta.email_id == *id),
         // No thread has an identifier (FETCH THREADID is NIL).
         SearchExtra::ThreadId(_) => false,
+        SearchExtra::SavedResult => selection.saved_result.binary_search(&message.uid).is_ok(),
     }
 }
 

@@ -75,6 +75,8 @@ pub(super) struct Selection {
     keywords_grew: bool,
     /// The messages \Recent in this session.
     pub recent: Recent,
+    /// The UIDs SEARCH RETURN (SAVE) kept as `$` (RFC 5182), ascending; empty after SELECT.
+    pub saved_result: Vec<u32>,
 }
 
 impl Selection {
@@ -109,6 +111,7 @@ impl Selection {
             announced_keywords: snapshot.mailbox_keywords().into_iter().map(str::to_string).collect(),
             keywords_grew: false,
             recent: Recent::default(),
+            saved_result: Vec::new(),
         }
     }
 
@@ -138,6 +141,12 @@ impl Selection {
         self.modseqs.push(0);
         self.flags.push(0);
         self.keyword_ids.push(KeywordLists::NONE);
+    }
+
+    /// The (sequence number, UID) pairs of the saved result (`$`) still in the mailbox.
+    pub fn saved_messages(&self) -> Vec<(u32, u32)> {
+        let present = |uid: &u32| self.uids.binary_search(uid).ok().map(|index| (index as u32 + 1, *uid));
+        self.saved_result.iter().filter_map(present).collect()
     }
 
     /// The (sequence number, UID) pairs that `set` names, ascending. With `uid` the set holds
@@ -267,6 +276,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if changes && selection.read_only {
             self.refuse_read_only(tag);
             return None;
+        }
+        if self.saved_result_set {
+            // `$`: the saved messages still here, whether the command is a UID one or not
+            // (RFC 5182 §2.2); none saved names nothing, which is no error.
+            return Some(selection.saved_messages());
         }
         match selection.resolve(set, uid) {
             Ok(messages) => Some(messages),

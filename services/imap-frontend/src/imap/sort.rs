@@ -32,9 +32,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         uid: bool,
         returns: Option<&SearchReturn>,
     ) {
-        let Some(matched) = self.matching(tag, Some(charset), search).await else { return };
+        let Some(matched) = self.matching(tag, Some(charset), search).await else {
+            self.save_result(&[], returns);
+            return;
+        };
         let found = &matched.found;
-        let Some(summaries) = self.summaries(tag, found).await else { return };
+        let Some(summaries) = self.summaries(tag, found).await else {
+            self.save_result(&[], returns);
+            return;
+        };
         let mut order: Vec<usize> = (0..found.len()).collect();
         order.sort_by(|&a, &b| {
             let ordering = criteria.iter().fold(Ordering::Equal, |ordering, criterion| {
@@ -44,9 +50,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ordering.then(found[a].0.cmp(&found[b].0))
         });
         let sorted: Vec<(u32, u32)> = order.into_iter().map(|index| found[index]).collect();
+        self.save_result(&sorted, returns);
         let line = match returns {
             // ESORT (RFC 5267 §3.1): the answer to SEARCH RETURN, in sort order.
-            Some(returns) => esearch(tag, uid, &sorted, returns, &matched),
+            Some(returns) if returns.answers() => esearch(tag, uid, &sorted, returns, &matched),
+            // SAVE alone answers nothing (RFC 5182 §2.1).
+            Some(_) => String::new(),
             None => {
                 let mut line = String::from("* SORT");
                 for &(number, message_uid) in &sorted {
