@@ -47,6 +47,7 @@ pub fn after_login() -> String {
         "MULTIAPPEND",
         "MOVE",
         "IDLE",
+        "NOTIFY",
         "QUOTA",
         "QUOTA=RES-STORAGE",
         "QUOTA=RES-MESSAGE",

@@ -2,7 +2,8 @@
 //! mailbox events on NATS: a session IDLEing on one hears, promptly, what Python's imaplib does
 //! through the other (APPEND, STORE); SIGTERM says `* BYE` to every session. A client that
 //! resynchronises with QRESYNC, as Thunderbird does, after changes made through the other
-//! frontend ends with the view a full resync gives.
+//! frontend ends with the view a full resync gives. A NOTIFY session on one hears of a mailbox
+//! created and a message stored through the other.
 
 mod common;
 
@@ -263,4 +264,20 @@ again.logout()
             "same view True [1, 2, 3, 5, 6]",
         ]
     );
+}
+
+/// NOTIFY across frontends (RFC 5465): a session on one frontend, waiting for nothing but its
+/// notifications, hears of a mailbox created and a message appended through the other.
+#[tokio::test]
+async fn notify_on_one_frontend_hears_what_another_frontend_does() {
+    let Cluster { certificate, a, b, _nats, _mailstore, _tls_dir } = two_frontends().await;
+    let mut watcher = alice_on(&a, &certificate).await;
+    watcher.command("n NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))").await.expect_ok();
+    let mut other = alice_on(&b, &certificate).await;
+    other.command("c CREATE Receipts").await.expect_ok();
+    assert_eq!(watcher.line().await.unwrap(), "* LIST (\\HasNoChildren) \"/\" \"Receipts\"");
+    let message = "From: shop@example.net\r\nSubject: your order\r\n\r\nThanks.\r\n";
+    other.command(&format!("a APPEND Receipts {{{}+}}\r\n{message}", message.len())).await.expect_ok();
+    let status = watcher.line().await.unwrap();
+    assert!(status.starts_with("* STATUS \"Receipts\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY "), "{status}");
 }

@@ -20,11 +20,13 @@
 //! - [`list`]: LIST-EXTENDED and LIST-STATUS.
 //! - [`status`]: STATUS MAILBOXID.
 //! - [`create`]: CREATE with a special use.
+//! - [`notify`]: NOTIFY (RFC 5465), carried by a NOOP.
 
 mod append;
 mod create;
 mod fetch;
 mod list;
+mod notify;
 mod search;
 mod status;
 
@@ -32,6 +34,7 @@ use std::ops::Range;
 
 pub use fetch::FetchExtra;
 pub use list::ListOptions;
+pub use notify::{NotifyEvent, NotifyGroup, NotifyMailboxes, NotifySet};
 pub use search::{SEARCH_EXTRA_FIELD, SearchExtra, SearchReturn};
 
 /// Options of a command beyond what imap-codec parsed.
@@ -64,6 +67,8 @@ pub enum Extension {
     StatusMailboxId {
         placeholder: bool,
     },
+    /// NOTIFY, carried by a NOOP: SET with its event groups, or NONE.
+    Notify(Option<NotifySet>),
 }
 
 /// A command rewritten for imap-codec.
@@ -108,7 +113,9 @@ fn saved_result_set(message: &[u8]) -> Option<Vec<u8>> {
         name = cursor.atom()?;
     }
     // EXPUNGE takes a set only as UID EXPUNGE (RFC 4315).
-    if !SET_COMMANDS.iter().any(|command| name.eq_ignore_ascii_case(command.as_bytes())) || (name.eq_ignore_ascii_case(b"EXPUNGE") && !uid) {
+    if !SET_COMMANDS.iter().any(|command| name.eq_ignore_ascii_case(command.as_bytes()))
+        || (name.eq_ignore_ascii_case(b"EXPUNGE") && !uid)
+    {
         return None;
     }
     cursor.space()?;
@@ -153,6 +160,8 @@ fn rewrite_options(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'sta
         fetch::fetch(&mut cursor, &tag, uid)
     } else if name.eq_ignore_ascii_case(b"APPEND") && !uid {
         append::append(&mut cursor, &tag)
+    } else if name.eq_ignore_ascii_case(b"NOTIFY") && !uid {
+        notify::notify(&mut cursor, &tag)
     } else if name.eq_ignore_ascii_case(b"UNAUTHENTICATE") && !uid {
         if !cursor.at_end() {
             return Err("UNAUTHENTICATE takes no arguments");

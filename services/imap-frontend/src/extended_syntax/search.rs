@@ -210,7 +210,9 @@ fn search_key(cursor: &mut Cursor<'_>, out: &mut Vec<u8>, keys: &mut Vec<SearchE
         b"EMAILID" => SearchExtra::EmailId(object_id(&argument(cursor)?)?),
         b"THREADID" => SearchExtra::ThreadId(object_id(&argument(cursor)?)?),
         b"$" => SearchExtra::SavedResult,
-        b"UID" if cursor.rest().starts_with(b" $") && matches!(cursor.rest().get(2), None | Some(b' ' | b')' | b'\r')) => {
+        b"UID"
+            if cursor.rest().starts_with(b" $") && matches!(cursor.rest().get(2), None | Some(b' ' | b')' | b'\r')) =>
+        {
             cursor.at += 2;
             SearchExtra::SavedResult
         }
@@ -287,9 +289,16 @@ mod tests {
         let (_, extension) = rewritten("b SEARCH RETURN () ALL\r\n");
         assert_eq!(extension, returning(SearchReturn { all: true, ..Default::default() }));
         let (_, extension) = rewritten("c SEARCH RETURN (SAVE) ALL\r\n");
-        assert_eq!(extension, returning(SearchReturn { save: true, ..Default::default() }), "SAVE alone answers nothing");
+        assert_eq!(
+            extension,
+            returning(SearchReturn { save: true, ..Default::default() }),
+            "SAVE alone answers nothing"
+        );
         let (command, extension) = rewritten("c UID SEARCH UID $ OR $ (UID $)\r\n");
-        assert_eq!(command, "c UID SEARCH HEADER kubemail:0 \"\" OR HEADER kubemail:1 \"\" (HEADER kubemail:2 \"\")\r\n");
+        assert_eq!(
+            command,
+            "c UID SEARCH HEADER kubemail:0 \"\" OR HEADER kubemail:1 \"\" (HEADER kubemail:2 \"\")\r\n"
+        );
         assert_eq!(extension, Extension::Search { returns: None, keys: vec![SearchExtra::SavedResult; 3] });
         assert_eq!(rewrite(b"c SEARCH RETURN (BOGUS) ALL\r\n"), Err("Unknown SEARCH RETURN option"));
         assert_eq!(rewrite(b"d SEARCH ALL\r\n"), Ok(None));

@@ -138,6 +138,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         tracing::debug!(client = %self.client_ip, account = %account.address, "unauthenticated");
         self.selected = None;
+        self.notify = None;
         (self.utf8, self.rev2, self.condstore, self.qresync) = (false, false, false, false);
         self.state = State::NotAuthenticated;
         self.login_deadline = tokio::time::Instant::now() + self.services.settings.login_timeout;

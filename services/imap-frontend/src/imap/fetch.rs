@@ -103,32 +103,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         }
         let Some(selection) = &self.selected else { return };
-        let (read_only, mailbox_id) = (selection.read_only, selection.mailbox_id);
+        let read_only = selection.read_only;
         let request = self.fetch_request(items, uid, read_only, changed_since, (extra, placeholder));
+        if let Some(missing) = self.fetch_responses(Some(tag), &mut messages, &request, changed_since).await {
+            self.fetch_done(tag, uid, missing);
+        }
+    }
+
+    /// The FETCH responses for new messages that NOTIFY's MessageNew asks for (RFC 5465 §5.2),
+    /// untagged; a failure is told as an untagged NO.
+    pub(super) async fn fetch_untagged(
+        &mut self,
+        mut messages: Vec<(u32, u32)>,
+        items: &MacroOrMessageDataItemNames<'_>,
+    ) {
+        let Some(selection) = &self.selected else { return };
+        let read_only = selection.read_only;
+        let request = self.fetch_request(items, true, read_only, 0, (&[], false));
+        self.fetch_responses(None, &mut messages, &request, 0).await;
+    }
+
+    /// Writes the responses of `request` for `messages` (narrowed to those changed since
+    /// `changed_since` when it is set); how many had no data (expunged meanwhile), or `None`
+    /// after answering why it stopped (to `tag`, or untagged without one).
+    async fn fetch_responses(
+        &mut self,
+        tag: Option<&Tag<'_>>,
+        messages: &mut Vec<(u32, u32)>,
+        request: &Request<'_>,
+        changed_since: u64,
+    ) -> Option<usize> {
         if changed_since == 0
             && request.extra.is_empty()
             && request.items.iter().all(|item| matches!(item, MessageDataItemName::Uid | MessageDataItemName::Flags))
         {
             // What a client asks most, on every sync: answered from the snapshot, which the
             // mailbox's events keep current.
-            self.fetch_from_snapshot(tag, &messages, &request.items, uid).await;
-            return;
+            return self.fetch_from_snapshot(messages, &request.items).await;
         }
         let account_id = self.account_id();
+        let mailbox_id = self.selected.as_ref()?.mailbox_id;
         if request.marks_seen {
-            self.mark_seen(account_id, mailbox_id, &messages).await;
+            self.mark_seen(account_id, mailbox_id, messages).await;
         }
-        let meta = self.read_meta(tag, account_id, mailbox_id, &mut messages, request.needs_body, changed_since).await;
-        let Some(meta) = meta else { return };
-        let missing = if !request.needs_body {
-            self.write_from_meta(&messages, &request, &meta)
-        } else {
-            match self.write_from_bodies(tag, account_id, mailbox_id, &messages, &request, meta).await {
-                Some(missing) => missing,
-                None => return,
-            }
-        };
-        self.fetch_done(tag, uid, missing);
+        let meta = self.read_meta(tag, account_id, mailbox_id, messages, request.needs_body, changed_since).await?;
+        if !request.needs_body {
+            return Some(self.write_from_meta(messages, request, &meta));
+        }
+        self.write_from_bodies(tag, account_id, mailbox_id, messages, request, meta).await
     }
 
     /// VANISHED (EARLIER): the UIDs of `set` expunged since `changed_since`. Whether the FETCH
@@ -190,7 +212,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// `changed_since` when it is set; `None` after answering why it could not be read.
     async fn read_meta(
         &mut self,
-        tag: &Tag<'_>,
+        tag: Option<&Tag<'_>>,
         account_id: i64,
         mailbox_id: i64,
         messages: &mut Vec<(u32, u32)>,
@@ -205,7 +227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             meta = match self.fetch_meta(account_id, mailbox_id, &uids, changed_since).await {
                 Ok(meta) => meta,
                 Err(status) => {
-                    self.mailstore_refused(tag, &status);
+                    self.refused(tag, &status);
                     return None;
                 }
             };
@@ -240,7 +262,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// early (answered already, or the client gone).
     async fn write_from_bodies(
         &mut self,
-        tag: &Tag<'_>,
+        tag: Option<&Tag<'_>>,
         account_id: i64,
         mailbox_id: i64,
         messages: &[(u32, u32)],
@@ -255,7 +277,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let body = match next {
                 Ok(body) => body,
                 Err(status) => {
-                    self.mailstore_refused(tag, &status);
+                    self.refused(tag, &status);
                     return None;
                 }
             };
@@ -264,7 +286,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 meta = match self.fetch_meta(account_id, mailbox_id, &uids, 0).await {
                     Ok(meta) => meta,
                     Err(status) => {
-                        self.mailstore_refused(tag, &status);
+                        self.refused(tag, &status);
                         return None;
                     }
                 };
@@ -276,7 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Ok(line) => self.io.write(&line),
                     Err(UnknownEncoding) => {
                         let text = format!("Message {number} has a content transfer encoding BINARY cannot undo");
-                        self.respond(Some(tag), Status::No, Some("UNKNOWN-CTE"), &text);
+                        self.respond(tag, Status::No, Some("UNKNOWN-CTE"), &text);
                         return None;
                     }
                 }
@@ -293,16 +315,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Answers a FETCH of UID and FLAGS only from the selection's snapshot. The lines go out
     /// [`SNAPSHOT_LINES_PER_WRITE`] at a time, so the client reads the first while the rest are
     /// made (10,000 lines are about 0.4 MB).
+    /// How many had no data (expunged meanwhile); `None` when the client is gone.
     async fn fetch_from_snapshot(
         &mut self,
-        tag: &Tag<'_>,
         messages: &[(u32, u32)],
         items: &[MessageDataItemName<'_>],
-        uid: bool,
-    ) {
+    ) -> Option<usize> {
         let mut missing = 0;
         for batch in messages.chunks(SNAPSHOT_LINES_PER_WRITE) {
-            let Some(selection) = &self.selected else { return };
+            let selection = self.selected.as_ref()?;
             let mut lines = String::with_capacity(batch.len() * 40);
             for (number, message_uid) in batch {
                 if selection.expunged_meanwhile(*message_uid) {
@@ -331,11 +352,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 lines.push_str(")\r\n");
             }
             self.io.write(lines.as_bytes());
-            if self.io.flush().await.is_err() {
-                return;
-            }
+            self.io.flush().await.ok()?;
         }
-        self.fetch_done(tag, uid, missing);
+        Some(missing)
     }
 
     /// The tagged answer to a FETCH that found no data for `missing` of its messages: they

@@ -1,11 +1,12 @@
 //! IDLE (RFC 9051 §6.3.13, RFC 2177): the session waits for the client's DONE, the selected
-//! mailbox's events, a keep-alive tick and shutdown at once, and tells each change as it comes.
+//! mailbox's events, a keep-alive tick and shutdown at once, and tells each change as it comes;
+//! with NOTIFY, the events it asked for (RFC 5465 §4).
 
 use imap_codec::imap_types::core::Tag;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::{End, Input};
-use super::{Flow, Session};
+use super::{Flow, Session, notify};
 use crate::response::Status;
 
 /// What ends an IDLE.
@@ -30,7 +31,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if self.io.flush().await.is_err() {
                 break IdleEnd::Close;
             }
-            let condstore = self.condstore;
+            let (condstore, notifies_selected) = (self.condstore, self.notifies_selected());
             let Some(selection) = &mut self.selected else { break IdleEnd::Close };
             tokio::select! {
                 done = self.io.read_idle_done(deadline.saturating_duration_since(tokio::time::Instant::now())) => {
@@ -49,6 +50,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 event = selection.updates.next() => {
                     let Some((event, span)) = event else { break IdleEnd::Close };
+                    if notifies_selected {
+                        // As NOTIFY asked, with the FETCH items for new messages (RFC 5465 §4).
+                        self.selected_changed(event, true).await;
+                        continue;
+                    }
                     let _told = span.enter();
                     let mut lines = selection.apply(event, condstore);
                     lines.push_str(&selection.take_expunges());
@@ -56,6 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     drop(_told);
                     self.claim_new_recent().await;
                 }
+                notification = notify::next_other(&mut self.notify) => self.notified(notification).await,
                 _ = keepalive.tick() => self.io.write(b"* OK Still here\r\n"),
                 () = shutdown.wait() => {
                     self.bye(None, "Server shutting down, please reconnect");

@@ -150,12 +150,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 }
 
 /// Whether `name` is a descendant of `parent`.
-fn is_child(name: &str, parent: &str) -> bool {
+pub(super) fn is_child(name: &str, parent: &str) -> bool {
     name.len() > parent.len() && name.starts_with(parent) && name[parent.len()..].starts_with(SEPARATOR)
 }
 
 /// The RFC 6154 attribute of a special-use name stored without its backslash.
-fn special_use(stored: &str) -> Option<&'static str> {
+pub(super) fn special_use(stored: &str) -> Option<&'static str> {
     Some(match stored {
         "All" => "\\All",
         "Archive" => "\\Archive",

@@ -16,7 +16,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// at a time, or `None` after answering why they cannot be read.
     pub(super) async fn bodies(
         &mut self,
-        tag: &Tag<'_>,
+        tag: Option<&Tag<'_>>,
         account_id: i64,
         mailbox_id: i64,
         uids: &[u32],
@@ -27,7 +27,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match self.services.mailstore.clone().fetch_body(request).await {
             Ok(stream) => Some(Bodies { chunks: stream.into_inner() }),
             Err(status) => {
-                self.mailstore_refused(tag, &status);
+                self.refused(tag, &status);
                 None
             }
         }

@@ -43,6 +43,7 @@ pub mod io;
 mod list;
 mod messages;
 mod namespace;
+mod notify;
 mod quota;
 mod recent;
 mod search;
@@ -129,6 +130,7 @@ where
         answered: None,
         saved_result_set: false,
         selected: None,
+        notify: None,
         expunges_allowed: false,
     };
     session.run().await;
@@ -157,12 +159,30 @@ struct Session<S> {
     qresync: bool,
     /// The selected mailbox (the selected state of RFC 9051 §3.3), after login only.
     selected: Option<selection::Selection>,
+    /// What NOTIFY asked for (RFC 5465), once it has.
+    notify: Option<notify::Notify>,
     /// Whether the command being answered may carry EXPUNGE responses (RFC 9051 §7.5.1).
     expunges_allowed: bool,
     /// The tagged answer the command being answered got, once it has one.
     answered: Option<Status>,
     /// The message set of the command being answered is `$` (SEARCHRES, RFC 5182).
     saved_result_set: bool,
+}
+
+/// The next command, by `deadline` when there is one (before login), with `idle_timeout` for
+/// each read.
+async fn read_command<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    io: &mut io::Io<S>,
+    deadline: Option<tokio::time::Instant>,
+    idle_timeout: Duration,
+) -> Result<Input<Request>, End> {
+    match deadline {
+        Some(deadline) => {
+            let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+            tokio::time::timeout_at(deadline, io.read_command(timeout)).await.unwrap_or(Err(End::Timeout))
+        }
+        None => io.read_command(idle_timeout).await,
+    }
 }
 
 /// The RETURN options and the stand-in search keys of a SEARCH, SORT or THREAD.
@@ -190,11 +210,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.io.write(response::status(None, Status::Ok, Some(&capabilities), &greeting).as_bytes());
         let shutdown = self.services.shutdown.clone();
         loop {
+            let (deadline, idle_timeout) = self.read_limits();
             let input = tokio::select! {
-                input = self.read_command() => input,
+                input = read_command(&mut self.io, deadline, idle_timeout) => input,
                 () = shutdown.wait() => {
                     self.bye(None, "Server shutting down, please reconnect");
                     break;
+                }
+                // With NOTIFY, changes are told while the client sends nothing (RFC 5465 §3.1).
+                notification = notify::next_notification(&mut self.notify, &mut self.selected), if self.notify.is_some() => {
+                    self.notified(notification).await;
+                    continue;
                 }
             };
             let flow = match input {
@@ -249,6 +275,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         );
         if extension == Some(Extension::Unauthenticate) {
             return self.unauthenticate(&tag);
+        }
+        if let Some(Extension::Notify(set)) = extension {
+            match self.state {
+                State::Authenticated(_) => self.notify_command(&tag, set).await,
+                State::NotAuthenticated => self.respond(Some(&tag), Status::Bad, None, "Log in before NOTIFY"),
+            }
+            return Flow::Continue;
         }
         match (&self.state, body) {
             (_, CommandBody::Capability) => {
@@ -433,16 +466,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// The next command: before login, all of it by the login deadline; after it, with the
-    /// autologout time (RFC 9051 §5.4: at least 30 minutes) for each read.
-    async fn read_command(&mut self) -> Result<Input<Request>, End> {
+    /// How long the next command may take: before login, all of it by the login deadline;
+    /// after it, the autologout time (RFC 9051 §5.4: at least 30 minutes) for each read.
+    fn read_limits(&self) -> (Option<tokio::time::Instant>, Duration) {
         match self.state {
-            State::NotAuthenticated => {
-                let deadline = self.login_deadline;
-                let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
-                tokio::time::timeout_at(deadline, self.io.read_command(timeout)).await.unwrap_or(Err(End::Timeout))
-            }
-            State::Authenticated(_) => self.io.read_command(self.services.settings.idle_timeout).await,
+            State::NotAuthenticated => (Some(self.login_deadline), self.services.settings.idle_timeout),
+            State::Authenticated(_) => (None, self.services.settings.idle_timeout),
         }
     }
 
@@ -476,6 +505,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Answers a refused mailstore call with the RFC 5530 code that says why.
     fn mailstore_refused(&mut self, tag: &Tag<'_>, status: &tonic::Status) {
+        self.refused(Some(tag), status);
+    }
+
+    /// [`Session::mailstore_refused`], or untagged without a tag (what a notification could
+    /// not read).
+    fn refused(&mut self, tag: Option<&Tag<'_>>, status: &tonic::Status) {
         let code = match status.code() {
             Code::AlreadyExists => "ALREADYEXISTS",
             Code::NotFound => "NONEXISTENT",
@@ -484,12 +519,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Code::PermissionDenied => "NOPERM",
             _ => {
                 tracing::warn!(client = %self.client_ip, %status, "mailstore call failed");
-                self.respond(Some(tag), Status::No, Some("UNAVAILABLE"), "Try again later");
+                self.respond(tag, Status::No, Some("UNAVAILABLE"), "Try again later");
                 return;
             }
         };
         let text = status.message().lines().next().unwrap_or("Refused").to_string();
-        self.respond(Some(tag), Status::No, Some(code), &text);
+        self.respond(tag, Status::No, Some(code), &text);
     }
 
     fn ok(&mut self, tag: &Tag<'_>, text: &str) {

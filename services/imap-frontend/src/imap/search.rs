@@ -140,7 +140,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let mut found = Vec::new();
         if needs(&key, &is_content_key) {
-            let mut bodies = self.bodies(tag, account_id, mailbox_id, &all_uids, false).await?;
+            let mut bodies = self.bodies(Some(tag), account_id, mailbox_id, &all_uids, false).await?;
             while let Some(next) = bodies.next().await {
                 let (uid, body) = match next {
                     Ok(message) => (message.uid, message.octets),

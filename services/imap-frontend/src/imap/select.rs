@@ -82,6 +82,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.io.write(lines.as_bytes());
         let (code, command) = if read_only { ("READ-ONLY", "EXAMINE") } else { ("READ-WRITE", "SELECT") };
         self.selected = Some(selection);
+        self.set_flag_updates_with_uid();
         self.respond(Some(tag), Status::Ok, Some(code), &format!("{command} completed"));
     }
 

@@ -77,6 +77,8 @@ pub(super) struct Selection {
     pub recent: Recent,
     /// The UIDs SEARCH RETURN (SAVE) kept as `$` (RFC 5182), ascending; empty after SELECT.
     pub saved_result: Vec<u32>,
+    /// FETCH responses about flags changed elsewhere carry the UID (NOTIFY, RFC 5465 §5.1).
+    pub flag_updates_with_uid: bool,
 }
 
 impl Selection {
@@ -112,6 +114,7 @@ impl Selection {
             keywords_grew: false,
             recent: Recent::default(),
             saved_result: Vec::new(),
+            flag_updates_with_uid: false,
         }
     }
 

@@ -118,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let missing: Vec<u32> = uids.iter().copied().filter(|uid| !known.contains_key(uid)).collect();
         if !missing.is_empty() {
             let account_id = self.account_id();
-            let mut headers = self.bodies(tag, account_id, mailbox_id, &missing, true).await?;
+            let mut headers = self.bodies(Some(tag), account_id, mailbox_id, &missing, true).await?;
             let mut read = Vec::with_capacity(missing.len());
             let mut without_meta = Vec::new();
             while let Some(next) = headers.next().await {

@@ -91,7 +91,8 @@ impl Selection {
                     if self.set_flags(index, *system, &keywords, modseq) {
                         let flags = flag_list(*system, self.is_recent(*uid), &keywords);
                         let modseq = if condstore { format!(" MODSEQ ({modseq})") } else { String::new() };
-                        lines.push_str(&format!("* {} FETCH (FLAGS ({flags}){modseq})\r\n", index + 1));
+                        let uid = if self.flag_updates_with_uid { format!("UID {uid} ") } else { String::new() };
+                        lines.push_str(&format!("* {} FETCH ({uid}FLAGS ({flags}){modseq})\r\n", index + 1));
                     }
                 }
             }

@@ -2,7 +2,7 @@
 //! PostgreSQL one statement).
 
 use kubemail_proto::events::mailbox_event::Change;
-use kubemail_proto::events::{MailboxCreated, MailboxDeleted, MailboxRenamed};
+use kubemail_proto::events::{MailboxCreated, MailboxDeleted, MailboxRenamed, SubscriptionChanged};
 use kubemail_proto::mailstore::{MailboxInfo, SelectMailboxResponse, SystemFlag, UidRange};
 use sqlx::any::AnyRow;
 use sqlx::postgres::PgPool;
@@ -256,6 +256,8 @@ impl Store {
             unsubscribe(&mut tx, account_id, &name).await?;
         }
         tx.commit().await?;
+        let state = MailboxState { account_id, mailbox_id: 0, uidvalidity: 0, highest_modseq: 0 };
+        self.events.publish(state, Change::Subscription(SubscriptionChanged { name, subscribed })).await;
         Ok(())
     }
 
