@@ -31,6 +31,7 @@ pub fn after_login() -> String {
         "LIST-STATUS",
         "ESEARCH",
         "SEARCHRES",
+        "CONTEXT=SEARCH",
         "WITHIN",
         "SORT",
         "ESORT",

@@ -3,7 +3,8 @@
 //! for IMAP4rev2 clients; a charset we cannot read and a message number that does not exist
 //! refused. Every occurrence of a repeated field and the name of an address group are searched.
 //! OLDER and YOUNGER (WITHIN) count seconds back from now. SEARCH RETURN (SAVE) keeps the result
-//! as `$` for FETCH, STORE, COPY, SEARCH and UID EXPUNGE (SEARCHRES).
+//! as `$` for FETCH, STORE, COPY, SEARCH and UID EXPUNGE (SEARCHRES). SEARCH RETURN (UPDATE)
+//! keeps a result up to date with ADDTO and REMOVEFROM until CANCELUPDATE (CONTEXT=SEARCH).
 
 mod common;
 
@@ -178,4 +179,59 @@ async fn a_saved_result_is_the_message_set_of_later_commands() {
     client.command("p SEARCH RETURN (SAVE) ALL").await.expect_ok();
     client.command("q SELECT INBOX").await.expect_ok();
     assert!(client.command("r FETCH $ (UID)").await.expect_ok().is_empty(), "a new selection has no saved result");
+}
+
+#[tokio::test]
+async fn an_update_search_tells_how_its_result_changes() {
+    let (f, mut client) = searching().await;
+    let capabilities = client.command("c CAPABILITY").await.expect_ok().join(" ");
+    assert!(capabilities.contains(" CONTEXT=SEARCH"), "{capabilities}");
+    // Unseen: messages 2 and 3 (UIDs 2 and 3).
+    let answer = client.command("B01 UID SEARCH RETURN (UPDATE COUNT) UNSEEN").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"B01\") UID COUNT 2"]);
+    let reused = client.command("B01 SEARCH RETURN (UPDATE) ALL").await;
+    assert!(reused.status().starts_with("BAD"), "tag reuse: {reused:?}");
+    let numbers = client.command("B02 SEARCH RETURN (UPDATE) FLAGGED").await.expect_ok();
+    assert_eq!(numbers, ["* ESEARCH (TAG \"B02\")"], "UPDATE alone answers with the tag only");
+
+    // This session's STORE: message 2 is seen now, and flagged.
+    let stored = client.command("a STORE 2 +FLAGS (\\Seen \\Flagged)").await;
+    assert_eq!(stored.tagged, "a OK STORE completed");
+    let after: Vec<&str> =
+        stored.untagged.iter().map(String::as_str).filter(|line| line.starts_with("* ESEARCH")).collect();
+    let expected = ["* ESEARCH (TAG \"B01\") UID REMOVEFROM (0 2)", "* ESEARCH (TAG \"B02\") ADDTO (0 2)"];
+    let told = if after.is_empty() { client.command("n NOOP").await.expect_ok() } else { stored.untagged.clone() };
+    for line in expected {
+        assert!(told.iter().any(|told| told == line), "{line} missing from {told:?}");
+    }
+
+    // A delivery: unseen, so it joins B01.
+    f.mailstore.deliver("alice@example.org", MESSAGES[0].as_bytes()).await;
+    let mut told = Vec::new();
+    for _ in 0..50 {
+        told.extend(client.command("n NOOP").await.expect_ok());
+        if told.iter().any(|line| line.starts_with("* ESEARCH (TAG \"B01\") UID ADDTO")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let exists = told.iter().position(|line| line == "* 4 EXISTS").expect("EXISTS");
+    let added = told.iter().position(|line| line == "* ESEARCH (TAG \"B01\") UID ADDTO (0 4)").expect("ADDTO");
+    assert!(exists < added, "EXISTS before ADDTO: {told:?}");
+
+    // An expunge: REMOVEFROM first, with the number the message had.
+    client.command("b STORE 3 +FLAGS.SILENT (\\Deleted)").await.expect_ok();
+    client.command("n NOOP").await.expect_ok();
+    let expunged = client.command("e EXPUNGE").await.expect_ok();
+    let removed = expunged.iter().position(|line| line == "* ESEARCH (TAG \"B01\") UID REMOVEFROM (0 3)");
+    let expunge = expunged.iter().position(|line| line == "* 3 EXPUNGE");
+    assert!(removed.is_some() && removed < expunge, "{expunged:?}");
+
+    client.command("x CANCELUPDATE \"B01\" \"B02\"").await.expect_ok();
+    client.command("y STORE 1 -FLAGS.SILENT (\\Seen)").await.expect_ok();
+    let quiet = client.command("z NOOP").await.expect_ok();
+    assert!(!quiet.iter().any(|line| line.starts_with("* ESEARCH")), "no updates after CANCELUPDATE: {quiet:?}");
+    assert!(client.command("w CANCELUPDATE B01").await.status().starts_with("BAD"));
+    let sorted = client.command("v SORT RETURN (UPDATE) (DATE) UTF-8 ALL").await;
+    assert!(sorted.status().starts_with("BAD"), "no CONTEXT=SORT: {sorted:?}");
 }

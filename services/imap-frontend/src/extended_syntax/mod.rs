@@ -69,6 +69,8 @@ pub enum Extension {
     },
     /// NOTIFY, carried by a NOOP: SET with its event groups, or NONE.
     Notify(Option<NotifySet>),
+    /// CANCELUPDATE (RFC 5267 §4.3.5), carried by a NOOP: the tags of the searches to stop.
+    CancelUpdate(Vec<String>),
 }
 
 /// A command rewritten for imap-codec.
@@ -162,6 +164,18 @@ fn rewrite_options(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'sta
         append::append(&mut cursor, &tag)
     } else if name.eq_ignore_ascii_case(b"NOTIFY") && !uid {
         notify::notify(&mut cursor, &tag)
+    } else if name.eq_ignore_ascii_case(b"CANCELUPDATE") && !uid {
+        let mut tags = Vec::new();
+        while cursor.space().is_some() {
+            let range = cursor.astring().ok_or("Expected the tag of an UPDATE search")?;
+            tags.push(String::from_utf8_lossy(&cursor.value(range)).into_owned());
+        }
+        if tags.is_empty() || !cursor.at_end() {
+            return Err("Expected the tags of UPDATE searches");
+        }
+        let mut rewritten = tag;
+        rewritten.extend_from_slice(b" NOOP\r\n");
+        Ok(Some((rewritten, Extension::CancelUpdate(tags))))
     } else if name.eq_ignore_ascii_case(b"UNAUTHENTICATE") && !uid {
         if !cursor.at_end() {
             return Err("UNAUTHENTICATE takes no arguments");
@@ -317,6 +331,14 @@ mod tests {
         assert!(rewritten.saved_result && rewritten.extension.is_some());
         assert_eq!(rewrite(b"f EXPUNGE $\r\n"), Ok(None));
         assert_eq!(rewrite(b"g FETCH $$ (FLAGS)\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn cancelupdate_lists_its_tags() {
+        let (command, extension) = rewritten("c CANCELUPDATE \"B01\" B02\r\n");
+        assert_eq!(command, "c NOOP\r\n");
+        assert_eq!(extension, Extension::CancelUpdate(vec!["B01".into(), "B02".into()]));
+        assert_eq!(rewrite(b"c CANCELUPDATE\r\n"), Err("Expected the tags of UPDATE searches"));
     }
 
     #[test]

@@ -34,12 +34,15 @@ pub struct SearchReturn {
     pub partial: Option<PartialRange>,
     /// SAVE (RFC 5182 §2.1): the result is kept as `$` for later commands.
     pub save: bool,
+    /// UPDATE (RFC 5267 §4.3): the client is told how the result changes.
+    pub update: bool,
 }
 
 impl SearchReturn {
-    /// Whether anything is to be answered: SAVE alone answers nothing (RFC 5182 §2.1).
+    /// Whether anything is to be answered: SAVE alone answers nothing (RFC 5182 §2.1), UPDATE
+    /// alone an ESEARCH with the tag only.
     pub fn answers(&self) -> bool {
-        self.min || self.max || self.all || self.count || self.partial.is_some()
+        self.min || self.max || self.all || self.count || self.partial.is_some() || self.update
     }
 }
 
@@ -166,6 +169,7 @@ fn search_return(cursor: &mut Cursor<'_>) -> Result<SearchReturn, &'static str> 
             // A hint that the client will page through the result (RFC 5267 §4.2).
             b"CONTEXT" => {}
             b"SAVE" => options.save = true,
+            b"UPDATE" => options.update = true,
             _ => return Err("Unknown SEARCH RETURN option"),
         }
     }

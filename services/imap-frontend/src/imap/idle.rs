@@ -61,6 +61,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.io.write(lines.as_bytes());
                     drop(_told);
                     self.claim_new_recent().await;
+                    self.update_contexts().await;
                 }
                 notification = notify::next_other(&mut self.notify) => self.notified(notification).await,
                 _ = keepalive.tick() => self.io.write(b"* OK Still here\r\n"),

@@ -32,6 +32,7 @@
 mod append;
 mod auth;
 mod compress;
+mod context;
 mod copy;
 mod create;
 mod deflate;
@@ -229,6 +230,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.answered = None;
                     let flow = self.command(request).await;
                     count_command(name, self.answered, started.elapsed());
+                    // Search results kept up to date are told after the command (RFC 5267 §4.3.2).
+                    self.update_contexts().await;
                     flow
                 }
                 Ok(Input::Malformed { tag, reason }) => {
@@ -275,6 +278,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         );
         if extension == Some(Extension::Unauthenticate) {
             return self.unauthenticate(&tag);
+        }
+        if let Some(Extension::CancelUpdate(tags)) = &extension {
+            self.cancel_update(&tag, tags);
+            return Flow::Continue;
         }
         if let Some(Extension::Notify(set)) = extension {
             match self.state {

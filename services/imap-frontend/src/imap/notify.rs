@@ -277,6 +277,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let (Some(items), false) = (fetch, new.is_empty()) {
             self.fetch_untagged(new, &items).await;
         }
+        // ADDTO and REMOVEFROM after the FETCH (RFC 5465 §5.1, §5.2).
+        self.update_contexts().await;
     }
 
     /// A change in another mailbox of the account: STATUS or LIST, when a watch covers it.

@@ -25,7 +25,8 @@ use crate::response::{self, Status};
 const DAY: i64 = 86_400;
 
 /// What an IMAP4rev2 SEARCH without RETURN answers.
-const ALL: SearchReturn = SearchReturn { min: false, max: false, all: true, count: false, partial: None, save: false };
+const ALL: SearchReturn =
+    SearchReturn { min: false, max: false, all: true, count: false, partial: None, save: false, update: false };
 
 /// What a search found.
 pub(super) struct Matched {
@@ -67,11 +68,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         returns: Option<&SearchReturn>,
         keys: &[SearchExtra],
     ) {
-        let Some(matched) = self.matching(tag, charset, (criteria, keys)).await else {
+        let update = returns.is_some_and(|returns| returns.update);
+        if update && !self.context_tag_free(tag) {
+            return;
+        }
+        let Some(matched) = self.matching(Some(tag), charset, (criteria, keys)).await else {
             self.save_result(&[], returns);
             return;
         };
         self.save_result(&matched.found, returns);
+        if update {
+            self.keep_context(tag, uid, (criteria, keys), &matched.found);
+        }
         let line = if let Some(returns) = returns.or(self.rev2.then_some(&ALL)) {
             // SAVE alone answers nothing (RFC 5182 §2.1).
             if returns.answers() { esearch(tag, uid, &matched.found, returns, &matched) } else { String::new() }
@@ -96,21 +104,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// [`Extension::Search`]: crate::extended_syntax::Extension::Search
     pub(super) async fn matching(
         &mut self,
-        tag: &Tag<'_>,
+        tag: Option<&Tag<'_>>,
         charset: Option<&Charset<'_>>,
         (criteria, keys): (&[SearchKey<'_>], &[SearchExtra]),
     ) -> Option<Matched> {
         if let Some(charset) = charset
             && !["UTF-8", "US-ASCII"].iter().any(|known| charset.as_ref().eq_ignore_ascii_case(known))
         {
-            self.respond(Some(tag), Status::No, Some("BADCHARSET (UTF-8 US-ASCII)"), "Unsupported charset");
+            self.respond(tag, Status::No, Some("BADCHARSET (UTF-8 US-ASCII)"), "Unsupported charset");
             return None;
         }
         self.read_new_flags().await;
         let Some(selection) = &self.selected else { return None };
         let key = SearchKey::And(criteria.to_vec().try_into().expect("SEARCH has at least one key"));
         if let Err(reason) = check_sets(&key, selection) {
-            self.respond(Some(tag), Status::Bad, None, reason);
+            self.respond(tag, Status::Bad, None, reason);
             return None;
         }
         let (account_id, mailbox_id) = (self.account_id(), selection.mailbox_id);
@@ -131,7 +139,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             match self.fetch_meta(account_id, mailbox_id, &all_uids, 0).await {
                 Ok(meta) => meta,
                 Err(status) => {
-                    self.mailstore_refused(tag, &status);
+                    self.refused(tag, &status);
                     return None;
                 }
             }
@@ -140,12 +148,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let mut found = Vec::new();
         if needs(&key, &is_content_key) {
-            let mut bodies = self.bodies(Some(tag), account_id, mailbox_id, &all_uids, false).await?;
+            let mut bodies = self.bodies(tag, account_id, mailbox_id, &all_uids, false).await?;
             while let Some(next) = bodies.next().await {
                 let (uid, body) = match next {
                     Ok(message) => (message.uid, message.octets),
                     Err(status) => {
-                        self.mailstore_refused(tag, &status);
+                        self.refused(tag, &status);
                         return None;
                     }
                 };

@@ -10,6 +10,7 @@ use kubemail_proto::mailstore::{MailboxInfo, SystemFlag};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
+use super::context::SearchContext;
 use super::recent::Recent;
 use super::updates::Updates;
 use crate::response::{self, Status};
@@ -79,6 +80,10 @@ pub(super) struct Selection {
     pub saved_result: Vec<u32>,
     /// FETCH responses about flags changed elsewhere carry the UID (NOTIFY, RFC 5465 §5.1).
     pub flag_updates_with_uid: bool,
+    /// Searches whose results the client keeps up to date (CONTEXT=SEARCH).
+    pub contexts: Vec<SearchContext>,
+    /// Messages arrived or flags changed since the contexts were last brought up to date.
+    pub contexts_stale: bool,
 }
 
 impl Selection {
@@ -115,6 +120,8 @@ impl Selection {
             recent: Recent::default(),
             saved_result: Vec::new(),
             flag_updates_with_uid: false,
+            contexts: Vec::new(),
+            contexts_stale: false,
         }
     }
 
@@ -238,7 +245,8 @@ impl Selection {
     /// EXPUNGE each, numbered as of its moment (every EXPUNGE renumbers the messages after
     /// it), or with QRESYNC one VANISHED naming their UIDs (RFC 7162 §3.2.10).
     pub fn forget(&mut self, uids: &[u32]) -> String {
-        let mut lines = String::new();
+        // Search contexts lose them first, while their numbers still hold (RFC 5267 §4.3.4).
+        let mut lines = self.context_removals(uids);
         let mut gone = Vec::new();
         for uid in uids {
             if let Ok(index) = self.uids.binary_search(uid) {

@@ -32,7 +32,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         uid: bool,
         returns: Option<&SearchReturn>,
     ) {
-        let Some(matched) = self.matching(tag, Some(charset), search).await else {
+        if returns.is_some_and(|returns| returns.update) {
+            // CONTEXT=SORT is not offered: a sorted result's positions are not kept.
+            self.respond(Some(tag), Status::Bad, None, "UPDATE is for SEARCH (CONTEXT=SEARCH)");
+            return;
+        }
+        let Some(matched) = self.matching(Some(tag), Some(charset), search).await else {
             self.save_result(&[], returns);
             return;
         };
@@ -90,7 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             }
         };
-        let Some(Matched { found, .. }) = self.matching(tag, Some(charset), search).await else { return };
+        let Some(Matched { found, .. }) = self.matching(Some(tag), Some(charset), search).await else { return };
         let Some(summaries) = self.summaries(tag, &found).await else { return };
         let entries: Vec<Entry<'_>> = found
             .iter()

@@ -96,6 +96,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let condstore = self.condstore;
         let Some(selection) = &mut self.selected else { return };
+        // The new flags may change what an UPDATE search finds.
+        selection.contexts_stale = true;
         let mut lines = String::new();
         for meta in &reported {
             let Some(index) = selection.uids.binary_search(&meta.uid).ok() else { continue };

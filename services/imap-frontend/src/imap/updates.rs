@@ -65,6 +65,9 @@ impl Selection {
             return lines;
         }
         self.highest_modseq = self.highest_modseq.max(event.highest_modseq);
+        if matches!(event.change, Some(Change::Added(_) | Change::Flags(_))) {
+            self.contexts_stale = true;
+        }
         match event.change {
             Some(Change::Added(added)) => {
                 let before = self.uids.len();
