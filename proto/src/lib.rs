@@ -8,6 +8,13 @@
 
 pub mod mailstore {
     tonic::include_proto!("kubemail.mailstore.v1");
+
+    /// The largest METADATA value the mailstore keeps, in octets: what IMAP tells as
+    /// `[METADATA MAXSIZE n]` (RFC 5464 §4.3).
+    pub const METADATA_MAX_VALUE: usize = 64 * 1024;
+
+    /// The most METADATA entries one account may have, over all its mailboxes.
+    pub const METADATA_MAX_ENTRIES: usize = 1000;
 }
 
 pub mod admin {

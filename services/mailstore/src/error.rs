@@ -17,6 +17,9 @@ pub enum Error {
     /// A quota would be exceeded.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A value is larger than the mailstore keeps.
+    #[error("{0}")]
+    OutOfRange(String),
     #[error("invalid username or password")]
     Unauthenticated,
     #[error("{0}")]
@@ -89,6 +92,7 @@ impl From<Error> for Status {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::QuotaExceeded(_) => Code::ResourceExhausted,
+            Error::OutOfRange(_) => Code::OutOfRange,
             Error::Conflict(_) => Code::Aborted,
             Error::Unauthenticated => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,

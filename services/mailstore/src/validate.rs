@@ -117,6 +117,18 @@ pub fn special_use(input: &str) -> Result<String> {
 }
 
 /// An IMAP keyword (RFC 3501 flag-keyword = atom): printable ASCII without atom-specials.
+/// A METADATA entry name (RFC 5464 §3.2): `/private/…` or `/shared/…`, printable ASCII
+/// without the LIST wildcards, no empty component; in lower case, as entry names are matched.
+pub fn metadata_entry(input: &str) -> Result<String> {
+    let name = input.to_ascii_lowercase();
+    let scoped = ["/private/", "/shared/"].iter().any(|scope| name.starts_with(scope) && name.len() > scope.len());
+    let printable = name.bytes().all(|byte| (0x21..0x7f).contains(&byte) && byte != b'*' && byte != b'%');
+    if !scoped || !printable || name.contains("//") || name.ends_with('/') || name.len() > 1024 {
+        return Err(Error::invalid(format!("{input:?} is not a METADATA entry name")));
+    }
+    Ok(name)
+}
+
 pub fn keyword(input: &str) -> Result<&str> {
     let special = |c: char| "(){ %*\"\\]".contains(c) || !c.is_ascii_graphic();
     if input.is_empty() || input.len() > 128 || input.chars().any(special) {

@@ -34,6 +34,8 @@ const FRONTEND_METHODS: &[&str] = &[
     "CopyMessages",
     "Append",
     "MultiAppend",
+    "GetMetadata",
+    "SetMetadata",
     "Search",
     "GetQuota",
 ];

@@ -137,6 +137,7 @@ impl Store {
         hashes.dedup();
         self.add_usage(&mut tx, account_id, -storage, -(rows.len() as i64)).await?;
         sqlx::query("DELETE FROM mailboxes WHERE id = $1").bind(mailbox.id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM metadata WHERE mailbox_id = $1").bind(mailbox.id).execute(&mut *tx).await?;
         tx.commit().await?;
         self.collect_blobs(&hashes).await;
         self.events.publish(mailbox.state(), Change::Deleted(MailboxDeleted { name })).await;

@@ -5,6 +5,7 @@
 //! - [`messages`] — one module per operation on messages: deliver, append, read (fetch, search,
 //!   quota), flags, expunge, copy/move; and the group commit of deliveries and APPENDs.
 //! - [`blobs`] — message bodies, stored once per content: collected after removals, swept hourly.
+//! - [`metadata`] — METADATA entries of mailboxes and of the account's server view.
 //! - [`postgres`] — what the PostgreSQL forms of the hottest calls share.
 //!
 //! This file holds what they all build on: the [`Store`], locked mailbox rows, UIDs and MODSEQs,
@@ -16,6 +17,7 @@ mod blobs;
 mod directory;
 mod mailboxes;
 mod messages;
+mod metadata;
 mod postgres;
 
 pub use directory::{AccountUpdate, Resolution};
