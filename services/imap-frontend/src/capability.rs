@@ -49,6 +49,7 @@ pub fn after_login() -> String {
         "MOVE",
         "IDLE",
         "NOTIFY",
+        "METADATA",
         "QUOTA",
         "QUOTA=RES-STORAGE",
         "QUOTA=RES-MESSAGE",

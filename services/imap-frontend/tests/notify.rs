@@ -129,7 +129,7 @@ async fn what_notify_cannot_do_is_refused() {
     assert!(
         refused
             .status()
-            .starts_with("NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)]"),
+            .starts_with("NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange MailboxMetadataChange ServerMetadataChange)]"),
         "{refused:?}"
     );
     for line in [

@@ -15,7 +15,13 @@ fn entry(name: &str, value: Option<&str>) -> MetadataEntry {
     MetadataEntry { name: name.into(), value: value.map(|value| value.as_bytes().to_vec()) }
 }
 
-async fn read(f: &mut Fixture, account_id: i64, mailbox: &str, names: &[&str], depth: MetadataDepth) -> Vec<(String, Option<String>)> {
+async fn read(
+    f: &mut Fixture,
+    account_id: i64,
+    mailbox: &str,
+    names: &[&str],
+    depth: MetadataDepth,
+) -> Vec<(String, Option<String>)> {
     let request = GetMetadataRequest {
         account_id,
         mailbox: mailbox.into(),
@@ -26,7 +32,12 @@ async fn read(f: &mut Fixture, account_id: i64, mailbox: &str, names: &[&str], d
     entries.into_iter().map(|entry| (entry.name, entry.value.map(|value| String::from_utf8(value).unwrap()))).collect()
 }
 
-async fn write(f: &mut Fixture, account_id: i64, mailbox: &str, entries: Vec<MetadataEntry>) -> Result<(), tonic::Status> {
+async fn write(
+    f: &mut Fixture,
+    account_id: i64,
+    mailbox: &str,
+    entries: Vec<MetadataEntry>,
+) -> Result<(), tonic::Status> {
     let request = SetMetadataRequest { account_id, mailbox: mailbox.into(), entries };
     f.mailstore.set_metadata(request).await.map(drop)
 }
@@ -45,7 +56,10 @@ async fn metadata_is_set_read_and_removed(backend: Backend) {
     let got = read(&mut f, alice, "INBOX", &["/PRIVATE/Comment", "/shared/comment"], MetadataDepth::Zero).await;
     assert_eq!(got, [("/private/comment".into(), Some("my inbox".into())), ("/shared/comment".into(), None)]);
     let one = read(&mut f, alice, "INBOX", &["/shared/vendor/kubemail"], MetadataDepth::One).await;
-    assert_eq!(one, [("/shared/vendor/kubemail".into(), None), ("/shared/vendor/kubemail/colour".into(), Some("blue".into()))]);
+    assert_eq!(
+        one,
+        [("/shared/vendor/kubemail".into(), None), ("/shared/vendor/kubemail/colour".into(), Some("blue".into()))]
+    );
     let all = read(&mut f, alice, "INBOX", &["/shared/vendor"], MetadataDepth::Infinity).await;
     assert_eq!(all.len(), 3, "{all:?}");
     let server = read(&mut f, alice, "", &["/private/vendor/kubemail/theme"], MetadataDepth::Zero).await;
@@ -58,7 +72,10 @@ async fn metadata_is_set_read_and_removed(backend: Backend) {
     assert_eq!(got, [("/private/comment".into(), None), ("/shared/comment".into(), Some("team".into()))]);
 
     // RENAME keeps them, DELETE drops them (a new mailbox of the old name has none).
-    f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "Lists".into(), ..Default::default() }).await.unwrap();
+    f.mailstore
+        .create_mailbox(CreateMailboxRequest { account_id: alice, name: "Lists".into(), ..Default::default() })
+        .await
+        .unwrap();
     write(&mut f, alice, "Lists", vec![entry("/private/comment", Some("lists"))]).await.unwrap();
     f.mailstore
         .rename_mailbox(RenameMailboxRequest { account_id: alice, from: "Lists".into(), to: "Groups".into() })
@@ -67,7 +84,10 @@ async fn metadata_is_set_read_and_removed(backend: Backend) {
     let kept = read(&mut f, alice, "Groups", &["/private/comment"], MetadataDepth::Zero).await;
     assert_eq!(kept, [("/private/comment".into(), Some("lists".into()))]);
     f.mailstore.delete_mailbox(DeleteMailboxRequest { account_id: alice, name: "Groups".into() }).await.unwrap();
-    f.mailstore.create_mailbox(CreateMailboxRequest { account_id: alice, name: "Groups".into(), ..Default::default() }).await.unwrap();
+    f.mailstore
+        .create_mailbox(CreateMailboxRequest { account_id: alice, name: "Groups".into(), ..Default::default() })
+        .await
+        .unwrap();
     let gone = read(&mut f, alice, "Groups", &["/private/comment"], MetadataDepth::Zero).await;
     assert_eq!(gone, [("/private/comment".into(), None)]);
 }

@@ -47,8 +47,10 @@ pub enum NotifyEvent {
     FlagChange,
     MailboxName,
     SubscriptionChange,
-    /// An event this server does not send (AnnotationChange, the METADATA ones, or unknown):
-    /// NOTIFY answers NO [BADEVENT].
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    /// An event this server does not send (AnnotationChange, or unknown): NOTIFY answers NO
+    /// [BADEVENT].
     Unsupported(String),
 }
 
@@ -145,6 +147,8 @@ fn event_group(cursor: &mut Cursor<'_>) -> Result<NotifyGroup, &'static str> {
                 b"FLAGCHANGE" => NotifyEvent::FlagChange,
                 b"MAILBOXNAME" => NotifyEvent::MailboxName,
                 b"SUBSCRIPTIONCHANGE" => NotifyEvent::SubscriptionChange,
+                b"MAILBOXMETADATACHANGE" => NotifyEvent::MailboxMetadataChange,
+                b"SERVERMETADATACHANGE" => NotifyEvent::ServerMetadataChange,
                 _ => NotifyEvent::Unsupported(String::from_utf8_lossy(name).into_owned()),
             });
         }

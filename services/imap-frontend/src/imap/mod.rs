@@ -43,6 +43,7 @@ mod idle;
 pub mod io;
 mod list;
 mod messages;
+mod metadata;
 mod namespace;
 mod notify;
 mod quota;
@@ -354,6 +355,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.list(&tag, &reference, &mailbox_wildcard, true, &ListOptions::default()).await;
             }
             (State::Authenticated(_), CommandBody::Namespace) => self.namespace(&tag),
+            (State::Authenticated(_), CommandBody::GetMetadata { options, mailbox, entries }) => {
+                self.get_metadata(&tag, &options, &mailbox, &entries).await;
+            }
+            (State::Authenticated(_), CommandBody::SetMetadata { mailbox, entry_values }) => {
+                self.set_metadata(&tag, &mailbox, &entry_values).await;
+            }
             (State::Authenticated(_), CommandBody::GetQuota { root }) => self.get_quota(&tag, &root).await,
             (State::Authenticated(_), CommandBody::GetQuotaRoot { mailbox }) => {
                 self.get_quota_root(&tag, &mailbox).await;

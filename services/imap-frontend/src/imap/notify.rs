@@ -31,7 +31,8 @@ use crate::mailbox_name::SEPARATOR;
 use crate::response::Status;
 
 /// The events this server sends, as BADEVENT lists them (RFC 5465 §3.1).
-const SUPPORTED: &str = "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange";
+const SUPPORTED: &str =
+    "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange MailboxMetadataChange ServerMetadataChange";
 
 /// What a session's NOTIFY SET asked for.
 pub(super) struct Notify {
@@ -58,6 +59,8 @@ struct Watch {
     flags: bool,
     names: bool,
     subscriptions: bool,
+    mailbox_metadata: bool,
+    server_metadata: bool,
 }
 
 enum Mailboxes {
@@ -181,6 +184,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         flags: has(|event| matches!(event, NotifyEvent::FlagChange)),
                         names: has(|event| matches!(event, NotifyEvent::MailboxName)),
                         subscriptions: has(|event| matches!(event, NotifyEvent::SubscriptionChange)),
+                        mailbox_metadata: has(|event| matches!(event, NotifyEvent::MailboxMetadataChange)),
+                        server_metadata: has(|event| matches!(event, NotifyEvent::ServerMetadataChange)),
                     });
                     continue;
                 }
@@ -307,6 +312,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Change::Deleted(deleted) => self.name_line(&listing, &deleted.name, None, |watch| watch.names),
             Change::Renamed(renamed) => self.name_line(&listing, &renamed.to, Some(&renamed.from), |watch| watch.names),
             Change::Subscription(changed) => self.name_line(&listing, &changed.name, None, |watch| watch.subscriptions),
+            Change::Metadata(changed) => self.metadata_line(&listing, &changed.mailbox, &changed.entries),
         };
         self.io.write(line.as_bytes());
     }
@@ -370,6 +376,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let old_name = old_name.map_or_else(String::new, |old| format!(" (\"OLDNAME\" ({}))", self.quoted_name(old)));
         format!("* LIST ({}) \"{SEPARATOR}\" {}{old_name}\r\n", attributes.join(" "), self.quoted_name(name))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// The unsolicited METADATA response (RFC 5464 §4.4.2) naming the entries that changed on
+    /// `mailbox` (empty: the server's), when a watch asks for it (§5.6, §5.7).
+    fn metadata_line(&self, listing: &ListMailboxesResponse, mailbox: &str, entries: &[String]) -> String {
+        let watched = if mailbox.is_empty() {
+            self.notify.as_ref().is_some_and(|notify| notify.watches.iter().any(|watch| watch.server_metadata))
+        } else {
+            let subscribed = listing.mailboxes.iter().any(|other| other.name == mailbox && other.subscribed);
+            self.watches(mailbox, subscribed, |watch| watch.mailbox_metadata)
+        };
+        if !watched || entries.is_empty() {
+            return String::new();
+        }
+        format!("* METADATA {} {}\r\n", self.quoted_name(mailbox), entries.join(" "))
     }
 }
 

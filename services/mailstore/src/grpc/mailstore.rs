@@ -314,13 +314,19 @@ impl MailStore for MailStoreService {
         Ok(Response::new(self.store.append_many(account_id, &mailbox, messages).await?))
     }
 
-    async fn get_metadata(&self, request: Request<GetMetadataRequest>) -> Result<Response<GetMetadataResponse>, Status> {
+    async fn get_metadata(
+        &self,
+        request: Request<GetMetadataRequest>,
+    ) -> Result<Response<GetMetadataResponse>, Status> {
         let request = request.into_inner();
         let depth = request.depth();
         Ok(Response::new(self.store.get_metadata(request.account_id, &request.mailbox, &request.entries, depth).await?))
     }
 
-    async fn set_metadata(&self, request: Request<SetMetadataRequest>) -> Result<Response<SetMetadataResponse>, Status> {
+    async fn set_metadata(
+        &self,
+        request: Request<SetMetadataRequest>,
+    ) -> Result<Response<SetMetadataResponse>, Status> {
         let request = request.into_inner();
         self.store.set_metadata(request.account_id, &request.mailbox, &request.entries).await?;
         Ok(Response::new(SetMetadataResponse {}))

@@ -34,11 +34,12 @@ impl Store {
             .collect::<Result<_>>()?;
         let mut connection = self.db.reader().acquire().await?;
         let mailbox_id = metadata_owner(&mut connection, account_id, mailbox).await?;
-        let rows = sqlx::query("SELECT entry, value FROM metadata WHERE account_id = $1 AND mailbox_id = $2 ORDER BY entry")
-            .bind(account_id)
-            .bind(mailbox_id)
-            .fetch_all(&mut *connection)
-            .await?;
+        let rows =
+            sqlx::query("SELECT entry, value FROM metadata WHERE account_id = $1 AND mailbox_id = $2 ORDER BY entry")
+                .bind(account_id)
+                .bind(mailbox_id)
+                .fetch_all(&mut *connection)
+                .await?;
         let stored: Vec<(String, Vec<u8>)> =
             rows.iter().map(|row| Ok((row.try_get("entry")?, row.try_get("value")?))).collect::<Result<_>>()?;
         let mut entries = Vec::new();
@@ -53,7 +54,8 @@ impl Store {
                     MetadataDepth::Infinity => true,
                 })
             });
-            entries.extend(below.map(|(entry, value)| MetadataEntry { name: entry.clone(), value: Some(value.clone()) }));
+            entries
+                .extend(below.map(|(entry, value)| MetadataEntry { name: entry.clone(), value: Some(value.clone()) }));
         }
         Ok(GetMetadataResponse { entries })
     }
