@@ -50,6 +50,7 @@ pub fn after_login() -> String {
         "IDLE",
         "NOTIFY",
         "METADATA",
+        "INPROGRESS",
         "QUOTA",
         "QUOTA=RES-STORAGE",
         "QUOTA=RES-MESSAGE",

@@ -64,6 +64,10 @@ pub struct Config {
 /// further failure: slows password guessing without hurting a user who mistyped.
 const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
+/// How often a long command tells its progress: often enough that a client does not think
+/// the server hung, rarely enough to cost nothing.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The session flags of the service and `kubemail dev`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SessionFlags {
@@ -113,6 +117,7 @@ impl SessionFlags {
             auth_failure_delay: AUTH_FAILURE_DELAY,
             allow_plaintext_auth: self.allow_plaintext_login,
             default_domain: self.login_default_domain.clone(),
+            progress_interval: PROGRESS_INTERVAL,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct Settings {
     pub allow_plaintext_auth: bool,
     /// The domain added to a login name without one.
     pub default_domain: Option<String>,
+    /// How often a long command tells how far it got (INPROGRESS, RFC 9585).
+    pub progress_interval: Duration,
 }
 
 /// What sessions share: the mailstore, TLS, settings, and the shutdown signal.

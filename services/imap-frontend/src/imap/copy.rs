@@ -1,6 +1,8 @@
 //! COPY and MOVE with their UID forms (RFC 9051 §6.4.7–8, RFC 6851). Each answers with the
 //! new UIDs (COPYUID, RFC 4315), so a client knows where its messages went without searching
-//! for them.
+//! for them. A copy that takes a while says so with INPROGRESS (RFC 9585).
+
+use std::time::Duration;
 
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::mailbox::Mailbox;
@@ -11,6 +13,7 @@ use tonic::Code;
 
 use super::Session;
 use super::messages::uid_ranges;
+use super::progress::Progress;
 use crate::response::{self, Status};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -44,7 +47,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             destination,
             r#move: move_messages,
         };
-        let copied = match self.services.mailstore.clone().copy_messages(request).await {
+        let mut mailstore = self.services.mailstore.clone();
+        let copying = mailstore.copy_messages(request);
+        tokio::pin!(copying);
+        let mut progress = Progress::new(tag, self.services.settings.progress_interval);
+        let mut ticks = tokio::time::interval(self.services.settings.progress_interval.max(Duration::from_millis(10)));
+        let answer = loop {
+            tokio::select! {
+                answer = &mut copying => break answer,
+                _ = ticks.tick() => {
+                    // The mailstore copies in one transaction: how far it got is not known.
+                    if let Some(line) = progress.tick(None, Some(uids.len()), "Copying the messages") {
+                        self.io.write(line.as_bytes());
+                        let _ = self.io.flush().await;
+                    }
+                }
+            }
+        };
+        let copied = match answer {
             Ok(response) => response.into_inner(),
             Err(status) => {
                 self.destination_refused(tag, &status);

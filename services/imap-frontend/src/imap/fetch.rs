@@ -11,7 +11,7 @@
 //!
 //! Bodies stream from the mailstore one message after the other and each message's response
 //! is written before the next is read, so a FETCH of a whole mailbox holds one message at a
-//! time.
+//! time, and tells its progress as it goes (INPROGRESS, RFC 9585).
 
 use std::collections::HashMap;
 
@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::messages::{uid_ranges, written_uid_ranges};
+use super::progress::Progress;
 use super::selection::flag_list;
 use crate::extended_syntax::FetchExtra;
 use crate::mime::{self, Piece, UnknownEncoding};
@@ -272,6 +273,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
         let numbers: HashMap<u32, u32> = messages.iter().map(|(number, uid)| (*uid, *number)).collect();
         let mut bodies = self.bodies(tag, account_id, mailbox_id, &uids, request.headers_only).await?;
+        let mut progress = tag.map(|tag| Progress::new(tag, self.services.settings.progress_interval));
         let mut written = 0;
         while let Some(next) = bodies.next().await {
             let body = match next {
@@ -303,6 +305,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                 }
                 written += 1;
+                if let Some(line) = progress
+                    .as_mut()
+                    .and_then(|progress| progress.tick(Some(written), Some(messages.len()), "Fetching the messages"))
+                {
+                    self.io.write(line.as_bytes());
+                }
                 // A batch of responses at a time in memory, however many were asked for.
                 if self.io.flush_when_full().await.is_err() {
                     return None;

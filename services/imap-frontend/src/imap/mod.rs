@@ -46,6 +46,7 @@ mod messages;
 mod metadata;
 mod namespace;
 mod notify;
+mod progress;
 mod quota;
 mod recent;
 mod search;

@@ -5,7 +5,8 @@
 //! client asks for MIN, MAX, ALL, COUNT (RETURN, RFC 4731) or a PARTIAL window (RFC 9394).
 //!
 //! Keys on flags come from the session's snapshot, dates and sizes from the mailstore's
-//! metadata; the messages themselves are read only when a key needs content, one at a time.
+//! metadata; the messages themselves are read only when a key needs content, one at a time. A
+//! search that reads them tells its progress (INPROGRESS, RFC 9585).
 
 use std::collections::HashMap;
 
@@ -18,6 +19,7 @@ use mail_parser::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
+use super::progress::Progress;
 use super::selection::Selection;
 use crate::extended_syntax::{SEARCH_EXTRA_FIELD, SearchExtra, SearchReturn};
 use crate::response::{self, Status};
@@ -149,7 +151,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut found = Vec::new();
         if needs(&key, &is_content_key) {
             let mut bodies = self.bodies(tag, account_id, mailbox_id, &all_uids, false).await?;
+            let mut progress = tag.map(|tag| Progress::new(tag, self.services.settings.progress_interval));
+            let mut read = 0;
             while let Some(next) = bodies.next().await {
+                read += 1;
+                if let Some(line) = progress
+                    .as_mut()
+                    .and_then(|progress| progress.tick(Some(read), Some(all_uids.len()), "Searching the messages"))
+                {
+                    self.io.write(line.as_bytes());
+                    let _ = self.io.flush().await;
+                }
                 let (uid, body) = match next {
                     Ok(message) => (message.uid, message.octets),
                     Err(status) => {

@@ -44,6 +44,7 @@ pub fn test_settings() -> Settings {
         auth_failure_delay: Duration::ZERO,
         allow_plaintext_auth: false,
         default_domain: None,
+        progress_interval: Duration::from_secs(2),
     }
 }
 
