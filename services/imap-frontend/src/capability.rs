@@ -36,6 +36,8 @@ pub fn after_login() -> String {
         "SORT",
         "ESORT",
         "SORT=DISPLAY",
+        // SEARCH and SORT compare with i;unicode-casemap (RFC 5255 §4).
+        "I18NLEVEL=1",
         "THREAD=ORDEREDSUBJECT",
         "THREAD=REFERENCES",
         // LIST marks the Drafts, Sent, Junk and Trash folders (RFC 6154).

@@ -13,6 +13,7 @@
 //! - [`extended_syntax`] — the command syntax imap-codec does not parse (LIST-EXTENDED, SEARCH and
 //!   SORT RETURN, MULTIAPPEND, the newer FETCH items and search keys), rewritten for it.
 //! - [`capability`] — what IMAP advertises before and after login.
+//! - [`casemap`] — the i;unicode-casemap comparator SEARCH and SORT use.
 //! - [`mailbox_name`] — mailbox names on the wire: modified UTF-7 or UTF-8.
 //! - [`snapshots`] — SELECT snapshots of large mailboxes kept between sessions.
 //! - [`summary`] — what SORT and THREAD read of a message, kept between commands.
@@ -21,6 +22,7 @@
 //! - [`response`] — IMAP status responses and strings.
 
 pub mod capability;
+pub mod casemap;
 pub mod config;
 pub mod credentials;
 pub mod extended_syntax;

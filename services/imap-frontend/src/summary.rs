@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use mail_parser::{Address, Message};
 
+use crate::casemap;
+
 /// The summaries kept, over all mailboxes: some 200 octets each.
 pub const CACHE_MESSAGES: usize = 200_000;
 
-/// What SORT and THREAD compare and link. Strings are kept folded (lower case), as the
-/// comparisons of RFC 5256 ignore case, so sorting does not fold them again.
+/// What SORT and THREAD compare and link. Strings are kept folded with i;unicode-casemap
+/// ([`casemap`]), which RFC 5256 compares with, so sorting does not fold them again.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     /// INTERNALDATE, seconds since the epoch (SORT ARRIVAL).
@@ -63,7 +65,7 @@ impl Summary {
             cc: local_part(message.cc()),
             display_from: display_name(message.from()),
             display_to: display_name(message.to()),
-            subject: subject.to_lowercase(),
+            subject: casemap::fold(&subject),
             reply_or_forward,
             message_id: fields(message, "Message-ID").flat_map(message_ids).next(),
             references,
@@ -80,15 +82,15 @@ fn fields<'m>(message: &'m Message<'_>, name: &'static str) -> impl Iterator<Ite
 fn local_part(addresses: Option<&Address<'_>>) -> String {
     let address = addresses.and_then(Address::first).and_then(|first| first.address()).unwrap_or("");
     let local = address.rsplit_once('@').map_or(address, |(local, _)| local);
-    local.to_lowercase()
+    casemap::fold(local)
 }
 
 /// The display name of the first address, or its address without one (RFC 5957 §3), folded.
 fn display_name(addresses: Option<&Address<'_>>) -> String {
     let Some(first) = addresses.and_then(Address::first) else { return String::new() };
     match first.name().map(str::trim).filter(|name| !name.is_empty()) {
-        Some(name) => name.to_lowercase(),
-        None => first.address().unwrap_or("").to_lowercase(),
+        Some(name) => casemap::fold(name),
+        None => casemap::fold(first.address().unwrap_or("")),
     }
 }
 

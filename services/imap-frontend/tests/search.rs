@@ -67,6 +67,9 @@ async fn every_kind_of_key_finds_its_messages() {
     // A decoded subject, searched in UTF-8.
     let result = client.command("u SEARCH CHARSET UTF-8 SUBJECT {7+}\r\nGrüße").await.expect_ok();
     assert_eq!(result, ["* SEARCH 2"]);
+    // Compared with i;unicode-casemap (I18NLEVEL=1): ß is SS, and case does not matter.
+    let result = client.command("v SEARCH CHARSET UTF-8 SUBJECT {7+}\r\nGRÜSSE").await.expect_ok();
+    assert_eq!(result, ["* SEARCH 2"]);
     let result = client.command("u UID SEARCH FROM bob").await.expect_ok();
     assert_eq!(result, ["* SEARCH 1 3"]);
 }

@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::progress::Progress;
 use super::selection::Selection;
+use crate::casemap;
 use crate::extended_syntax::{SEARCH_EXTRA_FIELD, SearchExtra, SearchReturn};
 use crate::response::{self, Status};
 
@@ -426,8 +427,8 @@ fn sent_day(message: &Candidate<'_>) -> Option<i64> {
 }
 
 fn contains(haystack: &str, needle: &AString<'_>) -> bool {
-    let needle = String::from_utf8_lossy(needle.as_ref()).to_lowercase();
-    haystack.to_lowercase().contains(&needle)
+    let needle = casemap::fold(&String::from_utf8_lossy(needle.as_ref()));
+    casemap::fold(haystack).contains(&needle)
 }
 
 fn addresses_contain(addresses: Option<&mail_parser::Address<'_>>, text: &AString<'_>) -> bool {
