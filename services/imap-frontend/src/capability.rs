@@ -3,7 +3,9 @@
 //! login reply always agree.
 
 /// Offered in every state.
-const ALWAYS: &[&str] = &["IMAP4rev1", "IMAP4rev2", "ID", "ENABLE", "LITERAL+"];
+/// LOGIN-REFERRALS (RFC 2221) says a referral may come at login; none is ever sent, which a
+/// client that reads the capability handles as it would a server without referrals.
+const ALWAYS: &[&str] = &["IMAP4rev1", "IMAP4rev2", "ID", "ENABLE", "LITERAL+", "LOGIN-REFERRALS"];
 
 /// Before login: STARTTLS while the connection is plain and TLS is configured; the SASL
 /// mechanisms once passwords may be sent, LOGINDISABLED until then.
@@ -40,6 +42,7 @@ pub fn after_login() -> String {
         "I18NLEVEL=1",
         "THREAD=ORDEREDSUBJECT",
         "THREAD=REFERENCES",
+        "THREAD=REFS",
         // LIST marks the Drafts, Sent, Junk and Trash folders (RFC 6154).
         "SPECIAL-USE",
         "CREATE-SPECIAL-USE",

@@ -1,5 +1,6 @@
-//! THREAD's two algorithms (RFC 5256 §3), ORDEREDSUBJECT and REFERENCES, over the
-//! [`Summary`] of each message found, and the thread lists of the `* THREAD` response.
+//! THREAD's two algorithms (RFC 5256 §3), ORDEREDSUBJECT and REFERENCES, and REFS, Dovecot's
+//! variant of REFERENCES, over the [`Summary`] of each message found, and the thread lists of
+//! the `* THREAD` response.
 //!
 //! Threads are built in an arena of nodes and walked with explicit stacks: reply chains come
 //! from message headers anyone can write, and a chain ten thousand deep must not overflow a
@@ -52,6 +53,19 @@ pub fn references(entries: &[Entry<'_>]) -> String {
     forest.sort();
     forest.merge_by_subject();
     forest.sort();
+    forest.render()
+}
+
+/// THREAD=REFS, as Dovecot offers it: the threads of REFERENCES without joining them by
+/// subject, in the order of each thread's newest message (the thread with the latest reply
+/// last), so a webmail lists recently active conversations together.
+pub fn refs(entries: &[Entry<'_>]) -> String {
+    let mut forest = Forest::new(entries);
+    forest.link_references();
+    forest.roots = (0..forest.nodes.len()).filter(|&node| forest.nodes[node].parent.is_none()).collect();
+    forest.prune_dummies();
+    forest.sort();
+    forest.sort_roots_by_newest();
     forest.render()
 }
 
@@ -238,6 +252,22 @@ impl<'a, 'e> Forest<'a, 'e> {
         }
         let mut roots = std::mem::take(&mut self.roots);
         roots.sort_by_key(|&root| date_key(&self.entries[self.message_of(root)]));
+        self.roots = roots;
+    }
+
+    /// Threads in the order of the newest message in each.
+    fn sort_roots_by_newest(&mut self) {
+        let mut roots = std::mem::take(&mut self.roots);
+        roots.sort_by_cached_key(|&root| {
+            let (mut newest, mut stack) = (None, vec![root]);
+            while let Some(node) = stack.pop() {
+                if let Some(message) = self.nodes[node].message {
+                    newest = newest.max(Some(date_key(&self.entries[message])));
+                }
+                stack.extend(self.nodes[node].children.iter().copied());
+            }
+            newest
+        });
         self.roots = roots;
     }
 

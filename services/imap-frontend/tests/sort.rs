@@ -1,7 +1,7 @@
 //! SORT and THREAD (RFC 5256) with SORT=DISPLAY (RFC 5957): every sort key, REVERSE, ties in
 //! mailbox order, a search narrowing what is sorted, UID forms; THREAD REFERENCES following
 //! References and In-Reply-To and joining by subject, ORDEREDSUBJECT; unknown charsets and
-//! algorithms refused; summaries served again after the mailbox changed. ESORT: SORT RETURN
+//! algorithms refused; THREAD=REFS without subject joining, by newest message; summaries served again after the mailbox changed. ESORT: SORT RETURN
 //! answers ESEARCH in sort order, with MIN and MAX the first and last and PARTIAL pages.
 
 mod common;
@@ -49,7 +49,9 @@ async fn sorting() -> (Fixture, common::Client<tokio_rustls::client::TlsStream<t
 async fn sort_is_advertised_with_its_display_keys_and_both_thread_algorithms() {
     let (_f, mut client) = sorting().await;
     let capabilities = client.command("c CAPABILITY").await.expect_ok().join(" ");
-    for capability in [" SORT ", " ESORT ", " SORT=DISPLAY ", " THREAD=ORDEREDSUBJECT ", " THREAD=REFERENCES "] {
+    for capability in
+        [" SORT ", " ESORT ", " SORT=DISPLAY ", " THREAD=ORDEREDSUBJECT ", " THREAD=REFERENCES ", " THREAD=REFS "]
+    {
         assert!(capabilities.contains(capability), "{capability} missing from {capabilities}");
     }
 }
@@ -117,6 +119,15 @@ async fn thread_references_follows_replies_and_joins_by_subject() {
     assert_eq!(ordered, ["* THREAD (2 4)(1 3)"]);
     let none = client.command("z THREAD REFERENCES UTF-8 SUBJECT nothing-like-this").await.expect_ok();
     assert_eq!(none, ["* THREAD"]);
+}
+
+#[tokio::test]
+async fn thread_refs_keeps_subjects_apart_and_orders_by_the_newest_message() {
+    let (_f, mut client) = sorting().await;
+    // As REFERENCES, but the forward 5 stays a thread of its own, and threads go by their
+    // newest message: 3 (3 March), 1 with its replies (the newest, 4, on 5 March), 5 (8 March).
+    let result = client.command("t THREAD REFS UTF-8 ALL").await.expect_ok();
+    assert_eq!(result, ["* THREAD (3)(1 (2)(4))(5)"]);
 }
 
 #[tokio::test]

@@ -143,7 +143,7 @@ m.logout()
     assert_eq!(
         lines,
         [
-            "advertised: SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES",
+            "advertised: SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS",
             "by date: 3 1 2",
             "by sender: 1 3 2",
             "by display name: 2 3 1",

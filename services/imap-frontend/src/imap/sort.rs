@@ -89,6 +89,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let thread: fn(&[Entry<'_>]) -> String = match algorithm {
             ThreadingAlgorithm::OrderedSubject => threading::ordered_subject,
             ThreadingAlgorithm::References => threading::references,
+            ThreadingAlgorithm::Other(other) if other.as_ref().eq_ignore_ascii_case("REFS") => threading::refs,
             ThreadingAlgorithm::Other(other) => {
                 let text = format!("Unknown threading algorithm {}", other.as_ref());
                 self.respond(Some(tag), Status::Bad, None, &text);
