@@ -51,6 +51,8 @@ pub fn after_login() -> String {
         "UNSELECT",
         "UIDPLUS",
         "MULTIAPPEND",
+        "CATENATE",
+        "URL-PARTIAL",
         "MOVE",
         "IDLE",
         "NOTIFY",

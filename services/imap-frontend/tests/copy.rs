@@ -1,6 +1,7 @@
 //! COPY, MOVE and APPEND with their answers: the new UIDs (COPYUID, APPENDUID), the moved
 //! messages leaving the selected mailbox, TRYCREATE for a missing mailbox and OVERQUOTA for a
-//! full account. MULTIAPPEND stores all its messages or none.
+//! full account. MULTIAPPEND stores all its messages or none; CATENATE builds a message from
+//! text and parts of stored ones, named by URL (with URL-PARTIAL ranges).
 
 mod common;
 
@@ -131,4 +132,47 @@ async fn multiappend_stores_every_message_or_none() {
     assert!(refused.status().starts_with("BAD"), "a bad flag on the second message: {refused:?}");
     let count = client.command("d STATUS INBOX (MESSAGES)").await.expect_ok();
     assert_eq!(count, ["* STATUS \"INBOX\" (MESSAGES 3)"], "neither refused MULTIAPPEND stored anything");
+}
+
+#[tokio::test]
+async fn catenate_builds_a_message_from_text_and_stored_parts() {
+    let f = Fixture::start().await;
+    let original = "From: bob@example.org\r\nSubject: report\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b1\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n";
+    f.mailstore.deliver("alice@example.org", original.as_bytes()).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    let capabilities = client.command("c CAPABILITY").await.expect_ok().join(" ");
+    assert!(capabilities.contains(" CATENATE") && capabilities.contains(" URL-PARTIAL"), "{capabilities}");
+    let validity = client.command("v STATUS INBOX (UIDVALIDITY)").await.expect_ok();
+    let validity = validity[0].trim_end_matches(')').rsplit(' ').next().unwrap().to_string();
+    let base = format!("/INBOX;UIDVALIDITY={validity}/;UID=1");
+
+    // A draft that keeps the header and the attachment and replaces the text (RFC 4469 A.1).
+    let (opening, text, closing) =
+        ("\r\n--b1\r\n", "Content-Type: text/plain\r\n\r\nNew text.\r\n--b1\r\n", "\r\n--b1--\r\n");
+    let command = format!(
+        "a APPEND Drafts (\\Draft) CATENATE (URL \"{base}/;SECTION=HEADER\" TEXT {{{}+}}\r\n{opening} TEXT {{{}+}}\r\n{text} URL \"{base}/;SECTION=2.MIME\" URL \"{base}/;SECTION=2\" TEXT {{{}+}}\r\n{closing})",
+        opening.len(),
+        text.len(),
+        closing.len()
+    );
+    let appended = client.command(&command).await;
+    assert!(appended.status().starts_with("OK [APPENDUID"), "{appended:?}");
+    client.command("s SELECT Drafts").await.expect_ok();
+    let stored = client.command("f FETCH 1 BODY.PEEK[]").await.expect_ok();
+    let expected = "From: bob@example.org\r\nSubject: report\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nNew text.\r\n--b1\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n";
+    assert_eq!(stored, [format!("* 1 FETCH (BODY[] {{{}}}\r\n{expected})", expected.len())]);
+
+    // URL-PARTIAL: the first 21 octets of the original.
+    let partial = client.command(&format!("p APPEND Drafts CATENATE (URL \"{base}/;PARTIAL=0.21\")")).await;
+    assert!(partial.status().starts_with("OK [APPENDUID"), "{partial:?}");
+    let fetched = client.command("q FETCH 2 BODY.PEEK[]").await.expect_ok();
+    assert!(fetched.iter().any(|line| line.ends_with("{21}\r\nFrom: bob@example.org)")), "{fetched:?}");
+
+    for url in
+        ["/INBOX;UIDVALIDITY=1/;UID=1", "/INBOX/;UID=99", "/Nowhere/;UID=1", "imap://alice@example.org/INBOX/;UID=1"]
+    {
+        let refused = client.command(&format!("r APPEND Drafts CATENATE (URL \"{url}\")")).await;
+        assert!(refused.status().starts_with(&format!("NO [BADURL {url}]")), "{url}: {refused:?}");
+    }
+    assert_eq!(client.command("t STATUS Drafts (MESSAGES)").await.expect_ok(), ["* STATUS \"Drafts\" (MESSAGES 2)"]);
 }

@@ -2,7 +2,7 @@
 //! options of RFC 6154 and the STATUS return option of RFC 5819), SEARCH RETURN (RFC 4731,
 //! RFC 9051 §6.4.4) and SORT RETURN (ESORT, RFC 5267) with PARTIAL (RFC 9394), CREATE with a
 //! special use (RFC 6154 §3), UNAUTHENTICATE (RFC 8437), APPEND of several messages
-//! (MULTIAPPEND, RFC 3502), the FETCH items PREVIEW (RFC 8970), SAVEDATE (RFC 8514), EMAILID
+//! (MULTIAPPEND, RFC 3502) and of parts (CATENATE, RFC 4469), the FETCH items PREVIEW (RFC 8970), SAVEDATE (RFC 8514), EMAILID
 //! and THREADID, the STATUS item MAILBOXID (RFC 8474), and `$` (SEARCHRES, RFC 5182).
 //!
 //! A command imap-codec refused is looked at once more here. If it is one of these, its
@@ -16,7 +16,7 @@
 //! - `$`, the saved search result (SEARCHRES, RFC 5182), as the message set of FETCH, STORE,
 //!   COPY, MOVE and UID EXPUNGE: here.
 //! - [`fetch`]: FETCH items imap-codec lacks.
-//! - [`append`]: MULTIAPPEND.
+//! - [`append`]: MULTIAPPEND and CATENATE.
 //! - [`list`]: LIST-EXTENDED and LIST-STATUS.
 //! - [`status`]: STATUS MAILBOXID.
 //! - [`create`]: CREATE with a special use.
@@ -32,6 +32,7 @@ mod status;
 
 use std::ops::Range;
 
+pub use append::{AppendMore, CatenatePart};
 pub use fetch::FetchExtra;
 pub use list::ListOptions;
 pub use notify::{NotifyEvent, NotifyGroup, NotifyMailboxes, NotifySet};
@@ -53,9 +54,8 @@ pub enum Extension {
     Unauthenticate,
     /// CREATE's USE parameter: the special-use attributes asked for, as written.
     CreateUse(Vec<String>),
-    /// MULTIAPPEND: the messages after the first, each rewritten as an APPEND of its own to the
-    /// same mailbox (`tag APPEND mailbox [flags] [date] literal`), for imap-codec to read.
-    MoreMessages(Vec<Vec<u8>>),
+    /// MULTIAPPEND's further messages, CATENATE's parts.
+    Append(AppendMore),
     /// FETCH items beyond imap-codec's, taken out of the item list. When nothing else was
     /// asked for, `UID` stands in for the list and `placeholder` says so.
     Fetch {

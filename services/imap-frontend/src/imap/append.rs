@@ -1,7 +1,8 @@
 //! APPEND (RFC 9051 §6.3.12): a message from the client into a mailbox, streamed to the
 //! mailstore in chunks and answered with its UID (APPENDUID, RFC 4315). MULTIAPPEND (RFC
 //! 3502): several messages in one command, stored all together or not at all, answered with
-//! their UIDs as a set.
+//! their UIDs as a set. CATENATE (RFC 4469): a message made of text from the command and of
+//! messages or parts already stored, named by IMAP URL.
 
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
@@ -16,14 +17,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::store::stored_flags;
+use crate::extended_syntax::{AppendMore, CatenatePart};
 use crate::response::{self, Status};
 
 /// The octets of an APPENDed message per gRPC message.
 const APPEND_CHUNK: usize = 64 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    /// APPEND of the message given, and of `more` after it (MULTIAPPEND: the further messages,
-    /// each written as an APPEND of its own to the same mailbox).
+    /// APPEND of the message given, and with `more` of MULTIAPPEND's further messages and
+    /// CATENATE's parts.
     pub(super) async fn append(
         &mut self,
         tag: &Tag<'_>,
@@ -31,33 +33,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         flags: &[Flag<'_>],
         date: Option<&DateTime>,
         message: &LiteralOrLiteral8<'_>,
-        more: &[Vec<u8>],
+        more: Option<&AppendMore>,
     ) {
         let Some(name) = self.name(tag, mailbox) else { return };
+        let further = more.map_or(&[][..], |more| more.more.as_slice());
+        let catenated = |index: usize| more.and_then(|more| more.catenated.get(index)).and_then(Option::as_ref);
         let mut chunks = Vec::new();
-        if let Err(reason) = self.message_chunks(&name, flags, date, message, &mut chunks) {
+        let Some(body) = self.message_body(tag, literal_data(message), catenated(0)).await else { return };
+        if let Err(reason) = self.message_chunks(&name, flags, date, &body, &mut chunks) {
             self.respond(Some(tag), Status::Bad, None, &reason);
             return;
         }
-        for command in more {
-            let further = match CommandCodec::default().decode(command) {
-                Ok((_, command)) => command.body,
-                Err(_) => {
-                    self.respond(Some(tag), Status::Bad, None, "Malformed message in MULTIAPPEND");
-                    return;
-                }
-            };
-            let CommandBody::Append { flags, date, message, .. } = further else {
+        for (index, command) in further.iter().enumerate() {
+            let Some(CommandBody::Append { flags, date, message, .. }) =
+                CommandCodec::default().decode(command).ok().map(|(_, command)| command.body)
+            else {
                 self.respond(Some(tag), Status::Bad, None, "Malformed message in MULTIAPPEND");
                 return;
             };
-            if let Err(reason) = self.message_chunks(&name, &flags, date.as_ref(), &message, &mut chunks) {
+            let Some(body) = self.message_body(tag, literal_data(&message), catenated(index + 1)).await else {
+                return;
+            };
+            if let Err(reason) = self.message_chunks(&name, &flags, date.as_ref(), &body, &mut chunks) {
                 self.respond(Some(tag), Status::Bad, None, &reason);
                 return;
             }
         }
         let mut mailstore = self.services.mailstore.clone();
-        let appended = if more.is_empty() {
+        let appended = if further.is_empty() {
             mailstore.append(tokio_stream::iter(chunks)).await.map(|response| {
                 let appended = response.into_inner();
                 (appended.uidvalidity, appended.uid.to_string())
@@ -77,20 +80,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// A message's octets: its literal, or its CATENATE parts put together; `None` after
+    /// answering that a URL names nothing (BADURL) or the whole is too large (TOOBIG).
+    async fn message_body(
+        &mut self,
+        tag: &Tag<'_>,
+        literal: &[u8],
+        parts: Option<&Vec<CatenatePart>>,
+    ) -> Option<Vec<u8>> {
+        let Some(parts) = parts else { return Some(literal.to_vec()) };
+        let mut body = Vec::new();
+        for part in parts {
+            match part {
+                CatenatePart::Text(text) => body.extend_from_slice(text),
+                CatenatePart::Url(url) => match self.url_octets(url).await {
+                    Some(octets) => body.extend_from_slice(&octets),
+                    None => {
+                        let code = format!("BADURL {url}");
+                        self.respond(Some(tag), Status::No, Some(&code), "The URL names no message or part here");
+                        return None;
+                    }
+                },
+            }
+            if body.len() > self.services.settings.max_literal as usize {
+                self.respond(Some(tag), Status::No, Some("TOOBIG"), "The message would be over the limit");
+                return None;
+            }
+        }
+        Some(body)
+    }
+
     /// Adds one message to the chunks of an APPEND: its header, then its body in pieces.
     fn message_chunks(
         &self,
         mailbox: &str,
         flags: &[Flag<'_>],
         date: Option<&DateTime>,
-        message: &LiteralOrLiteral8<'_>,
+        body: &[u8],
         chunks: &mut Vec<AppendChunk>,
     ) -> Result<(), String> {
         let flags = stored_flags(flags)?;
-        let body: &[u8] = match message {
-            LiteralOrLiteral8::Literal(literal) => literal.data(),
-            LiteralOrLiteral8::Literal8(literal) => &literal.data,
-        };
         let header = AppendHeader {
             account_id: self.account_id(),
             mailbox: mailbox.to_string(),
@@ -103,5 +132,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             body.chunks(APPEND_CHUNK).map(|data| AppendChunk { part: Some(append_chunk::Part::Data(data.to_vec())) }),
         );
         Ok(())
+    }
+}
+
+fn literal_data<'a>(message: &'a LiteralOrLiteral8<'_>) -> &'a [u8] {
+    match message {
+        LiteralOrLiteral8::Literal(literal) => literal.data(),
+        LiteralOrLiteral8::Literal8(literal) => &literal.data,
     }
 }

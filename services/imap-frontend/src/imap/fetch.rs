@@ -657,7 +657,7 @@ fn section_part<'s>(section: &'s Section<'_>) -> Option<&'s Part> {
 
 /// The name of a section as the response repeats it, and its octets (`None` when the message
 /// has no such part).
-fn section_data(
+pub(super) fn section_data(
     section: Option<&Section<'_>>,
     body: &[u8],
     header_end: usize,

@@ -58,6 +58,7 @@ mod status;
 mod store;
 mod subscribe;
 mod updates;
+mod url;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -411,8 +412,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             (State::Authenticated(_), CommandBody::Append { mailbox, flags, date, message }) => {
                 let more = match &extension {
-                    Some(Extension::MoreMessages(more)) => more.as_slice(),
-                    _ => &[],
+                    Some(Extension::Append(more)) => Some(more),
+                    _ => None,
                 };
                 self.append(&tag, &mailbox, &flags, date.as_ref(), &message, more).await;
             }

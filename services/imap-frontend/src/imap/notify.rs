@@ -319,7 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// The account's mailboxes, or `None` (logged) when the mailstore does not answer: a
     /// notification is a hint, and the next command reads the mailbox anew.
-    async fn listing(&mut self) -> Option<ListMailboxesResponse> {
+    pub(super) async fn listing(&mut self) -> Option<ListMailboxesResponse> {
         let request = ListMailboxesRequest { account_id: self.account_id() };
         match self.services.mailstore.clone().list_mailboxes(request).await {
             Ok(response) => Some(response.into_inner()),
