@@ -86,6 +86,7 @@ ensure_mail_clients() {
   command -v curl >/dev/null || missing+=(curl)
   command -v mbsync >/dev/null || missing+=(isync)
   command -v fetchmail >/dev/null || missing+=(fetchmail)
+  command -v neomutt >/dev/null || missing+=(neomutt)
   if ! command -v smtp-source >/dev/null && [ ! -x /usr/sbin/smtp-source ]; then
     # Postfix's load generator; installing the package must not configure a mail system.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true

@@ -1,7 +1,8 @@
 //! Black-box: `kubemail dev`'s IMAP listeners with real clients — Python's imaplib (STARTTLS,
 //! implicit TLS, passwords refused before TLS, plain-text login from loopback only when the
 //! dev flag allows it; SORT and THREAD through its own methods; COMPRESS=DEFLATE through a
-//! DEFLATE layer of zlib under it), mbsync syncing both ways, and curl's IMAP URLs.
+//! DEFLATE layer of zlib under it), mbsync syncing both ways, curl's IMAP URLs, and neomutt
+//! keeping its header cache across sessions by UIDVALIDITY and CONDSTORE.
 
 mod common;
 
@@ -276,4 +277,99 @@ fn curl_lists_mailboxes_and_reads_a_message_by_uid() {
     assert!(listed.contains("\\Sent"), "{listed}");
     let message = curl(&format!("imap://{}/INBOX;UID=1", dev.imap));
     assert!(message.contains("Subject: for curl"), "{message}");
+}
+
+/// neomutt with a header cache (which it keys on UIDVALIDITY and, with CONDSTORE and QRESYNC,
+/// keeps current by HIGHESTMODSEQ): the first session reads every header, the second reads
+/// none, and after changes made by another client the third hears of the flag change and the
+/// expunge with one UID FETCH CHANGEDSINCE and reads headers only for what it did not have.
+#[test]
+fn neomutt_keeps_its_header_cache_across_sessions() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = Dev::start_with(data.path(), &["--imap-allow-plaintext-login"]);
+    with_alice(&dev);
+    let home = tempfile::tempdir().unwrap();
+    let lines = python(
+        r#"
+import glob, os, pty, re, select, sys, time
+host, port = address(sys.argv[1])
+home = sys.argv[2]
+m = imaplib.IMAP4(host, port)
+m.login("alice@example.org", "s3cret")
+for i in range(1, 21):
+    m.append("INBOX", None, None, f"From: bob@example.org\r\nSubject: message {i}\r\nMessage-ID: <m{i}@example.org>\r\n\r\nBody {i}\r\n".encode())
+m.logout()
+with open(f"{home}/rc", "w") as rc:
+    rc.write(f"""set folder = "imap://alice%40example.org@{host}:{port}/"
+set spoolfile = "+INBOX"
+set imap_pass = "s3cret"
+set ssl_starttls = no
+set ssl_force_tls = no
+set timeout = 1
+set header_cache = "{home}/hcache"
+set imap_condstore = yes
+set imap_qresync = yes
+set mail_check = 0
+push "<exit>"
+""")
+
+def neomutt(run):
+    """One neomutt session that opens the INBOX and quits; the IMAP commands it sent and the
+    responses it read, from its debug log."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["TERM"] = "xterm"
+        os.execvp("neomutt", ["neomutt", "-n", "-F", f"{home}/rc", "-d", "5", "-l", f"{home}/log{run}-"])
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                if not os.read(fd, 65536):
+                    break
+            except OSError:
+                break
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            break
+    else:
+        os.kill(pid, 9)
+        raise SystemExit(f"neomutt run {run} did not finish")
+    log = open(glob.glob(f"{home}/log{run}-*")[0], errors="replace").read()
+    sent = re.findall(r"\d> (a\d+ .*)", log)
+    read = re.findall(r"\d< (.*)", log)
+    headers = [line for line in read if re.match(r"\* \d+ FETCH \(UID \d+ .*BODY\[HEADER\.FIELDS", line)]
+    return sent, read, headers
+
+sent, read, headers = neomutt(1)
+print("first: headers read", len(headers))
+sent, read, headers = neomutt(2)
+print("second: fetches", sum(" FETCH " in line for line in sent), "headers read", len(headers))
+
+m = imaplib.IMAP4(host, port)
+m.login("alice@example.org", "s3cret")
+m.select("INBOX")
+m.uid("STORE", "5", "+FLAGS", "(\\Flagged)")
+m.uid("STORE", "6", "+FLAGS", "(\\Deleted)")
+m.expunge()
+m.append("INBOX", None, None, b"From: carol@example.org\r\nSubject: new one\r\nMessage-ID: <n@example.org>\r\n\r\nHi\r\n")
+m.logout()
+
+sent, read, headers = neomutt(3)
+print("third: changedsince", any("(CHANGEDSINCE " in line for line in sent))
+print("third: vanished", [line for line in read if line.startswith("* VANISHED")])
+print("third: flagged", any(re.match(r"\* 5 FETCH \(UID 5 FLAGS \(\\Flagged\) MODSEQ", line) for line in read))
+print("third: new message read", any("UID 21 " in line for line in headers), "headers read at most 2:", len(headers) <= 2)
+"#,
+        &[&dev.imap, home.path().to_str().unwrap()],
+    );
+    assert_eq!(
+        lines,
+        [
+            "first: headers read 20",
+            "second: fetches 0 headers read 0",
+            "third: changedsince True",
+            "third: vanished ['* VANISHED (EARLIER) 6']",
+            "third: flagged True",
+            "third: new message read True headers read at most 2: True",
+        ]
+    );
 }
