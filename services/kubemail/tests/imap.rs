@@ -1,8 +1,10 @@
 //! Black-box: `kubemail dev`'s IMAP listeners with real clients — Python's imaplib (STARTTLS,
 //! implicit TLS, passwords refused before TLS, plain-text login from loopback only when the
 //! dev flag allows it; SORT and THREAD through its own methods; COMPRESS=DEFLATE through a
-//! DEFLATE layer of zlib under it), mbsync syncing both ways, curl's IMAP URLs, and neomutt
-//! keeping its header cache across sessions by UIDVALIDITY and CONDSTORE.
+//! DEFLATE layer of zlib under it; the newer extensions — MULTIAPPEND, CATENATE, ESORT with
+//! PARTIAL, WITHIN, SEARCHRES, CONTEXT=SEARCH, PREVIEW, SAVEDATE, OBJECTID, METADATA, NOTIFY —
+//! through its raw commands), mbsync syncing both ways, curl's IMAP URLs, and neomutt keeping
+//! its header cache across sessions by UIDVALIDITY and CONDSTORE.
 
 mod common;
 
@@ -370,6 +372,68 @@ print("third: new message read", any("UID 21 " in line for line in headers), "he
             "third: vanished ['* VANISHED (EARLIER) 6']",
             "third: flagged True",
             "third: new message read True headers read at most 2: True",
+        ]
+    );
+}
+
+/// The extensions imaplib has no methods for, through `imaplib`'s own connection and its raw
+/// command path, over a real socket.
+#[test]
+fn imaplib_uses_the_newer_extensions() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = Dev::start(data.path());
+    with_alice(&dev);
+    let lines = imaplib(
+        &dev,
+        r#"
+import re
+m = imaplib.IMAP4_SSL(imaps_host, int(imaps_port), ssl_context=context)
+m.login("alice@example.org", "s3cret")
+def raw(command):
+    """Sends `command` as it is (its literals with LITERAL+) and returns the untagged lines."""
+    tag = m._new_tag().decode()
+    m.send(f"{tag} {command}\r\n".encode())
+    lines = []
+    while True:
+        line = m._get_line().decode()
+        if line.startswith(tag + " "):
+            assert " OK " in line, line
+            return lines
+        lines.append(line)
+def untagged(lines):
+    """`lines` with the search's tag, which imaplib makes up, left out."""
+    return [re.sub(r'\(TAG "[^"]*"\)', "(TAG)", line) for line in lines]
+def literal(text):
+    return f"{{{len(text.encode())}+}}\r\n{text}"
+one = "From: bob@example.org\r\nSubject: b plan\r\n\r\nFirst words here.\r\n"
+two = "From: amy@example.org\r\nSubject: a plan\r\n\r\nSecond.\r\n"
+print("multiappend:", raw(f"APPEND INBOX {literal(one)} (\\Flagged) {literal(two)}") == [])
+m.select("INBOX")
+print("esort:", untagged(raw("SORT RETURN (MIN MAX PARTIAL 1:1) (SUBJECT) UTF-8 ALL")))
+print("within:", raw("SEARCH YOUNGER 3600"))
+raw("SEARCH RETURN (SAVE) FLAGGED")
+print("searchres:", raw("FETCH $ (UID)"))
+print("preview:", raw("FETCH 1 (PREVIEW)"))
+print("objectid:", all("EMAILID (M" in line and "SAVEDATE \"" in line for line in raw("FETCH 1:2 (EMAILID SAVEDATE)")))
+print("catenate:", raw(f"APPEND Drafts CATENATE (URL \"/INBOX/;UID=2/;SECTION=HEADER\" TEXT {literal('Edited.')})") == [])
+raw("SETMETADATA INBOX (/private/comment \"mine\")")
+print("metadata:", raw("GETMETADATA INBOX /private/comment"))
+print("update:", untagged(raw("UID SEARCH RETURN (UPDATE COUNT) UNSEEN")))
+m.logout()
+"#,
+    );
+    assert_eq!(
+        lines,
+        [
+            "multiappend: True",
+            "esort: ['* ESEARCH (TAG) MIN 2 MAX 1 PARTIAL (1:1 2)']",
+            "within: ['* SEARCH 1 2']",
+            "searchres: ['* 2 FETCH (UID 2)']",
+            "preview: ['* 1 FETCH (PREVIEW \"First words here.\")']",
+            "objectid: True",
+            "catenate: True",
+            "metadata: ['* METADATA \"INBOX\" (/private/comment \"mine\")']",
+            "update: ['* ESEARCH (TAG) UID COUNT 2']",
         ]
     );
 }
