@@ -218,15 +218,12 @@ const PREVIEW_CHARACTERS: usize = 200;
 pub fn preview(message: &Message<'_>) -> Option<String> {
     // Generously more octets than shown: white space is folded after the cut.
     let text = message.body_preview(PREVIEW_CHARACTERS * 8)?;
-    let mut preview = String::with_capacity(PREVIEW_CHARACTERS);
-    let mut characters = 0;
-    for character in text.split_whitespace().flat_map(|word| std::iter::once(' ').chain(word.chars())).skip(1) {
-        if characters == PREVIEW_CHARACTERS {
-            break;
-        }
-        preview.push(character);
-        characters += 1;
-    }
+    let preview: String = text
+        .split_whitespace()
+        .flat_map(|word| std::iter::once(' ').chain(word.chars()))
+        .skip(1)
+        .take(PREVIEW_CHARACTERS)
+        .collect();
     (!preview.is_empty()).then_some(preview)
 }
 

@@ -128,7 +128,7 @@ async fn multiappend_stores_every_message_or_none() {
     let half = "x".repeat(1500);
     let refused = client.command(&format!("b APPEND INBOX {{1500+}}\r\n{half} {{1500+}}\r\n{half}")).await;
     assert!(refused.status().starts_with("NO [OVERQUOTA]"), "{refused:?}");
-    let refused = client.command(&format!("c APPEND INBOX {{3+}}\r\nabc (\\Bogus) {{3+}}\r\nabc")).await;
+    let refused = client.command("c APPEND INBOX {3+}\r\nabc (\\Bogus) {3+}\r\nabc").await;
     assert!(refused.status().starts_with("BAD"), "a bad flag on the second message: {refused:?}");
     let count = client.command("d STATUS INBOX (MESSAGES)").await.expect_ok();
     assert_eq!(count, ["* STATUS \"INBOX\" (MESSAGES 3)"], "neither refused MULTIAPPEND stored anything");

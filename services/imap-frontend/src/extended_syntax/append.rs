@@ -15,6 +15,10 @@ pub enum CatenatePart {
     Url(String),
 }
 
+/// One message of an APPEND as written: its flags and date, then its literal, or its CATENATE
+/// parts.
+type Written = (Range<usize>, Result<Range<usize>, Vec<CatenatePart>>);
+
 /// The messages of an APPEND beyond what imap-codec reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendMore {
@@ -32,8 +36,7 @@ pub struct AppendMore {
 pub(super) fn append(cursor: &mut Cursor<'_>, tag: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
     cursor.space().ok_or("Expected a mailbox name")?;
     let mailbox = cursor.astring().ok_or("Expected a mailbox name")?;
-    // Each message as its flags and date, then its literal or its CATENATE parts.
-    let mut messages: Vec<(Range<usize>, Result<Range<usize>, Vec<CatenatePart>>)> = Vec::new();
+    let mut messages: Vec<Written> = Vec::new();
     while cursor.space().is_some() {
         let start = cursor.at;
         if cursor.peek() == Some(b'(') {
@@ -67,7 +70,7 @@ pub(super) fn append(cursor: &mut Cursor<'_>, tag: &[u8]) -> Result<Option<(Vec<
     if messages.len() < 2 && messages.iter().all(|(_, message)| message.is_ok()) {
         return Ok(None);
     }
-    let command = |(attributes, message): &(Range<usize>, Result<Range<usize>, Vec<CatenatePart>>)| {
+    let command = |(attributes, message): &Written| {
         let mut command = tag.to_vec();
         command.extend_from_slice(b" APPEND ");
         command.extend_from_slice(&cursor.bytes[mailbox.clone()]);
