@@ -34,6 +34,7 @@ pub fn after_login() -> String {
         "ESEARCH",
         "SEARCHRES",
         "CONTEXT=SEARCH",
+        "CONTEXT=SORT",
         "WITHIN",
         "SORT",
         "ESORT",

@@ -222,3 +222,33 @@ async fn partial_pages_through_a_sorted_or_searched_result() {
         assert!(refused.status().starts_with("BAD"), "{reason}: {refused:?}");
     }
 }
+
+#[tokio::test]
+async fn an_update_sort_tells_changes_at_their_positions() {
+    let (_f, mut client) = sorting().await;
+    let capabilities = client.command("c CAPABILITY").await.expect_ok().join(" ");
+    assert!(capabilities.contains(" CONTEXT=SORT"), "{capabilities}");
+    // By DATE, every message unseen: UIDs 1 3 2 4 5.
+    let answer = client.command("u UID SORT RETURN (UPDATE ALL) (DATE) UTF-8 UNSEEN").await.expect_ok();
+    assert_eq!(answer, ["* ESEARCH (TAG \"u\") UID ALL 1,3,2,4:5"]);
+    // Seen, 3 leaves from the second place.
+    let stored = client.command("a UID STORE 3 +FLAGS.SILENT (\\Seen)").await.expect_ok();
+    let told = if stored.is_empty() { client.command("n NOOP").await.expect_ok() } else { stored };
+    assert!(told.contains(&"* ESEARCH (TAG \"u\") UID REMOVEFROM (2 3)".to_string()), "{told:?}");
+    // A message sent on 4 March at noon comes third: after 1 and 2, before 4 and 5.
+    let message = "From: dan@example.org\r\nSubject: Later\r\nDate: Wed, 04 Mar 2026 12:00:00 +0000\r\n\r\nHi.\r\n";
+    client.command(&format!("b APPEND INBOX {{{}+}}\r\n{message}", message.len())).await.expect_ok();
+    let mut told = Vec::new();
+    for _ in 0..50 {
+        told.extend(client.command("n NOOP").await.expect_ok());
+        if told.iter().any(|line| line.contains("ADDTO")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(told.contains(&"* ESEARCH (TAG \"u\") UID ADDTO (3 6)".to_string()), "{told:?}");
+    // Expunged, 1 leaves from the first place before its EXPUNGE is told.
+    client.command("d UID STORE 1 +FLAGS.SILENT (\\Deleted)").await.expect_ok();
+    let expunged = client.command("e EXPUNGE").await.expect_ok();
+    assert_eq!(expunged[..2], ["* ESEARCH (TAG \"u\") UID REMOVEFROM (1 1)", "* 1 EXPUNGE"], "{expunged:?}");
+}

@@ -81,7 +81,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         self.save_result(&matched.found, returns);
         if update {
-            self.keep_context(tag, uid, (criteria, keys), &matched.found);
+            self.keep_context(tag, uid, (criteria, keys), None, &matched.found);
         }
         let line = if let Some(returns) = returns.or(self.rev2.then_some(&ALL)) {
             // SAVE alone answers nothing (RFC 5182 §2.1).

@@ -1,6 +1,7 @@
 //! SORT and THREAD, with their UID forms (RFC 5256), and the DISPLAYFROM and DISPLAYTO sort
 //! keys (RFC 5957): a search, then the messages found in the order or the threads asked for.
-//! SORT RETURN (ESORT, RFC 5267) answers ESEARCH in sort order, with PARTIAL pages (RFC 9394).
+//! SORT RETURN (ESORT, RFC 5267) answers ESEARCH in sort order, with PARTIAL pages (RFC 9394),
+//! and with UPDATE keeps the sorted result up to date (CONTEXT=SORT).
 //!
 //! What is compared comes from each message's [`Summary`], read from its header once and
 //! kept in the frontend's [`crate::summary::SummaryCache`].
@@ -32,9 +33,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         uid: bool,
         returns: Option<&SearchReturn>,
     ) {
-        if returns.is_some_and(|returns| returns.update) {
-            // CONTEXT=SORT is not offered: a sorted result's positions are not kept.
-            self.respond(Some(tag), Status::Bad, None, "UPDATE is for SEARCH (CONTEXT=SEARCH)");
+        let update = returns.is_some_and(|returns| returns.update);
+        if update && !self.context_tag_free(tag) {
             return;
         }
         let Some(matched) = self.matching(Some(tag), Some(charset), search).await else {
@@ -42,20 +42,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         };
         let found = &matched.found;
-        let Some(summaries) = self.summaries(tag, found).await else {
+        let Some(sorted) = self.sorted(Some(tag), criteria, found).await else {
             self.save_result(&[], returns);
             return;
         };
-        let mut order: Vec<usize> = (0..found.len()).collect();
-        order.sort_by(|&a, &b| {
-            let ordering = criteria.iter().fold(Ordering::Equal, |ordering, criterion| {
-                ordering.then_with(|| compare(criterion, &summaries[a], &summaries[b]))
-            });
-            // Messages equal on every key stay in mailbox order (RFC 5256 §3).
-            ordering.then(found[a].0.cmp(&found[b].0))
-        });
-        let sorted: Vec<(u32, u32)> = order.into_iter().map(|index| found[index]).collect();
         self.save_result(&sorted, returns);
+        if update {
+            self.keep_context(tag, uid, search, Some(criteria), &sorted);
+        }
         let line = match returns {
             // ESORT (RFC 5267 §3.1): the answer to SEARCH RETURN, in sort order.
             Some(returns) if returns.answers() => esearch(tag, uid, &sorted, returns, &matched),
@@ -97,7 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         let Some(Matched { found, .. }) = self.matching(Some(tag), Some(charset), search).await else { return };
-        let Some(summaries) = self.summaries(tag, &found).await else { return };
+        let Some(summaries) = self.summaries(Some(tag), &found).await else { return };
         let entries: Vec<Entry<'_>> = found
             .iter()
             .zip(&summaries)
@@ -113,10 +107,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.ok(tag, if uid { "UID THREAD completed" } else { "THREAD completed" });
     }
 
+    /// `found` (sequence number, UID) in the order `criteria` give; `None` after answering
+    /// (to `tag`, or untagged without one) why the messages could not be read.
+    pub(super) async fn sorted(
+        &mut self,
+        tag: Option<&Tag<'_>>,
+        criteria: &[SortCriterion],
+        found: &[(u32, u32)],
+    ) -> Option<Vec<(u32, u32)>> {
+        let summaries = self.summaries(tag, found).await?;
+        let mut order: Vec<usize> = (0..found.len()).collect();
+        order.sort_by(|&a, &b| {
+            let ordering = criteria.iter().fold(Ordering::Equal, |ordering, criterion| {
+                ordering.then_with(|| compare(criterion, &summaries[a], &summaries[b]))
+            });
+            // Messages equal on every key stay in mailbox order (RFC 5256 §3).
+            ordering.then(found[a].0.cmp(&found[b].0))
+        });
+        Some(order.into_iter().map(|index| found[index]).collect())
+    }
+
     /// The summaries of `found` (sequence number, UID), in its order: those kept from the
-    /// cache, the others read from the messages' headers. `None` after answering why they
-    /// cannot be read.
-    async fn summaries(&mut self, tag: &Tag<'_>, found: &[(u32, u32)]) -> Option<Vec<Arc<Summary>>> {
+    /// cache, the others read from the messages' headers. `None` after answering (to `tag`, or
+    /// untagged without one) why they cannot be read.
+    async fn summaries(&mut self, tag: Option<&Tag<'_>>, found: &[(u32, u32)]) -> Option<Vec<Arc<Summary>>> {
         let selection = self.selected.as_ref()?;
         let (mailbox_id, uidvalidity) = (selection.mailbox_id, selection.uidvalidity);
         let uids: Vec<u32> = found.iter().map(|&(_, uid)| uid).collect();
@@ -124,14 +138,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let missing: Vec<u32> = uids.iter().copied().filter(|uid| !known.contains_key(uid)).collect();
         if !missing.is_empty() {
             let account_id = self.account_id();
-            let mut headers = self.bodies(Some(tag), account_id, mailbox_id, &missing, true).await?;
+            let mut headers = self.bodies(tag, account_id, mailbox_id, &missing, true).await?;
             let mut read = Vec::with_capacity(missing.len());
             let mut without_meta = Vec::new();
             while let Some(next) = headers.next().await {
                 let header = match next {
                     Ok(header) => header,
                     Err(status) => {
-                        self.mailstore_refused(tag, &status);
+                        self.refused(tag, &status);
                         return None;
                     }
                 };
@@ -145,7 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let meta = match self.fetch_meta(account_id, mailbox_id, &uids, 0).await {
                     Ok(meta) => meta,
                     Err(status) => {
-                        self.mailstore_refused(tag, &status);
+                        self.refused(tag, &status);
                         return None;
                     }
                 };
