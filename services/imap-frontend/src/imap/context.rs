@@ -28,12 +28,18 @@ pub(super) struct SearchContext {
     tag: String,
     /// UID SEARCH or UID SORT: updates name UIDs, else message numbers.
     uid: bool,
+    search: Search,
+    /// The UIDs in the result: ascending for a SEARCH, in sort order for a SORT.
+    result: Vec<u32>,
+}
+
+/// What a context runs again.
+#[derive(Clone)]
+struct Search {
     criteria: Vec<SearchKey<'static>>,
     keys: Vec<SearchExtra>,
     /// A SORT's keys; `None` for a SEARCH.
     sort: Option<Vec<SortCriterion>>,
-    /// The UIDs in the result: ascending for a SEARCH, in sort order for a SORT.
-    result: Vec<u32>,
 }
 
 /// UIDs to insert or remove at a position of a result (1-based; 0 for a SEARCH's).
@@ -63,7 +69,7 @@ impl Selection {
     fn context_changes(&self, context: &SearchContext, now: &[u32]) -> String {
         let (was, is): (HashSet<u32>, HashSet<u32>) =
             (context.result.iter().copied().collect(), now.iter().copied().collect());
-        if context.sort.is_none() {
+        if context.search.sort.is_none() {
             let removed: Vec<u32> = context.result.iter().copied().filter(|uid| !is.contains(uid)).collect();
             let added: Vec<u32> = now.iter().copied().filter(|uid| !was.contains(uid)).collect();
             return self.context_update(context, "REMOVEFROM", &[(0, removed)])
@@ -150,9 +156,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         selection.contexts.push(SearchContext {
             tag: tag.inner().to_string(),
             uid,
-            criteria: criteria.iter().map(|key| key.clone().into_static()).collect(),
-            keys: keys.to_vec(),
-            sort: sort.map(<[SortCriterion]>::to_vec),
+            search: Search {
+                criteria: criteria.iter().map(|key| key.clone().into_static()).collect(),
+                keys: keys.to_vec(),
+                sort: sort.map(<[SortCriterion]>::to_vec),
+            },
             result: found.iter().map(|&(_, uid)| uid).collect(),
         });
     }
@@ -164,12 +172,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !std::mem::take(&mut selection.contexts_stale) || selection.contexts.is_empty() {
             return;
         }
-        let searches: Vec<(Vec<SearchKey<'static>>, Vec<SearchExtra>, Option<Vec<SortCriterion>>)> = selection
-            .contexts
-            .iter()
-            .map(|context| (context.criteria.clone(), context.keys.clone(), context.sort.clone()))
-            .collect();
-        for (index, (criteria, keys, sort)) in searches.into_iter().enumerate() {
+        let searches: Vec<Search> = selection.contexts.iter().map(|context| context.search.clone()).collect();
+        for (index, Search { criteria, keys, sort }) in searches.into_iter().enumerate() {
             let found = match self.matching(None, None, (&criteria, &keys)).await {
                 Some(matched) => match &sort {
                     Some(sort) => self.sorted(None, sort, &matched.found).await,
