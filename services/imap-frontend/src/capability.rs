@@ -68,6 +68,9 @@ pub fn after_login() -> String {
         "COMPRESS=DEFLATE",
         "UNAUTHENTICATE",
         "PREVIEW",
+        // The drafts RFC 8970 replaced, which clients of Dovecot may still use.
+        "SNIPPET=FUZZY",
+        "PREVIEW=FUZZY",
         "SAVEDATE",
         "OBJECTID",
     ]);

@@ -255,18 +255,19 @@ impl<'a, 'e> Forest<'a, 'e> {
         self.roots = roots;
     }
 
-    /// Threads in the order of the newest message in each.
+    /// Threads in the order of the newest sent date in each; on a tie, the one whose root
+    /// comes first in the mailbox (a dummy root first of all).
     fn sort_roots_by_newest(&mut self) {
         let mut roots = std::mem::take(&mut self.roots);
         roots.sort_by_cached_key(|&root| {
             let (mut newest, mut stack) = (None, vec![root]);
             while let Some(node) = stack.pop() {
                 if let Some(message) = self.nodes[node].message {
-                    newest = newest.max(Some(date_key(&self.entries[message])));
+                    newest = newest.max(Some(self.entries[message].summary.sent));
                 }
                 stack.extend(self.nodes[node].children.iter().copied());
             }
-            newest
+            (newest, self.nodes[root].message.map_or(0, |message| self.entries[message].number))
         });
         self.roots = roots;
     }

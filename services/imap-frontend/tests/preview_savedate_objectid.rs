@@ -1,5 +1,6 @@
 //! PREVIEW (RFC 8970), SAVEDATE (RFC 8514) and OBJECTID (RFC 8474): a short plain-text start
-//! of each message, from its text or its HTML; the date a message was saved into its mailbox,
+//! of each message, from its text or its HTML (also in the drafts' SNIPPET and PREVIEW (FUZZY)
+//! forms); the date a message was saved into its mailbox,
 //! anew when copied, and the SAVED* search keys; EMAILID kept by a copy and searched for,
 //! THREADID NIL; MAILBOXID from SELECT, CREATE, STATUS and LIST-STATUS, kept across RENAME.
 
@@ -47,6 +48,11 @@ async fn previews_are_the_start_of_the_text_in_plain_words() {
     assert_eq!(lazy, ["* 1 FETCH (UID 1 FLAGS (\\Recent) PREVIEW \"Hello there, see you tomorrow.\")"]);
     let refused = client.command("h FETCH 1 (PREVIEW (EAGER))").await;
     assert!(refused.status().starts_with("BAD"), "{refused:?}");
+    // The drafts' forms, as Dovecot's clients send them, are answered in kind.
+    let drafts = client.command("i FETCH 2 (SNIPPET (LAZY=FUZZY) PREVIEW (FUZZY))").await.expect_ok();
+    assert_eq!(drafts, ["* 2 FETCH (SNIPPET (FUZZY \"Big news today\") PREVIEW (FUZZY \"Big news today\"))"]);
+    let capabilities = client.command("j CAPABILITY").await.expect_ok().join(" ");
+    assert!(capabilities.contains(" SNIPPET=FUZZY") && capabilities.contains(" PREVIEW=FUZZY"), "{capabilities}");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! FETCH items beyond imap-codec: PREVIEW (RFC 8970), SAVEDATE (RFC 8514), EMAILID and
-//! THREADID (RFC 8474).
+//! FETCH items beyond imap-codec: PREVIEW (RFC 8970) and the drafts before it that clients of
+//! Dovecot still send (SNIPPET=FUZZY, PREVIEW=FUZZY: `SNIPPET (FUZZY)`, `PREVIEW (FUZZY)`),
+//! SAVEDATE (RFC 8514), EMAILID and THREADID (RFC 8474).
 
 use super::{Cursor, Extension};
 
@@ -8,12 +9,22 @@ use super::{Cursor, Extension};
 pub enum FetchExtra {
     /// PREVIEW, or PREVIEW (LAZY) (RFC 8970).
     Preview,
+    /// The drafts' form, `PREVIEW (FUZZY)` or `SNIPPET (FUZZY)`, answered in kind with the
+    /// item's name: `SNIPPET (FUZZY "text")`.
+    FuzzyPreview { snippet: bool },
     /// SAVEDATE (RFC 8514).
     SaveDate,
     /// EMAILID (RFC 8474).
     EmailId,
     /// THREADID (RFC 8474).
     ThreadId,
+}
+
+impl FetchExtra {
+    /// Whether the item is a preview of the message's text, in either form.
+    pub fn is_preview(&self) -> bool {
+        matches!(self, FetchExtra::Preview | FetchExtra::FuzzyPreview { .. })
+    }
 }
 
 /// `FETCH set items [modifiers]` whose items include one of [`FetchExtra`].
@@ -34,21 +45,32 @@ pub(super) fn fetch(
         let item = cursor.fetch_item().ok_or("Malformed FETCH item")?;
         let known = match item.to_ascii_uppercase().as_slice() {
             b"PREVIEW" => Some(FetchExtra::Preview),
+            b"SNIPPET" => Some(FetchExtra::FuzzyPreview { snippet: true }),
             b"SAVEDATE" => Some(FetchExtra::SaveDate),
             b"EMAILID" => Some(FetchExtra::EmailId),
             b"THREADID" => Some(FetchExtra::ThreadId),
             _ => None,
         };
         match known {
-            Some(FetchExtra::Preview) if cursor.rest().len() > 1 && cursor.rest()[1] == b'(' => {
-                // PREVIEW (LAZY): the preview is made here at once, so LAZY changes nothing.
+            Some(FetchExtra::Preview | FetchExtra::FuzzyPreview { .. })
+                if cursor.rest().len() > 1 && cursor.rest()[1] == b'(' =>
+            {
+                // The preview is made here at once, so LAZY changes nothing; FUZZY names the
+                // one algorithm there is, and asks for the drafts' answer.
                 cursor.space().ok_or("Malformed PREVIEW modifiers")?;
+                let mut fuzzy = known == Some(FetchExtra::FuzzyPreview { snippet: true });
                 for modifier in cursor.list(Cursor::atom).ok_or("Malformed PREVIEW modifiers")? {
-                    if !modifier.eq_ignore_ascii_case(b"LAZY") {
-                        return Err("Unknown PREVIEW modifier");
+                    match modifier.to_ascii_uppercase().as_slice() {
+                        b"LAZY" => {}
+                        b"FUZZY" | b"LAZY=FUZZY" => fuzzy = true,
+                        _ => return Err("Unknown PREVIEW modifier"),
                     }
                 }
-                extra.push(FetchExtra::Preview);
+                extra.push(match (known, fuzzy) {
+                    (Some(FetchExtra::FuzzyPreview { snippet }), _) => FetchExtra::FuzzyPreview { snippet },
+                    (_, true) => FetchExtra::FuzzyPreview { snippet: false },
+                    _ => FetchExtra::Preview,
+                });
             }
             Some(known) => extra.push(known),
             None => kept.push(item),
@@ -112,5 +134,13 @@ mod tests {
         assert_eq!(extension, Extension::Fetch { extra: vec![FetchExtra::SaveDate], placeholder: true });
         assert_eq!(rewrite(b"h FETCH 1 (FLAGS BOGUS)\r\n"), Ok(None), "imap-codec's to refuse");
         assert_eq!(rewrite(b"h FETCH 1 (PREVIEW (EAGER))\r\n"), Err("Unknown PREVIEW modifier"));
+        let (_, extension) = rewritten("i FETCH 1 (SNIPPET (LAZY=FUZZY) PREVIEW (FUZZY) PREVIEW (LAZY) SNIPPET)\r\n");
+        let extra = vec![
+            FetchExtra::FuzzyPreview { snippet: true },
+            FetchExtra::FuzzyPreview { snippet: false },
+            FetchExtra::Preview,
+            FetchExtra::FuzzyPreview { snippet: true },
+        ];
+        assert_eq!(extension, Extension::Fetch { extra, placeholder: true });
     }
 }

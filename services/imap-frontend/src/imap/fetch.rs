@@ -459,7 +459,7 @@ impl<'a> Request<'a> {
             items.push(MessageDataItemName::Flags);
         }
         // The preview is made from the body's text.
-        let previews = extra.contains(&FetchExtra::Preview);
+        let previews = extra.iter().any(FetchExtra::is_preview);
         needs_body |= previews;
         let headers_only =
             needs_body && !previews && items.iter().all(|item| !reads_message(item) || reads_header_only(item));
@@ -480,7 +480,7 @@ fn response_line(
     let header_end = (meta.header_size as usize).min(body.len());
     let items = &request.items;
     // Parsed once, and only when an item needs the MIME structure.
-    let previews = request.extra.contains(&FetchExtra::Preview);
+    let previews = request.extra.iter().any(FetchExtra::is_preview);
     let parsed = (previews || items.iter().any(needs_mime)).then(|| mime::parse(body)).flatten();
     let mut line = format!("* {number} FETCH (").into_bytes();
     for (index, item) in items.iter().enumerate() {
@@ -565,6 +565,14 @@ fn response_line(
                     Some(text) => string(&mut line, &text),
                     None => line.extend_from_slice(b"NIL"),
                 }
+            }
+            FetchExtra::FuzzyPreview { snippet } => {
+                line.extend_from_slice(if *snippet { b"SNIPPET (FUZZY " } else { b"PREVIEW (FUZZY " });
+                match parsed.as_ref().and_then(|message| mime::preview(message)) {
+                    Some(text) => string(&mut line, &text),
+                    None => line.extend_from_slice(b"NIL"),
+                }
+                line.push(b')');
             }
             FetchExtra::SaveDate if meta.save_date > 0 => {
                 line.extend(format!("SAVEDATE \"{}\"", imap_date_time(meta.save_date)).bytes());
