@@ -77,7 +77,10 @@ impl Request {
     /// The command's name, for metrics.
     pub fn name(&self) -> &'static str {
         match self.extension {
+            // Carried by a NOOP.
             Some(Extension::Unauthenticate) => "UNAUTHENTICATE",
+            Some(Extension::Notify(_)) => "NOTIFY",
+            Some(Extension::CancelUpdate(_)) => "CANCELUPDATE",
             _ => self.command.name(),
         }
     }
