@@ -144,3 +144,17 @@ async fn what_notify_cannot_do_is_refused() {
     let refused = fresh.command("e NOTIFY NONE").await;
     assert!(refused.status().starts_with("BAD"), "NOTIFY needs a login: {refused:?}");
 }
+
+#[tokio::test]
+async fn notify_before_select_waits_for_a_mailbox_to_watch() {
+    let f = Fixture::start().await;
+    let mut watcher = f.logged_in("alice@example.org").await;
+    // SELECTED with no mailbox selected yet: other mailboxes are told, and notifications go on.
+    watcher.command("n NOTIFY SET (selected (MessageNew MessageExpunge)) (personal (MailboxName))").await.expect_ok();
+    let mut other = f.logged_in("alice@example.org").await;
+    other.command("c CREATE Projects").await.expect_ok();
+    assert_eq!(watcher.line().await.unwrap(), "* LIST (\\HasNoChildren) \"/\" \"Projects\"");
+    watcher.command("s SELECT INBOX").await.expect_ok();
+    f.mailstore.deliver("alice@example.org", MESSAGE).await;
+    assert_eq!(watcher.line().await.unwrap(), "* 1 EXISTS", "the mailbox selected since is watched");
+}

@@ -95,9 +95,11 @@ pub(super) enum Notification {
 /// The next notification for a session with NOTIFY set; never ready without one.
 pub(super) async fn next_notification(notify: &mut Option<Notify>, selected: &mut Option<Selection>) -> Notification {
     let watch_selected = notify.as_ref().is_some_and(|notify| notify.selected.is_some());
+    // Without a mailbox selected there is nothing to watch there (yet).
     let selection = selected.as_mut().filter(|_| watch_selected);
+    let watching = selection.is_some();
     tokio::select! {
-        event = async { selection?.updates.next().await }, if watch_selected => match event {
+        event = async { selection?.updates.next().await }, if watching => match event {
             Some((event, _span)) => Notification::Selected(event),
             None => Notification::Ended,
         },
