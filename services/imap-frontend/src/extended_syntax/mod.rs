@@ -106,14 +106,7 @@ pub fn rewrite(message: &[u8]) -> Result<Option<Rewritten>, &'static str> {
 /// and its set is `$`.
 fn saved_result_set(message: &[u8]) -> Option<Vec<u8>> {
     let mut cursor = Cursor { bytes: message, at: 0 };
-    cursor.atom()?;
-    cursor.space()?;
-    let mut name = cursor.atom()?;
-    let uid = name.eq_ignore_ascii_case(b"UID");
-    if uid {
-        cursor.space()?;
-        name = cursor.atom()?;
-    }
+    let (_, uid, name) = cursor.command_name()?;
     // EXPUNGE takes a set only as UID EXPUNGE (RFC 4315).
     if !SET_COMMANDS.iter().any(|command| name.eq_ignore_ascii_case(command.as_bytes()))
         || (name.eq_ignore_ascii_case(b"EXPUNGE") && !uid)
@@ -134,20 +127,8 @@ fn saved_result_set(message: &[u8]) -> Option<Vec<u8>> {
 /// The options of `message` taken out, when it is one of the commands with options handled here.
 fn rewrite_options(message: &[u8]) -> Result<Option<(Vec<u8>, Extension)>, &'static str> {
     let mut cursor = Cursor { bytes: message, at: 0 };
-    let Some(tag) = cursor.atom() else { return Ok(None) };
+    let Some((tag, uid, name)) = cursor.command_name() else { return Ok(None) };
     let tag = tag.to_vec();
-    if cursor.space().is_none() {
-        return Ok(None);
-    }
-    let Some(mut name) = cursor.atom() else { return Ok(None) };
-    let uid = name.eq_ignore_ascii_case(b"UID");
-    if uid {
-        if cursor.space().is_none() {
-            return Ok(None);
-        }
-        let Some(next) = cursor.atom() else { return Ok(None) };
-        name = next;
-    }
     let searches =
         ["SEARCH", "SORT", "THREAD"].into_iter().find(|command| name.eq_ignore_ascii_case(command.as_bytes()));
     if let Some(command) = searches {
@@ -195,6 +176,19 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// A command's tag, whether it is a UID command, and its name (after UID).
+    fn command_name(&mut self) -> Option<(&'a [u8], bool, &'a [u8])> {
+        let tag = self.atom()?;
+        self.space()?;
+        let mut name = self.atom()?;
+        let uid = name.eq_ignore_ascii_case(b"UID");
+        if uid {
+            self.space()?;
+            name = self.atom()?;
+        }
+        Some((tag, uid, name))
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }

@@ -21,6 +21,19 @@ pub enum SearchExtra {
     SavedResult,
 }
 
+impl SearchExtra {
+    /// Whether the key is matched against the message's metadata (its save date, its EMAILID).
+    pub fn needs_meta(&self) -> bool {
+        matches!(
+            self,
+            SearchExtra::SavedBefore(_)
+                | SearchExtra::SavedOn(_)
+                | SearchExtra::SavedSince(_)
+                | SearchExtra::EmailId(_)
+        )
+    }
+}
+
 /// The prefix of the stand-in header field name of a [`SearchExtra`].
 pub const SEARCH_EXTRA_FIELD: &str = "kubemail:";
 

@@ -15,7 +15,10 @@
 
 use std::collections::HashMap;
 
-use imap_codec::imap_types::command::FetchModifier;
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::imap_types::command::{CommandBody, FetchModifier};
 use imap_codec::imap_types::core::{AString, Tag, Vec1};
 use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use imap_codec::imap_types::sequence::SequenceSet;
@@ -408,6 +411,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // The content is still served; the flag is set on the next read.
             Err(status) => tracing::warn!(%status, "setting \\Seen failed"),
         }
+    }
+}
+
+/// FETCH items written on their own (`(UID FLAGS)`, `BODY.PEEK[1.MIME]`), read as imap-codec
+/// reads a FETCH's: NOTIFY's MessageNew items, an IMAP URL's section.
+pub(super) fn fetch_items(items: &[u8]) -> Option<MacroOrMessageDataItemNames<'static>> {
+    let mut command = b"n UID FETCH 1 ".to_vec();
+    command.extend_from_slice(items);
+    command.extend_from_slice(b"\r\n");
+    match CommandCodec::default().decode(&command) {
+        Ok((b"", command)) => match command.body {
+            CommandBody::Fetch { macro_or_item_names, .. } => Some(macro_or_item_names.into_static()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

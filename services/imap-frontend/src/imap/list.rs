@@ -130,14 +130,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// The account's mailboxes and subscriptions, or `None` after answering why they could
     /// not be listed.
     pub(super) async fn mailboxes(&mut self, tag: &Tag<'_>) -> Option<ListMailboxesResponse> {
-        let request = ListMailboxesRequest { account_id: self.account_id() };
-        match self.services.mailstore.clone().list_mailboxes(request).await {
-            Ok(response) => Some(response.into_inner()),
+        match self.list_mailboxes().await {
+            Ok(listing) => Some(listing),
             Err(status) => {
                 self.mailstore_refused(tag, &status);
                 None
             }
         }
+    }
+
+    /// The account's mailboxes and subscriptions, as the mailstore answers.
+    pub(super) async fn list_mailboxes(&mut self) -> Result<ListMailboxesResponse, tonic::Status> {
+        let request = ListMailboxesRequest { account_id: self.account_id() };
+        Ok(self.services.mailstore.clone().list_mailboxes(request).await?.into_inner())
     }
 
     fn pattern(&mut self, tag: &Tag<'_>, pattern: &ListMailbox<'_>) -> Option<String> {

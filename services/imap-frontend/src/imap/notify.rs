@@ -10,20 +10,17 @@
 //!   or renamed (§5.4) and for a name subscribed or unsubscribed (§5.5).
 
 use futures::StreamExt;
-use imap_codec::CommandCodec;
-use imap_codec::decode::Decoder;
-use imap_codec::imap_types::IntoStatic;
-use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::fetch::MacroOrMessageDataItemNames;
 use kubemail_proto::Message;
 use kubemail_proto::events::account_pattern;
 use kubemail_proto::events::{MailboxEvent, mailbox_event::Change};
-use kubemail_proto::mailstore::{ListMailboxesRequest, ListMailboxesResponse, MailboxInfo};
+use kubemail_proto::mailstore::{ListMailboxesResponse, MailboxInfo};
 use kubemail_runtime::EventStream;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
+use super::fetch::fetch_items;
 use super::list::{is_child, special_use};
 use super::selection::Selection;
 use crate::extended_syntax::{NotifyEvent, NotifyMailboxes, NotifySet};
@@ -297,39 +294,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // SELECTED (or its absence) governs the selected mailbox's message events.
             return;
         }
-        let Some(listing) = self.listing().await else { return };
+        let wanted: fn(&Watch) -> bool = match change {
+            Change::Added(_) | Change::Expunged(_) => |watch| watch.messages,
+            Change::Flags(_) => |watch| watch.flags,
+            Change::Created(_) | Change::Deleted(_) | Change::Renamed(_) => |watch| watch.names,
+            Change::Subscription(_) => |watch| watch.subscriptions,
+            Change::Metadata(changed) if changed.mailbox.is_empty() => |watch| watch.server_metadata,
+            Change::Metadata(_) => |watch| watch.mailbox_metadata,
+        };
+        // Most events concern nothing this session watches: the mailstore is asked only for
+        // those that may.
+        let Some(notify) = &self.notify else { return };
+        if !notify.watches.iter().any(wanted) {
+            return;
+        }
+        let listing = match self.list_mailboxes().await {
+            Ok(listing) => listing,
+            Err(status) => {
+                // A notification is a hint: the next command reads the mailbox anew.
+                tracing::warn!(client = %self.client_ip, %status, "a notification could not read the mailboxes");
+                return;
+            }
+        };
         let line = match change {
             Change::Added(_) | Change::Expunged(_) | Change::Flags(_) => {
                 let Some(mailbox) = listing.mailboxes.iter().find(|mailbox| mailbox.id == event.mailbox_id) else {
                     return;
                 };
-                let flags_only = matches!(change, Change::Flags(_));
-                let wanted = |watch: &Watch| if flags_only { watch.flags } else { watch.messages };
                 if !self.watches(&mailbox.name, mailbox.subscribed, wanted) {
                     return;
                 }
-                self.status_line(mailbox, !flags_only)
+                self.status_line(mailbox, !matches!(change, Change::Flags(_)))
             }
-            Change::Created(created) => self.name_line(&listing, &created.name, None, |watch| watch.names),
-            Change::Deleted(deleted) => self.name_line(&listing, &deleted.name, None, |watch| watch.names),
-            Change::Renamed(renamed) => self.name_line(&listing, &renamed.to, Some(&renamed.from), |watch| watch.names),
-            Change::Subscription(changed) => self.name_line(&listing, &changed.name, None, |watch| watch.subscriptions),
+            Change::Created(created) => self.name_line(&listing, &created.name, None, wanted),
+            Change::Deleted(deleted) => self.name_line(&listing, &deleted.name, None, wanted),
+            Change::Renamed(renamed) => self.name_line(&listing, &renamed.to, Some(&renamed.from), wanted),
+            Change::Subscription(changed) => self.name_line(&listing, &changed.name, None, wanted),
             Change::Metadata(changed) => self.metadata_line(&listing, &changed.mailbox, &changed.entries),
         };
         self.io.write(line.as_bytes());
-    }
-
-    /// The account's mailboxes, or `None` (logged) when the mailstore does not answer: a
-    /// notification is a hint, and the next command reads the mailbox anew.
-    pub(super) async fn listing(&mut self) -> Option<ListMailboxesResponse> {
-        let request = ListMailboxesRequest { account_id: self.account_id() };
-        match self.services.mailstore.clone().list_mailboxes(request).await {
-            Ok(response) => Some(response.into_inner()),
-            Err(status) => {
-                tracing::warn!(client = %self.client_ip, %status, "a notification could not read the mailboxes");
-                None
-            }
-        }
     }
 
     /// STATUS for a watched mailbox (§5.1–5.3): MESSAGES and UIDNEXT after new or expunged
@@ -385,29 +388,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// The unsolicited METADATA response (RFC 5464 §4.4.2) naming the entries that changed on
     /// `mailbox` (empty: the server's), when a watch asks for it (§5.6, §5.7).
     fn metadata_line(&self, listing: &ListMailboxesResponse, mailbox: &str, entries: &[String]) -> String {
-        let watched = if mailbox.is_empty() {
-            self.notify.as_ref().is_some_and(|notify| notify.watches.iter().any(|watch| watch.server_metadata))
-        } else {
-            let subscribed = listing.mailboxes.iter().any(|other| other.name == mailbox && other.subscribed);
-            self.watches(mailbox, subscribed, |watch| watch.mailbox_metadata)
-        };
-        if !watched || entries.is_empty() {
+        // The server's entries belong to no mailbox: a watch that asks for them covers them.
+        let subscribed = listing.mailboxes.iter().any(|other| other.name == mailbox && other.subscribed);
+        if entries.is_empty()
+            || (!mailbox.is_empty() && !self.watches(mailbox, subscribed, |watch| watch.mailbox_metadata))
+        {
             return String::new();
         }
         format!("* METADATA {} {}\r\n", self.quoted_name(mailbox), entries.join(" "))
-    }
-}
-
-/// The FETCH items of MessageNew, `(UID FLAGS)`, read as imap-codec reads a FETCH's.
-fn fetch_items(items: &[u8]) -> Option<MacroOrMessageDataItemNames<'static>> {
-    let mut command = b"n UID FETCH 1 ".to_vec();
-    command.extend_from_slice(items);
-    command.extend_from_slice(b"\r\n");
-    match CommandCodec::default().decode(&command) {
-        Ok((b"", command)) => match command.body {
-            CommandBody::Fetch { macro_or_item_names, .. } => Some(macro_or_item_names.into_static()),
-            _ => None,
-        },
-        _ => None,
     }
 }

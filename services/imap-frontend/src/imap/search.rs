@@ -137,7 +137,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     | SearchKey::ModSequence { .. }
                     | SearchKey::Older(_)
                     | SearchKey::Younger(_)
-            ) || stand_in(key).is_some()
+            ) || stand_in(key).and_then(|index| keys.get(index)).is_some_and(SearchExtra::needs_meta)
         }) {
             match self.fetch_meta(account_id, mailbox_id, &all_uids, 0).await {
                 Ok(meta) => meta,

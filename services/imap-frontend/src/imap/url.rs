@@ -3,14 +3,11 @@
 //! RFC 5550), relative to the session's own account. An absolute URL (another server, or this
 //! one by its name) is not followed.
 
-use imap_codec::CommandCodec;
-use imap_codec::decode::Decoder;
-use imap_codec::imap_types::IntoStatic;
-use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Section};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
+use super::fetch::fetch_items;
 use super::fetch::section_data;
 use crate::mime;
 
@@ -30,7 +27,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// give them; `None` when it names nothing that can be read (the caller says BADURL).
     pub(super) async fn url_octets(&mut self, url: &str) -> Option<Vec<u8>> {
         let url = parse(url)?;
-        let listing = self.listing().await?;
+        let listing = self.list_mailboxes().await.ok()?;
         let mailbox = listing.mailboxes.iter().find(|mailbox| mailbox.name == url.mailbox)?;
         if url.uidvalidity.is_some_and(|uidvalidity| uidvalidity != mailbox.uidvalidity) {
             return None;
@@ -103,15 +100,13 @@ fn percent_decoded(text: &str) -> Option<String> {
 
 /// A section as FETCH reads one (`1.2`, `HEADER`, `2.MIME`), read by imap-codec.
 fn fetch_section(text: &str) -> Option<Section<'static>> {
-    let command = format!("u FETCH 1 (BODY.PEEK[{text}])\r\n");
-    let (rest, command) = CommandCodec::default().decode(command.as_bytes()).ok()?;
-    let CommandBody::Fetch { macro_or_item_names: MacroOrMessageDataItemNames::MessageDataItemNames(items), .. } =
-        command.body
+    let MacroOrMessageDataItemNames::MessageDataItemNames(items) =
+        fetch_items(format!("BODY.PEEK[{text}]").as_bytes())?
     else {
         return None;
     };
-    match (rest, items.as_slice()) {
-        (b"", [MessageDataItemName::BodyExt { section: Some(section), .. }]) => Some(section.clone().into_static()),
+    match items.as_slice() {
+        [MessageDataItemName::BodyExt { section: Some(section), .. }] => Some(section.clone()),
         _ => None,
     }
 }

@@ -37,11 +37,7 @@ impl Store {
         let append = Append {
             account_id,
             mailbox: validate::mailbox_name(mailbox)?,
-            new: NewMessage {
-                system_flags: validate::system_flags(flags.system)?,
-                keywords: keyword_list(flags.keywords.iter().map(String::as_str))?,
-                internal_date: if internal_date > 0 { internal_date } else { now() },
-            },
+            new: NewMessage::appended(flags, internal_date)?,
             message,
         };
         self.write_grouped(&self.appends, append).await
@@ -59,12 +55,7 @@ impl Store {
         let mailbox = validate::mailbox_name(mailbox)?;
         let mut checked = Vec::with_capacity(messages.len());
         for (flags, internal_date, message) in messages {
-            let new = NewMessage {
-                system_flags: validate::system_flags(flags.system)?,
-                keywords: keyword_list(flags.keywords.iter().map(String::as_str))?,
-                internal_date: if internal_date > 0 { internal_date } else { now() },
-            };
-            checked.push((new, message));
+            checked.push((NewMessage::appended(&flags, internal_date)?, message));
         }
         let octets = checked.iter().map(|(_, message)| message.size()).sum();
         let mut tx = self.db.write().await?;
@@ -92,6 +83,18 @@ impl Store {
         tx.commit().await?;
         self.announce_added(&folder, vec![uid]).await;
         Ok(Append::answer(&folder, uid))
+    }
+}
+
+impl NewMessage {
+    /// What an APPENDed message is stored with: its flags checked, and its INTERNALDATE, or now
+    /// when the client gave none (0).
+    fn appended(flags: &Flags, internal_date: i64) -> Result<NewMessage> {
+        Ok(NewMessage {
+            system_flags: validate::system_flags(flags.system)?,
+            keywords: keyword_list(flags.keywords.iter().map(String::as_str))?,
+            internal_date: if internal_date > 0 { internal_date } else { now() },
+        })
     }
 }
 
