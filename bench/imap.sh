@@ -41,7 +41,18 @@
 # 11. COMPRESS=DEFLATE (`bench/imap-compress.py`): `FETCH 1:* (BODY.PEEK[HEADER])` of bench1's
 #    INBOX without and with COMPRESS, COMPRESS_ITERATIONS sessions of each, RUNS times: octets on
 #    the wire and time. Dovecot gets its imap_zlib plugin for this step.
-# 12. Writes raw outputs, cpu.jsonl (wall time and CPU seconds of the client and of every server
+# 12. Persistent mixes (`imapbench.py mixed --persistent`: each client logs in and selects once,
+#    then repeats the selected-state round and a NOOP, as mail clients that keep their
+#    connection do), MIXED_SECS seconds, RUNS times: on PERSISTENT_USERS users (as many clients
+#    as users), each its own INBOX of PERSISTENT_MSGS messages (users user1..userN, filled on
+#    both sides before the first run); and on bench1's shared INBOX at each client count in
+#    MIXED_CLIENTS. PostgreSQL runs with pg_stat_statements for these steps: the statements of
+#    every kubemail run, by total time, go to pg-<step>-run<N>.txt.
+# 13. The cost of each kind of command (`bench/imap-cost.py`): COST_CLIENTS persistent clients on
+#    their own users send only FETCH, FETCH of a body, STORE, the DELETE + EXPUNGE + APPEND round,
+#    or NOOP, for COST_SECS seconds each, RUNS times: with each server's CPU seconds over the run,
+#    the CPU per command of each kind and service.
+# 14. Writes raw outputs, cpu.jsonl (wall time and CPU seconds of the client and of every server
 #    process tree during each step) and summary.md to bench/results/imap-<UTC date-time>/.
 #
 # Ours and the peer alternate within every measurement, so a slow phase of the shared machine
@@ -53,11 +64,13 @@
 # STEPS picks the measurements after the fill (default: all of them), e.g. STEPS=sort or
 # STEPS=login-fetch,mixed; the others are skipped.
 #
-# Environment (defaults): STEPS=login-fetch,mixed,append,e2e,memory,sort,compress RUNS=3
+# Environment (defaults):
+#   STEPS=login-fetch,mixed,append,e2e,memory,sort,compress,persistent,shared,cost RUNS=3
 #   MAILBOX_MSGS=10000 FILL_CONNS=4 LOGIN_FETCH_ITERATIONS=50 SORT_ITERATIONS=20
 #   COMPRESS_ITERATIONS=5
 #   MIXED_CLIENTS=10,50 MIXED_SECS=30 APPEND_MSGS=2000 APPEND_CONNS=1,4 E2E_MSGS=50
 #   MEM_CONNS=500 MEM_USERS=50 MEM_RUNS=3 STEP_TIMEOUT=900
+#   PERSISTENT_USERS=10,50 PERSISTENT_MSGS=1000 COST_CLIENTS=10 COST_SECS=20
 #   PEERS_DIR=/work/shared/bench/peers OUT=bench/results/imap-<date-time>
 set -euo pipefail
 
@@ -65,7 +78,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/lib/provision.sh"
 source "$root/bench/lib.sh"
 
-STEPS=${STEPS:-login-fetch,mixed,append,e2e,memory,sort,compress}
+STEPS=${STEPS:-login-fetch,mixed,append,e2e,memory,sort,compress,persistent,shared,cost}
 RUNS=${RUNS:-3}
 SORT_ITERATIONS=${SORT_ITERATIONS:-20}
 COMPRESS_ITERATIONS=${COMPRESS_ITERATIONS:-5}
@@ -80,6 +93,10 @@ E2E_MSGS=${E2E_MSGS:-50}
 MEM_CONNS=${MEM_CONNS:-500}
 MEM_USERS=${MEM_USERS:-50}
 MEM_RUNS=${MEM_RUNS:-3}
+PERSISTENT_USERS=${PERSISTENT_USERS:-10,50}
+PERSISTENT_MSGS=${PERSISTENT_MSGS:-1000}
+COST_CLIENTS=${COST_CLIENTS:-10}
+COST_SECS=${COST_SECS:-20}
 STEP_TIMEOUT=${STEP_TIMEOUT:-900}
 PEERS_DIR=${PEERS_DIR:-/work/shared/bench/peers}
 OUT=${OUT:-$root/bench/results/imap-$(date -u +%Y-%m-%dT%H%M%SZ)}
@@ -87,7 +104,26 @@ OUT=${OUT:-$root/bench/results/imap-$(date -u +%Y-%m-%dT%H%M%SZ)}
 # step NAME: whether STEPS asks for the measurement NAME.
 step() { [[ ,$STEPS, == *,$1,* ]]; }
 
-# Accounts: bench1 holds the big INBOX, bench3 receives the end-to-end probes, bench4 appends.
+# step_any NAME...: whether STEPS asks for any of the measurements NAME.
+step_any() {
+  local name
+  for name in "$@"; do step "$name" && return 0; done
+  return 1
+}
+
+# Accounts: bench1 holds the big INBOX, bench3 receives the end-to-end probes, bench4 appends;
+# user1..user<most users> hold the INBOXes of the persistent mixes and the command costs.
+per_user_users=0
+if step persistent; then
+  for users in ${PERSISTENT_USERS//,/ }; do
+    [ "$users" -gt "$per_user_users" ] && per_user_users=$users
+  done
+fi
+if step cost && [ "$COST_CLIENTS" -gt "$per_user_users" ]; then per_user_users=$COST_CLIENTS; fi
+# Where each statement's time goes, for the profile of the persistent steps.
+if step_any persistent shared cost; then
+  PG_SETTINGS="shared_preload_libraries=pg_stat_statements pg_stat_statements.track=top"
+fi
 [ "$MEM_USERS" -ge 4 ] || { echo "MEM_USERS must be at least 4" >&2; exit 2; }
 DOMAIN=bench.test
 PASSWORD=benchpass
@@ -142,6 +178,7 @@ start_distributed_store
   echo "kubemail dev: SQLite in its data directory (the embedded default)"
   echo "Postfix: queue files fsync'd; Dovecot mdbox: mail_fsync = optimized (the peer scripts' defaults)"
   echo "Passwords: ours argon2id (the mailstore's default hash); Dovecot {PLAIN} (the peer scripts' users file)"
+  if [ -n "${PG_SETTINGS:-}" ]; then echo "PostgreSQL also: $PG_SETTINGS (the profile of the persistent steps)"; fi
 } >"$OUT/durability.txt"
 
 # run_frontend IMAP_PORT IMAPS_PORT HTTP_PORT LOG [flags]: an imap-frontend process with
@@ -175,11 +212,13 @@ pids+=($!)
 worker_pid=${pids[-1]}
 wait_ready "http://127.0.0.1:$worker_http_port/readyz" "$worker_pid" "$OUT/delivery-queue.log"
 
-# add_accounts ADMIN_GRPC: the domain and bench1..bench<MEM_USERS> with the default (argon2id) hash.
+# add_accounts ADMIN_GRPC: the domain, bench1..bench<MEM_USERS> and user1..user<per_user_users>
+# with the default (argon2id) hash.
 add_accounts() {
   "$bin/kubemail" admin --mailstore "http://$1" domain add "$DOMAIN" >/dev/null
-  for i in $(seq 1 "$MEM_USERS"); do
-    echo "$PASSWORD" | "$bin/kubemail" admin --mailstore "http://$1" mailbox add "bench$i@$DOMAIN" \
+  local name
+  for name in $(seq -f "bench%g" 1 "$MEM_USERS") $(seq -f "user%g" 1 "$per_user_users"); do
+    echo "$PASSWORD" | "$bin/kubemail" admin --mailstore "http://$1" mailbox add "$name@$DOMAIN" \
       --password-stdin >/dev/null
   done
 }
@@ -198,6 +237,10 @@ export BENCH_ROOT=$peer_root MAIL_FORMAT=mdbox SMTP_PORT=$postfix_full_port SMTP
   SINK_PORT=$sink_port IMAP_PORT=$peer_imap_port LMTP_PORT=$peer_lmtp_port BENCH_USERS=$MEM_USERS
 peers=$PEERS_DIR/bin/peers.sh
 "$peers" setup >"$OUT/peers-setup.log" 2>&1
+# The peer scripts make bench1..benchN; the users of the persistent steps are added the same way.
+for i in $(seq 1 "$per_user_users"); do
+  echo "user$i:{PLAIN}$PASSWORD::::::" >>"$peer_root/dovecot/users"
+done
 # COMPRESS=DEFLATE for the compress step: Dovecot 2.3 offers it through its imap_zlib plugin.
 if step compress; then
   printf '%s\n' 'mail_plugins = $mail_plugins zlib' 'protocol imap {' '  mail_plugins = $mail_plugins imap_zlib' '}' \
@@ -241,6 +284,31 @@ measure fill-kubemail "${imapbench[@]}" fill --target "$ours_imap" --user "$ours
   --count "$MAILBOX_MSGS" --conns "$FILL_CONNS" --corpus "$corpus"
 measure fill-dovecot "${imapbench[@]}" fill --target "$peer_imap" --user "$peer_user" \
   --count "$MAILBOX_MSGS" --conns "$FILL_CONNS" --corpus "$corpus"
+
+if [ "$per_user_users" -gt 0 ]; then
+  log "filling the INBOXes of user1..user$per_user_users to $PERSISTENT_MSGS messages on both"
+  for i in $(seq 1 "$per_user_users"); do
+    measure fill-users-kubemail "${imapbench[@]}" fill --target "$ours_imap" --user "user$i@$DOMAIN" \
+      --count "$PERSISTENT_MSGS" --conns "$FILL_CONNS" --corpus "$corpus"
+    measure fill-users-dovecot "${imapbench[@]}" fill --target "$peer_imap" --user "user$i" \
+      --count "$PERSISTENT_MSGS" --conns "$FILL_CONNS" --corpus "$corpus"
+  done
+fi
+psql_bench() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$POSTGRES_URL" "$@"; }
+if [ -n "${PG_SETTINGS:-}" ]; then
+  psql_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+fi
+
+# profiled LABEL COMMAND...: `measure LABEL COMMAND...`, with PostgreSQL's statements over the
+# step, by total time, written to pg-LABEL-run<run>.txt.
+profiled() {
+  local label=$1
+  psql_bench -c "SELECT pg_stat_statements_reset()" >/dev/null
+  measure "$@"
+  psql_bench -c "SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
+      round(mean_exec_time::numeric, 3) AS mean_ms, rows, regexp_replace(query, '\s+', ' ', 'g') AS query
+    FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" >"$OUT/pg-$label-run$run.txt"
+}
 
 # ---------------------------------------------------------------- login-fetch
 if step login-fetch; then
@@ -293,6 +361,41 @@ step mixed && for run in $(seq 1 "$RUNS"); do
       --clients "$clients" --duration "$MIXED_SECS" --msgs "$MAILBOX_MSGS" --seed "$run" --corpus "$corpus"
     measure "mixed-c$clients-dovecot" "${imapbench[@]}" mixed --target "$peer_imap" --user "$peer_user" \
       --clients "$clients" --duration "$MIXED_SECS" --msgs "$MAILBOX_MSGS" --seed "$run" --corpus "$corpus"
+  done
+done
+
+# ---------------------------------------------------------------- persistent mixes
+step persistent && for run in $(seq 1 "$RUNS"); do
+  for users in ${PERSISTENT_USERS//,/ }; do
+    log "persistent mix, run $run of $RUNS: $users clients on $users users, $MIXED_SECS s"
+    profiled "persistent-c$users-kubemail" "${imapbench[@]}" mixed --persistent --target "$ours_imap" \
+      --user "user1@$DOMAIN" --users "$users" --user-prefix user --user-suffix "@$DOMAIN" --clients "$users" \
+      --duration "$MIXED_SECS" --msgs "$PERSISTENT_MSGS" --seed "$run" --corpus "$corpus"
+    measure "persistent-c$users-dovecot" "${imapbench[@]}" mixed --persistent --target "$peer_imap" \
+      --user user1 --users "$users" --user-prefix user --clients "$users" \
+      --duration "$MIXED_SECS" --msgs "$PERSISTENT_MSGS" --seed "$run" --corpus "$corpus"
+  done
+done
+step shared && for run in $(seq 1 "$RUNS"); do
+  for clients in ${MIXED_CLIENTS//,/ }; do
+    log "persistent mix on one shared INBOX, run $run of $RUNS: $clients clients, $MIXED_SECS s"
+    profiled "shared-c$clients-kubemail" "${imapbench[@]}" mixed --persistent --target "$ours_imap" \
+      --user "$ours_user" --clients "$clients" --duration "$MIXED_SECS" --msgs "$MAILBOX_MSGS" --seed "$run" \
+      --corpus "$corpus"
+    measure "shared-c$clients-dovecot" "${imapbench[@]}" mixed --persistent --target "$peer_imap" \
+      --user "$peer_user" --clients "$clients" --duration "$MIXED_SECS" --msgs "$MAILBOX_MSGS" --seed "$run" \
+      --corpus "$corpus"
+  done
+done
+
+# ---------------------------------------------------------------- the cost of each command
+step cost && for run in $(seq 1 "$RUNS"); do
+  for kind in fetch fetch2 store expunge noop; do
+    log "cost of $kind, run $run of $RUNS: $COST_CLIENTS clients, $COST_SECS s"
+    cost=(python3 "$root/bench/imap-cost.py" "$PEERS_DIR/bin/imapbench.py" --kind "$kind" --clients "$COST_CLIENTS"
+      --duration "$COST_SECS" --seed "$run" --corpus "$corpus")
+    profiled "cost-$kind-kubemail" "${cost[@]}" --target "$ours_imap" --user-suffix "@$DOMAIN"
+    measure "cost-$kind-dovecot" "${cost[@]}" --target "$peer_imap"
   done
 done
 

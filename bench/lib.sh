@@ -152,13 +152,14 @@ EOF
 # start_distributed_store: a throwaway PostgreSQL with every commit on disk and NATS with
 # JetStream (scripts/lib/provision.sh) under $work, and the release mailstore ($bin) on them,
 # gRPC on 127.0.0.1:$grpc_port, its Admin API on a port of its own and HTTP on
-# $mailstore_http_port, its log in $OUT/mailstore.log.
+# $mailstore_http_port, its log in $OUT/mailstore.log. PG_SETTINGS adds server settings (name=value,
+# space-separated), such as pg_stat_statements for a profile.
 # Sets pg_dir, nats_pid, grpc, admin_grpc and mailstore_pid; the mailstore joins the array pids.
 start_distributed_store() {
   ensure_postgres
   ensure_nats
   start_postgres "$work" bench fsync=on synchronous_commit=on full_page_writes=on \
-    shared_buffers=1GB max_wal_size=4GB
+    shared_buffers=1GB max_wal_size=4GB ${PG_SETTINGS:-}
   start_nats "$work"
   pg_dir=$(echo "$PG_DIRS" | awk '{print $NF}')
   nats_pid=$(echo "$NATS_PIDS" | awk '{print $NF}')

@@ -9,8 +9,8 @@ import pathlib
 import re
 import sys
 
-from summary_common import (cell, median, result_objects as results, section_cpu, section_failed_steps, section_fill,
-                            section_refused_commands, server_log_problems)
+from summary_common import (cell, cpu_rows, median, result_objects as results, section_cpu, section_failed_steps,
+                            section_fill, section_refused_commands, server_log_problems)
 
 OURS, DEV, PEER = "kubemail", "kubemail-dev", "dovecot"
 NOCACHE = "kubemail-nocache"  # a second imap-frontend with --login-cache-ttl 0
@@ -106,6 +106,102 @@ def section_mixed(out, rows):
                                                                                                    (PEER, peer))}
     print(f"\nMailbox sizes before→after each run: {', '.join(sizes)}. Load client CPU seconds per run: "
           f"ours {', '.join(map(str, client_cpu[OURS]))}; Dovecot {', '.join(map(str, client_cpu[PEER]))}.\n")
+
+
+# The services of each side whose CPU a command costs.
+SERVICES = {OURS: ("postgres", "nats", "mailstore", "imap_frontend"), PEER: ("dovecot",)}
+
+
+def cpu_by_label(out):
+    """{label: [cpu.jsonl row of each run]}, in run order."""
+    by_label = {}
+    for row in cpu_rows(out):
+        by_label.setdefault(row["label"], []).append(row)
+    return by_label
+
+
+def cpu_ms_per_command(cpu_row, run, side, services=None):
+    """Server CPU milliseconds per command of one run, over `services` (all of the side's)."""
+    commands = run.get("commands") or run["cmds_per_s"] * run["duration_s"]
+    names = services or SERVICES[side]
+    if not commands or any(f"{name}_cpu_s" not in cpu_row for name in names):
+        return None
+    return 1000 * sum(cpu_row[f"{name}_cpu_s"] for name in names) / commands
+
+
+def p50s(runs, command):
+    return [r["latency"][command]["p50_ms"] for r in runs if r["latency"].get(command, {}).get("n")]
+
+
+def section_persistent(out, rows, prefix, title, target):
+    """The persistent mixes of `prefix` (persistent: a user per client; shared: one INBOX)."""
+    sides = {side: {count: results(path) for count, path in labels_by_count(out, prefix, side).items()}
+             for side in (OURS, PEER)}
+    if not sides[OURS] and not sides[PEER]:
+        return
+    cpu = cpu_by_label(out)
+    print(f"## {title}\n")
+    print("| clients | kubemail cmd/s | failures | Dovecot cmd/s | failures | ours ÷ Dovecot "
+          "| CPU ms/command ours | Dovecot | FETCH p50 ms ours / Dovecot | STORE p50 ms ours / Dovecot |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for clients in sorted(set(sides[OURS]) | set(sides[PEER])):
+        o, p = sides[OURS].get(clients, []), sides[PEER].get(clients, [])
+        oc, pc = [r["cmds_per_s"] for r in o], [r["cmds_per_s"] for r in p]
+        of = [failed_commands(r) + r["errors"].get("SESSION", 0) for r in o]
+        pf = [failed_commands(r) + r["errors"].get("SESSION", 0) for r in p]
+        ocpu = [c for c in (cpu_ms_per_command(row, r, OURS) for row, r in
+                            zip(cpu.get(f"{prefix}-c{clients}-{OURS}", []), o)) if c is not None]
+        pcpu = [c for c in (cpu_ms_per_command(row, r, PEER) for row, r in
+                            zip(cpu.get(f"{prefix}-c{clients}-{PEER}", []), p)) if c is not None]
+        each = lambda counts: " / ".join(map(str, counts)) or "–"
+        latency = lambda command: f"{cell(p50s(o, command), 1)} / {cell(p50s(p, command), 1)}"
+        print(f"| {clients} | {cell(oc)} | {each(of)} | {cell(pc)} | {each(pf)} | {ratio(oc, pc)} "
+              f"| {cell(ocpu, 2)} | {cell(pcpu, 2)} | {latency('FETCH')} | {latency('STORE')} |")
+        ok = None
+        if oc and pc and ocpu and pcpu:
+            ok = (median(oc) >= target * median(pc) and sum(of) == 0
+                  and (prefix != "persistent" or median(ocpu) <= median(pcpu)))
+        goal = f"≥ {target}× Dovecot, 0 failures" + (", CPU/command ≤ Dovecot" if prefix == "persistent" else "")
+        rows.append((f"{title.split(' (')[0]}, {clients} clients (cmd/s)", median(oc), median(pc), ratio(oc, pc),
+                     goal, verdict(ok)))
+        if prefix == "persistent":
+            for command in ("FETCH", "STORE"):
+                op, pp = p50s(o, command), p50s(p, command)
+                rows.append((f"{title.split(' (')[0]}, {clients} clients, {command} p50 (ms)", median(op),
+                             median(pp), ratio(op, pp), "≤ Dovecot",
+                             verdict(median(op) <= median(pp) if op and pp else None)))
+    print()
+
+
+COST_KINDS = ("fetch", "fetch2", "store", "expunge", "noop")
+
+
+def section_cost(out):
+    """CPU per command of each kind (bench/imap-cost.py), split by service."""
+    data = {(kind, side): results(out / f"cost-{kind}-{side}.jsonl") for kind in COST_KINDS for side in (OURS, PEER)}
+    if not any(data.values()):
+        return
+    cpu = cpu_by_label(out)
+    print("## The cost of each kind of command (`bench/imap-cost.py`, persistent clients on their own users)\n")
+    print("CPU milliseconds per command, median over runs; the expunge round is three commands "
+          "(STORE \\Deleted, EXPUNGE, APPEND).\n")
+    columns = SERVICES[OURS]
+    print("| kind | kubemail cmd/s | p50 ms | " + " | ".join(columns) + " | ours total | Dovecot cmd/s | p50 ms "
+          "| Dovecot CPU | ours ÷ Dovecot CPU |")
+    print("|---|---|---|" + "---|" * len(columns) + "---|---|---|---|---|")
+    for kind in COST_KINDS:
+        o, p = data[(kind, OURS)], data[(kind, PEER)]
+        orow, prow = cpu.get(f"cost-{kind}-{OURS}", []), cpu.get(f"cost-{kind}-{PEER}", [])
+        latency = lambda runs: [median([s["p50_ms"] for s in r["latency"].values() if s.get("n")]) for r in runs
+                                if r["latency"]]
+        per = lambda side, runs, cpu_rows, names=None: [c for c in (cpu_ms_per_command(row, r, side, names)
+                                                                     for row, r in zip(cpu_rows, runs)) if c is not None]
+        split = [cell(per(OURS, o, orow, (name,)), 3) for name in columns]
+        ours_total, peer_total = per(OURS, o, orow), per(PEER, p, prow)
+        print(f"| {kind} | {cell([r['cmds_per_s'] for r in o])} | {cell(latency(o), 2)} | " + " | ".join(split)
+              + f" | {cell(ours_total, 3)} | {cell([r['cmds_per_s'] for r in p])} | {cell(latency(p), 2)} "
+              f"| {cell(peer_total, 3)} | {ratio(ours_total, peer_total)} |")
+    print()
 
 
 def section_login_fetch(out, rows):
@@ -333,6 +429,10 @@ def main():
         section_memory(out, rows)
         section_sort(out, rows)
         section_compress(out, rows)
+        section_persistent(out, rows, "persistent", "Persistent mix on a user per client "
+                           "(`mixed --persistent --users N`, each user its own INBOX)", 1.5)
+        section_persistent(out, rows, "shared", "Persistent mix on one shared INBOX (`mixed --persistent`)", 1.0)
+        section_cost(out)
     print("## Against the targets (medians)\n")
     print("| measurement | kubemail | Dovecot mdbox | ours ÷ Dovecot | target | |")
     print("|---|---|---|---|---|---|")
