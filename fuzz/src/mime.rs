@@ -3,7 +3,7 @@
 //! three a part path (zeros end it); the rest is the message. Every structure must be one
 //! well-formed IMAP value, whatever the message's headers hold.
 
-use kubemail_imap_frontend::mime::{self, Piece};
+use kubemail_message::mime::{self, Piece};
 
 use crate::wire;
 

@@ -18,7 +18,6 @@
 //! - [`snapshots`] — SELECT snapshots of large mailboxes kept between sessions.
 //! - [`summary`] — what SORT and THREAD read of a message, kept between commands.
 //! - [`threading`] — THREAD's algorithms, ORDEREDSUBJECT and REFERENCES.
-//! - [`mime`] — ENVELOPE, BODYSTRUCTURE and body sections from a message's MIME structure.
 //! - [`response`] — IMAP status responses and strings.
 
 pub mod capability;
@@ -28,7 +27,6 @@ pub mod credentials;
 pub mod extended_syntax;
 pub mod imap;
 pub mod mailbox_name;
-pub mod mime;
 pub mod pop3;
 pub mod response;
 pub mod server;

@@ -33,25 +33,7 @@ pub fn status(tag: Option<&Tag<'_>>, status: Status, code: Option<&str>, text: &
     }
 }
 
-/// An IMAP quoted string, or a literal when the text cannot be quoted (a line break or a NUL,
-/// or non-ASCII octets for a client that has not enabled UTF-8).
-pub fn string(text: &str, utf8: bool) -> String {
-    let quotable = text.bytes().all(|byte| byte != b'\r' && byte != b'\n' && byte != 0 && (utf8 || byte.is_ascii()));
-    if quotable {
-        let mut quoted = String::with_capacity(text.len() + 2);
-        quoted.push('"');
-        for character in text.chars() {
-            if character == '"' || character == '\\' {
-                quoted.push('\\');
-            }
-            quoted.push(character);
-        }
-        quoted.push('"');
-        quoted
-    } else {
-        format!("{{{}}}\r\n{text}", text.len())
-    }
-}
+pub use kubemail_message::string;
 
 /// Numbers as an IMAP sequence set in the order given, ascending runs joined (`1:3,7,9:10`);
 /// COPYUID pairs its two sets by position, so the order is kept.

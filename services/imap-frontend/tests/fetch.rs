@@ -1,9 +1,12 @@
 //! FETCH and UID FETCH of metadata, whole messages, headers, texts, header fields and partial
-//! ranges; \Seen set by reading without PEEK (but never in EXAMINE); sequence sets checked.
+//! ranges; \Seen set by reading without PEEK (but never in EXAMINE); sequence sets checked;
+//! ENVELOPE, BODY, BODYSTRUCTURE and PREVIEW from the items the mailstore cached, the same as
+//! from the parsed body for every message of the test corpora.
 
 mod common;
 
 use common::Fixture;
+use kubemail_message::mime;
 
 fn message(number: u32) -> String {
     format!("From: bob@example.org\r\nSubject: note {number}\r\nTo: alice@example.org\r\n\r\nHello {number}.\r\n")
@@ -247,4 +250,67 @@ async fn the_text_of_a_forwarded_multipart_keeps_its_epilogue() {
     client.command("s EXAMINE INBOX").await.expect_ok();
     let text = client.command("a FETCH 1 BODY.PEEK[1.TEXT]").await.expect_ok();
     assert_eq!(text, ["* 1 FETCH (BODY[1.TEXT] {29}\r\n--i\r\n\r\none\r\n--i--\r\nepilogue\r\n)"]);
+}
+
+/// A string as FETCH writes a PREVIEW: quoted when it can be, else a literal.
+fn preview_string(text: &str) -> String {
+    match text.bytes().all(|byte| (0x20..0x7f).contains(&byte) && byte != b'"' && byte != b'\\') {
+        true => format!("\"{text}\""),
+        false => format!("{{{}}}\r\n{text}", text.len()),
+    }
+}
+
+/// ENVELOPE, BODY, BODYSTRUCTURE and PREVIEW come from the items the mailstore derived when it
+/// stored each message, with metadata alone and with a body; for every message of the test
+/// corpora they are what the frontend writes from the parsed body, with UTF-8 and without.
+#[tokio::test]
+async fn cached_items_are_what_the_parsed_body_gives() {
+    let f = Fixture::start().await;
+    let corpus: Vec<(String, Vec<u8>)> =
+        kubemail_testkit::mime_corpus().into_iter().filter(|(_, body)| !body.is_empty()).collect();
+    assert!(corpus.len() >= 10, "the corpora are there: {}", corpus.len());
+    for (_, body) in &corpus {
+        f.mailstore.deliver("alice@example.org", body).await;
+    }
+    let stored = f.mailstore.inbox("alice@example.org").await;
+    assert_eq!(stored.len(), corpus.len());
+    for utf8 in [false, true] {
+        let mut client = f.logged_in("alice@example.org").await;
+        if utf8 {
+            client.command("e ENABLE UTF8=ACCEPT").await.expect_ok();
+        }
+        client.command("s EXAMINE INBOX").await.expect_ok();
+        let from_cache = client.command("f FETCH 1:* (ENVELOPE BODY BODYSTRUCTURE PREVIEW)").await.expect_ok();
+        let with_bodies = client.command("b FETCH 1:* (BODYSTRUCTURE BODY.PEEK[])").await.expect_ok();
+        assert_eq!(from_cache.len(), corpus.len());
+        assert_eq!(with_bodies.len(), corpus.len());
+        for (index, (name, body)) in stored.iter().enumerate().map(|(i, body)| (i, (&corpus[i].0, body))) {
+            let number = index + 1;
+            let parsed = mime::parse(body);
+            let (envelope, structure, extended, preview) = match &parsed {
+                Some(message) => (
+                    mime::envelope(message, utf8),
+                    mime::body_structure(message, false, utf8),
+                    mime::body_structure(message, true, utf8),
+                    mime::preview(message).map_or_else(|| "NIL".to_string(), |text| preview_string(&text)),
+                ),
+                None => ("NIL".into(), "NIL".into(), "NIL".into(), "NIL".into()),
+            };
+            assert_eq!(
+                from_cache[index],
+                format!(
+                    "* {number} FETCH (ENVELOPE {envelope} BODY {structure} BODYSTRUCTURE {extended} PREVIEW {preview})"
+                ),
+                "{name}, UTF-8 {utf8}"
+            );
+            // A literal carries each NUL as 0x80.
+            let octets: Vec<u8> = body.iter().map(|&octet| if octet == 0 { 0x80 } else { octet }).collect();
+            let literal = format!("{{{}}}\r\n{}", body.len(), String::from_utf8_lossy(&octets));
+            assert_eq!(
+                with_bodies[index],
+                format!("* {number} FETCH (BODYSTRUCTURE {extended} BODY[] {literal})"),
+                "{name}, UTF-8 {utf8}"
+            );
+        }
+    }
 }

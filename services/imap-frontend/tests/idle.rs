@@ -129,9 +129,15 @@ async fn a_new_keyword_is_told_in_flags_before_a_fetch_names_it() {
     let stored = client.command("t STORE 1 +FLAGS ($Todo)").await.expect_ok();
     assert!(stored[0].starts_with("* FLAGS (") && stored[0].ends_with("$Brand $Todo)"), "{stored:?}");
     assert_eq!(stored.last().unwrap(), "* 1 FETCH (FLAGS (\\Recent $Todo))");
-    client.command("a APPEND INBOX ($Work) {8+}\r\nHello.\r\n").await.expect_ok();
+    // The new message's flags come with the event that announces it: FLAGS is told as soon as
+    // the session hears of the message, before the FETCH.
+    let appended = client.command("a APPEND INBOX ($Work) {8+}\r\nHello.\r\n").await.expect_ok();
     let fetched = client.command("f FETCH 2 FLAGS").await.expect_ok();
-    assert!(fetched.iter().any(|line| line.starts_with("* FLAGS (") && line.ends_with("$Todo $Work)")), "{fetched:?}");
+    let told = appended
+        .iter()
+        .chain(&fetched)
+        .position(|line| line.starts_with("* FLAGS (") && line.ends_with("$Todo $Work)"));
+    assert!(told.is_some_and(|at| at < appended.len() + fetched.len() - 1), "{appended:?} {fetched:?}");
     assert_eq!(fetched.last().unwrap(), "* 2 FETCH (FLAGS (\\Recent $Work))");
 }
 

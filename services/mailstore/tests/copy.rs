@@ -77,6 +77,7 @@ async fn copy_move_expunge_keep_usage_and_bodies_right(backend: Backend) {
             offset: 0,
             length: 0,
             headers_only: false,
+            with_cached: false,
         })
         .await
         .unwrap()

@@ -150,8 +150,13 @@ async fn a_burst_into_one_mailbox_is_stored_once_each_with_every_answer_right(ba
             .await
             .unwrap_or_else(|_| panic!("every new UID is announced; heard of {announced:?}"))
             .expect("stream open");
-        if let Some(Change::Added(added)) = MailboxEvent::decode(event.payload).expect("event decodes").change {
+        let event = MailboxEvent::decode(event.payload).expect("event decodes");
+        if let Some(Change::Added(added)) = event.change {
             assert!(added.uids.iter().all(|uid| added.uidnext > *uid), "UIDNEXT follows the UIDs it announces");
+            // Each message with its flags and its own MODSEQ, rising with its UID.
+            assert_eq!((added.system_flags.len(), added.keywords.len()), (added.uids.len(), added.uids.len()));
+            assert!(added.modseqs.windows(2).all(|pair| pair[0] < pair[1]), "{added:?}");
+            assert_eq!(added.modseqs.last(), Some(&event.highest_modseq), "{added:?}");
             announced.extend(added.uids);
         }
     }

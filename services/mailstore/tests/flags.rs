@@ -45,6 +45,20 @@ async fn flag_changes_raise_modseq_and_conditional_store_respects_it(backend: Ba
 
     let again = store(vec![uid_range(1, 2)], Operation::Add, flags(SystemFlag::Seen as u32, &[]), 0).await;
     assert!(again.updated.is_empty(), "setting flags a message already has changes nothing");
+    // The messages left as they were come back with their flags, so a STORE that answers with
+    // every message's flags reads nothing more.
+    let unchanged: Vec<(u32, u32, Vec<String>)> = again
+        .unchanged
+        .iter()
+        .map(|m| (m.uid, m.flags.as_ref().unwrap().system, m.flags.as_ref().unwrap().keywords.clone()))
+        .collect();
+    assert_eq!(
+        unchanged,
+        [
+            (1, SystemFlag::Seen as u32, vec!["$Label1".to_string()]),
+            (2, SystemFlag::Seen as u32, vec!["$Label1".to_string()])
+        ]
+    );
 
     let removed = store(vec![uid_range(1, 1)], Operation::Remove, flags(0, &["$label1"]), 0).await;
     assert_eq!(
@@ -72,7 +86,13 @@ async fn flag_changes_raise_modseq_and_conditional_store_respects_it(backend: Ba
     assert_eq!(after.mailbox.unwrap().highest_modseq, *after.modseqs.iter().max().unwrap());
     let changed_since = f
         .mailstore
-        .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id, uids: vec![], changed_since: m1 })
+        .fetch_messages(FetchMessagesRequest {
+            account_id: alice,
+            mailbox_id,
+            uids: vec![],
+            changed_since: m1,
+            with_cached: false,
+        })
         .await
         .unwrap()
         .into_inner()

@@ -81,6 +81,7 @@ async fn one_account_can_never_reach_another_accounts_mail(backend: Backend) {
             mailbox_id: alice_inbox,
             uids: all.clone(),
             changed_since: 0,
+            with_cached: false,
         })
         .await
         .map(|_| tonic::Response::new(())),
@@ -94,6 +95,7 @@ async fn one_account_can_never_reach_another_accounts_mail(backend: Backend) {
             offset: 0,
             length: 0,
             headers_only: false,
+            with_cached: false,
         })
         .await;
     not_found(body.map(|_| tonic::Response::new(())), "fetch body");
@@ -256,6 +258,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
             mailbox_id,
             uids: vec![uid_range(5, 2)],
             changed_since: 0,
+            with_cached: false,
         })
         .await;
     expect(discard(reversed), Code::InvalidArgument, "reversed UID range");
@@ -328,7 +331,13 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
     expect(discard(bad_op), Code::InvalidArgument, "unknown operation");
     let unknown_mailbox = f
         .mailstore
-        .fetch_messages(FetchMessagesRequest { account_id: alice, mailbox_id: 987_654, uids: vec![], changed_since: 0 })
+        .fetch_messages(FetchMessagesRequest {
+            account_id: alice,
+            mailbox_id: 987_654,
+            uids: vec![],
+            changed_since: 0,
+            with_cached: false,
+        })
         .await;
     expect(discard(unknown_mailbox), Code::NotFound, "unknown mailbox id");
     let unknown_uid = f
@@ -340,6 +349,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
             offset: 0,
             length: 0,
             headers_only: false,
+            with_cached: false,
         })
         .await
         .expect("fetching a missing UID is not an error")
@@ -399,6 +409,10 @@ async fn every_change_publishes_a_mailbox_event(backend: Backend) {
         (alice, delivered.mailbox_id, delivered.uidvalidity)
     );
     assert!(matches!(added.change, Some(Change::Added(ref a)) if a.uids == vec![1] && a.uidnext == 2));
+    // The new message's flags and MODSEQ come with it: sessions need not read them back.
+    let Some(Change::Added(ref new)) = added.change else { unreachable!() };
+    assert_eq!((new.system_flags.clone(), new.keywords.clone()), (vec![0], vec![String::new()]));
+    assert_eq!(new.modseqs, vec![added.highest_modseq]);
 
     f.mailstore
         .store_flags(StoreFlagsRequest {

@@ -77,6 +77,7 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
             mailbox_id: delivered.mailbox_id,
             uids: vec![uid_range(1, 1)],
             changed_since: 0,
+            with_cached: false,
         })
         .await
         .unwrap()
@@ -164,6 +165,7 @@ async fn bodies_stream_back_whole_and_in_ranges(backend: Backend) {
             headers_only,
             offset,
             length,
+            with_cached: false,
         };
         let one: Vec<BodyChunk> =
             f.mailstore.fetch_body(request).await.unwrap().into_inner().map(|c| c.unwrap()).collect().await;

@@ -16,6 +16,7 @@
 //! - [`dkim`] — DKIM keys in the delivery queue's layout, and a verifier without DNS.
 //! - [`otlp`] — an OTLP trace collector that keeps the spans the services export.
 //! - [`tls`] — a TLS client that trusts the certificate a test made.
+//! - [`mime_corpus`] — the messages of every MIME structure the tests know.
 
 pub mod dkim;
 pub mod dns;
@@ -25,6 +26,9 @@ pub mod nats;
 pub mod otlp;
 pub mod ports;
 pub mod tls;
+
+mod corpus;
+pub use corpus::mime_corpus;
 
 pub use nats::NatsServer;
 pub use ports::{free_loopback_address, free_port};

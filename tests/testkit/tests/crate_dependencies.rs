@@ -1,7 +1,8 @@
 //! Which crate may depend on which (docs/architecture.md): the services share code only
-//! through `kubemail-runtime` and `kubemail-proto`, never through each other's crates, and the
-//! operator knows the services only by the deployment contract in the runtime. A dependency
-//! across those lines makes a service's internals part of another's build and interface.
+//! through `kubemail-runtime`, `kubemail-proto` and `kubemail-message`, never through each
+//! other's crates, and the operator knows the services only by the deployment contract in
+//! the runtime. A dependency across those lines makes a service's internals part of another's
+//! build and interface.
 //! Dev-dependencies are allowed: black-box tests may run one service against another.
 
 use std::collections::BTreeMap;
@@ -11,10 +12,11 @@ use std::process::Command;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("kubemail-proto", &[]),
     ("kubemail-runtime", &["kubemail-proto"]),
-    ("kubemail-mailstore", &["kubemail-proto", "kubemail-runtime"]),
+    ("kubemail-message", &["kubemail-proto"]),
+    ("kubemail-mailstore", &["kubemail-proto", "kubemail-runtime", "kubemail-message"]),
     ("kubemail-smtp-ingress", &["kubemail-proto", "kubemail-runtime"]),
     ("kubemail-delivery-queue", &["kubemail-proto", "kubemail-runtime"]),
-    ("kubemail-imap-frontend", &["kubemail-proto", "kubemail-runtime"]),
+    ("kubemail-imap-frontend", &["kubemail-proto", "kubemail-runtime", "kubemail-message"]),
     ("kubemail-operator", &["kubemail-proto", "kubemail-runtime"]),
 ];
 

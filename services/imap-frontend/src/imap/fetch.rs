@@ -9,9 +9,11 @@
 //! items: PREVIEW (RFC 8970), a short plain-text start of the message; SAVEDATE (RFC 8514);
 //! EMAILID and THREADID (OBJECTID, RFC 8474).
 //!
-//! Bodies stream from the mailstore one message after the other and each message's response
-//! is written before the next is read, so a FETCH of a whole mailbox holds one message at a
-//! time, and tells its progress as it goes (INPROGRESS, RFC 9585).
+//! ENVELOPE, BODY, BODYSTRUCTURE and PREVIEW come from the items the mailstore derived when it
+//! stored each message (kubemail-message's `cached`), so a FETCH of them and of metadata reads
+//! no body. Bodies stream from the mailstore one message after the other and each message's
+//! response is written before the next is read, so a FETCH of a whole mailbox holds one message
+//! at a time, and tells its progress as it goes (INPROGRESS, RFC 9585).
 
 use std::collections::HashMap;
 
@@ -32,17 +34,23 @@ use super::messages::{uid_ranges, written_uid_ranges};
 use super::progress::Progress;
 use super::selection::flag_list;
 use crate::extended_syntax::FetchExtra;
-use crate::mime::{self, Piece, UnknownEncoding};
 use crate::response::Status;
+use kubemail_message::cached;
+use kubemail_message::mime::{self, Piece, UnknownEncoding};
 
 /// What a FETCH asks for, checked before anything is sent.
+#[derive(Clone)]
 struct Request<'a> {
     items: Vec<MessageDataItemName<'a>>,
     /// Items imap-codec does not parse, answered after `items`.
     extra: &'a [FetchExtra],
+    /// Some item reads the message's octets.
     needs_body: bool,
-    /// Every item that reads the message needs its header only.
+    /// Every item that reads the message's octets needs its header only.
     headers_only: bool,
+    /// Some item is one the mailstore keeps derived with the message (ENVELOPE, BODY,
+    /// BODYSTRUCTURE, PREVIEW), answered from its cached items rather than the body.
+    with_cached: bool,
     /// Reads a body without PEEK: \Seen is set.
     marks_seen: bool,
 }
@@ -150,11 +158,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if request.marks_seen {
             self.mark_seen(account_id, mailbox_id, messages).await;
         }
-        let meta = self.read_meta(tag, account_id, mailbox_id, messages, request.needs_body, changed_since).await?;
+        let meta = self.read_meta(tag, (account_id, mailbox_id), messages, request, changed_since).await?;
         if !request.needs_body {
+            if request.with_cached && meta.values().any(|meta| meta.cached.is_none()) {
+                // A mailstore from before it kept cached items: they come from the bodies.
+                let from_bodies = Request { needs_body: true, headers_only: false, ..request.clone() };
+                return self.write_from_bodies(tag, (account_id, mailbox_id), messages, &from_bodies, meta).await;
+            }
             return Some(self.write_from_meta(messages, request, &meta));
         }
-        self.write_from_bodies(tag, account_id, mailbox_id, messages, request, meta).await
+        self.write_from_bodies(tag, (account_id, mailbox_id), messages, request, meta).await
     }
 
     /// VANISHED (EARLIER): the UIDs of `set` expunged since `changed_since`. Whether the FETCH
@@ -212,23 +225,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         request
     }
 
-    /// The metadata of `messages` by UID, and `messages` narrowed to those changed since
-    /// `changed_since` when it is set; `None` after answering why it could not be read.
+    /// The metadata of `messages` by UID (with their cached items when `request` answers from
+    /// it alone), and `messages` narrowed to those changed since `changed_since` when it is set;
+    /// `None` after answering why it could not be read.
     async fn read_meta(
         &mut self,
         tag: Option<&Tag<'_>>,
-        account_id: i64,
-        mailbox_id: i64,
+        mailbox: (i64, i64),
         messages: &mut Vec<(u32, u32)>,
-        needs_body: bool,
+        request: &Request<'_>,
         changed_since: u64,
     ) -> Option<HashMap<u32, MessageMeta>> {
         // Bodies come with their metadata: asked for on its own only without bodies, or to
         // know which messages changed since CHANGEDSINCE.
         let mut meta = HashMap::new();
-        if !needs_body || changed_since > 0 {
+        if !request.needs_body || changed_since > 0 {
             let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
-            meta = match self.fetch_meta(account_id, mailbox_id, &uids, changed_since).await {
+            let with_cached = request.with_cached && !request.needs_body;
+            meta = match self.fetch_meta(mailbox, &uids, changed_since, with_cached).await {
                 Ok(meta) => meta,
                 Err(status) => {
                     self.refused(tag, &status);
@@ -267,15 +281,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn write_from_bodies(
         &mut self,
         tag: Option<&Tag<'_>>,
-        account_id: i64,
-        mailbox_id: i64,
+        mailbox: (i64, i64),
         messages: &[(u32, u32)],
         request: &Request<'_>,
         mut meta: HashMap<u32, MessageMeta>,
     ) -> Option<usize> {
         let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
         let numbers: HashMap<u32, u32> = messages.iter().map(|(number, uid)| (*uid, *number)).collect();
-        let mut bodies = self.bodies(tag, account_id, mailbox_id, &uids, request.headers_only).await?;
+        let mut bodies = self.bodies(tag, mailbox, &uids, request.headers_only, request.with_cached).await?;
         let mut progress = tag.map(|tag| Progress::new(tag, self.services.settings.progress_interval));
         let mut written = 0;
         while let Some(next) = bodies.next().await {
@@ -288,7 +301,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             if body.meta.is_none() && meta.is_empty() {
                 // A mailstore that sends bodies without their metadata: asked for it once.
-                meta = match self.fetch_meta(account_id, mailbox_id, &uids, 0).await {
+                meta = match self.fetch_meta(mailbox, &uids, 0, false).await {
                     Ok(meta) => meta,
                     Err(status) => {
                         self.refused(tag, &status);
@@ -450,6 +463,7 @@ impl<'a> Request<'a> {
         }
         let mut needs_body = false;
         let mut marks_seen = false;
+        let mut with_cached = extra.iter().any(FetchExtra::is_preview);
         for item in &items {
             match item {
                 MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => {
@@ -462,7 +476,7 @@ impl<'a> Request<'a> {
                     marks_seen |= !peek;
                 }
                 MessageDataItemName::Body | MessageDataItemName::BodyStructure | MessageDataItemName::Envelope => {
-                    needs_body = true;
+                    with_cached = true;
                 }
                 MessageDataItemName::Binary { peek, .. } => {
                     needs_body = true;
@@ -476,12 +490,8 @@ impl<'a> Request<'a> {
             // RFC 9051 §6.4.5: the changed flags are reported with the data.
             items.push(MessageDataItemName::Flags);
         }
-        // The preview is made from the body's text.
-        let previews = extra.iter().any(FetchExtra::is_preview);
-        needs_body |= previews;
-        let headers_only =
-            needs_body && !previews && items.iter().all(|item| !reads_message(item) || reads_header_only(item));
-        Request { items, extra, needs_body, headers_only, marks_seen: marks_seen && !read_only }
+        let headers_only = needs_body && items.iter().all(|item| !reads_octets(item) || reads_header_only(item));
+        Request { items, extra, needs_body, headers_only, with_cached, marks_seen: marks_seen && !read_only }
     }
 }
 
@@ -497,9 +507,16 @@ fn response_line(
     let body = body.unwrap_or_default();
     let header_end = (meta.header_size as usize).min(body.len());
     let items = &request.items;
-    // Parsed once, and only when an item needs the MIME structure.
-    let previews = request.extra.iter().any(FetchExtra::is_preview);
-    let parsed = (previews || items.iter().any(needs_mime)).then(|| mime::parse(body)).flatten();
+    let cached = meta.cached.as_ref();
+    // Parsed once, and only when an item needs the MIME structure: a part, or a cached item
+    // the mailstore did not send.
+    let parsed = (items.iter().any(needs_mime) || (request.with_cached && cached.is_none()))
+        .then(|| mime::parse(body))
+        .flatten();
+    let preview = || match cached {
+        Some(cached) => cached.preview.clone(),
+        None => parsed.as_ref().and_then(|message| mime::preview(message)),
+    };
     let mut line = format!("* {number} FETCH (").into_bytes();
     for (index, item) in items.iter().enumerate() {
         if index > 0 {
@@ -520,15 +537,23 @@ fn response_line(
             MessageDataItemName::Rfc822Header => literal(&mut line, "RFC822.HEADER", &body[..header_end]),
             MessageDataItemName::Rfc822Text => literal(&mut line, "RFC822.TEXT", &body[header_end..]),
             MessageDataItemName::Envelope => {
-                let envelope = parsed.as_ref().map_or_else(|| "NIL".to_string(), |m| mime::envelope(m, utf8));
-                line.extend(format!("ENVELOPE {envelope}").bytes());
+                line.extend_from_slice(b"ENVELOPE ");
+                match (cached, &parsed) {
+                    (Some(cached), _) => line.extend_from_slice(cached::envelope(cached, utf8).as_bytes()),
+                    (None, Some(message)) => line.extend(mime::envelope(message, utf8).bytes()),
+                    (None, None) => line.extend_from_slice(b"NIL"),
+                }
             }
             MessageDataItemName::Body | MessageDataItemName::BodyStructure => {
                 let extensible = *item == MessageDataItemName::BodyStructure;
-                let name = if extensible { "BODYSTRUCTURE" } else { "BODY" };
-                let structure =
-                    parsed.as_ref().map_or_else(|| "NIL".to_string(), |m| mime::body_structure(m, extensible, utf8));
-                line.extend(format!("{name} {structure}").bytes());
+                line.extend_from_slice(if extensible { b"BODYSTRUCTURE " } else { b"BODY " });
+                match (cached, &parsed) {
+                    (Some(cached), _) => {
+                        line.extend_from_slice(cached::body_structure(cached, extensible, utf8).as_bytes());
+                    }
+                    (None, Some(message)) => line.extend(mime::body_structure(message, extensible, utf8).bytes()),
+                    (None, None) => line.extend_from_slice(b"NIL"),
+                }
             }
             MessageDataItemName::BodyExt { section, partial, .. } => {
                 let (name, data) = section_data(section.as_ref(), body, header_end, parsed.as_deref());
@@ -579,14 +604,14 @@ fn response_line(
         match item {
             FetchExtra::Preview => {
                 line.extend_from_slice(b"PREVIEW ");
-                match parsed.as_ref().and_then(|message| mime::preview(message)) {
+                match preview() {
                     Some(text) => string(&mut line, &text),
                     None => line.extend_from_slice(b"NIL"),
                 }
             }
             FetchExtra::FuzzyPreview { snippet } => {
                 line.extend_from_slice(if *snippet { b"SNIPPET (FUZZY " } else { b"PREVIEW (FUZZY " });
-                match parsed.as_ref().and_then(|message| mime::preview(message)) {
+                match preview() {
                     Some(text) => string(&mut line, &text),
                     None => line.extend_from_slice(b"NIL"),
                 }
@@ -630,27 +655,25 @@ fn binary_data(
     }
 }
 
-/// Whether the item is answered from the message's octets rather than its metadata.
-fn reads_message(item: &MessageDataItemName<'_>) -> bool {
+/// Whether the item is answered from the message's octets rather than its metadata or its
+/// cached items.
+fn reads_octets(item: &MessageDataItemName<'_>) -> bool {
     matches!(
         item,
         MessageDataItemName::Rfc822
             | MessageDataItemName::Rfc822Header
             | MessageDataItemName::Rfc822Text
-            | MessageDataItemName::Body
-            | MessageDataItemName::BodyStructure
-            | MessageDataItemName::Envelope
             | MessageDataItemName::BodyExt { .. }
             | MessageDataItemName::Binary { .. }
             | MessageDataItemName::BinarySize { .. }
     )
 }
 
-/// Whether the item reads nothing past the message's header: the envelope, the header, chosen
-/// header fields — of the message itself, not of a part.
+/// Whether the item reads nothing past the message's header: the header, chosen header
+/// fields — of the message itself, not of a part.
 fn reads_header_only(item: &MessageDataItemName<'_>) -> bool {
     match item {
-        MessageDataItemName::Rfc822Header | MessageDataItemName::Envelope => true,
+        MessageDataItemName::Rfc822Header => true,
         MessageDataItemName::BodyExt { section: Some(section), .. } => matches!(
             section,
             Section::Header(None) | Section::HeaderFields(None, _) | Section::HeaderFieldsNot(None, _)
@@ -659,9 +682,9 @@ fn reads_header_only(item: &MessageDataItemName<'_>) -> bool {
     }
 }
 
+/// Whether the item needs the parsed MIME structure of the octets read: a part's section.
 fn needs_mime(item: &MessageDataItemName<'_>) -> bool {
     match item {
-        MessageDataItemName::Body | MessageDataItemName::BodyStructure | MessageDataItemName::Envelope => true,
         MessageDataItemName::BodyExt { section: Some(section), .. } => section_part(section).is_some(),
         MessageDataItemName::Binary { section, .. } | MessageDataItemName::BinarySize { section } => {
             !section.is_empty()

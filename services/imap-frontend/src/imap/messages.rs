@@ -13,17 +13,19 @@ use super::Session;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// The messages `uids` (only their headers with `headers_only`) from the mailstore, one
-    /// at a time, or `None` after answering why they cannot be read.
+    /// at a time, each with its metadata (and its cached items, `with_cached`), or `None` after
+    /// answering why they cannot be read.
     pub(super) async fn bodies(
         &mut self,
         tag: Option<&Tag<'_>>,
-        account_id: i64,
-        mailbox_id: i64,
+        (account_id, mailbox_id): (i64, i64),
         uids: &[u32],
         headers_only: bool,
+        with_cached: bool,
     ) -> Option<Bodies> {
+        let uids = uid_ranges(uids);
         let request =
-            FetchBodyRequest { account_id, mailbox_id, uids: uid_ranges(uids), offset: 0, length: 0, headers_only };
+            FetchBodyRequest { account_id, mailbox_id, uids, offset: 0, length: 0, headers_only, with_cached };
         match self.services.mailstore.clone().fetch_body(request).await {
             Ok(stream) => Some(Bodies { chunks: stream.into_inner() }),
             Err(status) => {
@@ -33,19 +35,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Metadata of `uids` by UID; only of those with a MODSEQ above `changed_since` unless it
-    /// is 0.
+    /// Metadata of `uids` by UID, `with_cached` items; only of those with a MODSEQ above
+    /// `changed_since` unless it is 0.
     pub(super) async fn fetch_meta(
         &mut self,
-        account_id: i64,
-        mailbox_id: i64,
+        (account_id, mailbox_id): (i64, i64),
         uids: &[u32],
         changed_since: u64,
+        with_cached: bool,
     ) -> Result<HashMap<u32, MessageMeta>, tonic::Status> {
         if uids.is_empty() {
             return Ok(HashMap::new());
         }
-        let request = FetchMessagesRequest { account_id, mailbox_id, uids: uid_ranges(uids), changed_since };
+        let uids = uid_ranges(uids);
+        let request = FetchMessagesRequest { account_id, mailbox_id, uids, changed_since, with_cached };
         let messages = self.services.mailstore.clone().fetch_messages(request).await?.into_inner().messages;
         Ok(messages.into_iter().map(|meta| (meta.uid, meta)).collect())
     }

@@ -139,7 +139,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     | SearchKey::Younger(_)
             ) || stand_in(key).and_then(|index| keys.get(index)).is_some_and(SearchExtra::needs_meta)
         }) {
-            match self.fetch_meta(account_id, mailbox_id, &all_uids, 0).await {
+            match self.fetch_meta((account_id, mailbox_id), &all_uids, 0, false).await {
                 Ok(meta) => meta,
                 Err(status) => {
                     self.refused(tag, &status);
@@ -151,7 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let mut found = Vec::new();
         if needs(&key, &is_content_key) {
-            let mut bodies = self.bodies(tag, account_id, mailbox_id, &all_uids, false).await?;
+            let mut bodies = self.bodies(tag, (account_id, mailbox_id), &all_uids, false, false).await?;
             let mut progress = tag.map(|tag| Progress::new(tag, self.services.settings.progress_interval));
             let mut read = 0;
             while let Some(next) = bodies.next().await {
@@ -170,7 +170,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         return None;
                     }
                 };
-                let parsed = crate::mime::parse(&body);
+                let parsed = kubemail_message::mime::parse(&body);
                 // Borrowed anew after each wait: the selection is not held across one.
                 let Some(selection) = &self.selected else { return None };
                 if let Some(candidate) = candidate(selection, uid, &meta, parsed.as_deref())

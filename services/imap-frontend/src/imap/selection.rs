@@ -147,6 +147,11 @@ impl Selection {
     /// Adds a message that arrived since the snapshot; its flags are still to be read.
     pub fn add(&mut self, uid: u32) {
         self.flags_unread.push(uid);
+        self.add_told(uid);
+    }
+
+    /// Adds a message that arrived since the snapshot, whose flags the caller sets next.
+    pub fn add_told(&mut self, uid: u32) {
         self.uids.push(uid);
         self.modseqs.push(0);
         self.flags.push(0);

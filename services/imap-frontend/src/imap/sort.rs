@@ -138,7 +138,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let missing: Vec<u32> = uids.iter().copied().filter(|uid| !known.contains_key(uid)).collect();
         if !missing.is_empty() {
             let account_id = self.account_id();
-            let mut headers = self.bodies(tag, account_id, mailbox_id, &missing, true).await?;
+            let mut headers = self.bodies(tag, (account_id, mailbox_id), &missing, true, false).await?;
             let mut read = Vec::with_capacity(missing.len());
             let mut without_meta = Vec::new();
             while let Some(next) = headers.next().await {
@@ -156,7 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             if !without_meta.is_empty() {
                 let uids: Vec<u32> = without_meta.iter().map(|(uid, _)| *uid).collect();
-                let meta = match self.fetch_meta(account_id, mailbox_id, &uids, 0).await {
+                let meta = match self.fetch_meta((account_id, mailbox_id), &uids, 0, false).await {
                     Ok(meta) => meta,
                     Err(status) => {
                         self.refused(tag, &status);
@@ -179,7 +179,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
 /// The summary of a message whose header is `octets`.
 fn summary(octets: &[u8], meta: &MessageMeta) -> Arc<Summary> {
-    let summary = match crate::mime::parse(octets) {
+    let summary = match kubemail_message::mime::parse(octets) {
         Some(parsed) => Summary::new(&parsed, meta.internal_date, meta.size),
         None => {
             Summary { arrival: meta.internal_date, sent: meta.internal_date, size: meta.size, ..Summary::default() }

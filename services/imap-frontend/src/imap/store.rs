@@ -67,10 +67,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             flags: Some(flags),
             unchanged_since: unchanged_since.unwrap_or(0),
         };
-        let (updated, mut modified) = match self.services.mailstore.clone().store_flags(request).await {
+        let (updated, mut modified, unchanged) = match self.services.mailstore.clone().store_flags(request).await {
             Ok(response) => {
                 let response = response.into_inner();
-                (response.updated, response.modified)
+                (response.updated, response.modified, response.unchanged)
             }
             Err(status) => {
                 self.mailstore_refused(tag, &status);
@@ -80,17 +80,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         modified.sort_unstable();
         let answer = change.response == StoreResponse::Answer;
         // Without .SILENT every message of the set that passed is reported, changed or not
-        // (RFC 9051 §6.4.6); the unchanged ones' flags are read back.
+        // (RFC 9051 §6.4.6), the unchanged ones with their flags as the mailstore read them.
         let mut reported = updated;
         if answer {
-            let unchanged: Vec<u32> = uids
+            reported.extend(unchanged);
+            let unread: Vec<u32> = uids
                 .iter()
                 .copied()
                 .filter(|uid| !reported.iter().any(|meta| meta.uid == *uid) && modified.binary_search(uid).is_err())
                 .collect();
-            match self.fetch_meta(self.account_id(), mailbox_id, &unchanged, 0).await {
-                Ok(meta) => reported.extend(meta.into_values()),
-                Err(status) => tracing::warn!(%status, "reading flags after STORE failed"),
+            // Expunged meanwhile, or a mailstore from before it sent the unchanged ones.
+            if !unread.is_empty() {
+                match self.fetch_meta((self.account_id(), mailbox_id), &unread, 0, false).await {
+                    Ok(meta) => reported.extend(meta.into_values()),
+                    Err(status) => tracing::warn!(%status, "reading flags after STORE failed"),
+                }
             }
             reported.sort_unstable_by_key(|meta| meta.uid);
         }

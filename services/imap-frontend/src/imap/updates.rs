@@ -71,11 +71,23 @@ impl Selection {
         match event.change {
             Some(Change::Added(added)) => {
                 let before = self.uids.len();
-                for uid in added.uids {
+                // The new messages' flags, when the event carries them (else they are read
+                // before the next command that needs them).
+                let told = added.system_flags.len() == added.uids.len()
+                    && added.keywords.len() == added.uids.len()
+                    && added.modseqs.len() == added.uids.len();
+                for (index, uid) in added.uids.iter().copied().enumerate() {
                     // Already known from the snapshot taken after subscribing, or out of order.
-                    if self.uids.last().is_none_or(|last| uid > *last) {
-                        self.add(uid);
+                    if self.uids.last().is_some_and(|last| uid <= *last) {
+                        continue;
                     }
+                    if !told {
+                        self.add(uid);
+                        continue;
+                    }
+                    self.add_told(uid);
+                    let keywords: Vec<String> = added.keywords[index].split_whitespace().map(str::to_string).collect();
+                    self.set_flags(self.uids.len() - 1, added.system_flags[index], &keywords, added.modseqs[index]);
                 }
                 self.uidnext = self.uidnext.max(added.uidnext);
                 if self.uids.len() != before {
@@ -145,7 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         }
         let (uids, mailbox_id) = (std::mem::take(&mut selection.flags_unread), selection.mailbox_id);
-        let read = self.fetch_meta(self.account_id(), mailbox_id, &uids, 0).await;
+        let read = self.fetch_meta((self.account_id(), mailbox_id), &uids, 0, false).await;
         let Some(selection) = &mut self.selected else { return };
         match read {
             Ok(metas) => {

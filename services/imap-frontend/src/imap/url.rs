@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Session;
 use super::fetch::fetch_items;
 use super::fetch::section_data;
-use crate::mime;
+use kubemail_message::mime;
 
 /// A message, or a part of one, that a URL names.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if url.uidvalidity.is_some_and(|uidvalidity| uidvalidity != mailbox.uidvalidity) {
             return None;
         }
-        let mut bodies = self.bodies(None, self.account_id(), mailbox.id, &[url.uid], false).await?;
+        let mut bodies = self.bodies(None, (self.account_id(), mailbox.id), &[url.uid], false, false).await?;
         let body = bodies.next().await?.ok()?;
         let parsed = url.section.as_ref().and_then(|_| mime::parse(&body.octets));
         let header_end = body.meta.as_ref().map_or(0, |meta| meta.header_size as usize).min(body.octets.len());

@@ -180,7 +180,13 @@ impl MailStore for MailStoreService {
         let request = request.into_inner();
         let messages = self
             .store
-            .fetch_messages(request.account_id, request.mailbox_id, &request.uids, request.changed_since)
+            .fetch_messages(
+                request.account_id,
+                request.mailbox_id,
+                &request.uids,
+                request.changed_since,
+                request.with_cached,
+            )
             .await?;
         Ok(Response::new(FetchMessagesResponse { messages }))
     }
@@ -189,7 +195,12 @@ impl MailStore for MailStoreService {
 
     async fn fetch_body(&self, request: Request<FetchBodyRequest>) -> Result<Response<BodyStream>, Status> {
         let request = request.into_inner();
-        let slice = BodySlice { headers_only: request.headers_only, offset: request.offset, length: request.length };
+        let slice = BodySlice {
+            headers_only: request.headers_only,
+            with_cached: request.with_cached,
+            offset: request.offset,
+            length: request.length,
+        };
         let batches = match single_uid(&request.uids) {
             // One message, the most common body fetch: its size needs no looking up first, it
             // is one batch. The mailbox is looked at only when no body came back, to tell a

@@ -82,17 +82,17 @@ pub(crate) enum Part<H> {
     Data(Bytes),
 }
 
-/// Bodies above this are hashed on a blocking thread, so a large message does not stall the
-/// other requests of an async worker.
-const HASH_INLINE_LIMIT: usize = 1024 * 1024;
+/// Bodies above this are hashed and parsed on a blocking thread, so a large message does not
+/// stall the other requests of an async worker.
+const DERIVE_INLINE_LIMIT: usize = 256 * 1024;
 
-/// The checked body with its content hash.
+/// The checked body with what is derived from it (its content hash, its cached FETCH items).
 pub(crate) async fn incoming(body: Bytes, max_size: u64) -> Result<crate::store::IncomingMessage, Status> {
-    if body.len() <= HASH_INLINE_LIMIT {
+    if body.len() <= DERIVE_INLINE_LIMIT {
         return Ok(crate::store::IncomingMessage::new(body, max_size)?);
     }
     tokio::task::spawn_blocking(move || crate::store::IncomingMessage::new(body, max_size))
         .await
-        .map_err(|e| Status::internal(format!("hashing task: {e}")))?
+        .map_err(|e| Status::internal(format!("deriving task: {e}")))?
         .map_err(Status::from)
 }

@@ -10,7 +10,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::postgres::{to_u32, to_u64, u32_column, u64_column};
 use super::{LockedMailbox, Store, get_bool, get_u32, get_u64, mailbox_not_named};
-use crate::db::{Backend, locking};
+use crate::db::locking;
 use crate::events::MailboxState;
 use crate::validate::{self, INBOX, SEPARATOR};
 use crate::{Error, Result};
@@ -218,6 +218,9 @@ impl Store {
     /// above last) when another session was first. Whoever asks first gets each message, on
     /// any frontend: the mailbox row is locked while its mark moves.
     pub async fn claim_recent(&self, account_id: i64, mailbox_id: i64, up_to: u32) -> Result<(u32, u32)> {
+        if let Some(pool) = self.db.postgres() {
+            return postgres_claim_recent(pool, account_id, mailbox_id, up_to).await;
+        }
         let mut tx = self.db.write().await?;
         let sql = locking!(self.db, "SELECT recent_uid, uid_next FROM mailboxes WHERE id = $1 AND account_id = $2");
         let row = sqlx::query(sql)
@@ -231,11 +234,6 @@ impl Store {
         let up_to = up_to.min(uid_next.saturating_sub(1));
         if up_to <= taken {
             return Ok((taken + 1, taken));
-        }
-        if self.db.backend() == Backend::Postgres {
-            // A crash that loses the last moves of the mark only makes those messages recent
-            // once more: not worth waiting for the disk on every SELECT after new mail.
-            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
         }
         sqlx::query("UPDATE mailboxes SET recent_uid = $1 WHERE id = $2")
             .bind(i64::from(up_to))
@@ -616,4 +614,34 @@ fn mailbox_from_row(row: &AnyRow, with_counters: bool) -> Result<MailboxInfo> {
         mailbox.recent = count("recent")?;
     }
     Ok(mailbox)
+}
+
+/// ClaimRecent on PostgreSQL: the mark moves in one statement, committed without waiting for
+/// the disk (`set_config(…, true)` lasts to the end of the statement's own transaction, past its
+/// commit). A crash that loses the last moves of the mark only makes those messages recent once
+/// more, which is not worth an fsync on every command after new mail.
+const CLAIM_RECENT: &str = "\
+WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+mark AS (
+    SELECT recent_uid, LEAST($3, uid_next - 1) AS wanted FROM mailboxes
+    WHERE id = $1 AND account_id = $2 FOR UPDATE
+),
+moved AS (
+    UPDATE mailboxes SET recent_uid = mark.wanted FROM mark
+    WHERE id = $1 AND mark.wanted > mark.recent_uid
+    RETURNING mailboxes.recent_uid
+)
+SELECT mark.recent_uid AS taken, COALESCE((SELECT recent_uid FROM moved), mark.recent_uid) AS claimed
+FROM mark, relaxed";
+
+/// Runs [`CLAIM_RECENT`]: the UIDs taken, as [`Store::claim_recent`] answers.
+async fn postgres_claim_recent(pool: &PgPool, account_id: i64, mailbox_id: i64, up_to: u32) -> Result<(u32, u32)> {
+    let row = sqlx::query(CLAIM_RECENT)
+        .bind(mailbox_id)
+        .bind(account_id)
+        .bind(i64::from(up_to))
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no mailbox with id {mailbox_id}")))?;
+    Ok((u32_column(&row, "taken")? + 1, u32_column(&row, "claimed")?))
 }

@@ -183,14 +183,16 @@ impl Fixture {
         offset: u64,
         length: u64,
     ) -> Vec<BodyChunk> {
-        let request = FetchBodyRequest { account_id, mailbox_id, uids, offset, length, headers_only: false };
+        let request =
+            FetchBodyRequest { account_id, mailbox_id, uids, offset, length, headers_only: false, with_cached: false };
         let stream = self.mailstore.fetch_body(request).await.expect("fetch body").into_inner();
         stream.map(|chunk| chunk.expect("chunk")).collect().await
     }
 
     /// The metadata of every message of a mailbox, in UID order.
     pub async fn messages(&mut self, account_id: i64, mailbox_id: i64) -> Vec<MessageMeta> {
-        let request = FetchMessagesRequest { account_id, mailbox_id, uids: vec![], changed_since: 0 };
+        let request =
+            FetchMessagesRequest { account_id, mailbox_id, uids: vec![], changed_since: 0, with_cached: false };
         let answer = self.mailstore.fetch_messages(request).await;
         answer.unwrap_or_else(|e| panic!("messages of mailbox {mailbox_id}: {e}")).into_inner().messages
     }
@@ -311,6 +313,7 @@ pub async fn assert_counters_match(f: &mut Fixture, account_id: i64, step: &str)
                 mailbox_id: info.id,
                 uids: vec![uid_range(1, 0)],
                 changed_since: 0,
+                with_cached: false,
             })
             .await
             .unwrap()

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::Query;
 
 use super::group::GroupedWrite;
-use super::{IncomingMessage, NewMessage, keyword_list};
+use super::{IncomingMessage, NewMessage, Stored, keyword_list};
 use crate::Result;
 use crate::store::{LockedMailbox, Store, now, to_i64};
 use crate::validate;
@@ -60,16 +60,17 @@ impl Store {
         let octets = checked.iter().map(|(_, message)| message.size()).sum();
         let mut tx = self.db.write().await?;
         self.reserve_usage(&mut tx, account_id, octets, checked.len() as u64).await?;
-        let mut uids = Vec::with_capacity(checked.len());
+        let mut stored = Vec::with_capacity(checked.len());
         let mut last = None;
         for (new, message) in &checked {
             let (folder, uid) = self.insert_into(&mut tx, account_id, &mailbox, message, new).await?;
-            uids.push(uid);
+            stored.push(Stored::new(&folder, uid, new));
             last = Some(folder);
         }
         tx.commit().await?;
         let folder = last.expect("a MULTIAPPEND has at least one message");
-        self.announce_added(&folder, uids.clone()).await;
+        self.announce_added(&folder, &stored).await;
+        let uids = stored.iter().map(|message| message.uid).collect();
         Ok(MultiAppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uids })
     }
 
@@ -81,7 +82,7 @@ impl Store {
         self.reserve_usage(&mut tx, *account_id, message.size(), 1).await?;
         let (folder, uid) = self.insert_into(&mut tx, *account_id, mailbox, message, new).await?;
         tx.commit().await?;
-        self.announce_added(&folder, vec![uid]).await;
+        self.announce_added(&folder, &[Stored::new(&folder, uid, new)]).await;
         Ok(Append::answer(&folder, uid))
     }
 }
@@ -114,6 +115,10 @@ impl GroupedWrite for Append {
         append_query(self, now)
     }
 
+    fn stored(&self, folder: &LockedMailbox, uid: u32) -> Stored {
+        Stored::new(folder, uid, &self.new)
+    }
+
     fn answer(folder: &LockedMailbox, uid: u32) -> AppendResponse {
         AppendResponse { mailbox_id: folder.id, uidvalidity: folder.uidvalidity, uid }
     }
@@ -144,7 +149,7 @@ mailbox AS (
     RETURNING id, account_id, name, uidvalidity, uid_next, highest_modseq
 ),
 blob AS (
-    INSERT INTO blobs (hash, data) SELECT $4, $5 FROM mailbox
+    INSERT INTO blobs (hash, data, header, cached) SELECT $4, $5, $11, $12 FROM mailbox
     ON CONFLICT (hash) DO UPDATE SET hash = excluded.hash
     RETURNING hash
 ),
@@ -176,5 +181,7 @@ fn append_query(append: &Append, now: i64) -> Result<Query<'_, Postgres, PgArgum
         .bind(&new.keywords)
         .bind(new.internal_date)
         .bind(to_i64(message.header_size(), "header size")?)
-        .bind(now))
+        .bind(now)
+        .bind(message.header())
+        .bind(message.cached()))
 }

@@ -6,7 +6,7 @@ use kubemail_proto::events::mailbox_event::Change;
 use kubemail_proto::mailstore::{CopyMessagesResponse, MessageMeta, UidRange};
 
 use super::uids::UidSet;
-use super::{count_inserted, meta_from_row};
+use super::{NewMessage, Stored, count_inserted, meta_from_row};
 use crate::store::{Store, now, to_i64};
 use crate::validate;
 use crate::{Error, Result};
@@ -68,7 +68,17 @@ impl Store {
         tx.commit().await?;
         self.collect_blobs(&hashes).await;
         if count > 0 {
-            self.announce_added(&target, destination_uids.clone()).await;
+            let stored: Vec<Stored> = messages
+                .iter()
+                .zip(&destination_uids)
+                .map(|(meta, uid)| {
+                    let flags = meta.flags.clone().unwrap_or_default();
+                    let new =
+                        NewMessage { system_flags: flags.system, keywords: flags.keywords.join(" "), internal_date: 0 };
+                    Stored::new(&target, *uid, &new)
+                })
+                .collect();
+            self.announce_added(&target, &stored).await;
             if move_messages {
                 let change = Change::Expunged(MessagesExpunged { uids: source_uids.clone() });
                 self.events.publish(source.state(), change).await;

@@ -12,7 +12,7 @@ use sqlx::query::Query;
 use sqlx::{Any, Row};
 
 use super::group::GroupedWrite;
-use super::{IncomingMessage, NewMessage};
+use super::{IncomingMessage, NewMessage, Stored};
 use crate::store::directory::{Lookup, find_target};
 use crate::store::{LockedMailbox, Store, get_u32, now, to_i64};
 use crate::validate::{self, INBOX};
@@ -111,7 +111,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.announce_added(&folder, vec![uid]).await;
+        self.announce_added(&folder, &[Stored::new(&folder, uid, &NewMessage::default())]).await;
         Ok(Delivery::answer(&folder, uid))
     }
 
@@ -170,6 +170,11 @@ impl GroupedWrite for Delivery {
         deliver_query(self, now)
     }
 
+    fn stored(&self, folder: &LockedMailbox, uid: u32) -> Stored {
+        // Delivered mail arrives with no flags.
+        Stored::new(folder, uid, &NewMessage::default())
+    }
+
     fn answer(folder: &LockedMailbox, uid: u32) -> DeliverResponse {
         DeliverResponse {
             account_id: folder.account_id,
@@ -224,7 +229,7 @@ mailbox AS (
     RETURNING id, account_id, name, uidvalidity, uid_next, highest_modseq
 ),
 blob AS (
-    INSERT INTO blobs (hash, data) SELECT $5, $6 FROM mailbox
+    INSERT INTO blobs (hash, data, header, cached) SELECT $5, $6, $10, $11 FROM mailbox
     ON CONFLICT (hash) DO UPDATE SET hash = excluded.hash
     RETURNING hash
 ),
@@ -259,5 +264,7 @@ fn deliver_query(delivery: &Delivery, now: i64) -> Result<Query<'_, Postgres, Pg
         .bind(message.body())
         .bind(delivery.internal_date)
         .bind(to_i64(message.header_size(), "header size")?)
-        .bind(now))
+        .bind(now)
+        .bind(message.header())
+        .bind(message.cached()))
 }

@@ -54,7 +54,7 @@ impl Store {
         let mut tx = self.db.write().await?;
         let mut folder = self.lock_mailbox_by_id(&mut tx, account_id, mailbox_id).await?;
         let rows = self.message_rows(&mut tx, mailbox_id, ranges).await?;
-        let (mut changes, modified) = change.apply(&rows)?;
+        let Applied { mut changes, modified, unchanged } = change.apply(&rows)?;
         if !changes.is_empty() {
             // One MODSEQ for the whole command: every changed message gets a new, higher value.
             let modseq = self.bump_modseq(&mut tx, &mut folder).await?;
@@ -66,7 +66,7 @@ impl Store {
         tx.commit().await?;
         self.announce_flags(&folder, &changes).await;
         let updated = changes.into_iter().map(|(meta, _)| meta).collect();
-        Ok(StoreFlagsResponse { updated, modified, highest_modseq: folder.highest_modseq })
+        Ok(StoreFlagsResponse { updated, modified, highest_modseq: folder.highest_modseq, unchanged })
     }
 
     /// STORE on PostgreSQL with no lock held across round trips: the flags are read and worked
@@ -82,9 +82,9 @@ impl Store {
         change: &FlagChange<'_>,
     ) -> Result<StoreFlagsResponse> {
         let (highest_modseq, rows) = self.mailbox_rows(account_id, mailbox_id, ranges).await?;
-        let (changes, mut modified) = change.apply(&rows)?;
+        let Applied { changes, mut modified, mut unchanged } = change.apply(&rows)?;
         if changes.is_empty() {
-            return Ok(StoreFlagsResponse { updated: Vec::new(), modified, highest_modseq });
+            return Ok(StoreFlagsResponse { updated: Vec::new(), modified, highest_modseq, unchanged });
         }
         let writes: Vec<FlagWrite<'_>> = changes
             .iter()
@@ -108,7 +108,7 @@ impl Store {
         let mut updated: Vec<MessageMeta> = done.into_iter().map(|(meta, _)| meta).collect();
         if missed.is_empty() {
             let highest_modseq = folder.map_or(highest_modseq, |f| f.highest_modseq);
-            return Ok(StoreFlagsResponse { updated, modified, highest_modseq });
+            return Ok(StoreFlagsResponse { updated, modified, highest_modseq, unchanged });
         }
         let missed: Vec<u32> = missed.iter().map(|(meta, _)| meta.uid).collect();
         let again = UidSet::of(&missed);
@@ -117,7 +117,9 @@ impl Store {
         updated.sort_by_key(|meta| meta.uid);
         modified.extend(rest.modified);
         modified.sort_unstable();
-        Ok(StoreFlagsResponse { updated, modified, highest_modseq: rest.highest_modseq })
+        unchanged.extend(rest.unchanged);
+        unchanged.sort_by_key(|meta| meta.uid);
+        Ok(StoreFlagsResponse { updated, modified, highest_modseq: rest.highest_modseq, unchanged })
     }
 
     /// Tells sessions about flag changes written to `folder`.
@@ -180,6 +182,15 @@ impl Store {
 /// Messages a STORE changes: each with its new flags, and its keywords as they will be stored.
 type Changed = Vec<(MessageMeta, String)>;
 
+/// What a STORE's change does to the messages read.
+struct Applied {
+    changes: Changed,
+    /// The UIDs left alone because they changed after UNCHANGEDSINCE.
+    modified: Vec<u32>,
+    /// The messages whose flags were already as asked.
+    unchanged: Vec<MessageMeta>,
+}
+
 /// One STORE's change, validated.
 struct FlagChange<'a> {
     operation: Operation,
@@ -190,15 +201,15 @@ struct FlagChange<'a> {
 }
 
 impl FlagChange<'_> {
-    /// The messages of `rows` this change changes, each with its new flags (its MODSEQ still
-    /// the one read) and its keywords as they will be stored; and the UIDs left alone because
-    /// they changed after UNCHANGEDSINCE.
-    fn apply(&self, rows: &[AnyRow]) -> Result<(Changed, Vec<u32>)> {
-        let (mut changes, mut modified) = (Vec::new(), Vec::new());
+    /// What this change does to the messages of `rows`: those it changes, each with its new
+    /// flags (its MODSEQ still the one read) and its keywords as they will be stored; the UIDs
+    /// left alone because they changed after UNCHANGEDSINCE; and those already as asked.
+    fn apply(&self, rows: &[AnyRow]) -> Result<Applied> {
+        let mut applied = Applied { changes: Vec::new(), modified: Vec::new(), unchanged: Vec::new() };
         for row in rows {
             let mut meta = meta_from_row(row)?;
             if self.unchanged_since > 0 && meta.modseq > self.unchanged_since {
-                modified.push(meta.uid);
+                applied.modified.push(meta.uid);
                 continue;
             }
             let old_system = get_u32(row, "flags")?;
@@ -207,10 +218,12 @@ impl FlagChange<'_> {
                 apply_flags(self.operation, old_system, &old_keywords, self.system, &self.keywords)?;
             if new_system != old_system || new_keywords != old_keywords {
                 meta.flags = Some(Flags { system: new_system, keywords: split_keywords(&new_keywords) });
-                changes.push((meta, new_keywords));
+                applied.changes.push((meta, new_keywords));
+            } else {
+                applied.unchanged.push(meta);
             }
         }
-        Ok((changes, modified))
+        Ok(applied)
     }
 }
 

@@ -24,6 +24,7 @@ use sqlx::query::Query;
 use tokio::sync::oneshot;
 use tracing::{Instrument as _, Span};
 
+use super::Stored;
 use crate::store::postgres::mailbox_row;
 use crate::store::{LockedMailbox, Store, now};
 use crate::{Error, Result};
@@ -48,6 +49,8 @@ pub(in crate::store) trait GroupedWrite: Send + Sync + Sized + 'static {
     fn octets(&self) -> u64;
     /// The common case as one PostgreSQL statement.
     fn common_case(&self, now: i64) -> Result<Query<'_, Postgres, PgArguments>>;
+    /// The message the write stored as `uid` in `folder`, as its event tells it.
+    fn stored(&self, folder: &LockedMailbox, uid: u32) -> Stored;
     /// The answer to the write stored as `uid` in `folder`.
     fn answer(folder: &LockedMailbox, uid: u32) -> Self::Answer;
     /// Any case, in a transaction of its own that tells why when it cannot store the message.
@@ -156,7 +159,7 @@ impl Store {
         if let Some(pool) = self.db.postgres()
             && let Some((folder, uid)) = postgres_write_one(pool, write.common_case(now())?).await?
         {
-            self.announce_added(&folder, vec![uid]).await;
+            self.announce_added(&folder, &[write.stored(&folder, uid)]).await;
             return Ok(W::answer(&folder, uid));
         }
         write.general(self).await
@@ -176,7 +179,10 @@ impl Store {
         let mut results = Vec::with_capacity(writes.len());
         match written {
             Some(written) => {
-                self.announce_written(written.iter().flatten()).await;
+                let stored = writes.iter().zip(&written).filter_map(|(write, written)| {
+                    written.as_ref().map(|(folder, uid)| (folder, write.stored(folder, *uid)))
+                });
+                self.announce_written(stored).await;
                 for (write, written) in writes.iter().zip(written) {
                     results.push(match written {
                         Some((folder, uid)) => Ok(W::answer(&folder, uid)),
@@ -196,21 +202,21 @@ impl Store {
         results
     }
 
-    /// Announces committed deliveries, one event per run of messages into the same mailbox.
-    async fn announce_written(&self, written: impl Iterator<Item = &(LockedMailbox, u32)>) {
-        let mut runs: Vec<(&LockedMailbox, Vec<u32>)> = Vec::new();
-        for (folder, uid) in written {
+    /// Announces committed writes, one event per run of messages into the same mailbox.
+    async fn announce_written<'f>(&self, written: impl Iterator<Item = (&'f LockedMailbox, Stored)>) {
+        let mut runs: Vec<(&LockedMailbox, Vec<Stored>)> = Vec::new();
+        for (folder, stored) in written {
             match runs.last_mut() {
                 // Later in the group means later in the mailbox: its state is the newer one.
-                Some((last, uids)) if last.id == folder.id => {
+                Some((last, messages)) if last.id == folder.id => {
                     *last = folder;
-                    uids.push(*uid);
+                    messages.push(stored);
                 }
-                _ => runs.push((folder, vec![*uid])),
+                _ => runs.push((folder, vec![stored])),
             }
         }
-        for (folder, uids) in runs {
-            self.announce_added(folder, uids).await;
+        for (folder, stored) in runs {
+            self.announce_added(folder, &stored).await;
         }
     }
 

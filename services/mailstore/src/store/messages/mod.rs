@@ -27,9 +27,11 @@ mod uids;
 pub use read::BodySlice;
 
 use bytes::Bytes;
+use kubemail_message::cached;
 use kubemail_proto::events::MessagesAdded;
 use kubemail_proto::events::mailbox_event::Change;
-use kubemail_proto::mailstore::{Flags, MessageMeta, SystemFlag};
+use kubemail_proto::mailstore::{CachedItems, Flags, MessageMeta, SystemFlag};
+use prost::Message as _;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -48,11 +50,13 @@ pub struct IncomingMessage {
     body: Bytes,
     hash: String,
     header_size: u64,
+    /// The FETCH items kept with the body (kubemail-message's `cached`), encoded.
+    cached: Vec<u8>,
 }
 
 impl IncomingMessage {
-    /// Checks `body` (non-empty, at most `max_size` octets) and derives its content hash and
-    /// header length.
+    /// Checks `body` (non-empty, at most `max_size` octets) and derives its content hash, header
+    /// length and cached FETCH items.
     pub fn new(body: Bytes, max_size: u64) -> Result<Self> {
         if body.is_empty() {
             return Err(Error::invalid("message body is empty"));
@@ -65,7 +69,8 @@ impl IncomingMessage {
         }
         let hash = hex::encode(Sha256::digest(&body));
         let header_size = header_size(&body);
-        Ok(IncomingMessage { body, hash, header_size })
+        let cached = cached::derive(&body).encode_to_vec();
+        Ok(IncomingMessage { body, hash, header_size, cached })
     }
 
     pub fn size(&self) -> u64 {
@@ -84,6 +89,15 @@ impl IncomingMessage {
     fn header_size(&self) -> u64 {
         self.header_size
     }
+
+    /// The header block, kept apart from the body so header fields are read without it.
+    fn header(&self) -> &[u8] {
+        &self.body[..usize::try_from(self.header_size).unwrap_or(usize::MAX).min(self.body.len())]
+    }
+
+    fn cached(&self) -> &[u8] {
+        &self.cached
+    }
 }
 
 /// Octets of the header block including the empty line that ends it (RFC 5322 §2.1); the whole
@@ -101,6 +115,25 @@ fn header_size(body: &[u8]) -> u64 {
         })
         .unwrap_or(body.len());
     end as u64
+}
+
+/// A message just stored, as the event that announces it tells it: its flags and MODSEQ go
+/// with its UID, so sessions learn them without reading them back.
+#[derive(Clone, Debug)]
+pub(in crate::store) struct Stored {
+    uid: u32,
+    system_flags: u32,
+    /// As stored: space-separated.
+    keywords: String,
+    modseq: u64,
+}
+
+impl Stored {
+    /// A message stored as `uid` of `folder` (the mailbox after its insert, whose MODSEQ it
+    /// took) with the flags of `new`.
+    fn new(folder: &LockedMailbox, uid: u32, new: &NewMessage) -> Stored {
+        Stored { uid, system_flags: new.system_flags, keywords: new.keywords.clone(), modseq: folder.highest_modseq }
+    }
 }
 
 /// What a new message row carries besides its body.
@@ -128,10 +161,13 @@ impl Store {
         // transaction; should it delete the body anyway, the messages → blobs foreign key fails
         // the collection rather than this delivery losing its body.
         sqlx::query(
-            "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO UPDATE SET hash = excluded.hash",
+            "INSERT INTO blobs (hash, data, header, cached) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (hash) DO UPDATE SET hash = excluded.hash",
         )
         .bind(&message.hash)
         .bind(message.body.as_ref())
+        .bind(message.header())
+        .bind(message.cached())
         .execute(&mut **tx)
         .await?;
         sqlx::query(
@@ -155,8 +191,15 @@ impl Store {
         Ok((folder, uid))
     }
 
-    async fn announce_added(&self, folder: &LockedMailbox, uids: Vec<u32>) {
-        let change = Change::Added(MessagesAdded { uids, uidnext: folder.uid_next });
+    /// Tells sessions about messages just stored in `folder`.
+    async fn announce_added(&self, folder: &LockedMailbox, stored: &[Stored]) {
+        let change = Change::Added(MessagesAdded {
+            uids: stored.iter().map(|message| message.uid).collect(),
+            uidnext: folder.uid_next,
+            system_flags: stored.iter().map(|message| message.system_flags).collect(),
+            keywords: stored.iter().map(|message| message.keywords.clone()).collect(),
+            modseqs: stored.iter().map(|message| message.modseq).collect(),
+        });
         self.events.publish(folder.state(), change).await;
     }
 
@@ -166,20 +209,24 @@ impl Store {
     /// a second one only when no message is in the span, to tell an empty span from a mailbox
     /// that is missing or another account's.
     async fn mailbox_rows(&self, account_id: i64, mailbox_id: i64, ranges: &UidSet) -> Result<(u64, Vec<AnyRow>)> {
+        self.mailbox_rows_reading(account_id, mailbox_id, ranges, false).await
+    }
+
+    /// [`Store::mailbox_rows`], each row also with its body's cached items (`cached`) when
+    /// `with_cached`.
+    async fn mailbox_rows_reading(
+        &self,
+        account_id: i64,
+        mailbox_id: i64,
+        ranges: &UidSet,
+        with_cached: bool,
+    ) -> Result<(u64, Vec<AnyRow>)> {
         let (low, high) = ranges.span();
         // The mailbox's MODSEQ as a sub-select rather than a join keeps the plan one index scan
         // in UID order, cheap to plan at every call.
-        let rows = sqlx::query(
-            "SELECT (SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2) AS mailbox_modseq, \
-                    uid, modseq, flags, keywords, internal_date, size, header_size, blob_hash, saved_at \
-             FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $3 AND $4 ORDER BY uid",
-        )
-        .bind(mailbox_id)
-        .bind(account_id)
-        .bind(low)
-        .bind(high)
-        .fetch_all(self.db.reader())
-        .await?;
+        let sql = if with_cached { MAILBOX_ROWS_CACHED } else { MAILBOX_ROWS };
+        let rows =
+            sqlx::query(sql).bind(mailbox_id).bind(account_id).bind(low).bind(high).fetch_all(self.db.reader()).await?;
         let Some(first) = rows.first() else {
             return Ok((self.mailbox_modseq(account_id, mailbox_id).await?, rows));
         };
@@ -223,6 +270,19 @@ impl Store {
     }
 }
 
+/// [`Store::mailbox_rows`]' statement.
+const MAILBOX_ROWS: &str = "\
+SELECT (SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2) AS mailbox_modseq,
+       uid, modseq, flags, keywords, internal_date, size, header_size, blob_hash, saved_at
+FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $3 AND $4 ORDER BY uid";
+
+/// [`MAILBOX_ROWS`] with each body's cached items.
+const MAILBOX_ROWS_CACHED: &str = "\
+SELECT (SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2) AS mailbox_modseq,
+       m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.header_size, m.blob_hash, m.saved_at, b.cached
+FROM messages m JOIN blobs b ON b.hash = m.blob_hash
+WHERE m.mailbox_id = $1 AND m.uid BETWEEN $3 AND $4 ORDER BY m.uid";
+
 /// Adds messages just inserted into `mailbox_id`, given as (system flags, size), to its
 /// counters. The statements that insert messages count them (migration 0003); triggers count
 /// what is deleted or changed.
@@ -263,7 +323,21 @@ fn meta_from_row(row: &AnyRow) -> Result<MessageMeta> {
         header_size: get_u64(row, "header_size")?,
         save_date: row.try_get::<Option<i64>, _>("saved_at")?.unwrap_or(0),
         email_id: email_id(&row.try_get::<String, _>("blob_hash")?),
+        cached: None,
     })
+}
+
+/// The cached FETCH items of a row that read `blobs.cached`; `None` for a body stored before
+/// they were kept (migration 0008), or whose items cannot be read: derived again from the body.
+fn cached_from_row(row: &AnyRow) -> Result<Option<CachedItems>> {
+    let Some(encoded) = row.try_get::<Option<Vec<u8>>, _>("cached")? else { return Ok(None) };
+    match CachedItems::decode(encoded.as_slice()) {
+        Ok(cached) => Ok(Some(cached)),
+        Err(error) => {
+            tracing::warn!(%error, "the cached items of a message cannot be read; they are derived again");
+            Ok(None)
+        }
+    }
 }
 
 /// The EMAILID of a message (RFC 8474 §5.1): from its content hash, so a message keeps it

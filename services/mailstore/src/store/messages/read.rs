@@ -1,39 +1,104 @@
 //! Reading messages: metadata (FETCH), sizes and bodies (FetchBody), SEARCH over metadata, and
 //! the account's quota.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
-use kubemail_proto::mailstore::{Flags, MessageMeta, Quota, SearchRequest, SearchResponse, UidRange};
+use kubemail_proto::mailstore::{CachedItems, Flags, MessageMeta, Quota, SearchRequest, SearchResponse, UidRange};
+use prost::Message as _;
 use sqlx::Row;
 
 use super::uids::UidSet;
-use super::{INSERT_BATCH, meta_from_row};
+use super::{INSERT_BATCH, IncomingMessage, cached_from_row, meta_from_row};
 use crate::store::postgres::array_literal;
 use crate::store::{Store, get_u32, get_u64};
 use crate::validate;
 use crate::{Error, Result};
 
-/// FetchBody's statement, each message's metadata and body, up to its condition on the UIDs
-/// (from `$4`). With `$3` only the header block is read: the database then decompresses and
-/// sends that prefix, not the whole body.
+/// FetchBody's statement, each message's metadata, cached items and body, up to its condition
+/// on the UIDs (from `$4`). With `$3` only the header block is read: the one kept apart, or for
+/// a body stored before it was (migration 0008) that prefix of the body.
 const FETCH_BODIES: &str = "\
-SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.header_size, m.blob_hash, m.saved_at,
-       CASE WHEN $3 THEN substr(b.data, 1, CAST(m.header_size AS INTEGER)) ELSE b.data END AS data
+SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.header_size, m.blob_hash, m.saved_at, b.cached,
+       CASE WHEN $3 THEN coalesce(b.header, substr(b.data, 1, CAST(m.header_size AS INTEGER))) ELSE b.data END AS data
 FROM messages m JOIN blobs b ON b.hash = m.blob_hash
 WHERE m.mailbox_id = $1 AND m.account_id = $2 AND";
 
 impl Store {
     /// Metadata of the messages of `mailbox_id` within `ranges` (all when empty) whose MODSEQ
-    /// is above `changed_since`.
+    /// is above `changed_since`, `with_cached` items.
     pub async fn fetch_messages(
         &self,
         account_id: i64,
         mailbox_id: i64,
         ranges: &[UidRange],
         changed_since: u64,
+        with_cached: bool,
     ) -> Result<Vec<MessageMeta>> {
         let ranges = UidSet::new(ranges)?;
-        let (_, rows) = self.mailbox_rows(account_id, mailbox_id, &ranges).await?;
-        rows.iter().map(meta_from_row).filter(|meta| meta.as_ref().map_or(true, |m| m.modseq > changed_since)).collect()
+        let (_, rows) = self.mailbox_rows_reading(account_id, mailbox_id, &ranges, with_cached).await?;
+        let mut messages = Vec::with_capacity(rows.len());
+        let mut uncached = Vec::new();
+        for row in &rows {
+            let mut meta = meta_from_row(row)?;
+            if meta.modseq <= changed_since {
+                continue;
+            }
+            if with_cached {
+                meta.cached = cached_from_row(row)?;
+                if meta.cached.is_none() {
+                    uncached.push((messages.len(), row.try_get("blob_hash")?));
+                }
+            }
+            messages.push(meta);
+        }
+        self.fill_cached(uncached, |index, cached| messages[index].cached = Some(cached)).await?;
+        Ok(messages)
+    }
+
+    /// The cached items of the messages whose rows had none, given as (index, body hash),
+    /// derived from their bodies now, each handed to `set` with its index.
+    async fn fill_cached(&self, uncached: Vec<(usize, String)>, mut set: impl FnMut(usize, CachedItems)) -> Result<()> {
+        if uncached.is_empty() {
+            return Ok(());
+        }
+        let derived = self.derive_cached(uncached.iter().map(|(_, hash)| hash.clone()).collect()).await?;
+        for (index, hash) in uncached {
+            if let Some(cached) = derived.get(&hash) {
+                set(index, cached.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// The cached items of the bodies `hashes`, derived from each body and kept with it: for
+    /// bodies stored before the mailstore derived them as it stored them (migration 0008), or
+    /// whose kept items could not be read. A body gone meanwhile is left out.
+    async fn derive_cached(&self, mut hashes: Vec<String>) -> Result<HashMap<String, CachedItems>> {
+        hashes.sort_unstable();
+        hashes.dedup();
+        let mut derived = HashMap::with_capacity(hashes.len());
+        for hash in hashes {
+            let body: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM blobs WHERE hash = $1")
+                .bind(&hash)
+                .fetch_optional(self.db.reader())
+                .await?;
+            let Some(body) = body else { continue };
+            // Parsing a large body is long work for an async worker.
+            let message = tokio::task::spawn_blocking(move || IncomingMessage::new(Bytes::from(body), u64::MAX))
+                .await
+                .map_err(|error| Error::Internal(format!("deriving a message's cached items: {error}")))??;
+            sqlx::query("UPDATE blobs SET header = $2, cached = $3 WHERE hash = $1")
+                .bind(&hash)
+                .bind(message.header())
+                .bind(message.cached())
+                .execute(self.db.writer())
+                .await?;
+            let cached = CachedItems::decode(message.cached())
+                .map_err(|error| Error::Internal(format!("cached items just derived: {error}")))?;
+            derived.insert(hash, cached);
+        }
+        Ok(derived)
     }
 
     /// The messages of `ranges` with their sizes, ascending: what a FetchBody streams.
@@ -58,6 +123,7 @@ impl Store {
         slice: BodySlice,
     ) -> Result<Vec<(MessageMeta, Bytes)>> {
         let mut bodies = Vec::with_capacity(uids.len());
+        let mut uncached = Vec::new();
         for batch in uids.chunks(INSERT_BATCH) {
             let query = if self.db.postgres().is_some() {
                 // One statement whatever the batch's length (the UIDs as one array, bound as
@@ -82,11 +148,18 @@ impl Store {
             };
             for row in query.fetch_all(self.db.reader()).await? {
                 let data: Vec<u8> = row.try_get("data")?;
-                let meta = meta_from_row(&row)?;
+                let mut meta = meta_from_row(&row)?;
+                if slice.with_cached {
+                    meta.cached = cached_from_row(&row)?;
+                    if meta.cached.is_none() {
+                        uncached.push((bodies.len(), row.try_get("blob_hash")?));
+                    }
+                }
                 let header_size = usize::try_from(meta.header_size).unwrap_or(usize::MAX);
                 bodies.push((meta, slice.cut(Bytes::from(data), header_size)));
             }
         }
+        self.fill_cached(uncached, |index, cached| bodies[index].0.cached = Some(cached)).await?;
         Ok(bodies)
     }
 
@@ -146,6 +219,8 @@ impl Store {
 pub struct BodySlice {
     /// Only the header block (ENVELOPE, header fields), not the body after it.
     pub headers_only: bool,
+    /// Each message's cached items with its metadata.
+    pub with_cached: bool,
     pub offset: u64,
     /// 0: to the end.
     pub length: u64,

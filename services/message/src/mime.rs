@@ -9,8 +9,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use mail_parser::{Address, ContentType, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-use crate::response;
-
 /// `body` parsed for its MIME structure; `None` when it cannot be. Stored mail comes from
 /// anyone, and a parser that panics on some message (mail-parser 0.11.9 asserts on certain
 /// malformed multipart nestings in debug builds) would otherwise end every session that
@@ -424,7 +422,7 @@ fn nstring(text: Option<&str>, utf8: bool) -> String {
 }
 
 fn quoted(text: &str, utf8: bool) -> String {
-    response::string(text, utf8)
+    crate::string(text, utf8)
 }
 
 #[cfg(test)]
