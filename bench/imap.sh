@@ -51,7 +51,8 @@
 # 13. The cost of each kind of command (`bench/imap-cost.py`): COST_CLIENTS persistent clients on
 #    their own users send only FETCH, FETCH of a body, STORE, the DELETE + EXPUNGE + APPEND round,
 #    or NOOP, for COST_SECS seconds each, RUNS times: with each server's CPU seconds over the run,
-#    the CPU per command of each kind and service.
+#    the CPU per command of each kind and service. With PERF=SECONDS, steps 12 and 13 also
+#    record where the servers spent their CPU (`perf record`): perf-<step>-run<N>.txt.
 # 14. Writes raw outputs, cpu.jsonl (wall time and CPU seconds of the client and of every server
 #    process tree during each step) and summary.md to bench/results/imap-<UTC date-time>/.
 #
@@ -70,7 +71,7 @@
 #   COMPRESS_ITERATIONS=5
 #   MIXED_CLIENTS=10,50 MIXED_SECS=30 APPEND_MSGS=2000 APPEND_CONNS=1,4 E2E_MSGS=50
 #   MEM_CONNS=500 MEM_USERS=50 MEM_RUNS=3 STEP_TIMEOUT=900
-#   PERSISTENT_USERS=10,50 PERSISTENT_MSGS=1000 COST_CLIENTS=10 COST_SECS=20
+#   PERSISTENT_USERS=10,50 PERSISTENT_MSGS=1000 COST_CLIENTS=10 COST_SECS=20 PERF= (unset)
 #   PEERS_DIR=/work/shared/bench/peers OUT=bench/results/imap-<date-time>
 set -euo pipefail
 
@@ -300,14 +301,30 @@ if [ -n "${PG_SETTINGS:-}" ]; then
 fi
 
 # profiled LABEL COMMAND...: `measure LABEL COMMAND...`, with PostgreSQL's statements over the
-# step, by total time, written to pg-LABEL-run<run>.txt.
+# step, by total time, written to pg-LABEL-run<run>.txt. With PERF=SECONDS, `perf record` also
+# samples the mailstore, imap-frontend and every PostgreSQL process for that long from the
+# step's start, and the functions that took the most go to perf-LABEL-run<run>.txt. perf costs
+# CPU of its own: a run with PERF set is for the profile, not for the figures.
 profiled() {
-  local label=$1
+  local label=$1 perf_pid=""
   psql_bench -c "SELECT pg_stat_statements_reset()" >/dev/null
+  if [ -n "${PERF:-}" ]; then
+    local postmaster
+    postmaster=$(head -n 1 "$pg_dir/postmaster.pid")
+    local watched="$mailstore_pid,$frontend_pid,$postmaster,$(pgrep -d, -P "$postmaster")"
+    perf record -F 499 -o "$work/perf.data" -p "$watched" -- sleep "$PERF" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   measure "$@"
   psql_bench -c "SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
       round(mean_exec_time::numeric, 3) AS mean_ms, rows, regexp_replace(query, '\s+', ' ', 'g') AS query
     FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" >"$OUT/pg-$label-run$run.txt"
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid" || true
+    perf report -i "$work/perf.data" --stdio --no-children --sort comm,dso,symbol --percent-limit 0.3 \
+      >"$OUT/perf-$label-run$run.txt" 2>/dev/null || true
+    rm -f "$work/perf.data"
+  fi
 }
 
 # ---------------------------------------------------------------- login-fetch

@@ -3,7 +3,8 @@
 //! through the other (APPEND, STORE); SIGTERM says `* BYE` to every session. A client that
 //! resynchronises with QRESYNC, as Thunderbird does, after changes made through the other
 //! frontend ends with the view a full resync gives. A NOTIFY session on one hears of a mailbox
-//! created and a message stored through the other.
+//! created and a message stored through the other. Sessions on both, changing one mailbox at
+//! random, each answer FETCH FLAGS from the state they hold as the mailstore has it.
 
 mod common;
 
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Client, HOSTNAME, PASSWORD};
+use kubemail_proto::mailstore::mail_store_client::MailStoreClient;
+use kubemail_proto::mailstore::{AuthenticateRequest, FetchMessagesRequest, SelectMailboxRequest, SystemFlag};
 use kubemail_runtime::nats::{NatsConfig, NatsTransport};
 use kubemail_runtime::tls::{self, PemPair};
 use kubemail_testkit::mailstore::Mailstore;
@@ -280,4 +283,129 @@ async fn notify_on_one_frontend_hears_what_another_frontend_does() {
     other.command(&format!("a APPEND Receipts {{{}+}}\r\n{message}", message.len())).await.expect_ok();
     let status = watcher.line().await.unwrap();
     assert!(status.starts_with("* STATUS \"Receipts\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY "), "{status}");
+}
+
+/// A small deterministic generator: the test repeats the same steps on every run.
+struct Steps(u64);
+
+impl Steps {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % bound as u64) as usize
+    }
+}
+
+/// Each message of a view as (UID, its flags sorted), \Recent left out: it differs by session.
+type View = Vec<(u32, Vec<String>)>;
+
+/// The INBOX of alice as the mailstore has it.
+async fn mailstore_view(mailstore: &Mailstore) -> View {
+    let mut client = MailStoreClient::connect(format!("http://{}", mailstore.address)).await.unwrap();
+    let request = AuthenticateRequest { username: "alice@example.org".into(), password: PASSWORD.into() };
+    let account_id = client.authenticate(request).await.unwrap().into_inner().account_id;
+    let request = SelectMailboxRequest { account_id, name: "INBOX".into(), ..Default::default() };
+    let mailbox_id = client.select_mailbox(request).await.unwrap().into_inner().mailbox.unwrap().id;
+    let request = FetchMessagesRequest { account_id, mailbox_id, ..Default::default() };
+    let names = [
+        (SystemFlag::Seen, "\\Seen"),
+        (SystemFlag::Answered, "\\Answered"),
+        (SystemFlag::Flagged, "\\Flagged"),
+        (SystemFlag::Deleted, "\\Deleted"),
+        (SystemFlag::Draft, "\\Draft"),
+    ];
+    let messages = client.fetch_messages(request).await.unwrap().into_inner().messages;
+    messages
+        .into_iter()
+        .map(|meta| {
+            let flags = meta.flags.unwrap_or_default();
+            let mut shown: Vec<String> = names
+                .iter()
+                .filter(|(bit, _)| flags.system & *bit as u32 != 0)
+                .map(|(_, name)| name.to_string())
+                .chain(flags.keywords)
+                .collect();
+            shown.sort();
+            (meta.uid, shown)
+        })
+        .collect()
+}
+
+/// The view a session answers `FETCH 1:* (UID FLAGS)` with, from the state it holds.
+fn session_view(lines: &[String]) -> View {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let uid = line.split("(UID ").nth(1)?.split(' ').next()?.parse().ok()?;
+            let flags = line.split("FLAGS (").nth(1)?.split(')').next()?;
+            let mut shown: Vec<String> =
+                flags.split_whitespace().filter(|flag| *flag != "\\Recent").map(str::to_string).collect();
+            shown.sort();
+            Some((uid, shown))
+        })
+        .collect()
+}
+
+/// Sessions on both frontends change one mailbox at random (STORE of flags and keywords,
+/// APPEND, \Deleted and EXPUNGE); after each step each session, told of the other's changes
+/// by the mailbox events, answers FETCH FLAGS from the state it holds exactly as the mailstore
+/// has the mailbox, and HIGHESTMODSEQ never goes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_on_two_frontends_hold_what_the_mailstore_has() {
+    const STEPS: usize = 60;
+    let Cluster { certificate, a, b, _nats, _mailstore: mailstore, _tls_dir } = two_frontends().await;
+    let mailstore = &mailstore;
+    for number in 0..12 {
+        let body = format!("From: bob@example.org\r\nSubject: seed {number}\r\n\r\nHello.\r\n");
+        mailstore.deliver("alice@example.org", body.as_bytes()).await;
+    }
+    let mut sessions = [alice_on(&a, &certificate).await, alice_on(&b, &certificate).await];
+    for session in &mut sessions {
+        session.command("e ENABLE CONDSTORE").await.expect_ok();
+    }
+    let flags = ["\\Seen", "\\Flagged", "\\Answered", "\\Draft", "$Work", "$Later", "Junk"];
+    let mut steps = Steps(0x5eed_2026);
+    let mut highest = 0u64;
+    for step in 0..STEPS {
+        let actor = steps.below(2);
+        let session = &mut sessions[actor];
+        let exists = mailstore_view(mailstore).await.len();
+        match steps.below(4) {
+            0 | 1 if exists > 0 => {
+                let first = 1 + steps.below(exists);
+                let last = first + steps.below(exists - first + 1);
+                let operation = ["+FLAGS.SILENT", "-FLAGS.SILENT", "FLAGS.SILENT", "+FLAGS"][steps.below(4)];
+                let chosen = flags[steps.below(flags.len())].to_string() + " " + flags[steps.below(flags.len())];
+                session.command(&format!("s STORE {first}:{last} {operation} ({chosen})")).await.expect_ok();
+            }
+            2 if exists > 3 => {
+                let doomed = 1 + steps.below(exists);
+                session.command(&format!("d STORE {doomed} +FLAGS.SILENT (\\Deleted)")).await.expect_ok();
+                session.command("x EXPUNGE").await.expect_ok();
+            }
+            _ => {
+                let body = format!("From: carol@example.org\r\nSubject: step {step}\r\n\r\nHi.\r\n");
+                session.command(&format!("a APPEND INBOX (\\Seen) {{{}+}}\r\n{body}", body.len())).await.expect_ok();
+            }
+        }
+        let truth = mailstore_view(mailstore).await;
+        for (index, session) in sessions.iter_mut().enumerate() {
+            let mut held = View::new();
+            // The other session's changes reach this one as events: a bounded wait for them.
+            for _ in 0..50 {
+                session.command("n NOOP").await.expect_ok();
+                held = session_view(&session.command("f FETCH 1:* (UID FLAGS)").await.expect_ok());
+                if held == truth {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(held, truth, "step {step}: the session on frontend {index} holds what the mailstore has");
+        }
+        let status = sessions[actor].command("t STATUS INBOX (HIGHESTMODSEQ)").await.expect_ok();
+        let modseq: u64 = status[0].split("HIGHESTMODSEQ ").nth(1).unwrap().trim_end_matches(')').parse().unwrap();
+        assert!(modseq >= highest, "step {step}: HIGHESTMODSEQ went from {highest} back to {modseq}");
+        highest = modseq;
+    }
 }

@@ -1,7 +1,7 @@
 //! Upgrades keep what users had: a database made by the earlier migrations, holding data, is
 //! opened by this mailstore, which migrates it the rest of the way: subscriptions move to their
 //! own table, old messages have no save date, and get their cached FETCH items the first time
-//! they are asked for. On PostgreSQL and SQLite.
+//! they are asked for, \Recent marks move to their own table. On PostgreSQL and SQLite.
 
 mod common;
 
@@ -15,7 +15,8 @@ use sqlx::{AnyPool, Executor, Row};
 on_both_backends!(
     subscriptions_survive_the_move_out_of_the_mailboxes_table,
     messages_stored_before_save_dates_have_none,
-    messages_stored_before_cached_items_get_them_when_fetched
+    messages_stored_before_cached_items_get_them_when_fetched,
+    recent_marks_move_out_of_the_mailboxes_table
 );
 
 /// Applies the migrations numbered up to `last` of `backend` to `url`, the way a mailstore of
@@ -159,4 +160,31 @@ async fn messages_stored_before_cached_items_get_them_when_fetched(backend: comm
     let bodies = store.fetch_bodies(1, 1, &[1], with_bodies).await.unwrap();
     assert_eq!(bodies[0].0.cached.as_ref(), Some(&cached), "read back as derived");
     assert_eq!(bodies[0].1.as_ref(), body.as_slice());
+}
+
+/// The \Recent marks move from the mailbox rows to their own table (migration 0010): what
+/// sessions took stays taken, and a claim goes on from there; a mailbox made afterwards has a
+/// mark of its own.
+async fn recent_marks_move_out_of_the_mailboxes_table(backend: common::Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(backend, dir.path()).await;
+    let pool = migrate_up_to(backend, &url, 9).await;
+    for statement in [
+        "INSERT INTO domains (id, name) VALUES (1, 'example.org')",
+        "INSERT INTO accounts (id, domain_id, address, password_hash) VALUES (1, 1, 'alice@example.org', 'x')",
+        // The first mailbox: id 1 on both databases, from their own sequence.
+        "INSERT INTO mailboxes (account_id, name, uidvalidity, uid_next, highest_modseq, recent_uid) \
+         VALUES (1, 'INBOX', 1, 9, 1, 5)",
+    ] {
+        pool.execute(statement).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
+    }
+    pool.close().await;
+
+    let store = store(Db::connect(&url, 4).await.expect("the mailstore opens and migrates the old database"));
+    let (mailboxes, _) = store.list_mailboxes(1).await.unwrap();
+    assert_eq!(mailboxes[0].recent_uid, 5, "what sessions took stays taken");
+    assert_eq!(store.claim_recent(1, 1, 7).await.unwrap(), (6, 7), "the next claim takes what came after");
+    assert_eq!(store.claim_recent(1, 1, 7).await.unwrap(), (8, 7), "and no other takes it again");
+    let created = store.create_mailbox(1, "Archive", "").await.unwrap();
+    assert_eq!(store.claim_recent(1, created.id, 3).await.unwrap(), (1, 0), "a new mailbox has nothing to take");
 }

@@ -24,6 +24,8 @@ use imap_codec::imap_types::command::{CommandBody, FetchModifier};
 use imap_codec::imap_types::core::{AString, Tag, Vec1};
 use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use imap_codec::imap_types::sequence::SequenceSet;
+use kubemail_message::cached;
+use kubemail_message::mime::{self, Piece, UnknownEncoding};
 use kubemail_proto::mailstore::store_flags_request::Operation;
 use kubemail_proto::mailstore::{ExpungedSinceRequest, Flags, MessageMeta, StoreFlagsRequest, SystemFlag};
 use kubemail_runtime::clock::imap_date_time;
@@ -35,8 +37,6 @@ use super::progress::Progress;
 use super::selection::flag_list;
 use crate::extended_syntax::FetchExtra;
 use crate::response::Status;
-use kubemail_message::cached;
-use kubemail_message::mime::{self, Piece, UnknownEncoding};
 
 /// What a FETCH asks for, checked before anything is sent.
 #[derive(Clone)]

@@ -4,12 +4,12 @@
 //! one by its name) is not followed.
 
 use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Section};
+use kubemail_message::mime;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::fetch::fetch_items;
 use super::fetch::section_data;
-use kubemail_message::mime;
 
 /// A message, or a part of one, that a URL names.
 #[derive(Debug, PartialEq, Eq)]

@@ -10,15 +10,16 @@ use sqlx::{Any, Row, Transaction};
 
 use super::postgres::{to_u32, to_u64, u32_column, u64_column};
 use super::{LockedMailbox, Store, get_bool, get_u32, get_u64, mailbox_not_named};
-use crate::db::locking;
 use crate::events::MailboxState;
 use crate::validate::{self, INBOX, SEPARATOR};
 use crate::{Error, Result};
 
-/// The columns of a mailbox `b`, with whether its name is subscribed (0 or 1; migration 0004).
+/// The columns of a mailbox `b`, with its \Recent mark (migration 0010) and whether its name is
+/// subscribed (0 or 1; migration 0004).
 macro_rules! mailbox_columns {
     () => {
-        "b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, b.recent_uid, \
+        "b.id, b.name, b.uidvalidity, b.uid_next, b.highest_modseq, b.special_use, \
+         (SELECT r.recent_uid FROM recent_marks r WHERE r.mailbox_id = b.id) AS recent_uid, \
          CAST(CASE WHEN EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = b.account_id AND s.name = b.name) \
          THEN 1 ELSE 0 END AS BIGINT) AS subscribed"
     };
@@ -31,8 +32,8 @@ const MAILBOX_WITH_COUNTERS: &str = concat!(
     "SELECT ",
     mailbox_columns!(),
     ", c.messages, c.unseen, c.deleted, c.size, \
-     (SELECT COUNT(*) FROM messages m WHERE m.mailbox_id = b.id AND m.uid > b.recent_uid) AS recent \
-     FROM mailboxes b JOIN mailbox_counters c ON c.mailbox_id = b.id"
+     (SELECT COUNT(*) FROM messages m WHERE m.mailbox_id = b.id AND m.uid > r.recent_uid) AS recent \
+     FROM mailboxes b JOIN mailbox_counters c ON c.mailbox_id = b.id JOIN recent_marks r ON r.mailbox_id = b.id"
 );
 
 impl Store {
@@ -216,26 +217,29 @@ impl Store {
     /// Takes the messages of the mailbox up to UID `up_to` as \Recent for the session asking
     /// (RFC 3501 §2.3.2): the UIDs no session took before, as an inclusive range, empty (first
     /// above last) when another session was first. Whoever asks first gets each message, on
-    /// any frontend: the mailbox row is locked while its mark moves.
+    /// any frontend: the mark is locked while it moves.
     pub async fn claim_recent(&self, account_id: i64, mailbox_id: i64, up_to: u32) -> Result<(u32, u32)> {
         if let Some(pool) = self.db.postgres() {
             return postgres_claim_recent(pool, account_id, mailbox_id, up_to).await;
         }
+        // SQLite: its one writer connection keeps the mark as read until this commits.
         let mut tx = self.db.write().await?;
-        let sql = locking!(self.db, "SELECT recent_uid, uid_next FROM mailboxes WHERE id = $1 AND account_id = $2");
-        let row = sqlx::query(sql)
-            .bind(mailbox_id)
-            .bind(account_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("no mailbox with id {mailbox_id}")))?;
+        let row = sqlx::query(
+            "SELECT r.recent_uid, b.uid_next FROM recent_marks r JOIN mailboxes b ON b.id = r.mailbox_id \
+             WHERE r.mailbox_id = $1 AND b.account_id = $2",
+        )
+        .bind(mailbox_id)
+        .bind(account_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no mailbox with id {mailbox_id}")))?;
         let (taken, uid_next) = (get_u32(&row, "recent_uid")?, get_u32(&row, "uid_next")?);
         // No further than the messages stored so far.
         let up_to = up_to.min(uid_next.saturating_sub(1));
         if up_to <= taken {
             return Ok((taken + 1, taken));
         }
-        sqlx::query("UPDATE mailboxes SET recent_uid = $1 WHERE id = $2")
+        sqlx::query("UPDATE recent_marks SET recent_uid = $1 WHERE mailbox_id = $2")
             .bind(i64::from(up_to))
             .bind(mailbox_id)
             .execute(&mut *tx)
@@ -616,20 +620,22 @@ fn mailbox_from_row(row: &AnyRow, with_counters: bool) -> Result<MailboxInfo> {
     Ok(mailbox)
 }
 
-/// ClaimRecent on PostgreSQL: the mark moves in one statement, committed without waiting for
-/// the disk (`set_config(…, true)` lasts to the end of the statement's own transaction, past its
-/// commit). A crash that loses the last moves of the mark only makes those messages recent once
-/// more, which is not worth an fsync on every command after new mail.
+/// ClaimRecent on PostgreSQL: the mark moves in one statement, which locks the mark alone (not
+/// the mailbox row its writers hold to their commit) and commits without waiting for the disk
+/// (`set_config(…, true)` lasts to the end of the statement's own transaction, past its commit).
+/// A crash that loses the last moves of the mark only makes those messages recent once more,
+/// which is not worth an fsync on every command after new mail.
 const CLAIM_RECENT: &str = "\
 WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
 mark AS (
-    SELECT recent_uid, LEAST($3, uid_next - 1) AS wanted FROM mailboxes
-    WHERE id = $1 AND account_id = $2 FOR UPDATE
+    SELECT r.recent_uid, LEAST($3, b.uid_next - 1) AS wanted
+    FROM recent_marks r JOIN mailboxes b ON b.id = r.mailbox_id
+    WHERE r.mailbox_id = $1 AND b.account_id = $2 FOR UPDATE OF r
 ),
 moved AS (
-    UPDATE mailboxes SET recent_uid = mark.wanted FROM mark
-    WHERE id = $1 AND mark.wanted > mark.recent_uid
-    RETURNING mailboxes.recent_uid
+    UPDATE recent_marks SET recent_uid = mark.wanted FROM mark
+    WHERE mailbox_id = $1 AND mark.wanted > mark.recent_uid
+    RETURNING recent_marks.recent_uid
 )
 SELECT mark.recent_uid AS taken, COALESCE((SELECT recent_uid FROM moved), mark.recent_uid) AS claimed
 FROM mark, relaxed";

@@ -261,6 +261,7 @@ impl Store {
         .bind(special_use)
         .fetch_one(&mut **tx)
         .await?;
+        sqlx::query("INSERT INTO recent_marks (mailbox_id) VALUES ($1)").bind(id).execute(&mut **tx).await?;
         Ok(LockedMailbox { id, account_id, name: name.to_string(), uidvalidity, uid_next: 1, highest_modseq: 1 })
     }
 

@@ -58,14 +58,14 @@ impl Store {
         if !changes.is_empty() {
             // One MODSEQ for the whole command: every changed message gets a new, higher value.
             let modseq = self.bump_modseq(&mut tx, &mut folder).await?;
-            for (meta, _) in &mut changes {
-                meta.modseq = modseq;
+            for changed in &mut changes {
+                changed.meta.modseq = modseq;
             }
             self.write_flags(&mut tx, mailbox_id, modseq, &changes).await?;
         }
         tx.commit().await?;
         self.announce_flags(&folder, &changes).await;
-        let updated = changes.into_iter().map(|(meta, _)| meta).collect();
+        let updated = changes.into_iter().map(|changed| changed.meta).collect();
         Ok(StoreFlagsResponse { updated, modified, highest_modseq: folder.highest_modseq, unchanged })
     }
 
@@ -86,31 +86,22 @@ impl Store {
         if changes.is_empty() {
             return Ok(StoreFlagsResponse { updated: Vec::new(), modified, highest_modseq, unchanged });
         }
-        let writes: Vec<FlagWrite<'_>> = changes
-            .iter()
-            .map(|(meta, keywords)| FlagWrite {
-                uid: meta.uid,
-                read_modseq: meta.modseq,
-                system: meta.flags.as_ref().map_or(0, |f| f.system),
-                keywords,
-            })
-            .collect();
-        let (folder, written) = postgres_store_flags(pool, account_id, mailbox_id, &writes).await?.unzip();
+        let (folder, written) = postgres_store_flags(pool, account_id, mailbox_id, &changes).await?.unzip();
         let written = written.unwrap_or_default();
         let (mut done, missed): (Vec<_>, Vec<_>) =
-            changes.into_iter().partition(|(meta, _)| written.binary_search(&meta.uid).is_ok());
+            changes.into_iter().partition(|changed| written.binary_search(&changed.meta.uid).is_ok());
         if let Some(folder) = &folder {
-            for (meta, _) in &mut done {
-                meta.modseq = folder.highest_modseq;
+            for changed in &mut done {
+                changed.meta.modseq = folder.highest_modseq;
             }
             self.announce_flags(folder, &done).await;
         }
-        let mut updated: Vec<MessageMeta> = done.into_iter().map(|(meta, _)| meta).collect();
+        let mut updated: Vec<MessageMeta> = done.into_iter().map(|changed| changed.meta).collect();
         if missed.is_empty() {
             let highest_modseq = folder.map_or(highest_modseq, |f| f.highest_modseq);
             return Ok(StoreFlagsResponse { updated, modified, highest_modseq, unchanged });
         }
-        let missed: Vec<u32> = missed.iter().map(|(meta, _)| meta.uid).collect();
+        let missed: Vec<u32> = missed.iter().map(|changed| changed.meta.uid).collect();
         let again = UidSet::of(&missed);
         let rest = self.store_flags_locked(account_id, mailbox_id, &again, change).await?;
         updated.extend(rest.updated);
@@ -123,15 +114,15 @@ impl Store {
     }
 
     /// Tells sessions about flag changes written to `folder`.
-    async fn announce_flags(&self, folder: &LockedMailbox, changes: &[(MessageMeta, String)]) {
+    async fn announce_flags(&self, folder: &LockedMailbox, changes: &[Changed]) {
         if changes.is_empty() {
             return;
         }
         let change = Change::Flags(FlagsChanged {
-            uids: changes.iter().map(|(m, _)| m.uid).collect(),
-            system_flags: changes.iter().map(|(m, _)| m.flags.as_ref().map_or(0, |f| f.system)).collect(),
-            keywords: changes.iter().map(|(_, k)| k.clone()).collect(),
-            modseqs: changes.iter().map(|(m, _)| m.modseq).collect(),
+            uids: changes.iter().map(|changed| changed.meta.uid).collect(),
+            system_flags: changes.iter().map(Changed::system).collect(),
+            keywords: changes.iter().map(|changed| changed.keywords.clone()).collect(),
+            modseqs: changes.iter().map(|changed| changed.meta.modseq).collect(),
         });
         self.events.publish(folder.state(), change).await;
     }
@@ -142,36 +133,33 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         mailbox_id: i64,
         modseq: u64,
-        changes: &[(MessageMeta, String)],
+        changes: &[Changed],
     ) -> Result<()> {
-        let system = |meta: &MessageMeta| meta.flags.as_ref().map_or(0, |f| f.system);
         if self.db.postgres().is_some() {
-            // One statement, however many messages: each UPDATE statement also runs the
-            // counters' trigger once, and the mailbox stays locked until the last one is done.
-            // The arrays travel as text, which the Any driver can bind.
-            sqlx::query(
-                "UPDATE messages m SET flags = c.flags, keywords = c.keywords, modseq = $2 \
-                 FROM unnest($3::text::bigint[], $4::text::bigint[], $5::text::text[]) AS c (uid, flags, keywords) \
-                 WHERE m.mailbox_id = $1 AND m.uid = c.uid",
-            )
-            .bind(mailbox_id)
-            .bind(to_i64(modseq, "MODSEQ")?)
-            .bind(array_literal(changes.iter().map(|(meta, _)| meta.uid.to_string())))
-            .bind(array_literal(changes.iter().map(|(meta, _)| system(meta).to_string())))
-            .bind(array_literal(changes.iter().map(|(_, keywords)| keywords.clone())))
-            .execute(&mut **tx)
-            .await?;
+            // One statement, however many messages, which also counts the change in the
+            // mailbox's counters; the mailbox stays locked until the last one is done. The arrays
+            // travel as text, which the Any driver can bind.
+            sqlx::query(WRITE_FLAGS)
+                .bind(mailbox_id)
+                .bind(to_i64(modseq, "MODSEQ")?)
+                .bind(array_literal(changes.iter().map(|changed| changed.meta.uid.to_string())))
+                .bind(array_literal(changes.iter().map(|changed| changed.system().to_string())))
+                .bind(array_literal(changes.iter().map(|changed| changed.keywords.clone())))
+                .bind(array_literal(changes.iter().map(|changed| changed.old_system.to_string())))
+                .execute(&mut **tx)
+                .await?;
             return Ok(());
         }
-        for (meta, keywords) in changes {
+        // SQLite's row trigger counts each change (migration 0002).
+        for changed in changes {
             sqlx::query(
                 "UPDATE messages SET flags = $1, keywords = $2, modseq = $3 WHERE mailbox_id = $4 AND uid = $5",
             )
-            .bind(i64::from(system(meta)))
-            .bind(keywords)
+            .bind(i64::from(changed.system()))
+            .bind(&changed.keywords)
             .bind(to_i64(modseq, "MODSEQ")?)
             .bind(mailbox_id)
-            .bind(i64::from(meta.uid))
+            .bind(i64::from(changed.meta.uid))
             .execute(&mut **tx)
             .await?;
         }
@@ -179,12 +167,26 @@ impl Store {
     }
 }
 
-/// Messages a STORE changes: each with its new flags, and its keywords as they will be stored.
-type Changed = Vec<(MessageMeta, String)>;
+/// A message a STORE changes.
+struct Changed {
+    /// With its new flags; its MODSEQ the one read until the change is written.
+    meta: MessageMeta,
+    /// Its new keywords as they will be stored.
+    keywords: String,
+    /// Its system flags as read, so the write can count what changed in the mailbox's counters.
+    old_system: u32,
+}
+
+impl Changed {
+    /// The new system flags.
+    fn system(&self) -> u32 {
+        self.meta.flags.as_ref().map_or(0, |flags| flags.system)
+    }
+}
 
 /// What a STORE's change does to the messages read.
 struct Applied {
-    changes: Changed,
+    changes: Vec<Changed>,
     /// The UIDs left alone because they changed after UNCHANGEDSINCE.
     modified: Vec<u32>,
     /// The messages whose flags were already as asked.
@@ -218,7 +220,7 @@ impl FlagChange<'_> {
                 apply_flags(self.operation, old_system, &old_keywords, self.system, &self.keywords)?;
             if new_system != old_system || new_keywords != old_keywords {
                 meta.flags = Some(Flags { system: new_system, keywords: split_keywords(&new_keywords) });
-                applied.changes.push((meta, new_keywords));
+                applied.changes.push(Changed { meta, keywords: new_keywords, old_system });
             } else {
                 applied.unchanged.push(meta);
             }
@@ -247,6 +249,23 @@ fn apply_flags(
     })
 }
 
+/// The CTE `counted` of the statements that change flags on PostgreSQL: the changes of
+/// `changed` (each message's `flags` and `old_flags`) added to the counters of `mailbox`, as
+/// inserts count themselves (migration 0009). Nothing is written when no message changed its
+/// \Seen or \Deleted. A macro, so each statement stays one literal.
+macro_rules! count_flag_changes {
+    () => {
+        "counted AS (
+    UPDATE mailbox_counters SET
+        unseen = unseen + (SELECT sum((old_flags & 1) - (flags & 1)) FROM changed),
+        deleted = deleted + (SELECT sum(((flags & 8) - (old_flags & 8)) / 8) FROM changed)
+    FROM mailbox
+    WHERE mailbox_counters.mailbox_id = mailbox.id
+      AND EXISTS (SELECT 1 FROM changed WHERE ((old_flags # flags) & 9) <> 0)
+)"
+    };
+}
+
 /// STORE's write when the new flags were worked out from a read without locks: one statement
 /// that takes the mailbox's next MODSEQ (locking its row, as every writer does first) and
 /// changes each message only if its MODSEQ is still the one read, so a concurrent change is
@@ -255,48 +274,62 @@ fn apply_flags(
 /// not for the round trips of a transaction. Should every message have changed in between, the
 /// MODSEQ is taken all the same: HIGHESTMODSEQ rises with nothing behind it, and a client that
 /// resynchronises finds nothing new.
-const STORE_FLAGS: &str = "\
-WITH mailbox AS (
+const STORE_FLAGS: &str = concat!(
+    "WITH mailbox AS (
     UPDATE mailboxes SET highest_modseq = highest_modseq + 1
     WHERE id = $1 AND account_id = $2
     RETURNING id, account_id, name, uidvalidity, uid_next, highest_modseq
 ),
 changed AS (
     UPDATE messages m SET flags = c.flags, keywords = c.keywords, modseq = mailbox.highest_modseq
-    FROM mailbox, unnest($3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::text[])
-        AS c (uid, modseq, flags, keywords)
+    FROM mailbox, unnest($3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::text[], $7::text::bigint[])
+        AS c (uid, modseq, flags, keywords, old_flags)
     WHERE m.mailbox_id = mailbox.id AND m.uid = c.uid AND m.modseq = c.modseq
-    RETURNING m.uid
-)
+    RETURNING m.uid, c.flags, c.old_flags
+),
+",
+    count_flag_changes!(),
+    "
 SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbox.uid_next, mailbox.highest_modseq,
        coalesce((SELECT array_agg(uid ORDER BY uid) FROM changed), '{}') AS uids
-FROM mailbox";
+FROM mailbox"
+);
 
-/// One message's new flags for [`postgres_store_flags`]: its UID, the MODSEQ it was read with,
-/// and the system flags and keywords (as stored) to write.
-struct FlagWrite<'a> {
-    uid: u32,
-    read_modseq: u64,
-    system: u32,
-    keywords: &'a str,
-}
+/// The write of a STORE under the mailbox's lock on PostgreSQL: each message's new flags with
+/// the command's MODSEQ (`$2`), counted in the mailbox's counters as [`STORE_FLAGS`] does.
+const WRITE_FLAGS: &str = concat!(
+    "WITH mailbox AS (SELECT CAST($1 AS BIGINT) AS id),
+changed AS (
+    UPDATE messages m SET flags = c.flags, keywords = c.keywords, modseq = $2
+    FROM unnest($3::text::bigint[], $4::text::bigint[], $5::text::text[], $6::text::bigint[])
+        AS c (uid, flags, keywords, old_flags)
+    WHERE m.mailbox_id = $1 AND m.uid = c.uid
+    RETURNING m.uid, c.flags, c.old_flags
+),
+",
+    count_flag_changes!(),
+    "
+SELECT count(*) AS changed FROM changed"
+);
 
-/// Runs [`STORE_FLAGS`]: the mailbox after it and the UIDs changed, ascending; `None` when the
-/// mailbox is gone (or not the account's).
+/// Runs [`STORE_FLAGS`] for `changes`, each written only if its MODSEQ is still the one read:
+/// the mailbox after it and the UIDs changed, ascending; `None` when the mailbox is gone (or not
+/// the account's).
 async fn postgres_store_flags(
     pool: &PgPool,
     account_id: i64,
     mailbox_id: i64,
-    writes: &[FlagWrite<'_>],
+    changes: &[Changed],
 ) -> Result<Option<(LockedMailbox, Vec<u32>)>> {
-    let read_modseqs = writes.iter().map(|w| to_i64(w.read_modseq, "MODSEQ").map(|m| m.to_string()));
+    let read_modseqs = changes.iter().map(|changed| to_i64(changed.meta.modseq, "MODSEQ").map(|m| m.to_string()));
     let row = sqlx::query(STORE_FLAGS)
         .bind(mailbox_id)
         .bind(account_id)
-        .bind(array_literal(writes.iter().map(|w| w.uid.to_string())))
+        .bind(array_literal(changes.iter().map(|changed| changed.meta.uid.to_string())))
         .bind(array_literal(read_modseqs.collect::<Result<Vec<_>>>()?))
-        .bind(array_literal(writes.iter().map(|w| w.system.to_string())))
-        .bind(array_literal(writes.iter().map(|w| w.keywords.to_string())))
+        .bind(array_literal(changes.iter().map(|changed| changed.system().to_string())))
+        .bind(array_literal(changes.iter().map(|changed| changed.keywords.clone())))
+        .bind(array_literal(changes.iter().map(|changed| changed.old_system.to_string())))
         .fetch_optional(pool)
         .await?;
     let Some(row) = row else { return Ok(None) };
