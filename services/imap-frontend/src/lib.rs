@@ -17,6 +17,7 @@
 //! - [`mailbox_name`] — mailbox names on the wire: modified UTF-7 or UTF-8.
 //! - [`snapshots`] — SELECT snapshots of large mailboxes kept between sessions.
 //! - [`summary`] — what SORT and THREAD read of a message, kept between commands.
+//! - [`uid_cache`] — what never changes of messages, kept by mailbox and UID between commands.
 //! - [`threading`] — THREAD's algorithms, ORDEREDSUBJECT and REFERENCES.
 //! - [`response`] — IMAP status responses and strings.
 
@@ -35,6 +36,7 @@ pub mod services;
 pub mod snapshots;
 pub mod summary;
 pub mod threading;
+pub mod uid_cache;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -16,9 +16,10 @@ use tonic::transport::Channel;
 
 use crate::mailstore_client;
 use crate::server::{self, Admission, Listeners};
-use crate::services::{Services, Settings};
+use crate::services::{self, Services, Settings};
 use crate::snapshots::{self, SnapshotCache};
 use crate::summary::{self, SummaryCache};
+use crate::uid_cache::UidCache;
 
 /// What the service decides by configuration rather than by its transports.
 pub struct ServiceSettings {
@@ -80,6 +81,7 @@ impl ImapFrontend {
             auth_failures: settings.auth_failures,
             snapshots: SnapshotCache::new(settings.select_cache_messages, settings.select_cache_min_messages),
             summaries: SummaryCache::new(summary::CACHE_MESSAGES),
+            held: UidCache::new(services::HELD_MESSAGES),
             events: transports.events,
             tls: settings.tls,
             settings: settings.session,

@@ -1,10 +1,11 @@
 //! What IMAP and POP3 sessions share: the mailstore, events, TLS, remembered logins, SELECT
-//! snapshots, message summaries and the shutdown signal ([`Services`]), and the limits every session keeps
-//! ([`Settings`]).
+//! snapshots, message summaries, the FETCH items held and the shutdown signal ([`Services`]),
+//! and the limits every session keeps ([`Settings`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use kubemail_proto::mailstore::MessageMeta;
 use kubemail_runtime::EventBus;
 use kubemail_runtime::limits::AuthFailures;
 use kubemail_runtime::login_cache::LoginCache;
@@ -15,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::MailstoreClient;
 use crate::snapshots::SnapshotCache;
 use crate::summary::SummaryCache;
+use crate::uid_cache::UidCache;
 
 /// What every session is configured with.
 #[derive(Clone, Debug)]
@@ -45,6 +47,10 @@ pub struct Settings {
     pub progress_interval: Duration,
 }
 
+/// Messages whose unchanging FETCH items the frontend keeps ([`Services::held`]): about 1.5 KB
+/// each with their ENVELOPE and BODYSTRUCTURE, so some 75 MB when full.
+pub const HELD_MESSAGES: usize = 50_000;
+
 /// What sessions share: the mailstore, TLS, settings, and the shutdown signal.
 pub struct Services {
     pub mailstore: MailstoreClient,
@@ -62,6 +68,9 @@ pub struct Services {
     pub snapshots: SnapshotCache,
     /// What SORT and THREAD read of messages' headers.
     pub summaries: SummaryCache,
+    /// What FETCH answers of messages that never changes, so a session answers it again
+    /// without the mailstore (`imap/fetch.rs`).
+    pub held: UidCache<MessageMeta>,
     pub shutdown: Shutdown,
 }
 

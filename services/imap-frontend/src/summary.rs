@@ -7,12 +7,10 @@
 //! UID for as long as there is room: a webmail client that sorts the same mailbox page after
 //! page reads each header from the mailstore once.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use mail_parser::{Address, Message};
 
 use crate::casemap;
+use crate::uid_cache::UidCache;
 
 /// The summaries kept, over all mailboxes: some 200 octets each.
 pub const CACHE_MESSAGES: usize = 200_000;
@@ -200,74 +198,8 @@ fn strip_suffix_ignore_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> 
     tail.eq_ignore_ascii_case(suffix).then(|| &text[..start])
 }
 
-/// See the module documentation.
-pub struct SummaryCache {
-    /// Summaries kept at most, over all mailboxes; 0 keeps none.
-    capacity: usize,
-    kept: Mutex<Kept>,
-}
-
-/// The summaries of one mailbox by UID, with when they were last read.
-type MailboxSummaries = (u64, HashMap<u32, Arc<Summary>>);
-
-#[derive(Default)]
-struct Kept {
-    /// By mailbox id and UIDVALIDITY.
-    by_mailbox: HashMap<(i64, u32), MailboxSummaries>,
-    messages: usize,
-    /// Counts reads, to find the mailbox read longest ago.
-    clock: u64,
-}
-
-impl SummaryCache {
-    pub fn new(capacity: usize) -> SummaryCache {
-        SummaryCache { capacity, kept: Mutex::new(Kept::default()) }
-    }
-
-    /// The kept summaries of `uids` in the mailbox, by UID; those not kept are left out.
-    pub fn get(&self, mailbox_id: i64, uidvalidity: u32, uids: &[u32]) -> HashMap<u32, Arc<Summary>> {
-        let mut kept = self.kept.lock().expect("summary cache lock");
-        kept.clock += 1;
-        let now = kept.clock;
-        let Some((read, summaries)) = kept.by_mailbox.get_mut(&(mailbox_id, uidvalidity)) else {
-            return HashMap::new();
-        };
-        *read = now;
-        uids.iter().filter_map(|uid| Some((*uid, summaries.get(uid)?.clone()))).collect()
-    }
-
-    /// Keeps `summaries` of the mailbox; the mailboxes read longest ago make room.
-    pub fn put(&self, mailbox_id: i64, uidvalidity: u32, summaries: &[(u32, Arc<Summary>)]) {
-        if summaries.is_empty() || summaries.len() > self.capacity {
-            return;
-        }
-        let mut kept = self.kept.lock().expect("summary cache lock");
-        let key = (mailbox_id, uidvalidity);
-        while kept.messages + summaries.len() > self.capacity {
-            let oldest = kept.by_mailbox.iter().filter(|(other, _)| **other != key).min_by_key(|(_, (read, _))| *read);
-            let Some(oldest) = oldest.map(|(other, _)| *other) else { break };
-            if let Some((_, gone)) = kept.by_mailbox.remove(&oldest) {
-                kept.messages -= gone.len();
-            }
-        }
-        kept.clock += 1;
-        let now = kept.clock;
-        let (read, mailbox) = kept.by_mailbox.entry(key).or_default();
-        *read = now;
-        let before = mailbox.len();
-        for (uid, summary) in summaries {
-            mailbox.insert(*uid, summary.clone());
-        }
-        let added = mailbox.len() - before;
-        kept.messages += added;
-        if kept.messages > self.capacity {
-            // One mailbox outgrew the room on its own: start it again.
-            if let Some((_, gone)) = kept.by_mailbox.remove(&key) {
-                kept.messages -= gone.len();
-            }
-        }
-    }
-}
+/// The summaries kept between commands and sessions.
+pub type SummaryCache = UidCache<Summary>;
 
 #[cfg(test)]
 mod tests {
@@ -308,18 +240,5 @@ mod tests {
     fn message_ids_skip_what_is_not_one() {
         let ids: Vec<String> = message_ids("<a@x> junk <no-at> <b@y>\r\n <c@z>").collect();
         assert_eq!(ids, ["a@x", "b@y", "c@z"]);
-    }
-
-    #[test]
-    fn the_cache_makes_room_by_dropping_the_mailbox_read_longest_ago() {
-        let cache = SummaryCache::new(3);
-        let summary = Arc::new(Summary::default());
-        cache.put(1, 1, &[(1, summary.clone()), (2, summary.clone())]);
-        cache.put(2, 1, &[(1, summary.clone())]);
-        assert_eq!(cache.get(1, 1, &[1, 2]).len(), 2);
-        cache.put(3, 1, &[(1, summary.clone())]);
-        assert!(cache.get(2, 1, &[1]).is_empty(), "mailbox 2 was read longest ago");
-        assert_eq!(cache.get(1, 1, &[1, 2]).len(), 2);
-        assert!(cache.get(1, 2, &[1]).is_empty(), "another UIDVALIDITY is another mailbox");
     }
 }

@@ -261,8 +261,9 @@ fn preview_string(text: &str) -> String {
 }
 
 /// ENVELOPE, BODY, BODYSTRUCTURE and PREVIEW come from the items the mailstore derived when it
-/// stored each message, with metadata alone and with a body; for every message of the test
-/// corpora they are what the frontend writes from the parsed body, with UTF-8 and without.
+/// stored each message, with metadata alone and with a body, and the second time from what the
+/// frontend holds of them; for every message of the test corpora they are what the frontend
+/// writes from the parsed body, with UTF-8 and without.
 #[tokio::test]
 async fn cached_items_are_what_the_parsed_body_gives() {
     let f = Fixture::start().await;

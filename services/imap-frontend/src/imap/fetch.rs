@@ -11,11 +11,13 @@
 //!
 //! ENVELOPE, BODY, BODYSTRUCTURE and PREVIEW come from the items the mailstore derived when it
 //! stored each message (kubemail-message's `cached`), so a FETCH of them and of metadata reads
-//! no body. Bodies stream from the mailstore one message after the other and each message's
+//! no body; the frontend holds what never changes of a message once read, and a FETCH of that
+//! and of flags is answered with no round trip at all. Bodies stream from the mailstore one message after the other and each message's
 //! response is written before the next is read, so a FETCH of a whole mailbox holds one message
 //! at a time, and tells its progress as it goes (INPROGRESS, RFC 9585).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
@@ -153,6 +155,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // mailbox's events keep current.
             return self.fetch_from_snapshot(messages, &request.items).await;
         }
+        if changed_since == 0 && request.held() {
+            // What never changes of a message, from what this frontend holds, with its flags
+            // from the snapshot: a client reading envelopes again costs no round trip.
+            let meta = self.held_meta(tag, messages).await?;
+            if meta.values().all(|meta| meta.cached.is_some()) {
+                return Some(self.write_from_meta(messages, request, &meta));
+            }
+        }
         let account_id = self.account_id();
         let mailbox_id = self.selected.as_ref()?.mailbox_id;
         if request.marks_seen {
@@ -252,6 +262,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         if changed_since > 0 {
             messages.retain(|(_, uid)| meta.contains_key(uid));
+        }
+        Some(meta)
+    }
+
+    /// The metadata of `messages` by UID for [`Request::held`] items: what never changes from
+    /// [`Services::held`](crate::services::Services::held), read once from the mailstore (with
+    /// the cached items) for messages it lacks, and the flags the snapshot holds.
+    /// Messages expunged meanwhile are left out; `None` after answering why the mailstore could
+    /// not be read.
+    async fn held_meta(&mut self, tag: Option<&Tag<'_>>, messages: &[(u32, u32)]) -> Option<HashMap<u32, MessageMeta>> {
+        let selection = self.selected.as_ref()?;
+        let (mailbox_id, uidvalidity) = (selection.mailbox_id, selection.uidvalidity);
+        let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
+        let mut held = self.services.held.get(mailbox_id, uidvalidity, &uids);
+        let missing: Vec<u32> = uids.iter().copied().filter(|uid| !held.contains_key(uid)).collect();
+        if !missing.is_empty() {
+            let read = match self.fetch_meta((self.account_id(), mailbox_id), &missing, 0, true).await {
+                Ok(read) => read,
+                Err(status) => {
+                    self.refused(tag, &status);
+                    return None;
+                }
+            };
+            // Flags and MODSEQs change: only the rest is kept.
+            let unchanging: Vec<(u32, Arc<MessageMeta>)> = read
+                .into_values()
+                .map(|meta| (meta.uid, Arc::new(MessageMeta { flags: None, modseq: 0, ..meta })))
+                .collect();
+            let complete: Vec<(u32, Arc<MessageMeta>)> =
+                unchanging.iter().filter(|(_, meta)| meta.cached.is_some()).cloned().collect();
+            self.services.held.put(mailbox_id, uidvalidity, &complete);
+            held.extend(unchanging);
+        }
+        let selection = self.selected.as_ref()?;
+        let mut meta = HashMap::with_capacity(messages.len());
+        for (number, uid) in messages {
+            let index = *number as usize - 1;
+            let Some(unchanging) = held.get(uid) else { continue };
+            if selection.expunged_meanwhile(*uid) {
+                continue;
+            }
+            let keywords = selection.keywords_of(index).split_whitespace().map(str::to_string).collect();
+            let flags = Some(Flags { system: selection.flags[index], keywords });
+            meta.insert(*uid, MessageMeta { flags, ..(**unchanging).clone() });
         }
         Some(meta)
     }
@@ -443,6 +497,27 @@ pub(super) fn fetch_items(items: &[u8]) -> Option<MacroOrMessageDataItemNames<'s
 }
 
 impl<'a> Request<'a> {
+    /// Whether every item is one a session answers from what it holds: the snapshot's UID and
+    /// flags, and what never changes of a message (INTERNALDATE, RFC822.SIZE, the cached
+    /// items, SAVEDATE, EMAILID, THREADID). MODSEQ is asked of the mailstore, whose value is
+    /// exact when the snapshot has not heard of a change yet.
+    fn held(&self) -> bool {
+        !self.needs_body
+            && !self.marks_seen
+            && self.items.iter().all(|item| {
+                matches!(
+                    item,
+                    MessageDataItemName::Uid
+                        | MessageDataItemName::Flags
+                        | MessageDataItemName::InternalDate
+                        | MessageDataItemName::Rfc822Size
+                        | MessageDataItemName::Envelope
+                        | MessageDataItemName::Body
+                        | MessageDataItemName::BodyStructure
+                )
+            })
+    }
+
     /// The items of `requested` (UID first for UID FETCH) and `extra`; with `placeholder`, the
     /// UID in `requested` only stood in for an item list that had `extra` alone.
     fn new(
