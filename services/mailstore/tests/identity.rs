@@ -39,7 +39,20 @@ impl Drop for Mailstore {
 }
 
 impl Mailstore {
+    /// A ready mailstore. A free port can be taken by another test between being found free and
+    /// bound: a process that exits before it is ready is started again on other ports, three
+    /// times at most.
     async fn start() -> Mailstore {
+        for _ in 0..3 {
+            if let Some(mailstore) = Mailstore::try_start().await {
+                return mailstore;
+            }
+        }
+        panic!("the mailstore did not start on three sets of free ports");
+    }
+
+    /// A ready mailstore, or `None` when its process exited before it was ready.
+    async fn try_start() -> Option<Mailstore> {
         let data = tempfile::tempdir().unwrap();
         let service_ca = tempfile::tempdir().unwrap();
         let (grpc, admin_grpc, http) = (free_loopback_address(), free_loopback_address(), free_loopback_address());
@@ -52,13 +65,16 @@ impl Mailstore {
             .stdout(Stdio::null())
             .spawn()
             .expect("mailstore starts");
-        let mailstore = Mailstore { process, grpc, admin_grpc, http, service_ca, _data: data };
+        let mut mailstore = Mailstore { process, grpc, admin_grpc, http, service_ca, _data: data };
         let deadline = Instant::now() + Duration::from_secs(60);
         while mailstore.metrics().await.is_none() {
+            if mailstore.process.try_wait().unwrap().is_some() {
+                return None;
+            }
             assert!(Instant::now() < deadline, "mailstore not ready after 60 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        mailstore
+        Some(mailstore)
     }
 
     /// The identity of `role` from the mailstore's own CA.

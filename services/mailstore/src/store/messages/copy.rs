@@ -6,7 +6,7 @@ use kubemail_proto::events::mailbox_event::Change;
 use kubemail_proto::mailstore::{CopyMessagesResponse, MessageMeta, UidRange};
 
 use super::uids::UidSet;
-use super::{NewMessage, Stored, count_inserted, meta_from_row};
+use super::{Stored, count_inserted, meta_from_row};
 use crate::store::{Store, now, to_i64};
 use crate::validate;
 use crate::{Error, Result};
@@ -68,14 +68,14 @@ impl Store {
         tx.commit().await?;
         self.collect_blobs(&hashes).await;
         if count > 0 {
+            // The copies keep their flags, and took the target's MODSEQ.
             let stored: Vec<Stored> = messages
                 .iter()
                 .zip(&destination_uids)
                 .map(|(meta, uid)| {
                     let flags = meta.flags.clone().unwrap_or_default();
-                    let new =
-                        NewMessage { system_flags: flags.system, keywords: flags.keywords.join(" "), internal_date: 0 };
-                    Stored::new(&target, *uid, &new)
+                    let keywords = flags.keywords.join(" ");
+                    Stored { uid: *uid, system_flags: flags.system, keywords, modseq: target.highest_modseq }
                 })
                 .collect();
             self.announce_added(&target, &stored).await;

@@ -4,14 +4,15 @@
 //! - [`append`] — IMAP APPEND.
 //! - [`group`] — group commit: deliveries and APPENDs into one mailbox that queue up share a
 //!   transaction.
-//! - [`read`] — metadata and body fetches, search, quota.
-//! - [`flags`] — STORE.
+//! - [`read`] — metadata (with the cached FETCH items) and body fetches, search, quota.
+//! - [`flags`] — STORE, which counts its own changes in the mailbox counters.
 //! - [`expunge`] — EXPUNGE, POP3's removal, the UIDs expunged since a MODSEQ.
 //! - [`copy`] — COPY and MOVE.
 //! - [`uids`] — the UID sets requests name.
 //!
-//! This file holds what they share: the incoming message and the row it is stored as, and the
-//! reads of message rows. It and `uids` are below every operation, `group` below deliver and
+//! This file holds what they share: the incoming message with what is derived from it once
+//! (hash, header, cached FETCH items), the row it is stored as and the event that announces it,
+//! and the reads of message rows. It and `uids` are below every operation, `group` below deliver and
 //! append; `copy` uses `expunge` (a move removes its sources as EXPUNGE does), and no other
 //! operation uses another.
 

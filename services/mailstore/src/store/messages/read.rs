@@ -1,5 +1,6 @@
-//! Reading messages: metadata (FETCH), sizes and bodies (FetchBody), SEARCH over metadata, and
-//! the account's quota.
+//! Reading messages: metadata with the cached FETCH items (FETCH), sizes and bodies (FetchBody),
+//! SEARCH over metadata, and the account's quota. The cached items of a body stored before they
+//! were kept are derived when first asked for, and kept.
 
 use std::collections::HashMap;
 
