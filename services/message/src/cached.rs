@@ -69,9 +69,11 @@ mod tests {
         let encoded =
             "From: =?UTF-8?Q?J=C3=BCrgen?= <j@example.org>\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n\r\nHallo\r\n";
         let cached = derive(encoded.as_bytes());
-        assert!(envelope(&cached, true).contains("\"Grüße\""), "{}", envelope(&cached, true));
-        assert!(!envelope(&cached, false).contains("Grüße\""), "a literal, not a quoted string, without UTF-8");
+        // The display name is decoded; the subject is shown as it was written.
+        assert!(envelope(&cached, true).contains("((\"Jürgen\" NIL \"j\""), "{}", envelope(&cached, true));
+        assert!(!envelope(&cached, false).contains("Jürgen"), "{}", envelope(&cached, false));
         assert!(envelope(&cached, false).contains("=?UTF-8?B?"), "the name as an encoded word without UTF-8");
+        assert!(!cached.envelope_utf8.is_empty(), "the two renderings differ, so both are kept");
         assert_eq!(body_structure(&cached, false, true), body_structure(&cached, false, false), "ASCII structure");
         assert!(body_structure(&cached, true, false).starts_with("(\"text\" \"plain\""));
         assert!(!body_structure(&cached, false, false).contains(" NIL NIL NIL)"), "BODY has no extension data");
