@@ -8,6 +8,7 @@ use bytes::Bytes;
 use kubemail_proto::mailstore::{CachedItems, Flags, MessageMeta, Quota, SearchRequest, SearchResponse, UidRange};
 use prost::Message as _;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::uids::UidSet;
 use super::{INSERT_BATCH, IncomingMessage, cached_from_row, meta_from_row};
@@ -46,10 +47,7 @@ impl Store {
                 continue;
             }
             if with_cached {
-                meta.cached = cached_from_row(row)?;
-                if meta.cached.is_none() {
-                    uncached.push((messages.len(), row.try_get("blob_hash")?));
-                }
+                take_cached(row, &mut meta, messages.len(), &mut uncached)?;
             }
             messages.push(meta);
         }
@@ -151,10 +149,7 @@ impl Store {
                 let data: Vec<u8> = row.try_get("data")?;
                 let mut meta = meta_from_row(&row)?;
                 if slice.with_cached {
-                    meta.cached = cached_from_row(&row)?;
-                    if meta.cached.is_none() {
-                        uncached.push((bodies.len(), row.try_get("blob_hash")?));
-                    }
+                    take_cached(&row, &mut meta, bodies.len(), &mut uncached)?;
                 }
                 let header_size = usize::try_from(meta.header_size).unwrap_or(usize::MAX);
                 bodies.push((meta, slice.cut(Bytes::from(data), header_size)));
@@ -213,6 +208,16 @@ impl Store {
             messages_limit: get_u64(&row, "quota_messages")?,
         })
     }
+}
+
+/// Sets the cached items `row` read on `meta`, the message at `index` of its answer; one that
+/// has none joins `uncached` with its body's hash, to be derived ([`Store::fill_cached`]).
+fn take_cached(row: &AnyRow, meta: &mut MessageMeta, index: usize, uncached: &mut Vec<(usize, String)>) -> Result<()> {
+    meta.cached = cached_from_row(row)?;
+    if meta.cached.is_none() {
+        uncached.push((index, row.try_get("blob_hash")?));
+    }
+    Ok(())
 }
 
 /// Which octets of each message a FetchBody wants.
