@@ -47,12 +47,16 @@
 #    as users), each its own INBOX of PERSISTENT_MSGS messages (users user1..userN, filled on
 #    both sides before the first run); and on bench1's shared INBOX at each client count in
 #    MIXED_CLIENTS. PostgreSQL runs with pg_stat_statements for these steps: the statements of
-#    every kubemail run, by total time, go to pg-<step>-run<N>.txt.
+#    every kubemail run, by execution and planning time, go to pg-<step>-run<N>.txt.
 # 13. The cost of each kind of command (`bench/imap-cost.py`): COST_CLIENTS persistent clients on
 #    their own users send only FETCH, FETCH of a body, STORE, the DELETE + EXPUNGE + APPEND round,
 #    or NOOP, for COST_SECS seconds each, RUNS times: with each server's CPU seconds over the run,
-#    the CPU per command of each kind and service. With PERF=SECONDS, steps 12 and 13 also
-#    record where the servers spent their CPU (`perf record`): perf-<step>-run<N>.txt.
+#    the CPU per command of each kind and service. Then the PostgreSQL floor of each kind but
+#    NOOP: `pgbench` runs the least a design keeping each message's state in PostgreSQL rows
+#    must do for that command (bench/pg-floor/, in a database of its own on the same server),
+#    with as many clients for as long, and PostgreSQL's CPU per command is the floor no such
+#    design goes below. With PERF=SECONDS, steps 12 and 13 also record where the servers spent
+#    their CPU (`perf record`): perf-<step>-run<N>.txt.
 # 14. Writes raw outputs, cpu.jsonl (wall time and CPU seconds of the client and of every server
 #    process tree during each step) and summary.md to bench/results/imap-<UTC date-time>/.
 #
@@ -123,7 +127,7 @@ fi
 if step cost && [ "$COST_CLIENTS" -gt "$per_user_users" ]; then per_user_users=$COST_CLIENTS; fi
 # Where each statement's time goes, for the profile of the persistent steps.
 if step_any persistent shared cost; then
-  PG_SETTINGS="shared_preload_libraries=pg_stat_statements pg_stat_statements.track=top"
+  PG_SETTINGS="shared_preload_libraries=pg_stat_statements pg_stat_statements.track=top pg_stat_statements.track_planning=on"
 fi
 [ "$MEM_USERS" -ge 4 ] || { echo "MEM_USERS must be at least 4" >&2; exit 2; }
 DOMAIN=bench.test
@@ -301,13 +305,14 @@ if [ -n "${PG_SETTINGS:-}" ]; then
 fi
 
 # profiled LABEL COMMAND...: `measure LABEL COMMAND...`, with PostgreSQL's statements over the
-# step, by total time, written to pg-LABEL-run<run>.txt. With PERF=SECONDS, `perf record` also
-# samples the mailstore, imap-frontend and every PostgreSQL process for that long from the
-# step's start, and the functions that took the most go to perf-LABEL-run<run>.txt. perf costs
+# step by time, its WAL and the rows each table took written to pg-LABEL-run<run>.txt. With
+# PERF=SECONDS, `perf record` also samples the mailstore, imap-frontend and every PostgreSQL
+# process for that long from the step's start, and the functions that took the most go to
+# perf-LABEL-run<run>.txt. perf costs
 # CPU of its own: a run with PERF set is for the profile, not for the figures.
 profiled() {
   local label=$1 perf_pid=""
-  psql_bench -c "SELECT pg_stat_statements_reset()" >/dev/null
+  psql_bench -c "SELECT pg_stat_statements_reset(), pg_stat_reset(), pg_stat_reset_shared('wal')" >/dev/null
   if [ -n "${PERF:-}" ]; then
     local postmaster
     postmaster=$(head -n 1 "$pg_dir/postmaster.pid")
@@ -317,8 +322,13 @@ profiled() {
   fi
   measure "$@"
   psql_bench -c "SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
-      round(mean_exec_time::numeric, 3) AS mean_ms, rows, regexp_replace(query, '\s+', ' ', 'g') AS query
-    FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" >"$OUT/pg-$label-run$run.txt"
+      round(mean_exec_time::numeric, 3) AS mean_ms, plans, round(total_plan_time::numeric, 1) AS plan_ms, rows,
+      regexp_replace(query, '\s+', ' ', 'g') AS query
+    FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 25" \
+    -c "SELECT wal_records, wal_fpi, wal_bytes, wal_sync FROM pg_stat_wal" \
+    -c "SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, autovacuum_count,
+      autoanalyze_count FROM pg_stat_all_tables WHERE n_tup_ins + n_tup_upd + n_tup_del + autovacuum_count > 0
+      ORDER BY n_tup_ins + n_tup_upd + n_tup_del DESC" >"$OUT/pg-$label-run$run.txt"
   if [ -n "$perf_pid" ]; then
     wait "$perf_pid" || true
     perf report -i "$work/perf.data" --stdio --no-children --sort comm,dso,symbol --percent-limit 0.3 \
@@ -406,6 +416,12 @@ step shared && for run in $(seq 1 "$RUNS"); do
 done
 
 # ---------------------------------------------------------------- the cost of each command
+if step cost; then
+  floor_url="${POSTGRES_URL%/*}/floor"
+  psql_bench -c "CREATE DATABASE floor" >/dev/null
+  "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -v mailboxes="$COST_CLIENTS" -v messages="$PERSISTENT_MSGS" \
+    -f "$root/bench/pg-floor/schema.sql" "$floor_url" >/dev/null
+fi
 step cost && for run in $(seq 1 "$RUNS"); do
   for kind in fetch fetch2 store expunge noop; do
     log "cost of $kind, run $run of $RUNS: $COST_CLIENTS clients, $COST_SECS s"
@@ -413,6 +429,9 @@ step cost && for run in $(seq 1 "$RUNS"); do
       --duration "$COST_SECS" --seed "$run" --corpus "$corpus")
     profiled "cost-$kind-kubemail" "${cost[@]}" --target "$ours_imap" --user-suffix "@$DOMAIN"
     measure "cost-$kind-dovecot" "${cost[@]}" --target "$peer_imap"
+    [ -f "$root/bench/pg-floor/$kind.sql" ] || continue
+    measure "cost-$kind-floor" "$PG_BIN/pgbench" -n -M prepared -c "$COST_CLIENTS" -j 2 -T "$COST_SECS" \
+      -D messages="$PERSISTENT_MSGS" -f "$root/bench/pg-floor/$kind.sql" "$floor_url"
   done
 done
 

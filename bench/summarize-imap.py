@@ -174,6 +174,20 @@ def section_persistent(out, rows, prefix, title, target):
 
 
 COST_KINDS = ("fetch", "fetch2", "store", "expunge", "noop")
+# Commands in one transaction of a bench/pg-floor script: the expunge round is three.
+FLOOR_COMMANDS = {"expunge": 3}
+
+
+def floor_ms_per_command(out, kind, cpu):
+    """PostgreSQL's CPU milliseconds per command of the floor of `kind` (bench/pg-floor/ under
+    pgbench), each run's."""
+    path = out / f"cost-{kind}-floor.jsonl"
+    if not path.exists():
+        return []
+    done = [int(m) for m in re.findall(r"number of transactions actually processed: (\d+)", path.read_text())]
+    commands = FLOOR_COMMANDS.get(kind, 1)
+    return [1000 * row["postgres_cpu_s"] / (n * commands)
+            for row, n in zip(cpu.get(f"cost-{kind}-floor", []), done) if n and "postgres_cpu_s" in row]
 
 
 def section_cost(out):
@@ -184,11 +198,13 @@ def section_cost(out):
     cpu = cpu_by_label(out)
     print("## The cost of each kind of command (`bench/imap-cost.py`, persistent clients on their own users)\n")
     print("CPU milliseconds per command, median over runs; the expunge round is three commands "
-          "(STORE \\Deleted, EXPUNGE, APPEND).\n")
+          "(STORE \\Deleted, EXPUNGE, APPEND). The floor is PostgreSQL's CPU for the least a design "
+          "keeping each message's state in PostgreSQL rows does for the command (`bench/pg-floor/` under "
+          "pgbench, as many clients, durable commits).\n")
     columns = SERVICES[OURS]
     print("| kind | kubemail cmd/s | p50 ms | " + " | ".join(columns) + " | ours total | Dovecot cmd/s | p50 ms "
-          "| Dovecot CPU | ours ÷ Dovecot CPU |")
-    print("|---|---|---|" + "---|" * len(columns) + "---|---|---|---|---|")
+          "| Dovecot CPU | ours ÷ Dovecot CPU | PostgreSQL floor | floor ÷ Dovecot CPU | our postgres ÷ floor |")
+    print("|---|---|---|" + "---|" * len(columns) + "---|---|---|---|---|---|---|---|")
     for kind in COST_KINDS:
         o, p = data[(kind, OURS)], data[(kind, PEER)]
         orow, prow = cpu.get(f"cost-{kind}-{OURS}", []), cpu.get(f"cost-{kind}-{PEER}", [])
@@ -198,9 +214,11 @@ def section_cost(out):
                                                                      for row, r in zip(cpu_rows, runs)) if c is not None]
         split = [cell(per(OURS, o, orow, (name,)), 3) for name in columns]
         ours_total, peer_total = per(OURS, o, orow), per(PEER, p, prow)
+        floor, ours_postgres = floor_ms_per_command(out, kind, cpu), per(OURS, o, orow, ("postgres",))
         print(f"| {kind} | {cell([r['cmds_per_s'] for r in o])} | {cell(latency(o), 2)} | " + " | ".join(split)
               + f" | {cell(ours_total, 3)} | {cell([r['cmds_per_s'] for r in p])} | {cell(latency(p), 2)} "
-              f"| {cell(peer_total, 3)} | {ratio(ours_total, peer_total)} |")
+              f"| {cell(peer_total, 3)} | {ratio(ours_total, peer_total)} | {cell(floor, 3)} "
+              f"| {ratio(floor, peer_total)} | {ratio(ours_postgres, floor)} |")
     print()
 
 

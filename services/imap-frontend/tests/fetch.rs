@@ -260,6 +260,51 @@ fn preview_string(text: &str) -> String {
     }
 }
 
+/// HEADER.FIELDS of the fields clients list messages by come from the lines the mailstore kept
+/// with the cached items, with metadata alone and the second time from what the frontend holds;
+/// for every message of the test corpora, and fields it has and has not, in any case, they are
+/// what the frontend cuts from the body.
+#[tokio::test]
+async fn common_header_fields_are_what_the_body_gives() {
+    let f = Fixture::start().await;
+    let corpus: Vec<(String, Vec<u8>)> =
+        kubemail_testkit::mime_corpus().into_iter().filter(|(_, body)| !body.is_empty()).collect();
+    for (_, body) in &corpus {
+        f.mailstore.deliver("alice@example.org", body).await;
+    }
+    let stored = f.mailstore.inbox("alice@example.org").await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s EXAMINE INBOX").await.expect_ok();
+    let common = kubemail_message::fields::COMMON_FIELDS;
+    for start in [0, 5, 11, 16] {
+        // Three names in turn, one of them in upper case.
+        let names: Vec<String> = (0..3)
+            .map(|i| common[(start + i) % common.len()])
+            .enumerate()
+            .map(|(i, name)| if i == 1 { name.to_uppercase() } else { name.to_string() })
+            .collect();
+        let section = format!("HEADER.FIELDS ({})", names.join(" "));
+        // The answer names the fields as quoted strings.
+        let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
+        let answered = format!("HEADER.FIELDS ({})", quoted.join(" "));
+        let from_cache = client.command(&format!("c FETCH 1:* (BODY.PEEK[{section}])")).await.expect_ok();
+        let held = client.command(&format!("h FETCH 1:* (BODY.PEEK[{section}])")).await.expect_ok();
+        let with_body =
+            client.command(&format!("b FETCH 1:* (BODY.PEEK[{section}] BODY.PEEK[TEXT])")).await.expect_ok();
+        assert_eq!(from_cache.len(), stored.len());
+        for (index, body) in stored.iter().enumerate() {
+            let number = index + 1;
+            let lines = kubemail_message::fields::header_fields(body, &names, true);
+            let octets: Vec<u8> = lines.iter().map(|&octet| if octet == 0 { 0x80 } else { octet }).collect();
+            let item = format!("BODY[{answered}] {{{}}}\r\n{}", lines.len(), String::from_utf8_lossy(&octets));
+            let name = &corpus[index].0;
+            assert!(with_body[index].starts_with(&format!("* {number} FETCH ({item} BODY[TEXT]")), "{name}");
+            assert_eq!(from_cache[index], format!("* {number} FETCH ({item})"), "{name}, {section}");
+            assert_eq!(held[index], from_cache[index], "{name}, {section}, held");
+        }
+    }
+}
+
 /// ENVELOPE, BODY, BODYSTRUCTURE and PREVIEW come from the items the mailstore derived when it
 /// stored each message, with metadata alone and with a body, and the second time from what the
 /// frontend holds of them; for every message of the test corpora they are what the frontend

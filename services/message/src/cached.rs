@@ -1,5 +1,6 @@
 //! The items of a message that FETCH asks most and that only its octets tell — ENVELOPE, BODY,
-//! BODYSTRUCTURE and PREVIEW — derived once, when the mailstore stores the message, and kept
+//! BODYSTRUCTURE, PREVIEW and the lines of the header fields clients list messages by
+//! ([`fields::COMMON_FIELDS`]) — derived once, when the mailstore stores the message, and kept
 //! with its body ([`CachedItems`]), as Dovecot keeps them in its cache file. A FETCH of them
 //! then reads and parses no body: clients ask for them on every sync, of tens of messages at a
 //! time, and parsing each body again was most of what such a FETCH cost.
@@ -9,14 +10,20 @@
 
 use kubemail_proto::mailstore::CachedItems;
 
-use crate::mime;
+use crate::{fields, mime};
 
 /// The cached items of the message `body`.
 pub fn derive(body: &[u8]) -> CachedItems {
     let Some(message) = mime::parse(body) else {
         // What the frontend shows for a message the parser cannot read.
         let nil = || "NIL".to_string();
-        return CachedItems { envelope: nil(), body: nil(), body_structure: nil(), ..CachedItems::default() };
+        return CachedItems {
+            envelope: nil(),
+            body: nil(),
+            body_structure: nil(),
+            common_header: Some(fields::common_header(body)),
+            ..CachedItems::default()
+        };
     };
     // The UTF-8 rendering is kept only where it differs: most mail is ASCII in its headers.
     let unless_same = |utf8: String, plain: &str| if utf8 == plain { String::new() } else { utf8 };
@@ -31,6 +38,7 @@ pub fn derive(body: &[u8]) -> CachedItems {
         body: structure,
         body_structure: extended,
         preview: mime::preview(&message),
+        common_header: Some(fields::common_header(body)),
     }
 }
 

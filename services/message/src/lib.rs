@@ -4,6 +4,8 @@
 //!   sections, BINARY's decoding and PREVIEW.
 //! - [`cached`] — the items FETCH asks most, derived once when the mailstore stores a message,
 //!   so that answering them reads no body.
+//! - [`fields`] — chosen header fields (HEADER.FIELDS), and the ones clients ask for on every
+//!   sync, whose lines the cached items keep.
 //! - [`string`] — an IMAP string, quoted or literal, as the structures carry their text.
 //!
 //! The IMAP frontend renders sections and BINARY from the bodies it reads; the mailstore
@@ -11,6 +13,7 @@
 //! holds is exactly what the frontend would have written.
 
 pub mod cached;
+pub mod fields;
 pub mod mime;
 
 /// An IMAP quoted string, or a literal when the text cannot be quoted (a line break or a NUL,

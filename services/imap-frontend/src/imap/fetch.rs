@@ -9,10 +9,11 @@
 //! items: PREVIEW (RFC 8970), a short plain-text start of the message; SAVEDATE (RFC 8514);
 //! EMAILID and THREADID (OBJECTID, RFC 8474).
 //!
-//! ENVELOPE, BODY, BODYSTRUCTURE and PREVIEW come from the items the mailstore derived when it
-//! stored each message (kubemail-message's `cached`), so a FETCH of them and of metadata reads
-//! no body; the frontend holds what never changes of a message once read, and a FETCH of that
-//! and of flags is answered with no round trip at all. Bodies stream from the mailstore one message after the other and each message's
+//! ENVELOPE, BODY, BODYSTRUCTURE, PREVIEW and the header fields clients list messages by come
+//! from the items the mailstore derived when it stored each message (kubemail-message's
+//! `cached`), so a FETCH of them and of metadata reads no body; the frontend holds what never
+//! changes of a message once read, and a FETCH of that and of flags is answered with no round
+//! trip at all. Bodies stream from the mailstore one message after the other and each message's
 //! response is written before the next is read, so a FETCH of a whole mailbox holds one message
 //! at a time, and tells its progress as it goes (INPROGRESS, RFC 9585).
 
@@ -27,6 +28,7 @@ use imap_codec::imap_types::core::{AString, Tag, Vec1};
 use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use imap_codec::imap_types::sequence::SequenceSet;
 use kubemail_message::cached;
+use kubemail_message::fields::{all_common, header_fields};
 use kubemail_message::mime::{self, Piece, UnknownEncoding};
 use kubemail_proto::mailstore::store_flags_request::Operation;
 use kubemail_proto::mailstore::{ExpungedSinceRequest, Flags, MessageMeta, StoreFlagsRequest, SystemFlag};
@@ -51,8 +53,11 @@ struct Request<'a> {
     /// Every item that reads the message's octets needs its header only.
     headers_only: bool,
     /// Some item is one the mailstore keeps derived with the message (ENVELOPE, BODY,
-    /// BODYSTRUCTURE, PREVIEW), answered from its cached items rather than the body.
+    /// BODYSTRUCTURE, PREVIEW, common header fields), answered from its cached items rather
+    /// than the body.
     with_cached: bool,
+    /// Some item is HEADER.FIELDS of common fields, answered from the cached items' lines.
+    cached_header: bool,
     /// Reads a body without PEEK: \Seen is set.
     marks_seen: bool,
 }
@@ -159,7 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // What never changes of a message, from what this frontend holds, with its flags
             // from the snapshot: a client reading envelopes again costs no round trip.
             let meta = self.held_meta(tag, messages).await?;
-            if meta.values().all(|meta| meta.cached.is_some()) {
+            if meta.values().all(|meta| request.has_cached(meta)) {
                 return Some(self.write_from_meta(messages, request, &meta));
             }
         }
@@ -170,8 +175,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let meta = self.read_meta(tag, (account_id, mailbox_id), messages, request, changed_since).await?;
         if !request.needs_body {
-            if request.with_cached && meta.values().any(|meta| meta.cached.is_none()) {
-                // A mailstore from before it kept cached items: they come from the bodies.
+            if request.with_cached && meta.values().any(|meta| !request.has_cached(meta)) {
+                // Items derived before the mailstore kept them (or kept these): they come from
+                // the bodies.
                 let from_bodies = Request { needs_body: true, headers_only: false, ..request.clone() };
                 return self.write_from_bodies(tag, (account_id, mailbox_id), messages, &from_bodies, meta).await;
             }
@@ -514,8 +520,13 @@ impl<'a> Request<'a> {
                         | MessageDataItemName::Envelope
                         | MessageDataItemName::Body
                         | MessageDataItemName::BodyStructure
-                )
+                ) || reads_common_fields(item)
             })
+    }
+
+    /// Whether `meta` carries every cached item this request answers from them.
+    fn has_cached(&self, meta: &MessageMeta) -> bool {
+        meta.cached.as_ref().is_some_and(|cached| !self.cached_header || cached.common_header.is_some())
     }
 
     /// The items of `requested` (UID first for UID FETCH) and `extra`; with `placeholder`, the
@@ -539,8 +550,14 @@ impl<'a> Request<'a> {
         let mut needs_body = false;
         let mut marks_seen = false;
         let mut with_cached = extra.iter().any(FetchExtra::is_preview);
+        let mut cached_header = false;
         for item in &items {
             match item {
+                MessageDataItemName::BodyExt { peek, .. } if reads_common_fields(item) => {
+                    with_cached = true;
+                    cached_header = true;
+                    marks_seen |= !peek;
+                }
                 MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => {
                     needs_body = true;
                     marks_seen = true;
@@ -566,7 +583,15 @@ impl<'a> Request<'a> {
             items.push(MessageDataItemName::Flags);
         }
         let headers_only = needs_body && items.iter().all(|item| !reads_octets(item) || reads_header_only(item));
-        Request { items, extra, needs_body, headers_only, with_cached, marks_seen: marks_seen && !read_only }
+        Request {
+            items,
+            extra,
+            needs_body,
+            headers_only,
+            with_cached,
+            cached_header,
+            marks_seen: marks_seen && !read_only,
+        }
     }
 }
 
@@ -579,6 +604,9 @@ fn response_line(
     body: Option<&[u8]>,
     utf8: bool,
 ) -> Result<Vec<u8>, UnknownEncoding> {
+    // Without a body, the only sections asked for are common header fields, kept with the
+    // cached items.
+    let common_header = body.is_none().then(|| meta.cached.as_ref().and_then(|c| c.common_header.as_deref())).flatten();
     let body = body.unwrap_or_default();
     let header_end = (meta.header_size as usize).min(body.len());
     let items = &request.items;
@@ -631,7 +659,10 @@ fn response_line(
                 }
             }
             MessageDataItemName::BodyExt { section, partial, .. } => {
-                let (name, data) = section_data(section.as_ref(), body, header_end, parsed.as_deref());
+                let (name, data) = match common_header {
+                    Some(lines) => section_data(section.as_ref(), lines, lines.len(), None),
+                    None => section_data(section.as_ref(), body, header_end, parsed.as_deref()),
+                };
                 let Some(data) = data else {
                     // A part the message does not have.
                     line.extend(format!("BODY[{name}] NIL").bytes());
@@ -744,6 +775,13 @@ fn reads_octets(item: &MessageDataItemName<'_>) -> bool {
     )
 }
 
+/// Whether the item is HEADER.FIELDS of the message itself, of common fields only: answered
+/// from the lines the cached items keep.
+fn reads_common_fields(item: &MessageDataItemName<'_>) -> bool {
+    matches!(item, MessageDataItemName::BodyExt { section: Some(Section::HeaderFields(None, fields)), .. }
+        if all_common(fields.as_ref()))
+}
+
 /// Whether the item reads nothing past the message's header: the header, chosen header
 /// fields — of the message itself, not of a part.
 fn reads_header_only(item: &MessageDataItemName<'_>) -> bool {
@@ -815,11 +853,11 @@ pub(super) fn section_data(
         }
         Section::HeaderFields(_, fields) => (
             format!("{prefix}{dot}HEADER.FIELDS ({})", field_names(fields)),
-            header().map(|header| header_fields(header, fields, true)),
+            header().map(|header| header_fields(header, fields.as_ref(), true)),
         ),
         Section::HeaderFieldsNot(_, fields) => (
             format!("{prefix}{dot}HEADER.FIELDS.NOT ({})", field_names(fields)),
-            header().map(|header| header_fields(header, fields, false)),
+            header().map(|header| header_fields(header, fields.as_ref(), false)),
         ),
     }
 }
@@ -858,32 +896,24 @@ fn field_names(fields: &Vec1<AString<'_>>) -> String {
     names.join(" ")
 }
 
-/// The header fields of `header` named in `fields` (or, with `wanted` false, all others), with
-/// their continuation lines, and the blank line that ends a header.
-fn header_fields(header: &[u8], fields: &Vec1<AString<'_>>, wanted: bool) -> Vec<u8> {
-    let names: Vec<&[u8]> = fields.as_ref().iter().map(|field| field.as_ref()).collect();
-    let mut selected = Vec::new();
-    let mut keep = false;
-    for line in header.split_inclusive(|&byte| byte == b'\n') {
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
-            let name = line.split(|&byte| byte == b':').next().unwrap_or_default();
-            let named = names.iter().any(|wanted| wanted.eq_ignore_ascii_case(name.trim_ascii()));
-            keep = named == wanted;
-        }
-        if keep {
-            selected.extend_from_slice(line);
-        }
-    }
-    selected.extend_from_slice(b"\r\n");
-    selected
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_header_fields_are_answered_without_a_body() {
+        let request = |items: &[u8]| {
+            let items = fetch_items(items).unwrap();
+            let request = Request::new(&items, false, false, (&[], false));
+            (request.needs_body, request.held(), request.cached_header)
+        };
+        assert_eq!(request(b"(UID BODY.PEEK[HEADER.FIELDS (From SUBJECT message-id)])"), (false, true, true));
+        // Without PEEK \Seen is set: from the cached lines, but through the mailstore.
+        assert_eq!(request(b"BODY[HEADER.FIELDS (From)]"), (false, false, true));
+        assert_eq!(request(b"BODY.PEEK[HEADER.FIELDS (From X-Spam-Score)]"), (true, false, false));
+        assert_eq!(request(b"BODY.PEEK[HEADER.FIELDS.NOT (From)]"), (true, false, false));
+        assert_eq!(request(b"BODY.PEEK[1.HEADER.FIELDS (From)]"), (true, false, false));
+    }
 
     #[test]
     fn numbers_are_written_in_decimal() {
@@ -893,13 +923,5 @@ mod tests {
             out.push(' ');
         }
         assert_eq!(out, "0 7 10 1234 4294967295 ");
-    }
-
-    #[test]
-    fn header_fields_keep_continuations_and_end_with_a_blank_line() {
-        let header = b"From: a@example.org\r\nSubject: long\r\n folded\r\nTo: b@example.org\r\n\r\n";
-        let subject = Vec1::from(AString::try_from("subject").unwrap());
-        assert_eq!(header_fields(header, &subject, true), b"Subject: long\r\n folded\r\n\r\n");
-        assert_eq!(header_fields(header, &subject, false), b"From: a@example.org\r\nTo: b@example.org\r\n\r\n");
     }
 }
