@@ -1,7 +1,8 @@
 //! What holds across every operation: one account never reaches another's mail, bad input changes
 //! nothing, every change is announced, writers racing on one mailbox never deadlock, connections
-//! the database dropped are replaced. Every test but the one on dropped connections (PostgreSQL's)
-//! runs against PostgreSQL and SQLite, through the real gRPC server, with real clients.
+//! the database dropped are replaced, a body goes with the last message that has it. Every test
+//! but the last two (PostgreSQL's) runs against PostgreSQL and SQLite, through the real gRPC
+//! server, with real clients.
 
 mod common;
 
@@ -53,6 +54,47 @@ async fn connections_dropped_while_idle_are_replaced_before_use() {
     assert_eq!(inbox.uids.len(), 2);
     let mailbox_id = inbox.mailbox.unwrap().id;
     assert_eq!(f.messages(alice, mailbox_id).await.len(), 2, "a read after the drop");
+}
+
+/// A body is stored once for every message that has it, kept while one does, and deleted soon
+/// after the last of them is expunged (on PostgreSQL the deletion waits a moment for those of
+/// other EXPUNGEs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_goes_with_the_last_message_that_has_it() {
+    let mut f = Fixture::start(Backend::Postgres).await;
+    let alice = f.account("alice@example.org", 0, 0).await;
+    let shared = message("sent twice", 400);
+    f.deliver("q-1", "alice@example.org", &shared).await.unwrap();
+    f.deliver("q-2", "alice@example.org", &shared).await.unwrap();
+    f.deliver("q-3", "alice@example.org", &message("once", 400)).await.unwrap();
+    let inbox = f.select(alice, "INBOX").await.mailbox.unwrap().id;
+    let mut db = sqlx::PgConnection::connect(f.database_url.as_deref().expect("PostgreSQL")).await.unwrap();
+    let mut bodies =
+        async || -> i64 { sqlx::query_scalar("SELECT count(*) FROM blobs").fetch_one(&mut db).await.unwrap() };
+    assert_eq!(bodies().await, 2, "the body delivered twice is stored once");
+
+    let expunge = async |f: &mut Fixture, uid: u32| {
+        f.mailstore.store_flags(add_deleted(alice, inbox, vec![uid_range(uid, uid)])).await.unwrap();
+        let request = ExpungeRequest { account_id: alice, mailbox_id: inbox, uids: vec![uid_range(uid, uid)] };
+        assert_eq!(f.mailstore.expunge(request).await.unwrap().into_inner().expunged, [uid]);
+    };
+    expunge(&mut f, 1).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(bodies().await, 2, "kept while the second message has it");
+    let read: Vec<u8> =
+        f.bodies(alice, inbox, vec![uid_range(2, 2)], 0, 0).await.into_iter().flat_map(|c| c.data).collect();
+    assert_eq!(read, shared, "and the second message reads it");
+
+    expunge(&mut f, 2).await;
+    let mut left = bodies().await;
+    for _ in 0..50 {
+        if left == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        left = bodies().await;
+    }
+    assert_eq!(left, 1, "gone within five seconds of the last message's EXPUNGE; the other body stays");
 }
 
 /// Drops the answer of a call whose failure is what a test checks.

@@ -2,8 +2,8 @@
 //! them, and the fields clients ask for on every sync ([`COMMON_FIELDS`]), whose lines the
 //! cached items keep so that such a FETCH reads no body.
 
-/// The header fields mail clients fetch for their message lists: Thunderbird's, K-9's and
-/// Apple Mail's lists, and what an ENVELOPE is made of. A HEADER.FIELDS of these only is
+/// The header fields mail clients fetch for their message lists: Thunderbird's and K-9's
+/// lists, and what an ENVELOPE is made of. A HEADER.FIELDS of these only is
 /// answered from the cached items.
 pub const COMMON_FIELDS: &[&str] = &[
     "Date",

@@ -57,11 +57,14 @@ pub struct Store {
     /// Deliveries and APPENDs waiting for a mailbox's next group commit (PostgreSQL).
     deliveries: Groups<Delivery>,
     appends: Groups<Append>,
+    /// Bodies waiting for the next collection (PostgreSQL).
+    uncollected: blobs::Uncollected,
 }
 
 impl Store {
     pub fn new(db: Db, events: Publisher, limits: Limits) -> Self {
-        Store { db, events, limits, deliveries: Default::default(), appends: Default::default() }
+        let (deliveries, appends, uncollected) = Default::default();
+        Store { db, events, limits, deliveries, appends, uncollected }
     }
 
     pub fn limits(&self) -> &Limits {
