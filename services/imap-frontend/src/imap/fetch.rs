@@ -163,9 +163,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if changed_since == 0 && request.held() {
             // What never changes of a message, from what this frontend holds, with its flags
             // from the snapshot: a client reading envelopes again costs no round trip.
-            let meta = self.held_meta(tag, messages).await?;
-            if meta.values().all(|meta| request.has_cached(meta)) {
-                return Some(self.write_from_meta(messages, request, &meta));
+            let held = self.held_meta(tag, messages).await?;
+            if held.values().all(|(meta, _)| request.has_cached(meta)) {
+                let lookup = |uid: &u32| held.get(uid).map(|(meta, flags)| (&**meta, Some(flags)));
+                return Some(self.write_from_meta(messages, request, lookup));
             }
         }
         let account_id = self.account_id();
@@ -181,7 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let from_bodies = Request { needs_body: true, headers_only: false, ..request.clone() };
                 return self.write_from_bodies(tag, (account_id, mailbox_id), messages, &from_bodies, meta).await;
             }
-            return Some(self.write_from_meta(messages, request, &meta));
+            return Some(self.write_from_meta(messages, request, |uid| meta.get(uid).map(|meta| (meta, None))));
         }
         self.write_from_bodies(tag, (account_id, mailbox_id), messages, request, meta).await
     }
@@ -274,10 +275,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// The metadata of `messages` by UID for [`Request::held`] items: what never changes from
     /// [`Services::held`](crate::services::Services::held), read once from the mailstore (with
-    /// the cached items) for messages it lacks, and the flags the snapshot holds.
+    /// the cached items) for messages it lacks, beside the flags the snapshot holds (shared, not
+    /// copied: the cached items are most of a message's metadata).
     /// Messages expunged meanwhile are left out; `None` after answering why the mailstore could
     /// not be read.
-    async fn held_meta(&mut self, tag: Option<&Tag<'_>>, messages: &[(u32, u32)]) -> Option<HashMap<u32, MessageMeta>> {
+    async fn held_meta(
+        &mut self,
+        tag: Option<&Tag<'_>>,
+        messages: &[(u32, u32)],
+    ) -> Option<HashMap<u32, (Arc<MessageMeta>, Flags)>> {
         let selection = self.selected.as_ref()?;
         let (mailbox_id, uidvalidity) = (selection.mailbox_id, selection.uidvalidity);
         let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
@@ -310,29 +316,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 continue;
             }
             let keywords = selection.keywords_of(index).split_whitespace().map(str::to_string).collect();
-            let flags = Some(Flags { system: selection.flags[index], keywords });
-            meta.insert(*uid, MessageMeta { flags, ..(**unchanging).clone() });
+            meta.insert(*uid, (unchanging.clone(), Flags { system: selection.flags[index], keywords }));
         }
         Some(meta)
     }
 
-    /// Writes the answer for `messages` from their metadata alone; how many had none (they
-    /// were expunged meanwhile).
-    fn write_from_meta(
+    /// Writes the answer for `messages` from their metadata alone, which `lookup` gives by UID
+    /// with their flags when the metadata has none of its own; how many had none (they were
+    /// expunged meanwhile).
+    fn write_from_meta<'m>(
         &mut self,
         messages: &[(u32, u32)],
         request: &Request<'_>,
-        meta: &HashMap<u32, MessageMeta>,
+        lookup: impl Fn(&u32) -> Option<(&'m MessageMeta, Option<&'m Flags>)>,
     ) -> usize {
+        let mut missing = 0;
         for (number, uid) in messages {
-            if let Some(meta) = meta.get(uid) {
-                // Without a body there is nothing to decode.
-                let recent = self.selected.as_ref().is_some_and(|selection| selection.is_recent(*uid));
-                let line = response_line(*number, request, meta, recent, None, self.utf8).unwrap_or_default();
-                self.io.write(&line);
-            }
+            let Some((meta, flags)) = lookup(uid) else {
+                missing += 1;
+                continue;
+            };
+            // Without a body there is nothing to decode.
+            let recent = self.selected.as_ref().is_some_and(|selection| selection.is_recent(*uid));
+            let line = response_line(*number, request, (meta, flags), recent, None, self.utf8).unwrap_or_default();
+            self.io.write(&line);
         }
-        messages.iter().filter(|(_, uid)| !meta.contains_key(uid)).count()
+        missing
     }
 
     /// Writes the answer for `messages` from their bodies, each written before the next is
@@ -372,7 +381,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let message_meta = body.meta.as_ref().or_else(|| meta.get(&body.uid));
             if let (Some(number), Some(message_meta)) = (numbers.get(&body.uid), message_meta) {
                 let recent = self.selected.as_ref().is_some_and(|selection| selection.is_recent(body.uid));
-                match response_line(*number, request, message_meta, recent, Some(&body.octets), self.utf8) {
+                match response_line(*number, request, (message_meta, None), recent, Some(&body.octets), self.utf8) {
                     Ok(line) => self.io.write(&line),
                     Err(UnknownEncoding) => {
                         let text = format!("Message {number} has a content transfer encoding BINARY cannot undo");
@@ -595,11 +604,12 @@ impl<'a> Request<'a> {
     }
 }
 
-/// `* n FETCH (…)` for one message; `body` is the whole message when a body item was asked for.
+/// `* n FETCH (…)` for one message, from its metadata and its flags when they are held apart
+/// from it; `body` is the whole message when a body item was asked for.
 fn response_line(
     number: u32,
     request: &Request<'_>,
-    meta: &MessageMeta,
+    (meta, flags): (&MessageMeta, Option<&Flags>),
     recent: bool,
     body: Option<&[u8]>,
     utf8: bool,
@@ -628,7 +638,7 @@ fn response_line(
         match item {
             MessageDataItemName::Uid => line.extend(format!("UID {}", meta.uid).bytes()),
             MessageDataItemName::Flags => {
-                let flags = meta.flags.clone().unwrap_or_default();
+                let flags = flags.or(meta.flags.as_ref()).cloned().unwrap_or_default();
                 line.extend(format!("FLAGS ({})", flag_list(flags.system, recent, &flags.keywords)).bytes());
             }
             MessageDataItemName::InternalDate => {
