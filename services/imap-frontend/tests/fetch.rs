@@ -260,6 +260,12 @@ fn preview_string(text: &str) -> String {
     }
 }
 
+/// `octets` as a literal in an answer: a literal carries each NUL as 0x80.
+fn literal(octets: &[u8]) -> String {
+    let shown: Vec<u8> = octets.iter().map(|&octet| if octet == 0 { 0x80 } else { octet }).collect();
+    format!("{{{}}}\r\n{}", octets.len(), String::from_utf8_lossy(&shown))
+}
+
 /// HEADER.FIELDS of the fields clients list messages by come from the lines the mailstore kept
 /// with the cached items, with metadata alone and the second time from what the frontend holds;
 /// for every message of the test corpora, and fields it has and has not, in any case, they are
@@ -295,8 +301,7 @@ async fn common_header_fields_are_what_the_body_gives() {
         for (index, body) in stored.iter().enumerate() {
             let number = index + 1;
             let lines = kubemail_message::fields::header_fields(body, &names, true);
-            let octets: Vec<u8> = lines.iter().map(|&octet| if octet == 0 { 0x80 } else { octet }).collect();
-            let item = format!("BODY[{answered}] {{{}}}\r\n{}", lines.len(), String::from_utf8_lossy(&octets));
+            let item = format!("BODY[{answered}] {}", literal(&lines));
             let name = &corpus[index].0;
             assert!(with_body[index].starts_with(&format!("* {number} FETCH ({item} BODY[TEXT]")), "{name}");
             assert_eq!(from_cache[index], format!("* {number} FETCH ({item})"), "{name}, {section}");
@@ -349,9 +354,7 @@ async fn cached_items_are_what_the_parsed_body_gives() {
                 ),
                 "{name}, UTF-8 {utf8}"
             );
-            // A literal carries each NUL as 0x80.
-            let octets: Vec<u8> = body.iter().map(|&octet| if octet == 0 { 0x80 } else { octet }).collect();
-            let literal = format!("{{{}}}\r\n{}", body.len(), String::from_utf8_lossy(&octets));
+            let literal = literal(body);
             assert_eq!(
                 with_bodies[index],
                 format!("* {number} FETCH (BODYSTRUCTURE {extended} BODY[] {literal})"),

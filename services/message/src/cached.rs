@@ -14,6 +14,7 @@ use crate::{fields, mime};
 
 /// The cached items of the message `body`.
 pub fn derive(body: &[u8]) -> CachedItems {
+    let common_header = Some(fields::common_header(body));
     let Some(message) = mime::parse(body) else {
         // What the frontend shows for a message the parser cannot read.
         let nil = || "NIL".to_string();
@@ -21,7 +22,7 @@ pub fn derive(body: &[u8]) -> CachedItems {
             envelope: nil(),
             body: nil(),
             body_structure: nil(),
-            common_header: Some(fields::common_header(body)),
+            common_header,
             ..CachedItems::default()
         };
     };
@@ -38,7 +39,7 @@ pub fn derive(body: &[u8]) -> CachedItems {
         body: structure,
         body_structure: extended,
         preview: mime::preview(&message),
-        common_header: Some(fields::common_header(body)),
+        common_header,
     }
 }
 

@@ -638,8 +638,9 @@ fn response_line(
         match item {
             MessageDataItemName::Uid => line.extend(format!("UID {}", meta.uid).bytes()),
             MessageDataItemName::Flags => {
-                let flags = flags.or(meta.flags.as_ref()).cloned().unwrap_or_default();
-                line.extend(format!("FLAGS ({})", flag_list(flags.system, recent, &flags.keywords)).bytes());
+                let (system, keywords) =
+                    flags.or(meta.flags.as_ref()).map_or((0, &[][..]), |f| (f.system, &f.keywords[..]));
+                line.extend(format!("FLAGS ({})", flag_list(system, recent, keywords)).bytes());
             }
             MessageDataItemName::InternalDate => {
                 line.extend(format!("INTERNALDATE \"{}\"", imap_date_time(meta.internal_date)).bytes());

@@ -12,9 +12,9 @@
 //!
 //! This file holds what they share: the incoming message with what is derived from it once
 //! (hash, header, cached FETCH items), the row it is stored as and the event that announces it,
-//! and the reads of message rows. It and `uids` are below every operation, `group` below deliver and
-//! append; `copy` uses `expunge` (a move removes its sources as EXPUNGE does), and no other
-//! operation uses another.
+//! and the reads of message rows. It and `uids` are below every operation, `group` below
+//! deliver and append; `copy` uses `expunge` (a move removes its sources as EXPUNGE does), and no
+//! other operation uses another.
 
 pub(super) mod append;
 mod copy;
