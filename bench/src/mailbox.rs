@@ -66,6 +66,7 @@ pub async fn clear(args: MailboxArgs) -> Result<()> {
             operation: Operation::Add as i32,
             flags: Some(deleted),
             unchanged_since: 0,
+            held: Vec::new(),
         })
         .await
         .context("StoreFlags")?;

@@ -30,6 +30,7 @@ async fn mark_deleted(f: &Fixture, uid: u32) {
         operation: Operation::Add as i32,
         flags: Some(flags),
         unchanged_since: 0,
+        held: Vec::new(),
     };
     client.store_flags(request).await.unwrap();
 }

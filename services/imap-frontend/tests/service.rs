@@ -285,6 +285,55 @@ async fn notify_on_one_frontend_hears_what_another_frontend_does() {
     assert!(status.starts_with("* STATUS \"Receipts\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY "), "{status}");
 }
 
+/// Sessions on two frontends change flags of the same messages at the same moment, each
+/// working from the flags it holds, which the other's change has not reached yet: neither
+/// change is lost, and both sessions come to show what the mailstore has.
+#[tokio::test(flavor = "multi_thread")]
+async fn flag_changes_made_at_once_on_two_frontends_both_take_effect() {
+    let Cluster { certificate, a, b, _nats, _mailstore: mailstore, _tls_dir } = two_frontends().await;
+    for number in 0..6 {
+        let body = format!("From: bob@example.org\r\nSubject: race {number}\r\n\r\nHello.\r\n");
+        mailstore.deliver("alice@example.org", body.as_bytes()).await;
+    }
+    let mut sessions = [alice_on(&a, &certificate).await, alice_on(&b, &certificate).await];
+    let flags = ["\\Seen", "\\Flagged", "\\Answered", "$Work", "$Later", "Junk"];
+    let mut expected: Vec<String> = Vec::new();
+    for (sign, pair) in [("+", 0), ("+", 1), ("+", 2), ("-", 0), ("-", 2), ("-", 1)] {
+        let (x, y) = (flags[2 * pair], flags[2 * pair + 1]);
+        let [first, second] = &mut sessions;
+        let (to_first, to_second) =
+            (format!("s STORE 1:6 {sign}FLAGS.SILENT ({x})"), format!("s STORE 2:5 {sign}FLAGS ({y})"));
+        let (one, two) = tokio::join!(first.command(&to_first), second.command(&to_second));
+        one.expect_ok();
+        two.expect_ok();
+        match sign {
+            "+" => expected.extend([x.to_string(), y.to_string()]),
+            _ => expected.retain(|flag| flag != x && flag != y),
+        }
+        let truth = mailstore_view(&mailstore).await;
+        for (uid, shown) in &truth {
+            // The second session's flags (odd places of `flags`) only ever went on UIDs 2 to 5.
+            let second_only = |flag: &String| flags.iter().skip(1).step_by(2).any(|odd| odd == flag);
+            let mut wanted: Vec<String> =
+                expected.iter().filter(|flag| (2..=5).contains(uid) || !second_only(flag)).cloned().collect();
+            wanted.sort();
+            assert_eq!(*shown, wanted, "{sign}{x} and {sign}{y}: the flags of UID {uid}");
+        }
+        for (index, session) in sessions.iter_mut().enumerate() {
+            let mut held = View::new();
+            // The other session's change reaches this one as an event: a bounded wait for it.
+            for _ in 0..50 {
+                held = session_view(&session.command("f FETCH 1:* (UID FLAGS)").await.expect_ok());
+                if held == truth {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(held, truth, "{sign}{x} and {sign}{y}: the session on frontend {index}");
+        }
+    }
+}
+
 /// A small deterministic generator: the test repeats the same steps on every run.
 struct Steps(u64);
 

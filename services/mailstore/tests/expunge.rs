@@ -33,6 +33,7 @@ async fn expunged_uids_are_told_since_any_modseq(backend: Backend) {
             operation: Operation::Add as i32,
             flags: deleted,
             unchanged_since: 0,
+            held: Vec::new(),
         };
         f.mailstore.store_flags(store).await.unwrap();
         f.mailstore.expunge(ExpungeRequest { account_id: alice, mailbox_id: inbox, uids }).await.unwrap();

@@ -11,7 +11,8 @@ use kubemail_proto::mailstore::*;
 
 on_both_backends!(
     flag_changes_raise_modseq_and_conditional_store_respects_it,
-    racing_flag_changes_to_the_same_messages_all_take_effect
+    racing_flag_changes_to_the_same_messages_all_take_effect,
+    flags_a_session_holds_wrongly_never_undo_or_miscount_a_change
 );
 
 async fn flag_changes_raise_modseq_and_conditional_store_respects_it(backend: Backend) {
@@ -32,6 +33,7 @@ async fn flag_changes_raise_modseq_and_conditional_store_respects_it(backend: Ba
                 operation: operation as i32,
                 flags,
                 unchanged_since,
+                held: Vec::new(),
             })
             .await
             .unwrap()
@@ -109,6 +111,7 @@ async fn flag_changes_raise_modseq_and_conditional_store_respects_it(backend: Ba
         operation: Operation::Replace as i32,
         flags: flags(SystemFlag::Answered as u32, &odd),
         unchanged_since: 0,
+        held: Vec::new(),
     };
     f.mailstore.store_flags(replace).await.unwrap();
     let after = f.select(alice, "INBOX").await;
@@ -140,6 +143,7 @@ async fn racing_flag_changes_to_the_same_messages_all_take_effect(backend: Backe
                         operation: Operation::Add as i32,
                         flags: flags(flag, &[&format!("$w{writer}")]),
                         unchanged_since: 0,
+                        held: Vec::new(),
                     };
                     client.store_flags(request).await.map_err(|e| format!("STORE: {e}"))?;
                 }
@@ -183,6 +187,7 @@ async fn racing_flag_changes_to_the_same_messages_all_take_effect(backend: Backe
                     operation: operation as i32,
                     flags: flags(SystemFlag::Deleted as u32, &[]),
                     unchanged_since: 0,
+                    held: Vec::new(),
                 };
                 client.store_flags(request).await.map_err(|e| format!("STORE: {e}"))?;
                 let expunge = ExpungeRequest { account_id: alice, mailbox_id: inbox, uids: vec![] };
@@ -202,4 +207,96 @@ async fn racing_flag_changes_to_the_same_messages_all_take_effect(backend: Backe
         (left.len() as u64, left.iter().map(|m| m.size).sum::<u64>()),
         "the account's usage is what is left"
     );
+}
+
+/// A STORE worked out from the flags the session holds: right when they are current, and when
+/// they are behind (another session changed the message since) or simply wrong, the change
+/// still lands on the flags the message has, and the mailbox's counters stay true.
+async fn flags_a_session_holds_wrongly_never_undo_or_miscount_a_change(backend: Backend) {
+    let mut f = Fixture::start(backend).await;
+    let (alice, inbox) = alice_with_messages(&mut f, 4).await;
+    let seen = SystemFlag::Seen as u32;
+    let flagged = SystemFlag::Flagged as u32;
+    let before = f.select(alice, "INBOX").await;
+    // What a session that selected the mailbox holds: every message unflagged, as of `before`.
+    let held_then = |uids: &[u32], system: u32| -> Vec<HeldFlags> {
+        uids.iter()
+            .map(|&uid| HeldFlags {
+                uid,
+                modseq: before.modseqs[uid as usize - 1],
+                flags: Some(Flags { system, keywords: Vec::new() }),
+            })
+            .collect()
+    };
+    let request = |uids: Vec<UidRange>, operation: Operation, system: u32, held: Vec<HeldFlags>| StoreFlagsRequest {
+        account_id: alice,
+        mailbox_id: inbox,
+        uids,
+        operation: operation as i32,
+        flags: flags(system, &[]),
+        unchanged_since: 0,
+        held,
+    };
+    let system_flags = async |f: &mut Fixture| f.select(alice, "INBOX").await.flags;
+
+    // Current: the change is made from them.
+    let current = f
+        .mailstore
+        .store_flags(request(vec![uid_range(1, 1)], Operation::Add, flagged, held_then(&[1], 0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        current.updated.iter().map(|m| (m.uid, m.flags.clone().unwrap().system)).collect::<Vec<_>>(),
+        [(1, flagged)]
+    );
+    assert!(current.updated[0].modseq > before.mailbox.as_ref().unwrap().highest_modseq);
+
+    // Behind: another session read UID 2 meanwhile; adding \Flagged keeps its \Seen.
+    f.mailstore.store_flags(request(vec![uid_range(2, 2)], Operation::Add, seen, Vec::new())).await.unwrap();
+    let behind = f
+        .mailstore
+        .store_flags(request(vec![uid_range(2, 3)], Operation::Add, flagged, held_then(&[2, 3], 0)))
+        .await
+        .unwrap()
+        .into_inner();
+    let reported: Vec<(u32, u32)> = behind.updated.iter().map(|m| (m.uid, m.flags.clone().unwrap().system)).collect();
+    assert_eq!(reported, [(2, seen | flagged), (3, flagged)]);
+    assert_eq!(system_flags(&mut f).await, [flagged, seen | flagged, flagged, 0]);
+    assert_counters_match(&mut f, alice, "after a STORE from flags held behind").await;
+
+    // Behind and looking as asked already: UID 1 was unflagged elsewhere, the session still
+    // holds it flagged as of the STORE it made; flagging it again must flag it.
+    f.mailstore.store_flags(request(vec![uid_range(1, 1)], Operation::Remove, flagged, Vec::new())).await.unwrap();
+    let held_flagged = vec![HeldFlags { uid: 1, modseq: current.updated[0].modseq, flags: flags(flagged, &[]) }];
+    let again = f
+        .mailstore
+        .store_flags(request(vec![uid_range(1, 1)], Operation::Add, flagged, held_flagged))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.updated.iter().map(|m| m.uid).collect::<Vec<_>>(), [1]);
+    assert!(again.unchanged.is_empty(), "{:?}", again.unchanged);
+    assert_eq!(system_flags(&mut f).await, [flagged, seen | flagged, flagged, 0]);
+
+    // Wrong at the right MODSEQ: UID 4 held as read when it is not. Removing \Seen changes
+    // nothing, and the mailbox does not count one more unseen message.
+    let wrong = f
+        .mailstore
+        .store_flags(request(vec![uid_range(4, 4)], Operation::Remove, seen, held_then(&[4], seen)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(wrong.updated.is_empty(), "{:?}", wrong.updated);
+    assert_eq!(system_flags(&mut f).await, [flagged, seen | flagged, flagged, 0]);
+    assert_counters_match(&mut f, alice, "after a STORE from flags held wrongly").await;
+
+    // Held flags must be those of exactly the set.
+    let unmatched = f
+        .mailstore
+        .store_flags(request(vec![uid_range(1, 2)], Operation::Add, seen, held_then(&[1], 0)))
+        .await
+        .unwrap_err();
+    assert_eq!(unmatched.code(), tonic::Code::InvalidArgument);
+    assert!(unmatched.message().contains("held flags"), "{}", unmatched.message());
 }

@@ -45,6 +45,7 @@ async fn uids_ascend_never_repeat_and_uidvalidity_changes_on_recreate(backend: B
             operation: Operation::Add as i32,
             flags: flags(SystemFlag::Deleted as u32, &[]),
             unchanged_since: 0,
+            held: Vec::new(),
         })
         .await
         .unwrap();
@@ -326,6 +327,7 @@ async fn mailbox_counters_follow_every_change(backend: Backend) {
         operation: operation as i32,
         flags: flags(system, &["$Label"]),
         unchanged_since: 0,
+        held: Vec::new(),
     };
     let seen = SystemFlag::Seen as u32;
     let deleted = SystemFlag::Deleted as u32;
@@ -423,6 +425,7 @@ async fn a_known_snapshot_is_reported_unchanged_until_the_mailbox_changes(backen
         operation: Operation::Add as i32,
         flags: flags(SystemFlag::Seen as u32, &[]),
         unchanged_since: 0,
+        held: Vec::new(),
     };
     f.mailstore.store_flags(seen).await.unwrap();
     let reply = f.mailstore.select_mailbox(select(&known)).await.unwrap().into_inner();

@@ -348,6 +348,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
             operation: Operation::Add as i32,
             flags: flags(SystemFlag::Seen as u32, &[]),
             unchanged_since: 0,
+            held: Vec::new(),
         })
         .await;
     expect(discard(zero), Code::InvalidArgument, "UID 0");
@@ -360,6 +361,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
             operation: Operation::Add as i32,
             flags: flags(1 << 9, &[]),
             unchanged_since: 0,
+            held: Vec::new(),
         })
         .await;
     expect(discard(bad_bits), Code::InvalidArgument, "unknown flag bits");
@@ -372,6 +374,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
             operation: Operation::Add as i32,
             flags: flags(SystemFlag::Deleted as u32, &[]),
             unchanged_since: 0,
+            held: Vec::new(),
         })
         .await;
     expect(discard(no_uids), Code::InvalidArgument, "a STORE without UIDs does not mean every message");
@@ -391,6 +394,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
             operation: Operation::Add as i32,
             flags: flags(0, &["two words"]),
             unchanged_since: 0,
+            held: Vec::new(),
         })
         .await;
     expect(discard(bad_keyword), Code::InvalidArgument, "bad keyword");
@@ -403,6 +407,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind(backend: Backend) {
             operation: 42,
             flags: None,
             unchanged_since: 0,
+            held: Vec::new(),
         })
         .await;
     expect(discard(bad_op), Code::InvalidArgument, "unknown operation");
@@ -499,6 +504,7 @@ async fn every_change_publishes_a_mailbox_event(backend: Backend) {
             operation: Operation::Add as i32,
             flags: flags(SystemFlag::Deleted as u32, &["$x"]),
             unchanged_since: 0,
+            held: Vec::new(),
         })
         .await
         .unwrap();
@@ -549,6 +555,7 @@ async fn writers_racing_on_one_mailbox_never_deadlock(backend: Backend) {
                     operation: Operation::Add as i32,
                     flags: flags(system, &[]),
                     unchanged_since: 0,
+                    held: Vec::new(),
                 };
                 client.store_flags(store(SystemFlag::Flagged as u32)).await.map_err(|e| format!("STORE: {e}"))?;
                 client.store_flags(store(SystemFlag::Deleted as u32)).await.map_err(|e| format!("STORE: {e}"))?;

@@ -468,26 +468,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn mark_seen(&mut self, account_id: i64, mailbox_id: i64, messages: &[(u32, u32)]) {
         let Some(selection) = &mut self.selected else { return };
         let seen = SystemFlag::Seen as u32;
-        let unseen: Vec<u32> = messages
-            .iter()
-            .filter(|(number, _)| selection.flags[*number as usize - 1] & seen == 0)
-            .map(|(_, uid)| *uid)
-            .collect();
+        let unseen: Vec<(u32, u32)> =
+            messages.iter().copied().filter(|(number, _)| selection.flags[*number as usize - 1] & seen == 0).collect();
         if unseen.is_empty() {
             return;
         }
+        let uids: Vec<u32> = unseen.iter().map(|(_, uid)| *uid).collect();
         let request = StoreFlagsRequest {
             account_id,
             mailbox_id,
-            uids: uid_ranges(&unseen),
+            uids: uid_ranges(&uids),
             operation: Operation::Add as i32,
             flags: Some(Flags { system: seen, keywords: Vec::new() }),
             unchanged_since: 0,
+            held: selection.held_flags(&unseen).unwrap_or_default(),
         };
         match self.services.mailstore.clone().store_flags(request).await {
-            Ok(_) => {
+            Ok(response) => {
                 for (number, _) in messages {
                     selection.flags[*number as usize - 1] |= seen;
+                }
+                // With their new MODSEQ, so a later STORE can work from the flags held.
+                for meta in response.into_inner().updated {
+                    let (Ok(index), Some(flags)) = (selection.uids.binary_search(&meta.uid), &meta.flags) else {
+                        continue;
+                    };
+                    selection.set_flags(index, flags.system, &flags.keywords, meta.modseq);
                 }
             }
             // The content is still served; the flag is set on the next read.

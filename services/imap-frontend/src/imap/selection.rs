@@ -6,7 +6,7 @@
 
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use kubemail_proto::mailstore::{MailboxInfo, SystemFlag};
+use kubemail_proto::mailstore::{Flags, HeldFlags, MailboxInfo, SystemFlag};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
@@ -228,6 +228,23 @@ impl Selection {
     pub fn write_flag_list(&self, index: usize, out: &mut String) {
         let recent = self.is_recent(self.uids[index]);
         write_flags(self.flags[index], recent, self.keywords_of(index).split_whitespace(), out);
+    }
+
+    /// The flags this session holds for `messages` ((sequence number, UID) pairs), each with
+    /// the MODSEQ they are as of, for a STORE that need not read them first; `None` when it
+    /// does not know the MODSEQ of one, or has still to read its flags.
+    pub fn held_flags(&self, messages: &[(u32, u32)]) -> Option<Vec<HeldFlags>> {
+        let mut held = Vec::with_capacity(messages.len());
+        for &(number, uid) in messages {
+            let index = number as usize - 1;
+            if self.modseqs[index] == 0 || self.flags_unread.contains(&uid) {
+                return None;
+            }
+            let keywords = self.keywords_of(index).split_whitespace().map(str::to_string).collect();
+            let flags = Some(Flags { system: self.flags[index], keywords });
+            held.push(HeldFlags { uid, modseq: self.modseqs[index], flags });
+        }
+        Some(held)
     }
 
     /// The keywords of the message at `index`, space-separated.

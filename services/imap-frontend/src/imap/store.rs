@@ -38,7 +38,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if unchanged_since.is_some() {
             self.enable_condstore();
         }
-        let Some(mailbox_id) = self.selected.as_ref().map(|selection| selection.mailbox_id) else { return };
+        let Some(selection) = &self.selected else { return };
+        let (mailbox_id, held) = (selection.mailbox_id, selection.held_flags(&messages).unwrap_or_default());
         let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
         let done = if uid { "UID STORE completed" } else { "STORE completed" };
         if uids.is_empty() {
@@ -66,6 +67,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             operation: operation as i32,
             flags: Some(flags),
             unchanged_since: unchanged_since.unwrap_or(0),
+            held,
         };
         let (updated, mut modified, unchanged) = match self.services.mailstore.clone().store_flags(request).await {
             Ok(response) => {

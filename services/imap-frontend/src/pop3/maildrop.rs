@@ -228,6 +228,7 @@ impl Maildrop {
             operation: Operation::Add as i32,
             flags: Some(Flags { system: flag as u32, keywords: Vec::new() }),
             unchanged_since: 0,
+            held: Vec::new(),
         };
         mailstore.clone().store_flags(request).await.map(drop)
     }

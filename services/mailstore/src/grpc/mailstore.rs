@@ -247,22 +247,7 @@ impl MailStore for MailStoreService {
     }
 
     async fn store_flags(&self, request: Request<StoreFlagsRequest>) -> Result<Response<StoreFlagsResponse>, Status> {
-        let request = request.into_inner();
-        let operation = store_flags_request::Operation::try_from(request.operation)
-            .map_err(|_| Status::invalid_argument(format!("unknown flag operation {}", request.operation)))?;
-        let flags = request.flags.unwrap_or_default();
-        let response = self
-            .store
-            .store_flags(
-                request.account_id,
-                request.mailbox_id,
-                &request.uids,
-                operation,
-                &flags,
-                request.unchanged_since,
-            )
-            .await?;
-        Ok(Response::new(response))
+        Ok(Response::new(self.store.store_flags(&request.into_inner()).await?))
     }
 
     async fn expunge(&self, request: Request<ExpungeRequest>) -> Result<Response<ExpungeResponse>, Status> {

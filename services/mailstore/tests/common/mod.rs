@@ -283,6 +283,7 @@ pub fn add_deleted(account_id: i64, mailbox_id: i64, uids: Vec<UidRange>) -> Sto
         operation: Operation::Add as i32,
         flags: deleted,
         unchanged_since: 0,
+        held: Vec::new(),
     }
 }
 

@@ -1,46 +1,53 @@
 //! STORE: the flags and keywords of messages changed, with CONDSTORE's UNCHANGEDSINCE.
 //!
-//! On PostgreSQL the flags are read and worked out without locks, then written by one
-//! statement, [`STORE_FLAGS`], that skips every message changed since it was read; SQLite, and
-//! the messages that statement skipped, take the path that locks the mailbox throughout.
+//! On PostgreSQL the change is worked out from the flags the session holds (or, when it holds
+//! none, from flags read without locks), then written by one statement, [`STORE_FLAGS`], that
+//! skips every message changed since; SQLite, and the messages that statement skipped, take the
+//! path that locks the mailbox throughout.
 
 use kubemail_proto::events::FlagsChanged;
 use kubemail_proto::events::mailbox_event::Change;
-use kubemail_proto::mailstore::{Flags, MessageMeta, StoreFlagsResponse, UidRange, store_flags_request::Operation};
+use kubemail_proto::mailstore::{
+    Flags, HeldFlags, MessageMeta, StoreFlagsRequest, StoreFlagsResponse, store_flags_request::Operation,
+};
 use sqlx::any::AnyRow;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Any, Row, Transaction};
 
 use super::uids::UidSet;
 use super::{keyword_list, meta_from_row, split_keywords};
 use crate::store::postgres::{array_literal, mailbox_row, to_u32};
-use crate::store::{LockedMailbox, Store, get_u32, to_i64};
+use crate::store::{LockedMailbox, Store, mailbox_not_found, to_i64};
 use crate::validate;
 use crate::{Error, Result};
 
 impl Store {
-    /// Changes flags of the messages in `ranges`. With `unchanged_since` (CONDSTORE), messages
-    /// changed after it are left alone and reported in `modified`.
-    pub async fn store_flags(
-        &self,
-        account_id: i64,
-        mailbox_id: i64,
-        ranges: &[UidRange],
-        operation: Operation,
-        flags: &Flags,
-        unchanged_since: u64,
-    ) -> Result<StoreFlagsResponse> {
-        let ranges = UidSet::required(ranges)?;
-        let system = validate::system_flags(flags.system)?;
-        let keywords: Vec<&str> = flags.keywords.iter().map(|k| validate::keyword(k)).collect::<Result<_>>()?;
+    /// Changes flags of the messages the request names. With `unchanged_since` (CONDSTORE),
+    /// messages changed after it are left alone and reported in `modified`.
+    pub async fn store_flags(&self, request: &StoreFlagsRequest) -> Result<StoreFlagsResponse> {
+        let ranges = UidSet::required(&request.uids)?;
+        let operation = Operation::try_from(request.operation)
+            .map_err(|_| Error::invalid(format!("unknown flag operation {}", request.operation)))?;
         if operation == Operation::Unspecified {
             return Err(Error::invalid("flag operation must be REPLACE, ADD or REMOVE"));
         }
-        let change = FlagChange { operation, system, keywords, unchanged_since };
-        match self.db.postgres() {
-            Some(pool) => self.store_flags_unlocked(pool, account_id, mailbox_id, &ranges, &change).await,
-            None => self.store_flags_locked(account_id, mailbox_id, &ranges, &change).await,
+        let no_flags = Flags::default();
+        let flags = request.flags.as_ref().unwrap_or(&no_flags);
+        let system = validate::system_flags(flags.system)?;
+        let keywords: Vec<&str> = flags.keywords.iter().map(|k| validate::keyword(k)).collect::<Result<_>>()?;
+        let change = FlagChange { operation, system, keywords, unchanged_since: request.unchanged_since };
+        let (account_id, mailbox_id) = (request.account_id, request.mailbox_id);
+        let held = held_messages(&request.held, &ranges)?;
+        let Some(pool) = self.db.postgres() else {
+            // SQLite has one writer, and the lock costs no round trip: held flags save nothing.
+            return self.store_flags_locked(account_id, mailbox_id, &ranges, &change).await;
+        };
+        if held.is_empty() {
+            let (highest_modseq, rows) = self.mailbox_rows(account_id, mailbox_id, &ranges).await?;
+            let found = rows.iter().map(Found::read).collect::<Result<_>>()?;
+            return self.store_flags_unlocked(pool, account_id, mailbox_id, found, Some(highest_modseq), &change).await;
         }
+        self.store_flags_unlocked(pool, account_id, mailbox_id, held, None, &change).await
     }
 
     /// STORE under the mailbox's lock for the whole transaction: read, work out, write.
@@ -54,7 +61,8 @@ impl Store {
         let mut tx = self.db.write().await?;
         let mut folder = self.lock_mailbox_by_id(&mut tx, account_id, mailbox_id).await?;
         let rows = self.message_rows(&mut tx, mailbox_id, ranges).await?;
-        let Applied { mut changes, modified, unchanged } = change.apply(&rows)?;
+        let found = rows.iter().map(Found::read).collect::<Result<_>>()?;
+        let Applied { mut changes, modified, unchanged } = change.apply(found)?;
         if !changes.is_empty() {
             // One MODSEQ for the whole command: every changed message gets a new, higher value.
             let modseq = self.bump_modseq(&mut tx, &mut folder).await?;
@@ -69,25 +77,31 @@ impl Store {
         Ok(StoreFlagsResponse { updated, modified, highest_modseq: folder.highest_modseq, unchanged })
     }
 
-    /// STORE on PostgreSQL with no lock held across round trips: the flags are read and worked
-    /// out without locks, then written by one statement that skips every message changed since
-    /// it was read ([`postgres_store_flags`]). Those few are done again by the locked path;
-    /// flag operations give the same result applied twice.
+    /// STORE on PostgreSQL with no lock held across round trips: the change is worked out from
+    /// `found` (flags read without locks, the mailbox then at `read_modseq`; or, with
+    /// `read_modseq` `None`, flags the session holds), then written by one statement that skips
+    /// every message changed since ([`postgres_store_flags`]). Those few are done again by the
+    /// locked path; flag operations give the same result applied twice.
     async fn store_flags_unlocked(
         &self,
         pool: &sqlx::PgPool,
         account_id: i64,
         mailbox_id: i64,
-        ranges: &UidSet,
+        found: Vec<Found>,
+        read_modseq: Option<u64>,
         change: &FlagChange<'_>,
     ) -> Result<StoreFlagsResponse> {
-        let (highest_modseq, rows) = self.mailbox_rows(account_id, mailbox_id, ranges).await?;
-        let Applied { changes, mut modified, mut unchanged } = change.apply(&rows)?;
-        if changes.is_empty() {
-            return Ok(StoreFlagsResponse { updated: Vec::new(), modified, highest_modseq, unchanged });
-        }
-        let (folder, written) = postgres_store_flags(pool, account_id, mailbox_id, &changes).await?.unzip();
-        let written = written.unwrap_or_default();
+        let Applied { changes, mut modified, mut unchanged } = change.apply(found)?;
+        // Held flags may be behind: those that look as asked already are checked as well.
+        let checked: &[MessageMeta] = if read_modseq.is_some() { &[] } else { &unchanged };
+        let written = match (read_modseq, changes.is_empty()) {
+            (Some(highest_modseq), true) => {
+                return Ok(StoreFlagsResponse { updated: Vec::new(), modified, highest_modseq, unchanged });
+            }
+            (None, true) => check_held(pool, account_id, mailbox_id, checked).await?,
+            (_, false) => postgres_store_flags(pool, account_id, mailbox_id, &changes, checked).await?,
+        };
+        let Written { folder, highest_modseq, uids: written, stale } = written;
         let (mut done, missed): (Vec<_>, Vec<_>) =
             changes.into_iter().partition(|changed| written.binary_search(&changed.meta.uid).is_ok());
         if let Some(folder) = &folder {
@@ -96,12 +110,14 @@ impl Store {
             }
             self.announce_flags(folder, &done).await;
         }
+        unchanged.retain(|meta| stale.binary_search(&meta.uid).is_err());
         let mut updated: Vec<MessageMeta> = done.into_iter().map(|changed| changed.meta).collect();
+        let mut missed: Vec<u32> = missed.iter().map(|changed| changed.meta.uid).chain(stale).collect();
         if missed.is_empty() {
-            let highest_modseq = folder.map_or(highest_modseq, |f| f.highest_modseq);
+            let highest_modseq = highest_modseq.or(read_modseq).unwrap_or_default();
             return Ok(StoreFlagsResponse { updated, modified, highest_modseq, unchanged });
         }
-        let missed: Vec<u32> = missed.iter().map(|changed| changed.meta.uid).collect();
+        missed.sort_unstable();
         let again = UidSet::of(&missed);
         let rest = self.store_flags_locked(account_id, mailbox_id, &again, change).await?;
         updated.extend(rest.updated);
@@ -173,8 +189,10 @@ struct Changed {
     meta: MessageMeta,
     /// Its new keywords as they will be stored.
     keywords: String,
-    /// Its system flags as read, so the write can count what changed in the mailbox's counters.
+    /// Its system flags as found, so the write can count what changed in the mailbox's counters.
     old_system: u32,
+    /// Its keywords as found, as stored.
+    old_keywords: String,
 }
 
 impl Changed {
@@ -203,30 +221,65 @@ struct FlagChange<'a> {
 }
 
 impl FlagChange<'_> {
-    /// What this change does to the messages of `rows`: those it changes, each with its new
-    /// flags (its MODSEQ still the one read) and its keywords as they will be stored; the UIDs
+    /// What this change does to the messages `found`: those it changes, each with its new
+    /// flags (its MODSEQ still the one found) and its keywords as they will be stored; the UIDs
     /// left alone because they changed after UNCHANGEDSINCE; and those already as asked.
-    fn apply(&self, rows: &[AnyRow]) -> Result<Applied> {
+    fn apply(&self, found: Vec<Found>) -> Result<Applied> {
         let mut applied = Applied { changes: Vec::new(), modified: Vec::new(), unchanged: Vec::new() };
-        for row in rows {
-            let mut meta = meta_from_row(row)?;
+        for Found { mut meta, keywords: old_keywords } in found {
             if self.unchanged_since > 0 && meta.modseq > self.unchanged_since {
                 applied.modified.push(meta.uid);
                 continue;
             }
-            let old_system = get_u32(row, "flags")?;
-            let old_keywords: String = row.try_get("keywords")?;
+            let old_system = meta.flags.as_ref().map_or(0, |flags| flags.system);
             let (new_system, new_keywords) =
                 apply_flags(self.operation, old_system, &old_keywords, self.system, &self.keywords)?;
             if new_system != old_system || new_keywords != old_keywords {
                 meta.flags = Some(Flags { system: new_system, keywords: split_keywords(&new_keywords) });
-                applied.changes.push(Changed { meta, keywords: new_keywords, old_system });
+                applied.changes.push(Changed { meta, keywords: new_keywords, old_system, old_keywords });
             } else {
                 applied.unchanged.push(meta);
             }
         }
         Ok(applied)
     }
+}
+
+/// A message's flags before a STORE, with the MODSEQ they are as of: read, or held by the
+/// session that asks.
+struct Found {
+    meta: MessageMeta,
+    /// Its keywords as stored.
+    keywords: String,
+}
+
+impl Found {
+    fn read(row: &AnyRow) -> Result<Found> {
+        Ok(Found { meta: meta_from_row(row)?, keywords: row.try_get("keywords")? })
+    }
+
+    /// A message as `held` says; its keywords as they would be stored, so that they compare
+    /// equal to the stored ones when the session holds what is stored.
+    fn held(held: &HeldFlags) -> Result<Found> {
+        let flags = held.flags.clone().unwrap_or_default();
+        validate::system_flags(flags.system)?;
+        let keywords = keyword_list(flags.keywords.iter().map(String::as_str))?;
+        let meta = MessageMeta { uid: held.uid, modseq: held.modseq, flags: Some(flags), ..Default::default() };
+        Ok(Found { meta, keywords })
+    }
+}
+
+/// The messages of `held`, which must name exactly the messages of `ranges`, ascending; none
+/// when none are held.
+fn held_messages(held: &[HeldFlags], ranges: &UidSet) -> Result<Vec<Found>> {
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let uids: Vec<u32> = held.iter().map(|message| message.uid).collect();
+    if !uids.is_sorted_by(|a, b| a < b) || !ranges.is_exactly(&uids) {
+        return Err(Error::invalid("held flags must be given for exactly the messages of the UID set, ascending"));
+    }
+    held.iter().map(Found::held).collect()
 }
 
 /// The flags after applying `operation` with `system` bits and `keywords`.
@@ -266,14 +319,34 @@ macro_rules! count_flag_changes {
     };
 }
 
-/// STORE's write when the new flags were worked out from a read without locks: one statement
-/// that takes the mailbox's next MODSEQ (locking its row, as every writer does first) and
-/// changes each message only if its MODSEQ is still the one read, so a concurrent change is
-/// never overwritten. It reports the mailbox after the change and the UIDs it changed; the
-/// caller does the rest again under locks. The mailbox row is locked for this one statement,
-/// not for the round trips of a transaction. Should every message have changed in between, the
-/// MODSEQ is taken all the same: HIGHESTMODSEQ rises with nothing behind it, and a client that
-/// resynchronises finds nothing new.
+/// The UIDs, ascending, among the messages of the arrays `$U` (UIDs) and `$M` (MODSEQs) of the
+/// mailbox `$1` whose MODSEQ is no longer the one given: the messages held flags found as asked,
+/// whose flags changed since. A macro of the parameter numbers, so each statement stays one
+/// literal.
+macro_rules! stale_held {
+    ($uids:literal, $modseqs:literal) => {
+        concat!(
+            "coalesce((SELECT array_agg(m.uid ORDER BY m.uid)
+    FROM messages m, unnest(",
+            $uids,
+            "::text::bigint[], ",
+            $modseqs,
+            "::text::bigint[]) AS h (uid, modseq)
+    WHERE m.mailbox_id = $1 AND m.uid = h.uid AND m.modseq <> h.modseq), '{}') AS stale"
+        )
+    };
+}
+
+/// STORE's write when the new flags were worked out without locks: one statement that takes
+/// the mailbox's next MODSEQ (locking its row, as every writer does first) and changes each
+/// message only if its MODSEQ and flags are still the ones found, so a concurrent change is
+/// never overwritten, nor is one counted from flags a session held wrongly. It reports the
+/// mailbox after the change, the UIDs it changed and those of the messages `$9`/`$10` (found as
+/// asked already) that changed since ([`stale_held!`]); the caller does those again under
+/// locks. The mailbox row is locked for this one statement, not for the round trips of a
+/// transaction. Should every message have changed in between, the MODSEQ is taken all the same:
+/// HIGHESTMODSEQ rises with nothing behind it, and a client that resynchronises finds nothing
+/// new.
 const STORE_FLAGS: &str = concat!(
     "WITH mailbox AS (
     UPDATE mailboxes SET highest_modseq = highest_modseq + 1
@@ -282,17 +355,28 @@ const STORE_FLAGS: &str = concat!(
 ),
 changed AS (
     UPDATE messages m SET flags = c.flags, keywords = c.keywords, modseq = mailbox.highest_modseq
-    FROM mailbox, unnest($3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::text[], $7::text::bigint[])
-        AS c (uid, modseq, flags, keywords, old_flags)
+    FROM mailbox, unnest($3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::text[],
+                         $7::text::bigint[], $8::text::text[])
+        AS c (uid, modseq, flags, keywords, old_flags, old_keywords)
     WHERE m.mailbox_id = mailbox.id AND m.uid = c.uid AND m.modseq = c.modseq
+      AND m.flags = c.old_flags AND m.keywords = c.old_keywords
     RETURNING m.uid, c.flags, c.old_flags
 ),
 ",
     count_flag_changes!(),
     "
 SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbox.uid_next, mailbox.highest_modseq,
-       coalesce((SELECT array_agg(uid ORDER BY uid) FROM changed), '{}') AS uids
+       coalesce((SELECT array_agg(uid ORDER BY uid) FROM changed), '{}') AS uids, ",
+    stale_held!("$9", "$10"),
+    "
 FROM mailbox"
+);
+
+/// When held flags show nothing to change: the mailbox's HIGHESTMODSEQ (NULL when it is not
+/// the account's) and which of the messages `$3`/`$4` changed since ([`stale_held!`]).
+const CHECK_HELD: &str = concat!(
+    "SELECT (SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2) AS mailbox_modseq, ",
+    stale_held!("$3", "$4")
 );
 
 /// The write of a STORE under the mailbox's lock on PostgreSQL: each message's new flags with
@@ -312,30 +396,75 @@ changed AS (
 SELECT count(*) AS changed FROM changed"
 );
 
-/// Runs [`STORE_FLAGS`] for `changes`, each written only if its MODSEQ is still the one read:
-/// the mailbox after it and the UIDs changed, ascending; `None` when the mailbox is gone (or not
-/// the account's).
+/// What the unlocked write of a STORE did.
+#[derive(Default)]
+struct Written {
+    /// The mailbox after the write; `None` when nothing was written, or the mailbox is gone (or
+    /// not the account's).
+    folder: Option<LockedMailbox>,
+    /// The mailbox's HIGHESTMODSEQ after the statement, when it found the mailbox.
+    highest_modseq: Option<u64>,
+    /// The UIDs changed, ascending.
+    uids: Vec<u32>,
+    /// The UIDs, ascending, of messages found as asked already whose flags changed since.
+    stale: Vec<u32>,
+}
+
+/// The UIDs of `messages` and their MODSEQs as array literals, for [`stale_held!`].
+fn uids_and_modseqs<'m>(messages: impl Iterator<Item = &'m MessageMeta> + Clone) -> Result<(String, String)> {
+    let modseqs = messages.clone().map(|meta| to_i64(meta.modseq, "MODSEQ").map(|m| m.to_string()));
+    let modseqs = array_literal(modseqs.collect::<Result<Vec<_>>>()?);
+    Ok((array_literal(messages.map(|meta| meta.uid.to_string())), modseqs))
+}
+
+/// The UIDs of the array column `column` of `row`.
+fn uid_array(row: &PgRow, column: &str) -> Result<Vec<u32>> {
+    let uids: Vec<i64> = row.try_get(column)?;
+    uids.into_iter().map(|uid| to_u32("uid", uid)).collect()
+}
+
+/// Runs [`STORE_FLAGS`] for `changes`, each written only if its MODSEQ and flags are still the
+/// ones found, and checks that `checked` did not change since.
 async fn postgres_store_flags(
     pool: &PgPool,
     account_id: i64,
     mailbox_id: i64,
     changes: &[Changed],
-) -> Result<Option<(LockedMailbox, Vec<u32>)>> {
-    let read_modseqs = changes.iter().map(|changed| to_i64(changed.meta.modseq, "MODSEQ").map(|m| m.to_string()));
+    checked: &[MessageMeta],
+) -> Result<Written> {
+    let (uids, found_modseqs) = uids_and_modseqs(changes.iter().map(|changed| &changed.meta))?;
+    let (checked_uids, checked_modseqs) = uids_and_modseqs(checked.iter())?;
     let row = sqlx::query(STORE_FLAGS)
         .bind(mailbox_id)
         .bind(account_id)
-        .bind(array_literal(changes.iter().map(|changed| changed.meta.uid.to_string())))
-        .bind(array_literal(read_modseqs.collect::<Result<Vec<_>>>()?))
+        .bind(uids)
+        .bind(found_modseqs)
         .bind(array_literal(changes.iter().map(|changed| changed.system().to_string())))
         .bind(array_literal(changes.iter().map(|changed| changed.keywords.clone())))
         .bind(array_literal(changes.iter().map(|changed| changed.old_system.to_string())))
+        .bind(array_literal(changes.iter().map(|changed| changed.old_keywords.clone())))
+        .bind(checked_uids)
+        .bind(checked_modseqs)
         .fetch_optional(pool)
         .await?;
-    let Some(row) = row else { return Ok(None) };
-    let uids: Vec<i64> = row.try_get("uids")?;
-    let uids = uids.into_iter().map(|uid| to_u32("uid", uid)).collect::<Result<_>>()?;
-    Ok(Some((mailbox_row(&row)?, uids)))
+    let Some(row) = row else { return Ok(Written::default()) };
+    let folder = mailbox_row(&row)?;
+    Ok(Written {
+        highest_modseq: Some(folder.highest_modseq),
+        folder: Some(folder),
+        uids: uid_array(&row, "uids")?,
+        stale: uid_array(&row, "stale")?,
+    })
+}
+
+/// Runs [`CHECK_HELD`]: which of `checked` changed since the session saw them.
+async fn check_held(pool: &PgPool, account_id: i64, mailbox_id: i64, checked: &[MessageMeta]) -> Result<Written> {
+    let (uids, modseqs) = uids_and_modseqs(checked.iter())?;
+    let row =
+        sqlx::query(CHECK_HELD).bind(mailbox_id).bind(account_id).bind(uids).bind(modseqs).fetch_one(pool).await?;
+    let highest_modseq: Option<i64> = row.try_get("mailbox_modseq")?;
+    let highest_modseq = highest_modseq.ok_or_else(|| mailbox_not_found(mailbox_id))?;
+    Ok(Written { highest_modseq: Some(highest_modseq as u64), stale: uid_array(&row, "stale")?, ..Default::default() })
 }
 
 #[cfg(test)]

@@ -45,6 +45,21 @@ impl UidSet {
         (low, high)
     }
 
+    /// Whether the set names exactly `uids` (ascending, each once).
+    pub(super) fn is_exactly(&self, uids: &[u32]) -> bool {
+        let mut ranges = self.ranges.clone();
+        ranges.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+        for (first, last) in ranges {
+            match merged.last_mut() {
+                Some(previous) if first <= previous.1 + 1 => previous.1 = previous.1.max(last),
+                _ => merged.push((first, last)),
+            }
+        }
+        let runs = contiguous_runs(uids).into_iter().map(|(first, last)| (i64::from(first), i64::from(last)));
+        merged.into_iter().eq(runs)
+    }
+
     pub(super) fn contains(&self, uid: i64) -> bool {
         self.ranges.iter().any(|(first, last)| (*first..=*last).contains(&uid))
     }
@@ -78,6 +93,16 @@ pub(super) fn contiguous_runs(uids: &[u32]) -> Vec<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_is_exactly_the_uids_its_ranges_cover() {
+        let set = UidSet { ranges: vec![(5, 6), (1, 3), (3, 4)] };
+        assert!(set.is_exactly(&[1, 2, 3, 4, 5, 6]));
+        assert!(!set.is_exactly(&[1, 2, 3, 4, 6]), "a UID of the set left out");
+        assert!(!set.is_exactly(&[1, 2, 3, 4, 5, 6, 7]), "a UID outside the set");
+        assert!(UidSet::of(&[2, 9]).is_exactly(&[2, 9]));
+        assert!(!UidSet::all().is_exactly(&[1, 2]), "1:* is not the messages a session holds");
+    }
 
     #[test]
     fn runs_group_consecutive_uids() {
