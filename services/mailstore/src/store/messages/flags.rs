@@ -10,6 +10,7 @@ use kubemail_proto::events::mailbox_event::Change;
 use kubemail_proto::mailstore::{
     Flags, HeldFlags, MessageMeta, StoreFlagsRequest, StoreFlagsResponse, store_flags_request::Operation,
 };
+use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Any, Row, Transaction};
@@ -319,46 +320,54 @@ macro_rules! count_flag_changes {
     };
 }
 
-/// The UIDs, ascending, among the messages of the arrays `$U` (UIDs) and `$M` (MODSEQs) of the
-/// mailbox `$1` whose MODSEQ is no longer the one given: the messages held flags found as asked,
-/// whose flags changed since. A macro of the parameter numbers, so each statement stays one
-/// literal.
-macro_rules! stale_held {
-    ($uids:literal, $modseqs:literal) => {
-        concat!(
-            "coalesce((SELECT array_agg(m.uid ORDER BY m.uid)
-    FROM messages m, unnest(",
-            $uids,
-            "::text::bigint[], ",
-            $modseqs,
-            "::text::bigint[]) AS h (uid, modseq)
-    WHERE m.mailbox_id = $1 AND m.uid = h.uid AND m.modseq <> h.modseq), '{}') AS stale"
-        )
+/// The CTE `found` of the statements of the unlocked STORE: the messages of its one JSON
+/// parameter `$3` ([`FoundRow`]). From JSON rather than arrays, so that PostgreSQL's estimate of
+/// their number does not depend on the values: with arrays, every plan made for the values of
+/// one call (as PostgreSQL tries first) counted them exactly, the generic plan could then look
+/// dearer than those of small STOREs, and a connection that began with those planned the
+/// statement anew at every call (0.5 ms). A macro, so each statement stays one literal.
+macro_rules! found_rows {
+    () => {
+        "found AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset($3::text::jsonb)
+        AS f (uid bigint, modseq bigint, flags bigint, keywords text, old_flags bigint, old_keywords text, change boolean)
+)"
+    };
+}
+
+/// The UIDs, ascending, of the messages of `found` to be checked rather than changed whose
+/// MODSEQ is no longer the one found: flags held that looked as asked already but have changed
+/// since.
+macro_rules! stale_found {
+    () => {
+        "coalesce((SELECT array_agg(m.uid ORDER BY m.uid) FROM messages m, found f
+    WHERE NOT f.change AND m.mailbox_id = $1 AND m.uid = f.uid AND m.modseq <> f.modseq), '{}') AS stale"
     };
 }
 
 /// STORE's write when the new flags were worked out without locks: one statement that takes
 /// the mailbox's next MODSEQ (locking its row, as every writer does first) and changes each
-/// message only if its MODSEQ and flags are still the ones found, so a concurrent change is
-/// never overwritten, nor is one counted from flags a session held wrongly. It reports the
-/// mailbox after the change, the UIDs it changed and those of the messages `$9`/`$10` (found as
-/// asked already) that changed since ([`stale_held!`]); the caller does those again under
-/// locks. The mailbox row is locked for this one statement, not for the round trips of a
-/// transaction. Should every message have changed in between, the MODSEQ is taken all the same:
+/// message of `found` to be changed only if its MODSEQ and flags are still the ones found, so a
+/// concurrent change is never overwritten, nor one counted from flags a session held wrongly.
+/// It reports the mailbox after the change, the UIDs it changed and those of the messages to be
+/// checked that changed since ([`stale_found!`]); the caller does those again under locks. The
+/// mailbox row is locked for this one statement, not for the round trips of a transaction.
+/// Should every message have changed in between, the MODSEQ is taken all the same:
 /// HIGHESTMODSEQ rises with nothing behind it, and a client that resynchronises finds nothing
 /// new.
 const STORE_FLAGS: &str = concat!(
-    "WITH mailbox AS (
+    "WITH ",
+    found_rows!(),
+    ",
+mailbox AS (
     UPDATE mailboxes SET highest_modseq = highest_modseq + 1
     WHERE id = $1 AND account_id = $2
     RETURNING id, account_id, name, uidvalidity, uid_next, highest_modseq
 ),
 changed AS (
     UPDATE messages m SET flags = c.flags, keywords = c.keywords, modseq = mailbox.highest_modseq
-    FROM mailbox, unnest($3::text::bigint[], $4::text::bigint[], $5::text::bigint[], $6::text::text[],
-                         $7::text::bigint[], $8::text::text[])
-        AS c (uid, modseq, flags, keywords, old_flags, old_keywords)
-    WHERE m.mailbox_id = mailbox.id AND m.uid = c.uid AND m.modseq = c.modseq
+    FROM mailbox, found c
+    WHERE c.change AND m.mailbox_id = mailbox.id AND m.uid = c.uid AND m.modseq = c.modseq
       AND m.flags = c.old_flags AND m.keywords = c.old_keywords
     RETURNING m.uid, c.flags, c.old_flags
 ),
@@ -367,16 +376,19 @@ changed AS (
     "
 SELECT mailbox.id, mailbox.account_id, mailbox.name, mailbox.uidvalidity, mailbox.uid_next, mailbox.highest_modseq,
        coalesce((SELECT array_agg(uid ORDER BY uid) FROM changed), '{}') AS uids, ",
-    stale_held!("$9", "$10"),
+    stale_found!(),
     "
 FROM mailbox"
 );
 
 /// When held flags show nothing to change: the mailbox's HIGHESTMODSEQ (NULL when it is not
-/// the account's) and which of the messages `$3`/`$4` changed since ([`stale_held!`]).
+/// the account's) and which of the messages of `found` changed since ([`stale_found!`]).
 const CHECK_HELD: &str = concat!(
-    "SELECT (SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2) AS mailbox_modseq, ",
-    stale_held!("$3", "$4")
+    "WITH ",
+    found_rows!(),
+    "
+SELECT (SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2) AS mailbox_modseq, ",
+    stale_found!()
 );
 
 /// The write of a STORE under the mailbox's lock on PostgreSQL: each message's new flags with
@@ -410,11 +422,46 @@ struct Written {
     stale: Vec<u32>,
 }
 
-/// The UIDs of `messages` and their MODSEQs as array literals, for [`stale_held!`].
-fn uids_and_modseqs<'m>(messages: impl Iterator<Item = &'m MessageMeta> + Clone) -> Result<(String, String)> {
-    let modseqs = messages.clone().map(|meta| to_i64(meta.modseq, "MODSEQ").map(|m| m.to_string()));
-    let modseqs = array_literal(modseqs.collect::<Result<Vec<_>>>()?);
-    Ok((array_literal(messages.map(|meta| meta.uid.to_string())), modseqs))
+/// A message of [`found_rows!`]: to be changed (with its flags as found, and new), or only
+/// checked to be still at the MODSEQ found.
+#[derive(Serialize)]
+struct FoundRow<'a> {
+    uid: u32,
+    modseq: i64,
+    flags: u32,
+    keywords: &'a str,
+    old_flags: u32,
+    old_keywords: &'a str,
+    change: bool,
+}
+
+/// The JSON parameter of [`found_rows!`]: `changes` to write, `checked` to check.
+fn found_json(changes: &[Changed], checked: &[MessageMeta]) -> Result<String> {
+    let mut rows = Vec::with_capacity(changes.len() + checked.len());
+    for changed in changes {
+        rows.push(FoundRow {
+            uid: changed.meta.uid,
+            modseq: to_i64(changed.meta.modseq, "MODSEQ")?,
+            flags: changed.system(),
+            keywords: &changed.keywords,
+            old_flags: changed.old_system,
+            old_keywords: &changed.old_keywords,
+            change: true,
+        });
+    }
+    for meta in checked {
+        let modseq = to_i64(meta.modseq, "MODSEQ")?;
+        rows.push(FoundRow {
+            uid: meta.uid,
+            modseq,
+            flags: 0,
+            keywords: "",
+            old_flags: 0,
+            old_keywords: "",
+            change: false,
+        });
+    }
+    serde_json::to_string(&rows).map_err(|error| Error::Internal(format!("the flags of a STORE as JSON: {error}")))
 }
 
 /// The UIDs of the array column `column` of `row`.
@@ -432,19 +479,10 @@ async fn postgres_store_flags(
     changes: &[Changed],
     checked: &[MessageMeta],
 ) -> Result<Written> {
-    let (uids, found_modseqs) = uids_and_modseqs(changes.iter().map(|changed| &changed.meta))?;
-    let (checked_uids, checked_modseqs) = uids_and_modseqs(checked.iter())?;
     let row = sqlx::query(STORE_FLAGS)
         .bind(mailbox_id)
         .bind(account_id)
-        .bind(uids)
-        .bind(found_modseqs)
-        .bind(array_literal(changes.iter().map(|changed| changed.system().to_string())))
-        .bind(array_literal(changes.iter().map(|changed| changed.keywords.clone())))
-        .bind(array_literal(changes.iter().map(|changed| changed.old_system.to_string())))
-        .bind(array_literal(changes.iter().map(|changed| changed.old_keywords.clone())))
-        .bind(checked_uids)
-        .bind(checked_modseqs)
+        .bind(found_json(changes, checked)?)
         .fetch_optional(pool)
         .await?;
     let Some(row) = row else { return Ok(Written::default()) };
@@ -459,9 +497,8 @@ async fn postgres_store_flags(
 
 /// Runs [`CHECK_HELD`]: which of `checked` changed since the session saw them.
 async fn check_held(pool: &PgPool, account_id: i64, mailbox_id: i64, checked: &[MessageMeta]) -> Result<Written> {
-    let (uids, modseqs) = uids_and_modseqs(checked.iter())?;
-    let row =
-        sqlx::query(CHECK_HELD).bind(mailbox_id).bind(account_id).bind(uids).bind(modseqs).fetch_one(pool).await?;
+    let found = found_json(&[], checked)?;
+    let row = sqlx::query(CHECK_HELD).bind(mailbox_id).bind(account_id).bind(found).fetch_one(pool).await?;
     let highest_modseq: Option<i64> = row.try_get("mailbox_modseq")?;
     let highest_modseq = highest_modseq.ok_or_else(|| mailbox_not_found(mailbox_id))?;
     Ok(Written { highest_modseq: Some(highest_modseq as u64), stale: uid_array(&row, "stale")?, ..Default::default() })
