@@ -355,6 +355,11 @@ macro_rules! stale_found {
 /// Should every message have changed in between, the MODSEQ is taken all the same:
 /// HIGHESTMODSEQ rises with nothing behind it, and a client that resynchronises finds nothing
 /// new.
+///
+/// The test of MODSEQ and flags is written as `IS NOT DISTINCT FROM`, which for these columns
+/// (none of them NULL) means `=` but is no index condition: with `m.modseq = c.modseq`
+/// PostgreSQL could find each message through the MODSEQ index, whose entry for a MODSEQ holds
+/// every message one STORE changed, rather than through the key.
 const STORE_FLAGS: &str = concat!(
     "WITH ",
     found_rows!(),
@@ -367,8 +372,8 @@ mailbox AS (
 changed AS (
     UPDATE messages m SET flags = c.flags, keywords = c.keywords, modseq = mailbox.highest_modseq
     FROM mailbox, found c
-    WHERE c.change AND m.mailbox_id = mailbox.id AND m.uid = c.uid AND m.modseq = c.modseq
-      AND m.flags = c.old_flags AND m.keywords = c.old_keywords
+    WHERE c.change AND m.mailbox_id = mailbox.id AND m.uid = c.uid
+      AND (m.modseq, m.flags, m.keywords) IS NOT DISTINCT FROM (c.modseq, c.old_flags, c.old_keywords)
     RETURNING m.uid, c.flags, c.old_flags
 ),
 ",
