@@ -17,7 +17,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::uids::UidSet;
 use super::{keyword_list, meta_from_row, split_keywords};
-use crate::store::postgres::{array_literal, mailbox_row, to_u32};
+use crate::store::postgres::{mailbox_row, to_u32};
 use crate::store::{LockedMailbox, Store, mailbox_not_found, to_i64};
 use crate::validate;
 use crate::{Error, Result};
@@ -154,15 +154,12 @@ impl Store {
     ) -> Result<()> {
         if self.db.postgres().is_some() {
             // One statement, however many messages, which also counts the change in the
-            // mailbox's counters; the mailbox stays locked until the last one is done. The arrays
-            // travel as text, which the Any driver can bind.
+            // mailbox's counters; the mailbox stays locked until the last one is done. The
+            // messages travel as JSON text, as for the unlocked write.
             sqlx::query(WRITE_FLAGS)
                 .bind(mailbox_id)
                 .bind(to_i64(modseq, "MODSEQ")?)
-                .bind(array_literal(changes.iter().map(|changed| changed.meta.uid.to_string())))
-                .bind(array_literal(changes.iter().map(|changed| changed.system().to_string())))
-                .bind(array_literal(changes.iter().map(|changed| changed.keywords.clone())))
-                .bind(array_literal(changes.iter().map(|changed| changed.old_system.to_string())))
+                .bind(found_json(changes, &[])?)
                 .execute(&mut **tx)
                 .await?;
             return Ok(());
@@ -320,7 +317,7 @@ macro_rules! count_flag_changes {
     };
 }
 
-/// The CTE `found` of the statements of the unlocked STORE: the messages of its one JSON
+/// The CTE `found` of STORE's statements on PostgreSQL: the messages of their one JSON
 /// parameter `$3` ([`FoundRow`]). From JSON rather than arrays, so that PostgreSQL's estimate of
 /// their number does not depend on the values: with arrays, every plan made for the values of
 /// one call (as PostgreSQL tries first) counted them exactly, the generic plan could then look
@@ -400,10 +397,12 @@ SELECT (SELECT highest_modseq FROM mailboxes WHERE id = $1 AND account_id = $2) 
 /// the command's MODSEQ (`$2`), counted in the mailbox's counters as [`STORE_FLAGS`] does.
 const WRITE_FLAGS: &str = concat!(
     "WITH mailbox AS (SELECT CAST($1 AS BIGINT) AS id),
+",
+    found_rows!(),
+    ",
 changed AS (
     UPDATE messages m SET flags = c.flags, keywords = c.keywords, modseq = $2
-    FROM unnest($3::text::bigint[], $4::text::bigint[], $5::text::text[], $6::text::bigint[])
-        AS c (uid, flags, keywords, old_flags)
+    FROM found c
     WHERE m.mailbox_id = $1 AND m.uid = c.uid
     RETURNING m.uid, c.flags, c.old_flags
 ),
