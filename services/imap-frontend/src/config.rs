@@ -100,7 +100,15 @@ pub struct SessionFlags {
     /// nothing changed since.
     #[arg(long = "select-cache-messages", env = "KUBEMAIL_SELECT_CACHE_MESSAGES", default_value_t = 1_000_000)]
     pub select_cache_messages: usize,
+    /// Octets of whole messages kept after a FETCH read them (0 keeps none), so the next
+    /// pieces a client reads of one (its parts, one after the other) need no mailstore round
+    /// trip. No one message takes more than a sixty-fourth of it.
+    #[arg(long = "body-cache-size", env = "KUBEMAIL_BODY_CACHE_SIZE", default_value_t = DEFAULT_BODY_CACHE_OCTETS, value_parser = parse_byte_size)]
+    pub body_cache_size: u64,
 }
+
+/// `--body-cache-size` when not given: 64 MiB.
+pub const DEFAULT_BODY_CACHE_OCTETS: u64 = 64 * 1024 * 1024;
 
 impl SessionFlags {
     /// The session settings for a server named `hostname` that takes messages up to

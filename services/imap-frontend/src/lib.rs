@@ -18,9 +18,12 @@
 //! - [`snapshots`] — SELECT snapshots of large mailboxes kept between sessions.
 //! - [`summary`] — what SORT and THREAD read of a message, kept between commands.
 //! - [`uid_cache`] — what never changes of messages, kept by mailbox and UID between commands.
+//! - [`body_cache`] — whole messages read lately, so reading one again in pieces needs no
+//!   round trip.
 //! - [`threading`] — THREAD's algorithms, ORDEREDSUBJECT and REFERENCES.
 //! - [`response`] — IMAP status responses and strings.
 
+pub mod body_cache;
 pub mod capability;
 pub mod casemap;
 pub mod config;
@@ -106,6 +109,7 @@ pub async fn run(config: config::Config, shutdown: Shutdown) -> Result<(), Error
         tls,
         connections: config.connections.limits(),
         proxy_trusted_cidrs: config.proxy_trusted_cidrs.clone(),
+        body_cache_octets: config.session.body_cache_size,
         ..ServiceSettings::new(session, config.session.login_cache_ttl, config.session.select_cache_messages)
     };
     let service = ImapFrontend::new(settings, Transports { events: Arc::new(events), mailstore }, shutdown);

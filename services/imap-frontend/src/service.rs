@@ -14,6 +14,8 @@ use kubemail_runtime::shutdown::Shutdown;
 use kubemail_runtime::tls::ServerTls;
 use tonic::transport::Channel;
 
+use crate::body_cache::BodyCache;
+use crate::config;
 use crate::mailstore_client;
 use crate::server::{self, Admission, Listeners};
 use crate::services::{self, Services, Settings};
@@ -33,6 +35,8 @@ pub struct ServiceSettings {
     pub select_cache_messages: usize,
     /// The smallest mailbox whose snapshot is kept (smaller ones are cheap to read again).
     pub select_cache_min_messages: usize,
+    /// Octets of whole messages kept after they were read.
+    pub body_cache_octets: u64,
     pub connections: ConnectionLimits,
     /// Load balancers allowed to send a PROXY header.
     pub proxy_trusted_cidrs: Vec<Cidr>,
@@ -42,7 +46,8 @@ pub struct ServiceSettings {
 
 impl ServiceSettings {
     /// `session` with no TLS, logins remembered for `login_cache_ttl`, `select_cache_messages`
-    /// kept of mailboxes from the usual size up, no PROXY senders and no connection limits; callers set the rest with
+    /// kept of mailboxes from the usual size up, bodies kept up to the default size, no PROXY
+    /// senders and no connection limits; callers set the rest with
     /// `..ServiceSettings::new(…)`.
     pub fn new(session: Settings, login_cache_ttl: Duration, select_cache_messages: usize) -> ServiceSettings {
         ServiceSettings {
@@ -51,6 +56,7 @@ impl ServiceSettings {
             login_cache_ttl,
             select_cache_messages,
             select_cache_min_messages: snapshots::MIN_MESSAGES,
+            body_cache_octets: config::DEFAULT_BODY_CACHE_OCTETS,
             connections: ConnectionLimits::UNLIMITED,
             proxy_trusted_cidrs: Vec::new(),
             auth_failures: AuthFailures::new(),
@@ -82,6 +88,7 @@ impl ImapFrontend {
             snapshots: SnapshotCache::new(settings.select_cache_messages, settings.select_cache_min_messages),
             summaries: SummaryCache::new(summary::CACHE_MESSAGES),
             held: UidCache::new(services::HELD_MESSAGES),
+            bodies: BodyCache::new(usize::try_from(settings.body_cache_octets).unwrap_or(usize::MAX)),
             events: transports.events,
             tls: settings.tls,
             settings: settings.session,

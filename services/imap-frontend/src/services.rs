@@ -1,5 +1,6 @@
 //! What IMAP and POP3 sessions share: the mailstore, events, TLS, remembered logins, SELECT
-//! snapshots, message summaries, the FETCH items held and the shutdown signal ([`Services`]),
+//! snapshots, message summaries, the FETCH items held, bodies read lately and the shutdown
+//! signal ([`Services`]),
 //! and the limits every session keeps ([`Settings`]).
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use kubemail_runtime::tls::ServerTls;
 use tokio_rustls::TlsAcceptor;
 
 use crate::MailstoreClient;
+use crate::body_cache::BodyCache;
 use crate::snapshots::SnapshotCache;
 use crate::summary::SummaryCache;
 use crate::uid_cache::UidCache;
@@ -71,6 +73,8 @@ pub struct Services {
     /// What FETCH answers of messages that never changes, so a session answers it again
     /// without the mailstore (`imap/fetch.rs`).
     pub held: UidCache<MessageMeta>,
+    /// Whole messages read lately, so FETCH cuts the next pieces a client reads from them.
+    pub bodies: BodyCache,
     pub shutdown: Shutdown,
 }
 

@@ -163,6 +163,41 @@ async fn envelope_body_structure_and_mime_parts() {
 /// an encoding nobody can undo.
 const ENCODED: &str = "From: carol@example.org\r\nTo: alice@example.org\r\nSubject: Encoded\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b2\"\r\n\r\n--b2\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCaf=E9 =3D soft=\r\n break\r\n--b2\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\nAwT/\r\n--b2\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n--b2--\r\n";
 
+/// A message read whole is kept by the frontend: what a client reads of it next (its header, a
+/// part, a range, the whole again; \Seen set by a read without PEEK) is what the mailstore gave,
+/// and needs no mailstore, while a message never read whole does.
+#[tokio::test]
+async fn pieces_of_a_message_read_whole_come_from_what_the_frontend_kept() {
+    let f = Fixture::start().await;
+    f.mailstore.deliver("alice@example.org", MULTIPART.as_bytes()).await;
+    f.mailstore.deliver("alice@example.org", message(2).as_bytes()).await;
+    let mut client = f.logged_in("alice@example.org").await;
+    client.command("s SELECT INBOX").await.expect_ok();
+    const PIECES: &str = "f FETCH 1 (UID BODY.PEEK[HEADER] BODY.PEEK[1] BODY.PEEK[2.HEADER] BINARY.PEEK[1] \
+                          BODY.PEEK[TEXT]<0.20> RFC822.SIZE ENVELOPE)";
+    let envelope = client.command("f FETCH 1:2 ENVELOPE").await.expect_ok();
+    let headers = client.command("f FETCH 2 RFC822.HEADER").await.expect_ok();
+    let pieces = client.command(PIECES).await.expect_ok();
+    assert!(pieces[0].contains(" BODY[1] {13}\r\nSee attached. BODY[2.HEADER] {42}\r\nFrom: dave"), "{pieces:?}");
+    let whole = client.command("f FETCH 1 BODY.PEEK[]").await.expect_ok();
+    assert_eq!(whole, [format!("* 1 FETCH (BODY[] {{{}}}\r\n{MULTIPART})", MULTIPART.len())]);
+    // Read without PEEK from what is kept: \Seen is set at the mailstore and reported.
+    let read = client.command("f FETCH 1 BODY[1]").await.expect_ok();
+    assert_eq!(read, ["* 1 FETCH (BODY[1] {13}\r\nSee attached. FLAGS (\\Seen \\Recent))"]);
+    let status = client.command("t STATUS INBOX (UNSEEN)").await.expect_ok();
+    assert_eq!(status, ["* STATUS \"INBOX\" (UNSEEN 1)"]);
+
+    f.mailstore.stop();
+    assert_eq!(client.command(PIECES).await.expect_ok(), pieces);
+    assert_eq!(client.command("f FETCH 1 BODY.PEEK[]").await.expect_ok(), whole);
+    assert_eq!(client.command("f FETCH 1:2 ENVELOPE").await.expect_ok(), envelope, "held as before");
+    // Message 2 was only read in part (its header): its body was not kept.
+    let unread = client.command("f FETCH 2 BODY.PEEK[TEXT]").await;
+    assert!(unread.tagged.starts_with("f NO [UNAVAILABLE]"), "{unread:?}");
+    let header = client.command("f FETCH 2 RFC822.HEADER").await;
+    assert!(header.tagged.starts_with("f NO [UNAVAILABLE]"), "{header:?} (read before: {headers:?})");
+}
+
 #[tokio::test]
 async fn binary_undoes_the_content_transfer_encoding() {
     let f = Fixture::start().await;

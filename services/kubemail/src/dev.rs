@@ -187,6 +187,7 @@ fn imap_frontend(args: &DevArgs, shared: &Shared) -> ImapFrontend {
         tls: Some(shared.tls.clone()),
         connections: limits.connections(),
         auth_failures: shared.auth_failures.clone(),
+        body_cache_octets: args.imap.body_cache_size,
         ..kubemail_imap_frontend::ServiceSettings::new(
             session,
             args.imap.login_cache_ttl,

@@ -15,7 +15,9 @@
 //! changes of a message once read, and a FETCH of that and of flags is answered with no round
 //! trip at all. Bodies stream from the mailstore one message after the other and each message's
 //! response is written before the next is read, so a FETCH of a whole mailbox holds one message
-//! at a time, and tells its progress as it goes (INPROGRESS, RFC 9585).
+//! at a time, and tells its progress as it goes (INPROGRESS, RFC 9585). Whole messages read
+//! are kept a while (`body_cache.rs`): the next pieces a client reads of one, its parts one after
+//! the other or the message again, are cut from what is kept, with no round trip.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -167,6 +169,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if held.values().all(|(meta, _)| request.has_cached(meta)) {
                 let lookup = |uid: &u32| held.get(uid).map(|(meta, flags)| (&**meta, Some(flags)));
                 return Some(self.write_from_meta(messages, request, lookup));
+            }
+        }
+        if changed_since == 0 && request.needs_body && !request.items.contains(&MessageDataItemName::ModSeq) {
+            // The next pieces of messages read lately, cut from the bodies this frontend kept.
+            if let Some(bodies) = self.kept_bodies(messages) {
+                return self.write_from_kept_bodies(tag, messages, request, &bodies).await;
             }
         }
         let account_id = self.account_id();
@@ -358,6 +366,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
         let numbers: HashMap<u32, u32> = messages.iter().map(|(number, uid)| (*uid, *number)).collect();
         let mut bodies = self.bodies(tag, mailbox, &uids, request.headers_only, request.with_cached).await?;
+        // Whole bodies of the selected mailbox are kept for the pieces clients read next.
+        let keep_in = (!request.headers_only)
+            .then(|| self.selected.as_ref().filter(|selection| selection.mailbox_id == mailbox.1))
+            .flatten()
+            .map(|selection| (selection.mailbox_id, selection.uidvalidity));
         let mut progress = tag.map(|tag| Progress::new(tag, self.services.settings.progress_interval));
         let mut written = 0;
         while let Some(next) = bodies.next().await {
@@ -378,16 +391,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                 };
             }
+            if let Some((mailbox_id, uidvalidity)) = keep_in {
+                self.services.bodies.put(mailbox_id, uidvalidity, body.uid, &body.octets);
+            }
             let message_meta = body.meta.as_ref().or_else(|| meta.get(&body.uid));
             if let (Some(number), Some(message_meta)) = (numbers.get(&body.uid), message_meta) {
-                let recent = self.selected.as_ref().is_some_and(|selection| selection.is_recent(body.uid));
-                match response_line(*number, request, (message_meta, None), recent, Some(&body.octets), self.utf8) {
-                    Ok(line) => self.io.write(&line),
-                    Err(UnknownEncoding) => {
-                        let text = format!("Message {number} has a content transfer encoding BINARY cannot undo");
-                        self.respond(tag, Status::No, Some("UNKNOWN-CTE"), &text);
-                        return None;
-                    }
+                if !self.write_response(tag, *number, request, (message_meta, None), &body.octets) {
+                    return None;
                 }
                 written += 1;
                 if let Some(line) = progress
@@ -403,6 +413,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         Some(messages.len() - written)
+    }
+
+    /// The bodies of `messages`, in their order, when this frontend kept every one of them.
+    fn kept_bodies(&self, messages: &[(u32, u32)]) -> Option<Vec<Arc<[u8]>>> {
+        let selection = self.selected.as_ref()?;
+        let uids: Vec<u32> = messages.iter().map(|(_, uid)| *uid).collect();
+        self.services.bodies.get_all(selection.mailbox_id, selection.uidvalidity, &uids)
+    }
+
+    /// Writes the answer for `messages` from the bodies this frontend kept (`bodies`, in their
+    /// order), with what never changes of them held and their flags from the snapshot, after
+    /// setting \Seen when the request reads without PEEK. How many had no data (expunged
+    /// meanwhile), or `None` when the FETCH ended early (answered already, or the client gone).
+    async fn write_from_kept_bodies(
+        &mut self,
+        tag: Option<&Tag<'_>>,
+        messages: &[(u32, u32)],
+        request: &Request<'_>,
+        bodies: &[Arc<[u8]>],
+    ) -> Option<usize> {
+        if request.marks_seen {
+            let account_id = self.account_id();
+            let mailbox_id = self.selected.as_ref()?.mailbox_id;
+            self.mark_seen(account_id, mailbox_id, messages).await;
+        }
+        let held = self.held_meta(tag, messages).await?;
+        let mut missing = 0;
+        for ((number, uid), body) in messages.iter().zip(bodies) {
+            let Some((meta, flags)) = held.get(uid) else {
+                missing += 1;
+                continue;
+            };
+            if !self.write_response(tag, *number, request, (meta, Some(flags)), body) {
+                return None;
+            }
+            if self.io.flush_when_full().await.is_err() {
+                return None;
+            }
+        }
+        Some(missing)
+    }
+
+    /// Writes the response of message `number` from its `body`; false after answering that its
+    /// content transfer encoding cannot be undone for BINARY.
+    fn write_response(
+        &mut self,
+        tag: Option<&Tag<'_>>,
+        number: u32,
+        request: &Request<'_>,
+        meta: (&MessageMeta, Option<&Flags>),
+        body: &[u8],
+    ) -> bool {
+        let recent = self.selected.as_ref().is_some_and(|selection| selection.is_recent(meta.0.uid));
+        match response_line(number, request, meta, recent, Some(body), self.utf8) {
+            Ok(line) => {
+                self.io.write(&line);
+                true
+            }
+            Err(UnknownEncoding) => {
+                let text = format!("Message {number} has a content transfer encoding BINARY cannot undo");
+                self.respond(tag, Status::No, Some("UNKNOWN-CTE"), &text);
+                false
+            }
+        }
     }
 
     /// Answers a FETCH of UID and FLAGS only from the selection's snapshot. The lines go out
