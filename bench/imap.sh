@@ -77,6 +77,9 @@
 #   MEM_CONNS=500 MEM_USERS=50 MEM_RUNS=3 STEP_TIMEOUT=900
 #   PERSISTENT_USERS=10,50 PERSISTENT_MSGS=1000 COST_CLIENTS=10 COST_SECS=20 PERF= (unset)
 #   PEERS_DIR=/work/shared/bench/peers OUT=bench/results/imap-<date-time>
+#   PG_EXTRA= (unset): PostgreSQL settings for a what-if run, after the durable ones, e.g.
+#   PG_EXTRA=synchronous_commit=off to see what waiting for the disk at each commit costs;
+#   durability.txt names them.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -126,9 +129,11 @@ if step persistent; then
 fi
 if step cost && [ "$COST_CLIENTS" -gt "$per_user_users" ]; then per_user_users=$COST_CLIENTS; fi
 # Where each statement's time goes, for the profile of the persistent steps.
+pg_profile=""
 if step_any persistent shared cost; then
-  PG_SETTINGS="shared_preload_libraries=pg_stat_statements pg_stat_statements.track=top pg_stat_statements.track_planning=on"
+  pg_profile="shared_preload_libraries=pg_stat_statements pg_stat_statements.track=top pg_stat_statements.track_planning=on"
 fi
+PG_SETTINGS="$pg_profile${PG_EXTRA:+ $PG_EXTRA}"
 [ "$MEM_USERS" -ge 4 ] || { echo "MEM_USERS must be at least 4" >&2; exit 2; }
 DOMAIN=bench.test
 PASSWORD=benchpass
@@ -183,7 +188,8 @@ start_distributed_store
   echo "kubemail dev: SQLite in its data directory (the embedded default)"
   echo "Postfix: queue files fsync'd; Dovecot mdbox: mail_fsync = optimized (the peer scripts' defaults)"
   echo "Passwords: ours argon2id (the mailstore's default hash); Dovecot {PLAIN} (the peer scripts' users file)"
-  if [ -n "${PG_SETTINGS:-}" ]; then echo "PostgreSQL also: $PG_SETTINGS (the profile of the persistent steps)"; fi
+  if [ -n "$pg_profile" ]; then echo "PostgreSQL also: $pg_profile (the profile of the persistent steps)"; fi
+  if [ -n "${PG_EXTRA:-}" ]; then echo "PostgreSQL in this run, overriding the above (PG_EXTRA): $PG_EXTRA"; fi
 } >"$OUT/durability.txt"
 
 # run_frontend IMAP_PORT IMAPS_PORT HTTP_PORT LOG [flags]: an imap-frontend process with
@@ -300,7 +306,7 @@ if [ "$per_user_users" -gt 0 ]; then
   done
 fi
 psql_bench() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$POSTGRES_URL" "$@"; }
-if [ -n "${PG_SETTINGS:-}" ]; then
+if [ -n "$pg_profile" ]; then
   psql_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 fi
 
@@ -331,7 +337,7 @@ profiled() {
       ORDER BY n_tup_ins + n_tup_upd + n_tup_del DESC" >"$OUT/pg-$label-run$run.txt"
   if [ -n "$perf_pid" ]; then
     wait "$perf_pid" || true
-    perf report -i "$work/perf.data" --stdio --no-children --sort comm,dso,symbol --percent-limit 0.3 \
+    perf report -i "$work/perf.data" --stdio --no-children --sort comm,dso,symbol --percent-limit 0.05 \
       >"$OUT/perf-$label-run$run.txt" 2>/dev/null || true
     rm -f "$work/perf.data"
   fi
