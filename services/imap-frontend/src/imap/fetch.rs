@@ -171,16 +171,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return Some(self.write_from_meta(messages, request, lookup));
             }
         }
+        let account_id = self.account_id();
+        let mailbox_id = self.selected.as_ref()?.mailbox_id;
+        if request.marks_seen {
+            self.mark_seen(account_id, mailbox_id, messages).await;
+        }
         if changed_since == 0 && request.needs_body && !request.items.contains(&MessageDataItemName::ModSeq) {
             // The next pieces of messages read lately, cut from the bodies this frontend kept.
             if let Some(bodies) = self.kept_bodies(messages) {
                 return self.write_from_kept_bodies(tag, messages, request, &bodies).await;
             }
-        }
-        let account_id = self.account_id();
-        let mailbox_id = self.selected.as_ref()?.mailbox_id;
-        if request.marks_seen {
-            self.mark_seen(account_id, mailbox_id, messages).await;
         }
         let meta = self.read_meta(tag, (account_id, mailbox_id), messages, request, changed_since).await?;
         if !request.needs_body {
@@ -423,9 +423,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Writes the answer for `messages` from the bodies this frontend kept (`bodies`, in their
-    /// order), with what never changes of them held and their flags from the snapshot, after
-    /// setting \Seen when the request reads without PEEK. How many had no data (expunged
-    /// meanwhile), or `None` when the FETCH ended early (answered already, or the client gone).
+    /// order), with what never changes of them held and their flags from the snapshot (where a
+    /// read without PEEK has set \Seen already). How many had no data (expunged meanwhile), or
+    /// `None` when the FETCH ended early (answered already, or the client gone).
     async fn write_from_kept_bodies(
         &mut self,
         tag: Option<&Tag<'_>>,
@@ -433,11 +433,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         request: &Request<'_>,
         bodies: &[Arc<[u8]>],
     ) -> Option<usize> {
-        if request.marks_seen {
-            let account_id = self.account_id();
-            let mailbox_id = self.selected.as_ref()?.mailbox_id;
-            self.mark_seen(account_id, mailbox_id, messages).await;
-        }
         let held = self.held_meta(tag, messages).await?;
         let mut missing = 0;
         for ((number, uid), body) in messages.iter().zip(bodies) {
